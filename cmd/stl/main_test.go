@@ -1,0 +1,28 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"testing"
+)
+
+func TestExitCode(t *testing.T) {
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	tests := []struct {
+		name string
+		ctx  context.Context
+		err  error
+		want int
+	}{
+		{"ok", context.Background(), nil, exitOK},
+		{"error", context.Background(), errors.New("x"), exitError},
+		{"usage", context.Background(), usagef("bad flag"), exitUsage},
+		{"cancelled", cancelled, context.Canceled, exitCancelled},
+	}
+	for _, tc := range tests {
+		if got := exitCode(tc.ctx, tc.err); got != tc.want {
+			t.Errorf("%s: exitCode = %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}
