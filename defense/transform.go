@@ -1,0 +1,25 @@
+// Package defense holds input-transformation defenses: the Sparse
+// Transformation Layer (STL) with one universal dictionary and the stratified
+// STL of the paper (sections 3.2-3.5), and the baselines it is compared with.
+// Every defense is a Transform.
+package defense
+
+import (
+	"context"
+
+	"github.com/stl-defense/stl/tensor"
+)
+
+// Transform maps a batch of images of shape (N, C, H, W), pixels in [0,1],
+// to a batch of the same shape, pixels in [0,1].
+type Transform interface {
+	// Name is a short human-readable name used in reports, e.g. "STL (cluster)".
+	Name() string
+	// Apply returns T(x) in a newly allocated tensor; x is not modified.
+	// Long transforms check ctx once per image.
+	Apply(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error)
+	// Randomized reports whether Apply draws random numbers, in which case
+	// white-box evaluation uses EOT. A randomized transform draws from its
+	// own seeded source, so a sequence of calls is deterministic.
+	Randomized() bool
+}
