@@ -1,0 +1,416 @@
+// Package npy reads and writes NumPy .npy files (format versions 1.0 to 3.0)
+// as tensors, so that dictionaries, images and adversarial sets move between
+// this project and NumPy/SPORCO unchanged.
+//
+// Read accepts little- and big-endian float32, float64, uint8, int32 and
+// int64 arrays in C or Fortran order and returns float32 values in C order
+// with the file's shape. Write always writes little-endian float32 ('<f4') in
+// C order, so a float32 tensor written and read back is bit-identical.
+// ReadInts and WriteInts do the same for integer label arrays ('<i8').
+package npy
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/stl-defense/stl/internal/safefile"
+	"github.com/stl-defense/stl/tensor"
+)
+
+var magic = []byte("\x93NUMPY")
+
+// MaxElements bounds the number of elements a file may declare; larger
+// headers are rejected before anything is allocated.
+const MaxElements = 1 << 31
+
+// FormatError reports a malformed .npy header or an unsupported layout.
+type FormatError struct{ Msg string }
+
+func (e *FormatError) Error() string { return "npy: " + e.Msg }
+
+func formatErr(format string, a ...any) error { return &FormatError{fmt.Sprintf(format, a...)} }
+
+// Header is the parsed description of an array.
+type Header struct {
+	Descr   string // e.g. "<f4"
+	Fortran bool
+	Shape   []int
+}
+
+// kind returns the element decoder for the header's dtype.
+func (h *Header) elem() (size int, order binary.ByteOrder, kind byte, err error) {
+	d := h.Descr
+	if len(d) < 3 {
+		return 0, nil, 0, formatErr("unsupported dtype %q", d)
+	}
+	switch d[0] {
+	case '<', '|', '=':
+		order = binary.LittleEndian
+	case '>':
+		order = binary.BigEndian
+	default:
+		return 0, nil, 0, formatErr("unsupported dtype %q", d)
+	}
+	switch d[1:] {
+	case "f4":
+		return 4, order, 'f', nil
+	case "f8":
+		return 8, order, 'f', nil
+	case "u1":
+		return 1, order, 'u', nil
+	case "i4":
+		return 4, order, 'i', nil
+	case "i8":
+		return 8, order, 'i', nil
+	}
+	return 0, nil, 0, formatErr("unsupported dtype %q (want f4, f8, u1, i4 or i8)", d)
+}
+
+// ReadHeader reads the magic string and header dictionary from r, leaving r
+// at the first data byte. A truncated header is io.ErrUnexpectedEOF.
+func ReadHeader(r io.Reader) (*Header, error) {
+	pre := make([]byte, 8)
+	if _, err := io.ReadFull(r, pre); err != nil {
+		return nil, eof(err)
+	}
+	if !bytes.Equal(pre[:6], magic) {
+		return nil, formatErr("not a .npy file (bad magic)")
+	}
+	var hlen int
+	switch pre[6] {
+	case 1:
+		b := make([]byte, 2)
+		if _, err := io.ReadFull(r, b); err != nil {
+			return nil, eof(err)
+		}
+		hlen = int(binary.LittleEndian.Uint16(b))
+	case 2, 3:
+		b := make([]byte, 4)
+		if _, err := io.ReadFull(r, b); err != nil {
+			return nil, eof(err)
+		}
+		hlen = int(binary.LittleEndian.Uint32(b))
+		if hlen > 1<<20 {
+			return nil, formatErr("header length %d too large", hlen)
+		}
+	default:
+		return nil, formatErr("unsupported format version %d.%d", pre[6], pre[7])
+	}
+	hb := make([]byte, hlen)
+	if _, err := io.ReadFull(r, hb); err != nil {
+		return nil, eof(err)
+	}
+	return parseHeader(string(hb))
+}
+
+func eof(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// parseHeader parses the Python dict literal of a .npy header, e.g.
+// {'descr': '<f4', 'fortran_order': False, 'shape': (8, 8, 3, 64), }.
+func parseHeader(s string) (*Header, error) {
+	s = strings.TrimSpace(s)
+	if !strings.HasPrefix(s, "{") || !strings.HasSuffix(s, "}") {
+		return nil, formatErr("header is not a dictionary: %.60q", s)
+	}
+	h := &Header{}
+	var haveDescr, haveOrder, haveShape bool
+	body := s[1 : len(s)-1]
+	for len(strings.TrimSpace(body)) > 0 {
+		body = strings.TrimLeft(body, " ,")
+		if body == "" {
+			break
+		}
+		key, rest, err := quoted(body)
+		if err != nil {
+			return nil, err
+		}
+		rest = strings.TrimLeft(rest, " ")
+		if !strings.HasPrefix(rest, ":") {
+			return nil, formatErr("header: missing ':' after %q", key)
+		}
+		rest = strings.TrimLeft(rest[1:], " ")
+		switch key {
+		case "descr":
+			h.Descr, rest, err = quoted(rest)
+			if err != nil {
+				return nil, err
+			}
+			haveDescr = true
+		case "fortran_order":
+			switch {
+			case strings.HasPrefix(rest, "False"):
+				h.Fortran, rest = false, rest[5:]
+			case strings.HasPrefix(rest, "True"):
+				h.Fortran, rest = true, rest[4:]
+			default:
+				return nil, formatErr("header: bad fortran_order")
+			}
+			haveOrder = true
+		case "shape":
+			if !strings.HasPrefix(rest, "(") {
+				return nil, formatErr("header: shape is not a tuple")
+			}
+			end := strings.IndexByte(rest, ')')
+			if end < 0 {
+				return nil, formatErr("header: unterminated shape")
+			}
+			n := 1
+			h.Shape = []int{}
+			for _, f := range strings.Split(rest[1:end], ",") {
+				f = strings.TrimSpace(f)
+				if f == "" {
+					continue
+				}
+				d, err := strconv.Atoi(strings.TrimSuffix(f, "L"))
+				if err != nil || d < 0 {
+					return nil, formatErr("header: bad dimension %q", f)
+				}
+				if d > 0 && n > MaxElements/d {
+					return nil, formatErr("header: shape %s has more than %d elements", rest[:end+1], MaxElements)
+				}
+				n *= d
+				h.Shape = append(h.Shape, d)
+			}
+			rest = rest[end+1:]
+			haveShape = true
+		default:
+			return nil, formatErr("header: unknown key %q", key)
+		}
+		body = rest
+	}
+	if !haveDescr || !haveOrder || !haveShape {
+		return nil, formatErr("header lacks descr, fortran_order or shape")
+	}
+	return h, nil
+}
+
+func quoted(s string) (val, rest string, err error) {
+	if len(s) == 0 || (s[0] != '\'' && s[0] != '"') {
+		return "", "", formatErr("header: expected a quoted string at %.20q", s)
+	}
+	end := strings.IndexByte(s[1:], s[0])
+	if end < 0 {
+		return "", "", formatErr("header: unterminated string")
+	}
+	return s[1 : 1+end], s[2+end:], nil
+}
+
+func numel(shape []int) int {
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	return n
+}
+
+// readRaw reads the data of h from r as float64 values in C order. Memory
+// grows with the bytes actually read, so a header that claims more data than
+// the input holds fails with io.ErrUnexpectedEOF without a large allocation.
+func readRaw(r io.Reader, h *Header, put func(i int, v float64)) error {
+	size, order, kind, err := h.elem()
+	if err != nil {
+		return err
+	}
+	n := numel(h.Shape)
+	buf := make([]byte, 1<<16)
+	per := len(buf) / size
+	for i := 0; i < n; i += per {
+		m := min(per, n-i)
+		b := buf[:m*size]
+		if _, err := io.ReadFull(r, b); err != nil {
+			return eof(err)
+		}
+		for j := 0; j < m; j++ {
+			e := b[j*size : (j+1)*size]
+			var v float64
+			switch {
+			case kind == 'f' && size == 4:
+				v = float64(math.Float32frombits(order.Uint32(e)))
+			case kind == 'f':
+				v = math.Float64frombits(order.Uint64(e))
+			case kind == 'u':
+				v = float64(e[0])
+			case size == 4:
+				v = float64(int32(order.Uint32(e)))
+			default:
+				v = float64(int64(order.Uint64(e)))
+			}
+			put(i+j, v)
+		}
+	}
+	return nil
+}
+
+// fortranToC maps the flat index of a Fortran-ordered array to its C-order
+// index.
+func fortranToC(shape []int) func(int) int {
+	return func(f int) int {
+		c := 0
+		stride := 1
+		idx := make([]int, len(shape))
+		for k := 0; k < len(shape); k++ {
+			idx[k] = f % shape[k]
+			f /= shape[k]
+		}
+		for k := len(shape) - 1; k >= 0; k-- {
+			c += idx[k] * stride
+			stride *= shape[k]
+		}
+		return c
+	}
+}
+
+// Read decodes a .npy array from r into a float32 tensor in C order. Integer
+// and float64 data are converted to float32. It returns a *FormatError for a
+// malformed or unsupported file and io.ErrUnexpectedEOF for a truncated one.
+func Read(r io.Reader) (*tensor.Tensor, error) {
+	br := bufio.NewReader(r)
+	h, err := ReadHeader(br)
+	if err != nil {
+		return nil, err
+	}
+	data := make([]float32, 0, min(numel(h.Shape), 1<<20))
+	if err := readRaw(br, h, func(_ int, v float64) { data = append(data, float32(v)) }); err != nil {
+		return nil, err
+	}
+	if h.Fortran && len(h.Shape) > 1 {
+		c := make([]float32, len(data))
+		idx := fortranToC(h.Shape)
+		for i, v := range data {
+			c[idx(i)] = v
+		}
+		data = c
+	}
+	return &tensor.Tensor{Shape: h.Shape, Data: data}, nil
+}
+
+// ReadInts decodes a one-dimensional integer (or integral float) array, such
+// as class labels.
+func ReadInts(r io.Reader) ([]int, error) {
+	t, err := Read(r)
+	if err != nil {
+		return nil, err
+	}
+	if len(t.Shape) != 1 {
+		return nil, formatErr("labels must be one-dimensional, got shape %v", t.Shape)
+	}
+	out := make([]int, len(t.Data))
+	for i, v := range t.Data {
+		if v != float32(math.Trunc(float64(v))) {
+			return nil, formatErr("value %v at %d is not an integer", v, i)
+		}
+		out[i] = int(v)
+	}
+	return out, nil
+}
+
+func writeHeader(w io.Writer, descr string, shape []int) error {
+	dims := make([]string, len(shape))
+	for i, d := range shape {
+		dims[i] = strconv.Itoa(d)
+	}
+	sh := strings.Join(dims, ", ")
+	if len(shape) == 1 {
+		sh += ","
+	}
+	dict := fmt.Sprintf("{'descr': '%s', 'fortran_order': False, 'shape': (%s), }", descr, sh)
+	// Pad so that magic(6)+version(2)+len(2)+dict+'\n' is a multiple of 64.
+	total := 10 + len(dict) + 1
+	pad := (64 - total%64) % 64
+	dict += strings.Repeat(" ", pad) + "\n"
+	if len(dict) > math.MaxUint16 {
+		return formatErr("shape %v too long for a version 1.0 header", shape)
+	}
+	hdr := append([]byte{}, magic...)
+	hdr = append(hdr, 1, 0)
+	hdr = binary.LittleEndian.AppendUint16(hdr, uint16(len(dict)))
+	hdr = append(hdr, dict...)
+	_, err := w.Write(hdr)
+	return err
+}
+
+// Write encodes t as a little-endian float32 C-order .npy array. It returns
+// a *tensor.ShapeError when t's shape does not match its data.
+func Write(w io.Writer, t *tensor.Tensor) error {
+	if numel(t.Shape) != len(t.Data) {
+		return &tensor.ShapeError{Op: "npy.Write", Want: t.Shape, Got: []int{len(t.Data)}}
+	}
+	if err := writeHeader(w, "<f4", t.Shape); err != nil {
+		return err
+	}
+	buf := make([]byte, 0, 1<<16)
+	for i, v := range t.Data {
+		buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(v))
+		if len(buf) == cap(buf) || i == len(t.Data)-1 {
+			if _, err := w.Write(buf); err != nil {
+				return err
+			}
+			buf = buf[:0]
+		}
+	}
+	return nil
+}
+
+// WriteInts encodes labels as a one-dimensional little-endian int64 array.
+func WriteInts(w io.Writer, v []int) error {
+	if err := writeHeader(w, "<i8", []int{len(v)}); err != nil {
+		return err
+	}
+	buf := make([]byte, 0, 8*len(v))
+	for _, x := range v {
+		buf = binary.LittleEndian.AppendUint64(buf, uint64(int64(x)))
+	}
+	_, err := w.Write(buf)
+	return err
+}
+
+// ReadFile reads a .npy file; errors name the file.
+func ReadFile(path string) (*tensor.Tensor, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	t, err := Read(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return t, nil
+}
+
+// WriteFile atomically writes t to path as float32 .npy.
+func WriteFile(path string, t *tensor.Tensor) error {
+	return safefile.Write(path, func(w io.Writer) error { return Write(w, t) })
+}
+
+// ReadIntsFile reads a one-dimensional integer .npy file; errors name the file.
+func ReadIntsFile(path string) ([]int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	v, err := ReadInts(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return v, nil
+}
+
+// WriteIntsFile atomically writes labels to path as int64 .npy.
+func WriteIntsFile(path string, v []int) error {
+	return safefile.Write(path, func(w io.Writer) error { return WriteInts(w, v) })
+}

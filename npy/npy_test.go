@@ -1,0 +1,184 @@
+package npy
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"path/filepath"
+	"testing"
+
+	"github.com/stl-defense/stl/tensor"
+)
+
+func TestRoundTripBitIdentical(t *testing.T) {
+	for _, shape := range [][]int{{5}, {2, 3}, {8, 8, 3, 4}, {0, 3}} {
+		x := tensor.New(shape...)
+		for i := range x.Data {
+			x.Data[i] = float32(math.Sin(float64(i)*1.7)) * 1e-3 * float32(i)
+		}
+		if len(x.Data) > 1 {
+			x.Data[1] = math.Float32frombits(1) // denormal survives
+		}
+		var buf bytes.Buffer
+		if err := Write(&buf, x); err != nil {
+			t.Fatal(err)
+		}
+		if buf.Len() < 64 || (buf.Len()-4*len(x.Data))%64 != 0 {
+			t.Errorf("shape %v: header not 64-byte aligned (file %d bytes)", shape, buf.Len())
+		}
+		y, err := Read(&buf)
+		if err != nil {
+			t.Fatalf("shape %v: %v", shape, err)
+		}
+		if !tensor.SameShape(x, y) {
+			t.Fatalf("shape %v read back as %v", shape, y.Shape)
+		}
+		for i := range x.Data {
+			if math.Float32bits(x.Data[i]) != math.Float32bits(y.Data[i]) {
+				t.Fatalf("shape %v: value %d differs", shape, i)
+			}
+		}
+	}
+}
+
+// TestReadNumPyFile reads a file written by NumPy (SPORCO's reference image
+// crop, (32, 32, 3) float32).
+func TestReadNumPyFile(t *testing.T) {
+	x, err := ReadFile(filepath.Join("testdata", "img32.npy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(x.Shape) != 3 || x.Shape[0] != 32 || x.Shape[1] != 32 || x.Shape[2] != 3 {
+		t.Fatalf("shape %v", x.Shape)
+	}
+	lo, hi := x.Data[0], x.Data[0]
+	for _, v := range x.Data {
+		lo, hi = min(lo, v), max(hi, v)
+	}
+	if lo < 0 || hi > 1 || hi-lo < 0.1 {
+		t.Fatalf("pixel range [%v, %v] not an image in [0,1]", lo, hi)
+	}
+}
+
+func rawFile(descr, fortran, shape string, data []byte) []byte {
+	dict := "{'descr': '" + descr + "', 'fortran_order': " + fortran + ", 'shape': " + shape + ", }\n"
+	b := append([]byte("\x93NUMPY\x01\x00"), 0, 0)
+	binary.LittleEndian.PutUint16(b[8:], uint16(len(dict)))
+	return append(append(b, dict...), data...)
+}
+
+func TestReadDtypesAndOrder(t *testing.T) {
+	f8 := make([]byte, 0)
+	for _, v := range []float64{1, 2, 3, 4, 5, 6} {
+		f8 = binary.LittleEndian.AppendUint64(f8, math.Float64bits(v))
+	}
+	tests := []struct {
+		name string
+		file []byte
+		want []float32
+		shp  []int
+	}{
+		{"f8 C", rawFile("<f8", "False", "(2, 3)", f8), []float32{1, 2, 3, 4, 5, 6}, []int{2, 3}},
+		{"f8 Fortran", rawFile("<f8", "True", "(2, 3)", f8), []float32{1, 3, 5, 2, 4, 6}, []int{2, 3}},
+		{"u1", rawFile("|u1", "False", "(3,)", []byte{0, 7, 255}), []float32{0, 7, 255}, []int{3}},
+		{"big-endian f4", rawFile(">f4", "False", "(1,)", binary.BigEndian.AppendUint32(nil, math.Float32bits(2.5))), []float32{2.5}, []int{1}},
+		{"scalar", rawFile("<f4", "False", "()", binary.LittleEndian.AppendUint32(nil, math.Float32bits(-1))), []float32{-1}, []int{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			x, err := Read(bytes.NewReader(tc.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(x.Shape) != len(tc.shp) {
+				t.Fatalf("shape %v, want %v", x.Shape, tc.shp)
+			}
+			for i := range tc.want {
+				if x.Data[i] != tc.want[i] {
+					t.Fatalf("data %v, want %v", x.Data, tc.want)
+				}
+			}
+		})
+	}
+}
+
+func TestIntsRoundTrip(t *testing.T) {
+	var buf bytes.Buffer
+	in := []int{3, 0, 9, 1 << 40}
+	if err := WriteInts(&buf, in); err != nil {
+		t.Fatal(err)
+	}
+	out, err := ReadInts(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range in {
+		if in[i] != out[i] {
+			t.Fatalf("got %v want %v", out, in)
+		}
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	good := rawFile("<f4", "False", "(2,)", make([]byte, 8))
+	tests := []struct {
+		name    string
+		file    []byte
+		wantEOF bool
+	}{
+		{"empty", nil, true},
+		{"bad magic", []byte("\x93NUMPX\x01\x00\x00\x00"), false},
+		{"truncated header", good[:20], true},
+		{"truncated data", good[:len(good)-3], true},
+		{"huge claim", rawFile("<f4", "False", "(1000000000,)", make([]byte, 8)), true},
+		{"overflow", rawFile("<f4", "False", "(100000, 100000, 100000)", nil), false},
+		{"negative dim", rawFile("<f4", "False", "(-2,)", nil), false},
+		{"bad dtype", rawFile("<c8", "False", "(2,)", make([]byte, 16)), false},
+		{"not a dict", append([]byte("\x93NUMPY\x01\x00\x04\x00"), "abcd"...), false},
+		{"version 9", []byte("\x93NUMPY\x09\x00\x00\x00"), false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Read(bytes.NewReader(tc.file))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			var fe *FormatError
+			if tc.wantEOF && !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Fatalf("err = %v, want io.ErrUnexpectedEOF", err)
+			}
+			if !tc.wantEOF && !errors.As(err, &fe) {
+				t.Fatalf("err = %v, want *FormatError", err)
+			}
+		})
+	}
+	if err := Write(io.Discard, &tensor.Tensor{Shape: []int{3}, Data: make([]float32, 2)}); err == nil {
+		t.Fatal("Write with inconsistent shape: no error")
+	}
+}
+
+func FuzzRead(f *testing.F) {
+	var buf bytes.Buffer
+	Write(&buf, tensor.New(2, 3))
+	f.Add(buf.Bytes())
+	f.Add(rawFile("<f8", "True", "(2, 2)", make([]byte, 32)))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		x, err := Read(bytes.NewReader(b))
+		if err == nil && x.Len() != len(x.Data) {
+			t.Fatalf("shape %v with %d values", x.Shape, len(x.Data))
+		}
+	})
+}
+
+func ExampleWrite() {
+	var buf bytes.Buffer
+	x := tensor.New(2, 2)
+	x.Data[3] = 1.5
+	_ = Write(&buf, x)
+	y, _ := Read(&buf)
+	fmt.Println(y.Shape, y.Data)
+	// Output: [2 2] [0 0 0 1.5]
+}
