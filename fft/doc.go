@@ -1,0 +1,22 @@
+// Package fft computes two-dimensional real-to-complex discrete Fourier
+// transforms in single precision, the workhorse of the Fourier-domain ADMM
+// solvers for convolutional sparse coding (Wohlberg 2014/2016, paper
+// section 3.3: "we transform to the Fourier domain and use ADMM").
+//
+// A Plan transforms h×w real arrays (row-major) to the non-redundant half
+// spectrum of h×(w/2+1) complex values (row-major), and back.
+//
+// Normalization: Forward is unnormalized,
+//
+//	X[k,l] = sum_{y,x} s[y,x] exp(-2πi (k y/h + l x/w)),
+//
+// and Inverse divides by h*w, so Inverse(Forward(s)) == s up to rounding.
+//
+// Two implementations satisfy the RealPlan2D interface and one conformance
+// test suite: FFTW 3 in single precision through cgo (the default build;
+// planning is serialized by a mutex because the FFTW planner is not
+// thread-safe, plans are built once per size and cached, and execution uses
+// FFTW's thread-safe new-array execute functions), and a pure-Go one on
+// gonum's dsp/fourier (always compiled; the only one under the purego build
+// tag). New returns the fastest one available.
+package fft

@@ -1,0 +1,167 @@
+//go:build !purego && cgo
+
+package fft
+
+/*
+#cgo LDFLAGS: -lfftw3f
+#include <fftw3.h>
+#include <stdint.h>
+
+static fftwf_plan plan_r2c(int h, int w, unsigned flags) {
+	float *in = fftwf_alloc_real((size_t)h * w);
+	fftwf_complex *out = fftwf_alloc_complex((size_t)h * (w / 2 + 1));
+	fftwf_plan p = fftwf_plan_dft_r2c_2d(h, w, in, out, flags);
+	fftwf_free(in);
+	fftwf_free(out);
+	return p;
+}
+
+static fftwf_plan plan_c2r(int h, int w, unsigned flags) {
+	fftwf_complex *in = fftwf_alloc_complex((size_t)h * (w / 2 + 1));
+	float *out = fftwf_alloc_real((size_t)h * w);
+	fftwf_plan p = fftwf_plan_dft_c2r_2d(h, w, in, out, flags);
+	fftwf_free(in);
+	fftwf_free(out);
+	return p;
+}
+
+static int aligned(void *p) { return fftwf_alignment_of((float *)p) == 0; }
+
+static void exec_r2c(fftwf_plan p, float *in, void *out) {
+	fftwf_execute_dft_r2c(p, in, (fftwf_complex *)out);
+}
+
+static void exec_c2r(fftwf_plan p, void *in, float *out) {
+	fftwf_execute_dft_c2r(p, (fftwf_complex *)in, out);
+}
+*/
+import "C"
+
+import (
+	"sync"
+	"unsafe"
+)
+
+// Implementation names the implementation New returns: "gonum" or "fftw".
+const Implementation = "fftw"
+
+func newBest(h, w int) (RealPlan2D, error) { return NewFFTWPlan(h, w) }
+
+type sizeKey struct{ h, w int }
+
+type cPlans struct{ r2c, c2r C.fftwf_plan }
+
+// planner serializes every call into the FFTW planner, which is not
+// thread-safe, and caches the plans per size for the life of the process.
+var planner struct {
+	sync.Mutex
+	plans map[sizeKey]cPlans
+}
+
+// planFlags: FFTW_MEASURE picks the fastest algorithm by timing candidates
+// once per size (milliseconds); the choice can differ between processes,
+// which changes results only in the last bits.
+const planFlags = C.FFTW_MEASURE
+
+func cachedPlans(h, w int) (cPlans, error) {
+	planner.Lock()
+	defer planner.Unlock()
+	k := sizeKey{h, w}
+	if p, ok := planner.plans[k]; ok {
+		return p, nil
+	}
+	p := cPlans{
+		r2c: C.plan_r2c(C.int(h), C.int(w), planFlags),
+		c2r: C.plan_c2r(C.int(h), C.int(w), planFlags|C.FFTW_DESTROY_INPUT),
+	}
+	if p.r2c == nil || p.c2r == nil {
+		return cPlans{}, &SizeError{H: h, W: w}
+	}
+	if planner.plans == nil {
+		planner.plans = make(map[sizeKey]cPlans)
+	}
+	planner.plans[k] = p
+	return p, nil
+}
+
+// FFTWPlan is the RealPlan2D on FFTW 3 (single precision). The FFTW plans
+// are shared by all FFTWPlans of a size and executed concurrently with the
+// new-array execute functions; an FFTWPlan itself owns aligned scratch
+// memory (the complex-to-real transform destroys its input, so Inverse
+// works on a copy) and is not safe for concurrent use.
+type FFTWPlan struct {
+	h, w  int
+	p     cPlans
+	rtmp  []float32
+	ctmp  []complex64
+	scale float32
+}
+
+// NewFFTWPlan returns an FFTW plan for h×w real arrays, or a *SizeError.
+// The first plan of a size is measured (a few milliseconds at 32×32).
+func NewFFTWPlan(h, w int) (*FFTWPlan, error) {
+	if err := checkSize(h, w); err != nil {
+		return nil, err
+	}
+	p, err := cachedPlans(h, w)
+	if err != nil {
+		return nil, err
+	}
+	return &FFTWPlan{
+		h: h, w: w, p: p,
+		rtmp:  MakeFloat32(h * w),
+		ctmp:  MakeComplex64(ComplexLen(h, w)),
+		scale: 1 / float32(h*w),
+	}, nil
+}
+
+// Size implements RealPlan2D.
+func (p *FFTWPlan) Size() (int, int) { return p.h, p.w }
+
+func isAligned(ptr unsafe.Pointer) bool { return C.aligned(ptr) != 0 }
+
+// Forward implements RealPlan2D.
+func (p *FFTWPlan) Forward(dst []complex64, src []float32) []complex64 {
+	if dst == nil {
+		dst = MakeComplex64(ComplexLen(p.h, p.w))
+	}
+	checkLens("Forward", p.h, p.w, len(src), len(dst))
+	in, out := src, dst
+	if !isAligned(unsafe.Pointer(&src[0])) {
+		copy(p.rtmp, src)
+		in = p.rtmp
+	}
+	if !isAligned(unsafe.Pointer(&dst[0])) {
+		out = p.ctmp
+	}
+	C.exec_r2c(p.p.r2c, (*C.float)(unsafe.Pointer(&in[0])), unsafe.Pointer(&out[0]))
+	if &out[0] != &dst[0] {
+		copy(dst, out)
+	}
+	return dst
+}
+
+// Inverse implements RealPlan2D.
+func (p *FFTWPlan) Inverse(dst []float32, src []complex64) []float32 {
+	if dst == nil {
+		dst = MakeFloat32(p.h * p.w)
+	}
+	checkLens("Inverse", p.h, p.w, len(dst), len(src))
+	copy(p.ctmp, src) // c2r destroys its input
+	out := dst
+	if !isAligned(unsafe.Pointer(&dst[0])) {
+		out = p.rtmp
+	}
+	C.exec_c2r(p.p.c2r, unsafe.Pointer(&p.ctmp[0]), (*C.float)(unsafe.Pointer(&out[0])))
+	s := p.scale
+	if &out[0] != &dst[0] {
+		for i, v := range out {
+			dst[i] = v * s
+		}
+	} else {
+		for i := range dst {
+			dst[i] *= s
+		}
+	}
+	return dst
+}
