@@ -1,0 +1,156 @@
+package defense
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/stl-defense/stl/tensor"
+)
+
+// Projector computes the Sparse Transformation Layer's projection of images
+// onto the span of one convolutional dictionary (section 3.2, Problem (2)
+// with the filters fixed: CBPDN on the highpass part plus the lowpass part,
+// clipped to [0,1]). csc's Projector satisfies it.
+type Projector interface {
+	// Project writes T(src) into dst; both are (N, C, H, W) batches of the
+	// same shape.
+	Project(ctx context.Context, dst, src *tensor.Tensor) error
+}
+
+// STL is the Sparse Transformation Layer with one universal dictionary
+// learned on all training images: the row "STL" of the paper's tables. It
+// is deterministic. Apply is safe for concurrent use; calls are serialized
+// on the projector.
+type STL struct {
+	mu   sync.Mutex
+	proj Projector
+}
+
+// NewSTL returns the universal STL projecting with p.
+func NewSTL(p Projector) (*STL, error) {
+	if p == nil {
+		return nil, fmt.Errorf("defense: NewSTL: nil projector")
+	}
+	return &STL{proj: p}, nil
+}
+
+// Name implements Transform.
+func (*STL) Name() string { return "STL" }
+
+// Randomized implements Transform: the projection draws no random numbers.
+func (*STL) Randomized() bool { return false }
+
+// Apply implements Transform: it returns the projection of every image of
+// x in a new tensor.
+func (t *STL) Apply(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
+	if _, _, _, _, err := checkImages("defense.STL.Apply", x, 0); err != nil {
+		return nil, err
+	}
+	dst := tensor.New(x.Shape...)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.proj.Project(ctx, dst, x); err != nil {
+		return nil, err
+	}
+	return dst, nil
+}
+
+// StratifiedSTL is the stratified Sparse Transformation Layer, the paper's
+// "STL (cluster)" (sections 3.4-3.5, Figure 2): each image is routed by the
+// Stratifier to a cluster and projected with that cluster's dictionary. It
+// is deterministic. Apply is safe for concurrent use when the Stratifier's
+// encoder is; projections are serialized per cluster.
+type StratifiedSTL struct {
+	strat *Stratifier
+	projs []Projector
+	mus   []sync.Mutex
+}
+
+// NewStratifiedSTL returns the stratified STL with one projector per
+// cluster of s, in cluster order.
+func NewStratifiedSTL(s *Stratifier, projs []Projector) (*StratifiedSTL, error) {
+	if s == nil {
+		return nil, fmt.Errorf("defense: NewStratifiedSTL: nil stratifier")
+	}
+	if len(projs) != s.Clusters() {
+		return nil, fmt.Errorf("defense: NewStratifiedSTL: %d projectors for %d clusters", len(projs), s.Clusters())
+	}
+	for i, p := range projs {
+		if p == nil {
+			return nil, fmt.Errorf("defense: NewStratifiedSTL: nil projector for cluster %d", i)
+		}
+	}
+	return &StratifiedSTL{strat: s, projs: append([]Projector(nil), projs...), mus: make([]sync.Mutex, len(projs))}, nil
+}
+
+// Name implements Transform.
+func (*StratifiedSTL) Name() string { return "STL (cluster)" }
+
+// Randomized implements Transform: assignment and projection draw no
+// random numbers.
+func (*StratifiedSTL) Randomized() bool { return false }
+
+// Stratifier returns the model that routes images to clusters.
+func (t *StratifiedSTL) Stratifier() *Stratifier { return t.strat }
+
+// Apply implements Transform: it assigns every image of x to a cluster
+// (Stratifier.Assign) and returns the projections in a new tensor.
+func (t *StratifiedSTL) Apply(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
+	clusters, err := t.strat.Assign(ctx, x)
+	if err != nil {
+		return nil, err
+	}
+	return t.ApplyClusters(ctx, x, clusters)
+}
+
+// ApplyClusters projects image i of x with the dictionary of cluster
+// clusters[i], for callers that already know the assignment (for example
+// the training images with their k-means labels). It returns the
+// projections in a new tensor.
+func (t *StratifiedSTL) ApplyClusters(ctx context.Context, x *tensor.Tensor, clusters []int) (*tensor.Tensor, error) {
+	n, c, h, w, err := checkImages("defense.StratifiedSTL.Apply", x, 0)
+	if err != nil {
+		return nil, err
+	}
+	if len(clusters) != n {
+		return nil, fmt.Errorf("defense: StratifiedSTL: %d cluster assignments for %d images", len(clusters), n)
+	}
+	members := make([][]int, len(t.projs))
+	for i, k := range clusters {
+		if k < 0 || k >= len(t.projs) {
+			return nil, fmt.Errorf("defense: StratifiedSTL: image %d assigned to cluster %d, want [0, %d)", i, k, len(t.projs))
+		}
+		members[k] = append(members[k], i)
+	}
+	per := c * h * w
+	dst := tensor.New(x.Shape...)
+	for k, idx := range members {
+		if len(idx) == 0 {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		src := tensor.New(len(idx), c, h, w)
+		for j, i := range idx {
+			copy(src.Data[j*per:(j+1)*per], x.Data[i*per:(i+1)*per])
+		}
+		out := tensor.New(len(idx), c, h, w)
+		t.mus[k].Lock()
+		err := t.projs[k].Project(ctx, out, src)
+		t.mus[k].Unlock()
+		if err != nil {
+			return nil, fmt.Errorf("defense: STL (cluster) %d: %w", k, err)
+		}
+		for j, i := range idx {
+			copy(dst.Data[i*per:(i+1)*per], out.Data[j*per:(j+1)*per])
+		}
+	}
+	return dst, nil
+}
+
+var (
+	_ Transform = (*STL)(nil)
+	_ Transform = (*StratifiedSTL)(nil)
+)
