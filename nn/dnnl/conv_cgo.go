@@ -1,0 +1,221 @@
+//go:build cgo && !purego
+
+package dnnl
+
+/*
+#cgo LDFLAGS: -ldnnl -lgomp
+#include "dnnl.h"
+*/
+import "C"
+
+import (
+	"sync"
+	"sync/atomic"
+	"unsafe"
+)
+
+var (
+	engineOnce sync.Once
+	engineErr  error
+	threads    atomic.Int32
+)
+
+func init() { threads.Store(int32(C.stl_max_threads())) }
+
+func initEngine() error {
+	engineOnce.Do(func() {
+		if st := C.stl_engine_init(); st != 0 {
+			engineErr = statusError("engine create", st)
+		}
+	})
+	return engineErr
+}
+
+func statusError(op string, st C.int) error {
+	return &Error{Op: op, Status: int(st), Msg: C.GoString(C.stl_status_str(st))}
+}
+
+// Available reports whether oneDNN can be used: the package was built with
+// cgo and without the purego tag, and a CPU engine could be created.
+func Available() bool { return initEngine() == nil }
+
+// SetThreads sets the number of OpenMP threads that later calls of every Conv
+// use (n < 1 means 1). A Conv built under another count rebuilds its
+// primitives on its next call, which costs about as much as NewConv. It is
+// safe for concurrent use but meant to be called once, at start-up.
+func SetThreads(n int) {
+	if n < 1 {
+		n = 1
+	}
+	threads.Store(int32(n))
+}
+
+// Threads returns the thread count set by SetThreads, or OpenMP's default
+// (OMP_NUM_THREADS, else the number of CPUs) before any call.
+func Threads() int { return int(threads.Load()) }
+
+// Conv is a convolution of one shape with its oneDNN primitives, reorders
+// and buffers. Build it with NewConv and release it with Close; its C memory
+// is not managed by the Go garbage collector.
+//
+// A Conv is not safe for concurrent use: its internal buffers are shared by
+// its three passes. Use one Conv per goroutine (or per layer and worker).
+type Conv struct {
+	p    ConvParams
+	alg  algorithm
+	nthr int32
+	c    *C.stl_conv
+}
+
+// NewConv builds the oneDNN primitives for convolutions of shape p under the
+// current thread count (see SetThreads). It returns a *ParamError when p is
+// invalid, ErrUnavailable without oneDNN, and an *Error when oneDNN fails (for
+// example out of memory). The backward primitives are built on first use.
+func NewConv(p ConvParams) (*Conv, error) { return newConv(p, algDirect) }
+
+func newConv(p ConvParams, alg algorithm) (*Conv, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	if err := initEngine(); err != nil {
+		return nil, err
+	}
+	c := &Conv{p: p, alg: alg}
+	if err := c.build(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Conv) build() error {
+	p := c.p
+	oh, ow := p.OutHW()
+	params := [C.STL_NPARAM]C.int64_t{
+		C.STL_N: C.int64_t(p.N), C.STL_C: C.int64_t(p.C), C.STL_H: C.int64_t(p.H), C.STL_W: C.int64_t(p.W),
+		C.STL_K: C.int64_t(p.K), C.STL_R: C.int64_t(p.R), C.STL_S: C.int64_t(p.S),
+		C.STL_SH: C.int64_t(p.StrideH), C.STL_SW: C.int64_t(p.StrideW),
+		C.STL_PH: C.int64_t(p.PadH), C.STL_PW: C.int64_t(p.PadW),
+		C.STL_OH: C.int64_t(oh), C.STL_OW: C.int64_t(ow),
+	}
+	nthr := threads.Load()
+	var cc *C.stl_conv
+	if st := C.stl_conv_create(&cc, &params[0], C.int(nthr), C.int(c.alg)); st != 0 {
+		return statusError("NewConv", st)
+	}
+	c.c, c.nthr = cc, nthr
+	return nil
+}
+
+// ready rebuilds the primitives when the thread count changed since they were
+// built.
+func (c *Conv) ready() error {
+	if c.c == nil {
+		return ErrClosed
+	}
+	if threads.Load() == c.nthr {
+		return nil
+	}
+	C.stl_conv_destroy(c.c)
+	c.c = nil
+	return c.build()
+}
+
+// Params returns the shape c was built for.
+func (c *Conv) Params() ConvParams {
+	if c == nil {
+		return ConvParams{}
+	}
+	return c.p
+}
+
+// Forward computes dst = conv(src, weight) + bias: src (N,C,H,W), weight
+// (K,C,R,S), bias (K) or nil for none, dst (N,K,OH,OW), all row-major.
+// dst is overwritten and must not overlap the inputs. It returns a
+// *LengthError, before touching any array, when a length is wrong.
+func (c *Conv) Forward(dst, src, weight, bias []float32) error {
+	if c == nil {
+		return ErrClosed
+	}
+	if err := c.p.checkForward(dst, src, weight, bias); err != nil {
+		return err
+	}
+	if err := c.ready(); err != nil {
+		return err
+	}
+	var b *C.float
+	if bias != nil {
+		b = (*C.float)(unsafe.Pointer(&bias[0]))
+	}
+	if st := C.stl_conv_forward(c.c, fp(dst), fp(src), fp(weight), b); st != 0 {
+		return statusError("Forward", st)
+	}
+	return nil
+}
+
+// BackwardData computes dsrc, the gradient with respect to the input, from
+// ddst, the gradient with respect to the output (N,K,OH,OW), and weight
+// (K,C,R,S): the adjoint of Forward without its bias. dsrc (N,C,H,W) is
+// overwritten (not accumulated); input pixels no window reaches get 0.
+func (c *Conv) BackwardData(dsrc, ddst, weight []float32) error {
+	if c == nil {
+		return ErrClosed
+	}
+	if err := c.p.checkBackwardData(dsrc, ddst, weight); err != nil {
+		return err
+	}
+	if err := c.ready(); err != nil {
+		return err
+	}
+	if st := C.stl_conv_backward_data(c.c, fp(dsrc), fp(ddst), fp(weight)); st != 0 {
+		return statusError("BackwardData", st)
+	}
+	return nil
+}
+
+// BackwardWeights computes the weight gradient dweight (K,C,R,S) and, unless
+// dbias is nil, the bias gradient dbias (K) = sum of ddst over N, OH and OW,
+// from the forward input src and the output gradient ddst. Both are
+// overwritten, not accumulated; callers that accumulate over batches add the
+// result themselves.
+func (c *Conv) BackwardWeights(dweight, dbias, src, ddst []float32) error {
+	if c == nil {
+		return ErrClosed
+	}
+	if err := c.p.checkBackwardWeights(dweight, dbias, src, ddst); err != nil {
+		return err
+	}
+	if err := c.ready(); err != nil {
+		return err
+	}
+	var db *C.float
+	if dbias != nil {
+		db = (*C.float)(unsafe.Pointer(&dbias[0]))
+	}
+	if st := C.stl_conv_backward_weights(c.c, fp(dweight), db, fp(src), fp(ddst)); st != 0 {
+		return statusError("BackwardWeights", st)
+	}
+	return nil
+}
+
+// Impl returns the names oneDNN gives the implementations it chose for the
+// forward, backward-data and backward-weights passes (e.g. "jit:avx512_core"),
+// for benchmarks and diagnostics.
+func (c *Conv) Impl() (fwd, bwdData, bwdWeights string) {
+	if c == nil || c.c == nil {
+		return "", "", ""
+	}
+	return C.GoString(C.stl_conv_impl(c.c, C.STL_FWD)),
+		C.GoString(C.stl_conv_impl(c.c, C.STL_BWD_DATA)),
+		C.GoString(C.stl_conv_impl(c.c, C.STL_BWD_WEIGHTS))
+}
+
+// Close releases the C memory of c. It is safe to call more than once; other
+// methods return ErrClosed afterwards.
+func (c *Conv) Close() {
+	if c != nil && c.c != nil {
+		C.stl_conv_destroy(c.c)
+		c.c = nil
+	}
+}
+
+func fp(s []float32) *C.float { return (*C.float)(unsafe.Pointer(&s[0])) }

@@ -1,0 +1,76 @@
+//go:build !cgo || purego
+
+package dnnl
+
+// Available reports whether oneDNN can be used; in this build (purego or no
+// cgo) it cannot.
+func Available() bool { return false }
+
+// SetThreads does nothing in this build.
+func SetThreads(n int) {}
+
+// Threads returns 1 in this build.
+func Threads() int { return 1 }
+
+// Conv is a convolution of one shape. In this build (purego or no cgo)
+// NewConv never returns one and its methods return ErrUnavailable.
+type Conv struct{ p ConvParams }
+
+// NewConv returns a *ParamError when p is invalid and ErrUnavailable
+// otherwise: this build has no oneDNN.
+func NewConv(p ConvParams) (*Conv, error) { return newConv(p, algDirect) }
+
+func newConv(p ConvParams, _ algorithm) (*Conv, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	return nil, ErrUnavailable
+}
+
+// Params returns the shape c was built for.
+func (c *Conv) Params() ConvParams {
+	if c == nil {
+		return ConvParams{}
+	}
+	return c.p
+}
+
+// Forward returns a *LengthError for wrong lengths, else ErrUnavailable.
+func (c *Conv) Forward(dst, src, weight, bias []float32) error {
+	if c == nil {
+		return ErrUnavailable
+	}
+	if err := c.p.checkForward(dst, src, weight, bias); err != nil {
+		return err
+	}
+	return ErrUnavailable
+}
+
+// BackwardData returns a *LengthError for wrong lengths, else ErrUnavailable.
+func (c *Conv) BackwardData(dsrc, ddst, weight []float32) error {
+	if c == nil {
+		return ErrUnavailable
+	}
+	if err := c.p.checkBackwardData(dsrc, ddst, weight); err != nil {
+		return err
+	}
+	return ErrUnavailable
+}
+
+// BackwardWeights returns a *LengthError for wrong lengths, else
+// ErrUnavailable.
+func (c *Conv) BackwardWeights(dweight, dbias, src, ddst []float32) error {
+	if c == nil {
+		return ErrUnavailable
+	}
+	if err := c.p.checkBackwardWeights(dweight, dbias, src, ddst); err != nil {
+		return err
+	}
+	return ErrUnavailable
+}
+
+// Impl returns empty names in this build.
+func (c *Conv) Impl() (fwd, bwdData, bwdWeights string) { return "", "", "" }
+
+// Close does nothing in this build.
+func (c *Conv) Close() {}

@@ -1,0 +1,348 @@
+//go:build cgo && !purego
+
+// C side of package dnnl; see dnnl.h. Every function returns a
+// dnnl_status_t (as int) and leaves no Go pointer behind in oneDNN objects:
+// user memories get their data handle at the start of a call and lose it
+// before the call returns (cgo pointer rules).
+
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include <oneapi/dnnl/dnnl.h>
+#include <oneapi/dnnl/dnnl_debug.h>
+
+#include "dnnl.h"
+
+// libgomp, which Debian's oneDNN (DNNL_CPU_RUNTIME_OMP) links.
+extern void omp_set_num_threads(int);
+extern int omp_get_max_threads(void);
+
+static dnnl_engine_t engine;
+
+int stl_engine_init(void) { return dnnl_engine_create(&engine, dnnl_cpu, 0); }
+
+const char *stl_status_str(int status) { return dnnl_status2str((dnnl_status_t)status); }
+
+int stl_max_threads(void) { return omp_get_max_threads(); }
+
+void stl_set_threads(int n) { omp_set_num_threads(n); }
+
+// The OpenMP thread count is an internal control variable of the calling OS
+// thread, and cgo calls run on whichever thread the Go scheduler picks, so
+// every entry point sets it again.
+static void use_threads(int n) {
+	if (omp_get_max_threads() != n) omp_set_num_threads(n);
+}
+
+#define CHECK(x)                                        \
+	do {                                                \
+		dnnl_status_t s_ = (x);                         \
+		if (s_ != dnnl_success) return (int)s_;         \
+	} while (0)
+
+#define TRY(x)                                          \
+	do {                                                \
+		st = (x);                                       \
+		if (st != dnnl_success) goto done;              \
+	} while (0)
+
+// A binding joins the plain memory Go owns to the memory a primitive reads
+// or writes. When the primitive prefers another layout, inner lives in one of
+// the conv's shared buffers and reorder converts user->inner (inputs) or
+// inner->user (outputs); otherwise inner and reorder are NULL.
+typedef struct {
+	dnnl_memory_t user;
+	dnnl_memory_t inner;
+	dnnl_primitive_t reorder;
+	int buf;
+	size_t size;
+} binding;
+
+enum { BUF_SRC = 0, BUF_DST = 1, BUF_WEI = 2, BUF_SCRATCH = 3, NBUF = 4 };
+
+struct stl_conv {
+	int64_t p[STL_NPARAM];
+	int nthr, alg;
+	dnnl_stream_t strm;
+	dnnl_primitive_desc_t pd[3];
+	dnnl_primitive_t prim[3];
+	dnnl_memory_t scratch[3];
+
+	binding f_src, f_w, f_dst;
+	dnnl_memory_t f_bias;
+	binding d_dsrc, d_w, d_ddst;
+	binding w_src, w_dw, w_ddst;
+	dnnl_memory_t w_db;
+
+	void *buf[NBUF];
+	size_t bufsize[NBUF];
+	float *zero_bias, *junk_dbias;
+};
+
+static dnnl_memory_t memof(const binding *b) { return b->inner ? b->inner : b->user; }
+
+static int init_binding(binding *b, const dnnl_memory_desc_t *plain, const dnnl_memory_desc_t *want,
+                        int buf, int input, size_t *bufsize) {
+	CHECK(dnnl_memory_create(&b->user, plain, engine, DNNL_MEMORY_NONE));
+	b->buf = buf;
+	if (dnnl_memory_desc_equal(plain, want)) return dnnl_success;
+	CHECK(dnnl_memory_create(&b->inner, want, engine, DNNL_MEMORY_NONE));
+	b->size = dnnl_memory_desc_get_size(want);
+	if (b->size > bufsize[buf]) bufsize[buf] = b->size;
+	dnnl_primitive_desc_t rpd;
+	if (input)
+		CHECK(dnnl_reorder_primitive_desc_create(&rpd, plain, engine, want, engine, NULL));
+	else
+		CHECK(dnnl_reorder_primitive_desc_create(&rpd, want, engine, plain, engine, NULL));
+	dnnl_status_t st = dnnl_primitive_create(&b->reorder, rpd);
+	dnnl_primitive_desc_destroy(rpd);
+	return st;
+}
+
+static void free_binding(binding *b) {
+	if (b->reorder) dnnl_primitive_destroy(b->reorder);
+	if (b->inner) dnnl_memory_destroy(b->inner);
+	if (b->user) dnnl_memory_destroy(b->user);
+	memset(b, 0, sizeof *b);
+}
+
+static int attach_binding(stl_conv *c, binding *b) {
+	if (!b->inner) return dnnl_success;
+	return dnnl_memory_set_data_handle(b->inner, c->buf[b->buf]);
+}
+
+// Runs the reorder of an input binding after giving its user memory the Go
+// pointer ptr.
+static dnnl_status_t bind_in(stl_conv *c, binding *b, const float *ptr) {
+	dnnl_status_t st = dnnl_memory_set_data_handle(b->user, (void *)ptr);
+	if (st != dnnl_success || !b->reorder) return st;
+	dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, b->user}, {DNNL_ARG_TO, b->inner}};
+	return dnnl_primitive_execute(b->reorder, c->strm, 2, args);
+}
+
+// Copies an output binding's inner memory to the user memory, if needed.
+static dnnl_status_t flush_out(stl_conv *c, binding *b) {
+	if (!b->reorder) return dnnl_success;
+	dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, b->inner}, {DNNL_ARG_TO, b->user}};
+	return dnnl_primitive_execute(b->reorder, c->strm, 2, args);
+}
+
+static void unbind(binding *b) {
+	if (b->user) dnnl_memory_set_data_handle(b->user, NULL);
+}
+
+static int scratch_init(stl_conv *c, int i) {
+	const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(c->pd[i], dnnl_query_scratchpad_md, 0);
+	if (!md) return dnnl_success;
+	size_t sz = dnnl_memory_desc_get_size(md);
+	if (sz == 0) return dnnl_success;
+	if (sz > c->bufsize[BUF_SCRATCH]) c->bufsize[BUF_SCRATCH] = sz;
+	return dnnl_memory_create(&c->scratch[i], md, engine, DNNL_MEMORY_NONE);
+}
+
+static void *alloc_buf(size_t size) {
+	size = (size + 63) / 64 * 64;
+	if (size == 0) size = 64;
+	void *p = aligned_alloc(64, size);
+	if (!p) return NULL;
+	// NaN-fill: a read of anything a reorder or primitive did not write
+	// first shows up in the conformance tests instead of passing silently.
+	float *f = p;
+	for (size_t i = 0; i < size / sizeof(float); i++) f[i] = NAN;
+	return p;
+}
+
+static const dnnl_memory_desc_t *qmd(dnnl_primitive_desc_t pd, dnnl_query_t q, int i) {
+	return dnnl_primitive_desc_query_md(pd, q, i);
+}
+
+int stl_conv_create(stl_conv **out, const int64_t *p, int nthr, int alg) {
+	use_threads(nthr);
+	*out = NULL;
+	stl_conv *c = calloc(1, sizeof *c);
+	if (!c) return dnnl_out_of_memory;
+	memcpy(c->p, p, sizeof c->p);
+	c->nthr = nthr;
+	c->alg = alg;
+	dnnl_status_t st = dnnl_success;
+	dnnl_primitive_attr_t attr = NULL;
+
+	dnnl_dims_t sdims = {p[STL_N], p[STL_C], p[STL_H], p[STL_W]};
+	dnnl_dims_t wdims = {p[STL_K], p[STL_C], p[STL_R], p[STL_S]};
+	dnnl_dims_t bdims = {p[STL_K]};
+	dnnl_dims_t ddims = {p[STL_N], p[STL_K], p[STL_OH], p[STL_OW]};
+	dnnl_dims_t strides = {p[STL_SH], p[STL_SW]};
+	dnnl_dims_t padl = {p[STL_PH], p[STL_PW]};
+	// Right padding is what makes (H + padl + padr - R) / SH + 1 == OH;
+	// clamped at 0, which floor division allows (see Validate in Go).
+	int64_t prh = (p[STL_OH] - 1) * p[STL_SH] - p[STL_H] + p[STL_R] - p[STL_PH];
+	int64_t prw = (p[STL_OW] - 1) * p[STL_SW] - p[STL_W] + p[STL_S] - p[STL_PW];
+	dnnl_dims_t padr = {prh < 0 ? 0 : prh, prw < 0 ? 0 : prw};
+
+	dnnl_memory_desc_t src_plain, wei_plain, bias_md, dst_plain, src_any, wei_any, dst_any;
+	TRY(dnnl_memory_desc_init_by_tag(&src_plain, 4, sdims, dnnl_f32, dnnl_nchw));
+	TRY(dnnl_memory_desc_init_by_tag(&wei_plain, 4, wdims, dnnl_f32, dnnl_oihw));
+	TRY(dnnl_memory_desc_init_by_tag(&dst_plain, 4, ddims, dnnl_f32, dnnl_nchw));
+	TRY(dnnl_memory_desc_init_by_tag(&bias_md, 1, bdims, dnnl_f32, dnnl_x));
+	dnnl_format_tag_t any = alg == STL_ALG_GEMM ? dnnl_nchw : dnnl_format_tag_any;
+	dnnl_format_tag_t wany = alg == STL_ALG_GEMM ? dnnl_oihw : dnnl_format_tag_any;
+	TRY(dnnl_memory_desc_init_by_tag(&src_any, 4, sdims, dnnl_f32, any));
+	TRY(dnnl_memory_desc_init_by_tag(&wei_any, 4, wdims, dnnl_f32, wany));
+	TRY(dnnl_memory_desc_init_by_tag(&dst_any, 4, ddims, dnnl_f32, any));
+	dnnl_alg_kind_t ak = alg == STL_ALG_AUTO ? dnnl_convolution_auto : dnnl_convolution_direct;
+
+	TRY(dnnl_primitive_attr_create(&attr));
+	TRY(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
+
+	dnnl_convolution_desc_t fd, bd, wd;
+	TRY(dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, ak, &src_any, &wei_any, &bias_md,
+	                                       &dst_any, strides, padl, padr));
+	TRY(dnnl_primitive_desc_create(&c->pd[STL_FWD], &fd, attr, engine, NULL));
+	TRY(dnnl_convolution_backward_data_desc_init(&bd, ak, &src_any, &wei_any, &dst_any, strides, padl, padr));
+	TRY(dnnl_primitive_desc_create(&c->pd[STL_BWD_DATA], &bd, attr, engine, c->pd[STL_FWD]));
+	TRY(dnnl_convolution_backward_weights_desc_init(&wd, ak, &src_any, &wei_any, &bias_md, &dst_any, strides,
+	                                                padl, padr));
+	TRY(dnnl_primitive_desc_create(&c->pd[STL_BWD_WEIGHTS], &wd, attr, engine, c->pd[STL_FWD]));
+
+	dnnl_primitive_desc_t f = c->pd[STL_FWD], d = c->pd[STL_BWD_DATA], w = c->pd[STL_BWD_WEIGHTS];
+	size_t *bs = c->bufsize;
+	TRY(init_binding(&c->f_src, &src_plain, qmd(f, dnnl_query_src_md, 0), BUF_SRC, 1, bs));
+	TRY(init_binding(&c->f_w, &wei_plain, qmd(f, dnnl_query_weights_md, 0), BUF_WEI, 1, bs));
+	TRY(init_binding(&c->f_dst, &dst_plain, qmd(f, dnnl_query_dst_md, 0), BUF_DST, 0, bs));
+	TRY(dnnl_memory_create(&c->f_bias, qmd(f, dnnl_query_weights_md, 1), engine, DNNL_MEMORY_NONE));
+	TRY(init_binding(&c->d_dsrc, &src_plain, qmd(d, dnnl_query_diff_src_md, 0), BUF_SRC, 0, bs));
+	TRY(init_binding(&c->d_w, &wei_plain, qmd(d, dnnl_query_weights_md, 0), BUF_WEI, 1, bs));
+	TRY(init_binding(&c->d_ddst, &dst_plain, qmd(d, dnnl_query_diff_dst_md, 0), BUF_DST, 1, bs));
+	TRY(init_binding(&c->w_src, &src_plain, qmd(w, dnnl_query_src_md, 0), BUF_SRC, 1, bs));
+	TRY(init_binding(&c->w_dw, &wei_plain, qmd(w, dnnl_query_diff_weights_md, 0), BUF_WEI, 0, bs));
+	TRY(init_binding(&c->w_ddst, &dst_plain, qmd(w, dnnl_query_diff_dst_md, 0), BUF_DST, 1, bs));
+	TRY(dnnl_memory_create(&c->w_db, qmd(w, dnnl_query_diff_weights_md, 1), engine, DNNL_MEMORY_NONE));
+	for (int i = 0; i < 3; i++) TRY(scratch_init(c, i));
+
+	for (int i = 0; i < NBUF; i++) {
+		if (bs[i] == 0) continue;
+		c->buf[i] = alloc_buf(bs[i]);
+		if (!c->buf[i]) TRY(dnnl_out_of_memory);
+	}
+	c->zero_bias = calloc((size_t)p[STL_K], sizeof(float));
+	c->junk_dbias = calloc((size_t)p[STL_K], sizeof(float));
+	if (!c->zero_bias || !c->junk_dbias) TRY(dnnl_out_of_memory);
+	binding *all[] = {&c->f_src, &c->f_w, &c->f_dst, &c->d_dsrc, &c->d_w, &c->d_ddst,
+	                  &c->w_src, &c->w_dw, &c->w_ddst};
+	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) TRY(attach_binding(c, all[i]));
+	for (int i = 0; i < 3; i++)
+		if (c->scratch[i]) TRY(dnnl_memory_set_data_handle(c->scratch[i], c->buf[BUF_SCRATCH]));
+	TRY(dnnl_stream_create(&c->strm, engine, dnnl_stream_default_flags));
+	// The forward primitive is built now; the backward ones on first use, so
+	// that inference-only users do not pay for their JIT code.
+	TRY(dnnl_primitive_create(&c->prim[STL_FWD], c->pd[STL_FWD]));
+
+done:
+	if (attr) dnnl_primitive_attr_destroy(attr);
+	if (st != dnnl_success) {
+		stl_conv_destroy(c);
+		return st;
+	}
+	*out = c;
+	return dnnl_success;
+}
+
+static dnnl_status_t ensure_prim(stl_conv *c, int i) {
+	if (c->prim[i]) return dnnl_success;
+	return dnnl_primitive_create(&c->prim[i], c->pd[i]);
+}
+
+int stl_conv_forward(stl_conv *c, float *dst, const float *src, const float *w, const float *b) {
+	use_threads(c->nthr);
+	dnnl_status_t st = dnnl_success;
+	TRY(bind_in(c, &c->f_src, src));
+	TRY(bind_in(c, &c->f_w, w));
+	TRY(dnnl_memory_set_data_handle(c->f_bias, (void *)(b ? b : c->zero_bias)));
+	TRY(dnnl_memory_set_data_handle(c->f_dst.user, dst));
+	dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, memof(&c->f_src)},
+	                           {DNNL_ARG_WEIGHTS, memof(&c->f_w)},
+	                           {DNNL_ARG_BIAS, c->f_bias},
+	                           {DNNL_ARG_DST, memof(&c->f_dst)},
+	                           {DNNL_ARG_SCRATCHPAD, c->scratch[STL_FWD]}};
+	TRY(dnnl_primitive_execute(c->prim[STL_FWD], c->strm, c->scratch[STL_FWD] ? 5 : 4, args));
+	TRY(flush_out(c, &c->f_dst));
+	TRY(dnnl_stream_wait(c->strm));
+done:
+	unbind(&c->f_src);
+	unbind(&c->f_w);
+	unbind(&c->f_dst);
+	dnnl_memory_set_data_handle(c->f_bias, c->zero_bias);
+	return st;
+}
+
+int stl_conv_backward_data(stl_conv *c, float *dsrc, const float *ddst, const float *w) {
+	use_threads(c->nthr);
+	dnnl_status_t st = dnnl_success;
+	TRY(ensure_prim(c, STL_BWD_DATA));
+	TRY(bind_in(c, &c->d_ddst, ddst));
+	TRY(bind_in(c, &c->d_w, w));
+	TRY(dnnl_memory_set_data_handle(c->d_dsrc.user, dsrc));
+	dnnl_exec_arg_t args[4] = {{DNNL_ARG_DIFF_DST, memof(&c->d_ddst)},
+	                           {DNNL_ARG_WEIGHTS, memof(&c->d_w)},
+	                           {DNNL_ARG_DIFF_SRC, memof(&c->d_dsrc)},
+	                           {DNNL_ARG_SCRATCHPAD, c->scratch[STL_BWD_DATA]}};
+	TRY(dnnl_primitive_execute(c->prim[STL_BWD_DATA], c->strm, c->scratch[STL_BWD_DATA] ? 4 : 3, args));
+	TRY(flush_out(c, &c->d_dsrc));
+	TRY(dnnl_stream_wait(c->strm));
+done:
+	unbind(&c->d_ddst);
+	unbind(&c->d_w);
+	unbind(&c->d_dsrc);
+	return st;
+}
+
+int stl_conv_backward_weights(stl_conv *c, float *dw, float *db, const float *src, const float *ddst) {
+	use_threads(c->nthr);
+	dnnl_status_t st = dnnl_success;
+	TRY(ensure_prim(c, STL_BWD_WEIGHTS));
+	TRY(bind_in(c, &c->w_src, src));
+	TRY(bind_in(c, &c->w_ddst, ddst));
+	TRY(dnnl_memory_set_data_handle(c->w_dw.user, dw));
+	TRY(dnnl_memory_set_data_handle(c->w_db, db ? db : c->junk_dbias));
+	dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, memof(&c->w_src)},
+	                           {DNNL_ARG_DIFF_DST, memof(&c->w_ddst)},
+	                           {DNNL_ARG_DIFF_WEIGHTS, memof(&c->w_dw)},
+	                           {DNNL_ARG_DIFF_BIAS, c->w_db},
+	                           {DNNL_ARG_SCRATCHPAD, c->scratch[STL_BWD_WEIGHTS]}};
+	TRY(dnnl_primitive_execute(c->prim[STL_BWD_WEIGHTS], c->strm, c->scratch[STL_BWD_WEIGHTS] ? 5 : 4,
+	                           args));
+	TRY(flush_out(c, &c->w_dw));
+	TRY(dnnl_stream_wait(c->strm));
+done:
+	unbind(&c->w_src);
+	unbind(&c->w_ddst);
+	unbind(&c->w_dw);
+	dnnl_memory_set_data_handle(c->w_db, c->junk_dbias);
+	return st;
+}
+
+const char *stl_conv_impl(stl_conv *c, int which) {
+	const char *s = NULL;
+	if (which < 0 || which > 2 || !c->pd[which]) return "";
+	if (dnnl_primitive_desc_query(c->pd[which], dnnl_query_impl_info_str, 0, &s) != dnnl_success || !s) return "";
+	return s;
+}
+
+void stl_conv_destroy(stl_conv *c) {
+	if (!c) return;
+	for (int i = 0; i < 3; i++) {
+		if (c->prim[i]) dnnl_primitive_destroy(c->prim[i]);
+		if (c->pd[i]) dnnl_primitive_desc_destroy(c->pd[i]);
+		if (c->scratch[i]) dnnl_memory_destroy(c->scratch[i]);
+	}
+	binding *all[] = {&c->f_src, &c->f_w, &c->f_dst, &c->d_dsrc, &c->d_w, &c->d_ddst,
+	                  &c->w_src, &c->w_dw, &c->w_ddst};
+	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free_binding(all[i]);
+	if (c->f_bias) dnnl_memory_destroy(c->f_bias);
+	if (c->w_db) dnnl_memory_destroy(c->w_db);
+	if (c->strm) dnnl_stream_destroy(c->strm);
+	for (int i = 0; i < NBUF; i++) free(c->buf[i]);
+	free(c->zero_bias);
+	free(c->junk_dbias);
+	free(c);
+}

@@ -1,0 +1,36 @@
+// C side of package dnnl: one stl_conv holds every oneDNN object a
+// convolution of one shape needs (primitive descriptors, primitives, plain
+// user memories, blocked internal memories, cached reorders, scratchpad), so
+// that a Go call is one cgo call with no allocation.
+#ifndef STL_DNNL_H
+#define STL_DNNL_H
+
+#include <stdint.h>
+
+typedef struct stl_conv stl_conv;
+
+// Parameter order of stl_conv_create's p array.
+enum {
+	STL_N, STL_C, STL_H, STL_W, STL_K, STL_R, STL_S,
+	STL_SH, STL_SW, STL_PH, STL_PW, STL_OH, STL_OW, STL_NPARAM
+};
+
+// Algorithms for stl_conv_create.
+enum { STL_ALG_DIRECT = 0, STL_ALG_AUTO = 1, STL_ALG_GEMM = 2 };
+
+// Which primitive stl_conv_impl names.
+enum { STL_FWD = 0, STL_BWD_DATA = 1, STL_BWD_WEIGHTS = 2 };
+
+int stl_conv_create(stl_conv **out, const int64_t *p, int nthr, int alg);
+int stl_conv_forward(stl_conv *c, float *dst, const float *src, const float *w, const float *b);
+int stl_conv_backward_data(stl_conv *c, float *dsrc, const float *ddst, const float *w);
+int stl_conv_backward_weights(stl_conv *c, float *dw, float *db, const float *src, const float *ddst);
+const char *stl_conv_impl(stl_conv *c, int which);
+void stl_conv_destroy(stl_conv *c);
+
+const char *stl_status_str(int status);
+int stl_max_threads(void);
+void stl_set_threads(int n);
+int stl_engine_init(void);
+
+#endif

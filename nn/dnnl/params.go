@@ -1,0 +1,204 @@
+package dnnl
+
+import (
+	"errors"
+	"fmt"
+	"math"
+)
+
+// ErrUnavailable is returned by NewConv when the package was built without
+// oneDNN (the purego build tag or CGO_ENABLED=0).
+var ErrUnavailable = errors.New("dnnl: oneDNN not available in this build (purego or no cgo)")
+
+// ErrClosed is returned by the methods of a Conv after Close.
+var ErrClosed = errors.New("dnnl: use of closed Conv")
+
+// ConvParams describes a 2-D convolution: a batch of N images of C channels
+// and H x W pixels, K filters of C x R x S taps, strides StrideH, StrideW and
+// zero padding PadH, PadW on each side (top and bottom, left and right).
+type ConvParams struct {
+	N, C, H, W       int // input batch, channels, height, width
+	K, R, S          int // filters, filter height, filter width
+	StrideH, StrideW int // >= 1
+	PadH, PadW       int // >= 0
+}
+
+// OutHW returns the output height and width,
+// OH = (H + 2*PadH - R)/StrideH + 1 and likewise OW (floor division; input
+// rows or columns that no window reaches are ignored). It does not validate
+// p; the results are meaningful only when p.Validate() returns nil.
+func (p ConvParams) OutHW() (oh, ow int) {
+	if p.StrideH <= 0 || p.StrideW <= 0 {
+		return 0, 0
+	}
+	return floorDiv(p.H+2*p.PadH-p.R, p.StrideH) + 1, floorDiv(p.W+2*p.PadW-p.S, p.StrideW) + 1
+}
+
+func floorDiv(a, b int) int {
+	q := a / b
+	if a%b != 0 && a < 0 {
+		q--
+	}
+	return q
+}
+
+// ParamError reports an invalid ConvParams field.
+type ParamError struct {
+	Field  string // name of the ConvParams field, or "shape"
+	Value  int
+	Reason string
+}
+
+func (e *ParamError) Error() string {
+	return fmt.Sprintf("dnnl: invalid ConvParams.%s = %d: %s", e.Field, e.Value, e.Reason)
+}
+
+// Validate returns a *ParamError when p does not describe a convolution:
+// a non-positive size or stride, a negative padding, padding not smaller than
+// the filter (a window entirely in the padding), an empty output, or arrays
+// too large to index.
+func (p ConvParams) Validate() error {
+	pos := []struct {
+		name string
+		v    int
+	}{{"N", p.N}, {"C", p.C}, {"H", p.H}, {"W", p.W}, {"K", p.K}, {"R", p.R}, {"S", p.S},
+		{"StrideH", p.StrideH}, {"StrideW", p.StrideW}}
+	for _, f := range pos {
+		if f.v <= 0 {
+			return &ParamError{Field: f.name, Value: f.v, Reason: "must be positive"}
+		}
+	}
+	if p.PadH < 0 {
+		return &ParamError{Field: "PadH", Value: p.PadH, Reason: "must not be negative"}
+	}
+	if p.PadW < 0 {
+		return &ParamError{Field: "PadW", Value: p.PadW, Reason: "must not be negative"}
+	}
+	if p.PadH >= p.R {
+		return &ParamError{Field: "PadH", Value: p.PadH, Reason: fmt.Sprintf("must be smaller than the filter height R=%d", p.R)}
+	}
+	if p.PadW >= p.S {
+		return &ParamError{Field: "PadW", Value: p.PadW, Reason: fmt.Sprintf("must be smaller than the filter width S=%d", p.S)}
+	}
+	if p.H+2*p.PadH < p.R {
+		return &ParamError{Field: "R", Value: p.R, Reason: fmt.Sprintf("filter taller than the padded input (H=%d, PadH=%d)", p.H, p.PadH)}
+	}
+	if p.W+2*p.PadW < p.S {
+		return &ParamError{Field: "S", Value: p.S, Reason: fmt.Sprintf("filter wider than the padded input (W=%d, PadW=%d)", p.W, p.PadW)}
+	}
+	oh, ow := p.OutHW()
+	for _, dims := range [][]int{{p.N, p.C, p.H, p.W}, {p.K, p.C, p.R, p.S}, {p.N, p.K, oh, ow}} {
+		if _, ok := prod(dims...); !ok {
+			return &ParamError{Field: "shape", Value: 0, Reason: fmt.Sprintf("%v has more than 2^31-1 elements", dims)}
+		}
+	}
+	return nil
+}
+
+// prod multiplies dims, reporting false when the product exceeds
+// math.MaxInt32 (the limit we accept so that every index fits any int).
+func prod(dims ...int) (int, bool) {
+	n := 1
+	for _, d := range dims {
+		if d != 0 && n > math.MaxInt32/d {
+			return 0, false
+		}
+		n *= d
+	}
+	return n, true
+}
+
+// Lengths of the arrays a convolution with valid parameters p reads or writes.
+func (p ConvParams) srcLen() int    { n, _ := prod(p.N, p.C, p.H, p.W); return n }
+func (p ConvParams) weightLen() int { n, _ := prod(p.K, p.C, p.R, p.S); return n }
+func (p ConvParams) dstLen() int {
+	oh, ow := p.OutHW()
+	n, _ := prod(p.N, p.K, oh, ow)
+	return n
+}
+
+// LengthError reports a slice whose length does not match the convolution's
+// shape.
+type LengthError struct {
+	Op   string // "Forward", "BackwardData" or "BackwardWeights"
+	Arg  string // the argument's name, e.g. "src"
+	Want int
+	Got  int
+}
+
+func (e *LengthError) Error() string {
+	return fmt.Sprintf("dnnl: Conv.%s: len(%s) = %d, want %d", e.Op, e.Arg, e.Got, e.Want)
+}
+
+// Error reports a failed oneDNN call with its status (dnnl_status_t), for
+// example "unimplemented" when no oneDNN kernel supports the shape.
+type Error struct {
+	Op     string // the oneDNN step that failed
+	Status int    // dnnl_status_t
+	Msg    string // oneDNN's name for Status
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("dnnl: %s: %s (status %d)", e.Op, e.Msg, e.Status)
+}
+
+type arg struct {
+	name     string
+	n, want  int
+	optional bool // nil (length 0) allowed
+}
+
+func checkLens(op string, args ...arg) error {
+	for _, a := range args {
+		if a.optional && a.n == 0 {
+			continue
+		}
+		if a.n != a.want {
+			return &LengthError{Op: op, Arg: a.name, Want: a.want, Got: a.n}
+		}
+	}
+	return nil
+}
+
+// The check methods validate the slice lengths of each Conv method before
+// any C call; both builds share them.
+func (p ConvParams) checkForward(dst, src, weight, bias []float32) error {
+	return checkLens("Forward",
+		arg{"dst", len(dst), p.dstLen(), false},
+		arg{"src", len(src), p.srcLen(), false},
+		arg{"weight", len(weight), p.weightLen(), false},
+		arg{"bias", len(bias), p.K, bias == nil})
+}
+
+func (p ConvParams) checkBackwardData(dsrc, ddst, weight []float32) error {
+	return checkLens("BackwardData",
+		arg{"dsrc", len(dsrc), p.srcLen(), false},
+		arg{"ddst", len(ddst), p.dstLen(), false},
+		arg{"weight", len(weight), p.weightLen(), false})
+}
+
+func (p ConvParams) checkBackwardWeights(dweight, dbias, src, ddst []float32) error {
+	return checkLens("BackwardWeights",
+		arg{"dweight", len(dweight), p.weightLen(), false},
+		arg{"dbias", len(dbias), p.K, dbias == nil},
+		arg{"src", len(src), p.srcLen(), false},
+		arg{"ddst", len(ddst), p.dstLen(), false})
+}
+
+// FLOPs returns the floating-point operations of one forward pass,
+// 2*N*K*OH*OW*C*R*S (a multiply and an add per tap); each backward pass
+// costs the same. Benchmarks divide it by time to report GFLOP/s.
+func (p ConvParams) FLOPs() float64 {
+	oh, ow := p.OutHW()
+	return 2 * float64(p.N) * float64(p.K) * float64(oh) * float64(ow) * float64(p.C) * float64(p.R) * float64(p.S)
+}
+
+// algorithm selects how oneDNN computes a convolution; it exists for
+// benchmarks and tests and does not change results beyond rounding.
+type algorithm int
+
+const (
+	algDirect algorithm = iota // direct convolution, layouts chosen by oneDNN (the default)
+	algAuto                    // oneDNN chooses, Winograd included
+	algGemm                    // plain NCHW/OIHW layouts, no reorders (oneDNN's gemm path)
+)
