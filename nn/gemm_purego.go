@@ -1,0 +1,5 @@
+//go:build purego
+
+package nn
+
+var defaultGemm Gemm = GonumGemm{}

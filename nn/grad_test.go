@@ -1,0 +1,230 @@
+package nn
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/stl-defense/stl/tensor"
+)
+
+func randTensor(rng *rand.Rand, shape ...int) *tensor.Tensor {
+	t := tensor.New(shape...)
+	for i := range t.Data {
+		t.Data[i] = float32(rng.NormFloat64())
+	}
+	return t
+}
+
+// projLoss is sum(r * y) in float64.
+func projLoss(y, r *tensor.Tensor) float64 {
+	var s float64
+	for i, v := range y.Data {
+		s += float64(v) * float64(r.Data[i])
+	}
+	return s
+}
+
+// checkGrads compares the analytic gradients of L = sum(r * layer(x)) with
+// central differences, for the input and every trainable parameter, on up
+// to maxCheck coordinates each.
+func checkGrads(t *testing.T, name string, l Layer, x *tensor.Tensor, train bool, eps, tol float64) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(7, 8))
+	y := l.Forward(x, train)
+	r := randTensor(rng, y.Shape...)
+	params := collectParams(l, "")
+	dx := l.Backward(r, GradMode{Input: true, Params: true})
+	dxc := append([]float32(nil), dx.Data...)
+	grads := map[*Param][]float32{}
+	for _, p := range params {
+		if !p.Buffer {
+			grads[p] = append([]float32(nil), p.G...)
+		}
+	}
+	// Buffers (BN running stats) change in train forward; save and restore.
+	saved := map[*Param][]float32{}
+	for _, p := range params {
+		if p.Buffer {
+			saved[p] = append([]float32(nil), p.W...)
+		}
+	}
+	restore := func() {
+		for p, w := range saved {
+			copy(p.W, w)
+		}
+	}
+	f := func() float64 { restore(); return projLoss(l.Forward(x, train), r) }
+	check := func(what string, vals []float32, analytic []float32) {
+		t.Helper()
+		idx := rng.Perm(len(vals))
+		if len(idx) > 40 {
+			idx = idx[:40]
+		}
+		var maxErr, maxRef float64
+		for _, i := range idx {
+			old := vals[i]
+			vals[i] = old + float32(eps)
+			fp := f()
+			vals[i] = old - float32(eps)
+			fm := f()
+			vals[i] = old
+			num := (fp - fm) / (2 * eps)
+			maxErr = math.Max(maxErr, math.Abs(num-float64(analytic[i])))
+			maxRef = math.Max(maxRef, math.Abs(num))
+		}
+		if maxErr > tol*math.Max(maxRef, 1) {
+			t.Errorf("%s: d/d%s: max abs error %.3g (max |grad| %.3g), tol %.3g", name, what, maxErr, maxRef, tol)
+		}
+		if maxRef == 0 {
+			t.Errorf("%s: d/d%s: all numeric gradients zero, test is vacuous", name, what)
+		}
+	}
+	check("input", x.Data, dxc)
+	for _, p := range params {
+		if !p.Buffer {
+			check(p.Name, p.W, grads[p])
+		}
+	}
+}
+
+func TestLayerGradients(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	// keepAway moves values away from 0 so that ReLU/max kinks are not
+	// crossed by the finite-difference step.
+	keepAway := func(x *tensor.Tensor) *tensor.Tensor {
+		for i, v := range x.Data {
+			if math.Abs(float64(v)) < 0.05 {
+				x.Data[i] = 0.05 + v
+			}
+		}
+		return x
+	}
+	cases := []struct {
+		name  string
+		layer func() Layer
+		shape []int
+		train bool
+		tol   float64
+	}{
+		{"conv3x3s1p1", func() Layer { return NewConv2D(3, 4, 3, 3, 1, 1, true, 1, rng) }, []int{2, 3, 6, 5}, false, 2e-3},
+		{"conv3x3s2p1", func() Layer { return NewConv2D(2, 3, 3, 3, 2, 1, true, 2, rng) }, []int{3, 2, 7, 6}, false, 2e-3},
+		{"conv5x3s1p0", func() Layer { return NewConv2D(2, 3, 5, 3, 1, 0, false, 2, rng) }, []int{2, 2, 7, 6}, false, 2e-3},
+		{"conv-gonum", func() Layer {
+			c := NewConv2D(2, 3, 3, 3, 1, 2, true, 2, rng)
+			c.Backend = "im2col-gonum"
+			return c
+		}, []int{2, 2, 5, 5}, false, 2e-3},
+		{"dense", func() Layer { return NewDense(12, 5, rng) }, []int{3, 3, 2, 2}, false, 2e-3},
+		{"bn-train", func() Layer { return NewBatchNorm2D(3, 2) }, []int{4, 3, 3, 3}, true, 5e-3},
+		{"bn-eval", func() Layer {
+			b := NewBatchNorm2D(3, 1)
+			for i := range b.Gamma.W {
+				b.Gamma.W[i], b.Beta.W[i], b.RunMean.W[i], b.RunVar.W[i] = 1.5, 0.2, 0.3, 2
+			}
+			return b
+		}, []int{2, 3, 3, 3}, false, 2e-3},
+		{"relu", func() Layer { return &ReLU{} }, []int{2, 3, 4, 4}, false, 2e-3},
+		{"sigmoid", func() Layer { return &Sigmoid{} }, []int{2, 3, 4, 4}, false, 2e-3},
+		{"maxpool2", func() Layer { return &MaxPool2D{K: 2, Stride: 2, Threads: 2} }, []int{2, 3, 6, 6}, false, 2e-3},
+		{"maxpool3s2", func() Layer { return &MaxPool2D{K: 3, Stride: 2} }, []int{2, 2, 7, 7}, false, 2e-3},
+		{"avgpool2", func() Layer { return &AvgPool2D{K: 2, Stride: 2} }, []int{2, 3, 6, 6}, false, 2e-3},
+		{"upsample2", func() Layer { return &Upsample{Factor: 2} }, []int{2, 3, 3, 4}, false, 2e-3},
+		{"gap", func() Layer { return &GlobalAvgPool{} }, []int{2, 3, 3, 4}, false, 2e-3},
+		{"normalize", func() Layer { return &Normalize{Mean: []float32{0.4, 0.5, 0.6}, Std: []float32{0.2, 0.25, 0.3}} }, []int{2, 3, 3, 3}, false, 2e-3},
+		{"shortcutA", func() Layer { return &ShortcutA{In: 2, Out: 4, Stride: 2} }, []int{2, 2, 6, 6}, false, 2e-3},
+		{"residual-block", func() Layer {
+			return &Residual{
+				Body:     NewSequential(NewConv2D(2, 4, 3, 3, 2, 1, false, 1, rng), NewBatchNorm2D(4, 1), &Sigmoid{}, NewConv2D(4, 4, 3, 3, 1, 1, false, 1, rng), NewBatchNorm2D(4, 1)),
+				Shortcut: &ShortcutA{In: 2, Out: 4, Stride: 2},
+			}
+		}, []int{3, 2, 6, 6}, true, 1e-2},
+		{"dropout-eval", func() Layer { return &Dropout{P: 0.5} }, []int{2, 3}, false, 2e-3},
+		{"dropout-train", func() Layer { return &fixedDropout{Dropout{P: 0.3, Rng: rand.New(rand.NewPCG(3, 3))}} }, []int{4, 5}, true, 2e-3},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			x := keepAway(randTensor(rng, c.shape...))
+			checkGrads(t, c.name, c.layer(), x, c.train, 1e-2, c.tol)
+		})
+	}
+}
+
+// fixedDropout replays the first mask so that finite differences see the
+// same function.
+type fixedDropout struct{ Dropout }
+
+func (l *fixedDropout) Forward(x *tensor.Tensor, train bool) *tensor.Tensor {
+	if l.mask == nil {
+		return l.Dropout.Forward(x, train)
+	}
+	l.y = buf(l.y, x.Shape...)
+	for i, v := range x.Data {
+		l.y.Data[i] = v * l.mask[i]
+	}
+	return l.y
+}
+
+func TestLossGradients(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	logits := randTensor(rng, 4, 5)
+	labels := []int{0, 3, 4, 1}
+	targets := tensor.New(4, 5)
+	for i := range targets.Data {
+		targets.Data[i] = rng.Float32()
+	}
+	probs := tensor.New(4, 5)
+	for i := range probs.Data {
+		probs.Data[i] = 0.1 + 0.8*rng.Float32()
+	}
+	cases := []struct {
+		name string
+		x    *tensor.Tensor
+		f    func(x, g *tensor.Tensor) float64
+	}{
+		{"softmax-ce", logits, func(x, g *tensor.Tensor) float64 { l, _, _ := SoftmaxCrossEntropy(x, labels, 0, g); return l }},
+		{"softmax-ce-smooth", logits, func(x, g *tensor.Tensor) float64 { l, _, _ := SoftmaxCrossEntropy(x, labels, 0.1, g); return l }},
+		{"bce-logits", logits, func(x, g *tensor.Tensor) float64 { l, _ := BCEWithLogits(x, targets, g); return l }},
+		{"bce", probs, func(x, g *tensor.Tensor) float64 { l, _ := BCE(x, targets, g); return l }},
+		{"mse", logits, func(x, g *tensor.Tensor) float64 { l, _ := MSE(x, targets, g); return l }},
+	}
+	for _, c := range cases {
+		g := tensor.New(c.x.Shape...)
+		c.f(c.x, g)
+		for i := range c.x.Data {
+			old := c.x.Data[i]
+			const eps = 1e-3
+			c.x.Data[i] = old + eps
+			fp := c.f(c.x, nil)
+			c.x.Data[i] = old - eps
+			fm := c.f(c.x, nil)
+			c.x.Data[i] = old
+			num := (fp - fm) / (2 * eps)
+			if math.Abs(num-float64(g.Data[i])) > 1e-3*math.Max(1, math.Abs(num)) {
+				t.Errorf("%s: grad[%d] = %g, numeric %g", c.name, i, g.Data[i], num)
+			}
+		}
+	}
+}
+
+func TestSoftmaxCrossEntropyKnown(t *testing.T) {
+	// Uniform logits over K classes: loss log K, gradient (1/K - onehot)/N.
+	x := tensor.New(2, 4)
+	g := tensor.New(2, 4)
+	loss, _, err := SoftmaxCrossEntropy(x, []int{1, 2}, 0, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(loss-math.Log(4)) > 1e-6 {
+		t.Errorf("loss %g, want log 4", loss)
+	}
+	if want := float32((0.25 - 1) / 2); math.Abs(float64(g.Data[1]-want)) > 1e-7 {
+		t.Errorf("grad %g, want %g", g.Data[1], want)
+	}
+	if _, _, err := SoftmaxCrossEntropy(x, []int{1, 4}, 0, nil); err == nil {
+		t.Error("label 4 of 4 classes accepted")
+	}
+	if _, _, err := SoftmaxCrossEntropy(x, []int{1}, 0, nil); err == nil {
+		t.Error("label count mismatch accepted")
+	}
+}

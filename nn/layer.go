@@ -1,0 +1,187 @@
+package nn
+
+import (
+	"sync"
+
+	"github.com/stl-defense/stl/tensor"
+)
+
+// Param is one named array of a network: a trainable weight with its
+// gradient, or a buffer such as a batch-norm running mean (Buffer true, G
+// nil) that is saved and loaded but not optimized.
+type Param struct {
+	Name   string    // full dotted name, set when the network is assembled
+	Shape  []int     // shape of W
+	W      []float32 // values
+	G      []float32 // gradient, len(W); nil for buffers
+	Decay  bool      // weight decay applies (conv and dense weights, not biases or BN)
+	Buffer bool      // not trainable
+}
+
+func newParam(name string, decay bool, shape ...int) *Param {
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	return &Param{Name: name, Shape: append([]int(nil), shape...), W: make([]float32, n), G: make([]float32, n), Decay: decay}
+}
+
+func newBuffer(name string, shape ...int) *Param {
+	p := newParam(name, false, shape...)
+	p.G, p.Buffer = nil, true
+	return p
+}
+
+// GradMode says which gradients a Backward call must produce.
+type GradMode struct {
+	Input  bool // return dL/dx (otherwise Backward may return nil)
+	Params bool // set the G of every trainable Param of the layer
+}
+
+// Layer is one differentiable operation on (N, ...) batches.
+//
+// Forward computes the output for x and caches what Backward needs; train
+// selects training behaviour (batch statistics, dropout). The returned
+// tensor is owned by the layer and overwritten by its next Forward.
+// Backward takes dL/dy for the last Forward and, as mode asks, returns
+// dL/dx (owned by the layer) and overwrites the gradients of the layer's
+// parameters. Shapes are internal invariants: a network checks its input
+// once at the boundary, layers panic on inconsistent shapes.
+// Layers are not safe for concurrent use.
+type Layer interface {
+	Forward(x *tensor.Tensor, train bool) *tensor.Tensor
+	Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor
+	// Params returns the layer's own parameters and buffers (not those of
+	// children), with local names.
+	Params() []*Param
+}
+
+// container is a Layer made of other layers.
+type container interface {
+	Children() []namedLayer
+}
+
+type namedLayer struct {
+	name  string
+	layer Layer
+}
+
+// collectParams walks a layer tree and returns all parameters, renaming
+// them with their dotted path ("3.body.0.weight").
+func collectParams(l Layer, prefix string) []*Param {
+	var out []*Param
+	for _, p := range l.Params() {
+		p.Name = prefix + localName(p.Name)
+		out = append(out, p)
+	}
+	if c, ok := l.(container); ok {
+		for _, ch := range c.Children() {
+			out = append(out, collectParams(ch.layer, prefix+ch.name+".")...)
+		}
+	}
+	return out
+}
+
+func localName(n string) string {
+	for i := len(n) - 1; i >= 0; i-- {
+		if n[i] == '.' {
+			return n[i+1:]
+		}
+	}
+	return n
+}
+
+// buf returns t when it already has the given shape, otherwise a new
+// zero tensor. Layers use it to reuse their output buffers.
+func buf(t *tensor.Tensor, shape ...int) *tensor.Tensor {
+	if t != nil && len(t.Shape) == len(shape) {
+		same := true
+		for i := range shape {
+			if t.Shape[i] != shape[i] {
+				same = false
+				break
+			}
+		}
+		if same {
+			return t
+		}
+	}
+	return tensor.New(shape...)
+}
+
+// Sequential applies layers in order.
+type Sequential struct {
+	Layers []Layer
+}
+
+// NewSequential returns a Sequential of the given layers.
+func NewSequential(layers ...Layer) *Sequential { return &Sequential{Layers: layers} }
+
+// Forward implements Layer.
+func (s *Sequential) Forward(x *tensor.Tensor, train bool) *tensor.Tensor {
+	for _, l := range s.Layers {
+		x = l.Forward(x, train)
+	}
+	return x
+}
+
+// Backward implements Layer. Inner layers always propagate the input
+// gradient; the first one only when mode.Input is set.
+func (s *Sequential) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor {
+	for i := len(s.Layers) - 1; i >= 0; i-- {
+		m := mode
+		if i > 0 {
+			m.Input = true
+		}
+		dy = s.Layers[i].Backward(dy, m)
+	}
+	return dy
+}
+
+// Params implements Layer; a Sequential has no parameters of its own.
+func (s *Sequential) Params() []*Param { return nil }
+
+// Children implements container.
+func (s *Sequential) Children() []namedLayer {
+	out := make([]namedLayer, len(s.Layers))
+	for i, l := range s.Layers {
+		out[i] = namedLayer{itoa(i), l}
+	}
+	return out
+}
+
+func itoa(i int) string {
+	if i < 10 {
+		return string(rune('0' + i))
+	}
+	return itoa(i/10) + string(rune('0'+i%10))
+}
+
+// parallelFor splits [0, n) into at most threads contiguous chunks and runs
+// fn(worker, lo, hi) for each on its own goroutine, waiting for all. The
+// partition depends only on n and threads, which keeps reductions in worker
+// order deterministic.
+func parallelFor(threads, n int, fn func(worker, lo, hi int)) {
+	if threads < 1 {
+		threads = 1
+	}
+	if threads > n {
+		threads = n
+	}
+	if threads <= 1 {
+		if n > 0 {
+			fn(0, 0, n)
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	for w := 0; w < threads; w++ {
+		lo, hi := w*n/threads, (w+1)*n/threads
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn(w, lo, hi)
+		}()
+	}
+	wg.Wait()
+}

@@ -1,0 +1,748 @@
+package nn
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+
+	"github.com/stl-defense/stl/tensor"
+)
+
+// BatchNorm2D normalizes each channel of an NCHW batch (Ioffe and Szegedy
+// 2015): y = gamma * (x - mu) / sqrt(var + Eps) + beta. In training mode mu
+// and var are the batch statistics (biased variance) and the running
+// averages are updated with Momentum (running = (1-m) running + m batch,
+// unbiased variance, as PyTorch); in eval mode the running averages are
+// used and the layer is an affine map.
+type BatchNorm2D struct {
+	Gamma, Beta     *Param
+	RunMean, RunVar *Param // buffers
+	Eps, Momentum   float64
+	Threads         int
+	x, y, dx        *tensor.Tensor
+	xhat            []float32
+	invStd          []float32
+	train           bool
+}
+
+// NewBatchNorm2D returns a batch norm over c channels with gamma 1, beta 0,
+// running mean 0, running variance 1, Eps 1e-5 and Momentum 0.1.
+func NewBatchNorm2D(c, threads int) *BatchNorm2D {
+	l := &BatchNorm2D{Gamma: newParam("weight", false, c), Beta: newParam("bias", false, c),
+		RunMean: newBuffer("running_mean", c), RunVar: newBuffer("running_var", c), Eps: 1e-5, Momentum: 0.1, Threads: threads}
+	for i := 0; i < c; i++ {
+		l.Gamma.W[i], l.RunVar.W[i] = 1, 1
+	}
+	l.invStd = make([]float32, c)
+	return l
+}
+
+// Params implements Layer.
+func (l *BatchNorm2D) Params() []*Param { return []*Param{l.Gamma, l.Beta, l.RunMean, l.RunVar} }
+
+// Forward implements Layer.
+func (l *BatchNorm2D) Forward(x *tensor.Tensor, train bool) *tensor.Tensor {
+	n, c := x.Shape[0], x.Shape[1]
+	hw := x.Len() / (n * c)
+	l.x, l.train = x, train
+	l.y = buf(l.y, x.Shape...)
+	if train && len(l.xhat) != len(x.Data) {
+		l.xhat = make([]float32, len(x.Data))
+	}
+	parallelFor(l.Threads, c, func(_, lo, hi int) {
+		for ch := lo; ch < hi; ch++ {
+			var mean, inv float64
+			if train {
+				var s float64
+				for i := 0; i < n; i++ {
+					for _, v := range x.Data[(i*c+ch)*hw : (i*c+ch+1)*hw] {
+						s += float64(v)
+					}
+				}
+				cnt := float64(n * hw)
+				mean = s / cnt
+				var ss float64
+				for i := 0; i < n; i++ {
+					for _, v := range x.Data[(i*c+ch)*hw : (i*c+ch+1)*hw] {
+						d := float64(v) - mean
+						ss += d * d
+					}
+				}
+				vr := ss / cnt
+				inv = 1 / math.Sqrt(vr+l.Eps)
+				unb := vr
+				if cnt > 1 {
+					unb = ss / (cnt - 1)
+				}
+				m := l.Momentum
+				l.RunMean.W[ch] = float32((1-m)*float64(l.RunMean.W[ch]) + m*mean)
+				l.RunVar.W[ch] = float32((1-m)*float64(l.RunVar.W[ch]) + m*unb)
+			} else {
+				mean = float64(l.RunMean.W[ch])
+				inv = 1 / math.Sqrt(float64(l.RunVar.W[ch])+l.Eps)
+			}
+			l.invStd[ch] = float32(inv)
+			g, b := float32(float64(l.Gamma.W[ch])*inv), l.Beta.W[ch]
+			mf, invf := float32(mean), float32(inv)
+			for i := 0; i < n; i++ {
+				off := (i*c + ch) * hw
+				src, dst := x.Data[off:off+hw], l.y.Data[off:off+hw]
+				if train {
+					xh := l.xhat[off : off+hw]
+					for j, v := range src {
+						h := (v - mf) * invf
+						xh[j] = h
+						dst[j] = l.Gamma.W[ch]*h + b
+					}
+				} else {
+					sh := b - g*mf
+					for j, v := range src {
+						dst[j] = g*v + sh
+					}
+				}
+			}
+		}
+	})
+	return l.y
+}
+
+// Backward implements Layer. In training mode it differentiates through
+// the batch statistics:
+// dx = gamma*invstd/M * (M dy - sum dy - xhat sum(dy xhat)).
+func (l *BatchNorm2D) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor {
+	x := l.x
+	n, c := x.Shape[0], x.Shape[1]
+	hw := x.Len() / (n * c)
+	if mode.Input {
+		l.dx = buf(l.dx, x.Shape...)
+	}
+	parallelFor(l.Threads, c, func(_, lo, hi int) {
+		for ch := lo; ch < hi; ch++ {
+			var sdy, sdyx float64
+			inv := l.invStd[ch]
+			mean := l.RunMean.W[ch]
+			for i := 0; i < n; i++ {
+				off := (i*c + ch) * hw
+				d := dy.Data[off : off+hw]
+				if l.train {
+					xh := l.xhat[off : off+hw]
+					for j, v := range d {
+						sdy += float64(v)
+						sdyx += float64(v * xh[j])
+					}
+				} else {
+					xs := x.Data[off : off+hw]
+					for j, v := range d {
+						sdy += float64(v)
+						sdyx += float64(v * (xs[j] - mean) * inv)
+					}
+				}
+			}
+			if mode.Params {
+				l.Gamma.G[ch] = float32(sdyx)
+				l.Beta.G[ch] = float32(sdy)
+			}
+			if !mode.Input {
+				continue
+			}
+			g := l.Gamma.W[ch] * inv
+			if !l.train {
+				for i := 0; i < n; i++ {
+					off := (i*c + ch) * hw
+					d, o := dy.Data[off:off+hw], l.dx.Data[off:off+hw]
+					for j, v := range d {
+						o[j] = g * v
+					}
+				}
+				continue
+			}
+			cnt := float64(n * hw)
+			mdy, mdyx := float32(sdy/cnt), float32(sdyx/cnt)
+			for i := 0; i < n; i++ {
+				off := (i*c + ch) * hw
+				d, o, xh := dy.Data[off:off+hw], l.dx.Data[off:off+hw], l.xhat[off:off+hw]
+				for j, v := range d {
+					o[j] = g * (v - mdy - xh[j]*mdyx)
+				}
+			}
+		}
+	})
+	if !mode.Input {
+		return nil
+	}
+	return l.dx
+}
+
+// ReLU is max(x, 0).
+type ReLU struct{ y, dx *tensor.Tensor }
+
+// Params implements Layer.
+func (*ReLU) Params() []*Param { return nil }
+
+// Forward implements Layer.
+func (l *ReLU) Forward(x *tensor.Tensor, _ bool) *tensor.Tensor {
+	l.y = buf(l.y, x.Shape...)
+	y := l.y.Data[:len(x.Data)]
+	for i, v := range x.Data {
+		if v < 0 {
+			v = 0
+		}
+		y[i] = v
+	}
+	return l.y
+}
+
+// Backward implements Layer; the derivative at 0 is taken as 0.
+func (l *ReLU) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor {
+	if !mode.Input {
+		return nil
+	}
+	l.dx = buf(l.dx, dy.Shape...)
+	y, dx := l.y.Data[:len(dy.Data)], l.dx.Data[:len(dy.Data)]
+	for i, g := range dy.Data {
+		if y[i] <= 0 {
+			g = 0
+		}
+		dx[i] = g
+	}
+	return l.dx
+}
+
+// Sigmoid is 1 / (1 + exp(-x)).
+type Sigmoid struct{ y, dx *tensor.Tensor }
+
+// Params implements Layer.
+func (*Sigmoid) Params() []*Param { return nil }
+
+// Forward implements Layer.
+func (l *Sigmoid) Forward(x *tensor.Tensor, _ bool) *tensor.Tensor {
+	l.y = buf(l.y, x.Shape...)
+	for i, v := range x.Data {
+		l.y.Data[i] = sigmoid(v)
+	}
+	return l.y
+}
+
+func sigmoid(v float32) float32 { return float32(1 / (1 + math.Exp(-float64(v)))) }
+
+// Backward implements Layer: dx = dy * y * (1 - y).
+func (l *Sigmoid) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor {
+	if !mode.Input {
+		return nil
+	}
+	l.dx = buf(l.dx, dy.Shape...)
+	for i, g := range dy.Data {
+		y := l.y.Data[i]
+		l.dx.Data[i] = g * y * (1 - y)
+	}
+	return l.dx
+}
+
+// Dropout zeroes each value with probability P in training mode and scales
+// the others by 1/(1-P) (inverted dropout); it is the identity in eval
+// mode. Its masks come from Rng, which the trainer reseeds per epoch.
+type Dropout struct {
+	P    float64
+	Rng  *rand.Rand
+	mask []float32
+	y    *tensor.Tensor
+	dx   *tensor.Tensor
+	on   bool
+}
+
+// Params implements Layer.
+func (*Dropout) Params() []*Param { return nil }
+
+// Forward implements Layer.
+func (l *Dropout) Forward(x *tensor.Tensor, train bool) *tensor.Tensor {
+	l.on = train && l.P > 0
+	if !l.on {
+		return x
+	}
+	if len(l.mask) != len(x.Data) {
+		l.mask = make([]float32, len(x.Data))
+	}
+	scale := float32(1 / (1 - l.P))
+	l.y = buf(l.y, x.Shape...)
+	for i, v := range x.Data {
+		m := float32(0)
+		if l.Rng.Float64() >= l.P {
+			m = scale
+		}
+		l.mask[i] = m
+		l.y.Data[i] = v * m
+	}
+	return l.y
+}
+
+// Backward implements Layer.
+func (l *Dropout) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor {
+	if !mode.Input {
+		return nil
+	}
+	if !l.on {
+		return dy
+	}
+	l.dx = buf(l.dx, dy.Shape...)
+	for i, g := range dy.Data {
+		l.dx.Data[i] = g * l.mask[i]
+	}
+	return l.dx
+}
+
+// Dense is a fully connected layer y = x W^T + b with W (Out, In); inputs of
+// more than two dimensions are flattened to (N, In).
+type Dense struct {
+	Weight, Bias *Param
+	In, Out      int
+	Gemm         Gemm
+	x            *tensor.Tensor
+	y, dx        *tensor.Tensor
+}
+
+// NewDense returns a dense layer with He-normal weights (std
+// sqrt(2/in)) drawn from rng and zero bias.
+func NewDense(in, out int, rng *rand.Rand) *Dense {
+	l := &Dense{Weight: newParam("weight", true, out, in), Bias: newParam("bias", false, out), In: in, Out: out, Gemm: DefaultGemm()}
+	std := math.Sqrt(2 / float64(in))
+	for i := range l.Weight.W {
+		l.Weight.W[i] = float32(rng.NormFloat64() * std)
+	}
+	return l
+}
+
+// Params implements Layer.
+func (l *Dense) Params() []*Param { return []*Param{l.Weight, l.Bias} }
+
+// Forward implements Layer.
+func (l *Dense) Forward(x *tensor.Tensor, _ bool) *tensor.Tensor {
+	n := x.Shape[0]
+	if x.Len() != n*l.In {
+		panic(fmt.Sprintf("nn: dense input %v, want %d features", x.Shape, l.In))
+	}
+	l.x = x
+	l.y = buf(l.y, n, l.Out)
+	for i := 0; i < n; i++ {
+		copy(l.y.Data[i*l.Out:(i+1)*l.Out], l.Bias.W)
+	}
+	l.Gemm.Sgemm(false, true, n, l.Out, l.In, 1, x.Data, l.In, l.Weight.W, l.In, 1, l.y.Data, l.Out)
+	return l.y
+}
+
+// Backward implements Layer.
+func (l *Dense) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor {
+	n := l.x.Shape[0]
+	if mode.Params {
+		l.Gemm.Sgemm(true, false, l.Out, l.In, n, 1, dy.Data, l.Out, l.x.Data, l.In, 0, l.Weight.G, l.In)
+		for o := 0; o < l.Out; o++ {
+			var s float32
+			for i := 0; i < n; i++ {
+				s += dy.Data[i*l.Out+o]
+			}
+			l.Bias.G[o] = s
+		}
+	}
+	if !mode.Input {
+		return nil
+	}
+	l.dx = buf(l.dx, l.x.Shape...)
+	l.Gemm.Sgemm(false, false, n, l.In, l.Out, 1, dy.Data, l.Out, l.Weight.W, l.In, 0, l.dx.Data, l.In)
+	return l.dx
+}
+
+// MaxPool2D takes the maximum over K x K windows with stride Stride (no
+// padding; the output is floor((H-K)/Stride)+1). Ties go to the first
+// maximum in row-major window order.
+type MaxPool2D struct {
+	K, Stride int
+	Threads   int
+	x, y, dx  *tensor.Tensor
+	arg       []int32
+}
+
+// Params implements Layer.
+func (*MaxPool2D) Params() []*Param { return nil }
+
+// Forward implements Layer.
+func (l *MaxPool2D) Forward(x *tensor.Tensor, _ bool) *tensor.Tensor {
+	n, c, h, w := x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3]
+	oh, ow := (h-l.K)/l.Stride+1, (w-l.K)/l.Stride+1
+	l.x = x
+	l.y = buf(l.y, n, c, oh, ow)
+	if len(l.arg) != len(l.y.Data) {
+		l.arg = make([]int32, len(l.y.Data))
+	}
+	parallelFor(l.Threads, n*c, func(_, lo, hi int) {
+		for pl := lo; pl < hi; pl++ {
+			src := x.Data[pl*h*w : (pl+1)*h*w]
+			dst, arg := l.y.Data[pl*oh*ow:(pl+1)*oh*ow], l.arg[pl*oh*ow:(pl+1)*oh*ow]
+			for i := 0; i < oh; i++ {
+				for j := 0; j < ow; j++ {
+					best, bi := float32(math.Inf(-1)), int32(-1)
+					for a := 0; a < l.K; a++ {
+						row := (i*l.Stride + a) * w
+						for b := 0; b < l.K; b++ {
+							idx := row + j*l.Stride + b
+							if v := src[idx]; v > best || bi < 0 {
+								best, bi = v, int32(idx)
+							}
+						}
+					}
+					dst[i*ow+j], arg[i*ow+j] = best, bi
+				}
+			}
+		}
+	})
+	return l.y
+}
+
+// Backward implements Layer: the gradient goes to the window's maximum.
+func (l *MaxPool2D) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor {
+	if !mode.Input {
+		return nil
+	}
+	n, c, h, w := l.x.Shape[0], l.x.Shape[1], l.x.Shape[2], l.x.Shape[3]
+	ohw := l.y.Shape[2] * l.y.Shape[3]
+	l.dx = buf(l.dx, l.x.Shape...)
+	parallelFor(l.Threads, n*c, func(_, lo, hi int) {
+		for pl := lo; pl < hi; pl++ {
+			dst := l.dx.Data[pl*h*w : (pl+1)*h*w]
+			clear(dst)
+			for i, g := range dy.Data[pl*ohw : (pl+1)*ohw] {
+				dst[l.arg[pl*ohw+i]] += g
+			}
+		}
+	})
+	return l.dx
+}
+
+// AvgPool2D averages over K x K windows with stride Stride (no padding).
+type AvgPool2D struct {
+	K, Stride int
+	x, y, dx  *tensor.Tensor
+}
+
+// Params implements Layer.
+func (*AvgPool2D) Params() []*Param { return nil }
+
+// Forward implements Layer.
+func (l *AvgPool2D) Forward(x *tensor.Tensor, _ bool) *tensor.Tensor {
+	n, c, h, w := x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3]
+	oh, ow := (h-l.K)/l.Stride+1, (w-l.K)/l.Stride+1
+	l.x = x
+	l.y = buf(l.y, n, c, oh, ow)
+	inv := 1 / float32(l.K*l.K)
+	for pl := 0; pl < n*c; pl++ {
+		src, dst := x.Data[pl*h*w:(pl+1)*h*w], l.y.Data[pl*oh*ow:(pl+1)*oh*ow]
+		for i := 0; i < oh; i++ {
+			for j := 0; j < ow; j++ {
+				var s float32
+				for a := 0; a < l.K; a++ {
+					for b := 0; b < l.K; b++ {
+						s += src[(i*l.Stride+a)*w+j*l.Stride+b]
+					}
+				}
+				dst[i*ow+j] = s * inv
+			}
+		}
+	}
+	return l.y
+}
+
+// Backward implements Layer.
+func (l *AvgPool2D) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor {
+	if !mode.Input {
+		return nil
+	}
+	n, c, h, w := l.x.Shape[0], l.x.Shape[1], l.x.Shape[2], l.x.Shape[3]
+	oh, ow := l.y.Shape[2], l.y.Shape[3]
+	l.dx = buf(l.dx, l.x.Shape...)
+	inv := 1 / float32(l.K*l.K)
+	for pl := 0; pl < n*c; pl++ {
+		dst, g := l.dx.Data[pl*h*w:(pl+1)*h*w], dy.Data[pl*oh*ow:(pl+1)*oh*ow]
+		clear(dst)
+		for i := 0; i < oh; i++ {
+			for j := 0; j < ow; j++ {
+				v := g[i*ow+j] * inv
+				for a := 0; a < l.K; a++ {
+					for b := 0; b < l.K; b++ {
+						dst[(i*l.Stride+a)*w+j*l.Stride+b] += v
+					}
+				}
+			}
+		}
+	}
+	return l.dx
+}
+
+// Upsample repeats every pixel Factor x Factor times (nearest neighbour).
+type Upsample struct {
+	Factor int
+	x, y   *tensor.Tensor
+	dx     *tensor.Tensor
+}
+
+// Params implements Layer.
+func (*Upsample) Params() []*Param { return nil }
+
+// Forward implements Layer.
+func (l *Upsample) Forward(x *tensor.Tensor, _ bool) *tensor.Tensor {
+	n, c, h, w := x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3]
+	f := l.Factor
+	l.x = x
+	l.y = buf(l.y, n, c, h*f, w*f)
+	W := w * f
+	for pl := 0; pl < n*c; pl++ {
+		src, dst := x.Data[pl*h*w:(pl+1)*h*w], l.y.Data[pl*h*w*f*f:(pl+1)*h*w*f*f]
+		for i := 0; i < h*f; i++ {
+			srow, drow := src[(i/f)*w:(i/f+1)*w], dst[i*W:(i+1)*W]
+			for j := range drow {
+				drow[j] = srow[j/f]
+			}
+		}
+	}
+	return l.y
+}
+
+// Backward implements Layer: each input pixel gets the sum of its copies.
+func (l *Upsample) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor {
+	if !mode.Input {
+		return nil
+	}
+	n, c, h, w := l.x.Shape[0], l.x.Shape[1], l.x.Shape[2], l.x.Shape[3]
+	f := l.Factor
+	W := w * f
+	l.dx = buf(l.dx, l.x.Shape...)
+	for pl := 0; pl < n*c; pl++ {
+		dst, src := l.dx.Data[pl*h*w:(pl+1)*h*w], dy.Data[pl*h*w*f*f:(pl+1)*h*w*f*f]
+		clear(dst)
+		for i := 0; i < h*f; i++ {
+			srow, drow := src[i*W:(i+1)*W], dst[(i/f)*w:(i/f+1)*w]
+			for j, v := range srow {
+				drow[j/f] += v
+			}
+		}
+	}
+	return l.dx
+}
+
+// GlobalAvgPool averages each channel over its pixels: (N, C, H, W) to
+// (N, C).
+type GlobalAvgPool struct {
+	x, y, dx *tensor.Tensor
+}
+
+// Params implements Layer.
+func (*GlobalAvgPool) Params() []*Param { return nil }
+
+// Forward implements Layer.
+func (l *GlobalAvgPool) Forward(x *tensor.Tensor, _ bool) *tensor.Tensor {
+	n, c := x.Shape[0], x.Shape[1]
+	hw := x.Len() / (n * c)
+	l.x = x
+	l.y = buf(l.y, n, c)
+	for pl := 0; pl < n*c; pl++ {
+		var s float32
+		for _, v := range x.Data[pl*hw : (pl+1)*hw] {
+			s += v
+		}
+		l.y.Data[pl] = s / float32(hw)
+	}
+	return l.y
+}
+
+// Backward implements Layer.
+func (l *GlobalAvgPool) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor {
+	if !mode.Input {
+		return nil
+	}
+	n, c := l.x.Shape[0], l.x.Shape[1]
+	hw := l.x.Len() / (n * c)
+	l.dx = buf(l.dx, l.x.Shape...)
+	for pl := 0; pl < n*c; pl++ {
+		g := dy.Data[pl] / float32(hw)
+		d := l.dx.Data[pl*hw : (pl+1)*hw]
+		for i := range d {
+			d[i] = g
+		}
+	}
+	return l.dx
+}
+
+// Flatten reshapes (N, ...) to (N, D) without copying.
+type Flatten struct {
+	in []int
+	y  tensor.Tensor
+	dx tensor.Tensor
+}
+
+// Params implements Layer.
+func (*Flatten) Params() []*Param { return nil }
+
+// Forward implements Layer.
+func (l *Flatten) Forward(x *tensor.Tensor, _ bool) *tensor.Tensor {
+	l.in = append(l.in[:0], x.Shape...)
+	l.y = tensor.Tensor{Shape: []int{x.Shape[0], x.Len() / x.Shape[0]}, Data: x.Data}
+	return &l.y
+}
+
+// Backward implements Layer.
+func (l *Flatten) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor {
+	if !mode.Input {
+		return nil
+	}
+	l.dx = tensor.Tensor{Shape: append([]int(nil), l.in...), Data: dy.Data}
+	return &l.dx
+}
+
+// Normalize maps pixels to (x - Mean[c]) / Std[c] per channel; it is the
+// first layer of the classifiers, so their inputs are pixels in [0, 1].
+type Normalize struct {
+	Mean, Std []float32
+	y, dx     *tensor.Tensor
+}
+
+// Params implements Layer; the statistics are fixed configuration.
+func (*Normalize) Params() []*Param { return nil }
+
+// Forward implements Layer.
+func (l *Normalize) Forward(x *tensor.Tensor, _ bool) *tensor.Tensor {
+	n, c := x.Shape[0], x.Shape[1]
+	hw := x.Len() / (n * c)
+	l.y = buf(l.y, x.Shape...)
+	for pl := 0; pl < n*c; pl++ {
+		m, s := l.Mean[pl%c], 1/l.Std[pl%c]
+		src, dst := x.Data[pl*hw:(pl+1)*hw], l.y.Data[pl*hw:(pl+1)*hw]
+		for i, v := range src {
+			dst[i] = (v - m) * s
+		}
+	}
+	return l.y
+}
+
+// Backward implements Layer: dx = dy / Std[c].
+func (l *Normalize) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor {
+	if !mode.Input {
+		return nil
+	}
+	n, c := dy.Shape[0], dy.Shape[1]
+	hw := dy.Len() / (n * c)
+	l.dx = buf(l.dx, dy.Shape...)
+	for pl := 0; pl < n*c; pl++ {
+		s := 1 / l.Std[pl%c]
+		src, dst := dy.Data[pl*hw:(pl+1)*hw], l.dx.Data[pl*hw:(pl+1)*hw]
+		for i, v := range src {
+			dst[i] = v * s
+		}
+	}
+	return l.dx
+}
+
+// Residual adds a body and a shortcut applied to the same input:
+// y = Body(x) + Shortcut(x), with the identity when Shortcut is nil (He et
+// al. 2016). The ReLU after the addition is a separate layer.
+type Residual struct {
+	Body     Layer
+	Shortcut Layer
+	y, dx    *tensor.Tensor
+}
+
+// Params implements Layer.
+func (*Residual) Params() []*Param { return nil }
+
+// Children implements container.
+func (l *Residual) Children() []namedLayer {
+	out := []namedLayer{{"body", l.Body}}
+	if l.Shortcut != nil {
+		out = append(out, namedLayer{"shortcut", l.Shortcut})
+	}
+	return out
+}
+
+// Forward implements Layer.
+func (l *Residual) Forward(x *tensor.Tensor, train bool) *tensor.Tensor {
+	b := l.Body.Forward(x, train)
+	s := x
+	if l.Shortcut != nil {
+		s = l.Shortcut.Forward(x, train)
+	}
+	l.y = buf(l.y, b.Shape...)
+	for i, v := range b.Data {
+		l.y.Data[i] = v + s.Data[i]
+	}
+	return l.y
+}
+
+// Backward implements Layer.
+func (l *Residual) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor {
+	db := l.Body.Backward(dy, mode)
+	ds := dy
+	if l.Shortcut != nil {
+		ds = l.Shortcut.Backward(dy, mode)
+	}
+	if !mode.Input {
+		return nil
+	}
+	l.dx = buf(l.dx, db.Shape...)
+	for i, v := range db.Data {
+		l.dx.Data[i] = v + ds.Data[i]
+	}
+	return l.dx
+}
+
+// ShortcutA is the parameter-free "option A" shortcut of the CIFAR ResNet
+// (He et al. 2016, section 4.2): it subsamples the input with Stride and
+// pads the channels with zeros, (Out-In)/2 before and the rest after.
+type ShortcutA struct {
+	In, Out, Stride int
+	x, y, dx        *tensor.Tensor
+}
+
+// Params implements Layer.
+func (*ShortcutA) Params() []*Param { return nil }
+
+// Forward implements Layer.
+func (l *ShortcutA) Forward(x *tensor.Tensor, _ bool) *tensor.Tensor {
+	n, c, h, w := x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3]
+	oh, ow := (h+l.Stride-1)/l.Stride, (w+l.Stride-1)/l.Stride
+	pad := (l.Out - l.In) / 2
+	l.x = x
+	l.y = buf(l.y, n, l.Out, oh, ow)
+	clear(l.y.Data)
+	for i := 0; i < n; i++ {
+		for ch := 0; ch < c; ch++ {
+			src := x.Data[(i*c+ch)*h*w : (i*c+ch+1)*h*w]
+			dst := l.y.Data[(i*l.Out+ch+pad)*oh*ow : (i*l.Out+ch+pad+1)*oh*ow]
+			for a := 0; a < oh; a++ {
+				for b := 0; b < ow; b++ {
+					dst[a*ow+b] = src[a*l.Stride*w+b*l.Stride]
+				}
+			}
+		}
+	}
+	return l.y
+}
+
+// Backward implements Layer.
+func (l *ShortcutA) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor {
+	if !mode.Input {
+		return nil
+	}
+	n, c, h, w := l.x.Shape[0], l.x.Shape[1], l.x.Shape[2], l.x.Shape[3]
+	oh, ow := l.y.Shape[2], l.y.Shape[3]
+	pad := (l.Out - l.In) / 2
+	l.dx = buf(l.dx, l.x.Shape...)
+	clear(l.dx.Data)
+	for i := 0; i < n; i++ {
+		for ch := 0; ch < c; ch++ {
+			dst := l.dx.Data[(i*c+ch)*h*w : (i*c+ch+1)*h*w]
+			src := dy.Data[(i*l.Out+ch+pad)*oh*ow : (i*l.Out+ch+pad+1)*oh*ow]
+			for a := 0; a < oh; a++ {
+				for b := 0; b < ow; b++ {
+					dst[a*l.Stride*w+b*l.Stride] = src[a*ow+b]
+				}
+			}
+		}
+	}
+	return l.dx
+}
