@@ -1,0 +1,106 @@
+package report
+
+import (
+	"encoding/base64"
+	"fmt"
+	"html/template"
+	"io"
+	"strings"
+)
+
+var htmlTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
+	"cell": func(c Cell) template.HTML {
+		if c.Acc == nil {
+			return template.HTML(`<span class="missing" title="` + template.HTMLEscapeString(c.Missing) + `">—</span>`)
+		}
+		return template.HTML(fmt.Sprintf(`<b>%.3f</b> <span class="ci">[%.3f, %.3f]</span>`, c.Acc.Value, c.Acc.Lo, c.Acc.Hi))
+	},
+	"paper": func(row Row, j int) string {
+		if row.Paper == nil || row.Paper[j] == nil {
+			return ""
+		}
+		return fmt.Sprintf("paper %.4f", *row.Paper[j])
+	},
+	"png": func(b []byte) template.URL {
+		return template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(b))
+	},
+	"secs":    fmtSeconds,
+	"short":   short,
+	"keys":    sortedKeys,
+	"f2":      func(v float64) string { return fmt.Sprintf("%.2f", v) },
+	"f3":      func(v float64) string { return fmt.Sprintf("%.3f", v) },
+	"f4":      func(v float64) string { return fmt.Sprintf("%.4f", v) },
+	"f1":      func(v float64) string { return fmt.Sprintf("%.1f", v) },
+	"subset":  func(d Data) bool { return d.AttackSubset > 0 && d.AttackSubset < d.Test },
+	"utc":     func(r *Results) string { return r.Created.UTC().Format("2006-01-02 15:04 UTC") },
+	"lines":   func(s string) []string { return strings.Split(s, "\n") },
+	"hasMiss": func(row Row) bool { return hasMissing(row) },
+}).Parse(`<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>stl run: {{.R.Name}}</title>
+<style>
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0}
+th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}
+th{background:#f3f3f3}
+.ci{color:#666;font-size:.85em}
+.paper{color:#a05000;font-size:.85em;font-style:italic;display:block}
+.missing{color:#b00}
+.note{background:#fff8e0;border-left:4px solid #e0b000;padding:.5em 1em;margin:.5em 0}
+img{max-width:100%;border:1px solid #ddd}
+figure{margin:1.5em 0}
+code{background:#f3f3f3;padding:0 .2em}
+</style></head><body>
+<h1>stl run: {{.R.Name}}</h1>
+<p>Created {{utc .R}}; wall time {{secs .R.Seconds}}.</p>
+<p>Data: <b>{{.R.Data.Name}}</b>, {{.R.Data.Train}} training and {{.R.Data.Test}} test images of {{.R.Data.Channels}}x{{.R.Data.Height}}x{{.R.Data.Width}}, {{.R.Data.Classes}} classes.
+{{if subset .R.Data}}Adversarial columns use a class-balanced subset of <b>{{.R.Data.AttackSubset}}</b> test images ({{.R.Data.PerClassMin}} to {{.R.Data.PerClassMax}} per class, seed {{.R.Data.AttackSubsetSeed}}); the clean column uses all {{.R.Data.Test}}.{{end}}</p>
+{{range .R.Notes}}<div class="note">{{.}}</div>
+{{end}}
+{{range .R.Tables}}{{$t := .}}<h2>{{.Title}}</h2>
+{{if .Caption}}<p>{{.Caption}}</p>{{end}}
+<table><tr><th>Defense</th>{{range .Columns}}<th>{{.}}</th>{{end}}</tr>
+{{range .Rows}}{{$row := .}}<tr><td>{{.Defense}}</td>{{range $j, $c := .Cells}}<td>{{cell $c}}{{with paper $row $j}}<span class="paper">{{.}}</span>{{end}}</td>{{end}}</tr>
+{{end}}</table>
+<p class="ci">Accuracy in bold, Wilson 95% interval in brackets{{if .PaperRef}}; in italics the paper's {{.PaperRef}}{{end}}.</p>
+{{range .Rows}}{{$row := .}}{{if hasMiss .}}<ul>{{range $j, $c := .Cells}}{{if not $c.Acc}}<li class="missing">{{$row.Defense}}, {{index $t.Columns $j}}: {{$c.Missing}}</li>{{end}}{{end}}</ul>{{end}}{{end}}
+{{end}}
+{{if .R.Attacks}}<h2>Attacks on the vanilla classifier</h2>
+<table><tr><th>Attack</th><th>Budget</th><th>Mean normalized L2</th><th>Images</th><th>Seconds</th></tr>
+{{range .R.Attacks}}<tr><td>{{.Name}}</td><td>{{.Budget}}</td><td>{{f4 .MeanL2}}</td><td>{{.N}}</td><td>{{f1 .Seconds}}</td></tr>
+{{end}}</table>{{end}}
+{{if .R.Quality}}<h2>Quality and robustness (Figure 6 form)</h2>
+<table><tr><th>Defense</th><th>Attack</th><th>PSNR (dB)</th><th>Acc T(x0)</th><th>Acc T(x_adv)</th></tr>
+{{range .R.Quality}}<tr><td>{{.Defense}}</td><td>{{.Attack}}</td><td>{{f2 .PSNR}}</td><td>{{f3 .Clean.Value}}</td><td>{{f3 .Adv.Value}}</td></tr>
+{{end}}</table>{{end}}
+{{range .Figs}}<figure><img src="{{png .PNG}}" alt="{{.Caption}}"><figcaption>{{.Caption}}</figcaption></figure>
+{{end}}
+{{if .R.Missing}}<h2>Missing</h2><ul>{{range .R.Missing}}<li><b>{{.What}}</b>: {{.Why}}</li>{{end}}</ul>{{end}}
+{{if .R.Settings}}<h2>Settings</h2><table><tr><th>Setting</th><th>Value</th></tr>
+{{range .R.Settings}}<tr><td>{{.Key}}</td><td><code>{{.Value}}</code></td></tr>
+{{end}}</table>{{end}}
+{{if .R.Versions}}<h2>Versions</h2><ul>{{$v := .R.Versions}}{{range keys .R.Versions}}<li>{{.}}: <code>{{index $v .}}</code></li>{{end}}</ul>{{end}}
+{{if .R.Stages}}<h2>Stages</h2><table><tr><th>Stage</th><th>Seconds</th><th>Reused</th><th>Key</th></tr>
+{{range .R.Stages}}<tr><td>{{.Name}}</td><td>{{f1 .Seconds}}</td><td>{{if .Cached}}yes{{end}}</td><td><code>{{short .Key}}</code></td></tr>
+{{end}}</table><p>A reused stage shows the time it took when it was computed.</p>{{end}}
+</body></html>
+`))
+
+func hasMissing(row Row) bool {
+	for _, c := range row.Cells {
+		if c.Acc == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// WriteHTML writes a self-contained report.html: the same content as
+// report.md with every figure embedded as a base64 PNG, so the file can be
+// mailed or opened anywhere without its directory.
+func WriteHTML(w io.Writer, r *Results, figs []Figure) error {
+	return htmlTmpl.Execute(w, struct {
+		R    *Results
+		Figs []Figure
+	}{r, figs})
+}

@@ -1,0 +1,122 @@
+package report
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+)
+
+// render writes p as PNG and SVG of the given size.
+func render(p *plot.Plot, w, h vg.Length) (pngData, svgData []byte, err error) {
+	for _, f := range []struct {
+		format string
+		dst    *[]byte
+	}{{"png", &pngData}, {"svg", &svgData}} {
+		wt, err := p.WriterTo(w, h, f.format)
+		if err != nil {
+			return nil, nil, err
+		}
+		var buf bytes.Buffer
+		if _, err := wt.WriteTo(&buf); err != nil {
+			return nil, nil, err
+		}
+		*f.dst = buf.Bytes()
+	}
+	return pngData, svgData, nil
+}
+
+// AccuracyBars plots a table as grouped bars: one group per column, one
+// bar per defense, with the Wilson 95% interval as an error bar. Missing
+// cells are left out. It returns PNG and SVG encodings.
+func AccuracyBars(t *Table) (pngData, svgData []byte, err error) {
+	if len(t.Rows) == 0 || len(t.Columns) == 0 {
+		return nil, nil, fmt.Errorf("report: table %s is empty", t.ID)
+	}
+	p := plot.New()
+	p.Title.Text = t.Title
+	p.Y.Label.Text = "accuracy"
+	nr := len(t.Rows)
+	// Head room above 1 for the legend.
+	p.Y.Min, p.Y.Max = 0, 1+0.07*float64(nr)
+	p.Y.Tick.Marker = plot.ConstantTicks([]plot.Tick{{Value: 0, Label: "0"}, {Value: 0.25}, {Value: 0.5, Label: "0.5"}, {Value: 0.75}, {Value: 1, Label: "1"}})
+	bw := vg.Points(math.Max(4, math.Min(14, 90/float64(nr))))
+	for i, row := range t.Rows {
+		vals := make(plotter.Values, len(t.Columns))
+		errs := make(plotter.YErrors, len(t.Columns))
+		xys := make(plotter.XYs, len(t.Columns))
+		for j, c := range row.Cells {
+			xys[j].X = float64(j)
+			if c.Acc != nil {
+				vals[j] = c.Acc.Value
+				xys[j].Y = c.Acc.Value
+				errs[j].Low, errs[j].High = c.Acc.Value-c.Acc.Lo, c.Acc.Hi-c.Acc.Value
+			}
+		}
+		bars, err := plotter.NewBarChart(vals, bw)
+		if err != nil {
+			return nil, nil, err
+		}
+		bars.LineStyle.Width = 0
+		bars.Color = plotutil.Color(i)
+		bars.Offset = (vg.Length(i) - vg.Length(nr-1)/2) * bw
+		p.Add(bars)
+		p.Legend.Add(row.Defense, bars)
+	}
+	p.Legend.Top = true
+	p.Legend.Left = false
+	p.NominalX(t.Columns...)
+	p.Add(plotter.NewGrid())
+	return render(p, 8*vg.Inch, 4.5*vg.Inch)
+}
+
+// QualityPlot draws the paper's Figure 6 for one attack: for every defense
+// a vertical segment at x = PSNR of T(x_adv) against x0 spanning the
+// characteristic interval [min(a0, a_adv), max(a0, a_adv)] of the vanilla
+// classifier's accuracies on T(x0) and T(x_adv). Top right is best: high
+// PSNR, high and short interval. It returns PNG and SVG encodings.
+func QualityPlot(points []Quality, attack string) (pngData, svgData []byte, err error) {
+	p := plot.New()
+	p.Title.Text = "PSNR vs. accuracy interval (" + attack + ")"
+	p.X.Label.Text = "PSNR of T(x_adv) against x0 (dB)"
+	p.Y.Label.Text = "accuracy of the vanilla classifier"
+	p.Add(plotter.NewGrid())
+	n := 0
+	xmin, xmax, ymin, ymax := math.Inf(1), math.Inf(-1), math.Inf(1), math.Inf(-1)
+	for _, q := range points {
+		if q.Attack != attack {
+			continue
+		}
+		lo, hi := math.Min(q.Clean.Value, q.Adv.Value), math.Max(q.Clean.Value, q.Adv.Value)
+		xmin, xmax = math.Min(xmin, q.PSNR), math.Max(xmax, q.PSNR)
+		ymin, ymax = math.Min(ymin, lo), math.Max(ymax, hi)
+		seg := plotter.XYs{{X: q.PSNR, Y: lo}, {X: q.PSNR, Y: hi}}
+		l, s, err := plotter.NewLinePoints(seg)
+		if err != nil {
+			return nil, nil, err
+		}
+		col := plotutil.Color(n)
+		l.Color = col
+		l.Width = vg.Points(4)
+		s.Color = col
+		s.Shape = draw.CircleGlyph{}
+		s.Radius = vg.Points(3)
+		p.Add(l, s)
+		p.Legend.Add(q.Defense, l)
+		n++
+	}
+	if n == 0 {
+		return nil, nil, fmt.Errorf("report: no quality points for attack %q", attack)
+	}
+	// Margins around the points, and head room for the legend at top left.
+	p.X.Min, p.X.Max = xmin-1, xmax+1
+	p.Y.Min, p.Y.Max = math.Max(0, ymin-0.05), ymax+0.05+0.05*float64(n)
+	p.Legend.Top = true
+	p.Legend.Left = true
+	return render(p, 6*vg.Inch, 4.5*vg.Inch)
+}

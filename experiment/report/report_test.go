@@ -1,0 +1,293 @@
+package report
+
+import (
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stl-defense/stl/experiment/metrics"
+	"github.com/stl-defense/stl/tensor"
+)
+
+func acc(c, n int) *metrics.Accuracy { a := metrics.NewAccuracy(c, n); return &a }
+
+// synthetic returns results shaped like a real run, with made-up counts.
+func synthetic() *Results {
+	r := &Results{
+		Name:     "synthetic",
+		Created:  time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC),
+		Versions: map[string]string{"go": "go1.26", "module": "(devel)"},
+		Config:   json.RawMessage(`{"arch":"vgg-small","lambda":0.2}`),
+		Settings: []Setting{{"arch", "vgg-small"}, {"lambda", "0.2"}, {"seed", "1"}},
+		Data: Data{Name: "sample:cifar10", Train: 2000, Test: 500, Classes: 10, Channels: 3, Height: 32, Width: 32,
+			AttackSubset: 200, PerClassMin: 20, PerClassMax: 20, AttackSubsetSeed: 1},
+		Attacks: []Attack{{"FGSM-0.08", "L2 0.08", 0.0801, 200, 1.5}, {"CW", "L2 0.04", 0.031, 200, 30}},
+		Seconds: 600,
+		Notes:   []string{"Trained on 2,000 images for 3 epochs: the numbers show the pipeline works, not the paper's accuracy."},
+	}
+	cols := PaperColumns
+	mk := func(name string, counts ...int) Row {
+		row := Row{Defense: name}
+		for j := range cols {
+			n := 200
+			if j == 0 {
+				n = 500
+			}
+			if counts[j] < 0 {
+				row.Cells = append(row.Cells, Cell{Missing: "the attack failed: synthetic reason"})
+				continue
+			}
+			row.Cells = append(row.Cells, Cell{Acc: acc(counts[j], n)})
+		}
+		return row
+	}
+	t1 := Table{ID: "table1", Title: "Table 1 form: retrained classifiers", Columns: cols, Rows: []Row{
+		mk("No Defense", 400, 100, 120, 30, 20, 10),
+		mk("STL", 380, 150, 160, 170, 175, -1),
+		mk("STL (cluster)", 385, 151, 161, 171, 176, 177),
+		mk("JPEG", 370, 120, 130, 140, 150, 150),
+	}}
+	t5 := t1
+	t5.ID, t5.Title = "table5", "Table 5 form: vanilla classifier"
+	t5.Rows = append([]Row(nil), t1.Rows...)
+	AttachPaper(&t1, PaperTable1)
+	AttachPaper(&t5, PaperTable5)
+	r.Tables = []Table{t1, t5}
+	r.Quality = []Quality{
+		{"STL", "FGSM-0.08", 27.5, *acc(380, 500), *acc(150, 200)},
+		{"STL (cluster)", "FGSM-0.08", 27.9, *acc(385, 500), *acc(151, 200)},
+		{"JPEG", "FGSM-0.08", 25.1, *acc(370, 500), *acc(120, 200)},
+	}
+	r.Missing = []Missing{{"PixelDefend", "not implemented in this project"}}
+	r.Stages = []Stage{{"train-vanilla", strings.Repeat("a", 64), 120, false}, {"defense", strings.Repeat("b", 64), 200, true}}
+	return r
+}
+
+func syntheticGrid() *Grid {
+	mk := func(v float32) *tensor.Tensor {
+		t := tensor.New(4, 3, 8, 8)
+		for i := range t.Data {
+			t.Data[i] = v
+		}
+		return t
+	}
+	red := mk(0)
+	for k := 0; k < 4; k++ { // red channel 1: pure red images
+		for i := 0; i < 64; i++ {
+			red.Data[k*192+i] = 1
+		}
+	}
+	return &Grid{Rows: []GridRow{{"adversarial", red}, {"STL", mk(0.5)}, {"clean", mk(1)}}, Scale: 2}
+}
+
+func TestPaperValues(t *testing.T) {
+	tests := []struct {
+		ref, defense, col string
+		want              float64
+		ok                bool
+	}{
+		{PaperTable1, "No Defense", ColClean, 0.9298, true},
+		{PaperTable1, "STL (cluster)", ColCW, 0.8904, true},
+		{PaperTable1, "STL", ColFGSM008, 0.8515, true},
+		{PaperTable5, "STL (cluster)", ColDeepFool, 0.7959, true},
+		{PaperTable5, "MagNet reformer", ColBIM, 0.4312, true},
+		{PaperTable1, "JPEG", ColClean, 0, false},
+		{PaperTable1, "STL", "PGD", 0, false},
+		{"Table 9", "STL", ColClean, 0, false},
+	}
+	for _, tc := range tests {
+		got, ok := PaperValue(tc.ref, tc.defense, tc.col)
+		if ok != tc.ok || got != tc.want {
+			t.Errorf("PaperValue(%q, %q, %q) = %v, %v; want %v, %v", tc.ref, tc.defense, tc.col, got, ok, tc.want, tc.ok)
+		}
+	}
+	r := synthetic()
+	rows := r.Tables[0].Rows
+	if rows[3].Paper != nil {
+		t.Errorf("JPEG has paper values %v in Table 1", rows[3].Paper)
+	}
+	if p := rows[2].Paper[0]; p == nil || *p != 0.9011 {
+		t.Errorf("STL (cluster) clean paper value = %v", p)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	if err := synthetic().Validate(); err != nil {
+		t.Fatalf("synthetic results: %v", err)
+	}
+	tests := []struct {
+		name  string
+		break_ func(r *Results)
+	}{
+		{"cells short", func(r *Results) { r.Tables[0].Rows[0].Cells = r.Tables[0].Rows[0].Cells[:2] }},
+		{"no reason", func(r *Results) { r.Tables[0].Rows[0].Cells[1] = Cell{} }},
+		{"bad accuracy", func(r *Results) { r.Tables[1].Rows[0].Cells[0].Acc = &metrics.Accuracy{Correct: 5, N: 3} }},
+		{"NaN PSNR", func(r *Results) { r.Quality[0].PSNR = r.Quality[0].PSNR / 0 * 0 }},
+		{"empty accuracy", func(r *Results) { r.Quality[0].Adv = metrics.NewAccuracy(0, 0) }},
+	}
+	for _, tc := range tests {
+		r := synthetic()
+		r.Tables[1].Rows = append([]Row(nil), r.Tables[1].Rows...)
+		for i := range r.Tables[1].Rows {
+			r.Tables[1].Rows[i].Cells = append([]Cell(nil), r.Tables[1].Rows[i].Cells...)
+		}
+		tc.break_(r)
+		if err := r.Validate(); err == nil {
+			t.Errorf("%s: Validate accepted broken results", tc.name)
+		}
+	}
+}
+
+func TestWrite(t *testing.T) {
+	dir := t.TempDir()
+	r := synthetic()
+	if err := Write(dir, r, syntheticGrid()); err != nil {
+		t.Fatal(err)
+	}
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	// results.json round-trips every accuracy.
+	var back Results
+	if err := json.Unmarshal([]byte(read(FileJSON)), &back); err != nil {
+		t.Fatalf("results.json: %v", err)
+	}
+	if got, want := back.Tables[0].Rows[2].Cells[5].Acc.Correct, 177; got != want {
+		t.Errorf("results.json STL (cluster) CW correct = %d, want %d", got, want)
+	}
+	if back.Tables[0].Rows[1].Cells[5].Acc != nil || back.Tables[0].Rows[1].Cells[5].Missing == "" {
+		t.Errorf("results.json lost the missing cell: %+v", back.Tables[0].Rows[1].Cells[5])
+	}
+	if back.Data.AttackSubset != 200 || back.Stages[1].Key != strings.Repeat("b", 64) {
+		t.Errorf("results.json data/stages = %+v / %+v", back.Data, back.Stages)
+	}
+	// results.csv: one accuracy line per cell, parseable.
+	recs, err := csv.NewReader(strings.NewReader(read(FileCSV))).ReadAll()
+	if err != nil {
+		t.Fatalf("results.csv: %v", err)
+	}
+	nacc, found := 0, false
+	for _, rec := range recs {
+		if rec[0] == "accuracy" {
+			nacc++
+			if rec[1] == "table1" && rec[2] == "STL (cluster)" && rec[3] == "CW" {
+				found = rec[4] == "0.885" && rec[7] == "177" && rec[9] == "0.8904"
+			}
+		}
+	}
+	if nacc != 2*4*6 || !found {
+		t.Errorf("results.csv: %d accuracy lines (want 48), STL (cluster) CW line right: %v", nacc, found)
+	}
+	md := read(FileMarkdown)
+	for _, want := range []string{"| STL (cluster) |", "*(paper 0.8567)*", "**0.755**", "the attack failed: synthetic reason",
+		"class-balanced subset of **200**", "PixelDefend", "figures/grid.png", "figures/psnr_interval.svg", "| lambda | 0.2 |"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report.md lacks %q", want)
+		}
+	}
+	html := read(FileHTML)
+	if n := strings.Count(html, `src="data:image/png;base64,`); n != 4 {
+		t.Errorf("report.html embeds %d PNGs, want 4 (grid, two bar charts, Figure 6)", n)
+	}
+	if strings.Contains(html, `src="figures/`) || strings.Contains(html, "http://") {
+		t.Error("report.html refers to external files")
+	}
+	for _, name := range []string{"grid.png", "accuracy_table1.png", "accuracy_table5.svg", "psnr_interval.png", "psnr_interval.svg"} {
+		b := read(filepath.Join(DirFigures, name))
+		if strings.HasSuffix(name, ".png") {
+			if _, err := png.Decode(strings.NewReader(b)); err != nil {
+				t.Errorf("%s: %v", name, err)
+			}
+		} else if !strings.Contains(b, "<svg") {
+			t.Errorf("%s is not SVG", name)
+		}
+	}
+	// No temporary files left behind.
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".") {
+			t.Errorf("left behind %s", e.Name())
+		}
+	}
+}
+
+func TestWriteRejectsInvalid(t *testing.T) {
+	r := synthetic()
+	r.Tables[0].Rows[0].Cells = nil
+	dir := t.TempDir()
+	if err := Write(dir, r, nil); err == nil {
+		t.Fatal("Write accepted invalid results")
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("Write of invalid results left %d files", len(ents))
+	}
+}
+
+func TestWriteText(t *testing.T) {
+	var buf bytes.Buffer
+	if err := WriteText(&buf, synthetic()); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	for _, want := range []string{"Table 1 form", "STL (cluster)  0.770 [0.731, 0.805]", "paper", "0.9011", "FGSM-0.08", "PixelDefend: not implemented", "class-balanced subset of 200"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("text output lacks %q:\n%s", want, out)
+		}
+	}
+	if err := WriteText(failWriter{}, synthetic()); err == nil {
+		t.Error("WriteText hid a write error")
+	}
+}
+
+type failWriter struct{}
+
+func (failWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
+
+func TestGrid(t *testing.T) {
+	g := syntheticGrid()
+	img, err := g.Image()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Find the first fully red pixel (row "adversarial") and check the
+	// clean row below it is white at the same column.
+	b := img.Bounds()
+	found := false
+	for x := b.Min.X; x < b.Max.X && !found; x++ {
+		for y := b.Min.Y; y < b.Max.Y/3; y++ {
+			if c := img.RGBAAt(x, y); c.R == 255 && c.G == 0 && c.B == 0 {
+				found = true
+				mid := img.RGBAAt(x, y+16+4) // next row: scale 2 x 8 px + gap 4
+				if mid.R != 128 || mid.G != 128 || mid.B != 128 {
+					t.Errorf("STL row pixel = %v, want grey 128", mid)
+				}
+				break
+			}
+		}
+	}
+	if !found {
+		t.Error("no red pixel in the adversarial row")
+	}
+	bad := &Grid{Rows: []GridRow{{"a", tensor.New(2, 3, 8, 8)}, {"b", tensor.New(2, 3, 4, 4)}}}
+	var se *tensor.ShapeError
+	if _, err := bad.Image(); !errors.As(err, &se) {
+		t.Errorf("mismatched rows: err = %v, want *tensor.ShapeError", err)
+	}
+	if _, err := (&Grid{}).Image(); err == nil {
+		t.Error("empty grid accepted")
+	}
+	if _, _, err := QualityPlot(synthetic().Quality, "BIM"); err == nil {
+		t.Error("QualityPlot with no points for the attack succeeded")
+	}
+}

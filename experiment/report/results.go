@@ -1,0 +1,271 @@
+// Package report renders the results of an experiment run: report.md, a
+// self-contained report.html (figures embedded as base64 PNG), results.json
+// and results.csv with every number, the image grid of the paper's Figures 3
+// and 4, accuracy bar charts and the PSNR-versus-accuracy-interval plot of
+// the paper's Figure 6 (gonum/plot, PNG and SVG), and plain-text tables for
+// the terminal.
+//
+// The package knows nothing about how results are computed: the pipeline of
+// package experiment fills a Results value and calls Write. Tables in the
+// paper's Table 1 and Table 5 forms can carry the paper's numbers next to
+// ours (AttachPaper).
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/stl-defense/stl/experiment/metrics"
+)
+
+// Results is everything a run reports. It is what results.json holds.
+type Results struct {
+	Name    string    `json:"name"`
+	Created time.Time `json:"created"`
+	// Versions holds the module version, VCS revision, Go version, build
+	// tags and the like.
+	Versions map[string]string `json:"versions,omitempty"`
+	// Config is the full configuration of the run, as JSON.
+	Config json.RawMessage `json:"config,omitempty"`
+	// Settings is Config flattened to key/value pairs, in display order.
+	Settings []Setting `json:"settings,omitempty"`
+	Data     Data      `json:"data"`
+	Attacks  []Attack  `json:"attacks,omitempty"`
+	Tables   []Table   `json:"tables,omitempty"`
+	// Quality holds the points of the Figure 6 plot.
+	Quality []Quality `json:"quality,omitempty"`
+	// Missing lists what the run could not compute and why.
+	Missing []Missing `json:"missing,omitempty"`
+	Stages  []Stage   `json:"stages,omitempty"`
+	// Seconds is the wall time of the whole run.
+	Seconds float64  `json:"seconds"`
+	Notes   []string `json:"notes,omitempty"`
+}
+
+// Setting is one hyperparameter or seed.
+type Setting struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+}
+
+// Data describes the data set and the test subset the attacks use.
+type Data struct {
+	Name     string `json:"name"`
+	Train    int    `json:"train"`
+	Test     int    `json:"test"`
+	Classes  int    `json:"classes"`
+	Channels int    `json:"channels"`
+	Height   int    `json:"height"`
+	Width    int    `json:"width"`
+	// AttackSubset is the number of test images attacked, a class-balanced
+	// seeded subset when smaller than Test, with between PerClassMin and
+	// PerClassMax images per class.
+	AttackSubset     int    `json:"attack_subset"`
+	PerClassMin      int    `json:"attack_subset_per_class_min"`
+	PerClassMax      int    `json:"attack_subset_per_class_max"`
+	AttackSubsetSeed uint64 `json:"attack_subset_seed"`
+}
+
+// Attack describes one adversarial test set.
+type Attack struct {
+	Name string `json:"name"`
+	// Budget is the attack's budget as configured, e.g. "L2 0.04".
+	Budget string `json:"budget"`
+	// MeanL2 is the measured mean normalized L2 dissimilarity
+	// ||x_adv - x0|| / ||x0|| (paper, section 5.1).
+	MeanL2 float64 `json:"mean_l2"`
+	// N is the number of images attacked.
+	N       int     `json:"n"`
+	Seconds float64 `json:"seconds"`
+}
+
+// Table is one accuracy table: rows are defenses, columns the clean set
+// and the attacks.
+type Table struct {
+	ID      string   `json:"id"`    // e.g. "table1"
+	Title   string   `json:"title"` // e.g. "Table 1 form: ..."
+	Caption string   `json:"caption,omitempty"`
+	Columns []string `json:"columns"`
+	Rows    []Row    `json:"rows"`
+	// PaperRef names the paper table whose numbers Row.Paper holds, empty
+	// when the table has no analogue in the paper.
+	PaperRef string `json:"paper_ref,omitempty"`
+}
+
+// Row is one defense in a table.
+type Row struct {
+	Defense string `json:"defense"`
+	Cells   []Cell `json:"cells"`
+	// Paper holds the paper's number for each column, nil where the paper
+	// has none.
+	Paper []*float64 `json:"paper,omitempty"`
+}
+
+// Cell is one accuracy, or the reason it is missing.
+type Cell struct {
+	Acc     *metrics.Accuracy `json:"accuracy,omitempty"`
+	Missing string            `json:"missing,omitempty"`
+}
+
+// Quality is one defense under one attack for the Figure 6 plot: the PSNR
+// of T(x_adv) against x0, and the vanilla classifier's accuracy on T(x0)
+// and T(x_adv).
+type Quality struct {
+	Defense string           `json:"defense"`
+	Attack  string           `json:"attack"`
+	PSNR    float64          `json:"psnr_db"`
+	Clean   metrics.Accuracy `json:"acc_clean"`
+	Adv     metrics.Accuracy `json:"acc_adv"`
+}
+
+// Missing is something the run could not compute.
+type Missing struct {
+	What string `json:"what"`
+	Why  string `json:"why"`
+}
+
+// Stage is the timing of one pipeline stage.
+type Stage struct {
+	Name    string  `json:"name"`
+	Key     string  `json:"key"`
+	Seconds float64 `json:"seconds"`
+	Cached  bool    `json:"cached"`
+}
+
+// Validate checks that the results can be written: every table row has a
+// cell per column, every accuracy is a finite proportion, every Quality
+// point is finite.
+func (r *Results) Validate() error {
+	for _, t := range r.Tables {
+		for _, row := range t.Rows {
+			if len(row.Cells) != len(t.Columns) {
+				return fmt.Errorf("report: table %s row %q: %d cells for %d columns", t.ID, row.Defense, len(row.Cells), len(t.Columns))
+			}
+			if row.Paper != nil && len(row.Paper) != len(t.Columns) {
+				return fmt.Errorf("report: table %s row %q: %d paper values for %d columns", t.ID, row.Defense, len(row.Paper), len(t.Columns))
+			}
+			for j, c := range row.Cells {
+				if c.Acc == nil {
+					if c.Missing == "" {
+						return fmt.Errorf("report: table %s row %q column %s: no accuracy and no reason", t.ID, row.Defense, t.Columns[j])
+					}
+					continue
+				}
+				if err := checkAcc(*c.Acc); err != nil {
+					return fmt.Errorf("report: table %s row %q column %s: %w", t.ID, row.Defense, t.Columns[j], err)
+				}
+			}
+		}
+	}
+	for _, q := range r.Quality {
+		if math.IsNaN(q.PSNR) || math.IsInf(q.PSNR, 0) {
+			return fmt.Errorf("report: quality point %s/%s: PSNR %v", q.Defense, q.Attack, q.PSNR)
+		}
+		if err := checkAcc(q.Clean); err != nil {
+			return fmt.Errorf("report: quality point %s/%s: %w", q.Defense, q.Attack, err)
+		}
+		if err := checkAcc(q.Adv); err != nil {
+			return fmt.Errorf("report: quality point %s/%s: %w", q.Defense, q.Attack, err)
+		}
+	}
+	for _, a := range r.Attacks {
+		if math.IsNaN(a.MeanL2) || math.IsInf(a.MeanL2, 0) {
+			return fmt.Errorf("report: attack %s: mean L2 %v", a.Name, a.MeanL2)
+		}
+	}
+	return nil
+}
+
+func checkAcc(a metrics.Accuracy) error {
+	if a.N <= 0 || a.Correct < 0 || a.Correct > a.N || !(a.Lo <= a.Value && a.Value <= a.Hi) {
+		return fmt.Errorf("invalid accuracy %+v", a)
+	}
+	return nil
+}
+
+// Standard column names of the paper's Tables 1, 2, 5 and 6.
+const (
+	ColClean    = "Clean"
+	ColFGSM008  = "FGSM-0.08"
+	ColFGSM004  = "FGSM-0.04"
+	ColBIM      = "BIM"
+	ColDeepFool = "DeepFool"
+	ColCW       = "CW"
+)
+
+// PaperColumns are the columns of the paper's CIFAR-10 tables, in order.
+var PaperColumns = []string{ColClean, ColFGSM008, ColFGSM004, ColBIM, ColDeepFool, ColCW}
+
+// Paper tables with CIFAR-10 analogues, by reference name.
+const (
+	// PaperTable1 is Table 1: CIFAR-10, VGG-16, each defense's classifier
+	// retrained and tested on its transformed data.
+	PaperTable1 = "Table 1 (CIFAR-10, VGG-16, retrained)"
+	// PaperTable5 is Table 5: CIFAR-10, the attacked vanilla VGG-16 on
+	// transformed clean and adversarial examples.
+	PaperTable5 = "Table 5 (CIFAR-10, VGG-16, vanilla)"
+)
+
+// paper holds the numbers of the paper (Sun et al., CVPR 2019, section 5.2
+// Table 1 and section 5.4 Table 5), columns in PaperColumns order.
+var paper = map[string]map[string][6]float64{
+	PaperTable1: {
+		"No Defense":    {0.9298, 0.5816, 0.6523, 0.1803, 0.1760, 0.0936},
+		"MagNet":        {0.9206, 0.7393, 0.8552, 0.7707, 0.8770, 0.8594},
+		"PixelDefend":   {0.9041, 0.8316, 0.8799, 0.8515, 0.8827, 0.8845},
+		"STL":           {0.9002, 0.8515, 0.8732, 0.8754, 0.8838, 0.8880},
+		"STL (cluster)": {0.9011, 0.8567, 0.8715, 0.8803, 0.8890, 0.8904},
+	},
+	PaperTable5: {
+		"No Defense":    {0.9298, 0.5816, 0.6523, 0.1803, 0.1760, 0.0936},
+		"MagNet":        {0.9035, 0.6145, 0.6521, 0.4312, 0.6535, 0.4845},
+		"PixelDefend":   {0.8526, 0.6810, 0.7329, 0.7729, 0.7414, 0.7579},
+		"STL":           {0.8285, 0.7099, 0.7487, 0.7462, 0.7854, 0.7765},
+		"STL (cluster)": {0.8360, 0.7103, 0.7547, 0.7531, 0.7959, 0.7906},
+	},
+}
+
+// PaperValue returns the paper's number for a defense and column of the
+// referenced paper table. Defense names are matched exactly, except that a
+// name starting with "MagNet" matches the paper's MagNet row.
+func PaperValue(ref, defense, column string) (float64, bool) {
+	t, ok := paper[ref]
+	if !ok {
+		return 0, false
+	}
+	row, ok := t[defense]
+	if !ok && len(defense) >= 6 && defense[:6] == "MagNet" {
+		row, ok = t["MagNet"]
+	}
+	if !ok {
+		return 0, false
+	}
+	for j, c := range PaperColumns {
+		if c == column {
+			return row[j], true
+		}
+	}
+	return 0, false
+}
+
+// AttachPaper sets t.PaperRef to ref and fills every row's Paper values
+// from the paper's table ref where it has the defense and column.
+func AttachPaper(t *Table, ref string) {
+	t.PaperRef = ref
+	for i := range t.Rows {
+		row := &t.Rows[i]
+		row.Paper = make([]*float64, len(t.Columns))
+		any := false
+		for j, c := range t.Columns {
+			if v, ok := PaperValue(ref, row.Defense, c); ok {
+				row.Paper[j] = &v
+				any = true
+			}
+		}
+		if !any {
+			row.Paper = nil
+		}
+	}
+}
