@@ -105,7 +105,9 @@ func TestDoFailureKeepsNothing(t *testing.T) {
 	s, _ := Open(dir)
 	k1, _ := NewKey("s", 1)
 	k2, _ := NewKey("s", 2)
-	ok := func(ctx context.Context, d string) error { return os.WriteFile(filepath.Join(d, "x"), []byte("1"), 0o644) }
+	ok := func(ctx context.Context, d string) error {
+		return os.WriteFile(filepath.Join(d, "x"), []byte("1"), 0o644)
+	}
 	if _, _, err := s.Do(context.Background(), "s", k1, nil, nil, ok); err != nil {
 		t.Fatal(err)
 	}

@@ -123,7 +123,7 @@ func TestValidate(t *testing.T) {
 		t.Fatalf("synthetic results: %v", err)
 	}
 	tests := []struct {
-		name  string
+		name   string
 		break_ func(r *Results)
 	}{
 		{"cells short", func(r *Results) { r.Tables[0].Rows[0].Cells = r.Tables[0].Rows[0].Cells[:2] }},
