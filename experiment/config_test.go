@@ -1,0 +1,101 @@
+package experiment
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestDefaultConfigValid(t *testing.T) {
+	c := DefaultConfig()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	// The paper's STL settings (section 5.1).
+	if c.Lambda != 0.2 || c.Filters != 64 || c.FilterSize != 8 || c.Clusters != 4 {
+		t.Errorf("defaults differ from the paper: %+v", c)
+	}
+	if c.retrainEpochs() != c.Epochs {
+		t.Errorf("retrain epochs default = %d, want %d", c.retrainEpochs(), c.Epochs)
+	}
+}
+
+func TestLoadConfig(t *testing.T) {
+	for _, path := range []string{"testdata/small.yaml", "testdata/small.json"} {
+		c, err := LoadConfig(path)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		d := DefaultConfig()
+		if c.Name != "small" || c.Arch != "resnet-20" || c.Limit != 500 || c.Lambda != 0.1 {
+			t.Errorf("%s: fields from the file not applied: %+v", path, c)
+		}
+		if len(c.Attacks) != 2 || c.Attacks[1] != AttackCW || c.Baselines == nil || len(c.Baselines) != 0 {
+			t.Errorf("%s: lists = %v, %v", path, c.Attacks, c.Baselines)
+		}
+		if c.Epochs != d.Epochs || c.Data != d.Data || c.Clusters != d.Clusters {
+			t.Errorf("%s: absent fields lost their defaults: %+v", path, c)
+		}
+	}
+	bad := []struct {
+		path, want string
+	}{
+		{"testdata/typo.yaml", "lamda"},
+		{"testdata/badarch.json", "vgg-16"},
+		{"testdata/absent.yaml", "no such file"},
+	}
+	for _, tc := range bad {
+		_, err := LoadConfig(tc.path)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want mention of %q", tc.path, err, tc.want)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		field string
+		mod   func(*Config)
+	}{
+		{"name", func(c *Config) { c.Name = "../x" }},
+		{"data", func(c *Config) { c.Data = "" }},
+		{"resolution", func(c *Config) { c.Resolution = -1 }},
+		{"arch", func(c *Config) { c.Arch = "vgg16" }},
+		{"limit", func(c *Config) { c.Limit = -5 }},
+		{"epochs", func(c *Config) { c.Epochs = 0 }},
+		{"batch_size", func(c *Config) { c.BatchSize = 0 }},
+		{"learning_rate", func(c *Config) { c.LearningRate = 0 }},
+		{"lambda", func(c *Config) { c.Lambda = -0.2 }},
+		{"filters", func(c *Config) { c.Filters = 0 }},
+		{"clusters", func(c *Config) { c.Clusters = 0 }},
+		{"dict_iterations", func(c *Config) { c.DictIterations = 0 }},
+		{"attack_subset", func(c *Config) { c.AttackSubset = -1 }},
+		{"attacks", func(c *Config) { c.Attacks = []string{"PGD"} }},
+		{"attacks", func(c *Config) { c.Attacks = []string{"BIM", "BIM"} }},
+		{"baselines", func(c *Config) { c.Baselines = []string{" "} }},
+	}
+	for _, tc := range tests {
+		c := DefaultConfig()
+		tc.mod(&c)
+		var ce *ConfigError
+		if err := c.Validate(); !errors.As(err, &ce) || ce.Field != tc.field {
+			t.Errorf("%s: err = %v, want *ConfigError for %s", tc.field, err, tc.field)
+		}
+	}
+}
+
+func TestSettings(t *testing.T) {
+	s := DefaultConfig().Settings()
+	if s[0] != [2]string{"name", "cifar10-sample"} {
+		t.Errorf("first setting = %v", s[0])
+	}
+	found := false
+	for _, kv := range s {
+		if kv[0] == "attacks" {
+			found = kv[1] == "[FGSM-0.08, FGSM-0.04, BIM, DeepFool, CW]"
+		}
+	}
+	if !found {
+		t.Errorf("attacks setting missing or wrong in %v", s)
+	}
+}

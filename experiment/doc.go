@@ -1,0 +1,23 @@
+// Package experiment runs the paper's evaluation end to end, the job behind
+// `stl run` (Sun et al., CVPR 2019, section 5):
+//
+//  1. train the vanilla classifier on clean images;
+//  2. build the defense: the denoising auto-encoder whose latent codes are
+//     clustered, and the convolutional dictionaries, one universal ("STL")
+//     and one per cluster ("STL (cluster)") (sections 3.2-3.4);
+//  3. project the training and test sets with each defense and retrain a
+//     classifier on each projected training set (section 3.5);
+//  4. compute adversarial test sets on the vanilla classifier: FGSM at
+//     normalized L2 dissimilarity 0.08 and 0.04, BIM, DeepFool and CW at
+//     0.04 (section 5.1);
+//  5. evaluate in the form of Table 1 (each defense's retrained classifier on
+//     its transformed clean and adversarial sets) and Table 5 (the vanilla
+//     classifier on transformed sets), for No Defense, STL, STL (cluster)
+//     and every baseline the project has;
+//  6. write the report (package report).
+//
+// Every stage is cached in the run directory under a key derived from its
+// configuration and the keys of the stages it reads (package cache), so an
+// interrupted run resumes where it stopped and a changed setting recomputes
+// only what depends on it.
+package experiment
