@@ -1,0 +1,221 @@
+package attack
+
+import (
+	"context"
+	"math"
+	"sort"
+
+	"github.com/stl-defense/stl/tensor"
+)
+
+// DeepFoolOptions configures DeepFool.
+type DeepFoolOptions struct {
+	// Budget caps the perturbation: DeepFool looks for the smallest
+	// perturbation that flips the label, and any iterate outside the
+	// budget ball is projected back onto it. Its norm also picks the
+	// variant: L2 DeepFool for L2Rel, L-infinity DeepFool for LInf.
+	// Default: normalized L2 dissimilarity 0.04 (the paper's setting).
+	Budget Budget
+	// Overshoot multiplies the accumulated perturbation by 1+Overshoot to
+	// cross the boundary. Default 0.02 (Moosavi-Dezfooli et al.).
+	Overshoot float64
+	// MaxIter bounds the linearization steps. Default 50.
+	MaxIter int
+	// Candidates is how many classes are considered, the labelled class and
+	// the Candidates-1 others with the largest clean logits; each iteration
+	// costs Candidates-1 backward passes. Default 10; 0 or more than the
+	// model's classes means all classes.
+	Candidates int
+}
+
+// DefaultDeepFoolOptions returns the paper's DeepFool setting.
+func DefaultDeepFoolOptions() DeepFoolOptions {
+	return DeepFoolOptions{Budget: Budget{Norm: L2Rel, Eps: 0.04}, Overshoot: 0.02, MaxIter: 50, Candidates: 10}
+}
+
+// Validate checks the budget, Overshoot in [0, 1], MaxIter >= 1 and
+// Candidates >= 0 and != 1.
+func (o DeepFoolOptions) Validate() error {
+	if err := o.Budget.Validate(); err != nil {
+		return err
+	}
+	if !(o.Overshoot >= 0 && o.Overshoot <= 1) {
+		return optErr("DeepFool", "Overshoot", o.Overshoot, "must be in [0, 1]")
+	}
+	if o.MaxIter < 1 {
+		return optErr("DeepFool", "MaxIter", o.MaxIter, "must be at least 1")
+	}
+	if o.Candidates < 0 || o.Candidates == 1 {
+		return optErr("DeepFool", "Candidates", o.Candidates, "must be 0 (all) or at least 2")
+	}
+	return nil
+}
+
+// DeepFool is the multi-class DeepFool attack of Moosavi-Dezfooli et al.
+// (CVPR 2016), untargeted. At each iterate it linearizes the differences
+// f_k = z_k - z_y of the candidate logits against the labelled class y,
+// takes the class l closest to its linearized boundary,
+// l = argmin |f_k|/||w_k||_q with w_k = grad f_k, and adds the step that
+// reaches it: r = (|f_l|+1e-4)/||w_l||_2^2 w_l (L2) or
+// (|f_l|+1e-4)/||w_l||_1 sign(w_l) (L-infinity, q = 1). The iterate is
+// x0 + (1+overshoot) sum r, projected onto the budget ball and [0,1]. An
+// image stops as soon as it is misclassified.
+type DeepFool struct{ opts DeepFoolOptions }
+
+// NewDeepFool validates o and returns the attack.
+func NewDeepFool(o DeepFoolOptions) (*DeepFool, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	return &DeepFool{opts: o}, nil
+}
+
+// Name returns e.g. "DeepFool-0.04".
+func (a *DeepFool) Name() string { return "DeepFool" + budgetSuffix(a.opts.Budget) }
+
+// Run implements Attack. Each iteration costs Candidates-1 forward and
+// backward passes on the whole batch.
+func (a *DeepFool) Run(ctx context.Context, m Model, x *tensor.Tensor, labels []int) (*Result, error) {
+	b, err := checkInput(m, x, labels)
+	if err != nil {
+		return nil, err
+	}
+	o := a.opts
+	z0, err := b.logits(ctx, m, x)
+	if err != nil {
+		return nil, err
+	}
+	clean := argmax(z0, b.k)
+	nc := o.Candidates
+	if nc == 0 || nc > b.k {
+		nc = b.k
+	}
+	// cands[i] lists the nc-1 other classes of image i, by clean logit.
+	cands := make([][]int, b.n)
+	for i := range cands {
+		row := z0.Data[i*b.k : (i+1)*b.k]
+		others := make([]int, 0, b.k-1)
+		for j := 0; j < b.k; j++ {
+			if j != labels[i] {
+				others = append(others, j)
+			}
+		}
+		sort.SliceStable(others, func(p, q int) bool { return row[others[p]] > row[others[q]] })
+		cands[i] = others[:nc-1]
+	}
+
+	r := radii(o.Budget, x.Data, b.n, b.d)
+	adv := x.Clone()
+	rtot := make([]float64, b.n*b.d)
+	bestW := make([]float32, b.n*b.d)
+	bestDist := make([]float64, b.n)
+	bestF := make([]float64, b.n)
+	active := make([]bool, b.n)
+	for i := range active {
+		active[i] = clean[i] == labels[i]
+	}
+	passes := 0
+	for iter := 0; iter < o.MaxIter; iter++ {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		for i := range bestDist {
+			bestDist[i] = math.Inf(1)
+		}
+		live := false
+		for c := 0; c < nc-1; c++ {
+			first := c == 0
+			seed := func(z, g *tensor.Tensor) {
+				for i := 0; i < b.n; i++ {
+					row := z.Data[i*b.k : (i+1)*b.k]
+					if first && iter > 0 {
+						// The logits of the current iterate decide which
+						// images are still correctly classified.
+						active[i] = active[i] && argmax1(row) == labels[i]
+					}
+					if !active[i] {
+						continue
+					}
+					live = true
+					g.Data[i*b.k+cands[i][c]] = 1
+					g.Data[i*b.k+labels[i]] = -1
+				}
+			}
+			z, w, err := b.grad(ctx, m, adv, seed)
+			passes++
+			if err != nil {
+				return nil, err
+			}
+			if !live {
+				break
+			}
+			for i := 0; i < b.n; i++ {
+				if !active[i] {
+					continue
+				}
+				f := float64(z.Data[i*b.k+cands[i][c]] - z.Data[i*b.k+labels[i]])
+				wi := w.Data[i*b.d : (i+1)*b.d]
+				var wn float64
+				if o.Budget.Norm == LInf {
+					for _, v := range wi {
+						wn += math.Abs(float64(v))
+					}
+				} else {
+					wn = l2(wi)
+				}
+				if wn == 0 {
+					continue
+				}
+				if dist := math.Abs(f) / wn; dist < bestDist[i] {
+					bestDist[i], bestF[i] = dist, f
+					copy(bestW[i*b.d:(i+1)*b.d], wi)
+				}
+			}
+		}
+		if !live {
+			break
+		}
+		for i := 0; i < b.n; i++ {
+			if !active[i] || math.IsInf(bestDist[i], 1) {
+				continue
+			}
+			wi, ri := bestW[i*b.d:(i+1)*b.d], rtot[i*b.d:(i+1)*b.d]
+			if o.Budget.Norm == LInf {
+				wn := 0.0
+				for _, v := range wi {
+					wn += math.Abs(float64(v))
+				}
+				step := (math.Abs(bestF[i]) + 1e-4) / wn
+				for j, v := range wi {
+					if v > 0 {
+						ri[j] += step
+					} else if v < 0 {
+						ri[j] -= step
+					}
+				}
+			} else {
+				wn := l2(wi)
+				step := (math.Abs(bestF[i]) + 1e-4) / (wn * wn)
+				for j, v := range wi {
+					ri[j] += step * float64(v)
+				}
+			}
+			ai, oi := adv.Data[i*b.d:(i+1)*b.d], x.Data[i*b.d:(i+1)*b.d]
+			for j := range ai {
+				ai[j] = oi[j] + float32((1+o.Overshoot)*ri[j])
+			}
+		}
+		project(o.Budget, adv.Data, x.Data, r, b.d)
+	}
+	return finish(ctx, b, m, x, adv, clean, labels, false, passes)
+}
+
+func argmax1(row []float32) int {
+	best := 0
+	for j := 1; j < len(row); j++ {
+		if row[j] > row[best] {
+			best = j
+		}
+	}
+	return best
+}
