@@ -25,6 +25,7 @@ type Projector interface {
 type STL struct {
 	mu   sync.Mutex
 	proj Projector
+	spec *Defense // when set, images must fit spec.CheckImages
 }
 
 // NewSTL returns the universal STL projecting with p.
@@ -47,6 +48,11 @@ func (t *STL) Apply(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, erro
 	if _, _, _, _, err := checkImages("defense.STL.Apply", x, 0); err != nil {
 		return nil, err
 	}
+	if t.spec != nil {
+		if err := t.spec.CheckImages(x); err != nil {
+			return nil, err
+		}
+	}
 	dst := tensor.New(x.Shape...)
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -65,6 +71,7 @@ type StratifiedSTL struct {
 	strat *Stratifier
 	projs []Projector
 	mus   []sync.Mutex
+	spec  *Defense // when set, images must fit spec.CheckImages
 }
 
 // NewStratifiedSTL returns the stratified STL with one projector per
@@ -97,6 +104,11 @@ func (t *StratifiedSTL) Stratifier() *Stratifier { return t.strat }
 // Apply implements Transform: it assigns every image of x to a cluster
 // (Stratifier.Assign) and returns the projections in a new tensor.
 func (t *StratifiedSTL) Apply(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
+	if t.spec != nil && x != nil {
+		if err := t.spec.CheckImages(x); err != nil {
+			return nil, err
+		}
+	}
 	clusters, err := t.strat.Assign(ctx, x)
 	if err != nil {
 		return nil, err
@@ -112,6 +124,11 @@ func (t *StratifiedSTL) ApplyClusters(ctx context.Context, x *tensor.Tensor, clu
 	n, c, h, w, err := checkImages("defense.StratifiedSTL.Apply", x, 0)
 	if err != nil {
 		return nil, err
+	}
+	if t.spec != nil {
+		if err := t.spec.CheckImages(x); err != nil {
+			return nil, err
+		}
 	}
 	if len(clusters) != n {
 		return nil, fmt.Errorf("defense: StratifiedSTL: %d cluster assignments for %d images", len(clusters), n)
@@ -148,6 +165,45 @@ func (t *StratifiedSTL) ApplyClusters(ctx context.Context, x *tensor.Tensor, clu
 		}
 	}
 	return dst, nil
+}
+
+// ProjectorFactory builds the STL projector of one dictionary, an
+// (R, S, C, M) tensor in SPORCO's layout, with sparsity weight lambda.
+type ProjectorFactory func(dict *tensor.Tensor, lambda float64) (Projector, error)
+
+// Transforms returns the defense's two transforms, "STL" with the universal
+// dictionary and "STL (cluster)" with the per-cluster ones, projecting with
+// projectors made by newProj at the defense's lambda. Both refuse images of
+// another resolution or channel count with an *ImageSpecError.
+func (d *Defense) Transforms(newProj ProjectorFactory) (*STL, *StratifiedSTL, error) {
+	if newProj == nil {
+		return nil, nil, fmt.Errorf("defense: Transforms: nil projector factory")
+	}
+	up, err := newProj(d.Universal, d.Manifest.Lambda)
+	if err != nil {
+		return nil, nil, fmt.Errorf("defense: universal dictionary: %w", err)
+	}
+	uni, err := NewSTL(up)
+	if err != nil {
+		return nil, nil, err
+	}
+	uni.spec = d
+	projs := make([]Projector, len(d.Dictionaries))
+	for k, dict := range d.Dictionaries {
+		if projs[k], err = newProj(dict, d.Manifest.Lambda); err != nil {
+			return nil, nil, fmt.Errorf("defense: dictionary of cluster %d: %w", k, err)
+		}
+	}
+	s, err := d.Stratifier()
+	if err != nil {
+		return nil, nil, err
+	}
+	strat, err := NewStratifiedSTL(s, projs)
+	if err != nil {
+		return nil, nil, err
+	}
+	strat.spec = d
+	return uni, strat, nil
 }
 
 var (
