@@ -1,0 +1,480 @@
+package dataset
+
+import (
+	"archive/tar"
+	"context"
+	"fmt"
+	"image"
+	"image/draw"
+	_ "image/jpeg" // register the JPEG decoder for image.Decode
+	_ "image/png"  // register the PNG decoder for image.Decode
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/stl-defense/stl/progress"
+	"github.com/stl-defense/stl/tensor"
+)
+
+// FolderOptions tune ReadImageFolder.
+type FolderOptions struct {
+	// Size is the side of the square images produced: each image is
+	// center-cropped to a square and resized by area averaging. 0 keeps
+	// every image at its own size, which must then agree (else ErrShape).
+	Size int
+	// Classes fixes the class names and their order (label i = Classes[i]);
+	// a folder not listed is an error. nil: the sorted names of the class
+	// folders.
+	Classes []string
+	// Progress receives one report per decoded image; nil for none.
+	Progress progress.Reporter
+}
+
+// DefaultFolderOptions returns Size 64 (the paper's ImageNet-10 resolution)
+// and classes from the folder names.
+func DefaultFolderOptions() FolderOptions { return FolderOptions{Size: 64} }
+
+// Validate checks the options.
+func (o FolderOptions) Validate() error {
+	if o.Size < 0 || o.Size > 4096 {
+		return fmt.Errorf("dataset: image size %d, want 0..4096", o.Size)
+	}
+	return nil
+}
+
+// imageExt reports whether name has an image extension this package reads.
+func imageExt(name string) bool {
+	switch strings.ToLower(path.Ext(name)) {
+	case ".png", ".jpg", ".jpeg":
+		return true
+	}
+	return false
+}
+
+// folderBuilder accumulates decoded images of one split, keyed by class
+// name, and sorts them into a Set at the end.
+type folderBuilder struct {
+	name  string
+	opts  FolderOptions
+	shape Shape // fixed after the first image when Size == 0
+	data  []float32
+	recs  []folderRec
+}
+
+type folderRec struct{ class, file string }
+
+func (b *folderBuilder) add(r io.Reader, file, class string) error {
+	img, _, err := image.Decode(r)
+	if err != nil {
+		return formatErr(file, len(b.recs), ErrNotImage, "%v", err)
+	}
+	sh := Shape{3, b.opts.Size, b.opts.Size}
+	if b.opts.Size == 0 {
+		bd := img.Bounds()
+		sh = Shape{3, bd.Dy(), bd.Dx()}
+		if !sh.valid() {
+			return formatErr(file, len(b.recs), ErrShape, "image is %dx%d", bd.Dx(), bd.Dy())
+		}
+	}
+	if len(b.recs) == 0 {
+		b.shape = sh
+	} else if sh != b.shape {
+		return formatErr(file, len(b.recs), ErrShape, "image is %dx%d, earlier images %dx%d", sh.W, sh.H, b.shape.W, b.shape.H)
+	}
+	p := sh.Pixels()
+	n := len(b.data)
+	if cap(b.data) < n+p {
+		grown := make([]float32, n, 2*cap(b.data)+16*p)
+		copy(grown, b.data)
+		b.data = grown
+	}
+	b.data = b.data[:n+p]
+	if err := ImageToCHW(b.data[n:], img, b.opts.Size); err != nil {
+		return formatErr(file, len(b.recs), ErrShape, "%v", err)
+	}
+	b.recs = append(b.recs, folderRec{class, file})
+	return nil
+}
+
+// set sorts the images by (class, file) and labels them.
+func (b *folderBuilder) set() (*Set, error) {
+	if len(b.recs) == 0 {
+		return nil, formatErr(b.name, -1, ErrEmpty, "no images in any class folder")
+	}
+	classes := b.opts.Classes
+	if classes == nil {
+		seen := map[string]bool{}
+		for _, r := range b.recs {
+			if !seen[r.class] {
+				seen[r.class] = true
+				classes = append(classes, r.class)
+			}
+		}
+		sort.Strings(classes)
+	}
+	label := map[string]int{}
+	for i, c := range classes {
+		label[c] = i
+	}
+	order := make([]int, len(b.recs))
+	for i := range order {
+		order[i] = i
+		if _, ok := label[b.recs[i].class]; !ok {
+			return nil, formatErr(b.recs[i].file, i, ErrLabel, "class folder %q is not one of the %d given classes", b.recs[i].class, len(classes))
+		}
+	}
+	sort.SliceStable(order, func(i, j int) bool {
+		ri, rj := b.recs[order[i]], b.recs[order[j]]
+		if ri.class != rj.class {
+			return label[ri.class] < label[rj.class]
+		}
+		return ri.file < rj.file
+	})
+	out := NewSet(b.name, len(order), b.shape, classes)
+	p := b.shape.Pixels()
+	for j, i := range order {
+		copy(out.Images.Data[j*p:(j+1)*p], b.data[i*p:(i+1)*p])
+		out.Labels[j] = label[b.recs[i].class]
+	}
+	return out, nil
+}
+
+// ReadImageFolder reads root/<class>/<image> into a Set, images sorted by
+// class then file name. Every class folder must hold at least one image;
+// every regular file not starting with "." must be a decodable .png, .jpg or
+// .jpeg. Images are converted to RGB (alpha is composited over black, gray
+// replicated) and resized as FolderOptions.Size says. The context is checked
+// before each image.
+func ReadImageFolder(ctx context.Context, root string, opts FolderOptions) (*Set, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		return nil, err
+	}
+	b := &folderBuilder{name: root, opts: opts}
+	rep := progress.Or(opts.Progress)
+	stage := "decode " + filepath.Base(root)
+	var classDirs []string
+	for _, e := range ents {
+		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+			classDirs = append(classDirs, e.Name())
+		}
+	}
+	if len(classDirs) == 0 {
+		return nil, formatErr(root, -1, ErrEmpty, "no class folders")
+	}
+	type job struct{ file, class string }
+	var jobs []job
+	for _, c := range classDirs {
+		files, err := os.ReadDir(filepath.Join(root, c))
+		if err != nil {
+			return nil, err
+		}
+		n := 0
+		for _, f := range files {
+			if strings.HasPrefix(f.Name(), ".") || f.IsDir() {
+				continue
+			}
+			p := filepath.Join(root, c, f.Name())
+			if !imageExt(f.Name()) {
+				return nil, formatErr(p, -1, ErrNotImage, "not a .png, .jpg or .jpeg file")
+			}
+			jobs = append(jobs, job{p, c})
+			n++
+		}
+		if n == 0 {
+			return nil, formatErr(filepath.Join(root, c), -1, ErrEmpty, "class folder holds no images")
+		}
+	}
+	for i, j := range jobs {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		f, err := os.Open(j.file)
+		if err != nil {
+			return nil, formatErr(j.file, i, err, "open")
+		}
+		err = b.add(f, j.file, j.class)
+		f.Close()
+		if err != nil {
+			return nil, err
+		}
+		rep.Report(stage, i+1, len(jobs), "")
+	}
+	return b.set()
+}
+
+// splitNames are the subfolder names taken as train and test parts.
+var (
+	trainSplits = []string{"train"}
+	testSplits  = []string{"val", "test"}
+)
+
+// readFolderSplits reads root/train and root/val (or root/test) as image
+// folders with shared classes.
+func readFolderSplits(ctx context.Context, root string, lo LoadOptions) (train, test *Set, err error) {
+	opts := FolderOptions{Size: lo.Size, Progress: lo.Progress}
+	if opts.Size == 0 {
+		opts.Size = 64
+	}
+	if train, err = ReadImageFolder(ctx, filepath.Join(root, "train"), opts); err != nil {
+		return nil, nil, err
+	}
+	opts.Classes = train.Classes
+	for _, s := range testSplits {
+		if st, e := os.Stat(filepath.Join(root, s)); e == nil && st.IsDir() {
+			if test, err = ReadImageFolder(ctx, filepath.Join(root, s), opts); err != nil {
+				return nil, nil, err
+			}
+			break
+		}
+	}
+	if test == nil {
+		return nil, nil, formatErr(root, -1, ErrEmpty, "no val/ or test/ folder")
+	}
+	base := filepath.Base(root)
+	train.Name, test.Name = base+"/train", base+"/test"
+	return train, test, nil
+}
+
+// ReadImageArchive reads an image-folder archive (.tar, or gzipped .tar.gz /
+// .tgz, detected by content) in one pass: members
+// <any prefix>/<split>/<class>/<image> with split "train", "val" or "test",
+// as in imagenette2-160.tgz. Non-image members are skipped. It returns the
+// train part and the val part (or test when there is no val); the test
+// classes are the train classes. file names the archive in errors.
+func ReadImageArchive(ctx context.Context, r io.Reader, file string, opts FolderOptions) (train, test *Set, err error) {
+	if err := opts.Validate(); err != nil {
+		return nil, nil, err
+	}
+	zr, done, err := maybeGunzip(r, file)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer done()
+	tr := tar.NewReader(zr)
+	builders := map[string]*folderBuilder{}
+	rep := progress.Or(opts.Progress)
+	count := 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, err
+		}
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, nil, formatErr(file, -1, err, "tar")
+		}
+		if hdr.Typeflag != tar.TypeReg || !imageExt(hdr.Name) || strings.HasPrefix(path.Base(hdr.Name), ".") {
+			continue
+		}
+		parts := strings.Split(path.Clean(hdr.Name), "/")
+		if len(parts) < 3 {
+			continue
+		}
+		split, class := parts[len(parts)-3], parts[len(parts)-2]
+		if split != "train" && split != "val" && split != "test" {
+			continue
+		}
+		b := builders[split]
+		if b == nil {
+			o := opts
+			o.Classes = nil
+			b = &folderBuilder{name: file + ":" + split, opts: o}
+			builders[split] = b
+		}
+		if err := b.add(tr, file+":"+hdr.Name, class); err != nil {
+			return nil, nil, err
+		}
+		count++
+		rep.Report("decode "+path.Base(file), count, 0, "")
+	}
+	tb := builders["train"]
+	vb := builders["val"]
+	if vb == nil {
+		vb = builders["test"]
+	}
+	if tb == nil || vb == nil {
+		return nil, nil, formatErr(file, -1, ErrEmpty, "archive holds no train/<class>/ and val/<class>/ (or test/) images")
+	}
+	tb.opts.Classes = opts.Classes
+	if train, err = tb.set(); err != nil {
+		return nil, nil, err
+	}
+	vb.opts.Classes = train.Classes
+	if test, err = vb.set(); err != nil {
+		return nil, nil, err
+	}
+	if train.Shape() != test.Shape() {
+		return nil, nil, formatErr(file, -1, ErrShape, "train images %v, test images %v", train.Shape(), test.Shape())
+	}
+	base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(filepath.Base(file), ".gz"), ".tar"), ".tgz")
+	train.Name, test.Name = base+"/train", base+"/test"
+	return train, test, nil
+}
+
+// loadArchive reads a CIFAR-10 binary archive or an image-folder archive,
+// deciding by the first member that tells them apart.
+func loadArchive(ctx context.Context, file string, lo LoadOptions) (train, test *Set, err error) {
+	kind, err := sniffArchive(file)
+	if err != nil {
+		return nil, nil, err
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	if kind == kindCIFAR {
+		return ReadCIFAR10Archive(ctx, f, file)
+	}
+	size := lo.Size
+	if size == 0 {
+		size = 64
+	}
+	return ReadImageArchive(ctx, f, file, FolderOptions{Size: size, Progress: lo.Progress})
+}
+
+// sniffArchive reads tar headers until a CIFAR-10 batch or an image member.
+func sniffArchive(file string) (dirKind, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return kindUnknown, err
+	}
+	defer f.Close()
+	zr, done, err := maybeGunzip(f, file)
+	if err != nil {
+		return kindUnknown, err
+	}
+	defer done()
+	tr := tar.NewReader(zr)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return kindUnknown, formatErr(file, -1, ErrUnknownFormat, "archive holds neither CIFAR-10 batches nor <split>/<class>/ images")
+		}
+		if err != nil {
+			return kindUnknown, formatErr(file, -1, err, "tar")
+		}
+		switch base := path.Base(hdr.Name); {
+		case cifarBatch.MatchString(base):
+			return kindCIFAR, nil
+		case imageExt(base):
+			return kindFolders, nil
+		}
+	}
+}
+
+// ImageToCHW writes img into dst as planar RGB in [0, 1] (C*H*W values,
+// C = 3). With size > 0 the largest centered square is cut out and resized
+// to size x size by exact area averaging (each output pixel is the mean of
+// the input area it covers, partial pixels weighted by their covered
+// fraction), the filter that avoids aliasing when shrinking; with size 0
+// the image is copied at its own size. Alpha is composited over black
+// (premultiplied RGBA), gray is replicated to R = G = B. dst must have the
+// right length.
+func ImageToCHW(dst []float32, img image.Image, size int) error {
+	bd := img.Bounds()
+	w, h := bd.Dx(), bd.Dy()
+	if w <= 0 || h <= 0 {
+		return fmt.Errorf("empty image")
+	}
+	crop := bd
+	if size > 0 {
+		s := min(w, h)
+		x0, y0 := bd.Min.X+(w-s)/2, bd.Min.Y+(h-s)/2
+		crop = image.Rect(x0, y0, x0+s, y0+s)
+	}
+	cw, ch := crop.Dx(), crop.Dy()
+	ow, oh := cw, ch
+	if size > 0 {
+		ow, oh = size, size
+	}
+	if len(dst) != 3*ow*oh {
+		return &tensor.ShapeError{Op: "dataset.ImageToCHW", Want: []int{3 * ow * oh}, Got: []int{len(dst)}}
+	}
+	rgba := image.NewRGBA(image.Rect(0, 0, cw, ch))
+	draw.Draw(rgba, rgba.Bounds(), img, crop.Min, draw.Src)
+	if size == 0 {
+		for y := 0; y < ch; y++ {
+			row := rgba.Pix[y*rgba.Stride:]
+			for x := 0; x < cw; x++ {
+				for c := 0; c < 3; c++ {
+					dst[(c*ch+y)*cw+x] = byteToUnit[row[4*x+c]]
+				}
+			}
+		}
+		return nil
+	}
+	// Planar float input, then separable area resize per channel.
+	plane := make([]float32, cw*ch)
+	tmp := make([]float32, ow*ch)
+	wx := areaWeights(cw, ow)
+	wy := areaWeights(ch, oh)
+	for c := 0; c < 3; c++ {
+		for y := 0; y < ch; y++ {
+			row := rgba.Pix[y*rgba.Stride:]
+			for x := 0; x < cw; x++ {
+				plane[y*cw+x] = byteToUnit[row[4*x+c]]
+			}
+		}
+		out := dst[c*ow*oh : (c+1)*ow*oh]
+		// Horizontal pass: (ch, cw) -> (ch, ow).
+		for y := 0; y < ch; y++ {
+			in := plane[y*cw : (y+1)*cw]
+			for o, ws := range wx {
+				var acc float32
+				for _, t := range ws {
+					acc += t.w * in[t.i]
+				}
+				tmp[y*ow+o] = acc
+			}
+		}
+		// Vertical pass: (ch, ow) -> (oh, ow).
+		for o, ws := range wy {
+			row := out[o*ow : (o+1)*ow]
+			for x := range row {
+				row[x] = 0
+			}
+			for _, t := range ws {
+				in := tmp[t.i*ow : (t.i+1)*ow]
+				for x := range row {
+					row[x] += t.w * in[x]
+				}
+			}
+		}
+		tensor.Clip(out, 0, 1)
+	}
+	return nil
+}
+
+type tap struct {
+	i int
+	w float32
+}
+
+// areaWeights returns, for each of m output samples covering n input
+// samples, the input indices and weights of exact area averaging: output o
+// covers [o*n/m, (o+1)*n/m) and input i gets weight |[i, i+1) ∩ that| * m/n.
+// The weights of each output sum to 1.
+func areaWeights(n, m int) [][]tap {
+	out := make([][]tap, m)
+	scale := float64(n) / float64(m)
+	for o := range out {
+		lo, hi := float64(o)*scale, float64(o+1)*scale
+		for i := int(lo); i < n && float64(i) < hi; i++ {
+			ov := min(hi, float64(i+1)) - max(lo, float64(i))
+			if ov > 1e-12 {
+				out[o] = append(out[o], tap{i, float32(ov / scale)})
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,207 @@
+package dataset
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/stl-defense/stl/dataset/sample"
+	"github.com/stl-defense/stl/progress"
+)
+
+// DefaultSpec is the data set commands use when the user names none: the
+// CIFAR-10 sample embedded in the binary. Callers should tell the user when
+// they fall back to it.
+const DefaultSpec = "sample:cifar10"
+
+// Samples lists the specs of the embedded samples.
+var Samples = []string{"sample:cifar10", "sample:imagenet10"}
+
+// IsSample reports whether spec names an embedded sample.
+func IsSample(spec string) bool { return strings.HasPrefix(spec, "sample:") }
+
+// LoadOptions tune Load. The zero value is not valid for image folders; use
+// DefaultLoadOptions.
+type LoadOptions struct {
+	// Size is the side in pixels image folders are resized to, and selects
+	// the resolution of a record folder holding several (0: the only one).
+	// Default 64, the paper's ImageNet-10 resolution (Section 5).
+	Size int
+	// Progress receives per-image reports while image folders are decoded.
+	// nil means none.
+	Progress progress.Reporter
+}
+
+// DefaultLoadOptions returns Size 64 and no progress reporting.
+func DefaultLoadOptions() LoadOptions { return LoadOptions{Size: 64} }
+
+// Validate checks the options.
+func (o LoadOptions) Validate() error {
+	if o.Size < 0 || o.Size > 4096 {
+		return fmt.Errorf("dataset: image size %d, want 1..4096 (0 only for record folders)", o.Size)
+	}
+	return nil
+}
+
+// Load is LoadContext with a background context and DefaultLoadOptions.
+func Load(spec string) (train, test *Set, err error) {
+	return LoadContext(context.Background(), spec, DefaultLoadOptions())
+}
+
+// LoadContext returns the train and test parts of the data set named by spec:
+//
+//   - "sample:cifar10", "sample:imagenet10": the embedded samples;
+//   - a CIFAR-10 binary folder (data_batch_*.bin[.gz], test_batch.bin[.gz]),
+//     or a folder holding cifar-10-batches-bin/ or cifar-10-binary.tar.gz;
+//   - an ImageNet-10 style record folder (train_HxW.bin[.gz], val_HxW.bin[.gz]
+//     or test_HxW.bin[.gz], classes.txt);
+//   - an image folder with train/ and val/ (or test/) subfolders of
+//     <class>/*.png|jpg|jpeg, or a folder holding one imagenette2*.tgz;
+//   - a .tar, .tar.gz or .tgz archive of either CIFAR-10 batches or such an
+//     image folder.
+//
+// Image folders are resized to opts.Size. The context is checked between
+// files and images. Errors name the file and record at fault.
+func LoadContext(ctx context.Context, spec string, opts LoadOptions) (train, test *Set, err error) {
+	if err := opts.Validate(); err != nil {
+		return nil, nil, err
+	}
+	if IsSample(spec) {
+		return loadSample(spec)
+	}
+	st, err := os.Stat(spec)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dataset: %q is neither a sample (%s) nor a readable path: %w", spec, strings.Join(Samples, ", "), err)
+	}
+	if !st.IsDir() {
+		return loadArchive(ctx, spec, opts)
+	}
+	kind, target := detectDir(spec)
+	switch kind {
+	case kindCIFAR:
+		return ReadCIFAR10Dir(ctx, target)
+	case kindRecords:
+		return ReadRecordDir(ctx, target, opts.Size)
+	case kindFolders:
+		return readFolderSplits(ctx, target, opts)
+	case kindArchive:
+		return loadArchive(ctx, target, opts)
+	}
+	return nil, nil, formatErr(spec, -1, ErrUnknownFormat,
+		"want CIFAR-10 batches, train_HxW.bin/val_HxW.bin records, train/ and val/ image folders, or an archive")
+}
+
+type dirKind int
+
+const (
+	kindUnknown dirKind = iota
+	kindCIFAR
+	kindRecords
+	kindFolders
+	kindArchive
+)
+
+// detectDir decides how to read a folder, looking one level into
+// cifar-10-batches-bin/ for an extracted archive.
+func detectDir(dir string) (dirKind, string) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return kindUnknown, dir
+	}
+	names := map[string]bool{}
+	var archives []string
+	for _, e := range ents {
+		n := e.Name()
+		names[n] = e.IsDir()
+		if !e.IsDir() && (n == "cifar-10-binary.tar.gz" || strings.HasPrefix(n, "imagenette2") && strings.HasSuffix(n, ".tgz")) {
+			archives = append(archives, filepath.Join(dir, n))
+		}
+	}
+	hasTrain, hasTest, hasRec := false, false, false
+	for n, isDir := range names {
+		if m := cifarBatch.FindStringSubmatch(n); m != nil && !isDir {
+			if m[1] == "test_batch" {
+				hasTest = true
+			} else {
+				hasTrain = true
+			}
+		}
+		if recordFile.MatchString(n) && !isDir {
+			hasRec = true
+		}
+	}
+	switch {
+	case hasTrain && hasTest:
+		return kindCIFAR, dir
+	case hasRec:
+		return kindRecords, dir
+	}
+	if isDir, ok := names["cifar-10-batches-bin"]; ok && isDir {
+		return kindCIFAR, filepath.Join(dir, "cifar-10-batches-bin")
+	}
+	if names["train"] && (names["val"] || names["test"]) {
+		return kindFolders, dir
+	}
+	if len(archives) == 1 {
+		return kindArchive, archives[0]
+	}
+	return kindUnknown, dir
+}
+
+// loadSample decodes an embedded sample.
+func loadSample(spec string) (train, test *Set, err error) {
+	name := strings.TrimPrefix(spec, "sample:")
+	var shape Shape
+	var trainFile, testFile, classFile string
+	switch name {
+	case "cifar10":
+		shape, trainFile, testFile, classFile = CIFARShape, "cifar10/train.bin.gz", "cifar10/test.bin.gz", "cifar10/batches.meta.txt"
+	case "imagenet10":
+		shape, trainFile, testFile, classFile = ImageNet64, "imagenet10/train_64x64.bin.gz", "imagenet10/test_64x64.bin.gz", "imagenet10/classes.txt"
+	default:
+		return nil, nil, fmt.Errorf("dataset: unknown sample %q, have %s", spec, strings.Join(Samples, ", "))
+	}
+	cf, err := sample.FS.Open(classFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dataset: sample %s is missing from this build: %w", spec, err)
+	}
+	classes, err := ReadClassNames(cf, spec+":"+classFile)
+	cf.Close()
+	if err != nil {
+		return nil, nil, err
+	}
+	read := func(file, part string) (*Set, error) {
+		f, err := sample.FS.Open(file)
+		if err != nil {
+			return nil, fmt.Errorf("dataset: sample %s is missing from this build: %w", spec, err)
+		}
+		defer f.Close()
+		r, done, err := maybeGunzip(f, spec+":"+file)
+		if err != nil {
+			return nil, err
+		}
+		defer done()
+		s, err := ReadBinary(r, spec+":"+file, shape, classes, 0)
+		if err != nil {
+			return nil, err
+		}
+		s.Name = spec + "/" + part
+		return s, nil
+	}
+	if train, err = read(trainFile, "train"); err != nil {
+		return nil, nil, err
+	}
+	if test, err = read(testFile, "test"); err != nil {
+		return nil, nil, err
+	}
+	return train, test, nil
+}
+
+// SampleReadme returns the provenance README of the embedded samples.
+func SampleReadme() string {
+	b, _ := fs.ReadFile(sample.FS, "README.md")
+	return string(b)
+}

@@ -1,0 +1,185 @@
+package dataset
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"image"
+	"image/png"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/stl-defense/stl/internal/safefile"
+	"github.com/stl-defense/stl/npy"
+	"github.com/stl-defense/stl/progress"
+	"github.com/stl-defense/stl/tensor"
+)
+
+// CHWToImage converts one planar RGB (or gray, C = 1) image in [0, 1] to an
+// 8-bit *image.RGBA, rounding to the nearest level and clamping.
+func CHWToImage(pix []float32, shape Shape) (*image.RGBA, error) {
+	if shape.C != 3 && shape.C != 1 {
+		return nil, fmt.Errorf("dataset: %d channels, want 1 or 3", shape.C)
+	}
+	if len(pix) != shape.Pixels() {
+		return nil, &tensor.ShapeError{Op: "dataset.CHWToImage", Want: []int{shape.Pixels()}, Got: []int{len(pix)}}
+	}
+	img := image.NewRGBA(image.Rect(0, 0, shape.W, shape.H))
+	hw := shape.H * shape.W
+	for y := 0; y < shape.H; y++ {
+		for x := 0; x < shape.W; x++ {
+			o := img.PixOffset(x, y)
+			for c := 0; c < 3; c++ {
+				src := c
+				if shape.C == 1 {
+					src = 0
+				}
+				img.Pix[o+c] = unitToByte(pix[src*hw+y*shape.W+x])
+			}
+			img.Pix[o+3] = 255
+		}
+	}
+	return img, nil
+}
+
+var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+
+// classDir turns a class name into a safe folder name.
+func classDir(label int, classes []string) string {
+	name := fmt.Sprint(label)
+	if label < len(classes) && classes[label] != "" {
+		name = unsafeName.ReplaceAllString(classes[label], "_")
+	}
+	return name
+}
+
+// WritePNGFolder writes s as dir/<class>/<index>.png (index zero-padded,
+// the image's position in s), for people to look at and for
+// ReadImageFolder with Size 0 to read back (then in class order). Each file
+// is written atomically. Pixels are rounded to 8 bits. Progress gets one
+// report per image.
+func WritePNGFolder(dir string, s *Set, rep progress.Reporter) error {
+	n, _, _, _, err := s.Images.NCHW()
+	if err != nil {
+		return err
+	}
+	if n != len(s.Labels) {
+		return formatErr(s.Name, -1, ErrShape, "%d images but %d labels", n, len(s.Labels))
+	}
+	rep = progress.Or(rep)
+	digits := len(fmt.Sprint(max(n-1, 0)))
+	for i := 0; i < n; i++ {
+		img, err := CHWToImage(s.Image(i), s.Shape())
+		if err != nil {
+			return err
+		}
+		p := filepath.Join(dir, classDir(s.Labels[i], s.Classes), fmt.Sprintf("%0*d.png", digits, i))
+		if err := safefile.Write(p, func(w io.Writer) error { return png.Encode(w, img) }); err != nil {
+			return err
+		}
+		rep.Report("write png", i+1, n, "")
+	}
+	return nil
+}
+
+// NPY file names: the images go to path (ending ".npy"); labels and class
+// names go beside it.
+func npyPaths(path string) (images, labels, classes string) {
+	base := strings.TrimSuffix(path, ".npy")
+	return base + ".npy", base + ".labels.npy", base + ".classes.txt"
+}
+
+// WriteNPY writes s as three files, each atomically: path (X.npy, the
+// images as little-endian float32 of shape (N, C, H, W)), X.labels.npy (the
+// labels as int64, shape (N,)) and X.classes.txt (one class name per line).
+// Unlike the binary records this keeps float32 pixels exactly, so an
+// adversarial set read back with ReadNPY is bit-identical. NumPy reads both
+// arrays with numpy.load.
+func WriteNPY(path string, s *Set) error {
+	n, _, _, _, err := s.Images.NCHW()
+	if err != nil {
+		return err
+	}
+	if n != len(s.Labels) {
+		return formatErr(s.Name, -1, ErrShape, "%d images but %d labels", n, len(s.Labels))
+	}
+	ip, lp, cp := npyPaths(path)
+	if err := safefile.Write(ip, func(w io.Writer) error { return npy.Write(w, s.Images) }); err != nil {
+		return err
+	}
+	if err := safefile.Write(lp, func(w io.Writer) error { return npy.WriteInts(w, s.Labels) }); err != nil {
+		return err
+	}
+	return safefile.Write(cp, func(w io.Writer) error {
+		for _, c := range s.Classes {
+			if strings.ContainsAny(c, "\n\r") {
+				return fmt.Errorf("dataset: class name %q holds a line break", c)
+			}
+			if _, err := fmt.Fprintln(w, c); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// ReadNPY reads a set written by WriteNPY (path is X.npy). The images must
+// be 4-dimensional; the labels file must hold N labels in range of the
+// classes file. A missing classes file gives classes named "0", "1", ...
+// up to the largest label.
+func ReadNPY(path string) (*Set, error) {
+	ip, lp, cp := npyPaths(path)
+	f, err := os.Open(ip)
+	if err != nil {
+		return nil, err
+	}
+	t, err := npy.Read(bufio.NewReader(f))
+	f.Close()
+	if err != nil {
+		return nil, formatErr(ip, -1, err, "read images")
+	}
+	n, _, _, _, err := t.NCHW()
+	if err != nil {
+		return nil, formatErr(ip, -1, err, "images must be (N, C, H, W)")
+	}
+	f, err = os.Open(lp)
+	if err != nil {
+		return nil, err
+	}
+	labels, err := npy.ReadInts(bufio.NewReader(f))
+	f.Close()
+	if err != nil {
+		return nil, formatErr(lp, -1, err, "read labels")
+	}
+	if len(labels) != n {
+		return nil, formatErr(lp, -1, ErrShape, "%d labels for %d images", len(labels), n)
+	}
+	var classes []string
+	if _, err := os.Stat(cp); err == nil {
+		if classes, err = readClassFile(cp); err != nil {
+			return nil, err
+		}
+	} else if errors.Is(err, os.ErrNotExist) {
+		top := -1
+		for _, l := range labels {
+			top = max(top, l)
+		}
+		if top > 1<<16 {
+			return nil, formatErr(lp, -1, ErrLabel, "label %d and no %s", top, filepath.Base(cp))
+		}
+		for i := 0; i <= top; i++ {
+			classes = append(classes, fmt.Sprint(i))
+		}
+	} else {
+		return nil, err
+	}
+	for i, l := range labels {
+		if l < 0 || l >= len(classes) {
+			return nil, formatErr(lp, i, ErrLabel, "label %d, %d classes", l, len(classes))
+		}
+	}
+	return &Set{Images: t, Labels: labels, Classes: classes, Name: strings.TrimSuffix(filepath.Base(ip), ".npy")}, nil
+}
