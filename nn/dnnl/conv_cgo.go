@@ -11,6 +11,7 @@ import "C"
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 )
 
@@ -216,6 +217,23 @@ func (c *Conv) Close() {
 		C.stl_conv_destroy(c.c)
 		c.c = nil
 	}
+}
+
+// stageTimes returns the cumulative time, per pass (forward, backward data,
+// backward weights), spent in the reorders of the inputs, in the primitive
+// and in the reorder of the output, since c was built. For benchmarks.
+func (c *Conv) stageTimes() (t [3][3]time.Duration) {
+	if c == nil || c.c == nil {
+		return t
+	}
+	var ns [3][3]C.int64_t
+	C.stl_conv_times(c.c, &ns[0][0])
+	for i := range ns {
+		for j := range ns[i] {
+			t[i][j] = time.Duration(ns[i][j])
+		}
+	}
+	return t
 }
 
 func fp(s []float32) *C.float { return (*C.float)(unsafe.Pointer(&s[0])) }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
+#include <time.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <oneapi/dnnl/dnnl_debug.h>
 
@@ -76,6 +77,7 @@ struct stl_conv {
 
 	void *buf[NBUF];
 	size_t bufsize[NBUF];
+	int64_t ns[3][3]; // per pass: reorders in, primitive, reorder out
 	float *zero_bias, *junk_dbias;
 };
 
@@ -247,6 +249,14 @@ done:
 	return dnnl_success;
 }
 
+static int64_t now_ns(void) {
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void stl_conv_times(stl_conv *c, int64_t *out) { memcpy(out, c->ns, sizeof c->ns); }
+
 static dnnl_status_t ensure_prim(stl_conv *c, int i) {
 	if (c->prim[i]) return dnnl_success;
 	return dnnl_primitive_create(&c->prim[i], c->pd[i]);
@@ -255,6 +265,7 @@ static dnnl_status_t ensure_prim(stl_conv *c, int i) {
 int stl_conv_forward(stl_conv *c, float *dst, const float *src, const float *w, const float *b) {
 	use_threads(c->nthr);
 	dnnl_status_t st = dnnl_success;
+	int64_t t0 = now_ns(), t1 = 0, t2 = 0;
 	TRY(bind_in(c, &c->f_src, src));
 	TRY(bind_in(c, &c->f_w, w));
 	TRY(dnnl_memory_set_data_handle(c->f_bias, (void *)(b ? b : c->zero_bias)));
@@ -264,9 +275,14 @@ int stl_conv_forward(stl_conv *c, float *dst, const float *src, const float *w, 
 	                           {DNNL_ARG_BIAS, c->f_bias},
 	                           {DNNL_ARG_DST, memof(&c->f_dst)},
 	                           {DNNL_ARG_SCRATCHPAD, c->scratch[STL_FWD]}};
+	t1 = now_ns();
 	TRY(dnnl_primitive_execute(c->prim[STL_FWD], c->strm, c->scratch[STL_FWD] ? 5 : 4, args));
+	t2 = now_ns();
 	TRY(flush_out(c, &c->f_dst));
 	TRY(dnnl_stream_wait(c->strm));
+	c->ns[STL_FWD][0] += t1 - t0;
+	c->ns[STL_FWD][1] += t2 - t1;
+	c->ns[STL_FWD][2] += now_ns() - t2;
 done:
 	unbind(&c->f_src);
 	unbind(&c->f_w);
@@ -279,6 +295,7 @@ int stl_conv_backward_data(stl_conv *c, float *dsrc, const float *ddst, const fl
 	use_threads(c->nthr);
 	dnnl_status_t st = dnnl_success;
 	TRY(ensure_prim(c, STL_BWD_DATA));
+	int64_t t0 = now_ns(), t1 = 0, t2 = 0;
 	TRY(bind_in(c, &c->d_ddst, ddst));
 	TRY(bind_in(c, &c->d_w, w));
 	TRY(dnnl_memory_set_data_handle(c->d_dsrc.user, dsrc));
@@ -286,9 +303,14 @@ int stl_conv_backward_data(stl_conv *c, float *dsrc, const float *ddst, const fl
 	                           {DNNL_ARG_WEIGHTS, memof(&c->d_w)},
 	                           {DNNL_ARG_DIFF_SRC, memof(&c->d_dsrc)},
 	                           {DNNL_ARG_SCRATCHPAD, c->scratch[STL_BWD_DATA]}};
+	t1 = now_ns();
 	TRY(dnnl_primitive_execute(c->prim[STL_BWD_DATA], c->strm, c->scratch[STL_BWD_DATA] ? 4 : 3, args));
+	t2 = now_ns();
 	TRY(flush_out(c, &c->d_dsrc));
 	TRY(dnnl_stream_wait(c->strm));
+	c->ns[STL_BWD_DATA][0] += t1 - t0;
+	c->ns[STL_BWD_DATA][1] += t2 - t1;
+	c->ns[STL_BWD_DATA][2] += now_ns() - t2;
 done:
 	unbind(&c->d_ddst);
 	unbind(&c->d_w);
@@ -300,6 +322,7 @@ int stl_conv_backward_weights(stl_conv *c, float *dw, float *db, const float *sr
 	use_threads(c->nthr);
 	dnnl_status_t st = dnnl_success;
 	TRY(ensure_prim(c, STL_BWD_WEIGHTS));
+	int64_t t0 = now_ns(), t1 = 0, t2 = 0;
 	TRY(bind_in(c, &c->w_src, src));
 	TRY(bind_in(c, &c->w_ddst, ddst));
 	TRY(dnnl_memory_set_data_handle(c->w_dw.user, dw));
@@ -309,10 +332,15 @@ int stl_conv_backward_weights(stl_conv *c, float *dw, float *db, const float *sr
 	                           {DNNL_ARG_DIFF_WEIGHTS, memof(&c->w_dw)},
 	                           {DNNL_ARG_DIFF_BIAS, c->w_db},
 	                           {DNNL_ARG_SCRATCHPAD, c->scratch[STL_BWD_WEIGHTS]}};
+	t1 = now_ns();
 	TRY(dnnl_primitive_execute(c->prim[STL_BWD_WEIGHTS], c->strm, c->scratch[STL_BWD_WEIGHTS] ? 5 : 4,
 	                           args));
+	t2 = now_ns();
 	TRY(flush_out(c, &c->w_dw));
 	TRY(dnnl_stream_wait(c->strm));
+	c->ns[STL_BWD_WEIGHTS][0] += t1 - t0;
+	c->ns[STL_BWD_WEIGHTS][1] += t2 - t1;
+	c->ns[STL_BWD_WEIGHTS][2] += now_ns() - t2;
 done:
 	unbind(&c->w_src);
 	unbind(&c->w_ddst);

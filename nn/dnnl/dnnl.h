@@ -27,6 +27,8 @@ int stl_conv_backward_data(stl_conv *c, float *dsrc, const float *ddst, const fl
 int stl_conv_backward_weights(stl_conv *c, float *dw, float *db, const float *src, const float *ddst);
 const char *stl_conv_impl(stl_conv *c, int which);
 void stl_conv_destroy(stl_conv *c);
+// Copies the cumulative nanoseconds [pass][reorders in, primitive, reorder out].
+void stl_conv_times(stl_conv *c, int64_t *out);
 
 const char *stl_status_str(int status);
 int stl_max_threads(void);
