@@ -22,9 +22,16 @@ import (
 //
 // An Attack holds only its validated options: it is safe for concurrent use
 // when m is.
+//
+// The attacks of this package also implement json.Marshaler, encoding
+// their options (used in a saved Set's metadata).
 type Attack interface {
 	// Name is a short name for reports, e.g. "FGSM-0.04".
 	Name() string
+	// Budget is the perturbation bound the results respect.
+	Budget() Budget
+	// Targeted reports whether labels passed to Run are target classes.
+	Targeted() bool
 	Run(ctx context.Context, m Model, x *tensor.Tensor, labels []int) (*Result, error)
 }
 
@@ -108,6 +115,24 @@ func (n Norm) String() string {
 		return "l2"
 	}
 	return fmt.Sprintf("Norm(%d)", int(n))
+}
+
+// MarshalText encodes the norm as its String.
+func (n Norm) MarshalText() ([]byte, error) {
+	if n != LInf && n != L2Rel {
+		return nil, fmt.Errorf("attack: unknown norm %d", int(n))
+	}
+	return []byte(n.String()), nil
+}
+
+// UnmarshalText parses a norm written by MarshalText.
+func (n *Norm) UnmarshalText(b []byte) error {
+	v, err := ParseNorm(string(b))
+	if err != nil {
+		return err
+	}
+	*n = v
+	return nil
 }
 
 // ParseNorm parses "linf" or "l2" (the normalized L2 dissimilarity).

@@ -2,6 +2,7 @@ package attack
 
 import (
 	"context"
+	"encoding/json"
 	"math"
 
 	"github.com/stl-defense/stl/tensor"
@@ -84,6 +85,18 @@ func NewCW(o CWOptions) (*CW, error) {
 	}
 	return &CW{opts: o}, nil
 }
+
+// Options returns the attack's validated options.
+func (a *CW) Options() CWOptions { return a.opts }
+
+// Budget returns the options' budget.
+func (a *CW) Budget() Budget { return a.opts.Budget }
+
+// Targeted reports whether the attack is targeted.
+func (a *CW) Targeted() bool { return a.opts.Targeted }
+
+// MarshalJSON encodes the options.
+func (a *CW) MarshalJSON() ([]byte, error) { return json.Marshal(a.opts) }
 
 // Name returns e.g. "CW-0.04".
 func (a *CW) Name() string { return "CW" + budgetSuffix(a.opts.Budget) }

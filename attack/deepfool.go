@@ -2,6 +2,7 @@ package attack
 
 import (
 	"context"
+	"encoding/json"
 	"math"
 	"sort"
 
@@ -69,6 +70,18 @@ func NewDeepFool(o DeepFoolOptions) (*DeepFool, error) {
 	}
 	return &DeepFool{opts: o}, nil
 }
+
+// Options returns the attack's validated options.
+func (a *DeepFool) Options() DeepFoolOptions { return a.opts }
+
+// Budget returns the options' budget.
+func (a *DeepFool) Budget() Budget { return a.opts.Budget }
+
+// Targeted reports whether the attack is targeted.
+func (a *DeepFool) Targeted() bool { return false }
+
+// MarshalJSON encodes the options.
+func (a *DeepFool) MarshalJSON() ([]byte, error) { return json.Marshal(a.opts) }
 
 // Name returns e.g. "DeepFool-0.04".
 func (a *DeepFool) Name() string { return "DeepFool" + budgetSuffix(a.opts.Budget) }

@@ -2,6 +2,7 @@ package attack
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 
@@ -45,6 +46,18 @@ func NewFGSM(o FGSMOptions) (*FGSM, error) {
 	}
 	return &FGSM{opts: o}, nil
 }
+
+// Options returns the attack's validated options.
+func (a *FGSM) Options() FGSMOptions { return a.opts }
+
+// Budget returns the options' budget.
+func (a *FGSM) Budget() Budget { return a.opts.Budget }
+
+// Targeted reports whether the attack is targeted.
+func (a *FGSM) Targeted() bool { return a.opts.Targeted }
+
+// MarshalJSON encodes the options.
+func (a *FGSM) MarshalJSON() ([]byte, error) { return json.Marshal(a.opts) }
 
 // Name returns e.g. "FGSM-0.04" (L2 dissimilarity) or "FGSM-linf0.031".
 func (a *FGSM) Name() string { return "FGSM" + budgetSuffix(a.opts.Budget) }

@@ -2,6 +2,7 @@ package attack
 
 import (
 	"context"
+	"encoding/json"
 	"math"
 	"math/rand/v2"
 
@@ -62,6 +63,18 @@ func NewBIM(o BIMOptions) (*BIM, error) {
 	return &BIM{opts: o}, nil
 }
 
+// Options returns the attack's validated options.
+func (a *BIM) Options() BIMOptions { return a.opts }
+
+// Budget returns the options' budget.
+func (a *BIM) Budget() Budget { return a.opts.Budget }
+
+// Targeted reports whether the attack is targeted.
+func (a *BIM) Targeted() bool { return a.opts.Targeted }
+
+// MarshalJSON encodes the options.
+func (a *BIM) MarshalJSON() ([]byte, error) { return json.Marshal(a.opts) }
+
 // Name returns e.g. "BIM-0.04".
 func (a *BIM) Name() string { return "BIM" + budgetSuffix(a.opts.Budget) }
 
@@ -120,6 +133,18 @@ func NewPGD(o PGDOptions) (*PGD, error) {
 	}
 	return &PGD{opts: o}, nil
 }
+
+// Options returns the attack's validated options.
+func (a *PGD) Options() PGDOptions { return a.opts }
+
+// Budget returns the options' budget.
+func (a *PGD) Budget() Budget { return a.opts.Budget }
+
+// Targeted reports whether the attack is targeted.
+func (a *PGD) Targeted() bool { return a.opts.Targeted }
+
+// MarshalJSON encodes the options.
+func (a *PGD) MarshalJSON() ([]byte, error) { return json.Marshal(a.opts) }
 
 // Name returns e.g. "PGD-linf0.031".
 func (a *PGD) Name() string { return "PGD" + budgetSuffix(a.opts.Budget) }

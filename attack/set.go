@@ -1,0 +1,190 @@
+package attack
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/stl-defense/stl/internal/safefile"
+	"github.com/stl-defense/stl/npy"
+	"github.com/stl-defense/stl/tensor"
+)
+
+// Files of a saved adversarial set. A set is a directory holding
+//
+//	adv.npy     the adversarial images, float32 '<f4' (N, C, H, W), pixels
+//	            in [0,1]; read back bit for bit
+//	labels.npy  the labels the attack was given, int64 '<i8' (N): true
+//	            classes, or target classes when meta.json says targeted
+//	meta.json   SetMeta: attack, options, budget, the figures of the run and
+//	            the per-image budgets reached (dissimilarity, L-infinity),
+//	            predictions and success flags
+//
+// Each file is written atomically and meta.json last, so a directory with a
+// meta.json describes complete arrays; LoadSet cross-checks the three.
+const (
+	AdvFile    = "adv.npy"
+	LabelsFile = "labels.npy"
+	MetaFile   = "meta.json"
+
+	setFormat  = "stl-adversarial-set"
+	setVersion = 1
+)
+
+// SetMeta is the content of meta.json.
+type SetMeta struct {
+	Format   string          `json:"format"`  // "stl-adversarial-set"
+	Version  int             `json:"version"` // 1
+	Attack   string          `json:"attack"`  // Attack.Name()
+	Options  json.RawMessage `json:"options,omitempty"`
+	Budget   Budget          `json:"budget"`
+	Targeted bool            `json:"targeted"`
+	// Model and Data name what was attacked (free text, e.g. file paths).
+	Model string `json:"model,omitempty"`
+	Data  string `json:"data,omitempty"`
+	// Indices are the positions of the images in Data, when a subset.
+	Indices []int `json:"indices,omitempty"`
+	Shape   []int `json:"shape"`
+
+	Iterations    int     `json:"iterations"`
+	SuccessRate   float64 `json:"success_rate"`
+	CleanAccuracy float64 `json:"clean_accuracy"` // against labels (untargeted only)
+	AdvAccuracy   float64 `json:"adv_accuracy"`   // against labels (untargeted only)
+
+	Dissim    []float64 `json:"dissim"` // ||x_adv-x0||_2/||x0||_2 per image
+	LInf      []float64 `json:"linf"`   // ||x_adv-x0||_inf per image
+	CleanPred []int     `json:"clean_pred"`
+	AdvPred   []int     `json:"adv_pred"`
+	Success   []bool    `json:"success"`
+}
+
+// Set is an adversarial set with its labels and metadata.
+type Set struct {
+	Adv    *tensor.Tensor
+	Labels []int
+	Meta   SetMeta
+}
+
+// NewSet gathers the outcome r of attack a on images with the given labels
+// into a Set. r's slices are shared, not copied.
+func NewSet(a Attack, labels []int, r *Result) (*Set, error) {
+	if a == nil || r == nil || r.Adv == nil {
+		return nil, fmt.Errorf("attack: NewSet needs an attack and a result")
+	}
+	n := len(labels)
+	if len(r.Adv.Shape) == 0 || r.Adv.Shape[0] != n || len(r.Dissim) != n || len(r.LInf) != n ||
+		len(r.CleanPred) != n || len(r.AdvPred) != n || len(r.Success) != n {
+		return nil, &tensor.ShapeError{Op: "attack.NewSet: result vs labels", Want: []int{n}, Got: r.Adv.Shape}
+	}
+	opts, err := json.Marshal(a)
+	if err != nil {
+		opts = nil
+	}
+	m := SetMeta{
+		Format: setFormat, Version: setVersion, Attack: a.Name(), Options: opts,
+		Budget: a.Budget(), Targeted: a.Targeted(), Shape: append([]int(nil), r.Adv.Shape...),
+		Iterations: r.Iterations, SuccessRate: r.SuccessRate(),
+		Dissim: r.Dissim, LInf: r.LInf, CleanPred: r.CleanPred, AdvPred: r.AdvPred, Success: r.Success,
+	}
+	if !m.Targeted {
+		m.CleanAccuracy, m.AdvAccuracy = r.CleanAccuracy(labels), r.AdvAccuracy(labels)
+	}
+	return &Set{Adv: r.Adv, Labels: labels, Meta: m}, nil
+}
+
+// Save writes s to the directory dir (created if needed), replacing a set
+// already there. See AdvFile for the layout.
+func (s *Set) Save(dir string) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	// Remove an older meta.json first: a crash in between leaves no
+	// meta.json rather than one describing other arrays.
+	if err := os.Remove(filepath.Join(dir, MetaFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := npy.WriteFile(filepath.Join(dir, AdvFile), s.Adv); err != nil {
+		return err
+	}
+	if err := npy.WriteIntsFile(filepath.Join(dir, LabelsFile), s.Labels); err != nil {
+		return err
+	}
+	js, err := json.MarshalIndent(s.Meta, "", "  ")
+	if err != nil {
+		return fmt.Errorf("attack: encode %s: %w", MetaFile, err)
+	}
+	return safefile.WriteBytes(filepath.Join(dir, MetaFile), append(js, '\n'))
+}
+
+// LoadSet reads a set written by Save. It returns a *SetError when the files
+// disagree with each other or the metadata is not a set's.
+func LoadSet(dir string) (*Set, error) {
+	js, err := os.ReadFile(filepath.Join(dir, MetaFile))
+	if err != nil {
+		return nil, err
+	}
+	var m SetMeta
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		return nil, &SetError{Dir: dir, Msg: fmt.Sprintf("%s: %v", MetaFile, err)}
+	}
+	if m.Format != setFormat || m.Version != setVersion {
+		return nil, &SetError{Dir: dir, Msg: fmt.Sprintf("%s: format %q version %d, want %q version %d", MetaFile, m.Format, m.Version, setFormat, setVersion)}
+	}
+	adv, err := npy.ReadFile(filepath.Join(dir, AdvFile))
+	if err != nil {
+		return nil, err
+	}
+	labels, err := npy.ReadIntsFile(filepath.Join(dir, LabelsFile))
+	if err != nil {
+		return nil, err
+	}
+	s := &Set{Adv: adv, Labels: labels, Meta: m}
+	if err := s.check(); err != nil {
+		return nil, &SetError{Dir: dir, Msg: err.Error()}
+	}
+	return s, nil
+}
+
+// check verifies that arrays and metadata agree.
+func (s *Set) check() error {
+	if s.Adv == nil {
+		return fmt.Errorf("attack: set has no images")
+	}
+	n, _, _, _, err := s.Adv.NCHW()
+	if err != nil {
+		return err
+	}
+	if err := s.Adv.Validate(); err != nil {
+		return err
+	}
+	m := s.Meta
+	if !tensor.SameShape(s.Adv, &tensor.Tensor{Shape: m.Shape}) {
+		return &tensor.ShapeError{Op: "attack: set images vs metadata", Want: m.Shape, Got: s.Adv.Shape}
+	}
+	for name, l := range map[string]int{"labels": len(s.Labels), "dissim": len(m.Dissim), "linf": len(m.LInf),
+		"clean_pred": len(m.CleanPred), "adv_pred": len(m.AdvPred), "success": len(m.Success)} {
+		if l != n {
+			return &tensor.ShapeError{Op: "attack: set " + name, Want: []int{n}, Got: []int{l}}
+		}
+	}
+	if m.Indices != nil && len(m.Indices) != n {
+		return &tensor.ShapeError{Op: "attack: set indices", Want: []int{n}, Got: []int{len(m.Indices)}}
+	}
+	return nil
+}
+
+// SetError reports an adversarial set directory whose files are
+// inconsistent or not a set.
+type SetError struct {
+	Dir, Msg string
+}
+
+func (e *SetError) Error() string { return fmt.Sprintf("attack: set %s: %s", e.Dir, e.Msg) }
