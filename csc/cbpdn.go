@@ -1,0 +1,483 @@
+package csc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/stl-defense/stl/admm"
+	"github.com/stl-defense/stl/fft"
+	"github.com/stl-defense/stl/progress"
+	"github.com/stl-defense/stl/tensor"
+)
+
+// Coder solves CBPDN (see the package documentation) with one dictionary on
+// images of any size at least the filter size. It caches the dictionary's
+// spectrum and Woodbury factorization per image size. A Coder is safe for
+// concurrent use.
+type Coder struct {
+	dict *Dictionary
+	opt  Options
+
+	mu      sync.Mutex
+	spectra map[[2]int]*spectrumEntry
+}
+
+type spectrumEntry struct {
+	once sync.Once
+	sp   *spectrum
+	err  error
+}
+
+// NewCoder validates d and opt and returns a Coder. d must not be modified
+// while the Coder is in use.
+func NewCoder(d *Dictionary, opt Options) (*Coder, error) {
+	if d == nil {
+		return nil, errors.New("csc: nil dictionary")
+	}
+	if err := d.Validate(); err != nil {
+		return nil, err
+	}
+	if err := opt.Validate(); err != nil {
+		return nil, err
+	}
+	return &Coder{dict: d, opt: opt, spectra: make(map[[2]int]*spectrumEntry)}, nil
+}
+
+// Dictionary returns the Coder's dictionary.
+func (c *Coder) Dictionary() *Dictionary { return c.dict }
+
+// Options returns the Coder's options.
+func (c *Coder) Options() Options { return c.opt }
+
+func (c *Coder) spectrum(h, w int) (*spectrum, error) {
+	c.mu.Lock()
+	e, ok := c.spectra[[2]int{h, w}]
+	if !ok {
+		e = &spectrumEntry{}
+		c.spectra[[2]int{h, w}] = e
+	}
+	c.mu.Unlock()
+	e.once.Do(func() { e.sp, e.err = newSpectrum(c.dict, h, w) })
+	return e.sp, e.err
+}
+
+// Result is the outcome of CBPDN on one image.
+type Result struct {
+	// X holds the coefficient maps (M, H, W): ADMM's sparse variable y.
+	X *tensor.Tensor
+	// Objective = DFid + Reg, evaluated exactly in float64 on X.
+	Objective, DFid, Reg float64
+	// Iterations done; Converged reports whether the stopping rule was met
+	// (false: MaxIter reached).
+	Iterations int
+	Converged  bool
+	// Rho is the final ADMM penalty.
+	Rho float64
+	// Seconds is the wall time of the solve, objective evaluation excluded.
+	Seconds float64
+}
+
+// InputError reports an image that cannot be coded with the dictionary.
+type InputError struct {
+	Index int // image index in the batch
+	Msg   string
+}
+
+func (e *InputError) Error() string { return fmt.Sprintf("csc: image %d: %s", e.Index, e.Msg) }
+
+// checkImages validates a (N, C, H, W) batch against the dictionary.
+func (c *Coder) checkImages(s *tensor.Tensor) (n, ch, h, w int, err error) {
+	if s == nil {
+		return 0, 0, 0, 0, errors.New("csc: nil image tensor")
+	}
+	n, ch, h, w, err = s.NCHW()
+	if err != nil {
+		return
+	}
+	d := c.dict
+	switch {
+	case n*ch*h*w != len(s.Data):
+		err = &tensor.ShapeError{Op: "csc", Want: s.Shape, Got: []int{len(s.Data)}}
+	case n == 0 || h == 0 || w == 0:
+		err = &tensor.ShapeError{Op: "csc: empty images", Want: []int{-1, d.C, -1, -1}, Got: s.Shape}
+	case ch != d.C:
+		err = &tensor.ShapeError{Op: fmt.Sprintf("csc: images have %d channels, dictionary has %d", ch, d.C),
+			Want: []int{n, d.C, h, w}, Got: s.Shape}
+	case h < d.R || w < d.S:
+		err = &tensor.ShapeError{Op: fmt.Sprintf("csc: image %dx%d smaller than the %dx%d filters", h, w, d.R, d.S),
+			Want: []int{n, ch, d.R, d.S}, Got: s.Shape}
+	}
+	if err != nil {
+		return
+	}
+	if e := tensor.CheckFinite(s.Data); e != nil {
+		err = &InputError{Index: e.(*tensor.NonFiniteError).Index / (ch * h * w), Msg: e.Error()}
+	}
+	return
+}
+
+// Solve codes one image of shape (C, H, W) or (1, C, H, W). rec, which may
+// be nil, receives every iteration's statistics (with the objective,
+// computed exactly, which costs time). Bad input returns a
+// *tensor.ShapeError or *InputError; cancellation returns ctx.Err().
+func (c *Coder) Solve(ctx context.Context, s *tensor.Tensor, rec admm.Recorder) (*Result, error) {
+	if s != nil && len(s.Shape) == 3 {
+		s = &tensor.Tensor{Shape: append([]int{1}, s.Shape...), Data: s.Data}
+	}
+	n, _, h, w, err := c.checkImages(s)
+	if err != nil {
+		return nil, err
+	}
+	if n != 1 {
+		return nil, &tensor.ShapeError{Op: "csc.Solve: one image", Want: []int{1, c.dict.C, h, w}, Got: s.Shape}
+	}
+	ws, err := c.newWorkspace(h, w)
+	if err != nil {
+		return nil, err
+	}
+	return c.solveOne(ctx, ws, s.Data, rec)
+}
+
+// SolveBatch codes every image of a (N, C, H, W) batch independently, on
+// opt.Workers goroutines; results are identical to solving the images one
+// by one, whatever the number of workers. rep (may be nil) is told of every
+// finished image. On error (bad input, cancellation) no results are
+// returned.
+func (c *Coder) SolveBatch(ctx context.Context, s *tensor.Tensor, rep progress.Reporter) ([]*Result, error) {
+	n, ch, h, w, err := c.checkImages(s)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*Result, n)
+	per := ch * h * w
+	err = c.parallel(ctx, n, h, w, rep, "csc solve", func(ctx context.Context, ws *workspace, i int) error {
+		r, err := c.solveOne(ctx, ws, s.Data[i*per:(i+1)*per], nil)
+		out[i] = r
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// parallel runs job(i) for i in [0, n) on the configured number of
+// workers, each with its own workspace for h×w images.
+func (c *Coder) parallel(ctx context.Context, n, h, w int, rep progress.Reporter, stage string,
+	job func(ctx context.Context, ws *workspace, i int) error) error {
+	rep = progress.Or(rep)
+	workers := c.opt.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	workers = min(workers, n)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var next, done atomic.Int64
+	var firstErr error
+	var errOnce sync.Once
+	var wg sync.WaitGroup
+	for g := 0; g < workers; g++ {
+		ws, err := c.newWorkspace(h, w)
+		if err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				if err := job(ctx, ws, i); err != nil {
+					errOnce.Do(func() { firstErr = err })
+					cancel()
+					return
+				}
+				rep.Report(stage, int(done.Add(1)), n, "")
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	return ctx.Err()
+}
+
+// workspace holds one worker's scratch memory for h×w images. It is not
+// safe for concurrent use.
+type workspace struct {
+	sp   *spectrum
+	plan fft.RealPlan2D
+	h, w int
+	xf   []complex64 // (M, F)
+	x    []float32   // (M, H*W)
+	tmp  []float32   // H*W
+	t    []complex64 // (C, F)
+	dsf  []complex64 // (M, F): D^H s in the Fourier domain
+	sf   []complex64 // (C, F)
+	y, u []float32   // (M, H*W): state of the current single-image solve
+	rec  []float64   // (C, H*W): float64 reconstruction for the objective
+}
+
+func (c *Coder) newWorkspace(h, w int) (*workspace, error) {
+	sp, err := c.spectrum(h, w)
+	if err != nil {
+		return nil, err
+	}
+	return newWorkspace(sp)
+}
+
+func newWorkspace(sp *spectrum) (*workspace, error) {
+	p, err := fft.New(sp.h, sp.w)
+	if err != nil {
+		return nil, err
+	}
+	hw, f, M, C := sp.h*sp.w, sp.f, sp.m, sp.c
+	return &workspace{
+		sp: sp, plan: p, h: sp.h, w: sp.w,
+		xf:  fft.MakeComplex64(M * f),
+		x:   fft.MakeFloat32(M * hw),
+		tmp: fft.MakeFloat32(hw),
+		t:   make([]complex64, C*f),
+		dsf: make([]complex64, M*f),
+		sf:  fft.MakeComplex64(C * f),
+		y:   fft.MakeFloat32(M * hw),
+		u:   fft.MakeFloat32(M * hw),
+		rec: make([]float64, C*hw),
+	}, nil
+}
+
+// setSignal computes s's DFT and D^H s for the workspace's spectrum.
+func (ws *workspace) setSignal(s []float32) {
+	sp := ws.sp
+	f, hw := sp.f, ws.h*ws.w
+	for c := 0; c < sp.c; c++ {
+		copy(ws.tmp, s[c*hw:(c+1)*hw])
+		ws.plan.Forward(ws.sf[c*f:(c+1)*f], ws.tmp)
+	}
+	ws.computeDSf()
+}
+
+func (ws *workspace) computeDSf() {
+	sp := ws.sp
+	f := sp.f
+	clear(ws.dsf)
+	for m := 0; m < sp.m; m++ {
+		dm := ws.dsf[m*f : (m+1)*f]
+		for c := 0; c < sp.c; c++ {
+			d := sp.df[(m*sp.c+c)*f : (m*sp.c+c+1)*f]
+			s := ws.sf[c*f : (c+1)*f]
+			for k := range dm {
+				dk := d[k]
+				dm[k] += complex(real(dk), -imag(dk)) * s[k]
+			}
+		}
+	}
+}
+
+// solveOne runs CBPDN on one image s (C*H*W values) from a zero start.
+func (c *Coder) solveOne(ctx context.Context, ws *workspace, s []float32, rec admm.Recorder) (*Result, error) {
+	t0 := time.Now()
+	ws.setSignal(s)
+	clear(ws.y)
+	clear(ws.u)
+	p := &problem{ws: ws, y: ws.y, u: ws.u, s: s, dict: c.dict, lambda: float32(c.opt.Lambda)}
+	solver, err := admm.New(p, c.opt.admmOptions(), c.opt.rho0())
+	if err != nil {
+		return nil, err
+	}
+	res, err := solver.Run(ctx, rec)
+	if err != nil {
+		return nil, err
+	}
+	secs := time.Since(t0).Seconds()
+	X := tensor.New(c.dict.M, ws.h, ws.w)
+	copy(X.Data, ws.y)
+	obj, dfid, reg := objective(c.dict, ws.h, ws.w, X.Data, s, c.opt.Lambda, ws.rec)
+	return &Result{X: X, Objective: obj, DFid: dfid, Reg: reg, Iterations: res.Iterations,
+		Converged: res.Converged, Rho: solver.Rho(), Seconds: secs}, nil
+}
+
+// problem is CBPDN on one image as an admm.Problem with A = I, B = -I,
+// c = 0: f(x) = 1/2 ||D x - s||^2, g(y) = lambda ||y||_1 (Wohlberg 2016,
+// section III). The relaxation, y step, u step and residual norms are fused
+// into one pass over the coefficient maps (YStep); UStep does nothing.
+type problem struct {
+	ws     *workspace
+	y, u   []float32 // (M, H*W) state
+	s      []float32 // the image, for Objective
+	dict   *Dictionary
+	lambda float32
+	alpha  float32
+	res    admm.Residuals
+}
+
+// XStep solves (D^H D + rho I) x = D^H s + rho (y - u) in the Fourier
+// domain.
+func (p *problem) XStep(rho float64) {
+	ws := p.ws
+	sp := ws.sp
+	f, hw := sp.f, ws.h*ws.w
+	r := float32(rho)
+	for m := 0; m < sp.m; m++ {
+		ym, um := p.y[m*hw:(m+1)*hw], p.u[m*hw:(m+1)*hw]
+		for i := range ws.tmp {
+			ws.tmp[i] = ym[i] - um[i]
+		}
+		xf := ws.xf[m*f : (m+1)*f]
+		ws.plan.Forward(xf, ws.tmp)
+		ds := ws.dsf[m*f : (m+1)*f]
+		for k := range xf {
+			xf[k] = ds[k] + complex(r, 0)*xf[k]
+		}
+	}
+	sp.solve(ws.xf, r, ws.t)
+	for m := 0; m < sp.m; m++ {
+		ws.plan.Inverse(ws.x[m*hw:(m+1)*hw], ws.xf[m*f:(m+1)*f])
+	}
+}
+
+// Relax records alpha; the relaxation is applied in YStep.
+func (p *problem) Relax(alpha float64) { p.alpha = float32(alpha) }
+
+// YStep applies, per coefficient, xr = alpha x + (1-alpha) y,
+// y = soft(xr + u, lambda/rho), u += xr - y, and accumulates the residual
+// norms.
+func (p *problem) YStep(rho float64) {
+	x := p.ws.x
+	r, d, ax, by, uu := fusedYU(x, p.y, p.u, p.alpha, p.lambda/float32(rho))
+	p.res = admm.Residuals{Primal: math.Sqrt(r), Dual: math.Sqrt(d), AX: math.Sqrt(ax), BY: math.Sqrt(by),
+		ATU: math.Sqrt(uu), Nc: len(x), Nx: len(x)}
+}
+
+// UStep does nothing: the dual update is fused into YStep.
+func (p *problem) UStep() {}
+
+// Residuals implements admm.Problem.
+func (p *problem) Residuals() admm.Residuals { return p.res }
+
+// ScaleDual implements admm.Problem.
+func (p *problem) ScaleDual(f float64) {
+	g := float32(f)
+	for i := range p.u {
+		p.u[i] *= g
+	}
+}
+
+// SetRho does nothing: the Woodbury factorization holds for every rho.
+func (p *problem) SetRho(float64) {}
+
+// Objective implements admm.Objectiver, exactly on y.
+func (p *problem) Objective() (float64, float64, float64) {
+	return objective(p.dict, p.ws.h, p.ws.w, p.y, p.s, float64(p.lambda), p.ws.rec)
+}
+
+// fusedYUGo is the pure-Go fused relaxation / y step / u step / residual
+// pass.
+func fusedYUGo(x, y, u []float32, alpha, thr float32) (r, d, ax, by, uu float64) {
+	y = y[:len(x)]
+	u = u[:len(x)]
+	b := 1 - alpha
+	var rr, dd, aa, bb, cc float32
+	const blk = 256 // float32 partial sums over short blocks, float64 across
+	for i0 := 0; i0 < len(x); i0 += blk {
+		i1 := min(i0+blk, len(x))
+		rr, dd, aa, bb, cc = 0, 0, 0, 0, 0
+		for i := i0; i < i1; i++ {
+			xv, yo := x[i], y[i]
+			v := alpha*xv + b*yo + u[i]
+			yn := float32(0)
+			if v > thr {
+				yn = v - thr
+			} else if v < -thr {
+				yn = v + thr
+			}
+			un := v - yn
+			y[i], u[i] = yn, un
+			e := xv - yn
+			rr += e * e
+			e = yn - yo
+			dd += e * e
+			aa += xv * xv
+			bb += yn * yn
+			cc += un * un
+		}
+		r += float64(rr)
+		d += float64(dd)
+		ax += float64(aa)
+		by += float64(bb)
+		uu += float64(cc)
+	}
+	return
+}
+
+// objective evaluates 1/2 sum_c ||sum_m d_{c,m} (*) x_m - s_c||^2 and
+// lambda ||x||_1 in float64, by a sparse circular convolution over the
+// non-zero coefficients. rec is scratch of C*H*W values.
+func objective(d *Dictionary, h, w int, x, s []float32, lambda float64, rec []float64) (obj, dfid, reg float64) {
+	reconstruct(rec, d, h, w, x)
+	for i, v := range rec {
+		e := v - float64(s[i])
+		dfid += e * e
+	}
+	dfid /= 2
+	for _, v := range x {
+		reg += math.Abs(float64(v))
+	}
+	reg *= lambda
+	return dfid + reg, dfid, reg
+}
+
+// reconstruct stores sum_m d_{c,m} (*) x_m (circular convolution, filter
+// origin at its top-left pixel) in rec (C, H, W), in float64, visiting
+// only the non-zero coefficients of x (M, H, W).
+func reconstruct(rec []float64, d *Dictionary, h, w int, x []float32) {
+	clear(rec)
+	hw := h * w
+	R, S, C := d.R, d.S, d.C
+	for m := 0; m < d.M; m++ {
+		xm := x[m*hw : (m+1)*hw]
+		for p, v := range xm {
+			if v == 0 {
+				continue
+			}
+			py, px := p/w, p%w
+			vv := float64(v)
+			for c := 0; c < C; c++ {
+				filt := d.Filters[(m*C+c)*R*S : (m*C+c+1)*R*S]
+				rc := rec[c*hw : (c+1)*hw]
+				for r := 0; r < R; r++ {
+					yy := py + r
+					if yy >= h {
+						yy -= h
+					}
+					row := rc[yy*w : (yy+1)*w]
+					fr := filt[r*S : (r+1)*S]
+					if px+S <= w {
+						row = row[px : px+S]
+						for j, fv := range fr {
+							row[j] += float64(fv) * vv
+						}
+						continue
+					}
+					for j, fv := range fr {
+						xx := px + j
+						if xx >= w {
+							xx -= w
+						}
+						row[xx] += float64(fv) * vv
+					}
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,75 @@
+package csc
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/stl-defense/stl/admm"
+)
+
+// Options configures CBPDN. The defaults are SPORCO's for ConvBPDN (commit
+// 52c20b55), with MaxIter 200 and RelStopTol 5e-3 as in the paper's
+// reference implementation, so that results are comparable.
+type Options struct {
+	// Lambda is the l1 weight (0.2, the paper's value for CIFAR-10).
+	Lambda float64
+	// Rho0 is the initial ADMM penalty; 0 means SPORCO's 50*Lambda + 1.
+	Rho0 float64
+	// ADMM holds the loop settings: MaxIter 200, RelStopTol 5e-3,
+	// relaxation 1.8, adaptive rho every iteration with residual ratio
+	// 1.2 and maximum scaling 1000. RsdlTarget 0 means SPORCO's
+	// 1 + 18.3^(log10(Lambda)+1).
+	ADMM admm.Options
+	// Workers is the number of goroutines of the batch functions; 0 means
+	// runtime.GOMAXPROCS(0). Results do not depend on it.
+	Workers int
+}
+
+// DefaultOptions returns the defaults documented on Options.
+func DefaultOptions() Options {
+	return Options{Lambda: 0.2, ADMM: admm.DefaultOptions()}
+}
+
+// Validate returns an *OptionError (or the ADMM options' error) for the
+// first invalid field.
+func (o Options) Validate() error {
+	if !(o.Lambda > 0) || math.IsInf(o.Lambda, 0) {
+		return &OptionError{Field: "Lambda", Value: o.Lambda, Want: "finite, > 0"}
+	}
+	if math.IsNaN(o.Rho0) || math.IsInf(o.Rho0, 0) || o.Rho0 < 0 {
+		return &OptionError{Field: "Rho0", Value: o.Rho0, Want: "finite, >= 0 (0 = 50*Lambda+1)"}
+	}
+	if o.Workers < 0 {
+		return &OptionError{Field: "Workers", Value: o.Workers, Want: ">= 0"}
+	}
+	return o.ADMM.Validate()
+}
+
+// rho0 returns the initial penalty (SPORCO: 50*lambda + 1).
+func (o Options) rho0() float64 {
+	if o.Rho0 > 0 {
+		return o.Rho0
+	}
+	return 50*o.Lambda + 1
+}
+
+// admmOptions returns the loop options with SPORCO's residual target for
+// ConvBPDN filled in.
+func (o Options) admmOptions() admm.Options {
+	a := o.ADMM
+	if a.RsdlTarget == 0 {
+		a.RsdlTarget = 1 + math.Pow(18.3, math.Log10(o.Lambda)+1)
+	}
+	return a
+}
+
+// OptionError reports an invalid option value.
+type OptionError struct {
+	Field string
+	Value any
+	Want  string
+}
+
+func (e *OptionError) Error() string {
+	return fmt.Sprintf("csc: option %s = %v: want %s", e.Field, e.Value, e.Want)
+}
