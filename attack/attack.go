@@ -353,6 +353,7 @@ func radii(bud Budget, x0 []float32, n, d int) []float64 {
 // onto the sphere when outside, for LInf clamped coordinate-wise. Both only
 // move pixels towards x0, which lies in [0,1], so adv stays in [0,1].
 func project(bud Budget, adv, x0 []float32, r []float64, d int) {
+	var delta []float64 // scratch, allocated on the first rescale
 	for i := range r {
 		a, o := adv[i*d:(i+1)*d], x0[i*d:(i+1)*d]
 		tensor.Clip(a, 0, 1)
@@ -384,7 +385,9 @@ func project(bud Budget, adv, x0 []float32, r []float64, d int) {
 		// within the radius; every shrink moves each pixel towards x0, so
 		// pixels stay in [0,1].
 		f := r[i] / nrm
-		delta := make([]float64, d)
+		if delta == nil {
+			delta = make([]float64, d)
+		}
 		for j := range a {
 			delta[j] = float64(a[j]) - float64(o[j])
 		}
