@@ -1,0 +1,257 @@
+package defense
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+
+	"github.com/stl-defense/stl/internal/safefile"
+	"github.com/stl-defense/stl/tensor"
+)
+
+// PatchDB is the database of clean patches image quilting draws from (Guo
+// et al. 2018, section 4, after Efros and Freeman 2001): Len patches of
+// Channels x Patch x Patch pixels in [0,1], each flattened in (channel,
+// row, column) order in Data. A PatchDB is read-only once built and safe for
+// concurrent use.
+type PatchDB struct {
+	Patch    int
+	Channels int
+	Data     []float32
+	norms    []float32 // squared norm of each patch, for the kNN search
+}
+
+// Len returns the number of patches.
+func (db *PatchDB) Len() int { return len(db.Data) / db.dim() }
+
+func (db *PatchDB) dim() int { return db.Channels * db.Patch * db.Patch }
+
+// patchAt returns the i-th patch (a view).
+func (db *PatchDB) patchAt(i int) []float32 { d := db.dim(); return db.Data[i*d : (i+1)*d] }
+
+func (db *PatchDB) computeNorms() {
+	d := db.dim()
+	n := len(db.Data) / d
+	db.norms = make([]float32, n)
+	for i := 0; i < n; i++ {
+		var s float32
+		for _, v := range db.Data[i*d : (i+1)*d] {
+			s += v * v
+		}
+		db.norms[i] = s
+	}
+}
+
+// PatchDBOptions configures BuildPatchDB.
+type PatchDBOptions struct {
+	// Patch is the patch side in pixels. Default 5, Guo et al.'s.
+	Patch int
+	// Stride is the step between the patch positions considered in each
+	// training image. Default 1 (every position).
+	Stride int
+	// MaxPatches caps the database size: when the training set offers more
+	// patches, MaxPatches of them are drawn uniformly without replacement.
+	// Default 100000 (Guo et al. use 1,000,000 ImageNet patches; the kNN
+	// search costs time linear in this number). 0 keeps them all.
+	MaxPatches int
+	// Seed seeds the subsampling. Default 1.
+	Seed uint64
+}
+
+// DefaultPatchDBOptions returns 5x5 patches at every position, at most
+// 100,000 of them.
+func DefaultPatchDBOptions() PatchDBOptions {
+	return PatchDBOptions{Patch: 5, Stride: 1, MaxPatches: 100000, Seed: 1}
+}
+
+// Validate reports a *ParamError for an out-of-range option.
+func (o PatchDBOptions) Validate() error {
+	bad := func(f string, v any, r string) error {
+		return &ParamError{Defense: "quilt", Field: f, Value: v, Reason: r}
+	}
+	switch {
+	case o.Patch < 2 || o.Patch > maxQuiltPatch:
+		return bad("Patch", o.Patch, fmt.Sprintf("must be in [2, %d]", maxQuiltPatch))
+	case o.Stride < 1:
+		return bad("Stride", o.Stride, "must be >= 1")
+	case o.MaxPatches < 0:
+		return bad("MaxPatches", o.MaxPatches, "must be >= 0")
+	}
+	return nil
+}
+
+const (
+	maxQuiltPatch    = 64
+	maxQuiltChannels = 16
+	patchDBMagic     = "STLQDB01"
+)
+
+// BuildPatchDB extracts the patches of a clean training batch (N, C, H, W)
+// in [0,1]. It checks ctx once per image. It returns a *ParamError for bad
+// options or images smaller than a patch, and the input errors of Apply for
+// a bad batch.
+func BuildPatchDB(ctx context.Context, train *tensor.Tensor, opts PatchDBOptions) (*PatchDB, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	x, n, c, h, w, err := baselineInput("quilt", train)
+	if err != nil {
+		return nil, err
+	}
+	if c > maxQuiltChannels {
+		return nil, &ChannelsError{Defense: "quilt", Want: []int{1, maxQuiltChannels}, Got: c}
+	}
+	P := opts.Patch
+	if h < P || w < P {
+		return nil, &ParamError{Defense: "quilt", Field: "Patch", Value: P, Reason: fmt.Sprintf("larger than the %dx%d training images", h, w)}
+	}
+	ny, nx := (h-P)/opts.Stride+1, (w-P)/opts.Stride+1
+	perImage := ny * nx
+	total := n * perImage
+	keep := total
+	if opts.MaxPatches > 0 && opts.MaxPatches < total {
+		keep = opts.MaxPatches
+	}
+	// Choose which patch indices to keep, in increasing order so the
+	// database follows the training set's order.
+	var chosen []bool
+	if keep < total {
+		chosen = make([]bool, total)
+		rng := rand.New(rand.NewPCG(opts.Seed, 0x0_9a7c4))
+		for _, t := range sampleDistinct(rng, total, keep) {
+			chosen[t] = true
+		}
+	}
+	db := &PatchDB{Patch: P, Channels: c}
+	d := db.dim()
+	db.Data = make([]float32, 0, keep*d)
+	plane, per := h*w, c*h*w
+	idx := 0
+	for i := 0; i < n; i++ {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		img := x.Data[i*per : (i+1)*per]
+		for py := 0; py < ny; py++ {
+			for px := 0; px < nx; px++ {
+				if chosen == nil || chosen[idx] {
+					y0, x0 := py*opts.Stride, px*opts.Stride
+					for ch := 0; ch < c; ch++ {
+						for r := 0; r < P; r++ {
+							row := img[ch*plane+(y0+r)*w+x0:]
+							db.Data = append(db.Data, row[:P]...)
+						}
+					}
+				}
+				idx++
+			}
+		}
+	}
+	db.computeNorms()
+	return db, nil
+}
+
+// ErrPatchDBFormat marks a malformed patch database file.
+var ErrPatchDBFormat = errors.New("malformed patch database")
+
+// Encode writes db in its binary format: the 8-byte magic "STLQDB01", the
+// patch side and the channel count as little-endian uint32, the number of
+// patches as a little-endian uint64, then the pixel values as little-endian
+// float32.
+func (db *PatchDB) Encode(w io.Writer) error {
+	var hdr [24]byte
+	copy(hdr[:8], patchDBMagic)
+	binary.LittleEndian.PutUint32(hdr[8:], uint32(db.Patch))
+	binary.LittleEndian.PutUint32(hdr[12:], uint32(db.Channels))
+	binary.LittleEndian.PutUint64(hdr[16:], uint64(db.Len()))
+	if _, err := w.Write(hdr[:]); err != nil {
+		return err
+	}
+	buf := make([]byte, 4*4096)
+	for start := 0; start < len(db.Data); start += 4096 {
+		chunk := db.Data[start:min(start+4096, len(db.Data))]
+		for i, v := range chunk {
+			binary.LittleEndian.PutUint32(buf[4*i:], math.Float32bits(v))
+		}
+		if _, err := w.Write(buf[:4*len(chunk)]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DecodePatchDB reads a database written by Encode. The header is checked
+// before anything is allocated and the values are read in chunks, so a
+// corrupt count cannot make it allocate more than the input holds. A
+// truncated input returns an error wrapping io.ErrUnexpectedEOF; a malformed
+// one (bad magic, sizes out of range, values outside [0,1]) one wrapping
+// ErrPatchDBFormat.
+func DecodePatchDB(r io.Reader) (*PatchDB, error) {
+	var hdr [24]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, fmt.Errorf("patch database header: %w", err)
+	}
+	if string(hdr[:8]) != patchDBMagic {
+		return nil, fmt.Errorf("%w: bad magic %q", ErrPatchDBFormat, hdr[:8])
+	}
+	P := binary.LittleEndian.Uint32(hdr[8:])
+	C := binary.LittleEndian.Uint32(hdr[12:])
+	n := binary.LittleEndian.Uint64(hdr[16:])
+	if P < 2 || P > maxQuiltPatch || C < 1 || C > maxQuiltChannels {
+		return nil, fmt.Errorf("%w: patch %d, channels %d out of range", ErrPatchDBFormat, P, C)
+	}
+	d := uint64(P) * uint64(P) * uint64(C)
+	if n < 1 || n > (1<<31)/d {
+		return nil, fmt.Errorf("%w: %d patches out of range", ErrPatchDBFormat, n)
+	}
+	db := &PatchDB{Patch: int(P), Channels: int(C)}
+	total := int(n * d)
+	db.Data = make([]float32, 0, min(total, 1<<20))
+	buf := make([]byte, 4*4096)
+	for len(db.Data) < total {
+		m := min(total-len(db.Data), 4096)
+		if _, err := io.ReadFull(r, buf[:4*m]); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, fmt.Errorf("patch database values: %w", err)
+		}
+		for i := 0; i < m; i++ {
+			v := math.Float32frombits(binary.LittleEndian.Uint32(buf[4*i:]))
+			if !(v >= 0 && v <= 1) {
+				return nil, fmt.Errorf("%w: value %v at %d outside [0,1]", ErrPatchDBFormat, v, len(db.Data))
+			}
+			db.Data = append(db.Data, v)
+		}
+	}
+	db.computeNorms()
+	return db, nil
+}
+
+// Save writes db to path atomically.
+func (db *PatchDB) Save(path string) error {
+	return safefile.Write(path, db.Encode)
+}
+
+// LoadPatchDB reads a database saved by Save.
+func LoadPatchDB(path string) (*PatchDB, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	db, err := DecodePatchDB(bufio.NewReader(f))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return db, nil
+}
