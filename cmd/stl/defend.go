@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/stl-defense/stl/dataset"
+	"github.com/stl-defense/stl/defense"
+	"github.com/stl-defense/stl/npy"
+	"github.com/stl-defense/stl/progress"
+	"github.com/stl-defense/stl/tensor"
+)
+
+// defendOptions are the flags of "stl defend".
+type defendOptions struct {
+	defense   string
+	in, out   string
+	universal bool
+	batch     int
+}
+
+func init() {
+	var o defendOptions
+	cmd := &cobra.Command{
+		Use:   "defend --defense DIR --in IMAGES --out IMAGES",
+		Short: "Project images with a saved defense (STL (cluster), or STL with --universal)",
+		Long: `defend applies a defense built by "stl defense train" to images: each image is routed
+to its cluster by the auto-encoder and the kNN vote and projected onto that cluster's
+dictionary ("STL (cluster)"), or onto the universal dictionary with --universal ("STL").
+
+IMAGES may be a folder of PNG/JPEG images in class subfolders (IN/<class>/*.png), a
+binary record file (.bin or .bin.gz: 1 label byte + C*H*W planar bytes per image, as
+CIFAR-10) or a float32 .npy array (N, C, H, W) (with X.labels.npy beside it, if any).
+The output's form follows its name: .npy, .bin, or else a PNG folder. The images must
+have the resolution and channel count the defense was built for.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDefend(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.defense, "defense", "", "defense directory written by 'stl defense train' (required)")
+	f.StringVar(&o.in, "in", "", "images to project (required)")
+	f.StringVar(&o.out, "out", "", "where to write the projected images (required)")
+	f.BoolVar(&o.universal, "universal", false, "use the universal dictionary (STL) instead of the per-cluster ones (STL (cluster))")
+	f.IntVar(&o.batch, "batch", 64, "images projected per batch (progress and cancellation granularity)")
+	rootCmd.AddCommand(cmd)
+}
+
+func runDefend(ctx context.Context, stdout, stderr io.Writer, o defendOptions) error {
+	switch {
+	case o.defense == "" || o.in == "" || o.out == "":
+		return usagef("--defense, --in and --out are required")
+	case o.batch < 1:
+		return usagef("--batch %d, want >= 1", o.batch)
+	case filepath.Clean(o.in) == filepath.Clean(o.out):
+		return usagef("--out must differ from --in")
+	}
+	d, err := defense.Load(o.defense)
+	if err != nil {
+		return err
+	}
+	uni, strat, err := d.Transforms(defense.DefaultBackend().NewProjector)
+	if err != nil {
+		return err
+	}
+	var tr defense.Transform = strat
+	if o.universal {
+		tr = uni
+	}
+	bar := progress.NewBar(stderr)
+	set, bare, err := readImages(ctx, o.in, d, bar)
+	if err != nil {
+		return err
+	}
+	if err := d.CheckImages(set.Images); err != nil {
+		return fmt.Errorf("%s: %w", o.in, err)
+	}
+	n := set.Len()
+	out := &dataset.Set{Images: tensor.New(set.Images.Shape...), Labels: set.Labels, Classes: set.Classes, Name: set.Name}
+	per := set.Images.Len() / max(n, 1)
+	start := time.Now()
+	stage := "project " + tr.Name()
+	bar.Report(stage, 0, n, "")
+	for lo := 0; lo < n; lo += o.batch {
+		hi := min(lo+o.batch, n)
+		x := &tensor.Tensor{Shape: append([]int{hi - lo}, set.Images.Shape[1:]...), Data: set.Images.Data[lo*per : hi*per]}
+		y, err := tr.Apply(ctx, x)
+		if err != nil {
+			return err
+		}
+		copy(out.Images.Data[lo*per:hi*per], y.Data)
+		bar.Report(stage, hi, n, "")
+	}
+	el := time.Since(start)
+	if err := writeImages(o.out, out, bare, bar); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: projected %d images with %s in %s (%.1f images/s) -> %s\n",
+		o.in, n, tr.Name(), el.Round(time.Millisecond), float64(n)/el.Seconds(), o.out)
+	return nil
+}
+
+// byteClasses names the 256 possible labels of a binary record file.
+func byteClasses() []string {
+	c := make([]string, 256)
+	for i := range c {
+		c[i] = fmt.Sprint(i)
+	}
+	return c
+}
+
+// readImages reads a PNG/JPEG folder, a binary record file or an .npy
+// array. bare reports an .npy without labels.
+func readImages(ctx context.Context, path string, d *defense.Defense, rep progress.Reporter) (set *dataset.Set, bare bool, err error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, false, err
+	}
+	m := d.Manifest
+	switch lower := strings.ToLower(path); {
+	case st.IsDir():
+		set, err = dataset.ReadImageFolder(ctx, path, dataset.FolderOptions{Size: 0, Progress: rep})
+	case strings.HasSuffix(lower, ".npy"):
+		labels := strings.TrimSuffix(path, filepath.Ext(path)) + ".labels.npy"
+		if _, serr := os.Stat(labels); serr == nil {
+			set, err = dataset.ReadNPY(path)
+		} else {
+			var t *tensor.Tensor
+			if t, err = npy.ReadFile(path); err == nil {
+				var n int
+				if n, _, _, _, err = t.NCHW(); err == nil {
+					set, bare = &dataset.Set{Images: t, Labels: make([]int, n), Classes: []string{"0"}, Name: filepath.Base(path)}, true
+				}
+			}
+		}
+	case strings.HasSuffix(lower, ".bin") || strings.HasSuffix(lower, ".bin.gz"):
+		set, err = dataset.ReadBinaryFile(path, dataset.Shape{C: m.Channels, H: m.Resolution, W: m.Resolution}, byteClasses())
+	default:
+		return nil, false, usagef("--in %s: want a folder, a .npy or a .bin/.bin.gz file", path)
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return set, bare, nil
+}
+
+// writeImages writes set in the form named by path's extension.
+func writeImages(path string, set *dataset.Set, bare bool, rep progress.Reporter) error {
+	switch lower := strings.ToLower(path); {
+	case strings.HasSuffix(lower, ".npy"):
+		if bare {
+			return npy.WriteFile(path, set.Images)
+		}
+		return dataset.WriteNPY(path, set)
+	case strings.HasSuffix(lower, ".bin"):
+		return dataset.WriteBinaryFile(path, set)
+	default:
+		return dataset.WritePNGFolder(path, set, rep)
+	}
+}
