@@ -18,14 +18,22 @@ type Conv struct{ p ConvParams }
 
 // NewConv returns a *ParamError when p is invalid and ErrUnavailable
 // otherwise: this build has no oneDNN.
-func NewConv(p ConvParams) (*Conv, error) { return newConv(p, algDirect) }
+func NewConv(p ConvParams) (*Conv, error) { return NewConvWith(p, DefaultConvOptions()) }
 
-func newConv(p ConvParams, _ algorithm) (*Conv, error) {
+// NewConvWith returns a *ParamError or *OptionError for invalid input and
+// ErrUnavailable otherwise.
+func NewConvWith(p ConvParams, o ConvOptions) (*Conv, error) {
 	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	if err := o.Validate(); err != nil {
 		return nil, err
 	}
 	return nil, ErrUnavailable
 }
+
+// Options returns the zero ConvOptions in this build.
+func (c *Conv) Options() ConvOptions { return ConvOptions{} }
 
 // Params returns the shape c was built for.
 func (c *Conv) Params() ConvParams {

@@ -63,7 +63,7 @@ enum { BUF_SRC = 0, BUF_DST = 1, BUF_WEI = 2, BUF_SCRATCH = 3, NBUF = 4 };
 
 struct stl_conv {
 	int64_t p[STL_NPARAM];
-	int nthr, alg;
+	int nthr;
 	dnnl_stream_t strm;
 	dnnl_primitive_desc_t pd[3];
 	dnnl_primitive_t prim[3];
@@ -158,14 +158,13 @@ static const dnnl_memory_desc_t *qmd(dnnl_primitive_desc_t pd, dnnl_query_t q, i
 	return dnnl_primitive_desc_query_md(pd, q, i);
 }
 
-int stl_conv_create(stl_conv **out, const int64_t *p, int nthr, int alg) {
+int stl_conv_create(stl_conv **out, const int64_t *p, int nthr, const int *alg) {
 	use_threads(nthr);
 	*out = NULL;
 	stl_conv *c = calloc(1, sizeof *c);
 	if (!c) return dnnl_out_of_memory;
 	memcpy(c->p, p, sizeof c->p);
 	c->nthr = nthr;
-	c->alg = alg;
 	dnnl_status_t st = dnnl_success;
 	dnnl_primitive_attr_t attr = NULL;
 
@@ -181,29 +180,35 @@ int stl_conv_create(stl_conv **out, const int64_t *p, int nthr, int alg) {
 	int64_t prw = (p[STL_OW] - 1) * p[STL_SW] - p[STL_W] + p[STL_S] - p[STL_PW];
 	dnnl_dims_t padr = {prh < 0 ? 0 : prh, prw < 0 ? 0 : prw};
 
-	dnnl_memory_desc_t src_plain, wei_plain, bias_md, dst_plain, src_any, wei_any, dst_any;
+	dnnl_memory_desc_t src_plain, wei_plain, bias_md, dst_plain;
 	TRY(dnnl_memory_desc_init_by_tag(&src_plain, 4, sdims, dnnl_f32, dnnl_nchw));
 	TRY(dnnl_memory_desc_init_by_tag(&wei_plain, 4, wdims, dnnl_f32, dnnl_oihw));
 	TRY(dnnl_memory_desc_init_by_tag(&dst_plain, 4, ddims, dnnl_f32, dnnl_nchw));
 	TRY(dnnl_memory_desc_init_by_tag(&bias_md, 1, bdims, dnnl_f32, dnnl_x));
-	dnnl_format_tag_t any = alg == STL_ALG_GEMM ? dnnl_nchw : dnnl_format_tag_any;
-	dnnl_format_tag_t wany = alg == STL_ALG_GEMM ? dnnl_oihw : dnnl_format_tag_any;
-	TRY(dnnl_memory_desc_init_by_tag(&src_any, 4, sdims, dnnl_f32, any));
-	TRY(dnnl_memory_desc_init_by_tag(&wei_any, 4, wdims, dnnl_f32, wany));
-	TRY(dnnl_memory_desc_init_by_tag(&dst_any, 4, ddims, dnnl_f32, any));
-	dnnl_alg_kind_t ak = alg == STL_ALG_AUTO ? dnnl_convolution_auto : dnnl_convolution_direct;
-
 	TRY(dnnl_primitive_attr_create(&attr));
 	TRY(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
 
+	// Per pass: layouts "any" (oneDNN's blocked ones, reached by reorders)
+	// or plain (oneDNN's GEMM path), and the algorithm kind.
+	dnnl_memory_desc_t src_md[3], wei_md[3], dst_md[3];
+	dnnl_alg_kind_t ak[3];
+	for (int i = 0; i < 3; i++) {
+		int plain = alg[i] == STL_ALG_GEMM;
+		TRY(dnnl_memory_desc_init_by_tag(&src_md[i], 4, sdims, dnnl_f32, plain ? dnnl_nchw : dnnl_format_tag_any));
+		TRY(dnnl_memory_desc_init_by_tag(&wei_md[i], 4, wdims, dnnl_f32, plain ? dnnl_oihw : dnnl_format_tag_any));
+		TRY(dnnl_memory_desc_init_by_tag(&dst_md[i], 4, ddims, dnnl_f32, plain ? dnnl_nchw : dnnl_format_tag_any));
+		ak[i] = alg[i] == STL_ALG_AUTO ? dnnl_convolution_auto : dnnl_convolution_direct;
+	}
+
 	dnnl_convolution_desc_t fd, bd, wd;
-	TRY(dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, ak, &src_any, &wei_any, &bias_md,
-	                                       &dst_any, strides, padl, padr));
+	TRY(dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, ak[0], &src_md[0], &wei_md[0], &bias_md,
+	                                       &dst_md[0], strides, padl, padr));
 	TRY(dnnl_primitive_desc_create(&c->pd[STL_FWD], &fd, attr, engine, NULL));
-	TRY(dnnl_convolution_backward_data_desc_init(&bd, ak, &src_any, &wei_any, &dst_any, strides, padl, padr));
+	TRY(dnnl_convolution_backward_data_desc_init(&bd, ak[1], &src_md[1], &wei_md[1], &dst_md[1], strides, padl,
+	                                             padr));
 	TRY(dnnl_primitive_desc_create(&c->pd[STL_BWD_DATA], &bd, attr, engine, c->pd[STL_FWD]));
-	TRY(dnnl_convolution_backward_weights_desc_init(&wd, ak, &src_any, &wei_any, &bias_md, &dst_any, strides,
-	                                                padl, padr));
+	TRY(dnnl_convolution_backward_weights_desc_init(&wd, ak[2], &src_md[2], &wei_md[2], &bias_md, &dst_md[2],
+	                                                strides, padl, padr));
 	TRY(dnnl_primitive_desc_create(&c->pd[STL_BWD_WEIGHTS], &wd, attr, engine, c->pd[STL_FWD]));
 
 	dnnl_primitive_desc_t f = c->pd[STL_FWD], d = c->pd[STL_BWD_DATA], w = c->pd[STL_BWD_WEIGHTS];

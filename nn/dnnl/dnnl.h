@@ -21,7 +21,9 @@ enum { STL_ALG_DIRECT = 0, STL_ALG_AUTO = 1, STL_ALG_GEMM = 2 };
 // Which primitive stl_conv_impl names.
 enum { STL_FWD = 0, STL_BWD_DATA = 1, STL_BWD_WEIGHTS = 2 };
 
-int stl_conv_create(stl_conv **out, const int64_t *p, int nthr, int alg);
+// alg[STL_FWD], alg[STL_BWD_DATA], alg[STL_BWD_WEIGHTS] choose each pass's
+// algorithm (STL_ALG_*).
+int stl_conv_create(stl_conv **out, const int64_t *p, int nthr, const int *alg);
 int stl_conv_forward(stl_conv *c, float *dst, const float *src, const float *w, const float *b);
 int stl_conv_backward_data(stl_conv *c, float *dsrc, const float *ddst, const float *w);
 int stl_conv_backward_weights(stl_conv *c, float *dw, float *db, const float *src, const float *ddst);
