@@ -1,0 +1,286 @@
+package nn_test
+
+import (
+	"context"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stl-defense/stl/attack"
+	"github.com/stl-defense/stl/nn"
+	"github.com/stl-defense/stl/tensor"
+)
+
+var _ attack.Model = (*nn.Classifier)(nil)
+
+func smallConfig(arch string, px int) nn.ClassifierConfig {
+	c := nn.DefaultClassifierConfig()
+	c.Arch, c.Height, c.Width, c.Threads = arch, px, px, 2
+	return c
+}
+
+func randImages(seed uint64, shape ...int) *tensor.Tensor {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	t := tensor.New(shape...)
+	for i := range t.Data {
+		t.Data[i] = rng.Float32()
+	}
+	return t
+}
+
+func TestClassifierShapes(t *testing.T) {
+	ctx := context.Background()
+	cases := []struct {
+		arch string
+		px   int
+	}{
+		{nn.ArchVGGSmall, 32}, {nn.ArchVGGSmall, 64}, {nn.ArchVGGSmall, 128},
+		{nn.ArchResNet20, 32}, {nn.ArchResNet20, 64}, {nn.ArchResNet20, 128},
+	}
+	for _, c := range cases {
+		if testing.Short() && c.px == 128 {
+			continue
+		}
+		m, err := nn.NewClassifier(smallConfig(c.arch, c.px))
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := randImages(1, 2, 3, c.px, c.px)
+		y, err := m.Logits(ctx, x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !tensor.SameShape(y, tensor.New(2, 10)) {
+			t.Errorf("%s %d px: logits shape %v", c.arch, c.px, y.Shape)
+		}
+		if err := y.Validate(); err != nil {
+			t.Errorf("%s %d px: %v", c.arch, c.px, err)
+		}
+	}
+}
+
+func TestClassifierConfigErrors(t *testing.T) {
+	bad := []struct {
+		name string
+		mod  func(*nn.ClassifierConfig)
+	}{
+		{"arch", func(c *nn.ClassifierConfig) { c.Arch = "vgg-16" }},
+		{"size", func(c *nn.ClassifierConfig) { c.Height = 30 }},
+		{"classes", func(c *nn.ClassifierConfig) { c.Classes = 1 }},
+		{"mean", func(c *nn.ClassifierConfig) { c.Mean = c.Mean[:2] }},
+		{"std", func(c *nn.ClassifierConfig) { c.Std = []float32{1, 0, 1} }},
+		{"threads", func(c *nn.ClassifierConfig) { c.Threads = 0 }},
+	}
+	for _, b := range bad {
+		c := nn.DefaultClassifierConfig()
+		b.mod(&c)
+		var ce *nn.ConfigError
+		if _, err := nn.NewClassifier(c); !errors.As(err, &ce) {
+			t.Errorf("%s: error %v, want *ConfigError", b.name, err)
+		}
+	}
+	m, _ := nn.NewClassifier(smallConfig(nn.ArchResNet20, 8))
+	var se *tensor.ShapeError
+	if _, err := m.Logits(context.Background(), tensor.New(2, 3, 16, 16)); !errors.As(err, &se) {
+		t.Errorf("wrong input size: %v, want *tensor.ShapeError", err)
+	}
+	x := tensor.New(1, 3, 8, 8)
+	x.Data[5] = float32(math.NaN())
+	if _, err := m.Logits(context.Background(), x); err == nil {
+		t.Error("NaN input accepted")
+	}
+}
+
+// TestInputGradFiniteDifferences checks dL/dx of the whole network (in
+// inference mode) for L = sum_k w_k logits_k against central differences.
+func TestInputGradFiniteDifferences(t *testing.T) {
+	for _, arch := range []string{nn.ArchVGGSmall, nn.ArchResNet20} {
+		m, err := nn.NewClassifier(smallConfig(arch, 8))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		x := randImages(3, 2, 3, 8, 8)
+		w := []float32{0.3, -1, 0.5, 2, 0, 0.1, -0.4, 1, 0.2, -0.7}
+		seed := func(logits, g *tensor.Tensor) {
+			for i := range g.Data {
+				g.Data[i] = w[i%10]
+			}
+		}
+		_, grad, err := m.InputGrad(ctx, x, seed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := func() float64 {
+			y, _ := m.Logits(ctx, x)
+			var s float64
+			for i, v := range y.Data {
+				s += float64(v) * float64(w[i%10])
+			}
+			return s
+		}
+		// Directional derivatives along random directions: float32
+		// rounding and the odd ReLU kink crossed by the step perturb a
+		// single-coordinate difference too much, a directional one little.
+		rng := rand.New(rand.NewPCG(4, 4))
+		x0 := append([]float32(nil), x.Data...)
+		for trial := 0; trial < 5; trial++ {
+			v := make([]float64, len(x.Data))
+			var an float64
+			for i := range v {
+				v[i] = rng.NormFloat64()
+				an += v[i] * float64(grad.Data[i])
+			}
+			// A step crossing a kink spoils one step size, rarely all:
+			// accept the direction when some step size agrees within 2%.
+			ok := false
+			var nums []float64
+			for _, eps := range []float64{1e-3, 3e-4, 1e-4, 3e-5} {
+				for i := range x.Data {
+					x.Data[i] = x0[i] + float32(eps*v[i])
+				}
+				fp := f()
+				for i := range x.Data {
+					x.Data[i] = x0[i] - float32(eps*v[i])
+				}
+				fm := f()
+				copy(x.Data, x0)
+				num := (fp - fm) / (2 * eps)
+				nums = append(nums, num)
+				ok = ok || math.Abs(num-an) <= 0.02*math.Max(math.Abs(an), 1)
+			}
+			if !ok {
+				t.Errorf("%s: directional derivatives %v, analytic %g", arch, nums, an)
+			}
+		}
+	}
+}
+
+// TestInputGradChunked: a batch larger than ChunkSize gives the same
+// logits and gradients as its images one by one.
+func TestInputGradChunked(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow")
+	}
+	m, _ := nn.NewClassifier(smallConfig(nn.ArchResNet20, 8))
+	ctx := context.Background()
+	n := nn.ChunkSize + 3
+	x := randImages(5, n, 3, 8, 8)
+	seed := func(logits, g *tensor.Tensor) {
+		k := g.Shape[1]
+		for i := 0; i < g.Shape[0]; i++ {
+			g.Data[i*k+i%k] = 1
+		}
+	}
+	logits, grad, err := m.InputGrad(ctx, x, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []int{0, 7, nn.ChunkSize, n - 1} {
+		xi := x.Sample(i)
+		li, gi, err := m.InputGrad(ctx, xi, func(l, g *tensor.Tensor) { g.Data[i%10] = 1 })
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, v := range li.Data {
+			if math.Abs(float64(v-logits.Data[i*10+j])) > 1e-4 {
+				t.Fatalf("image %d: logit %d %g vs %g", i, j, v, logits.Data[i*10+j])
+			}
+		}
+		per := len(gi.Data)
+		for j, v := range gi.Data {
+			if math.Abs(float64(v-grad.Data[i*per+j])) > 1e-4 {
+				t.Fatalf("image %d: grad %d %g vs %g", i, j, v, grad.Data[i*per+j])
+			}
+		}
+	}
+}
+
+func TestSaveLoadRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	m, _ := nn.NewClassifier(smallConfig(nn.ArchResNet20, 8))
+	m.Meta.Dataset, m.Meta.TestAccuracy = "unit", 0.5
+	// Make the BN buffers non-trivial so that they are checked too.
+	for _, p := range m.Params() {
+		if p.Buffer {
+			for i := range p.W {
+				p.W[i] = 0.5 + float32(i%3)
+			}
+		}
+	}
+	if err := nn.Save(dir, m); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := nn.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m2.Meta.Dataset != "unit" || m2.Config().Arch != nn.ArchResNet20 {
+		t.Errorf("metadata %+v config %+v", m2.Meta, m2.Config())
+	}
+	x := randImages(6, 3, 3, 8, 8)
+	a, _ := m.Logits(ctx, x)
+	b, _ := m2.Logits(ctx, x)
+	for i := range a.Data {
+		if a.Data[i] != b.Data[i] {
+			t.Fatalf("logit %d: %g after load, %g before", i, b.Data[i], a.Data[i])
+		}
+	}
+	if _, err := nn.LoadDAE(dir); !errors.Is(err, nn.ErrWrongKind) {
+		t.Errorf("LoadDAE of a classifier: %v", err)
+	}
+	// A weights file from another architecture gives a *MismatchError.
+	other := t.TempDir()
+	v, _ := nn.NewClassifier(smallConfig(nn.ArchVGGSmall, 8))
+	if err := nn.Save(other, v); err != nil {
+		t.Fatal(err)
+	}
+	w, _ := os.ReadFile(filepath.Join(other, nn.WeightsFile))
+	os.WriteFile(filepath.Join(dir, nn.WeightsFile), w, 0o644)
+	var me *nn.MismatchError
+	if _, err := nn.Load(dir); !errors.As(err, &me) {
+		t.Errorf("mismatched weights: %v, want *MismatchError", err)
+	} else {
+		t.Log(err)
+	}
+	// Same architecture, wider input: a dense-layer shape mismatch.
+	big, _ := nn.NewClassifier(smallConfig(nn.ArchVGGSmall, 16))
+	if err := nn.Save(other, big); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(other, nn.WeightsFile), w, 0o644)
+	if _, err := nn.Load(other); !errors.As(err, &me) || me.Got == nil || me.Want == nil {
+		t.Errorf("dense shape mismatch: %v", err)
+	} else {
+		t.Log(err)
+	}
+	os.WriteFile(filepath.Join(other, nn.WeightsFile), w[:100], 0o644)
+	if _, err := nn.Load(other); err == nil {
+		t.Error("truncated weights accepted")
+	}
+}
+
+func TestSameSeedSameModel(t *testing.T) {
+	a, _ := nn.NewClassifier(smallConfig(nn.ArchVGGSmall, 8))
+	b, _ := nn.NewClassifier(smallConfig(nn.ArchVGGSmall, 8))
+	c := smallConfig(nn.ArchVGGSmall, 8)
+	c.Seed = 2
+	d, _ := nn.NewClassifier(c)
+	pa, pb, pd := a.Params(), b.Params(), d.Params()
+	differ := false
+	for i := range pa {
+		for j := range pa[i].W {
+			if pa[i].W[j] != pb[i].W[j] {
+				t.Fatalf("%s differs between equal seeds", pa[i].Name)
+			}
+			differ = differ || pa[i].W[j] != pd[i].W[j]
+		}
+	}
+	if !differ {
+		t.Error("different seeds gave the same weights")
+	}
+}
