@@ -15,6 +15,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,7 +36,7 @@ const (
 const (
 	universalFile      = "dict-universal.npy"
 	clusterDictPattern = "dict-cluster-%02d.npy"
-	daeFile            = "dae.bin"
+	daeDir             = "dae"
 	pcaMeanFile        = "pca-mean.npy"
 	pcaComponentsFile  = "pca-components.npy"
 	pcaVarianceFile    = "pca-variance.npy"
@@ -113,12 +114,13 @@ type SavableEncoder interface {
 	Encoder
 	// EncoderFormat names the format, as registered with RegisterEncoderFormat.
 	EncoderFormat() string
-	// Save writes the encoder (the whole DAE may be written).
-	Save(w io.Writer) error
+	// SaveDir writes the encoder (the whole DAE may be written) into dir,
+	// creating it if needed, each file atomically.
+	SaveDir(dir string) error
 }
 
-// EncoderDecoder reads an encoder written by SavableEncoder.Save.
-type EncoderDecoder func(r io.Reader) (Encoder, error)
+// EncoderDecoder reads an encoder written by SavableEncoder.SaveDir.
+type EncoderDecoder func(dir string) (Encoder, error)
 
 var (
 	formatsMu sync.RWMutex
@@ -215,7 +217,7 @@ func (d *Defense) Validate() error {
 		}
 	}
 	if d.Encoder == nil {
-		return bad(daeFile, "missing encoder")
+		return bad(daeDir, "missing encoder")
 	}
 	if err := d.PCA.Validate(); err != nil {
 		return &ArtifactError{File: pcaComponentsFile, Reason: "bad PCA", Err: err}
@@ -297,7 +299,7 @@ func software() map[string]string {
 func Save(dir string, d *Defense) error {
 	enc, ok := d.Encoder.(SavableEncoder)
 	if !ok {
-		return &ArtifactError{Dir: dir, File: daeFile, Reason: fmt.Sprintf("encoder %T cannot be saved (not a SavableEncoder)", d.Encoder)}
+		return &ArtifactError{Dir: dir, File: daeDir, Reason: fmt.Sprintf("encoder %T cannot be saved (not a SavableEncoder)", d.Encoder)}
 	}
 	d.Manifest.EncoderFormat = enc.EncoderFormat()
 	if err := d.Validate(); err != nil {
@@ -330,8 +332,24 @@ func Save(dir string, d *Defense) error {
 			return err
 		}
 	}
-	if err := put(daeFile, enc.Save); err != nil {
-		return err
+	if err := enc.SaveDir(filepath.Join(dir, daeDir)); err != nil {
+		return &ArtifactError{Dir: dir, File: daeDir, Reason: "write encoder", Err: err}
+	}
+	ents, err := os.ReadDir(filepath.Join(dir, daeDir))
+	if err != nil {
+		return &ArtifactError{Dir: dir, File: daeDir, Reason: "list encoder files", Err: err}
+	}
+	for _, e := range ents {
+		if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		name := daeDir + "/" + e.Name()
+		b, err := os.ReadFile(filepath.Join(dir, daeDir, e.Name()))
+		if err != nil {
+			return &ArtifactError{Dir: dir, File: name, Reason: "read back", Err: err}
+		}
+		h := sha256.Sum256(b)
+		files[name] = hex.EncodeToString(h[:])
 	}
 	mean, _ := tensor.FromData(d.PCA.Mean, len(d.PCA.Mean))
 	variance := tensor.New(d.PCA.Out())
@@ -404,25 +422,40 @@ func Load(dir string) (*Defense, error) {
 	if err != nil {
 		return nil, err
 	}
-	need := []string{universalFile, daeFile, pcaMeanFile, pcaComponentsFile, pcaVarianceFile, centersFile, codesFile, labelsFile}
+	need := []string{universalFile, pcaMeanFile, pcaComponentsFile, pcaVarianceFile, centersFile, codesFile, labelsFile}
 	for k := 0; k < m.Clusters; k++ {
 		need = append(need, fmt.Sprintf(clusterDictPattern, k))
 	}
-	sort.Strings(need)
-	blobs := map[string][]byte{}
 	for _, name := range need {
-		sum, ok := m.Files[name]
-		if !ok {
+		if _, ok := m.Files[name]; !ok {
 			return nil, &ArtifactError{Dir: dir, File: name, Reason: "not listed in manifest.json"}
 		}
+	}
+	hasDAE := false
+	listed := make([]string, 0, len(m.Files))
+	for name := range m.Files {
+		if !filepath.IsLocal(name) {
+			return nil, &ArtifactError{Dir: dir, File: ManifestFile, Reason: fmt.Sprintf("file name %q leaves the directory", name)}
+		}
+		hasDAE = hasDAE || strings.HasPrefix(name, daeDir+"/")
+		listed = append(listed, name)
+	}
+	if !hasDAE {
+		return nil, &ArtifactError{Dir: dir, File: daeDir, Reason: "no encoder files listed in manifest.json"}
+	}
+	sort.Strings(listed)
+	blobs := map[string][]byte{}
+	for _, name := range listed {
 		b, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
 			return nil, &ArtifactError{Dir: dir, File: name, Reason: "missing or unreadable", Err: err}
 		}
-		if h := sha256.Sum256(b); hex.EncodeToString(h[:]) != sum {
+		if h := sha256.Sum256(b); hex.EncodeToString(h[:]) != m.Files[name] {
 			return nil, &ArtifactError{Dir: dir, File: name, Reason: "content does not match the SHA-256 in manifest.json (partial or altered file)"}
 		}
-		blobs[name] = b
+		if !strings.HasPrefix(name, daeDir+"/") {
+			blobs[name] = b
+		}
 	}
 	tens := func(name string) (*tensor.Tensor, error) {
 		t, err := npy.Read(bytes.NewReader(blobs[name]))
@@ -446,10 +479,10 @@ func Load(dir string) (*Defense, error) {
 	dec, ok := formats[m.EncoderFormat]
 	formatsMu.RUnlock()
 	if !ok {
-		return nil, &ArtifactError{Dir: dir, File: daeFile, Reason: fmt.Sprintf("unknown encoder format %q", m.EncoderFormat)}
+		return nil, &ArtifactError{Dir: dir, File: daeDir, Reason: fmt.Sprintf("unknown encoder format %q", m.EncoderFormat)}
 	}
-	if d.Encoder, err = dec(bytes.NewReader(blobs[daeFile])); err != nil {
-		return nil, &ArtifactError{Dir: dir, File: daeFile, Reason: "decode", Err: err}
+	if d.Encoder, err = dec(filepath.Join(dir, daeDir)); err != nil {
+		return nil, &ArtifactError{Dir: dir, File: daeDir, Reason: "decode", Err: err}
 	}
 	mean, err := tens(pcaMeanFile)
 	if err != nil {

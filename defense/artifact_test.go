@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stl-defense/stl/internal/safefile"
 	"github.com/stl-defense/stl/tensor"
 )
 
@@ -21,14 +21,19 @@ type savableMean struct{ meanEncoder }
 
 func (*savableMean) EncoderFormat() string { return "test-mean" }
 
-func (e *savableMean) Save(w io.Writer) error {
-	return json.NewEncoder(w).Encode(map[string]int{"res": e.res})
+func (e *savableMean) SaveDir(dir string) error {
+	js, _ := json.Marshal(map[string]int{"res": e.res})
+	return safefile.WriteBytes(filepath.Join(dir, "enc.json"), js)
 }
 
 func init() {
-	RegisterEncoderFormat("test-mean", func(r io.Reader) (Encoder, error) {
+	RegisterEncoderFormat("test-mean", func(dir string) (Encoder, error) {
+		b, err := os.ReadFile(filepath.Join(dir, "enc.json"))
+		if err != nil {
+			return nil, err
+		}
 		var v map[string]int
-		if err := json.NewDecoder(r).Decode(&v); err != nil {
+		if err := json.Unmarshal(b, &v); err != nil {
 			return nil, err
 		}
 		return &savableMean{meanEncoder{res: v["res"]}}, nil
@@ -174,11 +179,9 @@ func TestLoadErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	copyDir := func(t *testing.T) string {
-		dst := t.TempDir()
-		entries, _ := os.ReadDir(base)
-		for _, e := range entries {
-			b, _ := os.ReadFile(filepath.Join(base, e.Name()))
-			os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644)
+		dst := filepath.Join(t.TempDir(), "copy")
+		if err := os.CopyFS(dst, os.DirFS(base)); err != nil {
+			t.Fatal(err)
 		}
 		return dst
 	}
@@ -210,7 +213,10 @@ func TestLoadErrors(t *testing.T) {
 		{"malformed manifest", func(dir string) { os.WriteFile(filepath.Join(dir, ManifestFile), []byte("{"), 0o644) }, ManifestFile, nil, "malformed"},
 		{"other format", editManifest(func(m map[string]any) { m["format"] = "something" }), ManifestFile, nil, "format"},
 		{"newer version", editManifest(func(m map[string]any) { m["version"] = 99 }), ManifestFile, nil, "version 99"},
-		{"unknown encoder", editManifest(func(m map[string]any) { m["encoder_format"] = "nope" }), daeFile, nil, "unknown encoder format"},
+		{"unknown encoder", editManifest(func(m map[string]any) { m["encoder_format"] = "nope" }), daeDir, nil, "unknown encoder format"},
+		{"altered encoder", func(dir string) { os.WriteFile(filepath.Join(dir, daeDir, "enc.json"), []byte(`{"res":16}`), 0o644) }, "dae/enc.json", nil, "SHA-256"},
+		{"encoder unlisted", editManifest(func(m map[string]any) { delete(m["files"].(map[string]any), "dae/enc.json") }), daeDir, nil, "no encoder files"},
+		{"escaping name", editManifest(func(m map[string]any) { m["files"].(map[string]any)["../x"] = "00" }), ManifestFile, nil, "leaves the directory"},
 		{"wrong channels", editManifest(func(m map[string]any) { m["channels"] = 1 }), universalFile, nil, "dictionary shape"},
 		{"more clusters", editManifest(func(m map[string]any) { m["clusters"] = 4 }), "dict-cluster-03.npy", nil, "not listed"},
 		{"wrong filters", editManifest(func(m map[string]any) { m["filters"] = 64 }), universalFile, nil, "dictionary shape"},

@@ -3,7 +3,6 @@ package defense
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	"github.com/stl-defense/stl/tensor"
 )
@@ -20,10 +19,9 @@ type Projector interface {
 
 // STL is the Sparse Transformation Layer with one universal dictionary
 // learned on all training images: the row "STL" of the paper's tables. It
-// is deterministic. Apply is safe for concurrent use; calls are serialized
-// on the projector.
+// is deterministic. Apply is safe for concurrent use when the projector
+// is (csc's is).
 type STL struct {
-	mu   sync.Mutex
 	proj Projector
 	spec *Defense // when set, images must fit spec.CheckImages
 }
@@ -54,8 +52,6 @@ func (t *STL) Apply(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, erro
 		}
 	}
 	dst := tensor.New(x.Shape...)
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	if err := t.proj.Project(ctx, dst, x); err != nil {
 		return nil, err
 	}
@@ -66,11 +62,10 @@ func (t *STL) Apply(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, erro
 // "STL (cluster)" (sections 3.4-3.5, Figure 2): each image is routed by the
 // Stratifier to a cluster and projected with that cluster's dictionary. It
 // is deterministic. Apply is safe for concurrent use when the Stratifier's
-// encoder is; projections are serialized per cluster.
+// encoder and the projectors are.
 type StratifiedSTL struct {
 	strat *Stratifier
 	projs []Projector
-	mus   []sync.Mutex
 	spec  *Defense // when set, images must fit spec.CheckImages
 }
 
@@ -88,7 +83,7 @@ func NewStratifiedSTL(s *Stratifier, projs []Projector) (*StratifiedSTL, error) 
 			return nil, fmt.Errorf("defense: NewStratifiedSTL: nil projector for cluster %d", i)
 		}
 	}
-	return &StratifiedSTL{strat: s, projs: append([]Projector(nil), projs...), mus: make([]sync.Mutex, len(projs))}, nil
+	return &StratifiedSTL{strat: s, projs: append([]Projector(nil), projs...)}, nil
 }
 
 // Name implements Transform.
@@ -154,10 +149,7 @@ func (t *StratifiedSTL) ApplyClusters(ctx context.Context, x *tensor.Tensor, clu
 			copy(src.Data[j*per:(j+1)*per], x.Data[i*per:(i+1)*per])
 		}
 		out := tensor.New(len(idx), c, h, w)
-		t.mus[k].Lock()
-		err := t.projs[k].Project(ctx, out, src)
-		t.mus[k].Unlock()
-		if err != nil {
+		if err := t.projs[k].Project(ctx, out, src); err != nil {
 			return nil, fmt.Errorf("defense: STL (cluster) %d: %w", k, err)
 		}
 		for j, i := range idx {

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -415,12 +414,7 @@ func (c checkpoints) loadEncoder(name, key string) (SavableEncoder, bool) {
 	if !ok {
 		return nil, false
 	}
-	f, err := os.Open(filepath.Join(c.dir, name+".bin"))
-	if err != nil {
-		return nil, false
-	}
-	defer f.Close()
-	e, err := dec(f)
+	e, err := dec(filepath.Join(c.dir, name))
 	if err != nil {
 		return nil, false
 	}
@@ -433,7 +427,7 @@ func (c checkpoints) storeEncoder(name, key string, e SavableEncoder) error {
 		return nil
 	}
 	os.Remove(filepath.Join(c.dir, name+".key"))
-	if err := safefile.Write(filepath.Join(c.dir, name+".bin"), func(w io.Writer) error { return e.Save(w) }); err != nil {
+	if err := e.SaveDir(filepath.Join(c.dir, name)); err != nil {
 		return fmt.Errorf("defense: checkpoint %s: %w", name, err)
 	}
 	if err := safefile.WriteBytes(filepath.Join(c.dir, name+".format"), []byte(e.EncoderFormat())); err != nil {
