@@ -77,11 +77,13 @@ func testBaselines(tb testing.TB) []Transform {
 	cfg.QuiltDB = db
 	cfg.Crop.Crops = 3
 	cfg.PDEnsSize = 2
+	dae, err := NewMagNetDAE(DefaultMagNetDAEOptions())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg.Reformer = dae
 	var ts []Transform
 	for _, name := range BaselineNames() {
-		if name == "magnet" || name == "crop-tvm-quilt" {
-			continue // needs a trained DAE / too slow for the generic loop
-		}
 		t, err := NewBaseline(name, cfg)
 		if err != nil {
 			tb.Fatalf("NewBaseline(%q): %v", name, err)
