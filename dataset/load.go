@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/stl-defense/stl/dataset/fetch"
 	"github.com/stl-defense/stl/dataset/sample"
 	"github.com/stl-defense/stl/progress"
 )
@@ -54,6 +55,8 @@ func Load(spec string) (train, test *Set, err error) {
 // LoadContext returns the train and test parts of the data set named by spec:
 //
 //   - "sample:cifar10", "sample:imagenet10": the embedded samples;
+//   - "cifar10", "imagenette" (when no such path exists): the archive that
+//     `stl data fetch` saved in fetch.DefaultDir();
 //   - a CIFAR-10 binary folder (data_batch_*.bin[.gz], test_batch.bin[.gz]),
 //     or a folder holding cifar-10-batches-bin/ or cifar-10-binary.tar.gz;
 //   - an ImageNet-10 style record folder (train_HxW.bin[.gz], val_HxW.bin[.gz]
@@ -74,7 +77,18 @@ func LoadContext(ctx context.Context, spec string, opts LoadOptions) (train, tes
 	}
 	st, err := os.Stat(spec)
 	if err != nil {
-		return nil, nil, fmt.Errorf("dataset: %q is neither a sample (%s) nor a readable path: %w", spec, strings.Join(Samples, ", "), err)
+		if src, ok := fetch.Sources[spec]; ok && !strings.ContainsAny(spec, `/\`) {
+			dir, derr := fetch.DefaultDir()
+			if derr != nil {
+				return nil, nil, derr
+			}
+			if _, derr := os.Stat(filepath.Join(dir, src.Name, src.File)); derr != nil {
+				return nil, nil, fmt.Errorf("dataset: %s is not in the data directory %s; run: stl data fetch %s", spec, dir, spec)
+			}
+			return LoadContext(ctx, filepath.Join(dir, src.Name), opts)
+		}
+		return nil, nil, fmt.Errorf("dataset: %q is neither a sample (%s), a fetched data set (%s) nor a readable path: %w",
+			spec, strings.Join(Samples, ", "), strings.Join(fetch.Names(), ", "), err)
 	}
 	if !st.IsDir() {
 		return loadArchive(ctx, spec, opts)

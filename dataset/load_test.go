@@ -282,3 +282,18 @@ func TestReadClassNames(t *testing.T) {
 		}
 	}
 }
+
+func TestLoadFetchedByName(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("STL_DATA", dir)
+	t.Chdir(t.TempDir()) // no ./cifar10 path to shadow the name
+	if _, _, err := Load("cifar10"); err == nil || !strings.Contains(err.Error(), "stl data fetch cifar10") {
+		t.Errorf("not fetched: err = %v", err)
+	}
+	os.MkdirAll(filepath.Join(dir, "cifar10"), 0o755)
+	os.WriteFile(filepath.Join(dir, "cifar10", "cifar-10-binary.tar.gz"), cifarTar(t), 0o644)
+	train, test, err := Load("cifar10")
+	if err != nil || train.Len() != 5 || test.Len() != 2 {
+		t.Errorf("fetched: %v", err)
+	}
+}
