@@ -226,6 +226,9 @@ type workspace struct {
 	sf   []complex64 // (C, F)
 	y, u []float32   // (M, H*W): state of the current single-image solve
 	rec  []float64   // (C, H*W): float64 reconstruction for the objective
+
+	tk     *Tikhonov // projection only, made on first use
+	lo, hi []float32 // (C, H*W) projection only
 }
 
 func (c *Coder) newWorkspace(h, w int) (*workspace, error) {
@@ -290,7 +293,7 @@ func (c *Coder) solveOne(ctx context.Context, ws *workspace, s []float32, rec ad
 	ws.setSignal(s)
 	clear(ws.y)
 	clear(ws.u)
-	p := &problem{ws: ws, y: ws.y, u: ws.u, s: s, dict: c.dict, lambda: float32(c.opt.Lambda)}
+	p := &problem{ws: ws, y: ws.y, u: ws.u, s: s, dict: c.dict, lambda: float32(c.opt.Lambda), lam64: c.opt.Lambda}
 	solver, err := admm.New(p, c.opt.admmOptions(), c.opt.rho0())
 	if err != nil {
 		return nil, err
@@ -317,6 +320,7 @@ type problem struct {
 	s      []float32 // the image, for Objective
 	dict   *Dictionary
 	lambda float32
+	lam64  float64
 	alpha  float32
 	res    admm.Residuals
 }
@@ -378,7 +382,7 @@ func (p *problem) SetRho(float64) {}
 
 // Objective implements admm.Objectiver, exactly on y.
 func (p *problem) Objective() (float64, float64, float64) {
-	return objective(p.dict, p.ws.h, p.ws.w, p.y, p.s, float64(p.lambda), p.ws.rec)
+	return objective(p.dict, p.ws.h, p.ws.w, p.y, p.s, p.lam64, p.ws.rec)
 }
 
 // fusedYUGo is the pure-Go fused relaxation / y step / u step / residual

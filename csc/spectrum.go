@@ -182,3 +182,54 @@ func (sp *spectrum) solve(b []complex64, rho float32, t []complex64) {
 		}
 	}
 }
+
+// apply returns D x (C, H, W) for coefficient maps x (M, H, W), through
+// the Fourier domain; dst is allocated when nil.
+func (ws *workspace) apply(dst, x []float32) []float32 {
+	sp := ws.sp
+	f, hw := sp.f, ws.h*ws.w
+	if dst == nil {
+		dst = make([]float32, sp.c*hw)
+	}
+	for m := 0; m < sp.m; m++ {
+		copy(ws.tmp, x[m*hw:(m+1)*hw])
+		ws.plan.Forward(ws.xf[m*f:(m+1)*f], ws.tmp)
+	}
+	acc := ws.t
+	clear(acc)
+	for m := 0; m < sp.m; m++ {
+		for c := 0; c < sp.c; c++ {
+			d := sp.df[(m*sp.c+c)*f : (m*sp.c+c+1)*f]
+			xm := ws.xf[m*f : (m+1)*f]
+			a := acc[c*f : (c+1)*f]
+			for k := range a {
+				a[k] += d[k] * xm[k]
+			}
+		}
+	}
+	for c := 0; c < sp.c; c++ {
+		ws.plan.Inverse(ws.tmp, acc[c*f:(c+1)*f])
+		copy(dst[c*hw:(c+1)*hw], ws.tmp)
+	}
+	return dst
+}
+
+// applyAdjoint returns D^T r (M, H, W) for r (C, H, W): the correlation
+// with the filters, through the Fourier domain; dst is allocated when nil.
+func (ws *workspace) applyAdjoint(dst, r []float32) []float32 {
+	sp := ws.sp
+	f, hw := sp.f, ws.h*ws.w
+	if dst == nil {
+		dst = make([]float32, sp.m*hw)
+	}
+	for c := 0; c < sp.c; c++ {
+		copy(ws.tmp, r[c*hw:(c+1)*hw])
+		ws.plan.Forward(ws.sf[c*f:(c+1)*f], ws.tmp)
+	}
+	ws.computeDSf()
+	for m := 0; m < sp.m; m++ {
+		ws.plan.Inverse(ws.tmp, ws.dsf[m*f:(m+1)*f])
+		copy(dst[m*hw:(m+1)*hw], ws.tmp)
+	}
+	return dst
+}
