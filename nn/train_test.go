@@ -1,0 +1,232 @@
+package nn_test
+
+import (
+	"context"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stl-defense/stl/nn"
+	"github.com/stl-defense/stl/tensor"
+)
+
+// toySet makes n 8x8 RGB images of 4 classes: class k has a bright 4x4
+// quadrant k over noise, so a small CNN separates them quickly.
+func toySet(seed uint64, n int) nn.Labeled {
+	rng := rand.New(rand.NewPCG(seed, 9))
+	x := tensor.New(n, 3, 8, 8)
+	y := make([]int, n)
+	for i := 0; i < n; i++ {
+		k := rng.IntN(4)
+		y[i] = k
+		oy, ox := 4*(k/2), 4*(k%2)
+		for c := 0; c < 3; c++ {
+			for r := 0; r < 8; r++ {
+				for q := 0; q < 8; q++ {
+					v := 0.3 * rng.Float32()
+					if r >= oy && r < oy+4 && q >= ox && q < ox+4 {
+						v += 0.6
+					}
+					x.Data[((i*3+c)*8+r)*8+q] = v
+				}
+			}
+		}
+	}
+	return nn.Labeled{Images: x, Labels: y}
+}
+
+func toyModel(t *testing.T) *nn.Classifier {
+	c := nn.DefaultClassifierConfig()
+	c.Arch, c.Height, c.Width, c.Classes, c.Threads = nn.ArchResNet20, 8, 8, 4, 2
+	m, err := nn.NewClassifier(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func toyOptions() nn.TrainOptions {
+	o := nn.DefaultTrainOptions()
+	o.Epochs, o.BatchSize, o.LR, o.CropPad, o.Flip = 3, 32, 0.05, 0, false // crops and flips would move the quadrant
+	return o
+}
+
+type reporterFunc func(stage string, done, total int, msg string)
+
+func (f reporterFunc) Report(stage string, done, total int, msg string) { f(stage, done, total, msg) }
+
+func TestTrainLearnsToySet(t *testing.T) {
+	m := toyModel(t)
+	train, test := toySet(1, 256), toySet(2, 64)
+	reports := 0
+	res, err := nn.Train(context.Background(), m, train, test, toyOptions(), reporterFunc(func(stage string, done, total int, msg string) {
+		reports++
+		if !strings.Contains(msg, "img/s") || !strings.HasPrefix(stage, "classifier epoch") {
+			t.Errorf("report %q %q", stage, msg)
+		}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := res.Last()
+	t.Logf("%+v", res.Epochs)
+	if last.TestAcc < 0.9 || res.Epochs[0].TrainLoss <= last.TrainLoss {
+		t.Errorf("after 3 epochs: test accuracy %.3f (want >= 0.9), train loss %.3f -> %.3f", last.TestAcc, res.Epochs[0].TrainLoss, last.TrainLoss)
+	}
+	if reports != 3*8 {
+		t.Errorf("%d reports, want 24", reports)
+	}
+	_, acc, err := m.Evaluate(context.Background(), test)
+	if err != nil || math.Abs(acc-last.TestAcc) > 1e-9 {
+		t.Errorf("Evaluate %g (%v), last epoch %g", acc, err, last.TestAcc)
+	}
+}
+
+// TestTrainResumeIsExact: training interrupted after one epoch and resumed
+// gives bit-identical weights to an uninterrupted run.
+func TestTrainResumeIsExact(t *testing.T) {
+	train, test := toySet(1, 96), toySet(2, 16)
+	opts := toyOptions()
+	opts.Epochs = 2
+	opts.CropPad = 2 // exercise augmentation in the replay
+	a := toyModel(t)
+	if _, err := nn.Train(context.Background(), a, train, test, opts, nil); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	opts.CheckpointDir = dir
+	b := toyModel(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	_, err := nn.Train(ctx, b, train, test, opts, reporterFunc(func(stage string, done, total int, msg string) {
+		if strings.Contains(stage, "epoch 2/") {
+			cancel()
+		}
+	}))
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted run: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "train_state.json")); err != nil {
+		t.Fatal(err)
+	}
+	opts.Resume = true
+	c := toyModel(t)
+	res, err := nn.Train(context.Background(), c, train, test, opts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Epochs) != 2 {
+		t.Errorf("history has %d epochs, want 2", len(res.Epochs))
+	}
+	pa, pc := a.Params(), c.Params()
+	for i := range pa {
+		for j := range pa[i].W {
+			if pa[i].W[j] != pc[i].W[j] {
+				t.Fatalf("%s[%d]: %g resumed, %g uninterrupted", pa[i].Name, j, pc[i].W[j], pa[i].W[j])
+			}
+		}
+	}
+	// The final model is saved in the checkpoint directory.
+	l, err := nn.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Meta.Epochs != 2 || l.Meta.TestAccuracy != res.Last().TestAcc {
+		t.Errorf("saved metadata %+v", l.Meta)
+	}
+}
+
+func TestTrainOptionErrors(t *testing.T) {
+	m := toyModel(t)
+	set := toySet(1, 8)
+	bad := []struct {
+		name string
+		mod  func(*nn.TrainOptions)
+	}{
+		{"epochs", func(o *nn.TrainOptions) { o.Epochs = 0 }},
+		{"lr", func(o *nn.TrainOptions) { o.LR = 0 }},
+		{"schedule", func(o *nn.TrainOptions) { o.Schedule = "exp" }},
+		{"resume", func(o *nn.TrainOptions) { o.Resume = true }},
+		{"momentum", func(o *nn.TrainOptions) { o.SGD.Momentum = 1.5 }},
+	}
+	for _, b := range bad {
+		o := toyOptions()
+		b.mod(&o)
+		if _, err := nn.Train(context.Background(), m, set, nn.Labeled{}, o, nil); err == nil {
+			t.Errorf("%s: accepted", b.name)
+		}
+	}
+	wrong := nn.Labeled{Images: set.Images, Labels: append([]int(nil), set.Labels...)}
+	wrong.Labels[3] = 7
+	if _, err := nn.Train(context.Background(), m, wrong, nn.Labeled{}, toyOptions(), nil); err == nil {
+		t.Error("label 7 of 4 classes accepted")
+	}
+}
+
+func TestDAETrainEncode(t *testing.T) {
+	c := nn.DefaultDAEConfig()
+	c.Height, c.Width, c.Threads, c.Filters = 16, 16, 2, 8
+	d, err := nn.NewDAE(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.LatentDim() != 8*2*2 {
+		t.Errorf("latent dim %d, want 32", d.LatentDim())
+	}
+	x := randImages(7, 64, 3, 16, 16)
+	// Smooth images: a reconstruction target a small DAE can learn.
+	for i := range x.Data {
+		x.Data[i] = 0.5 + 0.3*float32(math.Sin(float64(i%16)/3+float64(i/256)))
+	}
+	o := nn.DefaultDAETrainOptions()
+	o.Epochs, o.BatchSize, o.LR = 8, 16, 3e-3
+	dir := t.TempDir()
+	o.CheckpointDir = dir
+	res, err := nn.TrainDAE(context.Background(), d, x, x, o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, last := res.Epochs[0], res.Last()
+	if !(last.TrainLoss < first.TrainLoss) || !(last.TestLoss < first.TestLoss) || !math.IsNaN(last.TestAcc) {
+		t.Errorf("DAE did not improve: %+v -> %+v", first, last)
+	}
+	ctx := context.Background()
+	z, err := d.Encode(ctx, x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tensor.SameShape(z, tensor.New(64, 32)) {
+		t.Errorf("codes %v, want [64 32]", z.Shape)
+	}
+	r, err := d.Reconstruct(ctx, x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range r.Data {
+		if !(v > 0 && v < 1) {
+			t.Fatalf("reconstruction value %g outside (0, 1)", v)
+		}
+	}
+	d2, err := nn.LoadDAE(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z2, _ := d2.Encode(ctx, x)
+	for i := range z.Data {
+		if z.Data[i] != z2.Data[i] {
+			t.Fatalf("code %d differs after reload", i)
+		}
+	}
+	if _, err := nn.Load(dir); !errors.Is(err, nn.ErrWrongKind) {
+		t.Errorf("Load of a DAE: %v", err)
+	}
+	c64 := nn.DefaultDAEConfig()
+	c64.Height, c64.Width = 64, 64
+	d64, _ := nn.NewDAE(c64)
+	if d64.LatentDim() != 8*8*32 {
+		t.Errorf("64 px latent %d, want 2048", d64.LatentDim())
+	}
+}
