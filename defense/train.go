@@ -195,7 +195,12 @@ func Train(ctx context.Context, train *tensor.Tensor, opt TrainOptions, rep prog
 				return nil, err
 			}
 		}
-		if enc, err = b.TrainEncoder(ctx, small, opt, rep); err != nil {
+		bopt := opt
+		if ck.dir != "" {
+			// The backend's own (per-epoch) checkpoints, keyed like the DAE.
+			bopt.CheckpointDir = filepath.Join(ck.dir, "dae-epochs-"+daeKey[:16])
+		}
+		if enc, err = b.TrainEncoder(ctx, small, bopt, rep); err != nil {
 			return nil, fmt.Errorf("defense: train DAE: %w", err)
 		}
 		small = nil
