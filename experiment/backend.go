@@ -1,0 +1,100 @@
+package experiment
+
+import (
+	"context"
+
+	"github.com/stl-defense/stl/attack"
+	"github.com/stl-defense/stl/dataset"
+	"github.com/stl-defense/stl/defense"
+	"github.com/stl-defense/stl/progress"
+	"github.com/stl-defense/stl/tensor"
+)
+
+// ClassifierSpec is everything that determines a trained classifier apart
+// from its training images. It is part of the classifier stage's cache key.
+type ClassifierSpec struct {
+	Arch         string  `json:"arch"`
+	Epochs       int     `json:"epochs"`
+	BatchSize    int     `json:"batch_size"`
+	LearningRate float64 `json:"learning_rate"`
+	Seed         int64   `json:"seed"`
+}
+
+// Trainer trains, saves and loads classifiers. The classifiers of package
+// nn provide one (see DefaultBackend).
+type Trainer interface {
+	// Train returns a classifier of spec.Arch trained on train. It reports
+	// progress to rep and returns ctx's error when cancelled.
+	Train(ctx context.Context, spec ClassifierSpec, train *dataset.Set, rep progress.Reporter) (attack.Model, error)
+	// Save writes m to path atomically; Load reads it back.
+	Save(path string, m attack.Model) error
+	Load(path string) (attack.Model, error)
+}
+
+// DefenseSpec is everything that determines a trained STL defense apart
+// from its training images (paper, sections 3.2-3.4 and 5.1). It is part of
+// the defense stage's cache key.
+type DefenseSpec struct {
+	Lambda         float64 `json:"lambda"`
+	Filters        int     `json:"filters"`
+	FilterSize     int     `json:"filter_size"`
+	Clusters       int     `json:"clusters"`
+	DictImages     int     `json:"dict_images"`
+	DictIterations int     `json:"dict_iterations"`
+	DAEEpochs      int     `json:"dae_epochs"`
+	Seed           int64   `json:"seed"`
+}
+
+// DefenseBuilder builds the STL defense and loads it back.
+type DefenseBuilder interface {
+	// Build learns the defense from train and saves it into dir, an empty
+	// directory.
+	Build(ctx context.Context, spec DefenseSpec, train *dataset.Set, dir string, rep progress.Reporter) error
+	// Load returns the saved defense's transforms: the universal "STL" and
+	// the stratified "STL (cluster)", in that order.
+	Load(dir string) ([]defense.Transform, error)
+}
+
+// Attacker computes adversarial examples for x (true labels) against m and
+// returns them in a new tensor.
+type Attacker func(ctx context.Context, m attack.Model, x *tensor.Tensor, labels []int, rep progress.Reporter) (*tensor.Tensor, error)
+
+// Baseline is a baseline defense the run evaluates next to STL.
+type Baseline struct {
+	// Name is the row name in the tables, e.g. "JPEG (q75)".
+	Name string
+	// Settings are the baseline's parameters, recorded in the report and
+	// part of the cache key of everything it transforms.
+	Settings any
+	// New returns a fresh transform; randomized ones draw from seed, so a
+	// stage computed again (after an interruption) gives the same images.
+	New func(seed uint64) (defense.Transform, error)
+}
+
+// Backend supplies the pieces the pipeline composes. Data and Classifier are
+// required; a nil Defense, Attack or Baselines makes the corresponding rows
+// or columns missing, with the reason in the report. DefaultBackend wires
+// the project's packages.
+type Backend struct {
+	// Data returns the training and test sets named by cfg.Data at
+	// cfg.Resolution.
+	Data func(ctx context.Context, cfg Config) (train, test *dataset.Set, err error)
+	// Classifier trains the vanilla and the retrained classifiers.
+	Classifier Trainer
+	// Defense builds STL and STL (cluster); nil when unavailable, with the
+	// reason in DefenseMissing.
+	Defense        DefenseBuilder
+	DefenseMissing string
+	// Attack returns the named attack (one of AllAttacks) configured as in
+	// the paper, and its settings for the cache key and the report.
+	Attack func(name string, cfg Config) (a Attacker, settings any, budget string, err error)
+	// Baselines returns the baselines cfg asks for and, for each one it
+	// cannot provide, the reason. train is the run's training set, for
+	// baselines that learn from clean images (quilting's patch database).
+	Baselines func(cfg Config, train *dataset.Set) ([]Baseline, []Missing, error)
+	// Versions are recorded in the report (module, Go, build tags...).
+	Versions map[string]string
+}
+
+// Missing is something a run could not compute and why.
+type Missing struct{ What, Why string }

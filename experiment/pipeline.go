@@ -1,0 +1,643 @@
+package experiment
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/stl-defense/stl/attack"
+	"github.com/stl-defense/stl/dataset"
+	"github.com/stl-defense/stl/defense"
+	"github.com/stl-defense/stl/experiment/cache"
+	"github.com/stl-defense/stl/experiment/metrics"
+	"github.com/stl-defense/stl/experiment/report"
+	"github.com/stl-defense/stl/internal/safefile"
+	"github.com/stl-defense/stl/npy"
+	"github.com/stl-defense/stl/progress"
+	"github.com/stl-defense/stl/tensor"
+)
+
+// Stage names. Per-defense and per-attack stages append a slug of the name.
+const (
+	stageVanilla   = "classifier-vanilla"
+	stageDefense   = "defense"
+	stageAttack    = "attack-"    // + attack slug
+	stageTransform = "transform-" // + defense slug + "-" + set slug
+	stageRetrain   = "classifier-"
+	stageReport    = "report"
+)
+
+// NoDefense is the row name of the undefended classifier.
+const NoDefense = "No Defense"
+
+// Names of the STL rows.
+const (
+	RowSTL        = "STL"
+	RowSTLCluster = "STL (cluster)"
+)
+
+// Batch sizes for inference and transforms; they do not change results.
+const (
+	predictBatch   = 100
+	transformBatch = 25
+)
+
+// row is one defense of the tables while the run computes it.
+type row struct {
+	name string
+	key  cache.Key // identifies the transform (its parameters and training)
+	// newT returns a fresh transform; nil when the defense is missing.
+	newT    func(seed uint64) (defense.Transform, error)
+	missing string // why newT is nil, or why the row failed
+	retrain bool   // whether Table 1 retrains a classifier on it
+
+	test         *tensor.Tensor            // T(test)
+	adv          map[string]*tensor.Tensor // T(adv) by attack
+	model        attack.Model              // classifier retrained on T(train)
+	modelMissing string
+}
+
+// advSet is one adversarial test set.
+type advSet struct {
+	name    string
+	budget  string
+	key     cache.Key
+	x       *tensor.Tensor
+	info    attackInfo
+	missing string
+}
+
+type attackInfo struct {
+	Seconds float64 `json:"seconds"`
+	MeanL2  float64 `json:"mean_l2"`
+	N       int     `json:"n"`
+}
+
+// runner holds the state of one run.
+type runner struct {
+	cfg   Config
+	b     Backend
+	store *cache.Store
+	rep   progress.Reporter
+	start time.Time
+
+	train, test *dataset.Set
+	dataKey     cache.Key
+	subset      []int          // indices of the attacked test images
+	x0          *tensor.Tensor // test images at subset
+	y0          []int
+
+	vanilla    attack.Model
+	vanillaKey cache.Key
+	advs       []*advSet
+	rows       []*row
+	missing    []Missing
+
+	step, steps int
+}
+
+// Run runs the experiment described by cfg with the project's packages
+// (DefaultBackend) in the run directory dir, writes the report there and
+// returns the results. See RunWith.
+func Run(ctx context.Context, cfg Config, dir string, rep progress.Reporter) (*report.Results, error) {
+	return RunWith(ctx, cfg, DefaultBackend(), dir, rep)
+}
+
+// RunWith runs the experiment with the pieces of b. Every stage is cached
+// in dir (package cache): running again with the same configuration reuses
+// every finished stage, and a changed setting recomputes only the stages
+// that depend on it. On cancellation it returns ctx's error; the finished
+// stages stay saved. Missing pieces (a defense, an attack, a baseline that
+// fails) do not stop the run: the report lists them with the reason.
+func RunWith(ctx context.Context, cfg Config, b Backend, dir string, rep progress.Reporter) (*report.Results, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if b.Data == nil || b.Classifier == nil {
+		return nil, errors.New("experiment: backend without data loader or classifier trainer")
+	}
+	store, err := cache.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	r := &runner{cfg: cfg, b: b, store: store, rep: progress.Or(rep), start: time.Now()}
+	if err := r.run(ctx); err != nil {
+		return nil, err
+	}
+	res, grid, err := r.results(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := report.Write(dir, res, grid); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func (r *runner) run(ctx context.Context) error {
+	if err := r.loadData(ctx); err != nil {
+		return err
+	}
+	r.planRows()
+	// Overall progress: the vanilla classifier, each attack, the defense,
+	// and per row its test set, its adversarial sets and its retraining.
+	r.steps = 2 + len(r.cfg.Attacks)
+	for _, rw := range r.rows[1:] {
+		r.steps += 1 + len(r.cfg.Attacks)
+		if rw.retrain {
+			r.steps += 2
+		}
+	}
+	if err := r.trainVanilla(ctx); err != nil {
+		return err
+	}
+	if err := r.attacks(ctx); err != nil {
+		return err
+	}
+	if err := r.buildDefense(ctx); err != nil {
+		return err
+	}
+	for _, rw := range r.rows[1:] {
+		if err := r.defend(ctx, rw); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// next reports overall progress at the start of a stage.
+func (r *runner) next(what string) {
+	r.rep.Report("stl run", r.step, r.steps, what)
+	r.step++
+}
+
+// loadData loads, limits and fingerprints the data.
+func (r *runner) loadData(ctx context.Context) error {
+	r.rep.Report("load data", 0, 1, r.cfg.Data)
+	train, test, err := r.b.Data(ctx, r.cfg)
+	if err != nil {
+		return fmt.Errorf("load data %s: %w", r.cfg.Data, err)
+	}
+	if err := train.Validate(); err != nil {
+		return fmt.Errorf("training set: %w", err)
+	}
+	if err := test.Validate(); err != nil {
+		return fmt.Errorf("test set: %w", err)
+	}
+	if train.Shape() != test.Shape() {
+		return fmt.Errorf("training images are %v, test images %v", train.Shape(), test.Shape())
+	}
+	if r.cfg.Limit > 0 && r.cfg.Limit < train.Len() {
+		if train, err = train.BalancedSubset(r.cfg.Limit, r.cfg.Seed); err != nil {
+			return err
+		}
+	}
+	if r.cfg.TestLimit > 0 && r.cfg.TestLimit < test.Len() {
+		if test, err = test.BalancedSubset(r.cfg.TestLimit, r.cfg.Seed); err != nil {
+			return err
+		}
+	}
+	r.train, r.test = train, test
+	// The data key is derived from the pixels and labels themselves, so a
+	// changed file is never served from the cache.
+	r.dataKey, err = cache.NewKey("data", map[string]string{
+		"train": fingerprint(train), "test": fingerprint(test),
+	})
+	if err != nil {
+		return err
+	}
+	n := r.cfg.AttackSubset
+	if n == 0 {
+		n = test.Len()
+	}
+	r.subset, err = metrics.BalancedSubset(test.Labels, len(test.Classes), n, uint64(r.cfg.Seed))
+	if err != nil {
+		return err
+	}
+	sub := test.Subset(r.subset)
+	r.x0, r.y0 = sub.Images, sub.Labels
+	r.rep.Report("load data", 1, 1, fmt.Sprintf("%d train, %d test, %d attacked", train.Len(), test.Len(), len(r.subset)))
+	return nil
+}
+
+// fingerprint is the hex SHA-256 of a set's shape, pixels and labels.
+func fingerprint(s *dataset.Set) string {
+	h := sha256.New()
+	var buf [8]byte
+	for _, d := range s.Images.Shape {
+		binary.LittleEndian.PutUint64(buf[:], uint64(d))
+		h.Write(buf[:])
+	}
+	b := make([]byte, 0, 1<<16)
+	for _, v := range s.Images.Data {
+		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(v))
+		if len(b) == cap(b) {
+			h.Write(b)
+			b = b[:0]
+		}
+	}
+	h.Write(b)
+	for _, l := range s.Labels {
+		binary.LittleEndian.PutUint64(buf[:], uint64(l))
+		h.Write(buf[:])
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+var nonSlug = regexp.MustCompile(`[^a-z0-9]+`)
+
+// slug turns a row or attack name into a stage-name fragment:
+// "STL (cluster)" -> "stl-cluster", "FGSM-0.08" -> "fgsm-0-08".
+func slug(name string) string {
+	return strings.Trim(nonSlug.ReplaceAllString(strings.ToLower(name), "-"), "-")
+}
+
+func (r *runner) classifierSpec(epochs int) ClassifierSpec {
+	return ClassifierSpec{Arch: r.cfg.Arch, Epochs: epochs, BatchSize: r.cfg.BatchSize, LearningRate: r.cfg.LearningRate, Seed: r.cfg.Seed}
+}
+
+// trainClassifier trains (or reuses) a classifier on set in the named
+// stage.
+func (r *runner) trainClassifier(ctx context.Context, stage string, spec ClassifierSpec, set *dataset.Set, deps ...cache.Key) (attack.Model, cache.Key, error) {
+	key, err := cache.NewKey(stage, spec, deps...)
+	if err != nil {
+		return nil, "", err
+	}
+	dir, _, err := r.store.Do(ctx, stage, key, spec, deps, func(ctx context.Context, out string) error {
+		m, err := r.b.Classifier.Train(ctx, spec, set, r.rep)
+		if err != nil {
+			return err
+		}
+		return r.b.Classifier.Save(filepath.Join(out, "model.bin"), m)
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	m, err := r.b.Classifier.Load(filepath.Join(dir, "model.bin"))
+	if err != nil {
+		return nil, "", fmt.Errorf("stage %s: %w", stage, err)
+	}
+	return m, key, nil
+}
+
+func (r *runner) trainVanilla(ctx context.Context) error {
+	r.next("train the vanilla classifier")
+	m, key, err := r.trainClassifier(ctx, stageVanilla, r.classifierSpec(r.cfg.Epochs), r.train, r.dataKey)
+	if err != nil {
+		return err
+	}
+	r.vanilla, r.vanillaKey = m, key
+	return nil
+}
+
+// attacks computes the adversarial test sets on the vanilla classifier.
+// An attack that is unavailable or fails leaves its column missing.
+func (r *runner) attacks(ctx context.Context) error {
+	subsetKey, err := cache.NewKey("subset", map[string]any{"n": len(r.subset), "seed": r.cfg.Seed}, r.dataKey)
+	if err != nil {
+		return err
+	}
+	for _, name := range orderedAttacks(r.cfg.Attacks) {
+		r.next("attack " + name)
+		a := &advSet{name: name}
+		r.advs = append(r.advs, a)
+		if r.b.Attack == nil {
+			a.missing = "no attack implementation in this build"
+			continue
+		}
+		atk, settings, budget, err := r.b.Attack(name, r.cfg)
+		if err != nil {
+			a.missing = err.Error()
+			continue
+		}
+		a.budget = budget
+		stage := stageAttack + slug(name)
+		cfg := map[string]any{"attack": name, "settings": settings}
+		a.key, err = cache.NewKey(stage, cfg, r.vanillaKey, subsetKey)
+		if err != nil {
+			return err
+		}
+		dir, _, err := r.store.Do(ctx, stage, a.key, cfg, []cache.Key{r.vanillaKey, subsetKey}, func(ctx context.Context, out string) error {
+			t0 := time.Now()
+			adv, err := atk(ctx, r.vanilla, r.x0, r.y0, r.rep)
+			if err != nil {
+				return err
+			}
+			per := len(adv.Data) / max(1, adv.Shape[0])
+			l2, err := metrics.MeanNormalizedL2(adv.Data, r.x0.Data, per)
+			if err != nil {
+				return err
+			}
+			info := attackInfo{Seconds: time.Since(t0).Seconds(), MeanL2: l2, N: adv.Shape[0]}
+			if err := npy.WriteFile(filepath.Join(out, "adv.npy"), adv); err != nil {
+				return err
+			}
+			return writeJSON(filepath.Join(out, "attack.json"), info)
+		})
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			a.missing = "the attack failed: " + err.Error()
+			continue
+		}
+		if a.x, err = readImages(filepath.Join(dir, "adv.npy"), r.x0.Shape); err == nil {
+			err = readJSON(filepath.Join(dir, "attack.json"), &a.info)
+		}
+		if err != nil {
+			return fmt.Errorf("stage %s: %w", stage, err)
+		}
+	}
+	return nil
+}
+
+// orderedAttacks returns names in the paper's column order.
+func orderedAttacks(names []string) []string {
+	var out []string
+	for _, a := range AllAttacks {
+		if contains(names, a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// planRows lists the table rows: No Defense, STL, STL (cluster), then the
+// baselines.
+func (r *runner) planRows() {
+	r.rows = []*row{{name: NoDefense}}
+	stl := &row{name: RowSTL, retrain: true}
+	stlc := &row{name: RowSTLCluster, retrain: true}
+	r.rows = append(r.rows, stl, stlc)
+	if r.b.Defense == nil {
+		why := r.b.DefenseMissing
+		if why == "" {
+			why = "the STL defense is not available in this build"
+		}
+		stl.missing, stlc.missing = why, why
+	}
+	if r.b.Baselines == nil {
+		if len(r.cfg.Baselines) > 0 {
+			r.missing = append(r.missing, Missing{"baselines", "no baseline defenses are available in this build"})
+		}
+		return
+	}
+	bases, miss, err := r.b.Baselines(r.cfg, r.train)
+	if err != nil {
+		r.missing = append(r.missing, Missing{"baselines", err.Error()})
+		return
+	}
+	r.missing = append(r.missing, miss...)
+	for _, bl := range bases {
+		bl := bl
+		// The data key is a dependency: quilting learns from the training
+		// images.
+		key, err := cache.NewKey("baseline", map[string]any{"name": bl.Name, "settings": bl.Settings}, r.dataKey)
+		rw := &row{name: bl.Name, key: key, retrain: r.cfg.RetrainBaselines, newT: bl.New}
+		if err != nil {
+			rw.newT, rw.missing = nil, err.Error()
+		}
+		r.rows = append(r.rows, rw)
+	}
+}
+
+func (r *runner) defenseSpec() DefenseSpec {
+	c := r.cfg
+	return DefenseSpec{Lambda: c.Lambda, Filters: c.Filters, FilterSize: c.FilterSize, Clusters: c.Clusters,
+		DictImages: c.DictImages, DictIterations: c.DictIterations, DAEEpochs: c.DAEEpochs, Seed: c.Seed}
+}
+
+// buildDefense builds (or reuses) the STL defense and sets up the STL rows.
+func (r *runner) buildDefense(ctx context.Context) error {
+	r.next("build the STL defense")
+	stl, stlc := r.rows[1], r.rows[2]
+	if r.b.Defense == nil {
+		return nil
+	}
+	spec := r.defenseSpec()
+	key, err := cache.NewKey(stageDefense, spec, r.dataKey)
+	if err != nil {
+		return err
+	}
+	dir, _, err := r.store.Do(ctx, stageDefense, key, spec, []cache.Key{r.dataKey}, func(ctx context.Context, out string) error {
+		return r.b.Defense.Build(ctx, spec, r.train, out, r.rep)
+	})
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err != nil {
+		stl.missing = "building the defense failed: " + err.Error()
+		stlc.missing = stl.missing
+		return nil
+	}
+	load := func(i int) func(uint64) (defense.Transform, error) {
+		return func(uint64) (defense.Transform, error) {
+			ts, err := r.b.Defense.Load(dir)
+			if err != nil {
+				return nil, err
+			}
+			if len(ts) != 2 {
+				return nil, fmt.Errorf("defense loader returned %d transforms, want 2 (STL, STL (cluster))", len(ts))
+			}
+			return ts[i], nil
+		}
+	}
+	stl.newT, stl.key = load(0), key
+	stlc.newT, stlc.key = load(1), key
+	return nil
+}
+
+// defend computes one defense's transformed test, adversarial and training
+// sets and its retrained classifier. Failures make cells missing.
+func (r *runner) defend(ctx context.Context, rw *row) error {
+	rw.adv = map[string]*tensor.Tensor{}
+	skip := func() {
+		r.step += 1 + len(r.advs)
+		if rw.retrain {
+			r.step += 2
+		}
+	}
+	if rw.newT == nil {
+		skip()
+		return nil
+	}
+	// Each stage seeds its own transform from the run seed and the stage
+	// name, so a randomized baseline gives the same images whether or not
+	// the run was interrupted.
+	transform := func(what string, x *tensor.Tensor, setKey cache.Key) (*tensor.Tensor, error) {
+		stage := stageTransform + slug(rw.name) + "-" + slug(what)
+		key, err := cache.NewKey(stage, map[string]any{"seed": r.cfg.Seed}, rw.key, setKey)
+		if err != nil {
+			return nil, err
+		}
+		dir, _, err := r.store.Do(ctx, stage, key, nil, []cache.Key{rw.key, setKey}, func(ctx context.Context, out string) error {
+			t, err := rw.newT(stageSeed(r.cfg.Seed, stage))
+			if err != nil {
+				return err
+			}
+			y, err := applyBatched(ctx, t, x, rw.name+" on "+what, r.rep)
+			if err != nil {
+				return err
+			}
+			return npy.WriteFile(filepath.Join(out, "images.npy"), y)
+		})
+		if err != nil {
+			return nil, err
+		}
+		return readImages(filepath.Join(dir, "images.npy"), x.Shape)
+	}
+	testKey, _ := cache.NewKey("set", "test", r.dataKey)
+	r.next(rw.name + " on the test set")
+	var err error
+	if rw.test, err = transform("test", r.test.Images, testKey); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		rw.missing = "the transform failed: " + err.Error()
+		skip()
+		return nil
+	}
+	for _, a := range r.advs {
+		r.next(rw.name + " on " + a.name)
+		if a.x == nil {
+			continue
+		}
+		y, err := transform(a.name, a.x, a.key)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			r.missing = append(r.missing, Missing{rw.name + " on " + a.name, err.Error()})
+			continue
+		}
+		rw.adv[a.name] = y
+	}
+	if !rw.retrain {
+		rw.modelMissing = "not retrained (retrain_baselines is false, to keep the run short)"
+		return nil
+	}
+	r.next(rw.name + " on the training set")
+	trainKey, _ := cache.NewKey("set", "train", r.dataKey)
+	ytrain, err := transform("train", r.train.Images, trainKey)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		rw.modelMissing = "transforming the training set failed: " + err.Error()
+		r.step++
+		return nil
+	}
+	r.next("retrain on " + rw.name)
+	set := &dataset.Set{Images: ytrain, Labels: r.train.Labels, Classes: r.train.Classes, Name: r.train.Name + " through " + rw.name}
+	tKey, _ := cache.NewKey("transformed-train", nil, rw.key, trainKey)
+	m, _, err := r.trainClassifier(ctx, stageRetrain+slug(rw.name), r.classifierSpec(r.cfg.retrainEpochs()), set, tKey)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		rw.modelMissing = "retraining failed: " + err.Error()
+		return nil
+	}
+	rw.model = m
+	return nil
+}
+
+// stageSeed derives a transform's seed from the run seed and the stage.
+func stageSeed(seed int64, stage string) uint64 {
+	h := sha256.Sum256([]byte(fmt.Sprintf("%d/%s", seed, stage)))
+	return binary.LittleEndian.Uint64(h[:8])
+}
+
+// applyBatched applies t to x in batches, reporting progress in images.
+func applyBatched(ctx context.Context, t defense.Transform, x *tensor.Tensor, what string, rep progress.Reporter) (*tensor.Tensor, error) {
+	n := x.Shape[0]
+	per := len(x.Data) / max(1, n)
+	out := tensor.New(x.Shape...)
+	rep.Report(what, 0, n, "")
+	for lo := 0; lo < n; lo += transformBatch {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		hi := min(lo+transformBatch, n)
+		xb := &tensor.Tensor{Shape: append([]int{hi - lo}, x.Shape[1:]...), Data: x.Data[lo*per : hi*per]}
+		yb, err := t.Apply(ctx, xb)
+		if err != nil {
+			return nil, err
+		}
+		if !tensor.SameShape(xb, yb) {
+			return nil, &tensor.ShapeError{Op: "transform " + t.Name(), Want: xb.Shape, Got: yb.Shape}
+		}
+		copy(out.Data[lo*per:hi*per], yb.Data)
+		rep.Report(what, hi, n, "")
+	}
+	return out, nil
+}
+
+// predict returns the classes m predicts for x, in batches.
+func predict(ctx context.Context, m attack.Model, x *tensor.Tensor) ([]int, error) {
+	n := x.Shape[0]
+	per := len(x.Data) / max(1, n)
+	pred := make([]int, 0, n)
+	for lo := 0; lo < n; lo += predictBatch {
+		hi := min(lo+predictBatch, n)
+		xb := &tensor.Tensor{Shape: append([]int{hi - lo}, x.Shape[1:]...), Data: x.Data[lo*per : hi*per]}
+		logits, err := m.Logits(ctx, xb)
+		if err != nil {
+			return nil, err
+		}
+		k := logits.Shape[len(logits.Shape)-1]
+		for i := 0; i < hi-lo; i++ {
+			row := logits.Data[i*k : (i+1)*k]
+			best := 0
+			for j, v := range row {
+				if v > row[best] {
+					best = j
+				}
+			}
+			pred = append(pred, best)
+		}
+	}
+	return pred, nil
+}
+
+func jsonRaw(v any) (json.RawMessage, error) { return json.Marshal(v) }
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return safefile.WriteBytes(path, append(b, '\n'))
+}
+
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+// readImages reads a stage's .npy images and checks their shape, so that a
+// tampered or truncated stage is an error rather than wrong numbers.
+func readImages(path string, shape []int) (*tensor.Tensor, error) {
+	t, err := npy.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	want := &tensor.Tensor{Shape: shape}
+	if !tensor.SameShape(t, want) {
+		return nil, &tensor.ShapeError{Op: "read " + path, Want: shape, Got: t.Shape}
+	}
+	return t, nil
+}

@@ -1,0 +1,438 @@
+package experiment
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stl-defense/stl/attack"
+	"github.com/stl-defense/stl/dataset"
+	"github.com/stl-defense/stl/defense"
+	"github.com/stl-defense/stl/experiment/report"
+	"github.com/stl-defense/stl/progress"
+	"github.com/stl-defense/stl/tensor"
+)
+
+// The fakes below stand in for the real classifier, defense and attacks so
+// that the pipeline's caching, resumption and bookkeeping are tested in
+// milliseconds. Classes are images of constant grey levels plus noise.
+
+const fakeClasses, fakeC, fakeH, fakeW = 3, 3, 8, 8
+
+func fakeSet(name string, n int, seed uint64) *dataset.Set {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	s := dataset.NewSet(name, n, dataset.Shape{C: fakeC, H: fakeH, W: fakeW}, []string{"dark", "mid", "light"})
+	per := fakeC * fakeH * fakeW
+	for i := 0; i < n; i++ {
+		l := i % fakeClasses
+		s.Labels[i] = l
+		for j := 0; j < per; j++ {
+			v := 0.2 + 0.3*float64(l) + 0.08*rng.NormFloat64()
+			s.Images.Data[i*per+j] = float32(math.Min(1, math.Max(0, v)))
+		}
+	}
+	return s
+}
+
+// centroid is a nearest-class-mean classifier: logits_k = -||x-mu_k||^2/D.
+type centroid struct{ Mu [][]float32 }
+
+func (m *centroid) InputShape() (int, int, int) { return fakeC, fakeH, fakeW }
+func (m *centroid) NumClasses() int             { return fakeClasses }
+func (m *centroid) Logits(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
+	n := x.Shape[0]
+	per := len(x.Data) / n
+	out := tensor.New(n, fakeClasses)
+	for i := 0; i < n; i++ {
+		for k, mu := range m.Mu {
+			var s float64
+			for j, v := range x.Data[i*per : (i+1)*per] {
+				d := float64(v - mu[j])
+				s += d * d
+			}
+			out.Data[i*fakeClasses+k] = float32(-s / float64(per))
+		}
+	}
+	return out, nil
+}
+func (m *centroid) InputGrad(ctx context.Context, x *tensor.Tensor, seed func(logits, g *tensor.Tensor)) (*tensor.Tensor, *tensor.Tensor, error) {
+	logits, _ := m.Logits(ctx, x)
+	g := tensor.New(logits.Shape...)
+	seed(logits, g)
+	n := x.Shape[0]
+	per := len(x.Data) / n
+	grad := tensor.New(x.Shape...)
+	for i := 0; i < n; i++ {
+		for k, mu := range m.Mu {
+			gk := g.Data[i*fakeClasses+k]
+			for j := 0; j < per; j++ {
+				grad.Data[i*per+j] += gk * -2 * (x.Data[i*per+j] - mu[j]) / float32(per)
+			}
+		}
+	}
+	return logits, grad, nil
+}
+
+type fakeTrainer struct{ trained atomic.Int32 }
+
+func (f *fakeTrainer) Train(ctx context.Context, spec ClassifierSpec, train *dataset.Set, rep progress.Reporter) (attack.Model, error) {
+	f.trained.Add(1)
+	per := fakeC * fakeH * fakeW
+	m := &centroid{Mu: make([][]float32, fakeClasses)}
+	count := make([]int, fakeClasses)
+	for k := range m.Mu {
+		m.Mu[k] = make([]float32, per)
+	}
+	for i, l := range train.Labels {
+		count[l]++
+		for j, v := range train.Image(i) {
+			m.Mu[l][j] += v
+		}
+	}
+	for k := range m.Mu {
+		for j := range m.Mu[k] {
+			m.Mu[k][j] /= float32(max(1, count[k]))
+		}
+	}
+	return m, nil
+}
+func (f *fakeTrainer) Save(path string, m attack.Model) error {
+	b, _ := json.Marshal(m)
+	return os.WriteFile(path, b, 0o644)
+}
+func (f *fakeTrainer) Load(path string) (attack.Model, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	m := &centroid{}
+	return m, json.Unmarshal(b, m)
+}
+
+// shrink pulls pixels towards 0.5 by a factor: a stand-in for a projection.
+type shrink struct {
+	name string
+	f    float32
+}
+
+func (s shrink) Name() string     { return s.name }
+func (s shrink) Randomized() bool { return false }
+func (s shrink) Apply(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
+	y := x.Clone()
+	for i, v := range y.Data {
+		y.Data[i] = 0.5 + (v-0.5)*s.f
+	}
+	return y, nil
+}
+
+type failing struct{}
+
+func (failing) Name() string     { return "Broken" }
+func (failing) Randomized() bool { return false }
+func (failing) Apply(context.Context, *tensor.Tensor) (*tensor.Tensor, error) {
+	return nil, errors.New("synthetic transform failure")
+}
+
+type fakeDefense struct {
+	built  atomic.Int32
+	cancel context.CancelFunc // when set, Build cancels the run instead
+}
+
+func (f *fakeDefense) Build(ctx context.Context, spec DefenseSpec, train *dataset.Set, dir string, rep progress.Reporter) error {
+	if f.cancel != nil {
+		f.cancel()
+		return ctx.Err()
+	}
+	f.built.Add(1)
+	return os.WriteFile(filepath.Join(dir, "lambda.json"), []byte(fmt.Sprint(spec.Lambda)), 0o644)
+}
+func (f *fakeDefense) Load(dir string) ([]defense.Transform, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "lambda.json"))
+	if err != nil {
+		return nil, err
+	}
+	var lambda float32
+	fmt.Sscan(string(b), &lambda)
+	return []defense.Transform{shrink{RowSTL, 1 - lambda}, shrink{RowSTLCluster, 1 - lambda/2}}, nil
+}
+
+type fakes struct {
+	trainer  *fakeTrainer
+	defense  *fakeDefense
+	attacked atomic.Int32
+	train    *dataset.Set
+}
+
+func newFakes() *fakes {
+	return &fakes{trainer: &fakeTrainer{}, defense: &fakeDefense{}, train: fakeSet("fake/train", 60, 1)}
+}
+
+func (f *fakes) backend() Backend {
+	return Backend{
+		Data: func(ctx context.Context, cfg Config) (*dataset.Set, *dataset.Set, error) {
+			return f.train, fakeSet("fake/test", 30, 2), nil
+		},
+		Classifier: f.trainer,
+		Defense:    f.defense,
+		Attack: func(name string, cfg Config) (Attacker, any, string, error) {
+			if name == AttackCW {
+				return nil, nil, "", errors.New("CW is not available in the fake backend")
+			}
+			eps := float32(0.3)
+			if name == AttackFGSM004 {
+				eps = 0.15
+			}
+			return func(ctx context.Context, m attack.Model, x *tensor.Tensor, labels []int, rep progress.Reporter) (*tensor.Tensor, error) {
+				f.attacked.Add(1)
+				_, g, err := m.InputGrad(ctx, x, func(logits, g *tensor.Tensor) {
+					for i, l := range labels {
+						g.Data[i*fakeClasses+l] = -1 // ascend logit_{y+1} - logit_y
+						g.Data[i*fakeClasses+(l+1)%fakeClasses] = 1
+					}
+				})
+				if err != nil {
+					return nil, err
+				}
+				adv := x.Clone()
+				for i, v := range g.Data {
+					switch {
+					case v > 0:
+						adv.Data[i] += eps
+					case v < 0:
+						adv.Data[i] -= eps
+					}
+				}
+				tensor.Clip(adv.Data, 0, 1)
+				return adv, nil
+			}, map[string]float32{"eps": eps}, fmt.Sprintf("L-inf %g", eps), nil
+		},
+		Baselines: func(cfg Config, train *dataset.Set) ([]Baseline, []Missing, error) {
+			return []Baseline{
+				{Name: "Shrink", Settings: 0.5, New: func(uint64) (defense.Transform, error) { return shrink{"Shrink", 0.5}, nil }},
+				{Name: "Broken", Settings: 0, New: func(uint64) (defense.Transform, error) { return failing{}, nil }},
+			}, []Missing{{"MagNet", "no reformer in the fake backend"}}, nil
+		},
+		Versions: map[string]string{"backend": "fake"},
+	}
+}
+
+func fakeConfig() Config {
+	c := DefaultConfig()
+	c.Name = "fake"
+	c.Data = "fake"
+	c.AttackSubset = 12
+	c.GridImages = 4
+	return c
+}
+
+func findRow(t *testing.T, tb report.Table, name string) report.Row {
+	t.Helper()
+	for _, r := range tb.Rows {
+		if r.Defense == name {
+			return r
+		}
+	}
+	t.Fatalf("table %s has no row %q", tb.ID, name)
+	return report.Row{}
+}
+
+func TestRunEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	f := newFakes()
+	cfg := fakeConfig()
+	res, err := RunWith(context.Background(), cfg, f.backend(), dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Vanilla + STL + STL (cluster) classifiers; Shrink and Broken are not
+	// retrained by default.
+	if n := f.trainer.trained.Load(); n != 3 {
+		t.Errorf("trained %d classifiers, want 3", n)
+	}
+	if n := f.attacked.Load(); n != 4 {
+		t.Errorf("ran %d attacks, want 4 (CW is unavailable)", n)
+	}
+	if len(res.Tables) != 2 {
+		t.Fatalf("%d tables", len(res.Tables))
+	}
+	t1, t5 := res.Tables[0], res.Tables[1]
+	wantCols := []string{"Clean", "FGSM-0.08", "FGSM-0.04", "BIM", "DeepFool", "CW"}
+	if strings.Join(t1.Columns, ",") != strings.Join(wantCols, ",") {
+		t.Errorf("columns = %v", t1.Columns)
+	}
+	nd := findRow(t, t1, NoDefense)
+	if a := nd.Cells[0].Acc; a == nil || a.N != 30 || a.Value < 0.9 {
+		t.Errorf("No Defense clean = %+v, want ~1 on 30 images", a)
+	}
+	if a := nd.Cells[1].Acc; a == nil || a.N != 12 || a.Value > 0.5 {
+		t.Errorf("No Defense FGSM-0.08 = %+v, want a successful attack on 12 images", a)
+	}
+	if c := nd.Cells[5]; c.Acc != nil || !strings.Contains(c.Missing, "not available") {
+		t.Errorf("No Defense CW = %+v, want missing", c)
+	}
+	if r := findRow(t, t1, "Shrink"); r.Cells[0].Acc != nil || !strings.Contains(r.Cells[0].Missing, "retrain_baselines") {
+		t.Errorf("Shrink in Table 1 = %+v, want missing (not retrained)", r.Cells[0])
+	}
+	if r := findRow(t, t5, "Shrink"); r.Cells[0].Acc == nil || r.Cells[1].Acc == nil {
+		t.Errorf("Shrink in Table 5 = %+v, want accuracies", r.Cells)
+	}
+	if r := findRow(t, t5, "Broken"); r.Cells[0].Acc != nil || !strings.Contains(r.Cells[0].Missing, "synthetic transform failure") {
+		t.Errorf("Broken = %+v, want missing with the reason", r.Cells[0])
+	}
+	for _, name := range []string{RowSTL, RowSTLCluster} {
+		if r := findRow(t, t1, name); r.Cells[0].Acc == nil || r.Cells[2].Acc == nil {
+			t.Errorf("%s in Table 1 = %+v", name, r.Cells)
+		}
+	}
+	// Fake data is not CIFAR-10: no paper numbers.
+	if t1.PaperRef != "" || nd.Paper != nil {
+		t.Errorf("paper numbers attached to a non-CIFAR run")
+	}
+	missing := fmt.Sprint(res.Missing)
+	for _, want := range []string{"MagNet", "attack CW", "Broken"} {
+		if !strings.Contains(missing, want) {
+			t.Errorf("Missing %s lacks %q", missing, want)
+		}
+	}
+	if res.Data.AttackSubset != 12 || res.Data.PerClassMin != 4 || res.Data.PerClassMax != 4 {
+		t.Errorf("attack subset = %+v, want 12 images, 4 per class", res.Data)
+	}
+	if len(res.Quality) == 0 || len(res.Attacks) != 4 {
+		t.Errorf("quality points %d, attacks %d", len(res.Quality), len(res.Attacks))
+	}
+	for _, a := range res.Attacks {
+		if a.MeanL2 <= 0 || a.N != 12 {
+			t.Errorf("attack %+v: want a positive mean L2 over 12 images", a)
+		}
+	}
+	for _, name := range []string{"report.md", "report.html", "results.json", "results.csv", "figures/grid.png", "figures/psnr_interval.svg"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			t.Errorf("missing output: %v", err)
+		}
+	}
+
+	// Second run: everything is reused and the numbers are identical.
+	res2, err := RunWith(context.Background(), cfg, f.backend(), dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.trainer.trained.Load() != 3 || f.attacked.Load() != 4 || f.defense.built.Load() != 1 {
+		t.Errorf("second run recomputed: trained %d, attacked %d, built %d", f.trainer.trained.Load(), f.attacked.Load(), f.defense.built.Load())
+	}
+	for _, s := range res2.Stages {
+		if !s.Cached {
+			t.Errorf("stage %s recomputed in the second run", s.Name)
+		}
+	}
+	b1, _ := json.Marshal(res.Tables)
+	b2, _ := json.Marshal(res2.Tables)
+	if string(b1) != string(b2) {
+		t.Error("second run gave different tables")
+	}
+
+	// A changed lambda rebuilds the defense and what depends on it only.
+	cfg.Lambda = 0.4
+	res3, err := RunWith(context.Background(), cfg, f.backend(), dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.defense.built.Load() != 2 {
+		t.Errorf("defense built %d times, want 2", f.defense.built.Load())
+	}
+	if f.trainer.trained.Load() != 5 || f.attacked.Load() != 4 {
+		t.Errorf("after lambda change: trained %d (want 3+2 retrained), attacked %d (want 4)", f.trainer.trained.Load(), f.attacked.Load())
+	}
+	for _, s := range res3.Stages {
+		dependsOnSTL := strings.Contains(s.Name, "stl") || s.Name == stageDefense
+		if s.Cached == dependsOnSTL {
+			t.Errorf("after lambda change: stage %s cached=%v", s.Name, s.Cached)
+		}
+	}
+}
+
+func TestRunResumesAfterInterrupt(t *testing.T) {
+	dir := t.TempDir()
+	f := newFakes()
+	ctx, cancel := context.WithCancel(context.Background())
+	f.defense.cancel = cancel // interrupt while the defense is built
+	_, err := RunWith(ctx, fakeConfig(), f.backend(), dir, nil)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted run: err = %v, want context.Canceled", err)
+	}
+	if f.trainer.trained.Load() != 1 || f.attacked.Load() != 4 {
+		t.Fatalf("before the interrupt: trained %d, attacked %d", f.trainer.trained.Load(), f.attacked.Load())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "report.md")); err == nil {
+		t.Error("an interrupted run wrote a report")
+	}
+	f.defense.cancel = nil
+	if _, err := RunWith(context.Background(), fakeConfig(), f.backend(), dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	// The vanilla classifier and the attacks were reused.
+	if f.trainer.trained.Load() != 3 || f.attacked.Load() != 4 || f.defense.built.Load() != 1 {
+		t.Errorf("after resuming: trained %d (want 3), attacked %d (want 4), built %d (want 1)",
+			f.trainer.trained.Load(), f.attacked.Load(), f.defense.built.Load())
+	}
+}
+
+func TestRunChangedDataRecomputes(t *testing.T) {
+	dir := t.TempDir()
+	f := newFakes()
+	if _, err := RunWith(context.Background(), fakeConfig(), f.backend(), dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Same configuration, one pixel changed: nothing may be reused.
+	f.train = fakeSet("fake/train", 60, 1)
+	f.train.Images.Data[0] += 0.01
+	if _, err := RunWith(context.Background(), fakeConfig(), f.backend(), dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	if f.trainer.trained.Load() != 6 || f.defense.built.Load() != 2 {
+		t.Errorf("after a data change: trained %d (want 6), built %d (want 2)", f.trainer.trained.Load(), f.defense.built.Load())
+	}
+}
+
+func TestRunMissingPieces(t *testing.T) {
+	f := newFakes()
+	b := f.backend()
+	b.Defense, b.DefenseMissing = nil, "the STL backend is not wired"
+	b.Attack, b.Baselines = nil, nil
+	cfg := fakeConfig()
+	res, err := RunWith(context.Background(), cfg, b, t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := findRow(t, res.Tables[0], RowSTLCluster)
+	if r.Cells[0].Acc != nil || r.Cells[0].Missing != "the STL backend is not wired" {
+		t.Errorf("STL (cluster) = %+v", r.Cells[0])
+	}
+	if nd := findRow(t, res.Tables[1], NoDefense); nd.Cells[0].Acc == nil || nd.Cells[1].Acc != nil {
+		t.Errorf("No Defense = %+v: want clean accuracy and missing attacks", nd.Cells)
+	}
+	b.Classifier = nil
+	if _, err := RunWith(context.Background(), cfg, b, t.TempDir(), nil); err == nil {
+		t.Error("RunWith without a classifier trainer succeeded")
+	}
+	cfg.Epochs = 0
+	var ce *ConfigError
+	if _, err := RunWith(context.Background(), cfg, f.backend(), t.TempDir(), nil); !errors.As(err, &ce) {
+		t.Errorf("invalid config: err = %v", err)
+	}
+}
+
+func TestSlug(t *testing.T) {
+	for in, want := range map[string]string{"STL (cluster)": "stl-cluster", "FGSM-0.08": "fgsm-0-08", "JPEG": "jpeg", "Crop-Ens": "crop-ens"} {
+		if got := slug(in); got != want {
+			t.Errorf("slug(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

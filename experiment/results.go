@@ -1,0 +1,305 @@
+package experiment
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/stl-defense/stl/attack"
+	"github.com/stl-defense/stl/experiment/metrics"
+	"github.com/stl-defense/stl/experiment/report"
+	"github.com/stl-defense/stl/tensor"
+)
+
+// evaluator caches predictions per (model, set) pair during evaluation.
+type evaluator struct {
+	ctx  context.Context
+	r    *runner
+	done int
+	all  int
+}
+
+func (e *evaluator) acc(m attack.Model, x *tensor.Tensor, labels []int) (*metrics.Accuracy, error) {
+	pred, err := predict(e.ctx, m, x)
+	if err != nil {
+		return nil, err
+	}
+	c, err := metrics.CountCorrect(pred, labels)
+	if err != nil {
+		return nil, err
+	}
+	e.done++
+	e.r.rep.Report("evaluate", e.done, e.all, "")
+	a := metrics.NewAccuracy(c, len(labels))
+	return &a, nil
+}
+
+// subsetImages returns the images of x (a transformed test set) at the
+// attacked indices.
+func (r *runner) subsetImages(x *tensor.Tensor) *tensor.Tensor {
+	per := len(x.Data) / x.Shape[0]
+	out := tensor.New(append([]int{len(r.subset)}, x.Shape[1:]...)...)
+	for i, j := range r.subset {
+		copy(out.Data[i*per:(i+1)*per], x.Data[j*per:(j+1)*per])
+	}
+	return out
+}
+
+// evaluate fills the Table 1 and Table 5 forms and the Figure 6 points.
+func (r *runner) evaluate(ctx context.Context) (tables []report.Table, quality []report.Quality, err error) {
+	cols := append([]string{report.ColClean}, orderedAttacks(r.cfg.Attacks)...)
+	e := &evaluator{ctx: ctx, r: r}
+	for _, rw := range r.rows {
+		if rw.name == NoDefense || rw.test != nil {
+			e.all += 2 * (2 + len(r.advs))
+		}
+	}
+	t1 := report.Table{ID: "table1", Columns: cols,
+		Title:   "Table 1 form: each defense's retrained classifier on its transformed clean and adversarial sets",
+		Caption: "A classifier is retrained on each defense's transformed training set and tested on its transformed clean and adversarial test sets (paper, section 3.5 and Table 1). Adversarial examples are computed on the vanilla classifier (grey box). No Defense is the vanilla classifier on untransformed images."}
+	t5 := report.Table{ID: "table5", Columns: cols,
+		Title:   "Table 5 form: the vanilla classifier on transformed clean and adversarial sets",
+		Caption: "The attacked vanilla classifier, trained on clean images only, classifies each defense's transformed images (paper, section 5.4 and Table 5)."}
+	ps := r.x0.Shape[1] * r.x0.Shape[2] * r.x0.Shape[3]
+	missingCells := func(why string) []report.Cell {
+		cells := make([]report.Cell, len(cols))
+		for j := range cells {
+			cells[j].Missing = why
+		}
+		return cells
+	}
+	for _, rw := range r.rows {
+		row1 := report.Row{Defense: rw.name}
+		row5 := report.Row{Defense: rw.name}
+		if rw.name == NoDefense {
+			clean, err := e.acc(r.vanilla, r.test.Images, r.test.Labels)
+			if err != nil {
+				return nil, nil, err
+			}
+			cleanSub, err := e.acc(r.vanilla, r.x0, r.y0)
+			if err != nil {
+				return nil, nil, err
+			}
+			row1.Cells = append(row1.Cells, report.Cell{Acc: clean})
+			for _, a := range r.advs {
+				if a.x == nil {
+					row1.Cells = append(row1.Cells, report.Cell{Missing: a.missing})
+					continue
+				}
+				adv, err := e.acc(r.vanilla, a.x, r.y0)
+				if err != nil {
+					return nil, nil, err
+				}
+				row1.Cells = append(row1.Cells, report.Cell{Acc: adv})
+				psnr, err := metrics.MeanPSNR(a.x.Data, r.x0.Data, ps)
+				if err != nil {
+					return nil, nil, err
+				}
+				quality = append(quality, report.Quality{Defense: rw.name, Attack: a.name, PSNR: psnr, Clean: *cleanSub, Adv: *adv})
+			}
+			row5.Cells = row1.Cells
+			t1.Rows, t5.Rows = append(t1.Rows, row1), append(t5.Rows, row5)
+			continue
+		}
+		if rw.test == nil {
+			why := rw.missing
+			if why == "" {
+				why = "not computed"
+			}
+			t1.Rows = append(t1.Rows, report.Row{Defense: rw.name, Cells: missingCells(why)})
+			t5.Rows = append(t5.Rows, report.Row{Defense: rw.name, Cells: missingCells(why)})
+			continue
+		}
+		// Table 5: the vanilla classifier; Table 1: the retrained one.
+		for ti, m := range []attack.Model{r.vanilla, rw.model} {
+			row := &row5
+			if ti == 1 {
+				row = &row1
+			}
+			if m == nil {
+				row.Cells = missingCells(rw.modelMissing)
+				continue
+			}
+			clean, err := e.acc(m, rw.test, r.test.Labels)
+			if err != nil {
+				return nil, nil, err
+			}
+			row.Cells = append(row.Cells, report.Cell{Acc: clean})
+			var cleanSub *metrics.Accuracy
+			if ti == 0 {
+				if cleanSub, err = e.acc(m, r.subsetImages(rw.test), r.y0); err != nil {
+					return nil, nil, err
+				}
+			}
+			for _, a := range r.advs {
+				y, ok := rw.adv[a.name]
+				if !ok {
+					why := a.missing
+					if why == "" {
+						why = "transforming the adversarial set failed (see Missing)"
+					}
+					row.Cells = append(row.Cells, report.Cell{Missing: why})
+					continue
+				}
+				adv, err := e.acc(m, y, r.y0)
+				if err != nil {
+					return nil, nil, err
+				}
+				row.Cells = append(row.Cells, report.Cell{Acc: adv})
+				if ti == 0 {
+					psnr, err := metrics.MeanPSNR(y.Data, r.x0.Data, ps)
+					if err != nil {
+						return nil, nil, err
+					}
+					quality = append(quality, report.Quality{Defense: rw.name, Attack: a.name, PSNR: psnr, Clean: *cleanSub, Adv: *adv})
+				}
+			}
+		}
+		t1.Rows, t5.Rows = append(t1.Rows, row1), append(t5.Rows, row5)
+	}
+	if r.isCIFAR10() {
+		report.AttachPaper(&t1, report.PaperTable1)
+		report.AttachPaper(&t5, report.PaperTable5)
+	}
+	return []report.Table{t1, t5}, quality, nil
+}
+
+// isCIFAR10 reports whether the run's data is CIFAR-10 at 32x32, the
+// setting of the paper's Tables 1 and 5.
+func (r *runner) isCIFAR10() bool {
+	s := r.train.Shape()
+	return strings.Contains(strings.ToLower(r.cfg.Data), "cifar") && s.C == 3 && s.H == 32 && s.W == 32 && len(r.train.Classes) == 10
+}
+
+// results assembles the report.
+func (r *runner) results(ctx context.Context) (*report.Results, *report.Grid, error) {
+	tables, quality, err := r.evaluate(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	shape := r.train.Shape()
+	counts := make([]int, len(r.test.Classes))
+	for _, l := range r.y0 {
+		counts[l]++
+	}
+	lo, hi := len(r.y0), 0
+	for _, c := range counts {
+		lo, hi = min(lo, c), max(hi, c)
+	}
+	res := &report.Results{
+		Name:     r.cfg.Name,
+		Created:  time.Now().UTC(),
+		Versions: versions(r.b.Versions),
+		Data: report.Data{Name: r.cfg.Data, Train: r.train.Len(), Test: r.test.Len(), Classes: len(r.train.Classes),
+			Channels: shape.C, Height: shape.H, Width: shape.W,
+			AttackSubset: len(r.subset), PerClassMin: lo, PerClassMax: hi, AttackSubsetSeed: uint64(r.cfg.Seed)},
+		Tables:  tables,
+		Quality: quality,
+	}
+	if res.Config, err = jsonRaw(r.cfg); err != nil {
+		return nil, nil, err
+	}
+	for _, kv := range r.cfg.Settings() {
+		res.Settings = append(res.Settings, report.Setting{Key: kv[0], Value: kv[1]})
+	}
+	for _, a := range r.advs {
+		if a.x == nil {
+			res.Missing = append(res.Missing, report.Missing{What: "attack " + a.name, Why: a.missing})
+			continue
+		}
+		res.Attacks = append(res.Attacks, report.Attack{Name: a.name, Budget: a.budget, MeanL2: a.info.MeanL2, N: a.info.N, Seconds: a.info.Seconds})
+	}
+	for _, rw := range r.rows {
+		if rw.missing != "" {
+			res.Missing = append(res.Missing, report.Missing{What: rw.name, Why: rw.missing})
+		} else if rw.model == nil && rw.modelMissing != "" && rw.name != NoDefense {
+			res.Missing = append(res.Missing, report.Missing{What: rw.name + " in the Table 1 form", Why: rw.modelMissing})
+		}
+	}
+	for _, m := range r.missing {
+		res.Missing = append(res.Missing, report.Missing{What: m.What, Why: m.Why})
+	}
+	for _, t := range r.store.Timings() {
+		res.Stages = append(res.Stages, report.Stage{Name: t.Stage, Key: string(t.Key), Seconds: t.Seconds, Cached: t.Cached})
+	}
+	res.Seconds = time.Since(r.start).Seconds()
+	res.Notes = r.notes()
+	return res, r.grid(), nil
+}
+
+// notes says what the numbers mean at the run's size.
+func (r *runner) notes() []string {
+	var notes []string
+	if r.train.Len() < 10000 {
+		notes = append(notes, fmt.Sprintf(
+			"Small-scale run: %d training images, %d epochs (vanilla) and %d (retrained), %s. The paper trains VGG-16 to convergence on 50,000 CIFAR-10 images, "+
+				"so absolute accuracies here are far lower than the paper's and the intervals are wide; what the run shows is that the pipeline works end to end "+
+				"and how the defenses compare under the same conditions. Run on the full data (--data DIR, more epochs) for numbers comparable with the paper.",
+			r.train.Len(), r.cfg.Epochs, r.cfg.retrainEpochs(), r.cfg.Arch))
+	}
+	if len(r.subset) < r.test.Len() {
+		notes = append(notes, fmt.Sprintf(
+			"Adversarial columns are measured on a class-balanced subset of %d of the %d test images (seed %d) to bound the cost of the attacks; the Clean column uses every test image. "+
+				"Every accuracy carries its Wilson 95%% interval.", len(r.subset), r.test.Len(), r.cfg.Seed))
+	}
+	if r.isCIFAR10() {
+		notes = append(notes, "Paper numbers (italics) are from Sun et al., CVPR 2019, Tables 1 and 5 (CIFAR-10, VGG-16); our classifier is "+r.cfg.Arch+".")
+	}
+	return notes
+}
+
+// grid lays out the qualitative comparison of Figures 3 and 4 on the
+// FGSM-0.08 set (the paper's setting) or the first available one.
+func (r *runner) grid() *report.Grid {
+	if r.cfg.GridImages == 0 {
+		return nil
+	}
+	var a *advSet
+	for _, s := range r.advs {
+		if s.x != nil && (a == nil || s.name == AttackFGSM008) {
+			a = s
+		}
+	}
+	if a == nil {
+		return nil
+	}
+	n := min(r.cfg.GridImages, len(r.subset))
+	head := func(x *tensor.Tensor) *tensor.Tensor {
+		per := len(x.Data) / x.Shape[0]
+		return &tensor.Tensor{Shape: append([]int{n}, x.Shape[1:]...), Data: x.Data[:n*per]}
+	}
+	g := &report.Grid{MaxColumns: n, Rows: []report.GridRow{{Name: "adversarial (" + a.name + ")", Images: head(a.x)}}}
+	for _, rw := range r.rows[1:] {
+		if y, ok := rw.adv[a.name]; ok {
+			g.Rows = append(g.Rows, report.GridRow{Name: rw.name, Images: head(y)})
+		}
+	}
+	g.Rows = append(g.Rows, report.GridRow{Name: "clean", Images: head(r.x0)})
+	return g
+}
+
+// versions returns the build's versions merged with extra.
+func versions(extra map[string]string) map[string]string {
+	v := map[string]string{"go": runtime.Version(), "os/arch": runtime.GOOS + "/" + runtime.GOARCH}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		v["module"] = bi.Main.Path + " " + bi.Main.Version
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "-tags", "vcs.revision", "vcs.modified", "CGO_ENABLED":
+				v[s.Key] = s.Value
+			}
+		}
+		for _, d := range bi.Deps {
+			if strings.HasPrefix(d.Path, "gonum.org/") || strings.HasPrefix(d.Path, "github.com/spf13/cobra") {
+				v[d.Path] = d.Version
+			}
+		}
+	}
+	for k, val := range extra {
+		v[k] = val
+	}
+	return v
+}

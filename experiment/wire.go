@@ -1,0 +1,223 @@
+package experiment
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/stl-defense/stl/attack"
+	"github.com/stl-defense/stl/dataset"
+	"github.com/stl-defense/stl/defense"
+	"github.com/stl-defense/stl/progress"
+	"github.com/stl-defense/stl/tensor"
+)
+
+// attackBatch is the batch size attacks run in; it does not change results
+// of the deterministic attacks.
+const attackBatch = 50
+
+// DefaultBackend wires the project's packages: dataset for the data, nn for
+// the classifiers, package defense for STL and the baselines, package
+// attack for the attacks.
+func DefaultBackend() Backend {
+	b := Backend{
+		Data:      loadData,
+		Attack:    paperAttack,
+		Baselines: registryBaselines,
+	}
+	b.Classifier = defaultTrainer()
+	db := defense.DefaultBackend()
+	if db.TrainEncoder == nil || db.LearnDictionary == nil || db.NewProjector == nil {
+		b.DefenseMissing = "the STL defense's backend is not wired yet (defense.DefaultBackend lacks the DAE, dictionary learning or projector)"
+	} else {
+		b.Defense = stlBuilder{db}
+	}
+	return b
+}
+
+// loadData loads cfg.Data with package dataset and checks the resolution.
+func loadData(ctx context.Context, cfg Config) (train, test *dataset.Set, err error) {
+	opts := dataset.DefaultLoadOptions()
+	if cfg.Resolution > 0 {
+		opts.Size = cfg.Resolution
+	}
+	train, test, err = dataset.LoadContext(ctx, cfg.Data, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	if s := train.Shape(); cfg.Resolution > 0 && (s.H != cfg.Resolution || s.W != cfg.Resolution) {
+		return nil, nil, fmt.Errorf("%s holds %v images; resolution %d is not available for it", cfg.Data, s, cfg.Resolution)
+	}
+	return train, test, nil
+}
+
+// paperAttack returns the named attack with the paper's budgets (section
+// 5.1: normalized L2 dissimilarity 0.08 or 0.04) and package attack's
+// defaults otherwise, CW's iterations bounded by cfg.
+func paperAttack(name string, cfg Config) (Attacker, any, string, error) {
+	l2 := func(eps float64) attack.Budget { return attack.Budget{Norm: attack.L2Rel, Eps: eps} }
+	var (
+		a   attack.Attack
+		err error
+		set any
+	)
+	switch name {
+	case AttackFGSM008, AttackFGSM004:
+		o := attack.DefaultFGSMOptions()
+		if name == AttackFGSM008 {
+			o.Budget = l2(0.08)
+		} else {
+			o.Budget = l2(0.04)
+		}
+		a, err = attack.NewFGSM(o)
+		set = o
+	case AttackBIM:
+		o := attack.DefaultBIMOptions()
+		o.Budget = l2(0.04)
+		a, err = attack.NewBIM(o)
+		set = o
+	case AttackDeepFool:
+		o := attack.DefaultDeepFoolOptions()
+		o.Budget = l2(0.04)
+		a, err = attack.NewDeepFool(o)
+		set = o
+	case AttackCW:
+		o := attack.DefaultCWOptions()
+		o.Budget = l2(0.04)
+		o.MaxIter, o.BinarySteps = cfg.CWIterations, cfg.CWBinarySteps
+		a, err = attack.NewCW(o)
+		set = o
+	default:
+		return nil, nil, "", fmt.Errorf("unknown attack %q", name)
+	}
+	if err != nil {
+		return nil, nil, "", err
+	}
+	budget := "normalized L2 " + strings.TrimPrefix(name, "FGSM-")
+	if !strings.HasPrefix(name, "FGSM") {
+		budget = "normalized L2 0.04"
+	}
+	run := func(ctx context.Context, m attack.Model, x *tensor.Tensor, labels []int, rep progress.Reporter) (*tensor.Tensor, error) {
+		res, err := attack.RunBatched(ctx, a, m, x, labels, attackBatch, rep)
+		if err != nil {
+			return nil, err
+		}
+		return res.Adv, nil
+	}
+	return run, set, budget, nil
+}
+
+// DefaultBaselines are the baselines "all" stands for in a run: one of each
+// family of the paper's tables (JPEG, TVM, quilting, the crop ensemble with
+// TVM and quilting, pixel deflection, feature squeezing, MagNet).
+var DefaultBaselines = []string{"jpeg", "tvm", "quilt", "crop-tvm-quilt", "deflect", "squeeze", "magnet"}
+
+// registryBaselines builds the baselines cfg names from package defense's
+// registry, with the published parameters. Quilting gets a patch database
+// of the run's training images, built once when first needed.
+func registryBaselines(cfg Config, train *dataset.Set) ([]Baseline, []Missing, error) {
+	var (
+		dbOnce sync.Once
+		db     *defense.PatchDB
+		dbErr  error
+	)
+	patchDB := func() (*defense.PatchDB, error) {
+		dbOnce.Do(func() {
+			db, dbErr = defense.BuildPatchDB(context.Background(), train.Images, defense.DefaultPatchDBOptions())
+		})
+		return db, dbErr
+	}
+	names := cfg.Baselines
+	if len(names) == 1 && names[0] == "all" {
+		names = DefaultBaselines
+	}
+	known := defense.BaselineNames()
+	var out []Baseline
+	var miss []Missing
+	for _, name := range names {
+		if !contains(known, name) {
+			return nil, nil, &ConfigError{"baselines", fmt.Sprintf("unknown baseline %q (known: all, %s)", name, strings.Join(known, ", "))}
+		}
+		if name == "magnet" {
+			miss = append(miss, Missing{"MagNet", "stl run does not train MagNet's reformer auto-encoder yet"})
+			continue
+		}
+		name := name
+		base := defense.DefaultBaselineConfig()
+		out = append(out, Baseline{
+			Name:     baselineRowName(name),
+			Settings: map[string]any{"name": name, "options": base},
+			New: func(seed uint64) (defense.Transform, error) {
+				c := defense.DefaultBaselineConfig()
+				c.TVM.Seed, c.Quilt.Seed, c.Crop.Seed, c.Deflect.Seed = seed, seed+1, seed+2, seed+3
+				if strings.Contains(name, "quilt") {
+					db, err := patchDB()
+					if err != nil {
+						return nil, err
+					}
+					c.QuiltDB = db
+				}
+				return defense.NewBaseline(name, c)
+			},
+		})
+	}
+	return out, miss, nil
+}
+
+// baselineRowName is the table row of a registry baseline, with the
+// paper's names where it has them.
+func baselineRowName(name string) string {
+	switch name {
+	case "jpeg":
+		return "JPEG"
+	case "tvm":
+		return "TVM"
+	case "quilt":
+		return "Quilting"
+	case "tvm-quilt":
+		return "TVM+Quilting"
+	case "crop-ens":
+		return "Crop ensemble"
+	case "crop-tvm-quilt":
+		return "Crop-Ens"
+	case "deflect":
+		return "Pixel deflection"
+	case "pd-ens":
+		return "PD-Ens"
+	case "squeeze":
+		return "Feature squeezing"
+	case "bitdepth":
+		return "Bit depth"
+	case "median":
+		return "Median"
+	}
+	return name
+}
+
+// stlBuilder builds the STL defense with defense.Train.
+type stlBuilder struct{ b defense.Backend }
+
+func (s stlBuilder) Build(ctx context.Context, spec DefenseSpec, train *dataset.Set, dir string, rep progress.Reporter) error {
+	o := defense.DefaultTrainOptions()
+	o.Lambda, o.Filters, o.FilterSize, o.Clusters = spec.Lambda, spec.Filters, spec.FilterSize, spec.Clusters
+	o.DictImages, o.DictIterations, o.DAEEpochs, o.Seed = spec.DictImages, spec.DictIterations, spec.DAEEpochs, spec.Seed
+	o.Backend = s.b
+	d, err := defense.Train(ctx, train.Images, o, rep)
+	if err != nil {
+		return err
+	}
+	return defense.Save(dir, d)
+}
+
+func (s stlBuilder) Load(dir string) ([]defense.Transform, error) {
+	d, err := defense.Load(dir)
+	if err != nil {
+		return nil, err
+	}
+	u, c, err := d.Transforms(s.b.NewProjector)
+	if err != nil {
+		return nil, err
+	}
+	return []defense.Transform{u, c}, nil
+}
