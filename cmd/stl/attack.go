@@ -1,0 +1,404 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/stl-defense/stl/attack"
+	"github.com/stl-defense/stl/dataset"
+	"github.com/stl-defense/stl/defense"
+	"github.com/stl-defense/stl/nn"
+	"github.com/stl-defense/stl/progress"
+	"github.com/stl-defense/stl/tensor"
+)
+
+// attackFlags are the options of "stl attack".
+type attackFlags struct {
+	model, data, split string
+	n                  int
+	subsetSeed         int64
+	method             string
+	norm               string
+	budget             float64
+	steps              int
+	stepFrac           float64
+	seed               uint64
+	noRandomStart      bool
+	overshoot          float64
+	maxIter            int
+	candidates         int
+	kappa, initialC    float64
+	binarySteps        int
+	lr                 float64
+	targeted           bool
+	defense            string
+	bpda               bool
+	eot                int
+	batch              int
+	threads            int
+	out                string
+}
+
+// attackMethods lists the --attack values and the method-specific flags
+// each accepts.
+var attackMethods = map[string][]string{
+	"fgsm":     {},
+	"bim":      {"steps", "step-frac"},
+	"pgd":      {"steps", "step-frac", "seed", "no-random-start"},
+	"deepfool": {"overshoot", "max-iter", "candidates"},
+	"cw":       {"kappa", "initial-c", "binary-steps", "max-iter", "lr"},
+}
+
+func init() { rootCmd.AddCommand(newAttackCmd()) }
+
+// newAttackCmd returns a fresh "attack" command with its own flag values.
+func newAttackCmd() *cobra.Command {
+	var f attackFlags
+	cmd := &cobra.Command{
+		Use:   "attack --model DIR --attack fgsm|bim|pgd|deepfool|cw --out DIR",
+		Short: "Compute adversarial examples against a classifier and save them",
+		Long: `attack computes adversarial examples of a data set's test images against a
+trained classifier (gray-box: on the vanilla classifier, as in the paper's
+section 5.1) or, with --defense and --bpda, through a defense (white-box BPDA,
+with EOT over randomized defenses, as in the paper's Table 4).
+
+Budgets are the paper's normalized L2 dissimilarity ||x_adv-x0||/||x0||
+(--norm l2) or an L-infinity bound (--norm linf). Defaults are the paper's:
+FGSM, BIM, DeepFool and CW at dissimilarity 0.04 (use --budget 0.08 for
+FGSM-0.08), PGD at L-infinity 0.031.
+
+The set is written to the --out directory as adv.npy (float32, bit-exact),
+labels.npy and meta.json (per-image dissimilarity and L-infinity reached,
+predictions, success flags); see the attack package documentation.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := f.check(cmd); err != nil {
+				return err
+			}
+			return runAttack(cmd.Context(), f, cmd.OutOrStdout(), progress.NewBar(os.Stderr))
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.model, "model", "", "classifier directory written by 'stl train' (required)")
+	fl.StringVar(&f.data, "data", "", "data set (see 'stl data'); default "+dataset.DefaultSpec)
+	fl.StringVar(&f.split, "split", "test", "which part of the data set to attack: test or train")
+	fl.IntVar(&f.n, "n", 0, "attack a class-balanced subset of this many images (0: all)")
+	fl.Int64Var(&f.subsetSeed, "subset-seed", 1, "seed of the class-balanced subset")
+	fl.StringVar(&f.method, "attack", "fgsm", "attack: fgsm, bim, pgd, deepfool or cw")
+	fl.StringVar(&f.norm, "norm", "", "budget norm: l2 (normalized dissimilarity) or linf; default the attack's")
+	fl.Float64Var(&f.budget, "budget", 0, "budget in (0,1]; default the attack's (0.04, PGD 0.031)")
+	fl.IntVar(&f.steps, "steps", 0, "bim, pgd: iterations (default 10, 20)")
+	fl.Float64Var(&f.stepFrac, "step-frac", 0, "bim, pgd: step size as a fraction of the budget (default 0.125, 0.1)")
+	fl.Uint64Var(&f.seed, "seed", 1, "pgd: seed of the random start")
+	fl.BoolVar(&f.noRandomStart, "no-random-start", false, "pgd: start at the clean image")
+	fl.Float64Var(&f.overshoot, "overshoot", 0.02, "deepfool: overshoot")
+	fl.IntVar(&f.maxIter, "max-iter", 0, "deepfool, cw: iterations (default 50, 1000)")
+	fl.IntVar(&f.candidates, "candidates", 10, "deepfool: classes considered (0: all)")
+	fl.Float64Var(&f.kappa, "kappa", 0, "cw: confidence margin")
+	fl.Float64Var(&f.initialC, "initial-c", 1e-3, "cw: initial trade-off constant")
+	fl.IntVar(&f.binarySteps, "binary-steps", 9, "cw: binary search steps over c")
+	fl.Float64Var(&f.lr, "lr", 0.01, "cw: Adam learning rate")
+	fl.BoolVar(&f.targeted, "targeted", false, "targeted attack towards class (label+1) mod K (not deepfool)")
+	fl.StringVar(&f.defense, "defense", "", "a baseline name (see 'stl defend --help') or a defense directory; evaluated on the adversarial set, attacked with --bpda")
+	fl.BoolVar(&f.bpda, "bpda", false, "attack through the defense with BPDA (identity backward pass)")
+	fl.IntVar(&f.eot, "eot", 10, "with --bpda on a randomized defense: gradient draws averaged (EOT)")
+	fl.IntVar(&f.batch, "batch", 100, "images per attack batch")
+	fl.IntVar(&f.threads, "threads", 0, "classifier threads (0: as saved)")
+	fl.StringVar(&f.out, "out", "", "output directory of the adversarial set (required)")
+	return cmd
+}
+
+// check validates the flags that need no file.
+func (f *attackFlags) check(cmd *cobra.Command) error {
+	if f.model == "" {
+		return usagef("--model is required")
+	}
+	if f.out == "" {
+		return usagef("--out is required")
+	}
+	own, ok := attackMethods[f.method]
+	if !ok {
+		return usagef("--attack %q: want fgsm, bim, pgd, deepfool or cw", f.method)
+	}
+	for _, all := range attackMethods {
+		for _, name := range all {
+			if cmd.Flags().Changed(name) && !slices.Contains(own, name) {
+				return usagef("--%s does not apply to --attack %s", name, f.method)
+			}
+		}
+	}
+	if f.split != "test" && f.split != "train" {
+		return usagef("--split %q: want test or train", f.split)
+	}
+	if f.n < 0 || f.batch < 1 || f.threads < 0 {
+		return usagef("--n, --batch and --threads must be >= 0, >= 1 and >= 0")
+	}
+	if f.norm != "" {
+		if _, err := attack.ParseNorm(f.norm); err != nil {
+			return usagef("--norm: %v", err)
+		}
+	}
+	if cmd.Flags().Changed("budget") && !(f.budget > 0 && f.budget <= 1) {
+		return usagef("--budget %g: want a value in (0, 1]", f.budget)
+	}
+	if f.bpda && f.defense == "" {
+		return usagef("--bpda needs --defense")
+	}
+	if f.eot < 1 {
+		return usagef("--eot %d: want at least 1", f.eot)
+	}
+	if f.targeted && f.method == "deepfool" {
+		return usagef("--targeted does not apply to deepfool")
+	}
+	if _, err := f.build(); err != nil {
+		return usageError{err}
+	}
+	return nil
+}
+
+// budgetOr returns the flags' budget over the attack's default one.
+func (f *attackFlags) budgetOr(def attack.Budget) attack.Budget {
+	b := def
+	if f.norm != "" {
+		b.Norm, _ = attack.ParseNorm(f.norm)
+		if b.Norm != def.Norm && f.budget == 0 {
+			if b.Norm == attack.LInf {
+				b.Eps = 0.031
+			} else {
+				b.Eps = 0.04
+			}
+		}
+	}
+	if f.budget != 0 {
+		b.Eps = f.budget
+	}
+	return b
+}
+
+// build returns the attack the flags describe.
+func (f *attackFlags) build() (attack.Attack, error) {
+	set := func(dst *int, v int) {
+		if v != 0 {
+			*dst = v
+		}
+	}
+	switch f.method {
+	case "fgsm":
+		o := attack.DefaultFGSMOptions()
+		o.Budget, o.Targeted = f.budgetOr(o.Budget), f.targeted
+		return attack.NewFGSM(o)
+	case "bim":
+		o := attack.DefaultBIMOptions()
+		o.Budget, o.Targeted = f.budgetOr(o.Budget), f.targeted
+		set(&o.Steps, f.steps)
+		if f.stepFrac != 0 {
+			o.StepFrac = f.stepFrac
+		}
+		return attack.NewBIM(o)
+	case "pgd":
+		o := attack.DefaultPGDOptions()
+		o.Budget, o.Targeted, o.Seed, o.RandomStart = f.budgetOr(o.Budget), f.targeted, f.seed, !f.noRandomStart
+		set(&o.Steps, f.steps)
+		if f.stepFrac != 0 {
+			o.StepFrac = f.stepFrac
+		}
+		return attack.NewPGD(o)
+	case "deepfool":
+		o := attack.DefaultDeepFoolOptions()
+		o.Budget, o.Overshoot, o.Candidates = f.budgetOr(o.Budget), f.overshoot, f.candidates
+		set(&o.MaxIter, f.maxIter)
+		return attack.NewDeepFool(o)
+	case "cw":
+		o := attack.DefaultCWOptions()
+		o.Budget, o.Targeted = f.budgetOr(o.Budget), f.targeted
+		o.Kappa, o.InitialC, o.BinarySteps, o.LearningRate = f.kappa, f.initialC, f.binarySteps, f.lr
+		set(&o.MaxIter, f.maxIter)
+		return attack.NewCW(o)
+	}
+	return nil, fmt.Errorf("unknown attack %q", f.method)
+}
+
+// loadDefense resolves --defense: a baseline name or a saved defense
+// directory (its "STL (cluster)" transform).
+func loadDefense(spec string) (attack.Transform, error) {
+	if st, err := os.Stat(spec); err == nil && st.IsDir() {
+		d, err := defense.Load(spec)
+		if err != nil {
+			return nil, err
+		}
+		_, strat, err := d.Transforms(defense.DefaultBackend().NewProjector)
+		if err != nil {
+			return nil, err
+		}
+		return strat, nil
+	}
+	t, err := defense.NewBaseline(spec, defense.DefaultBaselineConfig())
+	if err != nil {
+		var ue *defense.UnknownBaselineError
+		if errors.As(err, &ue) {
+			return nil, usagef("--defense %q is neither a directory nor a baseline (%s)", spec, strings.Join(defense.BaselineNames(), ", "))
+		}
+		return nil, err
+	}
+	return t, nil
+}
+
+func runAttack(ctx context.Context, f attackFlags, stdout io.Writer, bar progress.Reporter) error {
+	a, err := f.build()
+	if err != nil {
+		return usageError{err}
+	}
+	clf, err := nn.Load(f.model)
+	if err != nil {
+		return err
+	}
+	if f.threads > 0 {
+		clf.SetThreads(f.threads)
+	}
+	c, h, w := clf.InputShape()
+	spec := f.data
+	if spec == "" {
+		spec = dataset.DefaultSpec
+		fmt.Fprintf(stdout, "no --data given: using the embedded sample %s\n", spec)
+	}
+	lo := dataset.DefaultLoadOptions()
+	lo.Size, lo.Progress = h, bar
+	train, test, err := dataset.LoadContext(ctx, spec, lo)
+	if err != nil {
+		return err
+	}
+	set := test
+	if f.split == "train" {
+		set = train
+	}
+	if set == nil || set.Len() == 0 {
+		return fmt.Errorf("data set %s has no %s images", spec, f.split)
+	}
+	if _, sc, sh, sw, _ := set.Images.NCHW(); sc != c || sh != h || sw != w {
+		return fmt.Errorf("model %s takes %dx%dx%d images, data set %s holds %dx%dx%d", f.model, c, h, w, spec, sc, sh, sw)
+	}
+	if len(set.Classes) > clf.NumClasses() {
+		return fmt.Errorf("model %s has %d classes, data set %s %d", f.model, clf.NumClasses(), spec, len(set.Classes))
+	}
+	var indices []int
+	if f.n > 0 && f.n < set.Len() {
+		if indices, err = dataset.BalancedIndices(set.Labels, len(set.Classes), f.n, f.subsetSeed); err != nil {
+			return err
+		}
+		set = set.Subset(indices)
+	}
+	labels := set.Labels
+	goal := labels
+	if f.targeted {
+		goal = make([]int, len(labels))
+		for i, y := range labels {
+			goal[i] = (y + 1) % clf.NumClasses()
+		}
+	}
+
+	var target attack.Model = clf
+	var tr attack.Transform
+	if f.defense != "" {
+		if tr, err = loadDefense(f.defense); err != nil {
+			return err
+		}
+		if f.bpda {
+			if target, err = attack.Adaptive(tr, clf, nil, f.eot); err != nil {
+				return err
+			}
+		}
+	}
+	name := a.Name()
+	if f.bpda {
+		name += " via BPDA(" + tr.Name() + ")"
+		if tr.Randomized() {
+			name += fmt.Sprintf(" EOT x%d", f.eot)
+		}
+	}
+	fmt.Fprintf(stdout, "%s on %d images of %s (%s), model %s\n", name, set.Len(), set.Name, f.split, f.model)
+	res, err := attack.RunBatched(ctx, a, target, set.Images, goal, f.batch, bar)
+	if err != nil {
+		return err
+	}
+	s, err := attack.NewSet(a, goal, res)
+	if err != nil {
+		return err
+	}
+	s.Meta.Attack, s.Meta.Model, s.Meta.Data, s.Meta.Indices = name, f.model, set.Name, indices
+	if err := s.Save(f.out); err != nil {
+		return err
+	}
+
+	fmt.Fprintf(stdout, "success rate %.4f\n", res.SuccessRate())
+	if f.bpda {
+		fmt.Fprintf(stdout, "accuracy through %s: clean %.4f, adversarial %.4f\n", tr.Name(), res.CleanAccuracy(labels), res.AdvAccuracy(labels))
+	} else {
+		fmt.Fprintf(stdout, "accuracy: clean %.4f, adversarial %.4f\n", res.CleanAccuracy(labels), res.AdvAccuracy(labels))
+	}
+	fmt.Fprintf(stdout, "dissimilarity: mean %.4f max %.4f; L-inf: mean %.4f max %.4f\n",
+		meanOf(res.Dissim), maxOf(res.Dissim), meanOf(res.LInf), maxOf(res.LInf))
+	if tr != nil && !f.bpda {
+		accC, err := defendedAccuracy(ctx, tr, clf, set.Images, labels, f.batch, bar)
+		if err != nil {
+			return err
+		}
+		accA, err := defendedAccuracy(ctx, tr, clf, res.Adv, labels, f.batch, bar)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "accuracy through %s (gray-box): clean %.4f, adversarial %.4f\n", tr.Name(), accC, accA)
+	}
+	fmt.Fprintf(stdout, "wrote %s (%s, %s, %s)\n", f.out, attack.AdvFile, attack.LabelsFile, attack.MetaFile)
+	return nil
+}
+
+// defendedAccuracy is the accuracy of m on T(x), in batches.
+func defendedAccuracy(ctx context.Context, t attack.Transform, m attack.Model, x *tensor.Tensor, labels []int, batch int, rep progress.Reporter) (float64, error) {
+	n := len(labels)
+	d := len(x.Data) / n
+	right := 0
+	stage := "defend " + t.Name()
+	for lo := 0; lo < n; lo += batch {
+		hi := min(lo+batch, n)
+		xb := &tensor.Tensor{Shape: append([]int{hi - lo}, x.Shape[1:]...), Data: x.Data[lo*d : hi*d]}
+		y, err := t.Apply(ctx, xb)
+		if err != nil {
+			return 0, err
+		}
+		z, err := m.Logits(ctx, y)
+		if err != nil {
+			return 0, err
+		}
+		k := m.NumClasses()
+		for i := 0; i < hi-lo; i++ {
+			if slices.Index(z.Data[i*k:(i+1)*k], slices.Max(z.Data[i*k:(i+1)*k])) == labels[lo+i] {
+				right++
+			}
+		}
+		rep.Report(stage, hi, n, "")
+	}
+	return float64(right) / float64(n), nil
+}
+
+func meanOf(v []float64) float64 {
+	s := 0.0
+	for _, x := range v {
+		s += x
+	}
+	return s / math.Max(1, float64(len(v)))
+}
+
+func maxOf(v []float64) float64 {
+	m := 0.0
+	for _, x := range v {
+		m = math.Max(m, x)
+	}
+	return m
+}

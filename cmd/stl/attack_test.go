@@ -1,0 +1,86 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stl-defense/stl/attack"
+	"github.com/stl-defense/stl/nn"
+	"github.com/stl-defense/stl/progress"
+)
+
+// savedClassifier writes an untrained, seeded vgg-small to a temporary
+// directory: enough to exercise the command's wiring.
+func savedClassifier(t *testing.T) string {
+	t.Helper()
+	c := nn.DefaultClassifierConfig()
+	c.Threads = 1
+	m, err := nn.NewClassifier(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "model")
+	if err := nn.Save(dir, m); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestRunAttack(t *testing.T) {
+	model := savedClassifier(t)
+	out := filepath.Join(t.TempDir(), "adv")
+	f := attackFlags{model: model, data: "sample:cifar10", split: "test", n: 6, subsetSeed: 1,
+		method: "fgsm", budget: 0.08, batch: 4, eot: 1, out: out}
+	var stdout bytes.Buffer
+	if err := runAttack(context.Background(), f, &stdout, progress.Nop); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"FGSM-0.08 on 6 images", "success rate", "accuracy: clean", "wrote " + out} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout.String())
+		}
+	}
+	s, err := attack.LoadSet(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Adv.Shape[0] != 6 || len(s.Meta.Indices) != 6 || s.Meta.Budget != (attack.Budget{Norm: attack.L2Rel, Eps: 0.08}) {
+		t.Errorf("saved set: shape %v, %d indices, budget %v", s.Adv.Shape, len(s.Meta.Indices), s.Meta.Budget)
+	}
+	for i, d := range s.Meta.Dissim {
+		if d > 0.08*(1+1e-5) {
+			t.Errorf("image %d: dissimilarity %g above the budget", i, d)
+		}
+	}
+}
+
+func TestAttackFlags(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"attack", "--out", "x"}, "--model is required"},
+		{[]string{"attack", "--model", "m", "--out", "x", "--attack", "jsma"}, "--attack"},
+		{[]string{"attack", "--model", "m", "--out", "x", "--attack", "deepfool", "--steps", "3"}, "does not apply"},
+		{[]string{"attack", "--model", "m", "--out", "x", "--budget", "1.5"}, "(0, 1]"},
+		{[]string{"attack", "--model", "m", "--out", "x", "--budget", "-1"}, "(0, 1]"},
+		{[]string{"attack", "--model", "m", "--out", "x", "--bpda"}, "--bpda needs --defense"},
+		{[]string{"attack", "--model", "m", "--out", "x", "--norm", "l1"}, "--norm"},
+		{[]string{"attack", "--model", "m", "--out", "x", "--attack", "bim", "--steps", "-2"}, "Steps"},
+	}
+	for _, c := range cases {
+		cmd := newAttackCmd()
+		cmd.SetArgs(c.args[1:])
+		cmd.SetOut(&bytes.Buffer{})
+		cmd.SilenceUsage, cmd.SilenceErrors = true, true
+		err := cmd.ExecuteContext(context.Background())
+		var ue usageError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: error %v, want a usage error mentioning %q", c.args, err, c.want)
+		}
+	}
+}
