@@ -82,7 +82,7 @@ func (b *folderBuilder) add(r io.Reader, file, class string) error {
 	if len(b.recs) == 0 {
 		b.shape = sh
 	} else if sh != b.shape {
-		return formatErr(file, len(b.recs), ErrShape, "image is %dx%d, earlier images %dx%d", sh.W, sh.H, b.shape.W, b.shape.H)
+		return formatErr(file, len(b.recs), ErrShape, "image is %dx%d, earlier images %dx%d (choose a size to resize them all)", sh.W, sh.H, b.shape.W, b.shape.H)
 	}
 	p := sh.Pixels()
 	n := len(b.data)
@@ -219,8 +219,16 @@ var (
 // folders with shared classes.
 func readFolderSplits(ctx context.Context, root string, lo LoadOptions) (train, test *Set, err error) {
 	opts := FolderOptions{Size: lo.Size, Progress: lo.Progress}
-	if opts.Size == 0 {
-		opts.Size = 64
+	// A classes.txt beside train/ (written by Save) fixes the label order;
+	// class folders carry the names made safe for file systems.
+	var names []string
+	if _, err := os.Stat(filepath.Join(root, "classes.txt")); err == nil {
+		if names, err = readClassFile(filepath.Join(root, "classes.txt")); err != nil {
+			return nil, nil, err
+		}
+		for i := range names {
+			opts.Classes = append(opts.Classes, classDir(i, names))
+		}
 	}
 	if train, err = ReadImageFolder(ctx, filepath.Join(root, "train"), opts); err != nil {
 		return nil, nil, err
@@ -239,6 +247,9 @@ func readFolderSplits(ctx context.Context, root string, lo LoadOptions) (train, 
 	}
 	base := filepath.Base(root)
 	train.Name, test.Name = base+"/train", base+"/test"
+	if names != nil {
+		train.Classes, test.Classes = names, append([]string(nil), names...)
+	}
 	return train, test, nil
 }
 
@@ -335,11 +346,7 @@ func loadArchive(ctx context.Context, file string, lo LoadOptions) (train, test 
 	if kind == kindCIFAR {
 		return ReadCIFAR10Archive(ctx, f, file)
 	}
-	size := lo.Size
-	if size == 0 {
-		size = 64
-	}
-	return ReadImageArchive(ctx, f, file, FolderOptions{Size: size, Progress: lo.Progress})
+	return ReadImageArchive(ctx, f, file, FolderOptions{Size: lo.Size, Progress: lo.Progress})
 }
 
 // sniffArchive reads tar headers until a CIFAR-10 batch or an image member.

@@ -27,22 +27,26 @@ func IsSample(spec string) bool { return strings.HasPrefix(spec, "sample:") }
 // LoadOptions tune Load. The zero value is not valid for image folders; use
 // DefaultLoadOptions.
 type LoadOptions struct {
-	// Size is the side in pixels image folders are resized to, and selects
-	// the resolution of a record folder holding several (0: the only one).
-	// Default 64, the paper's ImageNet-10 resolution (Section 5).
+	// Size is the side in pixels image folders and archives are resized to
+	// (center square crop, area averaging), and selects the resolution of a
+	// record folder holding several. 0 (the default) keeps images at their
+	// own size, which must then agree, and takes the only resolution of a
+	// record folder; the fetched "imagenette" (mixed sizes) then gets 64,
+	// the paper's ImageNet-10 resolution (Section 5).
 	Size int
 	// Progress receives per-image reports while image folders are decoded.
 	// nil means none.
 	Progress progress.Reporter
 }
 
-// DefaultLoadOptions returns Size 64 and no progress reporting.
-func DefaultLoadOptions() LoadOptions { return LoadOptions{Size: 64} }
+// DefaultLoadOptions returns Size 0 (images at their own size) and no
+// progress reporting.
+func DefaultLoadOptions() LoadOptions { return LoadOptions{} }
 
 // Validate checks the options.
 func (o LoadOptions) Validate() error {
 	if o.Size < 0 || o.Size > 4096 {
-		return fmt.Errorf("dataset: image size %d, want 1..4096 (0 only for record folders)", o.Size)
+		return fmt.Errorf("dataset: image size %d, want 0..4096", o.Size)
 	}
 	return nil
 }
@@ -55,16 +59,24 @@ func Load(spec string) (train, test *Set, err error) {
 // LoadContext returns the train and test parts of the data set named by spec:
 //
 //   - "sample:cifar10", "sample:imagenet10": the embedded samples;
+//
 //   - "cifar10", "imagenette" (when no such path exists): the archive that
 //     `stl data fetch` saved in fetch.DefaultDir();
+//
 //   - a CIFAR-10 binary folder (data_batch_*.bin[.gz], test_batch.bin[.gz]),
 //     or a folder holding cifar-10-batches-bin/ or cifar-10-binary.tar.gz;
+//
 //   - an ImageNet-10 style record folder (train_HxW.bin[.gz], val_HxW.bin[.gz]
 //     or test_HxW.bin[.gz], classes.txt);
+//
 //   - an image folder with train/ and val/ (or test/) subfolders of
 //     <class>/*.png|jpg|jpeg, or a folder holding one imagenette2*.tgz;
+//
 //   - a .tar, .tar.gz or .tgz archive of either CIFAR-10 batches or such an
 //     image folder.
+//
+//   - a folder written by Save: train.npy and test.npy (with .labels.npy and
+//     .classes.txt), train_HxW.bin.gz records, or train/ and test/ PNGs.
 //
 // Image folders are resized to opts.Size. The context is checked between
 // files and images. Errors name the file and record at fault.
@@ -85,6 +97,9 @@ func LoadContext(ctx context.Context, spec string, opts LoadOptions) (train, tes
 			if _, derr := os.Stat(filepath.Join(dir, src.Name, src.File)); derr != nil {
 				return nil, nil, fmt.Errorf("dataset: %s is not in the data directory %s; run: stl data fetch %s", spec, dir, spec)
 			}
+			if spec == "imagenette" && opts.Size == 0 {
+				opts.Size = 64
+			}
 			return LoadContext(ctx, filepath.Join(dir, src.Name), opts)
 		}
 		return nil, nil, fmt.Errorf("dataset: %q is neither a sample (%s), a fetched data set (%s) nor a readable path: %w",
@@ -103,6 +118,8 @@ func LoadContext(ctx context.Context, spec string, opts LoadOptions) (train, tes
 		return readFolderSplits(ctx, target, opts)
 	case kindArchive:
 		return loadArchive(ctx, target, opts)
+	case kindNPY:
+		return readNPYDir(target)
 	}
 	return nil, nil, formatErr(spec, -1, ErrUnknownFormat,
 		"want CIFAR-10 batches, train_HxW.bin/val_HxW.bin records, train/ and val/ image folders, or an archive")
@@ -116,6 +133,7 @@ const (
 	kindRecords
 	kindFolders
 	kindArchive
+	kindNPY
 )
 
 // detectDir decides how to read a folder, looking one level into
@@ -152,6 +170,11 @@ func detectDir(dir string) (dirKind, string) {
 		return kindCIFAR, dir
 	case hasRec:
 		return kindRecords, dir
+	}
+	if _, ok := names["train.npy"]; ok {
+		if _, ok := names["test.npy"]; ok {
+			return kindNPY, dir
+		}
 	}
 	if isDir, ok := names["cifar-10-batches-bin"]; ok && isDir {
 		return kindCIFAR, filepath.Join(dir, "cifar-10-batches-bin")

@@ -113,17 +113,7 @@ func WriteNPY(path string, s *Set) error {
 	if err := safefile.Write(lp, func(w io.Writer) error { return npy.WriteInts(w, s.Labels) }); err != nil {
 		return err
 	}
-	return safefile.Write(cp, func(w io.Writer) error {
-		for _, c := range s.Classes {
-			if strings.ContainsAny(c, "\n\r") {
-				return fmt.Errorf("dataset: class name %q holds a line break", c)
-			}
-			if _, err := fmt.Fprintln(w, c); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	return writeClasses(cp, s.Classes, false)
 }
 
 // ReadNPY reads a set written by WriteNPY (path is X.npy). The images must
