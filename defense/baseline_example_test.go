@@ -1,0 +1,66 @@
+package defense_test
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/stl-defense/stl/defense"
+	"github.com/stl-defense/stl/tensor"
+)
+
+func ExampleBaselineNames() {
+	for _, name := range defense.BaselineNames() {
+		fmt.Println(name)
+	}
+	// Output:
+	// jpeg
+	// tvm
+	// quilt
+	// tvm-quilt
+	// crop-ens
+	// crop-tvm-quilt
+	// deflect
+	// pd-ens
+	// squeeze
+	// bitdepth
+	// median
+	// magnet
+}
+
+func ExampleNewBaseline() {
+	cfg := defense.DefaultBaselineConfig() // the published parameters
+	t, err := defense.NewBaseline("bitdepth", cfg)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	x, _ := tensor.FromData([]float32{0.1, 0.5, 0.52, 0.9}, 1, 1, 2, 2)
+	y, _ := t.Apply(context.Background(), x)
+	fmt.Println(t.Name(), t.Randomized())
+	fmt.Printf("%.4f\n", y.Data)
+
+	_, err = defense.NewBaseline("quilt", cfg) // needs a patch database
+	fmt.Println(err)
+	// Output:
+	// Bit depth (5 bits) false
+	// [0.0968 0.5161 0.5161 0.9032]
+	// baseline quilt: defense quilt: no patch database (build one with BuildPatchDB or load one with LoadPatchDB)
+}
+
+func ExampleNewChain() {
+	// Feature squeezing as two separate steps, composed.
+	bits, _ := defense.NewSqueeze(defense.SqueezeOptions{Bits: 1})
+	med, _ := defense.NewSqueeze(defense.SqueezeOptions{Bits: 8, MedianSize: 3})
+	c, _ := defense.NewChain("", bits, med)
+	x, _ := tensor.FromData([]float32{
+		0.9, 0.9, 0.9,
+		0.9, 0.1, 0.9,
+		0.9, 0.9, 0.9,
+	}, 1, 1, 3, 3)
+	y, _ := c.Apply(context.Background(), x)
+	fmt.Println(c.Name())
+	fmt.Println(y.Data)
+	// Output:
+	// Bit depth (1 bits)+Median 3x3
+	// [1 1 1 1 1 1 1 1 1]
+}
