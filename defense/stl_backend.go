@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/stl-defense/stl/csc"
 	"github.com/stl-defense/stl/nn"
 	"github.com/stl-defense/stl/progress"
 	"github.com/stl-defense/stl/tensor"
@@ -15,7 +16,7 @@ const NNDAEFormat = "nn-dae"
 // nnDAE adapts nn's DAE to SavableEncoder.
 type nnDAE struct{ *nn.DAE }
 
-func (nnDAE) EncoderFormat() string        { return NNDAEFormat }
+func (nnDAE) EncoderFormat() string      { return NNDAEFormat }
 func (d nnDAE) SaveDir(dir string) error { return nn.Save(dir, d.DAE) }
 
 func init() {
@@ -54,8 +55,22 @@ func trainNNDAE(ctx context.Context, x *tensor.Tensor, opt TrainOptions, rep pro
 	return nnDAE{m}, nil
 }
 
+// CSCProjector is the default ProjectorFactory: csc's STL projection
+// (Tikhonov lowpass plus the CBPDN reconstruction of the highpass part,
+// clipped to [0,1]; section 3.2) with csc's default options and the given
+// lambda.
+func CSCProjector(dict *tensor.Tensor, lambda float64) (Projector, error) {
+	d, err := csc.DictionaryFromSPORCO(dict)
+	if err != nil {
+		return nil, err
+	}
+	opt := csc.DefaultProjectOptions()
+	opt.CSC.Lambda = lambda
+	return csc.NewProjector(d, opt)
+}
+
 // DefaultBackend returns the backend of the real defense: nn's DAE and
 // csc's dictionary learning and STL projection.
 func DefaultBackend() Backend {
-	return Backend{TrainEncoder: trainNNDAE}
+	return Backend{TrainEncoder: trainNNDAE, NewProjector: CSCProjector}
 }

@@ -2,9 +2,14 @@ package defense
 
 import (
 	"context"
+	"math"
+	"math/rand/v2"
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/stl-defense/stl/csc"
+	"github.com/stl-defense/stl/tensor"
 )
 
 func TestNNDAEBackend(t *testing.T) {
@@ -40,5 +45,50 @@ func TestNNDAEBackend(t *testing.T) {
 	}
 	if !slices.Equal(z.Data, z2.Data) {
 		t.Error("codes differ after saving and loading the DAE")
+	}
+}
+
+// With one 1x1 delta filter per channel, CBPDN is soft thresholding of the
+// highpass part, so the STL projection is lowpass + soft(highpass, lambda),
+// clipped: a known optimum for the projector the backend builds.
+func TestCSCProjectorDeltaDictionary(t *testing.T) {
+	const lambda = 0.05
+	dict := tensor.New(1, 1, 3, 3) // (R, S, C, M): filter m is a delta on channel m
+	for c := 0; c < 3; c++ {
+		dict.Data[c*3+c] = 1
+	}
+	p, err := CSCProjector(dict, lambda)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, _ := colourImages(2, 16, testColours, 3)
+	rng := rand.New(rand.NewPCG(5, 5))
+	for i := range x.Data {
+		x.Data[i] = min(max(x.Data[i]+0.2*float32(rng.NormFloat64()), 0), 1)
+	}
+	got := tensor.New(x.Shape...)
+	if err := p.Project(context.Background(), got, x); err != nil {
+		t.Fatal(err)
+	}
+	tk, err := csc.NewTikhonov(5, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lo, hi := make([]float32, 256), make([]float32, 256)
+	var worst float64
+	for plane := 0; plane < 6; plane++ {
+		if err := tk.Split(lo, hi, x.Data[plane*256:(plane+1)*256], 16, 16); err != nil {
+			t.Fatal(err)
+		}
+		for j := range lo {
+			h := float64(hi[j])
+			soft := math.Copysign(math.Max(math.Abs(h)-lambda, 0), h)
+			want := math.Min(math.Max(float64(lo[j])+soft, 0), 1)
+			worst = math.Max(worst, math.Abs(want-float64(got.Data[plane*256+j])))
+		}
+	}
+	t.Logf("worst %g", worst)
+	if worst > 2e-3 {
+		t.Errorf("projection differs from lowpass + soft threshold by %g, want < 2e-3", worst)
 	}
 }
