@@ -1,0 +1,56 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestRunFlagsOverrideConfig(t *testing.T) {
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "run.yaml")
+	os.WriteFile(cfgFile, []byte("name: fromfile\nlambda: 0.1\nclusters: 6\narch: resnet-20\n"), 0o644)
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr bool
+	}{
+		{"defaults", nil, false},
+		{"file", []string{"--config", cfgFile}, false},
+		{"flag over file", []string{"--config", cfgFile, "--lambda", "0.3", "--baselines", ""}, false},
+		{"bad arch", []string{"--arch", "vgg-16"}, true},
+		{"bad file", []string{"--config", filepath.Join(dir, "absent.yaml")}, true},
+	}
+	for _, tc := range tests {
+		cmd := newRunCmd()
+		if err := cmd.ParseFlags(tc.args); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		cfg, err := runOpts[cmd].resolve(cmd)
+		if tc.wantErr {
+			var ue usageError
+			if !errors.As(err, &ue) {
+				t.Errorf("%s: err = %v, want a usage error", tc.name, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		switch tc.name {
+		case "defaults":
+			if cfg.Name != "cifar10-sample" || cfg.Lambda != 0.2 || cfg.Data != "sample:cifar10" {
+				t.Errorf("defaults: %+v", cfg)
+			}
+		case "file":
+			if cfg.Name != "fromfile" || cfg.Lambda != 0.1 || cfg.Clusters != 6 || cfg.Arch != "resnet-20" {
+				t.Errorf("file: %+v", cfg)
+			}
+		case "flag over file":
+			if cfg.Lambda != 0.3 || cfg.Clusters != 6 || len(cfg.Baselines) != 0 {
+				t.Errorf("flag over file: lambda %v clusters %d baselines %v", cfg.Lambda, cfg.Clusters, cfg.Baselines)
+			}
+		}
+	}
+}
