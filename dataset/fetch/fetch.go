@@ -115,12 +115,13 @@ type Result struct {
 // NetworkError reports that the server could not be reached at all, as
 // when offline.
 type NetworkError struct {
-	URL string
-	Err error
+	URL  string
+	Dest string // where the file belongs, for copying it in by hand
+	Err  error
 }
 
 func (e *NetworkError) Error() string {
-	return fmt.Sprintf("fetch: cannot reach %s (offline?): %v; you can download it elsewhere and copy it into the data directory", e.URL, e.Err)
+	return fmt.Sprintf("fetch: cannot reach %s (offline?): %v; download it on a connected machine and copy it to %s", e.URL, e.Err, e.Dest)
 }
 
 func (e *NetworkError) Unwrap() error { return e.Err }
@@ -203,6 +204,10 @@ func Fetch(ctx context.Context, src Source, dir string, opts Options) (Result, e
 		res.Resumed = res.Resumed || resumed
 		if err == nil {
 			break
+		}
+		var ne *NetworkError
+		if errors.As(err, &ne) {
+			ne.Dest = final
 		}
 		var ie *InterruptedError
 		if !errors.As(err, &ie) || ctx.Err() != nil || attempt >= opts.Retries {
