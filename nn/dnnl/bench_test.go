@@ -84,10 +84,23 @@ var impls = []impl{
 		c, err := NewConvWith(p, ConvOptions{Algorithm: Winograd})
 		return c, func() { c.Close() }, err
 	}},
+	{"dnnl_shared_ws", func(p ConvParams) (convKernel, func(), error) {
+		c, err := NewConvWith(p, ConvOptions{Workspace: benchWorkspace})
+		return c, func() { c.Close() }, err
+	}},
 	{"im2col_openblas", func(p ConvParams) (convKernel, func(), error) {
 		return gemmref.New(gemmref.Params(p)), func() {}, nil
 	}},
 }
+
+// benchWorkspace is shared by the "dnnl_shared_ws" kernels.
+var benchWorkspace = func() *Workspace {
+	w, err := NewWorkspace()
+	if err != nil {
+		panic(err)
+	}
+	return w
+}()
 
 func setAllThreads(n int) {
 	SetThreads(n)
@@ -104,6 +117,9 @@ func BenchmarkConv(b *testing.B) {
 	defer setAllThreads(Threads())
 	for _, layer := range vggSmall {
 		d := newBenchData(layer.p)
+		if testing.Short() && layer.name != "32to32@32" {
+			continue
+		}
 		for _, threads := range []int{1, 2} {
 			setAllThreads(threads)
 			for _, im := range impls {
@@ -150,13 +166,20 @@ func BenchmarkVGGSmallConvTrain(b *testing.B) {
 				setAllThreads(threads)
 				var ks []convKernel
 				var ds []*benchData
-				flops := 0.0
+				flops, wsBytes := 0.0, 0
 				for _, layer := range vggSmall {
 					k, done, err := im.make(layer.p)
 					if err != nil {
 						b.Fatal(err)
 					}
 					defer done()
+					if c, ok := k.(*Conv); ok {
+						if im.name == "dnnl_shared_ws" {
+							wsBytes = c.workspaceBytes()
+						} else {
+							wsBytes += c.workspaceBytes()
+						}
+					}
 					ks = append(ks, k)
 					ds = append(ds, newBenchData(layer.p))
 					flops += 3 * layer.p.FLOPs()
@@ -179,6 +202,7 @@ func BenchmarkVGGSmallConvTrain(b *testing.B) {
 				s := b.Elapsed().Seconds()
 				b.ReportMetric(float64(b.N*benchBatch)/s, "img/s")
 				b.ReportMetric(flops*float64(b.N)/s/1e9, "GFLOP/s")
+				b.ReportMetric(float64(wsBytes)/(1<<20), "MB-workspace")
 			})
 		}
 	}

@@ -55,12 +55,50 @@ func SetThreads(n int) {
 // (OMP_NUM_THREADS, else the number of CPUs) before any call.
 func Threads() int { return int(threads.Load()) }
 
+// Workspace is memory that Convs built with it (ConvOptions.Workspace) share
+// for their internal buffers. Convs sharing a Workspace must not run
+// concurrently: use one Workspace per goroutine. Its memory is C memory,
+// freed when the Workspace and every Conv built with it are closed.
+type Workspace struct{ w *C.stl_ws }
+
+// NewWorkspace returns an empty Workspace; it grows as Convs are built with
+// it. It returns ErrUnavailable in builds without oneDNN.
+func NewWorkspace() (*Workspace, error) {
+	if err := initEngine(); err != nil {
+		return nil, err
+	}
+	w := C.stl_ws_new()
+	if w == nil {
+		return nil, &Error{Op: "NewWorkspace", Msg: "out of memory", Status: 1}
+	}
+	return &Workspace{w: w}, nil
+}
+
+// Bytes returns the size of the Workspace's buffers.
+func (w *Workspace) Bytes() int {
+	if w == nil || w.w == nil {
+		return 0
+	}
+	return int(C.stl_ws_bytes(w.w))
+}
+
+// Close drops the caller's reference; the memory is freed once the Convs
+// built with w are closed too. Building a Conv with a closed Workspace
+// returns ErrClosed. Close is safe to call more than once.
+func (w *Workspace) Close() {
+	if w != nil && w.w != nil {
+		C.stl_ws_release(w.w)
+		w.w = nil
+	}
+}
+
 // Conv is a convolution of one shape with its oneDNN primitives, reorders
 // and buffers. Build it with NewConv and release it with Close; its C memory
 // is not managed by the Go garbage collector.
 //
 // A Conv is not safe for concurrent use: its internal buffers are shared by
-// its three passes. Use one Conv per goroutine (or per layer and worker).
+// its three passes (and, with ConvOptions.Workspace, by other Convs). Use one
+// Conv per goroutine (or per layer and worker).
 type Conv struct {
 	p    ConvParams
 	o    ConvOptions
@@ -106,7 +144,13 @@ func (c *Conv) build() error {
 	nthr := threads.Load()
 	var cc *C.stl_conv
 	algs := passAlgorithms(p, c.o.Algorithm)
-	if st := C.stl_conv_create(&cc, &params[0], C.int(nthr), &algs[0]); st != 0 {
+	var ws *C.stl_ws
+	if c.o.Workspace != nil {
+		if ws = c.o.Workspace.w; ws == nil {
+			return ErrClosed
+		}
+	}
+	if st := C.stl_conv_create(&cc, &params[0], C.int(nthr), &algs[0], ws); st != 0 {
 		return statusError("NewConv", st)
 	}
 	c.c, c.nthr = cc, nthr
@@ -257,6 +301,14 @@ func (c *Conv) Close() {
 		C.stl_conv_destroy(c.c)
 		c.c = nil
 	}
+}
+
+// workspaceBytes returns the size of the buffers of c's workspace.
+func (c *Conv) workspaceBytes() int {
+	if c == nil || c.c == nil {
+		return 0
+	}
+	return int(C.stl_conv_ws_bytes(c.c))
 }
 
 // stageTimes returns the cumulative time, per pass (forward, backward data,

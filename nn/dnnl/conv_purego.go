@@ -12,6 +12,19 @@ func SetThreads(n int) {}
 // Threads returns 1 in this build.
 func Threads() int { return 1 }
 
+// Workspace is memory Convs share; in this build (purego or no cgo) there
+// is none.
+type Workspace struct{}
+
+// NewWorkspace returns ErrUnavailable in this build.
+func NewWorkspace() (*Workspace, error) { return nil, ErrUnavailable }
+
+// Bytes returns 0 in this build.
+func (w *Workspace) Bytes() int { return 0 }
+
+// Close does nothing in this build.
+func (w *Workspace) Close() {}
+
 // Conv is a convolution of one shape. In this build (purego or no cgo)
 // NewConv never returns one and its methods return ErrUnavailable.
 type Conv struct{ p ConvParams }
@@ -82,3 +95,5 @@ func (c *Conv) Impl() (fwd, bwdData, bwdWeights string) { return "", "", "" }
 
 // Close does nothing in this build.
 func (c *Conv) Close() {}
+
+func (c *Conv) workspaceBytes() int { return 0 }

@@ -118,38 +118,85 @@ func testConformance(t *testing.T, o ConvOptions, rel float64) {
 			defer c.Close()
 			fi, di, wi := c.Impl()
 			t.Logf("oneDNN implementations: forward %s, backward data %s, backward weights %s", fi, di, wi)
-
-			y := nanSlice(p.dstLen())
-			if err := c.Forward(y, cc.x, cc.w, cc.b); err != nil {
-				t.Fatal(err)
-			}
-			assertClose(t, "Forward", y, cc.y, cc.yMag, rel)
-
-			y = nanSlice(p.dstLen())
-			if err := c.Forward(y, cc.x, cc.w, nil); err != nil {
-				t.Fatal(err)
-			}
-			assertClose(t, "Forward(nil bias)", y, cc.y0, cc.y0Mag, rel)
-
-			dx := nanSlice(p.srcLen())
-			if err := c.BackwardData(dx, cc.dy, cc.w); err != nil {
-				t.Fatal(err)
-			}
-			assertClose(t, "BackwardData", dx, cc.dx, cc.dxMag, rel)
-
-			dw, db := nanSlice(p.weightLen()), nanSlice(p.K)
-			if err := c.BackwardWeights(dw, db, cc.x, cc.dy); err != nil {
-				t.Fatal(err)
-			}
-			assertClose(t, "BackwardWeights dweight", dw, cc.dw, cc.dwMag, rel)
-			assertClose(t, "BackwardWeights dbias", db, cc.db, cc.dbMag, rel)
-
-			dw = nanSlice(p.weightLen())
-			if err := c.BackwardWeights(dw, nil, cc.x, cc.dy); err != nil {
-				t.Fatal(err)
-			}
-			assertClose(t, "BackwardWeights(nil dbias)", dw, cc.dw, cc.dwMag, rel)
+			checkConv(t, c, cc, rel)
 		})
+	}
+}
+
+// checkConv runs every pass of c on the inputs of cc and compares with its
+// reference results.
+func checkConv(t *testing.T, c *Conv, cc *convCase, rel float64) {
+	t.Helper()
+	p := c.Params()
+	y := nanSlice(p.dstLen())
+	if err := c.Forward(y, cc.x, cc.w, cc.b); err != nil {
+		t.Fatal(err)
+	}
+	assertClose(t, "Forward", y, cc.y, cc.yMag, rel)
+
+	y = nanSlice(p.dstLen())
+	if err := c.Forward(y, cc.x, cc.w, nil); err != nil {
+		t.Fatal(err)
+	}
+	assertClose(t, "Forward(nil bias)", y, cc.y0, cc.y0Mag, rel)
+
+	dx := nanSlice(p.srcLen())
+	if err := c.BackwardData(dx, cc.dy, cc.w); err != nil {
+		t.Fatal(err)
+	}
+	assertClose(t, "BackwardData", dx, cc.dx, cc.dxMag, rel)
+
+	dw, db := nanSlice(p.weightLen()), nanSlice(p.K)
+	if err := c.BackwardWeights(dw, db, cc.x, cc.dy); err != nil {
+		t.Fatal(err)
+	}
+	assertClose(t, "BackwardWeights dweight", dw, cc.dw, cc.dwMag, rel)
+	assertClose(t, "BackwardWeights dbias", db, cc.db, cc.dbMag, rel)
+
+	dw = nanSlice(p.weightLen())
+	if err := c.BackwardWeights(dw, nil, cc.x, cc.dy); err != nil {
+		t.Fatal(err)
+	}
+	assertClose(t, "BackwardWeights(nil dbias)", dw, cc.dw, cc.dwMag, rel)
+}
+
+// Convs sharing a Workspace: building later (larger) ones grows and moves
+// the buffers under the earlier ones, and closing the Workspace before the
+// Convs must not free memory they use.
+func TestSharedWorkspace(t *testing.T) {
+	needDNNL(t)
+	ws, err := NewWorkspace()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var convs []*Conv
+	own, most := 0, 0
+	for _, tc := range convCases {
+		c, err := NewConvWith(tc.p, ConvOptions{Workspace: ws})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		convs = append(convs, c)
+		solo, err := NewConv(tc.p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		own += solo.workspaceBytes()
+		most = max(most, solo.workspaceBytes())
+		solo.Close()
+	}
+	if got := ws.Bytes(); got < most || got > own {
+		t.Errorf("shared workspace %d bytes, want between the largest single one (%d) and their sum (%d)", got, most, own)
+	}
+	t.Logf("shared workspace %d bytes, separate ones %d bytes", ws.Bytes(), own)
+	ws.Close()
+	ws.Close()
+	if _, err := NewConvWith(convCases[0].p, ConvOptions{Workspace: ws}); !errors.Is(err, ErrClosed) {
+		t.Errorf("NewConvWith(closed Workspace): err = %v, want ErrClosed", err)
+	}
+	for i := len(convs) - 1; i >= 0; i-- {
+		t.Run(convCases[i].name, func(t *testing.T) { checkConv(t, convs[i], getConvCase(i), relTol) })
 	}
 }
 

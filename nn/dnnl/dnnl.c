@@ -51,6 +51,8 @@ static void use_threads(int n) {
 // or writes. When the primitive prefers another layout, inner lives in one of
 // the conv's shared buffers and reorder converts user->inner (inputs) or
 // inner->user (outputs); otherwise inner and reorder are NULL.
+static void *alloc_buf(size_t size);
+
 typedef struct {
 	dnnl_memory_t user;
 	dnnl_memory_t inner;
@@ -60,6 +62,35 @@ typedef struct {
 } binding;
 
 enum { BUF_SRC = 0, BUF_DST = 1, BUF_WEI = 2, BUF_SCRATCH = 3, NBUF = 4 };
+
+// A workspace holds the internal buffers (blocked copies of src-, dst- and
+// weights-shaped arrays, and the scratchpad). Convs that share one use the
+// largest size each buffer needs; every call points its memories at the
+// buffers again, since a later conv may have grown (moved) them. It is
+// reference-counted: each conv holds a reference, and so does its creator.
+struct stl_ws {
+	void *buf[NBUF];
+	size_t size[NBUF];
+	int refs;
+};
+
+stl_ws *stl_ws_new(void) {
+	stl_ws *w = calloc(1, sizeof *w);
+	if (w) w->refs = 1;
+	return w;
+}
+
+void stl_ws_release(stl_ws *w) {
+	if (!w || --w->refs > 0) return;
+	for (int i = 0; i < NBUF; i++) free(w->buf[i]);
+	free(w);
+}
+
+size_t stl_ws_bytes(stl_ws *w) {
+	size_t n = 0;
+	for (int i = 0; i < NBUF; i++) n += w->size[i];
+	return n;
+}
 
 struct stl_conv {
 	int64_t p[STL_NPARAM];
@@ -75,8 +106,8 @@ struct stl_conv {
 	binding w_src, w_dw, w_ddst;
 	dnnl_memory_t w_db;
 
-	void *buf[NBUF];
-	size_t bufsize[NBUF];
+	stl_ws *ws;
+	size_t bufsize[NBUF]; // what this conv needs of each workspace buffer
 	int64_t ns[3][3]; // per pass: reorders in, primitive, reorder out
 	float *zero_bias, *junk_dbias;
 };
@@ -108,9 +139,33 @@ static void free_binding(binding *b) {
 	memset(b, 0, sizeof *b);
 }
 
-static int attach_binding(stl_conv *c, binding *b) {
+static dnnl_status_t attach(stl_conv *c, binding *b) {
 	if (!b->inner) return dnnl_success;
-	return dnnl_memory_set_data_handle(b->inner, c->buf[b->buf]);
+	return dnnl_memory_set_data_handle(b->inner, c->ws->buf[b->buf]);
+}
+
+// Points the internal memories of pass i at the workspace.
+static dnnl_status_t attach_pass(stl_conv *c, int i, binding *b0, binding *b1, binding *b2) {
+	dnnl_status_t st;
+	if ((st = attach(c, b0)) != dnnl_success || (st = attach(c, b1)) != dnnl_success ||
+	    (st = attach(c, b2)) != dnnl_success)
+		return st;
+	if (c->scratch[i]) return dnnl_memory_set_data_handle(c->scratch[i], c->ws->buf[BUF_SCRATCH]);
+	return dnnl_success;
+}
+
+// Grows the workspace buffers to what c needs.
+static dnnl_status_t reserve(stl_conv *c) {
+	stl_ws *w = c->ws;
+	for (int i = 0; i < NBUF; i++) {
+		if (c->bufsize[i] <= w->size[i]) continue;
+		void *p = alloc_buf(c->bufsize[i]);
+		if (!p) return dnnl_out_of_memory;
+		free(w->buf[i]);
+		w->buf[i] = p;
+		w->size[i] = c->bufsize[i];
+	}
+	return dnnl_success;
 }
 
 // Runs the reorder of an input binding after giving its user memory the Go
@@ -158,13 +213,20 @@ static const dnnl_memory_desc_t *qmd(dnnl_primitive_desc_t pd, dnnl_query_t q, i
 	return dnnl_primitive_desc_query_md(pd, q, i);
 }
 
-int stl_conv_create(stl_conv **out, const int64_t *p, int nthr, const int *alg) {
+int stl_conv_create(stl_conv **out, const int64_t *p, int nthr, const int *alg, stl_ws *ws) {
 	use_threads(nthr);
 	*out = NULL;
 	stl_conv *c = calloc(1, sizeof *c);
 	if (!c) return dnnl_out_of_memory;
 	memcpy(c->p, p, sizeof c->p);
 	c->nthr = nthr;
+	if (ws) {
+		ws->refs++;
+		c->ws = ws;
+	} else if (!(c->ws = stl_ws_new())) {
+		free(c);
+		return dnnl_out_of_memory;
+	}
 	dnnl_status_t st = dnnl_success;
 	dnnl_primitive_attr_t attr = NULL;
 
@@ -226,19 +288,10 @@ int stl_conv_create(stl_conv **out, const int64_t *p, int nthr, const int *alg) 
 	TRY(dnnl_memory_create(&c->w_db, qmd(w, dnnl_query_diff_weights_md, 1), engine, DNNL_MEMORY_NONE));
 	for (int i = 0; i < 3; i++) TRY(scratch_init(c, i));
 
-	for (int i = 0; i < NBUF; i++) {
-		if (bs[i] == 0) continue;
-		c->buf[i] = alloc_buf(bs[i]);
-		if (!c->buf[i]) TRY(dnnl_out_of_memory);
-	}
 	c->zero_bias = calloc((size_t)p[STL_K], sizeof(float));
 	c->junk_dbias = calloc((size_t)p[STL_K], sizeof(float));
 	if (!c->zero_bias || !c->junk_dbias) TRY(dnnl_out_of_memory);
-	binding *all[] = {&c->f_src, &c->f_w, &c->f_dst, &c->d_dsrc, &c->d_w, &c->d_ddst,
-	                  &c->w_src, &c->w_dw, &c->w_ddst};
-	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) TRY(attach_binding(c, all[i]));
-	for (int i = 0; i < 3; i++)
-		if (c->scratch[i]) TRY(dnnl_memory_set_data_handle(c->scratch[i], c->buf[BUF_SCRATCH]));
+	TRY(reserve(c));
 	TRY(dnnl_stream_create(&c->strm, engine, dnnl_stream_default_flags));
 	// The forward primitive is built now; the backward ones on first use, so
 	// that inference-only users do not pay for their JIT code.
@@ -271,6 +324,7 @@ int stl_conv_forward(stl_conv *c, float *dst, const float *src, const float *w, 
 	use_threads(c->nthr);
 	dnnl_status_t st = dnnl_success;
 	int64_t t0 = now_ns(), t1 = 0, t2 = 0;
+	TRY(attach_pass(c, STL_FWD, &c->f_src, &c->f_w, &c->f_dst));
 	TRY(bind_in(c, &c->f_src, src));
 	TRY(bind_in(c, &c->f_w, w));
 	TRY(dnnl_memory_set_data_handle(c->f_bias, (void *)(b ? b : c->zero_bias)));
@@ -301,6 +355,7 @@ int stl_conv_backward_data(stl_conv *c, float *dsrc, const float *ddst, const fl
 	dnnl_status_t st = dnnl_success;
 	TRY(ensure_prim(c, STL_BWD_DATA));
 	int64_t t0 = now_ns(), t1 = 0, t2 = 0;
+	TRY(attach_pass(c, STL_BWD_DATA, &c->d_dsrc, &c->d_w, &c->d_ddst));
 	TRY(bind_in(c, &c->d_ddst, ddst));
 	TRY(bind_in(c, &c->d_w, w));
 	TRY(dnnl_memory_set_data_handle(c->d_dsrc.user, dsrc));
@@ -328,6 +383,7 @@ int stl_conv_backward_weights(stl_conv *c, float *dw, float *db, const float *sr
 	dnnl_status_t st = dnnl_success;
 	TRY(ensure_prim(c, STL_BWD_WEIGHTS));
 	int64_t t0 = now_ns(), t1 = 0, t2 = 0;
+	TRY(attach_pass(c, STL_BWD_WEIGHTS, &c->w_src, &c->w_dw, &c->w_ddst));
 	TRY(bind_in(c, &c->w_src, src));
 	TRY(bind_in(c, &c->w_ddst, ddst));
 	TRY(dnnl_memory_set_data_handle(c->w_dw.user, dw));
@@ -361,6 +417,8 @@ const char *stl_conv_impl(stl_conv *c, int which) {
 	return s;
 }
 
+size_t stl_conv_ws_bytes(stl_conv *c) { return stl_ws_bytes(c->ws); }
+
 void stl_conv_destroy(stl_conv *c) {
 	if (!c) return;
 	for (int i = 0; i < 3; i++) {
@@ -374,7 +432,7 @@ void stl_conv_destroy(stl_conv *c) {
 	if (c->f_bias) dnnl_memory_destroy(c->f_bias);
 	if (c->w_db) dnnl_memory_destroy(c->w_db);
 	if (c->strm) dnnl_stream_destroy(c->strm);
-	for (int i = 0; i < NBUF; i++) free(c->buf[i]);
+	stl_ws_release(c->ws);
 	free(c->zero_bias);
 	free(c->junk_dbias);
 	free(c);

@@ -8,6 +8,13 @@
 #include <stdint.h>
 
 typedef struct stl_conv stl_conv;
+typedef struct stl_ws stl_ws;
+
+// Workspaces: internal buffers shared by convs. New returns one reference
+// (NULL when out of memory); each conv built on it takes another.
+stl_ws *stl_ws_new(void);
+void stl_ws_release(stl_ws *w);
+size_t stl_ws_bytes(stl_ws *w);
 
 // Parameter order of stl_conv_create's p array.
 enum {
@@ -23,7 +30,9 @@ enum { STL_FWD = 0, STL_BWD_DATA = 1, STL_BWD_WEIGHTS = 2 };
 
 // alg[STL_FWD], alg[STL_BWD_DATA], alg[STL_BWD_WEIGHTS] choose each pass's
 // algorithm (STL_ALG_*).
-int stl_conv_create(stl_conv **out, const int64_t *p, int nthr, const int *alg);
+// ws may be NULL: the conv then has a workspace of its own.
+int stl_conv_create(stl_conv **out, const int64_t *p, int nthr, const int *alg, stl_ws *ws);
+size_t stl_conv_ws_bytes(stl_conv *c);
 int stl_conv_forward(stl_conv *c, float *dst, const float *src, const float *w, const float *b);
 int stl_conv_backward_data(stl_conv *c, float *dsrc, const float *ddst, const float *w);
 int stl_conv_backward_weights(stl_conv *c, float *dw, float *db, const float *src, const float *ddst);
