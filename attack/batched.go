@@ -3,24 +3,60 @@ package attack
 import (
 	"context"
 	"fmt"
+	"path/filepath"
+	"slices"
 
 	"github.com/stl-defense/stl/progress"
 	"github.com/stl-defense/stl/tensor"
 )
 
-// RunBatched runs a on x in consecutive batches of at most batchSize images
-// and concatenates the results, reporting "attack <name>" progress in
-// images after each batch to rep (nil: no reports). It checks ctx between
-// batches. The result equals that of one Run on the whole of x for the
-// deterministic attacks; PGD's random start depends on the batching.
-// Result.Iterations is the sum over batches.
+// BatchOptions configures RunBatches.
+type BatchOptions struct {
+	// Size is the number of images per batch. Default 100.
+	Size int
+	// Progress receives "attack <name>" reports, in images, after each
+	// batch. nil: none.
+	Progress progress.Reporter
+	// CheckpointDir, when not empty, keeps every finished batch there as a
+	// Set (subdirectory batch-<first>-<last>) and reuses the batches found
+	// there with the same Key, attack name and labels, so that an
+	// interrupted run resumes where it stopped. The caller removes the
+	// directory once the whole result is saved. Default "" (none).
+	CheckpointDir string
+	// Key identifies the run's inputs (model, data, options...): batches
+	// checkpointed under another key are computed again.
+	Key string
+}
+
+// DefaultBatchOptions returns batches of 100 images, no progress and no
+// checkpoints.
+func DefaultBatchOptions() BatchOptions { return BatchOptions{Size: 100} }
+
+// Validate checks Size >= 1.
+func (o BatchOptions) Validate() error {
+	if o.Size < 1 {
+		return optErr("RunBatches", "Size", o.Size, "must be at least 1")
+	}
+	return nil
+}
+
+// RunBatched is RunBatches without checkpoints.
 func RunBatched(ctx context.Context, a Attack, m Model, x *tensor.Tensor, labels []int, batchSize int, rep progress.Reporter) (*Result, error) {
-	rep = progress.Or(rep)
+	return RunBatches(ctx, a, m, x, labels, BatchOptions{Size: batchSize, Progress: rep})
+}
+
+// RunBatches runs a on x in consecutive batches of at most o.Size images
+// and concatenates the results. It checks ctx between batches. The result
+// equals that of one Run on the whole of x for the deterministic attacks;
+// PGD's random start depends on the batching. Result.Iterations is the sum
+// over batches.
+func RunBatches(ctx context.Context, a Attack, m Model, x *tensor.Tensor, labels []int, o BatchOptions) (*Result, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	rep := progress.Or(o.Progress)
 	if a == nil {
 		return nil, fmt.Errorf("attack: nil attack")
-	}
-	if batchSize < 1 {
-		return nil, optErr("RunBatched", "batchSize", batchSize, "must be at least 1")
 	}
 	if _, err := checkInput(m, x, labels); err != nil {
 		return nil, err
@@ -30,24 +66,65 @@ func RunBatched(ctx context.Context, a Attack, m Model, x *tensor.Tensor, labels
 	all := &Result{Adv: tensor.New(x.Shape...)}
 	stage := "attack " + a.Name()
 	rep.Report(stage, 0, n, "")
-	for lo := 0; lo < n; lo += batchSize {
+	for lo := 0; lo < n; lo += o.Size {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		hi := min(lo+batchSize, n)
+		hi := min(lo+o.Size, n)
 		xb := &tensor.Tensor{Shape: append([]int{hi - lo}, x.Shape[1:]...), Data: x.Data[lo*d : hi*d]}
-		r, err := a.Run(ctx, m, xb, labels[lo:hi])
-		if err != nil {
-			return nil, fmt.Errorf("attack: images %d-%d: %w", lo, hi-1, err)
+		ckpt := ""
+		if o.CheckpointDir != "" {
+			ckpt = filepath.Join(o.CheckpointDir, fmt.Sprintf("batch-%06d-%06d", lo, hi-1))
+		}
+		r := loadCheckpoint(ckpt, a, o.Key, xb, labels[lo:hi])
+		if r == nil {
+			var err error
+			if r, err = a.Run(ctx, m, xb, labels[lo:hi]); err != nil {
+				return nil, fmt.Errorf("attack: images %d-%d: %w", lo, hi-1, err)
+			}
+			if ckpt != "" {
+				s, err := NewSet(a, labels[lo:hi], r)
+				if err != nil {
+					return nil, err
+				}
+				s.Meta.Data = o.Key
+				if err := s.Save(ckpt); err != nil {
+					return nil, fmt.Errorf("attack: checkpoint: %w", err)
+				}
+			}
 		}
 		copy(all.Adv.Data[lo*d:hi*d], r.Adv.Data)
-		all.Dissim = append(all.Dissim, r.Dissim...)
-		all.LInf = append(all.LInf, r.LInf...)
-		all.CleanPred = append(all.CleanPred, r.CleanPred...)
-		all.AdvPred = append(all.AdvPred, r.AdvPred...)
-		all.Success = append(all.Success, r.Success...)
-		all.Iterations += r.Iterations
+		all.appendFigures(r)
 		rep.Report(stage, hi, n, fmt.Sprintf("success %.1f%%", 100*all.SuccessRate()))
 	}
 	return all, nil
+}
+
+// appendFigures appends o's per-image figures (not Adv) to r.
+func (r *Result) appendFigures(o *Result) {
+	r.Dissim = append(r.Dissim, o.Dissim...)
+	r.LInf = append(r.LInf, o.LInf...)
+	r.CleanPred = append(r.CleanPred, o.CleanPred...)
+	r.AdvPred = append(r.AdvPred, o.AdvPred...)
+	r.Success = append(r.Success, o.Success...)
+	r.Iterations += o.Iterations
+}
+
+// loadCheckpoint returns the batch saved in dir when it was computed by the
+// same attack under the same key for the same labels and shape, and nil
+// otherwise: when there is none, or it is stale, partial or damaged (then
+// the batch is computed again and the checkpoint replaced).
+func loadCheckpoint(dir string, a Attack, key string, x *tensor.Tensor, labels []int) *Result {
+	if dir == "" {
+		return nil
+	}
+	s, err := LoadSet(dir)
+	if err != nil {
+		return nil
+	}
+	m := s.Meta
+	if m.Data != key || m.Attack != a.Name() || !slices.Equal(s.Labels, labels) || !tensor.SameShape(s.Adv, x) {
+		return nil
+	}
+	return &Result{Adv: s.Adv, Dissim: m.Dissim, LInf: m.LInf, CleanPred: m.CleanPred, AdvPred: m.AdvPred, Success: m.Success, Iterations: m.Iterations}
 }

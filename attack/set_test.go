@@ -75,3 +75,65 @@ func TestSetRoundTrip(t *testing.T) {
 		t.Errorf("empty directory: %v, want os.ErrNotExist", err)
 	}
 }
+
+// cancelAfter cancels its context once done reaches n images.
+type cancelAfter struct {
+	n      int
+	cancel context.CancelFunc
+}
+
+func (c *cancelAfter) Report(_ string, done, _ int, _ string) {
+	if done >= c.n {
+		c.cancel()
+	}
+}
+
+func TestRunBatchesResume(t *testing.T) {
+	f := getFixture(t)
+	a, err := NewBIM(DefaultBIMOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := a.Run(context.Background(), f.m, f.x, f.labels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "ckpt")
+	o := BatchOptions{Size: 25, CheckpointDir: dir, Key: "k1"}
+
+	// Interrupted after the first batch.
+	ctx, cancel := context.WithCancel(context.Background())
+	o.Progress = &cancelAfter{n: 25, cancel: cancel}
+	if _, err := RunBatches(ctx, a, f.m, f.x, f.labels, o); !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted run: %v, want context.Canceled", err)
+	}
+	// Resumed: only the two remaining batches are computed.
+	o.Progress = nil
+	before := f.m.passes.Load()
+	got, err := RunBatches(context.Background(), a, f.m, f.x, f.labels, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := f.m.passes.Load() - before; p != 2*11 {
+		t.Errorf("resumed run made %d passes, want 22 (2 batches of 10 steps + final forward)", p)
+	}
+	if !equalBits(got.Adv, want.Adv) || !reflect.DeepEqual(got.Dissim, want.Dissim) || !reflect.DeepEqual(got.Success, want.Success) {
+		t.Error("resumed result differs from an uninterrupted run")
+	}
+	// Everything checkpointed: no pass at all; another key recomputes.
+	before = f.m.passes.Load()
+	if _, err := RunBatches(context.Background(), a, f.m, f.x, f.labels, o); err != nil {
+		t.Fatal(err)
+	}
+	if p := f.m.passes.Load() - before; p != 0 {
+		t.Errorf("fully checkpointed run made %d passes", p)
+	}
+	o.Key = "k2"
+	before = f.m.passes.Load()
+	if _, err := RunBatches(context.Background(), a, f.m, f.x, f.labels, o); err != nil {
+		t.Fatal(err)
+	}
+	if p := f.m.passes.Load() - before; p != 3*11 {
+		t.Errorf("run under a new key made %d passes, want 33", p)
+	}
+}

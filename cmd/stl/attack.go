@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -323,7 +327,9 @@ func runAttack(ctx context.Context, f attackFlags, stdout io.Writer, bar progres
 		}
 	}
 	fmt.Fprintf(stdout, "%s on %d images of %s (%s), model %s\n", name, set.Len(), set.Name, f.split, f.model)
-	res, err := attack.RunBatched(ctx, a, target, set.Images, goal, f.batch, bar)
+	partial := filepath.Join(f.out, ".partial")
+	bo := attack.BatchOptions{Size: f.batch, Progress: bar, CheckpointDir: partial, Key: attackRunKey(f, a, set.Name, indices)}
+	res, err := attack.RunBatches(ctx, a, target, set.Images, goal, bo)
 	if err != nil {
 		return err
 	}
@@ -333,6 +339,9 @@ func runAttack(ctx context.Context, f attackFlags, stdout io.Writer, bar progres
 	}
 	s.Meta.Attack, s.Meta.Model, s.Meta.Data, s.Meta.Indices = name, f.model, set.Name, indices
 	if err := s.Save(f.out); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(partial); err != nil {
 		return err
 	}
 
@@ -357,6 +366,23 @@ func runAttack(ctx context.Context, f attackFlags, stdout io.Writer, bar progres
 	}
 	fmt.Fprintf(stdout, "wrote %s (%s, %s, %s)\n", f.out, attack.AdvFile, attack.LabelsFile, attack.MetaFile)
 	return nil
+}
+
+// attackRunKey identifies what a checkpointed batch was computed from: the
+// model files, the data, the subset, the attack's options and the defense.
+// An interrupted run resumes only from batches with the same key.
+func attackRunKey(f attackFlags, a attack.Attack, data string, indices []int) string {
+	h := sha256.New()
+	for _, name := range []string{nn.MetadataFile, nn.WeightsFile} {
+		if st, err := os.Stat(filepath.Join(f.model, name)); err == nil {
+			fmt.Fprintf(h, "%s %d %d\n", name, st.Size(), st.ModTime().UnixNano())
+		}
+	}
+	opts, _ := json.Marshal(a)
+	fmt.Fprintf(h, "%s\n%s\n%s\n%v\n%s\n%s\n%v %d %d %v\n", f.model, data, f.split, indices, a.Name(), opts,
+		f.targeted, f.batch, f.eot, f.bpda)
+	fmt.Fprintf(h, "%s\n", f.defense)
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // defendedAccuracy is the accuracy of m on T(x), in batches.
