@@ -1,0 +1,628 @@
+package csc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/stl-defense/stl/admm"
+	"github.com/stl-defense/stl/fft"
+	"github.com/stl-defense/stl/internal/safefile"
+	"github.com/stl-defense/stl/tensor"
+)
+
+// LearnOptions configures convolutional dictionary learning.
+type LearnOptions struct {
+	// Filters is the number M of filters (64, the paper's value).
+	Filters int
+	// Size is the filters' height and width (8).
+	Size int
+	// Lambda is the l1 weight of the coding step (0.2).
+	Lambda float64
+	// Iterations is the number of outer iterations, each one ADMM
+	// iteration of the coding step and one of the dictionary step, as in
+	// SPORCO's ConvBPDNDictLearn (100).
+	Iterations int
+	// Seed seeds the random initial dictionary (1).
+	Seed uint64
+	// ZeroMean constrains every channel of every filter to zero mean
+	// (true, as the paper's dictionary; the STL codes highpass images).
+	ZeroMean bool
+	// CodeADMM and DictADMM configure the two ADMM solvers; MaxIter is
+	// ignored (one iteration per outer iteration). Defaults: SPORCO's
+	// dictionary-learning settings, relaxation 1.8, adaptive rho every 10
+	// iterations by at most a factor 2 when the residual ratio exceeds 10.
+	CodeADMM, DictADMM admm.Options
+	// CodeRho0 (0 = 50*Lambda+1) and DictRho0 (1) are the initial penalties.
+	CodeRho0, DictRho0 float64
+	// Checkpoint, when not empty, is the path of a SPORCO-layout dictionary
+	// .npy written atomically every CheckpointEvery iterations and at the
+	// end, with a JSON sidecar (path + ".json") holding the iteration count.
+	Checkpoint      string
+	CheckpointEvery int // 10
+	// Resume continues from Checkpoint when it exists: the dictionary and
+	// the iteration count are restored; the ADMM variables restart from
+	// zero coefficients (a warm start, not a bit-exact continuation).
+	Resume bool
+	// Workers is the number of goroutines (0 = GOMAXPROCS). Results do not
+	// depend on it.
+	Workers int
+}
+
+// DefaultLearnOptions returns the defaults documented on LearnOptions.
+func DefaultLearnOptions() LearnOptions {
+	a := admm.DefaultOptions()
+	a.MaxIter = 1
+	a.RhoPeriod = 10
+	a.RhoScaling = 2
+	a.RsdlRatio = 10
+	a.RsdlTarget = 1
+	return LearnOptions{Filters: 64, Size: 8, Lambda: 0.2, Iterations: 100, Seed: 1, ZeroMean: true,
+		CodeADMM: a, DictADMM: a, DictRho0: 1, CheckpointEvery: 10}
+}
+
+// Validate returns an *OptionError for the first invalid field.
+func (o LearnOptions) Validate() error {
+	bad := func(f string, v any, want string) error { return &OptionError{Field: f, Value: v, Want: want} }
+	switch {
+	case o.Filters < 1:
+		return bad("Filters", o.Filters, ">= 1")
+	case o.Size < 1:
+		return bad("Size", o.Size, ">= 1")
+	case !(o.Lambda > 0) || math.IsInf(o.Lambda, 0):
+		return bad("Lambda", o.Lambda, "finite, > 0")
+	case o.Iterations < 0:
+		return bad("Iterations", o.Iterations, ">= 0")
+	case math.IsNaN(o.CodeRho0) || math.IsInf(o.CodeRho0, 0) || o.CodeRho0 < 0:
+		return bad("CodeRho0", o.CodeRho0, "finite, >= 0")
+	case !(o.DictRho0 > 0) || math.IsInf(o.DictRho0, 0):
+		return bad("DictRho0", o.DictRho0, "finite, > 0")
+	case o.Checkpoint != "" && o.CheckpointEvery < 1:
+		return bad("CheckpointEvery", o.CheckpointEvery, ">= 1")
+	case o.Workers < 0:
+		return bad("Workers", o.Workers, ">= 0")
+	}
+	if err := o.CodeADMM.Validate(); err != nil {
+		return fmt.Errorf("CodeADMM: %w", err)
+	}
+	if err := o.DictADMM.Validate(); err != nil {
+		return fmt.Errorf("DictADMM: %w", err)
+	}
+	return nil
+}
+
+// LearnStats describes one outer iteration of dictionary learning.
+type LearnStats struct {
+	Iter int // 0-based, counting resumed iterations
+	// Objective = DFid + Reg of the coefficient maps after this iteration's
+	// coding step with the dictionary they were coded with (computed in
+	// float64 from the Fourier domain by Parseval's theorem).
+	Objective, DFid, Reg float64
+	CodeRho, DictRho     float64
+	// DictPrimal and DictDual are the dictionary step's normalized
+	// residuals.
+	DictPrimal, DictDual float64
+	Elapsed              time.Duration
+}
+
+// LearnRecorder receives the statistics of every outer iteration.
+type LearnRecorder interface {
+	RecordLearn(LearnStats)
+}
+
+// LearnRecorderFunc adapts a function to a LearnRecorder.
+type LearnRecorderFunc func(LearnStats)
+
+// RecordLearn implements LearnRecorder.
+func (f LearnRecorderFunc) RecordLearn(s LearnStats) { f(s) }
+
+// Learn learns a dictionary of opt.Filters filters of opt.Size² pixels and
+// C channels from the (N, C, H, W) training images by alternating one CBPDN
+// iteration over all images (each image its own ADMM state, warm-started)
+// with one iteration of the consensus ADMM dictionary update (Choudhury et
+// al. 2017; SPORCO's ConvBPDNDictLearn with dmethod "cns"): every image k
+// holds its own Fourier-domain dictionary copy d_k, solved by
+// Sherman-Morrison, and the consensus g is the projection of the mean of
+// d_k + u_k onto the constraint set (support Size×Size, optionally zero
+// mean per channel, unit norm per filter over all its channels).
+//
+// rec (may be nil) gets every iteration's statistics. Cancellation returns
+// ctx.Err() after writing a checkpoint (if configured). Memory: about
+// 2·N·C·M·H·(W/2+1) complex64 values for the dictionary step plus
+// 2·N·M·H·W float32 for the coefficient maps.
+func Learn(ctx context.Context, images *tensor.Tensor, opt LearnOptions, rec LearnRecorder) (*Dictionary, error) {
+	if err := opt.Validate(); err != nil {
+		return nil, err
+	}
+	if images == nil {
+		return nil, errors.New("csc: Learn: nil images")
+	}
+	n, c, h, w, err := images.NCHW()
+	if err != nil {
+		return nil, err
+	}
+	if n == 0 || c == 0 || h == 0 || w == 0 || len(images.Data) != n*c*h*w {
+		return nil, &tensor.ShapeError{Op: "csc.Learn: empty or inconsistent images", Want: []int{-1, -1, -1, -1}, Got: images.Shape}
+	}
+	if h < opt.Size || w < opt.Size {
+		return nil, &tensor.ShapeError{Op: fmt.Sprintf("csc.Learn: images %dx%d smaller than %dx%d filters", h, w, opt.Size, opt.Size),
+			Want: []int{n, c, opt.Size, opt.Size}, Got: images.Shape}
+	}
+	if e := tensor.CheckFinite(images.Data); e != nil {
+		return nil, &InputError{Index: e.(*tensor.NonFiniteError).Index / (c * h * w), Msg: e.Error()}
+	}
+	l, err := newLearner(images, n, c, h, w, opt)
+	if err != nil {
+		return nil, err
+	}
+	return l.run(ctx, rec)
+}
+
+type cdlImage struct {
+	y, u   []float32   // CBPDN state (M, H*W)
+	sf     []complex64 // image DFT (C, F)
+	prob   *problem
+	solver *admm.Solver
+	// dictionary step
+	du  []complex64 // scaled dual u_k (C, M, F)
+	dk  []complex64 // this iteration's d_k (C, M, F)
+	yf  []complex64 // DFT of y (M, F)
+	obj [2]float64  // data fidelity, l1 norm (before lambda)
+	nrm [3]float64  // ||d_k||², ||d_k - g||², ||u_k||²
+}
+
+type learner struct {
+	opt        LearnOptions
+	imgs       *tensor.Tensor
+	n, c, h, w int
+	f, hw      int
+	m          int
+	dict       *Dictionary
+	gf, gfOld  []complex64 // consensus dictionary DFT (C, M, F)
+	acc        []complex64 // mean of d_k + u_k (C, M, F)
+	per        []cdlImage
+	workers    int
+	drho       float64
+	dk         int // dictionary-step iteration count (for the rho period)
+	start      int
+	weights    []float64 // Parseval weights per frequency
+}
+
+func newLearner(images *tensor.Tensor, n, c, h, w int, opt LearnOptions) (*learner, error) {
+	l := &learner{opt: opt, imgs: images, n: n, c: c, h: h, w: w, f: fft.ComplexLen(h, w), hw: h * w, m: opt.Filters,
+		drho: opt.DictRho0}
+	l.workers = opt.Workers
+	if l.workers <= 0 {
+		l.workers = runtime.GOMAXPROCS(0)
+	}
+	l.workers = min(l.workers, n)
+	l.dict = randomDictionary(opt.Filters, c, opt.Size, opt.Seed, opt.ZeroMean)
+	if opt.Resume && opt.Checkpoint != "" {
+		if d, it, err := readCheckpoint(opt.Checkpoint); err == nil {
+			if d.M != l.m || d.C != c || d.R != opt.Size || d.S != opt.Size {
+				return nil, fmt.Errorf("csc: checkpoint %s holds a %dx%dx%dx%d dictionary, options want %dx%dx%dx%d",
+					opt.Checkpoint, d.M, d.C, d.R, d.S, l.m, c, opt.Size, opt.Size)
+			}
+			l.dict, l.start = d, it
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+	}
+	// Parseval: columns 0 and w/2 (w even) of the half spectrum count once.
+	wc := w/2 + 1
+	l.weights = make([]float64, l.f)
+	for k := range l.weights {
+		col := k % wc
+		wt := 2.0
+		if col == 0 || (w%2 == 0 && col == w/2) {
+			wt = 1
+		}
+		l.weights[k] = wt / float64(h*w)
+	}
+	cf := c * l.m * l.f
+	l.gf = make([]complex64, cf)
+	l.gfOld = make([]complex64, cf)
+	l.acc = make([]complex64, cf)
+	plan, err := fft.New(h, w)
+	if err != nil {
+		return nil, err
+	}
+	l.dictToFourier(plan)
+	l.per = make([]cdlImage, n)
+	tmp := fft.MakeFloat32(l.hw)
+	for k := range l.per {
+		p := &l.per[k]
+		p.y = make([]float32, l.m*l.hw)
+		p.u = make([]float32, l.m*l.hw)
+		p.sf = make([]complex64, c*l.f)
+		p.du = make([]complex64, cf)
+		p.dk = make([]complex64, cf)
+		p.yf = make([]complex64, l.m*l.f)
+		s := images.Data[k*c*l.hw : (k+1)*c*l.hw]
+		for ch := 0; ch < c; ch++ {
+			copy(tmp, s[ch*l.hw:(ch+1)*l.hw])
+			plan.Forward(p.sf[ch*l.f:(ch+1)*l.f], tmp)
+		}
+		p.prob = &problem{y: p.y, u: p.u, s: s, lambda: float32(opt.Lambda), lam64: opt.Lambda}
+		ao := opt.CodeADMM
+		if ao.RsdlTarget == 0 {
+			ao.RsdlTarget = 1 + math.Pow(18.3, math.Log10(opt.Lambda)+1)
+		}
+		rho0 := opt.CodeRho0
+		if rho0 == 0 {
+			rho0 = 50*opt.Lambda + 1
+		}
+		if p.solver, err = admm.New(p.prob, ao, rho0); err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+// randomDictionary draws Gaussian filters from seed and projects them onto
+// the constraint set.
+func randomDictionary(m, c, size int, seed uint64, zeroMean bool) *Dictionary {
+	rng := rand.New(rand.NewPCG(seed, 0x5eed))
+	d := &Dictionary{M: m, C: c, R: size, S: size, Filters: make([]float32, m*c*size*size)}
+	for i := range d.Filters {
+		d.Filters[i] = float32(rng.NormFloat64())
+	}
+	project(d, zeroMean)
+	return d
+}
+
+// project makes every channel of every filter zero-mean (optionally) and
+// every filter unit norm over all its channels (SPORCO's cnvrep.Pcn, which
+// normalizes onto the unit sphere; all-zero filters stay zero).
+func project(d *Dictionary, zeroMean bool) {
+	rs := d.R * d.S
+	for m := 0; m < d.M; m++ {
+		f := d.Filters[m*d.C*rs : (m+1)*d.C*rs]
+		if zeroMean {
+			for c := 0; c < d.C; c++ {
+				ch := f[c*rs : (c+1)*rs]
+				mean := 0.0
+				for _, v := range ch {
+					mean += float64(v)
+				}
+				mean /= float64(rs)
+				for i := range ch {
+					ch[i] = float32(float64(ch[i]) - mean)
+				}
+			}
+		}
+		nrm := 0.0
+		for _, v := range f {
+			nrm += float64(v) * float64(v)
+		}
+		if nrm > 0 {
+			s := 1 / math.Sqrt(nrm)
+			for i := range f {
+				f[i] = float32(float64(f[i]) * s)
+			}
+		}
+	}
+}
+
+// dictToFourier computes gf, the DFT of the zero-padded dictionary, in the
+// (C, M, F) layout of the dictionary step.
+func (l *learner) dictToFourier(plan fft.RealPlan2D) {
+	d := l.dict
+	pad := fft.MakeFloat32(l.hw)
+	for m := 0; m < d.M; m++ {
+		for c := 0; c < d.C; c++ {
+			clear(pad)
+			base := (m*d.C + c) * d.R * d.S
+			for r := 0; r < d.R; r++ {
+				copy(pad[r*l.w:r*l.w+d.S], d.Filters[base+r*d.S:base+(r+1)*d.S])
+			}
+			plan.Forward(l.gf[(c*l.m+m)*l.f:(c*l.m+m+1)*l.f], pad)
+		}
+	}
+}
+
+// forEach runs fn(worker, i) for i in [0, n) on the learner's workers.
+// Each index is handled exactly once; what a call computes must depend on
+// i only, so results do not depend on the number of workers.
+func (l *learner) forEach(ctx context.Context, n int, fn func(worker, i int)) error {
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for g := 0; g < l.workers; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := range next {
+				fn(g, i)
+			}
+		}(g)
+	}
+	var err error
+	for i := 0; i < n; i++ {
+		if err = ctx.Err(); err != nil {
+			break
+		}
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return err
+}
+
+func (l *learner) run(ctx context.Context, rec LearnRecorder) (*Dictionary, error) {
+	t0 := time.Now()
+	ws := make([]*workspace, l.workers)
+	plans := make([]fft.RealPlan2D, l.workers)
+	tmps := make([][]float32, l.workers)
+	for g := range plans {
+		var err error
+		if plans[g], err = fft.New(l.h, l.w); err != nil {
+			return nil, err
+		}
+		tmps[g] = fft.MakeFloat32(l.hw)
+	}
+	for it := l.start; it < l.opt.Iterations; it++ {
+		if err := ctx.Err(); err != nil {
+			l.checkpoint(it)
+			return nil, err
+		}
+		// Coding step: one CBPDN iteration per image with the current
+		// dictionary.
+		sp, err := newSpectrum(l.dict, l.h, l.w)
+		if err != nil {
+			return nil, err
+		}
+		for g := range ws {
+			if ws[g], err = newWorkspace(sp); err != nil {
+				return nil, err
+			}
+		}
+		err = l.forEach(ctx, l.n, func(g, k int) {
+			p := &l.per[k]
+			w := ws[g]
+			copy(w.sf, p.sf)
+			w.computeDSf()
+			p.prob.ws, p.prob.dict = w, l.dict
+			if _, err := p.solver.RunN(ctx, 1, nil); err != nil {
+				return // cancellation; reported by forEach
+			}
+			l.dictXStep(p, plans[g], tmps[g])
+		})
+		if err != nil {
+			l.checkpoint(it)
+			return nil, err
+		}
+		st := l.dictUpdate(ctx, plans[0])
+		st.Iter = it
+		st.Elapsed = time.Since(t0)
+		codeRho := 0.0
+		for k := range l.per {
+			st.DFid += l.per[k].obj[0]
+			st.Reg += l.per[k].obj[1]
+			codeRho += l.per[k].solver.Rho()
+		}
+		st.Reg *= l.opt.Lambda
+		st.Objective = st.DFid + st.Reg
+		st.CodeRho = codeRho / float64(l.n)
+		if rec != nil {
+			rec.RecordLearn(st)
+		}
+		if l.opt.Checkpoint != "" && (it+1)%l.opt.CheckpointEvery == 0 {
+			if err := l.checkpoint(it + 1); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if l.opt.Checkpoint != "" {
+		if err := l.checkpoint(l.opt.Iterations); err != nil {
+			return nil, err
+		}
+	}
+	return l.dict, nil
+}
+
+// dictXStep is the dictionary step's x-step for image k: with a = DFT of
+// the coefficient maps at one frequency and b_c = conj(a) s_c +
+// rho (g_c - u_c), d_c = (rho I + conj(a) a^T)^{-1} b_c by Sherman-Morrison.
+// It also evaluates the coding objective with the dictionary just used.
+func (l *learner) dictXStep(p *cdlImage, plan fft.RealPlan2D, tmp []float32) {
+	f, hw, M, C := l.f, l.hw, l.m, l.c
+	l1 := 0.0
+	for m := 0; m < M; m++ {
+		copy(tmp, p.y[m*hw:(m+1)*hw])
+		for _, v := range tmp {
+			l1 += math.Abs(float64(v))
+		}
+		plan.Forward(p.yf[m*f:(m+1)*f], tmp)
+	}
+	rho := float32(l.drho)
+	dfid := 0.0
+	// Per frequency k: norm of a, then per channel.
+	for k := 0; k < f; k++ {
+		var aa float32
+		for m := 0; m < M; m++ {
+			a := p.yf[m*f+k]
+			aa += real(a)*real(a) + imag(a)*imag(a)
+		}
+		inv := 1 / (rho + aa)
+		wt := l.weights[k]
+		for c := 0; c < C; c++ {
+			s := p.sf[c*f+k]
+			base := c * M * f
+			// residual of the coding step: sum_m g_{c,m} a_m - s_c
+			var res, t complex64
+			for m := 0; m < M; m++ {
+				a := p.yf[m*f+k]
+				g := l.gf[base+m*f+k]
+				res += g * a
+				b := complex(real(a), -imag(a))*s + complex(rho, 0)*(g-p.du[base+m*f+k])
+				p.dk[base+m*f+k] = b
+				t += a * b
+			}
+			res -= s
+			dfid += wt * float64(real(res)*real(res)+imag(res)*imag(res))
+			t *= complex(inv, 0)
+			for m := 0; m < M; m++ {
+				a := p.yf[m*f+k]
+				i := base + m*f + k
+				p.dk[i] = (p.dk[i] - complex(real(a), -imag(a))*t) * complex(1/rho, 0)
+			}
+		}
+	}
+	p.obj = [2]float64{dfid / 2, l1}
+}
+
+// dictUpdate finishes one consensus ADMM iteration of the dictionary step:
+// relaxation, consensus projection (y-step), dual update, residuals and the
+// adaptive rho, in the structure of package admm's loop.
+func (l *learner) dictUpdate(ctx context.Context, plan fft.RealPlan2D) LearnStats {
+	alpha := complex(float32(l.opt.DictADMM.Relax), 0)
+	beta := 1 - alpha
+	inv := complex(1/float32(l.n), 0)
+	total := len(l.acc)
+	chunk := 4096
+	nchunks := (total + chunk - 1) / chunk
+	// Mean of the relaxed d_k + u_k, summed in image order per element.
+	l.forEach(context.Background(), nchunks, func(_, j int) {
+		lo, hi := j*chunk, min((j+1)*chunk, total)
+		acc := l.acc[lo:hi]
+		g := l.gf[lo:hi]
+		for i := range acc {
+			acc[i] = 0
+		}
+		for k := range l.per {
+			d, u := l.per[k].dk[lo:hi], l.per[k].du[lo:hi]
+			for i := range acc {
+				acc[i] += alpha*d[i] + beta*g[i] + u[i]
+			}
+		}
+		for i := range acc {
+			acc[i] *= inv
+		}
+	})
+	// y-step: g = projection of the mean onto the constraint set.
+	copy(l.gfOld, l.gf)
+	tmp := fft.MakeFloat32(l.hw)
+	d := l.dict
+	for m := 0; m < l.m; m++ {
+		for c := 0; c < l.c; c++ {
+			plan.Inverse(tmp, l.acc[(c*l.m+m)*l.f:(c*l.m+m+1)*l.f])
+			base := (m*l.c + c) * d.R * d.S
+			for r := 0; r < d.R; r++ {
+				copy(d.Filters[base+r*d.S:base+(r+1)*d.S], tmp[r*l.w:r*l.w+d.S])
+			}
+		}
+	}
+	project(d, l.opt.ZeroMean)
+	l.dictToFourier(plan)
+	// u-step and residual norms per image.
+	l.forEach(context.Background(), l.n, func(_, k int) {
+		p := &l.per[k]
+		var dd, r, uu float64
+		for c := 0; c < l.c; c++ {
+			for m := 0; m < l.m; m++ {
+				base := (c*l.m + m) * l.f
+				for kk := 0; kk < l.f; kk++ {
+					i := base + kk
+					wt := l.weights[kk]
+					dv, gn := p.dk[i], l.gf[i]
+					un := p.du[i] + alpha*dv + beta*l.gfOld[i] - gn
+					p.du[i] = un
+					e := dv - gn
+					dd += wt * float64(real(dv)*real(dv)+imag(dv)*imag(dv))
+					r += wt * float64(real(e)*real(e)+imag(e)*imag(e))
+					uu += wt * float64(real(un)*real(un)+imag(un)*imag(un))
+				}
+			}
+		}
+		p.nrm = [3]float64{dd, r, uu}
+	})
+	var dd, r, uu, gg, dg float64
+	for k := range l.per {
+		dd += l.per[k].nrm[0]
+		r += l.per[k].nrm[1]
+		uu += l.per[k].nrm[2]
+	}
+	for i, g := range l.gf {
+		wt := l.weights[i%l.f]
+		gg += wt * float64(real(g)*real(g)+imag(g)*imag(g))
+		e := g - l.gfOld[i]
+		dg += wt * float64(real(e)*real(e)+imag(e)*imag(e))
+	}
+	kf := float64(l.n)
+	rs := admm.Residuals{Primal: math.Sqrt(r), Dual: math.Sqrt(kf * dg), AX: math.Sqrt(dd), BY: math.Sqrt(kf * gg),
+		ATU: math.Sqrt(uu)}
+	rn := math.Max(rs.AX, rs.BY)
+	if rn == 0 {
+		rn = 1
+	}
+	sn := l.drho * rs.ATU
+	if sn == 0 {
+		sn = 1
+	}
+	pr, du := rs.Primal/rn, l.drho*rs.Dual/sn
+	st := LearnStats{DictRho: l.drho, DictPrimal: pr, DictDual: du}
+	// Residual balancing as admm.Solver does (SPORCO's update_rho).
+	o := l.opt.DictADMM
+	if o.AutoRho && l.dk != 0 && (l.dk+1)%o.RhoPeriod == 0 {
+		xi := o.RsdlTarget
+		if xi == 0 {
+			xi = 1
+		}
+		f := 1.0
+		if pr > xi*o.RsdlRatio*du {
+			f = math.Min(o.RhoScaling, math.Sqrt(pr/(du*xi)))
+		} else if du > (o.RsdlRatio/xi)*pr {
+			f = 1 / math.Min(o.RhoScaling, math.Sqrt(du*xi/pr))
+		}
+		if f != 1 && !math.IsNaN(f) && !math.IsInf(f, 0) && f != 0 {
+			l.drho *= f
+			s := complex(float32(1/f), 0)
+			for k := range l.per {
+				for i := range l.per[k].du {
+					l.per[k].du[i] *= s
+				}
+			}
+		}
+	}
+	l.dk++
+	return st
+}
+
+type checkpointMeta struct {
+	Iteration int `json:"iteration"`
+}
+
+// checkpoint writes the dictionary and the iteration count atomically.
+func (l *learner) checkpoint(it int) error {
+	if l.opt.Checkpoint == "" {
+		return nil
+	}
+	if err := WriteDictionary(l.opt.Checkpoint, l.dict); err != nil {
+		return err
+	}
+	b, _ := json.Marshal(checkpointMeta{Iteration: it})
+	return safefile.WriteBytes(l.opt.Checkpoint+".json", b)
+}
+
+func readCheckpoint(path string) (*Dictionary, int, error) {
+	b, err := os.ReadFile(path + ".json")
+	if err != nil {
+		return nil, 0, err
+	}
+	var meta checkpointMeta
+	if err := json.Unmarshal(b, &meta); err != nil {
+		return nil, 0, fmt.Errorf("csc: checkpoint %s.json: %w", path, err)
+	}
+	d, err := ReadDictionary(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	return d, meta.Iteration, nil
+}
