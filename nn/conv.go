@@ -394,9 +394,8 @@ type Conv2D struct {
 	P            ConvParams // N, H, W are taken from the input
 	Weight, Bias *Param     // Bias nil when the layer has none
 	Threads      int
-	Backend      string // "" for the default (see ConvBackendEnv)
-	kernel       ConvKernel
-	kp           ConvParams
+	Backend      string         // "" for the default (see ConvBackendEnv)
+	kernels      []cachedKernel // most recently used first
 	x, y, dx     *tensor.Tensor
 }
 
@@ -425,29 +424,47 @@ func (l *Conv2D) Params() []*Param {
 	return []*Param{l.Weight}
 }
 
+type cachedKernel struct {
+	p ConvParams
+	k ConvKernel
+}
+
+// maxKernels bounds the kernels a layer caches: training batches, the last
+// partial batch and inference chunks are typically all it sees.
+const maxKernels = 4
+
+// kern returns the cached kernel for this batch shape, building it (and
+// evicting the least recently used one) when needed.
 func (l *Conv2D) kern(n, h, w int) ConvKernel {
 	p := l.P
 	p.N, p.H, p.W = n, h, w
-	if l.kernel != nil && l.kp == p {
-		return l.kernel
-	}
-	if l.kernel != nil {
-		l.kernel.Close()
+	for i, c := range l.kernels {
+		if c.p == p {
+			if i > 0 {
+				copy(l.kernels[1:i+1], l.kernels[:i])
+				l.kernels[0] = c
+			}
+			return c.k
+		}
 	}
 	k, err := newConvKernel(l.Backend, p, l.Threads)
 	if err != nil {
 		panic(fmt.Sprintf("nn: conv kernel: %v", err))
 	}
-	l.kernel, l.kp = k, p
+	if len(l.kernels) == maxKernels {
+		l.kernels[maxKernels-1].k.Close()
+		l.kernels = l.kernels[:maxKernels-1]
+	}
+	l.kernels = append([]cachedKernel{{p, k}}, l.kernels...)
 	return k
 }
 
-// Close releases the cached kernel.
+// Close releases the cached kernels.
 func (l *Conv2D) Close() {
-	if l.kernel != nil {
-		l.kernel.Close()
-		l.kernel = nil
+	for _, c := range l.kernels {
+		c.k.Close()
 	}
+	l.kernels = nil
 }
 
 // Forward implements Layer.
@@ -457,7 +474,7 @@ func (l *Conv2D) Forward(x *tensor.Tensor, train bool) *tensor.Tensor {
 		panic(fmt.Sprintf("nn: conv input has %d channels, want %d", c, l.P.C))
 	}
 	k := l.kern(n, h, w)
-	oh, ow := l.kp.OutHW()
+	oh, ow := l.kernels[0].p.OutHW()
 	l.x = x
 	l.y = buf(l.y, n, l.P.K, oh, ow)
 	var b []float32
