@@ -52,9 +52,9 @@ type Result struct {
 	// An untargeted attack on an image that was already misclassified
 	// counts as a success.
 	Success []bool
-	// Iterations is the number of gradient (forward+backward) passes the
+	// Passes is the number of gradient (forward+backward) passes the
 	// attack ran on the batch.
-	Iterations int
+	Passes int
 }
 
 // SuccessRate returns the fraction of images with Success set.
@@ -419,13 +419,13 @@ func finish(ctx context.Context, b batch, m Model, x0, adv *tensor.Tensor, clean
 		return nil, err
 	}
 	res := &Result{
-		Adv:        adv,
-		Dissim:     make([]float64, b.n),
-		LInf:       make([]float64, b.n),
-		CleanPred:  cleanPred,
-		AdvPred:    argmax(z, b.k),
-		Success:    make([]bool, b.n),
-		Iterations: iters,
+		Adv:       adv,
+		Dissim:    make([]float64, b.n),
+		LInf:      make([]float64, b.n),
+		CleanPred: cleanPred,
+		AdvPred:   argmax(z, b.k),
+		Success:   make([]bool, b.n),
+		Passes:    iters,
 	}
 	for i := 0; i < b.n; i++ {
 		a, o := adv.Data[i*b.d:(i+1)*b.d], x0.Data[i*b.d:(i+1)*b.d]

@@ -131,8 +131,8 @@ func TestFGSMMatchesDefinition(t *testing.T) {
 			t.Fatalf("pixel %d: %v, want x0 + eps*sign(grad) = %v", j, r.Adv.Data[j], want)
 		}
 	}
-	if r.Iterations != 1 {
-		t.Errorf("Iterations = %d, want 1", r.Iterations)
+	if r.Passes != 1 {
+		t.Errorf("Passes = %d, want 1", r.Passes)
 	}
 }
 

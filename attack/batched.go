@@ -48,7 +48,7 @@ func RunBatched(ctx context.Context, a Attack, m Model, x *tensor.Tensor, labels
 // RunBatches runs a on x in consecutive batches of at most o.Size images
 // and concatenates the results. It checks ctx between batches. The result
 // equals that of one Run on the whole of x for the deterministic attacks;
-// PGD's random start depends on the batching. Result.Iterations is the sum
+// PGD's random start depends on the batching. Result.Passes is the sum
 // over batches.
 func RunBatches(ctx context.Context, a Attack, m Model, x *tensor.Tensor, labels []int, o BatchOptions) (*Result, error) {
 	if err := o.Validate(); err != nil {
@@ -107,7 +107,7 @@ func (r *Result) appendFigures(o *Result) {
 	r.CleanPred = append(r.CleanPred, o.CleanPred...)
 	r.AdvPred = append(r.AdvPred, o.AdvPred...)
 	r.Success = append(r.Success, o.Success...)
-	r.Iterations += o.Iterations
+	r.Passes += o.Passes
 }
 
 // loadCheckpoint returns the batch saved in dir when it was computed by the
@@ -126,5 +126,5 @@ func loadCheckpoint(dir string, a Attack, key string, x *tensor.Tensor, labels [
 	if m.Data != key || m.Attack != a.Name() || !slices.Equal(s.Labels, labels) || !tensor.SameShape(s.Adv, x) {
 		return nil
 	}
-	return &Result{Adv: s.Adv, Dissim: m.Dissim, LInf: m.LInf, CleanPred: m.CleanPred, AdvPred: m.AdvPred, Success: m.Success, Iterations: m.Iterations}
+	return &Result{Adv: s.Adv, Dissim: m.Dissim, LInf: m.LInf, CleanPred: m.CleanPred, AdvPred: m.AdvPred, Success: m.Success, Passes: m.Passes}
 }

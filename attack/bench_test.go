@@ -37,7 +37,7 @@ func BenchmarkAttacks(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				passes += r.Iterations
+				passes += r.Passes
 			}
 			n := float64(b.N * len(f.labels))
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/n, "ns/image")

@@ -25,7 +25,7 @@
 //     towards x0, so the budget holds in the float32 result as measured.
 //
 // An attack's cost is counted in forward+backward passes of the model on
-// the batch (Result.Iterations): FGSM 1, BIM/PGD Steps, DeepFool up to
+// the batch (Result.Passes): FGSM 1, BIM/PGD Steps, DeepFool up to
 // MaxIter*(Candidates-1), CW up to BinarySteps*MaxIter. Each pass is one
 // Model.InputGrad; the loss enters through its seed function (cross-entropy
 // for FGSM/BIM/PGD, the logit differences for DeepFool, the CW margin).

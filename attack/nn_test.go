@@ -108,7 +108,7 @@ func TestNNClassifier(t *testing.T) {
 				t.Errorf("%s: image %d dissimilarity %g above 0.04", a.Name(), i, d)
 			}
 		}
-		t.Logf("%s on vgg-small: success %.2f, dissimilarity %v, passes %d", a.Name(), r.SuccessRate(), r.Dissim, r.Iterations)
+		t.Logf("%s on vgg-small: success %.2f, dissimilarity %v, passes %d", a.Name(), r.SuccessRate(), r.Dissim, r.Passes)
 	}
 }
 
@@ -135,7 +135,7 @@ func BenchmarkVGGSmall(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				passes += r.Iterations
+				passes += r.Passes
 			}
 			n := float64(b.N * len(labels))
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/n/1e6, "ms/image")

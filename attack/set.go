@@ -49,7 +49,7 @@ type SetMeta struct {
 	Indices []int `json:"indices,omitempty"`
 	Shape   []int `json:"shape"`
 
-	Iterations    int     `json:"iterations"`
+	Passes        int     `json:"passes"` // forward+backward passes on the batches
 	SuccessRate   float64 `json:"success_rate"`
 	CleanAccuracy float64 `json:"clean_accuracy"` // against labels (untargeted only)
 	AdvAccuracy   float64 `json:"adv_accuracy"`   // against labels (untargeted only)
@@ -86,7 +86,7 @@ func NewSet(a Attack, labels []int, r *Result) (*Set, error) {
 	m := SetMeta{
 		Format: setFormat, Version: setVersion, Attack: a.Name(), Options: opts,
 		Budget: a.Budget(), Targeted: a.Targeted(), Shape: append([]int(nil), r.Adv.Shape...),
-		Iterations: r.Iterations, SuccessRate: r.SuccessRate(),
+		Passes: r.Passes, SuccessRate: r.SuccessRate(),
 		Dissim: r.Dissim, LInf: r.LInf, CleanPred: r.CleanPred, AdvPred: r.AdvPred, Success: r.Success,
 	}
 	if !m.Targeted {

@@ -59,7 +59,7 @@ func TestStrength(t *testing.T) {
 		r    *Result
 	}{{"FGSM-0.04", rF}, {"FGSM-0.08", rF8}, {"BIM", rB}, {"PGD-l2", rP}, {"DeepFool", rD}, {"CW", rC}} {
 		t.Logf("%-10s clean %.3f adv %.3f success %.3f mean dissim %.4f (successful %.4f) iters %d",
-			r.name, clean, r.r.AdvAccuracy(f.labels), r.r.SuccessRate(), mean64(r.r.Dissim, nil), mean64(r.r.Dissim, r.r.Success), r.r.Iterations)
+			r.name, clean, r.r.AdvAccuracy(f.labels), r.r.SuccessRate(), mean64(r.r.Dissim, nil), mean64(r.r.Dissim, r.r.Success), r.r.Passes)
 	}
 	if a := rF.AdvAccuracy(f.labels); a > clean-0.4 {
 		t.Errorf("FGSM-0.04 accuracy %.3f, want at most clean %.3f - 0.4", a, clean)

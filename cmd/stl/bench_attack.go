@@ -131,9 +131,9 @@ func runBenchAttack(ctx context.Context, f benchAttackFlags, stdout io.Writer, b
 		sec := time.Since(start).Seconds()
 		n := float64(set.Len())
 		rep.Results = append(rep.Results, benchAttackResult{
-			Attack: a.Name(), Passes: res.Iterations, Seconds: sec,
+			Attack: a.Name(), Passes: res.Passes, Seconds: sec,
 			MsPerImage:     1e3 * sec / n,
-			MsPerImagePass: 1e3 * sec / n / float64(max(res.Iterations, 1)),
+			MsPerImagePass: 1e3 * sec / n / float64(max(res.Passes, 1)),
 			SuccessRate:    res.SuccessRate(), MeanDissim: meanOf(res.Dissim), MaxLInf: maxOf(res.LInf),
 			CleanAccuracy: res.CleanAccuracy(set.Labels), AdvAccuracy: res.AdvAccuracy(set.Labels),
 			SettingsChanged: changed,
