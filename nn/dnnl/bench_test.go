@@ -55,6 +55,16 @@ var passes = []struct {
 	{"fwd", func(k convKernel, d *benchData) error { return k.Forward(d.y, d.x, d.w, d.b) }},
 	{"bwd_data", func(k convKernel, d *benchData) error { return k.BackwardData(d.dx, d.dy, d.w) }},
 	{"bwd_weights", func(k convKernel, d *benchData) error { return k.BackwardWeights(d.dw, d.db, d.x, d.dy) }},
+	// Both backward passes, through Conv.Backward where there is one.
+	{"bwd_both", func(k convKernel, d *benchData) error {
+		if c, ok := k.(*Conv); ok {
+			return c.Backward(d.dx, d.dw, d.db, d.x, d.dy, d.w)
+		}
+		if err := k.BackwardWeights(d.dw, d.db, d.x, d.dy); err != nil {
+			return err
+		}
+		return k.BackwardData(d.dx, d.dy, d.w)
+	}},
 }
 
 func passIndex(name string) int {
@@ -139,9 +149,13 @@ func BenchmarkConv(b *testing.B) {
 								b.Fatal(err)
 							}
 						}
-						b.ReportMetric(layer.p.FLOPs()*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+						flops := layer.p.FLOPs()
+						if pass.name == "bwd_both" {
+							flops *= 2
+						}
+						b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 						b.StopTimer()
-						if c, ok := k.(*Conv); ok {
+						if c, ok := k.(*Conv); ok && pass.name != "bwd_both" {
 							// Share of the time in reorders from/to plain NCHW.
 							st := c.stageTimes()[passIndex(pass.name)]
 							b.ReportMetric(100*float64(st[0]+st[2])/float64(st[0]+st[1]+st[2]), "%reorder")
@@ -155,7 +169,7 @@ func BenchmarkConv(b *testing.B) {
 }
 
 // BenchmarkVGGSmallConvTrain runs the three passes of all six vgg-small
-// convolutions (one training step's convolution work, the first layer's
+// convolutions (forward, then Conv.Backward) (one training step's convolution work, the first layer's
 // BackwardData included) and reports images/s and GFLOP/s; the rest of a
 // network (batch norm, ReLU, pooling, dense) comes on top.
 func BenchmarkVGGSmallConvTrain(b *testing.B) {
@@ -186,8 +200,8 @@ func BenchmarkVGGSmallConvTrain(b *testing.B) {
 				}
 				step := func() {
 					for i, k := range ks {
-						for _, pass := range passes {
-							if err := pass.run(k, ds[i]); err != nil {
+						for _, pass := range []int{0, 3} { // fwd, bwd_both
+							if err := passes[pass].run(k, ds[i]); err != nil {
 								b.Fatal(err)
 							}
 						}

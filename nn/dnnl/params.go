@@ -185,6 +185,27 @@ func (p ConvParams) checkBackwardWeights(dweight, dbias, src, ddst []float32) er
 		arg{"ddst", len(ddst), p.dstLen(), false})
 }
 
+// ErrBiasWithoutWeights is returned by Conv.Backward when dbias is given
+// without dweight: oneDNN computes the bias gradient with the weight
+// gradient.
+var ErrBiasWithoutWeights = errors.New("dnnl: Conv.Backward: dbias requires dweight")
+
+func (p ConvParams) checkBackward(dsrc, dweight, dbias, src, ddst, weight []float32) error {
+	if dweight == nil && dbias != nil {
+		return ErrBiasWithoutWeights
+	}
+	var buf [6]arg // no allocation per call
+	args := append(buf[:0], arg{"ddst", len(ddst), p.dstLen(), false})
+	if dsrc != nil {
+		args = append(args, arg{"dsrc", len(dsrc), p.srcLen(), false}, arg{"weight", len(weight), p.weightLen(), false})
+	}
+	if dweight != nil {
+		args = append(args, arg{"dweight", len(dweight), p.weightLen(), false},
+			arg{"dbias", len(dbias), p.K, dbias == nil}, arg{"src", len(src), p.srcLen(), false})
+	}
+	return checkLens("Backward", args...)
+}
+
 // FLOPs returns the floating-point operations of one forward pass,
 // 2*N*K*OH*OW*C*R*S (a multiply and an add per tap); each backward pass
 // costs the same. Benchmarks divide it by time to report GFLOP/s.
