@@ -1,0 +1,65 @@
+package csc
+
+import (
+	"bytes"
+	_ "embed"
+	"fmt"
+
+	"github.com/stl-defense/stl/npy"
+	"github.com/stl-defense/stl/tensor"
+)
+
+// The shipped sample (testdata/README.md): SPORCO's reference dictionary
+// (the paper's CIFAR-10 dictionary, 64 filters 8x8x3) and two crops of the
+// Kodak image kodim23 with their Tikhonov highpass parts, embedded so that
+// the command line's demo and benchmarks need no files.
+var (
+	//go:embed testdata/dict.npy
+	sampleDict []byte
+	//go:embed testdata/img32.npy
+	sampleImg32 []byte
+	//go:embed testdata/img32_hi.npy
+	sampleImg32Hi []byte
+	//go:embed testdata/img128.npy
+	sampleImg128 []byte
+	//go:embed testdata/img128_hi.npy
+	sampleImg128Hi []byte
+)
+
+// SampleDictionary returns a new copy of the shipped dictionary (64 filters
+// of 8x8x3, each channel zero-mean, each filter unit norm).
+func SampleDictionary() *Dictionary {
+	t, err := npy.Read(bytes.NewReader(sampleDict))
+	if err != nil {
+		panic(fmt.Sprintf("csc: embedded sample dictionary: %v", err)) // the embedded file is fixed
+	}
+	d, err := DictionaryFromSPORCO(t)
+	if err != nil {
+		panic(fmt.Sprintf("csc: embedded sample dictionary: %v", err))
+	}
+	return d
+}
+
+// SampleImage returns a new (1, 3, H, W) copy of a shipped image: "img32"
+// or "img128" (pixels in [0, 1], channels B, G, R), or their highpass parts
+// "img32_hi" and "img128_hi". It returns an error for another name.
+func SampleImage(name string) (*tensor.Tensor, error) {
+	var b []byte
+	switch name {
+	case "img32":
+		b = sampleImg32
+	case "img32_hi":
+		b = sampleImg32Hi
+	case "img128":
+		b = sampleImg128
+	case "img128_hi":
+		b = sampleImg128Hi
+	default:
+		return nil, fmt.Errorf("csc: no sample image %q (have img32, img32_hi, img128, img128_hi)", name)
+	}
+	t, err := npy.Read(bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	return ImagesFromSPORCO(t)
+}
