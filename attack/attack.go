@@ -150,8 +150,8 @@ func ParseNorm(s string) (Norm, error) {
 // (0, 1]: pixels live in [0,1], so larger L-infinity bounds are
 // meaningless, and a dissimilarity above 1 destroys the image.
 type Budget struct {
-	Norm Norm
-	Eps  float64
+	Norm Norm    `json:"norm"`
+	Eps  float64 `json:"eps"`
 }
 
 // Validate returns a *BudgetError when Eps is not in (0, 1] or the norm is

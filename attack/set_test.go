@@ -137,3 +137,24 @@ func TestRunBatchesResume(t *testing.T) {
 		t.Errorf("run under a new key made %d passes, want 33", p)
 	}
 }
+
+// TestSetFixture reads a set written by version 1 of the format.
+func TestSetFixture(t *testing.T) {
+	s, err := LoadSet("testdata/set-v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []float32{0.45, 0.55, 0.3, 0.7}; !reflect.DeepEqual(s.Adv.Data, want) || !reflect.DeepEqual(s.Adv.Shape, []int{2, 1, 1, 2}) {
+		t.Errorf("images %v %v, want %v", s.Adv.Shape, s.Adv.Data, want)
+	}
+	m := s.Meta
+	if m.Attack != "FGSM-linf0.15" || m.Budget != (Budget{LInf, 0.15}) || !reflect.DeepEqual(s.Labels, []int{0, 1}) ||
+		!reflect.DeepEqual(m.Indices, []int{4, 9}) || !reflect.DeepEqual(m.Success, []bool{true, false}) ||
+		m.Dissim[0] != 0.2357022603955158 || m.Passes != 1 {
+		t.Errorf("metadata %+v", m)
+	}
+	var o FGSMOptions
+	if err := json.Unmarshal(m.Options, &o); err != nil || o.Budget != m.Budget {
+		t.Errorf("options %s: %+v, %v", m.Options, o, err)
+	}
+}
