@@ -3,6 +3,7 @@ package defense
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 
 	"github.com/stl-defense/stl/csc"
 	"github.com/stl-defense/stl/nn"
@@ -69,8 +70,64 @@ func CSCProjector(dict *tensor.Tensor, lambda float64) (Projector, error) {
 	return csc.NewProjector(d, opt)
 }
 
+// highpass returns the Tikhonov highpass part of every channel of x, with
+// the lowpass filter of csc's default projection (lambda 5, pad 16): the
+// part of an image the STL codes on the dictionary, hence the part the
+// dictionary is learned on (as SPORCO's dictionary-learning examples and the
+// official implementation do).
+func highpass(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
+	n, c, h, w, err := x.NCHW()
+	if err != nil {
+		return nil, err
+	}
+	popt := csc.DefaultProjectOptions()
+	tk, err := csc.NewTikhonov(popt.TikhonovLambda, popt.Pad)
+	if err != nil {
+		return nil, err
+	}
+	hi := tensor.New(x.Shape...)
+	for p := 0; p < n*c; p++ {
+		if p%c == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+		}
+		if err := tk.Split(nil, hi.Data[p*h*w:(p+1)*h*w], x.Data[p*h*w:(p+1)*h*w], h, w); err != nil {
+			return nil, err
+		}
+	}
+	return hi, nil
+}
+
+// learnCSC learns a dictionary with csc.Learn (CBPDN and consensus ADMM
+// dictionary updates, zero-mean unit-norm filters; section 3.3) on the
+// highpass parts of x, with opt's filters, size, lambda and iterations and
+// the given seed. With opt.CheckpointDir set it checkpoints there every 10
+// iterations and resumes. Reports one unit per iteration with the
+// objective.
+func learnCSC(ctx context.Context, x *tensor.Tensor, opt TrainOptions, seed uint64, rep progress.Reporter) (*tensor.Tensor, error) {
+	hi, err := highpass(ctx, x)
+	if err != nil {
+		return nil, err
+	}
+	lopt := csc.DefaultLearnOptions()
+	lopt.Filters, lopt.Size, lopt.Lambda, lopt.Iterations, lopt.Seed = opt.Filters, opt.FilterSize, opt.Lambda, opt.DictIterations, seed
+	if opt.CheckpointDir != "" {
+		lopt.Checkpoint, lopt.Resume = filepath.Join(opt.CheckpointDir, "dictionary.npy"), true
+	}
+	rep = progress.Or(rep)
+	rec := csc.LearnRecorderFunc(func(s csc.LearnStats) {
+		rep.Report("dictionary", s.Iter+1, lopt.Iterations, fmt.Sprintf("objective %.5g", s.Objective))
+	})
+	d, err := csc.Learn(ctx, hi, lopt, rec)
+	if err != nil {
+		return nil, err
+	}
+	return d.SPORCO(), nil
+}
+
 // DefaultBackend returns the backend of the real defense: nn's DAE and
 // csc's dictionary learning and STL projection.
 func DefaultBackend() Backend {
-	return Backend{TrainEncoder: trainNNDAE, NewProjector: CSCProjector}
+	return Backend{TrainEncoder: trainNNDAE, LearnDictionary: learnCSC, NewProjector: CSCProjector}
 }

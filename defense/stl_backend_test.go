@@ -92,3 +92,55 @@ func TestCSCProjectorDeltaDictionary(t *testing.T) {
 		t.Errorf("projection differs from lowpass + soft threshold by %g, want < 2e-3", worst)
 	}
 }
+
+// The backend learns zero-mean, unit-norm filters of the asked size in
+// SPORCO's layout.
+func TestLearnCSCBackend(t *testing.T) {
+	x, _ := colourImages(4, 16, testColours, 7)
+	opt := DefaultTrainOptions()
+	opt.Filters, opt.FilterSize, opt.DictIterations = 6, 4, 3
+	opt.CheckpointDir = t.TempDir()
+	d, err := learnCSC(context.Background(), x, opt, 9, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(d.Shape, []int{4, 4, 3, 6}) {
+		t.Fatalf("shape %v, want [4 4 3 6]", d.Shape)
+	}
+	for m := 0; m < 6; m++ {
+		var norm float64
+		for c := 0; c < 3; c++ {
+			var mean float64
+			for r := 0; r < 16; r++ {
+				v := float64(d.Data[(r*3+c)*6+m])
+				mean += v
+				norm += v * v
+			}
+			if math.Abs(mean/16) > 1e-4 {
+				t.Errorf("filter %d channel %d: mean %g, want 0", m, c, mean/16)
+			}
+		}
+		if math.Abs(math.Sqrt(norm)-1) > 1e-3 {
+			t.Errorf("filter %d: norm %g, want 1", m, math.Sqrt(norm))
+		}
+	}
+	h, err := highpass(context.Background(), x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A constant image has no highpass part.
+	flat := tensor.New(1, 1, 8, 8)
+	for i := range flat.Data {
+		flat.Data[i] = 0.3
+	}
+	hf, err := highpass(context.Background(), flat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if norm := norm2(hf.Data, nil); norm > 1e-5 {
+		t.Errorf("highpass of a constant image has norm %g", norm)
+	}
+	if norm2(h.Data, nil) == 0 {
+		t.Error("highpass of noisy images is zero")
+	}
+}

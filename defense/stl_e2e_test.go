@@ -8,7 +8,6 @@ import (
 
 	"github.com/stl-defense/stl/dataset"
 	"github.com/stl-defense/stl/npy"
-	"github.com/stl-defense/stl/progress"
 	"github.com/stl-defense/stl/tensor"
 )
 
@@ -121,22 +120,6 @@ func BenchmarkSTLProjection(b *testing.B) {
 	b.ReportMetric(float64(16*b.N)/b.Elapsed().Seconds(), "images/s")
 }
 
-// paperLearner stands in for dictionary learning: it returns the paper's
-// dictionary with its filters rotated by the seed, so each cluster gets a
-// distinct valid dictionary.
-func paperLearner(dict *tensor.Tensor) func(context.Context, *tensor.Tensor, TrainOptions, uint64, progress.Reporter) (*tensor.Tensor, error) {
-	return func(_ context.Context, x *tensor.Tensor, opt TrainOptions, seed uint64, _ progress.Reporter) (*tensor.Tensor, error) {
-		out := dict.Clone()
-		m := dict.Shape[3]
-		for i := 0; i < len(out.Data); i += m {
-			for j := 0; j < m; j++ {
-				out.Data[i+j] = dict.Data[i+(j+int(seed%uint64(m)))%m]
-			}
-		}
-		return out, nil
-	}
-}
-
 // End to end on real images: nn's DAE, PCA, k-means, csc's projector,
 // saved and loaded, applied through both transforms.
 func TestTrainEndToEnd(t *testing.T) {
@@ -147,12 +130,8 @@ func TestTrainEndToEnd(t *testing.T) {
 	train := test.Head(64).Images
 	opt := DefaultTrainOptions()
 	opt.DAEEpochs, opt.Clusters, opt.KNN, opt.PCAComponents, opt.KMeansRestarts = 1, 2, 3, 16, 2
+	opt.Filters, opt.DictImages, opt.DictIterations = 16, 8, 5
 	opt.CheckpointDir = t.TempDir()
-	b := DefaultBackend()
-	if b.LearnDictionary == nil {
-		b.LearnDictionary = paperLearner(paperDictionary(t))
-	}
-	opt.Backend = b
 	d, err := Train(context.Background(), train, opt, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -165,7 +144,7 @@ func TestTrainEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if back.Manifest.LatentDim != 512 || back.Manifest.PCAComponents != 16 || back.Manifest.EncoderFormat != NNDAEFormat {
+	if back.Manifest.LatentDim != 512 || back.Manifest.PCAComponents != 16 || back.Manifest.EncoderFormat != NNDAEFormat || back.Manifest.Filters != 16 {
 		t.Errorf("manifest %+v", back.Manifest)
 	}
 	uni, strat, err := back.Transforms(CSCProjector)
