@@ -105,9 +105,9 @@ func ReadBinary(r io.Reader, file string, shape Shape, classes []string, sizeHin
 		return nil, err
 	}
 	p := shape.Pixels()
-	if sizeHint < 0 || sizeHint > 1<<20 {
-		sizeHint = 0
-	}
+	// The hint comes from file headers: trust it for at most 64 MiB of
+	// pixels, growing by doubling beyond.
+	sizeHint = max(0, min(sizeHint, (1<<24)/p))
 	data := make([]float32, 0, sizeHint*p)
 	labels := make([]int, 0, sizeHint)
 	for {

@@ -2,6 +2,7 @@ package dataset
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"fmt"
 	"image"
@@ -66,8 +67,29 @@ type folderBuilder struct {
 
 type folderRec struct{ class, file string }
 
+// Limits on one image file, checked before decoding so that a hostile
+// header cannot make the decoder allocate gigabytes.
+var (
+	maxImageBytes  int64 = 1 << 28 // 256 MiB of encoded data
+	maxImagePixels       = 1 << 26 // 64 Mpixel, e.g. 8192x8192
+)
+
 func (b *folderBuilder) add(r io.Reader, file, class string) error {
-	img, _, err := image.Decode(r)
+	buf, err := io.ReadAll(io.LimitReader(r, maxImageBytes+1))
+	if err != nil {
+		return formatErr(file, len(b.recs), err, "read")
+	}
+	if int64(len(buf)) > maxImageBytes {
+		return formatErr(file, len(b.recs), ErrNotImage, "file larger than %d bytes", maxImageBytes)
+	}
+	cfg, _, err := image.DecodeConfig(bytes.NewReader(buf))
+	if err != nil {
+		return formatErr(file, len(b.recs), ErrNotImage, "%v", err)
+	}
+	if cfg.Width <= 0 || cfg.Height <= 0 || cfg.Width > maxImagePixels/max(cfg.Height, 1) {
+		return formatErr(file, len(b.recs), ErrNotImage, "image is %dx%d, limit %d pixels", cfg.Width, cfg.Height, maxImagePixels)
+	}
+	img, _, err := image.Decode(bytes.NewReader(buf))
 	if err != nil {
 		return formatErr(file, len(b.recs), ErrNotImage, "%v", err)
 	}

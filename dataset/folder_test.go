@@ -251,3 +251,12 @@ func TestReadImageArchive(t *testing.T) {
 		t.Errorf("corrupt member: err = %v", err)
 	}
 }
+
+func mustRead(t testing.TB, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
