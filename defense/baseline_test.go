@@ -293,3 +293,52 @@ func TestChainAndEnsemble(t *testing.T) {
 		}
 	}
 }
+
+func TestPrepareBaselines(t *testing.T) {
+	ctx := context.Background()
+	train := loadBaselineStrip(t, "cifar-train16.png")
+	dir := t.TempDir()
+	opts := DefaultPrepareOptions()
+	opts.Dir = dir
+	opts.PatchDB.MaxPatches = 500
+	opts.MagNet.Epochs = 1
+	cfg := DefaultBaselineConfig()
+	// Nothing needed: nothing built, no training data required.
+	got, err := PrepareBaselines(ctx, cfg, []string{"jpeg", "tvm"}, nil, opts, nil)
+	if err != nil || got.QuiltDB != nil || got.Reformer != nil {
+		t.Fatalf("jpeg, tvm: %v", err)
+	}
+	if _, err := PrepareBaselines(ctx, cfg, []string{"quilt"}, nil, opts, nil); !errors.Is(err, ErrNilInput) {
+		t.Errorf("quilt without training data: %v", err)
+	}
+	var ue *UnknownBaselineError
+	if _, err := PrepareBaselines(ctx, cfg, []string{"nope"}, train, opts, nil); !errors.As(err, &ue) {
+		t.Errorf("unknown name: %v", err)
+	}
+	got, err = PrepareBaselines(ctx, cfg, []string{"crop-tvm-quilt", "magnet"}, train, opts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.QuiltDB == nil || got.QuiltDB.Len() != 500 || got.Reformer == nil {
+		t.Fatal("database or auto-encoder missing")
+	}
+	for _, name := range []string{"crop-tvm-quilt", "magnet"} {
+		if _, err := NewBaseline(name, got); err != nil {
+			t.Errorf("%s after Prepare: %v", name, err)
+		}
+	}
+	// The second call loads the cached artifacts: identical values.
+	again, err := PrepareBaselines(ctx, cfg, []string{"quilt", "magnet"}, train, opts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !equalF32(again.QuiltDB.Data, got.QuiltDB.Data) {
+		t.Error("cached database differs")
+	}
+	x := baselineRandBatch(1, 1, 3, 8, 8)
+	a, _ := got.Reformer.Reconstruct(ctx, x)
+	b, _ := again.Reformer.Reconstruct(ctx, x)
+	if !equalF32(a.Data, b.Data) {
+		t.Error("cached auto-encoder differs")
+	}
+}
