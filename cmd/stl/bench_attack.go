@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -59,7 +60,8 @@ func init() {
 		Long: `bench attack times FGSM-0.08, FGSM-0.04, BIM, DeepFool, CW (dissimilarity 0.04)
 and PGD at L-infinity 0.031 (the BPDA setting) on one batch of test images,
 against --model or, by default, a freshly initialized (seeded) vgg-small at
-32 px. Each attack's cost is its number of forward+backward passes times the
+32 px. The labels are the classifier's clean predictions, so that every
+attack starts from correctly classified images. Each attack's cost is its number of forward+backward passes times the
 classifier's pass cost; both are reported. CW runs --cw-max-iter Adam steps
 per binary-search step (0: its default 1000), which the row records.`,
 		Args: cobra.NoArgs,
@@ -108,6 +110,18 @@ func runBenchAttack(ctx context.Context, f benchAttackFlags, stdout io.Writer, b
 		return err
 	}
 	set := test.Head(f.images)
+	// Attack the classifier's own predictions, so that every image starts
+	// correctly classified and the minimal-perturbation attacks (DeepFool,
+	// CW) do their full work even on an untrained network.
+	z, err := clf.Logits(ctx, set.Images)
+	if err != nil {
+		return err
+	}
+	k := clf.NumClasses()
+	for i := range set.Labels {
+		row := z.Data[i*k : (i+1)*k]
+		set.Labels[i] = slices.Index(row, slices.Max(row))
+	}
 	rep := benchAttackReport{Model: name, Data: set.Name, Images: set.Len(), Threads: threads, Go: runtime.Version()}
 	for _, pname := range attack.PaperAttacks {
 		a, err := attack.PaperAttack(pname, 1)
