@@ -158,3 +158,39 @@ func TestSetFixture(t *testing.T) {
 		t.Errorf("options %s: %+v, %v", m.Options, o, err)
 	}
 }
+
+// FuzzLoadSet feeds arbitrary meta.json content next to valid arrays:
+// LoadSet must return an error or a consistent set, never panic.
+func FuzzLoadSet(f *testing.F) {
+	seed, err := os.ReadFile("testdata/set-v1/meta.json")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(seed)
+	f.Add([]byte(`{"format":"stl-adversarial-set","version":1,"shape":[2,1,1,2]}`))
+	f.Add([]byte(`{"format":"stl-adversarial-set","version":1,"shape":[-2,1,1,2],"dissim":[1,2]}`))
+	adv, err := os.ReadFile("testdata/set-v1/adv.npy")
+	if err != nil {
+		f.Fatal(err)
+	}
+	labels, err := os.ReadFile("testdata/set-v1/labels.npy")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, meta []byte) {
+		dir := t.TempDir()
+		for name, b := range map[string][]byte{AdvFile: adv, LabelsFile: labels, MetaFile: meta} {
+			if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s, err := LoadSet(dir)
+		if err != nil {
+			return
+		}
+		n := s.Adv.Shape[0]
+		if len(s.Labels) != n || len(s.Meta.Dissim) != n || len(s.Meta.Success) != n {
+			t.Fatalf("inconsistent set accepted: %d images, %d labels", n, len(s.Labels))
+		}
+	})
+}
