@@ -22,6 +22,8 @@ static dnnl_engine_t engine;
 
 int stl_engine_init(void) { return dnnl_engine_create(&engine, dnnl_cpu, 0); }
 
+dnnl_engine_t stl_engine(void) { return engine; }
+
 const char *stl_status_str(int status) { return dnnl_status2str((dnnl_status_t)status); }
 
 int stl_max_threads(void) { return omp_get_max_threads(); }

@@ -50,3 +50,32 @@ void stl_set_threads(int n);
 int stl_engine_init(void);
 
 #endif
+
+#ifndef STL_DNNL_OPS_H
+#define STL_DNNL_OPS_H
+// Memory-bound operations on plain NCHW arrays (no reorders): one stl_op is
+// one primitive with its argument memories; the first nuser arguments get
+// the caller's pointers per call, the rest (workspace, scratchpad) are
+// internal.
+typedef struct stl_op stl_op;
+
+#define STL_OP_MAXARGS 10
+
+// Runs op with the user pointers p0..p7 (unused ones NULL).
+int stl_op_exec(stl_op *op, void *p0, void *p1, void *p2, void *p3, void *p4, void *p5, void *p6, void *p7);
+const char *stl_op_impl(stl_op *op);
+void stl_op_destroy(stl_op *op);
+
+// Batch normalization over (N, C, H, W) with scale (gamma) and shift (beta)
+// in one (2, C) array ss. User argument order:
+//   fwd_train: src, ss, dst, mean, variance
+//   fwd_infer: src, mean, variance, ss, dst
+//   bwd:       src, mean, variance, diff_dst, ss, diff_src, diff_ss
+int stl_bn_create(stl_op **fwd_train, stl_op **fwd_infer, stl_op **bwd, const int64_t *nchw, float eps, int nthr);
+
+// Pooling; p = {N, C, H, W, R, S, SH, SW, PH, PW, OH, OW}; alg 0 max,
+// 1 average including padding. fwd: src, dst; bwd: diff_dst, diff_src. For
+// max pooling the fwd op owns the workspace (argmax) that bwd reads: destroy
+// bwd first.
+int stl_pool_create(stl_op **fwd, stl_op **bwd, const int64_t *p, int alg, int nthr);
+#endif
