@@ -122,39 +122,40 @@ func TestInputGradFiniteDifferences(t *testing.T) {
 			}
 			return s
 		}
-		// Directional derivatives along random directions: float32
-		// rounding and the odd ReLU kink crossed by the step perturb a
-		// single-coordinate difference too much, a directional one little.
+		// Single-coordinate central differences at several step sizes: a
+		// step crossing a ReLU or max-pool kink spoils one step size, float32
+		// rounding the smallest ones, rarely all. A wrong gradient fails
+		// (nearly) every coordinate; we ask 90% to agree within 2% of the
+		// largest gradient entry.
+		var maxG float64
+		for _, g := range grad.Data {
+			maxG = math.Max(maxG, math.Abs(float64(g)))
+		}
 		rng := rand.New(rand.NewPCG(4, 4))
-		x0 := append([]float32(nil), x.Data...)
-		for trial := 0; trial < 5; trial++ {
-			v := make([]float64, len(x.Data))
-			var an float64
-			for i := range v {
-				v[i] = rng.NormFloat64()
-				an += v[i] * float64(grad.Data[i])
-			}
-			// A step crossing a kink spoils one step size, rarely all:
-			// accept the direction when some step size agrees within 2%.
+		bad := 0
+		const trials = 40
+		for trial := 0; trial < trials; trial++ {
+			i := rng.IntN(len(x.Data))
+			old := x.Data[i]
 			ok := false
 			var nums []float64
-			for _, eps := range []float64{1e-3, 3e-4, 1e-4, 3e-5} {
-				for i := range x.Data {
-					x.Data[i] = x0[i] + float32(eps*v[i])
-				}
+			for _, eps := range []float32{1e-2, 3e-3, 1e-3, 3e-4} {
+				x.Data[i] = old + eps
 				fp := f()
-				for i := range x.Data {
-					x.Data[i] = x0[i] - float32(eps*v[i])
-				}
+				x.Data[i] = old - eps
 				fm := f()
-				copy(x.Data, x0)
-				num := (fp - fm) / (2 * eps)
+				x.Data[i] = old
+				num := (fp - fm) / float64(2*eps)
 				nums = append(nums, num)
-				ok = ok || math.Abs(num-an) <= 0.02*math.Max(math.Abs(an), 1)
+				ok = ok || math.Abs(num-float64(grad.Data[i])) <= 0.02*maxG
 			}
 			if !ok {
-				t.Errorf("%s: directional derivatives %v, analytic %g", arch, nums, an)
+				bad++
+				t.Logf("%s: coordinate %d: differences %v, analytic %g", arch, i, nums, grad.Data[i])
 			}
+		}
+		if maxG == 0 || bad > trials/10 {
+			t.Errorf("%s: %d of %d input-gradient coordinates disagree with finite differences", arch, bad, trials)
 		}
 	}
 }

@@ -300,13 +300,14 @@ type Dense struct {
 	y, dx        *tensor.Tensor
 }
 
-// NewDense returns a dense layer with He-normal weights (std
-// sqrt(2/in)) drawn from rng and zero bias.
+// NewDense returns a dense layer with PyTorch's default initialization,
+// weights uniform in [-1/sqrt(in), 1/sqrt(in)] drawn from rng, and zero
+// bias (small initial logits keep the first steps stable).
 func NewDense(in, out int, rng *rand.Rand) *Dense {
 	l := &Dense{Weight: newParam("weight", true, out, in), Bias: newParam("bias", false, out), In: in, Out: out, Gemm: DefaultGemm()}
-	std := math.Sqrt(2 / float64(in))
+	a := 1 / math.Sqrt(float64(in))
 	for i := range l.Weight.W {
-		l.Weight.W[i] = float32(rng.NormFloat64() * std)
+		l.Weight.W[i] = float32((2*rng.Float64() - 1) * a)
 	}
 	return l
 }

@@ -97,6 +97,9 @@ type TrainOptions struct {
 	CheckpointDir string
 	Resume        bool
 	Dataset       string // recorded in the model's Metadata
+	// EpochDone, when set, is called after every epoch (after the
+	// checkpoint), for example to log a line per epoch.
+	EpochDone func(EpochStats)
 }
 
 // DefaultTrainOptions returns the recipe of the PyTorch anchor: 30
@@ -224,6 +227,7 @@ type loop struct {
 	resume      bool
 	accuracy    bool
 	onEpochDone func(st EpochStats)
+	epochDone   func(st EpochStats)
 }
 
 func (l *loop) run(ctx context.Context, rep progress.Reporter) (*TrainResult, error) {
@@ -303,6 +307,9 @@ func (l *loop) run(ctx context.Context, rep progress.Reporter) (*TrainResult, er
 			if err := l.checkpoint(e+1, res.Epochs, total); err != nil {
 				return res, err
 			}
+		}
+		if l.epochDone != nil {
+			l.epochDone(st)
 		}
 	}
 	return res, nil
@@ -484,7 +491,7 @@ func Train(ctx context.Context, m *Classifier, train, test Labeled, opts TrainOp
 	lb := make([]int, bs)
 	t0 := time.Now()
 	l := &loop{kind: "classifier", epochs: opts.Epochs, batch: bs, n: n, seed: opts.Seed, sched: sched, opt: opt, params: m.params,
-		ckpt: opts.CheckpointDir, resume: opts.Resume, accuracy: true,
+		ckpt: opts.CheckpointDir, resume: opts.Resume, accuracy: true, epochDone: opts.EpochDone,
 		save: func(dir string) error { return Save(dir, m) },
 		reseed: func(e int) {
 			for i, d := range m.drops {
@@ -572,6 +579,7 @@ type DAETrainOptions struct {
 	CheckpointDir string       // as TrainOptions
 	Resume        bool
 	Dataset       string
+	EpochDone     func(EpochStats) // as TrainOptions
 }
 
 // DefaultDAETrainOptions returns the official implementation's recipe.
@@ -633,7 +641,7 @@ func TrainDAE(ctx context.Context, d *DAE, train, test *tensor.Tensor, opts DAET
 	sigma := float32(opts.NoiseSigma)
 	t0 := time.Now()
 	l := &loop{kind: "dae", epochs: opts.Epochs, batch: bs, n: n, seed: opts.Seed, sched: sched, opt: opt, adam: opt, params: d.params,
-		ckpt: opts.CheckpointDir, resume: opts.Resume,
+		ckpt: opts.CheckpointDir, resume: opts.Resume, epochDone: opts.EpochDone,
 		save: func(dir string) error { return Save(dir, d) },
 		step: func(idx []int, rng *rand.Rand) (float64, int, error) {
 			b := len(idx)
