@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"image"
+	"image/color"
 	"image/jpeg"
 	"math"
 
@@ -103,6 +104,17 @@ func jpegRoundTrip(img []float32, c, h, w, quality int) error {
 		for y := 0; y < h; y++ {
 			for x := 0; x < w; x++ {
 				img[y*w+x] = float32(d.Pix[y*d.Stride+x]) / 255
+			}
+		}
+	case *image.YCbCr:
+		for y := 0; y < h; y++ {
+			for x := 0; x < w; x++ {
+				yi, ci := d.YOffset(x, y), d.COffset(x, y)
+				r, g, b := color.YCbCrToRGB(d.Y[yi], d.Cb[ci], d.Cr[ci])
+				k := y*w + x
+				img[k] = float32(r) / 255
+				img[plane+k] = float32(g) / 255
+				img[2*plane+k] = float32(b) / 255
 			}
 		}
 	default:

@@ -248,13 +248,16 @@ func TestQuiltK1ReproducesDatabaseImage(t *testing.T) {
 	}
 	// A size off the grid (30 px: 5 + 3k does not hit 30) is mirrored,
 	// quilted and cropped back; the shape survives.
-	odd := baselineRandBatch(5, 1, 3, 30, 27)
-	y2, err := q.Apply(ctx, odd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !tensor.SameShape(odd, y2) {
-		t.Fatalf("shape %v, want %v", y2.Shape, odd.Shape)
+	// Images smaller than a patch are mirrored up to one patch.
+	for _, sz := range [][2]int{{30, 27}, {3, 4}, {1, 1}, {5, 8}} {
+		odd := baselineRandBatch(5, 1, 3, sz[0], sz[1])
+		y2, err := q.Apply(ctx, odd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !tensor.SameShape(odd, y2) {
+			t.Fatalf("shape %v, want %v", y2.Shape, odd.Shape)
+		}
 	}
 }
 
