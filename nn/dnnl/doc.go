@@ -1,6 +1,9 @@
-// Package dnnl runs the 2-D convolutions of package nn through oneDNN
-// (Intel's Deep Neural Network Library, Debian's libdnnl 2.6, the library
-// PyTorch itself uses for CPU convolutions), forward and both backward passes.
+// Package dnnl runs the convolutions, batch normalizations and poolings of
+// package nn through oneDNN (Intel's Deep Neural Network Library; Debian's
+// libdnnl 2.6, the library PyTorch itself uses on the CPU), forward and
+// backward.
+//
+// # Convolution
 //
 // A convolution layer of the classifiers and the denoising auto-encoder
 // (paper, sections 3.4-3.5) computes, for an input x of shape (N, C, H, W),
@@ -8,25 +11,55 @@
 //
 //	y[n,k,i,j] = b[k] + sum_{c,r,s} w[k,c,r,s] * x[n, c, i*SH + r - PH, j*SW + s - PW]
 //
-// with x taken as zero outside the image (zero padding). Training needs the two
-// adjoint maps as well: BackwardData returns dL/dx from dL/dy (also the input
-// gradient the attacks of section 5 use), BackwardWeights returns dL/dw and
-// dL/db.
+// with x taken as zero outside the image (zero padding). Training needs the
+// two adjoint maps as well: Conv.BackwardData returns dL/dx from dL/dy (also
+// the input gradient the attacks of section 5 use), Conv.BackwardWeights
+// returns dL/dw and dL/db, and Conv.Backward does both with one reorder of
+// dL/dy.
 //
 // All arrays are plain row-major float32 slices owned by Go: NCHW for images,
 // KCRS for weights. oneDNN is free to compute in its own blocked layouts
-// (format tag "any"); a Conv keeps the reorders to and from those layouts, the
-// internal buffers, the primitives and a scratchpad, all built once per shape
-// by NewConv and reused by every call, so that calls do not allocate.
+// (format tag "any"); a Conv keeps the reorders to and from those layouts,
+// the internal buffers, the primitives and a scratchpad, all built once per
+// shape by NewConv and reused by every call, so that calls do not allocate.
+// Go memory is handed to oneDNN only for the duration of a call. Convs that
+// run one after another can share their internal buffers through a
+// Workspace (ConvOptions.Workspace). ConvOptions.Algorithm selects direct
+// convolution (the default), Winograd, or oneDNN's GEMM path on plain
+// layouts.
 //
-// Threads. Debian builds oneDNN with the OpenMP runtime (libgomp; see
-// `ldd /usr/lib/x86_64-linux-gnu/libdnnl.so`). SetThreads sets the number of
-// threads every later call uses; the default is OpenMP's (OMP_NUM_THREADS,
-// else the number of CPUs). oneDNN fixes its work split when a primitive is
-// built, so a Conv built under another thread count rebuilds its primitives
-// on its next call. For a given thread count results are deterministic.
+// # Batch normalization and pooling
+//
+// BatchNorm (Ioffe and Szegedy, 2015) and Pool (max or average) work on
+// plain NCHW arrays directly, with no reorders.
+//
+// # Threads
+//
+// Debian builds oneDNN with the OpenMP runtime (DNNL_CPU_RUNTIME_OMP in
+// dnnl_config.h; `ldd /usr/lib/x86_64-linux-gnu/libdnnl.so` shows libgomp).
+// SetThreads sets the number of threads every later call uses; the default
+// is OpenMP's (OMP_NUM_THREADS, else the number of CPUs). Three consequences
+// of OpenMP under Go's scheduler:
+//   - OpenMP's thread count belongs to the calling OS thread, and cgo calls
+//     run on whichever thread the Go scheduler picks, so every call sets it
+//     again (omp_set_num_threads, a few nanoseconds).
+//   - oneDNN fixes its work split when a primitive is built, so an object
+//     built under another thread count rebuilds its primitives on its next
+//     call (about as costly as its constructor). Results are deterministic
+//     for a given thread count, not across thread counts (reductions are
+//     split differently).
+//   - libgomp keeps a pool of worker threads per OS thread that starts
+//     parallel work. Calls from many goroutines therefore create several
+//     pools of sleeping threads; a training loop that calls from one
+//     goroutine locked to its thread (runtime.LockOSThread) uses one. After
+//     each call the workers spin briefly before sleeping; if Go code runs in
+//     parallel between calls, OMP_WAIT_POLICY=passive in the environment at
+//     start-up stops them from competing for the cores.
+//
+// No object of this package is safe for concurrent use; use one per
+// goroutine.
 //
 // The package needs cgo. Under the purego build tag (or without cgo)
-// Available reports false and NewConv returns ErrUnavailable; package nn
-// then uses its own im2col or pure-Go kernels.
+// Available reports false and the constructors return ErrUnavailable;
+// package nn then uses its own im2col or pure-Go kernels.
 package dnnl
