@@ -56,7 +56,7 @@ func testDefense(t *testing.T) *Defense {
 	train, _ := colourImages(45, 32, testColours, 1)
 	s, km := fitStratifier(t, enc, train, 3)
 	_ = s
-	raw, err := encodeCodes(context.Background(), enc, nil, 32, 3, train)
+	raw, err := encodeCodes(context.Background(), enc, nil, 32, 3, train, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/stl-defense/stl/cluster"
+	"github.com/stl-defense/stl/progress"
 	"github.com/stl-defense/stl/tensor"
 )
 
@@ -98,7 +99,7 @@ func (s *Stratifier) Channels() int { return s.channels }
 // (N, C, H, W) batch of any size H x W with the model's channel count.
 // It encodes EncodeBatch images at a time and checks ctx between batches.
 func (s *Stratifier) Codes(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
-	return encodeCodes(ctx, s.encoder, s.pca, s.resolution, s.channels, x)
+	return encodeCodes(ctx, s.encoder, s.pca, s.resolution, s.channels, x, nil)
 }
 
 // Assign returns the cluster of every image of x, an (N, C, H, W) batch,
@@ -131,8 +132,10 @@ func checkImages(op string, x *tensor.Tensor, channels int) (n, c, h, w int, err
 }
 
 // encodeCodes downsamples, encodes and (when pca is non-nil) reduces x in
-// batches of EncodeBatch.
-func encodeCodes(ctx context.Context, enc Encoder, pca *cluster.PCA, resolution, channels int, x *tensor.Tensor) (*tensor.Tensor, error) {
+// batches of EncodeBatch, reporting each batch to rep (stage "encode"; rep
+// may be nil).
+func encodeCodes(ctx context.Context, enc Encoder, pca *cluster.PCA, resolution, channels int, x *tensor.Tensor, rep progress.Reporter) (*tensor.Tensor, error) {
+	rep = progress.Or(rep)
 	n, c, h, w, err := checkImages("defense.Stratifier.Codes", x, channels)
 	if err != nil {
 		return nil, err
@@ -167,6 +170,7 @@ func encodeCodes(ctx context.Context, enc Encoder, pca *cluster.PCA, resolution,
 			return nil, &tensor.ShapeError{Op: "defense: encoder output", Want: []int{end - start, out.Shape[1]}, Got: z.Shape}
 		}
 		copy(out.Data[start*z.Shape[1]:], z.Data)
+		rep.Report("encode", end, n, "")
 	}
 	if out == nil {
 		d := 0

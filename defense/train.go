@@ -215,11 +215,9 @@ func Train(ctx context.Context, train *tensor.Tensor, opt TrainOptions, rep prog
 	codesKey := keyOf("codes", daeKey)
 	raw, ok := ck.loadTensor("codes", codesKey)
 	if !ok {
-		rep.Report("encode", 0, n, "")
-		if raw, err = encodeCodes(ctx, enc, nil, opt.EncoderResolution, c, train); err != nil {
+		if raw, err = encodeCodes(ctx, enc, nil, opt.EncoderResolution, c, train, rep); err != nil {
 			return nil, err
 		}
-		rep.Report("encode", n, n, "")
 		if err := ck.storeTensor("codes", codesKey, raw); err != nil {
 			return nil, err
 		}

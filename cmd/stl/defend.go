@@ -142,7 +142,13 @@ func readImages(ctx context.Context, path string, d *defense.Defense, rep progre
 			}
 		}
 	case strings.HasSuffix(lower, ".bin") || strings.HasSuffix(lower, ".bin.gz"):
-		set, err = dataset.ReadBinaryFile(path, dataset.Shape{C: m.Channels, H: m.Resolution, W: m.Resolution}, byteClasses())
+		if set, err = dataset.ReadBinaryFile(path, dataset.Shape{C: m.Channels, H: m.Resolution, W: m.Resolution}, byteClasses()); err == nil {
+			top := 0
+			for _, l := range set.Labels {
+				top = max(top, l)
+			}
+			set.Classes = set.Classes[:top+1]
+		}
 	default:
 		return nil, false, usagef("--in %s: want a folder, a .npy or a .bin/.bin.gz file", path)
 	}

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stl-defense/stl/dataset"
+	"github.com/stl-defense/stl/defense"
+	"github.com/stl-defense/stl/npy"
+	"github.com/stl-defense/stl/tensor"
+)
+
+func TestDefenseTrainAndDefend(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	def := filepath.Join(dir, "def")
+	o := defenseTrainOptions{data: dataset.DefaultSpec, out: def, limit: 40, train: defense.DefaultTrainOptions()}
+	tr := &o.train
+	tr.DAEEpochs, tr.Clusters, tr.KNN, tr.PCAComponents, tr.KMeansRestarts = 1, 2, 3, 8, 2
+	tr.Filters, tr.DictImages, tr.DictIterations = 8, 4, 2
+	var stdout, stderr bytes.Buffer
+	if err := runDefenseTrain(ctx, &stdout, &stderr, o); err != nil {
+		t.Fatalf("defense train: %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "defense saved to") {
+		t.Errorf("stdout %q", stdout.String())
+	}
+	if _, err := defense.ReadManifest(def); err != nil {
+		t.Fatal(err)
+	}
+
+	// Three test images as a bare .npy, projected to .npy and to a PNG folder.
+	_, test, err := dataset.Load(dataset.DefaultSpec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := filepath.Join(dir, "in.npy")
+	if err := npy.WriteFile(in, test.Head(3).Images); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		out       string
+		universal bool
+	}{{filepath.Join(dir, "out.npy"), false}, {filepath.Join(dir, "png"), true}} {
+		stdout.Reset()
+		err := runDefend(ctx, &stdout, &stderr, defendOptions{defense: def, in: in, out: tc.out, universal: tc.universal, batch: 2})
+		if err != nil {
+			t.Fatalf("defend -> %s: %v", tc.out, err)
+		}
+		if !strings.Contains(stdout.String(), "images/s") {
+			t.Errorf("defend printed %q, want a rate in images/s", stdout.String())
+		}
+	}
+	got, err := npy.ReadFile(filepath.Join(dir, "out.npy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tensor.SameShape(got, test.Head(3).Images) {
+		t.Errorf("projected shape %v", got.Shape)
+	}
+	if pngs, _ := filepath.Glob(filepath.Join(dir, "png", "*", "*.png")); len(pngs) != 3 {
+		t.Errorf("%d PNG files written, want 3", len(pngs))
+	}
+
+	// Images of another resolution are refused with a clear error.
+	small := filepath.Join(dir, "small.npy")
+	if err := npy.WriteFile(small, tensor.New(2, 3, 16, 16)); err != nil {
+		t.Fatal(err)
+	}
+	var ie *defense.ImageSpecError
+	if err := runDefend(ctx, &stdout, &stderr, defendOptions{defense: def, in: small, out: filepath.Join(dir, "x.npy"), batch: 8}); !errors.As(err, &ie) {
+		t.Errorf("16x16 images: err = %v, want *defense.ImageSpecError", err)
+	}
+}
+
+func TestDefendUsage(t *testing.T) {
+	ctx := context.Background()
+	var out bytes.Buffer
+	dir := t.TempDir()
+	tests := []struct {
+		name string
+		o    defendOptions
+	}{
+		{"no flags", defendOptions{batch: 1}},
+		{"no out", defendOptions{defense: dir, in: "a.npy", batch: 1}},
+		{"same in and out", defendOptions{defense: dir, in: "a.npy", out: "./a.npy", batch: 1}},
+		{"zero batch", defendOptions{defense: dir, in: "a.npy", out: "b.npy"}},
+	}
+	for _, tc := range tests {
+		var ue usageError
+		if err := runDefend(ctx, &out, &out, tc.o); !errors.As(err, &ue) {
+			t.Errorf("%s: err = %v, want a usage error", tc.name, err)
+		}
+	}
+	// A directory that is not a defense.
+	err := runDefend(ctx, &out, &out, defendOptions{defense: dir, in: "a.npy", out: "b.npy", batch: 1})
+	if !errors.Is(err, defense.ErrNotDefense) {
+		t.Errorf("not a defense: err = %v, want defense.ErrNotDefense", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "b.npy")); err == nil {
+		t.Error("output written for a failed run")
+	}
+	var ue usageError
+	if err := runDefenseTrain(ctx, &out, &out, defenseTrainOptions{train: defense.DefaultTrainOptions()}); !errors.As(err, &ue) {
+		t.Errorf("train without --out: err = %v, want a usage error", err)
+	}
+	bad := defense.DefaultTrainOptions()
+	bad.Clusters = 0
+	if err := runDefenseTrain(ctx, &out, &out, defenseTrainOptions{out: dir, train: bad}); !errors.As(err, &ue) {
+		t.Errorf("train with 0 clusters: err = %v, want a usage error", err)
+	}
+}
