@@ -549,3 +549,28 @@ func TestPaperAttack(t *testing.T) {
 		t.Error("unknown name accepted")
 	}
 }
+
+// TestDeepFoolShrinksBatch checks that images leave DeepFool's batch once
+// misclassified: fewer images are forwarded than passes times the batch.
+func TestDeepFoolShrinksBatch(t *testing.T) {
+	f := getFixture(t)
+	df, err := NewDeepFool(DefaultDeepFoolOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p0, i0 := f.m.passes.Load(), f.m.images.Load()
+	r, err := df.Run(context.Background(), f.m, f.x, f.labels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	passes, images := f.m.passes.Load()-p0, f.m.images.Load()-i0
+	n := int64(len(f.labels))
+	// One clean forward, r.Passes gradient passes and one final forward.
+	if passes != int64(r.Passes)+2 {
+		t.Errorf("%d model passes, want %d", passes, r.Passes+2)
+	}
+	if images >= passes*n/2 {
+		t.Errorf("%d images forwarded in %d passes of a batch of %d: the batch does not shrink", images, passes, n)
+	}
+	t.Logf("DeepFool: %d passes, %d images forwarded (%.1f per pass)", passes, images, float64(images)/float64(passes))
+}

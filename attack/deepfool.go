@@ -60,7 +60,8 @@ func (o DeepFoolOptions) Validate() error {
 // reaches it: r = (|f_l|+1e-4)/||w_l||_2^2 w_l (L2) or
 // (|f_l|+1e-4)/||w_l||_1 sign(w_l) (L-infinity, q = 1). The iterate is
 // x0 + (1+overshoot) sum r, projected onto the budget ball and [0,1]. An
-// image stops as soon as it is misclassified.
+// image stops as soon as it is misclassified and leaves the batch: later
+// passes only carry the images still being attacked.
 type DeepFool struct{ opts DeepFoolOptions }
 
 // NewDeepFool validates o and returns the attack.
@@ -127,47 +128,66 @@ func (a *DeepFool) Run(ctx context.Context, m Model, x *tensor.Tensor, labels []
 	for i := range active {
 		active[i] = clean[i] == labels[i]
 	}
+	var idx []int    // the images still attacked in this iteration
+	var still []bool // their status from the iterate's logits
 	passes := 0
 	for iter := 0; iter < o.MaxIter; iter++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		for i := range bestDist {
-			bestDist[i] = math.Inf(1)
+		// Only the images not yet misclassified go through the model: the
+		// batch shrinks as DeepFool finishes with them.
+		idx = idx[:0]
+		for i, on := range active {
+			if on {
+				idx = append(idx, i)
+			}
 		}
-		live := false
+		if len(idx) == 0 {
+			break
+		}
+		sub, sb := gather(b, adv, idx)
+		still = append(still[:0], make([]bool, len(idx))...)
+		for li, gi := range idx {
+			bestDist[gi], still[li] = math.Inf(1), true
+		}
 		for c := 0; c < nc-1; c++ {
-			first := c == 0
 			seed := func(z, g *tensor.Tensor) {
-				for i := 0; i < b.n; i++ {
-					row := z.Data[i*b.k : (i+1)*b.k]
-					if first && iter > 0 {
+				for li, gi := range idx {
+					row := z.Data[li*b.k : (li+1)*b.k]
+					if c == 0 && iter > 0 {
 						// The logits of the current iterate decide which
 						// images are still correctly classified.
-						active[i] = active[i] && argmax1(row) == labels[i]
+						still[li] = argmax1(row) == labels[gi]
 					}
-					if !active[i] {
+					if !still[li] {
 						continue
 					}
-					live = true
-					g.Data[i*b.k+cands[i][c]] = 1
-					g.Data[i*b.k+labels[i]] = -1
+					g.Data[li*b.k+cands[gi][c]] = 1
+					g.Data[li*b.k+labels[gi]] = -1
 				}
 			}
-			z, w, err := b.grad(ctx, m, adv, seed)
+			z, w, err := sb.grad(ctx, m, sub, seed)
 			passes++
 			if err != nil {
 				return nil, err
 			}
-			if !live {
-				break
+			if c == 0 {
+				live := false
+				for li, gi := range idx {
+					active[gi] = still[li]
+					live = live || still[li]
+				}
+				if !live {
+					break
+				}
 			}
-			for i := 0; i < b.n; i++ {
-				if !active[i] {
+			for li, gi := range idx {
+				if !still[li] {
 					continue
 				}
-				f := float64(z.Data[i*b.k+cands[i][c]] - z.Data[i*b.k+labels[i]])
-				wi := w.Data[i*b.d : (i+1)*b.d]
+				f := float64(z.Data[li*b.k+cands[gi][c]] - z.Data[li*b.k+labels[gi]])
+				wi := w.Data[li*b.d : (li+1)*b.d]
 				var wn float64
 				if o.Budget.Norm == LInf {
 					for _, v := range wi {
@@ -179,17 +199,14 @@ func (a *DeepFool) Run(ctx context.Context, m Model, x *tensor.Tensor, labels []
 				if wn == 0 {
 					continue
 				}
-				if dist := math.Abs(f) / wn; dist < bestDist[i] {
-					bestDist[i], bestF[i] = dist, f
-					copy(bestW[i*b.d:(i+1)*b.d], wi)
+				if dist := math.Abs(f) / wn; dist < bestDist[gi] {
+					bestDist[gi], bestF[gi] = dist, f
+					copy(bestW[gi*b.d:(gi+1)*b.d], wi)
 				}
 			}
 		}
-		if !live {
-			break
-		}
-		for i := 0; i < b.n; i++ {
-			if !active[i] || math.IsInf(bestDist[i], 1) {
+		for li, i := range idx {
+			if !still[li] || math.IsInf(bestDist[i], 1) {
 				continue
 			}
 			wi, ri := bestW[i*b.d:(i+1)*b.d], rtot[i*b.d:(i+1)*b.d]
@@ -217,10 +234,25 @@ func (a *DeepFool) Run(ctx context.Context, m Model, x *tensor.Tensor, labels []
 			for j := range ai {
 				ai[j] = oi[j] + float32((1+o.Overshoot)*ri[j])
 			}
+			project(o.Budget, ai, oi, r[i:i+1], b.d)
 		}
-		project(o.Budget, adv.Data, x.Data, r, b.d)
 	}
 	return finish(ctx, b, m, x, adv, clean, labels, false, passes)
+}
+
+// gather returns the images idx of x as a batch, x itself when idx is
+// every image, with the matching geometry.
+func gather(b batch, x *tensor.Tensor, idx []int) (*tensor.Tensor, batch) {
+	if len(idx) == b.n {
+		return x, b
+	}
+	sub := tensor.New(len(idx), b.c, b.h, b.w)
+	for li, gi := range idx {
+		copy(sub.Data[li*b.d:(li+1)*b.d], x.Data[gi*b.d:(gi+1)*b.d])
+	}
+	sb := b
+	sb.n = len(idx)
+	return sub, sb
 }
 
 func argmax1(row []float32) int {

@@ -16,6 +16,7 @@ type mlp struct {
 	c, h, w, k, hid int
 	w1, b1, w2, b2  []float64
 	passes          atomic.Int64 // forward passes run, to count cost
+	images          atomic.Int64 // images forwarded
 }
 
 func newMLP(rng *rand.Rand, c, h, w, hid, k int) *mlp {
@@ -46,6 +47,7 @@ func (m *mlp) check(x *tensor.Tensor) (int, error) {
 // forward returns the hidden activations (n, hid) and the logits.
 func (m *mlp) forward(x []float32, n int) (a []float64, z *tensor.Tensor) {
 	m.passes.Add(1)
+	m.images.Add(int64(n))
 	d := m.c * m.h * m.w
 	a = make([]float64, n*m.hid)
 	z = tensor.New(n, m.k)
