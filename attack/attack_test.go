@@ -222,7 +222,11 @@ func TestRunBatchedMatchesRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, a := range []Attack{bim, df} {
+	cw, err := NewCW(fastCW(Budget{L2Rel, 0.04}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []Attack{bim, df, cw} {
 		whole, err := a.Run(context.Background(), f.m, f.x, f.labels)
 		if err != nil {
 			t.Fatal(err)

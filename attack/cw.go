@@ -28,8 +28,11 @@ type CWOptions struct {
 	MaxIter int
 	// LearningRate is Adam's step size. Default 0.01.
 	LearningRate float64
-	// AbortEarly stops a binary-search step when the total loss has not
-	// decreased by 0.01% over MaxIter/10 iterations. Default true.
+	// AbortEarly stops an image's binary-search step when its loss has not
+	// decreased by 0.01% over MaxIter/10 iterations (Carlini and Wagner's
+	// rule, applied per image rather than to the batch's total, so that an
+	// image's result does not depend on the rest of its batch). Default
+	// true.
 	AbortEarly bool
 }
 
@@ -102,7 +105,8 @@ func (a *CW) MarshalJSON() ([]byte, error) { return json.Marshal(a.opts) }
 func (a *CW) Name() string { return "CW" + budgetSuffix(a.opts.Budget) }
 
 // Run implements Attack. It costs at most BinarySteps*MaxIter forward and
-// backward passes on the whole batch.
+// backward passes; an image whose loss has stalled leaves the batch for
+// the rest of the binary-search step, so later passes are smaller.
 func (a *CW) Run(ctx context.Context, m Model, x *tensor.Tensor, labels []int) (*Result, error) {
 	bt, err := checkInput(m, x, labels)
 	if err != nil {
@@ -119,7 +123,6 @@ func (a *CW) Run(ctx context.Context, m Model, x *tensor.Tensor, labels []int) (
 	w := make([]float32, n*d)
 	mom := make([]float32, n*d)
 	vel := make([]float32, n*d)
-	cur := tensor.New(x.Shape...)
 	best := x.Clone()
 	bestL2 := make([]float64, n)
 	for i := range bestL2 {
@@ -131,13 +134,18 @@ func (a *CW) Run(ctx context.Context, m Model, x *tensor.Tensor, labels []int) (
 		c[i], hi[i] = o.InitialC, math.Inf(1)
 	}
 	stepOK := make([]bool, n)
+	running := make([]bool, n)
+	prev := make([]float64, n)
 	fval := make([]float64, n)
+	var idx []int
 	var clean []int
 
-	// seed fills g with c_i * df/dz and records f and success per image.
+	// seed fills g with c_i * df/dz for the images idx of the sub-batch and
+	// records f per image.
 	seed := func(z, g *tensor.Tensor) {
-		for i, y := range labels {
-			row := z.Data[i*k : (i+1)*k]
+		for li, gi := range idx {
+			y := labels[gi]
+			row := z.Data[li*k : (li+1)*k]
 			j, other := bestOther(row, y)
 			var diff float32 // the quantity f clamps at -kappa
 			if o.Targeted {
@@ -146,35 +154,56 @@ func (a *CW) Run(ctx context.Context, m Model, x *tensor.Tensor, labels []int) (
 				diff = row[y] - other
 			}
 			if diff > -kappa {
-				fval[i] = float64(diff)
-				s := float32(c[i])
+				fval[gi] = float64(diff)
+				s := float32(c[gi])
 				if o.Targeted {
-					g.Data[i*k+j], g.Data[i*k+y] = s, -s
+					g.Data[li*k+j], g.Data[li*k+y] = s, -s
 				} else {
-					g.Data[i*k+y], g.Data[i*k+j] = s, -s
+					g.Data[li*k+y], g.Data[li*k+j] = s, -s
 				}
 			} else {
-				fval[i] = -float64(kappa)
+				fval[gi] = -float64(kappa)
 			}
 		}
 	}
 
 	passes := 0
+	b1, b2 := 0.9, 0.999
+	check := 0 // early-abort period
+	if o.AbortEarly && o.MaxIter >= 10 {
+		check = o.MaxIter / 10
+	}
 	for bs := 0; bs < o.BinarySteps; bs++ {
 		copy(w, w0)
 		clear(mom)
 		clear(vel)
 		clear(stepOK)
-		prev := math.Inf(1)
-		b1, b2 := 0.9, 0.999
+		for i := range running {
+			running[i], prev[i] = true, math.Inf(1)
+		}
 		for it := 0; it < o.MaxIter; it++ {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
-			for j, v := range w {
-				cur.Data[j] = float32((math.Tanh(float64(v)) + 1) / 2)
+			idx = idx[:0]
+			for i, on := range running {
+				if on {
+					idx = append(idx, i)
+				}
 			}
-			z, g, err := bt.grad(ctx, m, cur, seed)
+			if len(idx) == 0 {
+				break
+			}
+			sb := bt
+			sb.n = len(idx)
+			cur := tensor.New(len(idx), bt.c, bt.h, bt.w)
+			for li, gi := range idx {
+				cw, ww := cur.Data[li*d:(li+1)*d], w[gi*d:(gi+1)*d]
+				for j, v := range ww {
+					cw[j] = float32((math.Tanh(float64(v)) + 1) / 2)
+				}
+			}
+			z, g, err := sb.grad(ctx, m, cur, seed)
 			passes++
 			if err != nil {
 				return nil, err
@@ -187,47 +216,52 @@ func (a *CW) Run(ctx context.Context, m Model, x *tensor.Tensor, labels []int) (
 				}
 				clean = argmax(zc, k)
 			}
-			total := 0.0
-			for i := 0; i < n; i++ {
-				ci, oi := cur.Data[i*d:(i+1)*d], x.Data[i*d:(i+1)*d]
+			t := float64(it + 1)
+			lr := o.LearningRate * math.Sqrt(1-math.Pow(b2, t)) / (1 - math.Pow(b1, t))
+			for li, gi := range idx {
+				ci, oi := cur.Data[li*d:(li+1)*d], x.Data[gi*d:(gi+1)*d]
 				dist := 0.0
 				for j := range ci {
 					dj := float64(ci[j] - oi[j])
 					dist += dj * dj
 				}
-				total += dist + c[i]*fval[i]
-				row := z.Data[i*k : (i+1)*k]
-				_, other := bestOther(row, labels[i])
+				row := z.Data[li*k : (li+1)*k]
+				_, other := bestOther(row, labels[gi])
 				var ok bool
 				if o.Targeted {
-					ok = row[labels[i]] > other+kappa
+					ok = row[labels[gi]] > other+kappa
 				} else {
-					ok = other > row[labels[i]]+kappa
+					ok = other > row[labels[gi]]+kappa
 				}
 				if ok {
-					stepOK[i] = true
-					if dist < bestL2[i] {
-						bestL2[i] = dist
-						copy(best.Data[i*d:(i+1)*d], ci)
+					stepOK[gi] = true
+					if dist < bestL2[gi] {
+						bestL2[gi] = dist
+						copy(best.Data[gi*d:(gi+1)*d], ci)
 					}
 				}
-			}
-			if o.AbortEarly && o.MaxIter >= 10 && it%(o.MaxIter/10) == 0 {
-				if total > prev*0.9999 {
-					break
+				// Early abort (Carlini and Wagner's rule, per image): stop
+				// when the loss has not decreased by 0.01% since the last
+				// check, MaxIter/10 iterations ago.
+				if check > 0 && it%check == 0 {
+					loss := dist + c[gi]*fval[gi]
+					if loss > prev[gi]*0.9999 {
+						running[gi] = false
+						continue
+					}
+					prev[gi] = loss
 				}
-				prev = total
-			}
-			// Adam on w; dL/dw = (2(x-x0) + c df/dx) * (1 - (2x-1)^2)/2.
-			t := float64(it + 1)
-			lr := o.LearningRate * math.Sqrt(1-math.Pow(b2, t)) / (1 - math.Pow(b1, t))
-			for j := range w {
-				xj := cur.Data[j]
-				t2 := 2*xj - 1
-				gj := (2*(xj-x.Data[j]) + g.Data[j]) * (1 - t2*t2) / 2
-				mom[j] = float32(b1)*mom[j] + float32(1-b1)*gj
-				vel[j] = float32(b2)*vel[j] + float32(1-b2)*gj*gj
-				w[j] -= float32(lr * float64(mom[j]) / (math.Sqrt(float64(vel[j])) + 1e-8))
+				// Adam on w; dL/dw = (2(x-x0) + c df/dx) * (1 - (2x-1)^2)/2.
+				gw, ww := g.Data[li*d:(li+1)*d], w[gi*d:(gi+1)*d]
+				mi, vi := mom[gi*d:(gi+1)*d], vel[gi*d:(gi+1)*d]
+				for j := range ww {
+					xj := ci[j]
+					t2 := 2*xj - 1
+					gj := (2*(xj-oi[j]) + gw[j]) * (1 - t2*t2) / 2
+					mi[j] = float32(b1)*mi[j] + float32(1-b1)*gj
+					vi[j] = float32(b2)*vi[j] + float32(1-b2)*gj*gj
+					ww[j] -= float32(lr * float64(mi[j]) / (math.Sqrt(float64(vi[j])) + 1e-8))
+				}
 			}
 		}
 		for i := range c {
