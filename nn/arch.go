@@ -90,7 +90,9 @@ func (c ClassifierConfig) Validate() error {
 func convBNReLU(in, out, stride, threads int, backend string, rng *rand.Rand) []Layer {
 	c := NewConv2D(in, out, 3, 3, stride, 1, false, threads, rng)
 	c.Backend = backend
-	return []Layer{c, NewBatchNorm2D(out, threads), &ReLU{}}
+	bn := NewBatchNorm2D(out, threads)
+	bn.ReLU = true
+	return []Layer{c, bn}
 }
 
 // buildClassifier assembles the network of a validated config.
@@ -140,11 +142,11 @@ func buildClassifier(c ClassifierConfig) (*Sequential, []*Dropout) {
 				c2 := NewConv2D(w, w, 3, 3, 1, 1, false, th, rng)
 				c2.Backend = c.ConvBackend
 				body.Layers = append(body.Layers, c2, NewBatchNorm2D(w, th))
-				blk := &Residual{Body: body}
+				blk := &Residual{Body: body, ReLU: true}
 				if stride != 1 || in != w {
 					blk.Shortcut = &ShortcutA{In: in, Out: w, Stride: stride}
 				}
-				net.Layers = append(net.Layers, blk, &ReLU{})
+				net.Layers = append(net.Layers, blk)
 				in = w
 			}
 		}

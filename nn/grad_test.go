@@ -2,6 +2,7 @@ package nn
 
 import (
 	"math"
+	"strings"
 	"math/rand/v2"
 	"testing"
 
@@ -94,8 +95,10 @@ func TestLayerGradients(t *testing.T) {
 	// crossed by the finite-difference step.
 	keepAway := func(x *tensor.Tensor) *tensor.Tensor {
 		for i, v := range x.Data {
-			if math.Abs(float64(v)) < 0.05 {
-				x.Data[i] = 0.05 + v
+			if v >= 0 && v < 0.05 {
+				x.Data[i] = v + 0.05
+			} else if v < 0 && v > -0.05 {
+				x.Data[i] = v - 0.05
 			}
 		}
 		return x
@@ -107,6 +110,8 @@ func TestLayerGradients(t *testing.T) {
 		train bool
 		tol   float64
 	}{
+		// Max pooling needs values far apart (no near-ties) for finite
+		// differences: the "distinct" inputs below.
 		{"conv3x3s1p1", func() Layer { return NewConv2D(3, 4, 3, 3, 1, 1, true, 1, rng) }, []int{2, 3, 6, 5}, false, 2e-3},
 		{"conv3x3s2p1", func() Layer { return NewConv2D(2, 3, 3, 3, 2, 1, true, 2, rng) }, []int{3, 2, 7, 6}, false, 2e-3},
 		{"conv5x3s1p0", func() Layer { return NewConv2D(2, 3, 5, 3, 1, 0, false, 2, rng) }, []int{2, 2, 7, 6}, false, 2e-3},
@@ -124,6 +129,16 @@ func TestLayerGradients(t *testing.T) {
 			}
 			return b
 		}, []int{2, 3, 3, 3}, false, 2e-3},
+		{"bn-relu-train", func() Layer { b := NewBatchNorm2D(3, 2); b.ReLU = true; return b }, []int{4, 3, 3, 3}, true, 5e-3},
+		{"bn-relu-eval", func() Layer {
+			b := NewBatchNorm2D(2, 1)
+			b.ReLU = true
+			b.Beta.W[0], b.RunMean.W[1] = 0.3, -0.2
+			return b
+		}, []int{2, 2, 3, 3}, false, 2e-3},
+		{"residual-relu", func() Layer {
+			return &Residual{Body: NewConv2D(2, 2, 3, 3, 1, 1, true, 1, rng), ReLU: true}
+		}, []int{2, 2, 4, 4}, false, 2e-3},
 		{"relu", func() Layer { return &ReLU{} }, []int{2, 3, 4, 4}, false, 2e-3},
 		{"sigmoid", func() Layer { return &Sigmoid{} }, []int{2, 3, 4, 4}, false, 2e-3},
 		{"maxpool2", func() Layer { return &MaxPool2D{K: 2, Stride: 2, Threads: 2} }, []int{2, 3, 6, 6}, false, 2e-3},
@@ -145,6 +160,11 @@ func TestLayerGradients(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			x := keepAway(randTensor(rng, c.shape...))
+			if strings.HasPrefix(c.name, "maxpool") {
+				for i, p := range rng.Perm(len(x.Data)) {
+					x.Data[i] = 0.1*float32(p) - 3
+				}
+			}
 			checkGrads(t, c.name, c.layer(), x, c.train, 1e-2, c.tol)
 		})
 	}

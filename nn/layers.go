@@ -13,15 +13,17 @@ import (
 // and var are the batch statistics (biased variance) and the running
 // averages are updated with Momentum (running = (1-m) running + m batch,
 // unbiased variance, as PyTorch); in eval mode the running averages are
-// used and the layer is an affine map.
+// used and the layer is an affine map. With ReLU set the layer applies
+// max(y, 0) as well (a fused BN + ReLU: one pass over memory instead of
+// two).
 type BatchNorm2D struct {
 	Gamma, Beta     *Param
 	RunMean, RunVar *Param // buffers
 	Eps, Momentum   float64
+	ReLU            bool
 	Threads         int
 	x, y, dx        *tensor.Tensor
-	xhat            []float32
-	invStd          []float32
+	mean, invStd    []float32 // statistics used by the last Forward
 	train           bool
 }
 
@@ -33,12 +35,18 @@ func NewBatchNorm2D(c, threads int) *BatchNorm2D {
 	for i := 0; i < c; i++ {
 		l.Gamma.W[i], l.RunVar.W[i] = 1, 1
 	}
-	l.invStd = make([]float32, c)
+	l.mean, l.invStd = make([]float32, c), make([]float32, c)
 	return l
 }
 
 // Params implements Layer.
 func (l *BatchNorm2D) Params() []*Param { return []*Param{l.Gamma, l.Beta, l.RunMean, l.RunVar} }
+
+// relu32 is max(v, 0) without a branch (the sign bit clears the value).
+func relu32(v float32) float32 {
+	b := math.Float32bits(v)
+	return math.Float32frombits(b &^ uint32(int32(b)>>31))
+}
 
 // Forward implements Layer.
 func (l *BatchNorm2D) Forward(x *tensor.Tensor, train bool) *tensor.Tensor {
@@ -46,33 +54,28 @@ func (l *BatchNorm2D) Forward(x *tensor.Tensor, train bool) *tensor.Tensor {
 	hw := x.Len() / (n * c)
 	l.x, l.train = x, train
 	l.y = buf(l.y, x.Shape...)
-	if train && len(l.xhat) != len(x.Data) {
-		l.xhat = make([]float32, len(x.Data))
-	}
 	parallelFor(l.Threads, c, func(_, lo, hi int) {
 		for ch := lo; ch < hi; ch++ {
 			var mean, inv float64
 			if train {
-				var s float64
+				// Shifted sums (shift = first value) keep the variance
+				// accurate in float64 without a second pass.
+				k := float64(x.Data[ch*hw])
+				var s, ss float64
 				for i := 0; i < n; i++ {
 					for _, v := range x.Data[(i*c+ch)*hw : (i*c+ch+1)*hw] {
-						s += float64(v)
-					}
-				}
-				cnt := float64(n * hw)
-				mean = s / cnt
-				var ss float64
-				for i := 0; i < n; i++ {
-					for _, v := range x.Data[(i*c+ch)*hw : (i*c+ch+1)*hw] {
-						d := float64(v) - mean
+						d := float64(v) - k
+						s += d
 						ss += d * d
 					}
 				}
-				vr := ss / cnt
+				cnt := float64(n * hw)
+				mean = k + s/cnt
+				vr := math.Max((ss-s*s/cnt)/cnt, 0)
 				inv = 1 / math.Sqrt(vr+l.Eps)
 				unb := vr
 				if cnt > 1 {
-					unb = ss / (cnt - 1)
+					unb = vr * cnt / (cnt - 1)
 				}
 				m := l.Momentum
 				l.RunMean.W[ch] = float32((1-m)*float64(l.RunMean.W[ch]) + m*mean)
@@ -81,21 +84,17 @@ func (l *BatchNorm2D) Forward(x *tensor.Tensor, train bool) *tensor.Tensor {
 				mean = float64(l.RunMean.W[ch])
 				inv = 1 / math.Sqrt(float64(l.RunVar.W[ch])+l.Eps)
 			}
-			l.invStd[ch] = float32(inv)
-			g, b := float32(float64(l.Gamma.W[ch])*inv), l.Beta.W[ch]
-			mf, invf := float32(mean), float32(inv)
+			l.mean[ch], l.invStd[ch] = float32(mean), float32(inv)
+			g := float32(float64(l.Gamma.W[ch]) * inv)
+			sh := l.Beta.W[ch] - g*float32(mean)
 			for i := 0; i < n; i++ {
 				off := (i*c + ch) * hw
 				src, dst := x.Data[off:off+hw], l.y.Data[off:off+hw]
-				if train {
-					xh := l.xhat[off : off+hw]
+				if l.ReLU {
 					for j, v := range src {
-						h := (v - mf) * invf
-						xh[j] = h
-						dst[j] = l.Gamma.W[ch]*h + b
+						dst[j] = relu32(g*v + sh)
 					}
 				} else {
-					sh := b - g*mf
 					for j, v := range src {
 						dst[j] = g*v + sh
 					}
@@ -106,9 +105,10 @@ func (l *BatchNorm2D) Forward(x *tensor.Tensor, train bool) *tensor.Tensor {
 	return l.y
 }
 
-// Backward implements Layer. In training mode it differentiates through
-// the batch statistics:
-// dx = gamma*invstd/M * (M dy - sum dy - xhat sum(dy xhat)).
+// Backward implements Layer. With a fused ReLU, dy is first masked where
+// the output is 0. In training mode it differentiates through the batch
+// statistics, with xhat = (x - mu) * invstd recomputed from x:
+// dx = gamma*invstd * (dy - mean(dy) - xhat mean(dy xhat)).
 func (l *BatchNorm2D) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor {
 	x := l.x
 	n, c := x.Shape[0], x.Shape[1]
@@ -119,24 +119,26 @@ func (l *BatchNorm2D) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor 
 	parallelFor(l.Threads, c, func(_, lo, hi int) {
 		for ch := lo; ch < hi; ch++ {
 			var sdy, sdyx float64
-			inv := l.invStd[ch]
-			mean := l.RunMean.W[ch]
+			inv, mean := l.invStd[ch], l.mean[ch]
 			for i := 0; i < n; i++ {
 				off := (i*c + ch) * hw
-				d := dy.Data[off : off+hw]
-				if l.train {
-					xh := l.xhat[off : off+hw]
+				d, xs := dy.Data[off:off+hw], x.Data[off:off+hw]
+				var a, b float32
+				if l.ReLU {
+					ys := l.y.Data[off : off+hw]
 					for j, v := range d {
-						sdy += float64(v)
-						sdyx += float64(v * xh[j])
+						v = maskPos(v, ys[j])
+						a += v
+						b += v * (xs[j] - mean)
 					}
 				} else {
-					xs := x.Data[off : off+hw]
 					for j, v := range d {
-						sdy += float64(v)
-						sdyx += float64(v * (xs[j] - mean) * inv)
+						a += v
+						b += v * (xs[j] - mean)
 					}
 				}
+				sdy += float64(a)
+				sdyx += float64(b) * float64(inv)
 			}
 			if mode.Params {
 				l.Gamma.G[ch] = float32(sdyx)
@@ -146,23 +148,23 @@ func (l *BatchNorm2D) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor 
 				continue
 			}
 			g := l.Gamma.W[ch] * inv
-			if !l.train {
-				for i := 0; i < n; i++ {
-					off := (i*c + ch) * hw
-					d, o := dy.Data[off:off+hw], l.dx.Data[off:off+hw]
-					for j, v := range d {
-						o[j] = g * v
-					}
-				}
-				continue
+			var mdy, mdyx float32
+			if l.train {
+				cnt := float64(n * hw)
+				mdy, mdyx = float32(sdy/cnt), float32(sdyx/cnt)
 			}
-			cnt := float64(n * hw)
-			mdy, mdyx := float32(sdy/cnt), float32(sdyx/cnt)
 			for i := 0; i < n; i++ {
 				off := (i*c + ch) * hw
-				d, o, xh := dy.Data[off:off+hw], l.dx.Data[off:off+hw], l.xhat[off:off+hw]
-				for j, v := range d {
-					o[j] = g * (v - mdy - xh[j]*mdyx)
+				d, o, xs := dy.Data[off:off+hw], l.dx.Data[off:off+hw], x.Data[off:off+hw]
+				if l.ReLU {
+					ys := l.y.Data[off : off+hw]
+					for j, v := range d {
+						o[j] = g * (maskPos(v, ys[j]) - mdy - (xs[j]-mean)*inv*mdyx)
+					}
+				} else {
+					for j, v := range d {
+						o[j] = g * (v - mdy - (xs[j]-mean)*inv*mdyx)
+					}
 				}
 			}
 		}
@@ -171,6 +173,13 @@ func (l *BatchNorm2D) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor 
 		return nil
 	}
 	return l.dx
+}
+
+// maskPos returns g where y > 0 and 0 where y == 0, without a branch; y is
+// a ReLU output, so never negative.
+func maskPos(g, y float32) float32 {
+	yb := math.Float32bits(y)
+	return math.Float32frombits(math.Float32bits(g) & uint32(-int32(yb)>>31))
 }
 
 // ReLU is max(x, 0).
@@ -184,10 +193,7 @@ func (l *ReLU) Forward(x *tensor.Tensor, _ bool) *tensor.Tensor {
 	l.y = buf(l.y, x.Shape...)
 	y := l.y.Data[:len(x.Data)]
 	for i, v := range x.Data {
-		if v < 0 {
-			v = 0
-		}
-		y[i] = v
+		y[i] = relu32(v)
 	}
 	return l.y
 }
@@ -200,10 +206,7 @@ func (l *ReLU) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor {
 	l.dx = buf(l.dx, dy.Shape...)
 	y, dx := l.y.Data[:len(dy.Data)], l.dx.Data[:len(dy.Data)]
 	for i, g := range dy.Data {
-		if y[i] <= 0 {
-			g = 0
-		}
-		dx[i] = g
+		dx[i] = maskPos(g, y[i])
 	}
 	return l.dx
 }
@@ -377,6 +380,10 @@ func (l *MaxPool2D) Forward(x *tensor.Tensor, _ bool) *tensor.Tensor {
 		for pl := lo; pl < hi; pl++ {
 			src := x.Data[pl*h*w : (pl+1)*h*w]
 			dst, arg := l.y.Data[pl*oh*ow:(pl+1)*oh*ow], l.arg[pl*oh*ow:(pl+1)*oh*ow]
+			if l.K == 2 && l.Stride == 2 {
+				maxPool2x2(dst, arg, src, w, oh, ow)
+				continue
+			}
 			for i := 0; i < oh; i++ {
 				for j := 0; j < ow; j++ {
 					best, bi := float32(math.Inf(-1)), int32(-1)
@@ -395,6 +402,29 @@ func (l *MaxPool2D) Forward(x *tensor.Tensor, _ bool) *tensor.Tensor {
 		}
 	})
 	return l.y
+}
+
+// maxPool2x2 is the 2x2, stride-2 case of MaxPool2D.Forward on one plane.
+func maxPool2x2(dst []float32, arg []int32, src []float32, w, oh, ow int) {
+	for i := 0; i < oh; i++ {
+		r0 := src[2*i*w : 2*i*w+2*ow]
+		r1 := src[(2*i+1)*w : (2*i+1)*w+2*ow]
+		d, a := dst[i*ow:(i+1)*ow], arg[i*ow:(i+1)*ow]
+		base := int32(2 * i * w)
+		for j := range d {
+			best, bi := r0[2*j], base+int32(2*j)
+			if v := r0[2*j+1]; v > best {
+				best, bi = v, base+int32(2*j+1)
+			}
+			if v := r1[2*j]; v > best {
+				best, bi = v, base+int32(w+2*j)
+			}
+			if v := r1[2*j+1]; v > best {
+				best, bi = v, base+int32(w+2*j+1)
+			}
+			d[j], a[j] = best, bi
+		}
+	}
 }
 
 // Backward implements Layer: the gradient goes to the window's maximum.
@@ -641,11 +671,13 @@ func (l *Normalize) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor {
 
 // Residual adds a body and a shortcut applied to the same input:
 // y = Body(x) + Shortcut(x), with the identity when Shortcut is nil (He et
-// al. 2016). The ReLU after the addition is a separate layer.
+// al. 2016), followed by max(y, 0) when ReLU is set.
 type Residual struct {
 	Body     Layer
 	Shortcut Layer
+	ReLU     bool
 	y, dx    *tensor.Tensor
+	dy       *tensor.Tensor
 }
 
 // Params implements Layer.
@@ -668,14 +700,28 @@ func (l *Residual) Forward(x *tensor.Tensor, train bool) *tensor.Tensor {
 		s = l.Shortcut.Forward(x, train)
 	}
 	l.y = buf(l.y, b.Shape...)
-	for i, v := range b.Data {
-		l.y.Data[i] = v + s.Data[i]
+	y := l.y.Data[:len(b.Data)]
+	if l.ReLU {
+		for i, v := range b.Data {
+			y[i] = relu32(v + s.Data[i])
+		}
+	} else {
+		for i, v := range b.Data {
+			y[i] = v + s.Data[i]
+		}
 	}
 	return l.y
 }
 
 // Backward implements Layer.
 func (l *Residual) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor {
+	if l.ReLU {
+		l.dy = buf(l.dy, dy.Shape...)
+		for i, g := range dy.Data {
+			l.dy.Data[i] = maskPos(g, l.y.Data[i])
+		}
+		dy = l.dy
+	}
 	db := l.Body.Backward(dy, mode)
 	ds := dy
 	if l.Shortcut != nil {
