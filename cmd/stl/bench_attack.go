@@ -15,6 +15,7 @@ import (
 	"github.com/stl-defense/stl/dataset"
 	"github.com/stl-defense/stl/nn"
 	"github.com/stl-defense/stl/progress"
+	"github.com/stl-defense/stl/tensor"
 )
 
 // benchAttackFlags are the options of "stl bench attack".
@@ -29,8 +30,11 @@ type benchAttackFlags struct {
 // benchAttackResult is one attack's row of the benchmark.
 type benchAttackResult struct {
 	Attack string `json:"attack"`
-	// Passes is the number of forward+backward passes on the batch.
+	// Passes is the number of forward+backward passes on the batch (or
+	// what remains of it: DeepFool and CW drop finished images) and
+	// ImagePasses the number of images they carried.
 	Passes          int     `json:"passes"`
+	ImagePasses     int     `json:"image_passes"`
 	Seconds         float64 `json:"seconds"`
 	MsPerImage      float64 `json:"ms_per_image"`
 	MsPerImagePass  float64 `json:"ms_per_image_pass"`
@@ -60,9 +64,9 @@ func init() {
 		Long: `bench attack times FGSM-0.08, FGSM-0.04, BIM, DeepFool, CW (dissimilarity 0.04)
 and PGD at L-infinity 0.031 (the BPDA setting) on one batch of test images,
 against --model or, by default, a freshly initialized (seeded) vgg-small at
-32 px. The labels are the classifier's clean predictions, so that every
+32 px (untrained: only the cost matters). The labels are the classifier's clean predictions, so that every
 attack starts from correctly classified images. Each attack's cost is its number of forward+backward passes times the
-classifier's pass cost; both are reported. CW runs --cw-max-iter Adam steps
+classifier's cost per image and pass; both are reported. CW runs --cw-max-iter Adam steps
 per binary-search step (0: its default 1000), which the row records.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -137,17 +141,18 @@ func runBenchAttack(ctx context.Context, f benchAttackFlags, stdout io.Writer, b
 			}
 			changed = fmt.Sprintf("MaxIter=%d", f.cwMaxIter)
 		}
+		cm := &countingModel{Model: clf}
 		start := time.Now()
-		res, err := attack.RunBatched(ctx, a, clf, set.Images, set.Labels, set.Len(), bar)
+		res, err := attack.RunBatched(ctx, a, cm, set.Images, set.Labels, set.Len(), bar)
 		if err != nil {
 			return err
 		}
 		sec := time.Since(start).Seconds()
 		n := float64(set.Len())
 		rep.Results = append(rep.Results, benchAttackResult{
-			Attack: a.Name(), Passes: res.Passes, Seconds: sec,
+			Attack: a.Name(), Passes: res.Passes, ImagePasses: cm.images, Seconds: sec,
 			MsPerImage:     1e3 * sec / n,
-			MsPerImagePass: 1e3 * sec / n / float64(max(res.Passes, 1)),
+			MsPerImagePass: 1e3 * sec / float64(max(cm.images, 1)),
 			SuccessRate:    res.SuccessRate(), MeanDissim: meanOf(res.Dissim), MaxLInf: maxOf(res.LInf),
 			CleanAccuracy: res.CleanAccuracy(set.Labels), AdvAccuracy: res.AdvAccuracy(set.Labels),
 			SettingsChanged: changed,
@@ -159,9 +164,22 @@ func runBenchAttack(ctx context.Context, f benchAttackFlags, stdout io.Writer, b
 		return enc.Encode(rep)
 	}
 	fmt.Fprintf(stdout, "%s, %d images of %s, %d threads\n", rep.Model, rep.Images, rep.Data, rep.Threads)
-	fmt.Fprintf(stdout, "%-16s %7s %10s %12s %9s %8s\n", "attack", "passes", "ms/image", "ms/img/pass", "success", "dissim")
+	fmt.Fprintf(stdout, "%-16s %7s %12s %10s %12s %9s %8s\n", "attack", "passes", "image-passes", "ms/image", "ms/img/pass", "success", "dissim")
 	for _, r := range rep.Results {
-		fmt.Fprintf(stdout, "%-16s %7d %10.1f %12.2f %9.3f %8.4f %s\n", r.Attack, r.Passes, r.MsPerImage, r.MsPerImagePass, r.SuccessRate, r.MeanDissim, r.SettingsChanged)
+		fmt.Fprintf(stdout, "%-16s %7d %12d %10.1f %12.2f %9.3f %8.4f %s\n", r.Attack, r.Passes, r.ImagePasses, r.MsPerImage, r.MsPerImagePass, r.SuccessRate, r.MeanDissim, r.SettingsChanged)
 	}
 	return nil
+}
+
+// countingModel counts the images of the gradient passes it forwards.
+type countingModel struct {
+	attack.Model
+	images int
+}
+
+func (c *countingModel) InputGrad(ctx context.Context, x *tensor.Tensor, seed func(z, g *tensor.Tensor)) (*tensor.Tensor, *tensor.Tensor, error) {
+	if len(x.Shape) > 0 {
+		c.images += x.Shape[0]
+	}
+	return c.Model.InputGrad(ctx, x, seed)
 }
