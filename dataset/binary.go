@@ -104,36 +104,116 @@ func ReadBinary(r io.Reader, file string, shape Shape, classes []string, sizeHin
 	if err != nil {
 		return nil, err
 	}
-	p := shape.Pixels()
-	// The hint comes from file headers: trust it for at most 64 MiB of
-	// pixels, growing by doubling beyond.
-	sizeHint = max(0, min(sizeHint, (1<<24)/p))
-	data := make([]float32, 0, sizeHint*p)
-	labels := make([]int, 0, sizeHint)
-	for {
-		if len(data)+p > cap(data) {
-			grown := make([]float32, len(data), 2*cap(data)+64*p)
-			copy(grown, data)
-			data = grown
-		}
-		l, err := br.Next(data[len(data) : len(data)+p])
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
-		data = data[:len(data)+p]
-		labels = append(labels, l)
+	acc := newAccumulator(shape)
+	acc.reserve(sizeHint)
+	if err := acc.readAll(br); err != nil {
+		return nil, err
 	}
-	if len(labels) == 0 {
+	if acc.len() == 0 {
 		return nil, formatErr(file, -1, ErrEmpty, "no records")
 	}
-	t, err := tensor.FromData(data, len(labels), shape.C, shape.H, shape.W)
+	return acc.set(file, classes)
+}
+
+// accumulator collects decoded records of one shape in a growing flat
+// buffer, so that several files (the CIFAR-10 train batches) land in one
+// tensor without a second copy.
+type accumulator struct {
+	shape  Shape
+	p      int
+	data   []float32
+	labels []int
+}
+
+func newAccumulator(shape Shape) *accumulator {
+	return &accumulator{shape: shape, p: shape.Pixels()}
+}
+
+func (a *accumulator) len() int { return len(a.labels) }
+
+// reserve makes room for n more records. n comes from headers that input
+// controls, so it is trusted for at most 64 MiB of pixels; beyond that the
+// buffer grows by doubling as records arrive.
+func (a *accumulator) reserve(n int) { a.reserveTrusted(max(0, min(n, (1<<24)/a.p))) }
+
+// reserveTrusted makes room for n more records, n bounded by real file
+// sizes (see fileHint).
+func (a *accumulator) reserveTrusted(n int) {
+	n = max(0, n)
+	if need := len(a.data) + n*a.p; need > cap(a.data) {
+		grown := make([]float32, len(a.data), need)
+		copy(grown, a.data)
+		a.data = grown
+	}
+	if need := len(a.labels) + n; need > cap(a.labels) {
+		a.labels = append(make([]int, 0, need), a.labels...)
+	}
+}
+
+// readAll appends every record of br.
+func (a *accumulator) readAll(br *BinaryReader) error {
+	p := a.p
+	var spill []float32
+	for {
+		// Decode in place while there is room; when full, decode into a
+		// spare record first so that the end of input never triggers a
+		// growth of the whole buffer.
+		full := len(a.data)+p > cap(a.data)
+		dst := a.data[len(a.data):min(len(a.data)+p, cap(a.data))]
+		if full {
+			if spill == nil {
+				spill = make([]float32, p)
+			}
+			dst = spill
+		}
+		l, err := br.Next(dst)
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if full {
+			a.data = append(a.data, spill...)
+		} else {
+			a.data = a.data[:len(a.data)+p]
+		}
+		a.labels = append(a.labels, l)
+	}
+}
+
+// set wraps the collected records (without copying) in a Set.
+func (a *accumulator) set(name string, classes []string) (*Set, error) {
+	t, err := tensor.FromData(a.data, len(a.labels), a.shape.C, a.shape.H, a.shape.W)
 	if err != nil {
 		return nil, err
 	}
-	return &Set{Images: t, Labels: labels, Classes: append([]string(nil), classes...), Name: file}, nil
+	return &Set{Images: t, Labels: a.labels, Classes: append([]string(nil), classes...), Name: name}, nil
+}
+
+// NextBatch decodes up to len(labels) records into images (which must hold
+// len(labels)*C*H*W values) and labels, and returns how many it read. It
+// returns 0, io.EOF when no record is left, and the errors of Next. This is
+// the streaming access for sets that do not fit in memory.
+func (b *BinaryReader) NextBatch(images []float32, labels []int) (int, error) {
+	p := b.shape.Pixels()
+	if len(images) != len(labels)*p {
+		return 0, fmt.Errorf("dataset: NextBatch into %d values for %d labels, want %d", len(images), len(labels), len(labels)*p)
+	}
+	for i := range labels {
+		l, err := b.Next(images[i*p : (i+1)*p])
+		if err == io.EOF {
+			if i == 0 {
+				return 0, io.EOF
+			}
+			return i, nil
+		}
+		if err != nil {
+			return i, err
+		}
+		labels[i] = l
+	}
+	return len(labels), nil
 }
 
 // BinaryFile is a BinaryReader over a file on disk, gzipped or not; Close
@@ -143,7 +223,8 @@ type BinaryFile struct {
 	f  *os.File
 	gz *gzip.Reader
 	// Hint is the number of records the file holds by its size (for a gzip
-	// file, by the size in its trailer), 0 if unknown. It is only a hint.
+	// file, by the size in its trailer, trusted up to 64 times the file
+	// size), 0 if unknown. It is only a hint.
 	Hint int
 }
 
@@ -227,7 +308,32 @@ func ReadBinaryFile(path string, shape Shape, classes []string) (*Set, error) {
 		return nil, err
 	}
 	defer bf.Close()
-	return ReadBinary(bf.BinaryReader.r, path, shape, classes, bf.Hint)
+	acc := newAccumulator(shape)
+	acc.reserveTrusted(bf.Hint)
+	if err := acc.readAll(bf.BinaryReader); err != nil {
+		return nil, err
+	}
+	if acc.len() == 0 {
+		return nil, formatErr(path, -1, ErrEmpty, "no records")
+	}
+	return acc.set(path, classes)
+}
+
+// readBinaryFileInto appends the records of path to acc.
+func readBinaryFileInto(acc *accumulator, path string, numClasses int) error {
+	bf, err := OpenBinaryFile(path, acc.shape, numClasses)
+	if err != nil {
+		return err
+	}
+	defer bf.Close()
+	n := acc.len()
+	if err := acc.readAll(bf.BinaryReader); err != nil {
+		return err
+	}
+	if acc.len() == n {
+		return formatErr(path, -1, ErrEmpty, "no records")
+	}
+	return nil
 }
 
 // WriteBinary writes s as planar binary records to w, pixels rounded to the

@@ -100,18 +100,24 @@ func ReadCIFAR10Dir(ctx context.Context, dir string) (train, test *Set, err erro
 	if len(trainFiles) == 0 || testFile == "" {
 		return nil, nil, formatErr(dir, -1, ErrEmpty, "want data_batch_*.bin and test_batch.bin (or .bin.gz)")
 	}
-	var parts []*Set
+	acc := newAccumulator(CIFARShape)
+	total := 0
+	for _, f := range trainFiles {
+		if bf, err := OpenBinaryFile(f, CIFARShape, len(classes)); err == nil {
+			total += bf.Hint
+			bf.Close()
+		}
+	}
+	acc.reserveTrusted(total)
 	for _, f := range trainFiles {
 		if err := ctx.Err(); err != nil {
 			return nil, nil, err
 		}
-		s, err := ReadBinaryFile(f, CIFARShape, classes)
-		if err != nil {
+		if err := readBinaryFileInto(acc, f, len(classes)); err != nil {
 			return nil, nil, err
 		}
-		parts = append(parts, s)
 	}
-	if train, err = Concat("cifar10/train", parts...); err != nil {
+	if train, err = acc.set("cifar10/train", classes); err != nil {
 		return nil, nil, err
 	}
 	if test, err = ReadBinaryFile(testFile, CIFARShape, classes); err != nil {
@@ -148,18 +154,31 @@ func maybeGunzip(r io.Reader, file string) (io.Reader, func(), error) {
 
 // ReadCIFAR10Archive reads the official cifar-10-binary.tar.gz (or the same
 // tar uncompressed) from r in one pass: members named data_batch_N.bin and
-// test_batch.bin (also .bin.gz) in any folder, and batches.meta.txt. file
-// names the archive in errors; a member's errors name "file:member". A
-// corrupt gzip or tar stream is a *FormatError wrapping the cause.
+// test_batch.bin (also .bin.gz) in any folder, and batches.meta.txt. Train
+// batches are concatenated in order of N. file names the archive in errors;
+// a member's errors name "file:member". A corrupt gzip or tar stream is a
+// *FormatError wrapping the cause.
 func ReadCIFAR10Archive(ctx context.Context, r io.Reader, file string) (train, test *Set, err error) {
+	return readCIFAR10Archive(ctx, r, file, 0)
+}
+
+// readCIFAR10Archive reads the archive, reserving room for trainHint train
+// records up front when positive (from the size of an archive file on
+// disk, which bounds it), else per member from tar headers, trusted only
+// up to a cap since a stream's headers are untrusted input.
+func readCIFAR10Archive(ctx context.Context, r io.Reader, file string, trainHint int) (train, test *Set, err error) {
 	zr, done, err := maybeGunzip(r, file)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer done()
 	tr := tar.NewReader(zr)
-	batches := map[int]*Set{}
+	trainAcc := newAccumulator(CIFARShape)
+	trainAcc.reserveTrusted(trainHint)
+	type segment struct{ num, start, n int }
+	var segs []segment
 	var classes []string
+	rec := int64(CIFARShape.RecordSize())
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, nil, err
@@ -186,52 +205,91 @@ func ReadCIFAR10Archive(ctx context.Context, r io.Reader, file string) (train, t
 		if m == nil {
 			continue
 		}
-		key := 0 // test batch
+		num := 0 // test batch
 		if m[1] != "test_batch" {
-			if key, err = strconv.Atoi(m[2]); err != nil || key <= 0 {
+			if num, err = strconv.Atoi(m[2]); err != nil || num <= 0 {
 				continue
 			}
 		}
-		if batches[key] != nil {
-			return nil, nil, formatErr(member, -1, nil, "duplicate batch")
+		for _, sg := range segs {
+			if sg.num == num {
+				return nil, nil, formatErr(member, -1, nil, "duplicate batch")
+			}
+		}
+		if num == 0 && test != nil {
+			return nil, nil, formatErr(member, -1, nil, "duplicate test batch")
 		}
 		var mr io.Reader = tr
-		hint := int(hdr.Size / int64(CIFARShape.RecordSize()))
 		var closeGz func()
 		if m[3] != "" {
 			if mr, closeGz, err = maybeGunzip(tr, member); err != nil {
 				return nil, nil, err
 			}
-			hint = 0
 		}
-		s, err := ReadBinary(mr, member, CIFARShape, CIFAR10Classes, hint)
+		br, err := NewBinaryReader(mr, member, CIFARShape, len(CIFAR10Classes))
+		if err != nil {
+			return nil, nil, err
+		}
+		acc := trainAcc
+		if num == 0 {
+			acc = newAccumulator(CIFARShape)
+		}
+		switch {
+		case m[3] != "": // gzipped member: size unknown
+		case trainHint > 0 && num == 0:
+			acc.reserveTrusted(min(int(hdr.Size/rec), trainHint))
+		case trainHint <= 0:
+			acc.reserve(int(hdr.Size / rec))
+		}
+		start := acc.len()
+		err = acc.readAll(br)
 		if closeGz != nil {
 			closeGz()
 		}
 		if err != nil {
 			return nil, nil, err
 		}
-		batches[key] = s
-	}
-	if batches[0] == nil || len(batches) < 2 {
-		return nil, nil, formatErr(file, -1, ErrEmpty, "archive holds no data_batch_*.bin and test_batch.bin")
-	}
-	keys := make([]int, 0, len(batches))
-	for k := range batches {
-		if k > 0 {
-			keys = append(keys, k)
+		if acc.len() == start {
+			return nil, nil, formatErr(member, -1, ErrEmpty, "no records")
+		}
+		if num == 0 {
+			if test, err = acc.set("cifar10/test", CIFAR10Classes); err != nil {
+				return nil, nil, err
+			}
+		} else {
+			segs = append(segs, segment{num, start, acc.len() - start})
 		}
 	}
-	sort.Ints(keys)
-	var parts []*Set
-	for _, k := range keys {
-		parts = append(parts, batches[k])
+	if test == nil || len(segs) == 0 {
+		return nil, nil, formatErr(file, -1, ErrEmpty, "archive holds no data_batch_*.bin and test_batch.bin")
 	}
-	if train, err = Concat("cifar10/train", parts...); err != nil {
+	if train, err = trainAcc.set("", CIFAR10Classes); err != nil {
 		return nil, nil, err
 	}
-	test = batches[0]
-	test.Name = "cifar10/test"
+	if !sort.SliceIsSorted(segs, func(i, j int) bool { return segs[i].num < segs[j].num }) {
+		// Members out of order: put the batches in order of N.
+		equal := true
+		for _, sg := range segs {
+			equal = equal && sg.n == segs[0].n
+		}
+		if equal {
+			nums := make([]int, len(segs))
+			for i, sg := range segs {
+				nums[i] = sg.num
+			}
+			permuteBlocks(train, nums, segs[0].n)
+		} else {
+			sort.SliceStable(segs, func(i, j int) bool { return segs[i].num < segs[j].num })
+			var idx []int
+			for _, sg := range segs {
+				for k := 0; k < sg.n; k++ {
+					idx = append(idx, sg.start+k)
+				}
+			}
+			train = train.Subset(idx)
+		}
+	}
+	train.Name = "cifar10/train"
 	if classes != nil {
 		if len(classes) != len(CIFAR10Classes) {
 			return nil, nil, formatErr(file+":batches.meta.txt", -1, nil, "%d class names, want 10", len(classes))
@@ -248,7 +306,20 @@ func ReadCIFAR10ArchiveFile(ctx context.Context, p string) (train, test *Set, er
 		return nil, nil, err
 	}
 	defer f.Close()
-	return ReadCIFAR10Archive(ctx, f, p)
+	// Room for every record the archive can hold: its uncompressed size
+	// (gzip trailer, at most 64 times the file) over the record size. The
+	// test batch's share is reserved but never touched, so it costs
+	// address space, not memory.
+	hint := 0
+	if st, err := f.Stat(); err == nil {
+		var magic [2]byte
+		if n, _ := f.ReadAt(magic[:], 0); n == 2 && magic == [2]byte{0x1f, 0x8b} {
+			hint = gzipHint(f, st.Size(), CIFARShape.RecordSize())
+		} else {
+			hint = int(st.Size() / int64(CIFARShape.RecordSize()))
+		}
+	}
+	return readCIFAR10Archive(ctx, f, p, hint)
 }
 
 // recordFile matches the ImageNet-10 style names train_64x64.bin(.gz),
@@ -324,4 +395,45 @@ func ReadRecordDir(ctx context.Context, dir string, size int) (train, test *Set,
 	train.Name = fmt.Sprintf("%s/train", base)
 	test.Name = fmt.Sprintf("%s/test", base)
 	return train, test, nil
+}
+
+// permuteBlocks sorts the equal blocks of n images of s by key (block i has
+// key keys[i]) in place, using one block of scratch memory, so that reading
+// an archive whose batches come out of order costs no second copy of the
+// train set.
+func permuteBlocks(s *Set, keys []int, n int) {
+	order := make([]int, len(keys)) // order[j]: block now at slot order[j] belongs at j
+	for i := range order {
+		order[i] = i
+	}
+	sort.Slice(order, func(a, b int) bool { return keys[order[a]] < keys[order[b]] })
+	p := s.Shape().Pixels() * n
+	tmp := make([]float32, p)
+	tmpL := make([]int, n)
+	done := make([]bool, len(keys))
+	block := func(k int) ([]float32, []int) { return s.Images.Data[k*p : (k+1)*p], s.Labels[k*n : (k+1)*n] }
+	for i := range order {
+		if done[i] || order[i] == i {
+			done[i] = true
+			continue
+		}
+		d, l := block(i)
+		copy(tmp, d)
+		copy(tmpL, l)
+		j := i
+		for {
+			done[j] = true
+			k := order[j]
+			dj, lj := block(j)
+			if k == i {
+				copy(dj, tmp)
+				copy(lj, tmpL)
+				break
+			}
+			dk, lk := block(k)
+			copy(dj, dk)
+			copy(lj, lk)
+			j = k
+		}
+	}
 }

@@ -366,7 +366,8 @@ func loadArchive(ctx context.Context, file string, lo LoadOptions) (train, test 
 	}
 	defer f.Close()
 	if kind == kindCIFAR {
-		return ReadCIFAR10Archive(ctx, f, file)
+		f.Close()
+		return ReadCIFAR10ArchiveFile(ctx, file)
 	}
 	return ReadImageArchive(ctx, f, file, FolderOptions{Size: lo.Size, Progress: lo.Progress})
 }

@@ -297,3 +297,29 @@ func TestLoadFetchedByName(t *testing.T) {
 		t.Errorf("fetched: %v", err)
 	}
 }
+
+func TestPermuteBlocks(t *testing.T) {
+	for _, keys := range [][]int{{3, 1, 2}, {2, 1}, {1, 2, 3}, {4, 3, 2, 1}, {2, 3, 4, 1}, {5, 1, 4, 2, 3}} {
+		s := toySet(2*len(keys), Shape{1, 1, 2}, 200)
+		for i := range s.Labels {
+			s.Labels[i] = keys[i/2]*10 + i%2
+		}
+		permuteBlocks(s, append([]int(nil), keys...), 2)
+		for i := 1; i < len(s.Labels); i++ {
+			if s.Labels[i] <= s.Labels[i-1] {
+				t.Fatalf("keys %v: labels %v not sorted", keys, s.Labels)
+			}
+		}
+		for i, l := range s.Labels { // pixels moved with their labels
+			orig := -1
+			for b, k := range keys {
+				if k == l/10 {
+					orig = 2*b + l%10
+				}
+			}
+			if s.Image(i)[0] != byteToUnit[orig] {
+				t.Fatalf("keys %v: slot %d holds pixels of image %v, want %d", keys, i, s.Image(i)[0]*255, orig)
+			}
+		}
+	}
+}
