@@ -18,6 +18,12 @@ type ClassifierSpec struct {
 	BatchSize    int     `json:"batch_size"`
 	LearningRate float64 `json:"learning_rate"`
 	Seed         int64   `json:"seed"`
+	// Threads is the number of goroutines per layer; results depend on it
+	// (summation order), so it is part of the key.
+	Threads int `json:"threads"`
+	// CheckpointDir, when not empty, is a directory that survives an
+	// interruption, for per-epoch checkpoints. Not part of the key.
+	CheckpointDir string `json:"-"`
 }
 
 // Trainer trains, saves and loads classifiers. The classifiers of package
@@ -26,7 +32,8 @@ type Trainer interface {
 	// Train returns a classifier of spec.Arch trained on train. It reports
 	// progress to rep and returns ctx's error when cancelled.
 	Train(ctx context.Context, spec ClassifierSpec, train *dataset.Set, rep progress.Reporter) (attack.Model, error)
-	// Save writes m to path atomically; Load reads it back.
+	// Save writes m to path (a file or directory name in a stage's
+	// directory) atomically; Load reads it back.
 	Save(path string, m attack.Model) error
 	Load(path string) (attack.Model, error)
 }
@@ -43,6 +50,8 @@ type DefenseSpec struct {
 	DictIterations int     `json:"dict_iterations"`
 	DAEEpochs      int     `json:"dae_epochs"`
 	Seed           int64   `json:"seed"`
+	// CheckpointDir survives interruptions (see ClassifierSpec).
+	CheckpointDir string `json:"-"`
 }
 
 // DefenseBuilder builds the STL defense and loads it back.

@@ -12,7 +12,9 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/stl-defense/stl/attack"
@@ -103,6 +105,7 @@ type runner struct {
 	rows       []*row
 	missing    []Missing
 
+	mu          sync.Mutex // guards step, read by reports from other goroutines
 	step, steps int
 }
 
@@ -130,7 +133,8 @@ func RunWith(ctx context.Context, cfg Config, b Backend, dir string, rep progres
 	if err != nil {
 		return nil, err
 	}
-	r := &runner{cfg: cfg, b: b, store: store, rep: progress.Or(rep), start: time.Now()}
+	r := &runner{cfg: cfg, b: b, store: store, start: time.Now()}
+	r.rep = &runReporter{inner: progress.Or(rep), r: r}
 	if err := r.run(ctx); err != nil {
 		return nil, err
 	}
@@ -177,8 +181,60 @@ func (r *runner) run(ctx context.Context) error {
 
 // next reports overall progress at the start of a stage.
 func (r *runner) next(what string) {
-	r.rep.Report("stl run", r.step, r.steps, what)
-	r.step++
+	r.mu.Lock()
+	step := r.step
+	r.mu.Unlock()
+	r.rep.Report("stl run", step, r.steps, what)
+	r.advance(1)
+}
+
+// advance moves the overall position by n stages.
+func (r *runner) advance(n int) {
+	r.mu.Lock()
+	r.step += n
+	r.mu.Unlock()
+}
+
+// runReporter forwards the libraries' reports with the run's overall
+// position and estimated time left appended, so that one terminal line
+// shows both the current stage and the whole run.
+type runReporter struct {
+	inner progress.Reporter
+	r     *runner
+}
+
+func (p *runReporter) Report(stage string, done, total int, msg string) {
+	if stage == "stl run" {
+		p.inner.Report(stage, done, total, msg+" "+p.r.overall())
+		return
+	}
+	if msg != "" {
+		msg += " "
+	}
+	p.inner.Report(stage, done, total, msg+"| "+p.r.overall())
+}
+
+// overall formats "run 5/29, 3m elapsed, ~7m left". Time left assumes the
+// remaining stages cost as much as the computed ones so far on average
+// (stages reused from the cache are not counted): a rough estimate.
+func (r *runner) overall() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	el := time.Since(r.start)
+	s := fmt.Sprintf("run %d/%d, %s elapsed", r.step, r.steps, el.Round(time.Second))
+	var computed time.Duration
+	var n int
+	for _, t := range r.store.Timings() {
+		if !t.Cached {
+			computed += time.Duration(t.Seconds * float64(time.Second))
+			n++
+		}
+	}
+	if n > 0 && r.steps > r.step {
+		left := computed / time.Duration(n) * time.Duration(r.steps-r.step)
+		s += fmt.Sprintf(", ~%s left", left.Round(time.Second))
+	}
+	return s
 }
 
 // loadData loads, limits and fingerprints the data.
@@ -263,7 +319,7 @@ func slug(name string) string {
 }
 
 func (r *runner) classifierSpec(epochs int) ClassifierSpec {
-	return ClassifierSpec{Arch: r.cfg.Arch, Epochs: epochs, BatchSize: r.cfg.BatchSize, LearningRate: r.cfg.LearningRate, Seed: r.cfg.Seed}
+	return ClassifierSpec{Arch: r.cfg.Arch, Epochs: epochs, BatchSize: r.cfg.BatchSize, LearningRate: r.cfg.LearningRate, Seed: r.cfg.Seed, Threads: runtime.NumCPU()}
 }
 
 // trainClassifier trains (or reuses) a classifier on set in the named
@@ -273,21 +329,33 @@ func (r *runner) trainClassifier(ctx context.Context, stage string, spec Classif
 	if err != nil {
 		return nil, "", err
 	}
+	// Per-epoch checkpoints live outside the stage's temporary directory,
+	// so that an interrupted training resumes; they go once the stage is
+	// published.
+	ckpt := r.checkpointDir(stage, key)
+	spec.CheckpointDir = ckpt
 	dir, _, err := r.store.Do(ctx, stage, key, spec, deps, func(ctx context.Context, out string) error {
 		m, err := r.b.Classifier.Train(ctx, spec, set, r.rep)
 		if err != nil {
 			return err
 		}
-		return r.b.Classifier.Save(filepath.Join(out, "model.bin"), m)
+		return r.b.Classifier.Save(filepath.Join(out, "model"), m)
 	})
 	if err != nil {
 		return nil, "", err
 	}
-	m, err := r.b.Classifier.Load(filepath.Join(dir, "model.bin"))
+	os.RemoveAll(ckpt)
+	m, err := r.b.Classifier.Load(filepath.Join(dir, "model"))
 	if err != nil {
 		return nil, "", fmt.Errorf("stage %s: %w", stage, err)
 	}
 	return m, key, nil
+}
+
+// checkpointDir is where a stage keeps checkpoints between interruptions,
+// under its key so that a changed setting does not resume stale work.
+func (r *runner) checkpointDir(stage string, key cache.Key) string {
+	return filepath.Join(r.store.Dir(), "checkpoints", stage+"-"+key.Short())
 }
 
 func (r *runner) trainVanilla(ctx context.Context) error {
@@ -429,9 +497,13 @@ func (r *runner) buildDefense(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	spec.CheckpointDir = r.checkpointDir(stageDefense, key)
 	dir, _, err := r.store.Do(ctx, stageDefense, key, spec, []cache.Key{r.dataKey}, func(ctx context.Context, out string) error {
 		return r.b.Defense.Build(ctx, spec, r.train, out, r.rep)
 	})
+	if err == nil {
+		os.RemoveAll(spec.CheckpointDir)
+	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -462,9 +534,9 @@ func (r *runner) buildDefense(ctx context.Context) error {
 func (r *runner) defend(ctx context.Context, rw *row) error {
 	rw.adv = map[string]*tensor.Tensor{}
 	skip := func() {
-		r.step += 1 + len(r.advs)
+		r.advance(1 + len(r.advs))
 		if rw.retrain {
-			r.step += 2
+			r.advance(2)
 		}
 	}
 	if rw.newT == nil {
@@ -534,7 +606,7 @@ func (r *runner) defend(ctx context.Context, rw *row) error {
 			return ctx.Err()
 		}
 		rw.modelMissing = "transforming the training set failed: " + err.Error()
-		r.step++
+		r.advance(1)
 		return nil
 	}
 	r.next("retrain on " + rw.name)

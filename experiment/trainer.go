@@ -1,5 +1,83 @@
 package experiment
 
-// defaultTrainer returns the classifier trainer of package nn, or nil while
-// package nn has no classifier training.
-func defaultTrainer() Trainer { return nil }
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+
+	"github.com/stl-defense/stl/attack"
+	"github.com/stl-defense/stl/dataset"
+	"github.com/stl-defense/stl/nn"
+	"github.com/stl-defense/stl/progress"
+)
+
+// nnTrainer trains package nn's classifiers.
+type nnTrainer struct{}
+
+func defaultTrainer() Trainer { return nnTrainer{} }
+
+// Train builds spec.Arch for the set's image shape and classes, with the
+// input normalized by the training set's per-channel mean and standard
+// deviation, and trains it with nn.Train (SGD, one-cycle schedule, crop and
+// flip augmentation). With spec.CheckpointDir set, every epoch is
+// checkpointed there and an interrupted training resumes from it.
+func (nnTrainer) Train(ctx context.Context, spec ClassifierSpec, train *dataset.Set, rep progress.Reporter) (attack.Model, error) {
+	s := train.Shape()
+	c := nn.DefaultClassifierConfig()
+	c.Arch, c.Channels, c.Height, c.Width, c.Classes = spec.Arch, s.C, s.H, s.W, len(train.Classes)
+	c.Seed = uint64(spec.Seed)
+	c.Threads = spec.Threads
+	c.Mean, c.Std = channelStats(train)
+	m, err := nn.NewClassifier(c)
+	if err != nil {
+		return nil, err
+	}
+	o := nn.DefaultTrainOptions()
+	o.Epochs, o.BatchSize, o.LR, o.Seed = spec.Epochs, spec.BatchSize, spec.LearningRate, uint64(spec.Seed)
+	o.Dataset = train.Name
+	if spec.CheckpointDir != "" {
+		o.CheckpointDir = spec.CheckpointDir
+		_, err := os.Stat(filepath.Join(spec.CheckpointDir, nn.MetadataFile))
+		o.Resume = err == nil
+	}
+	if _, err := nn.Train(ctx, m, nn.Labeled{Images: train.Images, Labels: train.Labels}, nn.Labeled{}, o, rep); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// channelStats returns the per-channel mean and standard deviation of the
+// set's pixels (a floor of 1e-3 keeps a constant channel usable).
+func channelStats(s *dataset.Set) (mean, std []float32) {
+	sh := s.Shape()
+	plane := sh.H * sh.W
+	mean, std = make([]float32, sh.C), make([]float32, sh.C)
+	for ch := 0; ch < sh.C; ch++ {
+		var sum, sq float64
+		for i := 0; i < s.Len(); i++ {
+			for _, v := range s.Image(i)[ch*plane : (ch+1)*plane] {
+				sum += float64(v)
+				sq += float64(v) * float64(v)
+			}
+		}
+		n := float64(s.Len() * plane)
+		mu := sum / n
+		mean[ch] = float32(mu)
+		std[ch] = float32(math.Max(1e-3, math.Sqrt(math.Max(0, sq/n-mu*mu))))
+	}
+	return mean, std
+}
+
+// Save writes an nn classifier into the directory path.
+func (nnTrainer) Save(path string, m attack.Model) error {
+	c, ok := m.(*nn.Classifier)
+	if !ok {
+		return fmt.Errorf("experiment: cannot save a %T with package nn", m)
+	}
+	return nn.Save(path, c)
+}
+
+// Load reads an nn classifier from the directory path.
+func (nnTrainer) Load(path string) (attack.Model, error) { return nn.Load(path) }

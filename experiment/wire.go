@@ -15,7 +15,7 @@ import (
 
 // attackBatch is the batch size attacks run in; it does not change results
 // of the deterministic attacks.
-const attackBatch = 50
+const attackBatch = 20
 
 // DefaultBackend wires the project's packages: dataset for the data, nn for
 // the classifiers, package defense for STL and the baselines, package
@@ -203,6 +203,7 @@ func (s stlBuilder) Build(ctx context.Context, spec DefenseSpec, train *dataset.
 	o.Lambda, o.Filters, o.FilterSize, o.Clusters = spec.Lambda, spec.Filters, spec.FilterSize, spec.Clusters
 	o.DictImages, o.DictIterations, o.DAEEpochs, o.Seed = spec.DictImages, spec.DictIterations, spec.DAEEpochs, spec.Seed
 	o.Backend = s.b
+	o.CheckpointDir = spec.CheckpointDir
 	d, err := defense.Train(ctx, train.Images, o, rep)
 	if err != nil {
 		return err
