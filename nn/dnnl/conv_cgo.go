@@ -40,10 +40,12 @@ func statusError(op string, st C.int) error {
 // cgo and without the purego tag, and a CPU engine could be created.
 func Available() bool { return initEngine() == nil }
 
-// SetThreads sets the number of OpenMP threads that later calls of every Conv
-// use (n < 1 means 1). A Conv built under another count rebuilds its
-// primitives on its next call, which costs about as much as NewConv. It is
-// safe for concurrent use but meant to be called once, at start-up.
+// SetThreads sets the number of OpenMP threads that later calls of every
+// Conv, BatchNorm and Pool use (n < 1 means 1). An object built under another
+// count rebuilds its primitives on its next call, which costs about as much
+// as its constructor (a Pool's Backward cannot: it returns an *Error if the
+// count changed since its Forward). It is safe for concurrent use but meant
+// to be called once, at start-up.
 func SetThreads(n int) {
 	if n < 1 {
 		n = 1

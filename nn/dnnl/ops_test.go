@@ -307,3 +307,46 @@ func TestOpsErrors(t *testing.T) {
 		t.Errorf("Pool.Forward short dst: %v", err)
 	}
 }
+
+// BatchNorm and Pool rebuild under a new thread count; a Pool refuses a
+// Backward whose Forward ran under another count.
+func TestOpsSetThreads(t *testing.T) {
+	needDNNL(t)
+	defer SetThreads(Threads())
+	SetThreads(1)
+	bp := BatchNormParams{N: 2, C: 3, H: 4, W: 4, Epsilon: DefaultBatchNormEpsilon}
+	n := 2 * 3 * 4 * 4
+	rng := rand.New(rand.NewPCG(2, 2))
+	x, g, be := randSlice(rng, n), randSlice(rng, 3), randSlice(rng, 3)
+	b, err := NewBatchNorm(bp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	pp := PoolParams{N: 2, C: 3, H: 4, W: 4, R: 2, S: 2, StrideH: 2, StrideW: 2}
+	q, err := NewPool(pp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	wy, _, _ := refBatchNorm(bp, x, g, be)
+	wp, _ := refPool(pp, x, make([]float32, pp.dstLen()))
+	for _, th := range []int{2, 1} {
+		SetThreads(th)
+		y, m, v := make([]float32, n), make([]float32, 3), make([]float32, 3)
+		if err := b.ForwardTraining(y, m, v, x, g, be); err != nil {
+			t.Fatal(err)
+		}
+		assertNear(t, "BatchNorm", y, wy, 1e-5)
+		py := make([]float32, pp.dstLen())
+		if err := q.Forward(py, x); err != nil {
+			t.Fatal(err)
+		}
+		assertNear(t, "Pool", py, wp, 0)
+	}
+	SetThreads(2)
+	var e *Error
+	if err := q.Backward(make([]float32, pp.srcLen()), make([]float32, pp.dstLen())); !errors.As(err, &e) {
+		t.Errorf("Pool.Backward after a thread change: err = %v, want *Error", err)
+	}
+}
