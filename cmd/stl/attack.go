@@ -110,7 +110,7 @@ predictions, success flags); see the attack package documentation.`,
 	fl.IntVar(&f.binarySteps, "binary-steps", 9, "cw: binary search steps over c")
 	fl.Float64Var(&f.lr, "lr", 0.01, "cw: Adam learning rate")
 	fl.BoolVar(&f.targeted, "targeted", false, "targeted attack towards class (label+1) mod K (not deepfool)")
-	fl.StringVar(&f.defense, "defense", "", "a baseline name (see 'stl defend --help') or a defense directory; evaluated on the adversarial set, attacked with --bpda")
+	fl.StringVar(&f.defense, "defense", "", "a defense directory or a baseline ("+strings.Join(defense.BaselineNames(), ", ")+"); evaluated on the adversarial set, attacked through with --bpda")
 	fl.BoolVar(&f.bpda, "bpda", false, "attack through the defense with BPDA (identity backward pass)")
 	fl.IntVar(&f.eot, "eot", 10, "with --bpda on a randomized defense: gradient draws averaged (EOT)")
 	fl.IntVar(&f.batch, "batch", 100, "images per attack batch")
