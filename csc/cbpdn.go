@@ -215,9 +215,10 @@ func (c *Coder) parallel(ctx context.Context, n, h, w int, rep progress.Reporter
 // workspace holds one worker's scratch memory for h×w images. It is not
 // safe for concurrent use.
 type workspace struct {
-	sp   *spectrum
-	plan fft.RealPlan2D
-	h, w int
+	sp    *spectrum
+	plan  fft.RealPlan2D
+	batch fft.BatchPlan2D // the M coefficient maps at once
+	h, w  int
 	xf   []complex64 // (M, F)
 	x    []float32   // (M, H*W)
 	tmp  []float32   // H*W
@@ -244,9 +245,13 @@ func newWorkspace(sp *spectrum) (*workspace, error) {
 	if err != nil {
 		return nil, err
 	}
+	bp, err := fft.NewBatch(sp.h, sp.w, sp.m)
+	if err != nil {
+		return nil, err
+	}
 	hw, f, M, C := sp.h*sp.w, sp.f, sp.m, sp.c
 	return &workspace{
-		sp: sp, plan: p, h: sp.h, w: sp.w,
+		sp: sp, plan: p, batch: bp, h: sp.h, w: sp.w,
 		xf:  fft.MakeComplex64(M * f),
 		x:   fft.MakeFloat32(M * hw),
 		tmp: fft.MakeFloat32(hw),
@@ -330,24 +335,12 @@ type problem struct {
 func (p *problem) XStep(rho float64) {
 	ws := p.ws
 	sp := ws.sp
-	f, hw := sp.f, ws.h*ws.w
+	hw := ws.h * ws.w
 	r := float32(rho)
-	for m := 0; m < sp.m; m++ {
-		ym, um := p.y[m*hw:(m+1)*hw], p.u[m*hw:(m+1)*hw]
-		for i := range ws.tmp {
-			ws.tmp[i] = ym[i] - um[i]
-		}
-		xf := ws.xf[m*f : (m+1)*f]
-		ws.plan.Forward(xf, ws.tmp)
-		ds := ws.dsf[m*f : (m+1)*f]
-		for k := range xf {
-			xf[k] = ds[k] + complex(r, 0)*xf[k]
-		}
-	}
-	sp.solve(ws.xf, r, ws.t)
-	for m := 0; m < sp.m; m++ {
-		ws.plan.Inverse(ws.x[m*hw:(m+1)*hw], ws.xf[m*f:(m+1)*f])
-	}
+	sub(ws.x, p.y, p.u) // ws.x is free until the inverse transforms below
+	ws.batch.Forward(ws.xf, ws.x)
+	sp.formSolve(ws.xf, ws.dsf, r, 1/float32(hw), ws.t)
+	ws.batch.InverseRaw(ws.x, ws.xf)
 }
 
 // Relax records alpha; the relaxation is applied in YStep.
@@ -383,6 +376,14 @@ func (p *problem) SetRho(float64) {}
 // Objective implements admm.Objectiver, exactly on y.
 func (p *problem) Objective() (float64, float64, float64) {
 	return objective(p.dict, p.ws.h, p.ws.w, p.y, p.s, p.lam64, p.ws.rec)
+}
+
+// subGo stores a - b in dst.
+func subGo(dst, a, b []float32) {
+	a, b = a[:len(dst)], b[:len(dst)]
+	for i := range dst {
+		dst[i] = a[i] - b[i]
+	}
 }
 
 // fusedYUGo is the pure-Go fused relaxation / y step / u step / residual

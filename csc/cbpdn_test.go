@@ -270,12 +270,12 @@ func TestProject(t *testing.T) {
 		t.Errorf("objective of the highpass coding %v, want about %v", stats[0].Objective, sporcoDefault32)
 	}
 	// In place gives the same result.
-	inPlace := batch.Clone()
+	inPlace := batch.Sample(1).Clone()
 	if err := p.Project(context.Background(), inPlace, inPlace); err != nil {
 		t.Fatal(err)
 	}
-	for i := range out.Data {
-		if out.Data[i] != inPlace.Data[i] {
+	for i := range inPlace.Data {
+		if out.Sample(1).Data[i] != inPlace.Data[i] {
 			t.Fatal("in-place projection differs")
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/stl-defense/stl/fft"
 	"github.com/stl-defense/stl/npy"
 	"github.com/stl-defense/stl/tensor"
 )
@@ -55,8 +56,8 @@ func TestReferenceDefaultStopping(t *testing.T) {
 	d := loadDict(t)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if c.slow && testing.Short() {
-				t.Skip("slow in -short mode")
+			if c.slow && (testing.Short() || fft.Implementation == "gonum") {
+				t.Skip("slow in -short mode and with the pure-Go FFT")
 			}
 			coder, err := NewCoder(d, DefaultOptions())
 			if err != nil {
@@ -92,8 +93,8 @@ func TestReferenceOptimum(t *testing.T) {
 	d := loadDict(t)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if c.slow && testing.Short() {
-				t.Skip("slow in -short mode")
+			if c.slow && (testing.Short() || fft.Implementation == "gonum") {
+				t.Skip("slow in -short mode and with the pure-Go FFT")
 			}
 			opt := DefaultOptions()
 			opt.ADMM.MaxIter = c.iters

@@ -63,3 +63,26 @@ func SampleImage(name string) (*tensor.Tensor, error) {
 	}
 	return ImagesFromSPORCO(t)
 }
+
+// cutTiles cuts n size×size tiles from the first image of img at offsets
+// drawn from a generator seeded with seed.
+func cutTiles(img *tensor.Tensor, n, size int, seed uint64) *tensor.Tensor {
+	_, c, h, w, _ := img.NCHW()
+	out := tensor.New(n, c, size, size)
+	st := seed*0x9E3779B97F4A7C15 + 1
+	next := func(k int) int {
+		st ^= st << 13
+		st ^= st >> 7
+		st ^= st << 17
+		return int(st % uint64(k))
+	}
+	for i := 0; i < n; i++ {
+		oy, ox := next(h-size+1), next(w-size+1)
+		for ch := 0; ch < c; ch++ {
+			for y := 0; y < size; y++ {
+				copy(out.Data[((i*c+ch)*size+y)*size:][:size], img.Data[(ch*h+oy+y)*w+ox:][:size])
+			}
+		}
+	}
+	return out
+}

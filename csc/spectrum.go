@@ -147,9 +147,20 @@ func eigHermitian(a, v []complex128, lam []float64, n int) {
 	}
 }
 
+// formSolveGo is the pure-Go formSolve: b = dsf + rho b, then solve.
+func (sp *spectrum) formSolveGo(b, dsf []complex64, rho, post float32, t []complex64) {
+	for i := range b[:sp.m*sp.f] {
+		b[i] = dsf[i] + complex(rho, 0)*b[i]
+	}
+	sp.solvePost(b, rho, post, t)
+}
+
 // solve overwrites b (M, F) with (rho I + D^H D)^{-1} b at every
-// frequency. t is scratch of C*F values.
-func (sp *spectrum) solve(b []complex64, rho float32, t []complex64) {
+// frequency, by the Woodbury identity. t is scratch of C*F values.
+func (sp *spectrum) solve(b []complex64, rho float32, t []complex64) { sp.solvePost(b, rho, 1, t) }
+
+// solvePost is solve with the result multiplied by post.
+func (sp *spectrum) solvePost(b []complex64, rho, post float32, t []complex64) {
 	f, M, C := sp.f, sp.m, sp.c
 	clear(t[:C*f])
 	for c := 0; c < C; c++ {
@@ -166,7 +177,7 @@ func (sp *spectrum) solve(b []complex64, rho float32, t []complex64) {
 			tc[k] *= complex(1/(rho+lam[k]), 0)
 		}
 	}
-	inv := 1 / rho
+	inv := post / rho
 	for m := 0; m < M; m++ {
 		bm := b[m*f : (m+1)*f]
 		for c := 0; c < C; c++ {

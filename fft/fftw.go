@@ -25,6 +25,28 @@ static fftwf_plan plan_c2r(int h, int w, unsigned flags) {
 	return p;
 }
 
+static fftwf_plan plan_many_r2c(int h, int w, int n, unsigned flags) {
+	int dims[2] = {h, w};
+	int f = h * (w / 2 + 1);
+	float *in = fftwf_alloc_real((size_t)h * w * n);
+	fftwf_complex *out = fftwf_alloc_complex((size_t)f * n);
+	fftwf_plan p = fftwf_plan_many_dft_r2c(2, dims, n, in, NULL, 1, h * w, out, NULL, 1, f, flags);
+	fftwf_free(in);
+	fftwf_free(out);
+	return p;
+}
+
+static fftwf_plan plan_many_c2r(int h, int w, int n, unsigned flags) {
+	int dims[2] = {h, w};
+	int f = h * (w / 2 + 1);
+	fftwf_complex *in = fftwf_alloc_complex((size_t)f * n);
+	float *out = fftwf_alloc_real((size_t)h * w * n);
+	fftwf_plan p = fftwf_plan_many_dft_c2r(2, dims, n, in, NULL, 1, f, out, NULL, 1, h * w, flags);
+	fftwf_free(in);
+	fftwf_free(out);
+	return p;
+}
+
 static int aligned(void *p) { return fftwf_alignment_of((float *)p) == 0; }
 
 static void exec_r2c(fftwf_plan p, float *in, void *out) {
@@ -47,7 +69,7 @@ const Implementation = "fftw"
 
 func newBest(h, w int) (RealPlan2D, error) { return NewFFTWPlan(h, w) }
 
-type sizeKey struct{ h, w int }
+type sizeKey struct{ h, w, n int }
 
 type cPlans struct{ r2c, c2r C.fftwf_plan }
 
@@ -63,16 +85,26 @@ var planner struct {
 // which changes results only in the last bits.
 const planFlags = C.FFTW_MEASURE
 
-func cachedPlans(h, w int) (cPlans, error) {
+// cachedPlans returns the plans for one h×w transform (n = 0) or a batch
+// of n.
+func cachedPlans(h, w, n int) (cPlans, error) {
 	planner.Lock()
 	defer planner.Unlock()
-	k := sizeKey{h, w}
+	k := sizeKey{h, w, n}
 	if p, ok := planner.plans[k]; ok {
 		return p, nil
 	}
-	p := cPlans{
-		r2c: C.plan_r2c(C.int(h), C.int(w), planFlags),
-		c2r: C.plan_c2r(C.int(h), C.int(w), planFlags|C.FFTW_DESTROY_INPUT),
+	var p cPlans
+	if n == 0 {
+		p = cPlans{
+			r2c: C.plan_r2c(C.int(h), C.int(w), planFlags),
+			c2r: C.plan_c2r(C.int(h), C.int(w), planFlags|C.FFTW_DESTROY_INPUT),
+		}
+	} else {
+		p = cPlans{
+			r2c: C.plan_many_r2c(C.int(h), C.int(w), C.int(n), planFlags),
+			c2r: C.plan_many_c2r(C.int(h), C.int(w), C.int(n), planFlags|C.FFTW_DESTROY_INPUT),
+		}
 	}
 	if p.r2c == nil || p.c2r == nil {
 		return cPlans{}, &SizeError{H: h, W: w}
@@ -103,7 +135,7 @@ func NewFFTWPlan(h, w int) (*FFTWPlan, error) {
 	if err := checkSize(h, w); err != nil {
 		return nil, err
 	}
-	p, err := cachedPlans(h, w)
+	p, err := cachedPlans(h, w, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -164,4 +196,80 @@ func (p *FFTWPlan) Inverse(dst []float32, src []complex64) []float32 {
 		}
 	}
 	return dst
+}
+
+func newBestBatch(h, w, n int) (BatchPlan2D, error) { return NewFFTWBatchPlan(h, w, n) }
+
+// FFTWBatchPlan is the BatchPlan2D on FFTW's batched ("many") plans, shared
+// per size and count and executed with the new-array functions. Arrays that
+// are not aligned go through aligned scratch memory. Not safe for
+// concurrent use.
+type FFTWBatchPlan struct {
+	h, w, n int
+	p       cPlans
+	rtmp    []float32
+	ctmp    []complex64
+}
+
+// NewFFTWBatchPlan returns an FFTW batch plan, or a *SizeError.
+func NewFFTWBatchPlan(h, w, n int) (*FFTWBatchPlan, error) {
+	if err := checkSize(h, w); err != nil {
+		return nil, err
+	}
+	if n <= 0 {
+		return nil, &SizeError{H: h, W: w}
+	}
+	p, err := cachedPlans(h, w, n)
+	if err != nil {
+		return nil, err
+	}
+	return &FFTWBatchPlan{h: h, w: w, n: n, p: p}, nil
+}
+
+// Size implements BatchPlan2D.
+func (b *FFTWBatchPlan) Size() (int, int, int) { return b.h, b.w, b.n }
+
+func (b *FFTWBatchPlan) scratch() {
+	if b.rtmp == nil {
+		b.rtmp = MakeFloat32(b.n * b.h * b.w)
+		b.ctmp = MakeComplex64(b.n * ComplexLen(b.h, b.w))
+	}
+}
+
+// Forward implements BatchPlan2D.
+func (b *FFTWBatchPlan) Forward(dst []complex64, src []float32) {
+	checkBatchLens("Forward", b.h, b.w, b.n, len(src), len(dst))
+	in, out := src, dst
+	if !isAligned(unsafe.Pointer(&src[0])) {
+		b.scratch()
+		copy(b.rtmp, src)
+		in = b.rtmp
+	}
+	if !isAligned(unsafe.Pointer(&dst[0])) {
+		b.scratch()
+		out = b.ctmp
+	}
+	C.exec_r2c(b.p.r2c, (*C.float)(unsafe.Pointer(&in[0])), unsafe.Pointer(&out[0]))
+	if &out[0] != &dst[0] {
+		copy(dst, out)
+	}
+}
+
+// InverseRaw implements BatchPlan2D.
+func (b *FFTWBatchPlan) InverseRaw(dst []float32, src []complex64) {
+	checkBatchLens("InverseRaw", b.h, b.w, b.n, len(dst), len(src))
+	in, out := src, dst
+	if !isAligned(unsafe.Pointer(&src[0])) {
+		b.scratch()
+		copy(b.ctmp, src)
+		in = b.ctmp
+	}
+	if !isAligned(unsafe.Pointer(&dst[0])) {
+		b.scratch()
+		out = b.rtmp
+	}
+	C.exec_c2r(b.p.c2r, unsafe.Pointer(&in[0]), (*C.float)(unsafe.Pointer(&out[0])))
+	if &out[0] != &dst[0] {
+		copy(dst, out)
+	}
 }
