@@ -219,14 +219,14 @@ type workspace struct {
 	plan  fft.RealPlan2D
 	batch fft.BatchPlan2D // the M coefficient maps at once
 	h, w  int
-	xf   []complex64 // (M, F)
-	x    []float32   // (M, H*W)
-	tmp  []float32   // H*W
-	t    []complex64 // (C, F)
-	dsf  []complex64 // (M, F): D^H s in the Fourier domain
-	sf   []complex64 // (C, F)
-	y, u []float32   // (M, H*W): state of the current single-image solve
-	rec  []float64   // (C, H*W): float64 reconstruction for the objective
+	xf    []complex64 // (M, F)
+	x     []float32   // (M, H*W)
+	tmp   []float32   // H*W
+	t     []complex64 // (C, F)
+	dsf   []complex64 // (M, F): D^H s in the Fourier domain
+	sf    []complex64 // (C, F)
+	y, u  []float32   // (M, H*W): state of the current single-image solve
+	rec   []float64   // (C, H*W): float64 reconstruction for the objective
 
 	tk     *Tikhonov // projection only, made on first use
 	lo, hi []float32 // (C, H*W) projection only
