@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/stl-defense/stl/defense"
 )
 
 // Attack names, the columns of the paper's Tables 1 and 5 (section 5.1:
@@ -214,9 +216,13 @@ func (c Config) Validate() error {
 		}
 		seen[a] = true
 	}
+	known := defense.BaselineNames()
 	for _, b := range c.Baselines {
-		if strings.TrimSpace(b) == "" {
-			return bad("baselines", "empty name")
+		if b == "all" && len(c.Baselines) == 1 {
+			continue
+		}
+		if !contains(known, b) {
+			return bad("baselines", "unknown baseline %q, want \"all\" or some of %s", b, strings.Join(known, ", "))
 		}
 	}
 	return nil
