@@ -1,7 +1,9 @@
 package dataset
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io/fs"
 	"os"
@@ -211,17 +213,30 @@ func loadSample(spec string) (train, test *Set, err error) {
 		return nil, nil, err
 	}
 	read := func(file, part string) (*Set, error) {
-		f, err := sample.FS.Open(file)
+		b, err := fs.ReadFile(sample.FS, file)
 		if err != nil {
 			return nil, fmt.Errorf("dataset: sample %s is missing from this build: %w", spec, err)
 		}
-		defer f.Close()
-		r, done, err := maybeGunzip(f, spec+":"+file)
+		r, done, err := maybeGunzip(bytes.NewReader(b), spec+":"+file)
 		if err != nil {
 			return nil, err
 		}
 		defer done()
-		s, err := ReadBinary(r, spec+":"+file, shape, classes, 0)
+		// Our own files: the gzip trailer's size is exact.
+		hint := 0
+		if len(b) > 18 {
+			hint = int(binary.LittleEndian.Uint32(b[len(b)-4:])) / shape.RecordSize()
+		}
+		br, err := NewBinaryReader(r, spec+":"+file, shape, len(classes))
+		if err != nil {
+			return nil, err
+		}
+		acc := newAccumulator(shape)
+		acc.reserveTrusted(hint)
+		if err := acc.readAll(br); err != nil {
+			return nil, err
+		}
+		s, err := acc.set(spec+":"+file, classes)
 		if err != nil {
 			return nil, err
 		}

@@ -47,7 +47,7 @@ var Sources = map[string]Source{
 		Size: 170052171,
 		MD5:  "c32a1d4ab5d03f1284b67883e8d87530",
 		// Published by the authors on https://www.cs.toronto.edu/~kriz/cifar.html.
-		About: "CIFAR-10, binary version (Krizhevsky 2009), 163 MiB, md5 published",
+		About: "CIFAR-10, binary version (Krizhevsky 2009), 162 MiB, md5 published",
 	},
 	"imagenette": {
 		Name:  "imagenette",
