@@ -63,6 +63,8 @@ type folderBuilder struct {
 	shape Shape // fixed after the first image when Size == 0
 	data  []float32
 	recs  []folderRec
+
+	resizer *Resizer
 }
 
 type folderRec struct{ class, file string }
@@ -114,7 +116,10 @@ func (b *folderBuilder) add(r io.Reader, file, class string) error {
 		b.data = grown
 	}
 	b.data = b.data[:n+p]
-	if err := ImageToCHW(b.data[n:], img, b.opts.Size); err != nil {
+	if b.resizer == nil {
+		b.resizer = NewResizer(b.opts.Size)
+	}
+	if err := b.resizer.Convert(b.data[n:], img); err != nil {
 		return formatErr(file, len(b.recs), ErrShape, "%v", err)
 	}
 	b.recs = append(b.recs, folderRec{class, file})
@@ -402,37 +407,77 @@ func sniffArchive(file string) (dirKind, error) {
 	}
 }
 
-// ImageToCHW writes img into dst as planar RGB in [0, 1] (C*H*W values,
-// C = 3). With size > 0 the largest centered square is cut out and resized
-// to size x size by exact area averaging (each output pixel is the mean of
-// the input area it covers, partial pixels weighted by their covered
-// fraction), the filter that avoids aliasing when shrinking; with size 0
-// the image is copied at its own size. Alpha is composited over black
-// (premultiplied RGBA), gray is replicated to R = G = B. dst must have the
-// right length.
+// ImageToCHW writes img into dst as planar RGB in [0, 1]; it is
+// NewResizer(size).Convert(dst, img), for one-off use.
 func ImageToCHW(dst []float32, img image.Image, size int) error {
+	return NewResizer(size).Convert(dst, img)
+}
+
+// Resizer turns decoded images into planar RGB float32 of one output size.
+// It owns its scratch memory and caches the filter weights per input size,
+// so converting a folder of images allocates nothing per image once warm.
+// It is not safe for concurrent use: use one per worker.
+type Resizer struct {
+	size    int
+	rgba    []byte
+	plane   []float32
+	tmp     []float32
+	weights map[[2]int][][]tap
+}
+
+// NewResizer returns a Resizer to size x size (size > 0), or one that keeps
+// each image's own size (size 0).
+func NewResizer(size int) *Resizer {
+	return &Resizer{size: max(size, 0), weights: map[[2]int][][]tap{}}
+}
+
+func (r *Resizer) areaWeights(n, m int) [][]tap {
+	k := [2]int{n, m}
+	w, ok := r.weights[k]
+	if !ok {
+		w = areaWeights(n, m)
+		if len(r.weights) > 64 { // many distinct sizes: bound the cache
+			clear(r.weights)
+		}
+		r.weights[k] = w
+	}
+	return w
+}
+
+// Convert writes img into dst as planar RGB in [0, 1] (3*H*W values). With
+// size > 0 the largest centered square is cut out and resized to size x
+// size by exact area averaging: each output pixel is the mean of the input
+// area it covers, partial pixels weighted by the fraction covered, the
+// filter that does not alias when shrinking (the one used to make the
+// 64 px ImageNet-10 copy). With size 0 the image is copied at its own size.
+// Alpha is composited over black (premultiplied RGBA), gray is replicated
+// to R = G = B. dst must have the right length, else a *tensor.ShapeError.
+func (r *Resizer) Convert(dst []float32, img image.Image) error {
 	bd := img.Bounds()
 	w, h := bd.Dx(), bd.Dy()
 	if w <= 0 || h <= 0 {
 		return fmt.Errorf("empty image")
 	}
 	crop := bd
-	if size > 0 {
+	if r.size > 0 {
 		s := min(w, h)
 		x0, y0 := bd.Min.X+(w-s)/2, bd.Min.Y+(h-s)/2
 		crop = image.Rect(x0, y0, x0+s, y0+s)
 	}
 	cw, ch := crop.Dx(), crop.Dy()
 	ow, oh := cw, ch
-	if size > 0 {
-		ow, oh = size, size
+	if r.size > 0 {
+		ow, oh = r.size, r.size
 	}
 	if len(dst) != 3*ow*oh {
-		return &tensor.ShapeError{Op: "dataset.ImageToCHW", Want: []int{3 * ow * oh}, Got: []int{len(dst)}}
+		return &tensor.ShapeError{Op: "dataset.Resizer.Convert", Want: []int{3 * ow * oh}, Got: []int{len(dst)}}
 	}
-	rgba := image.NewRGBA(image.Rect(0, 0, cw, ch))
+	if cap(r.rgba) < 4*cw*ch {
+		r.rgba = make([]byte, 4*cw*ch)
+	}
+	rgba := &image.RGBA{Pix: r.rgba[:4*cw*ch], Stride: 4 * cw, Rect: image.Rect(0, 0, cw, ch)}
 	draw.Draw(rgba, rgba.Bounds(), img, crop.Min, draw.Src)
-	if size == 0 {
+	if r.size == 0 {
 		for y := 0; y < ch; y++ {
 			row := rgba.Pix[y*rgba.Stride:]
 			for x := 0; x < cw; x++ {
@@ -444,10 +489,15 @@ func ImageToCHW(dst []float32, img image.Image, size int) error {
 		return nil
 	}
 	// Planar float input, then separable area resize per channel.
-	plane := make([]float32, cw*ch)
-	tmp := make([]float32, ow*ch)
-	wx := areaWeights(cw, ow)
-	wy := areaWeights(ch, oh)
+	if cap(r.plane) < cw*ch {
+		r.plane = make([]float32, cw*ch)
+	}
+	if cap(r.tmp) < ow*ch {
+		r.tmp = make([]float32, ow*ch)
+	}
+	plane, tmp := r.plane[:cw*ch], r.tmp[:ow*ch]
+	wx := r.areaWeights(cw, ow)
+	wy := r.areaWeights(ch, oh)
 	for c := 0; c < 3; c++ {
 		for y := 0; y < ch; y++ {
 			row := rgba.Pix[y*rgba.Stride:]
@@ -470,9 +520,7 @@ func ImageToCHW(dst []float32, img image.Image, size int) error {
 		// Vertical pass: (ch, ow) -> (oh, ow).
 		for o, ws := range wy {
 			row := out[o*ow : (o+1)*ow]
-			for x := range row {
-				row[x] = 0
-			}
+			clear(row)
 			for _, t := range ws {
 				in := tmp[t.i*ow : (t.i+1)*ow]
 				for x := range row {

@@ -260,3 +260,25 @@ func mustRead(t testing.TB, p string) []byte {
 	}
 	return b
 }
+
+// TestResizerReuse checks that a Resizer reused across input sizes gives
+// the same result as a fresh conversion each time.
+func TestResizerReuse(t *testing.T) {
+	r := NewResizer(5)
+	for k, sz := range [][2]int{{17, 11}, {8, 8}, {17, 11}, {40, 3}, {5, 5}} {
+		img := image.NewRGBA(image.Rect(0, 0, sz[0], sz[1]))
+		for i := range img.Pix {
+			img.Pix[i] = uint8(i*13 + k)
+		}
+		got, want := make([]float32, 75), make([]float32, 75)
+		if err := r.Convert(got, img); err != nil {
+			t.Fatal(err)
+		}
+		if err := ImageToCHW(want, img, 5); err != nil {
+			t.Fatal(err)
+		}
+		if !equalF32(got, want) {
+			t.Errorf("input %v: reused Resizer differs from a fresh one", sz)
+		}
+	}
+}
