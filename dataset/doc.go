@@ -1,13 +1,15 @@
 // Package dataset reads, holds, augments and writes the labelled image sets
 // the defense and its experiments work on: CIFAR-10 (32x32, the paper's
-// Tables 1, 4 and 5), ImageNet-10 (10 ImageNet classes at 64 px, Tables 2
-// and 6; here the Imagenette classes stand in, see dataset/sample) and a
-// user's own image folders.
+// Tables 1, 4 and 5), ImageNet-10 (Tables 2 and 6: in the paper 10
+// coarse-grained ImageNet classes with 8,000 train and 2,000 test images
+// each, Section 5.1, used at 64 and 128 px; here the 10 Imagenette classes
+// stand in, see dataset/sample) and a user's own image folders.
 //
 // A Set holds every image in memory as float32 in [0, 1] with an explicit
-// (N, C, H, W) shape, plus integer labels and class names. Section 4 of Sun
-// et al. (CVPR 2019) works on images in [0, 1]; the attacks' epsilons (for
-// example FGSM 0.08) are in the same unit.
+// (N, C, H, W) shape, plus integer labels and class names. [0, 1] is the
+// pixel scale every other package assumes (the paper's budgets,
+// ||x_adv - x0||_2 / ||x0||_2 in Section 5.1, do not depend on it, but the
+// L-infinity ones such as 8/255 do).
 //
 // Formats:
 //
@@ -23,9 +25,18 @@
 //   - NumPy: X.npy (float32, N x C x H x W), X.labels.npy (int64) and
 //     X.classes.txt, which keep an adversarial set bit-identical.
 //
-// Load turns a short spec string (a directory, an archive, or one of the
-// embedded samples "sample:cifar10" and "sample:imagenet10") into a train and
-// a test set; it is what the command line and the experiments call.
+// Save writes a train and a test set in any of these (see Format for what
+// each keeps) so that Load reads them back. BinaryReader and
+// OpenBinaryFile stream records one at a time (Next) or by batch
+// (NextBatch) for sets that do not fit in memory. Resizer is the reusable
+// crop-and-area-average converter from decoded images. Augmenter draws the
+// seeded random crops and flips used to train classifiers.
+//
+// Load turns a short spec string (a directory, an archive, a data set
+// fetched by package dataset/fetch, or one of the embedded samples
+// "sample:cifar10" and "sample:imagenet10" of package dataset/sample) into
+// a train and a test set; it is what the command line and the experiments
+// call. DefaultSpec is the CIFAR-10 sample.
 //
 // Bad input never panics: truncated records, labels out of range, corrupt
 // gzip or tar streams, empty class folders, undecodable images and mixed

@@ -34,9 +34,10 @@ type FolderOptions struct {
 	Progress progress.Reporter
 }
 
-// DefaultFolderOptions returns Size 64 (the paper's ImageNet-10 resolution)
-// and classes from the folder names.
-func DefaultFolderOptions() FolderOptions { return FolderOptions{Size: 64} }
+// DefaultFolderOptions returns Size 0 (images keep their own size, which
+// must agree; set 64 or 128 for the paper's ImageNet-10 resolutions) and
+// classes from the folder names.
+func DefaultFolderOptions() FolderOptions { return FolderOptions{} }
 
 // Validate checks the options.
 func (o FolderOptions) Validate() error {
