@@ -1,0 +1,243 @@
+package csc
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"time"
+
+	"github.com/stl-defense/stl/fft"
+	"github.com/stl-defense/stl/tensor"
+)
+
+// BenchOptions configures Benchmark.
+type BenchOptions struct {
+	// Quick runs fewer repetitions (for smoke tests), not comparable.
+	Quick bool
+	// Workers is the worker count of the batch throughput case (2).
+	Workers int
+}
+
+// BenchResult is one benchmark case. Times are wall-clock seconds; CPU
+// figures are the CPU time of the benchmark's thread (the process's for
+// cdl_iteration, which runs its own goroutine; Linux only, 0 elsewhere),
+// steadier than wall time on a shared machine.
+type BenchResult struct {
+	Case       string  `json:"case"`
+	Input      string  `json:"input"`
+	Threads    int     `json:"threads"`
+	Unit       string  `json:"unit"` // what Seconds is per
+	Count      int     `json:"count"`
+	Seconds    float64 `json:"seconds"`               // wall seconds per unit
+	CPUSeconds float64 `json:"cpu_seconds,omitempty"` // thread CPU seconds per unit (single-thread cases)
+	Iterations float64 `json:"iterations,omitempty"`  // mean ADMM iterations per image
+	Objective  float64 `json:"objective"`             // objective reached (mean per image, or total for CDL)
+	Goal       float64 `json:"goal_seconds,omitempty"`
+	SPORCO     float64 `json:"sporco_seconds,omitempty"`
+	FFTBound   float64 `json:"fft_bound_seconds,omitempty"` // 2 x 64 transforms per iteration, measured
+	Speedup    float64 `json:"speedup,omitempty"`           // batch: throughput relative to one worker
+	ImagesPerS float64 `json:"images_per_second,omitempty"`
+	FFT        string  `json:"fft"`
+	Kernels    string  `json:"kernels"`
+}
+
+// Benchmark runs the engine's speed benchmarks on the embedded sample
+// (SampleDictionary; SampleImage img32_hi and img128_hi; 32x32 tiles cut
+// from img128 and img128_hi at offsets drawn from a fixed seed) and hands
+// each case to emit:
+//
+//   - iteration: one CBPDN ADMM iteration, single thread, on img32_hi
+//     and img128_hi (goals 0.38 ms and 8.2 ms; SPORCO 3.8 ms and 82 ms);
+//   - image: one 32x32 tile with the default stopping rule, single thread,
+//     mean over 256 tiles (goal 24 ms; SPORCO 0.24 s);
+//   - cdl_iteration: one dictionary learning iteration on 256 highpass
+//     32x32 tiles, 64 filters 8x8x3, single thread (goal 0.6 s; SPORCO
+//     5.86 s);
+//   - batch: STL projection throughput of 256 tiles on 1 and on
+//     opt.Workers workers.
+//
+// Single-thread cases lock their goroutine to one OS thread.
+func Benchmark(ctx context.Context, opt BenchOptions, emit func(BenchResult) error) error {
+	if opt.Workers <= 0 {
+		opt.Workers = 2
+	}
+	d := SampleDictionary()
+	base := BenchResult{FFT: fft.Implementation, Kernels: kernelImpl, Threads: 1}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+
+	// Per-iteration cases.
+	for _, c := range []struct {
+		name         string
+		iters        int
+		goal, sporco float64
+	}{{"img32_hi", 200, 0.38e-3, 3.8e-3}, {"img128_hi", 50, 8.2e-3, 82e-3}} {
+		img, _ := SampleImage(c.name)
+		_, _, h, w, _ := img.NCHW()
+		iters := c.iters
+		if opt.Quick {
+			iters /= 10
+		}
+		o := DefaultOptions()
+		o.ADMM.MaxIter, o.ADMM.RelStopTol, o.Workers = iters, 0, 1
+		coder, err := NewCoder(d, o)
+		if err != nil {
+			return err
+		}
+		ws, err := coder.newWorkspace(h, w)
+		if err != nil {
+			return err
+		}
+		if _, err := coder.solveOne(ctx, ws, img.Data, nil); err != nil { // warm up
+			return err
+		}
+		// Repeat the solve until enough CPU time has passed for the
+		// clock's resolution (getrusage ticks) not to matter.
+		minCPU := 500 * time.Millisecond
+		if opt.Quick {
+			minCPU = 50 * time.Millisecond
+		}
+		var r *Result
+		total := 0
+		t0, c0 := time.Now(), threadCPU()
+		for total == 0 || threadCPU()-c0 < minCPU {
+			if r, err = coder.solveOne(ctx, ws, img.Data, nil); err != nil {
+				return err
+			}
+			total += r.Iterations
+		}
+		wall, cpu := time.Since(t0).Seconds(), (threadCPU() - c0).Seconds()
+		res := base
+		res.Case, res.Input, res.Unit, res.Count = "iteration", c.name, "ADMM iteration", r.Iterations
+		res.Seconds, res.CPUSeconds = wall/float64(total), cpu/float64(total)
+		res.Objective, res.Goal, res.SPORCO = r.Objective, c.goal, c.sporco
+		res.FFTBound = fftBound(ws, minCPU)
+		if err := emit(res); err != nil {
+			return err
+		}
+	}
+
+	n := 256
+	if opt.Quick {
+		n = 16
+	}
+	img128, _ := SampleImage("img128")
+	img128hi, _ := SampleImage("img128_hi")
+	tilesHi := cutTiles(img128hi, n, 32, 1)
+	tiles := cutTiles(img128, n, 32, 1)
+
+	// Per-image case.
+	{
+		o := DefaultOptions()
+		o.Workers = 1
+		coder, _ := NewCoder(d, o)
+		ws, err := coder.newWorkspace(32, 32)
+		if err != nil {
+			return err
+		}
+		var iters, obj float64
+		t0, c0 := time.Now(), threadCPU()
+		for i := 0; i < n; i++ {
+			r, err := coder.solveOne(ctx, ws, tilesHi.Sample(i).Data, nil)
+			if err != nil {
+				return err
+			}
+			iters += float64(r.Iterations)
+			obj += r.Objective
+		}
+		res := base
+		res.Case, res.Input, res.Unit, res.Count = "image", fmt.Sprintf("%d 32x32 tiles of img128_hi, default stopping", n), "image", n
+		res.Seconds, res.CPUSeconds = time.Since(t0).Seconds()/float64(n), (threadCPU()-c0).Seconds()/float64(n)
+		res.Iterations, res.Objective, res.Goal, res.SPORCO = iters/float64(n), obj/float64(n), 24e-3, 0.24
+		if err := emit(res); err != nil {
+			return err
+		}
+	}
+
+	// CDL case.
+	{
+		lo := DefaultLearnOptions()
+		lo.Workers = 1
+		lo.Iterations = 3
+		if opt.Quick {
+			lo.Iterations = 2
+		}
+		var last LearnStats
+		var first time.Duration
+		t0 := time.Now()
+		var c1 time.Duration
+		_, err := Learn(ctx, tilesHi, lo, LearnRecorderFunc(func(s LearnStats) {
+			if s.Iter == 0 {
+				first, c1 = time.Since(t0), processCPU()
+			}
+			last = s
+		}))
+		if err != nil {
+			return err
+		}
+		// The first iteration includes the setup; report the others.
+		k := float64(lo.Iterations - 1)
+		res := base
+		res.Case, res.Input, res.Unit, res.Count = "cdl_iteration", fmt.Sprintf("%d 32x32 tiles of img128_hi, 64 filters 8x8x3", n), "outer iteration", lo.Iterations-1
+		res.Seconds = (time.Since(t0) - first).Seconds() / k
+		res.CPUSeconds = (processCPU() - c1).Seconds() / k // Learn runs its own goroutine
+		res.Objective, res.Goal, res.SPORCO = last.Objective, 0.6, 5.86
+		if err := emit(res); err != nil {
+			return err
+		}
+	}
+
+	// Batch projection throughput.
+	runtime.UnlockOSThread()
+	var single float64
+	for _, workers := range []int{1, opt.Workers} {
+		po := DefaultProjectOptions()
+		po.CSC.Workers = workers
+		p, err := NewProjector(d, po)
+		if err != nil {
+			return err
+		}
+		out := tensor.New(tiles.Shape...)
+		t0 := time.Now()
+		st, err := p.ProjectBatch(ctx, out, tiles, nil)
+		if err != nil {
+			return err
+		}
+		secs := time.Since(t0).Seconds()
+		var obj float64
+		for _, s := range st {
+			obj += s.Objective
+		}
+		res := base
+		res.Case, res.Input, res.Unit, res.Count, res.Threads = "batch", fmt.Sprintf("STL projection, %d 32x32 tiles of img128", n), "image", n, workers
+		res.Seconds, res.ImagesPerS, res.Objective = secs/float64(n), float64(n)/secs, obj/float64(n)
+		if workers == 1 {
+			single = res.ImagesPerS
+		}
+		res.Speedup = res.ImagesPerS / single
+		if err := emit(res); err != nil {
+			return err
+		}
+		if opt.Workers == 1 {
+			break
+		}
+	}
+	return nil
+}
+
+// fftBound measures the thread CPU time of the 2 x M transforms of one
+// iteration, the floor of an FFT-based ADMM iteration, repeating them for
+// at least minCPU.
+func fftBound(ws *workspace, minCPU time.Duration) float64 {
+	reps := 0
+	c0 := threadCPU()
+	for reps == 0 || threadCPU()-c0 < minCPU {
+		ws.batch.Forward(ws.xf, ws.x)
+		ws.batch.InverseRaw(ws.x, ws.xf)
+		reps++
+		if reps > 1e6 {
+			break // no CPU clock on this system
+		}
+	}
+	return (threadCPU() - c0).Seconds() / float64(reps)
+}

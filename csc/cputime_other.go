@@ -1,0 +1,11 @@
+//go:build !linux
+
+package csc
+
+import "time"
+
+// threadCPU is not available on this system.
+func threadCPU() time.Duration { return 0 }
+
+// processCPU is not available on this system.
+func processCPU() time.Duration { return 0 }
