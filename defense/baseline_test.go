@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/stl-defense/stl/tensor"
@@ -340,5 +341,41 @@ func TestPrepareBaselines(t *testing.T) {
 	b, _ := again.Reformer.Reconstruct(ctx, x)
 	if !equalF32(a.Data, b.Data) {
 		t.Error("cached auto-encoder differs")
+	}
+}
+
+// TestBaselinesConcurrent applies every baseline from several goroutines
+// at once (run with -race); deterministic ones must agree with a
+// sequential call.
+func TestBaselinesConcurrent(t *testing.T) {
+	ctx := context.Background()
+	x := baselineRandBatch(1, 4, 3, 16, 16)
+	for _, tr := range testBaselines(t) {
+		want, err := tr.Apply(ctx, x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		outs := make([]*tensor.Tensor, 3)
+		for g := range outs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				y, err := tr.Apply(ctx, x)
+				if err != nil {
+					t.Error(err)
+				}
+				outs[g] = y
+			}()
+		}
+		wg.Wait()
+		if tr.Randomized() {
+			continue
+		}
+		for _, y := range outs {
+			if y == nil || !equalF32(y.Data, want.Data) {
+				t.Fatalf("%s: concurrent result differs from the sequential one", tr.Name())
+			}
+		}
 	}
 }
