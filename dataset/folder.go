@@ -254,9 +254,7 @@ func readFolderSplits(ctx context.Context, root string, lo LoadOptions) (train, 
 		if names, err = readClassFile(filepath.Join(root, "classes.txt")); err != nil {
 			return nil, nil, err
 		}
-		for i := range names {
-			opts.Classes = append(opts.Classes, classDir(i, names))
-		}
+		opts.Classes = classFolders(names)
 	}
 	if train, err = ReadImageFolder(ctx, filepath.Join(root, "train"), opts); err != nil {
 		return nil, nil, err

@@ -47,17 +47,34 @@ func CHWToImage(pix []float32, shape Shape) (*image.RGBA, error) {
 
 var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 
-// classDir turns a class name into a safe folder name.
-func classDir(label int, classes []string) string {
-	name := fmt.Sprint(label)
-	if label < len(classes) && classes[label] != "" {
-		name = unsafeName.ReplaceAllString(classes[label], "_")
+// classFolders returns a file-system-safe, distinct folder name per class:
+// the name with unsafe characters replaced by "_", or the label number for
+// an empty name, "_" before a leading dot; names that still collide get a
+// "-<label>" suffix.
+func classFolders(classes []string) []string {
+	out := make([]string, len(classes))
+	seen := map[string]int{}
+	for i, c := range classes {
+		name := unsafeName.ReplaceAllString(c, "_")
+		if name == "" || name == "." || name == ".." {
+			name = fmt.Sprint(i)
+		} else if name[0] == '.' { // hidden folders are skipped by readers
+			name = "_" + name
+		}
+		out[i] = name
+		seen[name]++
 	}
-	return name
+	for i, name := range out {
+		if seen[name] > 1 {
+			out[i] = fmt.Sprintf("%s-%d", name, i)
+		}
+	}
+	return out
 }
 
 // WritePNGFolder writes s as dir/<class>/<index>.png (index zero-padded,
-// the image's position in s), for people to look at and for
+// the image's position in s; <class> the class name made safe for file
+// systems, see Save for keeping the label order), for people to look at and for
 // ReadImageFolder with Size 0 to read back (then in class order). Each file
 // is written atomically. Pixels are rounded to 8 bits. Progress gets one
 // report per image.
@@ -71,12 +88,17 @@ func WritePNGFolder(dir string, s *Set, rep progress.Reporter) error {
 	}
 	rep = progress.Or(rep)
 	digits := len(fmt.Sprint(max(n-1, 0)))
+	folders := classFolders(s.Classes)
 	for i := 0; i < n; i++ {
 		img, err := CHWToImage(s.Image(i), s.Shape())
 		if err != nil {
 			return err
 		}
-		p := filepath.Join(dir, classDir(s.Labels[i], s.Classes), fmt.Sprintf("%0*d.png", digits, i))
+		folder := fmt.Sprint(s.Labels[i])
+		if l := s.Labels[i]; l >= 0 && l < len(folders) {
+			folder = folders[l]
+		}
+		p := filepath.Join(dir, folder, fmt.Sprintf("%0*d.png", digits, i))
 		if err := safefile.Write(p, func(w io.Writer) error { return png.Encode(w, img) }); err != nil {
 			return err
 		}

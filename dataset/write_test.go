@@ -84,3 +84,11 @@ func TestWritePNGFolderRoundTrip(t *testing.T) {
 		t.Error("PNG folder round trip differs")
 	}
 }
+
+func TestClassFolders(t *testing.T) {
+	got := classFolders([]string{"cat/dog", "a b", "a_b", "", "..", "ok", ".x"})
+	want := []string{"cat_dog", "a_b-1", "a_b-2", "3", "4", "ok", "_.x"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("classFolders = %q, want %q", got, want)
+	}
+}
