@@ -345,7 +345,22 @@ func runAttack(ctx context.Context, f attackFlags, stdout io.Writer, bar progres
 		return err
 	}
 
-	fmt.Fprintf(stdout, "success rate %.4f\n", res.SuccessRate())
+	fmt.Fprintf(stdout, "success rate %.4f", res.SuccessRate())
+	if !f.targeted {
+		// The rate among the images the (defended) classifier got right
+		// before the attack, the ones the attack had to flip.
+		right, flipped := 0, 0
+		for i, p := range res.CleanPred {
+			if p == labels[i] {
+				right++
+				if res.Success[i] {
+					flipped++
+				}
+			}
+		}
+		fmt.Fprintf(stdout, " (%d of the %d images classified correctly before)", flipped, right)
+	}
+	fmt.Fprintln(stdout)
 	if f.bpda {
 		fmt.Fprintf(stdout, "accuracy through %s: clean %.4f, adversarial %.4f\n", tr.Name(), res.CleanAccuracy(labels), res.AdvAccuracy(labels))
 	} else {
