@@ -170,7 +170,9 @@ func (e *InterruptedError) Unwrap() error { return e.Err }
 // *InterruptedError and keeps the partial file. The finished file is
 // checked against src.Size and the digests given; on mismatch it is
 // removed and a *ChecksumError returned. Cancelling ctx stops the transfer
-// (the partial file is kept).
+// (the partial file is kept). The server's ETag (or Last-Modified) is kept
+// beside the partial file and sent as If-Range, so a file that changed on
+// the server is downloaded afresh rather than spliced.
 func Fetch(ctx context.Context, src Source, dir string, opts Options) (Result, error) {
 	if err := opts.Validate(); err != nil {
 		return Result{}, err
@@ -215,6 +217,7 @@ func Fetch(ctx context.Context, src Source, dir string, opts Options) (Result, e
 		}
 	}
 	kind, err := verify(part, src)
+	os.Remove(part + ".validator")
 	if err != nil {
 		os.Remove(part)
 		var ce *ChecksumError
@@ -250,6 +253,12 @@ func transfer(ctx context.Context, client *http.Client, src Source, part string,
 	}
 	if offset > 0 {
 		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", offset))
+		// If the file changed on the server since the partial download
+		// began, If-Range makes it send the whole new file (200) instead of
+		// a range of it that would not fit what we have.
+		if v, err := os.ReadFile(part + ".validator"); err == nil && len(v) > 0 {
+			req.Header.Set("If-Range", string(v))
+		}
 	}
 	resp, err := client.Do(req)
 	if err != nil {
@@ -289,6 +298,22 @@ func transfer(ctx context.Context, client *http.Client, src Source, part string,
 	f, err := os.OpenFile(part, flags, 0o644)
 	if err != nil {
 		return 0, false, err
+	}
+	if offset == 0 {
+		// Remember what identifies this version of the file for resuming:
+		// a strong ETag, else Last-Modified.
+		v := resp.Header.Get("ETag")
+		if strings.HasPrefix(v, "W/") {
+			v = ""
+		}
+		if v == "" {
+			v = resp.Header.Get("Last-Modified")
+		}
+		if v != "" {
+			os.WriteFile(part+".validator", []byte(v), 0o644)
+		} else {
+			os.Remove(part + ".validator")
+		}
 	}
 	stage := "fetch " + src.Name
 	cw := &countWriter{w: f, done: offset, total: total, stage: stage, rep: rep}

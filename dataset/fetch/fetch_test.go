@@ -43,6 +43,7 @@ func archive(t testing.TB) []byte {
 // server serves payload with range support. cutAfter > 0 makes the next
 // `cuts` responses break the connection after that many body bytes.
 type server struct {
+	etag     string
 	payload  []byte
 	cutAfter int
 	cuts     int32
@@ -63,6 +64,9 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	if s.noRanges {
 		r.Header.Del("Range")
+	}
+	if s.etag != "" {
+		w.Header().Set("ETag", s.etag)
 	}
 	if s.cutAfter > 0 && atomic.AddInt32(&s.cuts, -1) >= 0 {
 		w = &cutWriter{ResponseWriter: w, left: s.cutAfter}
@@ -301,4 +305,31 @@ func appendInt(b []byte, n int64) []byte {
 		b = appendInt(b, n/10)
 	}
 	return append(b, byte('0'+n%10))
+}
+
+func TestFetchRestartsWhenServerFileChanged(t *testing.T) {
+	old := archive(t)
+	payload := append(append([]byte(nil), old[:len(old)-100]...), bytes.Repeat([]byte{7}, 100)...) // same size, new content
+	srv := &server{payload: old, etag: `"v1"`, cutAfter: 1000, cuts: 1}
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+	dir := t.TempDir()
+	src := source(ts.URL, payload, true) // the checksum of the new version
+	if _, err := Fetch(context.Background(), src, dir, Options{}); err == nil {
+		t.Fatal("cut transfer: no error")
+	}
+	if v, _ := os.ReadFile(filepath.Join(dir, "toy", "data.tgz.part.validator")); string(v) != `"v1"` {
+		t.Fatalf("validator %q", v)
+	}
+	srv.payload, srv.etag = payload, `"v2"`
+	res, err := Fetch(context.Background(), src, dir, DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Downloaded != int64(len(payload)) {
+		t.Errorf("downloaded %d bytes, want the whole new file (%d)", res.Downloaded, len(payload))
+	}
+	if _, err := os.Stat(filepath.Join(dir, "toy", "data.tgz.part.validator")); !os.IsNotExist(err) {
+		t.Error("validator file left behind")
+	}
 }
