@@ -578,3 +578,42 @@ func TestDeepFoolShrinksBatch(t *testing.T) {
 	}
 	t.Logf("DeepFool: %d passes, %d images forwarded (%.1f per pass)", passes, images, float64(images)/float64(passes))
 }
+
+// TestEOTPGDDeterministic runs PGD through EOT over a randomized transform
+// twice from the same seeds: the results are identical, and differ from
+// the attack on the bare model.
+func TestEOTPGDDeterministic(t *testing.T) {
+	f := getFixture(t)
+	o := DefaultPGDOptions()
+	o.Steps = 5
+	pgd, err := NewPGD(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(m Model) *Result {
+		r, err := pgd.Run(context.Background(), m, f.x, f.labels)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	mk := func() Model {
+		m, err := Adaptive(scale{s: 1, sigma: 0.05, rng: rand.New(rand.NewPCG(1, 2))}, f.m, nil, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	a, b, plain := run(mk()), run(mk()), run(f.m)
+	if !equalBits(a.Adv, b.Adv) {
+		t.Error("PGD through EOT with the same seeds gave different results")
+	}
+	if equalBits(a.Adv, plain.Adv) {
+		t.Error("PGD through EOT over a noisy transform equals the plain attack")
+	}
+	for i, l := range a.LInf {
+		if l > o.Budget.Eps {
+			t.Fatalf("image %d: L-inf %g above %g", i, l, o.Budget.Eps)
+		}
+	}
+}

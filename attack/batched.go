@@ -49,7 +49,8 @@ func RunBatched(ctx context.Context, a Attack, m Model, x *tensor.Tensor, labels
 // and concatenates the results. It checks ctx between batches. The result
 // equals that of one Run on the whole of x for the deterministic attacks;
 // PGD's random start depends on the batching. Result.Passes is the sum
-// over batches.
+// over batches. RunBatches is safe for concurrent use when a and m are and
+// concurrent runs use different checkpoint directories.
 func RunBatches(ctx context.Context, a Attack, m Model, x *tensor.Tensor, labels []int, o BatchOptions) (*Result, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err

@@ -139,6 +139,8 @@ func (a *CW) Run(ctx context.Context, m Model, x *tensor.Tensor, labels []int) (
 	fval := make([]float64, n)
 	var idx []int
 	var clean []int
+	cur := tensor.New(x.Shape...)
+	full := cur.Data
 
 	// seed fills g with c_i * df/dz for the images idx of the sub-batch and
 	// records f per image.
@@ -181,6 +183,7 @@ func (a *CW) Run(ctx context.Context, m Model, x *tensor.Tensor, labels []int) (
 		for i := range running {
 			running[i], prev[i] = true, math.Inf(1)
 		}
+		cur.Data = full
 		for it := 0; it < o.MaxIter; it++ {
 			if err := ctx.Err(); err != nil {
 				return nil, err
@@ -196,7 +199,9 @@ func (a *CW) Run(ctx context.Context, m Model, x *tensor.Tensor, labels []int) (
 			}
 			sb := bt
 			sb.n = len(idx)
-			cur := tensor.New(len(idx), bt.c, bt.h, bt.w)
+			// The iterate buffer is reused; it only shrinks (the model
+			// does not keep or modify its input).
+			cur.Shape[0], cur.Data = len(idx), cur.Data[:len(idx)*d]
 			for li, gi := range idx {
 				cw, ww := cur.Data[li*d:(li+1)*d], w[gi*d:(gi+1)*d]
 				for j, v := range ww {
