@@ -38,6 +38,19 @@ func (d *DAE) Config() DAEConfig { return d.cfg }
 // Params returns the parameters and buffers in a fixed order.
 func (d *DAE) Params() []*Param { return d.params }
 
+// SetThreads changes the number of goroutines per layer (results stay
+// deterministic for a given count).
+func (d *DAE) SetThreads(n int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if n < 1 {
+		n = 1
+	}
+	d.cfg.Threads = n
+	setThreads(d.enc, n)
+	setThreads(d.dec, n)
+}
+
 // InputShape returns the (C, H, W) of one image.
 func (d *DAE) InputShape() (c, h, w int) { return d.cfg.Channels, d.cfg.Height, d.cfg.Width }
 
