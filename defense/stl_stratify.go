@@ -116,7 +116,7 @@ func (s *Stratifier) Assign(ctx context.Context, x *tensor.Tensor) ([]int, error
 // (0: any) and returns its dimensions.
 func checkImages(op string, x *tensor.Tensor, channels int) (n, c, h, w int, err error) {
 	if x == nil {
-		return 0, 0, 0, 0, fmt.Errorf("%s: nil image batch", op)
+		return 0, 0, 0, 0, fmt.Errorf("%s: %w", op, ErrNilInput)
 	}
 	n, c, h, w, err = x.NCHW()
 	if err != nil {

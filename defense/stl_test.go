@@ -347,6 +347,9 @@ func TestSTLUniversal(t *testing.T) {
 	if !tensor.SameShape(x, y) || y.Data[0] != 0.5 || &y.Data[0] == &x.Data[0] {
 		t.Errorf("Apply: shape %v, first %g; want a new tensor of 0.5", y.Shape, y.Data[0])
 	}
+	if _, err := tr.Apply(context.Background(), nil); !errors.Is(err, ErrNilInput) {
+		t.Errorf("nil batch: err = %v, want ErrNilInput", err)
+	}
 	if _, err := NewSTL(nil); err == nil {
 		t.Error("NewSTL(nil): no error")
 	}

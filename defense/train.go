@@ -62,7 +62,10 @@ type TrainOptions struct {
 	// CheckpointDir, when not empty, keeps each finished piece (DAE, codes,
 	// each dictionary) there with a key of the settings and data it was
 	// computed from; a later Train with the same key reuses it, so an
-	// interrupted training resumes. Not part of the recorded settings.
+	// interrupted training resumes. PCA and k-means are recomputed (they
+	// take seconds and are deterministic). The DAE epochs and dictionary
+	// iterations are checkpointed too, through the backend. Not part of
+	// the recorded settings.
 	CheckpointDir string `json:"-"`
 	// Backend supplies the DAE and dictionary learning; the zero value
 	// means DefaultBackend().
