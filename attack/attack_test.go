@@ -617,3 +617,64 @@ func TestEOTPGDDeterministic(t *testing.T) {
 		}
 	}
 }
+
+// quantize is a non-differentiable defense: pixels rounded to levels
+// values. Its true gradient is zero almost everywhere.
+type quantize struct{ levels float64 }
+
+func (quantize) Name() string     { return "quantize" }
+func (quantize) Randomized() bool { return false }
+func (q quantize) Apply(_ context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
+	y := x.Clone()
+	for i, v := range y.Data {
+		y.Data[i] = float32(math.Round(float64(v)*(q.levels-1)) / (q.levels - 1))
+	}
+	return y, nil
+}
+
+// masked is M∘T with its true (zero) input gradient: what a naive white-box
+// attack on a quantizing defense sees.
+type masked struct{ *BPDA }
+
+func (m masked) InputGrad(ctx context.Context, x *tensor.Tensor, seed func(z, g *tensor.Tensor)) (*tensor.Tensor, *tensor.Tensor, error) {
+	z, g, err := m.BPDA.InputGrad(ctx, x, seed)
+	if err != nil {
+		return nil, nil, err
+	}
+	clear(g.Data)
+	return z, g, nil
+}
+
+// TestBPDADefeatsGradientMasking: PGD against the quantizing defense with
+// its true gradient does nothing, through BPDA it succeeds.
+func TestBPDADefeatsGradientMasking(t *testing.T) {
+	f := getFixture(t)
+	b, err := NewBPDA(quantize{levels: 64}, f.m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clean := accuracyOf(t, b, f.x, f.labels)
+	o := DefaultPGDOptions()
+	o.Budget = Budget{LInf, 0.031}
+	o.RandomStart = false
+	pgd, err := NewPGD(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rm, err := pgd.Run(context.Background(), masked{b}, f.x, f.labels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err := pgd.Run(context.Background(), b, f.x, f.labels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	am, ab := rm.AdvAccuracy(f.labels), rb.AdvAccuracy(f.labels)
+	t.Logf("defended accuracy: clean %.3f, PGD with the true gradient %.3f, PGD through BPDA %.3f", clean, am, ab)
+	if clean < 0.9 || am != clean {
+		t.Errorf("clean %.3f and masked-gradient PGD %.3f: want >= 0.9 and unchanged", clean, am)
+	}
+	if ab > clean-0.5 {
+		t.Errorf("BPDA PGD accuracy %.3f, want at most clean %.3f - 0.5", ab, clean)
+	}
+}
