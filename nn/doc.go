@@ -13,9 +13,15 @@
 // reduce partial weight gradients in worker order, so the same seed and
 // thread count give bit-identical models.
 //
-// Convolutions run through a ConvKernel: im2col + SGEMM (OpenBLAS through
-// cgo in the default build, gonum's pure-Go SGEMM under the purego tag), or
-// any other implementation with the same contract (for example oneDNN).
+// Convolutions run through a ConvKernel chosen per layer and batch shape:
+// oneDNN (package nn/dnnl) by default in the cgo build; im2col + SGEMM with
+// OpenBLAS (STL_CONV=im2col) as the portable cgo path; im2col + gonum's
+// pure-Go SGEMM under the purego build tag (or STL_CONV=im2col-gonum). All
+// of them pass one conformance test against a naive convolution.
+//
+// Training (train.go) runs SGD or Adam over epochs with a learning-rate
+// schedule, augmentation, per-epoch atomic checkpoints and exact resume;
+// models are saved as safetensors plus JSON metadata (save.go).
 //
 // Architectures (arch.go): "vgg-small", "resnet-20" (He et al. CIFAR ResNet
 // with option-A shortcuts) and the DAE. Input normalization (per-channel
