@@ -277,19 +277,7 @@ func (ws *workspace) setSignal(s []float32) {
 
 func (ws *workspace) computeDSf() {
 	sp := ws.sp
-	f := sp.f
-	clear(ws.dsf)
-	for m := 0; m < sp.m; m++ {
-		dm := ws.dsf[m*f : (m+1)*f]
-		for c := 0; c < sp.c; c++ {
-			d := sp.df[(m*sp.c+c)*f : (m*sp.c+c+1)*f]
-			s := ws.sf[c*f : (c+1)*f]
-			for k := range dm {
-				dk := d[k]
-				dm[k] += complex(real(dk), -imag(dk)) * s[k]
-			}
-		}
-	}
+	dhs(ws.dsf, sp.df, ws.sf, sp.m, sp.c, sp.f)
 }
 
 // solveOne runs CBPDN on one image s (C*H*W values) from a zero start.

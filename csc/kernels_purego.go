@@ -20,3 +20,19 @@ func sub(dst, a, b []float32) { subGo(dst, a, b) }
 func (sp *spectrum) formSolve(b, dsf []complex64, rho, post float32, t []complex64) {
 	sp.formSolveGo(b, dsf, rho, post, t)
 }
+
+// dhs stores D^H s in dsf (M, F) for df (M, C, F) and sf (C, F).
+func dhs(dsf, df, sf []complex64, M, Cc, F int) { dhsGo(dsf, df, sf, M, Cc, F) }
+
+// dictX is the dictionary x-step kernel; see dictXGo.
+func dictX(dk, yf, sf, gf, du []complex64, wt []float64, scratch []float32, M, Cc, F int, rho float32) float64 {
+	return dictXGo(dk, yf, sf, gf, du, wt, M, Cc, F, rho)
+}
+
+// axpy2 adds alpha d + u to acc.
+func axpy2(acc, d, u []complex64, alpha float32) { axpy2Go(acc, d, u, alpha) }
+
+// dictU is the dictionary u-step kernel; see dictUGo.
+func dictU(u, d, gold, gnew []complex64, wt []float64, F int, alpha float32) (dd, rr, uu float64) {
+	return dictUGo(u, d, gold, gnew, wt, F, alpha)
+}

@@ -239,12 +239,12 @@ func newLearner(images *tensor.Tensor, n, c, h, w int, opt LearnOptions) (*learn
 	tmp := fft.MakeFloat32(l.hw)
 	for k := range l.per {
 		p := &l.per[k]
-		p.y = make([]float32, l.m*l.hw)
-		p.u = make([]float32, l.m*l.hw)
+		p.y = fft.MakeFloat32(l.m * l.hw)
+		p.u = fft.MakeFloat32(l.m * l.hw)
 		p.sf = make([]complex64, c*l.f)
 		p.du = make([]complex64, cf)
 		p.dk = make([]complex64, cf)
-		p.yf = make([]complex64, l.m*l.f)
+		p.yf = fft.MakeComplex64(l.m * l.f)
 		s := images.Data[k*c*l.hw : (k+1)*c*l.hw]
 		for ch := 0; ch < c; ch++ {
 			copy(tmp, s[ch*l.hw:(ch+1)*l.hw])
@@ -358,14 +358,13 @@ func (l *learner) forEach(ctx context.Context, n int, fn func(worker, i int)) er
 func (l *learner) run(ctx context.Context, rec LearnRecorder) (*Dictionary, error) {
 	t0 := time.Now()
 	ws := make([]*workspace, l.workers)
-	plans := make([]fft.RealPlan2D, l.workers)
-	tmps := make([][]float32, l.workers)
-	for g := range plans {
-		var err error
-		if plans[g], err = fft.New(l.h, l.w); err != nil {
-			return nil, err
-		}
-		tmps[g] = fft.MakeFloat32(l.hw)
+	scratch := make([][]float32, l.workers)
+	for g := range scratch {
+		scratch[g] = make([]float32, 5*l.f)
+	}
+	plan, err := fft.New(l.h, l.w)
+	if err != nil {
+		return nil, err
 	}
 	for it := l.start; it < l.opt.Iterations; it++ {
 		if err := ctx.Err(); err != nil {
@@ -392,13 +391,13 @@ func (l *learner) run(ctx context.Context, rec LearnRecorder) (*Dictionary, erro
 			if _, err := p.solver.RunN(ctx, 1, nil); err != nil {
 				return // cancellation; reported by forEach
 			}
-			l.dictXStep(p, plans[g], tmps[g])
+			l.dictXStep(p, w, scratch[g])
 		})
 		if err != nil {
 			l.checkpoint(it)
 			return nil, err
 		}
-		st := l.dictUpdate(ctx, plans[0])
+		st := l.dictUpdate(ctx, plan)
 		st.Iter = it
 		st.Elapsed = time.Since(t0)
 		codeRho := 0.0
@@ -431,50 +430,15 @@ func (l *learner) run(ctx context.Context, rec LearnRecorder) (*Dictionary, erro
 // the coefficient maps at one frequency and b_c = conj(a) s_c +
 // rho (g_c - u_c), d_c = (rho I + conj(a) a^T)^{-1} b_c by Sherman-Morrison.
 // It also evaluates the coding objective with the dictionary just used.
-func (l *learner) dictXStep(p *cdlImage, plan fft.RealPlan2D, tmp []float32) {
-	f, hw, M, C := l.f, l.hw, l.m, l.c
+func (l *learner) dictXStep(p *cdlImage, ws *workspace, scratch []float32) {
 	l1 := 0.0
-	for m := 0; m < M; m++ {
-		copy(tmp, p.y[m*hw:(m+1)*hw])
-		for _, v := range tmp {
+	for _, v := range p.y {
+		if v != 0 {
 			l1 += math.Abs(float64(v))
 		}
-		plan.Forward(p.yf[m*f:(m+1)*f], tmp)
 	}
-	rho := float32(l.drho)
-	dfid := 0.0
-	// Per frequency k: norm of a, then per channel.
-	for k := 0; k < f; k++ {
-		var aa float32
-		for m := 0; m < M; m++ {
-			a := p.yf[m*f+k]
-			aa += real(a)*real(a) + imag(a)*imag(a)
-		}
-		inv := 1 / (rho + aa)
-		wt := l.weights[k]
-		for c := 0; c < C; c++ {
-			s := p.sf[c*f+k]
-			base := c * M * f
-			// residual of the coding step: sum_m g_{c,m} a_m - s_c
-			var res, t complex64
-			for m := 0; m < M; m++ {
-				a := p.yf[m*f+k]
-				g := l.gf[base+m*f+k]
-				res += g * a
-				b := complex(real(a), -imag(a))*s + complex(rho, 0)*(g-p.du[base+m*f+k])
-				p.dk[base+m*f+k] = b
-				t += a * b
-			}
-			res -= s
-			dfid += wt * float64(real(res)*real(res)+imag(res)*imag(res))
-			t *= complex(inv, 0)
-			for m := 0; m < M; m++ {
-				a := p.yf[m*f+k]
-				i := base + m*f + k
-				p.dk[i] = (p.dk[i] - complex(real(a), -imag(a))*t) * complex(1/rho, 0)
-			}
-		}
-	}
+	ws.batch.Forward(p.yf, p.y)
+	dfid := dictX(p.dk, p.yf, p.sf, l.gf, p.du, l.weights, scratch, l.m, l.c, l.f, float32(l.drho))
 	p.obj = [2]float64{dfid / 2, l1}
 }
 
@@ -488,22 +452,19 @@ func (l *learner) dictUpdate(ctx context.Context, plan fft.RealPlan2D) LearnStat
 	total := len(l.acc)
 	chunk := 4096
 	nchunks := (total + chunk - 1) / chunk
-	// Mean of the relaxed d_k + u_k, summed in image order per element.
+	// Mean of the relaxed d_k + u_k, summed in image order per element:
+	// (alpha sum_k d_k + sum_k u_k + K (1-alpha) g) / K.
 	l.forEach(context.Background(), nchunks, func(_, j int) {
 		lo, hi := j*chunk, min((j+1)*chunk, total)
 		acc := l.acc[lo:hi]
 		g := l.gf[lo:hi]
-		for i := range acc {
-			acc[i] = 0
-		}
+		clear(acc)
 		for k := range l.per {
-			d, u := l.per[k].dk[lo:hi], l.per[k].du[lo:hi]
-			for i := range acc {
-				acc[i] += alpha*d[i] + beta*g[i] + u[i]
-			}
+			axpy2(acc, l.per[k].dk[lo:hi], l.per[k].du[lo:hi], float32(l.opt.DictADMM.Relax))
 		}
+		kb := complex(float32(l.n), 0) * beta
 		for i := range acc {
-			acc[i] *= inv
+			acc[i] = (acc[i] + kb*g[i]) * inv
 		}
 	})
 	// y-step: g = projection of the mean onto the constraint set.
@@ -524,23 +485,7 @@ func (l *learner) dictUpdate(ctx context.Context, plan fft.RealPlan2D) LearnStat
 	// u-step and residual norms per image.
 	l.forEach(context.Background(), l.n, func(_, k int) {
 		p := &l.per[k]
-		var dd, r, uu float64
-		for c := 0; c < l.c; c++ {
-			for m := 0; m < l.m; m++ {
-				base := (c*l.m + m) * l.f
-				for kk := 0; kk < l.f; kk++ {
-					i := base + kk
-					wt := l.weights[kk]
-					dv, gn := p.dk[i], l.gf[i]
-					un := p.du[i] + alpha*dv + beta*l.gfOld[i] - gn
-					p.du[i] = un
-					e := dv - gn
-					dd += wt * float64(real(dv)*real(dv)+imag(dv)*imag(dv))
-					r += wt * float64(real(e)*real(e)+imag(e)*imag(e))
-					uu += wt * float64(real(un)*real(un)+imag(un)*imag(un))
-				}
-			}
-		}
+		dd, r, uu := dictU(p.du, p.dk, l.gfOld, l.gf, l.weights, l.f, float32(l.opt.DictADMM.Relax))
 		p.nrm = [3]float64{dd, r, uu}
 	})
 	var dd, r, uu, gg, dg float64
