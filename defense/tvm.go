@@ -123,14 +123,16 @@ type tvScratch struct {
 	h, w           int
 	f, u, prev     []float64
 	dx, dy, bx, by []float64
+	base, inv      []float64 // per-pixel constant part and 1/diagonal of the u-step
 }
 
 func newTVScratch(h, w int) *tvScratch {
 	n := h * w
-	buf := make([]float64, 7*n)
+	buf := make([]float64, 9*n)
 	return &tvScratch{h: h, w: w,
 		f: buf[:n], u: buf[n : 2*n], prev: buf[2*n : 3*n],
-		dx: buf[3*n : 4*n], dy: buf[4*n : 5*n], bx: buf[5*n : 6*n], by: buf[6*n:]}
+		dx: buf[3*n : 4*n], dy: buf[4*n : 5*n], bx: buf[5*n : 6*n], by: buf[6*n : 7*n],
+		base: buf[7*n : 8*n], inv: buf[8*n:]}
 }
 
 // solve minimizes the masked TV objective of TVMOptions for the channel f
@@ -174,50 +176,64 @@ func (s *tvScratch) solve(dst, f []float32, mask []bool, o TVMOptions) int {
 		}
 		s.dx[k], s.dy[k], s.bx[k], s.by[k] = 0, 0, 0, 0
 	}
+	if n == 1 { // no neighbours: the data or, when dropped, the mean
+		dst[0] = float32(s.u[0])
+		return 0
+	}
+	// The diagonal of the u-step does not change: invert it once.
+	for r := 0; r < h; r++ {
+		for c := 0; c < w; c++ {
+			k := r*w + c
+			nb := 4.0
+			if r == 0 || r == h-1 {
+				nb--
+			}
+			if c == 0 || c == w-1 {
+				nb--
+			}
+			if h == 1 {
+				nb--
+			}
+			if w == 1 {
+				nb--
+			}
+			den := mu * nb
+			if mask[k] {
+				den += fw
+			}
+			s.inv[k] = 1 / den
+		}
+	}
 	thr := 1 / mu
 	iter := 0
 	for iter < o.MaxIter {
 		iter++
 		copy(s.prev, s.u)
-		for sw := 0; sw < o.Sweeps; sw++ {
-			for r := 0; r < h; r++ {
-				row := r * w
-				for c := 0; c < w; c++ {
-					k := row + c
-					var nb, acc float64
-					// D^T (d - b): the adjoint of the forward differences.
-					z := 0.0
-					if c < w-1 {
-						acc += s.u[k+1]
-						nb++
-						z -= s.dx[k] - s.bx[k]
-					}
-					if c > 0 {
-						acc += s.u[k-1]
-						nb++
-						z += s.dx[k-1] - s.bx[k-1]
-					}
-					if r < h-1 {
-						acc += s.u[k+w]
-						nb++
-						z -= s.dy[k] - s.by[k]
-					}
-					if r > 0 {
-						acc += s.u[k-w]
-						nb++
-						z += s.dy[k-w] - s.by[k-w]
-					}
-					num := mu * (acc + z)
-					den := mu * nb
-					if mask[k] {
-						num += fw * s.f[k]
-						den += fw
-					}
-					if den > 0 {
-						s.u[k] = num / den
-					}
+		// base = mu D^T (d - b) + data term; constant during the sweeps.
+		for r := 0; r < h; r++ {
+			for c := 0; c < w; c++ {
+				k := r*w + c
+				z := 0.0
+				if c < w-1 {
+					z -= s.dx[k] - s.bx[k]
+				}
+				if c > 0 {
+					z += s.dx[k-1] - s.bx[k-1]
+				}
+				if r < h-1 {
+					z -= s.dy[k] - s.by[k]
+				}
+				if r > 0 {
+					z += s.dy[k-w] - s.by[k-w]
+				}
+				s.base[k] = mu * z
+				if mask[k] {
+					s.base[k] += fw * s.f[k]
 				}
 			}
+		}
+		for sw := 0; sw < o.Sweeps; sw++ {
+			s.sweep(mu)
 		}
 		var rms float64
 		for r := 0; r < h; r++ {
@@ -231,7 +247,7 @@ func (s *tvScratch) solve(dst, f []float32, mask []bool, o TVMOptions) int {
 					uy = s.u[k+w] - s.u[k]
 				}
 				vx, vy := ux+s.bx[k], uy+s.by[k]
-				mag := math.Hypot(vx, vy)
+				mag := math.Sqrt(vx*vx + vy*vy)
 				scale := 0.0
 				if mag > thr {
 					scale = (mag - thr) / mag
@@ -251,6 +267,49 @@ func (s *tvScratch) solve(dst, f []float32, mask []bool, o TVMOptions) int {
 		dst[k] = float32(s.u[k])
 	}
 	return iter
+}
+
+// sweep runs one lexicographic Gauss-Seidel sweep of the u-step
+// u_p = (mu sum_{q~p} u_q + base_p) * inv_p, the interior without
+// border tests.
+func (s *tvScratch) sweep(mu float64) {
+	h, w := s.h, s.w
+	u, base, inv := s.u, s.base, s.inv
+	border := func(r, c int) {
+		k := r*w + c
+		var acc float64
+		if c < w-1 {
+			acc += u[k+1]
+		}
+		if c > 0 {
+			acc += u[k-1]
+		}
+		if r < h-1 {
+			acc += u[k+w]
+		}
+		if r > 0 {
+			acc += u[k-w]
+		}
+		u[k] = (mu*acc + base[k]) * inv[k]
+	}
+	for c := 0; c < w; c++ {
+		border(0, c)
+	}
+	for r := 1; r < h-1; r++ {
+		border(r, 0)
+		row := r * w
+		for k := row + 1; k < row+w-1; k++ {
+			u[k] = (mu*(u[k-1]+u[k+1]+u[k-w]+u[k+w]) + base[k]) * inv[k]
+		}
+		if w > 1 {
+			border(r, w-1)
+		}
+	}
+	if h > 1 {
+		for c := 0; c < w; c++ {
+			border(h-1, c)
+		}
+	}
 }
 
 // tvObjective evaluates the masked TV objective of TVMOptions for the
