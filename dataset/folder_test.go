@@ -282,3 +282,68 @@ func TestResizerReuse(t *testing.T) {
 		}
 	}
 }
+
+// TestFolderFixture reads testdata/folder, made from records 0-3 of the
+// ImageNet-10 sample (see testdata/README.md), at its own size and halved,
+// and compares with those records: PNGs exactly, JPEGs (quality 95) within
+// JPEG error; halving is a 2x2 block mean. The image folder is thereby
+// checked end to end: file names to classes, decoding, RGB planes, resize.
+func TestFolderFixture(t *testing.T) {
+	_, ref, err := Load("sample:imagenet10")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int{0, 32} {
+		opts := DefaultLoadOptions()
+		opts.Size = size
+		train, val, err := LoadContext(context.Background(), "testdata/folder", opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(train.Classes, []string{"cassette player", "chain saw", "tench"}) || val.Len() != 1 {
+			t.Fatalf("classes %q, %d val", train.Classes, val.Len())
+		}
+		// Sorted by class: cassette player (rec1.png), chain saw (rec2.jpg), tench (rec0.jpg).
+		cases := []struct {
+			got  []float32
+			rec  int
+			jpeg bool
+		}{{train.Image(0), 1, false}, {train.Image(1), 2, true}, {train.Image(2), 0, true}, {val.Image(0), 3, false}}
+		for _, c := range cases {
+			want := ref.Image(c.rec)
+			if size == 32 {
+				want = halve(want, 3, 64)
+			}
+			var sum, worst float64
+			for i, v := range c.got {
+				d := math.Abs(float64(v - want[i]))
+				sum += d
+				worst = max(worst, d)
+			}
+			mae := sum / float64(len(want)) * 255
+			if !c.jpeg && worst > 1e-6 {
+				t.Errorf("size %d, PNG of record %d: max error %v", size, c.rec, worst*255)
+			}
+			// JPEG at quality 95 with 4:2:0 chroma: about 3.4 levels at
+			// 64 px; a different image is off by tens of levels.
+			if c.jpeg && mae > 5 {
+				t.Errorf("size %d, JPEG of record %d: mean abs error %.2f levels", size, c.rec, mae)
+			}
+		}
+	}
+}
+
+// halve returns the 2x2 block means of c planes of n x n.
+func halve(img []float32, c, n int) []float32 {
+	m := n / 2
+	out := make([]float32, c*m*m)
+	for ch := 0; ch < c; ch++ {
+		p := img[ch*n*n:]
+		for y := 0; y < m; y++ {
+			for x := 0; x < m; x++ {
+				out[(ch*m+y)*m+x] = (p[2*y*n+2*x] + p[2*y*n+2*x+1] + p[(2*y+1)*n+2*x] + p[(2*y+1)*n+2*x+1]) / 4
+			}
+		}
+	}
+	return out
+}
