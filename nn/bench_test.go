@@ -51,3 +51,50 @@ func TestBenchSmall(t *testing.T) {
 		t.Error("batch 1 accepted")
 	}
 }
+
+// BenchmarkConv times forward, backward-data and backward-weights of the
+// vgg-small convolution shapes at batch 128 for every backend (GFLOP/s of
+// the forward pass: 2*N*K*C*R*S*OH*OW per call).
+func BenchmarkConv(b *testing.B) {
+	shapes := []ConvParams{
+		{N: 128, C: 3, H: 32, W: 32, K: 32, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1},
+		{N: 128, C: 32, H: 32, W: 32, K: 32, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1},
+		{N: 128, C: 64, H: 16, W: 16, K: 64, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1},
+		{N: 128, C: 128, H: 8, W: 8, K: 128, R: 3, S: 3, StrideH: 1, StrideW: 1, PadH: 1, PadW: 1},
+	}
+	for _, name := range ConvBackends() {
+		for _, p := range shapes {
+			for _, pass := range []string{"fwd", "bwd-data", "bwd-weights"} {
+				b.Run(fmt.Sprintf("%s/C%d-K%d-%dpx/%s", name, p.C, p.K, p.H, pass), func(b *testing.B) {
+					k, err := newConvKernel(name, p, 1)
+					if err != nil {
+						b.Skip(err)
+					}
+					defer k.Close()
+					oh, ow := p.OutHW()
+					src := make([]float32, p.N*p.C*p.H*p.W)
+					dst := make([]float32, p.N*p.K*oh*ow)
+					w := make([]float32, p.K*p.C*p.R*p.S)
+					db := make([]float32, p.K)
+					b.ReportAllocs()
+					b.ResetTimer()
+					for i := 0; i < b.N; i++ {
+						switch pass {
+						case "fwd":
+							err = k.Forward(dst, src, w, nil)
+						case "bwd-data":
+							err = k.BackwardData(src, dst, w)
+						default:
+							err = k.BackwardWeights(w, db, src, dst)
+						}
+						if err != nil {
+							b.Fatal(err)
+						}
+					}
+					flop := 2.0 * float64(p.N*p.K*p.C*p.R*p.S*oh*ow)
+					b.ReportMetric(flop*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				})
+			}
+		}
+	}
+}
