@@ -87,7 +87,7 @@ func TestRegistryBaselines(t *testing.T) {
 			t.Errorf("%s: Apply: %v", b.Name, err)
 		}
 	}
-	for _, want := range []string{"JPEG", "TVM", "Quilting", "Crop-Ens", "Pixel deflection", "Feature squeezing"} {
+	for _, want := range []string{"JPEG", "TVM", "Quilting", "Pixel deflection", "Feature squeezing"} {
 		if !names[want] {
 			t.Errorf("no %s row among %v", want, names)
 		}
