@@ -2,6 +2,9 @@ package defense
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 
@@ -129,5 +132,26 @@ func learnCSC(ctx context.Context, x *tensor.Tensor, opt TrainOptions, seed uint
 // DefaultBackend returns the backend of the real defense: nn's DAE and
 // csc's dictionary learning and STL projection.
 func DefaultBackend() Backend {
-	return Backend{TrainEncoder: trainNNDAE, LearnDictionary: learnCSC, NewProjector: CSCProjector}
+	return Backend{TrainEncoder: trainNNDAE, LearnDictionary: learnCSC, NewProjector: CSCProjector, Version: backendVersion()}
+}
+
+// backendVersion describes the default backend's fixed settings (the DAE
+// architecture and recipe, the dictionary learner's and the lowpass
+// filter's options) for the checkpoint keys.
+func backendVersion() string {
+	dae := nn.DefaultDAEConfig()
+	dae.Threads = 0 // does not change results
+	v := map[string]any{
+		"format":  1,
+		"dae":     dae,
+		"daeopt":  nn.DefaultDAETrainOptions(),
+		"learn":   csc.DefaultLearnOptions(),
+		"project": csc.DefaultProjectOptions(),
+	}
+	js, err := json.Marshal(v)
+	if err != nil {
+		return "unversioned"
+	}
+	h := sha256.Sum256(js)
+	return "nn-dae+csc-learn:" + hex.EncodeToString(h[:8])
 }

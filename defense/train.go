@@ -136,6 +136,10 @@ type Backend struct {
 	LearnDictionary func(ctx context.Context, x *tensor.Tensor, opt TrainOptions, seed uint64, rep progress.Reporter) (*tensor.Tensor, error)
 	// NewProjector builds the STL projector of a dictionary.
 	NewProjector ProjectorFactory
+	// Version identifies the implementations and their fixed settings; it
+	// is part of every checkpoint key, so that checkpoints of another
+	// backend version are recomputed rather than reused.
+	Version string
 }
 
 func (b Backend) complete() bool {
@@ -188,10 +192,11 @@ func Train(ctx context.Context, train *tensor.Tensor, opt TrainOptions, rep prog
 	seed := uint64(opt.Seed)
 
 	// 1. DAE on downsampled images.
-	daeKey := keyOf("dae", dataKey, c, opt.EncoderResolution, opt.DAEEpochs, opt.Seed)
+	daeKey := keyOf("dae", b.Version, dataKey, c, opt.EncoderResolution, opt.DAEEpochs, opt.Seed)
 	var enc SavableEncoder
+	reused := false
 	if e, ok := ck.loadEncoder("dae", daeKey); ok {
-		enc = e
+		enc, reused = e, true
 		rep.Report("DAE (reused)", 1, 1, "")
 	} else {
 		small := train
@@ -216,7 +221,11 @@ func Train(ctx context.Context, train *tensor.Tensor, opt TrainOptions, rep prog
 
 	// 2. Latent codes and PCA.
 	codesKey := keyOf("codes", daeKey)
-	raw, ok := ck.loadTensor("codes", codesKey)
+	var raw *tensor.Tensor
+	ok := false
+	if reused { // codes of a retrained DAE are never taken from disk
+		raw, ok = ck.loadTensor("codes", codesKey)
+	}
 	if !ok {
 		if raw, err = encodeCodes(ctx, enc, nil, opt.EncoderResolution, c, train, rep); err != nil {
 			return nil, err
@@ -250,7 +259,7 @@ func Train(ctx context.Context, train *tensor.Tensor, opt TrainOptions, rep prog
 	// 4. Dictionaries: one per cluster, then the universal one.
 	learn := func(name string, members []int, stream uint64) (*tensor.Tensor, error) {
 		idx := subset(members, opt.DictImages, seed, stream)
-		key := keyOf("dict", dataKey, idx, c, opt.Filters, opt.FilterSize, opt.Lambda, opt.DictIterations, opt.Seed, stream)
+		key := keyOf("dict", b.Version, dataKey, idx, c, opt.Filters, opt.FilterSize, opt.Lambda, opt.DictIterations, opt.Seed, stream)
 		if t, ok := ck.loadTensor(name, key); ok {
 			rep.Report("dictionary "+name+" (reused)", 1, 1, "")
 			return t, nil

@@ -132,6 +132,7 @@ func TestTrainResumes(t *testing.T) {
 		{"new DAE epochs retrain the DAE only", func(o *TrainOptions) { o.DAEEpochs = 3 }, train, 1, 0},
 		{"new subset size relearns the dictionaries", func(o *TrainOptions) { o.DictImages = 9 }, train, 0, 4},
 		{"new data retrain everything", nil, changed, 1, 4},
+		{"new backend version recomputes everything", func(o *TrainOptions) { o.Backend.Version = "v2" }, train, 1, 4},
 	}
 	for _, tc := range tests {
 		dir := t.TempDir()
