@@ -678,3 +678,41 @@ func TestBPDADefeatsGradientMasking(t *testing.T) {
 		t.Errorf("BPDA PGD accuracy %.3f, want at most clean %.3f - 0.5", ab, clean)
 	}
 }
+
+// TestPGDRestarts: more restarts never lower the success rate, and the
+// first run alone is the single-start result.
+func TestPGDRestarts(t *testing.T) {
+	f := getFixture(t)
+	run := func(restarts int) *Result {
+		o := DefaultPGDOptions()
+		o.Budget, o.Steps, o.Restarts = Budget{L2Rel, 0.03}, 3, restarts
+		a, err := NewPGD(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := a.Run(context.Background(), f.m, f.x, f.labels)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	one, zero, four := run(1), run(0), run(4)
+	if !equalBits(one.Adv, zero.Adv) {
+		t.Error("Restarts 0 and 1 differ")
+	}
+	if four.Passes != 4*one.Passes {
+		t.Errorf("4 restarts: %d passes, want %d", four.Passes, 4*one.Passes)
+	}
+	for i := range one.Success {
+		if one.Success[i] && !four.Success[i] {
+			t.Fatalf("image %d: lost by restarts", i)
+		}
+		if one.Success[i] && four.Dissim[i] != one.Dissim[i] {
+			t.Fatalf("image %d: first successful run not kept", i)
+		}
+		if four.Dissim[i] > 0.03 {
+			t.Fatalf("image %d: dissimilarity %g above the budget", i, four.Dissim[i])
+		}
+	}
+	t.Logf("success: 1 start %.3f, 4 starts %.3f", one.SuccessRate(), four.SuccessRate())
+}

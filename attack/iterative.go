@@ -102,6 +102,11 @@ type PGDOptions struct {
 	// RandomStart starts from a point drawn uniformly in the budget ball
 	// (Madry et al.). Default true.
 	RandomStart bool
+	// Restarts is the number of runs from independent random starts
+	// (Madry et al.); each image keeps the first run that succeeds, else
+	// the first run's result. Default 1 (0 also means one run). Ignored
+	// without RandomStart.
+	Restarts int
 	// Seed seeds the random start; a given seed and batch give the same
 	// result. Default 1.
 	Seed uint64
@@ -111,11 +116,15 @@ type PGDOptions struct {
 
 // DefaultPGDOptions returns L-infinity PGD at 8/255 with a random start.
 func DefaultPGDOptions() PGDOptions {
-	return PGDOptions{Budget: Budget{Norm: LInf, Eps: 0.031}, Steps: 20, StepFrac: 0.1, RandomStart: true, Seed: 1}
+	return PGDOptions{Budget: Budget{Norm: LInf, Eps: 0.031}, Steps: 20, StepFrac: 0.1, RandomStart: true, Restarts: 1, Seed: 1}
 }
 
-// Validate checks the budget, Steps >= 1 and StepFrac in (0, 1].
+// Validate checks the budget, Steps >= 1, StepFrac in (0, 1] and
+// Restarts >= 0.
 func (o PGDOptions) Validate() error {
+	if o.Restarts < 0 {
+		return optErr("PGD", "Restarts", o.Restarts, "must be >= 0")
+	}
 	return validateIter("PGD", o.Budget, o.Steps, o.StepFrac)
 }
 
@@ -156,15 +165,40 @@ func (a *PGD) Run(ctx context.Context, m Model, x *tensor.Tensor, labels []int) 
 		return nil, err
 	}
 	o := a.opts
-	start := x.Clone()
-	if o.RandomStart {
-		r := radii(o.Budget, x.Data, b.n, b.d)
-		rng := rand.New(rand.NewPCG(o.Seed, 0x9e3779b97f4a7c15))
-		randomStart(rng, o.Budget.Norm, start.Data, r, b.d)
-		project(o.Budget, start.Data, x.Data, r, b.d)
+	restarts := max(o.Restarts, 1)
+	if !o.RandomStart {
+		restarts = 1 // every run would be the same
 	}
+	rng := rand.New(rand.NewPCG(o.Seed, 0x9e3779b97f4a7c15))
+	r := radii(o.Budget, x.Data, b.n, b.d)
 	it := iterSpec{budget: o.Budget, steps: o.Steps, frac: o.StepFrac, targeted: o.Targeted, sign: o.Budget.Norm == LInf}
-	return it.run(ctx, b, m, x, labels, start)
+	var best *Result
+	for run := 0; run < restarts; run++ {
+		start := x.Clone()
+		if o.RandomStart {
+			randomStart(rng, o.Budget.Norm, start.Data, r, b.d)
+			project(o.Budget, start.Data, x.Data, r, b.d)
+		}
+		res, err := it.run(ctx, b, m, x, labels, start)
+		if err != nil {
+			return nil, err
+		}
+		if best == nil {
+			best = res
+			continue
+		}
+		// Keep, per image, the first restart that succeeds.
+		best.Passes += res.Passes
+		for i := 0; i < b.n; i++ {
+			if best.Success[i] || !res.Success[i] {
+				continue
+			}
+			copy(best.Adv.Data[i*b.d:(i+1)*b.d], res.Adv.Data[i*b.d:(i+1)*b.d])
+			best.Dissim[i], best.LInf[i] = res.Dissim[i], res.LInf[i]
+			best.AdvPred[i], best.Success[i] = res.AdvPred[i], true
+		}
+	}
+	return best, nil
 }
 
 // randomStart adds to x a perturbation drawn uniformly from the ball of

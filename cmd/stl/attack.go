@@ -34,6 +34,7 @@ type attackFlags struct {
 	steps              int
 	stepFrac           float64
 	seed               uint64
+	restarts           int
 	noRandomStart      bool
 	overshoot          float64
 	maxIter            int
@@ -55,7 +56,7 @@ type attackFlags struct {
 var attackMethods = map[string][]string{
 	"fgsm":     {},
 	"bim":      {"steps", "step-frac"},
-	"pgd":      {"steps", "step-frac", "seed", "no-random-start"},
+	"pgd":      {"steps", "step-frac", "seed", "no-random-start", "restarts"},
 	"deepfool": {"overshoot", "max-iter", "candidates"},
 	"cw":       {"kappa", "initial-c", "binary-steps", "max-iter", "lr"},
 }
@@ -102,6 +103,7 @@ predictions, success flags); see the attack package documentation.`,
 	fl.Float64Var(&f.stepFrac, "step-frac", 0, "bim, pgd: step size as a fraction of the budget (default 0.125, 0.1)")
 	fl.Uint64Var(&f.seed, "seed", 1, "pgd: seed of the random start")
 	fl.BoolVar(&f.noRandomStart, "no-random-start", false, "pgd: start at the clean image")
+	fl.IntVar(&f.restarts, "restarts", 1, "pgd: runs from independent random starts")
 	fl.Float64Var(&f.overshoot, "overshoot", 0.02, "deepfool: overshoot")
 	fl.IntVar(&f.maxIter, "max-iter", 0, "deepfool, cw: iterations (default 50, 1000)")
 	fl.IntVar(&f.candidates, "candidates", 10, "deepfool: classes considered (0: all)")
@@ -209,6 +211,7 @@ func (f *attackFlags) build() (attack.Attack, error) {
 	case "pgd":
 		o := attack.DefaultPGDOptions()
 		o.Budget, o.Targeted, o.Seed, o.RandomStart = f.budgetOr(o.Budget), f.targeted, f.seed, !f.noRandomStart
+		o.Restarts = f.restarts
 		set(&o.Steps, f.steps)
 		if f.stepFrac != 0 {
 			o.StepFrac = f.stepFrac
