@@ -379,3 +379,27 @@ func TestBaselinesConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestBaselinesSizes runs every baseline on the sizes of the paper's
+// ImageNet-10 experiments and on odd sizes: the shape is preserved and the
+// pixels stay in [0,1].
+func TestBaselinesSizes(t *testing.T) {
+	ctx := context.Background()
+	for _, sz := range [][2]int{{64, 64}, {12, 20}, {33, 17}} {
+		x := baselineRandBatch(uint64(sz[0]), 1, 3, sz[0], sz[1])
+		for _, tr := range testBaselines(t) {
+			y, err := tr.Apply(ctx, x)
+			if err != nil {
+				t.Fatalf("%s on %dx%d: %v", tr.Name(), sz[0], sz[1], err)
+			}
+			if !tensor.SameShape(x, y) {
+				t.Fatalf("%s on %dx%d: shape %v", tr.Name(), sz[0], sz[1], y.Shape)
+			}
+			for i, v := range y.Data {
+				if !(v >= 0 && v <= 1) {
+					t.Fatalf("%s on %dx%d: value %d = %v", tr.Name(), sz[0], sz[1], i, v)
+				}
+			}
+		}
+	}
+}
