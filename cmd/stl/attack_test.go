@@ -58,6 +58,51 @@ func TestRunAttack(t *testing.T) {
 	}
 }
 
+// TestRunAttackBPDA attacks through a randomized defense (BPDA with EOT)
+// and evaluates a deterministic one gray-box, targeted.
+func TestRunAttackBPDA(t *testing.T) {
+	if testing.Short() {
+		t.Skip("vgg-small passes")
+	}
+	model := savedClassifier(t)
+	cases := []struct {
+		name string
+		f    attackFlags
+		want []string
+	}{
+		{"bpda-eot", attackFlags{method: "pgd", steps: 2, restarts: 1, defense: "deflect", bpda: true, eot: 2},
+			[]string{"via BPDA(Pixel deflection) EOT x2", "accuracy through Pixel deflection"}},
+		{"gray-box-targeted", attackFlags{method: "fgsm", defense: "jpeg", targeted: true, eot: 1},
+			[]string{"FGSM-0.04 on 4 images", "(gray-box)"}},
+	}
+	for _, c := range cases {
+		f := c.f
+		f.model, f.data, f.split, f.n, f.subsetSeed, f.batch = model, "sample:cifar10", "test", 4, 1, 4
+		f.out = filepath.Join(t.TempDir(), c.name)
+		var stdout bytes.Buffer
+		if err := runAttack(context.Background(), f, &stdout, progress.Nop); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(stdout.String(), w) {
+				t.Errorf("%s: output lacks %q:\n%s", c.name, w, stdout.String())
+			}
+		}
+		s, err := attack.LoadSet(f.out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Meta.Targeted != f.targeted {
+			t.Errorf("%s: saved targeted %v", c.name, s.Meta.Targeted)
+		}
+		for i, l := range s.Meta.LInf {
+			if s.Meta.Budget.Norm == attack.LInf && l > s.Meta.Budget.Eps {
+				t.Errorf("%s: image %d L-inf %g above %g", c.name, i, l, s.Meta.Budget.Eps)
+			}
+		}
+	}
+}
+
 func TestAttackFlags(t *testing.T) {
 	cases := []struct {
 		args []string
