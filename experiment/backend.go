@@ -38,6 +38,19 @@ type Trainer interface {
 	Load(path string) (attack.Model, error)
 }
 
+// SpecDescriber is implemented by Trainers that can state every
+// hyperparameter they use for a spec (optimizer, schedule, augmentation),
+// for the report.
+type SpecDescriber interface {
+	DescribeSpec(spec ClassifierSpec) any
+}
+
+// DirDescriber is implemented by DefenseBuilders that can state every
+// hyperparameter of a built defense (its manifest), for the report.
+type DirDescriber interface {
+	DescribeDir(dir string) (any, error)
+}
+
 // DefenseSpec is everything that determines a trained STL defense apart
 // from its training images (paper, sections 3.2-3.4 and 5.1). It is part of
 // the defense stage's cache key.

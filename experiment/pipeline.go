@@ -107,6 +107,20 @@ type runner struct {
 
 	mu          sync.Mutex // guards step, read by reports from other goroutines
 	step, steps int
+
+	// extra holds the complete hyperparameters of the pieces (training
+	// recipe, defense manifest, attack and baseline options) for the
+	// report, as JSON.
+	extra []report.Setting
+}
+
+// describe records v as JSON under key for the report's settings.
+func (r *runner) describe(key string, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		b = []byte(fmt.Sprintf("%q", fmt.Sprint(v)))
+	}
+	r.extra = append(r.extra, report.Setting{Key: key, Value: string(b)})
 }
 
 // Run runs the experiment described by cfg with the project's packages
@@ -365,6 +379,12 @@ func (r *runner) trainVanilla(ctx context.Context) error {
 		return err
 	}
 	r.vanilla, r.vanillaKey = m, key
+	if d, ok := r.b.Classifier.(SpecDescriber); ok {
+		r.describe("classifier training (vanilla)", d.DescribeSpec(r.classifierSpec(r.cfg.Epochs)))
+		if r.cfg.retrainEpochs() != r.cfg.Epochs {
+			r.describe("classifier training (retrained)", d.DescribeSpec(r.classifierSpec(r.cfg.retrainEpochs())))
+		}
+	}
 	return nil
 }
 
@@ -389,6 +409,7 @@ func (r *runner) attacks(ctx context.Context) error {
 			continue
 		}
 		a.budget = budget
+		r.describe("attack "+name, settings)
 		stage := stageAttack + slug(name)
 		cfg := map[string]any{"attack": name, "settings": settings}
 		a.key, err = cache.NewKey(stage, cfg, r.vanillaKey, subsetKey)
@@ -472,6 +493,7 @@ func (r *runner) planRows() {
 		// images.
 		key, err := cache.NewKey("baseline", map[string]any{"name": bl.Name, "settings": bl.Settings}, r.dataKey)
 		rw := &row{name: bl.Name, key: key, retrain: r.cfg.RetrainBaselines, newT: bl.New}
+		r.describe("baseline "+bl.Name, bl.Settings)
 		if err != nil {
 			rw.newT, rw.missing = nil, err.Error()
 		}
@@ -511,6 +533,11 @@ func (r *runner) buildDefense(ctx context.Context) error {
 		stl.missing = "building the defense failed: " + err.Error()
 		stlc.missing = stl.missing
 		return nil
+	}
+	if d, ok := r.b.Defense.(DirDescriber); ok {
+		if v, err := d.DescribeDir(dir); err == nil {
+			r.describe("defense", v)
+		}
 	}
 	load := func(i int) func(uint64) (defense.Transform, error) {
 		return func(uint64) (defense.Transform, error) {

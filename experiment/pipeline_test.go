@@ -313,6 +313,12 @@ func TestRunEndToEnd(t *testing.T) {
 			t.Errorf("attack %+v: want a positive mean L2 over 12 images", a)
 		}
 	}
+	settings := fmt.Sprint(res.Settings)
+	for _, want := range []string{"{lambda 0.2}", "{attack FGSM-0.08 {\"eps\":0.3}}", "{baseline Shrink 0.5}"} {
+		if !strings.Contains(settings, want) {
+			t.Errorf("settings lack %s: %s", want, settings)
+		}
+	}
 	for _, name := range []string{"report.md", "report.html", "results.json", "results.csv", "figures/grid.png", "figures/psnr_interval.svg"} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
 			t.Errorf("missing output: %v", err)

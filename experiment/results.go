@@ -205,6 +205,7 @@ func (r *runner) results(ctx context.Context) (*report.Results, *report.Grid, er
 	for _, kv := range r.cfg.Settings() {
 		res.Settings = append(res.Settings, report.Setting{Key: kv[0], Value: kv[1]})
 	}
+	res.Settings = append(res.Settings, r.extra...)
 	for _, a := range r.advs {
 		if a.x == nil {
 			res.Missing = append(res.Missing, report.Missing{What: "attack " + a.name, Why: a.missing})

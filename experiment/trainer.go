@@ -34,8 +34,7 @@ func (nnTrainer) Train(ctx context.Context, spec ClassifierSpec, train *dataset.
 	if err != nil {
 		return nil, err
 	}
-	o := nn.DefaultTrainOptions()
-	o.Epochs, o.BatchSize, o.LR, o.Seed = spec.Epochs, spec.BatchSize, spec.LearningRate, uint64(spec.Seed)
+	o := trainOptions(spec)
 	o.Dataset = train.Name
 	if spec.CheckpointDir != "" {
 		o.CheckpointDir = spec.CheckpointDir
@@ -46,6 +45,19 @@ func (nnTrainer) Train(ctx context.Context, spec ClassifierSpec, train *dataset.
 		return nil, err
 	}
 	return m, nil
+}
+
+// trainOptions returns nn's training options for spec.
+func trainOptions(spec ClassifierSpec) nn.TrainOptions {
+	o := nn.DefaultTrainOptions()
+	o.Epochs, o.BatchSize, o.LR, o.Seed = spec.Epochs, spec.BatchSize, spec.LearningRate, uint64(spec.Seed)
+	return o
+}
+
+// DescribeSpec implements SpecDescriber: the architecture and nn's full
+// training recipe (optimizer, schedule, augmentation).
+func (nnTrainer) DescribeSpec(spec ClassifierSpec) any {
+	return map[string]any{"arch": spec.Arch, "threads": spec.Threads, "train_options": trainOptions(spec), "normalization": "per-channel mean and std of the training set"}
 }
 
 // channelStats returns the per-channel mean and standard deviation of the

@@ -213,6 +213,17 @@ func (s stlBuilder) Build(ctx context.Context, spec DefenseSpec, train *dataset.
 	return defense.Save(dir, d)
 }
 
+// DescribeDir implements DirDescriber: the saved defense's manifest, every
+// hyperparameter it was built with, without the file checksums.
+func (s stlBuilder) DescribeDir(dir string) (any, error) {
+	m, err := defense.ReadManifest(dir)
+	if err != nil {
+		return nil, err
+	}
+	m.Files = nil
+	return m, nil
+}
+
 func (s stlBuilder) Load(dir string) ([]defense.Transform, error) {
 	d, err := defense.Load(dir)
 	if err != nil {
