@@ -34,7 +34,15 @@ func (p *lasso) Relax(a float64) {
 		p.xr[i] = a*p.x[i] + (1-a)*p.y[i]
 	}
 }
-func soft(v, t float64) float64 { return math.Copysign(math.Max(math.Abs(v)-t, 0), v) }
+func soft(v, t float64) float64 {
+	switch {
+	case v > t:
+		return v - t
+	case v < -t:
+		return v + t
+	}
+	return 0
+}
 func (p *lasso) YStep(rho float64) {
 	copy(p.yp, p.y)
 	for i := range p.y {

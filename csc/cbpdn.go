@@ -32,6 +32,7 @@ type spectrumEntry struct {
 	once sync.Once
 	sp   *spectrum
 	err  error
+	pool sync.Pool // idle *workspace of this size, reused across calls
 }
 
 // NewCoder validates d and opt and returns a Coder. d must not be modified
@@ -56,6 +57,12 @@ func (c *Coder) Dictionary() *Dictionary { return c.dict }
 func (c *Coder) Options() Options { return c.opt }
 
 func (c *Coder) spectrum(h, w int) (*spectrum, error) {
+	e := c.entry(h, w)
+	e.once.Do(func() { e.sp, e.err = newSpectrum(c.dict, h, w) })
+	return e.sp, e.err
+}
+
+func (c *Coder) entry(h, w int) *spectrumEntry {
 	c.mu.Lock()
 	e, ok := c.spectra[[2]int{h, w}]
 	if !ok {
@@ -63,8 +70,7 @@ func (c *Coder) spectrum(h, w int) (*spectrum, error) {
 		c.spectra[[2]int{h, w}] = e
 	}
 	c.mu.Unlock()
-	e.once.Do(func() { e.sp, e.err = newSpectrum(c.dict, h, w) })
-	return e.sp, e.err
+	return e
 }
 
 // Result is the outcome of CBPDN on one image.
@@ -141,6 +147,7 @@ func (c *Coder) Solve(ctx context.Context, s *tensor.Tensor, rec admm.Recorder) 
 	if err != nil {
 		return nil, err
 	}
+	defer c.release(ws)
 	return c.solveOne(ctx, ws, s.Data, rec)
 }
 
@@ -186,11 +193,14 @@ func (c *Coder) parallel(ctx context.Context, n, h, w int, rep progress.Reporter
 	for g := 0; g < workers; g++ {
 		ws, err := c.newWorkspace(h, w)
 		if err != nil {
+			cancel()
+			wg.Wait()
 			return err
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer c.release(ws)
 			for {
 				i := int(next.Add(1) - 1)
 				if i >= n || ctx.Err() != nil {
@@ -232,13 +242,21 @@ type workspace struct {
 	lo, hi []float32 // (C, H*W) projection only
 }
 
+// newWorkspace returns an idle workspace for h×w images from the pool, or a
+// new one. Hand it back with release.
 func (c *Coder) newWorkspace(h, w int) (*workspace, error) {
 	sp, err := c.spectrum(h, w)
 	if err != nil {
 		return nil, err
 	}
+	if ws, ok := c.entry(h, w).pool.Get().(*workspace); ok {
+		return ws, nil
+	}
 	return newWorkspace(sp)
 }
+
+// release returns ws to the pool of its size.
+func (c *Coder) release(ws *workspace) { c.entry(ws.h, ws.w).pool.Put(ws) }
 
 func newWorkspace(sp *spectrum) (*workspace, error) {
 	p, err := fft.New(sp.h, sp.w)

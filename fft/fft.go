@@ -20,8 +20,9 @@ type RealPlan2D interface {
 	Forward(dst []complex64, src []float32) []complex64
 	// Inverse stores the inverse DFT of the half spectrum src, divided by
 	// h*w, in dst (h*w values) and returns dst, allocated when nil. src is
-	// not modified. Imaginary parts that a real signal cannot have (DC and
-	// Nyquist bins) are ignored.
+	// not modified. src must be the half spectrum of a real array
+	// (Hermitian symmetric along columns 0 and w/2); for other input the
+	// result depends on the implementation.
 	Inverse(dst []float32, src []complex64) []float32
 }
 
