@@ -77,24 +77,34 @@ var (
 	maxImagePixels       = 1 << 26 // 64 Mpixel, e.g. 8192x8192
 )
 
-func (b *folderBuilder) add(r io.Reader, file, class string) error {
+// decodeImage reads one PNG or JPEG, checking its header against the
+// limits before decoding. index is the image's position, for errors.
+func decodeImage(r io.Reader, file string, index int) (image.Image, error) {
 	buf, err := io.ReadAll(io.LimitReader(r, maxImageBytes+1))
 	if err != nil {
-		return formatErr(file, len(b.recs), err, "read")
+		return nil, formatErr(file, index, err, "read")
 	}
 	if int64(len(buf)) > maxImageBytes {
-		return formatErr(file, len(b.recs), ErrNotImage, "file larger than %d bytes", maxImageBytes)
+		return nil, formatErr(file, index, ErrNotImage, "file larger than %d bytes", maxImageBytes)
 	}
 	cfg, _, err := image.DecodeConfig(bytes.NewReader(buf))
 	if err != nil {
-		return formatErr(file, len(b.recs), ErrNotImage, "%v", err)
+		return nil, formatErr(file, index, ErrNotImage, "%v", err)
 	}
 	if cfg.Width <= 0 || cfg.Height <= 0 || cfg.Width > maxImagePixels/max(cfg.Height, 1) {
-		return formatErr(file, len(b.recs), ErrNotImage, "image is %dx%d, limit %d pixels", cfg.Width, cfg.Height, maxImagePixels)
+		return nil, formatErr(file, index, ErrNotImage, "image is %dx%d, limit %d pixels", cfg.Width, cfg.Height, maxImagePixels)
 	}
 	img, _, err := image.Decode(bytes.NewReader(buf))
 	if err != nil {
-		return formatErr(file, len(b.recs), ErrNotImage, "%v", err)
+		return nil, formatErr(file, index, ErrNotImage, "%v", err)
+	}
+	return img, nil
+}
+
+func (b *folderBuilder) add(r io.Reader, file, class string) error {
+	img, err := decodeImage(r, file, len(b.recs))
+	if err != nil {
+		return err
 	}
 	sh := Shape{3, b.opts.Size, b.opts.Size}
 	if b.opts.Size == 0 {

@@ -89,23 +89,17 @@ func LoadContext(ctx context.Context, spec string, opts LoadOptions) (train, tes
 	if IsSample(spec) {
 		return loadSample(spec)
 	}
+	path, err := ResolveSpec(spec)
+	if err != nil {
+		return nil, nil, err
+	}
+	if path != spec && spec == "imagenette" && opts.Size == 0 {
+		opts.Size = 64 // Imagenette's images differ in size
+	}
+	spec = path
 	st, err := os.Stat(spec)
 	if err != nil {
-		if src, ok := fetch.Sources[spec]; ok && !strings.ContainsAny(spec, `/\`) {
-			dir, derr := fetch.DefaultDir()
-			if derr != nil {
-				return nil, nil, derr
-			}
-			if _, derr := os.Stat(filepath.Join(dir, src.Name, src.File)); derr != nil {
-				return nil, nil, fmt.Errorf("dataset: %s is not in the data directory %s; run: stl data fetch %s", spec, dir, spec)
-			}
-			if spec == "imagenette" && opts.Size == 0 {
-				opts.Size = 64
-			}
-			return LoadContext(ctx, filepath.Join(dir, src.Name), opts)
-		}
-		return nil, nil, fmt.Errorf("dataset: %q is neither a sample (%s), a fetched data set (%s) nor a readable path: %w",
-			spec, strings.Join(Samples, ", "), strings.Join(fetch.Names(), ", "), err)
+		return nil, nil, err
 	}
 	if !st.IsDir() {
 		return loadArchive(ctx, spec, opts)
@@ -188,6 +182,29 @@ func detectDir(dir string) (dirKind, string) {
 		return kindArchive, archives[0]
 	}
 	return kindUnknown, dir
+}
+
+// ResolveSpec returns the path a non-sample spec refers to: spec itself
+// when it exists, else, for the name of a fetch.Sources entry ("cifar10",
+// "imagenette"), its folder in fetch.DefaultDir(). The error for a name not
+// yet fetched says how to fetch it.
+func ResolveSpec(spec string) (string, error) {
+	_, err := os.Stat(spec)
+	if err == nil {
+		return spec, nil
+	}
+	if src, ok := fetch.Sources[spec]; ok && !strings.ContainsAny(spec, `/\`) {
+		dir, derr := fetch.DefaultDir()
+		if derr != nil {
+			return "", derr
+		}
+		if _, derr := os.Stat(filepath.Join(dir, src.Name, src.File)); derr != nil {
+			return "", fmt.Errorf("dataset: %s is not in the data directory %s; run: stl data fetch %s", spec, dir, spec)
+		}
+		return filepath.Join(dir, src.Name), nil
+	}
+	return "", fmt.Errorf("dataset: %q is neither a sample (%s), a fetched data set (%s) nor a readable path: %w",
+		spec, strings.Join(Samples, ", "), strings.Join(fetch.Names(), ", "), err)
 }
 
 // loadSample decodes an embedded sample.

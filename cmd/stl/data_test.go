@@ -79,3 +79,22 @@ func TestDataFetch(t *testing.T) {
 		t.Errorf("unknown name: err = %v", err)
 	}
 }
+
+func TestDataConvert(t *testing.T) {
+	out := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	o := dataConvertOptions{data: "../../dataset/testdata/folder", out: out, size: 16}
+	if err := runDataConvert(context.Background(), &stdout, &stderr, o); err != nil {
+		t.Fatal(err)
+	}
+	train, test, err := dataset.Load(out)
+	if err != nil || train.Len() != 3 || test.Len() != 1 || train.Shape() != (dataset.Shape{C: 3, H: 16, W: 16}) {
+		t.Fatalf("converted set: %v", err)
+	}
+	var ue usageError
+	for _, bad := range []dataConvertOptions{{out: out, size: 16}, {data: "x", out: out}} {
+		if err := runDataConvert(context.Background(), &stdout, &stderr, bad); !errors.As(err, &ue) {
+			t.Errorf("%+v: err = %v, want a usage error", bad, err)
+		}
+	}
+}
