@@ -15,6 +15,10 @@ type Reformer interface {
 	Reconstruct(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error)
 }
 
+// ErrNoGradient is returned by MagNet.VJP when its Reformer does not
+// provide one.
+var ErrNoGradient = errors.New("defense magnet: the auto-encoder provides no vector-jacobian product")
+
 // ErrNoReformer is returned when MagNet is built without a trained
 // auto-encoder.
 var ErrNoReformer = errors.New("defense magnet: no trained auto-encoder")
@@ -61,4 +65,20 @@ func (m *MagNet) Apply(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, e
 	}
 	tensor.Clip(y.Data, 0, 1)
 	return y, nil
+}
+
+// VJP returns the vector-jacobian product (dT/dx)^T gy of the reformer at
+// x, so that BPDA can differentiate through MagNet exactly instead of
+// treating it as the identity (it satisfies attack.Approx). It returns
+// ErrNoGradient when the Reformer has no VJP method (a *MagNetDAE has one).
+// The final clipping to [0,1] is ignored: the auto-encoder's sigmoid output
+// never reaches it.
+func (m *MagNet) VJP(ctx context.Context, x, gy *tensor.Tensor) (*tensor.Tensor, error) {
+	v, ok := m.dae.(interface {
+		VJP(ctx context.Context, x, gy *tensor.Tensor) (*tensor.Tensor, error)
+	})
+	if !ok {
+		return nil, ErrNoGradient
+	}
+	return v.VJP(ctx, x, gy)
 }

@@ -158,6 +158,47 @@ func (d *MagNetDAE) Reconstruct(ctx context.Context, x *tensor.Tensor) (*tensor.
 	return out, nil
 }
 
+// VJP returns the vector-jacobian product (dg/dx)^T gy of the
+// auto-encoder g at the batch x (N, C, H, W), a new tensor of the shape of
+// x; gy has that shape too. It lets white-box attacks differentiate through
+// the reformer exactly (it satisfies attack.Approx). It checks ctx once per
+// chunk of 256 images.
+func (d *MagNetDAE) VJP(ctx context.Context, x, gy *tensor.Tensor) (*tensor.Tensor, error) {
+	in, n, c, h, w, err := baselineInput("magnet", x)
+	if err != nil {
+		return nil, err
+	}
+	if c != d.opts.Channels {
+		return nil, &ChannelsError{Defense: "magnet", Want: []int{d.opts.Channels}, Got: c}
+	}
+	if gy == nil || !tensor.SameShape(gy, x) || len(gy.Data) != len(x.Data) {
+		var got []int
+		if gy != nil {
+			got = gy.Shape
+		}
+		return nil, &tensor.ShapeError{Op: "defense.MagNetDAE.VJP", Want: x.Shape, Got: got}
+	}
+	if err := tensor.CheckFinite(gy.Data); err != nil {
+		return nil, fmt.Errorf("defense magnet: VJP: %w", err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := tensor.New(n, c, h, w)
+	per := c * h * w
+	for lo := 0; lo < n; lo += magnetChunk {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		hi := min(lo+magnetChunk, n)
+		part := &tensor.Tensor{Shape: []int{hi - lo, c, h, w}, Data: in.Data[lo*per : hi*per]}
+		g := &tensor.Tensor{Shape: []int{hi - lo, c, h, w}, Data: gy.Data[lo*per : hi*per]}
+		d.net.Forward(part, false)
+		dx := d.net.Backward(g, nn.GradMode{Input: true})
+		copy(out.Data[lo*per:hi*per], dx.Data)
+	}
+	return out, nil
+}
+
 // MagNetTrainResult holds the training history: the mean training loss
 // (MSE against the clean images) of each epoch.
 type MagNetTrainResult struct {

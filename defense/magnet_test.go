@@ -157,3 +157,63 @@ func TestMagNetErrors(t *testing.T) {
 		t.Errorf("cancelled training: %v", err)
 	}
 }
+
+// TestMagNetVJP checks the vector-jacobian product against central
+// differences of <gy, g(x)> along random directions.
+func TestMagNetVJP(t *testing.T) {
+	ctx := context.Background()
+	d, _ := trainTestDAE(t, 3)
+	m, _ := NewMagNet(d)
+	x := baselineRandBatch(21, 2, 3, 6, 5)
+	for i := range x.Data { // keep x +- h inside [0,1]
+		x.Data[i] = 0.1 + 0.8*x.Data[i]
+	}
+	gy := baselineRandBatch(22, 2, 3, 6, 5)
+	for i := range gy.Data {
+		gy.Data[i] -= 0.5
+	}
+	gx, err := m.VJP(ctx, x, gy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := func(z *tensor.Tensor) float64 {
+		y, err := d.Reconstruct(ctx, z)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s float64
+		for i, v := range y.Data {
+			s += float64(v) * float64(gy.Data[i])
+		}
+		return s
+	}
+	const h = 1e-2
+	for trial := 0; trial < 5; trial++ {
+		dir := baselineRandBatch(uint64(30+trial), 2, 3, 6, 5)
+		var want float64
+		plus, minus := x.Clone(), x.Clone()
+		for i := range dir.Data {
+			v := dir.Data[i] - 0.5
+			plus.Data[i] += h * v
+			minus.Data[i] -= h * v
+			want += float64(gx.Data[i]) * float64(v)
+		}
+		got := (f(plus) - f(minus)) / (2 * h)
+		if math.Abs(got-want) > 1e-3*math.Max(1, math.Abs(want)) {
+			t.Errorf("direction %d: finite difference %.6f, VJP %.6f", trial, got, want)
+		}
+	}
+	if _, err := m.VJP(ctx, x, tensor.New(1, 3, 6, 5)); err == nil {
+		t.Error("VJP accepted a gradient of the wrong shape")
+	}
+	other, _ := NewMagNet(stubReformer{})
+	if _, err := other.VJP(ctx, x, gy); !errors.Is(err, ErrNoGradient) {
+		t.Errorf("reformer without VJP: %v", err)
+	}
+}
+
+type stubReformer struct{}
+
+func (stubReformer) Reconstruct(_ context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
+	return x.Clone(), nil
+}
