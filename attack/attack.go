@@ -256,7 +256,8 @@ func checkInput(m Model, x *tensor.Tensor, labels []int) (batch, error) {
 	return batch{n: n, c: c, h: h, w: w, d: c * h * w, k: k}, nil
 }
 
-// checkLogits verifies what a model returned.
+// checkLogits verifies what a model returned: the shape, and finite values
+// (a NaN would otherwise spread silently into the adversarial images).
 func (b batch) checkLogits(logits *tensor.Tensor) error {
 	if logits == nil || len(logits.Shape) != 2 || logits.Shape[0] != b.n || logits.Shape[1] != b.k || len(logits.Data) != b.n*b.k {
 		var got []int
@@ -264,6 +265,9 @@ func (b batch) checkLogits(logits *tensor.Tensor) error {
 			got = logits.Shape
 		}
 		return &tensor.ShapeError{Op: "attack: model logits", Want: []int{b.n, b.k}, Got: got}
+	}
+	if err := tensor.CheckFinite(logits.Data); err != nil {
+		return fmt.Errorf("attack: model logits: %w", err)
 	}
 	return nil
 }
@@ -275,6 +279,9 @@ func (b batch) checkGrad(g *tensor.Tensor) error {
 			got = g.Shape
 		}
 		return &tensor.ShapeError{Op: "attack: model input gradient", Want: []int{b.n, b.c, b.h, b.w}, Got: got}
+	}
+	if err := tensor.CheckFinite(g.Data); err != nil {
+		return fmt.Errorf("attack: model input gradient: %w", err)
 	}
 	return nil
 }

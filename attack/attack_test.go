@@ -276,6 +276,25 @@ func (w wrongModel) InputGrad(ctx context.Context, x *tensor.Tensor, seed func(z
 	return tensor.New(1, 2), tensor.New(1), nil
 }
 
+// nanModel returns NaN logits and gradients.
+type nanModel struct{ *mlp }
+
+func (w nanModel) Logits(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
+	z, err := w.mlp.Logits(ctx, x)
+	if err == nil {
+		z.Data[0] = float32(math.NaN())
+	}
+	return z, err
+}
+
+func (w nanModel) InputGrad(ctx context.Context, x *tensor.Tensor, seed func(z, g *tensor.Tensor)) (*tensor.Tensor, *tensor.Tensor, error) {
+	z, g, err := w.mlp.InputGrad(ctx, x, seed)
+	if err == nil {
+		g.Data[1] = float32(math.NaN())
+	}
+	return z, g, err
+}
+
 func TestBadInput(t *testing.T) {
 	f := getFixture(t)
 	x := f.x
@@ -305,6 +324,7 @@ func TestBadInput(t *testing.T) {
 		{"mismatched labels", f.m, x, shortLabels, &shapeErr},
 		{"label out of range", f.m, x, badLabel, &labErr},
 		{"model returns wrong logits", wrongModel{f.m}, x, f.labels, &shapeErr},
+		{"model returns NaN", nanModel{f.m}, x, f.labels, &nfErr},
 	}
 	for _, a := range attacksFor(t, Budget{L2Rel, 0.04}) {
 		for _, c := range cases {
