@@ -39,6 +39,13 @@ const (
 	stageReport    = "report"
 )
 
+// StagesDir is the subdirectory of a run directory holding the cached
+// stages; CheckpointsDir holds the checkpoints of unfinished ones.
+const (
+	StagesDir      = "stages"
+	CheckpointsDir = "checkpoints"
+)
+
 // NoDefense is the row name of the undefended classifier.
 const NoDefense = "No Defense"
 
@@ -90,6 +97,7 @@ type runner struct {
 	cfg   Config
 	b     Backend
 	store *cache.Store
+	dir   string // the run directory
 	rep   progress.Reporter
 	start time.Time
 
@@ -143,11 +151,11 @@ func RunWith(ctx context.Context, cfg Config, b Backend, dir string, rep progres
 	if b.Data == nil || b.Classifier == nil {
 		return nil, errors.New("experiment: backend without data loader or classifier trainer")
 	}
-	store, err := cache.Open(dir)
+	store, err := cache.Open(filepath.Join(dir, StagesDir))
 	if err != nil {
 		return nil, err
 	}
-	r := &runner{cfg: cfg, b: b, store: store, start: time.Now()}
+	r := &runner{cfg: cfg, b: b, store: store, dir: dir, start: time.Now()}
 	r.rep = &runReporter{inner: progress.Or(rep), r: r}
 	if err := r.run(ctx); err != nil {
 		return nil, err
@@ -358,7 +366,7 @@ func (r *runner) trainClassifier(ctx context.Context, stage string, spec Classif
 	if err != nil {
 		return nil, "", err
 	}
-	os.RemoveAll(ckpt)
+	r.dropCheckpoint(ckpt)
 	m, err := r.b.Classifier.Load(filepath.Join(dir, "model"))
 	if err != nil {
 		return nil, "", fmt.Errorf("stage %s: %w", stage, err)
@@ -369,7 +377,14 @@ func (r *runner) trainClassifier(ctx context.Context, stage string, spec Classif
 // checkpointDir is where a stage keeps checkpoints between interruptions,
 // under its key so that a changed setting does not resume stale work.
 func (r *runner) checkpointDir(stage string, key cache.Key) string {
-	return filepath.Join(r.store.Dir(), "checkpoints", stage+"-"+key.Short())
+	return filepath.Join(r.dir, CheckpointsDir, stage+"-"+key.Short())
+}
+
+// dropCheckpoint removes a published stage's checkpoints, and the
+// checkpoints directory once empty.
+func (r *runner) dropCheckpoint(dir string) {
+	os.RemoveAll(dir)
+	os.Remove(filepath.Dir(dir)) // fails, harmlessly, while not empty
 }
 
 func (r *runner) trainVanilla(ctx context.Context) error {
@@ -524,7 +539,7 @@ func (r *runner) buildDefense(ctx context.Context) error {
 		return r.b.Defense.Build(ctx, spec, r.train, out, r.rep)
 	})
 	if err == nil {
-		os.RemoveAll(spec.CheckpointDir)
+		r.dropCheckpoint(spec.CheckpointDir)
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
