@@ -1,0 +1,186 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stl-defense/stl/csc"
+	"github.com/stl-defense/stl/fft"
+	"github.com/stl-defense/stl/npy"
+)
+
+// cscFixtures writes the embedded sample dictionary and highpass image as
+// SPORCO-layout .npy files.
+func cscFixtures(t *testing.T) (dir, dict, img string) {
+	t.Helper()
+	dir = t.TempDir()
+	dict = filepath.Join(dir, "dict.npy")
+	if err := csc.WriteDictionary(dict, csc.SampleDictionary()); err != nil {
+		t.Fatal(err)
+	}
+	hi, err := csc.SampleImage("img32_hi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := csc.ImagesToSPORCO(hi, true)
+	img = filepath.Join(dir, "img.npy")
+	if err := npy.WriteFile(img, s); err != nil {
+		t.Fatal(err)
+	}
+	return
+}
+
+func defaultCSCFlags() cscFlags {
+	d := csc.DefaultOptions()
+	return cscFlags{lambda: d.Lambda, maxIter: d.ADMM.MaxIter, relStopTol: d.ADMM.RelStopTol, threads: 1, json: true}
+}
+
+func TestCSCSolveJSON(t *testing.T) {
+	dir, dict, img := cscFixtures(t)
+	var out bytes.Buffer
+	o := cscSolveOptions{cscFlags: defaultCSCFlags(), dict: dict, image: img, out: filepath.Join(dir, "x.npy")}
+	if err := runCSCSolve(context.Background(), &out, &bytes.Buffer{}, o); err != nil {
+		t.Fatal(err)
+	}
+	var r struct {
+		Objective  float64 `json:"objective"`
+		Iterations int     `json:"iterations"`
+		Seconds    float64 `json:"seconds"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		t.Fatalf("output %q: %v", out.String(), err)
+	}
+	// SPORCO reaches 1.67014671 with the same settings (csc/testdata/README.md).
+	if r.Iterations != 200 || r.Objective < 1.6701 || r.Objective > 1.6702 || r.Seconds <= 0 {
+		t.Errorf("got %+v", r)
+	}
+	x, err := npy.ReadFile(o.out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []int{32, 32, 1, 1, 64}; len(x.Shape) != 5 || x.Shape[4] != 64 || x.Shape[0] != 32 {
+		t.Errorf("coefficient maps shape %v, want %v", x.Shape, want)
+	}
+}
+
+func TestCSCProjectPNG(t *testing.T) {
+	dir, dict, _ := cscFixtures(t)
+	img, _ := csc.SampleImage("img32")
+	s, _ := csc.ImagesToSPORCO(img, true)
+	in := filepath.Join(dir, "in.npy")
+	if err := npy.WriteFile(in, s); err != nil {
+		t.Fatal(err)
+	}
+	f := defaultCSCFlags()
+	f.maxIter = 20
+	o := cscProjectOptions{cscFlags: f, dict: dict, image: in, out: filepath.Join(dir, "out.png"), tikhonov: 5, pad: 16}
+	var out bytes.Buffer
+	if err := runCSCProject(context.Background(), &out, &bytes.Buffer{}, o); err != nil {
+		t.Fatal(err)
+	}
+	fh, err := os.Open(o.out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	pic, err := png.Decode(fh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := pic.Bounds(); b.Dx() != 32 || b.Dy() != 32 {
+		t.Errorf("PNG is %v", b)
+	}
+	// The PNG reads back as input.
+	o2 := cscSolveOptions{cscFlags: f, dict: dict, image: o.out}
+	out.Reset()
+	if err := runCSCSolve(context.Background(), &out, &bytes.Buffer{}, o2); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), `"objective"`) {
+		t.Errorf("output %q", out.String())
+	}
+}
+
+func TestCSCLearn(t *testing.T) {
+	dir, _, _ := cscFixtures(t)
+	img, _ := csc.SampleImage("img128")
+	s, _ := csc.ImagesToSPORCO(img, true)
+	in := filepath.Join(dir, "train.npy")
+	if err := npy.WriteFile(in, s); err != nil {
+		t.Fatal(err)
+	}
+	o := cscLearnOptions{images: []string{in}, out: filepath.Join(dir, "d.npy"), filters: 4, size: 5, lambda: 0.2,
+		iterations: 3, seed: 1, checkpointEvery: 2, threads: 1, json: true}
+	var out bytes.Buffer
+	if err := runCSCLearn(context.Background(), &out, &bytes.Buffer{}, o); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(out.String(), "\n"); n != 3 {
+		t.Errorf("%d JSON lines, want 3: %q", n, out.String())
+	}
+	d, err := csc.ReadDictionary(o.out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.M != 4 || d.R != 5 || d.C != 3 {
+		t.Errorf("dictionary %dx%dx%dx%d", d.M, d.C, d.R, d.S)
+	}
+}
+
+func TestCSCBadFlags(t *testing.T) {
+	_, dict, img := cscFixtures(t)
+	f := defaultCSCFlags()
+	f.lambda = 0
+	cases := []struct {
+		name string
+		err  error
+	}{
+		{"missing dict", runCSCSolve(context.Background(), &bytes.Buffer{}, &bytes.Buffer{}, cscSolveOptions{cscFlags: defaultCSCFlags(), image: img})},
+		{"lambda 0", runCSCSolve(context.Background(), &bytes.Buffer{}, &bytes.Buffer{}, cscSolveOptions{cscFlags: f, dict: dict, image: img})},
+		{"bad extension", runCSCSolve(context.Background(), &bytes.Buffer{}, &bytes.Buffer{}, cscSolveOptions{cscFlags: defaultCSCFlags(), dict: dict, image: "x.txt"})},
+		{"learn without out", runCSCLearn(context.Background(), &bytes.Buffer{}, &bytes.Buffer{}, cscLearnOptions{images: []string{img}})},
+	}
+	for _, c := range cases {
+		var ue usageError
+		if !errors.As(c.err, &ue) {
+			t.Errorf("%s: err = %v, want a usage error", c.name, c.err)
+		}
+	}
+	// A channel mismatch is an error, not a usage error and not a panic.
+	gray := filepath.Join(t.TempDir(), "gray.npy")
+	hi, _ := csc.SampleImage("img32_hi")
+	hi.Shape[1] = 1
+	hi.Data = hi.Data[:32*32]
+	s, _ := csc.ImagesToSPORCO(hi, true)
+	npy.WriteFile(gray, s)
+	if err := runCSCSolve(context.Background(), &bytes.Buffer{}, &bytes.Buffer{}, cscSolveOptions{cscFlags: defaultCSCFlags(), dict: dict, image: gray}); err == nil {
+		t.Error("channel mismatch: no error")
+	}
+}
+
+func TestBenchCSCQuick(t *testing.T) {
+	if testing.Short() || fft.Implementation == "gonum" {
+		t.Skip("runs every benchmark case; minutes with the pure-Go FFT")
+	}
+	var out bytes.Buffer
+	if err := runBenchCSC(context.Background(), &out, benchCSCOptions{json: true, quick: true, workers: 2}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 6 {
+		t.Fatalf("%d cases, want 6:\n%s", len(lines), out.String())
+	}
+	for _, l := range lines {
+		var r csc.BenchResult
+		if err := json.Unmarshal([]byte(l), &r); err != nil || r.Seconds <= 0 || r.Objective <= 0 {
+			t.Errorf("case %q: %+v %v", l, r, err)
+		}
+	}
+}
