@@ -81,7 +81,9 @@ func Load(spec string) (train, test *Set, err error) {
 //     .classes.txt), train_HxW.bin.gz records, or train/ and test/ PNGs.
 //
 // Image folders are resized to opts.Size. The context is checked between
-// files and images. Errors name the file and record at fault.
+// files and images. Errors name the file and record at fault. The sets
+// returned are new allocations owned by the caller; LoadContext keeps no
+// state and is safe for concurrent use.
 func LoadContext(ctx context.Context, spec string, opts LoadOptions) (train, test *Set, err error) {
 	if err := opts.Validate(); err != nil {
 		return nil, nil, err

@@ -172,7 +172,9 @@ func (e *InterruptedError) Unwrap() error { return e.Err }
 // removed and a *ChecksumError returned. Cancelling ctx stops the transfer
 // (the partial file is kept). The server's ETag (or Last-Modified) is kept
 // beside the partial file and sent as If-Range, so a file that changed on
-// the server is downloaded afresh rather than spliced.
+// the server is downloaded afresh rather than spliced. Calls for
+// different destinations may run concurrently; two calls for the same file
+// must not.
 func Fetch(ctx context.Context, src Source, dir string, opts Options) (Result, error) {
 	if err := opts.Validate(); err != nil {
 		return Result{}, err
