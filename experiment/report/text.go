@@ -35,19 +35,19 @@ func WriteText(w io.Writer, r *Results) error {
 	for _, t := range r.Tables {
 		fmt.Fprintf(ew, "\n%s\n", t.Title)
 		tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', 0)
-		fmt.Fprintf(tw, "Defense\t%s\t\n", strings.Join(t.Columns, "\t"))
+		fmt.Fprintf(tw, "Defense\t%s\n", strings.Join(t.Columns, "\t"))
 		for _, row := range t.Rows {
 			cells := make([]string, len(row.Cells))
 			for j, c := range row.Cells {
 				cells[j] = cellText(c)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t\n", row.Defense, strings.Join(cells, "\t"))
+			fmt.Fprintf(tw, "%s\t%s\n", row.Defense, strings.Join(cells, "\t"))
 			if row.Paper != nil {
 				ps := make([]string, len(row.Paper))
 				for j, p := range row.Paper {
 					ps[j] = paperText(p)
 				}
-				fmt.Fprintf(tw, "  paper\t%s\t\n", strings.Join(ps, "\t"))
+				fmt.Fprintf(tw, "  paper\t%s\n", strings.Join(ps, "\t"))
 			}
 		}
 		tw.Flush()
@@ -58,9 +58,9 @@ func WriteText(w io.Writer, r *Results) error {
 	if len(r.Attacks) > 0 {
 		fmt.Fprintf(ew, "\nAttacks on the vanilla classifier\n")
 		tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', 0)
-		fmt.Fprintf(tw, "Attack\tBudget\tMean L2\tImages\tSeconds\t\n")
+		fmt.Fprintf(tw, "Attack\tBudget\tMean L2\tImages\tSeconds\n")
 		for _, a := range r.Attacks {
-			fmt.Fprintf(tw, "%s\t%s\t%.4f\t%d\t%.1f\t\n", a.Name, a.Budget, a.MeanL2, a.N, a.Seconds)
+			fmt.Fprintf(tw, "%s\t%s\t%.4f\t%d\t%.1f\n", a.Name, a.Budget, a.MeanL2, a.N, a.Seconds)
 		}
 		tw.Flush()
 	}
