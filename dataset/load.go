@@ -26,8 +26,7 @@ var Samples = []string{"sample:cifar10", "sample:imagenet10"}
 // IsSample reports whether spec names an embedded sample.
 func IsSample(spec string) bool { return strings.HasPrefix(spec, "sample:") }
 
-// LoadOptions tune Load. The zero value is not valid for image folders; use
-// DefaultLoadOptions.
+// LoadOptions tune LoadContext. The zero value is DefaultLoadOptions.
 type LoadOptions struct {
 	// Size is the side in pixels image folders and archives are resized to
 	// (center square crop, area averaging), and selects the resolution of a
@@ -36,8 +35,8 @@ type LoadOptions struct {
 	// record folder; the fetched "imagenette" (mixed sizes) then gets 64,
 	// the paper's ImageNet-10 resolution (Section 5).
 	Size int
-	// Progress receives per-image reports while image folders are decoded.
-	// nil means none.
+	// Progress receives per-image reports while image folders are decoded
+	// (binary records load in seconds and are not reported). nil: none.
 	Progress progress.Reporter
 }
 
@@ -75,7 +74,7 @@ func Load(spec string) (train, test *Set, err error) {
 //     <class>/*.png|jpg|jpeg, or a folder holding one imagenette2*.tgz;
 //
 //   - a .tar, .tar.gz or .tgz archive of either CIFAR-10 batches or such an
-//     image folder.
+//     image folder;
 //
 //   - a folder written by Save: train.npy and test.npy (with .labels.npy and
 //     .classes.txt), train_HxW.bin.gz records, or train/ and test/ PNGs.
