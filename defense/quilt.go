@@ -263,6 +263,12 @@ func (q *Quilting) knn(queries []float32, m int) [][]int {
 		bestD[i] = float32(math.Inf(1))
 		bestI[i] = -1
 	}
+	// worst[j] is the K-th best distance of query j so far: most candidates
+	// fail this one comparison.
+	worst := make([]float32, m)
+	for j := range worst {
+		worst[j] = float32(math.Inf(1))
+	}
 	scores := make([]float32, min(quiltChunk, n)*m)
 	for start := 0; start < n; start += quiltChunk {
 		rows := min(quiltChunk, n-start)
@@ -270,13 +276,14 @@ func (q *Quilting) knn(queries []float32, m int) [][]int {
 		for i := 0; i < rows; i++ {
 			norm := q.db.norms[start+i]
 			srow := scores[i*m : (i+1)*m]
+			worst := worst[:len(srow)]
 			for j, s := range srow {
 				dist := norm - 2*s
-				bd := bestD[j*K : (j+1)*K]
-				if dist >= bd[K-1] {
+				if dist >= worst[j] {
 					continue
 				}
 				// Insert into the sorted list of the K best.
+				bd := bestD[j*K : (j+1)*K]
 				bi := bestI[j*K : (j+1)*K]
 				p := K - 1
 				for p > 0 && bd[p-1] > dist {
@@ -284,6 +291,7 @@ func (q *Quilting) knn(queries []float32, m int) [][]int {
 					p--
 				}
 				bd[p], bi[p] = dist, start+i
+				worst[j] = bd[K-1]
 			}
 		}
 	}
