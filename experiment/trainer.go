@@ -57,7 +57,13 @@ func trainOptions(spec ClassifierSpec) nn.TrainOptions {
 // DescribeSpec implements SpecDescriber: the architecture and nn's full
 // training recipe (optimizer, schedule, augmentation).
 func (nnTrainer) DescribeSpec(spec ClassifierSpec) any {
-	return map[string]any{"arch": spec.Arch, "threads": spec.Threads, "train_options": trainOptions(spec), "normalization": "per-channel mean and std of the training set"}
+	o := trainOptions(spec)
+	return map[string]any{
+		"arch": spec.Arch, "threads": spec.Threads, "normalization": "per-channel mean and std of the training set",
+		"epochs": o.Epochs, "batch_size": o.BatchSize, "lr": o.LR, "schedule": o.Schedule,
+		"momentum": o.SGD.Momentum, "nesterov": o.SGD.Nesterov, "weight_decay": o.SGD.WeightDecay,
+		"label_smoothing": o.LabelSmoothing, "crop_pad": o.CropPad, "flip": o.Flip, "seed": o.Seed,
+	}
 }
 
 // channelStats returns the per-channel mean and standard deviation of the

@@ -149,7 +149,7 @@ func registryBaselines(cfg Config, train *dataset.Set) ([]Baseline, []Missing, e
 		base := defense.DefaultBaselineConfig()
 		out = append(out, Baseline{
 			Name:     baselineRowName(name),
-			Settings: map[string]any{"name": name, "options": base},
+			Settings: baselineOptions(name, base),
 			New: func(seed uint64) (defense.Transform, error) {
 				c := defense.DefaultBaselineConfig()
 				c.TVM.Seed, c.Quilt.Seed, c.Crop.Seed, c.Deflect.Seed = seed, seed+1, seed+2, seed+3
@@ -165,6 +165,36 @@ func registryBaselines(cfg Config, train *dataset.Set) ([]Baseline, []Missing, e
 		})
 	}
 	return out, miss, nil
+}
+
+// baselineOptions returns the options that matter for the named registry
+// baseline, for the cache key and the report. Randomized baselines' seeds
+// are derived per stage from the run seed (see RunWith), not these.
+func baselineOptions(name string, c defense.BaselineConfig) map[string]any {
+	o := map[string]any{"name": name}
+	switch name {
+	case "jpeg":
+		o["jpeg"] = c.JPEG
+	case "tvm":
+		o["tvm"] = c.TVM
+	case "quilt":
+		o["quilt"], o["patch_db"] = c.Quilt, defense.DefaultPatchDBOptions()
+	case "tvm-quilt":
+		o["tvm"], o["quilt"], o["patch_db"] = c.TVM, c.Quilt, defense.DefaultPatchDBOptions()
+	case "crop-ens":
+		o["crop"] = c.Crop
+	case "crop-tvm-quilt":
+		o["tvm"], o["quilt"], o["crop"], o["patch_db"] = c.TVM, c.Quilt, c.Crop, defense.DefaultPatchDBOptions()
+	case "deflect":
+		o["deflect"] = c.Deflect
+	case "pd-ens":
+		o["deflect"], o["ensemble"] = c.Deflect, c.PDEnsSize
+	case "squeeze", "bitdepth", "median":
+		o["squeeze"] = c.Squeeze
+	default:
+		o["options"] = c
+	}
+	return o
 }
 
 // baselineRowName is the table row of a registry baseline, with the

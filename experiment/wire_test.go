@@ -2,6 +2,7 @@ package experiment
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"math"
 	"strings"
@@ -119,5 +120,13 @@ func TestChannelStats(t *testing.T) {
 	}
 	if mean[1] != 0.5 || std[1] != 1e-3 {
 		t.Errorf("constant channel: mean %v std %v, want 0.5 and the 1e-3 floor", mean[1], std[1])
+	}
+}
+
+func TestDescribeSpecEncodes(t *testing.T) {
+	d := nnTrainer{}.DescribeSpec(ClassifierSpec{Arch: "vgg-small", Epochs: 3, BatchSize: 64, LearningRate: 0.05, Seed: 1, Threads: 2})
+	b, err := json.Marshal(d)
+	if err != nil || !strings.Contains(string(b), `"weight_decay":0.0005`) || !strings.Contains(string(b), `"epochs":3`) {
+		t.Errorf("DescribeSpec JSON = %s, %v", b, err)
 	}
 }
