@@ -79,6 +79,7 @@ func BenchmarkAugment(b *testing.B) {
 	a, _ := NewAugmenter(DefaultAugmentOptions(), 1)
 	b.SetBytes(int64(4 * len(src.Data)))
 	b.ReportAllocs()
+	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if _, err := a.Apply(dst, src); err != nil {
 			b.Fatal(err)
