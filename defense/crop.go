@@ -44,7 +44,9 @@ func (o CropOptions) Validate() error {
 // rescaled to the image size by bilinear interpolation (as TensorFlow's
 // crop_and_resize in the attack code of Athalye et al.), then averaged. The
 // papers average the classifier's outputs over the crops; a Transform
-// averages the crops themselves. It is randomized and safe for concurrent
+// averages the crops themselves. To average predictions instead, use
+// Crops = 1 (one random crop per call) and average the classifier's
+// outputs over repeated calls. It is randomized and safe for concurrent
 // use; any number of channels is accepted.
 type CropEnsemble struct {
 	opts  CropOptions
