@@ -142,6 +142,7 @@ func TestLayerGradients(t *testing.T) {
 		{"relu", func() Layer { return &ReLU{} }, []int{2, 3, 4, 4}, false, 2e-3},
 		{"sigmoid", func() Layer { return &Sigmoid{} }, []int{2, 3, 4, 4}, false, 2e-3},
 		{"maxpool2", func() Layer { return &MaxPool2D{K: 2, Stride: 2, Threads: 2} }, []int{2, 3, 6, 6}, false, 2e-3},
+		{"maxpool2-odd", func() Layer { return &MaxPool2D{K: 2, Stride: 2, Threads: 2} }, []int{2, 3, 7, 5}, false, 2e-3},
 		{"maxpool3s2", func() Layer { return &MaxPool2D{K: 3, Stride: 2} }, []int{2, 2, 7, 7}, false, 2e-3},
 		{"avgpool2", func() Layer { return &AvgPool2D{K: 2, Stride: 2} }, []int{2, 3, 6, 6}, false, 2e-3},
 		{"upsample2", func() Layer { return &Upsample{Factor: 2} }, []int{2, 3, 3, 4}, false, 2e-3},
@@ -183,6 +184,29 @@ func (l *fixedDropout) Forward(x *tensor.Tensor, train bool) *tensor.Tensor {
 		l.y.Data[i] = v * l.mask[i]
 	}
 	return l.y
+}
+
+// TestMaxPoolTies: with equal values in a window the whole gradient goes
+// to one entry (the first in row-major order), in both pooling paths.
+func TestMaxPoolTies(t *testing.T) {
+	for _, k := range []int{2, 3} {
+		l := &MaxPool2D{K: k, Stride: k}
+		x := tensor.New(1, 1, k, k) // all zeros: a k x k tie
+		l.Forward(x, false)
+		dy := tensor.New(1, 1, 1, 1)
+		dy.Data[0] = 1
+		dx := l.Backward(dy, GradMode{Input: true})
+		if dx.Data[0] != 1 {
+			t.Errorf("K=%d: dx = %v, want the gradient on the first entry", k, dx.Data)
+		}
+		var s float32
+		for _, v := range dx.Data {
+			s += v
+		}
+		if s != 1 {
+			t.Errorf("K=%d: gradient sum %g, want 1", k, s)
+		}
+	}
 }
 
 func TestLossGradients(t *testing.T) {

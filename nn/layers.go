@@ -373,17 +373,18 @@ func (l *MaxPool2D) Forward(x *tensor.Tensor, _ bool) *tensor.Tensor {
 	oh, ow := (h-l.K)/l.Stride+1, (w-l.K)/l.Stride+1
 	l.x = x
 	l.y = buf(l.y, n, c, oh, ow)
-	if len(l.arg) != len(l.y.Data) {
+	if !(l.K == 2 && l.Stride == 2) && len(l.arg) != len(l.y.Data) {
 		l.arg = make([]int32, len(l.y.Data))
 	}
 	parallelFor(l.Threads, n*c, func(_, lo, hi int) {
 		for pl := lo; pl < hi; pl++ {
 			src := x.Data[pl*h*w : (pl+1)*h*w]
-			dst, arg := l.y.Data[pl*oh*ow:(pl+1)*oh*ow], l.arg[pl*oh*ow:(pl+1)*oh*ow]
+			dst := l.y.Data[pl*oh*ow : (pl+1)*oh*ow]
 			if l.K == 2 && l.Stride == 2 {
-				maxPool2x2(dst, arg, src, w, oh, ow)
+				maxPool2x2(dst, src, w, oh, ow)
 				continue
 			}
+			arg := l.arg[pl*oh*ow : (pl+1)*oh*ow]
 			for i := 0; i < oh; i++ {
 				for j := 0; j < ow; j++ {
 					best, bi := float32(math.Inf(-1)), int32(-1)
@@ -405,24 +406,37 @@ func (l *MaxPool2D) Forward(x *tensor.Tensor, _ bool) *tensor.Tensor {
 }
 
 // maxPool2x2 is the 2x2, stride-2 case of MaxPool2D.Forward on one plane.
-func maxPool2x2(dst []float32, arg []int32, src []float32, w, oh, ow int) {
+// It keeps no arg-max (branch-free max is several times faster than
+// tracking the index); the backward pass finds the maximum again.
+func maxPool2x2(dst, src []float32, w, oh, ow int) {
 	for i := 0; i < oh; i++ {
 		r0 := src[2*i*w : 2*i*w+2*ow]
 		r1 := src[(2*i+1)*w : (2*i+1)*w+2*ow]
-		d, a := dst[i*ow:(i+1)*ow], arg[i*ow:(i+1)*ow]
-		base := int32(2 * i * w)
+		d := dst[i*ow : (i+1)*ow]
 		for j := range d {
-			best, bi := r0[2*j], base+int32(2*j)
-			if v := r0[2*j+1]; v > best {
-				best, bi = v, base+int32(2*j+1)
+			d[j] = max(max(r0[2*j], r0[2*j+1]), max(r1[2*j], r1[2*j+1]))
+		}
+	}
+}
+
+// maxPool2x2Back routes each output gradient to the first window entry (in
+// row-major order) equal to the output, the one Forward's max picked.
+func maxPool2x2Back(dx, dy, src, y []float32, w, oh, ow int) {
+	clear(dx)
+	for i := 0; i < oh; i++ {
+		o0, o1 := 2*i*w, (2*i+1)*w
+		for j := 0; j < ow; j++ {
+			m, g := y[i*ow+j], dy[i*ow+j]
+			switch {
+			case src[o0+2*j] == m:
+				dx[o0+2*j] += g
+			case src[o0+2*j+1] == m:
+				dx[o0+2*j+1] += g
+			case src[o1+2*j] == m:
+				dx[o1+2*j] += g
+			default:
+				dx[o1+2*j+1] += g
 			}
-			if v := r1[2*j]; v > best {
-				best, bi = v, base+int32(w+2*j)
-			}
-			if v := r1[2*j+1]; v > best {
-				best, bi = v, base+int32(w+2*j+1)
-			}
-			d[j], a[j] = best, bi
 		}
 	}
 }
@@ -435,9 +449,14 @@ func (l *MaxPool2D) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor {
 	n, c, h, w := l.x.Shape[0], l.x.Shape[1], l.x.Shape[2], l.x.Shape[3]
 	ohw := l.y.Shape[2] * l.y.Shape[3]
 	l.dx = buf(l.dx, l.x.Shape...)
+	fast := l.K == 2 && l.Stride == 2
 	parallelFor(l.Threads, n*c, func(_, lo, hi int) {
 		for pl := lo; pl < hi; pl++ {
 			dst := l.dx.Data[pl*h*w : (pl+1)*h*w]
+			if fast {
+				maxPool2x2Back(dst, dy.Data[pl*ohw:(pl+1)*ohw], l.x.Data[pl*h*w:(pl+1)*h*w], l.y.Data[pl*ohw:(pl+1)*ohw], w, l.y.Shape[2], l.y.Shape[3])
+				continue
+			}
 			clear(dst)
 			for i, g := range dy.Data[pl*ohw : (pl+1)*ohw] {
 				dst[l.arg[pl*ohw+i]] += g
