@@ -477,3 +477,44 @@ func ExampleConvParams_OutHW() {
 	fmt.Println(oh, ow, p.Validate())
 	// Output: 16 16 <nil>
 }
+
+// Random small shapes (fixed seed) beyond the table: every valid shape must
+// build and agree with the reference, for every algorithm.
+func TestRandomShapes(t *testing.T) {
+	needDNNL(t)
+	rng := rand.New(rand.NewPCG(11, 12))
+	tried := 0
+	for tried < 25 {
+		p := ConvParams{N: 1 + rng.IntN(3), C: 1 + rng.IntN(20), H: 1 + rng.IntN(12), W: 1 + rng.IntN(12),
+			K: 1 + rng.IntN(20), R: 1 + rng.IntN(5), S: 1 + rng.IntN(5), StrideH: 1 + rng.IntN(3), StrideW: 1 + rng.IntN(3)}
+		p.PadH, p.PadW = rng.IntN(p.R), rng.IntN(p.S)
+		if p.Validate() != nil {
+			continue
+		}
+		tried++
+		x, w, b, dy := randSlice(rng, p.srcLen()), randSlice(rng, p.weightLen()), randSlice(rng, p.K), randSlice(rng, p.dstLen())
+		y0, y0Mag := refForward(p, x, w, b)
+		dx0, dxMag := refBackwardData(p, dy, w)
+		dw0, dwMag, db0, dbMag := refBackwardWeights(p, x, dy)
+		for _, a := range []Algorithm{Direct, Winograd, Plain} {
+			c, err := NewConvWith(p, ConvOptions{Algorithm: a})
+			if err != nil {
+				t.Errorf("NewConvWith(%+v, %v): %v", p, a, err)
+				continue
+			}
+			y, dx, dw, db := nanSlice(p.dstLen()), nanSlice(p.srcLen()), nanSlice(p.weightLen()), nanSlice(p.K)
+			if err := c.Forward(y, x, w, b); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Backward(dx, dw, db, x, dy, w); err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+			name := fmt.Sprintf("%v %+v ", a, p)
+			assertClose(t, name+"Forward", y, y0, y0Mag, 1e-4)
+			assertClose(t, name+"BackwardData", dx, dx0, dxMag, 1e-4)
+			assertClose(t, name+"dweight", dw, dw0, dwMag, 1e-4)
+			assertClose(t, name+"dbias", db, db0, dbMag, 1e-4)
+		}
+	}
+}
