@@ -285,3 +285,42 @@ func TestSameSeedSameModel(t *testing.T) {
 		t.Error("different seeds gave the same weights")
 	}
 }
+
+// TestBackendsAgreeOnModel: the same network computes the same logits and
+// input gradients with every convolution backend.
+func TestBackendsAgreeOnModel(t *testing.T) {
+	ctx := context.Background()
+	x := randImages(8, 3, 3, 16, 16)
+	seed := func(logits, g *tensor.Tensor) {
+		for i := range g.Data {
+			g.Data[i] = float32(i%7) - 3
+		}
+	}
+	var ref, refGrad *tensor.Tensor
+	for _, b := range nn.ConvBackends() {
+		c := smallConfig(nn.ArchResNet20, 16)
+		c.ConvBackend = b
+		m, err := nn.NewClassifier(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		y, g, err := m.InputGrad(ctx, x, seed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ref == nil {
+			ref, refGrad = y, g
+			continue
+		}
+		for i := range y.Data {
+			if math.Abs(float64(y.Data[i]-ref.Data[i])) > 1e-3*math.Max(1, math.Abs(float64(ref.Data[i]))) {
+				t.Fatalf("%s: logit %d = %g, %s gives %g", b, i, y.Data[i], nn.ConvBackends()[0], ref.Data[i])
+			}
+		}
+		for i := range g.Data {
+			if math.Abs(float64(g.Data[i]-refGrad.Data[i])) > 1e-3*math.Max(1, math.Abs(float64(refGrad.Data[i]))) {
+				t.Fatalf("%s: grad %d = %g, %s gives %g", b, i, g.Data[i], nn.ConvBackends()[0], refGrad.Data[i])
+			}
+		}
+	}
+}
