@@ -75,6 +75,7 @@ func runDefend(ctx context.Context, stdout, stderr io.Writer, o defendOptions) e
 	if o.universal {
 		tr = uni
 	}
+	sizes := make([]int, d.Manifest.Clusters) // images routed to each cluster
 	bar := progress.NewBar(stderr)
 	set, bare, err := readImages(ctx, o.in, d, bar)
 	if err != nil {
@@ -92,7 +93,18 @@ func runDefend(ctx context.Context, stdout, stderr io.Writer, o defendOptions) e
 	for lo := 0; lo < n; lo += o.batch {
 		hi := min(lo+o.batch, n)
 		x := &tensor.Tensor{Shape: append([]int{hi - lo}, set.Images.Shape[1:]...), Data: set.Images.Data[lo*per : hi*per]}
-		y, err := tr.Apply(ctx, x)
+		var y *tensor.Tensor
+		if o.universal {
+			y, err = uni.Apply(ctx, x)
+		} else {
+			var assign []int
+			if assign, err = strat.Stratifier().Assign(ctx, x); err == nil {
+				for _, k := range assign {
+					sizes[k]++
+				}
+				y, err = strat.ApplyClusters(ctx, x, assign)
+			}
+		}
 		if err != nil {
 			return err
 		}
@@ -105,6 +117,9 @@ func runDefend(ctx context.Context, stdout, stderr io.Writer, o defendOptions) e
 	}
 	fmt.Fprintf(stdout, "%s: projected %d images with %s in %s (%.1f images/s) -> %s\n",
 		o.in, n, tr.Name(), el.Round(time.Millisecond), float64(n)/el.Seconds(), o.out)
+	if !o.universal {
+		fmt.Fprintf(stdout, "images per cluster: %v\n", sizes)
+	}
 	return nil
 }
 

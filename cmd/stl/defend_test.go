@@ -55,6 +55,9 @@ func TestDefenseTrainAndDefend(t *testing.T) {
 		if !strings.Contains(stdout.String(), "images/s") {
 			t.Errorf("defend printed %q, want a rate in images/s", stdout.String())
 		}
+		if got := strings.Contains(stdout.String(), "images per cluster: ["); got == tc.universal {
+			t.Errorf("universal %v: defend printed %q", tc.universal, stdout.String())
+		}
 	}
 	got, err := npy.ReadFile(filepath.Join(dir, "out.npy"))
 	if err != nil {
