@@ -16,7 +16,8 @@
 // test suite: FFTW 3 in single precision through cgo (the default build;
 // planning is serialized by a mutex because the FFTW planner is not
 // thread-safe, plans are built once per size and cached, and execution uses
-// FFTW's thread-safe new-array execute functions), and a pure-Go one on
+// FFTW's thread-safe new-array execute functions; plans are chosen by
+// FFTW_ESTIMATE so that results are reproducible), and a pure-Go one on
 // gonum's dsp/fourier (always compiled; the only one under the purego build
 // tag). New returns the fastest one available.
 package fft
