@@ -71,7 +71,10 @@ void stl_op_destroy(stl_op *op);
 //   fwd_train: src, ss, dst, mean, variance
 //   fwd_infer: src, mean, variance, ss, dst
 //   bwd:       src, mean, variance, diff_dst, ss, diff_src, diff_ss
-int stl_bn_create(stl_op **fwd_train, stl_op **fwd_infer, stl_op **bwd, const int64_t *nchw, float eps, int nthr);
+// relu != 0 fuses a ReLU after the normalization; fwd_train then owns the
+// workspace (ReLU mask) that bwd reads: destroy bwd first.
+int stl_bn_create(stl_op **fwd_train, stl_op **fwd_infer, stl_op **bwd, const int64_t *nchw, float eps, int relu,
+                  int nthr);
 
 // Pooling; p = {N, C, H, W, R, S, SH, SW, PH, PW, OH, OW}; alg 0 max,
 // 1 average including padding. fwd: src, dst; bwd: diff_dst, diff_src. For

@@ -110,14 +110,14 @@ int stl_op_exec(stl_op *op, void *p0, void *p1, void *p2, void *p3, void *p4, vo
 // Batch norm uses the combined (2, C) scale-and-shift array: with separate
 // scale and shift arrays oneDNN 2.6 rejects the backward execution
 // (invalid_arguments).
-static int bn_create(stl_op **ft, stl_op **fi, stl_op **b, const int64_t *nchw, float eps) {
+static int bn_create(stl_op **ft, stl_op **fi, stl_op **b, const int64_t *nchw, float eps, int relu) {
 	dnnl_dims_t d = {nchw[0], nchw[1], nchw[2], nchw[3]};
 	dnnl_dims_t c = {nchw[1]}, ss = {2, nchw[1]};
 	dnnl_memory_desc_t data, ch, sc;
 	CHECK(dnnl_memory_desc_init_by_tag(&data, 4, d, dnnl_f32, dnnl_nchw));
 	CHECK(dnnl_memory_desc_init_by_tag(&ch, 1, c, dnnl_f32, dnnl_x));
 	CHECK(dnnl_memory_desc_init_by_tag(&sc, 2, ss, dnnl_f32, dnnl_nc));
-	unsigned flags = dnnl_use_scaleshift;
+	unsigned flags = dnnl_use_scaleshift | (relu ? dnnl_fuse_norm_relu : 0);
 	int nthr = omp_get_max_threads();
 	dnnl_batch_normalization_desc_t bd;
 	dnnl_primitive_desc_t pd, fpd, ipd;
@@ -150,17 +150,28 @@ static int bn_create(stl_op **ft, stl_op **fi, stl_op **b, const int64_t *nchw, 
 		const dnnl_memory_desc_t *mds[] = {&data, &ch, &ch, &data, &sc, &data, &sc};
 		CHECK(new_op(b, pd, nthr, 7, kinds, mds));
 	}
+	// With the fused ReLU, training forward records which outputs were
+	// positive in a workspace that backward reads.
+	const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md((*ft)->pd, dnnl_query_workspace_md, 0);
+	size_t wsz = wmd ? dnnl_memory_desc_get_size(wmd) : 0;
+	if (wsz) {
+		dnnl_memory_t ws;
+		if (!((*ft)->bufs[1] = zalloc(wsz))) return dnnl_out_of_memory;
+		CHECK(dnnl_memory_create(&ws, wmd, stl_engine(), (*ft)->bufs[1]));
+		add_arg(*ft, DNNL_ARG_WORKSPACE, ws, 1);
+		add_arg(*b, DNNL_ARG_WORKSPACE, ws, 0);
+	}
 	return dnnl_success;
 }
 
-int stl_bn_create(stl_op **ft, stl_op **fi, stl_op **b, const int64_t *nchw, float eps, int nthr) {
+int stl_bn_create(stl_op **ft, stl_op **fi, stl_op **b, const int64_t *nchw, float eps, int relu, int nthr) {
 	if (omp_get_max_threads() != nthr) omp_set_num_threads(nthr);
 	*ft = *fi = *b = NULL;
-	int st = bn_create(ft, fi, b, nchw, eps);
+	int st = bn_create(ft, fi, b, nchw, eps, relu);
 	if (st != dnnl_success) {
+		stl_op_destroy(*b); // before ft, whose workspace it may reference
 		stl_op_destroy(*ft);
 		stl_op_destroy(*fi);
-		stl_op_destroy(*b);
 		*ft = *fi = *b = NULL;
 	}
 	return st;

@@ -82,6 +82,15 @@ func BenchmarkBatchNorm(b *testing.B) {
 			}
 			run("fwd_train/dnnl", 8*float64(n), func() error { return bn.ForwardTraining(y, mean, vr, x, g, be) })
 			run("bwd/dnnl", 12*float64(n), func() error { return bn.Backward(dx, dg, db, x, dy, mean, vr, g) })
+			pr := p
+			pr.FuseReLU = true
+			bnr, err := NewBatchNorm(pr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			run("fwd_train_relu/dnnl", 8*float64(n), func() error { return bnr.ForwardTraining(y, mean, vr, x, g, be) })
+			run("bwd_relu/dnnl", 12*float64(n), func() error { return bnr.Backward(dx, dg, db, x, dy, mean, vr, g) })
+			bnr.Close()
 			if threads == 1 {
 				run("fwd_train/go", 8*float64(n), func() error { goBatchNormTrain(p, y, mean, vr, x, g, be); return nil })
 			}

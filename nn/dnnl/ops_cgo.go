@@ -40,8 +40,9 @@ func (o op) impl() string {
 }
 
 // BatchNorm runs batch normalization on plain NCHW arrays through oneDNN,
-// with the primitives for one shape built once. It keeps no state between
-// calls (statistics are the caller's), but is not safe for concurrent use.
+// with the primitives for one shape built once. Statistics are the
+// caller's; the only state kept between calls is, with FuseReLU, the ReLU
+// mask of the latest ForwardTraining. Not safe for concurrent use.
 type BatchNorm struct {
 	p                  BatchNormParams
 	nthr               int32
@@ -70,7 +71,11 @@ func (b *BatchNorm) build() error {
 	dims := [4]C.int64_t{C.int64_t(b.p.N), C.int64_t(b.p.C), C.int64_t(b.p.H), C.int64_t(b.p.W)}
 	nthr := threads.Load()
 	var t, i, k *C.stl_op
-	if st := C.stl_bn_create(&t, &i, &k, &dims[0], C.float(b.p.Epsilon), C.int(nthr)); st != 0 {
+	relu := C.int(0)
+	if b.p.FuseReLU {
+		relu = 1
+	}
+	if st := C.stl_bn_create(&t, &i, &k, &dims[0], C.float(b.p.Epsilon), relu, C.int(nthr)); st != 0 {
 		return statusError("NewBatchNorm", st)
 	}
 	b.train, b.infer, b.back, b.nthr = op{t}, op{i}, op{k}, nthr
@@ -88,16 +93,18 @@ func (b *BatchNorm) ready() error {
 	return b.build()
 }
 
+// destroy frees backward first: with FuseReLU it reads training's workspace.
 func (b *BatchNorm) destroy() {
+	b.back.destroy()
 	b.train.destroy()
 	b.infer.destroy()
-	b.back.destroy()
 }
 
 // ForwardTraining normalizes src (N,C,H,W) into dst with the batch's
 // statistics, which it writes to mean and variance (C values each; variance
 // biased, divided by N*H*W) for Backward and for the caller's running
-// averages. gamma and beta (C) scale and shift. dst may be src (in place).
+// averages. gamma and beta (C) scale and shift; with FuseReLU dst gets
+// max(0, y). dst may be src (in place).
 func (b *BatchNorm) ForwardTraining(dst, mean, variance, src, gamma, beta []float32) error {
 	if b == nil {
 		return ErrClosed
@@ -134,13 +141,19 @@ func (b *BatchNorm) ForwardInference(dst, src, mean, variance, gamma, beta []flo
 // variance, the input gradient dsrc (overwritten) and the parameter
 // gradients dgamma and dbeta (overwritten; either may be nil) from the output
 // gradient ddst. The statistics' own dependence on src is included (the full
-// training-mode gradient). dsrc may be ddst (in place).
+// training-mode gradient). With FuseReLU, ddst is the gradient with respect
+// to the ReLU's output, and the ReLU mask comes from the latest
+// ForwardTraining (an *Error if the thread count changed since). dsrc may be
+// ddst (in place).
 func (b *BatchNorm) Backward(dsrc, dgamma, dbeta, src, ddst, mean, variance, gamma []float32) error {
 	if b == nil {
 		return ErrClosed
 	}
 	if err := b.p.checkBackward(dsrc, dgamma, dbeta, src, ddst, mean, variance, gamma); err != nil {
 		return err
+	}
+	if b.p.FuseReLU && b.train.o != nil && threads.Load() != b.nthr {
+		return &Error{Op: "BatchNorm.Backward", Msg: "thread count changed since ForwardTraining (FuseReLU)"}
 	}
 	if err := b.ready(); err != nil {
 		return err

@@ -13,6 +13,11 @@ type BatchNormParams struct {
 	N, C, H, W int
 	// Epsilon keeps the division finite; PyTorch's default is 1e-5.
 	Epsilon float32
+	// FuseReLU applies max(0, y) to the output in the same pass (saving a
+	// pass over the array forward and backward). Backward then takes the
+	// gradient with respect to the ReLU's output and uses which outputs of
+	// the latest ForwardTraining were positive.
+	FuseReLU bool
 }
 
 // DefaultBatchNormEpsilon is PyTorch's default Epsilon.

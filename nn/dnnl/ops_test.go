@@ -134,58 +134,78 @@ var bnCases = []struct {
 func TestBatchNorm(t *testing.T) {
 	needDNNL(t)
 	for ci, tc := range bnCases {
-		t.Run(tc.name, func(t *testing.T) {
+		for _, fuse := range []bool{false, true} {
 			p := tc.p
-			rng := rand.New(rand.NewPCG(5, uint64(ci)))
-			n := p.N * p.C * p.H * p.W
-			x, dy := randSlice(rng, n), randSlice(rng, n)
-			for i := range x {
-				x[i] = 3*x[i] + 1 // mean and scale away from 0 and 1
+			p.FuseReLU = fuse
+			name := tc.name
+			if fuse {
+				name += "/relu"
 			}
-			gamma, beta := randSlice(rng, p.C), randSlice(rng, p.C)
-			b, err := NewBatchNorm(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer b.Close()
-			tr, in, bw := b.Impl()
-			t.Logf("oneDNN implementations: %s, %s, %s", tr, in, bw)
-
-			y, mean, variance := nanSlice(n), nanSlice(p.C), nanSlice(p.C)
-			if err := b.ForwardTraining(y, mean, variance, x, gamma, beta); err != nil {
-				t.Fatal(err)
-			}
-			wy, wmean, wvar := refBatchNorm(p, x, gamma, beta)
-			assertNear(t, "mean", mean, wmean, 1e-5)
-			assertNear(t, "variance", variance, wvar, 1e-5)
-			assertNear(t, "ForwardTraining", y, wy, 1e-5)
-
-			// Inference with the batch statistics gives the same output.
-			y2 := nanSlice(n)
-			if err := b.ForwardInference(y2, x, mean, variance, gamma, beta); err != nil {
-				t.Fatal(err)
-			}
-			assertNear(t, "ForwardInference", y2, wy, 1e-5)
-
-			dx, dg, db := nanSlice(n), nanSlice(p.C), nanSlice(p.C)
-			if err := b.Backward(dx, dg, db, x, dy, mean, variance, gamma); err != nil {
-				t.Fatal(err)
-			}
-			mean64, var64 := make([]float64, p.C), make([]float64, p.C)
-			for c := range mean64 {
-				mean64[c], var64[c] = float64(mean[c]), float64(variance[c])
-			}
-			wdx, wdg, wdb := refBatchNormBackward(p, x, dy, gamma, mean64, var64)
-			assertNear(t, "dgamma", dg, wdg, 1e-4)
-			assertNear(t, "dbeta", db, wdb, 1e-4)
-			assertNear(t, "dsrc", dx, wdx, 1e-4)
-			dx = nanSlice(n)
-			if err := b.Backward(dx, nil, nil, x, dy, mean, variance, gamma); err != nil {
-				t.Fatal(err)
-			}
-			assertNear(t, "dsrc (nil dgamma, dbeta)", dx, wdx, 1e-4)
-		})
+			t.Run(name, func(t *testing.T) { testBatchNorm(t, p, uint64(ci)) })
+		}
 	}
+}
+
+func testBatchNorm(t *testing.T, p BatchNormParams, seed uint64) {
+	rng := rand.New(rand.NewPCG(5, seed))
+	n := p.N * p.C * p.H * p.W
+	x, dy := randSlice(rng, n), randSlice(rng, n)
+	for i := range x {
+		x[i] = 3*x[i] + 1 // mean and scale away from 0 and 1
+	}
+	gamma, beta := randSlice(rng, p.C), randSlice(rng, p.C)
+	b, err := NewBatchNorm(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	tr, in, bw := b.Impl()
+	t.Logf("oneDNN implementations: %s, %s, %s", tr, in, bw)
+
+	y, mean, variance := nanSlice(n), nanSlice(p.C), nanSlice(p.C)
+	if err := b.ForwardTraining(y, mean, variance, x, gamma, beta); err != nil {
+		t.Fatal(err)
+	}
+	wy, wmean, wvar := refBatchNorm(p, x, gamma, beta)
+	dyEff := dy // gradient reaching the normalization
+	if p.FuseReLU {
+		dyEff = make([]float32, n)
+		for i := range wy {
+			if wy[i] > 0 {
+				dyEff[i] = dy[i]
+			} else {
+				wy[i] = 0
+			}
+		}
+	}
+	assertNear(t, "mean", mean, wmean, 1e-5)
+	assertNear(t, "variance", variance, wvar, 1e-5)
+	assertNear(t, "ForwardTraining", y, wy, 1e-5)
+
+	// Inference with the batch statistics gives the same output.
+	y2 := nanSlice(n)
+	if err := b.ForwardInference(y2, x, mean, variance, gamma, beta); err != nil {
+		t.Fatal(err)
+	}
+	assertNear(t, "ForwardInference", y2, wy, 1e-5)
+
+	dx, dg, db := nanSlice(n), nanSlice(p.C), nanSlice(p.C)
+	if err := b.Backward(dx, dg, db, x, dy, mean, variance, gamma); err != nil {
+		t.Fatal(err)
+	}
+	mean64, var64 := make([]float64, p.C), make([]float64, p.C)
+	for c := range mean64 {
+		mean64[c], var64[c] = float64(mean[c]), float64(variance[c])
+	}
+	wdx, wdg, wdb := refBatchNormBackward(p, x, dyEff, gamma, mean64, var64)
+	assertNear(t, "dgamma", dg, wdg, 1e-4)
+	assertNear(t, "dbeta", db, wdb, 1e-4)
+	assertNear(t, "dsrc", dx, wdx, 1e-4)
+	dx = nanSlice(n)
+	if err := b.Backward(dx, nil, nil, x, dy, mean, variance, gamma); err != nil {
+		t.Fatal(err)
+	}
+	assertNear(t, "dsrc (nil dgamma, dbeta)", dx, wdx, 1e-4)
 }
 
 // The backward pass is checked against central differences of the loss
