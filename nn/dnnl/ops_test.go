@@ -364,9 +364,21 @@ func TestOpsSetThreads(t *testing.T) {
 		}
 		assertNear(t, "Pool", py, wp, 0)
 	}
+	br, err := NewBatchNorm(BatchNormParams{N: 2, C: 3, H: 4, W: 4, Epsilon: DefaultBatchNormEpsilon, FuseReLU: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer br.Close()
+	m, v := make([]float32, 3), make([]float32, 3)
+	if err := br.ForwardTraining(make([]float32, n), m, v, x, g, be); err != nil {
+		t.Fatal(err)
+	}
 	SetThreads(2)
 	var e *Error
 	if err := q.Backward(make([]float32, pp.srcLen()), make([]float32, pp.dstLen())); !errors.As(err, &e) {
 		t.Errorf("Pool.Backward after a thread change: err = %v, want *Error", err)
+	}
+	if err := br.Backward(make([]float32, n), nil, nil, x, x, m, v, g); !errors.As(err, &e) {
+		t.Errorf("BatchNorm{FuseReLU}.Backward after a thread change: err = %v, want *Error", err)
 	}
 }
