@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"math"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -216,4 +217,35 @@ type stubReformer struct{}
 
 func (stubReformer) Reconstruct(_ context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
 	return x.Clone(), nil
+}
+
+func TestMagNetFixture(t *testing.T) {
+	d, err := LoadMagNetDAE(filepath.Join("testdata", "baselines", "tiny.dae"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := d.Options(); o.Channels != 3 || o.Filters != 2 || o.Layers != 2 {
+		t.Errorf("fixture architecture %+v, want 3 channels, 2 filters, 2 layers", o)
+	}
+}
+
+func FuzzDecodeMagNetDAE(f *testing.F) {
+	if b, err := os.ReadFile(filepath.Join("testdata", "baselines", "tiny.dae")); err == nil {
+		f.Add(b)
+		f.Add(b[:25])
+	}
+	f.Add([]byte("STLMAGN1"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		d, err := DecodeMagNetDAE(bytes.NewReader(in))
+		if err != nil {
+			return
+		}
+		var buf bytes.Buffer
+		if err := d.Encode(&buf); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(buf.Bytes(), in[:buf.Len()]) {
+			t.Fatal("re-encoding differs from the input")
+		}
+	})
 }
