@@ -76,6 +76,8 @@ func (c *Coder) entry(h, w int) *spectrumEntry {
 // Result is the outcome of CBPDN on one image.
 type Result struct {
 	// X holds the coefficient maps (M, H, W): ADMM's sparse variable y.
+	// A single-channel dictionary applied to a C-channel image codes each
+	// channel separately; X is then (C, M, H, W).
 	X *tensor.Tensor
 	// Objective = DFid + Reg, evaluated exactly in float64 on X.
 	Objective, DFid, Reg float64
@@ -112,7 +114,7 @@ func (c *Coder) checkImages(s *tensor.Tensor) (n, ch, h, w int, err error) {
 		err = &tensor.ShapeError{Op: "csc", Want: s.Shape, Got: []int{len(s.Data)}}
 	case n == 0 || h == 0 || w == 0:
 		err = &tensor.ShapeError{Op: "csc: empty images", Want: []int{-1, d.C, -1, -1}, Got: s.Shape}
-	case ch != d.C:
+	case ch != d.C && d.C != 1:
 		err = &tensor.ShapeError{Op: fmt.Sprintf("csc: images have %d channels, dictionary has %d", ch, d.C),
 			Want: []int{n, d.C, h, w}, Got: s.Shape}
 	case h < d.R || w < d.S:
@@ -141,14 +143,14 @@ func (c *Coder) Solve(ctx context.Context, s *tensor.Tensor, rec admm.Recorder) 
 		return nil, err
 	}
 	if n != 1 {
-		return nil, &tensor.ShapeError{Op: "csc.Solve: one image", Want: []int{1, c.dict.C, h, w}, Got: s.Shape}
+		return nil, &tensor.ShapeError{Op: "csc.Solve: one image", Want: []int{1, s.Shape[1], h, w}, Got: s.Shape}
 	}
 	ws, err := c.newWorkspace(h, w)
 	if err != nil {
 		return nil, err
 	}
 	defer c.release(ws)
-	return c.solveOne(ctx, ws, s.Data, rec)
+	return c.solveImage(ctx, ws, s.Data, s.Shape[1], rec)
 }
 
 // SolveBatch codes every image of a (N, C, H, W) batch independently, on
@@ -164,7 +166,7 @@ func (c *Coder) SolveBatch(ctx context.Context, s *tensor.Tensor, rep progress.R
 	out := make([]*Result, n)
 	per := ch * h * w
 	err = c.parallel(ctx, n, h, w, rep, "csc solve", func(ctx context.Context, ws *workspace, i int) error {
-		r, err := c.solveOne(ctx, ws, s.Data[i*per:(i+1)*per], nil)
+		r, err := c.solveImage(ctx, ws, s.Data[i*per:(i+1)*per], ch, nil)
 		out[i] = r
 		return err
 	})
@@ -298,7 +300,38 @@ func (ws *workspace) computeDSf() {
 	dhs(ws.dsf, sp.df, ws.sf, sp.m, sp.c, sp.f)
 }
 
-// solveOne runs CBPDN on one image s (C*H*W values) from a zero start.
+// solveImage codes one image of nch channels: with the dictionary's
+// channel count as one problem (coefficient maps shared by the channels),
+// or, for a single-channel dictionary and nch > 1, channel by channel
+// (SPORCO's behaviour), X then being (nch, M, H, W), the objective the sum
+// over channels, Iterations the maximum and Converged true when every
+// channel converged. rec sees the channels' iterations one after the other.
+func (c *Coder) solveImage(ctx context.Context, ws *workspace, s []float32, nch int, rec admm.Recorder) (*Result, error) {
+	if nch == c.dict.C {
+		return c.solveOne(ctx, ws, s, rec)
+	}
+	hw := ws.h * ws.w
+	m := c.dict.M
+	out := &Result{X: tensor.New(nch, m, ws.h, ws.w), Converged: true}
+	for ch := 0; ch < nch; ch++ {
+		r, err := c.solveOne(ctx, ws, s[ch*hw:(ch+1)*hw], rec)
+		if err != nil {
+			return nil, err
+		}
+		copy(out.X.Data[ch*m*hw:], r.X.Data)
+		out.Objective += r.Objective
+		out.DFid += r.DFid
+		out.Reg += r.Reg
+		out.Iterations = max(out.Iterations, r.Iterations)
+		out.Converged = out.Converged && r.Converged
+		out.Rho = r.Rho
+		out.Seconds += r.Seconds
+	}
+	return out, nil
+}
+
+// solveOne runs CBPDN on one image s (dictionary's C channels × H × W
+// values) from a zero start.
 func (c *Coder) solveOne(ctx context.Context, ws *workspace, s []float32, rec admm.Recorder) (*Result, error) {
 	t0 := time.Now()
 	ws.setSignal(s)
@@ -435,6 +468,7 @@ func fusedYUGo(x, y, u []float32, alpha, thr float32) (r, d, ax, by, uu float64)
 // lambda ||x||_1 in float64, by a sparse circular convolution over the
 // non-zero coefficients. rec is scratch of C*H*W values.
 func objective(d *Dictionary, h, w int, x, s []float32, lambda float64, rec []float64) (obj, dfid, reg float64) {
+	rec = rec[:d.C*h*w]
 	reconstruct(rec, d, h, w, x)
 	for i, v := range rec {
 		e := v - float64(s[i])
@@ -452,7 +486,7 @@ func objective(d *Dictionary, h, w int, x, s []float32, lambda float64, rec []fl
 // origin at its top-left pixel) in rec (C, H, W), in float64, visiting
 // only the non-zero coefficients of x (M, H, W).
 func reconstruct(rec []float64, d *Dictionary, h, w int, x []float32) {
-	clear(rec)
+	clear(rec[:d.C*h*w])
 	hw := h * w
 	R, S, C := d.R, d.S, d.C
 	for m := 0; m < d.M; m++ {

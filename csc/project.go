@@ -108,13 +108,22 @@ func (p *Projector) ProjectBatch(ctx context.Context, dst, src *tensor.Tensor, r
 				return err
 			}
 		}
-		r, err := p.coder.solveOne(ctx, ws, ws.hi, nil)
+		r, err := p.coder.solveImage(ctx, ws, ws.hi, c, nil)
 		if err != nil {
 			return err
 		}
-		reconstruct(ws.rec, d, h, w, r.X.Data)
+		if d.C == c {
+			reconstruct(ws.rec, d, h, w, r.X.Data)
+		} else { // single-channel dictionary, channel by channel
+			if len(ws.rec) < c*h*w {
+				ws.rec = make([]float64, c*h*w)
+			}
+			for ch := 0; ch < c; ch++ {
+				reconstruct(ws.rec[ch*h*w:(ch+1)*h*w], d, h, w, r.X.Data[ch*d.M*h*w:(ch+1)*d.M*h*w])
+			}
+		}
 		out := dst.Data[i*per : (i+1)*per]
-		for j, v := range ws.rec {
+		for j, v := range ws.rec[:per] {
 			o := float64(ws.lo[j]) + v
 			if p.opt.Clip {
 				o = math.Min(1, math.Max(0, o))

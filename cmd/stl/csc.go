@@ -123,7 +123,8 @@ func newCSCSolveCmd() *cobra.Command {
 		Long: `solve codes each image (H, W, C) or each of the N images of (H, W, C, N) independently
 by CBPDN with SPORCO's ADMM defaults and prints per image the objective (exact, float64,
 on the returned sparse variable), the iterations and the time. --out writes the
-coefficient maps in SPORCO's layout (H, W, 1, N, M).`,
+coefficient maps in SPORCO's layout (H, W, 1, N, M), or (H, W, C, N, M) when a
+single-channel dictionary codes the C channels of colour images separately.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runCSCSolve(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o)
@@ -178,12 +179,21 @@ func runCSCSolve(ctx context.Context, stdout, stderr io.Writer, o cscSolveOption
 			i, r.Objective, r.DFid, r.Reg, r.Iterations, r.Converged, 1000*r.Seconds)
 	}
 	if o.out != "" {
+		// SPORCO's layout (H, W, Cx, N, M): Cx = 1 for coefficient maps
+		// shared by the channels, C when a single-channel dictionary codes
+		// each channel separately.
 		n, h, w, m := len(res), imgs.Shape[2], imgs.Shape[3], d.M
-		x := tensor.New(h, w, 1, n, m)
+		cx := 1
+		if len(res[0].X.Shape) == 4 {
+			cx = res[0].X.Shape[0]
+		}
+		x := tensor.New(h, w, cx, n, m)
 		for i, r := range res {
-			for k := 0; k < m; k++ {
-				for p := 0; p < h*w; p++ {
-					x.Data[(p*n+i)*m+k] = r.X.Data[k*h*w+p]
+			for c := 0; c < cx; c++ {
+				for k := 0; k < m; k++ {
+					for p := 0; p < h*w; p++ {
+						x.Data[((p*cx+c)*n+i)*m+k] = r.X.Data[(c*m+k)*h*w+p]
+					}
 				}
 			}
 		}
