@@ -232,6 +232,9 @@ func (d *Defense) Validate() error {
 		}
 		return bad(centersFile, "centres shape %v, want [%d %d]", got, m.Clusters, m.PCAComponents)
 	}
+	if err := d.Centers.Validate(); err != nil {
+		return &ArtifactError{File: centersFile, Reason: "bad centres", Err: err}
+	}
 	if d.Codes == nil || len(d.Codes.Shape) != 2 || d.Codes.Shape[1] != m.PCAComponents || d.Codes.Shape[0] != len(d.Labels) {
 		var got []int
 		if d.Codes != nil {
@@ -421,6 +424,9 @@ func Load(dir string) (*Defense, error) {
 	m, err := ReadManifest(dir)
 	if err != nil {
 		return nil, err
+	}
+	if m.Clusters < 1 || m.Clusters > len(m.Files) {
+		return nil, &ArtifactError{Dir: dir, File: ManifestFile, Reason: fmt.Sprintf("%d clusters with %d files listed", m.Clusters, len(m.Files))}
 	}
 	need := []string{universalFile, pcaMeanFile, pcaComponentsFile, pcaVarianceFile, centersFile, codesFile, labelsFile}
 	for k := 0; k < m.Clusters; k++ {

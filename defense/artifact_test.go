@@ -281,3 +281,25 @@ func ExampleLoad() {
 	fmt.Println(errors.As(err, &ae), errors.Is(err, ErrNotDefense))
 	// Output: true true
 }
+
+// FuzzReadManifest checks that no manifest, however malformed, makes
+// ReadManifest or Load panic, and that an accepted manifest names its format.
+func FuzzReadManifest(f *testing.F) {
+	f.Add([]byte(`{"format":"stl-defense","version":1,"clusters":2,"files":{"dae/x":"00"}}`))
+	f.Add([]byte(`{"format":"stl-defense","version":1,"clusters":-5,"files":{"../../etc/passwd":"00"}}`))
+	f.Add([]byte(`{"format":"stl-defense","version":1,"clusters":100000000}`))
+	f.Add([]byte(`not json`))
+	f.Fuzz(func(t *testing.T, manifest []byte) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, ManifestFile), manifest, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		m, err := ReadManifest(dir)
+		if err == nil && m.Format != ArtifactFormat {
+			t.Fatalf("accepted format %q", m.Format)
+		}
+		if _, err := Load(dir); err == nil {
+			t.Fatal("Load accepted a directory holding only a manifest")
+		}
+	})
+}
