@@ -275,7 +275,7 @@ func newWorkspace(sp *spectrum) (*workspace, error) {
 		xf:  fft.MakeComplex64(M * f),
 		x:   fft.MakeFloat32(M * hw),
 		tmp: fft.MakeFloat32(hw),
-		t:   make([]complex64, C*f),
+		t:   make([]complex64, sp.scratchLen()),
 		dsf: make([]complex64, M*f),
 		sf:  fft.MakeComplex64(C * f),
 		y:   fft.MakeFloat32(M * hw),

@@ -257,11 +257,11 @@ func sub(dst, a, b []float32) {
 }
 
 // formSolve overwrites b (M, F) with post * (rho I + D^H D)^{-1} (dsf +
-// rho b); t is scratch of C*F values. post folds in the inverse FFT's
-// normalization.
+// rho b); t is scratch of sp.scratchLen() values. post folds in the
+// inverse FFT's normalization.
 func (sp *spectrum) formSolve(b, dsf []complex64, rho, post float32, t []complex64) {
 	M, Cc, F := sp.m, sp.c, sp.f
-	if len(b) < M*F || len(dsf) < M*F || len(t) < Cc*F {
+	if len(b) < M*F || len(dsf) < M*F || len(t) < sp.scratchLen() {
 		panic("csc: formSolve: short slices")
 	}
 	C.k_solve((*C.float)(unsafe.Pointer(&b[0])), (*C.float)(unsafe.Pointer(&dsf[0])),

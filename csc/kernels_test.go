@@ -65,8 +65,8 @@ func TestKernelsMatchGo(t *testing.T) {
 		b := randC(rng, M*sp.f)
 		dsf := randC(rng, M*sp.f)
 		b2 := append([]complex64(nil), b...)
-		sp.formSolve(b, dsf, 2.5, 0.25, make([]complex64, C*sp.f))
-		sp.formSolveGo(b2, dsf, 2.5, 0.25, make([]complex64, C*sp.f))
+		sp.formSolve(b, dsf, 2.5, 0.25, make([]complex64, sp.scratchLen()))
+		sp.formSolveGo(b2, dsf, 2.5, 0.25, make([]complex64, sp.scratchLen()))
 		closeC(t, "x", b, b2, 1e-5)
 	})
 	t.Run("dhs", func(t *testing.T) {

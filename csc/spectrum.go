@@ -147,6 +147,11 @@ func eigHermitian(a, v []complex128, lam []float64, n int) {
 	}
 }
 
+// scratchLen is the length of the scratch slice formSolve needs: C*F.
+// (Processing frequencies in cache-sized blocks was tried and measured
+// slower: the streaming passes prefetch well.)
+func (sp *spectrum) scratchLen() int { return sp.c * sp.f }
+
 // formSolveGo is the pure-Go formSolve: b = dsf + rho b, then solve.
 func (sp *spectrum) formSolveGo(b, dsf []complex64, rho, post float32, t []complex64) {
 	for i := range b[:sp.m*sp.f] {
