@@ -157,7 +157,10 @@ func readImages(ctx context.Context, path string, d *defense.Defense, rep progre
 			}
 		}
 	case strings.HasSuffix(lower, ".bin") || strings.HasSuffix(lower, ".bin.gz"):
-		if set, err = dataset.ReadBinaryFile(path, dataset.Shape{C: m.Channels, H: m.Resolution, W: m.Resolution}, byteClasses()); err == nil {
+		shape := dataset.Shape{C: m.Channels, H: m.Resolution, W: m.Resolution}
+		if set, err = dataset.ReadBinaryFile(path, shape, byteClasses()); err != nil {
+			err = fmt.Errorf("reading binary records of %v images, the size the defense was built for: %w", shape, err)
+		} else {
 			top := 0
 			for _, l := range set.Labels {
 				top = max(top, l)
