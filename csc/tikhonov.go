@@ -16,12 +16,13 @@ import (
 // with G_r, G_c circular first differences along rows and columns, solved in
 // the Fourier domain on s symmetrically padded by Pad pixels on each side
 // (numpy's "symmetric" mode: the edge pixel is repeated), then cropped; the
-// highpass part is s - l. Computed in float64.
+// highpass part is s - l. Computed in float64; the filter's response is
+// cached per image size.
 //
 // A Tikhonov owns scratch memory and is not safe for concurrent use.
 type Tikhonov struct {
-	Lambda float64
-	Pad    int
+	lambda float64
+	pad    int
 
 	h, w, hp, wp int
 	inv          []float64 // 1/A on the padded grid
@@ -42,7 +43,7 @@ func NewTikhonov(lambda float64, pad int) (*Tikhonov, error) {
 	if pad < 0 || pad > 1<<12 {
 		return nil, &OptionError{Field: "Pad", Value: pad, Want: "in [0, 4096]"}
 	}
-	return &Tikhonov{Lambda: lambda, Pad: pad}, nil
+	return &Tikhonov{lambda: lambda, pad: pad}, nil
 }
 
 func (t *Tikhonov) resize(h, w int) {
@@ -50,14 +51,14 @@ func (t *Tikhonov) resize(h, w int) {
 		return
 	}
 	t.h, t.w = h, w
-	t.hp, t.wp = h+2*t.Pad, w+2*t.Pad
+	t.hp, t.wp = h+2*t.pad, w+2*t.pad
 	hp, wp := t.hp, t.wp
 	t.inv = make([]float64, hp*wp)
 	for k := 0; k < hp; k++ {
 		gr := 2 - 2*math.Cos(2*math.Pi*float64(k)/float64(hp))
 		for l := 0; l < wp; l++ {
 			gc := 2 - 2*math.Cos(2*math.Pi*float64(l)/float64(wp))
-			t.inv[k*wp+l] = 1 / (1 + t.Lambda*gr + t.Lambda*gc)
+			t.inv[k*wp+l] = 1 / (1 + t.lambda*gr + t.lambda*gc)
 		}
 	}
 	t.buf = make([]complex128, hp*wp)
@@ -88,7 +89,7 @@ func (t *Tikhonov) Split(lo, hi, s []float32, h, w int) error {
 		return fmt.Errorf("csc: Tikhonov.Split: want %d values per slice for %dx%d", h*w, h, w)
 	}
 	t.resize(h, w)
-	hp, wp, pd := t.hp, t.wp, t.Pad
+	hp, wp, pd := t.hp, t.wp, t.pad
 	for y := 0; y < hp; y++ {
 		sy := symmetric(y-pd, h)
 		for x := 0; x < wp; x++ {
