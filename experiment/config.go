@@ -60,7 +60,7 @@ type Config struct {
 	TestLimit int `json:"test_limit" yaml:"test_limit"`
 
 	// Epochs is the number of training epochs of the vanilla classifier.
-	// Default 10 on the sample; the paper trains VGG-16 to convergence.
+	// Default 15 on the sample; the paper trains VGG-16 to convergence.
 	Epochs int `json:"epochs" yaml:"epochs"`
 	// RetrainEpochs is the number of epochs of the classifiers retrained on
 	// projected images (section 3.5); 0 means Epochs. Default 0.
@@ -127,7 +127,7 @@ func DefaultConfig() Config {
 		Data:           "sample:cifar10",
 		Arch:           "vgg-small",
 		Seed:           1,
-		Epochs:         10,
+		Epochs:         15,
 		BatchSize:      64,
 		LearningRate:   0.05,
 		Lambda:         0.2,

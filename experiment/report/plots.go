@@ -3,13 +3,13 @@ package report
 import (
 	"bytes"
 	"fmt"
+	"image/color"
 	"math"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
-	"gonum.org/v1/plot/vg/draw"
 )
 
 // render writes p as PNG and SVG of the given size.
@@ -63,7 +63,7 @@ func AccuracyBars(t *Table) (pngData, svgData []byte, err error) {
 			return nil, nil, err
 		}
 		bars.LineStyle.Width = 0
-		bars.Color = plotutil.Color(i)
+		bars.Color = seriesColor(i)
 		bars.Offset = (vg.Length(i) - vg.Length(nr-1)/2) * bw
 		p.Add(bars)
 		p.Legend.Add(row.Defense, bars)
@@ -88,26 +88,31 @@ func QualityPlot(points []Quality, attack string) (pngData, svgData []byte, err 
 	p.Add(plotter.NewGrid())
 	n := 0
 	xmin, xmax, ymin, ymax := math.Inf(1), math.Inf(-1), math.Inf(1), math.Inf(-1)
+	var drawn []float64
 	for _, q := range points {
 		if q.Attack != attack {
 			continue
 		}
 		lo, hi := math.Min(q.Clean.Value, q.Adv.Value), math.Max(q.Clean.Value, q.Adv.Value)
-		xmin, xmax = math.Min(xmin, q.PSNR), math.Max(xmax, q.PSNR)
+		x := spread(q.PSNR, drawn)
+		drawn = append(drawn, x)
+		xmin, xmax = math.Min(xmin, x), math.Max(xmax, x)
 		ymin, ymax = math.Min(ymin, lo), math.Max(ymax, hi)
-		seg := plotter.XYs{{X: q.PSNR, Y: lo}, {X: q.PSNR, Y: hi}}
+		seg := plotter.XYs{{X: x, Y: lo}, {X: x, Y: hi}}
 		l, s, err := plotter.NewLinePoints(seg)
 		if err != nil {
 			return nil, nil, err
 		}
-		col := plotutil.Color(n)
+		// Fourteen colours, then dashed lines; a different glyph for each.
+		col := seriesColor(n)
 		l.Color = col
-		l.Width = vg.Points(4)
+		l.Width = vg.Points(3)
+		l.Dashes = plotutil.Dashes(n / 14)
 		s.Color = col
-		s.Shape = draw.CircleGlyph{}
-		s.Radius = vg.Points(3)
+		s.Shape = plotutil.Shape(n)
+		s.Radius = vg.Points(3.5)
 		p.Add(l, s)
-		p.Legend.Add(q.Defense, l)
+		p.Legend.Add(q.Defense, l, s)
 		n++
 	}
 	if n == 0 {
@@ -119,4 +124,32 @@ func QualityPlot(points []Quality, attack string) (pngData, svgData []byte, err 
 	p.Legend.Top = true
 	p.Legend.Left = true
 	return render(p, 6*vg.Inch, 4.5*vg.Inch)
+}
+
+// spreadGap is the smallest horizontal distance, in dB, between two
+// segments of the Figure 6 plot; closer points are moved apart by it so
+// that one does not hide the other (the tables keep the exact values).
+const spreadGap = 0.12
+
+// spread returns x, moved right by multiples of spreadGap until it is at
+// least spreadGap away from every x already drawn.
+func spread(x float64, drawn []float64) float64 {
+	for moved := true; moved; {
+		moved = false
+		for _, d := range drawn {
+			if math.Abs(x-d) < spreadGap {
+				x = d + spreadGap
+				moved = true
+			}
+		}
+	}
+	return x
+}
+
+// seriesColor returns gonum's seven soft colours, then its seven dark ones.
+func seriesColor(i int) color.Color {
+	if i < len(plotutil.SoftColors) {
+		return plotutil.SoftColors[i]
+	}
+	return plotutil.DarkColors[(i-len(plotutil.SoftColors))%len(plotutil.DarkColors)]
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"image/png"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -286,6 +287,20 @@ func TestGrid(t *testing.T) {
 	}
 	if _, err := (&Grid{}).Image(); err == nil {
 		t.Error("empty grid accepted")
+	}
+	for _, tc := range []struct {
+		x     float64
+		drawn []float64
+		want  float64
+	}{
+		{25, nil, 25},
+		{25, []float64{27}, 25},
+		{25, []float64{25.05}, 25.05 + spreadGap},
+		{25, []float64{25, 25 + spreadGap}, 25 + 2*spreadGap},
+	} {
+		if got := spread(tc.x, tc.drawn); math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("spread(%v, %v) = %v, want %v", tc.x, tc.drawn, got, tc.want)
+		}
 	}
 	if _, _, err := QualityPlot(synthetic().Quality, "BIM"); err == nil {
 		t.Error("QualityPlot with no points for the attack succeeded")

@@ -63,7 +63,7 @@ func Figures(r *Results, grid *Grid) ([]Figure, map[string][]byte, error) {
 		base := DirFigures + "/psnr_interval"
 		files[base+".png"], files[base+".svg"] = pngData, svgData
 		figs = append(figs, Figure{Name: base + ".png", SVG: base + ".svg", PNG: pngData,
-			Caption: "Figure 6 form (" + attack + "): PSNR of T(x_adv) against x0 versus the interval [min(a0, a_adv), max(a0, a_adv)] of the vanilla classifier's accuracies; top right is best."})
+			Caption: "Figure 6 form (" + attack + "): PSNR of T(x_adv) against x0 versus the interval [min(a0, a_adv), max(a0, a_adv)] of the vanilla classifier's accuracies; top right is best. Segments closer than 0.12 dB are drawn side by side; the table gives exact values."})
 	}
 	return figs, files, nil
 }
