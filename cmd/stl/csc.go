@@ -328,7 +328,7 @@ it; --fresh starts over.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringSliceVar(&o.images, "images", nil, "training images: .npy (H, W, C[, N]) and/or PNG/JPEG files, comma-separated or repeated (required)")
+	f.StringSliceVar(&o.images, "images", nil, "training images: .npy (H, W, C[, N]), PNG/JPEG files or folders of them, comma-separated or repeated (required)")
 	f.StringVar(&o.out, "out", "", "dictionary .npy to write (required)")
 	f.IntVar(&o.filters, "filters", d.Filters, "number of filters")
 	f.IntVar(&o.size, "size", d.Size, "filter height and width")
@@ -355,8 +355,34 @@ func runCSCLearn(ctx context.Context, stdout, stderr io.Writer, o cscLearnOption
 	if err := opt.Validate(); err != nil {
 		return usagef("%v", err)
 	}
-	var parts []*tensor.Tensor
+	var files []string
 	for _, p := range o.images {
+		st, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		if !st.IsDir() {
+			files = append(files, p)
+			continue
+		}
+		ents, err := os.ReadDir(p)
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			switch strings.ToLower(filepath.Ext(e.Name())) {
+			case ".png", ".jpg", ".jpeg", ".npy":
+				if !e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+					files = append(files, filepath.Join(p, e.Name()))
+				}
+			}
+		}
+	}
+	if len(files) == 0 {
+		return usagef("--images: no .npy, .png or .jpg files")
+	}
+	var parts []*tensor.Tensor
+	for _, p := range files {
 		t, err := readCSCImages(p)
 		if err != nil {
 			return err

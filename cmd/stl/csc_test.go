@@ -116,7 +116,15 @@ func TestCSCLearn(t *testing.T) {
 	if err := npy.WriteFile(in, s); err != nil {
 		t.Fatal(err)
 	}
-	o := cscLearnOptions{images: []string{in}, out: filepath.Join(dir, "d.npy"), filters: 4, size: 5, lambda: 0.2,
+	// A folder of images works too: put the training array in one.
+	folder := filepath.Join(dir, "train")
+	if err := os.Mkdir(folder, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(in, filepath.Join(folder, "train.npy")); err != nil {
+		t.Fatal(err)
+	}
+	o := cscLearnOptions{images: []string{folder}, out: filepath.Join(dir, "d.npy"), filters: 4, size: 5, lambda: 0.2,
 		iterations: 3, seed: 1, checkpointEvery: 2, threads: 1, json: true}
 	var out bytes.Buffer
 	if err := runCSCLearn(context.Background(), &out, &bytes.Buffer{}, o); err != nil {
