@@ -242,6 +242,7 @@ type workspace struct {
 
 	tk     *Tikhonov // projection only, made on first use
 	lo, hi []float32 // (C, H*W) projection only
+	dx     []float64 // (C, H*W) projection only: D x
 }
 
 // newWorkspace returns an idle workspace for h×w images from the pool, or a
@@ -333,6 +334,19 @@ func (c *Coder) solveImage(ctx context.Context, ws *workspace, s []float32, nch 
 // solveOne runs CBPDN on one image s (dictionary's C channels × H × W
 // values) from a zero start.
 func (c *Coder) solveOne(ctx context.Context, ws *workspace, s []float32, rec admm.Recorder) (*Result, error) {
+	r, err := c.solveInPlace(ctx, ws, s, rec)
+	if err != nil {
+		return nil, err
+	}
+	r.X = tensor.New(c.dict.M, ws.h, ws.w)
+	copy(r.X.Data, ws.y)
+	return r, nil
+}
+
+// solveInPlace runs CBPDN on one image s (dictionary's C channels × H × W
+// values) from a zero start and leaves the coefficient maps in ws.y; the
+// Result's X is nil.
+func (c *Coder) solveInPlace(ctx context.Context, ws *workspace, s []float32, rec admm.Recorder) (*Result, error) {
 	t0 := time.Now()
 	ws.setSignal(s)
 	clear(ws.y)
@@ -347,10 +361,8 @@ func (c *Coder) solveOne(ctx context.Context, ws *workspace, s []float32, rec ad
 		return nil, err
 	}
 	secs := time.Since(t0).Seconds()
-	X := tensor.New(c.dict.M, ws.h, ws.w)
-	copy(X.Data, ws.y)
-	obj, dfid, reg := objective(c.dict, ws.h, ws.w, X.Data, s, c.opt.Lambda, ws.rec)
-	return &Result{X: X, Objective: obj, DFid: dfid, Reg: reg, Iterations: res.Iterations,
+	obj, dfid, reg := objective(c.dict, ws.h, ws.w, ws.y, s, c.opt.Lambda, ws.rec)
+	return &Result{Objective: obj, DFid: dfid, Reg: reg, Iterations: res.Iterations,
 		Converged: res.Converged, Rho: solver.Rho(), Seconds: secs}, nil
 }
 

@@ -108,29 +108,38 @@ func (p *Projector) ProjectBatch(ctx context.Context, dst, src *tensor.Tensor, r
 				return err
 			}
 		}
-		r, err := p.coder.solveImage(ctx, ws, ws.hi, c, nil)
-		if err != nil {
-			return err
+		// Code the highpass part (channel by channel for a single-channel
+		// dictionary) and add D x to the lowpass part, from the
+		// workspace's coefficient maps without copying them.
+		st := ProjectStats{Converged: true}
+		parts := 1
+		if d.C != c {
+			parts = c
 		}
-		if d.C == c {
-			reconstruct(ws.rec, d, h, w, r.X.Data)
-		} else { // single-channel dictionary, channel by channel
-			if len(ws.rec) < c*h*w {
-				ws.rec = make([]float64, c*h*w)
+		if ws.dx == nil {
+			ws.dx = make([]float64, per)
+		}
+		for part := 0; part < parts; part++ {
+			n := d.C * h * w
+			r, err := p.coder.solveInPlace(ctx, ws, ws.hi[part*n:(part+1)*n], nil)
+			if err != nil {
+				return err
 			}
-			for ch := 0; ch < c; ch++ {
-				reconstruct(ws.rec[ch*h*w:(ch+1)*h*w], d, h, w, r.X.Data[ch*d.M*h*w:(ch+1)*d.M*h*w])
-			}
+			st.Iterations = max(st.Iterations, r.Iterations)
+			st.Converged = st.Converged && r.Converged
+			st.Objective += r.Objective
+			st.Seconds += r.Seconds
+			reconstruct(ws.dx[part*n:(part+1)*n], d, h, w, ws.y)
 		}
 		out := dst.Data[i*per : (i+1)*per]
-		for j, v := range ws.rec[:per] {
+		for j, v := range ws.dx {
 			o := float64(ws.lo[j]) + v
 			if p.opt.Clip {
 				o = math.Min(1, math.Max(0, o))
 			}
 			out[j] = float32(o)
 		}
-		stats[i] = ProjectStats{Iterations: r.Iterations, Converged: r.Converged, Objective: r.Objective, Seconds: r.Seconds}
+		stats[i] = st
 		return nil
 	})
 	if err != nil {
