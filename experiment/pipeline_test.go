@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -248,9 +249,14 @@ func TestRunEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	f := newFakes()
 	cfg := fakeConfig()
-	res, err := RunWith(context.Background(), cfg, f.backend(), dir, nil)
+	rec := &recorder{}
+	res, err := RunWith(context.Background(), cfg, f.backend(), dir, rec)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The overall plan has exactly one entry per stage met.
+	if rec.runTotal == 0 || rec.runLast != rec.runTotal {
+		t.Errorf("overall progress ended at %d of %d, want the last of the planned stages", rec.runLast, rec.runTotal)
 	}
 	// Vanilla + STL + STL (cluster) classifiers; Shrink and Broken are not
 	// retrained by default.
@@ -413,9 +419,13 @@ func TestRunMissingPieces(t *testing.T) {
 	b.Defense, b.DefenseMissing = nil, "the STL backend is not wired"
 	b.Attack, b.Baselines = nil, nil
 	cfg := fakeConfig()
-	res, err := RunWith(context.Background(), cfg, b, t.TempDir(), nil)
+	rec := &recorder{}
+	res, err := RunWith(context.Background(), cfg, b, t.TempDir(), rec)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if rec.runTotal == 0 || rec.runLast != rec.runTotal {
+		t.Errorf("overall progress ended at %d of %d", rec.runLast, rec.runTotal)
 	}
 	r := findRow(t, res.Tables[0], RowSTLCluster)
 	if r.Cells[0].Acc != nil || r.Cells[0].Missing != "the STL backend is not wired" {
@@ -440,5 +450,19 @@ func TestSlug(t *testing.T) {
 		if got := slug(in); got != want {
 			t.Errorf("slug(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// recorder keeps the overall progress reports.
+type recorder struct {
+	mu                sync.Mutex
+	runLast, runTotal int
+}
+
+func (r *recorder) Report(stage string, done, total int, msg string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if stage == "stl run" {
+		r.runLast, r.runTotal = done, total
 	}
 }
