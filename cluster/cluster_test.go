@@ -466,3 +466,47 @@ func TestKNNErrors(t *testing.T) {
 		t.Errorf("wrong width: err = %v, want *tensor.ShapeError", err)
 	}
 }
+
+// With fewer rows than dimensions FitPCA takes the SVD path; duplicating
+// every row (more rows than dimensions: the covariance path) leaves the
+// principal directions unchanged, so both paths must agree. The variance of
+// each projected column must equal the reported variance.
+func TestPCAPathsAgree(t *testing.T) {
+	x, _, _ := subspaceData(20, 30, []float64{6, 4, 3, 2, 1}, 0.05, 8)
+	dup := tensor.New(40, 30)
+	copy(dup.Data, x.Data)
+	copy(dup.Data[600:], x.Data)
+	opt := PCAOptions{Components: 5}
+	a, err := FitPCA(context.Background(), x, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := FitPCA(context.Background(), dup, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range a.Components.Data {
+		if d := math.Abs(float64(a.Components.Data[i] - b.Components.Data[i])); d > 1e-4 {
+			t.Fatalf("component entry %d: SVD path %g, covariance path %g", i, a.Components.Data[i], b.Components.Data[i])
+		}
+	}
+	y, err := a.Transform(nil, x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for c := 0; c < 5; c++ {
+		var s, s2 float64
+		for i := 0; i < 20; i++ {
+			v := float64(y.Data[i*5+c])
+			s += v
+			s2 += v * v
+		}
+		variance := (s2 - s*s/20) / 19
+		if math.Abs(variance-a.Variance[c]) > 1e-3*a.Variance[c] {
+			t.Errorf("component %d: projected variance %g, reported %g", c, variance, a.Variance[c])
+		}
+		if c > 0 && a.Variance[c] > a.Variance[c-1] {
+			t.Errorf("variances not descending: %v", a.Variance)
+		}
+	}
+}

@@ -80,7 +80,8 @@ const pcaBlock = 2048
 
 // FitPCA fits a PCA to the rows of x, an (N, D) tensor with N >= 2, by an
 // eigendecomposition of the D x D sample covariance accumulated in float64
-// (cost O(N D² + D³); D is a latent-code width, a few hundred at most). It
+// (cost O(N D² + D³); D is a latent-code width, a few hundred at most), or,
+// when N < D, by the thin SVD of the centred data (O(N² D)). It
 // checks ctx between blocks of rows. It returns an *OptionError for bad
 // options and a *DataError or *tensor.ShapeError for unusable data.
 func FitPCA(ctx context.Context, x *tensor.Tensor, opt PCAOptions) (*PCA, error) {
@@ -104,36 +105,71 @@ func FitPCA(ctx context.Context, x *tensor.Tensor, opt PCAOptions) (*PCA, error)
 		mean[j] /= float64(n)
 	}
 
-	cov := mat.NewSymDense(d, nil)
-	buf := make([]float64, pcaBlock*d)
-	for start := 0; start < n; start += pcaBlock {
+	// vals[j] and column j of vecs: variance and direction, ascending.
+	var vals []float64
+	var vecs mat.Dense
+	var total float64
+	if n < d {
+		// Fewer rows than dimensions (small fits): the thin SVD of the
+		// centred data, O(N² D), instead of a D x D eigenproblem.
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		end := min(start+pcaBlock, n)
-		b := end - start
-		blk := buf[:b*d]
-		for i := 0; i < b; i++ {
-			row := x.Data[(start+i)*d : (start+i+1)*d]
-			for j, v := range row {
-				blk[i*d+j] = float64(v) - mean[j]
+		xc := mat.NewDense(n, d, nil)
+		for i := 0; i < n; i++ {
+			for j := 0; j < d; j++ {
+				v := float64(x.Data[i*d+j]) - mean[j]
+				xc.Set(i, j, v)
+				total += v * v
 			}
 		}
-		m := mat.NewDense(b, d, blk)
-		cov.SymRankK(cov, 1/float64(n-1), m.T())
+		total /= float64(n - 1)
+		var svd mat.SVD
+		if ok := svd.Factorize(xc, mat.SVDThinV); !ok {
+			return nil, &DataError{Op: "FitPCA", Reason: "SVD of the centred data did not converge"}
+		}
+		sv := svd.Values(nil) // descending
+		var v mat.Dense
+		svd.VTo(&v) // d x n
+		r := len(sv)
+		vals = make([]float64, r)
+		vecs = *mat.NewDense(d, r, nil)
+		for c := 0; c < r; c++ { // reverse to ascending order
+			vals[r-1-c] = sv[c] * sv[c] / float64(n-1)
+			for j := 0; j < d; j++ {
+				vecs.Set(j, r-1-c, v.At(j, c))
+			}
+		}
+	} else {
+		cov := mat.NewSymDense(d, nil)
+		buf := make([]float64, pcaBlock*d)
+		for start := 0; start < n; start += pcaBlock {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			end := min(start+pcaBlock, n)
+			b := end - start
+			blk := buf[:b*d]
+			for i := 0; i < b; i++ {
+				row := x.Data[(start+i)*d : (start+i+1)*d]
+				for j, v := range row {
+					blk[i*d+j] = float64(v) - mean[j]
+				}
+			}
+			m := mat.NewDense(b, d, blk)
+			cov.SymRankK(cov, 1/float64(n-1), m.T())
+		}
+		for j := 0; j < d; j++ {
+			total += cov.At(j, j)
+		}
+		var eig mat.EigenSym
+		if ok := eig.Factorize(cov, true); !ok {
+			return nil, &DataError{Op: "FitPCA", Reason: "eigendecomposition of the covariance did not converge"}
+		}
+		vals = eig.Values(nil) // ascending
+		eig.VectorsTo(&vecs)
 	}
-	total := 0.0
-	for j := 0; j < d; j++ {
-		total += cov.At(j, j)
-	}
-
-	var eig mat.EigenSym
-	if ok := eig.Factorize(cov, true); !ok {
-		return nil, &DataError{Op: "FitPCA", Reason: "eigendecomposition of the covariance did not converge"}
-	}
-	vals := eig.Values(nil) // ascending
-	var vecs mat.Dense
-	eig.VectorsTo(&vecs)
+	cols := len(vals)
 
 	p := &PCA{
 		Mean:          make([]float32, d),
@@ -145,12 +181,12 @@ func FitPCA(ctx context.Context, x *tensor.Tensor, opt PCAOptions) (*PCA, error)
 		p.Mean[j] = float32(v)
 	}
 	for c := 0; c < k; c++ {
-		col := d - 1 - c // descending order of eigenvalue
+		col := cols - 1 - c // descending order of variance
 		p.Variance[c] = math.Max(vals[col], 0)
 		// Fix the sign: largest-magnitude entry positive (first one on ties).
 		best, sign := 0.0, 1.0
 		for j := 0; j < d; j++ {
-			if a := math.Abs(vecs.At(j, col)); a > best+1e-12 {
+			if a := math.Abs(vecs.At(j, col)); a > best+1e-9 {
 				best = a
 				if vecs.At(j, col) < 0 {
 					sign = -1
