@@ -52,6 +52,9 @@ func (t *STL) Apply(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, erro
 		}
 	}
 	dst := tensor.New(x.Shape...)
+	if x.Shape[0] == 0 {
+		return dst, nil
+	}
 	if err := t.proj.Project(ctx, dst, x); err != nil {
 		return nil, err
 	}

@@ -144,3 +144,22 @@ func TestLearnCSCBackend(t *testing.T) {
 		t.Error("highpass of noisy images is zero")
 	}
 }
+
+// An empty batch is projected to an empty batch by both transforms.
+func TestEmptyBatch(t *testing.T) {
+	d := testDefense(t)
+	uni, strat, err := d.Transforms(CSCProjector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range []Transform{uni, strat} {
+		y, err := tr.Apply(context.Background(), tensor.New(0, 3, 32, 32))
+		if err != nil {
+			t.Errorf("%s: %v", tr.Name(), err)
+			continue
+		}
+		if !slices.Equal(y.Shape, []int{0, 3, 32, 32}) {
+			t.Errorf("%s: shape %v", tr.Name(), y.Shape)
+		}
+	}
+}
