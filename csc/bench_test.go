@@ -138,3 +138,19 @@ func BenchmarkFormSolve(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkTikhonov splits one 32x32 colour image (pad 16), the
+// projection's pre-processing.
+func BenchmarkTikhonov(b *testing.B) {
+	img := loadImage(b, "img32")
+	tk, _ := NewTikhonov(5, 16)
+	lo, hi := make([]float32, 1024), make([]float32, 1024)
+	b.ReportAllocs()
+	c0 := cpuTime()
+	for b.Loop() {
+		for c := 0; c < 3; c++ {
+			tk.Split(lo, hi, img.Data[c*1024:(c+1)*1024], 32, 32)
+		}
+	}
+	reportCPU(b, c0)
+}
