@@ -85,6 +85,9 @@ func runDefend(ctx context.Context, stdout, stderr io.Writer, o defendOptions) e
 		return fmt.Errorf("%s: %w", o.in, err)
 	}
 	n := set.Len()
+	if n == 0 {
+		return fmt.Errorf("%s: no images", o.in)
+	}
 	out := &dataset.Set{Images: tensor.New(set.Images.Shape...), Labels: set.Labels, Classes: set.Classes, Name: set.Name}
 	per := set.Images.Len() / max(n, 1)
 	start := time.Now()
