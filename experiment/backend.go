@@ -112,8 +112,11 @@ type Backend struct {
 	Attack func(name string, cfg Config) (a Attacker, settings any, budget string, err error)
 	// Baselines returns the baselines cfg asks for and, for each one it
 	// cannot provide, the reason. train is the run's training set, for
-	// baselines that learn from clean images (quilting's patch database).
-	Baselines func(cfg Config, train *dataset.Set) ([]Baseline, []Missing, error)
+	// baselines that learn from clean images (quilting's patch database,
+	// MagNet's auto-encoder); dir is a directory, private to that training
+	// set, where they may keep what they learn; ctx and rep serve that
+	// learning, which Baseline.New may do lazily.
+	Baselines func(ctx context.Context, cfg Config, train *dataset.Set, dir string, rep progress.Reporter) ([]Baseline, []Missing, error)
 	// Versions are recorded in the report (module, Go, build tags...).
 	Versions map[string]string
 }

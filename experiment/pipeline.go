@@ -44,6 +44,9 @@ const (
 const (
 	StagesDir      = "stages"
 	CheckpointsDir = "checkpoints"
+	// BaselinesDir holds what baselines learn from the training images
+	// (patch database, MagNet's auto-encoder), per training-set key.
+	BaselinesDir = "baselines"
 )
 
 // NoDefense is the row name of the undefended classifier.
@@ -178,7 +181,7 @@ func (r *runner) run(ctx context.Context) error {
 	if err := r.loadData(ctx); err != nil {
 		return err
 	}
-	r.planRows()
+	r.planRows(ctx)
 	r.planWeights()
 	if err := r.trainVanilla(ctx); err != nil {
 		return err
@@ -521,7 +524,7 @@ func orderedAttacks(names []string) []string {
 
 // planRows lists the table rows: No Defense, STL, STL (cluster), then the
 // baselines.
-func (r *runner) planRows() {
+func (r *runner) planRows(ctx context.Context) {
 	r.rows = []*row{{name: NoDefense}}
 	stl := &row{name: RowSTL, retrain: true}
 	stlc := &row{name: RowSTLCluster, retrain: true}
@@ -539,7 +542,7 @@ func (r *runner) planRows() {
 		}
 		return
 	}
-	bases, miss, err := r.b.Baselines(r.cfg, r.train)
+	bases, miss, err := r.b.Baselines(ctx, r.cfg, r.train, filepath.Join(r.dir, BaselinesDir, r.dataKey.Short()), r.rep)
 	if err != nil {
 		r.missing = append(r.missing, Missing{"baselines", err.Error()})
 		return

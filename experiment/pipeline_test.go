@@ -215,7 +215,7 @@ func (f *fakes) backend() Backend {
 				return adv, nil
 			}, map[string]float32{"eps": eps}, fmt.Sprintf("L-inf %g", eps), nil
 		},
-		Baselines: func(cfg Config, train *dataset.Set) ([]Baseline, []Missing, error) {
+		Baselines: func(ctx context.Context, cfg Config, train *dataset.Set, dir string, rep progress.Reporter) ([]Baseline, []Missing, error) {
 			return []Baseline{
 				{Name: "Shrink", Settings: 0.5, New: func(uint64) (defense.Transform, error) { return shrink{"Shrink", 0.5}, nil }},
 				{Name: "Broken", Settings: 0, New: func(uint64) (defense.Transform, error) { return failing{}, nil }},

@@ -116,61 +116,65 @@ func paperAttack(name string, cfg Config) (Attacker, any, string, error) {
 var DefaultBaselines = []string{"jpeg", "tvm", "quilt", "deflect", "squeeze", "magnet"}
 
 // registryBaselines builds the baselines cfg names from package defense's
-// registry, with the published parameters. Quilting gets a patch database
-// of the run's training images, built once when first needed.
-func registryBaselines(cfg Config, train *dataset.Set) ([]Baseline, []Missing, error) {
-	var (
-		dbOnce sync.Once
-		db     *defense.PatchDB
-		dbErr  error
-	)
-	patchDB := func() (*defense.PatchDB, error) {
-		dbOnce.Do(func() {
-			db, dbErr = defense.BuildPatchDB(context.Background(), train.Images, defense.DefaultPatchDBOptions())
-		})
-		return db, dbErr
-	}
+// registry, with the published parameters. What they learn from the clean
+// training images (quilting's patch database, MagNet's auto-encoder, both
+// seeded with the run seed) is prepared once, when a baseline is first
+// built, and kept in dir.
+func registryBaselines(ctx context.Context, cfg Config, train *dataset.Set, dir string, rep progress.Reporter) ([]Baseline, []Missing, error) {
 	names := cfg.Baselines
 	if len(names) == 1 && names[0] == "all" {
 		names = DefaultBaselines
 	}
 	known := defense.BaselineNames()
-	var out []Baseline
-	var miss []Missing
 	for _, name := range names {
 		if !contains(known, name) {
 			return nil, nil, &ConfigError{"baselines", fmt.Sprintf("unknown baseline %q (known: all, %s)", name, strings.Join(known, ", "))}
 		}
-		if name == "magnet" {
-			miss = append(miss, Missing{"MagNet", "stl run does not train MagNet's reformer auto-encoder yet"})
-			continue
-		}
+	}
+	popts := prepareOptions(cfg, dir)
+	var (
+		once     sync.Once
+		prepared defense.BaselineConfig
+		prepErr  error
+	)
+	prepare := func() (defense.BaselineConfig, error) {
+		once.Do(func() {
+			prepared, prepErr = defense.PrepareBaselines(ctx, defense.DefaultBaselineConfig(), names, train.Images, popts, rep)
+		})
+		return prepared, prepErr
+	}
+	var out []Baseline
+	for _, name := range names {
 		name := name
-		base := defense.DefaultBaselineConfig()
 		out = append(out, Baseline{
 			Name:     baselineRowName(name),
-			Settings: baselineOptions(name, base),
+			Settings: baselineOptions(name, defense.DefaultBaselineConfig(), popts),
 			New: func(seed uint64) (defense.Transform, error) {
-				c := defense.DefaultBaselineConfig()
-				c.TVM.Seed, c.Quilt.Seed, c.Crop.Seed, c.Deflect.Seed = seed, seed+1, seed+2, seed+3
-				if strings.Contains(name, "quilt") {
-					db, err := patchDB()
-					if err != nil {
-						return nil, err
-					}
-					c.QuiltDB = db
+				c, err := prepare()
+				if err != nil {
+					return nil, err
 				}
+				c.TVM.Seed, c.Quilt.Seed, c.Crop.Seed, c.Deflect.Seed = seed, seed+1, seed+2, seed+3
 				return defense.NewBaseline(name, c)
 			},
 		})
 	}
-	return out, miss, nil
+	return out, nil, nil
+}
+
+// prepareOptions are the options of what baselines learn from the training
+// images, seeded with the run seed.
+func prepareOptions(cfg Config, dir string) defense.PrepareOptions {
+	o := defense.DefaultPrepareOptions()
+	o.Dir = dir
+	o.PatchDB.Seed, o.MagNet.Seed = uint64(cfg.Seed), uint64(cfg.Seed)
+	return o
 }
 
 // baselineOptions returns the options that matter for the named registry
 // baseline, for the cache key and the report. Randomized baselines' seeds
 // are derived per stage from the run seed (see RunWith), not these.
-func baselineOptions(name string, c defense.BaselineConfig) map[string]any {
+func baselineOptions(name string, c defense.BaselineConfig, p defense.PrepareOptions) map[string]any {
 	o := map[string]any{"name": name}
 	switch name {
 	case "jpeg":
@@ -178,19 +182,21 @@ func baselineOptions(name string, c defense.BaselineConfig) map[string]any {
 	case "tvm":
 		o["tvm"] = c.TVM
 	case "quilt":
-		o["quilt"], o["patch_db"] = c.Quilt, defense.DefaultPatchDBOptions()
+		o["quilt"], o["patch_db"] = c.Quilt, p.PatchDB
 	case "tvm-quilt":
-		o["tvm"], o["quilt"], o["patch_db"] = c.TVM, c.Quilt, defense.DefaultPatchDBOptions()
+		o["tvm"], o["quilt"], o["patch_db"] = c.TVM, c.Quilt, p.PatchDB
 	case "crop-ens":
 		o["crop"] = c.Crop
 	case "crop-tvm-quilt":
-		o["tvm"], o["quilt"], o["crop"], o["patch_db"] = c.TVM, c.Quilt, c.Crop, defense.DefaultPatchDBOptions()
+		o["tvm"], o["quilt"], o["crop"], o["patch_db"] = c.TVM, c.Quilt, c.Crop, p.PatchDB
 	case "deflect":
 		o["deflect"] = c.Deflect
 	case "pd-ens":
 		o["deflect"], o["ensemble"] = c.Deflect, c.PDEnsSize
 	case "squeeze", "bitdepth", "median":
 		o["squeeze"] = c.Squeeze
+	case "magnet":
+		o["auto_encoder"] = p.MagNet
 	default:
 		o["options"] = c
 	}
@@ -223,6 +229,8 @@ func baselineRowName(name string) string {
 		return "Bit depth"
 	case "median":
 		return "Median"
+	case "magnet":
+		return "MagNet"
 	}
 	return name
 }
