@@ -17,7 +17,7 @@ type KMeansOptions struct {
 	K int
 	// Restarts is the number of independent k-means++ seedings; the run
 	// with the lowest inertia wins. Default 10 (scikit-learn's classic
-	// n_init, which the official implementation used).
+	// n_init; the paper does not give its value).
 	Restarts int
 	// MaxIter bounds the Lloyd iterations of one restart. Default 300.
 	MaxIter int

@@ -13,10 +13,10 @@ import (
 // PCAOptions configures FitPCA.
 type PCAOptions struct {
 	// Components is the number of principal components kept. Default 128,
-	// the dimension the paper's official implementation reduces the DAE
-	// latent codes to before k-means. When the data has fewer dimensions
-	// (or fewer rows) than this, FitPCA keeps min(D, N) components and says
-	// so in PCA.K; this is not an error.
+	// the width the DAE latent codes are reduced to before k-means (the
+	// project's reading of the official implementation, issue 5). When the
+	// data has fewer dimensions (or fewer rows) than this, FitPCA keeps
+	// min(D, N) components and says so in PCA.Out; this is not an error.
 	Components int
 }
 

@@ -76,8 +76,7 @@ func CSCProjector(dict *tensor.Tensor, lambda float64) (Projector, error) {
 // highpass returns the Tikhonov highpass part of every channel of x, with
 // the lowpass filter of csc's default projection (lambda 5, pad 16): the
 // part of an image the STL codes on the dictionary, hence the part the
-// dictionary is learned on (as SPORCO's dictionary-learning examples and the
-// official implementation do).
+// dictionary is learned on (as in SPORCO's dictionary-learning examples).
 func highpass(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
 	n, c, h, w, err := x.NCHW()
 	if err != nil {
