@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/stl-defense/stl/dataset"
@@ -135,6 +136,16 @@ func TestTrainEndToEnd(t *testing.T) {
 	d, err := Train(context.Background(), train, opt, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Deterministic under the seed: a second training from scratch gives
+	// the same clusters and dictionaries.
+	opt.CheckpointDir = t.TempDir()
+	again, err := Train(context.Background(), train, opt, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(d.Labels, again.Labels) || !slices.Equal(d.Universal.Data, again.Universal.Data) || !slices.Equal(d.Dictionaries[1].Data, again.Dictionaries[1].Data) {
+		t.Error("two trainings with the same seed differ")
 	}
 	dir := filepath.Join(t.TempDir(), "def")
 	if err := Save(dir, d); err != nil {
