@@ -49,10 +49,10 @@ type TrainOptions struct {
 	// a seeded random subset of the cluster's images (of all images for
 	// the universal dictionary), because convolutional dictionary learning
 	// is the costly step (time and memory grow linearly with it: about
-	// 15 ms and 2 MB per 32x32 image and iteration with 64 filters 8x8 on
-	// this project's 2-core reference machine, measured while shared;
-	// both scale with the image area, so 4x at 64x64). 0 means all.
-	// Default 256.
+	// 15 ms per 32x32 image and iteration and 2 MB per image with 64
+	// filters 8x8, measured on this project's 2-core machine while it was
+	// shared; both scale with the image area, so 4x at 64x64). 0 means
+	// all. Default 256.
 	DictImages int `json:"dict_images"`
 	// DictIterations is the number of dictionary-learning iterations.
 	// Default 100.
