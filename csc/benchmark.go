@@ -20,8 +20,9 @@ type BenchOptions struct {
 
 // BenchResult is one benchmark case. Times are wall-clock seconds; CPU
 // figures are the CPU time of the benchmark's thread (the process's for
-// cdl_iteration, which runs its own goroutine; Linux only, 0 elsewhere),
-// steadier than wall time on a shared machine.
+// cdl_iteration, which runs its own goroutine, and for batch, where equal
+// CPU per image on 1 and N workers means the work scales perfectly; Linux
+// only, 0 elsewhere), steadier than wall time on a shared machine.
 type BenchResult struct {
 	Case       string  `json:"case"`
 	Input      string  `json:"input"`
@@ -198,12 +199,13 @@ func Benchmark(ctx context.Context, opt BenchOptions, emit func(BenchResult) err
 			return err
 		}
 		out := tensor.New(tiles.Shape...)
-		t0 := time.Now()
+		t0, c0 := time.Now(), processCPU()
 		st, err := p.ProjectBatch(ctx, out, tiles, nil)
 		if err != nil {
 			return err
 		}
 		secs := time.Since(t0).Seconds()
+		cpu := (processCPU() - c0).Seconds()
 		var obj float64
 		for _, s := range st {
 			obj += s.Objective
@@ -211,6 +213,7 @@ func Benchmark(ctx context.Context, opt BenchOptions, emit func(BenchResult) err
 		res := base
 		res.Case, res.Input, res.Unit, res.Count, res.Threads = "batch", fmt.Sprintf("STL projection, %d 32x32 tiles of img128", n), "image", n, workers
 		res.Seconds, res.ImagesPerS, res.Objective = secs/float64(n), float64(n)/secs, obj/float64(n)
+		res.CPUSeconds = cpu / float64(n) // process CPU per image: equal for 1 and N workers means perfect scaling
 		if workers == 1 {
 			single = res.ImagesPerS
 		}
