@@ -418,7 +418,7 @@ func (l *learner) run(ctx context.Context, rec LearnRecorder) (*Dictionary, erro
 			}
 		}
 	}
-	if l.opt.Checkpoint != "" {
+	if l.opt.Checkpoint != "" && l.start < l.opt.Iterations {
 		if err := l.checkpoint(l.opt.Iterations); err != nil {
 			return nil, err
 		}

@@ -128,6 +128,19 @@ func TestLearnCheckpointResume(t *testing.T) {
 	if d.Filters[0] == d4.Filters[0] && d.Filters[1] == d4.Filters[1] {
 		t.Error("dictionary did not change after resuming")
 	}
+	// Asking for fewer iterations than the checkpoint holds returns it
+	// unchanged and leaves the checkpoint alone.
+	opt.Iterations = 5
+	d5, err := Learn(context.Background(), imgs, opt, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d5.Filters[0] != d.Filters[0] {
+		t.Error("resumed past the requested iterations")
+	}
+	if _, it, _ := readCheckpoint(opt.Checkpoint); it != 7 {
+		t.Errorf("checkpoint iteration %d after a shorter run, want 7", it)
+	}
 	// Cancellation writes a checkpoint and returns the context's error.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
