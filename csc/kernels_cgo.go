@@ -5,10 +5,12 @@ package csc
 /*
 #cgo CFLAGS: -O3 -fopenmp-simd
 #include <stddef.h>
+#include <stdint.h> // defines __GLIBC__ on glibc systems
 
 // Function multiversioning: AVX-512, AVX2+FMA and baseline x86-64 clones,
-// picked at load time by the CPU's features.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+// picked at load time by the CPU's features (GCC on glibc, which provides
+// the ifunc resolver; elsewhere the baseline build only).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__GLIBC__) && __GNUC__ >= 11
 #define KERNEL __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define KERNEL
