@@ -124,14 +124,17 @@ type LearnRecorderFunc func(LearnStats)
 func (f LearnRecorderFunc) RecordLearn(s LearnStats) { f(s) }
 
 // Learn learns a dictionary of opt.Filters filters of opt.Size² pixels and
-// C channels from the (N, C, H, W) training images by alternating one CBPDN
-// iteration over all images (each image its own ADMM state, warm-started)
-// with one iteration of the consensus ADMM dictionary update (Choudhury et
-// al. 2017; SPORCO's ConvBPDNDictLearn with dmethod "cns"): every image k
-// holds its own Fourier-domain dictionary copy d_k, solved by
-// Sherman-Morrison, and the consensus g is the projection of the mean of
-// d_k + u_k onto the constraint set (support Size×Size, optionally zero
-// mean per channel, unit norm per filter over all its channels).
+// C channels from the (N, C, H, W) training images. It composes two ADMM
+// solvers of package admm that hand their results to each other, warm
+// started, as SPORCO's ConvBPDNDictLearn with the consensus dictionary
+// update (dmethod "cns"; Choudhury et al. 2017) does: each outer iteration
+// runs one CBPDN iteration on every image (each image its own ADMM state)
+// with the current dictionary, then one iteration of the dictionary step on
+// the new coefficient maps, in which every image k holds its own
+// Fourier-domain dictionary copy d_k, solved by Sherman-Morrison, and the
+// consensus g is the projection of the mean of d_k + u_k onto the
+// constraint set (support Size×Size, optionally zero mean per channel, unit
+// norm per filter over all its channels); g is the next dictionary.
 //
 // rec (may be nil) gets every iteration's statistics. Cancellation returns
 // ctx.Err() after writing a checkpoint (if configured). Memory: about
@@ -189,15 +192,14 @@ type learner struct {
 	acc        []complex64 // mean of d_k + u_k (C, M, F)
 	per        []cdlImage
 	workers    int
-	drho       float64
-	dk         int // dictionary-step iteration count (for the rho period)
+	dstep      *dictStep   // the dictionary step as an admm.Problem
+	dsolver    *admm.Solver
 	start      int
 	weights    []float64 // Parseval weights per frequency
 }
 
 func newLearner(images *tensor.Tensor, n, c, h, w int, opt LearnOptions) (*learner, error) {
-	l := &learner{opt: opt, imgs: images, n: n, c: c, h: h, w: w, f: fft.ComplexLen(h, w), hw: h * w, m: opt.Filters,
-		drho: opt.DictRho0}
+	l := &learner{opt: opt, imgs: images, n: n, c: c, h: h, w: w, f: fft.ComplexLen(h, w), hw: h * w, m: opt.Filters}
 	l.workers = opt.Workers
 	if l.workers <= 0 {
 		l.workers = runtime.GOMAXPROCS(0)
@@ -262,6 +264,10 @@ func newLearner(images *tensor.Tensor, n, c, h, w int, opt LearnOptions) (*learn
 		if p.solver, err = admm.New(p.prob, ao, rho0); err != nil {
 			return nil, err
 		}
+	}
+	l.dstep = &dictStep{l: l, plan: plan}
+	if l.dsolver, err = admm.New(l.dstep, opt.DictADMM, opt.DictRho0); err != nil {
+		return nil, err
 	}
 	return l, nil
 }
@@ -358,14 +364,11 @@ func (l *learner) forEach(ctx context.Context, n int, fn func(worker, i int)) er
 func (l *learner) run(ctx context.Context, rec LearnRecorder) (*Dictionary, error) {
 	t0 := time.Now()
 	ws := make([]*workspace, l.workers)
-	scratch := make([][]float32, l.workers)
-	for g := range scratch {
-		scratch[g] = make([]float32, 5*l.f)
+	l.dstep.scratch = make([][]float32, l.workers)
+	for g := range l.dstep.scratch {
+		l.dstep.scratch[g] = make([]float32, 5*l.f)
 	}
-	plan, err := fft.New(l.h, l.w)
-	if err != nil {
-		return nil, err
-	}
+	l.dstep.ws = ws
 	for it := l.start; it < l.opt.Iterations; it++ {
 		if err := ctx.Err(); err != nil {
 			l.checkpoint(it)
@@ -391,14 +394,20 @@ func (l *learner) run(ctx context.Context, rec LearnRecorder) (*Dictionary, erro
 			if _, err := p.solver.RunN(ctx, 1, nil); err != nil {
 				return // cancellation; reported by forEach
 			}
-			l.dictXStep(p, w, scratch[g])
+			// Hand the coefficient maps to the dictionary step.
+			w.batch.Forward(p.yf, p.y)
 		})
 		if err != nil {
 			l.checkpoint(it)
 			return nil, err
 		}
-		st := l.dictUpdate(ctx, plan)
-		st.Iter = it
+		// Dictionary step: one iteration of the generic ADMM loop.
+		dres, err := l.dsolver.RunN(ctx, 1, nil)
+		if err != nil {
+			l.checkpoint(it)
+			return nil, err
+		}
+		st := LearnStats{Iter: it, DictRho: dres.Last.Rho, DictPrimal: dres.Last.Primal, DictDual: dres.Last.Dual}
 		st.Elapsed = time.Since(t0)
 		codeRho := 0.0
 		for k := range l.per {
@@ -426,54 +435,75 @@ func (l *learner) run(ctx context.Context, rec LearnRecorder) (*Dictionary, erro
 	return l.dict, nil
 }
 
-// dictXStep is the dictionary step's x-step for image k: with a = DFT of
-// the coefficient maps at one frequency and b_c = conj(a) s_c +
-// rho (g_c - u_c), d_c = (rho I + conj(a) a^T)^{-1} b_c by Sherman-Morrison.
-// It also evaluates the coding objective with the dictionary just used.
-func (l *learner) dictXStep(p *cdlImage, ws *workspace, scratch []float32) {
-	l1 := 0.0
-	for _, v := range p.y {
-		if v != 0 {
-			l1 += math.Abs(float64(v))
-		}
-	}
-	ws.batch.Forward(p.yf, p.y)
-	dfid := dictX(p.dk, p.yf, p.sf, l.gf, p.du, l.weights, scratch, l.m, l.c, l.f, float32(l.drho))
-	p.obj = [2]float64{dfid / 2, l1}
+// dictStep is the dictionary update of dictionary learning as an
+// admm.Problem (consensus form, Boyd et al. 2010 section 7.1; Choudhury et
+// al. 2017): one dictionary copy d_k per training image k, the constraint
+// d_k = g for all k, f(d) = sum_k 1/2 ||X_k d_k - s_k||^2 with X_k the
+// image's coefficient maps, and g(g) the indicator of the constraint set
+// (support Size x Size, optional zero mean per channel, unit norm per
+// filter). The d_k and the scaled duals u_k live in the Fourier domain.
+type dictStep struct {
+	l       *learner
+	plan    fft.RealPlan2D
+	ws      []*workspace // per worker, for the batched transforms
+	scratch [][]float32  // per worker, for the x-step kernel
+	alpha   float32
+	res     admm.Residuals
 }
 
-// dictUpdate finishes one consensus ADMM iteration of the dictionary step:
-// relaxation, consensus projection (y-step), dual update, residuals and the
-// adaptive rho, in the structure of package admm's loop.
-func (l *learner) dictUpdate(ctx context.Context, plan fft.RealPlan2D) LearnStats {
-	alpha := complex(float32(l.opt.DictADMM.Relax), 0)
-	beta := 1 - alpha
+// XStep computes, for every image, with a = DFT of its coefficient maps at
+// one frequency and b_c = conj(a) s_c + rho (g_c - u_c),
+// d_c = (rho I + conj(a) a^T)^{-1} b_c by Sherman-Morrison. It also
+// evaluates the coding objective with the dictionary the maps were coded
+// with (Parseval, float64 accumulation).
+func (ds *dictStep) XStep(rho float64) {
+	l := ds.l
+	l.forEach(context.Background(), l.n, func(g, k int) {
+		p := &l.per[k]
+		l1 := 0.0
+		for _, v := range p.y {
+			if v != 0 {
+				l1 += math.Abs(float64(v))
+			}
+		}
+		dfid := dictX(p.dk, p.yf, p.sf, l.gf, p.du, l.weights, ds.scratch[g], l.m, l.c, l.f, float32(rho))
+		p.obj = [2]float64{dfid / 2, l1}
+	})
+}
+
+// Relax records alpha; the relaxation is applied in YStep and UStep.
+func (ds *dictStep) Relax(alpha float64) { ds.alpha = float32(alpha) }
+
+// YStep sets g to the projection onto the constraint set of the mean over
+// images of alpha d_k + (1-alpha) g + u_k, summed in image order per
+// element so that the result does not depend on the number of workers.
+func (ds *dictStep) YStep(float64) {
+	l := ds.l
+	alpha := ds.alpha
+	beta := complex(1-alpha, 0)
 	inv := complex(1/float32(l.n), 0)
 	total := len(l.acc)
-	chunk := 4096
+	const chunk = 4096
 	nchunks := (total + chunk - 1) / chunk
-	// Mean of the relaxed d_k + u_k, summed in image order per element:
-	// (alpha sum_k d_k + sum_k u_k + K (1-alpha) g) / K.
 	l.forEach(context.Background(), nchunks, func(_, j int) {
 		lo, hi := j*chunk, min((j+1)*chunk, total)
 		acc := l.acc[lo:hi]
 		g := l.gf[lo:hi]
 		clear(acc)
 		for k := range l.per {
-			axpy2(acc, l.per[k].dk[lo:hi], l.per[k].du[lo:hi], float32(l.opt.DictADMM.Relax))
+			axpy2(acc, l.per[k].dk[lo:hi], l.per[k].du[lo:hi], alpha)
 		}
 		kb := complex(float32(l.n), 0) * beta
 		for i := range acc {
 			acc[i] = (acc[i] + kb*g[i]) * inv
 		}
 	})
-	// y-step: g = projection of the mean onto the constraint set.
 	copy(l.gfOld, l.gf)
 	tmp := fft.MakeFloat32(l.hw)
 	d := l.dict
 	for m := 0; m < l.m; m++ {
 		for c := 0; c < l.c; c++ {
-			plan.Inverse(tmp, l.acc[(c*l.m+m)*l.f:(c*l.m+m+1)*l.f])
+			ds.plan.Inverse(tmp, l.acc[(c*l.m+m)*l.f:(c*l.m+m+1)*l.f])
 			base := (m*l.c + c) * d.R * d.S
 			for r := 0; r < d.R; r++ {
 				copy(d.Filters[base+r*d.S:base+(r+1)*d.S], tmp[r*l.w:r*l.w+d.S])
@@ -481,11 +511,17 @@ func (l *learner) dictUpdate(ctx context.Context, plan fft.RealPlan2D) LearnStat
 		}
 	}
 	project(d, l.opt.ZeroMean)
-	l.dictToFourier(plan)
-	// u-step and residual norms per image.
+	l.dictToFourier(ds.plan)
+}
+
+// UStep updates every image's dual, u_k += alpha d_k + (1-alpha) g_old -
+// g, and gathers the residual norms (Parseval-weighted, so that they are
+// the spatial-domain norms).
+func (ds *dictStep) UStep() {
+	l := ds.l
 	l.forEach(context.Background(), l.n, func(_, k int) {
 		p := &l.per[k]
-		dd, r, uu := dictU(p.du, p.dk, l.gfOld, l.gf, l.weights, l.f, float32(l.opt.DictADMM.Relax))
+		dd, r, uu := dictU(p.du, p.dk, l.gfOld, l.gf, l.weights, l.f, ds.alpha)
 		p.nrm = [3]float64{dd, r, uu}
 	})
 	var dd, r, uu, gg, dg float64
@@ -501,44 +537,30 @@ func (l *learner) dictUpdate(ctx context.Context, plan fft.RealPlan2D) LearnStat
 		dg += wt * float64(real(e)*real(e)+imag(e)*imag(e))
 	}
 	kf := float64(l.n)
-	rs := admm.Residuals{Primal: math.Sqrt(r), Dual: math.Sqrt(kf * dg), AX: math.Sqrt(dd), BY: math.Sqrt(kf * gg),
-		ATU: math.Sqrt(uu)}
-	rn := math.Max(rs.AX, rs.BY)
-	if rn == 0 {
-		rn = 1
-	}
-	sn := l.drho * rs.ATU
-	if sn == 0 {
-		sn = 1
-	}
-	pr, du := rs.Primal/rn, l.drho*rs.Dual/sn
-	st := LearnStats{DictRho: l.drho, DictPrimal: pr, DictDual: du}
-	// Residual balancing as admm.Solver does (SPORCO's update_rho).
-	o := l.opt.DictADMM
-	if o.AutoRho && l.dk != 0 && (l.dk+1)%o.RhoPeriod == 0 {
-		xi := o.RsdlTarget
-		if xi == 0 {
-			xi = 1
-		}
-		f := 1.0
-		if pr > xi*o.RsdlRatio*du {
-			f = math.Min(o.RhoScaling, math.Sqrt(pr/(du*xi)))
-		} else if du > (o.RsdlRatio/xi)*pr {
-			f = 1 / math.Min(o.RhoScaling, math.Sqrt(du*xi/pr))
-		}
-		if f != 1 && !math.IsNaN(f) && !math.IsInf(f, 0) && f != 0 {
-			l.drho *= f
-			s := complex(float32(1/f), 0)
-			for k := range l.per {
-				for i := range l.per[k].du {
-					l.per[k].du[i] *= s
-				}
-			}
-		}
-	}
-	l.dk++
-	return st
+	nx := l.n * len(l.gf)
+	ds.res = admm.Residuals{Primal: math.Sqrt(r), Dual: math.Sqrt(kf * dg), AX: math.Sqrt(dd),
+		BY: math.Sqrt(kf * gg), ATU: math.Sqrt(uu), Nc: nx, Nx: nx}
 }
+
+// Residuals implements admm.Problem: ||d - g|| over all copies, the dual
+// residual sqrt(K) ||g - g_old||, and the norms of the d_k, the K copies
+// of g and the u_k.
+func (ds *dictStep) Residuals() admm.Residuals { return ds.res }
+
+// ScaleDual implements admm.Problem.
+func (ds *dictStep) ScaleDual(f float64) {
+	l := ds.l
+	s := complex(float32(f), 0)
+	l.forEach(context.Background(), l.n, func(_, k int) {
+		du := l.per[k].du
+		for i := range du {
+			du[i] *= s
+		}
+	})
+}
+
+// SetRho does nothing: the Sherman-Morrison solve takes rho directly.
+func (ds *dictStep) SetRho(float64) {}
 
 type checkpointMeta struct {
 	Iteration int `json:"iteration"`
