@@ -192,7 +192,7 @@ type learner struct {
 	acc        []complex64 // mean of d_k + u_k (C, M, F)
 	per        []cdlImage
 	workers    int
-	dstep      *dictStep   // the dictionary step as an admm.Problem
+	dstep      *dictStep // the dictionary step as an admm.Problem
 	dsolver    *admm.Solver
 	start      int
 	weights    []float64 // Parseval weights per frequency
