@@ -192,3 +192,15 @@ func TestBenchCSCQuick(t *testing.T) {
 		}
 	}
 }
+
+func TestCSCDemo(t *testing.T) {
+	var out bytes.Buffer
+	if err := runCSCDemo(context.Background(), &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"projected the sample 32x32 image", "objective 1.6701", "200 ADMM iterations", "PSNR"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
