@@ -54,6 +54,31 @@ type LearnOptions struct {
 	// Workers is the number of goroutines (0 = GOMAXPROCS). Results do not
 	// depend on it.
 	Workers int
+	// MaxMemory bounds the memory Learn may allocate for its state, in
+	// bytes (8 GiB; 0 means no bound). Consensus ADMM keeps a dictionary
+	// copy and a dual per image: about 2.5 MB per 32x32 colour image with
+	// 64 filters. Learn returns a *MemoryError rather than exhausting memory.
+	MaxMemory int64
+}
+
+// MemoryError reports a learning problem whose state would exceed
+// LearnOptions.MaxMemory.
+type MemoryError struct {
+	Need, Max int64 // bytes
+	Images    int
+}
+
+func (e *MemoryError) Error() string {
+	return fmt.Sprintf("csc: learning on %d images needs about %.1f GB, more than the %.1f GB allowed (MaxMemory); use fewer images",
+		e.Images, float64(e.Need)/1e9, float64(e.Max)/1e9)
+}
+
+// learnMemory estimates Learn's state in bytes: per image two (C, M, F)
+// complex arrays, the (M, F) coefficient spectrum and two (M, H, W) maps.
+func learnMemory(n, c, h, w, m int) int64 {
+	f := int64(fft.ComplexLen(h, w))
+	per := 8*(2*int64(c)*int64(m)*f+int64(m)*f+int64(c)*f) + 4*2*int64(m)*int64(h)*int64(w)
+	return int64(n) * per
 }
 
 // DefaultLearnOptions returns the defaults documented on LearnOptions.
@@ -65,7 +90,7 @@ func DefaultLearnOptions() LearnOptions {
 	a.RsdlRatio = 10
 	a.RsdlTarget = 1
 	return LearnOptions{Filters: 64, Size: 8, Lambda: 0.2, Iterations: 100, Seed: 1, ZeroMean: true,
-		CodeADMM: a, DictADMM: a, DictRho0: 1, CheckpointEvery: 10}
+		CodeADMM: a, DictADMM: a, DictRho0: 1, CheckpointEvery: 10, MaxMemory: 8 << 30}
 }
 
 // Validate returns an *OptionError for the first invalid field.
@@ -88,6 +113,8 @@ func (o LearnOptions) Validate() error {
 		return bad("CheckpointEvery", o.CheckpointEvery, ">= 1")
 	case o.Workers < 0:
 		return bad("Workers", o.Workers, ">= 0")
+	case o.MaxMemory < 0:
+		return bad("MaxMemory", o.MaxMemory, ">= 0 (0 = no bound)")
 	}
 	if err := o.CodeADMM.Validate(); err != nil {
 		return fmt.Errorf("CodeADMM: %w", err)
@@ -139,7 +166,9 @@ func (f LearnRecorderFunc) RecordLearn(s LearnStats) { f(s) }
 // rec (may be nil) gets every iteration's statistics. Cancellation returns
 // ctx.Err() after writing a checkpoint (if configured). Memory: about
 // 2·N·C·M·H·(W/2+1) complex64 values for the dictionary step plus
-// 2·N·M·H·W float32 for the coefficient maps.
+// 2·N·M·H·W float32 for the coefficient maps (2.5 MB per 32x32 colour
+// image with 64 filters); beyond opt.MaxMemory Learn returns a
+// *MemoryError.
 func Learn(ctx context.Context, images *tensor.Tensor, opt LearnOptions, rec LearnRecorder) (*Dictionary, error) {
 	if err := opt.Validate(); err != nil {
 		return nil, err
@@ -160,6 +189,9 @@ func Learn(ctx context.Context, images *tensor.Tensor, opt LearnOptions, rec Lea
 	}
 	if e := tensor.CheckFinite(images.Data); e != nil {
 		return nil, &InputError{Index: e.(*tensor.NonFiniteError).Index / (c * h * w), Msg: e.Error()}
+	}
+	if need := learnMemory(n, c, h, w, opt.Filters); opt.MaxMemory > 0 && need > opt.MaxMemory {
+		return nil, &MemoryError{Need: need, Max: opt.MaxMemory, Images: n}
 	}
 	l, err := newLearner(images, n, c, h, w, opt)
 	if err != nil {

@@ -168,14 +168,29 @@ func TestLearnBadInput(t *testing.T) {
 		{"empty", tensor.New(0, 3, 16, 16), nil},
 		{"NaN", nan, nil},
 		{"rank", tensor.New(3, 16, 16), nil},
+		{"memory", good, func(o *LearnOptions) { o.MaxMemory = 1000 }},
 	}
 	for _, c := range cases {
 		opt := smallLearnOptions()
 		if c.mod != nil {
 			c.mod(&opt)
 		}
-		if _, err := Learn(context.Background(), c.img, opt, nil); err == nil {
+		_, err := Learn(context.Background(), c.img, opt, nil)
+		if err == nil {
 			t.Errorf("%s: no error", c.name)
 		}
+		var me *MemoryError
+		if c.name == "memory" && !errors.As(err, &me) {
+			t.Errorf("memory: err = %v, want *MemoryError", err)
+		}
+	}
+}
+
+func TestLearnMemoryEstimate(t *testing.T) {
+	// 256 32x32 colour images, 64 filters: the figure documented on
+	// LearnOptions.MaxMemory (2.5 MB per image).
+	per := float64(learnMemory(256, 3, 32, 32, 64)) / 256 / 1e6
+	if per < 2.4 || per > 2.6 {
+		t.Errorf("%.2f MB per image, want about 2.5", per)
 	}
 }
