@@ -24,13 +24,13 @@ type Tikhonov struct {
 	lambda float64
 	pad    int
 
-	h, w, hp, wp int
-	inv          []float64 // 1/A on the padded grid
-	buf          []complex128
-	col, colOut  []complex128
-	rowOut       []complex128
-	rowPlan      *fourier.CmplxFFT
-	colPlan      *fourier.CmplxFFT
+	h, w, hp, wp, wc int
+	inv              []float64    // 1/A on the half spectrum (hp, wc)
+	row              []float64    // one padded row
+	half             []complex128 // half spectrum (hp, wc)
+	col, colOut      []complex128
+	rowPlan          *fourier.FFT
+	colPlan          *fourier.CmplxFFT
 }
 
 // NewTikhonov returns a filter with the given regularization (SPORCO and
@@ -52,20 +52,21 @@ func (t *Tikhonov) resize(h, w int) {
 	}
 	t.h, t.w = h, w
 	t.hp, t.wp = h+2*t.pad, w+2*t.pad
-	hp, wp := t.hp, t.wp
-	t.inv = make([]float64, hp*wp)
+	t.wc = t.wp/2 + 1
+	hp, wp, wc := t.hp, t.wp, t.wc
+	t.inv = make([]float64, hp*wc)
 	for k := 0; k < hp; k++ {
 		gr := 2 - 2*math.Cos(2*math.Pi*float64(k)/float64(hp))
-		for l := 0; l < wp; l++ {
+		for l := 0; l < wc; l++ {
 			gc := 2 - 2*math.Cos(2*math.Pi*float64(l)/float64(wp))
-			t.inv[k*wp+l] = 1 / (1 + t.lambda*gr + t.lambda*gc)
+			t.inv[k*wc+l] = 1 / (1 + t.lambda*gr + t.lambda*gc)
 		}
 	}
-	t.buf = make([]complex128, hp*wp)
+	t.row = make([]float64, wp)
+	t.half = make([]complex128, hp*wc)
 	t.col = make([]complex128, hp)
 	t.colOut = make([]complex128, hp)
-	t.rowOut = make([]complex128, wp)
-	t.rowPlan = fourier.NewCmplxFFT(wp)
+	t.rowPlan = fourier.NewFFT(wp)
 	t.colPlan = fourier.NewCmplxFFT(hp)
 }
 
@@ -89,56 +90,42 @@ func (t *Tikhonov) Split(lo, hi, s []float32, h, w int) error {
 		return fmt.Errorf("csc: Tikhonov.Split: want %d values per slice for %dx%d", h*w, h, w)
 	}
 	t.resize(h, w)
-	hp, wp, pd := t.hp, t.wp, t.pad
+	hp, wp, wc, pd := t.hp, t.wp, t.wc, t.pad
+	// Real FFT of each padded row, complex FFT of each of the wc columns,
+	// the filter, and back: the real-input half of the 2-D transform.
 	for y := 0; y < hp; y++ {
 		sy := symmetric(y-pd, h)
 		for x := 0; x < wp; x++ {
-			t.buf[y*wp+x] = complex(float64(s[sy*w+symmetric(x-pd, w)]), 0)
+			t.row[x] = float64(s[sy*w+symmetric(x-pd, w)])
+		}
+		t.rowPlan.Coefficients(t.half[y*wc:(y+1)*wc], t.row)
+	}
+	for l := 0; l < wc; l++ {
+		for k := 0; k < hp; k++ {
+			t.col[k] = t.half[k*wc+l]
+		}
+		t.colPlan.Coefficients(t.colOut, t.col)
+		for k := 0; k < hp; k++ {
+			t.col[k] = t.colOut[k] * complex(t.inv[k*wc+l], 0)
+		}
+		t.colPlan.Sequence(t.colOut, t.col)
+		for k := 0; k < hp; k++ {
+			t.half[k*wc+l] = t.colOut[k]
 		}
 	}
-	t.fft2(false)
-	for i, v := range t.inv {
-		t.buf[i] *= complex(v, 0)
-	}
-	t.fft2(true)
 	scale := 1 / float64(hp*wp)
-	for y := 0; y < h; y++ {
+	for y := pd; y < pd+h; y++ {
+		t.rowPlan.Sequence(t.row, t.half[y*wc:(y+1)*wc])
 		for x := 0; x < w; x++ {
-			l := real(t.buf[(y+pd)*wp+x+pd]) * scale
+			i := (y-pd)*w + x
+			l := t.row[x+pd] * scale
 			if lo != nil {
-				lo[y*w+x] = float32(l)
+				lo[i] = float32(l)
 			}
 			if hi != nil {
-				hi[y*w+x] = float32(float64(s[y*w+x]) - l)
+				hi[i] = float32(float64(s[i]) - l)
 			}
 		}
 	}
 	return nil
-}
-
-// fft2 transforms t.buf in place (unnormalized both ways).
-func (t *Tikhonov) fft2(inverse bool) {
-	hp, wp := t.hp, t.wp
-	for y := 0; y < hp; y++ {
-		row := t.buf[y*wp : (y+1)*wp]
-		if inverse {
-			t.rowPlan.Sequence(t.rowOut, row)
-		} else {
-			t.rowPlan.Coefficients(t.rowOut, row)
-		}
-		copy(row, t.rowOut)
-	}
-	for x := 0; x < wp; x++ {
-		for y := 0; y < hp; y++ {
-			t.col[y] = t.buf[y*wp+x]
-		}
-		if inverse {
-			t.colPlan.Sequence(t.colOut, t.col)
-		} else {
-			t.colPlan.Coefficients(t.colOut, t.col)
-		}
-		for y := 0; y < hp; y++ {
-			t.buf[y*wp+x] = t.colOut[y]
-		}
-	}
 }
