@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/stl-defense/stl/admm"
 	"github.com/stl-defense/stl/csc"
 	"github.com/stl-defense/stl/dataset"
 	"github.com/stl-defense/stl/internal/safefile"
@@ -113,6 +114,7 @@ func psnr(mse float64) float64 {
 type cscSolveOptions struct {
 	cscFlags
 	dict, image, out string
+	trace            bool
 }
 
 func newCSCSolveCmd() *cobra.Command {
@@ -135,6 +137,7 @@ single-channel dictionary codes the C channels of colour images separately.`,
 	f.StringVar(&o.dict, "dict", "", "dictionary .npy (R, S, C, M) (required)")
 	f.StringVar(&o.image, "image", "", "image .npy (H, W, C[, N]), .png or .jpg (required)")
 	f.StringVar(&o.out, "out", "", "write the coefficient maps here (.npy)")
+	f.BoolVar(&o.trace, "trace", false, "print every ADMM iteration's statistics to stderr (solves the images one at a time)")
 	return cmd
 }
 
@@ -158,11 +161,16 @@ func runCSCSolve(ctx context.Context, stdout, stderr io.Writer, o cscSolveOption
 	if err != nil {
 		return err
 	}
-	var rep progress.Reporter
-	if imgs.Shape[0] > 1 {
-		rep = progress.NewBar(stderr)
+	var res []*csc.Result
+	if o.trace {
+		res, err = solveTraced(ctx, stderr, coder, imgs, o.json)
+	} else {
+		var rep progress.Reporter
+		if imgs.Shape[0] > 1 {
+			rep = progress.NewBar(stderr)
+		}
+		res, err = coder.SolveBatch(ctx, imgs, rep)
 	}
-	res, err := coder.SolveBatch(ctx, imgs, rep)
 	if err != nil {
 		return err
 	}
@@ -202,6 +210,31 @@ func runCSCSolve(ctx context.Context, stdout, stderr io.Writer, o cscSolveOption
 		}
 	}
 	return nil
+}
+
+// solveTraced solves the images one by one with a recorder that prints
+// every iteration's statistics (objective, residuals, thresholds, rho) to w.
+func solveTraced(ctx context.Context, w io.Writer, coder *csc.Coder, imgs *tensor.Tensor, asJSON bool) ([]*csc.Result, error) {
+	enc := json.NewEncoder(w)
+	var res []*csc.Result
+	for i := 0; i < imgs.Shape[0]; i++ {
+		rec := admm.RecorderFunc(func(s admm.Stats) {
+			if asJSON {
+				enc.Encode(map[string]any{"image": i, "iteration": s.Iter, "objective": s.Objective, "dfid": s.DFid,
+					"reg": s.Reg, "primal": s.Primal, "dual": s.Dual, "eps_primal": s.EpsPrimal, "eps_dual": s.EpsDual,
+					"rho": s.Rho, "seconds": s.Elapsed.Seconds()})
+				return
+			}
+			fmt.Fprintf(w, "image %d  it %4d  objective %.8f  data %.6f  l1 %.6f  r %.3e (%.1e)  s %.3e (%.1e)  rho %.4g\n",
+				i, s.Iter, s.Objective, s.DFid, s.Reg, s.Primal, s.EpsPrimal, s.Dual, s.EpsDual, s.Rho)
+		})
+		r, err := coder.Solve(ctx, imgs.Sample(i), rec)
+		if err != nil {
+			return nil, err
+		}
+		res = append(res, r)
+	}
+	return res, nil
 }
 
 // ---- stl csc project ----

@@ -204,3 +204,33 @@ func TestCSCDemo(t *testing.T) {
 		}
 	}
 }
+
+func TestCSCSolveTrace(t *testing.T) {
+	_, dict, img := cscFixtures(t)
+	f := defaultCSCFlags()
+	f.maxIter = 5
+	var out, trace bytes.Buffer
+	o := cscSolveOptions{cscFlags: f, dict: dict, image: img, trace: true}
+	if err := runCSCSolve(context.Background(), &out, &trace, o); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(trace.String()), "\n")
+	if len(lines) != 5 {
+		t.Fatalf("%d trace lines, want 5:\n%s", len(lines), trace.String())
+	}
+	var last struct {
+		Iteration int     `json:"iteration"`
+		Objective float64 `json:"objective"`
+		Rho       float64 `json:"rho"`
+	}
+	if err := json.Unmarshal([]byte(lines[4]), &last); err != nil || last.Iteration != 4 || last.Objective <= 0 || last.Rho <= 0 {
+		t.Errorf("last trace line %q: %+v %v", lines[4], last, err)
+	}
+	var r struct {
+		Objective float64 `json:"objective"`
+	}
+	json.Unmarshal(out.Bytes(), &r)
+	if r.Objective != last.Objective {
+		t.Errorf("result objective %v, last traced %v", r.Objective, last.Objective)
+	}
+}
