@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
-	"syscall"
 	"testing"
 	"time"
 
@@ -37,6 +36,8 @@ func BenchmarkIteration(b *testing.B) {
 				p.UStep()
 			}
 			reportCPU(b, c0)
+			obj, _, _ := p.Objective()
+			b.ReportMetric(obj, "objective")
 		})
 	}
 }
@@ -57,12 +58,18 @@ func BenchmarkImage32(b *testing.B) {
 	ts := tiles(b, 16)
 	ws, _ := coder.newWorkspace(32, 32)
 	i := 0
+	obj := 0.0
 	c0 := cpuTime()
 	for b.Loop() {
-		coder.solveOne(context.Background(), ws, ts.Sample(i%16).Data, nil)
+		r, err := coder.solveOne(context.Background(), ws, ts.Sample(i%16).Data, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		obj += r.Objective
 		i++
 	}
 	reportCPU(b, c0)
+	b.ReportMetric(obj/float64(i), "objective")
 }
 
 // BenchmarkBatch projects 32 tiles on 1 and 2 workers.
@@ -75,21 +82,24 @@ func BenchmarkBatch(b *testing.B) {
 			opt.CSC.Workers = w
 			p, _ := NewProjector(d, opt)
 			out := tensor.New(ts.Shape...)
+			var st []ProjectStats
 			for b.Loop() {
-				p.Project(context.Background(), out, ts)
+				st, _ = p.ProjectBatch(context.Background(), out, ts, nil)
 			}
 			b.ReportMetric(float64(b.Elapsed().Seconds())/float64(b.N)/32*1000, "ms/image")
+			obj := 0.0
+			for _, x := range st {
+				obj += x.Objective
+			}
+			b.ReportMetric(obj/float64(len(st)), "objective")
 		})
 	}
 }
 
-// cpuTime returns the process's user+system CPU time. On a shared machine
-// it is a steadier figure than wall time for single-threaded benchmarks.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
+// cpuTime returns the process's user+system CPU time (0 where not
+// available). On a shared machine it is a steadier figure than wall time
+// for single-threaded benchmarks.
+func cpuTime() time.Duration { return processCPU() }
 
 func reportCPU(b *testing.B, c0 time.Duration) {
 	b.ReportMetric(float64(cpuTime()-c0)/float64(b.N), "cpu-ns/op")
@@ -107,15 +117,18 @@ func BenchmarkCDLIteration(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	var last LearnStats
+	rec := LearnRecorderFunc(func(s LearnStats) { last = s })
 	c0 := cpuTime()
 	for b.Loop() {
 		l.opt.Iterations = l.start + 1
-		if _, err := l.run(context.Background(), nil); err != nil {
+		if _, err := l.run(context.Background(), rec); err != nil {
 			b.Fatal(err)
 		}
 		l.start++
 	}
 	reportCPU(b, c0)
+	b.ReportMetric(last.Objective, "objective")
 }
 
 // BenchmarkFormSolve times the Woodbury solve of one iteration (thread CPU
