@@ -10,8 +10,9 @@ import (
 // oneDNN (the purego build tag or CGO_ENABLED=0).
 var ErrUnavailable = errors.New("dnnl: oneDNN not available in this build (purego or no cgo)")
 
-// ErrClosed is returned by the methods of a Conv after Close.
-var ErrClosed = errors.New("dnnl: use of closed Conv")
+// ErrClosed is returned by the methods of a Conv, BatchNorm or Pool after
+// Close, and by NewConvWith given a closed Workspace.
+var ErrClosed = errors.New("dnnl: use of closed Conv, BatchNorm, Pool or Workspace")
 
 // ConvParams describes a 2-D convolution: a batch of N images of C channels
 // and H x W pixels, K filters of C x R x S taps, strides StrideH, StrideW and
