@@ -56,8 +56,8 @@ func TestReferenceDefaultStopping(t *testing.T) {
 	d := loadDict(t)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if c.slow && (testing.Short() || fft.Implementation == "gonum") {
-				t.Skip("slow in -short mode and with the pure-Go FFT")
+			if c.slow && testing.Short() {
+				t.Skip("slow in -short mode")
 			}
 			coder, err := NewCoder(d, DefaultOptions())
 			if err != nil {

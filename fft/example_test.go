@@ -2,6 +2,7 @@ package fft_test
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/stl-defense/stl/fft"
 )
@@ -16,7 +17,11 @@ func Example() {
 	s := []float32{1, 2, 3, 4, 0, 0, 0, 1}
 	spec := p.Forward(nil, s)
 	fmt.Println(spec)
-	fmt.Println(p.Inverse(nil, spec))
+	back := p.Inverse(nil, spec)
+	for i, v := range back {
+		back[i] = float32(math.Round(float64(v)*1e4)/1e4) + 0 // rounding noise differs by implementation
+	}
+	fmt.Println(back)
 	// Output:
 	// [(11+0i) (-2+3i) (-3+0i) (9+0i) (-2+1i) (-1+0i)]
 	// [1 2 3 4 0 0 0 1]

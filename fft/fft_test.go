@@ -255,3 +255,29 @@ func BenchmarkInverse(b *testing.B) {
 		}
 	}
 }
+
+// TestPow2MatchesGonum compares the radix-2 path of GoPlan with its gonum
+// path on power-of-two sizes, both ways.
+func TestPow2MatchesGonum(t *testing.T) {
+	for _, sz := range []struct{ h, w int }{{1, 2}, {2, 4}, {8, 16}, {32, 32}, {64, 8}} {
+		p, err := NewGoPlan(sz.h, sz.w)
+		if err != nil || p.p2 == nil {
+			t.Fatalf("%dx%d: radix-2 path not taken (%v)", sz.h, sz.w, err)
+		}
+		g := newGonumPlan(sz.h, sz.w)
+		rng := rand.New(rand.NewPCG(7, uint64(sz.h*sz.w)))
+		s := randReal(rng, sz.h*sz.w)
+		a, b := p.Forward(nil, s), g.Forward(nil, s)
+		for i := range a {
+			if cmplx.Abs(complex128(a[i]-b[i])) > 1e-5 {
+				t.Fatalf("%dx%d: Forward[%d] %v vs gonum %v", sz.h, sz.w, i, a[i], b[i])
+			}
+		}
+		x, y := p.Inverse(nil, a), g.Inverse(nil, a)
+		for i := range x {
+			if math.Abs(float64(x[i]-y[i])) > 1e-6 {
+				t.Fatalf("%dx%d: Inverse[%d] %v vs gonum %v", sz.h, sz.w, i, x[i], y[i])
+			}
+		}
+	}
+}

@@ -2,11 +2,14 @@ package fft
 
 import "gonum.org/v1/gonum/dsp/fourier"
 
-// GoPlan is the pure-Go RealPlan2D built on gonum's dsp/fourier: a real FFT
-// along each row, then a complex FFT along each of the w/2+1 columns, in
-// float64 internally. It is always compiled; under the purego tag it is the
-// implementation New returns. Not safe for concurrent use.
+// GoPlan is the pure-Go RealPlan2D, in float64 internally: for power-of-two
+// sizes a radix-2 FFT (two real rows per complex transform, then the w/2+1
+// columns), otherwise gonum's dsp/fourier (a real FFT along each row, then
+// a complex FFT along each column). It is always compiled; under the
+// purego tag it is the implementation New returns. Not safe for concurrent
+// use.
 type GoPlan struct {
+	p2       *pow2Plan // power-of-two sizes; nil otherwise
 	h, w, wc int
 	row      *fourier.FFT
 	col      *fourier.CmplxFFT
@@ -22,6 +25,14 @@ func NewGoPlan(h, w int) (*GoPlan, error) {
 	if err := checkSize(h, w); err != nil {
 		return nil, err
 	}
+	if isPow2(h) && isPow2(w) && w >= 2 {
+		return &GoPlan{h: h, w: w, wc: w/2 + 1, p2: newPow2Plan(h, w)}, nil
+	}
+	return newGonumPlan(h, w), nil
+}
+
+// newGonumPlan returns a GoPlan on gonum's FFTs whatever the size.
+func newGonumPlan(h, w int) *GoPlan {
 	wc := w/2 + 1
 	return &GoPlan{
 		h: h, w: w, wc: wc,
@@ -32,7 +43,7 @@ func NewGoPlan(h, w int) (*GoPlan, error) {
 		colbuf: make([]complex128, h),
 		colout: make([]complex128, h),
 		half:   make([]complex128, h*wc),
-	}, nil
+	}
 }
 
 // Size implements RealPlan2D.
@@ -44,6 +55,10 @@ func (p *GoPlan) Forward(dst []complex64, src []float32) []complex64 {
 		dst = make([]complex64, p.h*p.wc)
 	}
 	checkLens("Forward", p.h, p.w, len(src), len(dst))
+	if p.p2 != nil {
+		p.p2.forward(dst, src)
+		return dst
+	}
 	for y := 0; y < p.h; y++ {
 		for x, v := range src[y*p.w : (y+1)*p.w] {
 			p.rbuf[x] = float64(v)
@@ -68,6 +83,10 @@ func (p *GoPlan) Inverse(dst []float32, src []complex64) []float32 {
 		dst = make([]float32, p.h*p.w)
 	}
 	checkLens("Inverse", p.h, p.w, len(dst), len(src))
+	if p.p2 != nil {
+		p.p2.inverse(dst, src, 1/float64(p.h*p.w))
+		return dst
+	}
 	for l := 0; l < p.wc; l++ {
 		for k := 0; k < p.h; k++ {
 			p.colbuf[k] = complex128(src[k*p.wc+l])
