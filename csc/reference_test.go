@@ -93,7 +93,7 @@ func TestReferenceOptimum(t *testing.T) {
 	d := loadDict(t)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if c.slow && (testing.Short() || fft.Implementation == "gonum") {
+			if c.slow && (testing.Short() || fft.Implementation == "go") {
 				t.Skip("slow in -short mode and with the pure-Go FFT")
 			}
 			opt := DefaultOptions()

@@ -17,7 +17,8 @@
 // planning is serialized by a mutex because the FFTW planner is not
 // thread-safe, plans are built once per size and cached, and execution uses
 // FFTW's thread-safe new-array execute functions; plans are chosen by
-// FFTW_ESTIMATE so that results are reproducible), and a pure-Go one on
-// gonum's dsp/fourier (always compiled; the only one under the purego build
-// tag). New returns the fastest one available.
+// FFTW_ESTIMATE so that results are reproducible), and a pure-Go one
+// (always compiled; the only one under the purego build tag): a radix-2 FFT
+// for power-of-two sizes and gonum's dsp/fourier for the others. New returns
+// the fastest one available.
 package fft

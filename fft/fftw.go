@@ -64,7 +64,8 @@ import (
 	"unsafe"
 )
 
-// Implementation names the implementation New returns: "gonum" or "fftw".
+// Implementation names the implementation New returns: "go" (pure Go) or
+// "fftw".
 const Implementation = "fftw"
 
 func newBest(h, w int) (RealPlan2D, error) { return NewFFTWPlan(h, w) }

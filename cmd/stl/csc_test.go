@@ -174,7 +174,7 @@ func TestCSCBadFlags(t *testing.T) {
 }
 
 func TestBenchCSCQuick(t *testing.T) {
-	if testing.Short() || fft.Implementation == "gonum" {
+	if testing.Short() || fft.Implementation == "go" {
 		t.Skip("runs every benchmark case; minutes with the pure-Go FFT")
 	}
 	var out bytes.Buffer
