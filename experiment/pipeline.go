@@ -162,6 +162,7 @@ func RunWith(ctx context.Context, cfg Config, b Backend, dir string, rep progres
 	if err != nil {
 		return nil, err
 	}
+	defer store.Close()
 	r := &runner{cfg: cfg, b: b, store: store, dir: dir, start: time.Now()}
 	r.rep = &runReporter{inner: progress.Or(rep), r: r}
 	if err := r.run(ctx); err != nil {

@@ -121,8 +121,9 @@ type Timing struct {
 // A Store is safe for concurrent use by several goroutines as long as they
 // work on different stages.
 type Store struct {
-	dir string
-	now func() time.Time
+	dir  string
+	now  func() time.Time
+	lock *os.File
 
 	mu      sync.Mutex
 	timings []Timing
@@ -137,8 +138,23 @@ func (e *NameError) Error() string {
 	return fmt.Sprintf("cache: invalid stage name %q (want letters, digits, '.', '_', '+', '-')", e.Name)
 }
 
-// Open creates dir if needed and returns the Store in it. Temporary
-// directories left by an interrupted run are removed.
+// LockFile is the file of a store's directory that Open locks, so that two
+// processes never work in one run directory at once.
+const LockFile = ".lock"
+
+var errLocked = errors.New("locked")
+
+// LockedError reports a run directory in use by another process.
+type LockedError struct{ Dir string }
+
+func (e *LockedError) Error() string {
+	return fmt.Sprintf("cache: %s is in use by another process (another stl run?)", e.Dir)
+}
+
+// Open creates dir if needed and returns the Store in it, holding the
+// directory's lock until Close. It returns a *LockedError when another
+// process holds the lock. Temporary directories left by an interrupted run
+// are removed.
 func Open(dir string) (*Store, error) {
 	if dir == "" {
 		return nil, errors.New("cache: empty run directory")
@@ -146,8 +162,20 @@ func Open(dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
+	lock, err := os.OpenFile(filepath.Join(dir, LockFile), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	if err := lockFile(lock); err != nil {
+		lock.Close()
+		if errors.Is(err, errLocked) {
+			return nil, &LockedError{dir}
+		}
+		return nil, fmt.Errorf("cache: lock %s: %w", dir, err)
+	}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
+		lock.Close()
 		return nil, fmt.Errorf("cache: %w", err)
 	}
 	for _, e := range ents {
@@ -155,7 +183,17 @@ func Open(dir string) (*Store, error) {
 			os.RemoveAll(filepath.Join(dir, e.Name()))
 		}
 	}
-	return &Store{dir: dir, now: time.Now}, nil
+	return &Store{dir: dir, now: time.Now, lock: lock}, nil
+}
+
+// Close releases the directory's lock. The Store must not be used after.
+func (s *Store) Close() error {
+	if s.lock == nil {
+		return nil
+	}
+	err := s.lock.Close()
+	s.lock = nil
+	return err
 }
 
 // Dir returns the run directory.

@@ -138,7 +138,7 @@ func TestDoFailureKeepsNothing(t *testing.T) {
 	}
 	ents, _ := os.ReadDir(dir)
 	for _, e := range ents {
-		if e.Name() != "s" {
+		if e.Name() != "s" && e.Name() != LockFile {
 			t.Errorf("left behind %s", e.Name())
 		}
 	}
@@ -188,5 +188,29 @@ func TestBadInput(t *testing.T) {
 		if !errors.As(err, &ne) {
 			t.Errorf("Do(%q): err = %v, want *NameError", name, err)
 		}
+	}
+}
+
+func TestOpenLocks(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var le *LockedError
+	if _, err := Open(dir); !errors.As(err, &le) {
+		t.Errorf("second Open: err = %v, want *LockedError", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(dir)
+	if err != nil {
+		t.Fatalf("Open after Close: %v", err)
+	}
+	s2.Close()
+	names, _ := s2.Stages()
+	if len(names) != 0 {
+		t.Errorf("the lock file is listed as a stage: %v", names)
 	}
 }
