@@ -34,7 +34,7 @@ var htmlTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
 	"subset":  func(d Data) bool { return d.AttackSubset > 0 && d.AttackSubset < d.Test },
 	"utc":     func(r *Results) string { return r.Created.UTC().Format("2006-01-02 15:04 UTC") },
 	"lines":   func(s string) []string { return strings.Split(s, "\n") },
-	"hasMiss": func(row Row) bool { return hasMissing(row) },
+	"missing": func(t Table) []string { return missingNotes(&t) },
 }).Parse(`<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>stl run: {{.R.Name}}</title>
@@ -63,7 +63,7 @@ code{background:#f3f3f3;padding:0 .2em}
 {{range .Rows}}{{$row := .}}<tr><td>{{.Defense}}</td>{{range $j, $c := .Cells}}<td>{{cell $c}}{{with paper $row $j}}<span class="paper">{{.}}</span>{{end}}</td>{{end}}</tr>
 {{end}}</table>
 <p class="ci">Accuracy in bold, Wilson 95% interval in brackets{{if .PaperRef}}; in italics the paper's {{.PaperRef}}{{end}}.</p>
-{{range .Rows}}{{$row := .}}{{if hasMiss .}}<ul>{{range $j, $c := .Cells}}{{if not $c.Acc}}<li class="missing">{{$row.Defense}}, {{index $t.Columns $j}}: {{$c.Missing}}</li>{{end}}{{end}}</ul>{{end}}{{end}}
+{{with missing $t}}<ul>{{range .}}<li class="missing">{{.}}</li>{{end}}</ul>{{end}}
 {{end}}
 {{if .R.Attacks}}<h2>Attacks on the vanilla classifier</h2>
 <table><tr><th>Attack</th><th>Budget</th><th>Mean normalized L2</th><th>Images</th><th>Seconds</th></tr>
@@ -85,15 +85,6 @@ code{background:#f3f3f3;padding:0 .2em}
 {{end}}</table><p>A reused stage shows the time it took when it was computed.</p>{{end}}
 </body></html>
 `))
-
-func hasMissing(row Row) bool {
-	for _, c := range row.Cells {
-		if c.Acc == nil {
-			return true
-		}
-	}
-	return false
-}
 
 // WriteHTML writes a self-contained report.html: the same content as
 // report.md with every figure embedded as a base64 PNG, so the file can be

@@ -73,12 +73,8 @@ func WriteMarkdown(w io.Writer, r *Results, figs []Figure) error {
 		} else {
 			p("Accuracy in bold, Wilson 95%% interval in brackets.\n\n")
 		}
-		for _, row := range t.Rows {
-			for j, c := range row.Cells {
-				if c.Acc == nil {
-					p("- %s, %s: missing — %s\n", row.Defense, t.Columns[j], c.Missing)
-				}
-			}
+		for _, n := range missingNotes(&t) {
+			p("- %s\n", n)
 		}
 		p("\n")
 	}
@@ -154,4 +150,35 @@ func fmtSeconds(s float64) string {
 		return fmt.Sprintf("%.0f s", s)
 	}
 	return fmt.Sprintf("%.1f min", s/60)
+}
+
+// missingNotes says why cells of t are missing, one line per row when a
+// row's missing cells share their reason, else one per cell.
+func missingNotes(t *Table) []string {
+	var notes []string
+	for _, row := range t.Rows {
+		var why []string
+		var cols []string
+		same := true
+		for j, c := range row.Cells {
+			if c.Acc == nil {
+				if len(why) > 0 && c.Missing != why[0] {
+					same = false
+				}
+				why, cols = append(why, c.Missing), append(cols, t.Columns[j])
+			}
+		}
+		switch {
+		case len(why) == 0:
+		case same && len(why) == len(row.Cells):
+			notes = append(notes, fmt.Sprintf("%s: missing, %s", row.Defense, why[0]))
+		case same:
+			notes = append(notes, fmt.Sprintf("%s, %s: missing, %s", row.Defense, strings.Join(cols, ", "), why[0]))
+		default:
+			for i := range why {
+				notes = append(notes, fmt.Sprintf("%s, %s: missing, %s", row.Defense, cols[i], why[i]))
+			}
+		}
+	}
+	return notes
 }

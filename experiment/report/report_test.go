@@ -191,7 +191,7 @@ func TestWrite(t *testing.T) {
 		t.Errorf("results.csv: %d accuracy lines (want 48), STL (cluster) CW line right: %v", nacc, found)
 	}
 	md := read(FileMarkdown)
-	for _, want := range []string{"| STL (cluster) |", "*(paper 0.8567)*", "**0.755**", "the attack failed: synthetic reason",
+	for _, want := range []string{"| STL (cluster) |", "*(paper 0.8567)*", "**0.755**", "- STL, CW: missing, the attack failed: synthetic reason",
 		"class-balanced subset of **200**", "PixelDefend", "figures/grid.png", "figures/psnr_interval.svg", "| lambda | 0.2 |"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report.md lacks %q", want)
@@ -200,6 +200,9 @@ func TestWrite(t *testing.T) {
 	html := read(FileHTML)
 	if n := strings.Count(html, `src="data:image/png;base64,`); n != 4 {
 		t.Errorf("report.html embeds %d PNGs, want 4 (grid, two bar charts, Figure 6)", n)
+	}
+	if !strings.Contains(html, `<li class="missing">STL, CW: missing, the attack failed: synthetic reason</li>`) {
+		t.Error("report.html does not say why STL's CW cell is missing")
 	}
 	if strings.Contains(html, `src="figures/`) || strings.Contains(html, "http://") {
 		t.Error("report.html refers to external files")
@@ -304,5 +307,25 @@ func TestGrid(t *testing.T) {
 	}
 	if _, _, err := QualityPlot(synthetic().Quality, "BIM"); err == nil {
 		t.Error("QualityPlot with no points for the attack succeeded")
+	}
+}
+
+func TestMissingNotes(t *testing.T) {
+	c := func(why string) Cell {
+		if why == "" {
+			return Cell{Acc: acc(1, 2)}
+		}
+		return Cell{Missing: why}
+	}
+	tb := &Table{Columns: []string{"Clean", "A", "B"}, Rows: []Row{
+		{Defense: "ok", Cells: []Cell{c(""), c(""), c("")}},
+		{Defense: "all", Cells: []Cell{c("x"), c("x"), c("x")}},
+		{Defense: "some", Cells: []Cell{c(""), c("y"), c("y")}},
+		{Defense: "mixed", Cells: []Cell{c("p"), c(""), c("q")}},
+	}}
+	got := strings.Join(missingNotes(tb), "|")
+	want := "all: missing, x|some, A, B: missing, y|mixed, Clean: missing, p|mixed, B: missing, q"
+	if got != want {
+		t.Errorf("missingNotes = %q\nwant %q", got, want)
 	}
 }
