@@ -51,6 +51,13 @@ type DirDescriber interface {
 	DescribeDir(dir string) (any, error)
 }
 
+// LambdaLoader is implemented by DefenseBuilders that can load a built
+// defense projecting with another sparsity weight than it was learned with,
+// for the lambda sweep (Figure 5).
+type LambdaLoader interface {
+	LoadLambda(dir string, lambda float64) ([]defense.Transform, error)
+}
+
 // DefenseSpec is everything that determines a trained STL defense apart
 // from its training images (paper, sections 3.2-3.4 and 5.1). It is part of
 // the defense stage's cache key.

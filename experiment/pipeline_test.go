@@ -155,13 +155,18 @@ func (f *fakeDefense) Build(ctx context.Context, spec DefenseSpec, train *datase
 	f.built.Add(1)
 	return os.WriteFile(filepath.Join(dir, "lambda.json"), []byte(fmt.Sprint(spec.Lambda)), 0o644)
 }
-func (f *fakeDefense) Load(dir string) ([]defense.Transform, error) {
+func (f *fakeDefense) Load(dir string) ([]defense.Transform, error) { return f.LoadLambda(dir, 0) }
+
+func (f *fakeDefense) LoadLambda(dir string, l float64) ([]defense.Transform, error) {
 	b, err := os.ReadFile(filepath.Join(dir, "lambda.json"))
 	if err != nil {
 		return nil, err
 	}
 	var lambda float32
 	fmt.Sscan(string(b), &lambda)
+	if l > 0 {
+		lambda = float32(l)
+	}
 	return []defense.Transform{shrink{RowSTL, 1 - lambda}, shrink{RowSTLCluster, 1 - lambda/2}}, nil
 }
 
@@ -325,7 +330,15 @@ func TestRunEndToEnd(t *testing.T) {
 			t.Errorf("settings lack %s: %s", want, settings)
 		}
 	}
-	for _, name := range []string{"report.md", "report.html", "results.json", "results.csv", "figures/grid.png", "figures/psnr_interval.svg"} {
+	if len(res.Sweep) != len(cfg.LambdaSweep) || res.Sweep[0].Lambda != 0.05 || res.Sweep[0].Attack != AttackFGSM008 {
+		t.Errorf("lambda sweep = %+v", res.Sweep)
+	}
+	for _, p := range res.Sweep {
+		if p.Clean.N != 12 || p.Adv.N != 12 {
+			t.Errorf("sweep point %+v: want 12 images", p)
+		}
+	}
+	for _, name := range []string{"report.md", "report.html", "results.json", "results.csv", "figures/grid.png", "figures/psnr_interval.svg", "figures/lambda_grid.png", "figures/lambda_sweep.svg"} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
 			t.Errorf("missing output: %v", err)
 		}
@@ -363,7 +376,7 @@ func TestRunEndToEnd(t *testing.T) {
 		t.Errorf("after lambda change: trained %d (want 3+2 retrained), attacked %d (want 4)", f.trainer.trained.Load(), f.attacked.Load())
 	}
 	for _, s := range res3.Stages {
-		dependsOnSTL := strings.Contains(s.Name, "stl") || s.Name == stageDefense
+		dependsOnSTL := strings.Contains(s.Name, "stl") || strings.HasPrefix(s.Name, "sweep") || s.Name == stageDefense
 		if s.Cached == dependsOnSTL {
 			t.Errorf("after lambda change: stage %s cached=%v", s.Name, s.Cached)
 		}

@@ -174,11 +174,68 @@ func (r *runner) isCIFAR10() bool {
 	return strings.Contains(strings.ToLower(r.cfg.Data), "cifar") && s.C == 3 && s.H == 32 && s.W == 32 && len(r.train.Classes) == 10
 }
 
+// sweepPoints evaluates the vanilla classifier on the lambda sweep's
+// projections.
+func (r *runner) sweepPoints(ctx context.Context) ([]report.SweepPoint, error) {
+	a := r.sweepAttack()
+	var pts []report.SweepPoint
+	per := len(r.x0.Data) / r.x0.Shape[0]
+	for _, s := range r.sweeps {
+		p := report.SweepPoint{Defense: RowSTLCluster, Attack: a.name, Lambda: s.lambda}
+		for _, set := range []struct {
+			x   *tensor.Tensor
+			dst *metrics.Accuracy
+		}{{s.clean, &p.Clean}, {s.adv, &p.Adv}} {
+			pred, err := predict(ctx, r.vanilla, set.x)
+			if err != nil {
+				return nil, err
+			}
+			c, err := metrics.CountCorrect(pred, r.y0)
+			if err != nil {
+				return nil, err
+			}
+			*set.dst = metrics.NewAccuracy(c, len(r.y0))
+		}
+		var err error
+		if p.PSNR, err = metrics.MeanPSNR(s.adv.Data, r.x0.Data, per); err != nil {
+			return nil, err
+		}
+		pts = append(pts, p)
+	}
+	return pts, nil
+}
+
+// lambdaGrid lays out Figure 5(a): the adversarial images, their
+// projections at each lambda, and the clean images.
+func (r *runner) lambdaGrid() *report.Grid {
+	if len(r.sweeps) == 0 || r.cfg.GridImages == 0 {
+		return nil
+	}
+	a := r.sweepAttack()
+	n := min(r.cfg.GridImages, len(r.subset))
+	g := &report.Grid{MaxColumns: n, Rows: []report.GridRow{{Name: "adversarial (" + a.name + ")", Images: head(a.x, n)}}}
+	for _, s := range r.sweeps {
+		g.Rows = append(g.Rows, report.GridRow{Name: fmt.Sprintf("lambda %g", s.lambda), Images: head(s.adv, n)})
+	}
+	g.Rows = append(g.Rows, report.GridRow{Name: "clean", Images: head(r.x0, n)})
+	return g
+}
+
+// head returns a view of the first n images of x.
+func head(x *tensor.Tensor, n int) *tensor.Tensor {
+	per := len(x.Data) / x.Shape[0]
+	return &tensor.Tensor{Shape: append([]int{n}, x.Shape[1:]...), Data: x.Data[:n*per]}
+}
+
 // results assembles the report.
-func (r *runner) results(ctx context.Context) (*report.Results, *report.Grid, error) {
+func (r *runner) results(ctx context.Context) (*report.Results, report.Grids, error) {
 	tables, quality, err := r.evaluate(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, report.Grids{}, err
+	}
+	sweep, err := r.sweepPoints(ctx)
+	if err != nil {
+		return nil, report.Grids{}, err
 	}
 	shape := r.train.Shape()
 	counts := make([]int, len(r.test.Classes))
@@ -198,9 +255,10 @@ func (r *runner) results(ctx context.Context) (*report.Results, *report.Grid, er
 			AttackSubset: len(r.subset), PerClassMin: lo, PerClassMax: hi, AttackSubsetSeed: uint64(r.cfg.Seed)},
 		Tables:  tables,
 		Quality: quality,
+		Sweep:   sweep,
 	}
 	if res.Config, err = jsonRaw(r.cfg); err != nil {
-		return nil, nil, err
+		return nil, report.Grids{}, err
 	}
 	for _, kv := range r.cfg.Settings() {
 		res.Settings = append(res.Settings, report.Setting{Key: kv[0], Value: kv[1]})
@@ -228,7 +286,7 @@ func (r *runner) results(ctx context.Context) (*report.Results, *report.Grid, er
 	}
 	res.Seconds = time.Since(r.start).Seconds()
 	res.Notes = r.notes()
-	return res, r.grid(), nil
+	return res, report.Grids{Comparison: r.grid(), Lambda: r.lambdaGrid()}, nil
 }
 
 // notes says what the numbers mean at the run's size.
@@ -258,27 +316,18 @@ func (r *runner) grid() *report.Grid {
 	if r.cfg.GridImages == 0 {
 		return nil
 	}
-	var a *advSet
-	for _, s := range r.advs {
-		if s.x != nil && (a == nil || s.name == AttackFGSM008) {
-			a = s
-		}
-	}
+	a := r.sweepAttack()
 	if a == nil {
 		return nil
 	}
 	n := min(r.cfg.GridImages, len(r.subset))
-	head := func(x *tensor.Tensor) *tensor.Tensor {
-		per := len(x.Data) / x.Shape[0]
-		return &tensor.Tensor{Shape: append([]int{n}, x.Shape[1:]...), Data: x.Data[:n*per]}
-	}
-	g := &report.Grid{MaxColumns: n, Rows: []report.GridRow{{Name: "adversarial (" + a.name + ")", Images: head(a.x)}}}
+	g := &report.Grid{MaxColumns: n, Rows: []report.GridRow{{Name: "adversarial (" + a.name + ")", Images: head(a.x, n)}}}
 	for _, rw := range r.rows[1:] {
 		if y, ok := rw.adv[a.name]; ok {
-			g.Rows = append(g.Rows, report.GridRow{Name: rw.name, Images: head(y)})
+			g.Rows = append(g.Rows, report.GridRow{Name: rw.name, Images: head(y, n)})
 		}
 	}
-	g.Rows = append(g.Rows, report.GridRow{Name: "clean", Images: head(r.x0)})
+	g.Rows = append(g.Rows, report.GridRow{Name: "clean", Images: head(r.x0, n)})
 	return g
 }
 

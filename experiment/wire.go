@@ -262,10 +262,18 @@ func (s stlBuilder) DescribeDir(dir string) (any, error) {
 	return m, nil
 }
 
-func (s stlBuilder) Load(dir string) ([]defense.Transform, error) {
+func (s stlBuilder) Load(dir string) ([]defense.Transform, error) { return s.LoadLambda(dir, 0) }
+
+// LoadLambda implements LambdaLoader: the saved defense's dictionaries
+// projecting with sparsity weight lambda (0: the one they were learned
+// with).
+func (s stlBuilder) LoadLambda(dir string, lambda float64) ([]defense.Transform, error) {
 	d, err := defense.Load(dir)
 	if err != nil {
 		return nil, err
+	}
+	if lambda > 0 {
+		d.Manifest.Lambda = lambda
 	}
 	u, c, err := d.Transforms(s.b.NewProjector)
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"html/template"
 	"io"
 	"strings"
+
+	"github.com/stl-defense/stl/experiment/metrics"
 )
 
 var htmlTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
@@ -35,6 +37,7 @@ var htmlTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
 	"utc":     func(r *Results) string { return r.Created.UTC().Format("2006-01-02 15:04 UTC") },
 	"lines":   func(s string) []string { return strings.Split(s, "\n") },
 	"missing": func(t Table) []string { return missingNotes(&t) },
+	"acc":     func(a metrics.Accuracy) Cell { return Cell{Acc: &a} },
 }).Parse(`<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>stl run: {{.R.Name}}</title>
@@ -72,6 +75,10 @@ code{background:#f3f3f3;padding:0 .2em}
 {{if .R.Quality}}<h2>Quality and robustness (Figure 6 form)</h2>
 <table><tr><th>Defense</th><th>Attack</th><th>PSNR (dB)</th><th>Acc T(x0)</th><th>Acc T(x_adv)</th></tr>
 {{range .R.Quality}}<tr><td>{{.Defense}}</td><td>{{.Attack}}</td><td>{{f2 .PSNR}}</td><td>{{f3 .Clean.Value}}</td><td>{{f3 .Adv.Value}}</td></tr>
+{{end}}</table>{{end}}
+{{if .R.Sweep}}<h2>Lambda sweep (Figure 5 form)</h2>
+<table><tr><th>lambda</th><th>Acc T(x0)</th><th>Acc T(x_adv)</th><th>PSNR (dB)</th></tr>
+{{range .R.Sweep}}<tr><td>{{.Lambda}}</td><td>{{cell (acc .Clean)}}</td><td>{{cell (acc .Adv)}}</td><td>{{f2 .PSNR}}</td></tr>
 {{end}}</table>{{end}}
 {{range .Figs}}<figure><img src="{{png .PNG}}" alt="{{.Caption}}"><figcaption>{{.Caption}}</figcaption></figure>
 {{end}}

@@ -93,6 +93,15 @@ func WriteMarkdown(w io.Writer, r *Results, figs []Figure) error {
 		}
 		p("\n")
 	}
+	if len(r.Sweep) > 0 {
+		q := r.Sweep[0]
+		p("## Lambda sweep (Figure 5 form)\n\n%s projecting with each sparsity weight lambda, the vanilla classifier on T(x0) and T(x_adv) (%s), and the PSNR of T(x_adv) against x0.\n\n", q.Defense, q.Attack)
+		p("| lambda | Acc T(x0) | Acc T(x_adv) | PSNR (dB) |\n|---|---|---|---|\n")
+		for _, q := range r.Sweep {
+			p("| %g | %.3f [%.3f, %.3f] | %.3f [%.3f, %.3f] | %.2f |\n", q.Lambda, q.Clean.Value, q.Clean.Lo, q.Clean.Hi, q.Adv.Value, q.Adv.Lo, q.Adv.Hi, q.PSNR)
+		}
+		p("\n")
+	}
 	if len(figs) > 0 {
 		p("## Figures\n\n")
 		for _, f := range figs {

@@ -6,6 +6,7 @@ import (
 	"image/color"
 	"math"
 
+	"github.com/stl-defense/stl/experiment/metrics"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
@@ -153,3 +154,56 @@ func seriesColor(i int) color.Color {
 	}
 	return plotutil.DarkColors[(i-len(plotutil.SoftColors))%len(plotutil.DarkColors)]
 }
+
+// SweepPlot draws the paper's Figure 5(b): the vanilla classifier's
+// accuracy on T(x0) and on T(x_adv) against the sparsity weight lambda,
+// with Wilson 95% intervals as error bars. It returns PNG and SVG
+// encodings.
+func SweepPlot(points []SweepPoint) (pngData, svgData []byte, err error) {
+	if len(points) == 0 {
+		return nil, nil, fmt.Errorf("report: no lambda sweep points")
+	}
+	p := plot.New()
+	p.Title.Text = fmt.Sprintf("Accuracy against lambda (%s, %s)", points[0].Defense, points[0].Attack)
+	p.X.Label.Text = "lambda"
+	p.Y.Label.Text = "accuracy of the vanilla classifier"
+	p.Add(plotter.NewGrid())
+	for i, series := range []struct {
+		name string
+		acc  func(SweepPoint) metrics.Accuracy
+	}{
+		{"Acc(T(x0))", func(q SweepPoint) metrics.Accuracy { return q.Clean }},
+		{"Acc(T(x_adv))", func(q SweepPoint) metrics.Accuracy { return q.Adv }},
+	} {
+		pts := make(errPoints, len(points))
+		for j, q := range points {
+			a := series.acc(q)
+			pts[j] = errPoint{x: q.Lambda, y: a.Value, lo: a.Value - a.Lo, hi: a.Hi - a.Value}
+		}
+		l, s, err := plotter.NewLinePoints(pts)
+		if err != nil {
+			return nil, nil, err
+		}
+		l.Color, s.Color, s.Shape = seriesColor(i), seriesColor(i), plotutil.Shape(i)
+		l.Width = vg.Points(2)
+		e, err := plotter.NewYErrorBars(pts)
+		if err != nil {
+			return nil, nil, err
+		}
+		e.Color = seriesColor(i)
+		p.Add(l, s, e)
+		p.Legend.Add(series.name, l, s)
+	}
+	p.Y.Min, p.Y.Max = 0, 1.1
+	p.Legend.Top = true
+	return render(p, 6*vg.Inch, 4*vg.Inch)
+}
+
+// errPoint is a point with an asymmetric vertical error.
+type errPoint struct{ x, y, lo, hi float64 }
+
+type errPoints []errPoint
+
+func (e errPoints) Len() int                        { return len(e) }
+func (e errPoints) XY(i int) (float64, float64)     { return e[i].x, e[i].y }
+func (e errPoints) YError(i int) (float64, float64) { return e[i].lo, e[i].hi }

@@ -67,6 +67,10 @@ func synthetic() *Results {
 		{"JPEG", "FGSM-0.08", 25.1, *acc(370, 500), *acc(120, 200)},
 	}
 	r.Missing = []Missing{{"PixelDefend", "not implemented in this project"}}
+	for i, lambda := range []float64{0.05, 0.2, 0.5} {
+		r.Sweep = append(r.Sweep, SweepPoint{Defense: "STL (cluster)", Attack: "FGSM-0.08", Lambda: lambda,
+			Clean: *acc(180-40*i, 200), Adv: *acc(100+10*i, 200), PSNR: 30 - 3*float64(i)})
+	}
 	r.Stages = []Stage{{"train-vanilla", strings.Repeat("a", 64), 120, false}, {"defense", strings.Repeat("b", 64), 200, true}}
 	return r
 }
@@ -132,6 +136,7 @@ func TestValidate(t *testing.T) {
 		{"bad accuracy", func(r *Results) { r.Tables[1].Rows[0].Cells[0].Acc = &metrics.Accuracy{Correct: 5, N: 3} }},
 		{"NaN PSNR", func(r *Results) { r.Quality[0].PSNR = r.Quality[0].PSNR / 0 * 0 }},
 		{"empty accuracy", func(r *Results) { r.Quality[0].Adv = metrics.NewAccuracy(0, 0) }},
+		{"sweep lambda 0", func(r *Results) { r.Sweep[0].Lambda = 0 }},
 	}
 	for _, tc := range tests {
 		r := synthetic()
@@ -149,7 +154,7 @@ func TestValidate(t *testing.T) {
 func TestWrite(t *testing.T) {
 	dir := t.TempDir()
 	r := synthetic()
-	if err := Write(dir, r, syntheticGrid()); err != nil {
+	if err := Write(dir, r, Grids{Comparison: syntheticGrid(), Lambda: syntheticGrid()}); err != nil {
 		t.Fatal(err)
 	}
 	read := func(name string) string {
@@ -192,14 +197,14 @@ func TestWrite(t *testing.T) {
 	}
 	md := read(FileMarkdown)
 	for _, want := range []string{"| STL (cluster) |", "*(paper 0.8567)*", "**0.755**", "- STL, CW: missing, the attack failed: synthetic reason",
-		"class-balanced subset of **200**", "PixelDefend", "figures/grid.png", "figures/psnr_interval.svg", "| lambda | 0.2 |"} {
+		"class-balanced subset of **200**", "PixelDefend", "figures/grid.png", "figures/psnr_interval.svg", "| lambda | 0.2 |", "| 0.5 | 0.500 [0.431, 0.569] | 0.600 [0.531, 0.665] | 24.00 |"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report.md lacks %q", want)
 		}
 	}
 	html := read(FileHTML)
-	if n := strings.Count(html, `src="data:image/png;base64,`); n != 4 {
-		t.Errorf("report.html embeds %d PNGs, want 4 (grid, two bar charts, Figure 6)", n)
+	if n := strings.Count(html, `src="data:image/png;base64,`); n != 6 {
+		t.Errorf("report.html embeds %d PNGs, want 6 (two grids, two bar charts, Figures 5 and 6)", n)
 	}
 	if !strings.Contains(html, `<li class="missing">STL, CW: missing, the attack failed: synthetic reason</li>`) {
 		t.Error("report.html does not say why STL's CW cell is missing")
@@ -207,7 +212,7 @@ func TestWrite(t *testing.T) {
 	if strings.Contains(html, `src="figures/`) || strings.Contains(html, "http://") {
 		t.Error("report.html refers to external files")
 	}
-	for _, name := range []string{"grid.png", "accuracy_table1.png", "accuracy_table5.svg", "psnr_interval.png", "psnr_interval.svg"} {
+	for _, name := range []string{"grid.png", "lambda_grid.png", "accuracy_table1.png", "accuracy_table5.svg", "psnr_interval.png", "psnr_interval.svg", "lambda_sweep.png", "lambda_sweep.svg"} {
 		b := read(filepath.Join(DirFigures, name))
 		if strings.HasSuffix(name, ".png") {
 			if _, err := png.Decode(strings.NewReader(b)); err != nil {
@@ -230,7 +235,7 @@ func TestWriteRejectsInvalid(t *testing.T) {
 	r := synthetic()
 	r.Tables[0].Rows[0].Cells = nil
 	dir := t.TempDir()
-	if err := Write(dir, r, nil); err == nil {
+	if err := Write(dir, r, Grids{}); err == nil {
 		t.Fatal("Write accepted invalid results")
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {

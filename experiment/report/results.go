@@ -36,6 +36,9 @@ type Results struct {
 	Tables   []Table   `json:"tables,omitempty"`
 	// Quality holds the points of the Figure 6 plot.
 	Quality []Quality `json:"quality,omitempty"`
+	// Sweep holds the points of the Figure 5 study: the vanilla
+	// classifier's accuracy on T(x0) and T(x_adv) at each lambda.
+	Sweep []SweepPoint `json:"lambda_sweep,omitempty"`
 	// Missing lists what the run could not compute and why.
 	Missing []Missing `json:"missing,omitempty"`
 	Stages  []Stage   `json:"stages,omitempty"`
@@ -120,6 +123,19 @@ type Quality struct {
 	Adv     metrics.Accuracy `json:"acc_adv"`
 }
 
+// SweepPoint is one lambda of the Figure 5 study: a defense projecting
+// with sparsity weight Lambda, the vanilla classifier's accuracy on the
+// projected clean images T(x0) and adversarial images T(x_adv), and the
+// PSNR of T(x_adv) against x0.
+type SweepPoint struct {
+	Defense string           `json:"defense"`
+	Attack  string           `json:"attack"`
+	Lambda  float64          `json:"lambda"`
+	Clean   metrics.Accuracy `json:"acc_clean"`
+	Adv     metrics.Accuracy `json:"acc_adv"`
+	PSNR    float64          `json:"psnr_db"`
+}
+
 // Missing is something the run could not compute.
 type Missing struct {
 	What string `json:"what"`
@@ -168,6 +184,17 @@ func (r *Results) Validate() error {
 		}
 		if err := checkAcc(q.Adv); err != nil {
 			return fmt.Errorf("report: quality point %s/%s: %w", q.Defense, q.Attack, err)
+		}
+	}
+	for _, p := range r.Sweep {
+		if math.IsNaN(p.PSNR) || math.IsInf(p.PSNR, 0) || !(p.Lambda > 0) {
+			return fmt.Errorf("report: sweep point %s lambda %v: PSNR %v", p.Defense, p.Lambda, p.PSNR)
+		}
+		if err := checkAcc(p.Clean); err != nil {
+			return fmt.Errorf("report: sweep point lambda %v: %w", p.Lambda, err)
+		}
+		if err := checkAcc(p.Adv); err != nil {
+			return fmt.Errorf("report: sweep point lambda %v: %w", p.Lambda, err)
 		}
 	}
 	for _, a := range r.Attacks {

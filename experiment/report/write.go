@@ -22,22 +22,41 @@ const (
 // QualityAttack is the attack the Figure 6 plot uses, as in the paper.
 const QualityAttack = ColFGSM008
 
-// Figures renders the figures of a report: the image grid when grid is not
-// nil, one accuracy bar chart per table, and the Figure 6 plot for
-// QualityAttack (or, when it is absent, the first attack with quality
-// points). Names are relative to the report's directory.
-func Figures(r *Results, grid *Grid) ([]Figure, map[string][]byte, error) {
+// Grids are the image figures of a report; either may be nil.
+type Grids struct {
+	// Comparison is the grid of the paper's Figures 3 and 4: adversarial
+	// images, each defense's output, clean images.
+	Comparison *Grid
+	// Lambda is the grid of Figure 5(a): the projections of a few examples
+	// at each lambda of the sweep.
+	Lambda *Grid
+}
+
+// Figures renders the figures of a report: the image grids, one accuracy
+// bar chart per table, the Figure 6 plot for QualityAttack (or, when it is
+// absent, the first attack with quality points) and the Figure 5 plot when
+// there is a lambda sweep. Names are relative to the report's directory.
+func Figures(r *Results, g Grids) ([]Figure, map[string][]byte, error) {
 	var figs []Figure
 	files := map[string][]byte{}
-	if grid != nil && len(grid.Rows) > 0 {
+	for _, gr := range []struct {
+		grid    *Grid
+		name    string
+		caption string
+	}{
+		{g.Comparison, "grid.png", "Rows: adversarial images, each defense's output for them, clean images (as the paper's Figures 3 and 4)."},
+		{g.Lambda, "lambda_grid.png", "Projections at each lambda of the sweep (as the paper's Figure 5(a)); the last row is the clean image."},
+	} {
+		if gr.grid == nil || len(gr.grid.Rows) == 0 {
+			continue
+		}
 		var buf bytes.Buffer
-		if err := grid.EncodePNG(&buf); err != nil {
+		if err := gr.grid.EncodePNG(&buf); err != nil {
 			return nil, nil, err
 		}
-		name := DirFigures + "/grid.png"
+		name := DirFigures + "/" + gr.name
 		files[name] = buf.Bytes()
-		figs = append(figs, Figure{Name: name, PNG: buf.Bytes(),
-			Caption: "Rows: adversarial images, each defense's output for them, clean images (as the paper's Figures 3 and 4)."})
+		figs = append(figs, Figure{Name: name, PNG: buf.Bytes(), Caption: gr.caption})
 	}
 	for _, t := range r.Tables {
 		pngData, svgData, err := AccuracyBars(&t)
@@ -65,6 +84,16 @@ func Figures(r *Results, grid *Grid) ([]Figure, map[string][]byte, error) {
 		figs = append(figs, Figure{Name: base + ".png", SVG: base + ".svg", PNG: pngData,
 			Caption: "Figure 6 form (" + attack + "): PSNR of T(x_adv) against x0 versus the interval [min(a0, a_adv), max(a0, a_adv)] of the vanilla classifier's accuracies; top right is best. Segments closer than 0.12 dB are drawn side by side; the table gives exact values."})
 	}
+	if len(r.Sweep) > 0 {
+		pngData, svgData, err := SweepPlot(r.Sweep)
+		if err != nil {
+			return nil, nil, err
+		}
+		base := DirFigures + "/lambda_sweep"
+		files[base+".png"], files[base+".svg"] = pngData, svgData
+		figs = append(figs, Figure{Name: base + ".png", SVG: base + ".svg", PNG: pngData,
+			Caption: "Figure 5(b) form: the vanilla classifier's accuracy on T(x0) and T(x_adv) against lambda, with Wilson 95% intervals. A larger lambda gives blurrier projections; the gap between the two accuracies shrinks."})
+	}
 	return figs, files, nil
 }
 
@@ -77,12 +106,12 @@ func WriteJSON(w io.Writer, r *Results) error {
 
 // Write validates r and writes report.md, report.html, results.json,
 // results.csv and the figures (PNG and SVG) into dir, each file
-// atomically. grid may be nil.
-func Write(dir string, r *Results, grid *Grid) error {
+// atomically.
+func Write(dir string, r *Results, g Grids) error {
 	if err := r.Validate(); err != nil {
 		return err
 	}
-	figs, files, err := Figures(r, grid)
+	figs, files, err := Figures(r, g)
 	if err != nil {
 		return fmt.Errorf("report: figures: %w", err)
 	}
