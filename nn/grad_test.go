@@ -35,7 +35,7 @@ func checkGrads(t *testing.T, name string, l Layer, x *tensor.Tensor, train bool
 	y := l.Forward(x, train)
 	r := randTensor(rng, y.Shape...)
 	params := collectParams(l, "")
-	dx := l.Backward(r, GradMode{Input: true, Params: true})
+	dx := l.Backward(r.Clone(), GradMode{Input: true, Params: true}) // Backward may consume its argument
 	dxc := append([]float32(nil), dx.Data...)
 	grads := map[*Param][]float32{}
 	for _, p := range params {

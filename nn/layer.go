@@ -44,8 +44,10 @@ type GradMode struct {
 // selects training behaviour (batch statistics, dropout). The returned
 // tensor is owned by the layer and overwritten by its next Forward.
 // Backward takes dL/dy for the last Forward and, as mode asks, returns
-// dL/dx (owned by the layer) and overwrites the gradients of the layer's
-// parameters. Shapes are internal invariants: a network checks its input
+// dL/dx and overwrites the gradients of the layer's parameters. Backward
+// consumes dy: element-wise layers (batch norm, ReLU, sigmoid, input
+// normalization) compute dL/dx in place in dy's storage to save memory, so
+// callers must not reuse dy; otherwise dL/dx is owned by the layer. Shapes are internal invariants: a network checks its input
 // once at the boundary, layers panic on inconsistent shapes.
 // Layers are not safe for concurrent use.
 type Layer interface {

@@ -114,7 +114,7 @@ func (l *BatchNorm2D) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor 
 	n, c := x.Shape[0], x.Shape[1]
 	hw := x.Len() / (n * c)
 	if mode.Input {
-		l.dx = buf(l.dx, x.Shape...)
+		l.dx = dy // in place: each channel's sums are taken before its writes
 	}
 	parallelFor(l.Threads, c, func(_, lo, hi int) {
 		for ch := lo; ch < hi; ch++ {
@@ -203,12 +203,11 @@ func (l *ReLU) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor {
 	if !mode.Input {
 		return nil
 	}
-	l.dx = buf(l.dx, dy.Shape...)
-	y, dx := l.y.Data[:len(dy.Data)], l.dx.Data[:len(dy.Data)]
+	y := l.y.Data[:len(dy.Data)]
 	for i, g := range dy.Data {
-		dx[i] = maskPos(g, y[i])
+		dy.Data[i] = maskPos(g, y[i]) // in place
 	}
-	return l.dx
+	return dy
 }
 
 // Sigmoid is 1 / (1 + exp(-x)).
@@ -233,12 +232,11 @@ func (l *Sigmoid) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor {
 	if !mode.Input {
 		return nil
 	}
-	l.dx = buf(l.dx, dy.Shape...)
 	for i, g := range dy.Data {
 		y := l.y.Data[i]
-		l.dx.Data[i] = g * y * (1 - y)
+		dy.Data[i] = g * y * (1 - y) // in place
 	}
-	return l.dx
+	return dy
 }
 
 // Dropout zeroes each value with probability P in training mode and scales
@@ -677,15 +675,14 @@ func (l *Normalize) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor {
 	}
 	n, c := dy.Shape[0], dy.Shape[1]
 	hw := dy.Len() / (n * c)
-	l.dx = buf(l.dx, dy.Shape...)
 	for pl := 0; pl < n*c; pl++ {
 		s := 1 / l.Std[pl%c]
-		src, dst := dy.Data[pl*hw:(pl+1)*hw], l.dx.Data[pl*hw:(pl+1)*hw]
-		for i, v := range src {
-			dst[i] = v * s
+		d := dy.Data[pl*hw : (pl+1)*hw]
+		for i, v := range d {
+			d[i] = v * s // in place
 		}
 	}
-	return l.dx
+	return dy
 }
 
 // Residual adds a body and a shortcut applied to the same input:
@@ -696,7 +693,6 @@ type Residual struct {
 	Shortcut Layer
 	ReLU     bool
 	y, dx    *tensor.Tensor
-	dy       *tensor.Tensor
 }
 
 // Params implements Layer.
@@ -733,25 +729,38 @@ func (l *Residual) Forward(x *tensor.Tensor, train bool) *tensor.Tensor {
 }
 
 // Backward implements Layer.
+//
+// Layers may consume dy in place, so the shortcut's share is taken (the
+// identity's copied into the output buffer) before the body runs.
 func (l *Residual) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor {
 	if l.ReLU {
-		l.dy = buf(l.dy, dy.Shape...)
 		for i, g := range dy.Data {
-			l.dy.Data[i] = maskPos(g, l.y.Data[i])
+			dy.Data[i] = maskPos(g, l.y.Data[i]) // in place
 		}
-		dy = l.dy
+	}
+	var ds *tensor.Tensor
+	if mode.Input {
+		if l.Shortcut != nil {
+			ds = l.Shortcut.Backward(dy, mode)
+		} else {
+			l.dx = buf(l.dx, dy.Shape...)
+			copy(l.dx.Data, dy.Data)
+			ds = l.dx
+		}
 	}
 	db := l.Body.Backward(dy, mode)
-	ds := dy
-	if l.Shortcut != nil {
-		ds = l.Shortcut.Backward(dy, mode)
-	}
 	if !mode.Input {
 		return nil
 	}
-	l.dx = buf(l.dx, db.Shape...)
+	if l.Shortcut != nil {
+		l.dx = buf(l.dx, db.Shape...)
+		for i, v := range db.Data {
+			l.dx.Data[i] = v + ds.Data[i]
+		}
+		return l.dx
+	}
 	for i, v := range db.Data {
-		l.dx.Data[i] = v + ds.Data[i]
+		l.dx.Data[i] += v
 	}
 	return l.dx
 }

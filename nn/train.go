@@ -135,6 +135,7 @@ type EpochStats struct {
 	TestAcc   float64 `json:"test_acc"`
 	Seconds   float64 `json:"seconds"`
 	ImgPerSec float64 `json:"img_per_sec"`
+	Elapsed   float64 `json:"elapsed"` // training seconds since epoch 1, across resumes
 }
 
 // MarshalJSON writes NaN figures as null.
@@ -154,7 +155,8 @@ func (s EpochStats) MarshalJSON() ([]byte, error) {
 		TestAcc   *float64 `json:"test_acc"`
 		Seconds   float64  `json:"seconds"`
 		ImgPerSec float64  `json:"img_per_sec"`
-	}{s.Epoch, s.LR, f(s.TrainLoss), f(s.TrainAcc), f(s.TestLoss), f(s.TestAcc), s.Seconds, s.ImgPerSec})
+		Elapsed   float64  `json:"elapsed"`
+	}{s.Epoch, s.LR, f(s.TrainLoss), f(s.TrainAcc), f(s.TestLoss), f(s.TestAcc), s.Seconds, s.ImgPerSec, s.Elapsed})
 }
 
 // UnmarshalJSON reads null figures as NaN.
@@ -168,6 +170,7 @@ func (s *EpochStats) UnmarshalJSON(b []byte) error {
 		TestAcc   *float64 `json:"test_acc"`
 		Seconds   float64  `json:"seconds"`
 		ImgPerSec float64  `json:"img_per_sec"`
+		Elapsed   float64  `json:"elapsed"`
 	}
 	if err := json.Unmarshal(b, &a); err != nil {
 		return err
@@ -178,7 +181,7 @@ func (s *EpochStats) UnmarshalJSON(b []byte) error {
 		}
 		return *p
 	}
-	*s = EpochStats{a.Epoch, a.LR, g(a.TrainLoss), g(a.TrainAcc), g(a.TestLoss), g(a.TestAcc), a.Seconds, a.ImgPerSec}
+	*s = EpochStats{a.Epoch, a.LR, g(a.TrainLoss), g(a.TrainAcc), g(a.TestLoss), g(a.TestAcc), a.Seconds, a.ImgPerSec, a.Elapsed}
 	return nil
 }
 
@@ -299,6 +302,7 @@ func (l *loop) run(ctx context.Context, rep progress.Reporter) (*TrainResult, er
 			st.TestLoss, st.TestAcc = tl, ta
 		}
 		total += time.Since(t0).Seconds()
+		st.Elapsed = total
 		res.Epochs = append(res.Epochs, st)
 		if l.onEpochDone != nil {
 			l.onEpochDone(st)
@@ -489,7 +493,6 @@ func Train(ctx context.Context, m *Classifier, train, test Labeled, opts TrainOp
 	per := c.Channels * c.Height * c.Width
 	xb := tensor.New(bs, c.Channels, c.Height, c.Width)
 	lb := make([]int, bs)
-	t0 := time.Now()
 	l := &loop{kind: "classifier", epochs: opts.Epochs, batch: bs, n: n, seed: opts.Seed, sched: sched, opt: opt, params: m.params,
 		ckpt: opts.CheckpointDir, resume: opts.Resume, accuracy: true, epochDone: opts.EpochDone,
 		save: func(dir string) error { return Save(dir, m) },
@@ -516,8 +519,7 @@ func Train(ctx context.Context, m *Classifier, train, test Labeled, opts TrainOp
 		if hasTest {
 			m.Meta.TestLoss, m.Meta.TestAccuracy = st.TestLoss, st.TestAcc
 		}
-		m.Meta.Seconds += time.Since(t0).Seconds()
-		t0 = time.Now()
+		m.Meta.Seconds = st.Elapsed
 	}
 	res, err := l.run(ctx, rep)
 	if err != nil {
@@ -639,7 +641,6 @@ func TrainDAE(ctx context.Context, d *DAE, train, test *tensor.Tensor, opts DAET
 	xb := tensor.New(2*bs, c.Channels, c.Height, c.Width)
 	tb := tensor.New(2*bs, c.Channels, c.Height, c.Width)
 	sigma := float32(opts.NoiseSigma)
-	t0 := time.Now()
 	l := &loop{kind: "dae", epochs: opts.Epochs, batch: bs, n: n, seed: opts.Seed, sched: sched, opt: opt, adam: opt, params: d.params,
 		ckpt: opts.CheckpointDir, resume: opts.Resume, epochDone: opts.EpochDone,
 		save: func(dir string) error { return Save(dir, d) },
@@ -674,8 +675,7 @@ func TrainDAE(ctx context.Context, d *DAE, train, test *tensor.Tensor, opts DAET
 		if hasTest {
 			d.Meta.TestLoss = st.TestLoss
 		}
-		d.Meta.Seconds += time.Since(t0).Seconds()
-		t0 = time.Now()
+		d.Meta.Seconds = st.Elapsed
 	}
 	res, err := l.run(ctx, rep)
 	if err != nil {

@@ -134,7 +134,7 @@ func TestTrainResumeIsExact(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l.Meta.Epochs != 2 || l.Meta.TestAccuracy != res.Last().TestAcc {
+	if l.Meta.Epochs != 2 || l.Meta.TestAccuracy != res.Last().TestAcc || l.Meta.Seconds != res.Last().Elapsed || !(res.Last().Elapsed > res.Last().Seconds) {
 		t.Errorf("saved metadata %+v", l.Meta)
 	}
 }
