@@ -124,6 +124,13 @@ type Backend struct {
 	// set, where they may keep what they learn; ctx and rep serve that
 	// learning, which Baseline.New may do lazily.
 	Baselines func(ctx context.Context, cfg Config, train *dataset.Set, dir string, rep progress.Reporter) ([]Baseline, []Missing, error)
+	// WhiteBox returns the white-box attack of the paper's Table 4 (PGD at
+	// L-infinity 0.031, cfg.WhiteBoxSteps steps) and its settings; Adaptive
+	// wraps a defense and its classifier into the model that attack runs
+	// on (BPDA, with EOT over draws for randomized defenses). Either nil
+	// makes the white-box table missing.
+	WhiteBox func(cfg Config) (Attacker, any, error)
+	Adaptive func(t defense.Transform, m attack.Model, draws int) (attack.Model, error)
 	// Versions are recorded in the report (module, Go, build tags...).
 	Versions map[string]string
 }

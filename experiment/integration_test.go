@@ -24,6 +24,7 @@ func TestRunRealBackendSmall(t *testing.T) {
 	cfg.Name, cfg.Limit, cfg.TestLimit, cfg.Epochs = "small", 40, 20, 1
 	cfg.AttackSubset, cfg.Attacks, cfg.Baselines = 10, []string{AttackFGSM008}, []string{"jpeg"}
 	cfg.DictImages, cfg.DictIterations, cfg.DAEEpochs, cfg.GridImages = 8, 2, 1, 4
+	cfg.LambdaSweep, cfg.WhiteBox, cfg.WhiteBoxSteps = []float64{0.1, 0.4}, true, 2
 	dir := t.TempDir()
 	res, err := Run(context.Background(), cfg, dir, nil)
 	if err != nil {
@@ -39,6 +40,14 @@ func TestRunRealBackendSmall(t *testing.T) {
 	}
 	if c := findRow(t, t5, "JPEG").Cells[1]; c.Acc == nil || c.Acc.N != 10 {
 		t.Errorf("Table 5 JPEG FGSM-0.08 = %+v", c)
+	}
+	if len(res.Tables) != 3 || len(res.Sweep) != 2 {
+		t.Fatalf("%d tables and %d sweep points, want 3 and 2", len(res.Tables), len(res.Sweep))
+	}
+	for _, row := range res.Tables[2].Rows {
+		if row.Cells[0].Acc == nil {
+			t.Errorf("white-box %s: %s", row.Defense, row.Cells[0].Missing)
+		}
 	}
 	if t1.PaperRef == "" {
 		t.Error("no paper numbers on a CIFAR-10 run")

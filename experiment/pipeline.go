@@ -76,7 +76,14 @@ type row struct {
 	test         *tensor.Tensor            // T(test)
 	adv          map[string]*tensor.Tensor // T(adv) by attack
 	model        attack.Model              // classifier retrained on T(train)
+	modelKey     cache.Key
 	modelMissing string
+
+	// White-box evaluation: T(x_adv) for the PGD-through-BPDA examples,
+	// and whether they were computed against the vanilla classifier.
+	wbAdv     *tensor.Tensor
+	wbVanilla bool
+	wbMissing string
 }
 
 // advSet is one adversarial test set.
@@ -199,6 +206,9 @@ func (r *runner) run(ctx context.Context) error {
 		if err := r.defend(ctx, rw); err != nil {
 			return err
 		}
+	}
+	if err := r.whiteBox(ctx); err != nil {
+		return err
 	}
 	if err := r.sweep(ctx); err != nil {
 		return err
@@ -332,6 +342,16 @@ func (r *runner) planWeights() {
 		}
 		if rw.retrain {
 			w = append(w, ntrain*per, train(c.retrainEpochs()))
+		}
+	}
+	if c.WhiteBox {
+		w = append(w, nsub*float64(c.WhiteBoxSteps)*6e-3*px) // No Defense
+		for _, rw := range r.rows[1:] {
+			per := 1e-2 * px
+			if rw.name == RowSTL || rw.name == RowSTLCluster {
+				per = 4e-2 * px
+			}
+			w = append(w, nsub*float64(c.WhiteBoxSteps)*(per+6e-3*px))
 		}
 	}
 	for range c.LambdaSweep {
@@ -803,7 +823,7 @@ func (r *runner) defend(ctx context.Context, rw *row) error {
 	r.next("retrain on " + rw.name)
 	set := &dataset.Set{Images: ytrain, Labels: r.train.Labels, Classes: r.train.Classes, Name: r.train.Name + " through " + rw.name}
 	tKey, _ := cache.NewKey("transformed-train", nil, rw.key, trainKey)
-	m, _, err := r.trainClassifier(ctx, stageRetrain+slug(rw.name), r.classifierSpec(r.cfg.retrainEpochs()), set, tKey)
+	m, mKey, err := r.trainClassifier(ctx, stageRetrain+slug(rw.name), r.classifierSpec(r.cfg.retrainEpochs()), set, tKey)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -811,7 +831,95 @@ func (r *runner) defend(ctx context.Context, rw *row) error {
 		rw.modelMissing = "retraining failed: " + err.Error()
 		return nil
 	}
-	rw.model = m
+	rw.model, rw.modelKey = m, mKey
+	return nil
+}
+
+// whiteBox runs the paper's Table 4 evaluation: PGD through BPDA (EOT for
+// randomized defenses) against each defense in front of its retrained
+// classifier, or the vanilla one when it has none, and against the
+// undefended vanilla classifier.
+func (r *runner) whiteBox(ctx context.Context) error {
+	if !r.cfg.WhiteBox {
+		return nil
+	}
+	fail := func(why string) {
+		r.advance(len(r.rows))
+		for _, rw := range r.rows {
+			rw.wbMissing = why
+		}
+	}
+	if r.b.WhiteBox == nil || r.b.Adaptive == nil {
+		fail("no white-box attack in this build")
+		return nil
+	}
+	pgd, settings, err := r.b.WhiteBox(r.cfg)
+	if err != nil {
+		fail(err.Error())
+		return nil
+	}
+	r.describe("white-box attack (PGD through BPDA)", map[string]any{"pgd": settings, "eot_draws": r.cfg.EOTDraws})
+	subsetKey, _ := cache.NewKey("subset", map[string]any{"n": len(r.subset), "seed": r.cfg.Seed}, r.dataKey)
+	for _, rw := range r.rows {
+		r.next("white-box attack on " + rw.name)
+		if rw.name != NoDefense && (rw.newT == nil || rw.test == nil) {
+			rw.wbMissing = rw.missing
+			if rw.wbMissing == "" {
+				rw.wbMissing = "the defense is not available"
+			}
+			continue
+		}
+		m, mKey := rw.model, rw.modelKey
+		if m == nil {
+			m, mKey, rw.wbVanilla = r.vanilla, r.vanillaKey, true
+		}
+		stage := "whitebox-" + slug(rw.name)
+		cfg := map[string]any{"attack": settings, "eot_draws": r.cfg.EOTDraws, "seed": r.cfg.Seed}
+		deps := []cache.Key{mKey, subsetKey}
+		if rw.name != NoDefense {
+			deps = append(deps, rw.key)
+		}
+		key, err := cache.NewKey(stage, cfg, deps...)
+		if err != nil {
+			return err
+		}
+		dir, _, err := r.store.Do(ctx, stage, key, cfg, deps, func(ctx context.Context, out string) error {
+			if rw.name == NoDefense {
+				adv, err := pgd(ctx, m, r.x0, r.y0, r.rep)
+				if err != nil {
+					return err
+				}
+				return npy.WriteFile(filepath.Join(out, "images.npy"), adv)
+			}
+			t, err := rw.newT(stageSeed(r.cfg.Seed, stage))
+			if err != nil {
+				return err
+			}
+			am, err := r.b.Adaptive(t, m, r.cfg.EOTDraws)
+			if err != nil {
+				return err
+			}
+			adv, err := pgd(ctx, am, r.x0, r.y0, r.rep)
+			if err != nil {
+				return err
+			}
+			y, err := applyBatched(ctx, t, adv, rw.name+" on its white-box examples", r.rep)
+			if err != nil {
+				return err
+			}
+			return npy.WriteFile(filepath.Join(out, "images.npy"), y)
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			rw.wbMissing = "the white-box attack failed: " + err.Error()
+			continue
+		}
+		if rw.wbAdv, err = readImages(filepath.Join(dir, "images.npy"), r.x0.Shape); err != nil {
+			return fmt.Errorf("stage %s: %w", stage, err)
+		}
+	}
 	return nil
 }
 

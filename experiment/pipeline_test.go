@@ -188,46 +188,81 @@ func (f *fakes) backend() Backend {
 		},
 		Classifier: f.trainer,
 		Defense:    f.defense,
-		Attack: func(name string, cfg Config) (Attacker, any, string, error) {
-			if name == AttackCW {
-				return nil, nil, "", errors.New("CW is not available in the fake backend")
-			}
-			eps := float32(0.3)
-			if name == AttackFGSM004 {
-				eps = 0.15
-			}
-			return func(ctx context.Context, m attack.Model, x *tensor.Tensor, labels []int, rep progress.Reporter) (*tensor.Tensor, error) {
-				f.attacked.Add(1)
-				_, g, err := m.InputGrad(ctx, x, func(logits, g *tensor.Tensor) {
-					for i, l := range labels {
-						g.Data[i*fakeClasses+l] = -1 // ascend logit_{y+1} - logit_y
-						g.Data[i*fakeClasses+(l+1)%fakeClasses] = 1
-					}
-				})
-				if err != nil {
-					return nil, err
-				}
-				adv := x.Clone()
-				for i, v := range g.Data {
-					switch {
-					case v > 0:
-						adv.Data[i] += eps
-					case v < 0:
-						adv.Data[i] -= eps
-					}
-				}
-				tensor.Clip(adv.Data, 0, 1)
-				return adv, nil
-			}, map[string]float32{"eps": eps}, fmt.Sprintf("L-inf %g", eps), nil
-		},
+		Attack:     f.attack,
 		Baselines: func(ctx context.Context, cfg Config, train *dataset.Set, dir string, rep progress.Reporter) ([]Baseline, []Missing, error) {
 			return []Baseline{
 				{Name: "Shrink", Settings: 0.5, New: func(uint64) (defense.Transform, error) { return shrink{"Shrink", 0.5}, nil }},
 				{Name: "Broken", Settings: 0, New: func(uint64) (defense.Transform, error) { return failing{}, nil }},
 			}, []Missing{{"MagNet", "no reformer in the fake backend"}}, nil
 		},
+		WhiteBox: func(cfg Config) (Attacker, any, error) {
+			a, _, _, err := f.backend0().Attack(AttackFGSM008, cfg)
+			return a, "fake pgd", err
+		},
+		Adaptive: func(t defense.Transform, m attack.Model, draws int) (attack.Model, error) {
+			return bpda{t, m}, nil
+		},
 		Versions: map[string]string{"backend": "fake"},
 	}
+}
+
+func (f *fakes) attack(name string, cfg Config) (Attacker, any, string, error) {
+	if name == AttackCW {
+		return nil, nil, "", errors.New("CW is not available in the fake backend")
+	}
+	eps := float32(0.3)
+	if name == AttackFGSM004 {
+		eps = 0.15
+	}
+	return func(ctx context.Context, m attack.Model, x *tensor.Tensor, labels []int, rep progress.Reporter) (*tensor.Tensor, error) {
+		f.attacked.Add(1)
+		_, g, err := m.InputGrad(ctx, x, func(logits, g *tensor.Tensor) {
+			for i, l := range labels {
+				g.Data[i*fakeClasses+l] = -1 // ascend logit_{y+1} - logit_y
+				g.Data[i*fakeClasses+(l+1)%fakeClasses] = 1
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+		adv := x.Clone()
+		for i, v := range g.Data {
+			switch {
+			case v > 0:
+				adv.Data[i] += eps
+			case v < 0:
+				adv.Data[i] -= eps
+			}
+		}
+		tensor.Clip(adv.Data, 0, 1)
+		return adv, nil
+	}, map[string]float32{"eps": eps}, fmt.Sprintf("L-inf %g", eps), nil
+}
+
+// backend0 is the backend without white-box pieces (to reuse its attack).
+func (f *fakes) backend0() Backend { return Backend{Attack: f.attack} }
+
+// bpda classifies T(x) and takes T's Jacobian as the identity.
+type bpda struct {
+	t defense.Transform
+	m attack.Model
+}
+
+func (b bpda) InputShape() (int, int, int) { return b.m.InputShape() }
+func (b bpda) NumClasses() int             { return b.m.NumClasses() }
+func (b bpda) Logits(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
+	y, err := b.t.Apply(ctx, x)
+	if err != nil {
+		return nil, err
+	}
+	return b.m.Logits(ctx, y)
+}
+func (b bpda) InputGrad(ctx context.Context, x *tensor.Tensor, seed func(logits, g *tensor.Tensor)) (*tensor.Tensor, *tensor.Tensor, error) {
+	y, err := b.t.Apply(ctx, x)
+	if err != nil {
+		return nil, nil, err
+	}
+	return b.m.InputGrad(ctx, y, seed)
 }
 
 func fakeConfig() Config {
@@ -477,5 +512,49 @@ func (r *recorder) Report(stage string, done, total int, msg string) {
 	defer r.mu.Unlock()
 	if stage == "stl run" {
 		r.runLast, r.runTotal = done, total
+	}
+}
+
+func TestRunWhiteBox(t *testing.T) {
+	f := newFakes()
+	cfg := fakeConfig()
+	cfg.WhiteBox = true
+	dir := t.TempDir()
+	rec := &recorder{}
+	res, err := RunWith(context.Background(), cfg, f.backend(), dir, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.runLast != rec.runTotal {
+		t.Errorf("overall progress ended at %d of %d", rec.runLast, rec.runTotal)
+	}
+	if len(res.Tables) != 3 || res.Tables[2].ID != "table4" {
+		t.Fatalf("tables = %d, want Tables 1, 5 and 4", len(res.Tables))
+	}
+	t4 := res.Tables[2]
+	if c := findRow(t, t4, NoDefense).Cells[0]; c.Acc == nil || c.Acc.N != 12 || c.Acc.Value > 0.5 {
+		t.Errorf("No Defense under white-box attack = %+v, want a successful attack on 12 images", c)
+	}
+	if c := findRow(t, t4, RowSTL).Cells[0]; c.Acc == nil {
+		t.Errorf("STL white-box cell missing: %s", c.Missing)
+	}
+	if c := findRow(t, t4, "Shrink (vanilla classifier)").Cells[0]; c.Acc == nil {
+		t.Errorf("Shrink white-box cell missing: %s", c.Missing)
+	}
+	if c := findRow(t, t4, "Broken").Cells[0]; c.Acc != nil || !strings.Contains(c.Missing, "synthetic transform failure") {
+		t.Errorf("Broken white-box cell = %+v, want missing with the reason", c)
+	}
+	n := f.attacked.Load()
+	res2, err := RunWith(context.Background(), cfg, f.backend(), dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.attacked.Load() != n {
+		t.Errorf("second run attacked again (%d -> %d)", n, f.attacked.Load())
+	}
+	b1, _ := json.Marshal(res.Tables)
+	b2, _ := json.Marshal(res2.Tables)
+	if string(b1) != string(b2) {
+		t.Error("second run gave different tables")
 	}
 }

@@ -25,6 +25,10 @@ func DefaultBackend() Backend {
 		Data:      loadData,
 		Attack:    paperAttack,
 		Baselines: registryBaselines,
+		WhiteBox:  whiteBoxPGD,
+		Adaptive: func(t defense.Transform, m attack.Model, draws int) (attack.Model, error) {
+			return attack.Adaptive(t, m, nil, draws)
+		},
 	}
 	b.Classifier = defaultTrainer()
 	db := defense.DefaultBackend()
@@ -106,6 +110,26 @@ func paperAttack(name string, cfg Config) (Attacker, any, string, error) {
 		return res.Adv, nil
 	}
 	return run, set, budget, nil
+}
+
+// whiteBoxPGD returns PGD at the paper's Table 4 budget, L-infinity 0.031,
+// with cfg.WhiteBoxSteps steps and package attack's other defaults (step
+// 0.1 budget, random start seeded by the run seed).
+func whiteBoxPGD(cfg Config) (Attacker, any, error) {
+	o := attack.DefaultPGDOptions()
+	o.Budget = attack.Budget{Norm: attack.LInf, Eps: 0.031}
+	o.Steps, o.Seed = cfg.WhiteBoxSteps, uint64(cfg.Seed)
+	a, err := attack.NewPGD(o)
+	if err != nil {
+		return nil, nil, err
+	}
+	return func(ctx context.Context, m attack.Model, x *tensor.Tensor, labels []int, rep progress.Reporter) (*tensor.Tensor, error) {
+		res, err := attack.RunBatched(ctx, a, m, x, labels, attackBatch, rep)
+		if err != nil {
+			return nil, err
+		}
+		return res.Adv, nil
+	}, o, nil
 }
 
 // DefaultBaselines are the baselines "all" stands for in a run: one of each

@@ -80,6 +80,10 @@ as in results.json); flags given on the command line override it.`,
 	f.StringSliceVar(&d.Baselines, "baselines", d.Baselines, `baseline defenses ("all", or names such as jpeg,tvm,quilt; "" for none)`)
 	f.BoolVar(&d.RetrainBaselines, "retrain-baselines", d.RetrainBaselines, "also retrain a classifier on each baseline (Table 1 form)")
 	f.IntVar(&d.GridImages, "grid-images", d.GridImages, "examples in the image grid")
+	f.Float64SliceVar(&d.LambdaSweep, "lambda-sweep", d.LambdaSweep, "lambdas of the Figure 5 study (\"\" for none)")
+	f.BoolVar(&d.WhiteBox, "whitebox", d.WhiteBox, "add the white-box Table 4 form (PGD L-inf 0.031 through BPDA, EOT for randomized defenses)")
+	f.IntVar(&d.WhiteBoxSteps, "whitebox-steps", d.WhiteBoxSteps, "PGD steps of the white-box attack")
+	f.IntVar(&d.EOTDraws, "eot-draws", d.EOTDraws, "EOT draws per gradient for randomized defenses")
 	runOpts[cmd] = o
 	return cmd
 }
@@ -112,6 +116,10 @@ func (o *runOptions) resolve(cmd *cobra.Command) (experiment.Config, error) {
 		"baselines":         func() { cfg.Baselines = nonEmpty(o.cfg.Baselines) },
 		"retrain-baselines": func() { cfg.RetrainBaselines = o.cfg.RetrainBaselines },
 		"grid-images":       func() { cfg.GridImages = o.cfg.GridImages },
+		"lambda-sweep":      func() { cfg.LambdaSweep = o.cfg.LambdaSweep },
+		"whitebox":          func() { cfg.WhiteBox = o.cfg.WhiteBox },
+		"whitebox-steps":    func() { cfg.WhiteBoxSteps = o.cfg.WhiteBoxSteps },
+		"eot-draws":         func() { cfg.EOTDraws = o.cfg.EOTDraws },
 	}
 	cmd.Flags().Visit(func(fl *pflag.Flag) {
 		if apply, ok := set[fl.Name]; ok {

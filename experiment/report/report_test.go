@@ -104,6 +104,10 @@ func TestPaperValues(t *testing.T) {
 		{PaperTable5, "STL (cluster)", ColDeepFool, 0.7959, true},
 		{PaperTable5, "MagNet reformer", ColBIM, 0.4312, true},
 		{PaperTable1, "JPEG", ColClean, 0, false},
+		{PaperTable4, "STL (cluster)", ColBPDA, 0.42, true},
+		{PaperTable4, "MagNet", ColBPDA, 0.10, true},
+		{PaperTable4, "STL", ColClean, 0, false},
+		{PaperTable4, "JPEG", ColBPDA, 0, false},
 		{PaperTable1, "STL", "PGD", 0, false},
 		{"Table 9", "STL", ColClean, 0, false},
 	}
