@@ -35,6 +35,7 @@ func NewClassifier(cfg ClassifierConfig) (*Classifier, error) {
 	cfg.Mean = append([]float32(nil), cfg.Mean...)
 	cfg.Std = append([]float32(nil), cfg.Std...)
 	net, drops := buildClassifier(cfg)
+	sharePool(net, newGradPool())
 	return &Classifier{cfg: cfg, net: net, drops: drops, params: collectParams(net, "")}, nil
 }
 

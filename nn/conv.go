@@ -396,6 +396,7 @@ type Conv2D struct {
 	Threads      int
 	Backend      string         // "" for the default (see ConvBackendEnv)
 	kernels      []cachedKernel // most recently used first
+	pool         *gradPool
 	x, y, dx     *tensor.Tensor
 }
 
@@ -498,7 +499,7 @@ func (l *Conv2D) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor {
 	if !mode.Input {
 		return nil
 	}
-	l.dx = buf(l.dx, l.x.Shape...)
+	l.dx = l.pool.get(l.dx, dy, l.x.Shape...)
 	must(k.BackwardData(l.dx.Data, dy.Data, l.Weight.W))
 	return l.dx
 }

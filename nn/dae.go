@@ -27,6 +27,9 @@ func NewDAE(cfg DAEConfig) (*DAE, error) {
 		return nil, err
 	}
 	enc, dec := buildDAE(cfg)
+	pool := newGradPool()
+	sharePool(enc, pool)
+	sharePool(dec, pool)
 	d := &DAE{cfg: cfg, enc: enc, dec: dec}
 	d.params = append(collectParams(enc, "encoder."), collectParams(dec, "decoder.")...)
 	return d, nil

@@ -187,3 +187,55 @@ func parallelFor(threads, n int, fn func(worker, lo, hi int)) {
 	}
 	wg.Wait()
 }
+
+// gradPool shares input-gradient buffers among the layers of one network:
+// an input gradient is dead once the layer before has consumed it, so two
+// buffers per shape serve a whole chain (the one that is not the incoming
+// gradient is handed out). Residual blocks keep their own output buffers,
+// which the pool never hands out. A nil pool falls back to the layer's own
+// buffer. Not safe for concurrent use (one per network).
+type gradPool struct {
+	bufs map[[5]int][2]*tensor.Tensor
+}
+
+// get returns a tensor of the given shape whose storage differs from
+// avoid's; own is the caller's buffer, used when p is nil.
+func (p *gradPool) get(own, avoid *tensor.Tensor, shape ...int) *tensor.Tensor {
+	if p == nil || len(shape) > 4 {
+		return buf(own, shape...)
+	}
+	var key [5]int
+	key[0] = len(shape)
+	copy(key[1:], shape)
+	pair := p.bufs[key]
+	for i, t := range pair {
+		if t == nil {
+			t = tensor.New(shape...)
+			pair[i] = t
+			p.bufs[key] = pair
+		}
+		if avoid == nil || len(avoid.Data) == 0 || &avoid.Data[0] != &t.Data[0] {
+			return t
+		}
+	}
+	panic("nn: gradPool: both buffers alias the incoming gradient")
+}
+
+// sharePool gives every pooled layer of a network the same gradPool.
+func sharePool(l Layer, p *gradPool) {
+	switch v := l.(type) {
+	case *Conv2D:
+		v.pool = p
+	case *MaxPool2D:
+		v.pool = p
+	case *Upsample:
+		v.pool = p
+	}
+	if c, ok := l.(container); ok {
+		for _, ch := range c.Children() {
+			sharePool(ch.layer, p)
+		}
+	}
+}
+
+func newGradPool() *gradPool { return &gradPool{bufs: map[[5]int][2]*tensor.Tensor{}} }

@@ -358,6 +358,7 @@ func (l *Dense) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor {
 type MaxPool2D struct {
 	K, Stride int
 	Threads   int
+	pool      *gradPool
 	x, y, dx  *tensor.Tensor
 	arg       []int32
 }
@@ -446,7 +447,7 @@ func (l *MaxPool2D) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor {
 	}
 	n, c, h, w := l.x.Shape[0], l.x.Shape[1], l.x.Shape[2], l.x.Shape[3]
 	ohw := l.y.Shape[2] * l.y.Shape[3]
-	l.dx = buf(l.dx, l.x.Shape...)
+	l.dx = l.pool.get(l.dx, dy, l.x.Shape...)
 	fast := l.K == 2 && l.Stride == 2
 	parallelFor(l.Threads, n*c, func(_, lo, hi int) {
 		for pl := lo; pl < hi; pl++ {
@@ -526,6 +527,7 @@ func (l *AvgPool2D) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor {
 // Upsample repeats every pixel Factor x Factor times (nearest neighbour).
 type Upsample struct {
 	Factor int
+	pool   *gradPool
 	x, y   *tensor.Tensor
 	dx     *tensor.Tensor
 }
@@ -560,7 +562,7 @@ func (l *Upsample) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor {
 	n, c, h, w := l.x.Shape[0], l.x.Shape[1], l.x.Shape[2], l.x.Shape[3]
 	f := l.Factor
 	W := w * f
-	l.dx = buf(l.dx, l.x.Shape...)
+	l.dx = l.pool.get(l.dx, dy, l.x.Shape...)
 	for pl := 0; pl < n*c; pl++ {
 		dst, src := l.dx.Data[pl*h*w:(pl+1)*h*w], dy.Data[pl*h*w*f*f:(pl+1)*h*w*f*f]
 		clear(dst)

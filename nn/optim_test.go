@@ -91,3 +91,22 @@ func TestSchedules(t *testing.T) {
 		t.Error("pct_start 1.5 accepted")
 	}
 }
+
+func TestGradPoolAvoidsIncoming(t *testing.T) {
+	p := newGradPool()
+	a := p.get(nil, nil, 2, 3)
+	b := p.get(nil, a, 2, 3)
+	if &a.Data[0] == &b.Data[0] {
+		t.Fatal("pool handed out the incoming gradient's storage")
+	}
+	if c := p.get(nil, b, 2, 3); &c.Data[0] != &a.Data[0] {
+		t.Error("pool did not reuse its first buffer")
+	}
+	if d := p.get(nil, a, 3, 2); len(d.Data) != 6 || d.Shape[0] != 3 {
+		t.Errorf("shape (3,2): got %v", d.Shape)
+	}
+	var nilPool *gradPool
+	if e := nilPool.get(nil, nil, 4); len(e.Data) != 4 {
+		t.Error("nil pool must fall back to an own buffer")
+	}
+}
