@@ -14,7 +14,18 @@
 //     its transformed clean and adversarial sets) and Table 5 (the vanilla
 //     classifier on transformed sets), for No Defense, STL, STL (cluster)
 //     and every baseline the project has;
-//  6. write the report (package report).
+//  6. the lambda sweep of Figure 5 (section 5.5): STL (cluster) projecting
+//     with each lambda, evaluated on the vanilla classifier;
+//  7. optionally (Config.WhiteBox) the white-box evaluation of Table 4
+//     (section 5.3): PGD at L-infinity 0.031 through BPDA, EOT for
+//     randomized defenses;
+//  8. write the report (package report).
+//
+// The run directory holds the report files (report.md, report.html,
+// results.json, results.csv, figures/), the cached stages (stages/, one
+// directory per stage with its key in stage.json), the checkpoints of
+// unfinished trainings (checkpoints/) and what the baselines learn from the
+// training images (baselines/).
 //
 // Every stage is cached in the run directory under a key derived from its
 // configuration and the keys of the stages it reads (package cache), so an
