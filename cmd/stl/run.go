@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -17,6 +18,7 @@ import (
 // runOptions are the flags of `stl run`.
 type runOptions struct {
 	out, config string
+	sweep       []string // --lambda-sweep, parsed in resolve so that "" means none
 	cfg         experiment.Config
 }
 
@@ -80,7 +82,7 @@ as in results.json); flags given on the command line override it.`,
 	f.StringSliceVar(&d.Baselines, "baselines", d.Baselines, `baseline defenses ("all", or names such as jpeg,tvm,quilt; "" for none)`)
 	f.BoolVar(&d.RetrainBaselines, "retrain-baselines", d.RetrainBaselines, "also retrain a classifier on each baseline (Table 1 form)")
 	f.IntVar(&d.GridImages, "grid-images", d.GridImages, "examples in the image grid")
-	f.Float64SliceVar(&d.LambdaSweep, "lambda-sweep", d.LambdaSweep, "lambdas of the Figure 5 study (\"\" for none)")
+	f.StringSliceVar(&o.sweep, "lambda-sweep", []string{"0.05", "0.1", "0.2", "0.3", "0.5"}, "lambdas of the Figure 5 study (\"\" for none)")
 	f.BoolVar(&d.WhiteBox, "whitebox", d.WhiteBox, "add the white-box Table 4 form (PGD L-inf 0.031 through BPDA, EOT for randomized defenses)")
 	f.IntVar(&d.WhiteBoxSteps, "whitebox-steps", d.WhiteBoxSteps, "PGD steps of the white-box attack")
 	f.IntVar(&d.EOTDraws, "eot-draws", d.EOTDraws, "EOT draws per gradient for randomized defenses")
@@ -116,7 +118,7 @@ func (o *runOptions) resolve(cmd *cobra.Command) (experiment.Config, error) {
 		"baselines":         func() { cfg.Baselines = nonEmpty(o.cfg.Baselines) },
 		"retrain-baselines": func() { cfg.RetrainBaselines = o.cfg.RetrainBaselines },
 		"grid-images":       func() { cfg.GridImages = o.cfg.GridImages },
-		"lambda-sweep":      func() { cfg.LambdaSweep = o.cfg.LambdaSweep },
+		"lambda-sweep":      func() { cfg.LambdaSweep = nil },
 		"whitebox":          func() { cfg.WhiteBox = o.cfg.WhiteBox },
 		"whitebox-steps":    func() { cfg.WhiteBoxSteps = o.cfg.WhiteBoxSteps },
 		"eot-draws":         func() { cfg.EOTDraws = o.cfg.EOTDraws },
@@ -126,6 +128,16 @@ func (o *runOptions) resolve(cmd *cobra.Command) (experiment.Config, error) {
 			apply()
 		}
 	})
+	if cmd.Flags().Changed("lambda-sweep") {
+		cfg.LambdaSweep = []float64{}
+		for _, v := range nonEmpty(o.sweep) {
+			l, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return cfg, usagef("--lambda-sweep: %q is not a number", v)
+			}
+			cfg.LambdaSweep = append(cfg.LambdaSweep, l)
+		}
+	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, usagef("%v", err)
 	}

@@ -19,6 +19,9 @@ func TestRunFlagsOverrideConfig(t *testing.T) {
 		{"defaults", nil, false},
 		{"file", []string{"--config", cfgFile}, false},
 		{"flag over file", []string{"--config", cfgFile, "--lambda", "0.3", "--baselines", ""}, false},
+		{"sweep", []string{"--lambda-sweep", "0.1,0.4"}, false},
+		{"no sweep", []string{"--lambda-sweep", ""}, false},
+		{"bad sweep", []string{"--lambda-sweep", "x"}, true},
 		{"bad arch", []string{"--arch", "vgg-16"}, true},
 		{"bad file", []string{"--config", filepath.Join(dir, "absent.yaml")}, true},
 	}
@@ -38,6 +41,9 @@ func TestRunFlagsOverrideConfig(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
+		if (tc.name == "defaults" || tc.name == "file") && len(cfg.LambdaSweep) != 5 {
+			t.Errorf("%s: sweep %v, want the 5 defaults", tc.name, cfg.LambdaSweep)
+		}
 		switch tc.name {
 		case "defaults":
 			if cfg.Name != "cifar10-sample" || cfg.Lambda != 0.2 || cfg.Data != "sample:cifar10" {
@@ -46,6 +52,14 @@ func TestRunFlagsOverrideConfig(t *testing.T) {
 		case "file":
 			if cfg.Name != "fromfile" || cfg.Lambda != 0.1 || cfg.Clusters != 6 || cfg.Arch != "resnet-20" {
 				t.Errorf("file: %+v", cfg)
+			}
+		case "sweep":
+			if len(cfg.LambdaSweep) != 2 || cfg.LambdaSweep[1] != 0.4 {
+				t.Errorf("sweep: %v", cfg.LambdaSweep)
+			}
+		case "no sweep":
+			if len(cfg.LambdaSweep) != 0 {
+				t.Errorf("no sweep: %v", cfg.LambdaSweep)
 			}
 		case "flag over file":
 			if cfg.Lambda != 0.3 || cfg.Clusters != 6 || len(cfg.Baselines) != 0 {
