@@ -3,9 +3,9 @@ package main
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -49,6 +49,12 @@ type attackFlags struct {
 	batch              int
 	threads            int
 	out                string
+	// What the quilting baselines and MagNet learn from the clean training
+	// images (see prepareBaseline).
+	baselineDir   string
+	baselineTrain int
+	magnetEpochs  int
+	quiltPatches  int
 }
 
 // attackMethods lists the --attack values and the method-specific flags
@@ -81,7 +87,13 @@ FGSM-0.08), PGD at L-infinity 0.031.
 
 The set is written to the --out directory as adv.npy (float32, bit-exact),
 labels.npy and meta.json (per-image dissimilarity and L-infinity reached,
-predictions, success flags); see the attack package documentation.`,
+predictions, success flags); see the attack package documentation. "stl defend
+--in DIR" projects such a set, keeping its labels.
+
+The baselines quilt, tvm-quilt, crop-tvm-quilt (a patch database) and magnet (a
+denoising auto-encoder) learn from the data set's clean training images; what
+they learn is cached in --baseline-dir and reused by later attacks on the same
+training images.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := f.check(cmd); err != nil {
@@ -118,6 +130,11 @@ predictions, success flags); see the attack package documentation.`,
 	fl.IntVar(&f.batch, "batch", 100, "images per attack batch")
 	fl.IntVar(&f.threads, "threads", 0, "classifier threads (0: as saved)")
 	fl.StringVar(&f.out, "out", "", "output directory of the adversarial set (required)")
+	po := defense.DefaultPrepareOptions()
+	fl.StringVar(&f.baselineDir, "baseline-dir", "", "cache of the patch database and auto-encoder of --defense quilt, tvm-quilt, crop-tvm-quilt and magnet, one subfolder per training set (default: 'baselines' beside --out)")
+	fl.IntVar(&f.baselineTrain, "baseline-train", 0, "train those baselines on a class-balanced subset of this many training images, seeded by --subset-seed (0: all)")
+	fl.IntVar(&f.magnetEpochs, "magnet-epochs", po.MagNet.Epochs, "magnet: auto-encoder training epochs")
+	fl.IntVar(&f.quiltPatches, "quilt-patches", po.PatchDB.MaxPatches, "quilting: patches kept in the database (0: all; the search costs time linear in it)")
 	return cmd
 }
 
@@ -145,6 +162,9 @@ func (f *attackFlags) check(cmd *cobra.Command) error {
 	}
 	if f.n < 0 || f.batch < 1 || f.threads < 0 {
 		return usagef("--n, --batch and --threads must be >= 0, >= 1 and >= 0")
+	}
+	if f.baselineTrain < 0 || f.magnetEpochs < 0 || f.quiltPatches < 0 {
+		return usagef("--baseline-train, --magnet-epochs and --quilt-patches must be >= 0")
 	}
 	if f.norm != "" {
 		if _, err := attack.ParseNorm(f.norm); err != nil {
@@ -233,8 +253,11 @@ func (f *attackFlags) build() (attack.Attack, error) {
 }
 
 // loadDefense resolves --defense: a baseline name or a saved defense
-// directory (its "STL (cluster)" transform).
-func loadDefense(spec string) (attack.Transform, error) {
+// directory (its "STL (cluster)" transform). Baselines that learn from the
+// clean training images train (quilting's patch database, MagNet's
+// auto-encoder) get them from prepareBaseline.
+func loadDefense(ctx context.Context, f attackFlags, train *dataset.Set, stdout io.Writer, rep progress.Reporter) (attack.Transform, error) {
+	spec := f.defense
 	if st, err := os.Stat(spec); err == nil && st.IsDir() {
 		d, err := defense.Load(spec)
 		if err != nil {
@@ -246,15 +269,70 @@ func loadDefense(spec string) (attack.Transform, error) {
 		}
 		return strat, nil
 	}
-	t, err := defense.NewBaseline(spec, defense.DefaultBaselineConfig())
+	if defense.BaselineDoc(spec) == "" {
+		return nil, usagef("--defense %q is neither a directory nor a baseline (%s)", spec, strings.Join(defense.BaselineNames(), ", "))
+	}
+	cfg, err := prepareBaseline(ctx, f, train, stdout, rep)
 	if err != nil {
-		var ue *defense.UnknownBaselineError
-		if errors.As(err, &ue) {
-			return nil, usagef("--defense %q is neither a directory nor a baseline (%s)", spec, strings.Join(defense.BaselineNames(), ", "))
-		}
 		return nil, err
 	}
-	return t, nil
+	return defense.NewBaseline(spec, cfg)
+}
+
+// prepareBaseline returns the baseline options of --defense, completed,
+// when the baseline needs them, with a patch database and a MagNet
+// auto-encoder learned from the clean training images train (a
+// class-balanced subset of --baseline-train of them). Both are cached in
+// --baseline-dir (default DIR/../baselines for --out DIR), in a subfolder
+// named after a hash of the training images, so that later attacks on the
+// same data load them instead of training again.
+func prepareBaseline(ctx context.Context, f attackFlags, train *dataset.Set, stdout io.Writer, rep progress.Reporter) (defense.BaselineConfig, error) {
+	cfg := defense.DefaultBaselineConfig()
+	if db, dae := defense.BaselineNeeds(f.defense); !db && !dae {
+		return cfg, nil
+	}
+	if train == nil || train.Len() == 0 {
+		return cfg, fmt.Errorf("--defense %s learns from clean training images, and the data set has none", f.defense)
+	}
+	if f.baselineTrain > 0 && f.baselineTrain < train.Len() {
+		var err error
+		if train, err = train.BalancedSubset(f.baselineTrain, f.subsetSeed); err != nil {
+			return cfg, err
+		}
+	}
+	o := defense.DefaultPrepareOptions()
+	o.MagNet.Epochs, o.PatchDB.MaxPatches = f.magnetEpochs, f.quiltPatches
+	root := f.baselineDir
+	if root == "" {
+		root = filepath.Join(filepath.Dir(filepath.Clean(f.out)), "baselines")
+	}
+	o.Dir = filepath.Join(root, imagesKey(train.Images))
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return cfg, err
+	}
+	cfg, err := defense.PrepareBaselines(ctx, cfg, []string{f.defense}, train.Images, o, rep)
+	if err != nil {
+		return cfg, err
+	}
+	fmt.Fprintf(stdout, "%s: learned from %d training images of %s, cached in %s\n", f.defense, train.Len(), train.Name, o.Dir)
+	return cfg, nil
+}
+
+// imagesKey names a set of images by its shape and pixels: the first 16
+// hex digits of their SHA-256.
+func imagesKey(x *tensor.Tensor) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%v\n", x.Shape)
+	buf := make([]byte, 0, 1<<16)
+	for _, v := range x.Data {
+		buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(v))
+		if len(buf) == cap(buf) {
+			h.Write(buf)
+			buf = buf[:0]
+		}
+	}
+	h.Write(buf)
+	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
 func runAttack(ctx context.Context, f attackFlags, stdout io.Writer, bar progress.Reporter) error {
@@ -313,7 +391,7 @@ func runAttack(ctx context.Context, f attackFlags, stdout io.Writer, bar progres
 	var target attack.Model = clf
 	var tr attack.Transform
 	if f.defense != "" {
-		if tr, err = loadDefense(f.defense); err != nil {
+		if tr, err = loadDefense(ctx, f, train, stdout, bar); err != nil {
 			return err
 		}
 		if f.bpda {
@@ -400,6 +478,9 @@ func attackRunKey(f attackFlags, a attack.Attack, data string, indices []int) st
 	fmt.Fprintf(h, "%s\n%s\n%s\n%v\n%s\n%s\n%v %d %d %v\n", f.model, data, f.split, indices, a.Name(), opts,
 		f.targeted, f.batch, f.eot, f.bpda)
 	fmt.Fprintf(h, "%s\n", f.defense)
+	if db, dae := defense.BaselineNeeds(f.defense); db || dae {
+		fmt.Fprintf(h, "%d %d %d %d\n", f.baselineTrain, f.subsetSeed, f.magnetEpochs, f.quiltPatches)
+	}
 	return hex.EncodeToString(h.Sum(nil))
 }
 

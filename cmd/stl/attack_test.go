@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stl-defense/stl/attack"
 	"github.com/stl-defense/stl/nn"
@@ -103,6 +105,54 @@ func TestRunAttackBPDA(t *testing.T) {
 	}
 }
 
+// TestRunAttackTrainedBaselines evaluates the baselines that learn from the
+// clean training images (MagNet's auto-encoder, quilting's patch database),
+// trained on a small subset, and checks a second run loads them from the
+// cache instead of training again.
+func TestRunAttackTrainedBaselines(t *testing.T) {
+	model := savedClassifier(t)
+	cache := filepath.Join(t.TempDir(), "baselines")
+	cases := []struct {
+		defense, name, artifact string
+	}{
+		{"magnet", "MagNet", "magnet-*.dae"},
+		{"quilt", "Quilting", "quilt-*.qdb"},
+	}
+	for _, c := range cases {
+		f := attackFlags{model: model, data: "sample:cifar10", split: "test", n: 4, subsetSeed: 1,
+			method: "fgsm", budget: 0.04, batch: 4, eot: 1, defense: c.defense,
+			baselineDir: cache, baselineTrain: 20, magnetEpochs: 1, quiltPatches: 500}
+		var mod time.Time
+		for run := 0; run < 2; run++ {
+			f.out = filepath.Join(t.TempDir(), c.defense)
+			var stdout bytes.Buffer
+			if err := runAttack(context.Background(), f, &stdout, progress.Nop); err != nil {
+				t.Fatalf("%s run %d: %v", c.defense, run, err)
+			}
+			for _, w := range []string{c.defense + ": learned from 20 training images", "accuracy through " + c.name + " (gray-box)"} {
+				if !strings.Contains(stdout.String(), w) {
+					t.Errorf("%s: output lacks %q:\n%s", c.defense, w, stdout.String())
+				}
+			}
+			files, _ := filepath.Glob(filepath.Join(cache, "*", c.artifact))
+			if len(files) != 1 {
+				t.Fatalf("%s: cached %v, want one %s", c.defense, files, c.artifact)
+			}
+			st, err := os.Stat(files[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if run == 1 && !st.ModTime().Equal(mod) {
+				t.Errorf("%s: second run rewrote %s instead of loading it", c.defense, files[0])
+			}
+			mod = st.ModTime()
+			if s, err := attack.LoadSet(f.out); err != nil || s.Adv.Shape[0] != 4 {
+				t.Errorf("%s: saved set %v, %v", c.defense, s, err)
+			}
+		}
+	}
+}
+
 func TestAttackFlags(t *testing.T) {
 	cases := []struct {
 		args []string
@@ -116,6 +166,7 @@ func TestAttackFlags(t *testing.T) {
 		{[]string{"attack", "--model", "m", "--out", "x", "--bpda"}, "--bpda needs --defense"},
 		{[]string{"attack", "--model", "m", "--out", "x", "--norm", "l1"}, "--norm"},
 		{[]string{"attack", "--model", "m", "--out", "x", "--attack", "bim", "--steps", "-2"}, "Steps"},
+		{[]string{"attack", "--model", "m", "--out", "x", "--magnet-epochs", "-1"}, "--magnet-epochs"},
 	}
 	for _, c := range cases {
 		cmd := newAttackCmd()
