@@ -66,7 +66,7 @@ func BenchmarkConv(b *testing.B) {
 		for _, p := range shapes {
 			for _, pass := range []string{"fwd", "bwd-data", "bwd-weights"} {
 				b.Run(fmt.Sprintf("%s/C%d-K%d-%dpx/%s", name, p.C, p.K, p.H, pass), func(b *testing.B) {
-					k, err := newConvKernel(name, p, 1)
+					k, err := newConvKernel(name, p, 1, nil)
 					if err != nil {
 						b.Skip(err)
 					}

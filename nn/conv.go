@@ -49,16 +49,44 @@ type ConvKernel interface {
 }
 
 // ConvBackend builds kernels for one implementation. threads is the number
-// of goroutines (or library threads) a kernel may use.
-type ConvBackend func(p ConvParams, threads int) (ConvKernel, error)
+// of goroutines (or library threads) a kernel may use. group, when not nil,
+// is shared by the kernels of one network, which never run concurrently: a
+// backend may keep memory there that all of them use (oneDNN's Workspace).
+type ConvBackend func(p ConvParams, threads int, group *KernelGroup) (ConvKernel, error)
+
+// KernelGroup holds backend state shared by the convolution kernels of one
+// network. It is safe for concurrent use.
+type KernelGroup struct {
+	mu   sync.Mutex
+	vals map[string]any
+}
+
+// Value returns the value stored under key, creating it with create on
+// first use.
+func (g *KernelGroup) Value(key string, create func() (any, error)) (any, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if v, ok := g.vals[key]; ok {
+		return v, nil
+	}
+	v, err := create()
+	if err != nil {
+		return nil, err
+	}
+	if g.vals == nil {
+		g.vals = map[string]any{}
+	}
+	g.vals[key] = v
+	return v, nil
+}
 
 var (
 	backendsMu sync.Mutex
 	backends   = map[string]ConvBackend{
-		"im2col": func(p ConvParams, threads int) (ConvKernel, error) {
+		"im2col": func(p ConvParams, threads int, _ *KernelGroup) (ConvKernel, error) {
 			return NewIm2colConv(p, DefaultGemm(), threads)
 		},
-		"im2col-gonum": func(p ConvParams, threads int) (ConvKernel, error) {
+		"im2col-gonum": func(p ConvParams, threads int, _ *KernelGroup) (ConvKernel, error) {
 			return NewIm2colConv(p, GonumGemm{}, threads)
 		},
 	}
@@ -102,7 +130,7 @@ const ConvBackendEnv = "STL_CONV"
 // newConvKernel builds a kernel with the named backend, or with the
 // environment's or the default one when name is empty, falling back to
 // im2col when a preferred backend cannot build this shape.
-func newConvKernel(name string, p ConvParams, threads int) (ConvKernel, error) {
+func newConvKernel(name string, p ConvParams, threads int, group *KernelGroup) (ConvKernel, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
@@ -127,7 +155,7 @@ func newConvKernel(name string, p ConvParams, threads int) (ConvKernel, error) {
 	backendsMu.Unlock()
 	var lastErr error
 	for _, b := range bs {
-		k, err := b(p, threads)
+		k, err := b(p, threads, group)
 		if err == nil {
 			return k, nil
 		}
@@ -448,7 +476,11 @@ func (l *Conv2D) kern(n, h, w int) ConvKernel {
 			return c.k
 		}
 	}
-	k, err := newConvKernel(l.Backend, p, l.Threads)
+	var group *KernelGroup
+	if l.pool != nil {
+		group = l.pool.group
+	}
+	k, err := newConvKernel(l.Backend, p, l.Threads, group)
 	if err != nil {
 		panic(fmt.Sprintf("nn: conv kernel: %v", err))
 	}
@@ -466,6 +498,12 @@ func (l *Conv2D) Close() {
 		c.k.Close()
 	}
 	l.kernels = nil
+}
+
+// backwardBoth is implemented by kernels that compute both backward passes
+// in one call more cheaply than separately (oneDNN reorders dy once).
+type backwardBoth interface {
+	Backward(dsrc, dweight, dbias, src, ddst, weight []float32) error
 }
 
 // Forward implements Layer.
@@ -489,6 +527,15 @@ func (l *Conv2D) Forward(x *tensor.Tensor, train bool) *tensor.Tensor {
 // Backward implements Layer.
 func (l *Conv2D) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor {
 	k := l.kern(l.x.Shape[0], l.x.Shape[2], l.x.Shape[3])
+	if kb, ok := k.(backwardBoth); ok && mode.Params && mode.Input {
+		var db []float32
+		if l.Bias != nil {
+			db = l.Bias.G
+		}
+		l.dx = l.pool.get(l.dx, dy, l.x.Shape...)
+		must(kb.Backward(l.dx.Data, l.Weight.G, db, l.x.Data, dy.Data, l.Weight.W))
+		return l.dx
+	}
 	if mode.Params {
 		var db []float32
 		if l.Bias != nil {

@@ -4,6 +4,7 @@ package nn
 
 import (
 	"fmt"
+	"runtime"
 
 	"github.com/stl-defense/stl/nn/dnnl"
 )
@@ -15,9 +16,17 @@ func init() {
 	RegisterConvBackend("dnnl", newDNNLConv, true)
 }
 
+// dnnlConv adapts *dnnl.Conv (whose methods already match ConvKernel and
+// backwardBoth). Its C memory is released by Close or, for networks that
+// are dropped without closing, by a cleanup when the wrapper is collected.
 type dnnlConv struct{ *dnnl.Conv }
 
-func newDNNLConv(p ConvParams, threads int) (ConvKernel, error) {
+// dnnlWorkspace is the KernelGroup key of a network's shared oneDNN
+// Workspace: the layers run one after another, so their internal buffers
+// can be one set sized for the largest layer.
+const dnnlWorkspace = "dnnl.workspace"
+
+func newDNNLConv(p ConvParams, threads int, group *KernelGroup) (ConvKernel, error) {
 	if !dnnl.Available() {
 		return nil, fmt.Errorf("nn: oneDNN unavailable")
 	}
@@ -29,9 +38,28 @@ func newDNNLConv(p ConvParams, threads int) (ConvKernel, error) {
 	if dnnl.Threads() != threads {
 		dnnl.SetThreads(threads)
 	}
-	c, err := dnnl.NewConv(dnnl.ConvParams(p))
+	o := dnnl.DefaultConvOptions()
+	if group != nil {
+		v, err := group.Value(dnnlWorkspace, func() (any, error) {
+			w, err := dnnl.NewWorkspace()
+			if err != nil {
+				return nil, err
+			}
+			// Freed once the group is unreachable and every Conv built
+			// with it is closed.
+			runtime.AddCleanup(group, func(w *dnnl.Workspace) { w.Close() }, w)
+			return w, nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		o.Workspace = v.(*dnnl.Workspace)
+	}
+	c, err := dnnl.NewConvWith(dnnl.ConvParams(p), o)
 	if err != nil {
 		return nil, err
 	}
-	return dnnlConv{c}, nil
+	k := &dnnlConv{c}
+	runtime.AddCleanup(k, func(c *dnnl.Conv) { c.Close() }, c)
+	return k, nil
 }

@@ -61,7 +61,7 @@ func TestConvBackendsConform(t *testing.T) {
 	for _, name := range ConvBackends() {
 		for _, threads := range []int{1, 2, 3} {
 			for _, p := range shapes {
-				k, err := newConvKernel(name, p, threads)
+				k, err := newConvKernel(name, p, threads, &KernelGroup{})
 				if err != nil {
 					t.Errorf("%s %+v: %v", name, p, err)
 					continue
@@ -114,6 +114,23 @@ func TestConvBackendsConform(t *testing.T) {
 				if math.Abs(lhs-rd) > tol || math.Abs(lhs-rw) > tol || rb > 1e-3 {
 					t.Errorf("%s threads %d %+v: adjoint <ddst,conv>=%g, <dsrc,src>=%g, <dw,w>=%g, bias err %g", name, threads, p, lhs, rd, rw, rb)
 				}
+				// A combined backward, where offered, equals the separate passes.
+				if kb, ok := k.(backwardBoth); ok {
+					dsrc2, dw2, db2 := make([]float32, len(src)), make([]float32, len(w)), make([]float32, p.K)
+					if err := kb.Backward(dsrc2, dw2, db2, src, ddst, w); err != nil {
+						t.Fatal(err)
+					}
+					for i := range dsrc {
+						if math.Abs(float64(dsrc[i]-dsrc2[i])) > 1e-5*math.Max(1, math.Abs(float64(dsrc[i]))) {
+							t.Fatalf("%s: combined backward dsrc[%d] %g, separate %g", name, i, dsrc2[i], dsrc[i])
+						}
+					}
+					for i := range dw {
+						if math.Abs(float64(dw[i]-dw2[i])) > 1e-5*math.Max(1, math.Abs(float64(dw[i]))) {
+							t.Fatalf("%s: combined backward dw[%d] %g, separate %g", name, i, dw2[i], dw[i])
+						}
+					}
+				}
 				// Wrong lengths are errors, not panics.
 				if err := k.Forward(dst[1:], src, w, b); err == nil {
 					t.Errorf("%s: short dst accepted", name)
@@ -135,7 +152,7 @@ func TestConvParamsValidate(t *testing.T) {
 			t.Errorf("%+v accepted", p)
 		}
 	}
-	if _, err := newConvKernel("nope", ConvParams{N: 1, C: 1, H: 4, W: 4, K: 1, R: 3, S: 3, StrideH: 1, StrideW: 1}, 1); err == nil {
+	if _, err := newConvKernel("nope", ConvParams{N: 1, C: 1, H: 4, W: 4, K: 1, R: 3, S: 3, StrideH: 1, StrideW: 1}, 1, nil); err == nil {
 		t.Error("unknown backend accepted")
 	}
 }

@@ -195,7 +195,8 @@ func parallelFor(threads, n int, fn func(worker, lo, hi int)) {
 // which the pool never hands out. A nil pool falls back to the layer's own
 // buffer. Not safe for concurrent use (one per network).
 type gradPool struct {
-	bufs map[[5]int][2]*tensor.Tensor
+	bufs  map[[5]int][2]*tensor.Tensor
+	group *KernelGroup // convolution backend state of the network
 }
 
 // get returns a tensor of the given shape whose storage differs from
@@ -238,4 +239,6 @@ func sharePool(l Layer, p *gradPool) {
 	}
 }
 
-func newGradPool() *gradPool { return &gradPool{bufs: map[[5]int][2]*tensor.Tensor{}} }
+func newGradPool() *gradPool {
+	return &gradPool{bufs: map[[5]int][2]*tensor.Tensor{}, group: &KernelGroup{}}
+}
