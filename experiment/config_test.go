@@ -1,7 +1,9 @@
 package experiment
 
 import (
+	"bytes"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 )
@@ -98,4 +100,24 @@ func TestSettings(t *testing.T) {
 	if !found {
 		t.Errorf("attacks setting missing or wrong in %v", s)
 	}
+}
+
+// FuzzDecodeConfig checks that no input makes the decoder panic and that
+// whatever it accepts is valid.
+func FuzzDecodeConfig(f *testing.F) {
+	for _, p := range []string{"testdata/small.yaml", "testdata/small.json", "testdata/typo.yaml", "testdata/badarch.json"} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b, strings.HasSuffix(p, ".json"))
+	}
+	f.Fuzz(func(t *testing.T, data []byte, isJSON bool) {
+		cfg, err := DecodeConfig(bytes.NewReader(data), isJSON)
+		if err == nil {
+			if verr := cfg.Validate(); verr != nil {
+				t.Errorf("DecodeConfig accepted an invalid config: %v", verr)
+			}
+		}
+	})
 }
