@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/stl-defense/stl/attack"
 	"github.com/stl-defense/stl/dataset"
 	"github.com/stl-defense/stl/defense"
 	"github.com/stl-defense/stl/npy"
@@ -37,9 +38,12 @@ dictionary ("STL (cluster)"), or onto the universal dictionary with --universal 
 
 IMAGES may be a folder of PNG/JPEG images in class subfolders (IN/<class>/*.png), a
 binary record file (.bin or .bin.gz: 1 label byte + C*H*W planar bytes per image, as
-CIFAR-10) or a float32 .npy array (N, C, H, W) (with X.labels.npy beside it, if any).
-The output's form follows its name: .npy, .bin, or else a PNG folder. The images must
-have the resolution and channel count the defense was built for.`,
+CIFAR-10), a float32 .npy array (N, C, H, W) (with X.labels.npy beside it, if any)
+or an adversarial set written by "stl attack --out DIR" (DIR or DIR/adv.npy; its
+labels are kept: the true classes, or the target classes of a targeted attack).
+The output's form follows its name: .npy (with X.labels.npy and X.classes.txt when
+the input has labels), .bin, or else a PNG folder. The images must have the
+resolution and channel count the defense was built for.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDefend(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o)
@@ -62,6 +66,12 @@ func runDefend(ctx context.Context, stdout, stderr io.Writer, o defendOptions) e
 		return usagef("--batch %d, want >= 1", o.batch)
 	case filepath.Clean(o.in) == filepath.Clean(o.out):
 		return usagef("--out must differ from --in")
+	}
+	if dir, ok := attackSetDir(o.in); ok {
+		out := filepath.Clean(o.out)
+		if out == dir || (filepath.Dir(out) == dir && isSetFile(filepath.Base(out))) {
+			return usagef("--out %s would overwrite the adversarial set %s", o.out, dir)
+		}
 	}
 	d, err := defense.Load(o.defense)
 	if err != nil {
@@ -120,6 +130,9 @@ func runDefend(ctx context.Context, stdout, stderr io.Writer, o defendOptions) e
 	}
 	fmt.Fprintf(stdout, "%s: projected %d images with %s in %s (%.1f images/s) -> %s\n",
 		o.in, n, tr.Name(), el.Round(time.Millisecond), float64(n)/el.Seconds(), o.out)
+	if dir, ok := attackSetDir(o.in); ok {
+		fmt.Fprintf(stdout, "adversarial set %s (%s): %d labels kept\n", dir, set.Name, n)
+	}
 	if !o.universal {
 		fmt.Fprintf(stdout, "images per cluster: %v\n", sizes)
 	}
@@ -135,15 +148,67 @@ func byteClasses() []string {
 	return c
 }
 
-// readImages reads a PNG/JPEG folder, a binary record file or an .npy
-// array. bare reports an .npy without labels.
+// attackSetDir reports whether path is an adversarial set written by
+// attack.Set.Save, or the adv.npy of one, and returns the set's directory.
+// A set is recognized by its meta.json.
+func attackSetDir(path string) (string, bool) {
+	dir := filepath.Clean(path)
+	if st, err := os.Stat(dir); err != nil {
+		return "", false
+	} else if !st.IsDir() {
+		if filepath.Base(dir) != attack.AdvFile {
+			return "", false
+		}
+		dir = filepath.Dir(dir)
+	}
+	if st, err := os.Stat(filepath.Join(dir, attack.MetaFile)); err != nil || !st.Mode().IsRegular() {
+		return "", false
+	}
+	return dir, true
+}
+
+// isSetFile reports whether name is one of the files of an adversarial set.
+func isSetFile(name string) bool {
+	return name == attack.AdvFile || name == attack.LabelsFile || name == attack.MetaFile
+}
+
+// readAttackSet reads the adversarial set in dir as a labelled set, its
+// classes named "0", "1", ... up to the largest label.
+func readAttackSet(dir string) (*dataset.Set, error) {
+	s, err := attack.LoadSet(dir)
+	if err != nil {
+		return nil, err
+	}
+	top := -1
+	for i, l := range s.Labels {
+		if l < 0 || l > 1<<16 {
+			return nil, &attack.SetError{Dir: dir, Msg: fmt.Sprintf("%s: label %d of image %d out of range", attack.LabelsFile, l, i)}
+		}
+		top = max(top, l)
+	}
+	classes := make([]string, top+1)
+	for i := range classes {
+		classes[i] = fmt.Sprint(i)
+	}
+	name := s.Meta.Attack
+	if name == "" {
+		name = filepath.Base(dir)
+	}
+	return &dataset.Set{Images: s.Adv, Labels: s.Labels, Classes: classes, Name: name}, nil
+}
+
+// readImages reads an adversarial set, a PNG/JPEG folder, a binary record
+// file or an .npy array. bare reports an .npy without labels.
 func readImages(ctx context.Context, path string, d *defense.Defense, rep progress.Reporter) (set *dataset.Set, bare bool, err error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, false, err
 	}
 	m := d.Manifest
+	dir, isSet := attackSetDir(path)
 	switch lower := strings.ToLower(path); {
+	case isSet:
+		set, err = readAttackSet(dir)
 	case st.IsDir():
 		set, err = dataset.ReadImageFolder(ctx, path, dataset.FolderOptions{Size: 0, Progress: rep})
 	case strings.HasSuffix(lower, ".npy"):

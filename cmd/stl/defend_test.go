@@ -4,27 +4,32 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/stl-defense/stl/attack"
 	"github.com/stl-defense/stl/dataset"
 	"github.com/stl-defense/stl/defense"
 	"github.com/stl-defense/stl/npy"
+	"github.com/stl-defense/stl/progress"
 	"github.com/stl-defense/stl/tensor"
 )
 
-func TestDefenseTrainAndDefend(t *testing.T) {
-	ctx := context.Background()
-	dir := t.TempDir()
+// tinyDefense trains a small defense on 40 sample images into dir/def
+// (about a second) and returns its directory.
+func tinyDefense(t *testing.T, dir string) string {
+	t.Helper()
 	def := filepath.Join(dir, "def")
 	o := defenseTrainOptions{data: dataset.DefaultSpec, out: def, limit: 40, train: defense.DefaultTrainOptions()}
 	tr := &o.train
 	tr.DAEEpochs, tr.Clusters, tr.KNN, tr.PCAComponents, tr.KMeansRestarts = 1, 2, 3, 8, 2
 	tr.Filters, tr.DictImages, tr.DictIterations = 8, 4, 2
 	var stdout, stderr bytes.Buffer
-	if err := runDefenseTrain(ctx, &stdout, &stderr, o); err != nil {
+	if err := runDefenseTrain(context.Background(), &stdout, &stderr, o); err != nil {
 		t.Fatalf("defense train: %v\n%s", err, stderr.String())
 	}
 	if !strings.Contains(stdout.String(), "defense saved to") {
@@ -33,6 +38,14 @@ func TestDefenseTrainAndDefend(t *testing.T) {
 	if _, err := defense.ReadManifest(def); err != nil {
 		t.Fatal(err)
 	}
+	return def
+}
+
+func TestDefenseTrainAndDefend(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	def := tinyDefense(t, dir)
+	var stdout, stderr bytes.Buffer
 
 	// Three test images as a bare .npy, projected to .npy and to a PNG folder.
 	_, test, err := dataset.Load(dataset.DefaultSpec)
@@ -78,6 +91,74 @@ func TestDefenseTrainAndDefend(t *testing.T) {
 	var ie *defense.ImageSpecError
 	if err := runDefend(ctx, &stdout, &stderr, defendOptions{defense: def, in: small, out: filepath.Join(dir, "x.npy"), batch: 8}); !errors.As(err, &ie) {
 		t.Errorf("16x16 images: err = %v, want *defense.ImageSpecError", err)
+	}
+}
+
+// TestDefendAttackSet projects the output of "stl attack" (the set's
+// directory and its adv.npy) and checks the labels survive.
+func TestDefendAttackSet(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	def := tinyDefense(t, dir)
+	adv := filepath.Join(dir, "adv")
+	f := attackFlags{model: savedClassifier(t), data: dataset.DefaultSpec, split: "test", n: 6, subsetSeed: 1,
+		method: "fgsm", budget: 0.08, batch: 6, eot: 1, out: adv}
+	var stdout, stderr bytes.Buffer
+	if err := runAttack(ctx, f, &stdout, progress.Nop); err != nil {
+		t.Fatal(err)
+	}
+	s, err := attack.LoadSet(adv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	distinct := map[int]bool{}
+	for _, l := range s.Labels {
+		distinct[l] = true
+	}
+	if len(distinct) < 2 {
+		t.Fatalf("attack set labels %v: want several classes for the test to mean something", s.Labels)
+	}
+
+	// The set's directory, projected to .npy with its labels.
+	out := filepath.Join(dir, "proj.npy")
+	stdout.Reset()
+	if err := runDefend(ctx, &stdout, &stderr, defendOptions{defense: def, in: adv, out: out, batch: 4}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stdout.String(), "6 labels kept") {
+		t.Errorf("defend printed %q", stdout.String())
+	}
+	got, err := dataset.ReadNPY(out)
+	if err != nil {
+		t.Fatalf("projected set without labels: %v", err)
+	}
+	if !tensor.SameShape(got.Images, s.Adv) || !slices.Equal(got.Labels, s.Labels) {
+		t.Errorf("projected shape %v labels %v, want %v and %v", got.Images.Shape, got.Labels, s.Adv.Shape, s.Labels)
+	}
+	if slices.Equal(got.Images.Data, s.Adv.Data) {
+		t.Error("projection returned the adversarial images unchanged")
+	}
+
+	// Its adv.npy, projected universally to a PNG folder sorted by label.
+	png := filepath.Join(dir, "png")
+	if err := runDefend(ctx, &stdout, &stderr, defendOptions{defense: def, in: filepath.Join(adv, attack.AdvFile), out: png, universal: true, batch: 4}); err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range s.Labels {
+		if m, _ := filepath.Glob(filepath.Join(png, fmt.Sprint(l), fmt.Sprintf("%d.png", i))); len(m) != 1 {
+			t.Errorf("image %d (label %d) not in its class folder", i, l)
+		}
+	}
+
+	// Writing over the set is refused.
+	for _, bad := range []string{adv, filepath.Join(adv, attack.LabelsFile)} {
+		var ue usageError
+		if err := runDefend(ctx, &stdout, &stderr, defendOptions{defense: def, in: adv, out: bad, batch: 4}); !errors.As(err, &ue) {
+			t.Errorf("--out %s: err = %v, want a usage error", bad, err)
+		}
+	}
+	if _, err := attack.LoadSet(adv); err != nil {
+		t.Errorf("set damaged: %v", err)
 	}
 }
 
