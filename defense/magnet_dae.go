@@ -191,7 +191,9 @@ func (d *MagNetDAE) VJP(ctx context.Context, x, gy *tensor.Tensor) (*tensor.Tens
 		}
 		hi := min(lo+magnetChunk, n)
 		part := &tensor.Tensor{Shape: []int{hi - lo, c, h, w}, Data: in.Data[lo*per : hi*per]}
-		g := &tensor.Tensor{Shape: []int{hi - lo, c, h, w}, Data: gy.Data[lo*per : hi*per]}
+		// nn's Backward may work in place in dy's storage: hand it a copy so
+		// the caller's gy is never modified.
+		g := &tensor.Tensor{Shape: []int{hi - lo, c, h, w}, Data: append([]float32(nil), gy.Data[lo*per:hi*per]...)}
 		d.net.Forward(part, false)
 		dx := d.net.Backward(g, nn.GradMode{Input: true})
 		copy(out.Data[lo*per:hi*per], dx.Data)

@@ -173,9 +173,15 @@ func TestMagNetVJP(t *testing.T) {
 	for i := range gy.Data {
 		gy.Data[i] -= 0.5
 	}
+	gyBefore := gy.Clone()
 	gx, err := m.VJP(ctx, x, gy)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for i := range gy.Data {
+		if gy.Data[i] != gyBefore.Data[i] {
+			t.Fatalf("VJP modified the caller's gy at %d", i)
+		}
 	}
 	f := func(z *tensor.Tensor) float64 {
 		y, err := d.Reconstruct(ctx, z)
