@@ -558,3 +558,20 @@ func TestRunWhiteBox(t *testing.T) {
 		t.Error("second run gave different tables")
 	}
 }
+
+func TestRunRetrainBaselines(t *testing.T) {
+	f := newFakes()
+	cfg := fakeConfig()
+	cfg.RetrainBaselines = true
+	res, err := RunWith(context.Background(), cfg, f.backend(), t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := findRow(t, res.Tables[0], "Shrink"); r.Cells[0].Acc == nil || r.Cells[1].Acc == nil {
+		t.Errorf("Shrink in Table 1 with retrain_baselines = %+v", r.Cells)
+	}
+	// Vanilla, STL, STL (cluster) and Shrink; Broken fails before.
+	if n := f.trainer.trained.Load(); n != 4 {
+		t.Errorf("trained %d classifiers, want 4", n)
+	}
+}

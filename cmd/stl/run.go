@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -138,10 +139,39 @@ func (o *runOptions) resolve(cmd *cobra.Command) (experiment.Config, error) {
 			cfg.LambdaSweep = append(cfg.LambdaSweep, l)
 		}
 	}
+	// A run on other data gets a name of its own, so that its default
+	// directory does not replace the sample's stages.
+	def := experiment.DefaultConfig()
+	if cfg.Name == def.Name && cfg.Data != def.Data {
+		cfg.Name = runName(cfg.Data)
+	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, usagef("%v", err)
 	}
 	return cfg, nil
+}
+
+// runName derives a run name from a data spec: "sample:imagenet10" gives
+// "imagenet10-sample", "../shared/data/cifar10" gives "cifar10".
+func runName(data string) string {
+	if rest, ok := strings.CutPrefix(data, "sample:"); ok {
+		data = rest + "-sample"
+	}
+	base := filepath.Base(filepath.Clean(data))
+	var b strings.Builder
+	for _, r := range base {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', r == '.':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('-')
+		}
+	}
+	name := strings.TrimLeft(b.String(), ".-_")
+	if name == "" {
+		return "run"
+	}
+	return name
 }
 
 // nonEmpty drops empty names, so that --baselines "" means none.

@@ -68,3 +68,26 @@ func TestRunFlagsOverrideConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestRunName(t *testing.T) {
+	for in, want := range map[string]string{
+		"sample:imagenet10":       "imagenet10-sample",
+		"../shared/data/cifar10/": "cifar10",
+		"/data/my set.tar.gz":     "my-set.tar.gz",
+		"/":                       "run",
+	} {
+		if got := runName(in); got != want {
+			t.Errorf("runName(%q) = %q, want %q", in, got, want)
+		}
+	}
+	cmd := newRunCmd()
+	cmd.ParseFlags([]string{"--data", "sample:imagenet10"})
+	if cfg, err := runOpts[cmd].resolve(cmd); err != nil || cfg.Name != "imagenet10-sample" {
+		t.Errorf("--data sample:imagenet10: name %q, %v", cfg.Name, err)
+	}
+	cmd = newRunCmd()
+	cmd.ParseFlags([]string{"--data", "sample:imagenet10", "--name", "mine"})
+	if cfg, _ := runOpts[cmd].resolve(cmd); cfg.Name != "mine" {
+		t.Errorf("--name mine: name %q", cfg.Name)
+	}
+}
