@@ -130,6 +130,10 @@ type Backend struct {
 	// on (BPDA, with EOT over draws for randomized defenses). Either nil
 	// makes the white-box table missing.
 	WhiteBox func(cfg Config) (Attacker, any, error)
+	// PGD returns PGD at L-infinity budget eps with steps iterations (the
+	// other settings as WhiteBox's) and its settings, for the white-box
+	// sanity checks (sanity.go); nil makes them missing.
+	PGD func(cfg Config, eps float64, steps int) (Attacker, any, error)
 	Adaptive func(t defense.Transform, m attack.Model, draws int) (attack.Model, error)
 	// Versions are recorded in the report (module, Go, build tags...).
 	Versions map[string]string

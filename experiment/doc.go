@@ -18,7 +18,10 @@
 //     with each lambda, evaluated on the vanilla classifier;
 //  7. optionally (Config.WhiteBox) the white-box evaluation of Table 4
 //     (section 5.3): PGD at L-infinity 0.031 through BPDA, EOT for
-//     randomized defenses;
+//     randomized defenses, with the sanity checks of issue 6 on No Defense,
+//     STL and STL (cluster): accuracy against PGD iterations and against
+//     the L-infinity budget, a random sign-noise control and a transfer
+//     control (PGD on the vanilla classifier, through the defense);
 //  8. write the report (package report).
 //
 // The run directory holds the report files (report.md, report.html,

@@ -41,8 +41,18 @@ func TestRunRealBackendSmall(t *testing.T) {
 	if c := findRow(t, t5, "JPEG").Cells[1]; c.Acc == nil || c.Acc.N != 10 {
 		t.Errorf("Table 5 JPEG FGSM-0.08 = %+v", c)
 	}
-	if len(res.Tables) != 3 || len(res.Sweep) != 2 {
-		t.Fatalf("%d tables and %d sweep points, want 3 and 2", len(res.Tables), len(res.Sweep))
+	// Tables 1, 5, 4 and the three white-box sanity tables.
+	if len(res.Tables) != 6 || len(res.Sweep) != 2 {
+		t.Fatalf("%d tables and %d sweep points, want 6 and 2", len(res.Tables), len(res.Sweep))
+	}
+	for _, tb := range res.Tables[3:] {
+		for _, row := range tb.Rows {
+			for j, c := range row.Cells {
+				if c.Acc == nil && !(tb.ID == "whitebox-controls" && row.Defense == NoDefense && j == 2) {
+					t.Errorf("%s %s column %d: %s", tb.ID, row.Defense, j, c.Missing)
+				}
+			}
+		}
 	}
 	for _, row := range res.Tables[2].Rows {
 		if row.Cells[0].Acc == nil {

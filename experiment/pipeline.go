@@ -84,6 +84,7 @@ type row struct {
 	wbAdv     *tensor.Tensor
 	wbVanilla bool
 	wbMissing string
+	sanity    *sanitySet // the white-box sanity checks (sanity.go)
 }
 
 // advSet is one adversarial test set.
@@ -136,6 +137,8 @@ type runner struct {
 	extra []report.Setting
 
 	sweeps []sweepSet // the lambda sweep's projections
+
+	sanityNotes []string // whether the white-box sanity checks held
 }
 
 // describe records v as JSON under key for the report's settings.
@@ -208,6 +211,9 @@ func (r *runner) run(ctx context.Context) error {
 		}
 	}
 	if err := r.whiteBox(ctx); err != nil {
+		return err
+	}
+	if err := r.sanity(ctx); err != nil {
 		return err
 	}
 	if err := r.sweep(ctx); err != nil {
@@ -352,6 +358,16 @@ func (r *runner) planWeights() {
 				per = 4e-2 * px
 			}
 			w = append(w, nsub*float64(c.WhiteBoxSteps)*(per+6e-3*px))
+		}
+		for _, rw := range r.rows {
+			if !contains(sanityRows, rw.name) {
+				continue
+			}
+			per := 0.0
+			if rw.name != NoDefense {
+				per = 4e-2 * px
+			}
+			w = append(w, c.sanityWeight(nsub, per, px))
 		}
 	}
 	for range c.LambdaSweep {

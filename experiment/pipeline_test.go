@@ -199,6 +199,9 @@ func (f *fakes) backend() Backend {
 			a, _, _, err := f.backend0().Attack(AttackFGSM008, cfg)
 			return a, "fake pgd", err
 		},
+		PGD: func(cfg Config, eps float64, steps int) (Attacker, any, error) {
+			return f.signAttack(float32(min(1, 10*eps))), map[string]any{"eps": eps, "steps": steps}, nil
+		},
 		Adaptive: func(t defense.Transform, m attack.Model, draws int) (attack.Model, error) {
 			return bpda{t, m}, nil
 		},
@@ -214,6 +217,11 @@ func (f *fakes) attack(name string, cfg Config) (Attacker, any, string, error) {
 	if name == AttackFGSM004 {
 		eps = 0.15
 	}
+	return f.signAttack(eps), map[string]float32{"eps": eps}, fmt.Sprintf("L-inf %g", eps), nil
+}
+
+// signAttack is a one-step sign attack at L-infinity eps on the fake model.
+func (f *fakes) signAttack(eps float32) Attacker {
 	return func(ctx context.Context, m attack.Model, x *tensor.Tensor, labels []int, rep progress.Reporter) (*tensor.Tensor, error) {
 		f.attacked.Add(1)
 		_, g, err := m.InputGrad(ctx, x, func(logits, g *tensor.Tensor) {
@@ -236,7 +244,7 @@ func (f *fakes) attack(name string, cfg Config) (Attacker, any, string, error) {
 		}
 		tensor.Clip(adv.Data, 0, 1)
 		return adv, nil
-	}, map[string]float32{"eps": eps}, fmt.Sprintf("L-inf %g", eps), nil
+	}
 }
 
 // backend0 is the backend without white-box pieces (to reuse its attack).
@@ -528,8 +536,8 @@ func TestRunWhiteBox(t *testing.T) {
 	if rec.runLast != rec.runTotal {
 		t.Errorf("overall progress ended at %d of %d", rec.runLast, rec.runTotal)
 	}
-	if len(res.Tables) != 3 || res.Tables[2].ID != "table4" {
-		t.Fatalf("tables = %d, want Tables 1, 5 and 4", len(res.Tables))
+	if len(res.Tables) != 6 || res.Tables[2].ID != "table4" {
+		t.Fatalf("tables = %d, want Tables 1, 5, 4 and the 3 sanity tables", len(res.Tables))
 	}
 	t4 := res.Tables[2]
 	if c := findRow(t, t4, NoDefense).Cells[0]; c.Acc == nil || c.Acc.N != 12 || c.Acc.Value > 0.5 {
@@ -544,6 +552,7 @@ func TestRunWhiteBox(t *testing.T) {
 	if c := findRow(t, t4, "Broken").Cells[0]; c.Acc != nil || !strings.Contains(c.Missing, "synthetic transform failure") {
 		t.Errorf("Broken white-box cell = %+v, want missing with the reason", c)
 	}
+	checkSanity(t, res, cfg)
 	n := f.attacked.Load()
 	res2, err := RunWith(context.Background(), cfg, f.backend(), dir, nil)
 	if err != nil {

@@ -59,6 +59,9 @@ func (r *runner) evaluate(ctx context.Context) (tables []report.Table, quality [
 		if rw.wbAdv != nil {
 			e.all++
 		}
+		if rw.sanity != nil {
+			e.all += len(r.cfg.sanityStepList()) + len(SanityEps) + 3
+		}
 	}
 	t1 := report.Table{ID: "table1", Columns: cols,
 		Title:   "Table 1 form: each defense's retrained classifier on its transformed clean and adversarial sets",
@@ -164,12 +167,18 @@ func (r *runner) evaluate(ctx context.Context) (tables []report.Table, quality [
 		t1.Rows, t5.Rows = append(t1.Rows, row1), append(t5.Rows, row5)
 	}
 	tables = []report.Table{t1, t5}
+	var sanity []report.Table
 	if r.cfg.WhiteBox {
 		t4, err := r.whiteBoxTable(e)
 		if err != nil {
 			return nil, nil, err
 		}
 		tables = append(tables, t4)
+		st, notes, err := r.sanityTables(e)
+		if err != nil {
+			return nil, nil, err
+		}
+		r.sanityNotes, sanity = notes, st
 	}
 	if r.isCIFAR10() {
 		report.AttachPaper(&tables[0], report.PaperTable1)
@@ -178,7 +187,7 @@ func (r *runner) evaluate(ctx context.Context) (tables []report.Table, quality [
 			report.AttachPaper(&tables[2], report.PaperTable4)
 		}
 	}
-	return tables, quality, nil
+	return append(tables, sanity...), quality, nil
 }
 
 // whiteBoxTable evaluates the white-box examples: each defense's
@@ -356,6 +365,7 @@ func (r *runner) notes() []string {
 			"Adversarial columns are measured on a class-balanced subset of %d of the %d test images (seed %d) to bound the cost of the attacks; the Clean column uses every test image. "+
 				"Every accuracy carries its Wilson 95%% interval.", len(r.subset), r.test.Len(), r.cfg.Seed))
 	}
+	notes = append(notes, r.sanityNotes...)
 	if r.isCIFAR10() {
 		notes = append(notes, "Paper numbers (italics) are from Sun et al., CVPR 2019, Tables 1 and 5 (CIFAR-10, VGG-16); our classifier is "+r.cfg.Arch+".")
 	}

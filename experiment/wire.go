@@ -26,6 +26,7 @@ func DefaultBackend() Backend {
 		Attack:    paperAttack,
 		Baselines: registryBaselines,
 		WhiteBox:  whiteBoxPGD,
+		PGD:       pgdAt,
 		Adaptive: func(t defense.Transform, m attack.Model, draws int) (attack.Model, error) {
 			return attack.Adaptive(t, m, nil, draws)
 		},
@@ -116,9 +117,15 @@ func paperAttack(name string, cfg Config) (Attacker, any, string, error) {
 // with cfg.WhiteBoxSteps steps and package attack's other defaults (step
 // 0.1 budget, random start seeded by the run seed).
 func whiteBoxPGD(cfg Config) (Attacker, any, error) {
+	return pgdAt(cfg, whiteBoxEps, cfg.WhiteBoxSteps)
+}
+
+// pgdAt returns PGD at L-infinity budget eps with steps iterations and
+// the other settings of whiteBoxPGD, for the white-box sanity checks.
+func pgdAt(cfg Config, eps float64, steps int) (Attacker, any, error) {
 	o := attack.DefaultPGDOptions()
-	o.Budget = attack.Budget{Norm: attack.LInf, Eps: 0.031}
-	o.Steps, o.Seed = cfg.WhiteBoxSteps, uint64(cfg.Seed)
+	o.Budget = attack.Budget{Norm: attack.LInf, Eps: eps}
+	o.Steps, o.Seed = steps, uint64(cfg.Seed)
 	a, err := attack.NewPGD(o)
 	if err != nil {
 		return nil, nil, err

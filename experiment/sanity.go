@@ -1,0 +1,405 @@
+package experiment
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/stl-defense/stl/attack"
+	"github.com/stl-defense/stl/defense"
+	"github.com/stl-defense/stl/experiment/cache"
+	"github.com/stl-defense/stl/experiment/metrics"
+	"github.com/stl-defense/stl/experiment/report"
+	"github.com/stl-defense/stl/npy"
+	"github.com/stl-defense/stl/tensor"
+)
+
+// The white-box sanity checks a careful reviewer expects of an adaptive
+// evaluation (issue 6; Athalye et al., ICML 2018, and Carlini et al., "On
+// Evaluating Adversarial Robustness", 2019): accuracy against the number of
+// PGD-through-BPDA iterations (more iterations never help the defense),
+// against the L-infinity budget (it reaches 0 at a large enough budget), a
+// random-noise control (sign noise at the same budget, which should hurt
+// far less than the attack) and a transfer control (PGD on the vanilla
+// classifier, fed through the defense: the grey-box setting, which should
+// hurt less than the white-box attack). They run with Config.WhiteBox, on
+// No Defense, STL and STL (cluster) only: on the baselines (EOT over 10
+// draws for the randomized ones) they would multiply the white-box cost.
+var (
+	// SanitySteps are the PGD iteration counts of the iterations check,
+	// those below Config.WhiteBoxSteps; WhiteBoxSteps itself (the Table 4
+	// attack) is always the last point.
+	SanitySteps = []int{1, 5, 10, 20}
+	// SanityEps are the L-infinity budgets of the budget check, each
+	// attacked with WhiteBoxSteps iterations; 0.031 is the Table 4 attack.
+	SanityEps = []float64{0.008, 0.016, 0.031, 0.063, 0.125, 0.25}
+)
+
+// whiteBoxEps is the L-infinity budget of the paper's Table 4.
+const whiteBoxEps = 0.031
+
+// sanityNearZero is the accuracy at the largest budget under which the
+// budget check counts as having reached 0.
+const sanityNearZero = 0.05
+
+// Column names of the controls table.
+const (
+	colSanityAttack   = "PGD-BPDA (white box)"
+	colSanityNoise    = "random sign noise"
+	colSanityTransfer = "transfer from vanilla (grey box)"
+)
+
+// sanityRows are the rows the sanity checks run on.
+var sanityRows = []string{NoDefense, RowSTL, RowSTLCluster}
+
+// sanitySet is one row's sanity-check images, each T(x') for the row's
+// transform T (the identity for No Defense), by column.
+type sanitySet struct {
+	steps    map[int]*tensor.Tensor
+	eps      map[float64]*tensor.Tensor
+	noise    *tensor.Tensor
+	transfer *tensor.Tensor
+	missing  map[string]string // why a column is missing, by column name
+}
+
+// sanityStepList returns the iteration counts of the iterations check.
+func (c Config) sanityStepList() []int {
+	var out []int
+	for _, s := range SanitySteps {
+		if s < c.WhiteBoxSteps {
+			out = append(out, s)
+		}
+	}
+	return append(out, c.WhiteBoxSteps)
+}
+
+func stepsCol(s int) string {
+	if s == 1 {
+		return "1 iteration"
+	}
+	return fmt.Sprintf("%d iterations", s)
+}
+
+func epsCol(e float64) string { return "eps " + strconv.FormatFloat(e, 'g', -1, 64) }
+
+// sanityWeight is the planned cost of one row's sanity checks (planWeights).
+func (c Config) sanityWeight(nsub, per, px float64) float64 {
+	steps := 0
+	for _, s := range c.sanityStepList() {
+		steps += s
+	}
+	steps += (len(SanityEps) - 1) * c.WhiteBoxSteps
+	return nsub * float64(steps) * (per + 6e-3*px)
+}
+
+// sanity computes the sanity checks of the rows in sanityRows, after
+// whiteBox. Each attacked or perturbed set is a cached stage.
+func (r *runner) sanity(ctx context.Context) error {
+	if !r.cfg.WhiteBox {
+		return nil
+	}
+	subsetKey, _ := cache.NewKey("subset", map[string]any{"n": len(r.subset), "seed": r.cfg.Seed}, r.dataKey)
+	var source *row // No Defense, whose white-box examples the transfer control reuses
+	for _, rw := range r.rows {
+		if rw.name == NoDefense {
+			source = rw
+		}
+	}
+	for _, rw := range r.rows {
+		if !contains(sanityRows, rw.name) {
+			continue
+		}
+		r.next("white-box sanity checks on " + rw.name)
+		s := &sanitySet{steps: map[int]*tensor.Tensor{}, eps: map[float64]*tensor.Tensor{}, missing: map[string]string{}}
+		rw.sanity = s
+		if rw.wbAdv == nil {
+			why := rw.wbMissing
+			if why == "" {
+				why = "the white-box attack is not available"
+			}
+			s.missing[""] = why
+			continue
+		}
+		if r.b.PGD == nil {
+			s.missing[""] = "no PGD at other budgets in this build"
+			continue
+		}
+		m, mKey := rw.model, rw.modelKey
+		if rw.wbVanilla || rw.name == NoDefense {
+			m, mKey = r.vanilla, r.vanillaKey
+		}
+		deps := []cache.Key{mKey, subsetKey}
+		if rw.name != NoDefense {
+			deps = append(deps, rw.key)
+		}
+		// stage computes T(f(T)) for the row's freshly drawn transform T
+		// (nil for No Defense) and caches it under stage.
+		stage := func(name string, cfg map[string]any, extra []cache.Key, f func(ctx context.Context, t defense.Transform) (*tensor.Tensor, error)) (*tensor.Tensor, error) {
+			stage := name + "-" + slug(rw.name)
+			cfg["seed"] = r.cfg.Seed
+			d := append(append([]cache.Key(nil), deps...), extra...)
+			key, err := cache.NewKey(stage, cfg, d...)
+			if err != nil {
+				return nil, err
+			}
+			dir, _, err := r.store.Do(ctx, stage, key, cfg, d, func(ctx context.Context, out string) error {
+				var t defense.Transform
+				if rw.name != NoDefense {
+					if t, err = rw.newT(stageSeed(r.cfg.Seed, stage)); err != nil {
+						return err
+					}
+				}
+				x, err := f(ctx, t)
+				if err != nil {
+					return err
+				}
+				if t != nil {
+					if x, err = applyBatched(ctx, t, x, rw.name+" on "+name, r.rep); err != nil {
+						return err
+					}
+				}
+				return npy.WriteFile(filepath.Join(out, "images.npy"), x)
+			})
+			if err != nil {
+				return nil, err
+			}
+			return readImages(filepath.Join(dir, "images.npy"), r.x0.Shape)
+		}
+		// pgd attacks the row's defended classifier through BPDA (EOT).
+		pgd := func(eps float64, steps int) func(ctx context.Context, t defense.Transform) (*tensor.Tensor, error) {
+			return func(ctx context.Context, t defense.Transform) (*tensor.Tensor, error) {
+				atk, _, err := r.b.PGD(r.cfg, eps, steps)
+				if err != nil {
+					return nil, err
+				}
+				am := m
+				if t != nil {
+					if am, err = r.b.Adaptive(t, m, r.cfg.EOTDraws); err != nil {
+						return nil, err
+					}
+				}
+				return atk(ctx, am, r.x0, r.y0, r.rep)
+			}
+		}
+		pgdCfg := func(eps float64, steps int) (map[string]any, error) {
+			_, settings, err := r.b.PGD(r.cfg, eps, steps)
+			return map[string]any{"attack": settings, "eot_draws": r.cfg.EOTDraws}, err
+		}
+		// failed records a column's failure; it returns ctx's error.
+		failed := func(col string, err error) error {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			s.missing[col] = err.Error()
+			return nil
+		}
+		for _, st := range r.cfg.sanityStepList() {
+			if st == r.cfg.WhiteBoxSteps {
+				s.steps[st] = rw.wbAdv
+				continue
+			}
+			cfg, err := pgdCfg(whiteBoxEps, st)
+			if err == nil {
+				s.steps[st], err = stage(fmt.Sprintf("whitebox-steps%d", st), cfg, nil, pgd(whiteBoxEps, st))
+			}
+			if err != nil {
+				if err := failed(stepsCol(st), err); err != nil {
+					return err
+				}
+			}
+		}
+		for _, e := range SanityEps {
+			if e == whiteBoxEps {
+				s.eps[e] = rw.wbAdv
+				continue
+			}
+			cfg, err := pgdCfg(e, r.cfg.WhiteBoxSteps)
+			if err == nil {
+				s.eps[e], err = stage("whitebox-eps"+strconv.FormatFloat(e, 'g', -1, 64), cfg, nil, pgd(e, r.cfg.WhiteBoxSteps))
+			}
+			if err != nil {
+				if err := failed(epsCol(e), err); err != nil {
+					return err
+				}
+			}
+		}
+		var err error
+		s.noise, err = stage("whitebox-noise", map[string]any{"noise": "uniform random sign", "eps": whiteBoxEps}, nil,
+			func(ctx context.Context, t defense.Transform) (*tensor.Tensor, error) {
+				return signNoise(r.x0, whiteBoxEps, stageSeed(r.cfg.Seed, "whitebox-noise-"+slug(rw.name))), nil
+			})
+		if err != nil {
+			if err := failed(colSanityNoise, err); err != nil {
+				return err
+			}
+		}
+		switch {
+		case rw.name == NoDefense:
+			s.missing[colSanityTransfer] = "the source of the transfer (the white-box attack itself)"
+		case source == nil || source.wbAdv == nil:
+			s.missing[colSanityTransfer] = "the white-box attack on No Defense is missing"
+		default:
+			src := source.wbAdv
+			srcKey, _ := cache.NewKey("whitebox-source", map[string]any{"steps": r.cfg.WhiteBoxSteps, "eps": whiteBoxEps}, r.vanillaKey, subsetKey)
+			s.transfer, err = stage("whitebox-transfer", map[string]any{"from": NoDefense}, []cache.Key{srcKey},
+				func(ctx context.Context, t defense.Transform) (*tensor.Tensor, error) { return src.Clone(), nil })
+			if err != nil {
+				if err := failed(colSanityTransfer, err); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// signNoise returns x plus eps times a uniformly random sign per pixel,
+// clipped to [0, 1]: the random-noise control at the attack's L-infinity
+// budget.
+func signNoise(x *tensor.Tensor, eps float64, seed uint64) *tensor.Tensor {
+	rng := rand.New(rand.NewPCG(seed, 0x5eed))
+	y := x.Clone()
+	e := float32(eps)
+	for i := range y.Data {
+		if rng.Uint64()&1 == 0 {
+			y.Data[i] += e
+		} else {
+			y.Data[i] -= e
+		}
+	}
+	tensor.Clip(y.Data, 0, 1)
+	return y
+}
+
+// sanityTables evaluates the sanity checks: accuracy against iterations,
+// against the budget, and the controls, and the notes saying whether each
+// expected property held.
+func (r *runner) sanityTables(e *evaluator) ([]report.Table, []string, error) {
+	stepsList := r.cfg.sanityStepList()
+	ts := report.Table{ID: "whitebox-iterations", Title: "White-box sanity check: accuracy against PGD-through-BPDA iterations",
+		Caption: fmt.Sprintf("PGD at L-infinity %g through BPDA (EOT over %d draws for randomized defenses) with each number of iterations, step %g of the budget, "+
+			"random start, last iterate. More iterations should never help the defense.", whiteBoxEps, r.cfg.EOTDraws, attack.DefaultPGDOptions().StepFrac)}
+	for _, s := range stepsList {
+		ts.Columns = append(ts.Columns, stepsCol(s))
+	}
+	te := report.Table{ID: "whitebox-epsilon", Title: "White-box sanity check: accuracy against the L-infinity budget",
+		Caption: fmt.Sprintf("PGD through BPDA with %d iterations at each L-infinity budget (images in [0, 1]). Accuracy should not increase with the budget and should reach about 0 at the largest.", r.cfg.WhiteBoxSteps)}
+	for _, eps := range SanityEps {
+		te.Columns = append(te.Columns, epsCol(eps))
+	}
+	tc := report.Table{ID: "whitebox-controls", Columns: []string{colSanityAttack, colSanityNoise, colSanityTransfer},
+		Title: fmt.Sprintf("White-box sanity check: controls at L-infinity %g", whiteBoxEps),
+		Caption: "Random sign noise adds plus or minus the budget to each pixel at random; the transfer control feeds the PGD examples computed on the undefended vanilla classifier " +
+			"(grey box) through the defense. Both should leave the defended classifier more accurate than the white-box attack does."}
+	var notes []string
+	for _, rw := range r.rows {
+		s := rw.sanity
+		if s == nil {
+			continue
+		}
+		m := rw.model
+		if rw.wbVanilla || rw.name == NoDefense {
+			m = r.vanilla
+		}
+		name := rw.name
+		if rw.wbVanilla && rw.name != NoDefense {
+			name += " (vanilla classifier)"
+		}
+		cell := func(col string, x *tensor.Tensor) (report.Cell, error) {
+			if why, ok := s.missing[""]; ok {
+				return report.Cell{Missing: why}, nil
+			}
+			if x == nil {
+				why := s.missing[col]
+				if why == "" {
+					why = "not computed"
+				}
+				return report.Cell{Missing: why}, nil
+			}
+			a, err := e.acc(m, x, r.y0)
+			return report.Cell{Acc: a}, err
+		}
+		rs, re, rc := report.Row{Defense: name}, report.Row{Defense: name}, report.Row{Defense: name}
+		for _, st := range stepsList {
+			c, err := cell(stepsCol(st), s.steps[st])
+			if err != nil {
+				return nil, nil, err
+			}
+			rs.Cells = append(rs.Cells, c)
+		}
+		for _, eps := range SanityEps {
+			c, err := cell(epsCol(eps), s.eps[eps])
+			if err != nil {
+				return nil, nil, err
+			}
+			re.Cells = append(re.Cells, c)
+		}
+		for _, col := range []struct {
+			name string
+			x    *tensor.Tensor
+		}{{colSanityAttack, s.eps[whiteBoxEps]}, {colSanityNoise, s.noise}, {colSanityTransfer, s.transfer}} {
+			c, err := cell(col.name, col.x)
+			if err != nil {
+				return nil, nil, err
+			}
+			rc.Cells = append(rc.Cells, c)
+		}
+		ts.Rows, te.Rows, tc.Rows = append(ts.Rows, rs), append(te.Rows, re), append(tc.Rows, rc)
+		if _, ok := s.missing[""]; !ok {
+			notes = append(notes, sanityNote(name, ts.Columns, rs, te.Columns, re, rc))
+		}
+	}
+	return []report.Table{ts, te, tc}, notes, nil
+}
+
+// sanityNote says whether each expected property held for one row.
+func sanityNote(name string, stepCols []string, rs report.Row, epsCols []string, re, rc report.Row) string {
+	var parts []string
+	parts = append(parts, "iterations: "+monotone(stepCols, rs.Cells))
+	eps := "budget: " + monotone(epsCols, re.Cells)
+	if last := re.Cells[len(re.Cells)-1].Acc; last != nil {
+		if last.Value <= sanityNearZero {
+			eps += fmt.Sprintf("; reaches %.1f%% at %s (held)", 100*last.Value, epsCols[len(epsCols)-1])
+		} else {
+			eps += fmt.Sprintf("; still %.1f%% at %s (NOT near 0)", 100*last.Value, epsCols[len(epsCols)-1])
+		}
+	}
+	parts = append(parts, eps)
+	atk := rc.Cells[0].Acc
+	for i, what := range []string{"noise control", "transfer control"} {
+		c := rc.Cells[i+1].Acc
+		switch {
+		case atk == nil || c == nil:
+			parts = append(parts, what+": not computed")
+		case c.Value > atk.Value:
+			parts = append(parts, fmt.Sprintf("%s: %.1f%% above the attack's %.1f%% (held)", what, 100*c.Value, 100*atk.Value))
+		default:
+			parts = append(parts, fmt.Sprintf("%s: %.1f%%, NOT above the attack's %.1f%%", what, 100*c.Value, 100*atk.Value))
+		}
+	}
+	return "White-box sanity checks, " + name + ": " + strings.Join(parts, "; ") + "."
+}
+
+// monotone says whether the accuracies of cells never increase from one
+// column to the next, naming the increases when they do.
+func monotone(cols []string, cells []report.Cell) string {
+	var ups []string
+	var prev *metrics.Accuracy
+	prevCol := ""
+	for i, c := range cells {
+		if c.Acc == nil {
+			return "not computed"
+		}
+		if prev != nil && c.Acc.Value > prev.Value {
+			ups = append(ups, fmt.Sprintf("%.1f%% at %s to %.1f%% at %s", 100*prev.Value, prevCol, 100*c.Acc.Value, cols[i]))
+		}
+		prev, prevCol = c.Acc, cols[i]
+	}
+	if len(ups) == 0 {
+		return "non-increasing (held)"
+	}
+	return "NOT non-increasing (" + strings.Join(ups, ", ") + ")"
+}
