@@ -133,7 +133,7 @@ type Backend struct {
 	// PGD returns PGD at L-infinity budget eps with steps iterations (the
 	// other settings as WhiteBox's) and its settings, for the white-box
 	// sanity checks (sanity.go); nil makes them missing.
-	PGD func(cfg Config, eps float64, steps int) (Attacker, any, error)
+	PGD      func(cfg Config, eps float64, steps int) (Attacker, any, error)
 	Adaptive func(t defense.Transform, m attack.Model, draws int) (attack.Model, error)
 	// Versions are recorded in the report (module, Go, build tags...).
 	Versions map[string]string
