@@ -238,7 +238,7 @@ func (r *runner) sanity(ctx context.Context) error {
 		}
 		switch {
 		case rw.name == NoDefense:
-			s.missing[colSanityTransfer] = "the source of the transfer (the white-box attack itself)"
+			s.missing[colSanityTransfer] = "not applicable: No Defense is the transfer's source"
 		case source == nil || source.wbAdv == nil:
 			s.missing[colSanityTransfer] = "the white-box attack on No Defense is missing"
 		default:
@@ -373,9 +373,9 @@ func sanityNote(name string, stepCols []string, rs report.Row, epsCols []string,
 		c := rc.Cells[i+1].Acc
 		switch {
 		case atk == nil || c == nil:
-			parts = append(parts, what+": not computed")
+			parts = append(parts, what+": not computed ("+rc.Cells[i+1].Missing+")")
 		case c.Value > atk.Value:
-			parts = append(parts, fmt.Sprintf("%s: %.1f%% above the attack's %.1f%% (held)", what, 100*c.Value, 100*atk.Value))
+			parts = append(parts, fmt.Sprintf("%s: %.1f%%, above the attack's %.1f%% (held)", what, 100*c.Value, 100*atk.Value))
 		default:
 			parts = append(parts, fmt.Sprintf("%s: %.1f%%, NOT above the attack's %.1f%%", what, 100*c.Value, 100*atk.Value))
 		}

@@ -133,7 +133,7 @@ func TestSanityNote(t *testing.T) {
 		want, not  []string
 	}{
 		{"all held", cells(30, 20, 20), cells(40, 20, 2), cells(20, 60, 50),
-			[]string{"iterations: non-increasing (held)", "budget: non-increasing (held); reaches 2.0%", "noise control: 60.0% above", "transfer control: 50.0% above"}, []string{"NOT"}},
+			[]string{"iterations: non-increasing (held)", "budget: non-increasing (held); reaches 2.0%", "noise control: 60.0%, above", "transfer control: 50.0%, above"}, []string{"NOT"}},
 		{"all violated", cells(20, 30, 25), cells(40, 20, 30), cells(50, 40, 50),
 			[]string{"iterations: NOT non-increasing (20.0% at 1 to 30.0% at 5)", "budget: NOT non-increasing (20.0% at b to 30.0% at c); still 30.0% at c (NOT near 0)",
 				"noise control: 40.0%, NOT above", "transfer control: 50.0%, NOT above"}, nil},

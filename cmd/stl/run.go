@@ -84,7 +84,7 @@ as in results.json); flags given on the command line override it.`,
 	f.BoolVar(&d.RetrainBaselines, "retrain-baselines", d.RetrainBaselines, "also retrain a classifier on each baseline (Table 1 form)")
 	f.IntVar(&d.GridImages, "grid-images", d.GridImages, "examples in the image grid")
 	f.StringSliceVar(&o.sweep, "lambda-sweep", []string{"0.05", "0.1", "0.2", "0.3", "0.5"}, "lambdas of the Figure 5 study (\"\" for none)")
-	f.BoolVar(&d.WhiteBox, "whitebox", d.WhiteBox, "add the white-box Table 4 form (PGD L-inf 0.031 through BPDA, EOT for randomized defenses)")
+	f.BoolVar(&d.WhiteBox, "whitebox", d.WhiteBox, "add the white-box Table 4 form (PGD L-inf 0.031 through BPDA, EOT for randomized defenses) and its sanity checks (accuracy vs iterations and vs epsilon, noise and transfer controls)")
 	f.IntVar(&d.WhiteBoxSteps, "whitebox-steps", d.WhiteBoxSteps, "PGD steps of the white-box attack")
 	f.IntVar(&d.EOTDraws, "eot-draws", d.EOTDraws, "EOT draws per gradient for randomized defenses")
 	runOpts[cmd] = o
