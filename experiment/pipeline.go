@@ -84,6 +84,7 @@ type row struct {
 	wbAdv     *tensor.Tensor
 	wbVanilla bool
 	wbMissing string
+	wbKey     cache.Key // the white-box stage's key
 	sanity    *sanitySet // the white-box sanity checks (sanity.go)
 }
 
@@ -932,6 +933,7 @@ func (r *runner) whiteBox(ctx context.Context) error {
 			rw.wbMissing = "the white-box attack failed: " + err.Error()
 			continue
 		}
+		rw.wbKey = key
 		if rw.wbAdv, err = readImages(filepath.Join(dir, "images.npy"), r.x0.Shape); err != nil {
 			return fmt.Errorf("stage %s: %w", stage, err)
 		}

@@ -243,8 +243,7 @@ func (r *runner) sanity(ctx context.Context) error {
 			s.missing[colSanityTransfer] = "the white-box attack on No Defense is missing"
 		default:
 			src := source.wbAdv
-			srcKey, _ := cache.NewKey("whitebox-source", map[string]any{"steps": r.cfg.WhiteBoxSteps, "eps": whiteBoxEps}, r.vanillaKey, subsetKey)
-			s.transfer, err = stage("whitebox-transfer", map[string]any{"from": NoDefense}, []cache.Key{srcKey},
+			s.transfer, err = stage("whitebox-transfer", map[string]any{"from": NoDefense}, []cache.Key{source.wbKey},
 				func(ctx context.Context, t defense.Transform) (*tensor.Tensor, error) { return src.Clone(), nil })
 			if err != nil {
 				if err := failed(colSanityTransfer, err); err != nil {
