@@ -299,11 +299,7 @@ func (d *MagNetDAE) Encode(w io.Writer) error {
 		return err
 	}
 	for _, p := range d.params() {
-		buf := make([]byte, 4*len(p.W))
-		for i, v := range p.W {
-			binary.LittleEndian.PutUint32(buf[4*i:], math.Float32bits(v))
-		}
-		if _, err := w.Write(buf); err != nil {
+		if err := writeFloat32s(w, p.W); err != nil {
 			return err
 		}
 	}
@@ -337,19 +333,11 @@ func DecodeMagNetDAE(r io.Reader) (*MagNetDAE, error) {
 		return nil, err
 	}
 	for _, p := range d.params() {
-		buf := make([]byte, 4*len(p.W))
-		if _, err := io.ReadFull(r, buf); err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
+		if err := readFloat32s(r, p.W); err != nil {
 			return nil, fmt.Errorf("MagNet auto-encoder weights: %w", err)
 		}
-		for i := range p.W {
-			v := math.Float32frombits(binary.LittleEndian.Uint32(buf[4*i:]))
-			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-				return nil, fmt.Errorf("%w: non-finite weight", ErrMagNetFormat)
-			}
-			p.W[i] = v
+		if err := tensor.CheckFinite(p.W); err != nil {
+			return nil, fmt.Errorf("%w: non-finite weight", ErrMagNetFormat)
 		}
 	}
 	return d, nil

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"math/rand/v2"
 	"os"
 
@@ -173,15 +172,8 @@ func (db *PatchDB) Encode(w io.Writer) error {
 	if _, err := w.Write(hdr[:]); err != nil {
 		return err
 	}
-	buf := make([]byte, 4*4096)
-	for start := 0; start < len(db.Data); start += 4096 {
-		chunk := db.Data[start:min(start+4096, len(db.Data))]
-		for i, v := range chunk {
-			binary.LittleEndian.PutUint32(buf[4*i:], math.Float32bits(v))
-		}
-		if _, err := w.Write(buf[:4*len(chunk)]); err != nil {
-			return err
-		}
+	if err := writeFloat32s(w, db.Data); err != nil {
+		return err
 	}
 	return nil
 }
@@ -216,17 +208,13 @@ func DecodePatchDB(r io.Reader) (*PatchDB, error) {
 	db := &PatchDB{Patch: int(P), Channels: int(C)}
 	total := int(n * d)
 	db.Data = make([]float32, 0, min(total, 1<<20))
-	buf := make([]byte, 4*4096)
+	chunk := make([]float32, min(total, f32Chunk))
 	for len(db.Data) < total {
-		m := min(total-len(db.Data), 4096)
-		if _, err := io.ReadFull(r, buf[:4*m]); err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
+		m := min(total-len(db.Data), f32Chunk)
+		if err := readFloat32s(r, chunk[:m]); err != nil {
 			return nil, fmt.Errorf("patch database values: %w", err)
 		}
-		for i := 0; i < m; i++ {
-			v := math.Float32frombits(binary.LittleEndian.Uint32(buf[4*i:]))
+		for _, v := range chunk[:m] {
 			if !(v >= 0 && v <= 1) {
 				return nil, fmt.Errorf("%w: value %v at %d outside [0,1]", ErrPatchDBFormat, v, len(db.Data))
 			}

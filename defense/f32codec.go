@@ -1,0 +1,45 @@
+package defense
+
+import (
+	"encoding/binary"
+	"io"
+	"math"
+)
+
+// f32Chunk is how many values writeFloat32s and readFloat32s move per I/O
+// call, so neither needs a byte buffer as large as the array.
+const f32Chunk = 4096
+
+// writeFloat32s writes v as little-endian float32 values.
+func writeFloat32s(w io.Writer, v []float32) error {
+	buf := make([]byte, 4*min(len(v), f32Chunk))
+	for start := 0; start < len(v); start += f32Chunk {
+		chunk := v[start:min(start+f32Chunk, len(v))]
+		for i, x := range chunk {
+			binary.LittleEndian.PutUint32(buf[4*i:], math.Float32bits(x))
+		}
+		if _, err := w.Write(buf[:4*len(chunk)]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readFloat32s fills dst with little-endian float32 values from r. A
+// truncated input returns io.ErrUnexpectedEOF.
+func readFloat32s(r io.Reader, dst []float32) error {
+	buf := make([]byte, 4*min(len(dst), f32Chunk))
+	for start := 0; start < len(dst); start += f32Chunk {
+		chunk := dst[start:min(start+f32Chunk, len(dst))]
+		if _, err := io.ReadFull(r, buf[:4*len(chunk)]); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		for i := range chunk {
+			chunk[i] = math.Float32frombits(binary.LittleEndian.Uint32(buf[4*i:]))
+		}
+	}
+	return nil
+}
