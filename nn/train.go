@@ -90,6 +90,10 @@ type TrainOptions struct {
 	LabelSmoothing float64      // default 0
 	CropPad        int          // random crop after zero padding by CropPad pixels; default 4, 0 disables
 	Flip           bool         // random horizontal flip; default true
+	// Cutout, when positive, sets a Cutout x Cutout square at a random
+	// centre (clipped at the borders) of every augmented image to 0.5
+	// (DeVries and Taylor 2017); default 0, off.
+	Cutout int
 	Seed           uint64       // shuffling and augmentation; default 1
 	// CheckpointDir, when set, receives a checkpoint after every epoch
 	// (written atomically) and the final model; with Resume, training
@@ -111,8 +115,8 @@ func DefaultTrainOptions() TrainOptions {
 
 // Validate reports invalid options.
 func (o TrainOptions) Validate() error {
-	if o.Epochs < 1 || o.BatchSize < 2 || !(o.LR > 0) || o.CropPad < 0 || o.LabelSmoothing < 0 || o.LabelSmoothing >= 1 {
-		return fmt.Errorf("nn: invalid train options: epochs %d, batch %d, lr %g, crop pad %d, smoothing %g", o.Epochs, o.BatchSize, o.LR, o.CropPad, o.LabelSmoothing)
+	if o.Epochs < 1 || o.BatchSize < 2 || !(o.LR > 0) || o.CropPad < 0 || o.Cutout < 0 || o.LabelSmoothing < 0 || o.LabelSmoothing >= 1 {
+		return fmt.Errorf("nn: invalid train options: epochs %d, batch %d, lr %g, crop pad %d, cutout %d, smoothing %g", o.Epochs, o.BatchSize, o.LR, o.CropPad, o.Cutout, o.LabelSmoothing)
 	}
 	if _, err := o.Schedule.build(o.LR, 1, o.Epochs); err != nil {
 		return err
@@ -452,6 +456,28 @@ func augmentInto(dst []float32, src *tensor.Tensor, idx []int, pad int, flip boo
 	}
 }
 
+// cutoutInto sets, in each image of the batch x (shape N, C, H, W), a
+// size x size square centred at a uniformly random pixel to 0.5 in every
+// channel; the square is clipped at the image borders.
+func cutoutInto(x []float32, shape []int, size int, rng *rand.Rand) {
+	n, c, h, w := shape[0], shape[1], shape[2], shape[3]
+	per := c * h * w
+	for i := 0; i < n; i++ {
+		cy, cx := rng.IntN(h), rng.IntN(w)
+		y0, y1 := max(cy-size/2, 0), min(cy-size/2+size, h)
+		x0, x1 := max(cx-size/2, 0), min(cx-size/2+size, w)
+		img := x[i*per : (i+1)*per]
+		for ch := 0; ch < c; ch++ {
+			for y := y0; y < y1; y++ {
+				row := img[(ch*h+y)*w : (ch*h+y+1)*w]
+				for xx := x0; xx < x1; xx++ {
+					row[xx] = 0.5
+				}
+			}
+		}
+	}
+}
+
 // Train trains the classifier m on train with SGD, evaluating on test
 // (which may have no images) after every epoch, and reports progress per
 // batch (stage "classifier epoch e/E", loss, accuracy, images/s). With
@@ -504,6 +530,9 @@ func Train(ctx context.Context, m *Classifier, train, test Labeled, opts TrainOp
 		step: func(idx []int, rng *rand.Rand) (float64, int, error) {
 			x := &tensor.Tensor{Shape: []int{len(idx), c.Channels, c.Height, c.Width}, Data: xb.Data[:len(idx)*per]}
 			augmentInto(x.Data, train.Images, idx, opts.CropPad, opts.Flip, rng)
+			if opts.Cutout > 0 {
+				cutoutInto(x.Data, x.Shape, opts.Cutout, rng)
+			}
 			for i, j := range idx {
 				lb[i] = train.Labels[j]
 			}

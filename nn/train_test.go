@@ -151,6 +151,7 @@ func TestTrainOptionErrors(t *testing.T) {
 		{"schedule", func(o *nn.TrainOptions) { o.Schedule = "exp" }},
 		{"resume", func(o *nn.TrainOptions) { o.Resume = true }},
 		{"momentum", func(o *nn.TrainOptions) { o.SGD.Momentum = 1.5 }},
+		{"cutout", func(o *nn.TrainOptions) { o.Cutout = -1 }},
 	}
 	for _, b := range bad {
 		o := toyOptions()

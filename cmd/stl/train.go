@@ -30,6 +30,8 @@ type trainFlags struct {
 	schedule  string
 	wd        float64
 	smoothing float64
+	cutout    int
+	dropout   float64
 	sigma     float64
 	seed      uint64
 	threads   int
@@ -100,6 +102,8 @@ the saved files are as for "stl train classifier".`,
 	classifier.Flags().StringVar(&cf.arch, "arch", nn.ArchVGGSmall, "architecture: vgg-small or resnet-20")
 	classifier.Flags().Float64Var(&cf.wd, "wd", def.SGD.WeightDecay, "weight decay")
 	classifier.Flags().Float64Var(&cf.smoothing, "smoothing", 0, "label smoothing")
+	classifier.Flags().IntVar(&cf.cutout, "cutout", 0, "cutout augmentation: side of the square set to gray (0: off)")
+	classifier.Flags().Float64Var(&cf.dropout, "dropout", 0, "dropout before the vgg-small dense layers")
 	common(dae, &df, ddef.Epochs, ddef.BatchSize, ddef.LR, string(ddef.Schedule))
 	dae.Flags().Float64Var(&df.sigma, "sigma", ddef.NoiseSigma, "std of the Gaussian training noise (pixels in [0,1])")
 	trainCmd.AddCommand(classifier, dae)
@@ -118,8 +122,8 @@ func (f trainFlags) check() error {
 	default:
 		return usagef("--schedule %q: want onecycle, cosine, step or constant", f.schedule)
 	}
-	if f.wd < 0 || f.smoothing < 0 || f.smoothing >= 1 || f.sigma < 0 {
-		return usagef("--wd and --sigma must be >= 0, --smoothing in [0,1)")
+	if f.wd < 0 || f.smoothing < 0 || f.smoothing >= 1 || f.sigma < 0 || f.cutout < 0 || f.dropout < 0 || f.dropout >= 1 {
+		return usagef("--wd, --sigma and --cutout must be >= 0, --smoothing and --dropout in [0,1)")
 	}
 	return nil
 }
@@ -202,7 +206,7 @@ func runTrainClassifier(ctx context.Context, f trainFlags, w io.Writer, bar prog
 		}
 	}
 	cfg.Mean, cfg.Std = pixelStats(train.Images)
-	cfg.Seed, cfg.Threads, cfg.ConvBackend = f.seed, f.threads, f.conv
+	cfg.Seed, cfg.Threads, cfg.ConvBackend, cfg.Dropout = f.seed, f.threads, f.conv, f.dropout
 	m, err := nn.NewClassifier(cfg)
 	if err != nil {
 		var ce *nn.ConfigError
@@ -213,7 +217,7 @@ func runTrainClassifier(ctx context.Context, f trainFlags, w io.Writer, bar prog
 	}
 	o := nn.DefaultTrainOptions()
 	o.Epochs, o.BatchSize, o.LR, o.Schedule = f.epochs, f.batch, f.lr, nn.ScheduleKind(f.schedule)
-	o.SGD.WeightDecay, o.LabelSmoothing, o.Seed = f.wd, f.smoothing, f.seed
+	o.SGD.WeightDecay, o.LabelSmoothing, o.Seed, o.Cutout = f.wd, f.smoothing, f.seed, f.cutout
 	o.CheckpointDir, o.Resume, o.Dataset = f.out, f.resume, f.data
 	o.EpochDone = func(e nn.EpochStats) { printEpoch(w, e) }
 	_, err = nn.Train(ctx, m, nn.Labeled{Images: train.Images, Labels: train.Labels},
