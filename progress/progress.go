@@ -5,6 +5,7 @@ package progress
 import (
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"time"
 )
@@ -35,10 +36,13 @@ func Or(r Reporter) Reporter {
 }
 
 // Bar renders reports as a one-line terminal progress bar with rate and time
-// left, redrawn at most every Interval. It is safe for concurrent use.
+// left, redrawn at most every Interval. With Lines set it writes one line
+// per report instead of redrawing (for logs and pipes, where carriage
+// returns would pile up). It is safe for concurrent use.
 type Bar struct {
 	W        io.Writer
-	Interval time.Duration // default 200ms
+	Interval time.Duration // default 200ms on a terminal, 30s with Lines
+	Lines    bool
 
 	mu     sync.Mutex
 	stage  string
@@ -47,8 +51,22 @@ type Bar struct {
 	drawn  bool
 }
 
-// NewBar returns a Bar writing to w.
-func NewBar(w io.Writer) *Bar { return &Bar{W: w, Interval: 200 * time.Millisecond} }
+// NewBar returns a Bar writing to w: a redrawn bar when w is a terminal,
+// and one line every 30 seconds (and at the end of each stage) when w is a
+// file or a pipe, so that logs of long jobs stay readable.
+func NewBar(w io.Writer) *Bar {
+	if f, ok := w.(*os.File); ok && !isTerminal(f) {
+		return &Bar{W: w, Interval: 30 * time.Second, Lines: true}
+	}
+	return &Bar{W: w, Interval: 200 * time.Millisecond}
+}
+
+// isTerminal reports whether f is a character device (a terminal; also
+// /dev/null, where the choice does not matter).
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
 
 // Report implements Reporter.
 func (b *Bar) Report(stage string, done, total int, msg string) {
@@ -56,7 +74,7 @@ func (b *Bar) Report(stage string, done, total int, msg string) {
 	defer b.mu.Unlock()
 	now := time.Now()
 	if stage != b.stage {
-		if b.drawn {
+		if b.drawn && !b.Lines {
 			fmt.Fprintln(b.W)
 		}
 		b.stage, b.start, b.last, b.drawn = stage, now, time.Time{}, false
@@ -67,11 +85,18 @@ func (b *Bar) Report(stage string, done, total int, msg string) {
 	}
 	b.last = now
 	el := now.Sub(b.start)
-	line := fmt.Sprintf("\r%s %s", stage, Line(done, total, el))
+	line := fmt.Sprintf("%s %s", stage, Line(done, total, el))
 	if msg != "" {
 		line += " " + msg
 	}
-	fmt.Fprintf(b.W, "%-100s", line)
+	if b.Lines {
+		fmt.Fprintln(b.W, line)
+		if final {
+			b.stage = ""
+		}
+		return
+	}
+	fmt.Fprintf(b.W, "\r%-100s", line)
 	b.drawn = true
 	if final {
 		fmt.Fprintln(b.W)

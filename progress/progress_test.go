@@ -2,6 +2,7 @@ package progress
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -29,4 +30,48 @@ func TestBarFinalLine(t *testing.T) {
 		t.Fatalf("bar output %q", out)
 	}
 	Or(nil).Report("x", 1, 1, "") // must not panic
+}
+
+// TestBarLines checks the log mode: one line per shown report, no carriage
+// returns, reports inside the interval dropped except each stage's last.
+func TestBarLines(t *testing.T) {
+	var buf bytes.Buffer
+	b := &Bar{W: &buf, Interval: time.Hour, Lines: true}
+	for i := 1; i <= 5; i++ {
+		b.Report("stage a", i, 5, "")
+	}
+	b.Report("stage b", 1, 3, "x")
+	b.Report("stage b", 3, 3, "y")
+	out := buf.String()
+	if strings.Contains(out, "\r") {
+		t.Fatalf("carriage return in log mode: %q", out)
+	}
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	want := []string{"stage a", "stage a", "stage b", "stage b"}
+	if len(lines) != len(want) {
+		t.Fatalf("%d lines, want %d: %q", len(lines), len(want), out)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(lines[i], w+" ") {
+			t.Errorf("line %d = %q, want prefix %q", i, lines[i], w)
+		}
+	}
+	if !strings.Contains(lines[1], "5/5") || !strings.Contains(lines[3], "3/3") || !strings.HasSuffix(lines[3], " y") {
+		t.Errorf("final lines %q", lines)
+	}
+}
+
+// TestNewBarOnFile checks that a bar on a regular file uses the log mode.
+func TestNewBarOnFile(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if b := NewBar(f); !b.Lines || b.Interval < time.Second {
+		t.Errorf("bar on a file: Lines %v, Interval %v", b.Lines, b.Interval)
+	}
+	if b := NewBar(&bytes.Buffer{}); b.Lines {
+		t.Error("bar on a buffer is in log mode")
+	}
 }
