@@ -21,6 +21,11 @@ type ClassifierSpec struct {
 	// Threads is the number of goroutines per layer; results depend on it
 	// (summation order), so it is part of the key.
 	Threads int `json:"threads"`
+	// Cutout and Dropout are Config.Cutout and Config.Dropout. They are
+	// omitted from the key when zero, so that the keys of runs made before
+	// they existed stay valid.
+	Cutout  int     `json:"cutout,omitempty"`
+	Dropout float64 `json:"dropout,omitempty"`
 	// CheckpointDir, when not empty, is a directory that survives an
 	// interruption, for per-epoch checkpoints. Not part of the key.
 	CheckpointDir string `json:"-"`
@@ -36,6 +41,34 @@ type Trainer interface {
 	// directory) atomically; Load reads it back.
 	Save(path string, m attack.Model) error
 	Load(path string) (attack.Model, error)
+}
+
+// PretrainedLoader is implemented by Trainers that can load a classifier
+// trained outside the run (Config.VanillaModel), such as a model directory
+// written by `stl train classifier`.
+type PretrainedLoader interface {
+	// LoadPretrained loads the classifier saved in the directory dir and
+	// returns what it records about itself. It returns an error when dir
+	// or one of its files is missing or does not load.
+	LoadPretrained(dir string) (attack.Model, PretrainedInfo, error)
+}
+
+// PretrainedInfo is what a saved classifier records about itself. Zero
+// values mean not recorded.
+type PretrainedInfo struct {
+	// Files are the names, inside the model directory, of the files that
+	// make up the model; the first is the weights file. The run hashes
+	// them (SHA-256) into the vanilla stage's cache key and copies them
+	// into the stage, from where it loads the model again.
+	Files []string `json:"files"`
+	// Arch is the recorded architecture; it must not be empty.
+	Arch         string  `json:"arch"`
+	Dataset      string  `json:"dataset,omitempty"`
+	TrainImages  int     `json:"train_images,omitempty"`
+	Epochs       int     `json:"epochs,omitempty"`
+	TestAccuracy float64 `json:"test_accuracy,omitempty"`
+	Dropout      float64 `json:"dropout,omitempty"`
+	Notes        string  `json:"notes,omitempty"`
 }
 
 // SpecDescriber is implemented by Trainers that can state every

@@ -70,6 +70,22 @@ type Config struct {
 	// LearningRate is the initial learning rate. Default 0.05 (SGD with
 	// momentum, cosine schedule).
 	LearningRate float64 `json:"learning_rate" yaml:"learning_rate"`
+	// Cutout, when positive, zeroes a random Cutout x Cutout square of each
+	// training image (DeVries and Taylor 2017; nn.TrainOptions.Cutout) in
+	// every classifier the run trains. Default 0 (none).
+	Cutout int `json:"cutout" yaml:"cutout"`
+	// Dropout is the dropout probability before the dense layers of
+	// vgg-small (nn.ClassifierConfig.Dropout) in every classifier the run
+	// trains; resnet-20 has no dropout layers. Default 0 (none).
+	Dropout float64 `json:"dropout" yaml:"dropout"`
+	// VanillaModel, when not empty, is a model directory written by
+	// `stl train classifier` (model.safetensors and model.json): the run
+	// loads the vanilla classifier from it instead of training one. Its
+	// input size and classes must match the run's data (after Resolution);
+	// the SHA-256 of its files enters the vanilla stage's cache key, so a
+	// replaced model recomputes everything that depends on it. Epochs then
+	// serves only as the default of RetrainEpochs. Default "" (train).
+	VanillaModel string `json:"vanilla_model" yaml:"vanilla_model"`
 
 	// Lambda is the sparsity weight of CBPDN (paper section 5.1: 0.2).
 	Lambda float64 `json:"lambda" yaml:"lambda"`
@@ -204,6 +220,12 @@ func (c Config) Validate() error {
 		return bad("batch_size", "%d, want >= 1", c.BatchSize)
 	case !(c.LearningRate > 0 && c.LearningRate < 10):
 		return bad("learning_rate", "%v, want in (0, 10)", c.LearningRate)
+	case c.Cutout < 0:
+		return bad("cutout", "%d < 0", c.Cutout)
+	case !(c.Dropout >= 0 && c.Dropout < 1):
+		return bad("dropout", "%v, want in [0, 1)", c.Dropout)
+	case c.Dropout > 0 && c.Arch != "vgg-small":
+		return bad("dropout", "%v: only vgg-small has dropout layers, %s has none", c.Dropout, c.Arch)
 	case !(c.Lambda > 0 && c.Lambda < 100):
 		return bad("lambda", "%v, want > 0", c.Lambda)
 	case c.Filters < 1:

@@ -3,6 +3,7 @@ package experiment
 import (
 	"bytes"
 	"errors"
+	"math"
 	"os"
 	"strings"
 	"testing"
@@ -75,6 +76,11 @@ func TestValidate(t *testing.T) {
 		{"attacks", func(c *Config) { c.Attacks = []string{"PGD"} }},
 		{"attacks", func(c *Config) { c.Attacks = []string{"BIM", "BIM"} }},
 		{"baselines", func(c *Config) { c.Baselines = []string{" "} }},
+		{"cutout", func(c *Config) { c.Cutout = -1 }},
+		{"dropout", func(c *Config) { c.Dropout = -0.1 }},
+		{"dropout", func(c *Config) { c.Dropout = 1 }},
+		{"dropout", func(c *Config) { c.Dropout = math.NaN() }},
+		{"dropout", func(c *Config) { c.Arch, c.Dropout = "resnet-20", 0.3 }},
 	}
 	for _, tc := range tests {
 		c := DefaultConfig()
@@ -83,6 +89,22 @@ func TestValidate(t *testing.T) {
 		if err := c.Validate(); !errors.As(err, &ce) || ce.Field != tc.field {
 			t.Errorf("%s: err = %v, want *ConfigError for %s", tc.field, err, tc.field)
 		}
+	}
+}
+
+func TestValidateAcceptsCutoutDropout(t *testing.T) {
+	c := DefaultConfig()
+	c.Cutout, c.Dropout, c.VanillaModel = 16, 0.5, "runs/vanilla"
+	if err := c.Validate(); err != nil {
+		t.Errorf("cutout 16, dropout 0.5, vanilla model: %v", err)
+	}
+	cfg, err := DecodeConfig(strings.NewReader("cutout: 8\ndropout: 0.25\nvanilla_model: models/v50\n"), false)
+	if err != nil || cfg.Cutout != 8 || cfg.Dropout != 0.25 || cfg.VanillaModel != "models/v50" {
+		t.Errorf("YAML cutout/dropout/vanilla_model: %+v, %v", cfg, err)
+	}
+	cfg, err = DecodeConfig(strings.NewReader(`{"cutout": 4, "dropout": 0.1, "vanilla_model": "m"}`), true)
+	if err != nil || cfg.Cutout != 4 || cfg.Dropout != 0.1 || cfg.VanillaModel != "m" {
+		t.Errorf("JSON cutout/dropout/vanilla_model: %+v, %v", cfg, err)
 	}
 }
 

@@ -84,7 +84,7 @@ type row struct {
 	wbAdv     *tensor.Tensor
 	wbVanilla bool
 	wbMissing string
-	wbKey     cache.Key // the white-box stage's key
+	wbKey     cache.Key  // the white-box stage's key
 	sanity    *sanitySet // the white-box sanity checks (sanity.go)
 }
 
@@ -121,6 +121,7 @@ type runner struct {
 
 	vanilla    attack.Model
 	vanillaKey cache.Key
+	vanillaSrc *report.VanillaModel // set when loaded (Config.VanillaModel)
 	advs       []*advSet
 	rows       []*row
 	missing    []Missing
@@ -328,6 +329,9 @@ func (r *runner) planWeights() {
 	px := float64(r.train.Shape().Pixels()) / 3072 // relative to 32x32 RGB
 	train := func(epochs int) float64 { return float64(epochs) * ntrain * 5e-3 * px }
 	w := []float64{train(c.Epochs)}
+	if c.VanillaModel != "" {
+		w[0] = 1 // loaded, not trained
+	}
 	for _, a := range orderedAttacks(c.Attacks) {
 		per := map[string]float64{AttackFGSM008: 6e-3, AttackFGSM004: 6e-3, AttackBIM: 3e-2, AttackDeepFool: 5e-2,
 			AttackCW: 6e-4 * float64(c.CWIterations*c.CWBinarySteps)}[a]
@@ -524,7 +528,8 @@ func slug(name string) string {
 }
 
 func (r *runner) classifierSpec(epochs int) ClassifierSpec {
-	return ClassifierSpec{Arch: r.cfg.Arch, Epochs: epochs, BatchSize: r.cfg.BatchSize, LearningRate: r.cfg.LearningRate, Seed: r.cfg.Seed, Threads: runtime.NumCPU()}
+	return ClassifierSpec{Arch: r.cfg.Arch, Epochs: epochs, BatchSize: r.cfg.BatchSize, LearningRate: r.cfg.LearningRate, Seed: r.cfg.Seed, Threads: runtime.NumCPU(),
+		Cutout: r.cfg.Cutout, Dropout: r.cfg.Dropout}
 }
 
 // trainClassifier trains (or reuses) a classifier on set in the named
@@ -571,6 +576,16 @@ func (r *runner) dropCheckpoint(dir string) {
 }
 
 func (r *runner) trainVanilla(ctx context.Context) error {
+	if r.cfg.VanillaModel != "" {
+		r.next("load the vanilla classifier")
+		if err := r.loadVanilla(ctx); err != nil {
+			return err
+		}
+		if d, ok := r.b.Classifier.(SpecDescriber); ok {
+			r.describe("classifier training (retrained)", d.DescribeSpec(r.classifierSpec(r.cfg.retrainEpochs())))
+		}
+		return nil
+	}
 	r.next("train the vanilla classifier")
 	m, key, err := r.trainClassifier(ctx, stageVanilla, r.classifierSpec(r.cfg.Epochs), r.train, r.dataKey)
 	if err != nil {

@@ -314,9 +314,10 @@ func (r *runner) results(ctx context.Context) (*report.Results, report.Grids, er
 		Data: report.Data{Name: r.cfg.Data, Train: r.train.Len(), Test: r.test.Len(), Classes: len(r.train.Classes),
 			Channels: shape.C, Height: shape.H, Width: shape.W,
 			AttackSubset: len(r.subset), PerClassMin: lo, PerClassMax: hi, AttackSubsetSeed: uint64(r.cfg.Seed)},
-		Tables:  tables,
-		Quality: quality,
-		Sweep:   sweep,
+		Tables:       tables,
+		Quality:      quality,
+		Sweep:        sweep,
+		VanillaModel: r.vanillaSrc,
 	}
 	if res.Config, err = jsonRaw(r.cfg); err != nil {
 		return nil, report.Grids{}, err
@@ -353,12 +354,32 @@ func (r *runner) results(ctx context.Context) (*report.Results, report.Grids, er
 // notes says what the numbers mean at the run's size.
 func (r *runner) notes() []string {
 	var notes []string
+	if v := r.vanillaSrc; v != nil {
+		n := fmt.Sprintf("The vanilla classifier was not trained by this run: it was loaded from %s (%s, weights SHA-256 %s), which records: architecture %s", v.Dir, v.WeightsFile, v.WeightsSHA256, v.Arch)
+		if v.Epochs > 0 {
+			n += fmt.Sprintf(", %d epochs", v.Epochs)
+		}
+		if v.Dataset != "" || v.TrainImages > 0 {
+			n += fmt.Sprintf(" on %q (%d images)", v.Dataset, v.TrainImages)
+		}
+		if v.TestAccuracy > 0 {
+			n += fmt.Sprintf(", test accuracy %.4f when trained", v.TestAccuracy)
+		} else {
+			n += ", no test accuracy"
+		}
+		n += ". Its clean accuracy in the tables is measured on this run's test set. The retrained classifiers are trained by the run (" + r.cfg.Arch + fmt.Sprintf(", %d epochs).", r.cfg.retrainEpochs())
+		notes = append(notes, n)
+	}
 	if r.train.Len() < 10000 {
+		vanillaEpochs := fmt.Sprintf("%d epochs (vanilla)", r.cfg.Epochs)
+		if r.vanillaSrc != nil {
+			vanillaEpochs = "a loaded vanilla classifier"
+		}
 		notes = append(notes, fmt.Sprintf(
-			"Small-scale run: %d training images, %d epochs (vanilla) and %d (retrained), %s. The paper trains VGG-16 to convergence on 50,000 CIFAR-10 images, "+
+			"Small-scale run: %d training images, %s and %d epochs (retrained), %s. The paper trains VGG-16 to convergence on 50,000 CIFAR-10 images, "+
 				"so absolute accuracies here are far lower than the paper's and the intervals are wide; what the run shows is that the pipeline works end to end "+
 				"and how the defenses compare under the same conditions. Run on the full data (--data DIR, more epochs) for numbers comparable with the paper.",
-			r.train.Len(), r.cfg.Epochs, r.cfg.retrainEpochs(), r.cfg.Arch))
+			r.train.Len(), vanillaEpochs, r.cfg.retrainEpochs(), r.cfg.Arch))
 	}
 	if len(r.subset) < r.test.Len() {
 		notes = append(notes, fmt.Sprintf(

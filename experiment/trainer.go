@@ -29,6 +29,7 @@ func (nnTrainer) Train(ctx context.Context, spec ClassifierSpec, train *dataset.
 	c.Arch, c.Channels, c.Height, c.Width, c.Classes = spec.Arch, s.C, s.H, s.W, len(train.Classes)
 	c.Seed = uint64(spec.Seed)
 	c.Threads = spec.Threads
+	c.Dropout = spec.Dropout
 	c.Mean, c.Std = channelStats(train)
 	m, err := nn.NewClassifier(c)
 	if err != nil {
@@ -51,6 +52,7 @@ func (nnTrainer) Train(ctx context.Context, spec ClassifierSpec, train *dataset.
 func trainOptions(spec ClassifierSpec) nn.TrainOptions {
 	o := nn.DefaultTrainOptions()
 	o.Epochs, o.BatchSize, o.LR, o.Seed = spec.Epochs, spec.BatchSize, spec.LearningRate, uint64(spec.Seed)
+	o.Cutout = spec.Cutout
 	return o
 }
 
@@ -63,6 +65,7 @@ func (nnTrainer) DescribeSpec(spec ClassifierSpec) any {
 		"epochs": o.Epochs, "batch_size": o.BatchSize, "lr": o.LR, "schedule": o.Schedule,
 		"momentum": o.SGD.Momentum, "nesterov": o.SGD.Nesterov, "weight_decay": o.SGD.WeightDecay,
 		"label_smoothing": o.LabelSmoothing, "crop_pad": o.CropPad, "flip": o.Flip, "seed": o.Seed,
+		"cutout": o.Cutout, "dropout": spec.Dropout,
 	}
 }
 
@@ -99,3 +102,24 @@ func (nnTrainer) Save(path string, m attack.Model) error {
 
 // Load reads an nn classifier from the directory path.
 func (nnTrainer) Load(path string) (attack.Model, error) { return nn.Load(path) }
+
+// LoadPretrained implements PretrainedLoader for model directories written
+// by nn.Save (`stl train classifier`): model.safetensors (the weights) and
+// model.json (architecture, input size, normalization, metadata).
+func (nnTrainer) LoadPretrained(dir string) (attack.Model, PretrainedInfo, error) {
+	for _, f := range []string{nn.WeightsFile, nn.MetadataFile} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			return nil, PretrainedInfo{}, fmt.Errorf("%s is not a model directory of stl train classifier: %w", dir, err)
+		}
+	}
+	m, err := nn.Load(dir)
+	if err != nil {
+		return nil, PretrainedInfo{}, err
+	}
+	c := m.Config()
+	return m, PretrainedInfo{
+		Files: []string{nn.WeightsFile, nn.MetadataFile}, Arch: c.Arch, Dropout: c.Dropout,
+		Dataset: m.Meta.Dataset, TrainImages: m.Meta.TrainImages, Epochs: m.Meta.Epochs,
+		TestAccuracy: m.Meta.TestAccuracy, Notes: m.Meta.Notes,
+	}, nil
+}

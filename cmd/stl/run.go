@@ -40,7 +40,12 @@ With no flags it runs on the CIFAR-10 sample shipped in the repository. Every
 stage is cached in the output directory: run the same command again after an
 interruption to resume; change a setting and only what depends on it is
 recomputed. --config reads every setting from a YAML or JSON file (field names
-as in results.json); flags given on the command line override it.`,
+as in results.json); flags given on the command line override it.
+
+--vanilla DIR evaluates the defenses in front of a classifier trained
+beforehand with stl train classifier instead of training one; its input size
+and classes must match the data (after --resolution), and replacing its
+weights recomputes the attacks and everything after them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := o.resolve(cmd)
@@ -69,6 +74,9 @@ as in results.json); flags given on the command line override it.`,
 	f.IntVar(&d.RetrainEpochs, "retrain-epochs", d.RetrainEpochs, "training epochs of the retrained classifiers (0: --epochs)")
 	f.IntVar(&d.BatchSize, "batch-size", d.BatchSize, "training mini-batch size")
 	f.Float64Var(&d.LearningRate, "lr", d.LearningRate, "initial learning rate")
+	f.IntVar(&d.Cutout, "cutout", d.Cutout, "cutout augmentation: side of the square zeroed in each training image, for every classifier the run trains (0: none)")
+	f.Float64Var(&d.Dropout, "dropout", d.Dropout, "dropout before the vgg-small dense layers, for every classifier the run trains, in [0,1)")
+	f.StringVar(&d.VanillaModel, "vanilla", d.VanillaModel, "load the vanilla classifier from this model directory (written by stl train classifier) instead of training it")
 	f.Float64Var(&d.Lambda, "lambda", d.Lambda, "CBPDN sparsity weight (paper: 0.2)")
 	f.IntVar(&d.Filters, "filters", d.Filters, "dictionary filters (paper: 64)")
 	f.IntVar(&d.FilterSize, "filter-size", d.FilterSize, "filter side in pixels (paper: 8)")
@@ -111,6 +119,8 @@ func (o *runOptions) resolve(cmd *cobra.Command) (experiment.Config, error) {
 		"test-limit": func() { cfg.TestLimit = o.cfg.TestLimit }, "epochs": func() { cfg.Epochs = o.cfg.Epochs },
 		"retrain-epochs": func() { cfg.RetrainEpochs = o.cfg.RetrainEpochs }, "batch-size": func() { cfg.BatchSize = o.cfg.BatchSize },
 		"lr": func() { cfg.LearningRate = o.cfg.LearningRate }, "lambda": func() { cfg.Lambda = o.cfg.Lambda },
+		"cutout": func() { cfg.Cutout = o.cfg.Cutout }, "dropout": func() { cfg.Dropout = o.cfg.Dropout },
+		"vanilla": func() { cfg.VanillaModel = o.cfg.VanillaModel },
 		"filters": func() { cfg.Filters = o.cfg.Filters }, "filter-size": func() { cfg.FilterSize = o.cfg.FilterSize },
 		"clusters": func() { cfg.Clusters = o.cfg.Clusters }, "dict-images": func() { cfg.DictImages = o.cfg.DictImages },
 		"dict-iterations": func() { cfg.DictIterations = o.cfg.DictIterations }, "dae-epochs": func() { cfg.DAEEpochs = o.cfg.DAEEpochs },

@@ -11,6 +11,8 @@ func TestRunFlagsOverrideConfig(t *testing.T) {
 	dir := t.TempDir()
 	cfgFile := filepath.Join(dir, "run.yaml")
 	os.WriteFile(cfgFile, []byte("name: fromfile\nlambda: 0.1\nclusters: 6\narch: resnet-20\n"), 0o644)
+	vanillaFile := filepath.Join(dir, "vanilla.yaml")
+	os.WriteFile(vanillaFile, []byte("vanilla_model: from/file\ncutout: 8\ndropout: 0.5\n"), 0o644)
 	tests := []struct {
 		name    string
 		args    []string
@@ -24,6 +26,11 @@ func TestRunFlagsOverrideConfig(t *testing.T) {
 		{"bad sweep", []string{"--lambda-sweep", "x"}, true},
 		{"bad arch", []string{"--arch", "vgg-16"}, true},
 		{"bad file", []string{"--config", filepath.Join(dir, "absent.yaml")}, true},
+		{"vanilla", []string{"--vanilla", "models/v50", "--cutout", "16", "--dropout", "0.3", "--retrain-epochs", "5"}, false},
+		{"vanilla over file", []string{"--config", vanillaFile, "--cutout", "0"}, false},
+		{"bad cutout", []string{"--cutout", "-1"}, true},
+		{"bad dropout", []string{"--dropout", "1"}, true},
+		{"dropout on resnet", []string{"--arch", "resnet-20", "--dropout", "0.2"}, true},
 	}
 	for _, tc := range tests {
 		cmd := newRunCmd()
@@ -49,6 +56,9 @@ func TestRunFlagsOverrideConfig(t *testing.T) {
 			if cfg.Name != "cifar10-sample" || cfg.Lambda != 0.2 || cfg.Data != "sample:cifar10" {
 				t.Errorf("defaults: %+v", cfg)
 			}
+			if cfg.VanillaModel != "" || cfg.Cutout != 0 || cfg.Dropout != 0 {
+				t.Errorf("defaults: vanilla %q cutout %d dropout %v", cfg.VanillaModel, cfg.Cutout, cfg.Dropout)
+			}
 		case "file":
 			if cfg.Name != "fromfile" || cfg.Lambda != 0.1 || cfg.Clusters != 6 || cfg.Arch != "resnet-20" {
 				t.Errorf("file: %+v", cfg)
@@ -60,6 +70,14 @@ func TestRunFlagsOverrideConfig(t *testing.T) {
 		case "no sweep":
 			if len(cfg.LambdaSweep) != 0 {
 				t.Errorf("no sweep: %v", cfg.LambdaSweep)
+			}
+		case "vanilla":
+			if cfg.VanillaModel != "models/v50" || cfg.Cutout != 16 || cfg.Dropout != 0.3 || cfg.RetrainEpochs != 5 {
+				t.Errorf("vanilla: model %q cutout %d dropout %v retrain epochs %d", cfg.VanillaModel, cfg.Cutout, cfg.Dropout, cfg.RetrainEpochs)
+			}
+		case "vanilla over file":
+			if cfg.VanillaModel != "from/file" || cfg.Cutout != 0 || cfg.Dropout != 0.5 {
+				t.Errorf("vanilla over file: model %q cutout %d dropout %v", cfg.VanillaModel, cfg.Cutout, cfg.Dropout)
 			}
 		case "flag over file":
 			if cfg.Lambda != 0.3 || cfg.Clusters != 6 || len(cfg.Baselines) != 0 {

@@ -32,8 +32,11 @@ type Results struct {
 	// Settings is Config flattened to key/value pairs, in display order.
 	Settings []Setting `json:"settings,omitempty"`
 	Data     Data      `json:"data"`
-	Attacks  []Attack  `json:"attacks,omitempty"`
-	Tables   []Table   `json:"tables,omitempty"`
+	// VanillaModel is set when the vanilla classifier was loaded from a
+	// model directory instead of trained by the run.
+	VanillaModel *VanillaModel `json:"vanilla_model,omitempty"`
+	Attacks      []Attack      `json:"attacks,omitempty"`
+	Tables       []Table       `json:"tables,omitempty"`
 	// Quality holds the points of the Figure 6 plot.
 	Quality []Quality `json:"quality,omitempty"`
 	// Sweep holds the points of the Figure 5 study: the vanilla
@@ -45,6 +48,23 @@ type Results struct {
 	// Seconds is the wall time of the whole run.
 	Seconds float64  `json:"seconds"`
 	Notes   []string `json:"notes,omitempty"`
+}
+
+// VanillaModel describes a vanilla classifier loaded from a model
+// directory (`stl run --vanilla DIR`): where from, its weights' SHA-256 and
+// what the directory records about its training. Zero values mean not
+// recorded.
+type VanillaModel struct {
+	Dir           string  `json:"dir"`
+	WeightsFile   string  `json:"weights_file"`
+	WeightsSHA256 string  `json:"weights_sha256"`
+	Arch          string  `json:"arch"`
+	Dataset       string  `json:"dataset,omitempty"`
+	TrainImages   int     `json:"train_images,omitempty"`
+	Epochs        int     `json:"epochs,omitempty"`
+	TestAccuracy  float64 `json:"recorded_test_accuracy,omitempty"`
+	Dropout       float64 `json:"dropout,omitempty"`
+	Notes         string  `json:"notes,omitempty"`
 }
 
 // Setting is one hyperparameter or seed.
