@@ -36,6 +36,14 @@ type BenchResult struct {
 	TrainImgS     float64 `json:"train_img_s"`      // forward + backward + SGD step, training mode
 	InferImgS     float64 `json:"infer_img_s"`      // Logits
 	InputGradImgS float64 `json:"input_grad_img_s"` // InputGrad with a cross-entropy seed
+	// CPU seconds of the whole process (all threads, user + system) per
+	// wall second of each timed phase: about Threads on a quiet machine,
+	// less when other processes take the cores, more when OpenMP workers
+	// spin beside Go threads. Images per CPU-second are ImgS / CPU; 0 where
+	// the system does not report CPU time.
+	TrainCPU     float64 `json:"train_cpu"`
+	InferCPU     float64 `json:"infer_cpu"`
+	InputGradCPU float64 `json:"input_grad_cpu"`
 }
 
 // Bench measures training, inference and input-gradient throughput of a
@@ -73,32 +81,33 @@ func Bench(ctx context.Context, o BenchOptions) (BenchResult, error) {
 	seed := func(logits, g *tensor.Tensor) {
 		SoftmaxCrossEntropy(logits, labels, 0, g)
 	}
-	timeIt := func(f func() error) (float64, error) {
+	timeIt := func(f func() error) (imgS, cpu float64, err error) {
 		if err := f(); err != nil { // warm-up: kernels, buffers
-			return 0, err
+			return 0, 0, err
 		}
-		t0 := time.Now()
+		t0, c0 := time.Now(), processCPU()
 		for i := 0; i < o.Iters; i++ {
 			if err := ctx.Err(); err != nil {
-				return 0, err
+				return 0, 0, err
 			}
 			if err := f(); err != nil {
-				return 0, err
+				return 0, 0, err
 			}
 		}
-		return float64(o.Batch*o.Iters) / time.Since(t0).Seconds(), nil
+		wall := time.Since(t0).Seconds()
+		return float64(o.Batch*o.Iters) / wall, (processCPU() - c0).Seconds() / wall, nil
 	}
-	if res.TrainImgS, err = timeIt(func() error {
+	if res.TrainImgS, res.TrainCPU, err = timeIt(func() error {
 		_, _, err := m.trainStep(x, labels, 0)
 		opt.Step(m.params, 1e-3)
 		return err
 	}); err != nil {
 		return res, err
 	}
-	if res.InferImgS, err = timeIt(func() error { _, err := m.Logits(ctx, x); return err }); err != nil {
+	if res.InferImgS, res.InferCPU, err = timeIt(func() error { _, err := m.Logits(ctx, x); return err }); err != nil {
 		return res, err
 	}
-	if res.InputGradImgS, err = timeIt(func() error { _, _, err := m.InputGrad(ctx, x, seed); return err }); err != nil {
+	if res.InputGradImgS, res.InputGradCPU, err = timeIt(func() error { _, _, err := m.InputGrad(ctx, x, seed); return err }); err != nil {
 		return res, err
 	}
 	return res, nil

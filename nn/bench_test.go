@@ -3,6 +3,7 @@ package nn
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -95,6 +96,59 @@ func BenchmarkConv(b *testing.B) {
 					b.ReportMetric(flop*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 				})
 			}
+		}
+	}
+}
+
+// BenchmarkLayers times the memory-bound layers of the classifiers (batch
+// norm with its fused ReLU in training mode, eval-mode batch norm, 2x2 max
+// pooling, the residual add) at batch 128 on one thread, reporting GB/s
+// of one read and one write of the activation and the process CPU time per
+// operation.
+//
+//	go test -run '^$' -bench Layers ./nn
+func BenchmarkLayers(b *testing.B) {
+	acts := []struct{ c, hw int }{{16, 32}, {32, 32}, {64, 16}, {128, 8}}
+	for _, a := range acts {
+		rng := rand.New(rand.NewPCG(1, 2))
+		x := randTensor(rng, 128, a.c, a.hw, a.hw)
+		dy := randTensor(rng, 128, a.c, a.hw, a.hw)
+		bytes := 8 * float64(len(x.Data))
+		bn := NewBatchNorm2D(a.c, 1)
+		bn.ReLU = true
+		pool := &MaxPool2D{K: 2, Stride: 2, Threads: 1}
+		res := &Residual{Body: &ReLU{}, ReLU: true}
+		cases := []struct {
+			name string
+			f    func()
+		}{
+			{"bn-relu-train-fwd", func() { bn.Forward(x, true) }},
+			{"bn-relu-train-bwd", func() {
+				bn.Forward(x, true)
+				copy(dy.Data, x.Data)
+				bn.Backward(dy, GradMode{Input: true, Params: true})
+			}},
+			{"bn-relu-eval-fwd", func() { bn.Forward(x, false) }},
+			{"maxpool-fwd", func() { pool.Forward(x, false) }},
+			{"maxpool-bwd", func() {
+				y := pool.Forward(x, false)
+				pool.Backward(y, GradMode{Input: true})
+			}},
+			{"residual-fwd", func() { res.Forward(x, true) }},
+		}
+		for _, c := range cases {
+			b.Run(fmt.Sprintf("%s/%dx%d@%d", c.name, a.c, a.hw, a.hw), func(b *testing.B) {
+				c.f()
+				b.ReportAllocs()
+				b.ResetTimer()
+				c0 := processCPU()
+				for i := 0; i < b.N; i++ {
+					c.f()
+				}
+				b.ReportMetric(bytes*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+				// CPU time is less disturbed by other jobs than wall time.
+				b.ReportMetric(float64(processCPU()-c0)/float64(b.N), "cpu-ns/op")
+			})
 		}
 	}
 }

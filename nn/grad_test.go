@@ -272,3 +272,38 @@ func TestSoftmaxCrossEntropyKnown(t *testing.T) {
 		t.Error("label count mismatch accepted")
 	}
 }
+
+// TestBatchNormInputOnly: asking only for the input gradient (the attacks'
+// GradMode, which skips the parameter sums in eval mode) gives the same dx
+// as asking for both, in both modes, with and without the fused ReLU.
+func TestBatchNormInputOnly(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, c := range []struct {
+		name        string
+		train, relu bool
+	}{{"eval", false, false}, {"eval-relu", false, true}, {"train", true, false}, {"train-relu", true, true}} {
+		t.Run(c.name, func(t *testing.T) {
+			x := randTensor(rng, 3, 4, 5, 6)
+			dy := randTensor(rng, x.Shape...)
+			l := NewBatchNorm2D(4, 2)
+			l.ReLU = c.relu
+			for i := range l.Gamma.W {
+				l.Gamma.W[i], l.Beta.W[i], l.RunMean.W[i], l.RunVar.W[i] = 0.5+float32(i), 0.1*float32(i), 0.2, 1.5
+			}
+			l.Forward(x, c.train)
+			want := l.Backward(dy.Clone(), GradMode{Input: true, Params: true}).Clone()
+			l.Forward(x, c.train)
+			got := l.Backward(dy.Clone(), GradMode{Input: true})
+			nonzero := false
+			for i, v := range want.Data {
+				if math.Abs(float64(got.Data[i]-v)) > 1e-6*math.Max(1, math.Abs(float64(v))) {
+					t.Fatalf("dx[%d] = %g with Params false, %g with Params true", i, got.Data[i], v)
+				}
+				nonzero = nonzero || v != 0
+			}
+			if !nonzero {
+				t.Fatal("dx all zero: test is vacuous")
+			}
+		})
+	}
+}
