@@ -124,7 +124,8 @@ func ConvBackends() []string {
 }
 
 // ConvBackendEnv is the environment variable that overrides the default
-// convolution backend ("im2col", "im2col-gonum", "dnnl" when available).
+// convolution backend ("im2col", "im2col-gonum", and "dnnl" and
+// "dnnl-direct" when available).
 const ConvBackendEnv = "STL_CONV"
 
 // newConvKernel builds a kernel with the named backend, or with the

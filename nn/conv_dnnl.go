@@ -12,8 +12,22 @@ import (
 // The oneDNN backend is the default convolution in the cgo build when a
 // oneDNN CPU engine can be created; im2col + OpenBLAS stays selectable
 // (ConvBackendEnv=im2col or ClassifierConfig.ConvBackend).
+//
+// "dnnl" lets oneDNN use Winograd for the 3x3 stride-1 layers with at
+// least 32 input and output channels (dnnl.Winograd), direct convolution
+// elsewhere: measured at batch 128 on one thread (images per CPU-second,
+// stl bench nn) vgg-small trains 15% faster and infers 25% faster than
+// with direct convolution everywhere; resnet-20, mostly 16-channel layers,
+// about the same. Winograd's rounding is ~1e-6 of the outputs' magnitude
+// (nn/dnnl's conformance tests), and its scratchpads add about 25 MB of
+// peak memory. "dnnl-direct" keeps direct convolution everywhere.
 func init() {
-	RegisterConvBackend("dnnl", newDNNLConv, true)
+	RegisterConvBackend("dnnl", func(p ConvParams, threads int, group *KernelGroup) (ConvKernel, error) {
+		return newDNNLConv(p, threads, group, dnnl.Winograd)
+	}, true)
+	RegisterConvBackend("dnnl-direct", func(p ConvParams, threads int, group *KernelGroup) (ConvKernel, error) {
+		return newDNNLConv(p, threads, group, dnnl.Direct)
+	}, false)
 }
 
 // dnnlConv adapts *dnnl.Conv (whose methods already match ConvKernel and
@@ -26,7 +40,7 @@ type dnnlConv struct{ *dnnl.Conv }
 // can be one set sized for the largest layer.
 const dnnlWorkspace = "dnnl.workspace"
 
-func newDNNLConv(p ConvParams, threads int, group *KernelGroup) (ConvKernel, error) {
+func newDNNLConv(p ConvParams, threads int, group *KernelGroup, alg dnnl.Algorithm) (ConvKernel, error) {
 	if !dnnl.Available() {
 		return nil, fmt.Errorf("nn: oneDNN unavailable")
 	}
@@ -39,6 +53,7 @@ func newDNNLConv(p ConvParams, threads int, group *KernelGroup) (ConvKernel, err
 		dnnl.SetThreads(threads)
 	}
 	o := dnnl.DefaultConvOptions()
+	o.Algorithm = alg
 	if group != nil {
 		v, err := group.Value(dnnlWorkspace, func() (any, error) {
 			w, err := dnnl.NewWorkspace()

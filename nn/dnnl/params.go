@@ -228,7 +228,7 @@ const (
 	Direct Algorithm = iota
 	// Winograd lets oneDNN use Winograd's minimal filtering F(4x4, 3x3)
 	// (Lavin and Gray, 2016) for the forward and backward-data passes of 3x3,
-	// stride-1 convolutions with at least 16 input and output channels where
+	// stride-1 convolutions with at least 32 input and output channels where
 	// it judges it faster (oneDNN's algorithm "auto"; it does at batch 128,
 	// not at batch 4); backward weights stays direct. It does about 4x fewer
 	// multiplications at the price of about 10x the rounding error of Direct
