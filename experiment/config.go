@@ -144,6 +144,22 @@ type Config struct {
 	WhiteBox      bool `json:"whitebox" yaml:"whitebox"`
 	WhiteBoxSteps int  `json:"whitebox_steps" yaml:"whitebox_steps"`
 	EOTDraws      int  `json:"eot_draws" yaml:"eot_draws"`
+	// WhiteBoxSubset, when positive, restricts the white-box table and its
+	// sanity checks to a class-balanced subset of this many of the attacked
+	// images (seeded by Seed), to bound their cost on a large run: the
+	// sanity checks cost about 6 times the Table 4 attack again on each row
+	// they cover. 0 (default), or a number at least the count of attacked
+	// images, uses them all, with the cache keys of runs made before the
+	// setting existed. Needs WhiteBox.
+	WhiteBoxSubset int `json:"whitebox_subset,omitempty" yaml:"whitebox_subset"`
+	// SanityBaselines also runs the white-box sanity checks (sanity.go) on
+	// every baseline of the run, each attacked as in the white-box table
+	// (BPDA with the baseline's exact backward pass where it has one, the
+	// identity otherwise; EOT over EOTDraws draws for randomized ones).
+	// Default false: No Defense, STL and STL (cluster) only, since each
+	// baseline row costs about 6 times its Table 4 attack again (with EOT,
+	// EOTDraws transforms per gradient). Needs WhiteBox.
+	SanityBaselines bool `json:"sanity_baselines,omitempty" yaml:"sanity_baselines"`
 	// GridImages is the number of examples in the image grid. Default 8.
 	GridImages int `json:"grid_images" yaml:"grid_images"`
 }
@@ -250,6 +266,14 @@ func (c Config) Validate() error {
 		return bad("whitebox_steps", "%d, want >= 1", c.WhiteBoxSteps)
 	case c.EOTDraws < 1:
 		return bad("eot_draws", "%d, want >= 1", c.EOTDraws)
+	case c.WhiteBoxSubset < 0:
+		return bad("whitebox_subset", "%d < 0", c.WhiteBoxSubset)
+	case c.WhiteBoxSubset > 0 && c.AttackSubset > 0 && c.WhiteBoxSubset > c.AttackSubset:
+		return bad("whitebox_subset", "%d, more than the %d attacked images (attack_subset)", c.WhiteBoxSubset, c.AttackSubset)
+	case c.WhiteBoxSubset > 0 && !c.WhiteBox:
+		return bad("whitebox_subset", "%d without whitebox: the subset serves only the white-box evaluation", c.WhiteBoxSubset)
+	case c.SanityBaselines && !c.WhiteBox:
+		return bad("sanity_baselines", "true without whitebox: the sanity checks are part of the white-box evaluation")
 	case c.GridImages < 0:
 		return bad("grid_images", "%d < 0", c.GridImages)
 	}

@@ -81,6 +81,10 @@ func TestValidate(t *testing.T) {
 		{"dropout", func(c *Config) { c.Dropout = 1 }},
 		{"dropout", func(c *Config) { c.Dropout = math.NaN() }},
 		{"dropout", func(c *Config) { c.Arch, c.Dropout = "resnet-20", 0.3 }},
+		{"whitebox_subset", func(c *Config) { c.WhiteBox, c.WhiteBoxSubset = true, -1 }},
+		{"whitebox_subset", func(c *Config) { c.WhiteBox, c.WhiteBoxSubset = true, c.AttackSubset+1 }},
+		{"whitebox_subset", func(c *Config) { c.WhiteBoxSubset = 10 }},
+		{"sanity_baselines", func(c *Config) { c.SanityBaselines = true }},
 	}
 	for _, tc := range tests {
 		c := DefaultConfig()
@@ -142,4 +146,35 @@ func FuzzDecodeConfig(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestValidateWhiteBoxSubset(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mod  func(*Config)
+	}{
+		{"subset below the attacked images", func(c *Config) { c.WhiteBox, c.WhiteBoxSubset = true, 20 }},
+		{"subset equal to them", func(c *Config) { c.WhiteBox, c.WhiteBoxSubset = true, c.AttackSubset }},
+		{"every test image attacked", func(c *Config) { c.WhiteBox, c.AttackSubset, c.WhiteBoxSubset = true, 0, 5000 }},
+		{"sanity on baselines", func(c *Config) { c.WhiteBox, c.SanityBaselines = true, true }},
+	} {
+		c := DefaultConfig()
+		tc.mod(&c)
+		if err := c.Validate(); err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+	}
+	cfg, err := DecodeConfig(strings.NewReader("whitebox: true\nwhitebox_subset: 40\nsanity_baselines: true\n"), false)
+	if err != nil || cfg.WhiteBoxSubset != 40 || !cfg.SanityBaselines {
+		t.Errorf("YAML whitebox_subset/sanity_baselines: %+v, %v", cfg, err)
+	}
+	cfg, err = DecodeConfig(strings.NewReader(`{"whitebox": true, "whitebox_subset": 30, "sanity_baselines": true}`), true)
+	if err != nil || cfg.WhiteBoxSubset != 30 || !cfg.SanityBaselines {
+		t.Errorf("JSON whitebox_subset/sanity_baselines: %+v, %v", cfg, err)
+	}
+	_, err = DecodeConfig(strings.NewReader("whitebox: true\nwhitebox_subset: -3\n"), false)
+	var ce *ConfigError
+	if !errors.As(err, &ce) || ce.Field != "whitebox_subset" || !strings.Contains(err.Error(), "-3 < 0") {
+		t.Errorf("whitebox_subset -3: err = %v, want a *ConfigError naming it", err)
+	}
 }

@@ -46,3 +46,46 @@ func TestClassifierKeyCutoutDropout(t *testing.T) {
 		t.Errorf("zero cutout and dropout changed the key: %v", keys)
 	}
 }
+
+// TestSubsetKeyStable pins the key of the attacked images, on which every
+// attack, white-box and sanity stage depends.
+func TestSubsetKeyStable(t *testing.T) {
+	key, err := cache.NewKey("subset", map[string]any{"n": 100, "seed": int64(1)}, cache.Key("data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = "def4db9186e583d3e2a5f8a6b2c3524344abf12cbbe02959c531e6c46cf35ca2"
+	if key != want {
+		t.Errorf("key = %s, want %s", key, want)
+	}
+}
+
+// TestWhiteBoxSubsetKey checks that the white-box stages depend on the
+// attacked images' own key when whitebox_subset is 0 or covers them all
+// (the keys of runs made before the setting existed), and on a pinned key
+// of their own otherwise.
+func TestWhiteBoxSubsetKey(t *testing.T) {
+	test := fakeSet("fake/test", 30, 2)
+	idx := make([]int, 12)
+	for i := range idx {
+		idx[i] = 2 * i
+	}
+	sub := test.Subset(idx)
+	for _, tc := range []struct {
+		n    int
+		want cache.Key
+	}{{0, "attacked"}, {12, "attacked"}, {40, "attacked"}, {6, "01d456f2054bf70f27a878f5d2c5dddfc0b8b0ea098901ef1289aed1e15a2e2a"}} {
+		cfg := fakeConfig()
+		cfg.WhiteBox, cfg.WhiteBoxSubset = true, tc.n
+		r := &runner{cfg: cfg, subset: idx, x0: sub.Images, y0: sub.Labels, subsetKey: "attacked"}
+		if err := r.whiteBoxSubset(fakeClasses); err != nil {
+			t.Fatal(err)
+		}
+		if r.wbSubsetKey != tc.want {
+			t.Errorf("whitebox_subset %d: key %s, want %s", tc.n, r.wbSubsetKey, tc.want)
+		}
+		if tc.want == "attacked" && (r.wbX != r.x0 || len(r.wbY) != 12) {
+			t.Errorf("whitebox_subset %d: %d images, want the 12 attacked ones", tc.n, len(r.wbY))
+		}
+	}
+}

@@ -69,9 +69,10 @@ type row struct {
 	name string
 	key  cache.Key // identifies the transform (its parameters and training)
 	// newT returns a fresh transform; nil when the defense is missing.
-	newT    func(seed uint64) (defense.Transform, error)
-	missing string // why newT is nil, or why the row failed
-	retrain bool   // whether Table 1 retrains a classifier on it
+	newT     func(seed uint64) (defense.Transform, error)
+	missing  string // why newT is nil, or why the row failed
+	retrain  bool   // whether Table 1 retrains a classifier on it
+	baseline bool   // whether it is a baseline (not No Defense nor STL)
 
 	test         *tensor.Tensor            // T(test)
 	adv          map[string]*tensor.Tensor // T(adv) by attack
@@ -118,6 +119,16 @@ type runner struct {
 	subset      []int          // indices of the attacked test images
 	x0          *tensor.Tensor // test images at subset
 	y0          []int
+	subsetKey   cache.Key // identifies subset
+
+	// The white-box evaluation's images (Config.WhiteBoxSubset): indices
+	// into subset, the images and labels there, and the key that
+	// identifies them, which is subsetKey when they are all the attacked
+	// images.
+	wbIdx       []int
+	wbX         *tensor.Tensor
+	wbY         []int
+	wbSubsetKey cache.Key
 
 	vanilla    attack.Model
 	vanillaKey cache.Key
@@ -269,7 +280,7 @@ func (r *runner) sweep(ctx context.Context) error {
 		return nil
 	}
 	defKey, dir := r.rows[2].key, r.store.Path(stageDefense)
-	subsetKey, _ := cache.NewKey("subset", map[string]any{"n": len(r.subset), "seed": r.cfg.Seed}, r.dataKey)
+	subsetKey := r.subsetKey
 	for _, lambda := range r.cfg.LambdaSweep {
 		r.next(fmt.Sprintf("lambda sweep %g", lambda))
 		stage := "sweep-" + slug(fmt.Sprintf("lambda %g", lambda))
@@ -356,6 +367,7 @@ func (r *runner) planWeights() {
 		}
 	}
 	if c.WhiteBox {
+		nsub := float64(len(r.wbIdx))
 		w = append(w, nsub*float64(c.WhiteBoxSteps)*6e-3*px) // No Defense
 		for _, rw := range r.rows[1:] {
 			per := 1e-2 * px
@@ -365,12 +377,15 @@ func (r *runner) planWeights() {
 			w = append(w, nsub*float64(c.WhiteBoxSteps)*(per+6e-3*px))
 		}
 		for _, rw := range r.rows {
-			if !contains(sanityRows, rw.name) {
+			if !r.sanityRow(rw) {
 				continue
 			}
 			per := 0.0
-			if rw.name != NoDefense {
+			switch {
+			case rw.name == RowSTL || rw.name == RowSTLCluster:
 				per = 4e-2 * px
+			case rw.name != NoDefense:
+				per = 1e-2 * px
 			}
 			w = append(w, c.sanityWeight(nsub, per, px))
 		}
@@ -491,6 +506,12 @@ func (r *runner) loadData(ctx context.Context) error {
 	}
 	sub := test.Subset(r.subset)
 	r.x0, r.y0 = sub.Images, sub.Labels
+	if r.subsetKey, err = cache.NewKey("subset", map[string]any{"n": len(r.subset), "seed": r.cfg.Seed}, r.dataKey); err != nil {
+		return err
+	}
+	if err := r.whiteBoxSubset(len(test.Classes)); err != nil {
+		return err
+	}
 	r.rep.Report("load data", 1, 1, fmt.Sprintf("%d train, %d test, %d attacked", train.Len(), test.Len(), len(r.subset)))
 	return nil
 }
@@ -604,10 +625,7 @@ func (r *runner) trainVanilla(ctx context.Context) error {
 // attacks computes the adversarial test sets on the vanilla classifier.
 // An attack that is unavailable or fails leaves its column missing.
 func (r *runner) attacks(ctx context.Context) error {
-	subsetKey, err := cache.NewKey("subset", map[string]any{"n": len(r.subset), "seed": r.cfg.Seed}, r.dataKey)
-	if err != nil {
-		return err
-	}
+	subsetKey := r.subsetKey
 	for _, name := range orderedAttacks(r.cfg.Attacks) {
 		r.next("attack " + name)
 		a := &advSet{name: name}
@@ -705,7 +723,7 @@ func (r *runner) planRows(ctx context.Context) {
 		// The data key is a dependency: quilting learns from the training
 		// images.
 		key, err := cache.NewKey("baseline", map[string]any{"name": bl.Name, "settings": bl.Settings}, r.dataKey)
-		rw := &row{name: bl.Name, key: key, retrain: r.cfg.RetrainBaselines, newT: bl.New}
+		rw := &row{name: bl.Name, key: key, retrain: r.cfg.RetrainBaselines, newT: bl.New, baseline: true}
 		r.describe("baseline "+bl.Name, bl.Settings)
 		if err != nil {
 			rw.newT, rw.missing = nil, err.Error()
@@ -891,7 +909,7 @@ func (r *runner) whiteBox(ctx context.Context) error {
 		return nil
 	}
 	r.describe("white-box attack (PGD through BPDA)", map[string]any{"pgd": settings, "eot_draws": r.cfg.EOTDraws})
-	subsetKey, _ := cache.NewKey("subset", map[string]any{"n": len(r.subset), "seed": r.cfg.Seed}, r.dataKey)
+	subsetKey := r.wbSubsetKey
 	for _, rw := range r.rows {
 		r.next("white-box attack on " + rw.name)
 		if rw.name != NoDefense && (rw.newT == nil || rw.test == nil) {
@@ -917,7 +935,7 @@ func (r *runner) whiteBox(ctx context.Context) error {
 		}
 		dir, _, err := r.store.Do(ctx, stage, key, cfg, deps, func(ctx context.Context, out string) error {
 			if rw.name == NoDefense {
-				adv, err := pgd(ctx, m, r.x0, r.y0, r.rep)
+				adv, err := pgd(ctx, m, r.wbX, r.wbY, r.rep)
 				if err != nil {
 					return err
 				}
@@ -931,7 +949,7 @@ func (r *runner) whiteBox(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			adv, err := pgd(ctx, am, r.x0, r.y0, r.rep)
+			adv, err := pgd(ctx, am, r.wbX, r.wbY, r.rep)
 			if err != nil {
 				return err
 			}
@@ -949,7 +967,7 @@ func (r *runner) whiteBox(ctx context.Context) error {
 			continue
 		}
 		rw.wbKey = key
-		if rw.wbAdv, err = readImages(filepath.Join(dir, "images.npy"), r.x0.Shape); err != nil {
+		if rw.wbAdv, err = readImages(filepath.Join(dir, "images.npy"), r.wbX.Shape); err != nil {
 			return fmt.Errorf("stage %s: %w", stage, err)
 		}
 	}

@@ -198,7 +198,7 @@ func (r *runner) whiteBoxTable(e *evaluator) (report.Table, error) {
 		Caption: fmt.Sprintf("PGD at L-infinity 0.031 (%d steps) on the defended classifier, the defense's backward pass taken as the identity (BPDA), "+
 			"gradients averaged over %d draws for randomized defenses (EOT); accuracy of the classifier on T(x_adv). "+
 			"Each defense uses its retrained classifier, or the vanilla one (marked) when it has none. The paper's STL numbers combine STL with adversarial training.",
-			r.cfg.WhiteBoxSteps, r.cfg.EOTDraws)}
+			r.cfg.WhiteBoxSteps, r.cfg.EOTDraws) + r.whiteBoxScope()}
 	for _, rw := range r.rows {
 		name := rw.name
 		if rw.wbVanilla && rw.name != NoDefense {
@@ -218,7 +218,7 @@ func (r *runner) whiteBoxTable(e *evaluator) (report.Table, error) {
 		if rw.wbVanilla || rw.name == NoDefense {
 			m = r.vanilla
 		}
-		a, err := e.acc(m, rw.wbAdv, r.y0)
+		a, err := e.acc(m, rw.wbAdv, r.wbY)
 		if err != nil {
 			return t, err
 		}
@@ -299,14 +299,7 @@ func (r *runner) results(ctx context.Context) (*report.Results, report.Grids, er
 		return nil, report.Grids{}, err
 	}
 	shape := r.train.Shape()
-	counts := make([]int, len(r.test.Classes))
-	for _, l := range r.y0 {
-		counts[l]++
-	}
-	lo, hi := len(r.y0), 0
-	for _, c := range counts {
-		lo, hi = min(lo, c), max(hi, c)
-	}
+	lo, hi := perClass(r.y0, len(r.test.Classes))
 	res := &report.Results{
 		Name:     r.cfg.Name,
 		Created:  time.Now().UTC(),
@@ -318,6 +311,10 @@ func (r *runner) results(ctx context.Context) (*report.Results, report.Grids, er
 		Quality:      quality,
 		Sweep:        sweep,
 		VanillaModel: r.vanillaSrc,
+	}
+	if r.cfg.WhiteBox {
+		res.Data.WhiteBoxSubset = len(r.wbY)
+		res.Data.WhiteBoxPerClassMin, res.Data.WhiteBoxPerClassMax = perClass(r.wbY, len(r.test.Classes))
 	}
 	if res.Config, err = jsonRaw(r.cfg); err != nil {
 		return nil, report.Grids{}, err
@@ -349,6 +346,28 @@ func (r *runner) results(ctx context.Context) (*report.Results, report.Grids, er
 	res.Seconds = time.Since(r.start).Seconds()
 	res.Notes = r.notes()
 	return res, report.Grids{Comparison: r.grid(), Lambda: r.lambdaGrid()}, nil
+}
+
+// perClass returns the smallest and largest number of labels per class.
+func perClass(labels []int, classes int) (lo, hi int) {
+	counts := make([]int, classes)
+	for _, l := range labels {
+		counts[l]++
+	}
+	lo = len(labels)
+	for _, c := range counts {
+		lo, hi = min(lo, c), max(hi, c)
+	}
+	return lo, hi
+}
+
+// whiteBoxScope is appended to the white-box tables' captions: the images
+// they are measured on, when a subset of the attacked ones.
+func (r *runner) whiteBoxScope() string {
+	if len(r.wbY) >= len(r.y0) {
+		return ""
+	}
+	return fmt.Sprintf(" Measured on a class-balanced subset of %d of the %d attacked images (whitebox_subset).", len(r.wbY), len(r.y0))
 }
 
 // notes says what the numbers mean at the run's size.
@@ -385,6 +404,13 @@ func (r *runner) notes() []string {
 		notes = append(notes, fmt.Sprintf(
 			"Adversarial columns are measured on a class-balanced subset of %d of the %d test images (seed %d) to bound the cost of the attacks; the Clean column uses every test image. "+
 				"Every accuracy carries its Wilson 95%% interval.", len(r.subset), r.test.Len(), r.cfg.Seed))
+	}
+	if r.cfg.WhiteBox && len(r.wbY) < len(r.y0) {
+		lo, hi := perClass(r.wbY, len(r.test.Classes))
+		notes = append(notes, fmt.Sprintf(
+			"The white-box table and its sanity checks use a class-balanced subset of %d of the %d attacked images (%d to %d per class, seed %d) to bound their cost; "+
+				"their Wilson 95%% intervals are over those %d images (up to +-%.2f), wider than the other adversarial columns' (up to +-%.2f).",
+			len(r.wbY), len(r.y0), lo, hi, r.cfg.Seed, len(r.wbY), wilsonHalfWidth(len(r.wbY)), wilsonHalfWidth(len(r.y0))))
 	}
 	notes = append(notes, r.sanityNotes...)
 	if r.isCIFAR10() {
@@ -435,4 +461,14 @@ func versions(extra map[string]string) map[string]string {
 		v[k] = val
 	}
 	return v
+}
+
+// wilsonHalfWidth is the half-width of the Wilson 95% interval of n trials
+// at accuracy 0.5, its widest.
+func wilsonHalfWidth(n int) float64 {
+	if n < 2 {
+		return 0.5
+	}
+	lo, hi := metrics.Wilson(n/2, 2*(n/2), metrics.Z95)
+	return (hi - lo) / 2
 }

@@ -26,8 +26,12 @@ import (
 // far less than the attack) and a transfer control (PGD on the vanilla
 // classifier, fed through the defense: the grey-box setting, which should
 // hurt less than the white-box attack). They run with Config.WhiteBox, on
-// No Defense, STL and STL (cluster) only: on the baselines (EOT over 10
-// draws for the randomized ones) they would multiply the white-box cost.
+// No Defense, STL and STL (cluster), and on every baseline too with
+// Config.SanityBaselines (off by default: with EOT over 10 draws for the
+// randomized ones they multiply the white-box cost). Each baseline is
+// attacked as in the white-box table, through Backend.Adaptive. With
+// Config.WhiteBoxSubset they run, as the white-box table does, on a
+// class-balanced subset of the attacked images.
 var (
 	// SanitySteps are the PGD iteration counts of the iterations check,
 	// those below Config.WhiteBoxSteps; WhiteBoxSteps itself (the Table 4
@@ -52,8 +56,49 @@ const (
 	colSanityTransfer = "transfer from vanilla (grey box)"
 )
 
-// sanityRows are the rows the sanity checks run on.
+// sanityRows are the rows the sanity checks always run on.
 var sanityRows = []string{NoDefense, RowSTL, RowSTLCluster}
+
+// sanityRow reports whether the sanity checks run on rw: the rows of
+// sanityRows, and the baselines with Config.SanityBaselines.
+func (r *runner) sanityRow(rw *row) bool {
+	return contains(sanityRows, rw.name) || (r.cfg.SanityBaselines && rw.baseline)
+}
+
+// whiteBoxSubset picks the images of the white-box evaluation
+// (Config.WhiteBoxSubset): a class-balanced subset of the attacked images
+// seeded by the run seed, or all of them when the setting is 0 or not
+// smaller than their number. In the latter case the subset's key is the
+// attacked images' own, so that the white-box stages keep the keys they had
+// before the setting existed.
+func (r *runner) whiteBoxSubset(classes int) error {
+	n := r.cfg.WhiteBoxSubset
+	if n == 0 || n >= len(r.subset) {
+		r.wbIdx = make([]int, len(r.subset))
+		for i := range r.wbIdx {
+			r.wbIdx[i] = i
+		}
+		r.wbX, r.wbY, r.wbSubsetKey = r.x0, r.y0, r.subsetKey
+		return nil
+	}
+	idx, err := metrics.BalancedSubset(r.y0, classes, n, uint64(r.cfg.Seed))
+	if err != nil {
+		return err
+	}
+	key, err := cache.NewKey("whitebox-subset", map[string]any{"n": len(idx), "seed": r.cfg.Seed}, r.subsetKey)
+	if err != nil {
+		return err
+	}
+	per := len(r.x0.Data) / r.x0.Shape[0]
+	x := tensor.New(append([]int{len(idx)}, r.x0.Shape[1:]...)...)
+	y := make([]int, len(idx))
+	for i, j := range idx {
+		copy(x.Data[i*per:(i+1)*per], r.x0.Data[j*per:(j+1)*per])
+		y[i] = r.y0[j]
+	}
+	r.wbIdx, r.wbX, r.wbY, r.wbSubsetKey = idx, x, y, key
+	return nil
+}
 
 // sanitySet is one row's sanity-check images, each T(x') for the row's
 // transform T (the identity for No Defense), by column.
@@ -101,7 +146,7 @@ func (r *runner) sanity(ctx context.Context) error {
 	if !r.cfg.WhiteBox {
 		return nil
 	}
-	subsetKey, _ := cache.NewKey("subset", map[string]any{"n": len(r.subset), "seed": r.cfg.Seed}, r.dataKey)
+	subsetKey := r.wbSubsetKey
 	var source *row // No Defense, whose white-box examples the transfer control reuses
 	for _, rw := range r.rows {
 		if rw.name == NoDefense {
@@ -109,7 +154,7 @@ func (r *runner) sanity(ctx context.Context) error {
 		}
 	}
 	for _, rw := range r.rows {
-		if !contains(sanityRows, rw.name) {
+		if !r.sanityRow(rw) {
 			continue
 		}
 		r.next("white-box sanity checks on " + rw.name)
@@ -166,7 +211,7 @@ func (r *runner) sanity(ctx context.Context) error {
 			if err != nil {
 				return nil, err
 			}
-			return readImages(filepath.Join(dir, "images.npy"), r.x0.Shape)
+			return readImages(filepath.Join(dir, "images.npy"), r.wbX.Shape)
 		}
 		// pgd attacks the row's defended classifier through BPDA (EOT).
 		pgd := func(eps float64, steps int) func(ctx context.Context, t defense.Transform) (*tensor.Tensor, error) {
@@ -181,7 +226,7 @@ func (r *runner) sanity(ctx context.Context) error {
 						return nil, err
 					}
 				}
-				return atk(ctx, am, r.x0, r.y0, r.rep)
+				return atk(ctx, am, r.wbX, r.wbY, r.rep)
 			}
 		}
 		pgdCfg := func(eps float64, steps int) (map[string]any, error) {
@@ -229,7 +274,7 @@ func (r *runner) sanity(ctx context.Context) error {
 		var err error
 		s.noise, err = stage("whitebox-noise", map[string]any{"noise": "uniform random sign", "eps": whiteBoxEps}, nil,
 			func(ctx context.Context, t defense.Transform) (*tensor.Tensor, error) {
-				return signNoise(r.x0, whiteBoxEps, stageSeed(r.cfg.Seed, "whitebox-noise-"+slug(rw.name))), nil
+				return signNoise(r.wbX, whiteBoxEps, stageSeed(r.cfg.Seed, "whitebox-noise-"+slug(rw.name))), nil
 			})
 		if err != nil {
 			if err := failed(colSanityNoise, err); err != nil {
@@ -318,7 +363,7 @@ func (r *runner) sanityTables(e *evaluator) ([]report.Table, []string, error) {
 				}
 				return report.Cell{Missing: why}, nil
 			}
-			a, err := e.acc(m, x, r.y0)
+			a, err := e.acc(m, x, r.wbY)
 			return report.Cell{Acc: a}, err
 		}
 		rs, re, rc := report.Row{Defense: name}, report.Row{Defense: name}, report.Row{Defense: name}
@@ -351,6 +396,8 @@ func (r *runner) sanityTables(e *evaluator) ([]report.Table, []string, error) {
 			notes = append(notes, sanityNote(name, ts.Columns, rs, te.Columns, re, rc))
 		}
 	}
+	scope := r.whiteBoxScope()
+	ts.Caption, te.Caption, tc.Caption = ts.Caption+scope, te.Caption+scope, tc.Caption+scope
 	return []report.Table{ts, te, tc}, notes, nil
 }
 

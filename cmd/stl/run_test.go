@@ -13,6 +13,8 @@ func TestRunFlagsOverrideConfig(t *testing.T) {
 	os.WriteFile(cfgFile, []byte("name: fromfile\nlambda: 0.1\nclusters: 6\narch: resnet-20\n"), 0o644)
 	vanillaFile := filepath.Join(dir, "vanilla.yaml")
 	os.WriteFile(vanillaFile, []byte("vanilla_model: from/file\ncutout: 8\ndropout: 0.5\n"), 0o644)
+	wbFile := filepath.Join(dir, "wb.yaml")
+	os.WriteFile(wbFile, []byte("whitebox: true\nwhitebox_subset: 50\nsanity_baselines: true\n"), 0o644)
 	tests := []struct {
 		name    string
 		args    []string
@@ -31,6 +33,12 @@ func TestRunFlagsOverrideConfig(t *testing.T) {
 		{"bad cutout", []string{"--cutout", "-1"}, true},
 		{"bad dropout", []string{"--dropout", "1"}, true},
 		{"dropout on resnet", []string{"--arch", "resnet-20", "--dropout", "0.2"}, true},
+		{"whitebox subset", []string{"--whitebox", "--whitebox-subset", "40", "--sanity-baselines"}, false},
+		{"whitebox subset from file", []string{"--config", wbFile, "--whitebox-subset", "20"}, false},
+		{"negative whitebox subset", []string{"--whitebox", "--whitebox-subset", "-1"}, true},
+		{"whitebox subset above attack subset", []string{"--whitebox", "--whitebox-subset", "101"}, true},
+		{"whitebox subset without whitebox", []string{"--whitebox-subset", "10"}, true},
+		{"sanity baselines without whitebox", []string{"--sanity-baselines"}, true},
 	}
 	for _, tc := range tests {
 		cmd := newRunCmd()
@@ -58,6 +66,17 @@ func TestRunFlagsOverrideConfig(t *testing.T) {
 			}
 			if cfg.VanillaModel != "" || cfg.Cutout != 0 || cfg.Dropout != 0 {
 				t.Errorf("defaults: vanilla %q cutout %d dropout %v", cfg.VanillaModel, cfg.Cutout, cfg.Dropout)
+			}
+			if cfg.WhiteBoxSubset != 0 || cfg.SanityBaselines {
+				t.Errorf("defaults: whitebox subset %d, sanity baselines %v", cfg.WhiteBoxSubset, cfg.SanityBaselines)
+			}
+		case "whitebox subset":
+			if !cfg.WhiteBox || cfg.WhiteBoxSubset != 40 || !cfg.SanityBaselines {
+				t.Errorf("whitebox subset: %v %d %v", cfg.WhiteBox, cfg.WhiteBoxSubset, cfg.SanityBaselines)
+			}
+		case "whitebox subset from file":
+			if !cfg.WhiteBox || cfg.WhiteBoxSubset != 20 || !cfg.SanityBaselines {
+				t.Errorf("whitebox subset from file: %v %d %v", cfg.WhiteBox, cfg.WhiteBoxSubset, cfg.SanityBaselines)
 			}
 		case "file":
 			if cfg.Name != "fromfile" || cfg.Lambda != 0.1 || cfg.Clusters != 6 || cfg.Arch != "resnet-20" {

@@ -7,8 +7,10 @@ import (
 )
 
 // CSVHeader is the header of results.csv. The file is in long form, one
-// number per line: section is "setting", "version", "data", "accuracy",
-// "attack", "quality", "stage" or "missing".
+// number per line: section is "setting", "version", "data",
+// "vanilla_model" (when the vanilla classifier was loaded, one line per
+// field of VanillaModel under its JSON name), "accuracy", "attack",
+// "quality", "stage" or "missing".
 var CSVHeader = []string{"section", "table", "row", "column", "value", "lo", "hi", "correct", "n", "paper", "note"}
 
 func ftoa(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
@@ -38,7 +40,19 @@ func WriteCSV(w io.Writer, r *Results) error {
 		put("data", "", kv.k, "", strconv.Itoa(kv.v))
 	}
 	put("data", "", "attack_subset_seed", "", strconv.FormatUint(d.AttackSubsetSeed, 10))
+	if d.WhiteBoxSubset > 0 {
+		put("data", "", "whitebox_subset", "", strconv.Itoa(d.WhiteBoxSubset))
+		put("data", "", "whitebox_subset_per_class_min", "", strconv.Itoa(d.WhiteBoxPerClassMin))
+		put("data", "", "whitebox_subset_per_class_max", "", strconv.Itoa(d.WhiteBoxPerClassMax))
+	}
 	put("data", "", "name", "", d.Name)
+	if v := r.VanillaModel; v != nil {
+		for _, kv := range [][2]string{{"dir", v.Dir}, {"weights_file", v.WeightsFile}, {"weights_sha256", v.WeightsSHA256}, {"arch", v.Arch},
+			{"dataset", v.Dataset}, {"train_images", strconv.Itoa(v.TrainImages)}, {"epochs", strconv.Itoa(v.Epochs)},
+			{"recorded_test_accuracy", ftoa(v.TestAccuracy)}, {"dropout", ftoa(v.Dropout)}, {"notes", v.Notes}} {
+			put("vanilla_model", "", kv[0], "", kv[1])
+		}
+	}
 	for _, t := range r.Tables {
 		for _, row := range t.Rows {
 			for j, c := range row.Cells {

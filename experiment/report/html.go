@@ -57,7 +57,8 @@ code{background:#f3f3f3;padding:0 .2em}
 <h1>stl run: {{.R.Name}}</h1>
 <p>Created {{utc .R}}; wall time {{secs .R.Seconds}}.</p>
 <p>Data: <b>{{.R.Data.Name}}</b>, {{.R.Data.Train}} training and {{.R.Data.Test}} test images of {{.R.Data.Channels}}x{{.R.Data.Height}}x{{.R.Data.Width}}, {{.R.Data.Classes}} classes.
-{{if subset .R.Data}}Adversarial columns use a class-balanced subset of <b>{{.R.Data.AttackSubset}}</b> test images ({{.R.Data.PerClassMin}} to {{.R.Data.PerClassMax}} per class, seed {{.R.Data.AttackSubsetSeed}}); the clean column uses all {{.R.Data.Test}}.{{end}}</p>
+{{if subset .R.Data}}Adversarial columns use a class-balanced subset of <b>{{.R.Data.AttackSubset}}</b> test images ({{.R.Data.PerClassMin}} to {{.R.Data.PerClassMax}} per class, seed {{.R.Data.AttackSubsetSeed}}); the clean column uses all {{.R.Data.Test}}.{{end}}
+{{if .R.Data.WhiteBoxSubsetted}}The white-box table and its sanity checks use a class-balanced subset of <b>{{.R.Data.WhiteBoxSubset}}</b> of the {{.R.Data.AttackSubset}} attacked images ({{.R.Data.WhiteBoxPerClassMin}} to {{.R.Data.WhiteBoxPerClassMax}} per class, seed {{.R.Data.AttackSubsetSeed}}).{{end}}</p>
 {{range .R.Notes}}<div class="note">{{.}}</div>
 {{end}}
 {{range .R.Tables}}{{$t := .}}<h2>{{.Title}}</h2>

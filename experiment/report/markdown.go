@@ -41,6 +41,10 @@ func WriteMarkdown(w io.Writer, r *Results, figs []Figure) error {
 		p(" Adversarial columns use a class-balanced subset of **%d** test images (%d to %d per class, seed %d); the clean column uses all %d.",
 			d.AttackSubset, d.PerClassMin, d.PerClassMax, d.AttackSubsetSeed, d.Test)
 	}
+	if d.WhiteBoxSubsetted() {
+		p(" The white-box table and its sanity checks use a class-balanced subset of **%d** of the %d attacked images (%d to %d per class, seed %d).",
+			d.WhiteBoxSubset, d.AttackSubset, d.WhiteBoxPerClassMin, d.WhiteBoxPerClassMax, d.AttackSubsetSeed)
+	}
 	p("\n\n")
 	for _, n := range r.Notes {
 		p("> %s\n>\n", n)

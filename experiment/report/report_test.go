@@ -338,3 +338,69 @@ func TestMissingNotes(t *testing.T) {
 		t.Errorf("missingNotes = %q\nwant %q", got, want)
 	}
 }
+
+// TestVanillaModelAndWhiteBoxSubset checks that a loaded vanilla
+// classifier and a white-box subset reach results.csv and the terminal
+// summary, and that neither appears when absent.
+func TestVanillaModelAndWhiteBoxSubset(t *testing.T) {
+	r := synthetic()
+	r.VanillaModel = &VanillaModel{Dir: "/models/v50", WeightsFile: "model.safetensors", WeightsSHA256: strings.Repeat("c", 64), Arch: "vgg-small",
+		Dataset: "cifar10", TrainImages: 50000, Epochs: 50, TestAccuracy: 0.8912, Dropout: 0.3}
+	r.Data.WhiteBoxSubset, r.Data.WhiteBoxPerClassMin, r.Data.WhiteBoxPerClassMax = 50, 5, 5
+	for _, tc := range []struct {
+		name string
+		r    *Results
+		want bool
+	}{{"set", r, true}, {"absent", synthetic(), false}} {
+		var csvBuf, text bytes.Buffer
+		if err := WriteCSV(&csvBuf, tc.r); err != nil {
+			t.Fatal(err)
+		}
+		if err := WriteText(&text, tc.r); err != nil {
+			t.Fatal(err)
+		}
+		recs, err := csv.NewReader(&csvBuf).ReadAll()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, rec := range recs {
+			if rec[0] == "vanilla_model" || (rec[0] == "data" && strings.HasPrefix(rec[2], "whitebox")) {
+				got[rec[0]+"/"+rec[2]] = rec[4]
+			}
+		}
+		want := map[string]string{"vanilla_model/dir": "/models/v50", "vanilla_model/weights_sha256": strings.Repeat("c", 64), "vanilla_model/arch": "vgg-small",
+			"vanilla_model/dataset": "cifar10", "vanilla_model/train_images": "50000", "vanilla_model/epochs": "50",
+			"vanilla_model/recorded_test_accuracy": "0.8912", "vanilla_model/dropout": "0.3", "vanilla_model/weights_file": "model.safetensors",
+			"data/whitebox_subset": "50", "data/whitebox_subset_per_class_min": "5", "data/whitebox_subset_per_class_max": "5"}
+		for k, v := range want {
+			if tc.want && got[k] != v {
+				t.Errorf("%s: results.csv %s = %q, want %q", tc.name, k, got[k], v)
+			}
+		}
+		if !tc.want && len(got) != 0 {
+			t.Errorf("%s: results.csv has %v", tc.name, got)
+		}
+		out := text.String()
+		for _, w := range []string{"Vanilla classifier loaded from /models/v50: vgg-small, 50 epochs on \"cifar10\" (50000 images), dropout 0.3, recorded test accuracy 0.8912; model.safetensors SHA-256 cccc",
+			"The white-box table and its sanity checks use a class-balanced subset of 50 of the 200 attacked images (5-5 per class, seed 1)."} {
+			if strings.Contains(out, w) != tc.want {
+				t.Errorf("%s: terminal summary has %q: %v, want %v:\n%s", tc.name, w, !tc.want, tc.want, out)
+			}
+		}
+	}
+	// The subset is stated in report.md and report.html too.
+	dir := t.TempDir()
+	if err := Write(dir, r, Grids{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{FileMarkdown, FileHTML} {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), "class-balanced subset of <b>50</b> of the 200") && !strings.Contains(string(b), "class-balanced subset of **50** of the 200") {
+			t.Errorf("%s does not state the white-box subset", f)
+		}
+	}
+}

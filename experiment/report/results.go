@@ -89,6 +89,20 @@ type Data struct {
 	PerClassMin      int    `json:"attack_subset_per_class_min"`
 	PerClassMax      int    `json:"attack_subset_per_class_max"`
 	AttackSubsetSeed uint64 `json:"attack_subset_seed"`
+	// WhiteBoxSubset is the number of attacked images the white-box table
+	// and its sanity checks use: all AttackSubset of them, or a
+	// class-balanced subset seeded with AttackSubsetSeed with between
+	// WhiteBoxPerClassMin and WhiteBoxPerClassMax images per class. 0 when
+	// the run has no white-box evaluation.
+	WhiteBoxSubset      int `json:"whitebox_subset,omitempty"`
+	WhiteBoxPerClassMin int `json:"whitebox_subset_per_class_min,omitempty"`
+	WhiteBoxPerClassMax int `json:"whitebox_subset_per_class_max,omitempty"`
+}
+
+// WhiteBoxSubsetted reports whether the white-box evaluation uses fewer
+// images than the other adversarial columns.
+func (d Data) WhiteBoxSubsetted() bool {
+	return d.WhiteBoxSubset > 0 && d.WhiteBoxSubset < d.AttackSubset
 }
 
 // Attack describes one adversarial test set.

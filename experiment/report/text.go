@@ -32,6 +32,13 @@ func WriteText(w io.Writer, r *Results) error {
 		fmt.Fprintf(ew, "Adversarial columns use a class-balanced subset of %d test images (%d-%d per class, seed %d).\n",
 			r.Data.AttackSubset, r.Data.PerClassMin, r.Data.PerClassMax, r.Data.AttackSubsetSeed)
 	}
+	if d := r.Data; d.WhiteBoxSubsetted() {
+		fmt.Fprintf(ew, "The white-box table and its sanity checks use a class-balanced subset of %d of the %d attacked images (%d-%d per class, seed %d).\n",
+			d.WhiteBoxSubset, d.AttackSubset, d.WhiteBoxPerClassMin, d.WhiteBoxPerClassMax, d.AttackSubsetSeed)
+	}
+	if v := r.VanillaModel; v != nil {
+		fmt.Fprintf(ew, "Vanilla classifier loaded from %s: %s\n", v.Dir, VanillaSummary(v))
+	}
 	for _, t := range r.Tables {
 		fmt.Fprintf(ew, "\n%s\n", t.Title)
 		tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', 0)
@@ -71,6 +78,27 @@ func WriteText(w io.Writer, r *Results) error {
 		}
 	}
 	return ew.err
+}
+
+// VanillaSummary describes a loaded vanilla classifier in one sentence:
+// what it records about its training and its weights' SHA-256.
+func VanillaSummary(v *VanillaModel) string {
+	s := v.Arch
+	if v.Epochs > 0 {
+		s += fmt.Sprintf(", %d epochs", v.Epochs)
+	}
+	if v.Dataset != "" || v.TrainImages > 0 {
+		s += fmt.Sprintf(" on %q (%d images)", v.Dataset, v.TrainImages)
+	}
+	if v.Dropout > 0 {
+		s += fmt.Sprintf(", dropout %g", v.Dropout)
+	}
+	if v.TestAccuracy > 0 {
+		s += fmt.Sprintf(", recorded test accuracy %.4f", v.TestAccuracy)
+	} else {
+		s += ", no recorded test accuracy"
+	}
+	return s + fmt.Sprintf("; %s SHA-256 %s.", v.WeightsFile, v.WeightsSHA256)
 }
 
 // errWriter remembers the first write error so that rendering code can
