@@ -102,7 +102,9 @@ func chunk(x *tensor.Tensor, lo, hi int) *tensor.Tensor {
 }
 
 // Logits implements attack.Model: inference-mode logits (N, K) of x (N, C,
-// H, W), computed in chunks of ChunkSize. The result is newly allocated. It
+// H, W), computed in chunks of ChunkSize, with each batch norm folded into
+// the convolution before it (one pass fewer over the activations; equal to
+// the layer-by-layer result up to float32 rounding). The result is newly allocated. It
 // returns a *tensor.ShapeError for a wrong input shape and ctx's error when
 // cancelled between chunks.
 func (m *Classifier) Logits(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
@@ -118,14 +120,15 @@ func (m *Classifier) Logits(ctx context.Context, x *tensor.Tensor) (*tensor.Tens
 			return nil, err
 		}
 		hi := min(lo+ChunkSize, n)
-		y := m.net.Forward(chunk(x, lo, hi), false)
+		y := m.net.forwardInfer(chunk(x, lo, hi))
 		copy(out.Data[lo*k:hi*k], y.Data)
 	}
 	return out, nil
 }
 
 // InputGrad implements attack.Model. For a batch of at most ChunkSize
-// images it runs one inference-mode forward and backward pass; larger
+// images it runs one inference-mode forward (batch norms folded, as in
+// Logits) and backward pass; larger
 // batches are forwarded once in chunks to get all logits for seed, then
 // each chunk is forwarded again and backpropagated. Both results are newly
 // allocated.
@@ -143,7 +146,7 @@ func (m *Classifier) InputGrad(ctx context.Context, x *tensor.Tensor, seed func(
 	grad = tensor.New(x.Shape...)
 	g := tensor.New(n, k)
 	if n <= ChunkSize {
-		copy(logits.Data, m.net.Forward(x, false).Data)
+		copy(logits.Data, m.net.forwardInfer(x).Data)
 		seed(logits, g)
 		dx := m.net.Backward(g, GradMode{Input: true})
 		copy(grad.Data, dx.Data)
@@ -154,7 +157,7 @@ func (m *Classifier) InputGrad(ctx context.Context, x *tensor.Tensor, seed func(
 			return nil, nil, err
 		}
 		hi := min(lo+ChunkSize, n)
-		copy(logits.Data[lo*k:hi*k], m.net.Forward(chunk(x, lo, hi), false).Data)
+		copy(logits.Data[lo*k:hi*k], m.net.forwardInfer(chunk(x, lo, hi)).Data)
 	}
 	seed(logits, g)
 	per := x.Len() / n
@@ -163,7 +166,7 @@ func (m *Classifier) InputGrad(ctx context.Context, x *tensor.Tensor, seed func(
 			return nil, nil, err
 		}
 		hi := min(lo+ChunkSize, n)
-		m.net.Forward(chunk(x, lo, hi), false)
+		m.net.forwardInfer(chunk(x, lo, hi))
 		dx := m.net.Backward(chunk2(g, lo, hi), GradMode{Input: true})
 		copy(grad.Data[lo*per:hi*per], dx.Data)
 	}

@@ -427,6 +427,7 @@ type Conv2D struct {
 	kernels      []cachedKernel // most recently used first
 	pool         *gradPool
 	x, y, dx     *tensor.Tensor
+	wf, bf       []float32 // weights and bias with a batch norm folded in (forwardFoldedBN)
 }
 
 // NewConv2D returns a convolution from c to k channels with an r x s
@@ -499,6 +500,63 @@ func (l *Conv2D) Close() {
 		c.k.Close()
 	}
 	l.kernels = nil
+}
+
+// reluForwarder is implemented by kernels that can apply max(0, .) to the
+// forward output in the same pass.
+type reluForwarder interface {
+	ForwardReLU(dst, src, weight, bias []float32) error
+}
+
+// forwardFoldedBN computes bn(l(x)) in inference mode as one convolution
+// with the batch norm folded into it: with s = gamma / sqrt(var + Eps) from
+// the running statistics, w'[k] = s[k] w[k] and b'[k] = s[k] (b[k] - mean[k])
+// + beta[k]; with bn.ReLU the kernel applies the ReLU when it can
+// (reluForwarder), else a pass in Go. This saves the batch norm's pass over
+// the activations. It leaves l and bn in the state their Backward needs for
+// an input gradient (GradMode{Input: true}); bn cannot produce parameter
+// gradients after it (they need the convolution's own output).
+func (l *Conv2D) forwardFoldedBN(x *tensor.Tensor, bn *BatchNorm2D) *tensor.Tensor {
+	n, c, h, w := x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3]
+	if c != l.P.C {
+		panic(fmt.Sprintf("nn: conv input has %d channels, want %d", c, l.P.C))
+	}
+	k := l.kern(n, h, w)
+	oh, ow := l.kernels[0].p.OutHW()
+	K := l.P.K
+	per := len(l.Weight.W) / K
+	if len(l.wf) != len(l.Weight.W) {
+		l.wf, l.bf = make([]float32, len(l.Weight.W)), make([]float32, K)
+	}
+	for ch := 0; ch < K; ch++ {
+		inv := 1 / math.Sqrt(float64(bn.RunVar.W[ch])+bn.Eps)
+		mean := bn.RunMean.W[ch]
+		bn.mean[ch], bn.invStd[ch] = mean, float32(inv)
+		s := float32(float64(bn.Gamma.W[ch]) * inv)
+		b := -mean
+		if l.Bias != nil {
+			b += l.Bias.W[ch]
+		}
+		l.bf[ch] = s*b + bn.Beta.W[ch]
+		for i, v := range l.Weight.W[ch*per : (ch+1)*per] {
+			l.wf[ch*per+i] = s * v
+		}
+	}
+	l.x = x
+	bn.x, bn.train, bn.folded = nil, false, true
+	bn.y = buf(bn.y, n, K, oh, ow)
+	y := bn.y.Data
+	if r, ok := k.(reluForwarder); ok && bn.ReLU {
+		must(r.ForwardReLU(y, x.Data, l.wf, l.bf))
+		return bn.y
+	}
+	must(k.Forward(y, x.Data, l.wf, l.bf))
+	if bn.ReLU {
+		for i, v := range y {
+			y[i] = relu32(v)
+		}
+	}
+	return bn.y
 }
 
 // backwardBoth is implemented by kernels that compute both backward passes

@@ -33,7 +33,32 @@ func init() {
 // dnnlConv adapts *dnnl.Conv (whose methods already match ConvKernel and
 // backwardBoth). Its C memory is released by Close or, for networks that
 // are dropped without closing, by a cleanup when the wrapper is collected.
-type dnnlConv struct{ *dnnl.Conv }
+type dnnlConv struct {
+	*dnnl.Conv
+	relu *dnnl.Conv // the same convolution with a fused ReLU, built on first use
+}
+
+// ForwardReLU implements reluForwarder with oneDNN's eltwise post-op
+// (dnnl.ConvOptions.ForwardReLU): the ReLU costs no pass of its own.
+func (k *dnnlConv) ForwardReLU(dst, src, weight, bias []float32) error {
+	if k.relu == nil {
+		o := k.Conv.Options()
+		o.ForwardReLU = true
+		c, err := dnnl.NewConvWith(k.Conv.Params(), o)
+		if err != nil {
+			return err
+		}
+		k.relu = c
+		runtime.AddCleanup(k, func(c *dnnl.Conv) { c.Close() }, c)
+	}
+	return k.relu.Forward(dst, src, weight, bias)
+}
+
+// Close releases both convolutions.
+func (k *dnnlConv) Close() {
+	k.Conv.Close()
+	k.relu.Close()
+}
 
 // dnnlWorkspace is the KernelGroup key of a network's shared oneDNN
 // Workspace: the layers run one after another, so their internal buffers
@@ -74,7 +99,7 @@ func newDNNLConv(p ConvParams, threads int, group *KernelGroup, alg dnnl.Algorit
 	if err != nil {
 		return nil, err
 	}
-	k := &dnnlConv{c}
+	k := &dnnlConv{Conv: c}
 	runtime.AddCleanup(k, func(c *dnnl.Conv) { c.Close() }, c)
 	return k, nil
 }

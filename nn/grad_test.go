@@ -307,3 +307,94 @@ func TestBatchNormInputOnly(t *testing.T) {
 		})
 	}
 }
+
+// TestFoldedInference: the inference pass with batch norms folded into the
+// convolutions (Sequential.forwardInfer, used by Logits and InputGrad)
+// gives the logits and input gradients of the plain eval-mode Forward, for
+// both classifiers and every convolution backend, with non-trivial running
+// statistics.
+func TestFoldedInference(t *testing.T) {
+	for _, arch := range []string{ArchVGGSmall, ArchResNet20} {
+		for _, backend := range ConvBackends() {
+			t.Run(arch+"/"+backend, func(t *testing.T) {
+				c := DefaultClassifierConfig()
+				c.Arch, c.Height, c.Width, c.Threads, c.ConvBackend = arch, 16, 16, 2, backend
+				net, _ := buildClassifier(c)
+				sharePool(net, newGradPool())
+				rng := rand.New(rand.NewPCG(5, 6))
+				folded := 0
+				for _, p := range collectParams(net, "") {
+					switch localName(p.Name) {
+					case "running_mean":
+						folded++
+						for i := range p.W {
+							p.W[i] = 0.3 * float32(rng.NormFloat64())
+						}
+					case "running_var":
+						for i := range p.W {
+							p.W[i] = 0.5 + rng.Float32()
+						}
+					}
+					if p.Shape[0] == len(p.W) && (localName(p.Name) == "weight" || localName(p.Name) == "bias") && len(p.Shape) == 1 {
+						for i := range p.W { // BN gamma and beta (and dense biases)
+							p.W[i] += 0.2 * float32(rng.NormFloat64())
+						}
+					}
+				}
+				if folded == 0 {
+					t.Fatal("no batch norm: test is vacuous")
+				}
+				x := randTensor(rng, 4, 3, 16, 16)
+				g := randTensor(rng, 4, 10)
+				want := net.Forward(x, false).Clone()
+				wantDx := net.Backward(g.Clone(), GradMode{Input: true}).Clone()
+				got := net.forwardInfer(x).Clone()
+				nfold := 0
+				var count func(l Layer)
+				count = func(l Layer) {
+					if bn, ok := l.(*BatchNorm2D); ok && bn.folded {
+						nfold++
+					}
+					if c, ok := l.(container); ok {
+						for _, ch := range c.Children() {
+							count(ch.layer)
+						}
+					}
+				}
+				count(net)
+				if nfold != folded {
+					t.Fatalf("%d of %d batch norms folded", nfold, folded)
+				}
+				gotDx := net.Backward(g.Clone(), GradMode{Input: true})
+				for _, c := range []struct {
+					what      string
+					got, want *tensor.Tensor
+				}{{"logits", got, want}, {"input gradient", gotDx, wantDx}} {
+					var scale float64
+					for _, v := range c.want.Data {
+						scale = math.Max(scale, math.Abs(float64(v)))
+					}
+					for i, v := range c.want.Data {
+						if math.Abs(float64(c.got.Data[i]-v)) > 1e-4*math.Max(scale, 1e-3) {
+							t.Fatalf("%s[%d] = %g folded, %g plain (max %g)", c.what, i, c.got.Data[i], v, scale)
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestFoldedBackwardRefusesParams: parameter gradients need the
+// convolution's own output, which a folded forward does not compute.
+func TestFoldedBackwardRefusesParams(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	s := NewSequential(NewConv2D(2, 3, 3, 3, 1, 1, false, 1, rng), NewBatchNorm2D(3, 1))
+	y := s.forwardInfer(randTensor(rng, 2, 2, 5, 5))
+	defer func() {
+		if recover() == nil {
+			t.Error("Backward with Params after a folded forward did not panic")
+		}
+	}()
+	s.Backward(y.Clone(), GradMode{Input: true, Params: true})
+}

@@ -127,6 +127,38 @@ func (s *Sequential) Forward(x *tensor.Tensor, train bool) *tensor.Tensor {
 	return x
 }
 
+// inferer is implemented by layers with a faster inference-mode forward
+// pass after which Backward supports input gradients only
+// (GradMode{Input: true}): the classifiers' Logits and InputGrad.
+type inferer interface {
+	forwardInfer(x *tensor.Tensor) *tensor.Tensor
+}
+
+// forwardInfer runs l in inference mode, through its inferer pass if any.
+func forwardInfer(l Layer, x *tensor.Tensor) *tensor.Tensor {
+	if v, ok := l.(inferer); ok {
+		return v.forwardInfer(x)
+	}
+	return l.Forward(x, false)
+}
+
+// forwardInfer implements inferer: Forward(x, false) with every
+// convolution that is followed by a batch norm computed as one convolution
+// with the batch norm (and its ReLU) folded in (Conv2D.forwardFoldedBN).
+func (s *Sequential) forwardInfer(x *tensor.Tensor) *tensor.Tensor {
+	for i := 0; i < len(s.Layers); i++ {
+		if c, ok := s.Layers[i].(*Conv2D); ok && i+1 < len(s.Layers) {
+			if bn, ok := s.Layers[i+1].(*BatchNorm2D); ok && len(bn.Gamma.W) == c.P.K {
+				x = c.forwardFoldedBN(x, bn)
+				i++
+				continue
+			}
+		}
+		x = forwardInfer(s.Layers[i], x)
+	}
+	return x
+}
+
 // Backward implements Layer. Inner layers always propagate the input
 // gradient; the first one only when mode.Input is set.
 func (s *Sequential) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor {

@@ -25,6 +25,7 @@ type BatchNorm2D struct {
 	x, y, dx        *tensor.Tensor
 	mean, invStd    []float32 // statistics used by the last Forward
 	train           bool
+	folded          bool // the last forward was Conv2D.forwardFoldedBN (x unknown)
 }
 
 // NewBatchNorm2D returns a batch norm over c channels with gamma 1, beta 0,
@@ -52,7 +53,7 @@ func relu32(v float32) float32 {
 func (l *BatchNorm2D) Forward(x *tensor.Tensor, train bool) *tensor.Tensor {
 	n, c := x.Shape[0], x.Shape[1]
 	hw := x.Len() / (n * c)
-	l.x, l.train = x, train
+	l.x, l.train, l.folded = x, train, false
 	l.y = buf(l.y, x.Shape...)
 	parallelFor(l.Threads, c, func(_, lo, hi int) {
 		for ch := lo; ch < hi; ch++ {
@@ -106,9 +107,12 @@ func (l *BatchNorm2D) Forward(x *tensor.Tensor, train bool) *tensor.Tensor {
 // statistics, with xhat = (x - mu) * invstd recomputed from x:
 // dx = gamma*invstd * (dy - mean(dy) - xhat mean(dy xhat)).
 func (l *BatchNorm2D) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor {
+	if l.folded && mode.Params {
+		panic("nn: BatchNorm2D: parameter gradients after a forward folded into the convolution")
+	}
 	x := l.x
-	n, c := x.Shape[0], x.Shape[1]
-	hw := x.Len() / (n * c)
+	n, c := l.y.Shape[0], l.y.Shape[1]
+	hw := l.y.Len() / (n * c)
 	if mode.Input {
 		l.dx = dy // in place: each channel's sums are taken before its writes
 	}
@@ -122,7 +126,7 @@ func (l *BatchNorm2D) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor 
 			inv, mean := l.invStd[ch], l.mean[ch]
 			for i := 0; i < n && sums; i++ {
 				off := (i*c + ch) * hw
-				d, xs := dy.Data[off:off+hw], x.Data[off:off+hw]
+				d, xs := dy.Data[off:off+hw], x.Data[off:off+hw] // sums: x known (not folded)
 				var a, b float64
 				if l.ReLU {
 					a, b = gradSumsReLU(d, xs, l.y.Data[off:off+hw], mean)
@@ -147,7 +151,11 @@ func (l *BatchNorm2D) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor 
 			}
 			for i := 0; i < n; i++ {
 				off := (i*c + ch) * hw
-				d, o, xs := dy.Data[off:off+hw], l.dx.Data[off:off+hw], x.Data[off:off+hw]
+				d, o := dy.Data[off:off+hw], l.dx.Data[off:off+hw]
+				var xs []float32 // read in training mode only (nil after a folded forward)
+				if l.train {
+					xs = x.Data[off : off+hw]
+				}
 				// o = g*(dy - mdy - (x-mean)*inv*mdyx) = g*dy - a*(x-mean) - b.
 				a, b := g*inv*mdyx, g*mdy
 				switch {
@@ -833,6 +841,21 @@ func (l *Residual) Forward(x *tensor.Tensor, train bool) *tensor.Tensor {
 	if l.Shortcut != nil {
 		s = l.Shortcut.Forward(x, train)
 	}
+	return l.add(b, s)
+}
+
+// forwardInfer implements inferer.
+func (l *Residual) forwardInfer(x *tensor.Tensor) *tensor.Tensor {
+	b := forwardInfer(l.Body, x)
+	s := x
+	if l.Shortcut != nil {
+		s = forwardInfer(l.Shortcut, x)
+	}
+	return l.add(b, s)
+}
+
+// add sets the output to b + s (and the ReLU).
+func (l *Residual) add(b, s *tensor.Tensor) *tensor.Tensor {
 	l.y = buf(l.y, b.Shape...)
 	y := l.y.Data[:len(b.Data)]
 	if l.ReLU {

@@ -152,7 +152,11 @@ func (c *Conv) build() error {
 			return ErrClosed
 		}
 	}
-	if st := C.stl_conv_create(&cc, &params[0], C.int(nthr), &algs[0], ws); st != 0 {
+	relu := C.int(0)
+	if c.o.ForwardReLU {
+		relu = 1
+	}
+	if st := C.stl_conv_create(&cc, &params[0], C.int(nthr), &algs[0], ws, relu); st != 0 {
 		return statusError("NewConv", st)
 	}
 	c.c, c.nthr = cc, nthr
@@ -232,6 +236,7 @@ func (c *Conv) Params() ConvParams {
 
 // Forward computes dst = conv(src, weight) + bias: src (N,C,H,W), weight
 // (K,C,R,S), bias (K) or nil for none, dst (N,K,OH,OW), all row-major.
+// With ConvOptions.ForwardReLU dst gets max(0, conv(src, weight) + bias).
 // dst is overwritten and must not overlap the inputs. It returns a
 // *LengthError, before touching any array, when a length is wrong.
 func (c *Conv) Forward(dst, src, weight, bias []float32) error {

@@ -250,6 +250,48 @@ func TestConformance(t *testing.T) {
 	}
 }
 
+// TestForwardReLU: with ConvOptions.ForwardReLU, Forward returns the
+// reference output clamped at 0, and the backward passes are the plain
+// convolution's, for the direct and Winograd algorithms.
+func TestForwardReLU(t *testing.T) {
+	needDNNL(t)
+	defer SetThreads(Threads())
+	SetThreads(1)
+	for _, a := range []Algorithm{Direct, Winograd} {
+		for ci, tc := range convCases {
+			t.Run(a.String()+"/"+tc.name, func(t *testing.T) {
+				p, cc := tc.p, getConvCase(ci)
+				c, err := NewConvWith(p, ConvOptions{Algorithm: a, ForwardReLU: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				y := nanSlice(p.dstLen())
+				if err := c.Forward(y, cc.x, cc.w, cc.b); err != nil {
+					t.Fatal(err)
+				}
+				want := make([]float64, len(cc.y))
+				neg := 0
+				for i, v := range cc.y {
+					want[i] = math.Max(v, 0)
+					if v < 0 {
+						neg++
+					}
+				}
+				if neg == 0 || neg == len(want) {
+					t.Fatalf("%d of %d reference outputs negative: test is vacuous", neg, len(want))
+				}
+				assertClose(t, "Forward", y, want, cc.yMag, 1e-4)
+				dx := nanSlice(p.srcLen())
+				if err := c.BackwardData(dx, cc.dy, cc.w); err != nil {
+					t.Fatal(err)
+				}
+				assertClose(t, "BackwardData", dx, cc.dx, cc.dxMag, 1e-4)
+			})
+		}
+	}
+}
+
 // A batch of NaN must not poison later calls through the shared internal
 // buffers, and repeated calls must give bitwise identical results.
 func TestNoStateBetweenCalls(t *testing.T) {

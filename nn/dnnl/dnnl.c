@@ -216,7 +216,7 @@ static const dnnl_memory_desc_t *qmd(dnnl_primitive_desc_t pd, dnnl_query_t q, i
 	return dnnl_primitive_desc_query_md(pd, q, i);
 }
 
-int stl_conv_create(stl_conv **out, const int64_t *p, int nthr, const int *alg, stl_ws *ws) {
+int stl_conv_create(stl_conv **out, const int64_t *p, int nthr, const int *alg, stl_ws *ws, int relu) {
 	use_threads(nthr);
 	*out = NULL;
 	stl_conv *c = calloc(1, sizeof *c);
@@ -231,7 +231,8 @@ int stl_conv_create(stl_conv **out, const int64_t *p, int nthr, const int *alg, 
 		return dnnl_out_of_memory;
 	}
 	dnnl_status_t st = dnnl_success;
-	dnnl_primitive_attr_t attr = NULL;
+	dnnl_primitive_attr_t attr = NULL, fattr = NULL;
+	dnnl_post_ops_t ops = NULL;
 
 	dnnl_dims_t sdims = {p[STL_N], p[STL_C], p[STL_H], p[STL_W]};
 	dnnl_dims_t wdims = {p[STL_K], p[STL_C], p[STL_R], p[STL_S]};
@@ -252,6 +253,14 @@ int stl_conv_create(stl_conv **out, const int64_t *p, int nthr, const int *alg, 
 	TRY(dnnl_memory_desc_init_by_tag(&bias_md, 1, bdims, dnnl_f32, dnnl_x));
 	TRY(dnnl_primitive_attr_create(&attr));
 	TRY(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
+	// The forward pass may end with a ReLU applied by the kernel itself
+	// (an eltwise post-op), before the reorder of dst to NCHW.
+	TRY(dnnl_primitive_attr_clone(&fattr, attr));
+	if (relu) {
+		TRY(dnnl_post_ops_create(&ops));
+		TRY(dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f));
+		TRY(dnnl_primitive_attr_set_post_ops(fattr, ops));
+	}
 
 	// Per pass: layouts "any" (oneDNN's blocked ones, reached by reorders)
 	// or plain (oneDNN's GEMM path), and the algorithm kind.
@@ -268,7 +277,7 @@ int stl_conv_create(stl_conv **out, const int64_t *p, int nthr, const int *alg, 
 	dnnl_convolution_desc_t fd, bd, wd;
 	TRY(dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, ak[0], &src_md[0], &wei_md[0], &bias_md,
 	                                       &dst_md[0], strides, padl, padr));
-	TRY(dnnl_primitive_desc_create(&c->pd[STL_FWD], &fd, attr, engine, NULL));
+	TRY(dnnl_primitive_desc_create(&c->pd[STL_FWD], &fd, fattr, engine, NULL));
 	TRY(dnnl_convolution_backward_data_desc_init(&bd, ak[1], &src_md[1], &wei_md[1], &dst_md[1], strides, padl,
 	                                             padr));
 	TRY(dnnl_primitive_desc_create(&c->pd[STL_BWD_DATA], &bd, attr, engine, c->pd[STL_FWD]));
@@ -308,6 +317,8 @@ int stl_conv_create(stl_conv **out, const int64_t *p, int nthr, const int *alg, 
 
 done:
 	if (attr) dnnl_primitive_attr_destroy(attr);
+	if (fattr) dnnl_primitive_attr_destroy(fattr);
+	if (ops) dnnl_post_ops_destroy(ops);
 	if (st != dnnl_success) {
 		stl_conv_destroy(c);
 		return st;

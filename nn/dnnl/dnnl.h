@@ -30,8 +30,9 @@ enum { STL_FWD = 0, STL_BWD_DATA = 1, STL_BWD_WEIGHTS = 2 };
 
 // alg[STL_FWD], alg[STL_BWD_DATA], alg[STL_BWD_WEIGHTS] choose each pass's
 // algorithm (STL_ALG_*).
-// ws may be NULL: the conv then has a workspace of its own.
-int stl_conv_create(stl_conv **out, const int64_t *p, int nthr, const int *alg, stl_ws *ws);
+// ws may be NULL: the conv then has a workspace of its own. relu != 0 makes
+// the forward pass apply max(0, .) to its output (backward passes ignore it).
+int stl_conv_create(stl_conv **out, const int64_t *p, int nthr, const int *alg, stl_ws *ws, int relu);
 size_t stl_conv_ws_bytes(stl_conv *c);
 int stl_conv_forward(stl_conv *c, float *dst, const float *src, const float *w, const float *b);
 int stl_conv_backward_data(stl_conv *c, float *dsrc, const float *ddst, const float *w);

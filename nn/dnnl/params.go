@@ -261,6 +261,14 @@ type ConvOptions struct {
 	// needs one instead of one per layer (for vgg-small at batch 128 about
 	// a third of the memory). Default nil: each Conv has its own.
 	Workspace *Workspace
+	// ForwardReLU makes Forward return max(0, y) instead of y, applied by
+	// oneDNN's kernel on its own layout before the reorder to NCHW (an
+	// eltwise post-op), which saves a pass over the output. The backward
+	// passes stay those of the convolution alone: a caller
+	// differentiating through the ReLU masks ddst itself. Package nn uses
+	// it for inference, with batch normalization folded into the weights.
+	// Default false.
+	ForwardReLU bool
 }
 
 // DefaultConvOptions returns the options NewConv uses: Algorithm Direct.
