@@ -131,7 +131,18 @@ type Baseline struct {
 	// New returns a fresh transform; randomized ones draw from seed, so a
 	// stage computed again (after an interruption) gives the same images.
 	New func(seed uint64) (defense.Transform, error)
+	// Backward says how the white-box attacks differentiate through the
+	// baseline (BPDA, Athalye et al. 2018): "" when its backward pass is
+	// taken as the identity, BackwardExact when its transform provides its
+	// exact vector-Jacobian product (attack.Approx, as MagNet's reformer
+	// does) and Backend.Adaptive uses it. When not empty it enters the keys
+	// of the baseline's white-box stages, whose images depend on it.
+	Backward string
 }
+
+// BackwardExact is Baseline.Backward for a baseline the white-box attacks
+// differentiate through exactly.
+const BackwardExact = "exact VJP"
 
 // Backend supplies the pieces the pipeline composes. Data and Classifier are
 // required; a nil Defense, Attack or Baselines makes the corresponding rows
@@ -160,8 +171,10 @@ type Backend struct {
 	// WhiteBox returns the white-box attack of the paper's Table 4 (PGD at
 	// L-infinity 0.031, cfg.WhiteBoxSteps steps) and its settings; Adaptive
 	// wraps a defense and its classifier into the model that attack runs
-	// on (BPDA, with EOT over draws for randomized defenses). Either nil
-	// makes the white-box table missing.
+	// on (BPDA, with EOT over draws for randomized defenses); a transform
+	// that implements attack.Approx should be differentiated through with
+	// it (and its Baseline.Backward set to BackwardExact). Either nil makes
+	// the white-box table missing.
 	WhiteBox func(cfg Config) (Attacker, any, error)
 	// PGD returns PGD at L-infinity budget eps with steps iterations (the
 	// other settings as WhiteBox's) and its settings, for the white-box

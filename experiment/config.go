@@ -137,7 +137,8 @@ type Config struct {
 	LambdaSweep []float64 `json:"lambda_sweep" yaml:"lambda_sweep"`
 	// WhiteBox adds the white-box evaluation of the paper's Table 4: PGD at
 	// L-infinity 0.031 through BPDA (the defense's backward pass taken as
-	// the identity) against each defense in front of its retrained
+	// the identity, or its exact gradient where it provides one: MagNet)
+	// against each defense in front of its retrained
 	// classifier (the vanilla one for baselines not retrained), with EOT
 	// over EOTDraws draws for randomized defenses. Default false: it costs
 	// WhiteBoxSteps projections per attacked image and defense.

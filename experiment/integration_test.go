@@ -22,9 +22,12 @@ func TestRunRealBackendSmall(t *testing.T) {
 	}
 	cfg := DefaultConfig()
 	cfg.Name, cfg.Limit, cfg.TestLimit, cfg.Epochs = "small", 40, 20, 1
-	cfg.AttackSubset, cfg.Attacks, cfg.Baselines = 10, []string{AttackFGSM008}, []string{"jpeg"}
+	cfg.AttackSubset, cfg.Attacks, cfg.Baselines = 10, []string{AttackFGSM008}, []string{"jpeg", "magnet"}
 	cfg.DictImages, cfg.DictIterations, cfg.DAEEpochs, cfg.GridImages = 8, 2, 1, 4
 	cfg.LambdaSweep, cfg.WhiteBox, cfg.WhiteBoxSteps = []float64{0.1, 0.4}, true, 2
+	// The sanity checks on the baselines (MagNet through its exact
+	// gradient) on a white-box subset of 5 of the 10 attacked images.
+	cfg.SanityBaselines, cfg.WhiteBoxSubset = true, 5
 	dir := t.TempDir()
 	res, err := Run(context.Background(), cfg, dir, nil)
 	if err != nil {
@@ -54,10 +57,18 @@ func TestRunRealBackendSmall(t *testing.T) {
 			}
 		}
 	}
-	for _, row := range res.Tables[2].Rows {
-		if row.Cells[0].Acc == nil {
-			t.Errorf("white-box %s: %s", row.Defense, row.Cells[0].Missing)
+	for _, tb := range res.Tables[2:] {
+		if len(tb.Rows) != 5 {
+			t.Errorf("%s: %d rows, want No Defense, STL, STL (cluster), JPEG and MagNet", tb.ID, len(tb.Rows))
 		}
+		for _, row := range tb.Rows {
+			if c := row.Cells[0]; c.Acc == nil || c.Acc.N != 5 {
+				t.Errorf("%s %s: %+v, want an accuracy on the white-box subset of 5", tb.ID, row.Defense, c)
+			}
+		}
+	}
+	if res.Data.WhiteBoxSubset != 5 {
+		t.Errorf("white-box subset %d, want 5", res.Data.WhiteBoxSubset)
 	}
 	if t1.PaperRef == "" {
 		t.Error("no paper numbers on a CIFAR-10 run")

@@ -73,6 +73,7 @@ type row struct {
 	missing  string // why newT is nil, or why the row failed
 	retrain  bool   // whether Table 1 retrains a classifier on it
 	baseline bool   // whether it is a baseline (not No Defense nor STL)
+	backward string // Baseline.Backward
 
 	test         *tensor.Tensor            // T(test)
 	adv          map[string]*tensor.Tensor // T(adv) by attack
@@ -723,7 +724,7 @@ func (r *runner) planRows(ctx context.Context) {
 		// The data key is a dependency: quilting learns from the training
 		// images.
 		key, err := cache.NewKey("baseline", map[string]any{"name": bl.Name, "settings": bl.Settings}, r.dataKey)
-		rw := &row{name: bl.Name, key: key, retrain: r.cfg.RetrainBaselines, newT: bl.New, baseline: true}
+		rw := &row{name: bl.Name, key: key, retrain: r.cfg.RetrainBaselines, newT: bl.New, baseline: true, backward: bl.Backward}
 		r.describe("baseline "+bl.Name, bl.Settings)
 		if err != nil {
 			rw.newT, rw.missing = nil, err.Error()
@@ -925,6 +926,9 @@ func (r *runner) whiteBox(ctx context.Context) error {
 		}
 		stage := "whitebox-" + slug(rw.name)
 		cfg := map[string]any{"attack": settings, "eot_draws": r.cfg.EOTDraws, "seed": r.cfg.Seed}
+		if rw.backward != "" {
+			cfg["backward"] = rw.backward
+		}
 		deps := []cache.Key{mKey, subsetKey}
 		if rw.name != NoDefense {
 			deps = append(deps, rw.key)

@@ -195,10 +195,10 @@ func (r *runner) evaluate(ctx context.Context) (tables []report.Table, quality [
 func (r *runner) whiteBoxTable(e *evaluator) (report.Table, error) {
 	t := report.Table{ID: "table4", Columns: []string{report.ColBPDA},
 		Title: "Table 4 form: white-box PGD through BPDA (EOT for randomized defenses)",
-		Caption: fmt.Sprintf("PGD at L-infinity 0.031 (%d steps) on the defended classifier, the defense's backward pass taken as the identity (BPDA), "+
+		Caption: fmt.Sprintf("PGD at L-infinity 0.031 (%d steps) on the defended classifier, the defense's backward pass taken as the identity (BPDA)%s, "+
 			"gradients averaged over %d draws for randomized defenses (EOT); accuracy of the classifier on T(x_adv). "+
 			"Each defense uses its retrained classifier, or the vanilla one (marked) when it has none. The paper's STL numbers combine STL with adversarial training.",
-			r.cfg.WhiteBoxSteps, r.cfg.EOTDraws) + r.whiteBoxScope()}
+			r.cfg.WhiteBoxSteps, r.exactBackward(), r.cfg.EOTDraws) + r.whiteBoxScope()}
 	for _, rw := range r.rows {
 		name := rw.name
 		if rw.wbVanilla && rw.name != NoDefense {
@@ -359,6 +359,21 @@ func perClass(labels []int, classes int) (lo, hi int) {
 		lo, hi = min(lo, c), max(hi, c)
 	}
 	return lo, hi
+}
+
+// exactBackward names, for the white-box captions, the rows attacked
+// through their exact gradient rather than the identity.
+func (r *runner) exactBackward() string {
+	var names []string
+	for _, rw := range r.rows {
+		if rw.backward == BackwardExact {
+			names = append(names, rw.name)
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	return " or its exact gradient where it has one (" + strings.Join(names, ", ") + ")"
 }
 
 // whiteBoxScope is appended to the white-box tables' captions: the images

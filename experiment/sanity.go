@@ -231,7 +231,11 @@ func (r *runner) sanity(ctx context.Context) error {
 		}
 		pgdCfg := func(eps float64, steps int) (map[string]any, error) {
 			_, settings, err := r.b.PGD(r.cfg, eps, steps)
-			return map[string]any{"attack": settings, "eot_draws": r.cfg.EOTDraws}, err
+			cfg := map[string]any{"attack": settings, "eot_draws": r.cfg.EOTDraws}
+			if rw.backward != "" {
+				cfg["backward"] = rw.backward
+			}
+			return cfg, err
 		}
 		// failed records a column's failure; it returns ctx's error.
 		failed := func(col string, err error) error {
@@ -324,8 +328,8 @@ func signNoise(x *tensor.Tensor, eps float64, seed uint64) *tensor.Tensor {
 func (r *runner) sanityTables(e *evaluator) ([]report.Table, []string, error) {
 	stepsList := r.cfg.sanityStepList()
 	ts := report.Table{ID: "whitebox-iterations", Title: "White-box sanity check: accuracy against PGD-through-BPDA iterations",
-		Caption: fmt.Sprintf("PGD at L-infinity %g through BPDA (EOT over %d draws for randomized defenses) with each number of iterations, step %g of the budget, "+
-			"random start, last iterate. More iterations should never help the defense.", whiteBoxEps, r.cfg.EOTDraws, attack.DefaultPGDOptions().StepFrac)}
+		Caption: fmt.Sprintf("PGD at L-infinity %g through BPDA%s (EOT over %d draws for randomized defenses) with each number of iterations, step %g of the budget, "+
+			"random start, last iterate. More iterations should never help the defense.", whiteBoxEps, r.exactBackward(), r.cfg.EOTDraws, attack.DefaultPGDOptions().StepFrac)}
 	for _, s := range stepsList {
 		ts.Columns = append(ts.Columns, stepsCol(s))
 	}

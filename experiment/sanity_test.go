@@ -10,9 +10,11 @@ import (
 	"testing"
 
 	"github.com/stl-defense/stl/attack"
+	"github.com/stl-defense/stl/dataset"
 	"github.com/stl-defense/stl/defense"
 	"github.com/stl-defense/stl/experiment/metrics"
 	"github.com/stl-defense/stl/experiment/report"
+	"github.com/stl-defense/stl/progress"
 	"github.com/stl-defense/stl/tensor"
 )
 
@@ -334,6 +336,42 @@ func TestRunWhiteBoxSubset(t *testing.T) {
 	for name, key := range a {
 		if wb := strings.HasPrefix(name, "whitebox-"); wb == (b[name] == key) {
 			t.Errorf("stage %s: key changed %v, want %v", name, b[name] != key, wb)
+		}
+	}
+}
+
+// TestRunExactBackwardKeys checks that a baseline attacked through its
+// exact gradient (Baseline.Backward) has white-box and sanity stages of
+// their own, and that no other stage changes key.
+func TestRunExactBackwardKeys(t *testing.T) {
+	cfg := fakeConfig()
+	cfg.WhiteBox, cfg.SanityBaselines, cfg.LambdaSweep, cfg.Attacks = true, true, nil, []string{AttackFGSM008}
+	var keys [2]map[string]string
+	for i, backward := range []string{"", BackwardExact} {
+		f := newFakes()
+		b := f.backend()
+		baselines := b.Baselines
+		b.Baselines = func(ctx context.Context, cfg Config, train *dataset.Set, dir string, rep progress.Reporter) ([]Baseline, []Missing, error) {
+			bs, miss, err := baselines(ctx, cfg, train, dir, rep)
+			bs[0].Backward = backward // Shrink
+			return bs, miss, err
+		}
+		res, err := RunWith(context.Background(), cfg, b, t.TempDir(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := res.Tables[2].Caption; strings.Contains(c, "exact gradient where it has one (Shrink)") != (backward != "") {
+			t.Errorf("backward %q: Table 4 caption %q", backward, c)
+		}
+		keys[i] = stageKeys(res)
+	}
+	for name, key := range keys[0] {
+		// The attacks on Shrink depend on its backward pass; its noise and
+		// transfer controls do not.
+		attacked := strings.HasPrefix(name, "whitebox-") && strings.HasSuffix(name, "-shrink") &&
+			!strings.HasPrefix(name, "whitebox-noise") && !strings.HasPrefix(name, "whitebox-transfer")
+		if changed := keys[1][name] != key; changed != attacked {
+			t.Errorf("stage %s: key changed %v, want %v", name, changed, attacked)
 		}
 	}
 }

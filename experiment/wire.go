@@ -27,8 +27,11 @@ func DefaultBackend() Backend {
 		Baselines: registryBaselines,
 		WhiteBox:  whiteBoxPGD,
 		PGD:       pgdAt,
+		// BPDA takes the exact gradient of transforms that provide one
+		// (MagNet's reformer), the identity otherwise.
 		Adaptive: func(t defense.Transform, m attack.Model, draws int) (attack.Model, error) {
-			return attack.Adaptive(t, m, nil, draws)
+			approx, _ := t.(attack.Approx)
+			return attack.Adaptive(t, m, approx, draws)
 		},
 	}
 	b.Classifier = defaultTrainer()
@@ -188,6 +191,7 @@ func registryBaselines(ctx context.Context, cfg Config, train *dataset.Set, dir 
 				c.TVM.Seed, c.Quilt.Seed, c.Crop.Seed, c.Deflect.Seed = seed, seed+1, seed+2, seed+3
 				return defense.NewBaseline(name, c)
 			},
+			Backward: baselineBackward(name),
 		})
 	}
 	return out, nil, nil
@@ -232,6 +236,15 @@ func baselineOptions(name string, c defense.BaselineConfig, p defense.PrepareOpt
 		o["options"] = c
 	}
 	return o
+}
+
+// baselineBackward is Baseline.Backward of a registry baseline: exact for
+// MagNet, whose reformer (*defense.MagNet) implements attack.Approx.
+func baselineBackward(name string) string {
+	if name == "magnet" {
+		return BackwardExact
+	}
+	return ""
 }
 
 // baselineRowName is the table row of a registry baseline, with the

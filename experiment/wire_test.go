@@ -84,6 +84,30 @@ func TestRegistryBaselines(t *testing.T) {
 		if err != nil || len(y.Data) != len(x.Data) {
 			t.Errorf("%s: Apply: %v", b.Name, err)
 		}
+		// Backward is exact exactly when the transform provides its
+		// gradient, and the default backend's BPDA then uses it.
+		_, exact := tr.(attack.Approx)
+		if exact != (b.Backward == BackwardExact) || (b.Backward != "" && b.Backward != BackwardExact) {
+			t.Errorf("%s: Backward %q, transform provides its gradient: %v", b.Name, b.Backward, exact)
+		}
+		am, err := DefaultBackend().Adaptive(tr, &centroid{}, 2)
+		if err != nil {
+			t.Errorf("%s: Adaptive: %v", b.Name, err)
+			continue
+		}
+		if bp, ok := am.(*attack.BPDA); ok && (bp.Approx != nil) != exact {
+			t.Errorf("%s: BPDA's Approx %v, want exact %v", b.Name, bp.Approx, exact)
+		} else if !ok && !tr.Randomized() {
+			t.Errorf("%s: Adaptive returned %T, want *attack.BPDA for a deterministic transform", b.Name, am)
+		}
+	}
+	if !names["MagNet"] {
+		t.Fatal("no MagNet row")
+	}
+	for _, b := range bases {
+		if b.Name == "MagNet" && b.Backward != BackwardExact {
+			t.Errorf("MagNet's Backward = %q, want %q", b.Backward, BackwardExact)
+		}
 	}
 	for _, want := range []string{"JPEG", "TVM", "Quilting", "Pixel deflection", "Feature squeezing", "MagNet"} {
 		if !names[want] {
