@@ -142,7 +142,7 @@ func buildClassifier(c ClassifierConfig) (*Sequential, []*Dropout) {
 				c2 := NewConv2D(w, w, 3, 3, 1, 1, false, th, rng)
 				c2.Backend = c.ConvBackend
 				body.Layers = append(body.Layers, c2, NewBatchNorm2D(w, th))
-				blk := &Residual{Body: body, ReLU: true}
+				blk := &Residual{Body: body, ReLU: true, Threads: th}
 				if stride != 1 || in != w {
 					blk.Shortcut = &ShortcutA{In: in, Out: w, Stride: stride}
 				}

@@ -73,6 +73,8 @@ func setThreads(l Layer, n int) {
 		v.Threads = n
 	case *MaxPool2D:
 		v.Threads = n
+	case *Residual:
+		v.Threads = n
 	}
 	if c, ok := l.(container); ok {
 		for _, ch := range c.Children() {

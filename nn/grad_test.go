@@ -398,3 +398,37 @@ func TestFoldedBackwardRefusesParams(t *testing.T) {
 	}()
 	s.Backward(y.Clone(), GradMode{Input: true, Params: true})
 }
+
+// TestResidualThreads: the residual addition and its gradient split over
+// goroutines (tensors of at least minParallel elements) give bitwise the
+// results of one goroutine, with and without a shortcut layer and ReLU.
+func TestResidualThreads(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		relu     bool
+		shortcut bool
+	}{{"identity", false, false}, {"identity-relu", true, false}, {"shortcut-relu", true, true}} {
+		t.Run(c.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(9, 9))
+			x := randTensor(rng, 2, 4, 64, 64)
+			if x.Len() < minParallel {
+				t.Fatal("input too small to run in parallel")
+			}
+			dy := randTensor(rng, 2, 4, 64, 64)
+			var ys, dxs [2]*tensor.Tensor
+			for i, th := range []int{1, 2} {
+				l := &Residual{Body: &Sigmoid{}, ReLU: c.relu, Threads: th}
+				if c.shortcut {
+					l.Shortcut = &Normalize{Mean: []float32{0.1, 0.2, 0.3, 0.4}, Std: []float32{1, 2, 3, 4}}
+				}
+				ys[i] = l.Forward(x, true).Clone()
+				dxs[i] = l.Backward(dy.Clone(), GradMode{Input: true}).Clone()
+			}
+			for i := range ys[0].Data {
+				if ys[0].Data[i] != ys[1].Data[i] || dxs[0].Data[i] != dxs[1].Data[i] {
+					t.Fatalf("element %d: y %g / %g, dx %g / %g on 1 / 2 goroutines", i, ys[0].Data[i], ys[1].Data[i], dxs[0].Data[i], dxs[1].Data[i])
+				}
+			}
+		})
+	}
+}

@@ -220,6 +220,20 @@ func parallelFor(threads, n int, fn func(worker, lo, hi int)) {
 	wg.Wait()
 }
 
+// minParallel is the number of elements below which parallelElems stays
+// on one goroutine: starting and joining goroutines costs a few
+// microseconds, the time of a pass over about this many floats.
+const minParallel = 1 << 15
+
+// parallelElems runs fn over contiguous chunks of [0, n) on at most threads
+// goroutines (one for small n) and waits for all.
+func parallelElems(threads, n int, fn func(lo, hi int)) {
+	if n < minParallel {
+		threads = 1
+	}
+	parallelFor(threads, n, func(_, lo, hi int) { fn(lo, hi) })
+}
+
 // gradPool shares input-gradient buffers among the layers of one network:
 // an input gradient is dead once the layer before has consumed it, so two
 // buffers per shape serve a whole chain (the one that is not the incoming

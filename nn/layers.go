@@ -819,6 +819,7 @@ type Residual struct {
 	Body     Layer
 	Shortcut Layer
 	ReLU     bool
+	Threads  int // goroutines for the addition and its gradient
 	y, dx    *tensor.Tensor
 }
 
@@ -857,16 +858,18 @@ func (l *Residual) forwardInfer(x *tensor.Tensor) *tensor.Tensor {
 // add sets the output to b + s (and the ReLU).
 func (l *Residual) add(b, s *tensor.Tensor) *tensor.Tensor {
 	l.y = buf(l.y, b.Shape...)
-	y := l.y.Data[:len(b.Data)]
-	if l.ReLU {
-		for i, v := range b.Data {
-			y[i] = relu32(v + s.Data[i])
+	parallelElems(l.Threads, len(b.Data), func(lo, hi int) {
+		y, bs, ss := l.y.Data[lo:hi], b.Data[lo:hi], s.Data[lo:hi]
+		if l.ReLU {
+			for i, v := range bs {
+				y[i] = relu32(v + ss[i])
+			}
+		} else {
+			for i, v := range bs {
+				y[i] = v + ss[i]
+			}
 		}
-	} else {
-		for i, v := range b.Data {
-			y[i] = v + s.Data[i]
-		}
-	}
+	})
 	return l.y
 }
 
@@ -875,20 +878,35 @@ func (l *Residual) add(b, s *tensor.Tensor) *tensor.Tensor {
 // Layers may consume dy in place, so the shortcut's share is taken (the
 // identity's copied into the output buffer) before the body runs.
 func (l *Residual) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor {
-	if l.ReLU {
-		for i, g := range dy.Data {
-			dy.Data[i] = maskPos(g, l.y.Data[i]) // in place
-		}
+	// The identity shortcut's share is dy itself (masked): it is copied in
+	// the masking pass.
+	identity := mode.Input && l.Shortcut == nil
+	if identity {
+		l.dx = buf(l.dx, dy.Shape...)
+	}
+	if l.ReLU || identity {
+		parallelElems(l.Threads, len(dy.Data), func(lo, hi int) {
+			d := dy.Data[lo:hi]
+			switch {
+			case l.ReLU && identity:
+				y, o := l.y.Data[lo:hi], l.dx.Data[lo:hi]
+				for i, g := range d {
+					g = maskPos(g, y[i])
+					d[i], o[i] = g, g // in place, and the shortcut's copy
+				}
+			case l.ReLU:
+				y := l.y.Data[lo:hi]
+				for i, g := range d {
+					d[i] = maskPos(g, y[i]) // in place
+				}
+			default:
+				copy(l.dx.Data[lo:hi], d)
+			}
+		})
 	}
 	var ds *tensor.Tensor
-	if mode.Input {
-		if l.Shortcut != nil {
-			ds = l.Shortcut.Backward(dy, mode)
-		} else {
-			l.dx = buf(l.dx, dy.Shape...)
-			copy(l.dx.Data, dy.Data)
-			ds = l.dx
-		}
+	if mode.Input && l.Shortcut != nil {
+		ds = l.Shortcut.Backward(dy, mode)
 	}
 	db := l.Body.Backward(dy, mode)
 	if !mode.Input {
@@ -896,14 +914,20 @@ func (l *Residual) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor {
 	}
 	if l.Shortcut != nil {
 		l.dx = buf(l.dx, db.Shape...)
-		for i, v := range db.Data {
-			l.dx.Data[i] = v + ds.Data[i]
-		}
+		parallelElems(l.Threads, len(db.Data), func(lo, hi int) {
+			o, bs, ss := l.dx.Data[lo:hi], db.Data[lo:hi], ds.Data[lo:hi]
+			for i, v := range bs {
+				o[i] = v + ss[i]
+			}
+		})
 		return l.dx
 	}
-	for i, v := range db.Data {
-		l.dx.Data[i] += v
-	}
+	parallelElems(l.Threads, len(db.Data), func(lo, hi int) {
+		o, bs := l.dx.Data[lo:hi], db.Data[lo:hi]
+		for i, v := range bs {
+			o[i] += v
+		}
+	})
 	return l.dx
 }
 
