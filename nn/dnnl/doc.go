@@ -34,10 +34,11 @@
 // plain NCHW arrays directly, with no reorders. Package nn does not use
 // them: measured at batch 128 on one thread (CPU time, vgg-small and
 // resnet-20 shapes), oneDNN 2.6's NCHW batch norm is no faster than nn's
-// Go loops forward (7.3 against 6-7 ms for 128x32x32x32, training mode) and
-// about twice as slow backward (9.7 ms against 5), its fused ReLU 3x slower
-// still, and its max pooling is slower forward than nn's 2x2 kernel (2.7
-// against 1.8 ms) and faster backward only by about 1.5 ms a layer. Its
+// Go loops with their fused ReLU (128x32x32x32, training mode: forward 7.3
+// ms without the ReLU against 6 with it, backward 9.7 against about 8), its
+// own fused ReLU is 2-3x slower still, and its max pooling is slower
+// forward than nn's 2x2 kernel (2.7 against 1.8 ms) and faster backward by
+// about 1.5 ms a layer (2.4 against 4). Its
 // fast batch norm works on blocked layouts, which would need reorders that
 // cost as much as the normalization. What package nn takes from oneDNN
 // beyond the convolution is the ReLU post-op (ConvOptions.ForwardReLU),
