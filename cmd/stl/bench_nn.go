@@ -43,7 +43,10 @@ func init() {
 backward, update), inference (Logits) and one input-gradient pass (InputGrad) of freshly
 initialized networks, for each --arch and --threads. Each configuration runs in a child
 process so that its peak resident memory (peak_rss_mb) is its own. Figures are noisy on a
-shared machine. With --json it prints one JSON object per line.`,
+shared machine: each figure also reports the process's CPU seconds per wall second
+(train_cpu, infer_cpu, input_grad_cpu; about --threads on a quiet machine), and images per
+CPU-second (img/s divided by it) are the steadier figure to compare builds with when other
+jobs take the cores. With --json it prints one JSON object per line.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if f.batch < 2 || f.size < 8 || f.iters < 1 {
@@ -96,7 +99,7 @@ func runBenchNN(ctx context.Context, f benchNNFlags, w io.Writer) error {
 		return err
 	}
 	if !f.json {
-		fmt.Fprintf(w, "%-10s %7s %-8s %12s %12s %15s %12s\n", "arch", "threads", "conv", "train img/s", "infer img/s", "input-grad img/s", "peak RSS MB")
+		fmt.Fprintf(w, "%-10s %7s %-12s %12s %12s %16s %12s %15s\n", "arch", "threads", "conv", "train img/s", "infer img/s", "input-grad img/s", "peak RSS MB", "CPU/wall t/i/g")
 	}
 	for _, a := range f.archs {
 		for _, t := range f.threads {
@@ -122,7 +125,8 @@ func runBenchNN(ctx context.Context, f benchNNFlags, w io.Writer) error {
 			if err := json.Unmarshal([]byte(strings.TrimSpace(string(out))), &r); err != nil {
 				return err
 			}
-			fmt.Fprintf(w, "%-10s %7d %-8s %12.1f %12.1f %15.1f %12.0f\n", r.Arch, r.Threads, r.Backend, r.TrainImgS, r.InferImgS, r.InputGradImgS, r.PeakRSSMB)
+			fmt.Fprintf(w, "%-10s %7d %-12s %12.1f %12.1f %16.1f %12.0f %15s\n", r.Arch, r.Threads, r.Backend, r.TrainImgS, r.InferImgS, r.InputGradImgS, r.PeakRSSMB,
+				fmt.Sprintf("%.2f/%.2f/%.2f", r.TrainCPU, r.InferCPU, r.InputGradCPU))
 		}
 	}
 	return nil
