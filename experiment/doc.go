@@ -17,11 +17,14 @@
 //  6. the lambda sweep of Figure 5 (section 5.5): STL (cluster) projecting
 //     with each lambda, evaluated on the vanilla classifier;
 //  7. optionally (Config.WhiteBox) the white-box evaluation of Table 4
-//     (section 5.3): PGD at L-infinity 0.031 through BPDA, EOT for
-//     randomized defenses, with the sanity checks of issue 6 on No Defense,
-//     STL and STL (cluster): accuracy against PGD iterations and against
-//     the L-infinity budget, a random sign-noise control and a transfer
-//     control (PGD on the vanilla classifier, through the defense);
+//     (section 5.3): PGD at L-infinity 0.031 through BPDA (MagNet's exact
+//     gradient), EOT for randomized defenses, with the sanity checks of
+//     issue 6 on No Defense, STL and STL (cluster), and on the baselines
+//     with Config.SanityBaselines: accuracy against PGD iterations and
+//     against the L-infinity budget, a random sign-noise control and a
+//     transfer control (PGD on the vanilla classifier, through the
+//     defense); Config.WhiteBoxSubset restricts both to a class-balanced
+//     subset of the attacked images;
 //  8. write the report (package report).
 //
 // The run directory holds the report files (report.md, report.html,
