@@ -100,6 +100,11 @@ func buildClassifier(c ClassifierConfig) (*Sequential, []*Dropout) {
 	rng := rand.New(rand.NewPCG(c.Seed, 0x5eed))
 	th := c.Threads
 	net := NewSequential(&Normalize{Mean: append([]float32(nil), c.Mean...), Std: append([]float32(nil), c.Std...)})
+	dense := func(in, out int) *Dense {
+		d := NewDense(in, out, rng)
+		d.Threads = th
+		return d
+	}
 	var drops []*Dropout
 	switch c.Arch {
 	case ArchVGGSmall:
@@ -119,13 +124,13 @@ func buildClassifier(c ClassifierConfig) (*Sequential, []*Dropout) {
 			drops = append(drops, d)
 			net.Layers = append(net.Layers, d)
 		}
-		net.Layers = append(net.Layers, NewDense(feat, 256, rng), &ReLU{})
+		net.Layers = append(net.Layers, dense(feat, 256), &ReLU{})
 		if c.Dropout > 0 {
 			d := &Dropout{P: c.Dropout, Rng: rand.New(rand.NewPCG(c.Seed, 2))}
 			drops = append(drops, d)
 			net.Layers = append(net.Layers, d)
 		}
-		net.Layers = append(net.Layers, NewDense(256, c.Classes, rng))
+		net.Layers = append(net.Layers, dense(256, c.Classes))
 	case ArchResNet20:
 		// He et al. 2016, section 4.2: conv 16, then 3 stages of 3 basic
 		// blocks with 16, 32, 64 filters, option-A shortcuts, global
@@ -150,7 +155,7 @@ func buildClassifier(c ClassifierConfig) (*Sequential, []*Dropout) {
 				in = w
 			}
 		}
-		net.Layers = append(net.Layers, &GlobalAvgPool{}, NewDense(64, c.Classes, rng))
+		net.Layers = append(net.Layers, &GlobalAvgPool{}, dense(64, c.Classes))
 	}
 	return net, drops
 }

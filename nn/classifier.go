@@ -75,6 +75,8 @@ func setThreads(l Layer, n int) {
 		v.Threads = n
 	case *Residual:
 		v.Threads = n
+	case *Dense:
+		v.Threads = n
 	}
 	if c, ok := l.(container); ok {
 		for _, ch := range c.Children() {

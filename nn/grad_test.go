@@ -121,6 +121,8 @@ func TestLayerGradients(t *testing.T) {
 			return c
 		}, []int{2, 2, 5, 5}, false, 2e-3},
 		{"dense", func() Layer { return NewDense(12, 5, rng) }, []int{3, 3, 2, 2}, false, 2e-3},
+		// Two blocks of denseMinRows rows (batch and output units).
+		{"dense-threads", func() Layer { d := NewDense(6, 2*denseMinRows, rng); d.Threads = 2; return d }, []int{2 * denseMinRows, 6}, false, 2e-3},
 		{"bn-train", func() Layer { return NewBatchNorm2D(3, 2) }, []int{4, 3, 3, 3}, true, 5e-3},
 		{"bn-eval", func() Layer {
 			b := NewBatchNorm2D(3, 1)

@@ -407,8 +407,18 @@ type Dense struct {
 	Weight, Bias *Param
 	In, Out      int
 	Gemm         Gemm
+	Threads      int // goroutines, each multiplying a block of rows
 	x            *tensor.Tensor
 	y, dx        *tensor.Tensor
+}
+
+// denseMinRows is the smallest block of rows worth a goroutine.
+const denseMinRows = 16
+
+// rowBlocks runs fn on contiguous blocks of [0, n) rows, on up to threads
+// goroutines with at least denseMinRows rows each.
+func rowBlocks(threads, n int, fn func(lo, hi int)) {
+	parallelFor(min(threads, n/denseMinRows), n, func(_, lo, hi int) { fn(lo, hi) })
 }
 
 // NewDense returns a dense layer with PyTorch's default initialization,
@@ -434,10 +444,12 @@ func (l *Dense) Forward(x *tensor.Tensor, _ bool) *tensor.Tensor {
 	}
 	l.x = x
 	l.y = buf(l.y, n, l.Out)
-	for i := 0; i < n; i++ {
-		copy(l.y.Data[i*l.Out:(i+1)*l.Out], l.Bias.W)
-	}
-	l.Gemm.Sgemm(false, true, n, l.Out, l.In, 1, x.Data, l.In, l.Weight.W, l.In, 1, l.y.Data, l.Out)
+	rowBlocks(l.Threads, n, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			copy(l.y.Data[i*l.Out:(i+1)*l.Out], l.Bias.W)
+		}
+		l.Gemm.Sgemm(false, true, hi-lo, l.Out, l.In, 1, x.Data[lo*l.In:], l.In, l.Weight.W, l.In, 1, l.y.Data[lo*l.Out:], l.Out)
+	})
 	return l.y
 }
 
@@ -445,20 +457,25 @@ func (l *Dense) Forward(x *tensor.Tensor, _ bool) *tensor.Tensor {
 func (l *Dense) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor {
 	n := l.x.Shape[0]
 	if mode.Params {
-		l.Gemm.Sgemm(true, false, l.Out, l.In, n, 1, dy.Data, l.Out, l.x.Data, l.In, 0, l.Weight.G, l.In)
-		for o := 0; o < l.Out; o++ {
-			var s float32
-			for i := 0; i < n; i++ {
-				s += dy.Data[i*l.Out+o]
+		// Blocks of output units: rows of dW.
+		rowBlocks(l.Threads, l.Out, func(lo, hi int) {
+			l.Gemm.Sgemm(true, false, hi-lo, l.In, n, 1, dy.Data[lo:], l.Out, l.x.Data, l.In, 0, l.Weight.G[lo*l.In:], l.In)
+			for o := lo; o < hi; o++ {
+				var s float32
+				for i := 0; i < n; i++ {
+					s += dy.Data[i*l.Out+o]
+				}
+				l.Bias.G[o] = s
 			}
-			l.Bias.G[o] = s
-		}
+		})
 	}
 	if !mode.Input {
 		return nil
 	}
 	l.dx = buf(l.dx, l.x.Shape...)
-	l.Gemm.Sgemm(false, false, n, l.In, l.Out, 1, dy.Data, l.Out, l.Weight.W, l.In, 0, l.dx.Data, l.In)
+	rowBlocks(l.Threads, n, func(lo, hi int) {
+		l.Gemm.Sgemm(false, false, hi-lo, l.In, l.Out, 1, dy.Data[lo*l.Out:], l.Out, l.Weight.W, l.In, 0, l.dx.Data[lo*l.In:], l.In)
+	})
 	return l.dx
 }
 
