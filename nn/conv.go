@@ -428,6 +428,7 @@ type Conv2D struct {
 	pool         *gradPool
 	x, y, dx     *tensor.Tensor
 	wf, bf       []float32 // weights and bias with a batch norm folded in (forwardFoldedBN)
+	folded       bool      // the last forward used wf and bf
 }
 
 // NewConv2D returns a convolution from c to k channels with an r x s
@@ -514,8 +515,10 @@ type reluForwarder interface {
 // + beta[k]; with bn.ReLU the kernel applies the ReLU when it can
 // (reluForwarder), else a pass in Go. This saves the batch norm's pass over
 // the activations. It leaves l and bn in the state their Backward needs for
-// an input gradient (GradMode{Input: true}); bn cannot produce parameter
-// gradients after it (they need the convolution's own output).
+// an input gradient (GradMode{Input: true}), which then differentiates the
+// folded convolution: bn's Backward only applies the ReLU's mask (or
+// nothing), l's multiplies by the folded weights. Neither can produce
+// parameter gradients after it (they need the convolution's own output).
 func (l *Conv2D) forwardFoldedBN(x *tensor.Tensor, bn *BatchNorm2D) *tensor.Tensor {
 	n, c, h, w := x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3]
 	if c != l.P.C {
@@ -542,7 +545,7 @@ func (l *Conv2D) forwardFoldedBN(x *tensor.Tensor, bn *BatchNorm2D) *tensor.Tens
 			l.wf[ch*per+i] = s * v
 		}
 	}
-	l.x = x
+	l.x, l.folded = x, true
 	bn.x, bn.train, bn.folded = nil, false, true
 	bn.y = buf(bn.y, n, K, oh, ow)
 	y := bn.y.Data
@@ -573,7 +576,7 @@ func (l *Conv2D) Forward(x *tensor.Tensor, train bool) *tensor.Tensor {
 	}
 	k := l.kern(n, h, w)
 	oh, ow := l.kernels[0].p.OutHW()
-	l.x = x
+	l.x, l.folded = x, false
 	l.y = buf(l.y, n, l.P.K, oh, ow)
 	var b []float32
 	if l.Bias != nil {
@@ -586,6 +589,17 @@ func (l *Conv2D) Forward(x *tensor.Tensor, train bool) *tensor.Tensor {
 // Backward implements Layer.
 func (l *Conv2D) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor {
 	k := l.kern(l.x.Shape[0], l.x.Shape[2], l.x.Shape[3])
+	if l.folded {
+		if mode.Params {
+			panic("nn: Conv2D: parameter gradients after a forward with a batch norm folded in")
+		}
+		if !mode.Input {
+			return nil
+		}
+		l.dx = l.pool.get(l.dx, dy, l.x.Shape...)
+		must(k.BackwardData(l.dx.Data, dy.Data, l.wf))
+		return l.dx
+	}
 	if kb, ok := k.(backwardBoth); ok && mode.Params && mode.Input {
 		var db []float32
 		if l.Bias != nil {

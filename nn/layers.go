@@ -107,8 +107,25 @@ func (l *BatchNorm2D) Forward(x *tensor.Tensor, train bool) *tensor.Tensor {
 // statistics, with xhat = (x - mu) * invstd recomputed from x:
 // dx = gamma*invstd * (dy - mean(dy) - xhat mean(dy xhat)).
 func (l *BatchNorm2D) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor {
-	if l.folded && mode.Params {
-		panic("nn: BatchNorm2D: parameter gradients after a forward folded into the convolution")
+	if l.folded {
+		// The scale is in the convolution's folded weights, which its
+		// Backward uses: only the ReLU's mask is left here.
+		if mode.Params {
+			panic("nn: BatchNorm2D: parameter gradients after a forward folded into the convolution")
+		}
+		if !mode.Input {
+			return nil
+		}
+		if l.ReLU {
+			parallelElems(l.Threads, len(dy.Data), func(lo, hi int) {
+				d, y := dy.Data[lo:hi], l.y.Data[lo:hi]
+				for i, g := range d {
+					d[i] = maskPos(g, y[i]) // in place
+				}
+			})
+		}
+		l.dx = dy
+		return dy
 	}
 	x := l.x
 	n, c := l.y.Shape[0], l.y.Shape[1]
