@@ -14,10 +14,17 @@
 // thread count give bit-identical models.
 //
 // Convolutions run through a ConvKernel chosen per layer and batch shape:
-// oneDNN (package nn/dnnl) by default in the cgo build; im2col + SGEMM with
-// OpenBLAS (STL_CONV=im2col) as the portable cgo path; im2col + gonum's
-// pure-Go SGEMM under the purego build tag (or STL_CONV=im2col-gonum). All
-// of them pass one conformance test against a naive convolution.
+// oneDNN (package nn/dnnl) by default in the cgo build, with Winograd for
+// the 3x3 layers of at least 32 channels (STL_CONV=dnnl-direct for direct
+// convolution everywhere); im2col + SGEMM with OpenBLAS (STL_CONV=im2col)
+// as the portable cgo path; im2col + gonum's pure-Go SGEMM under the purego
+// build tag (or STL_CONV=im2col-gonum). All of them pass one conformance
+// test against a naive convolution. Batch norm, ReLU, pooling and the
+// residual addition are Go loops shared by every backend (measured faster
+// than oneDNN's on NCHW arrays; see nn/dnnl). In inference (Logits,
+// InputGrad) each batch norm is folded into the convolution before it,
+// with its ReLU applied by the kernel when the backend can (oneDNN's
+// post-op), which saves a pass over the activations.
 //
 // Training (train.go) runs SGD or Adam over epochs with a learning-rate
 // schedule, augmentation, per-epoch atomic checkpoints and exact resume;
