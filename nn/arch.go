@@ -99,7 +99,7 @@ func convBNReLU(in, out, stride, threads int, backend string, rng *rand.Rand) []
 func buildClassifier(c ClassifierConfig) (*Sequential, []*Dropout) {
 	rng := rand.New(rand.NewPCG(c.Seed, 0x5eed))
 	th := c.Threads
-	net := NewSequential(&Normalize{Mean: append([]float32(nil), c.Mean...), Std: append([]float32(nil), c.Std...)})
+	net := NewSequential(&Normalize{Mean: append([]float32(nil), c.Mean...), Std: append([]float32(nil), c.Std...), Threads: th})
 	dense := func(in, out int) *Dense {
 		d := NewDense(in, out, rng)
 		d.Threads = th

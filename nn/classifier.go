@@ -77,6 +77,8 @@ func setThreads(l Layer, n int) {
 		v.Threads = n
 	case *Dense:
 		v.Threads = n
+	case *Normalize:
+		v.Threads = n
 	}
 	if c, ok := l.(container); ok {
 		for _, ch := range c.Children() {

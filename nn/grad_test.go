@@ -150,6 +150,10 @@ func TestLayerGradients(t *testing.T) {
 		{"upsample2", func() Layer { return &Upsample{Factor: 2} }, []int{2, 3, 3, 4}, false, 2e-3},
 		{"gap", func() Layer { return &GlobalAvgPool{} }, []int{2, 3, 3, 4}, false, 2e-3},
 		{"normalize", func() Layer { return &Normalize{Mean: []float32{0.4, 0.5, 0.6}, Std: []float32{0.2, 0.25, 0.3}} }, []int{2, 3, 3, 3}, false, 2e-3},
+		// minParallel values: two goroutines.
+		{"normalize-threads", func() Layer {
+			return &Normalize{Mean: []float32{0.4, 0.5, 0.6}, Std: []float32{0.2, 0.25, 0.3}, Threads: 2}
+		}, []int{3, 3, 64, 64}, false, 2e-3},
 		{"shortcutA", func() Layer { return &ShortcutA{In: 2, Out: 4, Stride: 2} }, []int{2, 2, 6, 6}, false, 2e-3},
 		{"residual-block", func() Layer {
 			return &Residual{

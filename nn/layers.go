@@ -808,6 +808,7 @@ func (l *Flatten) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor {
 // first layer of the classifiers, so their inputs are pixels in [0, 1].
 type Normalize struct {
 	Mean, Std []float32
+	Threads   int // goroutines, each taking a block of image planes
 	y, dx     *tensor.Tensor
 }
 
@@ -819,14 +820,25 @@ func (l *Normalize) Forward(x *tensor.Tensor, _ bool) *tensor.Tensor {
 	n, c := x.Shape[0], x.Shape[1]
 	hw := x.Len() / (n * c)
 	l.y = buf(l.y, x.Shape...)
-	for pl := 0; pl < n*c; pl++ {
-		m, s := l.Mean[pl%c], 1/l.Std[pl%c]
-		src, dst := x.Data[pl*hw:(pl+1)*hw], l.y.Data[pl*hw:(pl+1)*hw]
-		for i, v := range src {
-			dst[i] = (v - m) * s
+	planes(l.Threads, n*c, hw, func(lo, hi int) {
+		for pl := lo; pl < hi; pl++ {
+			m, s := l.Mean[pl%c], 1/l.Std[pl%c]
+			src, dst := x.Data[pl*hw:(pl+1)*hw], l.y.Data[pl*hw:(pl+1)*hw]
+			for i, v := range src {
+				dst[i] = (v - m) * s
+			}
 		}
-	}
+	})
 	return l.y
+}
+
+// planes runs fn over blocks of [0, n) image planes of hw values each, on
+// up to threads goroutines when there are at least minParallel values.
+func planes(threads, n, hw int, fn func(lo, hi int)) {
+	if n*hw < minParallel {
+		threads = 1
+	}
+	parallelFor(threads, n, func(_, lo, hi int) { fn(lo, hi) })
 }
 
 // Backward implements Layer: dx = dy / Std[c].
@@ -836,13 +848,15 @@ func (l *Normalize) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor {
 	}
 	n, c := dy.Shape[0], dy.Shape[1]
 	hw := dy.Len() / (n * c)
-	for pl := 0; pl < n*c; pl++ {
-		s := 1 / l.Std[pl%c]
-		d := dy.Data[pl*hw : (pl+1)*hw]
-		for i, v := range d {
-			d[i] = v * s // in place
+	planes(l.Threads, n*c, hw, func(lo, hi int) {
+		for pl := lo; pl < hi; pl++ {
+			s := 1 / l.Std[pl%c]
+			d := dy.Data[pl*hw : (pl+1)*hw]
+			for i, v := range d {
+				d[i] = v * s // in place
+			}
 		}
-	}
+	})
 	return dy
 }
 
