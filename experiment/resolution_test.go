@@ -199,7 +199,7 @@ func TestRunImageNet10At64(t *testing.T) {
 // red. The loaded images must be 128x128 and each keep the mean of its
 // centred 160x160 square (exact area averaging preserves means).
 //
-// About 4 s of CPU in the default build and 16 s in the pure-Go one, where
+// About 4 s of CPU in the default build and 17 s in the pure-Go one, where
 // it is skipped with -short.
 func TestRunImageFolderAt128(t *testing.T) {
 	if pureGoBuild && testing.Short() {
