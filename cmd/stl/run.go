@@ -157,11 +157,15 @@ func (o *runOptions) resolve(cmd *cobra.Command) (experiment.Config, error) {
 			cfg.LambdaSweep = append(cfg.LambdaSweep, l)
 		}
 	}
-	// A run on other data gets a name of its own, so that its default
-	// directory does not replace the sample's stages.
+	// A run on other data, or at another resolution, gets a name of its
+	// own, so that its default directory does not replace the stages of
+	// the sample's run or of the same data at another resolution.
 	def := experiment.DefaultConfig()
-	if cfg.Name == def.Name && cfg.Data != def.Data {
+	if cfg.Name == def.Name && (cfg.Data != def.Data || cfg.Resolution > 0) {
 		cfg.Name = runName(cfg.Data)
+		if cfg.Resolution > 0 {
+			cfg.Name += "-" + strconv.Itoa(cfg.Resolution)
+		}
 	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, usagef("%v", err)

@@ -122,6 +122,20 @@ func TestRunName(t *testing.T) {
 	if cfg, err := runOpts[cmd].resolve(cmd); err != nil || cfg.Name != "imagenet10-sample" {
 		t.Errorf("--data sample:imagenet10: name %q, %v", cfg.Name, err)
 	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--data", "/data/imagenette", "--resolution", "128"}, "imagenette-128"},
+		{[]string{"--data", "/data/imagenette", "--resolution", "64"}, "imagenette-64"},
+		{[]string{"--resolution", "32"}, "cifar10-sample-32"},
+	} {
+		cmd = newRunCmd()
+		cmd.ParseFlags(c.args)
+		if cfg, err := runOpts[cmd].resolve(cmd); err != nil || cfg.Name != c.want {
+			t.Errorf("%v: name %q, %v; want %q", c.args, cfg.Name, err, c.want)
+		}
+	}
 	cmd = newRunCmd()
 	cmd.ParseFlags([]string{"--data", "sample:imagenet10", "--name", "mine"})
 	if cfg, _ := runOpts[cmd].resolve(cmd); cfg.Name != "mine" {
