@@ -389,18 +389,7 @@ func (r *runner) whiteBoxScope() string {
 func (r *runner) notes() []string {
 	var notes []string
 	if v := r.vanillaSrc; v != nil {
-		n := fmt.Sprintf("The vanilla classifier was not trained by this run: it was loaded from %s (%s, weights SHA-256 %s), which records: architecture %s", v.Dir, v.WeightsFile, v.WeightsSHA256, v.Arch)
-		if v.Epochs > 0 {
-			n += fmt.Sprintf(", %d epochs", v.Epochs)
-		}
-		if v.Dataset != "" || v.TrainImages > 0 {
-			n += fmt.Sprintf(" on %q (%d images)", v.Dataset, v.TrainImages)
-		}
-		if v.TestAccuracy > 0 {
-			n += fmt.Sprintf(", test accuracy %.4f when trained", v.TestAccuracy)
-		} else {
-			n += ", no test accuracy"
-		}
+		n := fmt.Sprintf("The vanilla classifier was not trained by this run: it was loaded from %s, which records: %s", v.Dir, strings.TrimSuffix(report.VanillaSummary(v), "."))
 		n += ". Its clean accuracy in the tables is measured on this run's test set. The retrained classifiers are trained by the run (" + r.cfg.Arch + fmt.Sprintf(", %d epochs).", r.cfg.retrainEpochs())
 		notes = append(notes, n)
 	}
