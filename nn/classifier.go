@@ -65,26 +65,23 @@ func (m *Classifier) SetThreads(n int) {
 }
 
 func setThreads(l Layer, n int) {
-	switch v := l.(type) {
-	case *Conv2D:
-		v.Close()
-		v.Threads = n
-	case *BatchNorm2D:
-		v.Threads = n
-	case *MaxPool2D:
-		v.Threads = n
-	case *Residual:
-		v.Threads = n
-	case *Dense:
-		v.Threads = n
-	case *Normalize:
-		v.Threads = n
-	}
-	if c, ok := l.(container); ok {
-		for _, ch := range c.Children() {
-			setThreads(ch.layer, n)
+	eachLayer(l, func(l Layer) {
+		switch v := l.(type) {
+		case *Conv2D:
+			v.Close()
+			v.Threads = n
+		case *BatchNorm2D:
+			v.Threads = n
+		case *MaxPool2D:
+			v.Threads = n
+		case *Residual:
+			v.Threads = n
+		case *Dense:
+			v.Threads = n
+		case *Normalize:
+			v.Threads = n
 		}
-	}
+	})
 }
 
 // checkInput validates an image batch against the expected (C, H, W).

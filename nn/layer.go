@@ -268,21 +268,28 @@ func (p *gradPool) get(own, avoid *tensor.Tensor, shape ...int) *tensor.Tensor {
 	panic("nn: gradPool: both buffers alias the incoming gradient")
 }
 
-// sharePool gives every pooled layer of a network the same gradPool.
-func sharePool(l Layer, p *gradPool) {
-	switch v := l.(type) {
-	case *Conv2D:
-		v.pool = p
-	case *MaxPool2D:
-		v.pool = p
-	case *Upsample:
-		v.pool = p
-	}
+// eachLayer calls f on l and on every layer below it, parents first.
+func eachLayer(l Layer, f func(Layer)) {
+	f(l)
 	if c, ok := l.(container); ok {
 		for _, ch := range c.Children() {
-			sharePool(ch.layer, p)
+			eachLayer(ch.layer, f)
 		}
 	}
+}
+
+// sharePool gives every pooled layer of a network the same gradPool.
+func sharePool(l Layer, p *gradPool) {
+	eachLayer(l, func(l Layer) {
+		switch v := l.(type) {
+		case *Conv2D:
+			v.pool = p
+		case *MaxPool2D:
+			v.pool = p
+		case *Upsample:
+			v.pool = p
+		}
+	})
 }
 
 func newGradPool() *gradPool {

@@ -94,7 +94,7 @@ type TrainOptions struct {
 	// centre (clipped at the borders) of every augmented image to 0.5
 	// (DeVries and Taylor 2017); default 0, off.
 	Cutout int
-	Seed           uint64       // shuffling and augmentation; default 1
+	Seed   uint64 // shuffling and augmentation; default 1
 	// CheckpointDir, when set, receives a checkpoint after every epoch
 	// (written atomically) and the final model; with Resume, training
 	// continues from the last checkpoint there.
