@@ -44,11 +44,11 @@ type Bar struct {
 	Interval time.Duration // default 200ms on a terminal, 30s with Lines
 	Lines    bool
 
-	mu     sync.Mutex
-	stage  string
-	start  time.Time
-	last   time.Time
-	drawn  bool
+	mu    sync.Mutex
+	stage string
+	start time.Time
+	last  time.Time
+	drawn bool
 }
 
 // NewBar returns a Bar writing to w: a redrawn bar when w is a terminal,
