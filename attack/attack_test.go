@@ -18,7 +18,7 @@ func fastCW(b Budget) CWOptions {
 	return o
 }
 
-// attacksFor returns every attack at budget b.
+// attacksFor returns every attack at budget b, PGD with both losses.
 func attacksFor(t *testing.T, b Budget) []Attack {
 	t.Helper()
 	var out []Attack
@@ -34,6 +34,8 @@ func attacksFor(t *testing.T, b Budget) []Attack {
 	add(NewBIM(bo))
 	po := DefaultPGDOptions()
 	po.Budget = b
+	add(NewPGD(po))
+	po.Loss = LossCW
 	add(NewPGD(po))
 	do := DefaultDeepFoolOptions()
 	do.Budget = b

@@ -3,6 +3,7 @@ package attack
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"math/rand/v2"
 
@@ -112,6 +113,16 @@ type PGDOptions struct {
 	Seed uint64
 	// Targeted: see FGSMOptions. Default false.
 	Targeted bool
+	// Loss is the function of the logits each step ascends: LossCE (the
+	// cross-entropy, Madry et al.) or LossCW (the Carlini-Wagner margin,
+	// see LossCW). Default "" (the cross-entropy): left empty, the options
+	// encode to JSON exactly as they did before the field existed, so
+	// cache keys built from them do not change.
+	Loss Loss `json:",omitempty"`
+	// Kappa caps the margin LossCW ascends (f6's confidence): an image
+	// misclassified by more than Kappa stops moving. Default 0, Carlini
+	// and Wagner's f6 as they use it; must be 0 with the cross-entropy.
+	Kappa float64 `json:",omitempty"`
 }
 
 // DefaultPGDOptions returns L-infinity PGD at 8/255 with a random start.
@@ -119,11 +130,22 @@ func DefaultPGDOptions() PGDOptions {
 	return PGDOptions{Budget: Budget{Norm: LInf, Eps: 0.031}, Steps: 20, StepFrac: 0.1, RandomStart: true, Restarts: 1, Seed: 1}
 }
 
-// Validate checks the budget, Steps >= 1, StepFrac in (0, 1] and
-// Restarts >= 0.
+// Validate checks the budget, Steps >= 1, StepFrac in (0, 1],
+// Restarts >= 0, the loss (one of "", LossCE, LossCW) and Kappa (finite,
+// >= 0, and 0 unless the loss is LossCW). Errors are *OptionError or
+// *BudgetError.
 func (o PGDOptions) Validate() error {
 	if o.Restarts < 0 {
 		return optErr("PGD", "Restarts", o.Restarts, "must be >= 0")
+	}
+	if !o.Loss.known() {
+		return optErr("PGD", "Loss", fmt.Sprintf("%q", string(o.Loss)), fmt.Sprintf("unknown loss, want %q (cross-entropy, also \"\") or %q (Carlini-Wagner margin)", LossCE, LossCW))
+	}
+	if !(o.Kappa >= 0) || math.IsInf(o.Kappa, 1) {
+		return optErr("PGD", "Kappa", o.Kappa, "must be finite and >= 0")
+	}
+	if o.Kappa != 0 && !o.Loss.isCW() {
+		return optErr("PGD", "Kappa", o.Kappa, "applies only to the CW loss (Loss \"cw\")")
 	}
 	return validateIter("PGD", o.Budget, o.Steps, o.StepFrac)
 }
@@ -132,7 +154,9 @@ func (o PGDOptions) Validate() error {
 // 2018). With an L-infinity budget each step is alpha*sign(grad L); with the
 // L2 budget it is alpha*grad L/||grad L||_2. After each step the iterate is
 // projected onto the budget ball around x0 and onto [0,1]. The last iterate
-// is returned.
+// is returned. L is the cross-entropy, or the Carlini-Wagner margin with
+// PGDOptions.Loss LossCW (where the margin is beyond Kappa, or the
+// image's gradient is otherwise zero, the image does not move).
 type PGD struct{ opts PGDOptions }
 
 // NewPGD validates o and returns the attack.
@@ -155,8 +179,14 @@ func (a *PGD) Targeted() bool { return a.opts.Targeted }
 // MarshalJSON encodes the options.
 func (a *PGD) MarshalJSON() ([]byte, error) { return json.Marshal(a.opts) }
 
-// Name returns e.g. "PGD-linf0.031".
-func (a *PGD) Name() string { return "PGD" + budgetSuffix(a.opts.Budget) }
+// Name returns e.g. "PGD-linf0.031", or "PGD-CW-linf0.031" with the CW
+// loss.
+func (a *PGD) Name() string {
+	if a.opts.Loss.isCW() {
+		return "PGD-CW" + budgetSuffix(a.opts.Budget)
+	}
+	return "PGD" + budgetSuffix(a.opts.Budget)
+}
 
 // Run implements Attack with Steps forward/backward passes.
 func (a *PGD) Run(ctx context.Context, m Model, x *tensor.Tensor, labels []int) (*Result, error) {
@@ -171,7 +201,7 @@ func (a *PGD) Run(ctx context.Context, m Model, x *tensor.Tensor, labels []int) 
 	}
 	rng := rand.New(rand.NewPCG(o.Seed, 0x9e3779b97f4a7c15))
 	r := radii(o.Budget, x.Data, b.n, b.d)
-	it := iterSpec{budget: o.Budget, steps: o.Steps, frac: o.StepFrac, targeted: o.Targeted, sign: o.Budget.Norm == LInf}
+	it := iterSpec{budget: o.Budget, steps: o.Steps, frac: o.StepFrac, targeted: o.Targeted, sign: o.Budget.Norm == LInf, loss: o.Loss, kappa: o.Kappa}
 	var best *Result
 	for run := 0; run < restarts; run++ {
 		start := x.Clone()
@@ -236,6 +266,8 @@ type iterSpec struct {
 	frac     float64
 	targeted bool
 	sign     bool // sign steps (BIM, L-inf PGD) or normalized-gradient steps
+	loss     Loss // the ascended loss ("": cross-entropy)
+	kappa    float64
 }
 
 // run iterates from adv (modified in place and returned in the Result):
@@ -247,7 +279,7 @@ func (it iterSpec) run(ctx context.Context, b batch, m Model, x0 *tensor.Tensor,
 	for i := range s {
 		s[i] = it.frac * r[i]
 	}
-	seed := crossEntropySeed(labels, b.k, it.targeted)
+	seed := it.loss.seed(labels, b.k, it.targeted, it.kappa)
 	var clean []int
 	for step := 0; step < it.steps; step++ {
 		if err := ctx.Err(); err != nil {
