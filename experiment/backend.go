@@ -169,16 +169,19 @@ type Backend struct {
 	// learning, which Baseline.New may do lazily.
 	Baselines func(ctx context.Context, cfg Config, train *dataset.Set, dir string, rep progress.Reporter) ([]Baseline, []Missing, error)
 	// WhiteBox returns the white-box attack of the paper's Table 4 (PGD at
-	// L-infinity 0.031, cfg.WhiteBoxSteps steps) and its settings; Adaptive
+	// L-infinity 0.031, cfg.WhiteBoxSteps steps) ascending loss (one of
+	// AllWhiteBoxLosses) and its settings, which must encode for LossCE as
+	// they did before losses existed, since they enter the cache keys of
+	// the white-box stages; Adaptive
 	// wraps a defense and its classifier into the model that attack runs
 	// on (BPDA, with EOT over draws for randomized defenses); a transform
 	// that implements attack.Approx should be differentiated through with
 	// it (and its Baseline.Backward set to BackwardExact). Either nil makes
 	// the white-box table missing.
-	WhiteBox func(cfg Config) (Attacker, any, error)
+	WhiteBox func(cfg Config, loss string) (Attacker, any, error)
 	// PGD returns PGD at L-infinity budget eps with steps iterations (the
-	// other settings as WhiteBox's) and its settings, for the white-box
-	// sanity checks (sanity.go); nil makes them missing.
+	// other settings as WhiteBox's with LossCE) and its settings, for the
+	// white-box sanity checks (sanity.go); nil makes them missing.
 	PGD      func(cfg Config, eps float64, steps int) (Attacker, any, error)
 	Adaptive func(t defense.Transform, m attack.Model, draws int) (attack.Model, error)
 	// Versions are recorded in the report (module, Go, build tags...).

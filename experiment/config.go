@@ -14,6 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/stl-defense/stl/attack"
 	"github.com/stl-defense/stl/defense"
 )
 
@@ -30,6 +31,20 @@ const (
 
 // AllAttacks lists the attacks of the paper's tables in column order.
 var AllAttacks = []string{AttackFGSM008, AttackFGSM004, AttackBIM, AttackDeepFool, AttackCW}
+
+// Losses of the white-box PGD (Config.WhiteBoxLosses), the names of
+// package attack's losses.
+const (
+	// LossCE is the cross-entropy: the Table 4 attack the sanity checks
+	// build on.
+	LossCE = string(attack.LossCE)
+	// LossCW is the Carlini-Wagner margin loss f6 (attack.LossCW).
+	LossCW = string(attack.LossCW)
+)
+
+// AllWhiteBoxLosses lists the white-box losses in the column order of the
+// Table 4 form.
+var AllWhiteBoxLosses = []string{LossCE, LossCW}
 
 // Config is the configuration of an experiment run. Every field has a
 // documented default (DefaultConfig) chosen so that a run on the shipped
@@ -145,6 +160,17 @@ type Config struct {
 	WhiteBox      bool `json:"whitebox" yaml:"whitebox"`
 	WhiteBoxSteps int  `json:"whitebox_steps" yaml:"whitebox_steps"`
 	EOTDraws      int  `json:"eot_draws" yaml:"eot_draws"`
+	// WhiteBoxLosses lists the losses the white-box PGD ascends, one
+	// column of the Table 4 form each (issue 6: "PGD and CW loss"): "ce",
+	// the cross-entropy, and "cw", the Carlini-Wagner margin loss
+	// max_{j!=y} z_j - z_y (f6 with kappa 0, attack.LossCW), whose
+	// gradient does not vanish where the softmax saturates. Default
+	// ["ce", "cw"]; "ce" must be listed, since the sanity checks and the
+	// transfer control are built on the cross-entropy attack. The "ce"
+	// stages keep the names and keys they had before the setting existed,
+	// so a run made before it reuses them and computes only the "cw" ones
+	// (each costs as much as its "ce" stage).
+	WhiteBoxLosses []string `json:"whitebox_losses,omitempty" yaml:"whitebox_losses"`
 	// WhiteBoxSubset, when positive, restricts the white-box table and its
 	// sanity checks to a class-balanced subset of this many of the attacked
 	// images (seeded by Seed), to bound their cost on a large run: the
@@ -193,6 +219,7 @@ func DefaultConfig() Config {
 		LambdaSweep:    []float64{0.05, 0.1, 0.2, 0.3, 0.5},
 		WhiteBoxSteps:  20,
 		EOTDraws:       10,
+		WhiteBoxLosses: append([]string(nil), AllWhiteBoxLosses...),
 		GridImages:     8,
 	}
 }
@@ -287,6 +314,19 @@ func (c Config) Validate() error {
 			return bad("attacks", "%q listed twice", a)
 		}
 		seen[a] = true
+	}
+	seen = map[string]bool{}
+	for _, l := range c.WhiteBoxLosses {
+		if !contains(AllWhiteBoxLosses, l) {
+			return bad("whitebox_losses", "unknown loss %q, want some of %s (ce: cross-entropy, cw: Carlini-Wagner margin)", l, strings.Join(AllWhiteBoxLosses, ", "))
+		}
+		if seen[l] {
+			return bad("whitebox_losses", "%q listed twice", l)
+		}
+		seen[l] = true
+	}
+	if !seen[LossCE] {
+		return bad("whitebox_losses", "%v without %q: the white-box sanity checks and the transfer control use the cross-entropy attack", c.WhiteBoxLosses, LossCE)
 	}
 	for _, l := range c.LambdaSweep {
 		if !(l > 0 && l < 100) {

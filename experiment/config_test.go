@@ -85,6 +85,11 @@ func TestValidate(t *testing.T) {
 		{"whitebox_subset", func(c *Config) { c.WhiteBox, c.WhiteBoxSubset = true, c.AttackSubset+1 }},
 		{"whitebox_subset", func(c *Config) { c.WhiteBoxSubset = 10 }},
 		{"sanity_baselines", func(c *Config) { c.SanityBaselines = true }},
+		{"whitebox_losses", func(c *Config) { c.WhiteBoxLosses = []string{"ce", "hinge"} }},
+		{"whitebox_losses", func(c *Config) { c.WhiteBoxLosses = []string{"ce", "CW"} }},
+		{"whitebox_losses", func(c *Config) { c.WhiteBoxLosses = []string{"ce", "cw", "ce"} }},
+		{"whitebox_losses", func(c *Config) { c.WhiteBoxLosses = []string{"cw"} }},
+		{"whitebox_losses", func(c *Config) { c.WhiteBoxLosses = nil }},
 	}
 	for _, tc := range tests {
 		c := DefaultConfig()
@@ -176,5 +181,36 @@ func TestValidateWhiteBoxSubset(t *testing.T) {
 	var ce *ConfigError
 	if !errors.As(err, &ce) || ce.Field != "whitebox_subset" || !strings.Contains(err.Error(), "-3 < 0") {
 		t.Errorf("whitebox_subset -3: err = %v, want a *ConfigError naming it", err)
+	}
+}
+
+// TestWhiteBoxLosses checks the losses' default, their decoding from YAML
+// and JSON, the error for a list without the cross-entropy, and their
+// column order.
+func TestWhiteBoxLosses(t *testing.T) {
+	if got := DefaultConfig().WhiteBoxLosses; strings.Join(got, ",") != "ce,cw" {
+		t.Errorf("default whitebox_losses = %v, want [ce cw]", got)
+	}
+	for _, tc := range []struct {
+		in     string
+		isJSON bool
+		want   string
+	}{
+		{"whitebox: true\nwhitebox_losses: [ce]\n", false, "ce"},
+		{"whitebox_losses: [cw, ce]\n", false, "cw,ce"},
+		{"whitebox: true\n", false, "ce,cw"},
+		{`{"whitebox_losses": ["ce"]}`, true, "ce"},
+	} {
+		cfg, err := DecodeConfig(strings.NewReader(tc.in), tc.isJSON)
+		if err != nil || strings.Join(cfg.WhiteBoxLosses, ",") != tc.want {
+			t.Errorf("%q: whitebox_losses %v, %v; want %s", tc.in, cfg.WhiteBoxLosses, err, tc.want)
+		}
+	}
+	_, err := DecodeConfig(strings.NewReader("whitebox_losses: [cw]\n"), false)
+	if err == nil || !strings.Contains(err.Error(), "sanity checks") {
+		t.Errorf("whitebox_losses [cw]: %v, want an error saying why ce is needed", err)
+	}
+	if got := orderedLosses([]string{LossCW, LossCE}); strings.Join(got, ",") != "ce,cw" {
+		t.Errorf("orderedLosses = %v, want the cross-entropy first", got)
 	}
 }

@@ -1,6 +1,7 @@
 package experiment
 
 import (
+	"encoding/json"
 	"testing"
 
 	"github.com/stl-defense/stl/experiment/cache"
@@ -86,6 +87,77 @@ func TestWhiteBoxSubsetKey(t *testing.T) {
 		}
 		if tc.want == "attacked" && (r.wbX != r.x0 || len(r.wbY) != 12) {
 			t.Errorf("whitebox_subset %d: %d images, want the 12 attacked ones", tc.n, len(r.wbY))
+		}
+	}
+}
+
+// TestWhiteBoxKeyStable pins the keys of the white-box stages on the
+// cross-entropy (their values before the CW loss existed, so that earlier
+// runs reuse them) and checks that the CW-loss stages have names and keys
+// of their own.
+func TestWhiteBoxKeyStable(t *testing.T) {
+	cfg := DefaultConfig()
+	r := &runner{cfg: cfg, wbSubsetKey: "subset"}
+	_, ce, err := whiteBoxPGD(cfg, LossCE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(ce)
+	const settings = `{"Budget":{"norm":"linf","eps":0.031},"Steps":20,"StepFrac":0.1,"RandomStart":true,"Restarts":1,"Seed":1,"Targeted":false}`
+	if string(b) != settings {
+		t.Errorf("cross-entropy PGD settings encode as %s, want %s", b, settings)
+	}
+	_, cw, err := whiteBoxPGD(cfg, LossCW)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := whiteBoxPGD(cfg, "hinge"); err == nil {
+		t.Error("unknown white-box loss accepted")
+	}
+	seen := map[cache.Key]string{}
+	for _, tc := range []struct {
+		rw    *row
+		stage string
+		want  cache.Key // the cross-entropy key
+	}{
+		{&row{name: NoDefense}, "whitebox-no-defense", "d2fca1a78b6693eeeac90832e283f8f3a948ebe77b9ae259303e202aa37fea64"},
+		{&row{name: RowSTL, key: "transform"}, "whitebox-stl", "253703ba2af70abb6ae72a99ee17b30493a600f6f9470fc22f9e4ec747a1b9e6"},
+		{&row{name: "MagNet", key: "transform", backward: BackwardExact}, "whitebox-magnet", "e82c4ffb9223764ee3355fb9d44b8c61c15b10971b4e49b4de67204399c2c169"},
+	} {
+		if got := whiteBoxStage(tc.rw.name, LossCE); got != tc.stage {
+			t.Errorf("%s: cross-entropy stage %q, want %q", tc.rw.name, got, tc.stage)
+		}
+		if got := whiteBoxStage(tc.rw.name, LossCW); got != "whitebox-cw-"+tc.stage[len("whitebox-"):] {
+			t.Errorf("%s: CW stage %q", tc.rw.name, got)
+		}
+		_, _, key, err := r.whiteBoxKey(tc.rw, LossCE, ce, "model")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if key != tc.want {
+			t.Errorf("%s: cross-entropy key %s, want %s (the key of runs made before the CW loss)", tc.rw.name, key, tc.want)
+		}
+		cfgCW, _, keyCW, err := r.whiteBoxKey(tc.rw, LossCW, cw, "model")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfgCW["loss"] != LossCW {
+			t.Errorf("%s: CW stage configuration %v lacks the loss", tc.rw.name, cfgCW)
+		}
+		for _, k := range []cache.Key{key, keyCW} {
+			if other, dup := seen[k]; dup {
+				t.Errorf("%s: key %s already used by %s", tc.rw.name, k, other)
+			}
+			seen[k] = tc.rw.name
+		}
+		// Even with the cross-entropy's settings (a backend whose settings
+		// do not name the loss) the CW stage gets a key of its own.
+		_, _, keySame, err := r.whiteBoxKey(tc.rw, LossCW, ce, "model")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if keySame == key {
+			t.Errorf("%s: CW stage with the cross-entropy's settings has the cross-entropy's key", tc.rw.name)
 		}
 	}
 }

@@ -81,13 +81,39 @@ type row struct {
 	modelKey     cache.Key
 	modelMissing string
 
-	// White-box evaluation: T(x_adv) for the PGD-through-BPDA examples,
+	// White-box evaluation: T(x_adv) for the PGD-through-BPDA examples on
+	// the cross-entropy (the Table 4 attack the sanity checks build on),
 	// and whether they were computed against the vanilla classifier.
 	wbAdv     *tensor.Tensor
 	wbVanilla bool
 	wbMissing string
 	wbKey     cache.Key  // the white-box stage's key
 	sanity    *sanitySet // the white-box sanity checks (sanity.go)
+	// The same for the other losses of Config.WhiteBoxLosses, by loss.
+	wbLossAdv     map[string]*tensor.Tensor
+	wbLossMissing map[string]string
+}
+
+// whiteBoxAdv returns the row's white-box examples under loss, or nil and
+// why they are missing.
+func (rw *row) whiteBoxAdv(loss string) (*tensor.Tensor, string) {
+	if loss == LossCE {
+		return rw.wbAdv, rw.wbMissing
+	}
+	return rw.wbLossAdv[loss], rw.wbLossMissing[loss]
+}
+
+// setWhiteBox records the row's white-box examples under loss (adv and the
+// stage's key), or why they are missing.
+func (rw *row) setWhiteBox(loss string, adv *tensor.Tensor, key cache.Key, missing string) {
+	if loss == LossCE {
+		rw.wbAdv, rw.wbKey, rw.wbMissing = adv, key, missing
+		return
+	}
+	if rw.wbLossAdv == nil {
+		rw.wbLossAdv, rw.wbLossMissing = map[string]*tensor.Tensor{}, map[string]string{}
+	}
+	rw.wbLossAdv[loss], rw.wbLossMissing[loss] = adv, missing
 }
 
 // advSet is one adversarial test set.
@@ -369,13 +395,15 @@ func (r *runner) planWeights() {
 	}
 	if c.WhiteBox {
 		nsub := float64(len(r.wbIdx))
-		w = append(w, nsub*float64(c.WhiteBoxSteps)*6e-3*px) // No Defense
-		for _, rw := range r.rows[1:] {
-			per := 1e-2 * px
-			if rw.name == RowSTL || rw.name == RowSTLCluster {
-				per = 4e-2 * px
+		for range orderedLosses(c.WhiteBoxLosses) { // each loss costs as much
+			w = append(w, nsub*float64(c.WhiteBoxSteps)*6e-3*px) // No Defense
+			for _, rw := range r.rows[1:] {
+				per := 1e-2 * px
+				if rw.name == RowSTL || rw.name == RowSTLCluster {
+					per = 4e-2 * px
+				}
+				w = append(w, nsub*float64(c.WhiteBoxSteps)*(per+6e-3*px))
 			}
-			w = append(w, nsub*float64(c.WhiteBoxSteps)*(per+6e-3*px))
 		}
 		for _, rw := range r.rows {
 			if !r.sanityRow(rw) {
@@ -693,6 +721,18 @@ func orderedAttacks(names []string) []string {
 	return out
 }
 
+// orderedLosses returns the white-box losses of names in the order of
+// AllWhiteBoxLosses (the cross-entropy first).
+func orderedLosses(names []string) []string {
+	var out []string
+	for _, l := range AllWhiteBoxLosses {
+		if contains(names, l) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
 // planRows lists the table rows: No Defense, STL, STL (cluster), then the
 // baselines.
 func (r *runner) planRows(ctx context.Context) {
@@ -889,51 +929,94 @@ func (r *runner) defend(ctx context.Context, rw *row) error {
 // whiteBox runs the paper's Table 4 evaluation: PGD through BPDA (EOT for
 // randomized defenses) against each defense in front of its retrained
 // classifier, or the vanilla one when it has none, and against the
-// undefended vanilla classifier.
+// undefended vanilla classifier, once per loss of Config.WhiteBoxLosses
+// (the cross-entropy first, then the CW margin loss), each (row, loss) a
+// cached stage.
 func (r *runner) whiteBox(ctx context.Context) error {
 	if !r.cfg.WhiteBox {
 		return nil
 	}
-	fail := func(why string) {
-		r.advance(len(r.rows))
+	losses := orderedLosses(r.cfg.WhiteBoxLosses)
+	if r.b.WhiteBox == nil || r.b.Adaptive == nil {
+		r.advance(len(r.rows) * len(losses))
 		for _, rw := range r.rows {
-			rw.wbMissing = why
+			for _, loss := range losses {
+				rw.setWhiteBox(loss, nil, "", "no white-box attack in this build")
+			}
+		}
+		return nil
+	}
+	for _, loss := range losses {
+		if err := r.whiteBoxLoss(ctx, loss); err != nil {
+			return err
 		}
 	}
-	if r.b.WhiteBox == nil || r.b.Adaptive == nil {
-		fail("no white-box attack in this build")
-		return nil
+	return nil
+}
+
+// whiteBoxStage returns the name of the white-box stage of a row under
+// loss: "whitebox-<row>" for the cross-entropy, as before losses existed,
+// "whitebox-<loss>-<row>" for the others.
+func whiteBoxStage(rowName, loss string) string {
+	if loss == LossCE {
+		return "whitebox-" + slug(rowName)
 	}
-	pgd, settings, err := r.b.WhiteBox(r.cfg)
+	return "whitebox-" + loss + "-" + slug(rowName)
+}
+
+// whiteBoxKey returns the configuration, dependencies and key of a row's
+// white-box stage under loss, with the attack's settings and the model's
+// key. For the cross-entropy they are those of runs made before losses
+// existed (key_test.go pins them); other losses add "loss".
+func (r *runner) whiteBoxKey(rw *row, loss string, settings any, mKey cache.Key) (map[string]any, []cache.Key, cache.Key, error) {
+	cfg := map[string]any{"attack": settings, "eot_draws": r.cfg.EOTDraws, "seed": r.cfg.Seed}
+	if loss != LossCE {
+		cfg["loss"] = loss
+	}
+	if rw.backward != "" {
+		cfg["backward"] = rw.backward
+	}
+	deps := []cache.Key{mKey, r.wbSubsetKey}
+	if rw.name != NoDefense {
+		deps = append(deps, rw.key)
+	}
+	key, err := cache.NewKey(whiteBoxStage(rw.name, loss), cfg, deps...)
+	return cfg, deps, key, err
+}
+
+// whiteBoxLoss runs the white-box attack with one loss on every row.
+func (r *runner) whiteBoxLoss(ctx context.Context, loss string) error {
+	pgd, settings, err := r.b.WhiteBox(r.cfg, loss)
 	if err != nil {
-		fail(err.Error())
+		r.advance(len(r.rows))
+		for _, rw := range r.rows {
+			rw.setWhiteBox(loss, nil, "", err.Error())
+		}
 		return nil
 	}
-	r.describe("white-box attack (PGD through BPDA)", map[string]any{"pgd": settings, "eot_draws": r.cfg.EOTDraws})
-	subsetKey := r.wbSubsetKey
+	what := "white-box attack" // "on its white-box examples" as before losses existed
+	if loss == LossCE {
+		r.describe("white-box attack (PGD through BPDA)", map[string]any{"pgd": settings, "eot_draws": r.cfg.EOTDraws})
+	} else {
+		what = "white-box (" + loss + " loss) attack"
+		r.describe("white-box attack (PGD with the "+loss+" loss through BPDA)", map[string]any{"pgd": settings, "eot_draws": r.cfg.EOTDraws})
+	}
 	for _, rw := range r.rows {
-		r.next("white-box attack on " + rw.name)
+		r.next(what + " on " + rw.name)
 		if rw.name != NoDefense && (rw.newT == nil || rw.test == nil) {
-			rw.wbMissing = rw.missing
-			if rw.wbMissing == "" {
-				rw.wbMissing = "the defense is not available"
+			why := rw.missing
+			if why == "" {
+				why = "the defense is not available"
 			}
+			rw.setWhiteBox(loss, nil, "", why)
 			continue
 		}
 		m, mKey := rw.model, rw.modelKey
 		if m == nil {
 			m, mKey, rw.wbVanilla = r.vanilla, r.vanillaKey, true
 		}
-		stage := "whitebox-" + slug(rw.name)
-		cfg := map[string]any{"attack": settings, "eot_draws": r.cfg.EOTDraws, "seed": r.cfg.Seed}
-		if rw.backward != "" {
-			cfg["backward"] = rw.backward
-		}
-		deps := []cache.Key{mKey, subsetKey}
-		if rw.name != NoDefense {
-			deps = append(deps, rw.key)
-		}
-		key, err := cache.NewKey(stage, cfg, deps...)
+		stage := whiteBoxStage(rw.name, loss)
+		cfg, deps, key, err := r.whiteBoxKey(rw, loss, settings, mKey)
 		if err != nil {
 			return err
 		}
@@ -957,7 +1040,7 @@ func (r *runner) whiteBox(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			y, err := applyBatched(ctx, t, adv, rw.name+" on its white-box examples", r.rep)
+			y, err := applyBatched(ctx, t, adv, rw.name+" on its "+strings.TrimSuffix(what, " attack")+" examples", r.rep)
 			if err != nil {
 				return err
 			}
@@ -967,13 +1050,14 @@ func (r *runner) whiteBox(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			rw.wbMissing = "the white-box attack failed: " + err.Error()
+			rw.setWhiteBox(loss, nil, "", "the white-box attack failed: "+err.Error())
 			continue
 		}
-		rw.wbKey = key
-		if rw.wbAdv, err = readImages(filepath.Join(dir, "images.npy"), r.wbX.Shape); err != nil {
+		adv, err := readImages(filepath.Join(dir, "images.npy"), r.wbX.Shape)
+		if err != nil {
 			return fmt.Errorf("stage %s: %w", stage, err)
 		}
+		rw.setWhiteBox(loss, adv, key, "")
 	}
 	return nil
 }

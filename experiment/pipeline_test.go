@@ -195,7 +195,10 @@ func (f *fakes) backend() Backend {
 				{Name: "Broken", Settings: 0, New: func(uint64) (defense.Transform, error) { return failing{}, nil }},
 			}, []Missing{{"MagNet", "no reformer in the fake backend"}}, nil
 		},
-		WhiteBox: func(cfg Config) (Attacker, any, error) {
+		WhiteBox: func(cfg Config, loss string) (Attacker, any, error) {
+			if loss == LossCW {
+				return f.signAttack(0.2), "fake pgd, cw loss", nil
+			}
 			a, _, _, err := f.backend0().Attack(AttackFGSM008, cfg)
 			return a, "fake pgd", err
 		},
@@ -552,6 +555,7 @@ func TestRunWhiteBox(t *testing.T) {
 	if c := findRow(t, t4, "Broken").Cells[0]; c.Acc != nil || !strings.Contains(c.Missing, "synthetic transform failure") {
 		t.Errorf("Broken white-box cell = %+v, want missing with the reason", c)
 	}
+	checkCWColumn(t, res, 12)
 	checkSanity(t, res, cfg)
 	n := f.attacked.Load()
 	res2, err := RunWith(context.Background(), cfg, f.backend(), dir, nil)
@@ -566,6 +570,106 @@ func TestRunWhiteBox(t *testing.T) {
 	if string(b1) != string(b2) {
 		t.Error("second run gave different tables")
 	}
+}
+
+// checkCWColumn checks the Table 4 form of a white-box run with both
+// losses: a CW-loss column after the cross-entropy's, an accuracy in
+// [0, 1] on n images in every row that has a cross-entropy one, and No
+// Defense no more accurate under the CW-loss attack than the vanilla
+// classifier on the same clean images (the Figure 6 points' clean
+// accuracy, measured on the attacked images, which are the white-box
+// images when n is their number).
+func checkCWColumn(t *testing.T, res *report.Results, n int) {
+	t.Helper()
+	var t4 *report.Table
+	for i := range res.Tables {
+		if res.Tables[i].ID == "table4" {
+			t4 = &res.Tables[i]
+		}
+	}
+	if t4 == nil {
+		t.Fatal("no Table 4 form")
+	}
+	if strings.Join(t4.Columns, "|") != report.ColBPDA+"|"+report.ColBPDACW {
+		t.Fatalf("Table 4 columns %q, want %q and %q", t4.Columns, report.ColBPDA, report.ColBPDACW)
+	}
+	for _, row := range t4.Rows {
+		ce, cw := row.Cells[0], row.Cells[1]
+		if (ce.Acc == nil) != (cw.Acc == nil) {
+			t.Errorf("%s: cross-entropy %+v but CW loss %+v", row.Defense, ce, cw)
+		}
+		if cw.Acc == nil {
+			if cw.Missing == "" {
+				t.Errorf("%s: CW-loss cell missing without a reason", row.Defense)
+			}
+			continue
+		}
+		if a := cw.Acc; a.N != n || !(a.Value >= 0 && a.Value <= 1) {
+			t.Errorf("%s: CW-loss accuracy %+v, want a proportion on %d images", row.Defense, a, n)
+		}
+	}
+	cw := findRow(t, *t4, NoDefense).Cells[1].Acc
+	for _, q := range res.Quality {
+		if q.Defense == NoDefense && q.Clean.N == n && cw != nil && cw.Correct > q.Clean.Correct {
+			t.Errorf("No Defense under the CW-loss attack: %d of %d correct, more than the %d correct on the clean images", cw.Correct, n, q.Clean.Correct)
+		}
+	}
+}
+
+// TestRunWhiteBoxAddsCWLoss: a run made with the cross-entropy alone, run
+// again with both losses, reuses every stage it had and computes only the
+// CW-loss white-box stages, whose names are those of the cross-entropy
+// ones with "cw-" after "whitebox-".
+func TestRunWhiteBoxAddsCWLoss(t *testing.T) {
+	f := newFakes()
+	cfg := fakeConfig()
+	cfg.WhiteBox, cfg.LambdaSweep, cfg.Attacks = true, nil, []string{AttackFGSM008}
+	cfg.WhiteBoxLosses = []string{LossCE}
+	dir := t.TempDir()
+	ceOnly, err := RunWith(context.Background(), cfg, f.backend(), dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cols := ceOnly.Tables[2].Columns; len(cols) != 1 || cols[0] != report.ColBPDA {
+		t.Errorf("Table 4 columns with the cross-entropy alone: %q", cols)
+	}
+	cfg.WhiteBoxLosses = []string{LossCE, LossCW}
+	rec := &recorder{}
+	both, err := RunWith(context.Background(), cfg, f.backend(), dir, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.runLast != rec.runTotal {
+		t.Errorf("overall progress ended at %d of %d", rec.runLast, rec.runTotal)
+	}
+	before := stageKeys(ceOnly)
+	computed := 0
+	for _, s := range both.Stages {
+		if key, ok := before[s.Name]; ok {
+			if key != s.Key || !s.Cached {
+				t.Errorf("stage %s: key %s cached %v, want the earlier run's %s reused", s.Name, s.Key, s.Cached, key)
+			}
+			continue
+		}
+		computed++
+		if !strings.HasPrefix(s.Name, "whitebox-cw-") || s.Cached {
+			t.Errorf("new stage %s (cached %v): want only CW-loss white-box stages computed", s.Name, s.Cached)
+		}
+		if _, ok := before["whitebox-"+strings.TrimPrefix(s.Name, "whitebox-cw-")]; !ok {
+			t.Errorf("CW-loss stage %s has no cross-entropy counterpart", s.Name)
+		}
+	}
+	// No Defense, STL, STL (cluster) and Shrink; Broken fails.
+	if computed != 4 {
+		t.Errorf("computed %d CW-loss stages, want 4", computed)
+	}
+	ce1, ce2 := ceOnly.Tables[2], both.Tables[2]
+	for i, row := range ce1.Rows {
+		if a, b := row.Cells[0], ce2.Rows[i].Cells[0]; (a.Acc == nil) != (b.Acc == nil) || (a.Acc != nil && *a.Acc != *b.Acc) {
+			t.Errorf("%s: cross-entropy cell %+v, then %+v", row.Defense, a, b)
+		}
+	}
+	checkCWColumn(t, both, 12)
 }
 
 func TestRunRetrainBaselines(t *testing.T) {

@@ -117,18 +117,42 @@ func paperAttack(name string, cfg Config) (Attacker, any, string, error) {
 }
 
 // whiteBoxPGD returns PGD at the paper's Table 4 budget, L-infinity 0.031,
-// with cfg.WhiteBoxSteps steps and package attack's other defaults (step
-// 0.1 budget, random start seeded by the run seed).
-func whiteBoxPGD(cfg Config) (Attacker, any, error) {
-	return pgdAt(cfg, whiteBoxEps, cfg.WhiteBoxSteps)
+// with cfg.WhiteBoxSteps steps, ascending loss (LossCE or LossCW), and
+// package attack's other defaults (step 0.1 budget, random start seeded
+// by the run seed, kappa 0 for the CW loss). For LossCE the options leave
+// attack.PGDOptions.Loss empty, so that they encode, and the white-box
+// stages' keys read, as before the loss existed.
+func whiteBoxPGD(cfg Config, loss string) (Attacker, any, error) {
+	o := pgdOptions(cfg, whiteBoxEps, cfg.WhiteBoxSteps)
+	switch loss {
+	case LossCE:
+	case LossCW:
+		o.Loss = attack.LossCW
+	default:
+		return nil, nil, fmt.Errorf("unknown white-box loss %q (want one of %s)", loss, strings.Join(AllWhiteBoxLosses, ", "))
+	}
+	return pgdAttacker(o)
 }
 
 // pgdAt returns PGD at L-infinity budget eps with steps iterations and
-// the other settings of whiteBoxPGD, for the white-box sanity checks.
+// the other settings of whiteBoxPGD with the cross-entropy, for the
+// white-box sanity checks.
 func pgdAt(cfg Config, eps float64, steps int) (Attacker, any, error) {
+	return pgdAttacker(pgdOptions(cfg, eps, steps))
+}
+
+// pgdOptions returns package attack's PGD defaults at L-infinity eps with
+// steps iterations, seeded by the run seed.
+func pgdOptions(cfg Config, eps float64, steps int) attack.PGDOptions {
 	o := attack.DefaultPGDOptions()
 	o.Budget = attack.Budget{Norm: attack.LInf, Eps: eps}
 	o.Steps, o.Seed = steps, uint64(cfg.Seed)
+	return o
+}
+
+// pgdAttacker returns PGD with options o, run in batches, and o as its
+// settings.
+func pgdAttacker(o attack.PGDOptions) (Attacker, any, error) {
 	a, err := attack.NewPGD(o)
 	if err != nil {
 		return nil, nil, err

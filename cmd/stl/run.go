@@ -43,8 +43,11 @@ recomputed. --config reads every setting from a YAML or JSON file (field names
 as in results.json); flags given on the command line override it.
 
 --whitebox adds the white-box Table 4 form and its sanity checks;
---whitebox-subset N runs both on a class-balanced subset of N attacked images
-and --sanity-baselines runs the sanity checks on the baselines too.
+--whitebox-losses ce,cw (the default) attacks with PGD on the cross-entropy and
+on the Carlini-Wagner margin loss, one column each (the sanity checks use the
+cross-entropy); --whitebox-subset N runs both on a class-balanced subset of N
+attacked images and --sanity-baselines runs the sanity checks on the baselines
+too.
 
 --vanilla DIR evaluates the defenses in front of a classifier trained
 beforehand with stl train classifier instead of training one; its input size
@@ -99,6 +102,7 @@ weights recomputes the attacks and everything after them.`,
 	f.BoolVar(&d.WhiteBox, "whitebox", d.WhiteBox, "add the white-box Table 4 form (PGD L-inf 0.031 through BPDA, EOT for randomized defenses) and its sanity checks (accuracy vs iterations and vs epsilon, noise and transfer controls)")
 	f.IntVar(&d.WhiteBoxSteps, "whitebox-steps", d.WhiteBoxSteps, "PGD steps of the white-box attack")
 	f.IntVar(&d.EOTDraws, "eot-draws", d.EOTDraws, "EOT draws per gradient for randomized defenses")
+	f.StringSliceVar(&d.WhiteBoxLosses, "whitebox-losses", d.WhiteBoxLosses, "losses of the white-box PGD, one Table 4 column each: ce (cross-entropy; required, the sanity checks use it), cw (Carlini-Wagner margin)")
 	f.IntVar(&d.WhiteBoxSubset, "whitebox-subset", d.WhiteBoxSubset, "run the white-box table and its sanity checks on a class-balanced seeded subset of this many attacked images (0: all)")
 	f.BoolVar(&d.SanityBaselines, "sanity-baselines", d.SanityBaselines, "also run the white-box sanity checks on every baseline (about 6 times its white-box attack again, EOT for randomized ones)")
 	runOpts[cmd] = o
@@ -139,6 +143,7 @@ func (o *runOptions) resolve(cmd *cobra.Command) (experiment.Config, error) {
 		"whitebox":          func() { cfg.WhiteBox = o.cfg.WhiteBox },
 		"whitebox-steps":    func() { cfg.WhiteBoxSteps = o.cfg.WhiteBoxSteps },
 		"eot-draws":         func() { cfg.EOTDraws = o.cfg.EOTDraws },
+		"whitebox-losses":   func() { cfg.WhiteBoxLosses = nonEmpty(o.cfg.WhiteBoxLosses) },
 		"whitebox-subset":   func() { cfg.WhiteBoxSubset = o.cfg.WhiteBoxSubset },
 		"sanity-baselines":  func() { cfg.SanityBaselines = o.cfg.SanityBaselines },
 	}

@@ -108,6 +108,10 @@ func TestPaperValues(t *testing.T) {
 		{PaperTable4, "MagNet", ColBPDA, 0.10, true},
 		{PaperTable4, "STL", ColClean, 0, false},
 		{PaperTable4, "JPEG", ColBPDA, 0, false},
+		{PaperTable4, "STL", ColBPDACW, 0.38, true},
+		{PaperTable4, "MagNet (exact gradient)", ColBPDACW, 0.10, true},
+		{PaperTable4, "STL", ColCW, 0, false}, // the CW attack, not the CW loss
+		{PaperTable1, "STL", ColBPDACW, 0, false},
 		{PaperTable1, "STL", "PGD", 0, false},
 		{"Table 9", "STL", ColClean, 0, false},
 	}
@@ -402,5 +406,62 @@ func TestVanillaModelAndWhiteBoxSubset(t *testing.T) {
 		if !strings.Contains(string(b), "class-balanced subset of <b>50</b> of the 200") && !strings.Contains(string(b), "class-balanced subset of **50** of the 200") {
 			t.Errorf("%s does not state the white-box subset", f)
 		}
+	}
+}
+
+// TestWhiteBoxTwoLosses renders a Table 4 form with a column per loss:
+// the paper's one figure per defense next to each, both columns in the
+// markdown and the CSV, a missing CW-loss cell with its reason.
+func TestWhiteBoxTwoLosses(t *testing.T) {
+	r := synthetic()
+	t4 := Table{ID: "table4", Title: "Table 4 form", Columns: []string{ColBPDA, ColBPDACW}, Rows: []Row{
+		{Defense: "No Defense", Cells: []Cell{{Acc: acc(2, 100)}, {Acc: acc(0, 100)}}},
+		{Defense: "STL (cluster)", Cells: []Cell{{Acc: acc(31, 100)}, {Acc: acc(27, 100)}}},
+		{Defense: "JPEG (vanilla classifier)", Cells: []Cell{{Acc: acc(5, 100)}, {Missing: "the white-box attack failed: synthetic"}}},
+	}}
+	AttachPaper(&t4, PaperTable4)
+	r.Tables = append(r.Tables, t4)
+	if err := r.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if p := t4.Rows[1].Paper; len(p) != 2 || p[0] == nil || p[1] == nil || *p[0] != 0.42 || *p[1] != 0.42 {
+		t.Errorf("STL (cluster) paper values %v, want 0.42 in both columns", p)
+	}
+	if t4.Rows[0].Paper != nil || t4.Rows[2].Paper != nil {
+		t.Error("paper values on rows the paper's Table 4 lacks")
+	}
+	var md bytes.Buffer
+	if err := WriteMarkdown(&md, r, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"| Defense | PGD (CE) | PGD (CW loss) |",
+		"| STL (cluster) | **0.310** [0.228, 0.406] *(paper 0.4200)* | **0.270** [0.193, 0.364] *(paper 0.4200)* |",
+		"- JPEG (vanilla classifier), PGD (CW loss): missing, the white-box attack failed: synthetic"} {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("report.md lacks %q", want)
+		}
+	}
+	var buf bytes.Buffer
+	if err := WriteCSV(&buf, r); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := csv.NewReader(&buf).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]string{}
+	for _, rec := range recs {
+		if rec[0] == "accuracy" && rec[1] == "table4" {
+			got[rec[2]+"/"+rec[3]] = rec
+		}
+	}
+	if len(got) != 6 {
+		t.Errorf("%d Table 4 lines in the CSV, want 6", len(got))
+	}
+	if rec := got["STL (cluster)/PGD (CW loss)"]; rec == nil || rec[4] != "0.27" || rec[7] != "27" || rec[9] != "0.42" {
+		t.Errorf("CSV STL (cluster) CW loss = %q", rec)
+	}
+	if rec := got["JPEG (vanilla classifier)/PGD (CW loss)"]; rec == nil || rec[4] != "" || rec[10] != "the white-box attack failed: synthetic" {
+		t.Errorf("CSV JPEG CW loss = %q", rec)
 	}
 }

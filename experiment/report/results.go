@@ -268,13 +268,19 @@ const (
 	// transformed clean and adversarial examples.
 	PaperTable5 = "Table 5 (CIFAR-10, VGG-16, vanilla)"
 	// PaperTable4 is Table 4: CIFAR-10, VGG-16, BPDA at L-infinity 0.031
-	// (column ColBPDA).
+	// (columns ColBPDA and ColBPDACW).
 	PaperTable4 = "Table 4 (CIFAR-10, VGG-16, BPDA)"
 )
 
-// ColBPDA is the column of the white-box table: PGD through BPDA (and EOT
-// for randomized defenses) at L-infinity 0.031, the paper's Table 4.
-const ColBPDA = "BPDA L-inf 0.031"
+// Columns of the white-box table, the paper's Table 4: PGD through BPDA
+// (and EOT for randomized defenses) at L-infinity 0.031, ascending the
+// cross-entropy (ColBPDA) or the Carlini-Wagner margin loss (ColBPDACW).
+// The paper does not state its loss: its one figure per defense is
+// attached to both columns.
+const (
+	ColBPDA   = "PGD (CE)"
+	ColBPDACW = "PGD (CW loss)"
+)
 
 // paper4 holds the paper's Table 4 (section 5.3). The paper marks STL's
 // numbers as combined with adversarial training.
@@ -308,7 +314,7 @@ func PaperValue(ref, defense, column string) (float64, bool) {
 			defense = "MagNet"
 		}
 		v, ok := paper4[defense]
-		if !ok || column != ColBPDA {
+		if !ok || (column != ColBPDA && column != ColBPDACW) {
 			return 0, false
 		}
 		return v, true
