@@ -171,6 +171,16 @@ type Config struct {
 	// so a run made before it reuses them and computes only the "cw" ones
 	// (each costs as much as its "ce" stage).
 	WhiteBoxLosses []string `json:"whitebox_losses,omitempty" yaml:"whitebox_losses"`
+	// WhiteBoxCWKappa is the confidence kappa of the CW loss: the margin
+	// is ascended until the image is misclassified by kappa (in logits),
+	// then the image stops moving. Default 0 (f6 as Carlini and Wagner
+	// use it). With a randomized defense an image that stops as soon as
+	// the EOT draws misclassify it can be classified correctly by the
+	// evaluation's fresh draw, so a positive kappa (the CW loss in the code
+	// of Madry et al.'s CIFAR-10 challenge uses 50) can make the CW-loss
+	// attack on those rows stronger. A non-zero value changes the keys of
+	// the CW stages only.
+	WhiteBoxCWKappa float64 `json:"whitebox_cw_kappa,omitempty" yaml:"whitebox_cw_kappa"`
 	// WhiteBoxSubset, when positive, restricts the white-box table and its
 	// sanity checks to a class-balanced subset of this many of the attacked
 	// images (seeded by Seed), to bound their cost on a large run: the
@@ -300,6 +310,8 @@ func (c Config) Validate() error {
 		return bad("whitebox_subset", "%d, more than the %d attacked images (attack_subset)", c.WhiteBoxSubset, c.AttackSubset)
 	case c.WhiteBoxSubset > 0 && !c.WhiteBox:
 		return bad("whitebox_subset", "%d without whitebox: the subset serves only the white-box evaluation", c.WhiteBoxSubset)
+	case !(c.WhiteBoxCWKappa >= 0 && c.WhiteBoxCWKappa <= 1e6):
+		return bad("whitebox_cw_kappa", "%v, want in [0, 1e6]", c.WhiteBoxCWKappa)
 	case c.SanityBaselines && !c.WhiteBox:
 		return bad("sanity_baselines", "true without whitebox: the sanity checks are part of the white-box evaluation")
 	case c.GridImages < 0:

@@ -90,6 +90,9 @@ func TestValidate(t *testing.T) {
 		{"whitebox_losses", func(c *Config) { c.WhiteBoxLosses = []string{"ce", "cw", "ce"} }},
 		{"whitebox_losses", func(c *Config) { c.WhiteBoxLosses = []string{"cw"} }},
 		{"whitebox_losses", func(c *Config) { c.WhiteBoxLosses = nil }},
+		{"whitebox_cw_kappa", func(c *Config) { c.WhiteBoxCWKappa = -1 }},
+		{"whitebox_cw_kappa", func(c *Config) { c.WhiteBoxCWKappa = math.NaN() }},
+		{"whitebox_cw_kappa", func(c *Config) { c.WhiteBoxCWKappa = math.Inf(1) }},
 	}
 	for _, tc := range tests {
 		c := DefaultConfig()

@@ -116,13 +116,17 @@ func TestWhiteBoxKeyStable(t *testing.T) {
 	}
 	seen := map[cache.Key]string{}
 	for _, tc := range []struct {
-		rw    *row
-		stage string
-		want  cache.Key // the cross-entropy key
+		rw     *row
+		stage  string
+		want   cache.Key // the cross-entropy key
+		wantCW cache.Key // the CW loss's, pinned from its first version
 	}{
-		{&row{name: NoDefense}, "whitebox-no-defense", "d2fca1a78b6693eeeac90832e283f8f3a948ebe77b9ae259303e202aa37fea64"},
-		{&row{name: RowSTL, key: "transform"}, "whitebox-stl", "253703ba2af70abb6ae72a99ee17b30493a600f6f9470fc22f9e4ec747a1b9e6"},
-		{&row{name: "MagNet", key: "transform", backward: BackwardExact}, "whitebox-magnet", "e82c4ffb9223764ee3355fb9d44b8c61c15b10971b4e49b4de67204399c2c169"},
+		{&row{name: NoDefense}, "whitebox-no-defense", "d2fca1a78b6693eeeac90832e283f8f3a948ebe77b9ae259303e202aa37fea64",
+			"4e1e182215db2cb72e5b7eeb8b1ccd1a5cabc76041ec983485a255cbb81aaa5c"},
+		{&row{name: RowSTL, key: "transform"}, "whitebox-stl", "253703ba2af70abb6ae72a99ee17b30493a600f6f9470fc22f9e4ec747a1b9e6",
+			"dfe93c4dc5c931e2f333e051ea05fe0b26cb8a23f6761fd4ab4b702b53c8f86c"},
+		{&row{name: "MagNet", key: "transform", backward: BackwardExact}, "whitebox-magnet", "e82c4ffb9223764ee3355fb9d44b8c61c15b10971b4e49b4de67204399c2c169",
+			"aa29f06dbe1649046dde6593a973497c3b762b3714b4d33d6ea5bd4be1f2efaa"},
 	} {
 		if got := whiteBoxStage(tc.rw.name, LossCE); got != tc.stage {
 			t.Errorf("%s: cross-entropy stage %q, want %q", tc.rw.name, got, tc.stage)
@@ -140,6 +144,9 @@ func TestWhiteBoxKeyStable(t *testing.T) {
 		cfgCW, _, keyCW, err := r.whiteBoxKey(tc.rw, LossCW, cw, "model")
 		if err != nil {
 			t.Fatal(err)
+		}
+		if keyCW != tc.wantCW {
+			t.Errorf("%s: CW-loss key %s, want %s", tc.rw.name, keyCW, tc.wantCW)
 		}
 		if cfgCW["loss"] != LossCW {
 			t.Errorf("%s: CW stage configuration %v lacks the loss", tc.rw.name, cfgCW)
@@ -159,5 +166,43 @@ func TestWhiteBoxKeyStable(t *testing.T) {
 		if keySame == key {
 			t.Errorf("%s: CW stage with the cross-entropy's settings has the cross-entropy's key", tc.rw.name)
 		}
+	}
+}
+
+// TestWhiteBoxCWKappaKey: whitebox_cw_kappa enters the CW-loss stages'
+// settings, and their keys, when set, and leaves the cross-entropy's alone.
+func TestWhiteBoxCWKappaKey(t *testing.T) {
+	keys := func(kappa float64) (ce, cw cache.Key) {
+		cfg := DefaultConfig()
+		cfg.WhiteBoxCWKappa = kappa
+		r := &runner{cfg: cfg, wbSubsetKey: "subset"}
+		for _, loss := range []string{LossCE, LossCW} {
+			_, settings, err := whiteBoxPGD(cfg, loss)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _, key, err := r.whiteBoxKey(&row{name: RowSTL, key: "transform"}, loss, settings, "model")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if loss == LossCE {
+				ce = key
+			} else {
+				cw = key
+			}
+		}
+		return ce, cw
+	}
+	ce0, cw0 := keys(0)
+	ce5, cw5 := keys(5)
+	if ce0 != ce5 || ce0 != "253703ba2af70abb6ae72a99ee17b30493a600f6f9470fc22f9e4ec747a1b9e6" {
+		t.Errorf("whitebox_cw_kappa changed the cross-entropy key: %s, %s", ce0, ce5)
+	}
+	if cw0 == cw5 {
+		t.Error("whitebox_cw_kappa 5 left the CW-loss key unchanged")
+	}
+	_, settings, _ := whiteBoxPGD(DefaultConfig(), LossCW)
+	if b, _ := json.Marshal(settings); string(b) != `{"Budget":{"norm":"linf","eps":0.031},"Steps":20,"StepFrac":0.1,"RandomStart":true,"Restarts":1,"Seed":1,"Targeted":false,"Loss":"cw"}` {
+		t.Errorf("CW-loss settings at kappa 0 encode as %s", b)
 	}
 }

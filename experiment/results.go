@@ -206,7 +206,7 @@ func (r *runner) whiteBoxTable(e *evaluator) (report.Table, error) {
 	}
 	lossText := "on the cross-entropy (" + report.ColBPDA + ")"
 	if contains(losses, LossCW) {
-		lossText = "on the cross-entropy (" + report.ColBPDA + ") and on the Carlini-Wagner margin loss max_{j!=y} z_j - z_y, clamped at 0 (" + report.ColBPDACW + ")"
+		lossText = fmt.Sprintf("on the cross-entropy (%s) and on the Carlini-Wagner margin loss max_{j!=y} z_j - z_y, capped at kappa %g (%s)", report.ColBPDA, r.cfg.WhiteBoxCWKappa, report.ColBPDACW)
 	}
 	t := report.Table{ID: "table4", Columns: cols,
 		Title: "Table 4 form: white-box PGD through BPDA (EOT for randomized defenses)",

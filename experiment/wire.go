@@ -119,7 +119,7 @@ func paperAttack(name string, cfg Config) (Attacker, any, string, error) {
 // whiteBoxPGD returns PGD at the paper's Table 4 budget, L-infinity 0.031,
 // with cfg.WhiteBoxSteps steps, ascending loss (LossCE or LossCW), and
 // package attack's other defaults (step 0.1 budget, random start seeded
-// by the run seed, kappa 0 for the CW loss). For LossCE the options leave
+// by the run seed), with kappa cfg.WhiteBoxCWKappa for the CW loss. For LossCE the options leave
 // attack.PGDOptions.Loss empty, so that they encode, and the white-box
 // stages' keys read, as before the loss existed.
 func whiteBoxPGD(cfg Config, loss string) (Attacker, any, error) {
@@ -127,7 +127,7 @@ func whiteBoxPGD(cfg Config, loss string) (Attacker, any, error) {
 	switch loss {
 	case LossCE:
 	case LossCW:
-		o.Loss = attack.LossCW
+		o.Loss, o.Kappa = attack.LossCW, cfg.WhiteBoxCWKappa
 	default:
 		return nil, nil, fmt.Errorf("unknown white-box loss %q (want one of %s)", loss, strings.Join(AllWhiteBoxLosses, ", "))
 	}
