@@ -163,8 +163,8 @@ type Config struct {
 	// WhiteBoxLosses lists the losses the white-box PGD ascends, one
 	// column of the Table 4 form each (issue 6: "PGD and CW loss"): "ce",
 	// the cross-entropy, and "cw", the Carlini-Wagner margin loss
-	// max_{j!=y} z_j - z_y (f6 with kappa 0, attack.LossCW), whose
-	// gradient does not vanish where the softmax saturates. Default
+	// max_{j!=y} z_j - z_y capped at WhiteBoxCWKappa (f6, attack.LossCW),
+	// whose gradient does not vanish where the softmax saturates. Default
 	// ["ce", "cw"]; "ce" must be listed, since the sanity checks and the
 	// transfer control are built on the cross-entropy attack. The "ce"
 	// stages keep the names and keys they had before the setting existed,
@@ -172,15 +172,16 @@ type Config struct {
 	// (each costs as much as its "ce" stage).
 	WhiteBoxLosses []string `json:"whitebox_losses,omitempty" yaml:"whitebox_losses"`
 	// WhiteBoxCWKappa is the confidence kappa of the CW loss: the margin
-	// is ascended until the image is misclassified by kappa (in logits),
-	// then the image stops moving. Default 0 (f6 as Carlini and Wagner
-	// use it). With a randomized defense an image that stops as soon as
-	// the EOT draws misclassify it can be classified correctly by the
-	// evaluation's fresh draw, so a positive kappa (the CW loss in the code
-	// of Madry et al.'s CIFAR-10 challenge uses 50) can make the CW-loss
-	// attack on those rows stronger. A non-zero value changes the keys of
-	// the CW stages only.
-	WhiteBoxCWKappa float64 `json:"whitebox_cw_kappa,omitempty" yaml:"whitebox_cw_kappa"`
+	// is ascended until the image is misclassified by kappa logits, then
+	// the image stops moving (kappa 0 is f6 as Carlini and Wagner use it
+	// for minimal perturbations). Default 10: with a randomized defense an
+	// image that stops as soon as the EOT draws misclassify it is often
+	// classified correctly by the evaluation's fresh draw. On the full
+	// CIFAR-10 run (100 white-box images, 2 EOT draws) kappa 10 instead of
+	// 0 took quilting from 0.43 to 0.32 and pixel deflection from 0.06 to
+	// 0.00 (the cross-entropy: 0.34 and 0.03) and left the deterministic
+	// rows unchanged. It enters the keys of the CW stages only.
+	WhiteBoxCWKappa float64 `json:"whitebox_cw_kappa" yaml:"whitebox_cw_kappa"`
 	// WhiteBoxSubset, when positive, restricts the white-box table and its
 	// sanity checks to a class-balanced subset of this many of the attacked
 	// images (seeded by Seed), to bound their cost on a large run: the
@@ -207,30 +208,31 @@ type Config struct {
 // 2-core machine.
 func DefaultConfig() Config {
 	return Config{
-		Name:           "cifar10-sample",
-		Data:           "sample:cifar10",
-		Arch:           "vgg-small",
-		Seed:           1,
-		Epochs:         15,
-		BatchSize:      64,
-		LearningRate:   0.05,
-		Lambda:         0.2,
-		Filters:        64,
-		FilterSize:     8,
-		Clusters:       4,
-		DictImages:     64,
-		DictIterations: 30,
-		DAEEpochs:      5,
-		Attacks:        append([]string(nil), AllAttacks...),
-		CWIterations:   100,
-		CWBinarySteps:  5,
-		AttackSubset:   100,
-		Baselines:      []string{"all"},
-		LambdaSweep:    []float64{0.05, 0.1, 0.2, 0.3, 0.5},
-		WhiteBoxSteps:  20,
-		EOTDraws:       10,
-		WhiteBoxLosses: append([]string(nil), AllWhiteBoxLosses...),
-		GridImages:     8,
+		Name:            "cifar10-sample",
+		Data:            "sample:cifar10",
+		Arch:            "vgg-small",
+		Seed:            1,
+		Epochs:          15,
+		BatchSize:       64,
+		LearningRate:    0.05,
+		Lambda:          0.2,
+		Filters:         64,
+		FilterSize:      8,
+		Clusters:        4,
+		DictImages:      64,
+		DictIterations:  30,
+		DAEEpochs:       5,
+		Attacks:         append([]string(nil), AllAttacks...),
+		CWIterations:    100,
+		CWBinarySteps:   5,
+		AttackSubset:    100,
+		Baselines:       []string{"all"},
+		LambdaSweep:     []float64{0.05, 0.1, 0.2, 0.3, 0.5},
+		WhiteBoxSteps:   20,
+		EOTDraws:        10,
+		WhiteBoxLosses:  append([]string(nil), AllWhiteBoxLosses...),
+		WhiteBoxCWKappa: 10,
+		GridImages:      8,
 	}
 }
 

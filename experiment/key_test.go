@@ -119,14 +119,14 @@ func TestWhiteBoxKeyStable(t *testing.T) {
 		rw     *row
 		stage  string
 		want   cache.Key // the cross-entropy key
-		wantCW cache.Key // the CW loss's, pinned from its first version
+		wantCW cache.Key // the CW loss's at the default kappa 10
 	}{
 		{&row{name: NoDefense}, "whitebox-no-defense", "d2fca1a78b6693eeeac90832e283f8f3a948ebe77b9ae259303e202aa37fea64",
-			"4e1e182215db2cb72e5b7eeb8b1ccd1a5cabc76041ec983485a255cbb81aaa5c"},
+			"f027346b8237f8e5f7e808920b2cf92efd5209c56b1995c025df1d6560a6d1b7"},
 		{&row{name: RowSTL, key: "transform"}, "whitebox-stl", "253703ba2af70abb6ae72a99ee17b30493a600f6f9470fc22f9e4ec747a1b9e6",
-			"dfe93c4dc5c931e2f333e051ea05fe0b26cb8a23f6761fd4ab4b702b53c8f86c"},
+			"85cd380bbf1fa51a78d673b50a342154d18641c81b2f25fd7c24f4804a496215"},
 		{&row{name: "MagNet", key: "transform", backward: BackwardExact}, "whitebox-magnet", "e82c4ffb9223764ee3355fb9d44b8c61c15b10971b4e49b4de67204399c2c169",
-			"aa29f06dbe1649046dde6593a973497c3b762b3714b4d33d6ea5bd4be1f2efaa"},
+			"ecc456d20cf91c2f23bd18ab16d7a5f48a76dc6e7f95e091bde020c4097710d4"},
 	} {
 		if got := whiteBoxStage(tc.rw.name, LossCE); got != tc.stage {
 			t.Errorf("%s: cross-entropy stage %q, want %q", tc.rw.name, got, tc.stage)
@@ -201,8 +201,18 @@ func TestWhiteBoxCWKappaKey(t *testing.T) {
 	if cw0 == cw5 {
 		t.Error("whitebox_cw_kappa 5 left the CW-loss key unchanged")
 	}
-	_, settings, _ := whiteBoxPGD(DefaultConfig(), LossCW)
-	if b, _ := json.Marshal(settings); string(b) != `{"Budget":{"norm":"linf","eps":0.031},"Steps":20,"StepFrac":0.1,"RandomStart":true,"Restarts":1,"Seed":1,"Targeted":false,"Loss":"cw"}` {
-		t.Errorf("CW-loss settings at kappa 0 encode as %s", b)
+	for _, tc := range []struct {
+		kappa float64
+		want  string
+	}{
+		{0, `{"Budget":{"norm":"linf","eps":0.031},"Steps":20,"StepFrac":0.1,"RandomStart":true,"Restarts":1,"Seed":1,"Targeted":false,"Loss":"cw"}`},
+		{10, `{"Budget":{"norm":"linf","eps":0.031},"Steps":20,"StepFrac":0.1,"RandomStart":true,"Restarts":1,"Seed":1,"Targeted":false,"Loss":"cw","Kappa":10}`},
+	} {
+		cfg := DefaultConfig()
+		cfg.WhiteBoxCWKappa = tc.kappa
+		_, settings, _ := whiteBoxPGD(cfg, LossCW)
+		if b, _ := json.Marshal(settings); string(b) != tc.want {
+			t.Errorf("CW-loss settings at kappa %g encode as %s, want %s", tc.kappa, b, tc.want)
+		}
 	}
 }

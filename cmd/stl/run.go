@@ -103,7 +103,7 @@ weights recomputes the attacks and everything after them.`,
 	f.IntVar(&d.WhiteBoxSteps, "whitebox-steps", d.WhiteBoxSteps, "PGD steps of the white-box attack")
 	f.IntVar(&d.EOTDraws, "eot-draws", d.EOTDraws, "EOT draws per gradient for randomized defenses")
 	f.StringSliceVar(&d.WhiteBoxLosses, "whitebox-losses", d.WhiteBoxLosses, "losses of the white-box PGD, one Table 4 column each: ce (cross-entropy; required, the sanity checks use it), cw (Carlini-Wagner margin)")
-	f.Float64Var(&d.WhiteBoxCWKappa, "whitebox-cw-kappa", d.WhiteBoxCWKappa, "confidence kappa of the white-box CW loss: images stop moving once misclassified by kappa logits (a positive value strengthens it against randomized defenses)")
+	f.Float64Var(&d.WhiteBoxCWKappa, "whitebox-cw-kappa", d.WhiteBoxCWKappa, "confidence kappa of the white-box CW loss: images stop moving once misclassified by kappa logits (0: Carlini-Wagner's f6; a positive value strengthens it against randomized defenses)")
 	f.IntVar(&d.WhiteBoxSubset, "whitebox-subset", d.WhiteBoxSubset, "run the white-box table and its sanity checks on a class-balanced seeded subset of this many attacked images (0: all)")
 	f.BoolVar(&d.SanityBaselines, "sanity-baselines", d.SanityBaselines, "also run the white-box sanity checks on every baseline (about 6 times its white-box attack again, EOT for randomized ones)")
 	runOpts[cmd] = o
