@@ -28,7 +28,8 @@
 // the batch (Result.Passes): FGSM 1, BIM/PGD Steps, DeepFool up to
 // MaxIter*(Candidates-1), CW up to BinarySteps*MaxIter. Each pass is one
 // Model.InputGrad; the loss enters through its seed function (cross-entropy
-// for FGSM/BIM/PGD, the logit differences for DeepFool, the CW margin).
+// for FGSM/BIM, the cross-entropy or the CW margin (PGDOptions.Loss) for PGD,
+// the logit differences for DeepFool, the CW margin for CW).
 //
 // # Adaptive attacks
 //

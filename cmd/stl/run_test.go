@@ -39,6 +39,12 @@ func TestRunFlagsOverrideConfig(t *testing.T) {
 		{"whitebox subset above attack subset", []string{"--whitebox", "--whitebox-subset", "101"}, true},
 		{"whitebox subset without whitebox", []string{"--whitebox-subset", "10"}, true},
 		{"sanity baselines without whitebox", []string{"--sanity-baselines"}, true},
+		{"whitebox ce only", []string{"--whitebox", "--whitebox-losses", "ce"}, false},
+		{"whitebox cw kappa 0", []string{"--whitebox", "--whitebox-cw-kappa", "0"}, false},
+		{"whitebox cw without ce", []string{"--whitebox", "--whitebox-losses", "cw"}, true},
+		{"whitebox no loss", []string{"--whitebox", "--whitebox-losses", ""}, true},
+		{"whitebox unknown loss", []string{"--whitebox", "--whitebox-losses", "ce,hinge"}, true},
+		{"whitebox negative kappa", []string{"--whitebox", "--whitebox-cw-kappa", "-1"}, true},
 	}
 	for _, tc := range tests {
 		cmd := newRunCmd()
@@ -67,8 +73,19 @@ func TestRunFlagsOverrideConfig(t *testing.T) {
 			if cfg.VanillaModel != "" || cfg.Cutout != 0 || cfg.Dropout != 0 {
 				t.Errorf("defaults: vanilla %q cutout %d dropout %v", cfg.VanillaModel, cfg.Cutout, cfg.Dropout)
 			}
+			if len(cfg.WhiteBoxLosses) != 2 || cfg.WhiteBoxLosses[0] != "ce" || cfg.WhiteBoxLosses[1] != "cw" || cfg.WhiteBoxCWKappa != 10 {
+				t.Errorf("defaults: whitebox losses %v kappa %v", cfg.WhiteBoxLosses, cfg.WhiteBoxCWKappa)
+			}
 			if cfg.WhiteBoxSubset != 0 || cfg.SanityBaselines {
 				t.Errorf("defaults: whitebox subset %d, sanity baselines %v", cfg.WhiteBoxSubset, cfg.SanityBaselines)
+			}
+		case "whitebox ce only":
+			if len(cfg.WhiteBoxLosses) != 1 || cfg.WhiteBoxLosses[0] != "ce" {
+				t.Errorf("whitebox ce only: losses %v", cfg.WhiteBoxLosses)
+			}
+		case "whitebox cw kappa 0":
+			if cfg.WhiteBoxCWKappa != 0 || len(cfg.WhiteBoxLosses) != 2 {
+				t.Errorf("whitebox cw kappa 0: kappa %v losses %v", cfg.WhiteBoxCWKappa, cfg.WhiteBoxLosses)
 			}
 		case "whitebox subset":
 			if !cfg.WhiteBox || cfg.WhiteBoxSubset != 40 || !cfg.SanityBaselines {
