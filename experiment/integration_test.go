@@ -111,7 +111,7 @@ func TestRunRealBackendSmall(t *testing.T) {
 	// the 5 images, and PGD with the CW loss leaves No Defense no more
 	// accurate than on the clean images.
 	t4 := res.Tables[2]
-	if len(t4.Columns) != 2 || t4.Columns[1] != report.ColBPDACW {
+	if len(t4.Columns) != 3 || t4.Columns[1] != report.ColBPDACW || t4.Columns[2] != report.ColBPDAWorst {
 		t.Fatalf("Table 4 columns %q, want the cross-entropy's and the CW loss's", t4.Columns)
 	}
 	for _, row := range t4.Rows {

@@ -590,13 +590,21 @@ func checkCWColumn(t *testing.T, res *report.Results, n int) {
 	if t4 == nil {
 		t.Fatal("no Table 4 form")
 	}
-	if strings.Join(t4.Columns, "|") != report.ColBPDA+"|"+report.ColBPDACW {
-		t.Fatalf("Table 4 columns %q, want %q and %q", t4.Columns, report.ColBPDA, report.ColBPDACW)
+	if strings.Join(t4.Columns, "|") != report.ColBPDA+"|"+report.ColBPDACW+"|"+report.ColBPDAWorst {
+		t.Fatalf("Table 4 columns %q, want %q, %q and %q", t4.Columns, report.ColBPDA, report.ColBPDACW, report.ColBPDAWorst)
 	}
 	for _, row := range t4.Rows {
-		ce, cw := row.Cells[0], row.Cells[1]
-		if (ce.Acc == nil) != (cw.Acc == nil) {
-			t.Errorf("%s: cross-entropy %+v but CW loss %+v", row.Defense, ce, cw)
+		ce, cw, worst := row.Cells[0], row.Cells[1], row.Cells[2]
+		if (ce.Acc == nil) != (cw.Acc == nil) || (cw.Acc == nil) != (worst.Acc == nil) {
+			t.Errorf("%s: cross-entropy %+v, CW loss %+v, worst %+v", row.Defense, ce, cw, worst)
+		}
+		// The images correct under both losses are at most those correct
+		// under either, and at least what the two counts force to overlap.
+		if worst.Acc != nil {
+			w, a, b := worst.Acc.Correct, ce.Acc.Correct, cw.Acc.Correct
+			if w > min(a, b) || w < a+b-n || worst.Acc.N != n {
+				t.Errorf("%s: worst of losses %d of %d, with %d (CE) and %d (CW) correct", row.Defense, w, worst.Acc.N, a, b)
+			}
 		}
 		if cw.Acc == nil {
 			if cw.Missing == "" {

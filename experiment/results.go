@@ -23,18 +23,28 @@ type evaluator struct {
 }
 
 func (e *evaluator) acc(m attack.Model, x *tensor.Tensor, labels []int) (*metrics.Accuracy, error) {
+	a, _, err := e.accCorrect(m, x, labels)
+	return a, err
+}
+
+// accCorrect is acc that also returns which images m classifies correctly.
+func (e *evaluator) accCorrect(m attack.Model, x *tensor.Tensor, labels []int) (*metrics.Accuracy, []bool, error) {
 	pred, err := predict(e.ctx, m, x)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	c, err := metrics.CountCorrect(pred, labels)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	ok := make([]bool, len(labels))
+	for i, p := range pred {
+		ok[i] = p == labels[i]
 	}
 	e.done++
 	e.r.rep.Report("evaluate", e.done, e.all, "")
 	a := metrics.NewAccuracy(c, len(labels))
-	return &a, nil
+	return &a, ok, nil
 }
 
 // subsetImages returns the images of x (a transformed test set) at the
@@ -204,6 +214,10 @@ func (r *runner) whiteBoxTable(e *evaluator) (report.Table, error) {
 	for j, l := range losses {
 		cols[j] = whiteBoxColumns[l]
 	}
+	worst := len(losses) > 1
+	if worst {
+		cols = append(cols, report.ColBPDAWorst)
+	}
 	lossText := "on the cross-entropy (" + report.ColBPDA + ")"
 	if contains(losses, LossCW) {
 		lossText = fmt.Sprintf("on the cross-entropy (%s) and on the Carlini-Wagner margin loss max_{j!=y} z_j - z_y, capped at kappa %g (%s)", report.ColBPDA, r.cfg.WhiteBoxCWKappa, report.ColBPDACW)
@@ -213,8 +227,9 @@ func (r *runner) whiteBoxTable(e *evaluator) (report.Table, error) {
 		Caption: fmt.Sprintf("PGD at L-infinity 0.031 (%d steps, random start) %s on the defended classifier, the defense's backward pass taken as the identity (BPDA)%s, "+
 			"gradients averaged over %d draws for randomized defenses (EOT); accuracy of the classifier on T(x_adv). "+
 			"Each defense uses its retrained classifier, or the vanilla one (marked) when it has none. The paper's STL numbers combine STL with adversarial training; "+
-			"the paper does not state its loss, so its one figure per defense is shown in each column. The sanity checks below use the cross-entropy attack.",
-			r.cfg.WhiteBoxSteps, lossText, r.exactBackward(), r.cfg.EOTDraws) + r.whiteBoxScope()}
+			"the paper does not state its loss, so its one figure per defense is shown in each column. %s"+
+			"The sanity checks below use the cross-entropy attack.",
+			r.cfg.WhiteBoxSteps, lossText, r.exactBackward(), r.cfg.EOTDraws, worstText(worst)) + r.whiteBoxScope()}
 	for _, rw := range r.rows {
 		name := rw.name
 		if rw.wbVanilla && rw.name != NoDefense {
@@ -225,6 +240,12 @@ func (r *runner) whiteBoxTable(e *evaluator) (report.Table, error) {
 		if rw.wbVanilla || rw.name == NoDefense {
 			m = r.vanilla
 		}
+		// both counts the images correct under every loss so far (the
+		// worst case); nil once a loss is missing.
+		both := make([]bool, len(r.wbY))
+		for i := range both {
+			both[i] = true
+		}
 		for _, loss := range losses {
 			adv, why := rw.whiteBoxAdv(loss)
 			if adv == nil {
@@ -232,17 +253,43 @@ func (r *runner) whiteBoxTable(e *evaluator) (report.Table, error) {
 					why = "not computed"
 				}
 				row.Cells = append(row.Cells, report.Cell{Missing: why})
+				both = nil
 				continue
 			}
-			a, err := e.acc(m, adv, r.wbY)
+			a, ok, err := e.accCorrect(m, adv, r.wbY)
 			if err != nil {
 				return t, err
 			}
 			row.Cells = append(row.Cells, report.Cell{Acc: a})
+			for i := range both {
+				both[i] = both[i] && ok[i]
+			}
+		}
+		if worst {
+			if both == nil {
+				row.Cells = append(row.Cells, report.Cell{Missing: "a loss is missing"})
+			} else {
+				c := 0
+				for _, v := range both {
+					if v {
+						c++
+					}
+				}
+				a := metrics.NewAccuracy(c, len(both))
+				row.Cells = append(row.Cells, report.Cell{Acc: &a})
+			}
 		}
 		t.Rows = append(t.Rows, row)
 	}
 	return t, nil
+}
+
+// worstText describes the per-image worst-case column when there is one.
+func worstText(worst bool) string {
+	if !worst {
+		return ""
+	}
+	return report.ColBPDAWorst + " counts an image as correct only if it is correct under every loss. "
 }
 
 // isCIFAR10 reports whether the run's data is CIFAR-10 at 32x32, the

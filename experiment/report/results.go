@@ -280,6 +280,9 @@ const (
 const (
 	ColBPDA   = "PGD (CE)"
 	ColBPDACW = "PGD (CW loss)"
+	// ColBPDAWorst counts an image as correct only if it is correct under
+	// every loss: the per-image worst case, the stricter adaptive figure.
+	ColBPDAWorst = "PGD (worst of losses)"
 )
 
 // paper4 holds the paper's Table 4 (section 5.3). The paper marks STL's
@@ -314,7 +317,7 @@ func PaperValue(ref, defense, column string) (float64, bool) {
 			defense = "MagNet"
 		}
 		v, ok := paper4[defense]
-		if !ok || (column != ColBPDA && column != ColBPDACW) {
+		if !ok || (column != ColBPDA && column != ColBPDACW && column != ColBPDAWorst) {
 			return 0, false
 		}
 		return v, true
