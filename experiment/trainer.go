@@ -38,9 +38,9 @@ func (nnTrainer) Train(ctx context.Context, spec ClassifierSpec, train *dataset.
 	o := trainOptions(spec)
 	o.Dataset = train.Name
 	if spec.CheckpointDir != "" {
-		o.CheckpointDir = spec.CheckpointDir
-		_, err := os.Stat(filepath.Join(spec.CheckpointDir, nn.MetadataFile))
-		o.Resume = err == nil
+		// nn resumes from the checkpoint's train_state.json when there is
+		// one and starts afresh when there is none.
+		o.CheckpointDir, o.Resume = spec.CheckpointDir, true
 	}
 	if _, err := nn.Train(ctx, m, nn.Labeled{Images: train.Images, Labels: train.Labels}, nn.Labeled{}, o, rep); err != nil {
 		return nil, err

@@ -299,3 +299,32 @@ func TestTrainerCutoutDropout(t *testing.T) {
 		t.Errorf("DescribeSpec = %s, want cutout and dropout", js)
 	}
 }
+
+// stageLog records the stages a reporter is told about.
+type stageLog struct{ stages map[string]bool }
+
+func (l *stageLog) Report(stage string, done, total int, msg string) { l.stages[stage] = true }
+
+// TestTrainerResumes: a classifier training that finds a checkpoint in
+// spec.CheckpointDir continues after its last epoch instead of starting
+// again at epoch 1.
+func TestTrainerResumes(t *testing.T) {
+	spec := (&runner{cfg: fakeConfig()}).classifierSpec(1)
+	spec.BatchSize, spec.Threads, spec.CheckpointDir = 16, 1, t.TempDir()
+	set := fakeSet("fake/train", 32, 1)
+	first := &stageLog{stages: map[string]bool{}}
+	if _, err := (nnTrainer{}).Train(context.Background(), spec, set, first); err != nil {
+		t.Fatal(err)
+	}
+	if !first.stages["classifier epoch 1/1"] {
+		t.Fatalf("first training reported %v, want epoch 1/1", first.stages)
+	}
+	spec.Epochs = 2
+	second := &stageLog{stages: map[string]bool{}}
+	if _, err := (nnTrainer{}).Train(context.Background(), spec, set, second); err != nil {
+		t.Fatal(err)
+	}
+	if second.stages["classifier epoch 1/2"] || !second.stages["classifier epoch 2/2"] {
+		t.Errorf("second training reported %v, want only epoch 2/2 (resumed after the checkpointed epoch 1)", second.stages)
+	}
+}
