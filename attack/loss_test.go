@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -57,21 +58,9 @@ func TestMarginSeed(t *testing.T) {
 	z := &tensor.Tensor{Shape: []int{2, 3}, Data: []float32{3, 1, 2, 1, 3, 2}}
 	g := tensor.New(2, 3)
 	marginSeed([]int{0, 0}, 3, false, 0)(z, g)
-	if want := []float32{-1, 0, 1, 0, 0, 0}; !equalFloats(g.Data, want) {
+	if want := []float32{-1, 0, 1, 0, 0, 0}; !slices.Equal(g.Data, want) {
 		t.Errorf("batch g = %v, want %v", g.Data, want)
 	}
-}
-
-func equalFloats(a, b []float32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // marginLoss is the summed loss marginSeed differentiates, computed from

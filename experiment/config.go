@@ -319,25 +319,27 @@ func (c Config) Validate() error {
 	case c.GridImages < 0:
 		return bad("grid_images", "%d < 0", c.GridImages)
 	}
-	seen := map[string]bool{}
-	for _, a := range c.Attacks {
-		if !contains(AllAttacks, a) {
-			return bad("attacks", "unknown attack %q, want some of %s", a, strings.Join(AllAttacks, ", "))
+	// checkNames rejects names not in all and names listed twice, and
+	// returns the names seen.
+	checkNames := func(field string, names, all []string, what string) (map[string]bool, error) {
+		seen := map[string]bool{}
+		for _, n := range names {
+			if !contains(all, n) {
+				return nil, bad(field, "unknown %s %q, want some of %s", what, n, strings.Join(all, ", "))
+			}
+			if seen[n] {
+				return nil, bad(field, "%q listed twice", n)
+			}
+			seen[n] = true
 		}
-		if seen[a] {
-			return bad("attacks", "%q listed twice", a)
-		}
-		seen[a] = true
+		return seen, nil
 	}
-	seen = map[string]bool{}
-	for _, l := range c.WhiteBoxLosses {
-		if !contains(AllWhiteBoxLosses, l) {
-			return bad("whitebox_losses", "unknown loss %q, want some of %s (ce: cross-entropy, cw: Carlini-Wagner margin)", l, strings.Join(AllWhiteBoxLosses, ", "))
-		}
-		if seen[l] {
-			return bad("whitebox_losses", "%q listed twice", l)
-		}
-		seen[l] = true
+	if _, err := checkNames("attacks", c.Attacks, AllAttacks, "attack"); err != nil {
+		return err
+	}
+	seen, err := checkNames("whitebox_losses", c.WhiteBoxLosses, AllWhiteBoxLosses, "loss")
+	if err != nil {
+		return err
 	}
 	if !seen[LossCE] {
 		return bad("whitebox_losses", "%v without %q: the white-box sanity checks and the transfer control use the cross-entropy attack", c.WhiteBoxLosses, LossCE)
