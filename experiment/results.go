@@ -463,7 +463,7 @@ func (r *runner) notes() []string {
 			vanillaEpochs = "a loaded vanilla classifier"
 		}
 		notes = append(notes, fmt.Sprintf(
-			"Small-scale run: %d training images, %s and %d epochs (retrained), %s. The paper trains VGG-16 to convergence on 50,000 CIFAR-10 images, "+
+			"Small-scale run: %d training images, %s and %d epochs (retrained), %s. The paper trains VGG-16 to convergence on its full data (50,000 CIFAR-10 images; 8,000 per class on ImageNet-10), "+
 				"so absolute accuracies here are far lower than the paper's and the intervals are wide; what the run shows is that the pipeline works end to end "+
 				"and how the defenses compare under the same conditions. Run on the full data (--data DIR, more epochs) for numbers comparable with the paper.",
 			r.train.Len(), vanillaEpochs, r.cfg.retrainEpochs(), r.cfg.Arch))
