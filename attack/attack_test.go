@@ -150,13 +150,18 @@ func TestTargeted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	po.Loss = LossCW // the targeted margin loss
+	pgdCW, err := NewPGD(po)
+	if err != nil {
+		t.Fatal(err)
+	}
 	co := fastCW(Budget{L2Rel, 0.08})
 	co.Targeted = true
 	cw, err := NewCW(co)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, a := range []Attack{pgd, cw} {
+	for _, a := range []Attack{pgd, pgdCW, cw} {
 		r, err := a.Run(context.Background(), f.m, f.x, targets)
 		if err != nil {
 			t.Fatal(err)

@@ -252,36 +252,6 @@ func TestPGDCWLoss(t *testing.T) {
 	}
 }
 
-// TestPGDCWTargeted: the targeted margin loss drives most images to
-// their target.
-func TestPGDCWTargeted(t *testing.T) {
-	f := getFixture(t)
-	targets := make([]int, len(f.labels))
-	for i, y := range f.labels {
-		targets[i] = (y + 1) % fixK
-	}
-	o := DefaultPGDOptions()
-	o.Budget, o.Targeted, o.Loss = Budget{L2Rel, 0.08}, true, LossCW
-	a, err := NewPGD(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := a.Run(context.Background(), f.m, f.x, targets)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hit := 0
-	for i, p := range r.AdvPred {
-		if p == targets[i] {
-			hit++
-		}
-	}
-	t.Logf("%s targeted: %d/%d reach the target", a.Name(), hit, len(targets))
-	if hit < len(targets)*3/4 {
-		t.Errorf("%s targeted: only %d/%d reach the target", a.Name(), hit, len(targets))
-	}
-}
-
 // TestPGDLossOptions covers the Loss and Kappa options: names, JSON
 // encoding (the default's is pinned: cache keys are built from it),
 // validation errors and ParseLoss.
