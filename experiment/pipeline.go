@@ -711,23 +711,18 @@ func (r *runner) attacks(ctx context.Context) error {
 }
 
 // orderedAttacks returns names in the paper's column order.
-func orderedAttacks(names []string) []string {
-	var out []string
-	for _, a := range AllAttacks {
-		if contains(names, a) {
-			out = append(out, a)
-		}
-	}
-	return out
-}
+func orderedAttacks(names []string) []string { return inOrder(AllAttacks, names) }
 
 // orderedLosses returns the white-box losses of names in the order of
 // AllWhiteBoxLosses (the cross-entropy first).
-func orderedLosses(names []string) []string {
+func orderedLosses(names []string) []string { return inOrder(AllWhiteBoxLosses, names) }
+
+// inOrder returns the elements of all that names lists, in all's order.
+func inOrder(all, names []string) []string {
 	var out []string
-	for _, l := range AllWhiteBoxLosses {
-		if contains(names, l) {
-			out = append(out, l)
+	for _, a := range all {
+		if contains(names, a) {
+			out = append(out, a)
 		}
 	}
 	return out
