@@ -11,6 +11,7 @@ import (
 	"github.com/stl-defense/stl/attack"
 	"github.com/stl-defense/stl/experiment/metrics"
 	"github.com/stl-defense/stl/experiment/report"
+	"github.com/stl-defense/stl/internal/buildinfo"
 	"github.com/stl-defense/stl/tensor"
 )
 
@@ -508,9 +509,11 @@ func (r *runner) grid() *report.Grid {
 	return g
 }
 
-// versions returns the build's versions merged with extra.
+// versions returns the build's versions, its numerical kernels and the CPU
+// (package buildinfo), merged with extra.
 func versions(extra map[string]string) map[string]string {
-	v := map[string]string{"go": runtime.Version(), "os/arch": runtime.GOOS + "/" + runtime.GOARCH}
+	v := buildinfo.Map()
+	v["go"], v["os/arch"] = runtime.Version(), runtime.GOOS+"/"+runtime.GOARCH
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		v["module"] = bi.Main.Path + " " + bi.Main.Version
 		for _, s := range bi.Settings {
