@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +17,7 @@ import (
 	"github.com/stl-defense/stl/attack"
 	"github.com/stl-defense/stl/dataset"
 	"github.com/stl-defense/stl/defense"
+	"github.com/stl-defense/stl/experiment/cache"
 	"github.com/stl-defense/stl/npy"
 	"github.com/stl-defense/stl/progress"
 	"github.com/stl-defense/stl/tensor"
@@ -98,35 +102,57 @@ func runDefend(ctx context.Context, stdout, stderr io.Writer, o defendOptions) e
 	if n == 0 {
 		return fmt.Errorf("%s: no images", o.in)
 	}
+	// Finished batches are kept in OUT.partial as they complete, so an
+	// interrupted command resumes where it stopped; opening it first also
+	// checks that the output's directory is writable before any work.
+	key, err := defendKey(o, set)
+	if err != nil {
+		return err
+	}
+	part, err := cache.OpenPartial(partialDir(o.out), key)
+	if err != nil {
+		return fmt.Errorf("--out %s: %w", o.out, err)
+	}
 	out := &dataset.Set{Images: tensor.New(set.Images.Shape...), Labels: set.Labels, Classes: set.Classes, Name: set.Name}
 	per := set.Images.Len() / max(n, 1)
 	start := time.Now()
 	stage := "project " + tr.Name()
 	bar.Report(stage, 0, n, "")
-	for lo := 0; lo < n; lo += o.batch {
+	resumed := 0
+	for b, lo := 0, 0; lo < n; b, lo = b+1, lo+o.batch {
 		hi := min(lo+o.batch, n)
-		x := &tensor.Tensor{Shape: append([]int{hi - lo}, set.Images.Shape[1:]...), Data: set.Images.Data[lo*per : hi*per]}
-		var y *tensor.Tensor
-		if o.universal {
-			y, err = uni.Apply(ctx, x)
-		} else {
-			var assign []int
-			if assign, err = strat.Stratifier().Assign(ctx, x); err == nil {
-				for _, k := range assign {
-					sizes[k]++
-				}
-				y, err = strat.ApplyClusters(ctx, x, assign)
-			}
-		}
+		dst := out.Images.Data[lo*per : hi*per]
+		assign := make([]int32, hi-lo)
+		ok, err := part.Load(b, dst, assign)
 		if err != nil {
 			return err
 		}
-		copy(out.Images.Data[lo*per:hi*per], y.Data)
+		if ok {
+			resumed += hi - lo
+		} else {
+			if err := projectBatch(ctx, o.universal, uni, strat, set.Images, lo, hi, dst, assign); err != nil {
+				return err
+			}
+			if err := part.Save(b, dst, assign); err != nil {
+				return err
+			}
+		}
+		if !o.universal {
+			for _, k := range assign {
+				sizes[k]++
+			}
+		}
 		bar.Report(stage, hi, n, "")
 	}
 	el := time.Since(start)
 	if err := writeImages(o.out, out, bare, bar); err != nil {
 		return err
+	}
+	if err := part.Remove(); err != nil {
+		return err
+	}
+	if resumed > 0 {
+		fmt.Fprintf(stdout, "resumed: %d of %d images were projected by an earlier, interrupted run\n", resumed, n)
 	}
 	fmt.Fprintf(stdout, "%s: projected %d images with %s in %s (%.1f images/s) -> %s\n",
 		o.in, n, tr.Name(), el.Round(time.Millisecond), float64(n)/el.Seconds(), o.out)
@@ -137,6 +163,62 @@ func runDefend(ctx context.Context, stdout, stderr io.Writer, o defendOptions) e
 		fmt.Fprintf(stdout, "images per cluster: %v\n", sizes)
 	}
 	return nil
+}
+
+// projectBatch projects images lo..hi-1 of x into dst, with the universal
+// dictionary or by cluster; assign receives each image's cluster.
+func projectBatch(ctx context.Context, universal bool, uni *defense.STL, strat *defense.StratifiedSTL, x *tensor.Tensor, lo, hi int, dst []float32, assign []int32) error {
+	per := x.Len() / x.Shape[0]
+	b := &tensor.Tensor{Shape: append([]int{hi - lo}, x.Shape[1:]...), Data: x.Data[lo*per : hi*per]}
+	var y *tensor.Tensor
+	var err error
+	if universal {
+		y, err = uni.Apply(ctx, b)
+	} else {
+		var a []int
+		if a, err = strat.Stratifier().Assign(ctx, b); err == nil {
+			for i, k := range a {
+				assign[i] = int32(k)
+			}
+			y, err = strat.ApplyClusters(ctx, b, a)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	copy(dst, y.Data)
+	return nil
+}
+
+// partialDir is where the finished batches of a projection into out are
+// kept until the output is written.
+func partialDir(out string) string { return filepath.Clean(out) + ".partial" }
+
+// defendKey identifies a projection: the defense (its manifest, which holds
+// the SHA-256 of every file), the images and labels, the dictionary choice and
+// the batch size (the chunk boundaries).
+func defendKey(o defendOptions, set *dataset.Set) (cache.Key, error) {
+	man, err := os.ReadFile(filepath.Join(o.defense, defense.ManifestFile))
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	var buf [4]byte
+	for _, v := range set.Images.Data {
+		binary.LittleEndian.PutUint32(buf[:], math.Float32bits(v))
+		h.Write(buf[:])
+	}
+	for _, l := range set.Labels {
+		binary.LittleEndian.PutUint32(buf[:], uint32(l))
+		h.Write(buf[:])
+	}
+	return cache.NewKey("defend", map[string]any{
+		"defense":   fmt.Sprintf("%x", sha256.Sum256(man)),
+		"images":    fmt.Sprintf("%x", h.Sum(nil)),
+		"shape":     set.Images.Shape,
+		"universal": o.universal,
+		"batch":     o.batch,
+	})
 }
 
 // byteClasses names the 256 possible labels of a binary record file.

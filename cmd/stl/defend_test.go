@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stl-defense/stl/attack"
 	"github.com/stl-defense/stl/dataset"
@@ -197,5 +198,72 @@ func TestDefendUsage(t *testing.T) {
 	bad.Clusters = 0
 	if err := runDefenseTrain(ctx, &out, &out, defenseTrainOptions{out: dir, train: bad}); !errors.As(err, &ue) {
 		t.Errorf("train with 0 clusters: err = %v, want a usage error", err)
+	}
+}
+
+// TestDefendResumes interrupts a projection after its first finished batch
+// and checks that the same command resumes from the saved batches and writes
+// a file byte-identical to an uninterrupted run's.
+func TestDefendResumes(t *testing.T) {
+	dir := t.TempDir()
+	def := tinyDefense(t, dir)
+	_, test, err := dataset.Load(dataset.DefaultSpec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := filepath.Join(dir, "in.npy")
+	if err := dataset.WriteNPY(in, test.Head(24)); err != nil {
+		t.Fatal(err)
+	}
+	opts := func(out string) defendOptions {
+		return defendOptions{defense: def, in: in, out: out, batch: 2}
+	}
+	var stdout, stderr bytes.Buffer
+	whole := filepath.Join(dir, "whole.npy")
+	if err := runDefend(context.Background(), &stdout, &stderr, opts(whole)); err != nil {
+		t.Fatal(err)
+	}
+
+	// Cancel as soon as the first batch is saved.
+	out := filepath.Join(dir, "out.npy")
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		defer cancel()
+		for ctx.Err() == nil {
+			if _, err := os.Stat(filepath.Join(partialDir(out), "chunk-0")); err == nil {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	err = runDefend(ctx, &stdout, &stderr, opts(out))
+	cancel()
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted defend returned %v, want context.Canceled", err)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Fatal("an interrupted defend wrote its output")
+	}
+	chunks, _ := filepath.Glob(filepath.Join(partialDir(out), "chunk-*"))
+	if len(chunks) == 0 || len(chunks) == 12 {
+		t.Fatalf("%d of 12 batches saved before the interruption, want some but not all", len(chunks))
+	}
+
+	stdout.Reset()
+	if err := runDefend(context.Background(), &stdout, &stderr, opts(out)); err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("resumed: %d of 24 images", 2*len(chunks)); !strings.Contains(stdout.String(), want) {
+		t.Errorf("resumed run printed %q, want %q", stdout.String(), want)
+	}
+	for _, f := range []string{"", ".labels"} {
+		a, _ := os.ReadFile(strings.TrimSuffix(whole, ".npy") + f + ".npy")
+		b, _ := os.ReadFile(strings.TrimSuffix(out, ".npy") + f + ".npy")
+		if len(a) == 0 || !bytes.Equal(a, b) {
+			t.Errorf("resumed output%s.npy differs from the uninterrupted run's (%d and %d bytes)", f, len(a), len(b))
+		}
+	}
+	if _, err := os.Stat(partialDir(out)); !os.IsNotExist(err) {
+		t.Errorf("%s left behind after the output was written", partialDir(out))
 	}
 }
