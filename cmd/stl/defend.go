@@ -98,6 +98,9 @@ func runDefend(ctx context.Context, stdout, stderr io.Writer, o defendOptions) e
 	if err := d.CheckImages(set.Images); err != nil {
 		return fmt.Errorf("%s: %w", o.in, err)
 	}
+	if err := checkUnitRange(set.Images); err != nil {
+		return fmt.Errorf("%s: %w", o.in, err)
+	}
 	n := set.Len()
 	if n == 0 {
 		return fmt.Errorf("%s: no images", o.in)
@@ -187,6 +190,18 @@ func projectBatch(ctx context.Context, universal bool, uni *defense.STL, strat *
 		return err
 	}
 	copy(dst, y.Data)
+	return nil
+}
+
+// checkUnitRange refuses pixel values outside [0, 1], the range every
+// defense and classifier of the project works in.
+func checkUnitRange(x *tensor.Tensor) error {
+	per := x.Len() / max(x.Shape[0], 1)
+	for i, v := range x.Data {
+		if !(v >= 0 && v <= 1) {
+			return fmt.Errorf("image %d holds the pixel value %g, outside [0, 1]: scale images to [0, 1] (8-bit values divided by 255) before projecting them", i/per, v)
+		}
+	}
 	return nil
 }
 

@@ -219,6 +219,21 @@ func TestDefendResumes(t *testing.T) {
 		return defendOptions{defense: def, in: in, out: out, batch: 2}
 	}
 	var stdout, stderr bytes.Buffer
+
+	// Pixels outside [0, 1] are refused before any work, nothing written.
+	wide := test.Head(3).Images.Clone()
+	wide.Data[2*len(wide.Data)/3] = 2
+	if err := npy.WriteFile(filepath.Join(dir, "wide.npy"), wide); err != nil {
+		t.Fatal(err)
+	}
+	err = runDefend(context.Background(), &stdout, &stderr, defendOptions{defense: def, in: filepath.Join(dir, "wide.npy"), out: filepath.Join(dir, "wide-out.npy"), batch: 2})
+	if err == nil || !strings.Contains(err.Error(), "image 2 holds the pixel value 2, outside [0, 1]") {
+		t.Errorf("pixels in [0, 2]: err = %v, want an error naming image 2 and the value", err)
+	}
+	if _, err := os.Stat(partialDir(filepath.Join(dir, "wide-out.npy"))); err == nil {
+		t.Error("a refused projection left partial results")
+	}
+
 	whole := filepath.Join(dir, "whole.npy")
 	if err := runDefend(context.Background(), &stdout, &stderr, opts(whole)); err != nil {
 		t.Fatal(err)

@@ -128,12 +128,17 @@ func (f trainFlags) check() error {
 	return nil
 }
 
-// checkOut refuses to overwrite an existing training run unless resuming.
+// checkOut refuses to overwrite an existing training run unless resuming,
+// and to resume where there is nothing to resume.
 func checkOut(f trainFlags) error {
+	_, err := os.Stat(filepath.Join(f.out, "train_state.json"))
 	if f.resume {
+		if err != nil {
+			return usagef("--resume: %s holds no training checkpoint (train_state.json); run without --resume to start training", f.out)
+		}
 		return nil
 	}
-	if _, err := os.Stat(filepath.Join(f.out, "train_state.json")); err == nil {
+	if err == nil {
 		return usagef("%s holds a training run; add --resume to continue it or choose another --out", f.out)
 	}
 	return nil

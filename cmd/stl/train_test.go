@@ -46,6 +46,12 @@ func TestTrainCommand(t *testing.T) {
 	if err := runTrainClassifier(context.Background(), f, &buf, progress.Nop); err != nil {
 		t.Errorf("resume of a finished run: %v", err)
 	}
+	// --resume where nothing was trained is an error, not a fresh start.
+	empty := f
+	empty.out = t.TempDir()
+	if err := runTrainClassifier(context.Background(), empty, &buf, progress.Nop); !errors.As(err, &ue) || !strings.Contains(err.Error(), "no training checkpoint") {
+		t.Errorf("--resume into an empty directory: %v, want a usage error naming the missing checkpoint", err)
+	}
 	if _, err := os.Stat(filepath.Join(out, nn.MetadataFile)); err != nil {
 		t.Error(err)
 	}
