@@ -2,6 +2,7 @@ package experiment
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -320,14 +321,24 @@ func (s stlBuilder) Build(ctx context.Context, spec DefenseSpec, train *dataset.
 }
 
 // DescribeDir implements DirDescriber: the saved defense's manifest, every
-// hyperparameter it was built with, without the file checksums.
+// hyperparameter it was built with, without the file checksums and the
+// creation time (so identical runs describe it identically).
 func (s stlBuilder) DescribeDir(dir string) (any, error) {
 	m, err := defense.ReadManifest(dir)
 	if err != nil {
 		return nil, err
 	}
-	m.Files = nil
-	return m, nil
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	var v map[string]any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, err
+	}
+	delete(v, "files")
+	delete(v, "created")
+	return v, nil
 }
 
 func (s stlBuilder) Load(dir string) ([]defense.Transform, error) { return s.LoadLambda(dir, 0) }
