@@ -344,7 +344,7 @@ func WriteBinary(w io.Writer, s *Set) error {
 		return err
 	}
 	if n != len(s.Labels) {
-		return formatErr(s.Name, -1, ErrShape, "%d images but %d labels", n, len(s.Labels))
+		return formatErr(s.Name, -1, ErrCount, "%d images but %d labels", n, len(s.Labels))
 	}
 	p := c * h * wd
 	buf := make([]byte, 1+p)

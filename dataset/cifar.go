@@ -38,6 +38,9 @@ func ReadClassNames(r io.Reader, file string) ([]string, error) {
 			}
 			s = strings.TrimSpace(f[len(f)-1])
 		}
+		if err := CheckClassName(s); err != nil {
+			return nil, formatErr(file, -1, err, "line %d", line)
+		}
 		names = append(names, s)
 	}
 	if err := sc.Err(); err != nil {

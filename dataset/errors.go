@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"unicode"
 )
 
 // Sentinel causes carried by *FormatError, for errors.Is.
@@ -17,6 +18,11 @@ var (
 	ErrNotImage = errors.New("not a decodable PNG or JPEG image")
 	// ErrShape marks images or files whose sizes disagree.
 	ErrShape = errors.New("mixed or unexpected image sizes")
+	// ErrCount marks a set whose image and label counts differ.
+	ErrCount = errors.New("image and label counts differ")
+	// ErrClassName marks a class name that is empty or holds a control
+	// character (see CheckClassName).
+	ErrClassName = errors.New("invalid class name")
 	// ErrEmpty marks a data set, folder or archive with nothing usable in it.
 	ErrEmpty = errors.New("no images")
 	// ErrUnknownFormat marks a spec or file whose layout cannot be detected.
@@ -52,4 +58,20 @@ func (e *FormatError) Unwrap() error { return e.Err }
 
 func formatErr(file string, record int, err error, format string, a ...any) *FormatError {
 	return &FormatError{File: file, Record: record, Msg: fmt.Sprintf(format, a...), Err: err}
+}
+
+// CheckClassName is the one rule every reader applies to class names (class
+// lists, class folders, .classes.txt files): a name is non-empty and holds no
+// control character (no tab, line break or carriage return), so it survives a
+// round trip through every format that stores it one per line.
+func CheckClassName(name string) error {
+	if name == "" {
+		return fmt.Errorf("%w: empty", ErrClassName)
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) {
+			return fmt.Errorf("%w %q: holds the control character %U", ErrClassName, name, r)
+		}
+	}
+	return nil
 }

@@ -147,6 +147,9 @@ func (b *folderBuilder) set() (*Set, error) {
 		seen := map[string]bool{}
 		for _, r := range b.recs {
 			if !seen[r.class] {
+				if err := CheckClassName(r.class); err != nil {
+					return nil, formatErr(b.name, -1, err, "class folder")
+				}
 				seen[r.class] = true
 				classes = append(classes, r.class)
 			}

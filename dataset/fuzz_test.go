@@ -127,6 +127,9 @@ func FuzzReadClassNames(f *testing.F) {
 			if bytes.ContainsAny([]byte(n), "\n\r") {
 				t.Fatalf("name %q holds a line break", n)
 			}
+			if err := CheckClassName(n); err != nil {
+				t.Fatalf("accepted name fails the class-name rule: %v", err)
+			}
 		}
 	})
 }

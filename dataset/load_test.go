@@ -274,6 +274,9 @@ func TestReadClassNames(t *testing.T) {
 		{"0\tn01\ttench\n1\tn02\tEnglish springer\n", []string{"tench", "English springer"}, false},
 		{"1\tn01\ttench\n", nil, true},
 		{"\n\n", nil, true},
+		{"0\r0\n", nil, true},            // the fuzzer's find: a carriage return inside a name
+		{"air\rplane\ncar\n", nil, true}, // as in a batches.meta.txt
+		{"a\x00b\n", nil, true},
 	}
 	for _, tc := range tests {
 		got, err := ReadClassNames(strings.NewReader(tc.in), "c.txt")

@@ -79,7 +79,7 @@ func (s *Set) Image(i int) []float32 {
 }
 
 // Validate checks that Images is (N, C, H, W) with N == len(Labels), that
-// every label is in range and that every pixel is finite and in [0, 1]. It
+// every label is in range, that every class name passes CheckClassName and that every pixel is finite and in [0, 1]. It
 // returns a *tensor.ShapeError or a *FormatError (with File = Name).
 func (s *Set) Validate() error {
 	if s.Images == nil {
@@ -93,7 +93,7 @@ func (s *Set) Validate() error {
 		return err
 	}
 	if n != len(s.Labels) {
-		return formatErr(s.Name, -1, ErrShape, "%d images but %d labels", n, len(s.Labels))
+		return formatErr(s.Name, -1, ErrCount, "%d images but %d labels", n, len(s.Labels))
 	}
 	if !(Shape{c, h, w}).valid() && n > 0 {
 		return formatErr(s.Name, -1, ErrShape, "bad image shape %dx%dx%d", c, h, w)
@@ -101,6 +101,11 @@ func (s *Set) Validate() error {
 	for i, l := range s.Labels {
 		if l < 0 || l >= len(s.Classes) {
 			return formatErr(s.Name, i, ErrLabel, "label %d, %d classes", l, len(s.Classes))
+		}
+	}
+	for i, c := range s.Classes {
+		if err := CheckClassName(c); err != nil {
+			return formatErr(s.Name, -1, err, "class %d", i)
 		}
 	}
 	p := c * h * w

@@ -84,7 +84,7 @@ func WritePNGFolder(dir string, s *Set, rep progress.Reporter) error {
 		return err
 	}
 	if n != len(s.Labels) {
-		return formatErr(s.Name, -1, ErrShape, "%d images but %d labels", n, len(s.Labels))
+		return formatErr(s.Name, -1, ErrCount, "%d images but %d labels", n, len(s.Labels))
 	}
 	rep = progress.Or(rep)
 	digits := len(fmt.Sprint(max(n-1, 0)))
@@ -126,7 +126,7 @@ func WriteNPY(path string, s *Set) error {
 		return err
 	}
 	if n != len(s.Labels) {
-		return formatErr(s.Name, -1, ErrShape, "%d images but %d labels", n, len(s.Labels))
+		return formatErr(s.Name, -1, ErrCount, "%d images but %d labels", n, len(s.Labels))
 	}
 	ip, lp, cp := npyPaths(path)
 	if err := safefile.Write(ip, func(w io.Writer) error { return npy.Write(w, s.Images) }); err != nil {
@@ -167,7 +167,7 @@ func ReadNPY(path string) (*Set, error) {
 		return nil, formatErr(lp, -1, err, "read labels")
 	}
 	if len(labels) != n {
-		return nil, formatErr(lp, -1, ErrShape, "%d labels for %d images", len(labels), n)
+		return nil, formatErr(lp, -1, ErrCount, "%d labels for %d images", len(labels), n)
 	}
 	var classes []string
 	if _, err := os.Stat(cp); err == nil {
