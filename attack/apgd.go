@@ -2,7 +2,6 @@ package attack
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -127,27 +126,22 @@ func (o APGDOptions) Validate() error {
 // images it attacks (the last iterate needs only its logits, which are
 // not counted); Result.Passes sums the passes over runs, each on the
 // images still attacked.
-type APGD struct{ opts APGDOptions }
+type APGD struct{ holder[APGDOptions] }
 
 // NewAPGD validates o and returns the attack.
 func NewAPGD(o APGDOptions) (*APGD, error) {
-	if err := o.Validate(); err != nil {
+	h, err := newHolder(o)
+	if err != nil {
 		return nil, err
 	}
-	return &APGD{opts: o}, nil
+	return &APGD{h}, nil
 }
 
 // Options returns the attack's validated options.
 func (a *APGD) Options() APGDOptions { return a.opts }
 
-// Budget returns the options' budget.
-func (a *APGD) Budget() Budget { return a.opts.Budget }
-
-// Targeted reports whether the attack is targeted.
-func (a *APGD) Targeted() bool { return a.opts.Targeted }
-
-// MarshalJSON encodes the options.
-func (a *APGD) MarshalJSON() ([]byte, error) { return json.Marshal(a.opts) }
+func (o APGDOptions) budget() Budget { return o.Budget }
+func (o APGDOptions) targeted() bool { return o.Targeted }
 
 // Name returns AutoAttack's names with the budget: "APGD-CE-linf0.031",
 // "APGD-DLR-0.04", "APGD-T-linf0.031".
@@ -187,14 +181,10 @@ func (a *APGD) Run(ctx context.Context, m Model, x *tensor.Tensor, labels []int)
 	if need := o.Loss.minClasses(); b.k < need {
 		return nil, optErr("APGD", "Loss", fmt.Sprintf("%q", string(o.Loss)), fmt.Sprintf("needs at least %d classes, the model has %d", need, b.k))
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	z0, err := b.logits(ctx, m, x)
+	z0, clean, err := cleanPass(ctx, b, m, x)
 	if err != nil {
 		return nil, err
 	}
-	clean := argmax(z0, b.k)
 	s := newAPGDState(b, o, x.Data, labels, clean)
 
 	// The runs: one per target rank (APGD-T) and restart.

@@ -35,13 +35,14 @@ var APGDLosses = []Loss{LossCE, LossDLR, LossDLRTargeted}
 // ParseAPGDLoss parses "ce" (or ""), "dlr" and "dlr-t" (also "dlr-targeted"),
 // case-insensitively; anything else is an error naming the known losses.
 func ParseAPGDLoss(s string) (Loss, error) {
-	switch strings.ToLower(strings.TrimSpace(s)) {
-	case "", string(LossCE):
-		return LossCE, nil
-	case string(LossDLR):
-		return LossDLR, nil
-	case string(LossDLRTargeted), "dlr-targeted":
+	switch l := Loss(strings.ToLower(strings.TrimSpace(s))); l {
+	case LossDLR, LossDLRTargeted:
+		return l, nil
+	case "dlr-targeted":
 		return LossDLRTargeted, nil
+	}
+	if l, err := ParseLoss(s); err == nil && apgdLossKnown(l) {
+		return l, nil
 	}
 	return "", fmt.Errorf("attack: unknown APGD loss %q (want %q, %q or %q)", s, LossCE, LossDLR, LossDLRTargeted)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -343,19 +344,7 @@ func TestAPGDTargeted(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkBudget(t, a.Name(), o.Budget, f.x, r)
-		hit := 0
-		for i, p := range r.AdvPred {
-			if r.Success[i] != (p == targets[i]) {
-				t.Fatalf("%s: image %d success %v with prediction %d, target %d", a.Name(), i, r.Success[i], p, targets[i])
-			}
-			if p == targets[i] {
-				hit++
-			}
-		}
-		t.Logf("%s targeted (%s): %d/%d reach the target", a.Name(), loss, hit, len(targets))
-		if hit < len(targets)*3/4 {
-			t.Errorf("%s targeted (%s): only %d/%d reach the target", a.Name(), loss, hit, len(targets))
-		}
+		checkTargetHits(t, fmt.Sprintf("%s (%s)", a.Name(), loss), r, targets)
 	}
 }
 
@@ -445,13 +434,7 @@ func TestAPGDOptions(t *testing.T) {
 			o := valid
 			tc.edit(&o)
 			_, err := NewAPGD(o)
-			var oe *OptionError
-			switch {
-			case tc.field == "" && err != nil:
-				t.Fatalf("unexpected error %v", err)
-			case tc.field != "" && (!errors.As(err, &oe) || oe.Field != tc.field):
-				t.Fatalf("error %v, want an *OptionError on %s", err, tc.field)
-			}
+			wantOptionErr(t, err, tc.field)
 		})
 	}
 	if _, err := NewAPGD(APGDOptions{Budget: Budget{LInf, 2}, Steps: 1, Rho: 0.5}); !errors.As(err, new(*BudgetError)) {
@@ -490,5 +473,38 @@ func TestAPGDOptions(t *testing.T) {
 	}
 	if _, err := ParseAPGDLoss("cw"); err == nil {
 		t.Error(`ParseAPGDLoss("cw") succeeded`)
+	}
+}
+
+// wantOptionErr fails unless err is nil (field "") or an *OptionError on
+// the field.
+func wantOptionErr(t *testing.T, err error, field string) {
+	t.Helper()
+	var oe *OptionError
+	if field == "" && err != nil {
+		t.Fatalf("unexpected error %v", err)
+	}
+	if field != "" && (!errors.As(err, &oe) || oe.Field != field) {
+		t.Fatalf("error %v, want an *OptionError on %s", err, field)
+	}
+}
+
+// checkTargetHits checks a targeted result's success flags against the
+// predictions and fails when fewer than 3/4 of the images reach their
+// target.
+func checkTargetHits(t *testing.T, name string, r *Result, targets []int) {
+	t.Helper()
+	hit := 0
+	for i, p := range r.AdvPred {
+		if r.Success[i] != (p == targets[i]) {
+			t.Fatalf("%s: image %d success %v with prediction %d, target %d", name, i, r.Success[i], p, targets[i])
+		}
+		if r.Success[i] {
+			hit++
+		}
+	}
+	t.Logf("%s targeted: %d/%d reach the target", name, hit, len(targets))
+	if hit < len(targets)*3/4 {
+		t.Errorf("%s targeted: only %d/%d reach the target", name, hit, len(targets))
 	}
 }

@@ -2,7 +2,6 @@ package attack
 
 import (
 	"context"
-	"encoding/json"
 	"math"
 	"math/rand/v2"
 
@@ -88,27 +87,22 @@ type QueryResult struct {
 // across the batch). Result.Passes counts the batched forward passes of
 // the search (Square runs no backward pass); RunQueries also returns the
 // queries per image.
-type Square struct{ opts SquareOptions }
+type Square struct{ holder[SquareOptions] }
 
 // NewSquare validates o and returns the attack.
 func NewSquare(o SquareOptions) (*Square, error) {
-	if err := o.Validate(); err != nil {
+	h, err := newHolder(o)
+	if err != nil {
 		return nil, err
 	}
-	return &Square{opts: o}, nil
+	return &Square{h}, nil
 }
 
 // Options returns the attack's validated options.
 func (a *Square) Options() SquareOptions { return a.opts }
 
-// Budget returns the options' budget.
-func (a *Square) Budget() Budget { return a.opts.Budget }
-
-// Targeted reports whether the attack is targeted.
-func (a *Square) Targeted() bool { return a.opts.Targeted }
-
-// MarshalJSON encodes the options.
-func (a *Square) MarshalJSON() ([]byte, error) { return json.Marshal(a.opts) }
+func (o SquareOptions) budget() Budget { return o.Budget }
+func (o SquareOptions) targeted() bool { return o.Targeted }
 
 // Name returns e.g. "Square-linf0.031" or "Square-0.04".
 func (a *Square) Name() string { return "Square" + budgetSuffix(a.opts.Budget) }
@@ -153,15 +147,11 @@ func (a *Square) RunQueries(ctx context.Context, m Model, x *tensor.Tensor, labe
 	if err != nil {
 		return nil, err
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	z0, err := b.logits(ctx, m, x)
+	_, clean, err := cleanPass(ctx, b, m, x)
 	if err != nil {
 		return nil, err
 	}
 	o := a.opts
-	clean := argmax(z0, b.k)
 	s := &squareSearch{b: b, bud: o.Budget, x0: x.Data, r: radii(o.Budget, x.Data, b.n, b.d),
 		rng:  rand.New(rand.NewPCG(o.Seed, 0x9e3779b97f4a7c15)),
 		best: append([]float32(nil), x.Data...), cand: make([]float32, len(x.Data)),

@@ -112,19 +112,7 @@ func TestSquareTargetedAndStops(t *testing.T) {
 	if r.Queries[0] != 0 || !r.Success[0] || !equalBits(r.Adv.Sample(0), f.x.Sample(0)) {
 		t.Errorf("image already at its target: %d queries, success %v", r.Queries[0], r.Success[0])
 	}
-	hit := 0
-	for i, p := range r.AdvPred {
-		if r.Success[i] != (p == targets[i]) {
-			t.Fatalf("image %d: success %v with prediction %d, target %d", i, r.Success[i], p, targets[i])
-		}
-		if r.Success[i] {
-			hit++
-		}
-	}
-	t.Logf("%s targeted: %d/%d reach the target", a.Name(), hit, len(targets))
-	if hit < len(targets)*3/4 {
-		t.Errorf("targeted: only %d/%d reach the target", hit, len(targets))
-	}
+	checkTargetHits(t, a.Name(), r.Result, targets)
 	again, err := a.Run(context.Background(), f.m, f.x, targets)
 	if err != nil {
 		t.Fatal(err)
@@ -207,13 +195,8 @@ func TestSquareOptions(t *testing.T) {
 			o := DefaultSquareOptions()
 			tc.edit(&o)
 			a, err := NewSquare(o)
-			var oe *OptionError
-			switch {
-			case tc.field == "" && err != nil:
-				t.Fatalf("unexpected error %v", err)
-			case tc.field != "" && (!errors.As(err, &oe) || oe.Field != tc.field):
-				t.Fatalf("error %v, want an *OptionError on %s", err, tc.field)
-			case tc.field == "":
+			wantOptionErr(t, err, tc.field)
+			if tc.field == "" {
 				js, err := json.Marshal(a)
 				var back SquareOptions
 				if err != nil || json.Unmarshal(js, &back) != nil || back != o {
