@@ -236,7 +236,7 @@ func fftBound(ws *workspace, minCPU time.Duration) float64 {
 	c0 := threadCPU()
 	for reps == 0 || threadCPU()-c0 < minCPU {
 		ws.batch.Forward(ws.xf, ws.x)
-		ws.batch.InverseRaw(ws.x, ws.xf)
+		ws.batch.InverseUnnormalized(ws.x, ws.xf)
 		reps++
 		if reps > 1e6 {
 			break // no CPU clock on this system

@@ -391,7 +391,7 @@ func (p *problem) XStep(rho float64) {
 	sub(ws.x, p.y, p.u) // ws.x is free until the inverse transforms below
 	ws.batch.Forward(ws.xf, ws.x)
 	sp.formSolve(ws.xf, ws.dsf, r, 1/float32(hw), ws.t)
-	ws.batch.InverseRaw(ws.x, ws.xf)
+	ws.batch.InverseUnnormalized(ws.x, ws.xf)
 }
 
 // Relax records alpha; the relaxation is applied in YStep.

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"math"
 
-	"gonum.org/v1/gonum/dsp/fourier"
+	"github.com/stl-defense/stl/fft"
 )
 
 // Tikhonov splits images into lowpass and highpass parts as SPORCO's
@@ -25,12 +25,10 @@ type Tikhonov struct {
 	pad    int
 
 	h, w, hp, wp, wc int
+	plan             *fft.Plan64
 	inv              []float64    // 1/A on the half spectrum (hp, wc)
-	row              []float64    // one padded row
+	padded           []float64    // the padded channel (hp, wp), then its lowpass part
 	half             []complex128 // half spectrum (hp, wc)
-	col, colOut      []complex128
-	rowPlan          *fourier.FFT
-	colPlan          *fourier.CmplxFFT
 }
 
 // NewTikhonov returns a filter with the given regularization (SPORCO and
@@ -46,11 +44,15 @@ func NewTikhonov(lambda float64, pad int) (*Tikhonov, error) {
 	return &Tikhonov{lambda: lambda, pad: pad}, nil
 }
 
-func (t *Tikhonov) resize(h, w int) {
+func (t *Tikhonov) resize(h, w int) error {
 	if t.h == h && t.w == w {
-		return
+		return nil
 	}
-	t.h, t.w = h, w
+	plan, err := fft.NewPlan64(h+2*t.pad, w+2*t.pad)
+	if err != nil {
+		return fmt.Errorf("csc: Tikhonov: %w", err)
+	}
+	t.h, t.w, t.plan = h, w, plan
 	t.hp, t.wp = h+2*t.pad, w+2*t.pad
 	t.wc = t.wp/2 + 1
 	hp, wp, wc := t.hp, t.wp, t.wc
@@ -62,12 +64,9 @@ func (t *Tikhonov) resize(h, w int) {
 			t.inv[k*wc+l] = 1 / (1 + t.lambda*gr + t.lambda*gc)
 		}
 	}
-	t.row = make([]float64, wp)
+	t.padded = make([]float64, hp*wp)
 	t.half = make([]complex128, hp*wc)
-	t.col = make([]complex128, hp)
-	t.colOut = make([]complex128, hp)
-	t.rowPlan = fourier.NewFFT(wp)
-	t.colPlan = fourier.NewCmplxFFT(hp)
+	return nil
 }
 
 // symmetric maps a padded index to the source index, numpy "symmetric".
@@ -89,36 +88,25 @@ func (t *Tikhonov) Split(lo, hi, s []float32, h, w int) error {
 	if h <= 0 || w <= 0 || len(s) != h*w || (lo != nil && len(lo) != h*w) || (hi != nil && len(hi) != h*w) {
 		return fmt.Errorf("csc: Tikhonov.Split: want %d values per slice for %dx%d", h*w, h, w)
 	}
-	t.resize(h, w)
-	hp, wp, wc, pd := t.hp, t.wp, t.wc, t.pad
-	// Real FFT of each padded row, complex FFT of each of the wc columns,
-	// the filter, and back: the real-input half of the 2-D transform.
+	if err := t.resize(h, w); err != nil {
+		return err
+	}
+	hp, wp, pd := t.hp, t.wp, t.pad
 	for y := 0; y < hp; y++ {
 		sy := symmetric(y-pd, h)
 		for x := 0; x < wp; x++ {
-			t.row[x] = float64(s[sy*w+symmetric(x-pd, w)])
-		}
-		t.rowPlan.Coefficients(t.half[y*wc:(y+1)*wc], t.row)
-	}
-	for l := 0; l < wc; l++ {
-		for k := 0; k < hp; k++ {
-			t.col[k] = t.half[k*wc+l]
-		}
-		t.colPlan.Coefficients(t.colOut, t.col)
-		for k := 0; k < hp; k++ {
-			t.col[k] = t.colOut[k] * complex(t.inv[k*wc+l], 0)
-		}
-		t.colPlan.Sequence(t.colOut, t.col)
-		for k := 0; k < hp; k++ {
-			t.half[k*wc+l] = t.colOut[k]
+			t.padded[y*wp+x] = float64(s[sy*w+symmetric(x-pd, w)])
 		}
 	}
-	scale := 1 / float64(hp*wp)
-	for y := pd; y < pd+h; y++ {
-		t.rowPlan.Sequence(t.row, t.half[y*wc:(y+1)*wc])
-		for x := 0; x < w; x++ {
-			i := (y-pd)*w + x
-			l := t.row[x+pd] * scale
+	t.plan.Forward(t.half, t.padded)
+	for i, a := range t.inv {
+		t.half[i] *= complex(a, 0)
+	}
+	t.plan.Inverse(t.padded, t.half)
+	for y := 0; y < h; y++ {
+		row := t.padded[(y+pd)*wp+pd : (y+pd)*wp+pd+w]
+		for x, l := range row {
+			i := y*w + x
 			if lo != nil {
 				lo[i] = float32(l)
 			}

@@ -12,13 +12,19 @@ import "fmt"
 type BatchPlan2D interface {
 	// Size returns the arrays' rows and columns and their number.
 	Size() (h, w, n int)
-	// Forward stores the unnormalized DFTs of src in dst (both
-	// allocated by the caller); src is not modified.
-	Forward(dst []complex64, src []float32)
-	// InverseRaw stores the unnormalized inverse DFTs of src in dst: the
-	// result is h*w times the inverse transform, so that callers can fold
-	// the 1/(h*w) into another pass. src is overwritten (used as scratch).
-	InverseRaw(dst []float32, src []complex64)
+	// Forward stores the unnormalized DFTs of the n arrays of src
+	// (n*h*w values) in dst (n*h*(w/2+1) values) and returns dst,
+	// allocated (aligned) when nil. src is not modified. It panics when a
+	// length is wrong (a programming error).
+	Forward(dst []complex64, src []float32) []complex64
+	// InverseUnnormalized stores the inverse DFTs of the n half spectra
+	// of src in dst (n*h*w values), NOT divided by h*w (the result is h*w
+	// times the inverse transform, so that callers can fold the 1/(h*w)
+	// into another pass), and returns dst, allocated (aligned) when nil.
+	// src is scratch: its contents are undefined on return (FFTW's
+	// complex-to-real transforms destroy their input; preserving it would
+	// cost a copy per call). It panics when a length is wrong.
+	InverseUnnormalized(dst []float32, src []complex64) []float32
 }
 
 // NewBatch returns a batch plan from the fastest implementation compiled
@@ -60,19 +66,27 @@ func NewGoBatchPlan(h, w, n int) (*GoBatchPlan, error) {
 func (b *GoBatchPlan) Size() (int, int, int) { return b.p.h, b.p.w, b.n }
 
 // Forward implements BatchPlan2D.
-func (b *GoBatchPlan) Forward(dst []complex64, src []float32) {
+func (b *GoBatchPlan) Forward(dst []complex64, src []float32) []complex64 {
 	h, w := b.p.h, b.p.w
+	if dst == nil {
+		dst = MakeComplex64(b.n * ComplexLen(h, w))
+	}
 	checkBatchLens("Forward", h, w, b.n, len(src), len(dst))
 	hw, f := h*w, ComplexLen(h, w)
 	for i := 0; i < b.n; i++ {
 		b.p.Forward(dst[i*f:(i+1)*f], src[i*hw:(i+1)*hw])
 	}
+	return dst
 }
 
-// InverseRaw implements BatchPlan2D.
-func (b *GoBatchPlan) InverseRaw(dst []float32, src []complex64) {
+// InverseUnnormalized implements BatchPlan2D; this implementation leaves
+// src unchanged.
+func (b *GoBatchPlan) InverseUnnormalized(dst []float32, src []complex64) []float32 {
 	h, w := b.p.h, b.p.w
-	checkBatchLens("InverseRaw", h, w, b.n, len(dst), len(src))
+	if dst == nil {
+		dst = MakeFloat32(b.n * h * w)
+	}
+	checkBatchLens("InverseUnnormalized", h, w, b.n, len(dst), len(src))
 	hw, f := h*w, ComplexLen(h, w)
 	s := float32(hw)
 	for i := 0; i < b.n; i++ {
@@ -82,4 +96,5 @@ func (b *GoBatchPlan) InverseRaw(dst []float32, src []complex64) {
 			d[j] *= s
 		}
 	}
+	return dst
 }

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/cmplx"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -53,12 +54,21 @@ func TestBatchConformance(t *testing.T) {
 							t.Fatal("Forward modified its input")
 						}
 					}
+					if got := b.Forward(nil, src); !slices.Equal(got, dst) {
+						t.Fatal("Forward into a nil destination differs")
+					}
+					spec := slices.Clone(dst)
 					back := make([]float32, sz.n*hw+offset)[offset:]
-					b.InverseRaw(back, dst)
+					if r := b.InverseUnnormalized(back, dst); &r[0] != &back[0] {
+						t.Fatal("InverseUnnormalized did not return its destination")
+					}
 					for i := range back {
 						if d := math.Abs(float64(back[i])/float64(hw) - float64(orig[i])); d > 1e-5 {
 							t.Fatalf("offset %d: round trip [%d] = %v, want %v", offset, i, back[i]/float32(hw), orig[i])
 						}
+					}
+					if got := b.InverseUnnormalized(nil, spec); !slices.Equal(got, back) {
+						t.Fatal("InverseUnnormalized into a nil destination differs")
 					}
 				}
 			})
@@ -77,7 +87,7 @@ func BenchmarkBatch(b *testing.B) {
 				b.ReportAllocs()
 				for b.Loop() {
 					p.Forward(c, s)
-					p.InverseRaw(s, c)
+					p.InverseUnnormalized(s, c)
 				}
 			})
 		}

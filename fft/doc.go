@@ -12,6 +12,17 @@
 //
 // and Inverse divides by h*w, so Inverse(Forward(s)) == s up to rounding.
 //
+// Plans follow one convention: methods take the destination first and
+// return it, allocating it only when it is nil; each states its
+// normalization; inputs are left unchanged except where a method documents
+// its input as scratch (BatchPlan2D.InverseUnnormalized, whose FFTW
+// implementation destroys it to save a copy). A plan owns scratch memory
+// and is not safe for concurrent use: make one per goroutine.
+//
+// RealPlan2D and BatchPlan2D work in single precision; Plan64 is the
+// double-precision plan (pure Go, gonum's dsp/fourier) for callers that
+// compute in float64.
+//
 // Two implementations satisfy the RealPlan2D interface and one conformance
 // test suite: FFTW 3 in single precision through cgo (the default build;
 // planning is serialized by a mutex because the FFTW planner is not

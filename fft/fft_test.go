@@ -264,7 +264,10 @@ func TestPow2MatchesGonum(t *testing.T) {
 		if err != nil || p.p2 == nil {
 			t.Fatalf("%dx%d: radix-2 path not taken (%v)", sz.h, sz.w, err)
 		}
-		g := newGonumPlan(sz.h, sz.w)
+		g, err := newGonumPlan(sz.h, sz.w)
+		if err != nil {
+			t.Fatal(err)
+		}
 		rng := rand.New(rand.NewPCG(7, uint64(sz.h*sz.w)))
 		s := randReal(rng, sz.h*sz.w)
 		a, b := p.Forward(nil, s), g.Forward(nil, s)

@@ -240,7 +240,10 @@ func (b *FFTWBatchPlan) scratch() {
 }
 
 // Forward implements BatchPlan2D.
-func (b *FFTWBatchPlan) Forward(dst []complex64, src []float32) {
+func (b *FFTWBatchPlan) Forward(dst []complex64, src []float32) []complex64 {
+	if dst == nil {
+		dst = MakeComplex64(b.n * ComplexLen(b.h, b.w))
+	}
 	checkBatchLens("Forward", b.h, b.w, b.n, len(src), len(dst))
 	in, out := src, dst
 	if !isAligned(unsafe.Pointer(&src[0])) {
@@ -256,11 +259,16 @@ func (b *FFTWBatchPlan) Forward(dst []complex64, src []float32) {
 	if &out[0] != &dst[0] {
 		copy(dst, out)
 	}
+	return dst
 }
 
-// InverseRaw implements BatchPlan2D.
-func (b *FFTWBatchPlan) InverseRaw(dst []float32, src []complex64) {
-	checkBatchLens("InverseRaw", b.h, b.w, b.n, len(dst), len(src))
+// InverseUnnormalized implements BatchPlan2D; it destroys src (or, when
+// src is not aligned, an aligned copy of it).
+func (b *FFTWBatchPlan) InverseUnnormalized(dst []float32, src []complex64) []float32 {
+	if dst == nil {
+		dst = MakeFloat32(b.n * b.h * b.w)
+	}
+	checkBatchLens("InverseUnnormalized", b.h, b.w, b.n, len(dst), len(src))
 	in, out := src, dst
 	if !isAligned(unsafe.Pointer(&src[0])) {
 		b.scratch()
@@ -275,4 +283,5 @@ func (b *FFTWBatchPlan) InverseRaw(dst []float32, src []complex64) {
 	if &out[0] != &dst[0] {
 		copy(dst, out)
 	}
+	return dst
 }
