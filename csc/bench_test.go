@@ -80,7 +80,7 @@ func BenchmarkBatch(b *testing.B) {
 		b.Run(fmt.Sprintf("workers=%d", w), func(b *testing.B) {
 			opt := DefaultProjectOptions()
 			opt.CSC.Workers = w
-			p, _ := NewProjector(d, opt)
+			p, _ := NewProjection(d, opt)
 			out := tensor.New(ts.Shape...)
 			var st []ProjectStats
 			for b.Loop() {

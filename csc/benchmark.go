@@ -194,7 +194,7 @@ func Benchmark(ctx context.Context, opt BenchOptions, emit func(BenchResult) err
 	for _, workers := range []int{1, opt.Workers} {
 		po := DefaultProjectOptions()
 		po.CSC.Workers = workers
-		p, err := NewProjector(d, po)
+		p, err := NewProjection(d, po)
 		if err != nil {
 			return err
 		}

@@ -95,12 +95,29 @@ type Result struct {
 type InputError struct {
 	Index int // image index in the batch
 	Msg   string
+	Err   error // the underlying error (a *tensor.NonFiniteError), may be nil
 }
 
 func (e *InputError) Error() string { return fmt.Sprintf("csc: image %d: %s", e.Index, e.Msg) }
 
-// checkImages validates a (N, C, H, W) batch against the dictionary.
+// Unwrap returns the underlying error.
+func (e *InputError) Unwrap() error { return e.Err }
+
+// checkImages validates a (N, C, H, W) batch against the dictionary: its
+// shape (checkShape) and that every value is finite.
 func (c *Coder) checkImages(s *tensor.Tensor) (n, ch, h, w int, err error) {
+	if n, ch, h, w, err = c.checkShape(s); err != nil {
+		return
+	}
+	if e := tensor.CheckFinite(s.Data); e != nil {
+		err = &InputError{Index: e.(*tensor.NonFiniteError).Index / (ch * h * w), Msg: e.Error(), Err: e}
+	}
+	return
+}
+
+// checkShape validates the shape of a (N, C, H, W) batch against the
+// dictionary, without looking at the values.
+func (c *Coder) checkShape(s *tensor.Tensor) (n, ch, h, w int, err error) {
 	if s == nil {
 		return 0, 0, 0, 0, errors.New("csc: nil image tensor")
 	}
@@ -120,12 +137,6 @@ func (c *Coder) checkImages(s *tensor.Tensor) (n, ch, h, w int, err error) {
 	case h < d.R || w < d.S:
 		err = &tensor.ShapeError{Op: fmt.Sprintf("csc: image %dx%d smaller than the %dx%d filters", h, w, d.R, d.S),
 			Want: []int{n, ch, d.R, d.S}, Got: s.Shape}
-	}
-	if err != nil {
-		return
-	}
-	if e := tensor.CheckFinite(s.Data); e != nil {
-		err = &InputError{Index: e.(*tensor.NonFiniteError).Index / (ch * h * w), Msg: e.Error()}
 	}
 	return
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/stl-defense/stl/admm"
@@ -232,7 +233,7 @@ func TestProject(t *testing.T) {
 	img := loadImage(t, "img32")
 	opt := DefaultProjectOptions()
 	opt.CSC.Workers = 2
-	p, err := NewProjector(d, opt)
+	p, err := NewProjection(d, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,6 +283,26 @@ func TestProject(t *testing.T) {
 	if err := p.Project(context.Background(), tensor.New(1, 3, 32, 32), batch); err == nil {
 		t.Error("no error for a destination of another shape")
 	}
+	// ProjectFinite, which skips the scan for NaN, gives the same result
+	// and still checks shapes; Project refuses NaN with an *InputError
+	// wrapping the *tensor.NonFiniteError.
+	fin := tensor.New(2, 3, 32, 32)
+	if err := p.ProjectFinite(context.Background(), fin, batch); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(fin.Data, out.Data) {
+		t.Error("ProjectFinite differs from ProjectBatch")
+	}
+	if err := p.ProjectFinite(context.Background(), fin, tensor.New(2, 1, 32, 32)); err == nil {
+		t.Error("ProjectFinite: no error for images of another channel count")
+	}
+	nan := batch.Clone()
+	nan.Data[len(img.Data)+7] = float32(math.NaN())
+	var ie *InputError
+	var ne *tensor.NonFiniteError
+	if err := p.Project(context.Background(), fin, nan); !errors.As(err, &ie) || !errors.As(err, &ne) || ie.Index != 1 {
+		t.Errorf("NaN in image 1: err = %v, want *InputError for image 1 wrapping *tensor.NonFiniteError", err)
+	}
 }
 
 // TestGrayDictionaryOnColorImage: a single-channel dictionary codes each
@@ -325,7 +346,7 @@ func TestGrayDictionaryOnColorImage(t *testing.T) {
 		t.Errorf("objective %v, sum over channels %v", r.Objective, sum)
 	}
 	// The projection works channel by channel too.
-	p, err := NewProjector(gray, DefaultProjectOptions())
+	p, err := NewProjection(gray, DefaultProjectOptions())
 	if err != nil {
 		t.Fatal(err)
 	}

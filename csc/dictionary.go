@@ -2,8 +2,11 @@ package csc
 
 import (
 	"fmt"
+	"io"
 	"math"
+	"os"
 
+	"github.com/stl-defense/stl/internal/safefile"
 	"github.com/stl-defense/stl/npy"
 	"github.com/stl-defense/stl/tensor"
 )
@@ -12,7 +15,7 @@ import (
 // pixels, stored as Filters[((m*C+c)*R+r)*S+s]. A filter's origin is its
 // top-left pixel (as in SPORCO: filters are zero-padded to the image size
 // at the top-left corner). A Dictionary must not be modified while a Coder
-// or Projector built on it is in use.
+// or Projection built on it is in use.
 type Dictionary struct {
 	M, C, R, S int
 	Filters    []float32
@@ -55,10 +58,10 @@ func (d *Dictionary) Clone() *Dictionary {
 	return &c
 }
 
-// DictionaryFromSPORCO converts a SPORCO dictionary array of shape
+// dictionaryFromSPORCO converts a SPORCO dictionary array of shape
 // (R, S, C, M), or (R, S, M) for a single-channel one, into a new
 // Dictionary.
-func DictionaryFromSPORCO(t *tensor.Tensor) (*Dictionary, error) {
+func dictionaryFromSPORCO(t *tensor.Tensor) (*Dictionary, error) {
 	sh := t.Shape
 	var r, s, c, m int
 	switch len(sh) {
@@ -67,10 +70,10 @@ func DictionaryFromSPORCO(t *tensor.Tensor) (*Dictionary, error) {
 	case 4:
 		r, s, c, m = sh[0], sh[1], sh[2], sh[3]
 	default:
-		return nil, &tensor.ShapeError{Op: "csc.DictionaryFromSPORCO (R,S,C,M)", Want: []int{-1, -1, -1, -1}, Got: sh}
+		return nil, &tensor.ShapeError{Op: "csc: SPORCO dictionary (R,S,C,M)", Want: []int{-1, -1, -1, -1}, Got: sh}
 	}
 	if r*s*c*m != len(t.Data) || r*s*c*m == 0 {
-		return nil, &tensor.ShapeError{Op: "csc.DictionaryFromSPORCO", Want: sh, Got: []int{len(t.Data)}}
+		return nil, &tensor.ShapeError{Op: "csc: SPORCO dictionary", Want: sh, Got: []int{len(t.Data)}}
 	}
 	d := &Dictionary{M: m, C: c, R: r, S: s, Filters: make([]float32, len(t.Data))}
 	for i := 0; i < r; i++ {
@@ -88,9 +91,9 @@ func DictionaryFromSPORCO(t *tensor.Tensor) (*Dictionary, error) {
 	return d, nil
 }
 
-// SPORCO returns the dictionary as a new (R, S, C, M) tensor, SPORCO's
+// sporco returns the dictionary as a new (R, S, C, M) tensor, SPORCO's
 // layout.
-func (d *Dictionary) SPORCO() *tensor.Tensor {
+func (d *Dictionary) sporco() *tensor.Tensor {
 	t := tensor.New(d.R, d.S, d.C, d.M)
 	for l := 0; l < d.M; l++ {
 		for k := 0; k < d.C; k++ {
@@ -104,23 +107,44 @@ func (d *Dictionary) SPORCO() *tensor.Tensor {
 	return t
 }
 
-// ReadDictionary reads a SPORCO-layout (R, S, C, M) dictionary .npy file.
-func ReadDictionary(path string) (*Dictionary, error) {
-	t, err := npy.ReadFile(path)
+// DecodeDictionary reads a dictionary from a .npy stream in SPORCO's
+// layout, (R, S, C, M), or (R, S, M) for a single-channel one: the
+// dictionary files' format, readable by SPORCO. A truncated stream gives
+// io.ErrUnexpectedEOF, a malformed one an *npy.FormatError, another rank
+// a *tensor.ShapeError and NaN or infinite values a
+// *tensor.NonFiniteError.
+func DecodeDictionary(r io.Reader) (*Dictionary, error) {
+	t, err := npy.Read(r)
 	if err != nil {
 		return nil, err
 	}
-	d, err := DictionaryFromSPORCO(t)
+	return dictionaryFromSPORCO(t)
+}
+
+// EncodeDictionary writes d to w as a .npy array in SPORCO's (R, S, C, M)
+// layout.
+func EncodeDictionary(w io.Writer, d *Dictionary) error {
+	return npy.Write(w, d.sporco())
+}
+
+// ReadDictionary reads a dictionary .npy file (see DecodeDictionary).
+func ReadDictionary(path string) (*Dictionary, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	d, err := DecodeDictionary(f)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return d, nil
 }
 
-// WriteDictionary writes d atomically to path as a SPORCO-layout
-// (R, S, C, M) .npy file.
+// WriteDictionary writes d atomically (temporary file and rename) to path
+// as a .npy file in SPORCO's (R, S, C, M) layout.
 func WriteDictionary(path string, d *Dictionary) error {
-	return npy.WriteFile(path, d.SPORCO())
+	return safefile.Write(path, func(w io.Writer) error { return EncodeDictionary(w, d) })
 }
 
 // filterNorm returns the L2 norm of filter m over all its channels.

@@ -1,11 +1,13 @@
 package csc
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/stl-defense/stl/npy"
@@ -23,7 +25,7 @@ func TestDictionaryLayoutRoundTrip(t *testing.T) {
 			t.Errorf("filter %d norm %v", m, n)
 		}
 	}
-	back, err := DictionaryFromSPORCO(d.SPORCO())
+	back, err := dictionaryFromSPORCO(d.sporco())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,8 +47,19 @@ func TestDictionaryLayoutRoundTrip(t *testing.T) {
 			t.Fatal("file round trip differs")
 		}
 	}
+	var buf bytes.Buffer
+	if err := EncodeDictionary(&buf, d); err != nil {
+		t.Fatal(err)
+	}
+	dec, err := DecodeDictionary(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(dec.Filters, d.Filters) || dec.M != d.M || dec.C != d.C || dec.R != d.R || dec.S != d.S {
+		t.Fatal("stream round trip differs")
+	}
 	// One element placed by hand: SPORCO D[r, s, c, m] = Filters[m, c, r, s].
-	sp := d.SPORCO()
+	sp := d.sporco()
 	if got, want := sp.Data[((2*8+5)*3+1)*64+7], d.Filters[((7*3+1)*8+2)*8+5]; got != want {
 		t.Errorf("layout: %v != %v", got, want)
 	}

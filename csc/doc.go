@@ -25,8 +25,10 @@
 // highpass part and returns lowpass + D x, clipped to [0, 1].
 //
 // Layouts: images are (C, H, W) planar float32, batches (N, C, H, W);
-// dictionary filters are (M, C, R, S); coefficient maps are (M, H, W). The
-// SPORCO .npy layouts ((R, S, C, M) dictionaries, (H, W, C[, N]) images)
-// are converted by DictionaryFromSPORCO, (*Dictionary).SPORCO,
-// ImagesFromSPORCO and ImagesToSPORCO.
+// dictionary filters are (M, C, R, S); coefficient maps are (M, H, W).
+// A dictionary travels between packages as a *Dictionary; SPORCO's .npy
+// layout ((R, S, C, M), readable by SPORCO) is its file format only,
+// converted at the file boundary by DecodeDictionary, EncodeDictionary,
+// ReadDictionary and WriteDictionary. Images in SPORCO's (H, W, C[, N])
+// layout are converted by ImagesFromSPORCO and ImagesToSPORCO.
 package csc

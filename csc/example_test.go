@@ -37,8 +37,8 @@ func ExampleCoder_Solve() {
 
 // The STL projection of the embedded 32x32 sample image on the embedded
 // dictionary.
-func ExampleProjector_Project() {
-	p, err := csc.NewProjector(csc.SampleDictionary(), csc.DefaultProjectOptions())
+func ExampleProjection_Project() {
+	p, err := csc.NewProjection(csc.SampleDictionary(), csc.DefaultProjectOptions())
 	if err != nil {
 		panic(err)
 	}

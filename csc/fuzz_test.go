@@ -31,7 +31,7 @@ func FuzzSolveInput(f *testing.F) {
 		for i := range raw.Data {
 			raw.Data[i] = float32(i%5) - 2
 		}
-		d, err := DictionaryFromSPORCO(raw)
+		d, err := dictionaryFromSPORCO(raw)
 		if err != nil {
 			return
 		}
@@ -47,7 +47,7 @@ func FuzzSolveInput(f *testing.F) {
 		if err == nil && len(res) != batch.Shape[0] {
 			t.Fatalf("%d results for %d images", len(res), batch.Shape[0])
 		}
-		p, err := NewProjector(d, ProjectOptions{CSC: opt, TikhonovLambda: 5, Pad: int(h % 5), Clip: true})
+		p, err := NewProjection(d, ProjectOptions{CSC: opt, TikhonovLambda: 5, Pad: int(h % 5), Clip: true})
 		if err != nil {
 			return
 		}

@@ -188,7 +188,7 @@ func Learn(ctx context.Context, images *tensor.Tensor, opt LearnOptions, rec Lea
 			Want: []int{n, c, opt.Size, opt.Size}, Got: images.Shape}
 	}
 	if e := tensor.CheckFinite(images.Data); e != nil {
-		return nil, &InputError{Index: e.(*tensor.NonFiniteError).Index / (c * h * w), Msg: e.Error()}
+		return nil, &InputError{Index: e.(*tensor.NonFiniteError).Index / (c * h * w), Msg: e.Error(), Err: e}
 	}
 	if need := learnMemory(n, c, h, w, opt.Filters); opt.MaxMemory > 0 && need > opt.MaxMemory {
 		return nil, &MemoryError{Need: need, Max: opt.MaxMemory, Images: n}

@@ -38,18 +38,18 @@ func (o ProjectOptions) Validate() error {
 	return err
 }
 
-// Projector applies the STL projection of the paper (section 3.2) as the
+// Projection applies the STL projection of the paper (section 3.2) as the
 // official implementation does: each channel is split into a Tikhonov
 // lowpass l and a highpass h = s - l, h is coded by CBPDN on the
 // dictionary, and the output is l + D x, clipped to [0, 1] by default. A
-// Projector is safe for concurrent use.
-type Projector struct {
+// Projection is safe for concurrent use.
+type Projection struct {
 	coder *Coder
 	opt   ProjectOptions
 }
 
-// NewProjector validates its arguments and returns a Projector.
-func NewProjector(d *Dictionary, opt ProjectOptions) (*Projector, error) {
+// NewProjection validates its arguments and returns a Projection.
+func NewProjection(d *Dictionary, opt ProjectOptions) (*Projection, error) {
 	if err := opt.Validate(); err != nil {
 		return nil, err
 	}
@@ -57,11 +57,11 @@ func NewProjector(d *Dictionary, opt ProjectOptions) (*Projector, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Projector{coder: c, opt: opt}, nil
+	return &Projection{coder: c, opt: opt}, nil
 }
 
-// Coder returns the CBPDN solver the Projector uses.
-func (p *Projector) Coder() *Coder { return p.coder }
+// Coder returns the CBPDN solver the Projection uses.
+func (p *Projection) Coder() *Coder { return p.coder }
 
 // ProjectStats describes the projection of one image.
 type ProjectStats struct {
@@ -74,16 +74,36 @@ type ProjectStats struct {
 // Project writes the projection of every image of the (N, C, H, W) batch
 // src into dst, which must have the same shape (dst may be src). Images
 // are spread over opt.CSC.Workers goroutines; results do not depend on
-// their number.
-func (p *Projector) Project(ctx context.Context, dst, src *tensor.Tensor) error {
+// their number. Bad input returns a *tensor.ShapeError or an *InputError
+// (wrapping a *tensor.NonFiniteError for NaN or infinite values).
+func (p *Projection) Project(ctx context.Context, dst, src *tensor.Tensor) error {
 	_, err := p.ProjectBatch(ctx, dst, src, nil)
+	return err
+}
+
+// ProjectFinite is Project for a batch whose values the caller has already
+// checked to be finite (tensor.CheckFinite), as the defense's entry points
+// do: it skips that scan; shapes are still checked. Non-finite values give
+// non-finite output rather than an error.
+func (p *Projection) ProjectFinite(ctx context.Context, dst, src *tensor.Tensor) error {
+	_, err := p.project(ctx, dst, src, nil, false)
 	return err
 }
 
 // ProjectBatch is Project with progress reports to rep (may be nil) and
 // per-image statistics.
-func (p *Projector) ProjectBatch(ctx context.Context, dst, src *tensor.Tensor, rep progress.Reporter) ([]ProjectStats, error) {
-	n, c, h, w, err := p.coder.checkImages(src)
+func (p *Projection) ProjectBatch(ctx context.Context, dst, src *tensor.Tensor, rep progress.Reporter) ([]ProjectStats, error) {
+	return p.project(ctx, dst, src, rep, true)
+}
+
+// project is ProjectBatch, scanning src for non-finite values when scan is
+// set.
+func (p *Projection) project(ctx context.Context, dst, src *tensor.Tensor, rep progress.Reporter, scan bool) ([]ProjectStats, error) {
+	check := p.coder.checkShape
+	if scan {
+		check = p.coder.checkImages
+	}
+	n, c, h, w, err := check(src)
 	if err != nil {
 		return nil, err
 	}

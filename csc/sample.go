@@ -29,13 +29,9 @@ var (
 // SampleDictionary returns a new copy of the shipped dictionary (64 filters
 // of 8x8x3, each channel zero-mean, each filter unit norm).
 func SampleDictionary() *Dictionary {
-	t, err := npy.Read(bytes.NewReader(sampleDict))
+	d, err := DecodeDictionary(bytes.NewReader(sampleDict))
 	if err != nil {
 		panic(fmt.Sprintf("csc: embedded sample dictionary: %v", err)) // the embedded file is fixed
-	}
-	d, err := DictionaryFromSPORCO(t)
-	if err != nil {
-		panic(fmt.Sprintf("csc: embedded sample dictionary: %v", err))
 	}
 	return d
 }

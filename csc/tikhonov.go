@@ -1,10 +1,13 @@
 package csc
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"math"
 
 	"github.com/stl-defense/stl/fft"
+	"github.com/stl-defense/stl/tensor"
 )
 
 // Tikhonov splits images into lowpass and highpass parts as SPORCO's
@@ -116,4 +119,36 @@ func (t *Tikhonov) Split(lo, hi, s []float32, h, w int) error {
 		}
 	}
 	return nil
+}
+
+// Highpass returns, in a new tensor, the Tikhonov highpass part of every
+// channel of x, an (N, C, H, W) batch, split by the lowpass filter with
+// the given lambda and pad (see Tikhonov): the part of an image the STL
+// projection codes, hence the part its dictionaries are learned on (as in
+// SPORCO's dictionary-learning examples). It checks ctx once per image and
+// returns an *OptionError for a bad lambda or pad.
+func Highpass(ctx context.Context, x *tensor.Tensor, lambda float64, pad int) (*tensor.Tensor, error) {
+	if x == nil {
+		return nil, errors.New("csc: Highpass: nil images")
+	}
+	n, c, h, w, err := x.NCHW()
+	if err != nil {
+		return nil, err
+	}
+	tk, err := NewTikhonov(lambda, pad)
+	if err != nil {
+		return nil, err
+	}
+	hi := tensor.New(x.Shape...)
+	for p := 0; p < n*c; p++ {
+		if p%c == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+		}
+		if err := tk.Split(nil, hi.Data[p*h*w:(p+1)*h*w], x.Data[p*h*w:(p+1)*h*w], h, w); err != nil {
+			return nil, err
+		}
+	}
+	return hi, nil
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/stl-defense/stl/cluster"
+	"github.com/stl-defense/stl/csc"
 	"github.com/stl-defense/stl/internal/safefile"
 	"github.com/stl-defense/stl/npy"
 	"github.com/stl-defense/stl/tensor"
@@ -92,10 +93,10 @@ type Manifest struct {
 type Defense struct {
 	Manifest Manifest
 	// Universal is the dictionary learned on all training images and
-	// Dictionaries the per-cluster ones, each an (R, S, C, M) tensor in
-	// SPORCO's layout (filter rows, columns, channels, filters).
-	Universal    *tensor.Tensor
-	Dictionaries []*tensor.Tensor
+	// Dictionaries the per-cluster ones (saved in SPORCO's (R, S, C, M)
+	// .npy layout).
+	Universal    *csc.Dictionary
+	Dictionaries []*csc.Dictionary
 	// Encoder is the DAE's encoder. To be saved it must be a SavableEncoder.
 	Encoder Encoder
 	// PCA reduces the latent codes; Centers are the k-means centres in the
@@ -192,15 +193,11 @@ func (d *Defense) Validate() error {
 	case !(m.Lambda > 0):
 		return bad(ManifestFile, "lambda %g, want > 0", m.Lambda)
 	}
-	want := []int{m.FilterSize, m.FilterSize, m.Channels, m.Filters}
-	checkDict := func(file string, t *tensor.Tensor) error {
-		if t == nil {
+	checkDict := func(file string, d *csc.Dictionary) error {
+		if d == nil {
 			return bad(file, "missing dictionary")
 		}
-		if !slices.Equal(t.Shape, want) {
-			return bad(file, "dictionary shape %v, manifest says (R,S,C,M) = %v", t.Shape, want)
-		}
-		if err := t.Validate(); err != nil {
+		if err := checkDictionary(d, m.Filters, m.Channels, m.FilterSize); err != nil {
 			return &ArtifactError{File: file, Reason: "bad dictionary", Err: err}
 		}
 		return nil
@@ -259,6 +256,26 @@ func (d *Defense) Validate() error {
 		return bad(labelsFile, "cluster sizes %v, manifest says %v", sizes, m.ClusterSizes)
 	}
 	return nil
+}
+
+// DictionaryError reports a dictionary of other dimensions than a defense
+// wants.
+type DictionaryError struct {
+	Want, Got [4]int // filters M, channels C, rows R, columns S
+}
+
+func (e *DictionaryError) Error() string {
+	return fmt.Sprintf("dictionary shape (M, C, R, S) = %v, want %v", e.Got, e.Want)
+}
+
+// checkDictionary returns a *DictionaryError unless d has m filters of c
+// channels and size x size pixels, and d's own error (non-finite values,
+// inconsistent length) when it is invalid.
+func checkDictionary(d *csc.Dictionary, m, c, size int) error {
+	if want, got := [4]int{m, c, size, size}, [4]int{d.M, d.C, d.R, d.S}; got != want {
+		return &DictionaryError{Want: want, Got: got}
+	}
+	return d.Validate()
 }
 
 // CheckImages returns an *ImageSpecError unless x is an (N, C, H, W) batch
@@ -327,11 +344,14 @@ func Save(dir string, d *Defense) error {
 	tens := func(name string, t *tensor.Tensor) error {
 		return put(name, func(w io.Writer) error { return npy.Write(w, t) })
 	}
-	if err := tens(universalFile, d.Universal); err != nil {
+	dict := func(name string, d *csc.Dictionary) error {
+		return put(name, func(w io.Writer) error { return csc.EncodeDictionary(w, d) })
+	}
+	if err := dict(universalFile, d.Universal); err != nil {
 		return err
 	}
-	for k, t := range d.Dictionaries {
-		if err := tens(fmt.Sprintf(clusterDictPattern, k), t); err != nil {
+	for k, cd := range d.Dictionaries {
+		if err := dict(fmt.Sprintf(clusterDictPattern, k), cd); err != nil {
 			return err
 		}
 	}
@@ -470,16 +490,23 @@ func Load(dir string) (*Defense, error) {
 		}
 		return t, nil
 	}
+	dict := func(name string) (*csc.Dictionary, error) {
+		cd, err := csc.DecodeDictionary(bytes.NewReader(blobs[name]))
+		if err != nil {
+			return nil, &ArtifactError{Dir: dir, File: name, Reason: "decode", Err: err}
+		}
+		return cd, nil
+	}
 	d := &Defense{Manifest: *m}
-	if d.Universal, err = tens(universalFile); err != nil {
+	if d.Universal, err = dict(universalFile); err != nil {
 		return nil, err
 	}
 	for k := 0; k < m.Clusters; k++ {
-		t, err := tens(fmt.Sprintf(clusterDictPattern, k))
+		cd, err := dict(fmt.Sprintf(clusterDictPattern, k))
 		if err != nil {
 			return nil, err
 		}
-		d.Dictionaries = append(d.Dictionaries, t)
+		d.Dictionaries = append(d.Dictionaries, cd)
 	}
 	formatsMu.RLock()
 	dec, ok := formats[m.EncoderFormat]

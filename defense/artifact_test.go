@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stl-defense/stl/csc"
 	"github.com/stl-defense/stl/internal/safefile"
 	"github.com/stl-defense/stl/tensor"
 )
@@ -41,10 +42,10 @@ func init() {
 }
 
 // testDictionary returns an (R, R, C, M) dictionary whose values encode seed.
-func testDictionary(r, c, m int, seed float32) *tensor.Tensor {
-	d := tensor.New(r, r, c, m)
-	for i := range d.Data {
-		d.Data[i] = seed + float32(i%7)/10
+func testDictionary(r, c, m int, seed float32) *csc.Dictionary {
+	d := &csc.Dictionary{M: m, C: c, R: r, S: r, Filters: make([]float32, m*c*r*r)}
+	for i := range d.Filters {
+		d.Filters[i] = seed + float32(i%7)/10
 	}
 	return d
 }
@@ -56,7 +57,7 @@ func testDefense(t *testing.T) *Defense {
 	train, _ := colourImages(45, 32, testColours, 1)
 	s, km := fitStratifier(t, enc, train, 3)
 	_ = s
-	raw, err := encodeCodes(context.Background(), enc, nil, 32, 3, train, nil)
+	raw, err := encodeCodes(context.Background(), enc, nil, 32, train, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,11 +95,11 @@ func TestArtifactRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(got.Universal.Data, d.Universal.Data) {
+	if !slices.Equal(got.Universal.Filters, d.Universal.Filters) {
 		t.Error("universal dictionary differs after the round trip")
 	}
 	for k := range d.Dictionaries {
-		if !slices.Equal(got.Dictionaries[k].Data, d.Dictionaries[k].Data) {
+		if !slices.Equal(got.Dictionaries[k].Filters, d.Dictionaries[k].Filters) {
 			t.Errorf("dictionary %d differs after the round trip", k)
 		}
 	}
@@ -132,8 +133,8 @@ func TestArtifactRoundTrip(t *testing.T) {
 
 // projectorFromDict is a ProjectorFactory for tests: it fills the output
 // with the dictionary's first value.
-func projectorFromDict(dict *tensor.Tensor, lambda float64) (Projector, error) {
-	return &fillProjector{value: dict.Data[0]}, nil
+func projectorFromDict(dict *csc.Dictionary, lambda float64) (Projector, error) {
+	return &fillProjector{value: dict.Filters[0]}, nil
 }
 
 func TestDefenseTransforms(t *testing.T) {

@@ -4,16 +4,19 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/stl-defense/stl/csc"
 	"github.com/stl-defense/stl/tensor"
 )
 
 // Projector computes the Sparse Transformation Layer's projection of images
 // onto the span of one convolutional dictionary (section 3.2, Problem (2)
 // with the filters fixed: CBPDN on the highpass part plus the lowpass part,
-// clipped to [0,1]). csc's Projector satisfies it.
+// clipped to [0,1]). CSCProjector makes one from csc's Projection.
 type Projector interface {
 	// Project writes T(src) into dst; both are (N, C, H, W) batches of the
-	// same shape.
+	// same shape. src has been checked by the caller (the STL transforms
+	// check their input once, at Apply): its values are finite, so
+	// implementations need not scan them again.
 	Project(ctx context.Context, dst, src *tensor.Tensor) error
 }
 
@@ -41,15 +44,11 @@ func (*STL) Name() string { return "STL" }
 func (*STL) Randomized() bool { return false }
 
 // Apply implements Transform: it returns the projection of every image of
-// x in a new tensor.
+// x in a new tensor. x is checked here, once: shape, the defense's image
+// size when the STL comes from Defense.Transforms, finite values.
 func (t *STL) Apply(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
-	if _, _, _, _, err := checkImages("defense.STL.Apply", x, 0); err != nil {
+	if _, _, _, _, err := checkInput("defense.STL.Apply", x, 0, t.spec); err != nil {
 		return nil, err
-	}
-	if t.spec != nil {
-		if err := t.spec.CheckImages(x); err != nil {
-			return nil, err
-		}
 	}
 	dst := tensor.New(x.Shape...)
 	if x.Shape[0] == 0 {
@@ -59,6 +58,18 @@ func (t *STL) Apply(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, erro
 		return nil, err
 	}
 	return dst, nil
+}
+
+// checkInput checks a batch at a transform's entry: checkImages (shape,
+// channel count when channels > 0, finite values), after the defense's
+// image size when spec is not nil.
+func checkInput(op string, x *tensor.Tensor, channels int, spec *Defense) (n, c, h, w int, err error) {
+	if spec != nil && x != nil {
+		if err := spec.CheckImages(x); err != nil {
+			return 0, 0, 0, 0, err
+		}
+	}
+	return checkImages(op, x, channels)
 }
 
 // StratifiedSTL is the stratified Sparse Transformation Layer, the paper's
@@ -100,18 +111,17 @@ func (*StratifiedSTL) Randomized() bool { return false }
 func (t *StratifiedSTL) Stratifier() *Stratifier { return t.strat }
 
 // Apply implements Transform: it assigns every image of x to a cluster
-// (Stratifier.Assign) and returns the projections in a new tensor.
+// (Stratifier.Assign) and returns the projections in a new tensor. x is
+// checked here, once, as by STL.Apply.
 func (t *StratifiedSTL) Apply(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
-	if t.spec != nil && x != nil {
-		if err := t.spec.CheckImages(x); err != nil {
-			return nil, err
-		}
+	if _, _, _, _, err := checkInput("defense.StratifiedSTL.Apply", x, t.strat.channels, t.spec); err != nil {
+		return nil, err
 	}
-	clusters, err := t.strat.Assign(ctx, x)
+	clusters, err := t.strat.assign(ctx, x)
 	if err != nil {
 		return nil, err
 	}
-	return t.ApplyClusters(ctx, x, clusters)
+	return t.applyClusters(ctx, x, clusters)
 }
 
 // ApplyClusters projects image i of x with the dictionary of cluster
@@ -119,15 +129,15 @@ func (t *StratifiedSTL) Apply(ctx context.Context, x *tensor.Tensor) (*tensor.Te
 // the training images with their k-means labels). It returns the
 // projections in a new tensor.
 func (t *StratifiedSTL) ApplyClusters(ctx context.Context, x *tensor.Tensor, clusters []int) (*tensor.Tensor, error) {
-	n, c, h, w, err := checkImages("defense.StratifiedSTL.Apply", x, 0)
-	if err != nil {
+	if _, _, _, _, err := checkInput("defense.StratifiedSTL.Apply", x, 0, t.spec); err != nil {
 		return nil, err
 	}
-	if t.spec != nil {
-		if err := t.spec.CheckImages(x); err != nil {
-			return nil, err
-		}
-	}
+	return t.applyClusters(ctx, x, clusters)
+}
+
+// applyClusters is ApplyClusters on a checked batch.
+func (t *StratifiedSTL) applyClusters(ctx context.Context, x *tensor.Tensor, clusters []int) (*tensor.Tensor, error) {
+	n, c, h, w := x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3]
 	if len(clusters) != n {
 		return nil, fmt.Errorf("defense: StratifiedSTL: %d cluster assignments for %d images", len(clusters), n)
 	}
@@ -162,9 +172,9 @@ func (t *StratifiedSTL) ApplyClusters(ctx context.Context, x *tensor.Tensor, clu
 	return dst, nil
 }
 
-// ProjectorFactory builds the STL projector of one dictionary, an
-// (R, S, C, M) tensor in SPORCO's layout, with sparsity weight lambda.
-type ProjectorFactory func(dict *tensor.Tensor, lambda float64) (Projector, error)
+// ProjectorFactory builds the STL projector of one dictionary with
+// sparsity weight lambda.
+type ProjectorFactory func(dict *csc.Dictionary, lambda float64) (Projector, error)
 
 // Transforms returns the defense's two transforms, "STL" with the universal
 // dictionary and "STL (cluster)" with the per-cluster ones, projecting with

@@ -62,53 +62,36 @@ func trainNNDAE(ctx context.Context, x *tensor.Tensor, opt TrainOptions, rep pro
 // CSCProjector is the default ProjectorFactory: csc's STL projection
 // (Tikhonov lowpass plus the CBPDN reconstruction of the highpass part,
 // clipped to [0,1]; section 3.2) with csc's default options and the given
-// lambda.
-func CSCProjector(dict *tensor.Tensor, lambda float64) (Projector, error) {
-	d, err := csc.DictionaryFromSPORCO(dict)
-	if err != nil {
-		return nil, err
-	}
+// lambda. Its Project trusts the caller's check of the values (see
+// Projector) and checks only shapes.
+func CSCProjector(dict *csc.Dictionary, lambda float64) (Projector, error) {
 	opt := csc.DefaultProjectOptions()
 	opt.CSC.Lambda = lambda
-	return csc.NewProjector(d, opt)
+	p, err := csc.NewProjection(dict, opt)
+	if err != nil {
+		return nil, err
+	}
+	return cscProjector{p}, nil
 }
 
-// highpass returns the Tikhonov highpass part of every channel of x, with
-// the lowpass filter of csc's default projection (lambda 5, pad 16): the
-// part of an image the STL codes on the dictionary, hence the part the
-// dictionary is learned on (as in SPORCO's dictionary-learning examples).
-func highpass(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
-	n, c, h, w, err := x.NCHW()
-	if err != nil {
-		return nil, err
-	}
-	popt := csc.DefaultProjectOptions()
-	tk, err := csc.NewTikhonov(popt.TikhonovLambda, popt.Pad)
-	if err != nil {
-		return nil, err
-	}
-	hi := tensor.New(x.Shape...)
-	for p := 0; p < n*c; p++ {
-		if p%c == 0 {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-		}
-		if err := tk.Split(nil, hi.Data[p*h*w:(p+1)*h*w], x.Data[p*h*w:(p+1)*h*w], h, w); err != nil {
-			return nil, err
-		}
-	}
-	return hi, nil
+// cscProjector adapts csc's Projection to Projector.
+type cscProjector struct{ p *csc.Projection }
+
+// Project implements Projector.
+func (c cscProjector) Project(ctx context.Context, dst, src *tensor.Tensor) error {
+	return c.p.ProjectFinite(ctx, dst, src)
 }
 
 // learnCSC learns a dictionary with csc.Learn (CBPDN and consensus ADMM
 // dictionary updates, zero-mean unit-norm filters; section 3.3) on the
-// highpass parts of x, with opt's filters, size, lambda and iterations and
-// the given seed. With opt.CheckpointDir set it checkpoints there every 10
-// iterations and resumes. Reports one unit per iteration with the
-// objective.
-func learnCSC(ctx context.Context, x *tensor.Tensor, opt TrainOptions, seed uint64, rep progress.Reporter) (*tensor.Tensor, error) {
-	hi, err := highpass(ctx, x)
+// highpass parts of x (csc.Highpass with the lowpass filter of csc's
+// default projection: the part of an image the STL codes), with opt's
+// filters, size, lambda and iterations and the given seed. With
+// opt.CheckpointDir set it checkpoints there every 10 iterations and
+// resumes. Reports one unit per iteration with the objective.
+func learnCSC(ctx context.Context, x *tensor.Tensor, opt TrainOptions, seed uint64, rep progress.Reporter) (*csc.Dictionary, error) {
+	popt := csc.DefaultProjectOptions()
+	hi, err := csc.Highpass(ctx, x, popt.TikhonovLambda, popt.Pad)
 	if err != nil {
 		return nil, err
 	}
@@ -121,11 +104,7 @@ func learnCSC(ctx context.Context, x *tensor.Tensor, opt TrainOptions, seed uint
 	rec := csc.LearnRecorderFunc(func(s csc.LearnStats) {
 		rep.Report("dictionary", s.Iter+1, lopt.Iterations, fmt.Sprintf("objective %.5g", s.Objective))
 	})
-	d, err := csc.Learn(ctx, hi, lopt, rec)
-	if err != nil {
-		return nil, err
-	}
-	return d.SPORCO(), nil
+	return csc.Learn(ctx, hi, lopt, rec)
 }
 
 // DefaultBackend returns the backend of the real defense: nn's DAE and

@@ -53,9 +53,9 @@ func TestNNDAEBackend(t *testing.T) {
 // clipped: a known optimum for the projector the backend builds.
 func TestCSCProjectorDeltaDictionary(t *testing.T) {
 	const lambda = 0.05
-	dict := tensor.New(1, 1, 3, 3) // (R, S, C, M): filter m is a delta on channel m
+	dict := &csc.Dictionary{M: 3, C: 3, R: 1, S: 1, Filters: make([]float32, 9)} // filter m is a delta on channel m
 	for c := 0; c < 3; c++ {
-		dict.Data[c*3+c] = 1
+		dict.Filters[c*3+c] = 1
 	}
 	p, err := CSCProjector(dict, lambda)
 	if err != nil {
@@ -93,8 +93,7 @@ func TestCSCProjectorDeltaDictionary(t *testing.T) {
 	}
 }
 
-// The backend learns zero-mean, unit-norm filters of the asked size in
-// SPORCO's layout.
+// The backend learns zero-mean, unit-norm filters of the asked size.
 func TestLearnCSCBackend(t *testing.T) {
 	x, _ := colourImages(4, 16, testColours, 7)
 	opt := DefaultTrainOptions()
@@ -104,15 +103,15 @@ func TestLearnCSCBackend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(d.Shape, []int{4, 4, 3, 6}) {
-		t.Fatalf("shape %v, want [4 4 3 6]", d.Shape)
+	if d.M != 6 || d.C != 3 || d.R != 4 || d.S != 4 {
+		t.Fatalf("%d filters %dx%dx%d, want 6 of 4x4x3", d.M, d.R, d.S, d.C)
 	}
 	for m := 0; m < 6; m++ {
 		var norm float64
 		for c := 0; c < 3; c++ {
 			var mean float64
 			for r := 0; r < 16; r++ {
-				v := float64(d.Data[(r*3+c)*6+m])
+				v := float64(d.Filters[(m*3+c)*16+r])
 				mean += v
 				norm += v * v
 			}
@@ -124,7 +123,7 @@ func TestLearnCSCBackend(t *testing.T) {
 			t.Errorf("filter %d: norm %g, want 1", m, math.Sqrt(norm))
 		}
 	}
-	h, err := highpass(context.Background(), x)
+	h, err := csc.Highpass(context.Background(), x, 5, 16)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +132,7 @@ func TestLearnCSCBackend(t *testing.T) {
 	for i := range flat.Data {
 		flat.Data[i] = 0.3
 	}
-	hf, err := highpass(context.Background(), flat)
+	hf, err := csc.Highpass(context.Background(), flat, 5, 16)
 	if err != nil {
 		t.Fatal(err)
 	}

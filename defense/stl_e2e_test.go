@@ -7,16 +7,16 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/stl-defense/stl/csc"
 	"github.com/stl-defense/stl/dataset"
-	"github.com/stl-defense/stl/npy"
 	"github.com/stl-defense/stl/tensor"
 )
 
 // paperDictionary reads testdata/stl/dict-cifar10.npy, the paper's CIFAR-10
 // dictionary (64 filters of 8x8x3, lambda 0.2) in SPORCO's layout.
-func paperDictionary(t testing.TB) *tensor.Tensor {
+func paperDictionary(t testing.TB) *csc.Dictionary {
 	t.Helper()
-	d, err := npy.ReadFile(filepath.Join("testdata", "stl", "dict-cifar10.npy"))
+	d, err := csc.ReadDictionary(filepath.Join("testdata", "stl", "dict-cifar10.npy"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +93,7 @@ func TestSTLPaperDictionary(t *testing.T) {
 	}
 }
 
-func mustProjector(t testing.TB, dict *tensor.Tensor) Projector {
+func mustProjector(t testing.TB, dict *csc.Dictionary) Projector {
 	t.Helper()
 	p, err := CSCProjector(dict, 0.2)
 	if err != nil {
@@ -144,7 +144,7 @@ func TestTrainEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(d.Labels, again.Labels) || !slices.Equal(d.Universal.Data, again.Universal.Data) || !slices.Equal(d.Dictionaries[1].Data, again.Dictionaries[1].Data) {
+	if !slices.Equal(d.Labels, again.Labels) || !slices.Equal(d.Universal.Filters, again.Universal.Filters) || !slices.Equal(d.Dictionaries[1].Filters, again.Dictionaries[1].Filters) {
 		t.Error("two trainings with the same seed differ")
 	}
 	dir := filepath.Join(t.TempDir(), "def")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/stl-defense/stl/csc"
 	"github.com/stl-defense/stl/defense"
 	"github.com/stl-defense/stl/tensor"
 )
@@ -13,9 +14,9 @@ import (
 // projection keeps the smooth part of an image and soft-thresholds its
 // detail by lambda: a flat image, which has no detail, comes out unchanged.
 func ExampleNewSTL() {
-	dict := tensor.New(1, 1, 3, 3) // SPORCO layout (R, S, C, M)
+	dict := &csc.Dictionary{M: 3, C: 3, R: 1, S: 1, Filters: make([]float32, 9)}
 	for c := 0; c < 3; c++ {
-		dict.Data[c*3+c] = 1
+		dict.Filters[c*3+c] = 1 // filter c is a delta on channel c
 	}
 	proj, err := defense.CSCProjector(dict, 0.2)
 	if err != nil {

@@ -99,13 +99,24 @@ func (s *Stratifier) Channels() int { return s.channels }
 // (N, C, H, W) batch of any size H x W with the model's channel count.
 // It encodes EncodeBatch images at a time and checks ctx between batches.
 func (s *Stratifier) Codes(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
-	return encodeCodes(ctx, s.encoder, s.pca, s.resolution, s.channels, x, nil)
+	if _, _, _, _, err := checkImages("defense.Stratifier.Codes", x, s.channels); err != nil {
+		return nil, err
+	}
+	return encodeCodes(ctx, s.encoder, s.pca, s.resolution, x, nil)
 }
 
 // Assign returns the cluster of every image of x, an (N, C, H, W) batch,
 // by the kNN vote of its code among the training codes.
 func (s *Stratifier) Assign(ctx context.Context, x *tensor.Tensor) ([]int, error) {
-	codes, err := s.Codes(ctx, x)
+	if _, _, _, _, err := checkImages("defense.Stratifier.Assign", x, s.channels); err != nil {
+		return nil, err
+	}
+	return s.assign(ctx, x)
+}
+
+// assign is Assign on a batch checked by the caller.
+func (s *Stratifier) assign(ctx context.Context, x *tensor.Tensor) ([]int, error) {
+	codes, err := encodeCodes(ctx, s.encoder, s.pca, s.resolution, x, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -131,15 +142,12 @@ func checkImages(op string, x *tensor.Tensor, channels int) (n, c, h, w int, err
 	return n, c, h, w, nil
 }
 
-// encodeCodes downsamples, encodes and (when pca is non-nil) reduces x in
-// batches of EncodeBatch, reporting each batch to rep (stage "encode"; rep
-// may be nil).
-func encodeCodes(ctx context.Context, enc Encoder, pca *cluster.PCA, resolution, channels int, x *tensor.Tensor, rep progress.Reporter) (*tensor.Tensor, error) {
+// encodeCodes downsamples, encodes and (when pca is non-nil) reduces x, a
+// batch checked by the caller (checkImages), in batches of EncodeBatch,
+// reporting each batch to rep (stage "encode"; rep may be nil).
+func encodeCodes(ctx context.Context, enc Encoder, pca *cluster.PCA, resolution int, x *tensor.Tensor, rep progress.Reporter) (*tensor.Tensor, error) {
 	rep = progress.Or(rep)
-	n, c, h, w, err := checkImages("defense.Stratifier.Codes", x, channels)
-	if err != nil {
-		return nil, err
-	}
+	n, c, h, w := x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3]
 	var out *tensor.Tensor
 	per := c * h * w
 	for start := 0; start < n; start += EncodeBatch {

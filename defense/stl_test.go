@@ -142,7 +142,7 @@ var testColours = [][3]float32{{0.8, 0.1, 0.1}, {0.1, 0.8, 0.1}, {0.1, 0.1, 0.8}
 func fitStratifier(t *testing.T, enc Encoder, train *tensor.Tensor, k int) (*Stratifier, *cluster.KMeans) {
 	t.Helper()
 	ctx := context.Background()
-	raw, err := encodeCodes(ctx, enc, nil, 32, 3, train, nil)
+	raw, err := encodeCodes(ctx, enc, nil, 32, train, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +228,7 @@ func TestStratifierErrors(t *testing.T) {
 		t.Errorf("cancelled: err = %v, want context.Canceled", err)
 	}
 
-	raw, _ := encodeCodes(ctx, enc, nil, 32, 3, train, nil)
+	raw, _ := encodeCodes(ctx, enc, nil, 32, train, nil)
 	pca, _ := cluster.FitPCA(ctx, raw, cluster.PCAOptions{Components: 4})
 	codes, _ := pca.Transform(nil, raw)
 	var ste *StratifierError

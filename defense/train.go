@@ -15,6 +15,7 @@ import (
 	"slices"
 
 	"github.com/stl-defense/stl/cluster"
+	"github.com/stl-defense/stl/csc"
 	"github.com/stl-defense/stl/internal/safefile"
 	"github.com/stl-defense/stl/npy"
 	"github.com/stl-defense/stl/progress"
@@ -132,10 +133,9 @@ type Backend struct {
 	// TrainEncoder trains a DAE on x, an (N, C, R, R) batch at the encoder
 	// resolution, and returns it.
 	TrainEncoder func(ctx context.Context, x *tensor.Tensor, opt TrainOptions, rep progress.Reporter) (SavableEncoder, error)
-	// LearnDictionary learns opt.Filters filters of opt.FilterSize² on x,
-	// an (N, C, H, W) batch, seeded by seed, and returns them as an
-	// (R, S, C, M) tensor in SPORCO's layout.
-	LearnDictionary func(ctx context.Context, x *tensor.Tensor, opt TrainOptions, seed uint64, rep progress.Reporter) (*tensor.Tensor, error)
+	// LearnDictionary learns opt.Filters filters of opt.FilterSize² and
+	// C channels on x, an (N, C, H, W) batch, seeded by seed.
+	LearnDictionary func(ctx context.Context, x *tensor.Tensor, opt TrainOptions, seed uint64, rep progress.Reporter) (*csc.Dictionary, error)
 	// NewProjector builds the STL projector of a dictionary.
 	NewProjector ProjectorFactory
 	// Version identifies the implementations and their fixed settings; it
@@ -229,7 +229,7 @@ func Train(ctx context.Context, train *tensor.Tensor, opt TrainOptions, rep prog
 		raw, ok = ck.loadTensor("codes", codesKey)
 	}
 	if !ok {
-		if raw, err = encodeCodes(ctx, enc, nil, opt.EncoderResolution, c, train, rep); err != nil {
+		if raw, err = encodeCodes(ctx, enc, nil, opt.EncoderResolution, train, rep); err != nil {
 			return nil, err
 		}
 		if err := ck.storeTensor("codes", codesKey, raw); err != nil {
@@ -259,12 +259,12 @@ func Train(ctx context.Context, train *tensor.Tensor, opt TrainOptions, rep prog
 	}
 
 	// 4. Dictionaries: one per cluster, then the universal one.
-	learn := func(name string, members []int, stream uint64) (*tensor.Tensor, error) {
+	learn := func(name string, members []int, stream uint64) (*csc.Dictionary, error) {
 		idx := subset(members, opt.DictImages, seed, stream)
 		key := keyOf("dict", b.Version, dataKey, idx, c, opt.Filters, opt.FilterSize, opt.Lambda, opt.DictIterations, opt.Seed, stream)
-		if t, ok := ck.loadTensor(name, key); ok {
+		if d, ok := ck.loadDictionary(name, key); ok {
 			rep.Report("dictionary "+name+" (reused)", 1, 1, "")
-			return t, nil
+			return d, nil
 		}
 		x := gather(train, idx)
 		bopt := opt
@@ -272,14 +272,14 @@ func Train(ctx context.Context, train *tensor.Tensor, opt TrainOptions, rep prog
 			// The backend's own (per-iteration) checkpoints, keyed like the dictionary.
 			bopt.CheckpointDir = filepath.Join(ck.dir, name+"-iterations-"+key[:16])
 		}
-		t, err := b.LearnDictionary(ctx, x, bopt, seed^(0x9e3779b97f4a7c15*(stream+1)), withStage(rep, "dictionary "+name))
+		d, err := b.LearnDictionary(ctx, x, bopt, seed^(0x9e3779b97f4a7c15*(stream+1)), withStage(rep, "dictionary "+name))
 		if err != nil {
 			return nil, fmt.Errorf("defense: learn dictionary %s: %w", name, err)
 		}
-		if want := []int{opt.FilterSize, opt.FilterSize, c, opt.Filters}; !slices.Equal(t.Shape, want) {
-			return nil, &tensor.ShapeError{Op: "defense: learned dictionary " + name, Want: want, Got: t.Shape}
+		if err := checkDictionary(d, opt.Filters, c, opt.FilterSize); err != nil {
+			return nil, fmt.Errorf("defense: learned dictionary %s: %w", name, err)
 		}
-		return t, ck.storeTensor(name, key, t)
+		return d, ck.storeDictionary(name, key, d)
 	}
 	members := make([][]int, opt.Clusters)
 	for i, l := range km.Labels {
@@ -287,11 +287,11 @@ func Train(ctx context.Context, train *tensor.Tensor, opt TrainOptions, rep prog
 	}
 	d := &Defense{Encoder: enc, PCA: pca, Centers: km.Centers, Codes: codes, Labels: km.Labels}
 	for k := range members {
-		t, err := learn(fmt.Sprintf("cluster-%02d", k), members[k], uint64(k))
+		dict, err := learn(fmt.Sprintf("cluster-%02d", k), members[k], uint64(k))
 		if err != nil {
 			return nil, err
 		}
-		d.Dictionaries = append(d.Dictionaries, t)
+		d.Dictionaries = append(d.Dictionaries, dict)
 	}
 	all := make([]int, n)
 	for i := range all {
@@ -414,14 +414,32 @@ func (c checkpoints) loadTensor(name, key string) (*tensor.Tensor, bool) {
 }
 
 func (c checkpoints) storeTensor(name, key string, t *tensor.Tensor) error {
+	return c.store(name, key, func(path string) error { return npy.WriteFile(path+".npy", t) })
+}
+
+// store removes the key of piece name, writes the piece by write(dir/name)
+// and then its key; nothing without a checkpoint directory.
+func (c checkpoints) store(name, key string, write func(path string) error) error {
 	if c.dir == "" {
 		return nil
 	}
 	os.Remove(filepath.Join(c.dir, name+".key"))
-	if err := npy.WriteFile(filepath.Join(c.dir, name+".npy"), t); err != nil {
+	if err := write(filepath.Join(c.dir, name)); err != nil {
 		return fmt.Errorf("defense: checkpoint %s: %w", name, err)
 	}
 	return c.storeKey(name, key)
+}
+
+func (c checkpoints) loadDictionary(name, key string) (*csc.Dictionary, bool) {
+	if !c.keyMatches(name, key) {
+		return nil, false
+	}
+	d, err := csc.ReadDictionary(filepath.Join(c.dir, name+".npy"))
+	return d, err == nil
+}
+
+func (c checkpoints) storeDictionary(name, key string, d *csc.Dictionary) error {
+	return c.store(name, key, func(path string) error { return csc.WriteDictionary(path+".npy", d) })
 }
 
 func (c checkpoints) loadEncoder(name, key string) (SavableEncoder, bool) {
@@ -447,15 +465,10 @@ func (c checkpoints) loadEncoder(name, key string) (SavableEncoder, bool) {
 }
 
 func (c checkpoints) storeEncoder(name, key string, e SavableEncoder) error {
-	if c.dir == "" {
-		return nil
-	}
-	os.Remove(filepath.Join(c.dir, name+".key"))
-	if err := e.SaveDir(filepath.Join(c.dir, name)); err != nil {
-		return fmt.Errorf("defense: checkpoint %s: %w", name, err)
-	}
-	if err := safefile.WriteBytes(filepath.Join(c.dir, name+".format"), []byte(e.EncoderFormat())); err != nil {
-		return err
-	}
-	return c.storeKey(name, key)
+	return c.store(name, key, func(path string) error {
+		if err := e.SaveDir(path); err != nil {
+			return err
+		}
+		return safefile.WriteBytes(path+".format", []byte(e.EncoderFormat()))
+	})
 }

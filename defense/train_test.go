@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/stl-defense/stl/csc"
 	"github.com/stl-defense/stl/progress"
 	"github.com/stl-defense/stl/tensor"
 )
@@ -28,7 +29,7 @@ func (f *fakeBackend) backend() Backend {
 			}
 			return &savableMean{meanEncoder{res: opt.EncoderResolution}}, nil
 		},
-		LearnDictionary: func(ctx context.Context, x *tensor.Tensor, opt TrainOptions, seed uint64, rep progress.Reporter) (*tensor.Tensor, error) {
+		LearnDictionary: func(ctx context.Context, x *tensor.Tensor, opt TrainOptions, seed uint64, rep progress.Reporter) (*csc.Dictionary, error) {
 			f.dicts.Add(1)
 			f.dictSizes = append(f.dictSizes, x.Shape[0])
 			var mean float64
@@ -36,9 +37,10 @@ func (f *fakeBackend) backend() Backend {
 				mean += float64(v)
 			}
 			mean /= float64(len(x.Data))
-			d := tensor.New(opt.FilterSize, opt.FilterSize, x.Shape[1], opt.Filters)
-			for i := range d.Data {
-				d.Data[i] = float32(mean) + float32(seed%1000)/1e6 + float32(opt.Lambda)
+			d := &csc.Dictionary{M: opt.Filters, C: x.Shape[1], R: opt.FilterSize, S: opt.FilterSize,
+				Filters: make([]float32, opt.Filters*x.Shape[1]*opt.FilterSize*opt.FilterSize)}
+			for i := range d.Filters {
+				d.Filters[i] = float32(mean) + float32(seed%1000)/1e6 + float32(opt.Lambda)
 			}
 			return d, nil
 		},
@@ -82,7 +84,7 @@ func TestTrainStratifies(t *testing.T) {
 	if !slices.Equal(f.dictSizes, []int{10, 10, 10, 10}) {
 		t.Errorf("dictionary subsets %v, want 4 x 10", f.dictSizes)
 	}
-	if d.Dictionaries[0].Data[0] == d.Dictionaries[1].Data[0] || len(d.Dictionaries) != 3 {
+	if d.Dictionaries[0].Filters[0] == d.Dictionaries[1].Filters[0] || len(d.Dictionaries) != 3 {
 		t.Error("cluster dictionaries are not distinct")
 	}
 	// The result saves and loads.
@@ -98,7 +100,7 @@ func TestTrainStratifies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(d.Labels, d2.Labels) || !slices.Equal(d.Universal.Data, d2.Universal.Data) || !slices.Equal(d.Codes.Data, d2.Codes.Data) {
+	if !slices.Equal(d.Labels, d2.Labels) || !slices.Equal(d.Universal.Filters, d2.Universal.Filters) || !slices.Equal(d.Codes.Data, d2.Codes.Data) {
 		t.Error("two trainings with the same seed differ")
 	}
 }
@@ -146,7 +148,7 @@ func TestTrainResumes(t *testing.T) {
 		if f.encoders.Load() != tc.encoders || f.dicts.Load() != tc.dic {
 			t.Errorf("%s: %d DAE, %d dictionary trainings; want %d, %d", tc.name, f.encoders.Load(), f.dicts.Load(), tc.encoders, tc.dic)
 		}
-		if tc.edit == nil && tc.data == train && (!slices.Equal(d.Universal.Data, d0.Universal.Data) || !slices.Equal(d.Labels, d0.Labels)) {
+		if tc.edit == nil && tc.data == train && (!slices.Equal(d.Universal.Filters, d0.Universal.Filters) || !slices.Equal(d.Labels, d0.Labels)) {
 			t.Errorf("%s: resumed defense differs", tc.name)
 		}
 	}

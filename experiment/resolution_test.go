@@ -13,6 +13,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/stl-defense/stl/csc"
 	"github.com/stl-defense/stl/defense"
 	"github.com/stl-defense/stl/experiment/report"
 	"github.com/stl-defense/stl/nn"
@@ -76,9 +77,9 @@ func checkResolutionRun(t *testing.T, dir string, res *report.Results, side, ntr
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, dict := range append([]*tensor.Tensor{d.Universal}, d.Dictionaries...) {
-		if want := []int{8, 8, 3, 8}; !slices.Equal(dict.Shape, want) {
-			t.Errorf("dictionary %d: shape %v, want %v", i, dict.Shape, want)
+	for i, dict := range append([]*csc.Dictionary{d.Universal}, d.Dictionaries...) {
+		if got, want := []int{dict.R, dict.S, dict.C, dict.M}, []int{8, 8, 3, 8}; !slices.Equal(got, want) {
+			t.Errorf("dictionary %d: shape (R, S, C, M) %v, want %v", i, got, want)
 		}
 	}
 	stl, stlc, err := d.Transforms(defense.CSCProjector)

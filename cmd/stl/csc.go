@@ -78,7 +78,7 @@ func runCSCDemo(ctx context.Context, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	p, err := csc.NewProjector(d, csc.DefaultProjectOptions())
+	p, err := csc.NewProjection(d, csc.DefaultProjectOptions())
 	if err != nil {
 		return err
 	}
@@ -293,7 +293,7 @@ func runCSCProject(ctx context.Context, stdout, stderr io.Writer, o cscProjectOp
 	if err != nil {
 		return err
 	}
-	p, err := csc.NewProjector(d, popt)
+	p, err := csc.NewProjection(d, popt)
 	if err != nil {
 		return err
 	}
