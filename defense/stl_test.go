@@ -328,6 +328,18 @@ func TestStratifiedSTLRoutes(t *testing.T) {
 	if _, err := NewStratifiedSTL(s, projs[:2]); err == nil {
 		t.Error("NewStratifiedSTL with 2 projectors for 3 clusters: no error")
 	}
+	// Non-finite input is refused at the entry, before any encoding or
+	// projection.
+	nan := x.Clone()
+	nan.Data[per+5] = float32(math.Inf(-1))
+	calls := enc.calls
+	var ne *tensor.NonFiniteError
+	if _, err := tr.Apply(context.Background(), nan); !errors.As(err, &ne) {
+		t.Errorf("Inf: err = %v, want *tensor.NonFiniteError", err)
+	}
+	if enc.calls != calls {
+		t.Error("Inf input reached the encoder")
+	}
 }
 
 func TestSTLUniversal(t *testing.T) {
@@ -356,5 +368,10 @@ func TestSTLUniversal(t *testing.T) {
 	var se *tensor.ShapeError
 	if _, err := tr.Apply(context.Background(), tensor.New(3, 3)); !errors.As(err, &se) {
 		t.Errorf("2-D input: err = %v, want *tensor.ShapeError", err)
+	}
+	x.Data[7] = float32(math.NaN())
+	var ne *tensor.NonFiniteError
+	if _, err := tr.Apply(context.Background(), x); !errors.As(err, &ne) || len(p.sizes) != 1 {
+		t.Errorf("NaN: err = %v after %d projections, want *tensor.NonFiniteError before the second", err, len(p.sizes))
 	}
 }
