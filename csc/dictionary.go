@@ -210,3 +210,42 @@ func ImagesToSPORCO(t *tensor.Tensor, dropN bool) (*tensor.Tensor, error) {
 	}
 	return out, nil
 }
+
+// MapsToSPORCO gathers the coefficient maps of the results of N images,
+// all of one shape, into a new tensor in SPORCO's layout (H, W, Cx, N, M):
+// Cx = 1 for maps shared by the channels, C when a single-channel
+// dictionary coded the C channels of colour images separately (X of shape
+// (C, M, H, W)). It returns a *tensor.ShapeError for results of different
+// shapes or without maps.
+func MapsToSPORCO(res []*Result) (*tensor.Tensor, error) {
+	if len(res) == 0 || res[0] == nil || res[0].X == nil {
+		return nil, &tensor.ShapeError{Op: "csc.MapsToSPORCO: no coefficient maps", Want: []int{-1, -1, -1}, Got: nil}
+	}
+	sh := res[0].X.Shape
+	if len(sh) == 3 {
+		sh = append([]int{1}, sh...)
+	}
+	if len(sh) != 4 {
+		return nil, &tensor.ShapeError{Op: "csc.MapsToSPORCO", Want: []int{-1, -1, -1, -1}, Got: res[0].X.Shape}
+	}
+	cx, m, h, w := sh[0], sh[1], sh[2], sh[3]
+	n := len(res)
+	x := tensor.New(h, w, cx, n, m)
+	for i, r := range res {
+		if r == nil || r.X == nil || len(r.X.Data) != cx*m*h*w {
+			var got []int
+			if r != nil && r.X != nil {
+				got = r.X.Shape
+			}
+			return nil, &tensor.ShapeError{Op: fmt.Sprintf("csc.MapsToSPORCO: result %d", i), Want: res[0].X.Shape, Got: got}
+		}
+		for c := 0; c < cx; c++ {
+			for k := 0; k < m; k++ {
+				for p := 0; p < h*w; p++ {
+					x.Data[((p*cx+c)*n+i)*m+k] = r.X.Data[(c*m+k)*h*w+p]
+				}
+			}
+		}
+	}
+	return x, nil
+}

@@ -139,3 +139,38 @@ func TestReadDictionaryErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestMapsToSPORCO(t *testing.T) {
+	for _, cx := range []int{0, 2} { // 0: maps (M, H, W) shared by the channels
+		shape := []int{3, 4, 5} // M, H, W
+		if cx > 0 {
+			shape = append([]int{cx}, shape...)
+		}
+		res := make([]*Result, 2)
+		for i := range res {
+			res[i] = &Result{X: tensor.New(shape...)}
+			for j := range res[i].X.Data {
+				res[i].X.Data[j] = float32(100*i + j)
+			}
+		}
+		x, err := MapsToSPORCO(res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := max(cx, 1)
+		if want := []int{4, 5, c, 2, 3}; !slices.Equal(x.Shape, want) {
+			t.Fatalf("shape %v, want %v", x.Shape, want)
+		}
+		// Image 1, channel c-1, map 2 at (y=3, x=1): SPORCO X[y, x, c, n, m].
+		y, xx, ch, n, m := 3, 1, c-1, 1, 2
+		if got, want := x.Data[(((y*5+xx)*c+ch)*2+n)*3+m], res[n].X.Data[((ch*3+m)*4+y)*5+xx]; got != want {
+			t.Errorf("cx %d: layout %v != %v", cx, got, want)
+		}
+	}
+	if _, err := MapsToSPORCO([]*Result{{X: tensor.New(3, 4, 5)}, {X: tensor.New(3, 4, 4)}}); err == nil {
+		t.Error("results of different shapes: no error")
+	}
+	if _, err := MapsToSPORCO(nil); err == nil {
+		t.Error("no results: no error")
+	}
+}

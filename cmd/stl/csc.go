@@ -4,21 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"image"
-	_ "image/jpeg" // register JPEG for image.Decode
-	"image/png"
 	"io"
 	"math"
-	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/stl-defense/stl/admm"
 	"github.com/stl-defense/stl/csc"
-	"github.com/stl-defense/stl/dataset"
-	"github.com/stl-defense/stl/internal/safefile"
 	"github.com/stl-defense/stl/npy"
 	"github.com/stl-defense/stl/progress"
 	"github.com/stl-defense/stl/tensor"
@@ -187,23 +179,9 @@ func runCSCSolve(ctx context.Context, stdout, stderr io.Writer, o cscSolveOption
 			i, r.Objective, r.DFid, r.Reg, r.Iterations, r.Converged, 1000*r.Seconds)
 	}
 	if o.out != "" {
-		// SPORCO's layout (H, W, Cx, N, M): Cx = 1 for coefficient maps
-		// shared by the channels, C when a single-channel dictionary codes
-		// each channel separately.
-		n, h, w, m := len(res), imgs.Shape[2], imgs.Shape[3], d.M
-		cx := 1
-		if len(res[0].X.Shape) == 4 {
-			cx = res[0].X.Shape[0]
-		}
-		x := tensor.New(h, w, cx, n, m)
-		for i, r := range res {
-			for c := 0; c < cx; c++ {
-				for k := 0; k < m; k++ {
-					for p := 0; p < h*w; p++ {
-						x.Data[((p*cx+c)*n+i)*m+k] = r.X.Data[(c*m+k)*h*w+p]
-					}
-				}
-			}
+		x, err := csc.MapsToSPORCO(res)
+		if err != nil {
+			return err
 		}
 		if err := npy.WriteFile(o.out, x); err != nil {
 			return err
@@ -388,55 +366,14 @@ func runCSCLearn(ctx context.Context, stdout, stderr io.Writer, o cscLearnOption
 	if err := opt.Validate(); err != nil {
 		return usagef("%v", err)
 	}
-	var files []string
-	for _, p := range o.images {
-		st, err := os.Stat(p)
-		if err != nil {
-			return err
-		}
-		if !st.IsDir() {
-			files = append(files, p)
-			continue
-		}
-		ents, err := os.ReadDir(p)
-		if err != nil {
-			return err
-		}
-		for _, e := range ents {
-			switch strings.ToLower(filepath.Ext(e.Name())) {
-			case ".png", ".jpg", ".jpeg", ".npy":
-				if !e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
-					files = append(files, filepath.Join(p, e.Name()))
-				}
-			}
-		}
+	imgs, err := readCSCImageSet(o.images)
+	if err != nil {
+		return err
 	}
-	if len(files) == 0 {
-		return usagef("--images: no .npy, .png or .jpg files")
-	}
-	var parts []*tensor.Tensor
-	for _, p := range files {
-		t, err := readCSCImages(p)
-		if err != nil {
-			return err
-		}
-		if len(parts) > 0 && !tensor.SameShape(t.Sample(0), parts[0].Sample(0)) {
-			return fmt.Errorf("%s: images of shape %v, earlier ones %v", p, t.Shape[1:], parts[0].Shape[1:])
-		}
-		parts = append(parts, t)
-	}
-	imgs := concatBatches(parts)
 	if !o.raw {
-		n, c, h, w, _ := imgs.NCHW()
-		tk, err := csc.NewTikhonov(5, 16)
-		if err != nil {
+		lp := csc.DefaultProjectOptions()
+		if imgs, err = csc.Highpass(ctx, imgs, lp.TikhonovLambda, lp.Pad); err != nil {
 			return err
-		}
-		for i := 0; i < n*c; i++ {
-			ch := imgs.Data[i*h*w : (i+1)*h*w]
-			if err := tk.Split(nil, ch, append([]float32(nil), ch...), h, w); err != nil {
-				return err
-			}
 		}
 	}
 	bar := progress.NewBar(stderr)
@@ -457,78 +394,4 @@ func runCSCLearn(ctx context.Context, stdout, stderr io.Writer, o cscLearnOption
 		fmt.Fprintf(stdout, "wrote %s: %d filters %dx%dx%d learned on %d images\n", o.out, d.M, d.R, d.S, d.C, imgs.Shape[0])
 	}
 	return nil
-}
-
-func concatBatches(parts []*tensor.Tensor) *tensor.Tensor {
-	if len(parts) == 1 {
-		return parts[0]
-	}
-	n := 0
-	for _, p := range parts {
-		n += p.Shape[0]
-	}
-	out := tensor.New(append([]int{n}, parts[0].Shape[1:]...)...)
-	off := 0
-	for _, p := range parts {
-		off += copy(out.Data[off:], p.Data)
-	}
-	return out
-}
-
-// readCSCImages reads a SPORCO-layout .npy or a PNG/JPEG image into a
-// (N, C, H, W) batch.
-func readCSCImages(path string) (*tensor.Tensor, error) {
-	switch strings.ToLower(filepath.Ext(path)) {
-	case ".npy":
-		t, err := npy.ReadFile(path)
-		if err != nil {
-			return nil, err
-		}
-		b, err := csc.ImagesFromSPORCO(t)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		return b, nil
-	case ".png", ".jpg", ".jpeg":
-		f, err := os.Open(path)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		img, _, err := image.Decode(f)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		b := img.Bounds()
-		t := tensor.New(1, 3, b.Dy(), b.Dx())
-		if err := dataset.ImageToCHW(t.Data, img, 0); err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		return t, nil
-	}
-	return nil, usagef("%s: want a .npy, .png, .jpg or .jpeg file", path)
-}
-
-// writeCSCImages writes a (N, C, H, W) batch as SPORCO-layout .npy ((H, W, C)
-// for one image) or, for one image, as PNG.
-func writeCSCImages(path string, t *tensor.Tensor) error {
-	switch strings.ToLower(filepath.Ext(path)) {
-	case ".npy":
-		s, err := csc.ImagesToSPORCO(t, true)
-		if err != nil {
-			return err
-		}
-		return npy.WriteFile(path, s)
-	case ".png":
-		n, c, h, w, _ := t.NCHW()
-		if n != 1 {
-			return usagef("%s: %d images cannot go to one PNG; use .npy", path, n)
-		}
-		img, err := dataset.CHWToImage(t.Data, dataset.Shape{C: c, H: h, W: w})
-		if err != nil {
-			return err
-		}
-		return safefile.Write(path, func(wr io.Writer) error { return png.Encode(wr, img) })
-	}
-	return usagef("%s: want a .npy or .png output", path)
 }
