@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 
 	"github.com/stl-defense/stl/internal/safefile"
 	"github.com/stl-defense/stl/npy"
@@ -129,12 +128,11 @@ func EncodeDictionary(w io.Writer, d *Dictionary) error {
 
 // ReadDictionary reads a dictionary .npy file (see DecodeDictionary).
 func ReadDictionary(path string) (*Dictionary, error) {
-	f, err := os.Open(path)
+	t, err := npy.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	d, err := DecodeDictionary(f)
+	d, err := dictionaryFromSPORCO(t)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}

@@ -161,19 +161,34 @@ func (p *FFTWPlan) Forward(dst []complex64, src []float32) []complex64 {
 		dst = MakeComplex64(ComplexLen(p.h, p.w))
 	}
 	checkLens("Forward", p.h, p.w, len(src), len(dst))
+	execR2C(p.p.r2c, dst, src, p.scratch)
+	return dst
+}
+
+func (p *FFTWPlan) scratch() ([]float32, []complex64) { return p.rtmp, p.ctmp }
+
+// alignedExec runs exec(in, out) from src to dst, or from and to the
+// aligned scratch memory that scratch returns for whichever of them is not
+// aligned (FFTW's vectorized code needs aligned arrays).
+func alignedExec[I, O any](dst []O, src []I, scratch func() ([]I, []O), exec func(in, out unsafe.Pointer)) {
 	in, out := src, dst
 	if !isAligned(unsafe.Pointer(&src[0])) {
-		copy(p.rtmp, src)
-		in = p.rtmp
+		itmp, _ := scratch()
+		copy(itmp, src)
+		in = itmp
 	}
 	if !isAligned(unsafe.Pointer(&dst[0])) {
-		out = p.ctmp
+		_, out = scratch()
 	}
-	C.exec_r2c(p.p.r2c, (*C.float)(unsafe.Pointer(&in[0])), unsafe.Pointer(&out[0]))
+	exec(unsafe.Pointer(&in[0]), unsafe.Pointer(&out[0]))
 	if &out[0] != &dst[0] {
 		copy(dst, out)
 	}
-	return dst
+}
+
+// execR2C runs the real-to-complex plan from src to dst (see alignedExec).
+func execR2C(plan C.fftwf_plan, dst []complex64, src []float32, scratch func() ([]float32, []complex64)) {
+	alignedExec(dst, src, scratch, func(in, out unsafe.Pointer) { C.exec_r2c(plan, (*C.float)(in), out) })
 }
 
 // Inverse implements RealPlan2D.
@@ -232,11 +247,12 @@ func NewFFTWBatchPlan(h, w, n int) (*FFTWBatchPlan, error) {
 // Size implements BatchPlan2D.
 func (b *FFTWBatchPlan) Size() (int, int, int) { return b.h, b.w, b.n }
 
-func (b *FFTWBatchPlan) scratch() {
+func (b *FFTWBatchPlan) scratch() ([]float32, []complex64) {
 	if b.rtmp == nil {
 		b.rtmp = MakeFloat32(b.n * b.h * b.w)
 		b.ctmp = MakeComplex64(b.n * ComplexLen(b.h, b.w))
 	}
+	return b.rtmp, b.ctmp
 }
 
 // Forward implements BatchPlan2D.
@@ -245,20 +261,7 @@ func (b *FFTWBatchPlan) Forward(dst []complex64, src []float32) []complex64 {
 		dst = MakeComplex64(b.n * ComplexLen(b.h, b.w))
 	}
 	checkBatchLens("Forward", b.h, b.w, b.n, len(src), len(dst))
-	in, out := src, dst
-	if !isAligned(unsafe.Pointer(&src[0])) {
-		b.scratch()
-		copy(b.rtmp, src)
-		in = b.rtmp
-	}
-	if !isAligned(unsafe.Pointer(&dst[0])) {
-		b.scratch()
-		out = b.ctmp
-	}
-	C.exec_r2c(b.p.r2c, (*C.float)(unsafe.Pointer(&in[0])), unsafe.Pointer(&out[0]))
-	if &out[0] != &dst[0] {
-		copy(dst, out)
-	}
+	execR2C(b.p.r2c, dst, src, b.scratch)
 	return dst
 }
 
@@ -269,19 +272,10 @@ func (b *FFTWBatchPlan) InverseUnnormalized(dst []float32, src []complex64) []fl
 		dst = MakeFloat32(b.n * b.h * b.w)
 	}
 	checkBatchLens("InverseUnnormalized", b.h, b.w, b.n, len(dst), len(src))
-	in, out := src, dst
-	if !isAligned(unsafe.Pointer(&src[0])) {
-		b.scratch()
-		copy(b.ctmp, src)
-		in = b.ctmp
+	swapped := func() ([]complex64, []float32) {
+		rtmp, ctmp := b.scratch()
+		return ctmp, rtmp
 	}
-	if !isAligned(unsafe.Pointer(&dst[0])) {
-		b.scratch()
-		out = b.rtmp
-	}
-	C.exec_c2r(b.p.c2r, unsafe.Pointer(&in[0]), (*C.float)(unsafe.Pointer(&out[0])))
-	if &out[0] != &dst[0] {
-		copy(dst, out)
-	}
+	alignedExec(dst, src, swapped, func(in, out unsafe.Pointer) { C.exec_c2r(b.p.c2r, in, (*C.float)(out)) })
 	return dst
 }
