@@ -47,7 +47,7 @@ func (*STL) Randomized() bool { return false }
 // x in a new tensor. x is checked here, once: shape, the defense's image
 // size when the STL comes from Defense.Transforms, finite values.
 func (t *STL) Apply(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
-	if _, _, _, _, err := checkInput("defense.STL.Apply", x, 0, t.spec); err != nil {
+	if err := checkInput("defense.STL.Apply", x, 0, t.spec); err != nil {
 		return nil, err
 	}
 	dst := tensor.New(x.Shape...)
@@ -63,13 +63,14 @@ func (t *STL) Apply(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, erro
 // checkInput checks a batch at a transform's entry: checkImages (shape,
 // channel count when channels > 0, finite values), after the defense's
 // image size when spec is not nil.
-func checkInput(op string, x *tensor.Tensor, channels int, spec *Defense) (n, c, h, w int, err error) {
+func checkInput(op string, x *tensor.Tensor, channels int, spec *Defense) error {
 	if spec != nil && x != nil {
 		if err := spec.CheckImages(x); err != nil {
-			return 0, 0, 0, 0, err
+			return err
 		}
 	}
-	return checkImages(op, x, channels)
+	_, _, _, _, err := checkImages(op, x, channels)
+	return err
 }
 
 // StratifiedSTL is the stratified Sparse Transformation Layer, the paper's
@@ -114,7 +115,7 @@ func (t *StratifiedSTL) Stratifier() *Stratifier { return t.strat }
 // (Stratifier.Assign) and returns the projections in a new tensor. x is
 // checked here, once, as by STL.Apply.
 func (t *StratifiedSTL) Apply(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
-	if _, _, _, _, err := checkInput("defense.StratifiedSTL.Apply", x, t.strat.channels, t.spec); err != nil {
+	if err := checkInput("defense.StratifiedSTL.Apply", x, t.strat.channels, t.spec); err != nil {
 		return nil, err
 	}
 	clusters, err := t.strat.assign(ctx, x)
@@ -129,7 +130,7 @@ func (t *StratifiedSTL) Apply(ctx context.Context, x *tensor.Tensor) (*tensor.Te
 // the training images with their k-means labels). It returns the
 // projections in a new tensor.
 func (t *StratifiedSTL) ApplyClusters(ctx context.Context, x *tensor.Tensor, clusters []int) (*tensor.Tensor, error) {
-	if _, _, _, _, err := checkInput("defense.StratifiedSTL.Apply", x, 0, t.spec); err != nil {
+	if err := checkInput("defense.StratifiedSTL.Apply", x, 0, t.spec); err != nil {
 		return nil, err
 	}
 	return t.applyClusters(ctx, x, clusters)
