@@ -269,9 +269,12 @@ func (e *DictionaryError) Error() string {
 }
 
 // checkDictionary returns a *DictionaryError unless d has m filters of c
-// channels and size x size pixels, and d's own error (non-finite values,
-// inconsistent length) when it is invalid.
+// channels and size x size pixels, and an error for a nil d or d's own
+// error (non-finite values, inconsistent length) when it is invalid.
 func checkDictionary(d *csc.Dictionary, m, c, size int) error {
+	if d == nil {
+		return errors.New("missing dictionary")
+	}
 	if want, got := [4]int{m, c, size, size}, [4]int{d.M, d.C, d.R, d.S}; got != want {
 		return &DictionaryError{Want: want, Got: got}
 	}
