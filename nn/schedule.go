@@ -93,3 +93,43 @@ func (o OneCycle) LR(step, total int) float64 {
 	}
 	return anneal(o.Max, end, math.Min((s-up)/down, 1))
 }
+
+// ScheduleKind names a learning-rate schedule for TrainOptions.
+type ScheduleKind string
+
+// Schedules.
+const (
+	ScheduleOneCycle ScheduleKind = "onecycle" // DefaultOneCycle(LR)
+	ScheduleCosine   ScheduleKind = "cosine"   // Cosine{Base: LR, Warmup: one epoch}
+	ScheduleStep     ScheduleKind = "step"     // x0.1 at 50% and 75% of the epochs
+	ScheduleConstant ScheduleKind = "constant"
+)
+
+func (k ScheduleKind) build(lr float64, stepsPerEpoch, epochs int) (Schedule, error) {
+	switch k {
+	case ScheduleOneCycle:
+		return DefaultOneCycle(lr), nil
+	case ScheduleCosine:
+		return Cosine{Base: lr, Warmup: stepsPerEpoch}, nil
+	case ScheduleStep:
+		return stepAt{lr, []int{epochs / 2 * stepsPerEpoch, epochs * 3 / 4 * stepsPerEpoch}}, nil
+	case ScheduleConstant:
+		return Constant(lr), nil
+	}
+	return nil, fmt.Errorf("nn: unknown schedule %q", k)
+}
+
+type stepAt struct {
+	base      float64
+	milestone []int
+}
+
+func (s stepAt) LR(step, _ int) float64 {
+	lr := s.base
+	for _, m := range s.milestone {
+		if step >= m {
+			lr *= 0.1
+		}
+	}
+	return lr
+}
