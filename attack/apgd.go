@@ -371,7 +371,7 @@ func (s *apgdState) eval(ctx context.Context, m Model, idx []int, withGrad bool)
 			loss[a] = s.loss(z.Data[a*k:(a+1)*k], s.ys[i], s.ts[i], nil)
 		}
 	}
-	return loss, argmax(z, k), nil
+	return loss, z.ArgmaxRows(nil), nil
 }
 
 // step moves image i from cur to the next iterate (eq. 2-3), keeping the

@@ -156,7 +156,7 @@ func TestAPGDLossGradientModel(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			o := DefaultAPGDOptions()
 			o.Loss = tc.loss
-			s := newAPGDState(batch{n: 3, c: fixC, h: fixH, w: fixW, d: 64, k: k}, o, x.Data, labels, argmax(z0, k))
+			s := newAPGDState(batch{n: 3, c: fixC, h: fixH, w: fixW, d: 64, k: k}, o, x.Data, labels, z0.ArgmaxRows(nil))
 			for i := range s.ts {
 				s.ts[i] = rankedClass(z0.Data[i*k:(i+1)*k], 2)
 			}

@@ -313,23 +313,6 @@ func (b batch) grad(ctx context.Context, m Model, x *tensor.Tensor, seed func(z,
 	return z, g, nil
 }
 
-// argmax returns the index of the largest logit of each row.
-func argmax(z *tensor.Tensor, k int) []int {
-	n := len(z.Data) / k
-	out := make([]int, n)
-	for i := 0; i < n; i++ {
-		row := z.Data[i*k : (i+1)*k]
-		best := 0
-		for j := 1; j < k; j++ {
-			if row[j] > row[best] {
-				best = j
-			}
-		}
-		out[i] = best
-	}
-	return out
-}
-
 // l2 returns the Euclidean norm of v, accumulated in float64.
 func l2(v []float32) float64 {
 	s := 0.0
@@ -430,7 +413,7 @@ func finish(ctx context.Context, b batch, m Model, x0, adv *tensor.Tensor, clean
 		Dissim:    make([]float64, b.n),
 		LInf:      make([]float64, b.n),
 		CleanPred: cleanPred,
-		AdvPred:   argmax(z, b.k),
+		AdvPred:   z.ArgmaxRows(nil),
 		Success:   make([]bool, b.n),
 		Passes:    iters,
 	}

@@ -63,7 +63,6 @@ func RunBatches(ctx context.Context, a Attack, m Model, x *tensor.Tensor, labels
 		return nil, err
 	}
 	n := x.Shape[0]
-	d := len(x.Data) / n
 	all := &Result{Adv: tensor.New(x.Shape...)}
 	stage := "attack " + a.Name()
 	rep.Report(stage, 0, n, "")
@@ -72,7 +71,7 @@ func RunBatches(ctx context.Context, a Attack, m Model, x *tensor.Tensor, labels
 			return nil, err
 		}
 		hi := min(lo+o.Size, n)
-		xb := &tensor.Tensor{Shape: append([]int{hi - lo}, x.Shape[1:]...), Data: x.Data[lo*d : hi*d]}
+		xb := x.Batch(lo, hi)
 		ckpt := ""
 		if o.CheckpointDir != "" {
 			ckpt = filepath.Join(o.CheckpointDir, fmt.Sprintf("batch-%06d-%06d", lo, hi-1))
@@ -94,7 +93,7 @@ func RunBatches(ctx context.Context, a Attack, m Model, x *tensor.Tensor, labels
 				}
 			}
 		}
-		copy(all.Adv.Data[lo*d:hi*d], r.Adv.Data)
+		copy(all.Adv.Batch(lo, hi).Data, r.Adv.Data)
 		all.appendFigures(r)
 		rep.Report(stage, hi, n, fmt.Sprintf("success %.1f%%", 100*all.SuccessRate()))
 	}

@@ -219,7 +219,7 @@ func (a *CW) Run(ctx context.Context, m Model, x *tensor.Tensor, labels []int) (
 				if err != nil {
 					return nil, err
 				}
-				clean = argmax(zc, k)
+				clean = zc.ArgmaxRows(nil)
 			}
 			t := float64(it + 1)
 			lr := o.LearningRate * math.Sqrt(1-math.Pow(b2, t)) / (1 - math.Pow(b1, t))

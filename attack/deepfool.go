@@ -99,7 +99,7 @@ func (a *DeepFool) Run(ctx context.Context, m Model, x *tensor.Tensor, labels []
 	if err != nil {
 		return nil, err
 	}
-	clean := argmax(z0, b.k)
+	clean := z0.ArgmaxRows(nil)
 	nc := o.Candidates
 	if nc == 0 || nc > b.k {
 		nc = b.k
@@ -158,7 +158,7 @@ func (a *DeepFool) Run(ctx context.Context, m Model, x *tensor.Tensor, labels []
 					if c == 0 && iter > 0 {
 						// The logits of the current iterate decide which
 						// images are still correctly classified.
-						still[li] = argmax1(row) == labels[gi]
+						still[li] = tensor.Argmax(row) == labels[gi]
 					}
 					if !still[li] {
 						continue
@@ -253,14 +253,4 @@ func gather(b batch, x *tensor.Tensor, idx []int) (*tensor.Tensor, batch) {
 	sb := b
 	sb.n = len(idx)
 	return sub, sb
-}
-
-func argmax1(row []float32) int {
-	best := 0
-	for j := 1; j < len(row); j++ {
-		if row[j] > row[best] {
-			best = j
-		}
-	}
-	return best
 }

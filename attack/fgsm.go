@@ -82,7 +82,7 @@ func (a *FGSM) Run(ctx context.Context, m Model, x *tensor.Tensor, labels []int)
 	if err != nil {
 		return nil, err
 	}
-	clean := argmax(z, b.k)
+	clean := z.ArgmaxRows(nil)
 	r := radii(a.opts.Budget, x.Data, b.n, b.d)
 	adv := x.Clone()
 	signStep(a.opts.Budget.Norm, adv.Data, g.Data, r, b.d)

@@ -43,5 +43,5 @@ func cleanPass(ctx context.Context, b batch, m Model, x *tensor.Tensor) (*tensor
 	if err != nil {
 		return nil, nil, err
 	}
-	return z, argmax(z, b.k), nil
+	return z, z.ArgmaxRows(nil), nil
 }

@@ -290,7 +290,7 @@ func (it iterSpec) run(ctx context.Context, b batch, m Model, x0 *tensor.Tensor,
 			return nil, err
 		}
 		if step == 0 && clean == nil && sameData(adv, x0) {
-			clean = argmax(z, b.k)
+			clean = z.ArgmaxRows(nil)
 		}
 		if it.sign {
 			signStep(it.budget.Norm, adv.Data, g.Data, s, b.d)
@@ -304,7 +304,7 @@ func (it iterSpec) run(ctx context.Context, b batch, m Model, x0 *tensor.Tensor,
 		if err != nil {
 			return nil, err
 		}
-		clean = argmax(z, b.k)
+		clean = z.ArgmaxRows(nil)
 	}
 	return finish(ctx, b, m, x0, adv, clean, labels, it.targeted, it.steps)
 }

@@ -34,7 +34,7 @@ func vggSmall(tb testing.TB, n int) (*nn.Classifier, *tensor.Tensor, []int) {
 	}
 	// Label each image with its clean prediction, so that every image is
 	// correctly classified and untargeted attacks have work to do.
-	return m, x, argmax(z, m.NumClasses())
+	return m, x, z.ArgmaxRows(nil)
 }
 
 // TestNNClassifier runs every attack, shortened, against nn's vgg-small and

@@ -82,7 +82,7 @@ func TestKnownOptimum(t *testing.T) {
 		x.Data[i] = float32(0.4 + 0.2*rng.Float64())
 	}
 	z, _ := m.Logits(context.Background(), x)
-	labels := argmax(z, k)
+	labels := z.ArgmaxRows(nil)
 	opt := make([]float64, n)
 	for i := range opt {
 		opt[i] = m.minDist(z.Data[i*k:(i+1)*k], x.Data[i*d:(i+1)*d], labels[i])

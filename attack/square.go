@@ -187,7 +187,7 @@ func (a *Square) RunQueries(ctx context.Context, m Model, x *tensor.Tensor, labe
 			return nil, err
 		}
 		passes++
-		pred := argmax(z, b.k)
+		pred := z.ArgmaxRows(nil)
 		next := active[:0]
 		for a, i := range active {
 			queries[i]++

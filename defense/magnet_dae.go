@@ -145,15 +145,14 @@ func (d *MagNetDAE) Reconstruct(ctx context.Context, x *tensor.Tensor) (*tensor.
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	out := tensor.New(n, c, h, w)
-	per := c * h * w
 	for lo := 0; lo < n; lo += magnetChunk {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		hi := min(lo+magnetChunk, n)
-		part := &tensor.Tensor{Shape: []int{hi - lo, c, h, w}, Data: in.Data[lo*per : hi*per]}
+		part := in.Batch(lo, hi)
 		y := d.net.Forward(part, false)
-		copy(out.Data[lo*per:hi*per], y.Data)
+		copy(out.Batch(lo, hi).Data, y.Data)
 	}
 	return out, nil
 }
@@ -184,19 +183,18 @@ func (d *MagNetDAE) VJP(ctx context.Context, x, gy *tensor.Tensor) (*tensor.Tens
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	out := tensor.New(n, c, h, w)
-	per := c * h * w
 	for lo := 0; lo < n; lo += magnetChunk {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		hi := min(lo+magnetChunk, n)
-		part := &tensor.Tensor{Shape: []int{hi - lo, c, h, w}, Data: in.Data[lo*per : hi*per]}
+		part := in.Batch(lo, hi)
 		// nn's Backward may work in place in dy's storage: hand it a copy so
 		// the caller's gy is never modified.
-		g := &tensor.Tensor{Shape: []int{hi - lo, c, h, w}, Data: append([]float32(nil), gy.Data[lo*per:hi*per]...)}
+		g := gy.Batch(lo, hi).Clone()
 		d.net.Forward(part, false)
 		dx := d.net.Backward(g, nn.GradMode{Input: true})
-		copy(out.Data[lo*per:hi*per], dx.Data)
+		copy(out.Batch(lo, hi).Data, dx.Data)
 	}
 	return out, nil
 }

@@ -147,15 +147,14 @@ func checkImages(op string, x *tensor.Tensor, channels int) (n, c, h, w int, err
 // reporting each batch to rep (stage "encode"; rep may be nil).
 func encodeCodes(ctx context.Context, enc Encoder, pca *cluster.PCA, resolution int, x *tensor.Tensor, rep progress.Reporter) (*tensor.Tensor, error) {
 	rep = progress.Or(rep)
-	n, c, h, w := x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3]
+	n := x.Shape[0]
 	var out *tensor.Tensor
-	per := c * h * w
 	for start := 0; start < n; start += EncodeBatch {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		end := min(start+EncodeBatch, n)
-		batch := &tensor.Tensor{Shape: []int{end - start, c, h, w}, Data: x.Data[start*per : end*per]}
+		batch := x.Batch(start, end)
 		small, err := areaResize(batch, resolution, resolution)
 		if err != nil {
 			return nil, err

@@ -1066,7 +1066,6 @@ func stageSeed(seed int64, stage string) uint64 {
 // applyBatched applies t to x in batches, reporting progress in images.
 func applyBatched(ctx context.Context, t defense.Transform, x *tensor.Tensor, what string, rep progress.Reporter) (*tensor.Tensor, error) {
 	n := x.Shape[0]
-	per := len(x.Data) / max(1, n)
 	out := tensor.New(x.Shape...)
 	rep.Report(what, 0, n, "")
 	for lo := 0; lo < n; lo += transformBatch {
@@ -1074,7 +1073,7 @@ func applyBatched(ctx context.Context, t defense.Transform, x *tensor.Tensor, wh
 			return nil, err
 		}
 		hi := min(lo+transformBatch, n)
-		xb := &tensor.Tensor{Shape: append([]int{hi - lo}, x.Shape[1:]...), Data: x.Data[lo*per : hi*per]}
+		xb := x.Batch(lo, hi)
 		yb, err := t.Apply(ctx, xb)
 		if err != nil {
 			return nil, err
@@ -1082,7 +1081,7 @@ func applyBatched(ctx context.Context, t defense.Transform, x *tensor.Tensor, wh
 		if !tensor.SameShape(xb, yb) {
 			return nil, &tensor.ShapeError{Op: "transform " + t.Name(), Want: xb.Shape, Got: yb.Shape}
 		}
-		copy(out.Data[lo*per:hi*per], yb.Data)
+		copy(out.Batch(lo, hi).Data, yb.Data)
 		rep.Report(what, hi, n, "")
 	}
 	return out, nil
@@ -1091,26 +1090,15 @@ func applyBatched(ctx context.Context, t defense.Transform, x *tensor.Tensor, wh
 // predict returns the classes m predicts for x, in batches.
 func predict(ctx context.Context, m attack.Model, x *tensor.Tensor) ([]int, error) {
 	n := x.Shape[0]
-	per := len(x.Data) / max(1, n)
 	pred := make([]int, 0, n)
 	for lo := 0; lo < n; lo += predictBatch {
 		hi := min(lo+predictBatch, n)
-		xb := &tensor.Tensor{Shape: append([]int{hi - lo}, x.Shape[1:]...), Data: x.Data[lo*per : hi*per]}
+		xb := x.Batch(lo, hi)
 		logits, err := m.Logits(ctx, xb)
 		if err != nil {
 			return nil, err
 		}
-		k := logits.Shape[len(logits.Shape)-1]
-		for i := 0; i < hi-lo; i++ {
-			row := logits.Data[i*k : (i+1)*k]
-			best := 0
-			for j, v := range row {
-				if v > row[best] {
-					best = j
-				}
-			}
-			pred = append(pred, best)
-		}
+		pred = append(pred, logits.ArgmaxRows(nil)...)
 	}
 	return pred, nil
 }

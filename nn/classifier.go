@@ -98,12 +98,6 @@ func checkInput(op string, x *tensor.Tensor, c, h, w int) error {
 	return nil
 }
 
-func chunk(x *tensor.Tensor, lo, hi int) *tensor.Tensor {
-	per := x.Len() / x.Shape[0]
-	shape := append([]int{hi - lo}, x.Shape[1:]...)
-	return &tensor.Tensor{Shape: shape, Data: x.Data[lo*per : hi*per]}
-}
-
 // Logits implements attack.Model: inference-mode logits (N, K) of x (N, C,
 // H, W), computed in chunks of ChunkSize, with each batch norm folded into
 // the convolution before it (one pass fewer over the activations; equal to
@@ -123,8 +117,8 @@ func (m *Classifier) Logits(ctx context.Context, x *tensor.Tensor) (*tensor.Tens
 			return nil, err
 		}
 		hi := min(lo+ChunkSize, n)
-		y := m.net.forwardInfer(chunk(x, lo, hi))
-		copy(out.Data[lo*k:hi*k], y.Data)
+		y := m.net.forwardInfer(x.Batch(lo, hi))
+		copy(out.Batch(lo, hi).Data, y.Data)
 	}
 	return out, nil
 }
@@ -160,25 +154,19 @@ func (m *Classifier) InputGrad(ctx context.Context, x *tensor.Tensor, seed func(
 			return nil, nil, err
 		}
 		hi := min(lo+ChunkSize, n)
-		copy(logits.Data[lo*k:hi*k], m.net.forwardInfer(chunk(x, lo, hi)).Data)
+		copy(logits.Batch(lo, hi).Data, m.net.forwardInfer(x.Batch(lo, hi)).Data)
 	}
 	seed(logits, g)
-	per := x.Len() / n
 	for lo := 0; lo < n; lo += ChunkSize {
 		if err := ctx.Err(); err != nil {
 			return nil, nil, err
 		}
 		hi := min(lo+ChunkSize, n)
-		m.net.forwardInfer(chunk(x, lo, hi))
-		dx := m.net.Backward(chunk2(g, lo, hi), GradMode{Input: true})
-		copy(grad.Data[lo*per:hi*per], dx.Data)
+		m.net.forwardInfer(x.Batch(lo, hi))
+		dx := m.net.Backward(g.Batch(lo, hi), GradMode{Input: true})
+		copy(grad.Batch(lo, hi).Data, dx.Data)
 	}
 	return logits, grad, nil
-}
-
-func chunk2(t *tensor.Tensor, lo, hi int) *tensor.Tensor {
-	k := t.Shape[1]
-	return &tensor.Tensor{Shape: []int{hi - lo, k}, Data: t.Data[lo*k : hi*k]}
 }
 
 // trainStep runs a training-mode forward on x, computes the loss with

@@ -80,7 +80,7 @@ func (d *DAE) Encode(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, err
 			return nil, err
 		}
 		hi := min(lo+ChunkSize, n)
-		z := d.enc.Forward(chunk(x, lo, hi), false)
+		z := d.enc.Forward(x.Batch(lo, hi), false)
 		copy(out.Data[lo*dim:hi*dim], z.Data)
 	}
 	return out, nil
@@ -102,7 +102,7 @@ func (d *DAE) Reconstruct(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor
 			return nil, err
 		}
 		hi := min(lo+ChunkSize, n)
-		y := d.dec.Forward(d.enc.Forward(chunk(x, lo, hi), false), false)
+		y := d.dec.Forward(d.enc.Forward(x.Batch(lo, hi), false), false)
 		o := out.Data[lo*per : hi*per]
 		for i, v := range y.Data {
 			o[i] = sigmoid(v)

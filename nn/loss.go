@@ -28,12 +28,8 @@ func SoftmaxCrossEntropy(logits *tensor.Tensor, labels []int, smoothing float64,
 			return 0, 0, fmt.Errorf("nn: label %d of example %d outside [0, %d)", y, i, k)
 		}
 		row := logits.Data[i*k : (i+1)*k]
-		mx, am := math.Inf(-1), 0
-		for j, v := range row {
-			if float64(v) > mx {
-				mx, am = float64(v), j
-			}
-		}
+		am := tensor.Argmax(row)
+		mx := float64(row[am])
 		if am == y {
 			correct++
 		}

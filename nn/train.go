@@ -177,7 +177,7 @@ func (m *Classifier) evaluate(ctx context.Context, set Labeled) (float64, float6
 			return 0, 0, err
 		}
 		hi := min(lo+ChunkSize, n)
-		y := m.net.Forward(chunk(set.Images, lo, hi), false)
+		y := m.net.Forward(set.Images.Batch(lo, hi), false)
 		l, c, err := SoftmaxCrossEntropy(y, set.Labels[lo:hi], 0, nil)
 		if err != nil {
 			return 0, 0, err

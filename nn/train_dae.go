@@ -142,7 +142,7 @@ func (d *DAE) evalLoss(ctx context.Context, x *tensor.Tensor) (float64, error) {
 			return 0, err
 		}
 		hi := min(lo+ChunkSize, n)
-		in := chunk(x, lo, hi)
+		in := x.Batch(lo, hi)
 		y := d.dec.Forward(d.enc.Forward(in, false), false)
 		l, err := BCEWithLogits(y, in, nil)
 		if err != nil {

@@ -84,12 +84,63 @@ func (t *Tensor) Sample(i int) *Tensor {
 	if len(t.Shape) == 0 || i < 0 || i >= t.Shape[0] {
 		panic(fmt.Sprintf("tensor: sample %d out of range for shape %v", i, t.Shape))
 	}
+	return t.Batch(i, i+1)
+}
+
+// Batch returns a view (sharing Data, so writes go to t) of entries lo to
+// hi-1 along the first dimension: shape (hi-lo, Shape[1:]...). It is how a
+// large batch is processed in chunks: x.Batch(lo, hi) as the input,
+// copy(out.Batch(lo, hi).Data, y.Data) to store the result. It allocates
+// only the new Shape. It panics unless 0 <= lo <= hi <= Shape[0], an
+// internal invariant.
+func (t *Tensor) Batch(lo, hi int) *Tensor {
+	if len(t.Shape) == 0 || lo < 0 || lo > hi || hi > t.Shape[0] {
+		panic(fmt.Sprintf("tensor: batch [%d, %d) out of range for shape %v", lo, hi, t.Shape))
+	}
 	per := 1
 	for _, d := range t.Shape[1:] {
 		per *= d
 	}
-	shape := append([]int{1}, t.Shape[1:]...)
-	return &Tensor{Shape: shape, Data: t.Data[i*per : (i+1)*per]}
+	shape := append([]int{hi - lo}, t.Shape[1:]...)
+	return &Tensor{Shape: shape, Data: t.Data[lo*per : hi*per]}
+}
+
+// Argmax returns the index of the largest value of v, the first one on
+// ties, or -1 when v is empty. NaN values are never chosen over an earlier
+// number (v[0] is chosen when it is NaN).
+func Argmax(v []float32) int {
+	if len(v) == 0 {
+		return -1
+	}
+	best := 0
+	for j := 1; j < len(v); j++ {
+		if v[j] > v[best] {
+			best = j
+		}
+	}
+	return best
+}
+
+// ArgmaxRows returns Argmax of each row of t read as (N, K) rows of K =
+// Shape[len(Shape)-1] values (logits to predicted classes). It writes into
+// dst when it has room for N values and allocates otherwise.
+func (t *Tensor) ArgmaxRows(dst []int) []int {
+	if len(t.Shape) == 0 {
+		return dst[:0]
+	}
+	k := t.Shape[len(t.Shape)-1]
+	n := 0
+	if k > 0 {
+		n = len(t.Data) / k
+	}
+	if cap(dst) < n {
+		dst = make([]int, n)
+	}
+	dst = dst[:n]
+	for i := range dst {
+		dst[i] = Argmax(t.Data[i*k : (i+1)*k])
+	}
+	return dst
 }
 
 // Validate checks that Shape describes exactly len(Data) values and that

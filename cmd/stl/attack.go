@@ -487,12 +487,11 @@ func attackRunKey(f attackFlags, a attack.Attack, data string, indices []int) st
 // defendedAccuracy is the accuracy of m on T(x), in batches.
 func defendedAccuracy(ctx context.Context, t attack.Transform, m attack.Model, x *tensor.Tensor, labels []int, batch int, rep progress.Reporter) (float64, error) {
 	n := len(labels)
-	d := len(x.Data) / n
 	right := 0
 	stage := "defend " + t.Name()
 	for lo := 0; lo < n; lo += batch {
 		hi := min(lo+batch, n)
-		xb := &tensor.Tensor{Shape: append([]int{hi - lo}, x.Shape[1:]...), Data: x.Data[lo*d : hi*d]}
+		xb := x.Batch(lo, hi)
 		y, err := t.Apply(ctx, xb)
 		if err != nil {
 			return 0, err
@@ -503,7 +502,7 @@ func defendedAccuracy(ctx context.Context, t attack.Transform, m attack.Model, x
 		}
 		k := m.NumClasses()
 		for i := 0; i < hi-lo; i++ {
-			if slices.Index(z.Data[i*k:(i+1)*k], slices.Max(z.Data[i*k:(i+1)*k])) == labels[lo+i] {
+			if tensor.Argmax(z.Data[i*k:(i+1)*k]) == labels[lo+i] {
 				right++
 			}
 		}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -124,7 +123,7 @@ func runBenchAttack(ctx context.Context, f benchAttackFlags, stdout io.Writer, b
 	k := clf.NumClasses()
 	for i := range set.Labels {
 		row := z.Data[i*k : (i+1)*k]
-		set.Labels[i] = slices.Index(row, slices.Max(row))
+		set.Labels[i] = tensor.Argmax(row)
 	}
 	rep := benchAttackReport{Model: name, Data: set.Name, Images: set.Len(), Threads: threads, Go: runtime.Version()}
 	for _, pname := range attack.PaperAttacks {

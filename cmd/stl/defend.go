@@ -117,14 +117,13 @@ func runDefend(ctx context.Context, stdout, stderr io.Writer, o defendOptions) e
 		return fmt.Errorf("--out %s: %w", o.out, err)
 	}
 	out := &dataset.Set{Images: tensor.New(set.Images.Shape...), Labels: set.Labels, Classes: set.Classes, Name: set.Name}
-	per := set.Images.Len() / max(n, 1)
 	start := time.Now()
 	stage := "project " + tr.Name()
 	bar.Report(stage, 0, n, "")
 	resumed := 0
 	for b, lo := 0, 0; lo < n; b, lo = b+1, lo+o.batch {
 		hi := min(lo+o.batch, n)
-		dst := out.Images.Data[lo*per : hi*per]
+		dst := out.Images.Batch(lo, hi).Data
 		assign := make([]int32, hi-lo)
 		ok, err := part.Load(b, dst, assign)
 		if err != nil {
@@ -171,8 +170,7 @@ func runDefend(ctx context.Context, stdout, stderr io.Writer, o defendOptions) e
 // projectBatch projects images lo..hi-1 of x into dst, with the universal
 // dictionary or by cluster; assign receives each image's cluster.
 func projectBatch(ctx context.Context, universal bool, uni *defense.STL, strat *defense.StratifiedSTL, x *tensor.Tensor, lo, hi int, dst []float32, assign []int32) error {
-	per := x.Len() / x.Shape[0]
-	b := &tensor.Tensor{Shape: append([]int{hi - lo}, x.Shape[1:]...), Data: x.Data[lo*per : hi*per]}
+	b := x.Batch(lo, hi)
 	var y *tensor.Tensor
 	var err error
 	if universal {
