@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand"
 
+	"github.com/stl-defense/stl/internal/augment"
 	"github.com/stl-defense/stl/tensor"
 )
 
@@ -61,39 +62,12 @@ func (a *Augmenter) Apply(dst, src *tensor.Tensor) (*tensor.Tensor, error) {
 	} else if !tensor.SameShape(dst, src) {
 		return nil, &tensor.ShapeError{Op: "dataset.Augmenter.Apply", Want: src.Shape, Got: dst.Shape}
 	}
-	p := a.opts.Pad
+	p, per := a.opts.Pad, c*h*w
 	for i := 0; i < n; i++ {
 		dy := a.rng.Intn(2*p+1) - p
 		dx := a.rng.Intn(2*p+1) - p
 		flip := a.opts.Flip && a.rng.Intn(2) == 1
-		for ch := 0; ch < c; ch++ {
-			base := (i*c + ch) * h * w
-			in := src.Data[base : base+h*w]
-			out := dst.Data[base : base+h*w]
-			for y := 0; y < h; y++ {
-				sy := y + dy
-				row := out[y*w : (y+1)*w]
-				if sy < 0 || sy >= h {
-					for x := range row {
-						row[x] = 0
-					}
-					continue
-				}
-				srow := in[sy*w : (sy+1)*w]
-				for x := range row {
-					xx := x
-					if flip {
-						xx = w - 1 - x
-					}
-					sx := xx + dx
-					if sx < 0 || sx >= w {
-						row[x] = 0
-					} else {
-						row[x] = srow[sx]
-					}
-				}
-			}
-		}
+		augment.ShiftFlip(dst.Data[i*per:(i+1)*per], src.Data[i*per:(i+1)*per], c, h, w, dy, dx, flip)
 	}
 	return dst, nil
 }

@@ -3,50 +3,25 @@ package nn
 import (
 	"math/rand/v2"
 
+	"github.com/stl-defense/stl/internal/augment"
 	"github.com/stl-defense/stl/tensor"
 )
 
 // augmentInto copies images idx of src into dst (len(idx), C, H, W),
 // applying a random crop of the zero-padded image (pad pixels each side)
-// and a random horizontal flip when flip is set.
+// and a random horizontal flip when flip is set. For each image, in
+// order, it draws the vertical then the horizontal shift in [-pad, pad]
+// (no draw when pad is 0) and then, when flip is set, a coin.
 func augmentInto(dst []float32, src *tensor.Tensor, idx []int, pad int, flip bool, rng *rand.Rand) {
 	c, h, w := src.Shape[1], src.Shape[2], src.Shape[3]
 	per := c * h * w
 	for i, j := range idx {
-		img := src.Data[j*per : (j+1)*per]
-		out := dst[i*per : (i+1)*per]
 		dy, dx := 0, 0
 		if pad > 0 {
 			dy, dx = rng.IntN(2*pad+1)-pad, rng.IntN(2*pad+1)-pad
 		}
 		fl := flip && rng.IntN(2) == 1
-		if dy == 0 && dx == 0 && !fl {
-			copy(out, img)
-			continue
-		}
-		for ch := 0; ch < c; ch++ {
-			for y := 0; y < h; y++ {
-				sy := y + dy
-				row := out[(ch*h+y)*w : (ch*h+y+1)*w]
-				if sy < 0 || sy >= h {
-					clear(row)
-					continue
-				}
-				srow := img[(ch*h+sy)*w : (ch*h+sy+1)*w]
-				for x := 0; x < w; x++ {
-					xx := x
-					if fl {
-						xx = w - 1 - x
-					}
-					sx := xx + dx
-					if sx < 0 || sx >= w {
-						row[x] = 0
-					} else {
-						row[x] = srow[sx]
-					}
-				}
-			}
-		}
+		augment.ShiftFlip(dst[i*per:(i+1)*per], src.Data[j*per:(j+1)*per], c, h, w, dy, dx, fl)
 	}
 }
 
