@@ -1,10 +1,10 @@
 package dataset
 
 import (
-	"fmt"
 	"math/rand"
 
 	"github.com/stl-defense/stl/internal/augment"
+	"github.com/stl-defense/stl/internal/option"
 	"github.com/stl-defense/stl/tensor"
 )
 
@@ -23,10 +23,10 @@ type AugmentOptions struct {
 // DefaultAugmentOptions returns Pad 4 and Flip true.
 func DefaultAugmentOptions() AugmentOptions { return AugmentOptions{Pad: 4, Flip: true} }
 
-// Validate checks the options.
+// Validate returns an *OptionError for a Pad outside 0..64.
 func (o AugmentOptions) Validate() error {
 	if o.Pad < 0 || o.Pad > 64 {
-		return fmt.Errorf("dataset: augmentation pad %d, want 0..64", o.Pad)
+		return option.New("dataset", "AugmentOptions.Pad", o.Pad, "want 0..64")
 	}
 	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"unicode"
+
+	"github.com/stl-defense/stl/internal/option"
 )
 
 // Sentinel causes carried by *FormatError, for errors.Is.
@@ -75,3 +77,8 @@ func CheckClassName(name string) error {
 	}
 	return nil
 }
+
+// OptionError reports an invalid option field (AugmentOptions,
+// FolderOptions, LoadOptions); it is the project's one option error type,
+// shared with packages nn and dnnl.
+type OptionError = option.Error

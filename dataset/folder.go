@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/stl-defense/stl/internal/option"
 	"github.com/stl-defense/stl/progress"
 	"github.com/stl-defense/stl/tensor"
 )
@@ -39,10 +40,10 @@ type FolderOptions struct {
 // classes from the folder names.
 func DefaultFolderOptions() FolderOptions { return FolderOptions{} }
 
-// Validate checks the options.
+// Validate returns an *OptionError for a Size outside 0..4096.
 func (o FolderOptions) Validate() error {
 	if o.Size < 0 || o.Size > 4096 {
-		return fmt.Errorf("dataset: image size %d, want 0..4096", o.Size)
+		return option.New("dataset", "FolderOptions.Size", o.Size, "want 0..4096")
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/stl-defense/stl/dataset/fetch"
 	"github.com/stl-defense/stl/dataset/sample"
+	"github.com/stl-defense/stl/internal/option"
 	"github.com/stl-defense/stl/progress"
 )
 
@@ -44,10 +45,10 @@ type LoadOptions struct {
 // progress reporting.
 func DefaultLoadOptions() LoadOptions { return LoadOptions{} }
 
-// Validate checks the options.
+// Validate returns an *OptionError for a Size outside 0..4096.
 func (o LoadOptions) Validate() error {
 	if o.Size < 0 || o.Size > 4096 {
-		return fmt.Errorf("dataset: image size %d, want 0..4096", o.Size)
+		return option.New("dataset", "LoadOptions.Size", o.Size, "want 0..4096")
 	}
 	return nil
 }

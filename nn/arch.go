@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+
+	"github.com/stl-defense/stl/internal/option"
 )
 
 // Architecture names accepted by ClassifierConfig.Arch.
@@ -43,46 +45,39 @@ func DefaultClassifierConfig() ClassifierConfig {
 		Mean: append([]float32(nil), CIFARMean...), Std: append([]float32(nil), CIFARStd...), Seed: 1, Threads: runtime.NumCPU()}
 }
 
-// ConfigError reports an invalid configuration field.
-type ConfigError struct {
-	Field  string
-	Reason string
-}
-
-func (e *ConfigError) Error() string { return fmt.Sprintf("nn: invalid %s: %s", e.Field, e.Reason) }
-
 // Validate reports the first invalid field as a *ConfigError.
 func (c ClassifierConfig) Validate() error {
+	bad := func(f string, v any, r string) error { return option.New("nn", "ClassifierConfig."+f, v, r) }
 	div := 8
 	switch c.Arch {
 	case ArchVGGSmall:
 	case ArchResNet20:
 		div = 4
 	default:
-		return &ConfigError{"Arch", fmt.Sprintf("unknown architecture %q (want %s or %s)", c.Arch, ArchVGGSmall, ArchResNet20)}
+		return bad("Arch", fmt.Sprintf("%q", c.Arch), fmt.Sprintf("unknown architecture (want %s or %s)", ArchVGGSmall, ArchResNet20))
 	}
 	if c.Channels < 1 {
-		return &ConfigError{"Channels", "must be positive"}
+		return bad("Channels", c.Channels, "must be positive")
 	}
 	if c.Height < div || c.Width < div || c.Height%div != 0 || c.Width%div != 0 {
-		return &ConfigError{"Height/Width", fmt.Sprintf("%dx%d: %s needs multiples of %d", c.Height, c.Width, c.Arch, div)}
+		return bad("Height/Width", fmt.Sprintf("%dx%d", c.Height, c.Width), fmt.Sprintf("%s needs multiples of %d", c.Arch, div))
 	}
 	if c.Classes < 2 {
-		return &ConfigError{"Classes", "need at least 2"}
+		return bad("Classes", c.Classes, "need at least 2")
 	}
 	if len(c.Mean) != c.Channels || len(c.Std) != c.Channels {
-		return &ConfigError{"Mean/Std", fmt.Sprintf("want %d values each, got %d and %d", c.Channels, len(c.Mean), len(c.Std))}
+		return bad("Mean/Std", fmt.Sprintf("%d and %d values", len(c.Mean), len(c.Std)), fmt.Sprintf("want %d values each", c.Channels))
 	}
 	for _, s := range c.Std {
 		if !(s > 0) {
-			return &ConfigError{"Std", "must be positive"}
+			return bad("Std", c.Std, "must be positive")
 		}
 	}
 	if c.Dropout < 0 || c.Dropout >= 1 {
-		return &ConfigError{"Dropout", "must be in [0, 1)"}
+		return bad("Dropout", c.Dropout, "must be in [0, 1)")
 	}
 	if c.Threads < 1 {
-		return &ConfigError{"Threads", "must be positive"}
+		return bad("Threads", c.Threads, "must be positive")
 	}
 	return nil
 }
@@ -183,21 +178,22 @@ func DefaultDAEConfig() DAEConfig {
 
 // Validate reports the first invalid field as a *ConfigError.
 func (c DAEConfig) Validate() error {
+	bad := func(f string, v any, r string) error { return option.New("nn", "DAEConfig."+f, v, r) }
 	if c.Channels < 1 {
-		return &ConfigError{"Channels", "must be positive"}
+		return bad("Channels", c.Channels, "must be positive")
 	}
 	if c.Levels < 1 || c.Levels > 6 {
-		return &ConfigError{"Levels", "must be in [1, 6]"}
+		return bad("Levels", c.Levels, "must be in [1, 6]")
 	}
 	d := 1 << c.Levels
 	if c.Height < d || c.Width < d || c.Height%d != 0 || c.Width%d != 0 {
-		return &ConfigError{"Height/Width", fmt.Sprintf("%dx%d: need multiples of %d", c.Height, c.Width, d)}
+		return bad("Height/Width", fmt.Sprintf("%dx%d", c.Height, c.Width), fmt.Sprintf("need multiples of %d", d))
 	}
 	if c.Filters < 1 {
-		return &ConfigError{"Filters", "must be positive"}
+		return bad("Filters", c.Filters, "must be positive")
 	}
 	if c.Threads < 1 {
-		return &ConfigError{"Threads", "must be positive"}
+		return bad("Threads", c.Threads, "must be positive")
 	}
 	return nil
 }

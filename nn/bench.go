@@ -2,11 +2,11 @@ package nn
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
 	"os"
 	"time"
 
+	"github.com/stl-defense/stl/internal/option"
 	"github.com/stl-defense/stl/tensor"
 )
 
@@ -24,6 +24,20 @@ type BenchOptions struct {
 // iterations.
 func DefaultBenchOptions() BenchOptions {
 	return BenchOptions{Arch: ArchVGGSmall, Size: 32, Batch: 128, Threads: 1, Iters: 5}
+}
+
+// Validate returns an *OptionError for the first invalid field (the
+// architecture and size are checked when the network is built).
+func (o BenchOptions) Validate() error {
+	switch {
+	case o.Iters < 1:
+		return option.New("nn", "BenchOptions.Iters", o.Iters, "want >= 1")
+	case o.Batch < 2:
+		return option.New("nn", "BenchOptions.Batch", o.Batch, "want >= 2")
+	case o.Threads < 1:
+		return option.New("nn", "BenchOptions.Threads", o.Threads, "want >= 1")
+	}
+	return nil
 }
 
 // BenchResult holds throughputs in images per second.
@@ -51,8 +65,8 @@ type BenchResult struct {
 // the "stl bench nn" command and benchmarks; figures are noisy on a shared
 // machine.
 func Bench(ctx context.Context, o BenchOptions) (BenchResult, error) {
-	if o.Iters < 1 || o.Batch < 2 || o.Threads < 1 {
-		return BenchResult{}, fmt.Errorf("nn: invalid bench options %+v", o)
+	if err := o.Validate(); err != nil {
+		return BenchResult{}, err
 	}
 	c := DefaultClassifierConfig()
 	c.Arch, c.Height, c.Width, c.Threads, c.ConvBackend = o.Arch, o.Size, o.Size, o.Threads, o.Backend

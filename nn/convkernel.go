@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"sync"
+
+	"github.com/stl-defense/stl/internal/option"
 )
 
 // ConvParams describes one 2-D convolution over an NCHW batch: N images of
@@ -21,10 +23,10 @@ func (p ConvParams) OutHW() (oh, ow int) {
 func (p ConvParams) Validate() error {
 	if p.N < 1 || p.C < 1 || p.H < 1 || p.W < 1 || p.K < 1 || p.R < 1 || p.S < 1 ||
 		p.StrideH < 1 || p.StrideW < 1 || p.PadH < 0 || p.PadW < 0 {
-		return fmt.Errorf("nn: invalid convolution %+v", p)
+		return option.New("nn", "ConvParams", fmt.Sprintf("%+v", p), "want positive sizes and strides, paddings >= 0")
 	}
 	if oh, ow := p.OutHW(); oh < 1 || ow < 1 {
-		return fmt.Errorf("nn: convolution %+v has an empty output", p)
+		return option.New("nn", "ConvParams", fmt.Sprintf("%+v", p), "the output is empty")
 	}
 	return nil
 }

@@ -1,8 +1,9 @@
 package nn
 
 import (
-	"fmt"
 	"math"
+
+	"github.com/stl-defense/stl/internal/option"
 )
 
 // Optimizer updates trainable parameters from their gradients. Step uses
@@ -29,8 +30,13 @@ func DefaultSGDOptions() SGDOptions {
 
 // Validate checks the ranges.
 func (o SGDOptions) Validate() error {
-	if o.Momentum < 0 || o.Momentum >= 1 || o.WeightDecay < 0 || (o.Nesterov && o.Momentum == 0) {
-		return fmt.Errorf("nn: invalid SGD options %+v", o)
+	switch {
+	case o.Momentum < 0 || o.Momentum >= 1:
+		return option.New("nn", "SGDOptions.Momentum", o.Momentum, "want [0, 1)")
+	case o.Nesterov && o.Momentum == 0:
+		return option.New("nn", "SGDOptions.Momentum", o.Momentum, "Nesterov needs a positive momentum")
+	case o.WeightDecay < 0:
+		return option.New("nn", "SGDOptions.WeightDecay", o.WeightDecay, "want >= 0")
 	}
 	return nil
 }
@@ -107,8 +113,15 @@ func DefaultAdamOptions() AdamOptions { return AdamOptions{Beta1: 0.9, Beta2: 0.
 
 // Validate checks the ranges.
 func (o AdamOptions) Validate() error {
-	if o.Beta1 < 0 || o.Beta1 >= 1 || o.Beta2 < 0 || o.Beta2 >= 1 || o.Eps <= 0 || o.WeightDecay < 0 {
-		return fmt.Errorf("nn: invalid Adam options %+v", o)
+	switch {
+	case o.Beta1 < 0 || o.Beta1 >= 1:
+		return option.New("nn", "AdamOptions.Beta1", o.Beta1, "want [0, 1)")
+	case o.Beta2 < 0 || o.Beta2 >= 1:
+		return option.New("nn", "AdamOptions.Beta2", o.Beta2, "want [0, 1)")
+	case o.Eps <= 0:
+		return option.New("nn", "AdamOptions.Eps", o.Eps, "want > 0")
+	case o.WeightDecay < 0:
+		return option.New("nn", "AdamOptions.WeightDecay", o.WeightDecay, "want >= 0")
 	}
 	return nil
 }

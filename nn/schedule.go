@@ -3,6 +3,8 @@ package nn
 import (
 	"fmt"
 	"math"
+
+	"github.com/stl-defense/stl/internal/option"
 )
 
 // Schedule gives the learning rate for optimizer step `step` of `total`
@@ -68,8 +70,15 @@ func DefaultOneCycle(max float64) OneCycle {
 
 // Validate checks the ranges.
 func (o OneCycle) Validate() error {
-	if o.Max <= 0 || o.PctStart <= 0 || o.PctStart >= 1 || o.DivFactor <= 0 || o.FinalDiv <= 0 {
-		return fmt.Errorf("nn: invalid one-cycle schedule %+v", o)
+	switch {
+	case o.Max <= 0:
+		return option.New("nn", "OneCycle.Max", o.Max, "want > 0")
+	case o.PctStart <= 0 || o.PctStart >= 1:
+		return option.New("nn", "OneCycle.PctStart", o.PctStart, "want (0, 1)")
+	case o.DivFactor <= 0:
+		return option.New("nn", "OneCycle.DivFactor", o.DivFactor, "want > 0")
+	case o.FinalDiv <= 0:
+		return option.New("nn", "OneCycle.FinalDiv", o.FinalDiv, "want > 0")
 	}
 	return nil
 }
@@ -116,7 +125,7 @@ func (k ScheduleKind) build(lr float64, stepsPerEpoch, epochs int) (Schedule, er
 	case ScheduleConstant:
 		return Constant(lr), nil
 	}
-	return nil, fmt.Errorf("nn: unknown schedule %q", k)
+	return nil, option.New("nn", "Schedule", fmt.Sprintf("%q", k), "want onecycle, cosine, step or constant")
 }
 
 type stepAt struct {

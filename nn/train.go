@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 
+	"github.com/stl-defense/stl/internal/option"
 	"github.com/stl-defense/stl/progress"
 	"github.com/stl-defense/stl/tensor"
 )
@@ -68,14 +69,25 @@ func DefaultTrainOptions() TrainOptions {
 
 // Validate reports invalid options.
 func (o TrainOptions) Validate() error {
-	if o.Epochs < 1 || o.BatchSize < 2 || !(o.LR > 0) || o.CropPad < 0 || o.Cutout < 0 || o.LabelSmoothing < 0 || o.LabelSmoothing >= 1 {
-		return fmt.Errorf("nn: invalid train options: epochs %d, batch %d, lr %g, crop pad %d, cutout %d, smoothing %g", o.Epochs, o.BatchSize, o.LR, o.CropPad, o.Cutout, o.LabelSmoothing)
+	bad := func(f string, v any, r string) error { return option.New("nn", "TrainOptions."+f, v, r) }
+	switch {
+	case o.Epochs < 1:
+		return bad("Epochs", o.Epochs, "want >= 1")
+	case o.BatchSize < 2:
+		return bad("BatchSize", o.BatchSize, "want >= 2")
+	case !(o.LR > 0):
+		return bad("LR", o.LR, "want > 0")
+	case o.CropPad < 0:
+		return bad("CropPad", o.CropPad, "want >= 0")
+	case o.Cutout < 0:
+		return bad("Cutout", o.Cutout, "want >= 0")
+	case o.LabelSmoothing < 0 || o.LabelSmoothing >= 1:
+		return bad("LabelSmoothing", o.LabelSmoothing, "want [0, 1)")
+	case o.Resume && o.CheckpointDir == "":
+		return bad("Resume", o.Resume, "needs a CheckpointDir")
 	}
 	if _, err := o.Schedule.build(o.LR, 1, o.Epochs); err != nil {
 		return err
-	}
-	if o.Resume && o.CheckpointDir == "" {
-		return errors.New("nn: Resume needs a CheckpointDir")
 	}
 	return o.SGD.Validate()
 }

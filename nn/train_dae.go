@@ -3,10 +3,10 @@ package nn
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math"
 	"math/rand/v2"
 
+	"github.com/stl-defense/stl/internal/option"
 	"github.com/stl-defense/stl/progress"
 	"github.com/stl-defense/stl/tensor"
 )
@@ -34,14 +34,21 @@ func DefaultDAETrainOptions() DAETrainOptions {
 
 // Validate reports invalid options.
 func (o DAETrainOptions) Validate() error {
-	if o.Epochs < 1 || o.BatchSize < 1 || !(o.LR > 0) || o.NoiseSigma < 0 {
-		return fmt.Errorf("nn: invalid DAE train options: epochs %d, batch %d, lr %g, sigma %g", o.Epochs, o.BatchSize, o.LR, o.NoiseSigma)
+	bad := func(f string, v any, r string) error { return option.New("nn", "DAETrainOptions."+f, v, r) }
+	switch {
+	case o.Epochs < 1:
+		return bad("Epochs", o.Epochs, "want >= 1")
+	case o.BatchSize < 1:
+		return bad("BatchSize", o.BatchSize, "want >= 1")
+	case !(o.LR > 0):
+		return bad("LR", o.LR, "want > 0")
+	case o.NoiseSigma < 0:
+		return bad("NoiseSigma", o.NoiseSigma, "want >= 0")
+	case o.Resume && o.CheckpointDir == "":
+		return bad("Resume", o.Resume, "needs a CheckpointDir")
 	}
 	if _, err := o.Schedule.build(o.LR, 1, o.Epochs); err != nil {
 		return err
-	}
-	if o.Resume && o.CheckpointDir == "" {
-		return errors.New("nn: Resume needs a CheckpointDir")
 	}
 	return o.Adam.Validate()
 }

@@ -143,21 +143,28 @@ func TestTrainOptionErrors(t *testing.T) {
 	m := toyModel(t)
 	set := toySet(1, 8)
 	bad := []struct {
-		name string
-		mod  func(*nn.TrainOptions)
+		name  string
+		mod   func(*nn.TrainOptions)
+		field string // of the *nn.OptionError
 	}{
-		{"epochs", func(o *nn.TrainOptions) { o.Epochs = 0 }},
-		{"lr", func(o *nn.TrainOptions) { o.LR = 0 }},
-		{"schedule", func(o *nn.TrainOptions) { o.Schedule = "exp" }},
-		{"resume", func(o *nn.TrainOptions) { o.Resume = true }},
-		{"momentum", func(o *nn.TrainOptions) { o.SGD.Momentum = 1.5 }},
-		{"cutout", func(o *nn.TrainOptions) { o.Cutout = -1 }},
+		{"epochs", func(o *nn.TrainOptions) { o.Epochs = 0 }, "TrainOptions.Epochs"},
+		{"lr", func(o *nn.TrainOptions) { o.LR = 0 }, "TrainOptions.LR"},
+		{"schedule", func(o *nn.TrainOptions) { o.Schedule = "exp" }, "Schedule"},
+		{"resume", func(o *nn.TrainOptions) { o.Resume = true }, "TrainOptions.Resume"},
+		{"momentum", func(o *nn.TrainOptions) { o.SGD.Momentum = 1.5 }, "SGDOptions.Momentum"},
+		{"cutout", func(o *nn.TrainOptions) { o.Cutout = -1 }, "TrainOptions.Cutout"},
 	}
 	for _, b := range bad {
 		o := toyOptions()
 		b.mod(&o)
-		if _, err := nn.Train(context.Background(), m, set, nn.Labeled{}, o, nil); err == nil {
+		_, err := nn.Train(context.Background(), m, set, nn.Labeled{}, o, nil)
+		if err == nil {
 			t.Errorf("%s: accepted", b.name)
+			continue
+		}
+		var oe *nn.OptionError
+		if !errors.As(err, &oe) || oe.Field != b.field {
+			t.Errorf("%s: error %v, want an *nn.OptionError for %s", b.name, err, b.field)
 		}
 	}
 	wrong := nn.Labeled{Images: set.Images, Labels: append([]int(nil), set.Labels...)}

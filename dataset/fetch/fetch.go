@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/stl-defense/stl/internal/option"
 	"github.com/stl-defense/stl/progress"
 )
 
@@ -95,10 +96,10 @@ type Options struct {
 // DefaultOptions returns Retries 3, the default client, no progress.
 func DefaultOptions() Options { return Options{Retries: 3} }
 
-// Validate checks the options.
+// Validate returns an *option.Error (dataset.OptionError) for negative Retries.
 func (o Options) Validate() error {
 	if o.Retries < 0 {
-		return fmt.Errorf("fetch: %d retries", o.Retries)
+		return option.New("fetch", "Options.Retries", o.Retries, "want >= 0")
 	}
 	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+
+	"github.com/stl-defense/stl/internal/option"
 )
 
 // ErrUnavailable is returned by NewConv when the package was built without
@@ -274,20 +276,15 @@ type ConvOptions struct {
 // DefaultConvOptions returns the options NewConv uses: Algorithm Direct.
 func DefaultConvOptions() ConvOptions { return ConvOptions{Algorithm: Direct} }
 
-// OptionError reports an invalid ConvOptions field.
-type OptionError struct {
-	Field string
-	Value any
-}
-
-func (e *OptionError) Error() string {
-	return fmt.Sprintf("dnnl: invalid ConvOptions.%s = %v", e.Field, e.Value)
-}
+// OptionError reports an invalid ConvOptions field (Field "ConvOptions.
+// Algorithm"); it is the project's one option error type, shared with
+// packages nn and dataset.
+type OptionError = option.Error
 
 // Validate returns an *OptionError when o has an unknown Algorithm.
 func (o ConvOptions) Validate() error {
 	if o.Algorithm < Direct || o.Algorithm > Plain {
-		return &OptionError{Field: "Algorithm", Value: o.Algorithm}
+		return option.New("dnnl", "ConvOptions.Algorithm", o.Algorithm, "want Direct, Winograd or Plain")
 	}
 	return nil
 }
