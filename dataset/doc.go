@@ -42,6 +42,12 @@
 // gzip or tar streams, empty class folders, undecodable images and mixed
 // sizes return a *FormatError naming the file and the record or image.
 //
+// Set is a labelled set of clean images; attack.Set is a different thing,
+// the adversarial examples one attack produced with their labels and
+// provenance. Both keep their names: each is the central type of its
+// package and the qualifier (dataset.Set, attack.Set) tells them apart.
+// Validate methods of options return an *OptionError.
+//
 // Nothing in this package prints; long loads take a context and report
 // through progress.Reporter.
 package dataset

@@ -26,9 +26,20 @@
 // with its ReLU applied by the kernel when the backend can (oneDNN's
 // post-op), which saves a pass over the activations.
 //
-// Training (train.go) runs SGD or Adam over epochs with a learning-rate
-// schedule, augmentation, per-epoch atomic checkpoints and exact resume;
-// models are saved as safetensors plus JSON metadata (save.go).
+// Training runs SGD (Train, classifiers, train.go) or Adam (TrainDAE,
+// train_dae.go) over epochs with a learning-rate schedule, augmentation
+// (augment.go, with the crop-and-flip kernel shared with package dataset),
+// per-epoch atomic checkpoints and exact resume (loop.go); models are saved
+// as safetensors plus JSON metadata (save.go).
+//
+// Names shared with other packages: nn.TrainOptions configures the
+// training of one classifier network (SGD, schedule, augmentation,
+// checkpoints), while defense.TrainOptions configures building the whole
+// STL defense (DAE, clustering, one dictionary per cluster), which trains
+// its DAE with nn.DAETrainOptions. The name stays: it pairs with nn.Train
+// as DAETrainOptions pairs with TrainDAE, and the package qualifier tells
+// the two apart at every use. Every Validate method returns an
+// *OptionError (the project's one option error type, internal/option).
 //
 // Architectures (arch.go): "vgg-small", "resnet-20" (He et al. CIFAR ResNet
 // with option-A shortcuts) and the DAE. Input normalization (per-channel
