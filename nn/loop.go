@@ -38,32 +38,25 @@ func (s EpochStats) MarshalJSON() ([]byte, error) {
 		}
 		return &v
 	}
-	return json.Marshal(struct {
-		Epoch     int      `json:"epoch"`
-		LR        float64  `json:"lr"`
-		TrainLoss *float64 `json:"train_loss"`
-		TrainAcc  *float64 `json:"train_acc"`
-		TestLoss  *float64 `json:"test_loss"`
-		TestAcc   *float64 `json:"test_acc"`
-		Seconds   float64  `json:"seconds"`
-		ImgPerSec float64  `json:"img_per_sec"`
-		Elapsed   float64  `json:"elapsed"`
-	}{s.Epoch, s.LR, f(s.TrainLoss), f(s.TrainAcc), f(s.TestLoss), f(s.TestAcc), s.Seconds, s.ImgPerSec, s.Elapsed})
+	return json.Marshal(epochStatsJSON{s.Epoch, s.LR, f(s.TrainLoss), f(s.TrainAcc), f(s.TestLoss), f(s.TestAcc), s.Seconds, s.ImgPerSec, s.Elapsed})
+}
+
+// epochStatsJSON is EpochStats with null for the figures that are NaN.
+type epochStatsJSON struct {
+	Epoch     int      `json:"epoch"`
+	LR        float64  `json:"lr"`
+	TrainLoss *float64 `json:"train_loss"`
+	TrainAcc  *float64 `json:"train_acc"`
+	TestLoss  *float64 `json:"test_loss"`
+	TestAcc   *float64 `json:"test_acc"`
+	Seconds   float64  `json:"seconds"`
+	ImgPerSec float64  `json:"img_per_sec"`
+	Elapsed   float64  `json:"elapsed"`
 }
 
 // UnmarshalJSON reads null figures as NaN.
 func (s *EpochStats) UnmarshalJSON(b []byte) error {
-	var a struct {
-		Epoch     int      `json:"epoch"`
-		LR        float64  `json:"lr"`
-		TrainLoss *float64 `json:"train_loss"`
-		TrainAcc  *float64 `json:"train_acc"`
-		TestLoss  *float64 `json:"test_loss"`
-		TestAcc   *float64 `json:"test_acc"`
-		Seconds   float64  `json:"seconds"`
-		ImgPerSec float64  `json:"img_per_sec"`
-		Elapsed   float64  `json:"elapsed"`
-	}
+	var a epochStatsJSON
 	if err := json.Unmarshal(b, &a); err != nil {
 		return err
 	}
@@ -123,6 +116,34 @@ type loop struct {
 	accuracy    bool
 	onEpochDone func(st EpochStats)
 	epochDone   func(st EpochStats)
+}
+
+// plan returns the batch size for n images (batchSize, at most n) and the
+// learning-rate schedule over its steps; op names the trainer in the error
+// for fewer than 2 images.
+func plan(op string, n, batchSize, epochs int, kind ScheduleKind, lr float64) (int, Schedule, error) {
+	if n < 2 {
+		return 0, nil, errors.New(op + ": need at least 2 training images")
+	}
+	bs := min(batchSize, n)
+	steps := (n + bs - 1) / bs
+	sched, err := kind.build(lr, steps, epochs)
+	return bs, sched, err
+}
+
+// runAndSave runs the loop and then, with a checkpoint directory, saves
+// the final model there.
+func (l *loop) runAndSave(ctx context.Context, rep progress.Reporter) (*TrainResult, error) {
+	res, err := l.run(ctx, rep)
+	if err != nil {
+		return res, err
+	}
+	if l.ckpt != "" {
+		if err := l.save(l.ckpt); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
 }
 
 func (l *loop) run(ctx context.Context, rep progress.Reporter) (*TrainResult, error) {

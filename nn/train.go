@@ -2,7 +2,6 @@ package nn
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 
@@ -119,16 +118,11 @@ func Train(ctx context.Context, m *Classifier, train, test Labeled, opts TrainOp
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	n := train.Images.Shape[0]
-	if n < 2 {
-		return nil, errors.New("nn.Train: need at least 2 training images")
-	}
-	opt, err := NewSGD(opts.SGD)
+	bs, sched, err := plan("nn.Train", n, opts.BatchSize, opts.Epochs, opts.Schedule, opts.LR)
 	if err != nil {
 		return nil, err
 	}
-	bs := min(opts.BatchSize, n)
-	steps := (n + bs - 1) / bs
-	sched, err := opts.Schedule.build(opts.LR, steps, opts.Epochs)
+	opt, err := NewSGD(opts.SGD)
 	if err != nil {
 		return nil, err
 	}
@@ -166,16 +160,7 @@ func Train(ctx context.Context, m *Classifier, train, test Labeled, opts TrainOp
 		}
 		m.Meta.Seconds = st.Elapsed
 	}
-	res, err := l.run(ctx, rep)
-	if err != nil {
-		return res, err
-	}
-	if opts.CheckpointDir != "" {
-		if err := Save(opts.CheckpointDir, m); err != nil {
-			return res, err
-		}
-	}
-	return res, nil
+	return l.runAndSave(ctx, rep)
 }
 
 // evaluate returns the mean cross-entropy and the accuracy on set, in

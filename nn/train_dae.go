@@ -2,7 +2,6 @@ package nn
 
 import (
 	"context"
-	"errors"
 	"math"
 	"math/rand/v2"
 
@@ -74,16 +73,11 @@ func TrainDAE(ctx context.Context, d *DAE, train, test *tensor.Tensor, opts DAET
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	n := train.Shape[0]
-	if n < 2 {
-		return nil, errors.New("nn.TrainDAE: need at least 2 training images")
-	}
-	opt, err := NewAdam(opts.Adam)
+	bs, sched, err := plan("nn.TrainDAE", n, opts.BatchSize, opts.Epochs, opts.Schedule, opts.LR)
 	if err != nil {
 		return nil, err
 	}
-	bs := min(opts.BatchSize, n)
-	steps := (n + bs - 1) / bs
-	sched, err := opts.Schedule.build(opts.LR, steps, opts.Epochs)
+	opt, err := NewAdam(opts.Adam)
 	if err != nil {
 		return nil, err
 	}
@@ -127,16 +121,7 @@ func TrainDAE(ctx context.Context, d *DAE, train, test *tensor.Tensor, opts DAET
 		}
 		d.Meta.Seconds = st.Elapsed
 	}
-	res, err := l.run(ctx, rep)
-	if err != nil {
-		return res, err
-	}
-	if opts.CheckpointDir != "" {
-		if err := Save(opts.CheckpointDir, d); err != nil {
-			return res, err
-		}
-	}
-	return res, nil
+	return l.runAndSave(ctx, rep)
 }
 
 // evalLoss returns the mean BCE of reconstructing x from itself; the
