@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/stl-defense/stl/internal/option"
 	"github.com/stl-defense/stl/internal/safefile"
 	"github.com/stl-defense/stl/progress"
 )
@@ -116,6 +117,34 @@ type loop struct {
 	accuracy    bool
 	onEpochDone func(st EpochStats)
 	epochDone   func(st EpochStats)
+}
+
+// runOptions are the fields TrainOptions and DAETrainOptions share, for
+// their Validate methods.
+type runOptions struct {
+	name          string // "TrainOptions"
+	epochs, batch int
+	minBatch      int
+	lr            float64
+	schedule      ScheduleKind
+	resume        bool
+	ckpt          string
+}
+
+func (o runOptions) validate() error {
+	bad := func(f string, v any, r string) error { return option.New("nn", o.name+"."+f, v, r) }
+	switch {
+	case o.epochs < 1:
+		return bad("Epochs", o.epochs, "want >= 1")
+	case o.batch < o.minBatch:
+		return bad("BatchSize", o.batch, fmt.Sprintf("want >= %d", o.minBatch))
+	case !(o.lr > 0):
+		return bad("LR", o.lr, "want > 0")
+	case o.resume && o.ckpt == "":
+		return bad("Resume", o.resume, "needs a CheckpointDir")
+	}
+	_, err := o.schedule.build(o.lr, 1, o.epochs)
+	return err
 }
 
 // plan returns the batch size for n images (batchSize, at most n) and the

@@ -68,25 +68,17 @@ func DefaultTrainOptions() TrainOptions {
 
 // Validate reports invalid options.
 func (o TrainOptions) Validate() error {
-	bad := func(f string, v any, r string) error { return option.New("nn", "TrainOptions."+f, v, r) }
-	switch {
-	case o.Epochs < 1:
-		return bad("Epochs", o.Epochs, "want >= 1")
-	case o.BatchSize < 2:
-		return bad("BatchSize", o.BatchSize, "want >= 2")
-	case !(o.LR > 0):
-		return bad("LR", o.LR, "want > 0")
-	case o.CropPad < 0:
-		return bad("CropPad", o.CropPad, "want >= 0")
-	case o.Cutout < 0:
-		return bad("Cutout", o.Cutout, "want >= 0")
-	case o.LabelSmoothing < 0 || o.LabelSmoothing >= 1:
-		return bad("LabelSmoothing", o.LabelSmoothing, "want [0, 1)")
-	case o.Resume && o.CheckpointDir == "":
-		return bad("Resume", o.Resume, "needs a CheckpointDir")
-	}
-	if _, err := o.Schedule.build(o.LR, 1, o.Epochs); err != nil {
+	run := runOptions{"TrainOptions", o.Epochs, o.BatchSize, 2, o.LR, o.Schedule, o.Resume, o.CheckpointDir}
+	if err := run.validate(); err != nil {
 		return err
+	}
+	switch {
+	case o.CropPad < 0:
+		return option.New("nn", "TrainOptions.CropPad", o.CropPad, "want >= 0")
+	case o.Cutout < 0:
+		return option.New("nn", "TrainOptions.Cutout", o.Cutout, "want >= 0")
+	case o.LabelSmoothing < 0 || o.LabelSmoothing >= 1:
+		return option.New("nn", "TrainOptions.LabelSmoothing", o.LabelSmoothing, "want [0, 1)")
 	}
 	return o.SGD.Validate()
 }

@@ -33,21 +33,12 @@ func DefaultDAETrainOptions() DAETrainOptions {
 
 // Validate reports invalid options.
 func (o DAETrainOptions) Validate() error {
-	bad := func(f string, v any, r string) error { return option.New("nn", "DAETrainOptions."+f, v, r) }
-	switch {
-	case o.Epochs < 1:
-		return bad("Epochs", o.Epochs, "want >= 1")
-	case o.BatchSize < 1:
-		return bad("BatchSize", o.BatchSize, "want >= 1")
-	case !(o.LR > 0):
-		return bad("LR", o.LR, "want > 0")
-	case o.NoiseSigma < 0:
-		return bad("NoiseSigma", o.NoiseSigma, "want >= 0")
-	case o.Resume && o.CheckpointDir == "":
-		return bad("Resume", o.Resume, "needs a CheckpointDir")
-	}
-	if _, err := o.Schedule.build(o.LR, 1, o.Epochs); err != nil {
+	run := runOptions{"DAETrainOptions", o.Epochs, o.BatchSize, 1, o.LR, o.Schedule, o.Resume, o.CheckpointDir}
+	if err := run.validate(); err != nil {
 		return err
+	}
+	if o.NoiseSigma < 0 {
+		return option.New("nn", "DAETrainOptions.NoiseSigma", o.NoiseSigma, "want >= 0")
 	}
 	return o.Adam.Validate()
 }
