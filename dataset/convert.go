@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -244,15 +243,8 @@ func walkArchive(ctx context.Context, file string, read bool, fn imageVisitor) e
 		if err != nil {
 			return formatErr(file, -1, err, "tar")
 		}
-		if hdr.Typeflag != tar.TypeReg || !imageExt(hdr.Name) || strings.HasPrefix(path.Base(hdr.Name), ".") {
-			continue
-		}
-		parts := strings.Split(path.Clean(hdr.Name), "/")
-		if len(parts) < 3 {
-			continue
-		}
-		split, class := parts[len(parts)-3], parts[len(parts)-2]
-		if split != "train" && split != "val" && split != "test" {
+		split, class, ok := archiveImage(hdr)
+		if !ok {
 			continue
 		}
 		var r io.Reader

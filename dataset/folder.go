@@ -48,6 +48,21 @@ func (o FolderOptions) Validate() error {
 	return nil
 }
 
+// archiveImage reports whether the tar entry hdr is an image file (not
+// hidden) of an archive laid out as .../<split>/<class>/<file> with split
+// train, val or test, and returns its split and class.
+func archiveImage(hdr *tar.Header) (split, class string, ok bool) {
+	if hdr.Typeflag != tar.TypeReg || !imageExt(hdr.Name) || strings.HasPrefix(path.Base(hdr.Name), ".") {
+		return "", "", false
+	}
+	parts := strings.Split(path.Clean(hdr.Name), "/")
+	if len(parts) < 3 {
+		return "", "", false
+	}
+	split, class = parts[len(parts)-3], parts[len(parts)-2]
+	return split, class, split == "train" || split == "val" || split == "test"
+}
+
 // imageExt reports whether name has an image extension this package reads.
 func imageExt(name string) bool {
 	switch strings.ToLower(path.Ext(name)) {
@@ -323,15 +338,8 @@ func ReadImageArchive(ctx context.Context, r io.Reader, file string, opts Folder
 		if err != nil {
 			return nil, nil, formatErr(file, -1, err, "tar")
 		}
-		if hdr.Typeflag != tar.TypeReg || !imageExt(hdr.Name) || strings.HasPrefix(path.Base(hdr.Name), ".") {
-			continue
-		}
-		parts := strings.Split(path.Clean(hdr.Name), "/")
-		if len(parts) < 3 {
-			continue
-		}
-		split, class := parts[len(parts)-3], parts[len(parts)-2]
-		if split != "train" && split != "val" && split != "test" {
+		split, class, ok := archiveImage(hdr)
+		if !ok {
 			continue
 		}
 		b := builders[split]
