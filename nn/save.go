@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/nlpodyssey/safetensors"
 	"github.com/stl-defense/stl/internal/safefile"
@@ -148,7 +149,7 @@ func ReadWeights(data []byte, file string, params []*Param) error {
 		for i, d := range v.Shape() {
 			got[i] = int(d)
 		}
-		if !sameInts(got, p.Shape) {
+		if !slices.Equal(got, p.Shape) {
 			return &MismatchError{File: file, Name: p.Name, Want: p.Shape, Got: got}
 		}
 		b := v.Data()
@@ -167,18 +168,6 @@ func ReadWeights(data []byte, file string, params []*Param) error {
 		}
 	}
 	return nil
-}
-
-func sameInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func readHeader(dir string) (modelFile, error) {
