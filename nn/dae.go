@@ -81,7 +81,7 @@ func (d *DAE) Encode(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, err
 		}
 		hi := min(lo+ChunkSize, n)
 		z := d.enc.Forward(x.Batch(lo, hi), false)
-		copy(out.Data[lo*dim:hi*dim], z.Data)
+		copy(out.Batch(lo, hi).Data, z.Data)
 	}
 	return out, nil
 }
@@ -96,14 +96,13 @@ func (d *DAE) Reconstruct(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor
 	defer d.mu.Unlock()
 	n := x.Shape[0]
 	out := tensor.New(x.Shape...)
-	per := x.Len() / n
 	for lo := 0; lo < n; lo += ChunkSize {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		hi := min(lo+ChunkSize, n)
 		y := d.dec.Forward(d.enc.Forward(x.Batch(lo, hi), false), false)
-		o := out.Data[lo*per : hi*per]
+		o := out.Batch(lo, hi).Data
 		for i, v := range y.Data {
 			o[i] = sigmoid(v)
 		}
