@@ -187,6 +187,11 @@ func (l *loop) run(ctx context.Context, rep progress.Reporter) (*TrainResult, er
 		}
 		if ok {
 			start, res.Epochs, total = st.Epoch, st.History, st.TotalSecs
+			// The model's metadata follows the last finished epoch, also
+			// when the checkpoint holds every epoch and none runs again.
+			if n := len(st.History); n > 0 && l.onEpochDone != nil {
+				l.onEpochDone(st.History[n-1])
+			}
 		}
 	}
 	steps := (l.n + l.batch - 1) / l.batch

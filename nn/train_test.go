@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -136,6 +137,15 @@ func TestTrainResumeIsExact(t *testing.T) {
 	}
 	if l.Meta.Epochs != 2 || l.Meta.TestAccuracy != res.Last().TestAcc || l.Meta.Seconds != res.Last().Elapsed || !(res.Last().Elapsed > res.Last().Seconds) {
 		t.Errorf("saved metadata %+v", l.Meta)
+	}
+	// Resuming a checkpoint that holds every epoch (a run killed after its
+	// last epoch) trains nothing and still gives the model its metadata.
+	d := toyModel(t)
+	if _, err := nn.Train(context.Background(), d, train, test, opts, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(d.Meta, l.Meta) {
+		t.Errorf("metadata after resuming a finished checkpoint %+v, want %+v", d.Meta, l.Meta)
 	}
 }
 

@@ -179,8 +179,10 @@ func compareStages(t *testing.T, a, b string) {
 		if strings.HasSuffix(path, ".json") && err == nil {
 			var jx, jy any
 			if json.Unmarshal(x, &jx) == nil && json.Unmarshal(y, &jy) == nil {
-				if !reflect.DeepEqual(dropTimes(jx), dropTimes(jy)) {
-					t.Errorf("%s differs from the uninterrupted run's apart from times", rel)
+				if nx, ny := dropTimes(jx), dropTimes(jy); !reflect.DeepEqual(nx, ny) {
+					bx, _ := json.MarshalIndent(nx, "", " ")
+					by, _ := json.MarshalIndent(ny, "", " ")
+					t.Errorf("%s differs from the uninterrupted run's apart from times:\n%s", rel, firstDiff(string(bx), string(by)))
 				}
 				files++
 				return nil
