@@ -224,6 +224,9 @@ func (l *loop) run(ctx context.Context, rep progress.Reporter) (*TrainResult, er
 			}
 			lr = l.sched.LR(e*steps+b, totalSteps)
 			l.opt.Step(l.params, lr)
+			if name, v, bad := nonFinite(l.params); bad {
+				return res, fmt.Errorf("nn: training diverged at epoch %d batch %d: weight %s became %g (loss %g); lower the learning rate; nothing of this epoch was checkpointed", e+1, b+1, name, v, loss)
+			}
 			sumLoss += loss * float64(len(idx))
 			correct += c
 			seen += len(idx)
@@ -246,6 +249,9 @@ func (l *loop) run(ctx context.Context, rep progress.Reporter) (*TrainResult, er
 			if err != nil {
 				return res, err
 			}
+			if math.IsNaN(tl) || math.IsInf(tl, 0) {
+				return res, fmt.Errorf("nn: training diverged in epoch %d: test loss %g; lower the learning rate; nothing of this epoch was checkpointed", e+1, tl)
+			}
 			st.TestLoss, st.TestAcc = tl, ta
 		}
 		total += time.Since(t0).Seconds()
@@ -264,6 +270,19 @@ func (l *loop) run(ctx context.Context, rep progress.Reporter) (*TrainResult, er
 		}
 	}
 	return res, nil
+}
+
+// nonFinite reports the first parameter holding a NaN or an infinity, with
+// the value, so that no non-finite weight is ever checkpointed or saved.
+func nonFinite(params []*Param) (name string, v float32, bad bool) {
+	for _, p := range params {
+		for _, w := range p.W {
+			if w-w != 0 { // NaN or ±Inf
+				return p.Name, w, true
+			}
+		}
+	}
+	return "", 0, false
 }
 
 func (l *loop) checkpoint(epoch int, hist []EpochStats, total float64) error {

@@ -248,3 +248,22 @@ func TestDAETrainEncode(t *testing.T) {
 		t.Errorf("64 px latent %d, want 2048", d64.LatentDim())
 	}
 }
+
+// TestTrainDivergenceStops: a learning rate that blows the weights or the
+// loss up stops training with an error naming the epoch, and nothing
+// non-finite is checkpointed.
+func TestTrainDivergenceStops(t *testing.T) {
+	for _, lr := range []float64{1e10, 1e30} {
+		dir := t.TempDir()
+		opts := toyOptions()
+		opts.LR, opts.CheckpointDir = lr, dir
+		m := toyModel(t)
+		_, err := nn.Train(context.Background(), m, toySet(1, 96), toySet(2, 16), opts, nil)
+		if err == nil || !strings.Contains(err.Error(), "diverged") || !strings.Contains(err.Error(), "epoch 1") {
+			t.Errorf("lr %g: err = %v, want divergence in epoch 1", lr, err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "train_state.json")); err == nil {
+			t.Errorf("lr %g: a diverged epoch was checkpointed", lr)
+		}
+	}
+}
