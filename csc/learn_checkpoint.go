@@ -18,11 +18,11 @@ func (l *learner) resume() error {
 		return nil
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("%w (to start afresh, delete %s and %s.json)", err, opt.Checkpoint, opt.Checkpoint)
 	}
 	if d.M != l.m || d.C != l.c || d.R != opt.Size || d.S != opt.Size {
-		return fmt.Errorf("csc: checkpoint %s holds a %dx%dx%dx%d dictionary, options want %dx%dx%dx%d",
-			opt.Checkpoint, d.M, d.C, d.R, d.S, l.m, l.c, opt.Size, opt.Size)
+		return fmt.Errorf("csc: checkpoint %s holds a %dx%dx%dx%d dictionary, options want %dx%dx%dx%d (to start afresh, delete %s and %s.json)",
+			opt.Checkpoint, d.M, d.C, d.R, d.S, l.m, l.c, opt.Size, opt.Size, opt.Checkpoint, opt.Checkpoint)
 	}
 	l.dict, l.start = d, it
 	return nil

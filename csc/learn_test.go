@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"math"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stl-defense/stl/tensor"
@@ -150,6 +152,13 @@ func TestLearnCheckpointResume(t *testing.T) {
 	}
 	if _, it, _ := readCheckpoint(opt.Checkpoint); it != 7 {
 		t.Errorf("checkpoint after cancel at iteration %d, want 7", it)
+	}
+	// A corrupt checkpoint is an error that says how to start afresh.
+	if err := os.WriteFile(opt.Checkpoint+".json", []byte("{"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Learn(context.Background(), imgs, opt, nil); err == nil || !strings.Contains(err.Error(), "to start afresh, delete "+opt.Checkpoint) {
+		t.Errorf("corrupt checkpoint: err = %v, want it to say which files to delete", err)
 	}
 }
 

@@ -30,8 +30,11 @@ type TrainOptions struct {
 	EncoderResolution int `json:"encoder_resolution"`
 	// DAEEpochs is the number of DAE training epochs. Default 10.
 	DAEEpochs int `json:"dae_epochs"`
-	// PCAComponents is the code width after PCA. Default 128 (fewer when
-	// the DAE's latent codes are narrower).
+	// PCAComponents is the code width after PCA. Default 128. Train fails
+	// when it exceeds the latent width (512 for the DAE); with fewer
+	// training images than components it keeps one per image, says so
+	// through the progress reporter, and the manifest's PCAComponents
+	// records the width kept.
 	PCAComponents int `json:"pca_components"`
 	// Clusters is the number of k-means clusters and cluster dictionaries.
 	// Default 4 (section 5.1: CIFAR-10 and ImageNet-10; 10 for ImageNet).
@@ -235,6 +238,12 @@ func Train(ctx context.Context, train *tensor.Tensor, opt TrainOptions, rep prog
 		if err := ck.storeTensor("codes", codesKey, raw); err != nil {
 			return nil, err
 		}
+	}
+	if n, d := raw.Shape[0], raw.Shape[1]; opt.PCAComponents > d {
+		return nil, fmt.Errorf("defense: %d PCA components asked, but the auto-encoder's codes have %d values: ask for at most %d (--pca)",
+			opt.PCAComponents, d, d)
+	} else if opt.PCAComponents > n {
+		rep.Report("pca", 0, 0, fmt.Sprintf("%d components kept, not %d: the codes of %d training images span no more", n, opt.PCAComponents, n))
 	}
 	pca, err := cluster.FitPCA(ctx, raw, cluster.PCAOptions{Components: opt.PCAComponents})
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -185,5 +186,18 @@ func TestTrainErrors(t *testing.T) {
 	cancel()
 	if _, err := Train(cancelled, good, opt, nil); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled: err = %v, want context.Canceled", err)
+	}
+}
+
+// TestTrainRefusesMorePCAComponentsThanCodeValues: a PCA wider than the
+// encoder's codes is an error naming the limit, not a silent clamp.
+func TestTrainRefusesMorePCAComponentsThanCodeValues(t *testing.T) {
+	f := &fakeBackend{}
+	train, _ := colourImages(60, 16, testColours, 1)
+	opt := smallTrainOptions(f)
+	opt.PCAComponents = 100000
+	_, err := Train(context.Background(), train, opt, nil)
+	if err == nil || !strings.Contains(err.Error(), "100000 PCA components asked") || !strings.Contains(err.Error(), "at most 6") {
+		t.Errorf("err = %v, want one naming 100000 and the limit 6", err)
 	}
 }

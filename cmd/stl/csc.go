@@ -137,6 +137,11 @@ func runCSCSolve(ctx context.Context, stdout, stderr io.Writer, o cscSolveOption
 	if o.dict == "" || o.image == "" {
 		return usagef("--dict and --image are required")
 	}
+	if o.out != "" {
+		if err := checkOutput("--out", o.out, ".npy"); err != nil {
+			return err
+		}
+	}
 	opt, err := o.options()
 	if err != nil {
 		return err
@@ -255,6 +260,9 @@ func runCSCProject(ctx context.Context, stdout, stderr io.Writer, o cscProjectOp
 	if o.dict == "" || o.image == "" || o.out == "" {
 		return usagef("--dict, --image and --out are required")
 	}
+	if err := checkOutput("--out", o.out, ".npy", ".png"); err != nil {
+		return err
+	}
 	copt, err := o.options()
 	if err != nil {
 		return err
@@ -358,6 +366,9 @@ it; --fresh starts over.`,
 func runCSCLearn(ctx context.Context, stdout, stderr io.Writer, o cscLearnOptions) error {
 	if len(o.images) == 0 || o.out == "" {
 		return usagef("--images and --out are required")
+	}
+	if err := checkOutput("--out", o.out, ".npy"); err != nil {
+		return err
 	}
 	opt := csc.DefaultLearnOptions()
 	opt.Filters, opt.Size, opt.Lambda, opt.Iterations, opt.Seed = o.filters, o.size, o.lambda, o.iterations, o.seed

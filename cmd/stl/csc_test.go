@@ -154,6 +154,11 @@ func TestCSCBadFlags(t *testing.T) {
 		{"lambda 0", runCSCSolve(context.Background(), &bytes.Buffer{}, &bytes.Buffer{}, cscSolveOptions{cscFlags: f, dict: dict, image: img})},
 		{"bad extension", runCSCSolve(context.Background(), &bytes.Buffer{}, &bytes.Buffer{}, cscSolveOptions{cscFlags: defaultCSCFlags(), dict: dict, image: "x.txt"})},
 		{"learn without out", runCSCLearn(context.Background(), &bytes.Buffer{}, &bytes.Buffer{}, cscLearnOptions{images: []string{img}})},
+		// Output paths are checked before any work.
+		{"project to .txt", runCSCProject(context.Background(), &bytes.Buffer{}, &bytes.Buffer{}, cscProjectOptions{cscFlags: defaultCSCFlags(), dict: dict, image: img, out: filepath.Join(t.TempDir(), "p.txt")})},
+		{"project into a missing directory", runCSCProject(context.Background(), &bytes.Buffer{}, &bytes.Buffer{}, cscProjectOptions{cscFlags: defaultCSCFlags(), dict: dict, image: img, out: filepath.Join(t.TempDir(), "no", "p.npy")})},
+		{"solve to .png", runCSCSolve(context.Background(), &bytes.Buffer{}, &bytes.Buffer{}, cscSolveOptions{cscFlags: defaultCSCFlags(), dict: dict, image: img, out: filepath.Join(t.TempDir(), "maps.png")})},
+		{"learn to .txt", runCSCLearn(context.Background(), &bytes.Buffer{}, &bytes.Buffer{}, cscLearnOptions{images: []string{img}, out: filepath.Join(t.TempDir(), "d.txt")})},
 	}
 	for _, c := range cases {
 		var ue usageError
