@@ -2,11 +2,16 @@ package experiment
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
+
+	"gopkg.in/yaml.v3"
 )
 
 func TestDefaultConfigValid(t *testing.T) {
@@ -215,5 +220,55 @@ func TestWhiteBoxLosses(t *testing.T) {
 	}
 	if got := orderedLosses([]string{LossCW, LossCE}); strings.Join(got, ",") != "ce,cw" {
 		t.Errorf("orderedLosses = %v, want the cross-entropy first", got)
+	}
+}
+
+// configJSON is the JSON encoding of DefaultConfig with the white-box
+// evaluation, its subset and the baselines' sanity checks switched on: the
+// "config" of results.json, whose keys are those of configuration files.
+const configJSON = `{"name":"cifar10-sample","data":"sample:cifar10","resolution":0,"arch":"vgg-small","seed":1,"limit":0,"test_limit":0,` +
+	`"epochs":15,"retrain_epochs":0,"batch_size":64,"learning_rate":0.05,"cutout":0,"dropout":0,"vanilla_model":"",` +
+	`"lambda":0.2,"filters":64,"filter_size":8,"clusters":4,"dict_images":64,"dict_iterations":30,"dae_epochs":5,` +
+	`"attacks":["FGSM-0.08","FGSM-0.04","BIM","DeepFool","CW"],"cw_iterations":100,"cw_binary_steps":5,"attack_subset":100,` +
+	`"baselines":["all"],"retrain_baselines":false,"lambda_sweep":[0.05,0.1,0.2,0.3,0.5],"whitebox":true,"whitebox_steps":20,` +
+	`"eot_draws":10,"whitebox_losses":["ce","cw"],"whitebox_cw_kappa":10,"whitebox_subset":10,"sanity_baselines":true,"grid_images":8}`
+
+// TestConfigKeysStable pins the keys and the order of Config's JSON
+// encoding (results.json), checks that YAML files take the same keys, and
+// pins the report's settings list.
+func TestConfigKeysStable(t *testing.T) {
+	c := DefaultConfig()
+	c.WhiteBox, c.WhiteBoxSubset, c.SanityBaselines = true, 10, true
+	b, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != configJSON {
+		t.Errorf("Config encodes as\n%s\nwant\n%s", b, configJSON)
+	}
+	back, err := DecodeConfig(strings.NewReader(configJSON), true)
+	if err != nil || !reflect.DeepEqual(back, c) {
+		t.Errorf("JSON round trip: %+v, %v", back, err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(configJSON), &m); err != nil {
+		t.Fatal(err)
+	}
+	y, err := yaml.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err = DecodeConfig(bytes.NewReader(y), false)
+	if err != nil || !reflect.DeepEqual(back, c) {
+		t.Errorf("YAML with every key: %+v, %v", back, err)
+	}
+	const settings = `[["name" "cifar10-sample"] ["data" "sample:cifar10"] ["resolution" "0"] ["arch" "vgg-small"] ["seed" "1"] ["limit" "0"] ["test_limit" "0"] ` +
+		`["epochs" "15"] ["retrain_epochs" "0"] ["batch_size" "64"] ["learning_rate" "0.05"] ["cutout" "0"] ["dropout" "0"] ["vanilla_model" ""] ` +
+		`["lambda" "0.2"] ["filters" "64"] ["filter_size" "8"] ["clusters" "4"] ["dict_images" "64"] ["dict_iterations" "30"] ["dae_epochs" "5"] ` +
+		`["attacks" "[FGSM-0.08, FGSM-0.04, BIM, DeepFool, CW]"] ["cw_iterations" "100"] ["cw_binary_steps" "5"] ["attack_subset" "100"] ` +
+		`["baselines" "[all]"] ["retrain_baselines" "false"] ["lambda_sweep" "[0.05, 0.1, 0.2, 0.3, 0.5]"] ["whitebox" "false"] ["whitebox_steps" "20"] ` +
+		`["eot_draws" "10"] ["whitebox_losses" "[ce, cw]"] ["whitebox_cw_kappa" "10"] ["whitebox_subset" "0"] ["sanity_baselines" "false"] ["grid_images" "8"]]`
+	if got := fmt.Sprintf("%q", DefaultConfig().Settings()); got != settings {
+		t.Errorf("Settings() =\n%s\nwant\n%s", got, settings)
 	}
 }

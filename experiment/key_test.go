@@ -216,3 +216,28 @@ func TestWhiteBoxCWKappaKey(t *testing.T) {
 		}
 	}
 }
+
+// TestDefenseKeyStable pins the key of the defense stage, built from the
+// run's STL settings and seed (DefenseSpec), so that a run directory keeps
+// its built defense.
+func TestDefenseKeyStable(t *testing.T) {
+	r := &runner{cfg: DefaultConfig()}
+	spec := r.defenseSpec()
+	spec.CheckpointDir = "ignored"
+	b, err := json.Marshal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const enc = `{"lambda":0.2,"filters":64,"filter_size":8,"clusters":4,"dict_images":64,"dict_iterations":30,"dae_epochs":5,"seed":1}`
+	if string(b) != enc {
+		t.Errorf("DefenseSpec encodes as %s, want %s", b, enc)
+	}
+	key, err := cache.NewKey(stageDefense, spec, cache.Key("data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = "8c8210f78f21b2434ee6526de0da9f80c33566484e2a41eff53b696fd063c184"
+	if key != want {
+		t.Errorf("key = %s, want %s", key, want)
+	}
+}

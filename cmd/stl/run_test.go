@@ -4,7 +4,10 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/spf13/pflag"
 )
 
 func TestRunFlagsOverrideConfig(t *testing.T) {
@@ -157,5 +160,55 @@ func TestRunName(t *testing.T) {
 	cmd.ParseFlags([]string{"--data", "sample:imagenet10", "--name", "mine"})
 	if cfg, _ := runOpts[cmd].resolve(cmd); cfg.Name != "mine" {
 		t.Errorf("--name mine: name %q", cfg.Name)
+	}
+}
+
+// TestRunFlagsStable pins the names, types and defaults of the flags of
+// stl run, so that command lines keep working.
+func TestRunFlagsStable(t *testing.T) {
+	want := []string{
+		"arch string vgg-small",
+		"attack-subset int 100",
+		"attacks stringSlice [FGSM-0.08,FGSM-0.04,BIM,DeepFool,CW]",
+		"baselines stringSlice [all]",
+		"batch-size int 64",
+		"clusters int 4",
+		"config string ",
+		"cutout int 0",
+		"cw-binary-steps int 5",
+		"cw-iterations int 100",
+		"dae-epochs int 5",
+		"data string sample:cifar10",
+		"dict-images int 64",
+		"dict-iterations int 30",
+		"dropout float64 0",
+		"eot-draws int 10",
+		"epochs int 15",
+		"filter-size int 8",
+		"filters int 64",
+		"grid-images int 8",
+		"lambda float64 0.2",
+		"lambda-sweep stringSlice [0.05,0.1,0.2,0.3,0.5]",
+		"limit int 0",
+		"lr float64 0.05",
+		"name string cifar10-sample",
+		"out string ",
+		"resolution int 0",
+		"retrain-baselines bool false",
+		"retrain-epochs int 0",
+		"sanity-baselines bool false",
+		"seed int64 1",
+		"test-limit int 0",
+		"vanilla string ",
+		"whitebox bool false",
+		"whitebox-cw-kappa float64 10",
+		"whitebox-losses stringSlice [ce,cw]",
+		"whitebox-steps int 20",
+		"whitebox-subset int 0",
+	}
+	var got []string
+	newRunCmd().Flags().VisitAll(func(f *pflag.Flag) { got = append(got, f.Name+" "+f.Value.Type()+" "+f.DefValue) })
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("flags:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
