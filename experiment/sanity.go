@@ -70,41 +70,6 @@ func (r *runner) sanityRow(rw *row) bool {
 	return contains(sanityRows, rw.name) || (r.cfg.SanityBaselines && rw.baseline)
 }
 
-// whiteBoxSubset picks the images of the white-box evaluation
-// (Config.WhiteBoxSubset): a class-balanced subset of the attacked images
-// seeded by the run seed, or all of them when the setting is 0 or not
-// smaller than their number. In the latter case the subset's key is the
-// attacked images' own, so that the white-box stages keep the keys they had
-// before the setting existed.
-func (r *runner) whiteBoxSubset(classes int) error {
-	n := r.cfg.WhiteBoxSubset
-	if n == 0 || n >= len(r.subset) {
-		r.wbIdx = make([]int, len(r.subset))
-		for i := range r.wbIdx {
-			r.wbIdx[i] = i
-		}
-		r.wbX, r.wbY, r.wbSubsetKey = r.x0, r.y0, r.subsetKey
-		return nil
-	}
-	idx, err := metrics.BalancedSubset(r.y0, classes, n, uint64(r.cfg.Seed))
-	if err != nil {
-		return err
-	}
-	key, err := cache.NewKey("whitebox-subset", map[string]any{"n": len(idx), "seed": r.cfg.Seed}, r.subsetKey)
-	if err != nil {
-		return err
-	}
-	per := len(r.x0.Data) / r.x0.Shape[0]
-	x := tensor.New(append([]int{len(idx)}, r.x0.Shape[1:]...)...)
-	y := make([]int, len(idx))
-	for i, j := range idx {
-		copy(x.Data[i*per:(i+1)*per], r.x0.Data[j*per:(j+1)*per])
-		y[i] = r.y0[j]
-	}
-	r.wbIdx, r.wbX, r.wbY, r.wbSubsetKey = idx, x, y, key
-	return nil
-}
-
 // sanitySet is one row's sanity-check images, each T(x') for the row's
 // transform T (the identity for No Defense), by column.
 type sanitySet struct {

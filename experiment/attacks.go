@@ -1,0 +1,106 @@
+package experiment
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/stl-defense/stl/experiment/cache"
+	"github.com/stl-defense/stl/experiment/metrics"
+	"github.com/stl-defense/stl/npy"
+	"github.com/stl-defense/stl/tensor"
+)
+
+// advSet is one adversarial test set.
+type advSet struct {
+	name    string
+	budget  string
+	key     cache.Key
+	x       *tensor.Tensor
+	info    attackInfo
+	missing string
+}
+
+type attackInfo struct {
+	Seconds float64 `json:"seconds"`
+	MeanL2  float64 `json:"mean_l2"`
+	N       int     `json:"n"`
+}
+
+// attacks computes the adversarial test sets on the vanilla classifier.
+// An attack that is unavailable or fails leaves its column missing.
+func (r *runner) attacks(ctx context.Context) error {
+	subsetKey := r.subsetKey
+	for _, name := range orderedAttacks(r.cfg.Attacks) {
+		r.next("attack " + name)
+		a := &advSet{name: name}
+		r.advs = append(r.advs, a)
+		if r.b.Attack == nil {
+			a.missing = "no attack implementation in this build"
+			continue
+		}
+		atk, settings, budget, err := r.b.Attack(name, r.cfg)
+		if err != nil {
+			a.missing = err.Error()
+			continue
+		}
+		a.budget = budget
+		r.describe("attack "+name, settings)
+		stage := stageAttack + slug(name)
+		cfg := map[string]any{"attack": name, "settings": settings}
+		a.key, err = cache.NewKey(stage, cfg, r.vanillaKey, subsetKey)
+		if err != nil {
+			return err
+		}
+		dir, _, err := r.store.Do(ctx, stage, a.key, cfg, []cache.Key{r.vanillaKey, subsetKey}, func(ctx context.Context, out string) error {
+			t0 := time.Now()
+			adv, err := atk(ctx, r.vanilla, r.x0, r.y0, r.rep)
+			if err != nil {
+				return err
+			}
+			per := len(adv.Data) / max(1, adv.Shape[0])
+			l2, err := metrics.MeanNormalizedL2(adv.Data, r.x0.Data, per)
+			if err != nil {
+				return err
+			}
+			info := attackInfo{Seconds: time.Since(t0).Seconds(), MeanL2: l2, N: adv.Shape[0]}
+			if err := npy.WriteFile(filepath.Join(out, "adv.npy"), adv); err != nil {
+				return err
+			}
+			return writeJSON(filepath.Join(out, "attack.json"), info)
+		})
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			a.missing = "the attack failed: " + err.Error()
+			continue
+		}
+		if a.x, err = readImages(filepath.Join(dir, "adv.npy"), r.x0.Shape); err == nil {
+			err = readJSON(filepath.Join(dir, "attack.json"), &a.info)
+		}
+		if err != nil {
+			return fmt.Errorf("stage %s: %w", stage, err)
+		}
+	}
+	return nil
+}
+
+// orderedAttacks returns names in the paper's column order.
+func orderedAttacks(names []string) []string { return inOrder(AllAttacks, names) }
+
+// orderedLosses returns the white-box losses of names in the order of
+// AllWhiteBoxLosses (the cross-entropy first).
+func orderedLosses(names []string) []string { return inOrder(AllWhiteBoxLosses, names) }
+
+// inOrder returns the elements of all that names lists, in all's order.
+func inOrder(all, names []string) []string {
+	var out []string
+	for _, a := range all {
+		if contains(names, a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}

@@ -1,0 +1,199 @@
+package experiment
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"path/filepath"
+
+	"github.com/stl-defense/stl/dataset"
+	"github.com/stl-defense/stl/defense"
+	"github.com/stl-defense/stl/experiment/cache"
+	"github.com/stl-defense/stl/npy"
+	"github.com/stl-defense/stl/progress"
+	"github.com/stl-defense/stl/tensor"
+)
+
+func (r *runner) defenseSpec() DefenseSpec {
+	c := r.cfg
+	return DefenseSpec{Lambda: c.Lambda, Filters: c.Filters, FilterSize: c.FilterSize, Clusters: c.Clusters,
+		DictImages: c.DictImages, DictIterations: c.DictIterations, DAEEpochs: c.DAEEpochs, Seed: c.Seed}
+}
+
+// buildDefense builds (or reuses) the STL defense and sets up the STL rows.
+func (r *runner) buildDefense(ctx context.Context) error {
+	r.next("build the STL defense")
+	stl, stlc := r.rows[1], r.rows[2]
+	if r.b.Defense == nil {
+		return nil
+	}
+	spec := r.defenseSpec()
+	key, err := cache.NewKey(stageDefense, spec, r.dataKey)
+	if err != nil {
+		return err
+	}
+	spec.CheckpointDir = r.checkpointDir(stageDefense, key)
+	dir, _, err := r.store.Do(ctx, stageDefense, key, spec, []cache.Key{r.dataKey}, func(ctx context.Context, out string) error {
+		return r.b.Defense.Build(ctx, spec, r.train, out, r.rep)
+	})
+	if err == nil {
+		r.dropCheckpoint(spec.CheckpointDir)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err != nil {
+		stl.missing = "building the defense failed: " + err.Error()
+		stlc.missing = stl.missing
+		return nil
+	}
+	if d, ok := r.b.Defense.(DirDescriber); ok {
+		if v, err := d.DescribeDir(dir); err == nil {
+			r.describe("defense", v)
+		}
+	}
+	load := func(i int) func(uint64) (defense.Transform, error) {
+		return func(uint64) (defense.Transform, error) {
+			ts, err := r.b.Defense.Load(dir)
+			if err != nil {
+				return nil, err
+			}
+			if len(ts) != 2 {
+				return nil, fmt.Errorf("defense loader returned %d transforms, want 2 (STL, STL (cluster))", len(ts))
+			}
+			return ts[i], nil
+		}
+	}
+	stl.newT, stl.key = load(0), key
+	stlc.newT, stlc.key = load(1), key
+	return nil
+}
+
+// defend computes one defense's transformed test, adversarial and training
+// sets and its retrained classifier. Failures make cells missing.
+func (r *runner) defend(ctx context.Context, rw *row) error {
+	rw.adv = map[string]*tensor.Tensor{}
+	// skip moves the overall position past this row's stages, done of
+	// which have been met.
+	skip := func(done int) {
+		n := 1 + len(r.advs) - done
+		if rw.retrain {
+			n += 2
+		}
+		r.advance(n)
+	}
+	if rw.newT == nil {
+		skip(0)
+		return nil
+	}
+	// Each stage seeds its own transform from the run seed and the stage
+	// name, so a randomized baseline gives the same images whether or not
+	// the run was interrupted.
+	transform := func(what string, x *tensor.Tensor, setKey cache.Key) (*tensor.Tensor, error) {
+		stage := stageTransform + slug(rw.name) + "-" + slug(what)
+		key, err := cache.NewKey(stage, map[string]any{"seed": r.cfg.Seed}, rw.key, setKey)
+		if err != nil {
+			return nil, err
+		}
+		dir, _, err := r.store.Do(ctx, stage, key, nil, []cache.Key{rw.key, setKey}, func(ctx context.Context, out string) error {
+			t, err := rw.newT(stageSeed(r.cfg.Seed, stage))
+			if err != nil {
+				return err
+			}
+			y, err := applyBatched(ctx, t, x, rw.name+" on "+what, r.rep)
+			if err != nil {
+				return err
+			}
+			return npy.WriteFile(filepath.Join(out, "images.npy"), y)
+		})
+		if err != nil {
+			return nil, err
+		}
+		return readImages(filepath.Join(dir, "images.npy"), x.Shape)
+	}
+	testKey, _ := cache.NewKey("set", "test", r.dataKey)
+	r.next(rw.name + " on the test set")
+	var err error
+	if rw.test, err = transform("test", r.test.Images, testKey); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		rw.missing = "the transform failed: " + err.Error()
+		skip(1)
+		return nil
+	}
+	for _, a := range r.advs {
+		r.next(rw.name + " on " + a.name)
+		if a.x == nil {
+			continue
+		}
+		y, err := transform(a.name, a.x, a.key)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			r.missing = append(r.missing, Missing{rw.name + " on " + a.name, err.Error()})
+			continue
+		}
+		rw.adv[a.name] = y
+	}
+	if !rw.retrain {
+		rw.modelMissing = "not retrained (retrain_baselines is false, to keep the run short)"
+		return nil
+	}
+	r.next(rw.name + " on the training set")
+	trainKey, _ := cache.NewKey("set", "train", r.dataKey)
+	ytrain, err := transform("train", r.train.Images, trainKey)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		rw.modelMissing = "transforming the training set failed: " + err.Error()
+		r.advance(1)
+		return nil
+	}
+	r.next("retrain on " + rw.name)
+	set := &dataset.Set{Images: ytrain, Labels: r.train.Labels, Classes: r.train.Classes, Name: r.train.Name + " through " + rw.name}
+	tKey, _ := cache.NewKey("transformed-train", nil, rw.key, trainKey)
+	m, mKey, err := r.trainClassifier(ctx, stageRetrain+slug(rw.name), r.classifierSpec(r.cfg.retrainEpochs()), set, tKey)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		rw.modelMissing = "retraining failed: " + err.Error()
+		return nil
+	}
+	rw.model, rw.modelKey = m, mKey
+	return nil
+}
+
+// stageSeed derives a transform's seed from the run seed and the stage.
+func stageSeed(seed int64, stage string) uint64 {
+	h := sha256.Sum256([]byte(fmt.Sprintf("%d/%s", seed, stage)))
+	return binary.LittleEndian.Uint64(h[:8])
+}
+
+// applyBatched applies t to x in batches, reporting progress in images.
+func applyBatched(ctx context.Context, t defense.Transform, x *tensor.Tensor, what string, rep progress.Reporter) (*tensor.Tensor, error) {
+	n := x.Shape[0]
+	out := tensor.New(x.Shape...)
+	rep.Report(what, 0, n, "")
+	for lo := 0; lo < n; lo += transformBatch {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		hi := min(lo+transformBatch, n)
+		xb := x.Batch(lo, hi)
+		yb, err := t.Apply(ctx, xb)
+		if err != nil {
+			return nil, err
+		}
+		if !tensor.SameShape(xb, yb) {
+			return nil, &tensor.ShapeError{Op: "transform " + t.Name(), Want: xb.Shape, Got: yb.Shape}
+		}
+		copy(out.Batch(lo, hi).Data, yb.Data)
+		rep.Report(what, hi, n, "")
+	}
+	return out, nil
+}
