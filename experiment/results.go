@@ -59,125 +59,14 @@ func (r *runner) subsetImages(x *tensor.Tensor) *tensor.Tensor {
 	return out
 }
 
-// evaluate fills the Table 1 and Table 5 forms and the Figure 6 points.
+// evaluate fills the Table 1 and Table 5 forms, with the white-box Table 4
+// form and its sanity checks after them when the run has them, and the
+// Figure 6 points.
 func (r *runner) evaluate(ctx context.Context) (tables []report.Table, quality []report.Quality, err error) {
-	cols := append([]string{report.ColClean}, orderedAttacks(r.cfg.Attacks)...)
-	e := &evaluator{ctx: ctx, r: r}
-	for _, rw := range r.rows {
-		if rw.name == NoDefense || rw.test != nil {
-			e.all += 2 * (2 + len(r.advs))
-		}
-		for _, loss := range orderedLosses(r.cfg.WhiteBoxLosses) {
-			if adv, _ := rw.whiteBoxAdv(loss); adv != nil {
-				e.all++
-			}
-		}
-		if rw.sanity != nil {
-			e.all += len(r.cfg.sanityStepList()) + len(SanityEps) + 3
-		}
-	}
-	t1 := report.Table{ID: "table1", Columns: cols,
-		Title:   "Table 1 form: each defense's retrained classifier on its transformed clean and adversarial sets",
-		Caption: "A classifier is retrained on each defense's transformed training set and tested on its transformed clean and adversarial test sets (paper, section 3.5 and Table 1). Adversarial examples are computed on the vanilla classifier (grey box). No Defense is the vanilla classifier on untransformed images."}
-	t5 := report.Table{ID: "table5", Columns: cols,
-		Title:   "Table 5 form: the vanilla classifier on transformed clean and adversarial sets",
-		Caption: "The attacked vanilla classifier, trained on clean images only, classifies each defense's transformed images (paper, section 5.4 and Table 5)."}
-	ps := r.x0.Shape[1] * r.x0.Shape[2] * r.x0.Shape[3]
-	missingCells := func(why string) []report.Cell {
-		cells := make([]report.Cell, len(cols))
-		for j := range cells {
-			cells[j].Missing = why
-		}
-		return cells
-	}
-	for _, rw := range r.rows {
-		row1 := report.Row{Defense: rw.name}
-		row5 := report.Row{Defense: rw.name}
-		if rw.name == NoDefense {
-			clean, err := e.acc(r.vanilla, r.test.Images, r.test.Labels)
-			if err != nil {
-				return nil, nil, err
-			}
-			cleanSub, err := e.acc(r.vanilla, r.x0, r.y0)
-			if err != nil {
-				return nil, nil, err
-			}
-			row1.Cells = append(row1.Cells, report.Cell{Acc: clean})
-			for _, a := range r.advs {
-				if a.x == nil {
-					row1.Cells = append(row1.Cells, report.Cell{Missing: a.missing})
-					continue
-				}
-				adv, err := e.acc(r.vanilla, a.x, r.y0)
-				if err != nil {
-					return nil, nil, err
-				}
-				row1.Cells = append(row1.Cells, report.Cell{Acc: adv})
-				psnr, err := metrics.MeanPSNR(a.x.Data, r.x0.Data, ps)
-				if err != nil {
-					return nil, nil, err
-				}
-				quality = append(quality, report.Quality{Defense: rw.name, Attack: a.name, PSNR: psnr, Clean: *cleanSub, Adv: *adv})
-			}
-			row5.Cells = row1.Cells
-			t1.Rows, t5.Rows = append(t1.Rows, row1), append(t5.Rows, row5)
-			continue
-		}
-		if rw.test == nil {
-			why := rw.missing
-			if why == "" {
-				why = "not computed"
-			}
-			t1.Rows = append(t1.Rows, report.Row{Defense: rw.name, Cells: missingCells(why)})
-			t5.Rows = append(t5.Rows, report.Row{Defense: rw.name, Cells: missingCells(why)})
-			continue
-		}
-		// Table 5: the vanilla classifier; Table 1: the retrained one.
-		for ti, m := range []attack.Model{r.vanilla, rw.model} {
-			row := &row5
-			if ti == 1 {
-				row = &row1
-			}
-			if m == nil {
-				row.Cells = missingCells(rw.modelMissing)
-				continue
-			}
-			clean, err := e.acc(m, rw.test, r.test.Labels)
-			if err != nil {
-				return nil, nil, err
-			}
-			row.Cells = append(row.Cells, report.Cell{Acc: clean})
-			var cleanSub *metrics.Accuracy
-			if ti == 0 {
-				if cleanSub, err = e.acc(m, r.subsetImages(rw.test), r.y0); err != nil {
-					return nil, nil, err
-				}
-			}
-			for _, a := range r.advs {
-				y, ok := rw.adv[a.name]
-				if !ok {
-					why := a.missing
-					if why == "" {
-						why = "transforming the adversarial set failed (see Missing)"
-					}
-					row.Cells = append(row.Cells, report.Cell{Missing: why})
-					continue
-				}
-				adv, err := e.acc(m, y, r.y0)
-				if err != nil {
-					return nil, nil, err
-				}
-				row.Cells = append(row.Cells, report.Cell{Acc: adv})
-				if ti == 0 {
-					psnr, err := metrics.MeanPSNR(y.Data, r.x0.Data, ps)
-					if err != nil {
-						return nil, nil, err
-					}
-					quality = append(quality, report.Quality{Defense: rw.name, Attack: a.name, PSNR: psnr, Clean: *cleanSub, Adv: *adv})
-				}
-			}
-		}
-		t1.Rows, t5.Rows = append(t1.Rows, row1), append(t5.Rows, row5)
+	e := r.newEvaluator(ctx)
+	t1, t5, quality, err := r.blackBoxTables(e)
+	if err != nil {
+		return nil, nil, err
 	}
 	tables = []report.Table{t1, t5}
 	var sanity []report.Table
@@ -201,6 +90,168 @@ func (r *runner) evaluate(ctx context.Context) (tables []report.Table, quality [
 		}
 	}
 	return append(tables, sanity...), quality, nil
+}
+
+// newEvaluator returns an evaluator whose progress counts every accuracy
+// evaluate computes.
+func (r *runner) newEvaluator(ctx context.Context) *evaluator {
+	e := &evaluator{ctx: ctx, r: r}
+	for _, rw := range r.rows {
+		if rw.name == NoDefense || rw.test != nil {
+			e.all += 2 * (2 + len(r.advs))
+		}
+		for _, loss := range orderedLosses(r.cfg.WhiteBoxLosses) {
+			if adv, _ := rw.whiteBoxAdv(loss); adv != nil {
+				e.all++
+			}
+		}
+		if rw.sanity != nil {
+			e.all += len(r.cfg.sanityStepList()) + len(SanityEps) + 3
+		}
+	}
+	return e
+}
+
+// blackBoxTables fills the Table 1 and Table 5 forms, one row per defense,
+// and the Figure 6 points.
+func (r *runner) blackBoxTables(e *evaluator) (t1, t5 report.Table, quality []report.Quality, err error) {
+	cols := append([]string{report.ColClean}, orderedAttacks(r.cfg.Attacks)...)
+	t1 = report.Table{ID: "table1", Columns: cols,
+		Title:   "Table 1 form: each defense's retrained classifier on its transformed clean and adversarial sets",
+		Caption: "A classifier is retrained on each defense's transformed training set and tested on its transformed clean and adversarial test sets (paper, section 3.5 and Table 1). Adversarial examples are computed on the vanilla classifier (grey box). No Defense is the vanilla classifier on untransformed images."}
+	t5 = report.Table{ID: "table5", Columns: cols,
+		Title:   "Table 5 form: the vanilla classifier on transformed clean and adversarial sets",
+		Caption: "The attacked vanilla classifier, trained on clean images only, classifies each defense's transformed images (paper, section 5.4 and Table 5)."}
+	for _, rw := range r.rows {
+		var row1, row5 report.Row
+		var q []report.Quality
+		switch {
+		case rw.name == NoDefense:
+			row1, q, err = r.noDefenseRow(e)
+			row5 = row1
+		case rw.test == nil:
+			why := rw.missing
+			if why == "" {
+				why = "not computed"
+			}
+			row1 = report.Row{Defense: rw.name, Cells: missingCells(why, len(cols))}
+			row5 = report.Row{Defense: rw.name, Cells: missingCells(why, len(cols))}
+		default:
+			row1, row5, q, err = r.defenseRows(e, rw, len(cols))
+		}
+		if err != nil {
+			return t1, t5, nil, err
+		}
+		quality = append(quality, q...)
+		t1.Rows, t5.Rows = append(t1.Rows, row1), append(t5.Rows, row5)
+	}
+	return t1, t5, quality, nil
+}
+
+// missingCells returns n cells missing for the reason why.
+func missingCells(why string, n int) []report.Cell {
+	cells := make([]report.Cell, n)
+	for j := range cells {
+		cells[j].Missing = why
+	}
+	return cells
+}
+
+// noDefenseRow is the vanilla classifier on the clean and adversarial test
+// sets, the No Defense row of both forms, and its Figure 6 points.
+func (r *runner) noDefenseRow(e *evaluator) (report.Row, []report.Quality, error) {
+	row := report.Row{Defense: NoDefense}
+	var quality []report.Quality
+	clean, err := e.acc(r.vanilla, r.test.Images, r.test.Labels)
+	if err != nil {
+		return row, nil, err
+	}
+	cleanSub, err := e.acc(r.vanilla, r.x0, r.y0)
+	if err != nil {
+		return row, nil, err
+	}
+	row.Cells = append(row.Cells, report.Cell{Acc: clean})
+	for _, a := range r.advs {
+		if a.x == nil {
+			row.Cells = append(row.Cells, report.Cell{Missing: a.missing})
+			continue
+		}
+		adv, err := e.acc(r.vanilla, a.x, r.y0)
+		if err != nil {
+			return row, nil, err
+		}
+		row.Cells = append(row.Cells, report.Cell{Acc: adv})
+		q, err := r.quality(NoDefense, a.name, a.x, cleanSub, adv)
+		if err != nil {
+			return row, nil, err
+		}
+		quality = append(quality, q)
+	}
+	return row, quality, nil
+}
+
+// quality is the Figure 6 point of a defense's images y of the attacked
+// images under an attack: their PSNR and the vanilla classifier's
+// accuracies.
+func (r *runner) quality(rowName, attackName string, y *tensor.Tensor, clean, adv *metrics.Accuracy) (report.Quality, error) {
+	ps := r.x0.Shape[1] * r.x0.Shape[2] * r.x0.Shape[3]
+	psnr, err := metrics.MeanPSNR(y.Data, r.x0.Data, ps)
+	if err != nil {
+		return report.Quality{}, err
+	}
+	return report.Quality{Defense: rowName, Attack: attackName, PSNR: psnr, Clean: *clean, Adv: *adv}, nil
+}
+
+// defenseRows are a defense's rows of Table 1 (its retrained classifier)
+// and Table 5 (the vanilla classifier) on its transformed sets, of ncols
+// cells each, and its Figure 6 points.
+func (r *runner) defenseRows(e *evaluator, rw *row, ncols int) (row1, row5 report.Row, quality []report.Quality, err error) {
+	row1, row5 = report.Row{Defense: rw.name}, report.Row{Defense: rw.name}
+	for ti, m := range []attack.Model{r.vanilla, rw.model} {
+		row := &row5
+		if ti == 1 {
+			row = &row1
+		}
+		if m == nil {
+			row.Cells = missingCells(rw.modelMissing, ncols)
+			continue
+		}
+		clean, err := e.acc(m, rw.test, r.test.Labels)
+		if err != nil {
+			return row1, row5, nil, err
+		}
+		row.Cells = append(row.Cells, report.Cell{Acc: clean})
+		var cleanSub *metrics.Accuracy
+		if ti == 0 {
+			if cleanSub, err = e.acc(m, r.subsetImages(rw.test), r.y0); err != nil {
+				return row1, row5, nil, err
+			}
+		}
+		for _, a := range r.advs {
+			y, ok := rw.adv[a.name]
+			if !ok {
+				why := a.missing
+				if why == "" {
+					why = "transforming the adversarial set failed (see Missing)"
+				}
+				row.Cells = append(row.Cells, report.Cell{Missing: why})
+				continue
+			}
+			adv, err := e.acc(m, y, r.y0)
+			if err != nil {
+				return row1, row5, nil, err
+			}
+			row.Cells = append(row.Cells, report.Cell{Acc: adv})
+			if ti == 0 {
+				q, err := r.quality(rw.name, a.name, y, cleanSub, adv)
+				if err != nil {
+					return row1, row5, nil, err
+				}
+				quality = append(quality, q)
+			}
+		}
+	}
+	return row1, row5, quality, nil
 }
 
 // whiteBoxColumns maps each white-box loss to its Table 4 column.

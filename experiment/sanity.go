@@ -110,13 +110,12 @@ func (c Config) sanityWeight(nsub, per, px float64) float64 {
 	return nsub * float64(steps) * (per + 6e-3*px)
 }
 
-// sanity computes the sanity checks of the rows in sanityRows, after
+// sanity computes the sanity checks of the rows sanityRow selects, after
 // whiteBox. Each attacked or perturbed set is a cached stage.
 func (r *runner) sanity(ctx context.Context) error {
 	if !r.cfg.WhiteBox {
 		return nil
 	}
-	subsetKey := r.wbSubsetKey
 	var source *row // No Defense, whose white-box examples the transfer control reuses
 	for _, rw := range r.rows {
 		if rw.name == NoDefense {
@@ -130,146 +129,216 @@ func (r *runner) sanity(ctx context.Context) error {
 		r.next("white-box sanity checks on " + rw.name)
 		s := &sanitySet{steps: map[int]*tensor.Tensor{}, eps: map[float64]*tensor.Tensor{}, missing: map[string]string{}}
 		rw.sanity = s
-		if rw.wbAdv == nil {
-			why := rw.wbMissing
-			if why == "" {
-				why = "the white-box attack is not available"
-			}
+		if why := r.sanityUnavailable(rw); why != "" {
 			s.missing[""] = why
 			continue
 		}
-		if r.b.PGD == nil {
-			s.missing[""] = "no PGD at other budgets in this build"
-			continue
+		if err := r.newSanityRun(rw, s).run(ctx, source); err != nil {
+			return err
 		}
-		m, mKey := rw.model, rw.modelKey
-		if rw.wbVanilla || rw.name == NoDefense {
-			m, mKey = r.vanilla, r.vanillaKey
-		}
-		deps := []cache.Key{mKey, subsetKey}
+	}
+	return nil
+}
+
+// sanityUnavailable says why the sanity checks cannot run on rw, or "".
+func (r *runner) sanityUnavailable(rw *row) string {
+	switch {
+	case rw.wbAdv == nil && rw.wbMissing != "":
+		return rw.wbMissing
+	case rw.wbAdv == nil:
+		return "the white-box attack is not available"
+	case r.b.PGD == nil:
+		return "no PGD at other budgets in this build"
+	}
+	return ""
+}
+
+// sanityRun computes the sanity checks of one row into its sanitySet.
+type sanityRun struct {
+	r    *runner
+	rw   *row
+	s    *sanitySet
+	m    attack.Model // the classifier behind the defense
+	deps []cache.Key  // the keys every stage of the row depends on
+}
+
+// newSanityRun prepares the sanity checks of rw: its classifier is the
+// one its white-box examples were computed against.
+func (r *runner) newSanityRun(rw *row, s *sanitySet) *sanityRun {
+	m, mKey := rw.model, rw.modelKey
+	if rw.wbVanilla || rw.name == NoDefense {
+		m, mKey = r.vanilla, r.vanillaKey
+	}
+	deps := []cache.Key{mKey, r.wbSubsetKey}
+	if rw.name != NoDefense {
+		deps = append(deps, rw.key)
+	}
+	return &sanityRun{r: r, rw: rw, s: s, m: m, deps: deps}
+}
+
+// run computes the row's checks in turn; source is the row whose
+// white-box examples the transfer control feeds through the defense.
+func (sr *sanityRun) run(ctx context.Context, source *row) error {
+	if err := sr.iterations(ctx); err != nil {
+		return err
+	}
+	if err := sr.budgets(ctx); err != nil {
+		return err
+	}
+	if err := sr.noise(ctx); err != nil {
+		return err
+	}
+	return sr.transfer(ctx, source)
+}
+
+// sanityImages computes perturbed images of the white-box subset for the
+// row's transform T (nil for No Defense).
+type sanityImages func(ctx context.Context, t defense.Transform) (*tensor.Tensor, error)
+
+// stage computes T(f(T)) for the row's transform T, seeded by the stage
+// (nil for No Defense), and caches it as the stage name-<row>.
+func (sr *sanityRun) stage(ctx context.Context, name string, cfg map[string]any, extra []cache.Key, f sanityImages) (*tensor.Tensor, error) {
+	r, rw := sr.r, sr.rw
+	stage := name + "-" + slug(rw.name)
+	cfg["seed"] = r.cfg.Seed
+	d := append(append([]cache.Key(nil), sr.deps...), extra...)
+	key, err := cache.NewKey(stage, cfg, d...)
+	if err != nil {
+		return nil, err
+	}
+	dir, _, err := r.store.Do(ctx, stage, key, cfg, d, func(ctx context.Context, out string) error {
+		var t defense.Transform
 		if rw.name != NoDefense {
-			deps = append(deps, rw.key)
-		}
-		// stage computes T(f(T)) for the row's freshly drawn transform T
-		// (nil for No Defense) and caches it under stage.
-		stage := func(name string, cfg map[string]any, extra []cache.Key, f func(ctx context.Context, t defense.Transform) (*tensor.Tensor, error)) (*tensor.Tensor, error) {
-			stage := name + "-" + slug(rw.name)
-			cfg["seed"] = r.cfg.Seed
-			d := append(append([]cache.Key(nil), deps...), extra...)
-			key, err := cache.NewKey(stage, cfg, d...)
-			if err != nil {
-				return nil, err
-			}
-			dir, _, err := r.store.Do(ctx, stage, key, cfg, d, func(ctx context.Context, out string) error {
-				var t defense.Transform
-				if rw.name != NoDefense {
-					if t, err = rw.newT(stageSeed(r.cfg.Seed, stage)); err != nil {
-						return err
-					}
-				}
-				x, err := f(ctx, t)
-				if err != nil {
-					return err
-				}
-				if t != nil {
-					if x, err = applyBatched(ctx, t, x, rw.name+" on "+name, r.rep); err != nil {
-						return err
-					}
-				}
-				return npy.WriteFile(filepath.Join(out, "images.npy"), x)
-			})
-			if err != nil {
-				return nil, err
-			}
-			return readImages(filepath.Join(dir, "images.npy"), r.wbX.Shape)
-		}
-		// pgd attacks the row's defended classifier through BPDA (EOT).
-		pgd := func(eps float64, steps int) func(ctx context.Context, t defense.Transform) (*tensor.Tensor, error) {
-			return func(ctx context.Context, t defense.Transform) (*tensor.Tensor, error) {
-				atk, _, err := r.b.PGD(r.cfg, eps, steps)
-				if err != nil {
-					return nil, err
-				}
-				am := m
-				if t != nil {
-					if am, err = r.b.Adaptive(t, m, r.cfg.EOTDraws); err != nil {
-						return nil, err
-					}
-				}
-				return atk(ctx, am, r.wbX, r.wbY, r.rep)
-			}
-		}
-		pgdCfg := func(eps float64, steps int) (map[string]any, error) {
-			_, settings, err := r.b.PGD(r.cfg, eps, steps)
-			cfg := map[string]any{"attack": settings, "eot_draws": r.cfg.EOTDraws}
-			if rw.backward != "" {
-				cfg["backward"] = rw.backward
-			}
-			return cfg, err
-		}
-		// failed records a column's failure; it returns ctx's error.
-		failed := func(col string, err error) error {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			s.missing[col] = err.Error()
-			return nil
-		}
-		for _, st := range r.cfg.sanityStepList() {
-			if st == r.cfg.WhiteBoxSteps {
-				s.steps[st] = rw.wbAdv
-				continue
-			}
-			cfg, err := pgdCfg(whiteBoxEps, st)
-			if err == nil {
-				s.steps[st], err = stage(fmt.Sprintf("whitebox-steps%d", st), cfg, nil, pgd(whiteBoxEps, st))
-			}
-			if err != nil {
-				if err := failed(stepsCol(st), err); err != nil {
-					return err
-				}
-			}
-		}
-		for _, e := range SanityEps {
-			if e == whiteBoxEps {
-				s.eps[e] = rw.wbAdv
-				continue
-			}
-			cfg, err := pgdCfg(e, r.cfg.WhiteBoxSteps)
-			if err == nil {
-				s.eps[e], err = stage("whitebox-eps"+strconv.FormatFloat(e, 'g', -1, 64), cfg, nil, pgd(e, r.cfg.WhiteBoxSteps))
-			}
-			if err != nil {
-				if err := failed(epsCol(e), err); err != nil {
-					return err
-				}
-			}
-		}
-		var err error
-		s.noise, err = stage("whitebox-noise", map[string]any{"noise": "uniform random sign", "eps": whiteBoxEps}, nil,
-			func(ctx context.Context, t defense.Transform) (*tensor.Tensor, error) {
-				return signNoise(r.wbX, whiteBoxEps, stageSeed(r.cfg.Seed, "whitebox-noise-"+slug(rw.name))), nil
-			})
-		if err != nil {
-			if err := failed(colSanityNoise, err); err != nil {
+			if t, err = rw.newT(stageSeed(r.cfg.Seed, stage)); err != nil {
 				return err
 			}
 		}
-		switch {
-		case rw.name == NoDefense:
-			s.missing[colSanityTransfer] = "not applicable: No Defense is the transfer's source"
-		case source == nil || source.wbAdv == nil:
-			s.missing[colSanityTransfer] = "the white-box attack on No Defense is missing"
-		default:
-			src := source.wbAdv
-			s.transfer, err = stage("whitebox-transfer", map[string]any{"from": NoDefense}, []cache.Key{source.wbKey},
-				func(ctx context.Context, t defense.Transform) (*tensor.Tensor, error) { return src.Clone(), nil })
-			if err != nil {
-				if err := failed(colSanityTransfer, err); err != nil {
-					return err
-				}
+		x, err := f(ctx, t)
+		if err != nil {
+			return err
+		}
+		if t != nil {
+			if x, err = applyBatched(ctx, t, x, rw.name+" on "+name, r.rep); err != nil {
+				return err
 			}
 		}
+		return npy.WriteFile(filepath.Join(out, "images.npy"), x)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return readImages(filepath.Join(dir, "images.npy"), r.wbX.Shape)
+}
+
+// failed records a column's failure; it returns ctx's error.
+func (sr *sanityRun) failed(ctx context.Context, col string, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	sr.s.missing[col] = err.Error()
+	return nil
+}
+
+// pgd returns PGD at eps with steps iterations against the row's defended
+// classifier through BPDA (EOT), its stage configuration, and the images
+// it computes.
+func (sr *sanityRun) pgd(eps float64, steps int) (map[string]any, sanityImages, error) {
+	r := sr.r
+	_, settings, err := r.b.PGD(r.cfg, eps, steps)
+	cfg := map[string]any{"attack": settings, "eot_draws": r.cfg.EOTDraws}
+	if sr.rw.backward != "" {
+		cfg["backward"] = sr.rw.backward
+	}
+	return cfg, func(ctx context.Context, t defense.Transform) (*tensor.Tensor, error) {
+		atk, _, err := r.b.PGD(r.cfg, eps, steps)
+		if err != nil {
+			return nil, err
+		}
+		am := sr.m
+		if t != nil {
+			if am, err = r.b.Adaptive(t, sr.m, r.cfg.EOTDraws); err != nil {
+				return nil, err
+			}
+		}
+		return atk(ctx, am, r.wbX, r.wbY, r.rep)
+	}, err
+}
+
+// point returns the row's images under PGD at eps with steps iterations,
+// computed in the named stage: the white-box table's own at the Table 4
+// attack. A failure leaves them nil and the column col missing.
+func (sr *sanityRun) point(ctx context.Context, name, col string, eps float64, steps int) (*tensor.Tensor, error) {
+	if eps == whiteBoxEps && steps == sr.r.cfg.WhiteBoxSteps {
+		return sr.rw.wbAdv, nil
+	}
+	cfg, f, err := sr.pgd(eps, steps)
+	var x *tensor.Tensor
+	if err == nil {
+		x, err = sr.stage(ctx, name, cfg, nil, f)
+	}
+	if err != nil {
+		return nil, sr.failed(ctx, col, err)
+	}
+	return x, nil
+}
+
+// iterations is the iterations check: PGD at the Table 4 budget with each
+// of Config.sanityStepList iterations.
+func (sr *sanityRun) iterations(ctx context.Context) error {
+	for _, st := range sr.r.cfg.sanityStepList() {
+		x, err := sr.point(ctx, fmt.Sprintf("whitebox-steps%d", st), stepsCol(st), whiteBoxEps, st)
+		if err != nil {
+			return err
+		}
+		sr.s.steps[st] = x
+	}
+	return nil
+}
+
+// budgets is the budget check: PGD with Config.WhiteBoxSteps iterations at
+// each budget of SanityEps.
+func (sr *sanityRun) budgets(ctx context.Context) error {
+	for _, e := range SanityEps {
+		x, err := sr.point(ctx, "whitebox-eps"+strconv.FormatFloat(e, 'g', -1, 64), epsCol(e), e, sr.r.cfg.WhiteBoxSteps)
+		if err != nil {
+			return err
+		}
+		sr.s.eps[e] = x
+	}
+	return nil
+}
+
+// noise is the random-noise control: sign noise at the Table 4 budget.
+func (sr *sanityRun) noise(ctx context.Context) error {
+	r, rw := sr.r, sr.rw
+	var err error
+	sr.s.noise, err = sr.stage(ctx, "whitebox-noise", map[string]any{"noise": "uniform random sign", "eps": whiteBoxEps}, nil,
+		func(ctx context.Context, t defense.Transform) (*tensor.Tensor, error) {
+			return signNoise(r.wbX, whiteBoxEps, stageSeed(r.cfg.Seed, "whitebox-noise-"+slug(rw.name))), nil
+		})
+	if err != nil {
+		return sr.failed(ctx, colSanityNoise, err)
+	}
+	return nil
+}
+
+// transfer is the transfer control: source's (No Defense's) white-box
+// examples through the row's defense.
+func (sr *sanityRun) transfer(ctx context.Context, source *row) error {
+	switch {
+	case sr.rw.name == NoDefense:
+		sr.s.missing[colSanityTransfer] = "not applicable: No Defense is the transfer's source"
+		return nil
+	case source == nil || source.wbAdv == nil:
+		sr.s.missing[colSanityTransfer] = "the white-box attack on No Defense is missing"
+		return nil
+	}
+	src := source.wbAdv
+	var err error
+	sr.s.transfer, err = sr.stage(ctx, "whitebox-transfer", map[string]any{"from": NoDefense}, []cache.Key{source.wbKey},
+		func(ctx context.Context, t defense.Transform) (*tensor.Tensor, error) { return src.Clone(), nil })
+	if err != nil {
+		return sr.failed(ctx, colSanityTransfer, err)
 	}
 	return nil
 }
