@@ -84,13 +84,6 @@ type DirDescriber interface {
 	DescribeDir(dir string) (any, error)
 }
 
-// LambdaLoader is implemented by DefenseBuilders that can load a built
-// defense projecting with another sparsity weight than it was learned with,
-// for the lambda sweep (Figure 5).
-type LambdaLoader interface {
-	LoadLambda(dir string, lambda float64) ([]defense.Transform, error)
-}
-
 // DefenseSpec is everything that determines a trained STL defense apart
 // from its training images (paper, sections 3.2-3.4 and 5.1). It is part of
 // the defense stage's cache key.
@@ -112,9 +105,19 @@ type DefenseBuilder interface {
 	// Build learns the defense from train and saves it into dir, an empty
 	// directory.
 	Build(ctx context.Context, spec DefenseSpec, train *dataset.Set, dir string, rep progress.Reporter) error
-	// Load returns the saved defense's transforms: the universal "STL" and
-	// the stratified "STL (cluster)", in that order.
-	Load(dir string) ([]defense.Transform, error)
+	// Load reads the defense saved in dir. A run loads it once, when a
+	// stage first needs it, and shares it among its stages.
+	Load(dir string) (LoadedDefense, error)
+}
+
+// LoadedDefense is a built STL defense read back from its directory.
+type LoadedDefense interface {
+	// Transforms returns the universal "STL" and the stratified "STL
+	// (cluster)" projecting with sparsity weight lambda, 0 meaning the one
+	// the dictionaries were learned with (other values serve the lambda
+	// sweep, Figure 5). A run asks once for lambda 0 and applies those
+	// transforms in every stage, so they must be deterministic.
+	Transforms(lambda float64) (stl, cluster defense.Transform, err error)
 }
 
 // Attacker computes adversarial examples for x (true labels) against m and

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"path/filepath"
+	"sync"
 
 	"github.com/stl-defense/stl/dataset"
 	"github.com/stl-defense/stl/defense"
@@ -53,21 +54,56 @@ func (r *runner) buildDefense(ctx context.Context) error {
 			r.describe("defense", v)
 		}
 	}
-	load := func(i int) func(uint64) (defense.Transform, error) {
-		return func(uint64) (defense.Transform, error) {
-			ts, err := r.b.Defense.Load(dir)
-			if err != nil {
-				return nil, err
-			}
-			if len(ts) != 2 {
-				return nil, fmt.Errorf("defense loader returned %d transforms, want 2 (STL, STL (cluster))", len(ts))
-			}
-			return ts[i], nil
-		}
-	}
-	stl.newT, stl.key = load(0), key
-	stlc.newT, stlc.key = load(1), key
+	r.stl = &sharedDefense{b: r.b.Defense, dir: dir}
+	stl.newT, stl.key = r.stl.transform(0), key
+	stlc.newT, stlc.key = r.stl.transform(1), key
 	return nil
+}
+
+// sharedDefense is the built STL defense of a run, loaded once, when a
+// stage first needs it (a run whose transform stages are all cached never
+// reads it), and shared by every stage: the transforms at the learned
+// lambda keep the projectors, and the dictionaries' spectra they cache,
+// for the whole run.
+type sharedDefense struct {
+	b   DefenseBuilder
+	dir string
+
+	once sync.Once
+	d    LoadedDefense
+	ts   [2]defense.Transform // STL, STL (cluster)
+	err  error
+}
+
+// load loads the defense and its transforms at the learned lambda, once.
+func (s *sharedDefense) load() error {
+	s.once.Do(func() {
+		if s.d, s.err = s.b.Load(s.dir); s.err == nil {
+			s.ts[0], s.ts[1], s.err = s.d.Transforms(0)
+		}
+	})
+	return s.err
+}
+
+// transform returns row.newT of STL (i = 0) or STL (cluster) (i = 1): the
+// shared transform, whatever the seed (both are deterministic).
+func (s *sharedDefense) transform(i int) func(uint64) (defense.Transform, error) {
+	return func(uint64) (defense.Transform, error) {
+		if err := s.load(); err != nil {
+			return nil, err
+		}
+		return s.ts[i], nil
+	}
+}
+
+// atLambda returns STL (cluster) projecting with sparsity weight lambda,
+// with the loaded defense's dictionaries and DAE.
+func (s *sharedDefense) atLambda(lambda float64) (defense.Transform, error) {
+	if err := s.load(); err != nil {
+		return nil, err
+	}
+	_, c, err := s.d.Transforms(lambda)
+	return c, err
 }
 
 // defend computes one defense's transformed test, adversarial and training

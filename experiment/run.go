@@ -65,6 +65,7 @@ type runner struct {
 	vanilla    attack.Model
 	vanillaKey cache.Key
 	vanillaSrc *report.VanillaModel // set when loaded (Config.VanillaModel)
+	stl        *sharedDefense       // the built STL defense, once built
 	advs       []*advSet
 	rows       []*row
 	missing    []Missing

@@ -144,6 +144,7 @@ func (failing) Apply(context.Context, *tensor.Tensor) (*tensor.Tensor, error) {
 
 type fakeDefense struct {
 	built  atomic.Int32
+	loaded atomic.Int32       // calls of Load
 	cancel context.CancelFunc // when set, Build cancels the run instead
 }
 
@@ -155,19 +156,27 @@ func (f *fakeDefense) Build(ctx context.Context, spec DefenseSpec, train *datase
 	f.built.Add(1)
 	return os.WriteFile(filepath.Join(dir, "lambda.json"), []byte(fmt.Sprint(spec.Lambda)), 0o644)
 }
-func (f *fakeDefense) Load(dir string) ([]defense.Transform, error) { return f.LoadLambda(dir, 0) }
 
-func (f *fakeDefense) LoadLambda(dir string, l float64) ([]defense.Transform, error) {
+func (f *fakeDefense) Load(dir string) (LoadedDefense, error) {
+	f.loaded.Add(1)
 	b, err := os.ReadFile(filepath.Join(dir, "lambda.json"))
 	if err != nil {
 		return nil, err
 	}
 	var lambda float32
 	fmt.Sscan(string(b), &lambda)
+	return fakeLoaded(lambda), nil
+}
+
+// fakeLoaded is the fake defense learned with a lambda.
+type fakeLoaded float32
+
+func (f fakeLoaded) Transforms(l float64) (defense.Transform, defense.Transform, error) {
+	lambda := float32(f)
 	if l > 0 {
 		lambda = float32(l)
 	}
-	return []defense.Transform{shrink{RowSTL, 1 - lambda}, shrink{RowSTLCluster, 1 - lambda/2}}, nil
+	return shrink{RowSTL, 1 - lambda}, shrink{RowSTLCluster, 1 - lambda/2}, nil
 }
 
 type fakes struct {
@@ -317,6 +326,10 @@ func TestRunEndToEnd(t *testing.T) {
 	if n := f.attacked.Load(); n != 4 {
 		t.Errorf("ran %d attacks, want 4 (CW is unavailable)", n)
 	}
+	// Every transform stage and the lambda sweep share one loaded defense.
+	if n := f.defense.loaded.Load(); n != 1 {
+		t.Errorf("loaded the defense %d times, want 1", n)
+	}
 	if len(res.Tables) != 2 {
 		t.Fatalf("%d tables", len(res.Tables))
 	}
@@ -397,6 +410,10 @@ func TestRunEndToEnd(t *testing.T) {
 	}
 	if f.trainer.trained.Load() != 3 || f.attacked.Load() != 4 || f.defense.built.Load() != 1 {
 		t.Errorf("second run recomputed: trained %d, attacked %d, built %d", f.trainer.trained.Load(), f.attacked.Load(), f.defense.built.Load())
+	}
+	// With every stage cached the defense is not even read.
+	if n := f.defense.loaded.Load(); n != 1 {
+		t.Errorf("the second run loaded the defense: %d loads in all, want 1", n)
 	}
 	for _, s := range res2.Stages {
 		if !s.Cached {

@@ -35,13 +35,10 @@ func (r *runner) sweep(ctx context.Context) error {
 		return nil
 	}
 	a := r.sweepAttack()
-	ll, ok := r.b.Defense.(LambdaLoader)
 	why := ""
 	switch {
-	case r.b.Defense == nil || r.rows[2].newT == nil:
+	case r.stl == nil:
 		why = "STL (cluster) is not available"
-	case !ok:
-		why = "the defense cannot project with another lambda"
 	case a == nil:
 		why = "no adversarial set"
 	}
@@ -50,7 +47,7 @@ func (r *runner) sweep(ctx context.Context) error {
 		r.missing = append(r.missing, Missing{"lambda sweep", why})
 		return nil
 	}
-	defKey, dir := r.rows[2].key, r.store.Path(stageDefense)
+	defKey := r.rows[2].key
 	subsetKey := r.subsetKey
 	for _, lambda := range r.cfg.LambdaSweep {
 		r.next(fmt.Sprintf("lambda sweep %g", lambda))
@@ -61,18 +58,15 @@ func (r *runner) sweep(ctx context.Context) error {
 			return err
 		}
 		out, _, err := r.store.Do(ctx, stage, key, cfg, []cache.Key{defKey, subsetKey, a.key}, func(ctx context.Context, out string) error {
-			ts, err := ll.LoadLambda(dir, lambda)
+			t, err := r.stl.atLambda(lambda)
 			if err != nil {
 				return err
-			}
-			if len(ts) != 2 {
-				return fmt.Errorf("defense loader returned %d transforms, want 2", len(ts))
 			}
 			for _, set := range []struct {
 				name string
 				x    *tensor.Tensor
 			}{{"clean", r.x0}, {"adv", a.x}} {
-				y, err := applyBatched(ctx, ts[1], set.x, fmt.Sprintf("%s (lambda %g) on %s", RowSTLCluster, lambda, set.name), r.rep)
+				y, err := applyBatched(ctx, t, set.x, fmt.Sprintf("%s (lambda %g) on %s", RowSTLCluster, lambda, set.name), r.rep)
 				if err != nil {
 					return err
 				}

@@ -341,22 +341,37 @@ func (s stlBuilder) DescribeDir(dir string) (any, error) {
 	return v, nil
 }
 
-func (s stlBuilder) Load(dir string) ([]defense.Transform, error) { return s.LoadLambda(dir, 0) }
-
-// LoadLambda implements LambdaLoader: the saved defense's dictionaries
-// projecting with sparsity weight lambda (0: the one they were learned
-// with).
-func (s stlBuilder) LoadLambda(dir string, lambda float64) ([]defense.Transform, error) {
+// Load implements DefenseBuilder: it reads the saved defense (dictionaries,
+// DAE, PCA and codes) once; its transforms share them.
+func (s stlBuilder) Load(dir string) (LoadedDefense, error) {
 	d, err := defense.Load(dir)
 	if err != nil {
 		return nil, err
 	}
+	return loadedSTL{d: d, newProj: s.b.NewProjector}, nil
+}
+
+// loadedSTL is a saved STL defense read back, whose transforms project with
+// newProj.
+type loadedSTL struct {
+	d       *defense.Defense
+	newProj defense.ProjectorFactory
+}
+
+// Transforms implements LoadedDefense. The projectors of each call are new
+// (they cache the dictionaries' spectra, so the run keeps those of lambda
+// 0); the dictionaries and the DAE are shared. Both transforms are safe for
+// concurrent use.
+func (l loadedSTL) Transforms(lambda float64) (defense.Transform, defense.Transform, error) {
+	d := l.d
 	if lambda > 0 {
-		d.Manifest.Lambda = lambda
+		at := *l.d
+		at.Manifest.Lambda = lambda
+		d = &at
 	}
-	u, c, err := d.Transforms(s.b.NewProjector)
+	u, c, err := d.Transforms(l.newProj)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return []defense.Transform{u, c}, nil
+	return u, c, nil
 }
