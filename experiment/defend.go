@@ -106,6 +106,17 @@ func (s *sharedDefense) atLambda(lambda float64) (defense.Transform, error) {
 	return c, err
 }
 
+// defendAll computes the transform stages and retrained classifiers of
+// every defense (defend).
+func (r *runner) defendAll(ctx context.Context) error {
+	for _, rw := range r.rows[1:] {
+		if err := r.defend(ctx, rw); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // defend computes one defense's transformed test, adversarial and training
 // sets and its retrained classifier. Failures make cells missing.
 func (r *runner) defend(ctx context.Context, rw *row) error {

@@ -12,13 +12,19 @@ import (
 // would change every existing run directory's keys and recompute them.
 func TestClassifierKeyStable(t *testing.T) {
 	spec := ClassifierSpec{Arch: "vgg-small", Epochs: 15, BatchSize: 64, LearningRate: 0.05, Seed: 1, Threads: 2, CheckpointDir: "ignored"}
-	key, err := cache.NewKey(stageVanilla, spec, cache.Key("data"))
+	pinKey(t, stageVanilla, spec, "d87a9aeabced391dc92599872fb60ba668f134c652c98ab5592fb4f1f71993bc")
+}
+
+// pinKey checks the key of a stage with configuration cfg that depends on
+// the data key "data".
+func pinKey(t *testing.T, stage string, cfg any, want cache.Key) {
+	t.Helper()
+	key, err := cache.NewKey(stage, cfg, cache.Key("data"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	const want = "d87a9aeabced391dc92599872fb60ba668f134c652c98ab5592fb4f1f71993bc"
 	if key != want {
-		t.Errorf("key = %s, want %s", key, want)
+		t.Errorf("%s: key = %s, want %s", stage, key, want)
 	}
 }
 
@@ -51,14 +57,7 @@ func TestClassifierKeyCutoutDropout(t *testing.T) {
 // TestSubsetKeyStable pins the key of the attacked images, on which every
 // attack, white-box and sanity stage depends.
 func TestSubsetKeyStable(t *testing.T) {
-	key, err := cache.NewKey("subset", map[string]any{"n": 100, "seed": int64(1)}, cache.Key("data"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	const want = "def4db9186e583d3e2a5f8a6b2c3524344abf12cbbe02959c531e6c46cf35ca2"
-	if key != want {
-		t.Errorf("key = %s, want %s", key, want)
-	}
+	pinKey(t, "subset", map[string]any{"n": 100, "seed": int64(1)}, "def4db9186e583d3e2a5f8a6b2c3524344abf12cbbe02959c531e6c46cf35ca2")
 }
 
 // TestWhiteBoxSubsetKey checks that the white-box stages depend on the
@@ -232,12 +231,5 @@ func TestDefenseKeyStable(t *testing.T) {
 	if string(b) != enc {
 		t.Errorf("DefenseSpec encodes as %s, want %s", b, enc)
 	}
-	key, err := cache.NewKey(stageDefense, spec, cache.Key("data"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	const want = "8c8210f78f21b2434ee6526de0da9f80c33566484e2a41eff53b696fd063c184"
-	if key != want {
-		t.Errorf("key = %s, want %s", key, want)
-	}
+	pinKey(t, stageDefense, spec, "8c8210f78f21b2434ee6526de0da9f80c33566484e2a41eff53b696fd063c184")
 }

@@ -150,28 +150,12 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	r.planRows(ctx)
 	r.planWeights()
-	if err := r.trainVanilla(ctx); err != nil {
-		return err
-	}
-	if err := r.attacks(ctx); err != nil {
-		return err
-	}
-	if err := r.buildDefense(ctx); err != nil {
-		return err
-	}
-	for _, rw := range r.rows[1:] {
-		if err := r.defend(ctx, rw); err != nil {
+	for _, step := range []func(context.Context) error{
+		r.trainVanilla, r.attacks, r.buildDefense, r.defendAll, r.whiteBox, r.sanity, r.sweep,
+	} {
+		if err := step(ctx); err != nil {
 			return err
 		}
-	}
-	if err := r.whiteBox(ctx); err != nil {
-		return err
-	}
-	if err := r.sanity(ctx); err != nil {
-		return err
-	}
-	if err := r.sweep(ctx); err != nil {
-		return err
 	}
 	r.mu.Lock()
 	step := r.step

@@ -133,7 +133,7 @@ func (r *runner) sanity(ctx context.Context) error {
 			s.missing[""] = why
 			continue
 		}
-		if err := r.newSanityRun(rw, s).run(ctx, source); err != nil {
+		if err := r.newSanityRun(rw, s, source).run(ctx); err != nil {
 			return err
 		}
 	}
@@ -160,11 +160,14 @@ type sanityRun struct {
 	s    *sanitySet
 	m    attack.Model // the classifier behind the defense
 	deps []cache.Key  // the keys every stage of the row depends on
+	// source is No Defense, whose white-box examples the transfer control
+	// feeds through the defense.
+	source *row
 }
 
 // newSanityRun prepares the sanity checks of rw: its classifier is the
 // one its white-box examples were computed against.
-func (r *runner) newSanityRun(rw *row, s *sanitySet) *sanityRun {
+func (r *runner) newSanityRun(rw *row, s *sanitySet, source *row) *sanityRun {
 	m, mKey := rw.model, rw.modelKey
 	if rw.wbVanilla || rw.name == NoDefense {
 		m, mKey = r.vanilla, r.vanillaKey
@@ -173,22 +176,17 @@ func (r *runner) newSanityRun(rw *row, s *sanitySet) *sanityRun {
 	if rw.name != NoDefense {
 		deps = append(deps, rw.key)
 	}
-	return &sanityRun{r: r, rw: rw, s: s, m: m, deps: deps}
+	return &sanityRun{r: r, rw: rw, s: s, m: m, deps: deps, source: source}
 }
 
-// run computes the row's checks in turn; source is the row whose
-// white-box examples the transfer control feeds through the defense.
-func (sr *sanityRun) run(ctx context.Context, source *row) error {
-	if err := sr.iterations(ctx); err != nil {
-		return err
+// run computes the row's checks in turn.
+func (sr *sanityRun) run(ctx context.Context) error {
+	for _, check := range []func(context.Context) error{sr.iterations, sr.budgets, sr.noise, sr.transfer} {
+		if err := check(ctx); err != nil {
+			return err
+		}
 	}
-	if err := sr.budgets(ctx); err != nil {
-		return err
-	}
-	if err := sr.noise(ctx); err != nil {
-		return err
-	}
-	return sr.transfer(ctx, source)
+	return nil
 }
 
 // sanityImages computes perturbed images of the white-box subset for the
@@ -322,9 +320,10 @@ func (sr *sanityRun) noise(ctx context.Context) error {
 	return nil
 }
 
-// transfer is the transfer control: source's (No Defense's) white-box
-// examples through the row's defense.
-func (sr *sanityRun) transfer(ctx context.Context, source *row) error {
+// transfer is the transfer control: No Defense's white-box examples
+// through the row's defense.
+func (sr *sanityRun) transfer(ctx context.Context) error {
+	source := sr.source
 	switch {
 	case sr.rw.name == NoDefense:
 		sr.s.missing[colSanityTransfer] = "not applicable: No Defense is the transfer's source"
