@@ -85,17 +85,12 @@ type DirDescriber interface {
 }
 
 // DefenseSpec is everything that determines a trained STL defense apart
-// from its training images (paper, sections 3.2-3.4 and 5.1). It is part of
-// the defense stage's cache key.
+// from its training images (paper, sections 3.2-3.4 and 5.1): the run's
+// STLSettings and seed. It is part of the defense stage's cache key, whose
+// JSON encoding lists the settings' fields, then the seed.
 type DefenseSpec struct {
-	Lambda         float64 `json:"lambda"`
-	Filters        int     `json:"filters"`
-	FilterSize     int     `json:"filter_size"`
-	Clusters       int     `json:"clusters"`
-	DictImages     int     `json:"dict_images"`
-	DictIterations int     `json:"dict_iterations"`
-	DAEEpochs      int     `json:"dae_epochs"`
-	Seed           int64   `json:"seed"`
+	STLSettings
+	Seed int64 `json:"seed"`
 	// CheckpointDir survives interruptions (see ClassifierSpec).
 	CheckpointDir string `json:"-"`
 }

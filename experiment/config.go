@@ -102,26 +102,10 @@ type Config struct {
 	// serves only as the default of RetrainEpochs. Default "" (train).
 	VanillaModel string `json:"vanilla_model" yaml:"vanilla_model"`
 
-	// Lambda is the sparsity weight of CBPDN (paper section 5.1: 0.2).
-	Lambda float64 `json:"lambda" yaml:"lambda"`
-	// Filters is the number of dictionary filters (paper: 64).
-	Filters int `json:"filters" yaml:"filters"`
-	// FilterSize is the side of each filter in pixels (paper: 8).
-	FilterSize int `json:"filter_size" yaml:"filter_size"`
-	// Clusters is the number of latent-space clusters of the stratified STL
-	// (paper: 4 for CIFAR-10 and ImageNet-10, 10 for ImageNet).
-	Clusters int `json:"clusters" yaml:"clusters"`
-	// DictImages is the number of training images the dictionaries are
-	// learned on (convolutional dictionary learning is the costly step);
-	// 0 uses every training image. Default 64 (package defense: 512).
-	DictImages int `json:"dict_images" yaml:"dict_images"`
-	// DictIterations is the number of dictionary-learning iterations.
-	// Default 30 (package defense: 100).
-	DictIterations int `json:"dict_iterations" yaml:"dict_iterations"`
-	// DAEEpochs is the number of training epochs of the denoising
-	// auto-encoder whose latent codes are clustered. Default 5 (package
-	// defense: 10).
-	DAEEpochs int `json:"dae_epochs" yaml:"dae_epochs"`
+	// STLSettings are the settings of the STL defense the run builds
+	// (lambda, filters, filter_size, clusters, dict_images,
+	// dict_iterations, dae_epochs), at the top level of the file.
+	STLSettings `yaml:",inline"`
 
 	// Attacks lists the attacks to run, by name (AllAttacks, the default).
 	Attacks []string `json:"attacks" yaml:"attacks"`
@@ -202,26 +186,54 @@ type Config struct {
 	GridImages int `json:"grid_images" yaml:"grid_images"`
 }
 
+// STLSettings are the settings of the STL defense that a run takes from
+// its configuration. With Config.Seed they make up DefenseSpec; the other
+// options of package defense keep their defaults (defense.TrainOptions).
+type STLSettings struct {
+	// Lambda is the sparsity weight of CBPDN (paper section 5.1: 0.2).
+	Lambda float64 `json:"lambda" yaml:"lambda"`
+	// Filters is the number of dictionary filters (paper: 64).
+	Filters int `json:"filters" yaml:"filters"`
+	// FilterSize is the side of each filter in pixels (paper: 8).
+	FilterSize int `json:"filter_size" yaml:"filter_size"`
+	// Clusters is the number of latent-space clusters of the stratified STL
+	// (paper: 4 for CIFAR-10 and ImageNet-10, 10 for ImageNet).
+	Clusters int `json:"clusters" yaml:"clusters"`
+	// DictImages is the number of training images the dictionaries are
+	// learned on (convolutional dictionary learning is the costly step);
+	// 0 uses every training image. Default 64 (package defense: 256).
+	DictImages int `json:"dict_images" yaml:"dict_images"`
+	// DictIterations is the number of dictionary-learning iterations.
+	// Default 30 (package defense: 100).
+	DictIterations int `json:"dict_iterations" yaml:"dict_iterations"`
+	// DAEEpochs is the number of training epochs of the denoising
+	// auto-encoder whose latent codes are clustered. Default 5 (package
+	// defense: 10).
+	DAEEpochs int `json:"dae_epochs" yaml:"dae_epochs"`
+}
+
 // DefaultConfig returns the configuration of `stl run` with no flags: the
 // shipped CIFAR-10 sample, vgg-small, the paper's STL settings (64 filters of
 // 8x8, lambda 0.2, 4 clusters) and training budgets that fit 15 minutes on a
 // 2-core machine.
 func DefaultConfig() Config {
 	return Config{
-		Name:            "cifar10-sample",
-		Data:            "sample:cifar10",
-		Arch:            "vgg-small",
-		Seed:            1,
-		Epochs:          15,
-		BatchSize:       64,
-		LearningRate:    0.05,
-		Lambda:          0.2,
-		Filters:         64,
-		FilterSize:      8,
-		Clusters:        4,
-		DictImages:      64,
-		DictIterations:  30,
-		DAEEpochs:       5,
+		Name:         "cifar10-sample",
+		Data:         "sample:cifar10",
+		Arch:         "vgg-small",
+		Seed:         1,
+		Epochs:       15,
+		BatchSize:    64,
+		LearningRate: 0.05,
+		STLSettings: STLSettings{
+			Lambda:         0.2,
+			Filters:        64,
+			FilterSize:     8,
+			Clusters:       4,
+			DictImages:     64,
+			DictIterations: 30,
+			DAEEpochs:      5,
+		},
 		Attacks:         append([]string(nil), AllAttacks...),
 		CWIterations:    100,
 		CWBinarySteps:   5,
@@ -421,24 +433,32 @@ func DecodeConfig(r io.Reader, isJSON bool) (Config, error) {
 }
 
 // Settings returns every field of c as (name, value) pairs in declaration
-// order, with the names of the JSON tags, for the report.
+// order, with the names of the JSON tags (those of STLSettings in its
+// place), for the report.
 func (c Config) Settings() [][2]string {
-	v := reflect.ValueOf(c)
-	t := v.Type()
-	out := make([][2]string, 0, t.NumField())
-	for i := 0; i < t.NumField(); i++ {
-		name := strings.Split(t.Field(i).Tag.Get("json"), ",")[0]
-		val := v.Field(i).Interface()
-		var s string
-		if l, ok := val.([]string); ok {
-			s = "[" + strings.Join(l, ", ") + "]"
-		} else if l, ok := val.([]float64); ok {
-			s = strings.Trim(fmt.Sprint(l), "[]")
-			s = "[" + strings.ReplaceAll(s, " ", ", ") + "]"
-		} else {
-			s = fmt.Sprint(val)
+	var out [][2]string
+	var walk func(v reflect.Value)
+	walk = func(v reflect.Value) {
+		t := v.Type()
+		for i := 0; i < t.NumField(); i++ {
+			if t.Field(i).Anonymous {
+				walk(v.Field(i))
+				continue
+			}
+			name := strings.Split(t.Field(i).Tag.Get("json"), ",")[0]
+			val := v.Field(i).Interface()
+			var s string
+			if l, ok := val.([]string); ok {
+				s = "[" + strings.Join(l, ", ") + "]"
+			} else if l, ok := val.([]float64); ok {
+				s = strings.Trim(fmt.Sprint(l), "[]")
+				s = "[" + strings.ReplaceAll(s, " ", ", ") + "]"
+			} else {
+				s = fmt.Sprint(val)
+			}
+			out = append(out, [2]string{name, s})
 		}
-		out = append(out, [2]string{name, s})
 	}
+	walk(reflect.ValueOf(c))
 	return out
 }

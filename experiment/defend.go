@@ -16,10 +16,9 @@ import (
 	"github.com/stl-defense/stl/tensor"
 )
 
+// defenseSpec is the spec of the run's STL defense.
 func (r *runner) defenseSpec() DefenseSpec {
-	c := r.cfg
-	return DefenseSpec{Lambda: c.Lambda, Filters: c.Filters, FilterSize: c.FilterSize, Clusters: c.Clusters,
-		DictImages: c.DictImages, DictIterations: c.DictIterations, DAEEpochs: c.DAEEpochs, Seed: c.Seed}
+	return DefenseSpec{STLSettings: r.cfg.STLSettings, Seed: r.cfg.Seed}
 }
 
 // buildDefense builds (or reuses) the STL defense and sets up the STL rows.
