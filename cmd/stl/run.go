@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -19,14 +20,14 @@ import (
 // runOptions are the flags of `stl run`.
 type runOptions struct {
 	out, config string
-	sweep       []string // --lambda-sweep, parsed in resolve so that "" means none
-	cfg         experiment.Config
+	sweep       []string          // --lambda-sweep, parsed in resolve so that "" means none
+	flags       experiment.Config // the values of the configFlags
 }
 
 func init() { rootCmd.AddCommand(newRunCmd()) }
 
 func newRunCmd() *cobra.Command {
-	o := &runOptions{cfg: experiment.DefaultConfig()}
+	o := &runOptions{flags: experiment.DefaultConfig()}
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Train, attack, defend and report: the paper's evaluation end to end",
@@ -67,51 +68,100 @@ weights recomputes the attacks and everything after them.`,
 		},
 	}
 	f := cmd.Flags()
-	d := &o.cfg
 	f.StringVar(&o.out, "out", "", "run directory (default runs/<name>)")
 	f.StringVar(&o.config, "config", "", "YAML or JSON configuration file; flags override it")
-	f.StringVar(&d.Name, "name", d.Name, "run name")
-	f.StringVar(&d.Data, "data", d.Data, "data set: sample:cifar10, sample:imagenet10, or a path")
-	f.IntVar(&d.Resolution, "resolution", d.Resolution, "image side in pixels for folders (0: the data's own)")
-	f.StringVar(&d.Arch, "arch", d.Arch, "classifier: vgg-small or resnet-20")
-	f.Int64Var(&d.Seed, "seed", d.Seed, "seed of every random choice")
-	f.IntVar(&d.Limit, "limit", d.Limit, "use at most this many training images (class-balanced; 0: all)")
-	f.IntVar(&d.TestLimit, "test-limit", d.TestLimit, "use at most this many test images (class-balanced; 0: all)")
-	f.IntVar(&d.Epochs, "epochs", d.Epochs, "training epochs of the vanilla classifier")
-	f.IntVar(&d.RetrainEpochs, "retrain-epochs", d.RetrainEpochs, "training epochs of the retrained classifiers (0: --epochs)")
-	f.IntVar(&d.BatchSize, "batch-size", d.BatchSize, "training mini-batch size")
-	f.Float64Var(&d.LearningRate, "lr", d.LearningRate, "initial learning rate")
-	f.IntVar(&d.Cutout, "cutout", d.Cutout, "cutout augmentation: side of the square zeroed in each training image, for every classifier the run trains (0: none)")
-	f.Float64Var(&d.Dropout, "dropout", d.Dropout, "dropout before the vgg-small dense layers, for every classifier the run trains, in [0,1)")
-	f.StringVar(&d.VanillaModel, "vanilla", d.VanillaModel, "load the vanilla classifier from this model directory (written by stl train classifier) instead of training it")
-	f.Float64Var(&d.Lambda, "lambda", d.Lambda, "CBPDN sparsity weight (paper: 0.2)")
-	f.IntVar(&d.Filters, "filters", d.Filters, "dictionary filters (paper: 64)")
-	f.IntVar(&d.FilterSize, "filter-size", d.FilterSize, "filter side in pixels (paper: 8)")
-	f.IntVar(&d.Clusters, "clusters", d.Clusters, "latent-space clusters (paper: 4 for CIFAR-10)")
-	f.IntVar(&d.DictImages, "dict-images", d.DictImages, "images each dictionary is learned on (0: all)")
-	f.IntVar(&d.DictIterations, "dict-iterations", d.DictIterations, "dictionary-learning iterations")
-	f.IntVar(&d.DAEEpochs, "dae-epochs", d.DAEEpochs, "training epochs of the denoising auto-encoder")
-	f.StringSliceVar(&d.Attacks, "attacks", d.Attacks, "attacks to run (FGSM-0.08, FGSM-0.04, BIM, DeepFool, CW)")
-	f.IntVar(&d.AttackSubset, "attack-subset", d.AttackSubset, "test images attacked, a class-balanced seeded subset (0: all)")
-	f.IntVar(&d.CWIterations, "cw-iterations", d.CWIterations, "Adam steps per binary-search step of CW")
-	f.IntVar(&d.CWBinarySteps, "cw-binary-steps", d.CWBinarySteps, "binary-search steps of CW")
-	f.StringSliceVar(&d.Baselines, "baselines", d.Baselines, `baseline defenses ("all", or names such as jpeg,tvm,quilt; "" for none)`)
-	f.BoolVar(&d.RetrainBaselines, "retrain-baselines", d.RetrainBaselines, "also retrain a classifier on each baseline (Table 1 form)")
-	f.IntVar(&d.GridImages, "grid-images", d.GridImages, "examples in the image grid")
-	f.StringSliceVar(&o.sweep, "lambda-sweep", []string{"0.05", "0.1", "0.2", "0.3", "0.5"}, "lambdas of the Figure 5 study (\"\" for none)")
-	f.BoolVar(&d.WhiteBox, "whitebox", d.WhiteBox, "add the white-box Table 4 form (PGD L-inf 0.031 through BPDA, EOT for randomized defenses) and its sanity checks (accuracy vs iterations and vs epsilon, noise and transfer controls)")
-	f.IntVar(&d.WhiteBoxSteps, "whitebox-steps", d.WhiteBoxSteps, "PGD steps of the white-box attack")
-	f.IntVar(&d.EOTDraws, "eot-draws", d.EOTDraws, "EOT draws per gradient for randomized defenses")
-	f.StringSliceVar(&d.WhiteBoxLosses, "whitebox-losses", d.WhiteBoxLosses, "losses of the white-box PGD, one Table 4 column each: ce (cross-entropy; required, the sanity checks use it), cw (Carlini-Wagner margin)")
-	f.Float64Var(&d.WhiteBoxCWKappa, "whitebox-cw-kappa", d.WhiteBoxCWKappa, "confidence kappa of the white-box CW loss: images stop moving once misclassified by kappa logits (0: Carlini-Wagner's f6; a positive value strengthens it against randomized defenses)")
-	f.IntVar(&d.WhiteBoxSubset, "whitebox-subset", d.WhiteBoxSubset, "run the white-box table and its sanity checks on a class-balanced seeded subset of this many attacked images (0: all)")
-	f.BoolVar(&d.SanityBaselines, "sanity-baselines", d.SanityBaselines, "also run the white-box sanity checks on every baseline (about 6 times its white-box attack again, EOT for randomized ones)")
+	for _, b := range configFlags {
+		b.register(f, &o.flags)
+	}
+	sweep := make([]string, len(o.flags.LambdaSweep))
+	for i, l := range o.flags.LambdaSweep {
+		sweep[i] = strconv.FormatFloat(l, 'g', -1, 64)
+	}
+	f.StringSliceVar(&o.sweep, "lambda-sweep", sweep, "lambdas of the Figure 5 study (\"\" for none)")
 	runOpts[cmd] = o
 	return cmd
 }
 
 // runOpts maps each run command to its options, for tests.
 var runOpts = map[*cobra.Command]*runOptions{}
+
+// configFlag is a flag of `stl run` bound to the Config field it sets.
+// Registration and the override of the configuration file both derive from
+// the table configFlags, so a setting's flag is declared once.
+type configFlag struct {
+	name  string
+	field func(*experiment.Config) any // a pointer to the field
+	usage string
+}
+
+// configFlags are the flags that set Config fields; --lambda-sweep, whose
+// values are parsed in resolve, is the one setting declared apart.
+var configFlags = []configFlag{
+	{"name", func(c *experiment.Config) any { return &c.Name }, "run name"},
+	{"data", func(c *experiment.Config) any { return &c.Data }, "data set: sample:cifar10, sample:imagenet10, or a path"},
+	{"resolution", func(c *experiment.Config) any { return &c.Resolution }, "image side in pixels for folders (0: the data's own)"},
+	{"arch", func(c *experiment.Config) any { return &c.Arch }, "classifier: vgg-small or resnet-20"},
+	{"seed", func(c *experiment.Config) any { return &c.Seed }, "seed of every random choice"},
+	{"limit", func(c *experiment.Config) any { return &c.Limit }, "use at most this many training images (class-balanced; 0: all)"},
+	{"test-limit", func(c *experiment.Config) any { return &c.TestLimit }, "use at most this many test images (class-balanced; 0: all)"},
+	{"epochs", func(c *experiment.Config) any { return &c.Epochs }, "training epochs of the vanilla classifier"},
+	{"retrain-epochs", func(c *experiment.Config) any { return &c.RetrainEpochs }, "training epochs of the retrained classifiers (0: --epochs)"},
+	{"batch-size", func(c *experiment.Config) any { return &c.BatchSize }, "training mini-batch size"},
+	{"lr", func(c *experiment.Config) any { return &c.LearningRate }, "initial learning rate"},
+	{"cutout", func(c *experiment.Config) any { return &c.Cutout }, "cutout augmentation: side of the square zeroed in each training image, for every classifier the run trains (0: none)"},
+	{"dropout", func(c *experiment.Config) any { return &c.Dropout }, "dropout before the vgg-small dense layers, for every classifier the run trains, in [0,1)"},
+	{"vanilla", func(c *experiment.Config) any { return &c.VanillaModel }, "load the vanilla classifier from this model directory (written by stl train classifier) instead of training it"},
+	{"lambda", func(c *experiment.Config) any { return &c.Lambda }, "CBPDN sparsity weight (paper: 0.2)"},
+	{"filters", func(c *experiment.Config) any { return &c.Filters }, "dictionary filters (paper: 64)"},
+	{"filter-size", func(c *experiment.Config) any { return &c.FilterSize }, "filter side in pixels (paper: 8)"},
+	{"clusters", func(c *experiment.Config) any { return &c.Clusters }, "latent-space clusters (paper: 4 for CIFAR-10)"},
+	{"dict-images", func(c *experiment.Config) any { return &c.DictImages }, "images each dictionary is learned on (0: all)"},
+	{"dict-iterations", func(c *experiment.Config) any { return &c.DictIterations }, "dictionary-learning iterations"},
+	{"dae-epochs", func(c *experiment.Config) any { return &c.DAEEpochs }, "training epochs of the denoising auto-encoder"},
+	{"attacks", func(c *experiment.Config) any { return &c.Attacks }, "attacks to run (FGSM-0.08, FGSM-0.04, BIM, DeepFool, CW)"},
+	{"attack-subset", func(c *experiment.Config) any { return &c.AttackSubset }, "test images attacked, a class-balanced seeded subset (0: all)"},
+	{"cw-iterations", func(c *experiment.Config) any { return &c.CWIterations }, "Adam steps per binary-search step of CW"},
+	{"cw-binary-steps", func(c *experiment.Config) any { return &c.CWBinarySteps }, "binary-search steps of CW"},
+	{"baselines", func(c *experiment.Config) any { return &c.Baselines }, `baseline defenses ("all", or names such as jpeg,tvm,quilt; "" for none)`},
+	{"retrain-baselines", func(c *experiment.Config) any { return &c.RetrainBaselines }, "also retrain a classifier on each baseline (Table 1 form)"},
+	{"grid-images", func(c *experiment.Config) any { return &c.GridImages }, "examples in the image grid"},
+	{"whitebox", func(c *experiment.Config) any { return &c.WhiteBox }, "add the white-box Table 4 form (PGD L-inf 0.031 through BPDA, EOT for randomized defenses) and its sanity checks (accuracy vs iterations and vs epsilon, noise and transfer controls)"},
+	{"whitebox-steps", func(c *experiment.Config) any { return &c.WhiteBoxSteps }, "PGD steps of the white-box attack"},
+	{"eot-draws", func(c *experiment.Config) any { return &c.EOTDraws }, "EOT draws per gradient for randomized defenses"},
+	{"whitebox-losses", func(c *experiment.Config) any { return &c.WhiteBoxLosses }, "losses of the white-box PGD, one Table 4 column each: ce (cross-entropy; required, the sanity checks use it), cw (Carlini-Wagner margin)"},
+	{"whitebox-cw-kappa", func(c *experiment.Config) any { return &c.WhiteBoxCWKappa }, "confidence kappa of the white-box CW loss: images stop moving once misclassified by kappa logits (0: Carlini-Wagner's f6; a positive value strengthens it against randomized defenses)"},
+	{"whitebox-subset", func(c *experiment.Config) any { return &c.WhiteBoxSubset }, "run the white-box table and its sanity checks on a class-balanced seeded subset of this many attacked images (0: all)"},
+	{"sanity-baselines", func(c *experiment.Config) any { return &c.SanityBaselines }, "also run the white-box sanity checks on every baseline (about 6 times its white-box attack again, EOT for randomized ones)"},
+}
+
+// register adds the flag to f, bound to its field of c, whose value is the
+// flag's default. TestConfigFlags checks that every field has a flag type.
+func (b configFlag) register(f *pflag.FlagSet, c *experiment.Config) {
+	switch p := b.field(c).(type) {
+	case *string:
+		f.StringVar(p, b.name, *p, b.usage)
+	case *int:
+		f.IntVar(p, b.name, *p, b.usage)
+	case *int64:
+		f.Int64Var(p, b.name, *p, b.usage)
+	case *float64:
+		f.Float64Var(p, b.name, *p, b.usage)
+	case *bool:
+		f.BoolVar(p, b.name, *p, b.usage)
+	case *[]string:
+		f.StringSliceVar(p, b.name, *p, b.usage)
+	}
+}
+
+// override sets the field of cfg to its value in flags, the flags' Config.
+// Empty names are dropped from lists, so that --baselines "" means none.
+func (b configFlag) override(cfg, flags *experiment.Config) {
+	dst, src := reflect.ValueOf(b.field(cfg)).Elem(), reflect.ValueOf(b.field(flags)).Elem()
+	if names, ok := src.Interface().([]string); ok {
+		src = reflect.ValueOf(nonEmpty(names))
+	}
+	dst.Set(src)
+}
 
 // resolve merges, in increasing priority, the defaults, the --config file
 // and the flags given on the command line.
@@ -123,37 +173,11 @@ func (o *runOptions) resolve(cmd *cobra.Command) (experiment.Config, error) {
 			return cfg, usagef("--config: %v", err)
 		}
 	}
-	set := map[string]func(){
-		"name": func() { cfg.Name = o.cfg.Name }, "data": func() { cfg.Data = o.cfg.Data },
-		"resolution": func() { cfg.Resolution = o.cfg.Resolution }, "arch": func() { cfg.Arch = o.cfg.Arch },
-		"seed": func() { cfg.Seed = o.cfg.Seed }, "limit": func() { cfg.Limit = o.cfg.Limit },
-		"test-limit": func() { cfg.TestLimit = o.cfg.TestLimit }, "epochs": func() { cfg.Epochs = o.cfg.Epochs },
-		"retrain-epochs": func() { cfg.RetrainEpochs = o.cfg.RetrainEpochs }, "batch-size": func() { cfg.BatchSize = o.cfg.BatchSize },
-		"lr": func() { cfg.LearningRate = o.cfg.LearningRate }, "lambda": func() { cfg.Lambda = o.cfg.Lambda },
-		"cutout": func() { cfg.Cutout = o.cfg.Cutout }, "dropout": func() { cfg.Dropout = o.cfg.Dropout },
-		"vanilla": func() { cfg.VanillaModel = o.cfg.VanillaModel },
-		"filters": func() { cfg.Filters = o.cfg.Filters }, "filter-size": func() { cfg.FilterSize = o.cfg.FilterSize },
-		"clusters": func() { cfg.Clusters = o.cfg.Clusters }, "dict-images": func() { cfg.DictImages = o.cfg.DictImages },
-		"dict-iterations": func() { cfg.DictIterations = o.cfg.DictIterations }, "dae-epochs": func() { cfg.DAEEpochs = o.cfg.DAEEpochs },
-		"attacks": func() { cfg.Attacks = o.cfg.Attacks }, "attack-subset": func() { cfg.AttackSubset = o.cfg.AttackSubset },
-		"cw-iterations": func() { cfg.CWIterations = o.cfg.CWIterations }, "cw-binary-steps": func() { cfg.CWBinarySteps = o.cfg.CWBinarySteps },
-		"baselines":         func() { cfg.Baselines = nonEmpty(o.cfg.Baselines) },
-		"retrain-baselines": func() { cfg.RetrainBaselines = o.cfg.RetrainBaselines },
-		"grid-images":       func() { cfg.GridImages = o.cfg.GridImages },
-		"lambda-sweep":      func() { cfg.LambdaSweep = nil },
-		"whitebox":          func() { cfg.WhiteBox = o.cfg.WhiteBox },
-		"whitebox-steps":    func() { cfg.WhiteBoxSteps = o.cfg.WhiteBoxSteps },
-		"eot-draws":         func() { cfg.EOTDraws = o.cfg.EOTDraws },
-		"whitebox-losses":   func() { cfg.WhiteBoxLosses = nonEmpty(o.cfg.WhiteBoxLosses) },
-		"whitebox-cw-kappa": func() { cfg.WhiteBoxCWKappa = o.cfg.WhiteBoxCWKappa },
-		"whitebox-subset":   func() { cfg.WhiteBoxSubset = o.cfg.WhiteBoxSubset },
-		"sanity-baselines":  func() { cfg.SanityBaselines = o.cfg.SanityBaselines },
-	}
-	cmd.Flags().Visit(func(fl *pflag.Flag) {
-		if apply, ok := set[fl.Name]; ok {
-			apply()
+	for _, b := range configFlags {
+		if cmd.Flags().Changed(b.name) {
+			b.override(&cfg, &o.flags)
 		}
-	})
+	}
 	if cmd.Flags().Changed("lambda-sweep") {
 		cfg.LambdaSweep = []float64{}
 		for _, v := range nonEmpty(o.sweep) {

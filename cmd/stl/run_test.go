@@ -4,10 +4,13 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/spf13/pflag"
+
+	"github.com/stl-defense/stl/experiment"
 )
 
 func TestRunFlagsOverrideConfig(t *testing.T) {
@@ -210,5 +213,29 @@ func TestRunFlagsStable(t *testing.T) {
 	newRunCmd().Flags().VisitAll(func(f *pflag.Flag) { got = append(got, f.Name+" "+f.Value.Type()+" "+f.DefValue) })
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("flags:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestConfigFlags checks that every flag of configFlags registers, that no
+// two set the same Config field, and that every Config setting has a flag
+// (lambda_sweep through --lambda-sweep).
+func TestConfigFlags(t *testing.T) {
+	var c experiment.Config
+	f := pflag.NewFlagSet("run", pflag.ContinueOnError)
+	base := reflect.ValueOf(&c).Pointer()
+	seen := map[uintptr]string{}
+	for _, b := range configFlags {
+		b.register(f, &c)
+		if f.Lookup(b.name) == nil {
+			t.Errorf("--%s: no flag for a %T field", b.name, b.field(&c))
+		}
+		off := reflect.ValueOf(b.field(&c)).Pointer() - base
+		if other, dup := seen[off]; dup {
+			t.Errorf("--%s and --%s set the same field", b.name, other)
+		}
+		seen[off] = b.name
+	}
+	if n := len(c.Settings()); len(seen)+1 != n {
+		t.Errorf("%d flags for %d Config settings, want one each (and --lambda-sweep)", len(seen), n)
 	}
 }
