@@ -133,35 +133,10 @@ func (r *runner) defend(ctx context.Context, rw *row) error {
 		skip(0)
 		return nil
 	}
-	// Each stage seeds its own transform from the run seed and the stage
-	// name, so a randomized baseline gives the same images whether or not
-	// the run was interrupted.
-	transform := func(what string, x *tensor.Tensor, setKey cache.Key) (*tensor.Tensor, error) {
-		stage := stageTransform + slug(rw.name) + "-" + slug(what)
-		key, err := cache.NewKey(stage, map[string]any{"seed": r.cfg.Seed}, rw.key, setKey)
-		if err != nil {
-			return nil, err
-		}
-		dir, _, err := r.store.Do(ctx, stage, key, nil, []cache.Key{rw.key, setKey}, func(ctx context.Context, out string) error {
-			t, err := rw.newT(stageSeed(r.cfg.Seed, stage))
-			if err != nil {
-				return err
-			}
-			y, err := applyBatched(ctx, t, x, rw.name+" on "+what, r.rep)
-			if err != nil {
-				return err
-			}
-			return npy.WriteFile(filepath.Join(out, "images.npy"), y)
-		})
-		if err != nil {
-			return nil, err
-		}
-		return readImages(filepath.Join(dir, "images.npy"), x.Shape)
-	}
 	testKey, _ := cache.NewKey("set", "test", r.dataKey)
 	r.next(rw.name + " on the test set")
 	var err error
-	if rw.test, err = transform("test", r.test.Images, testKey); err != nil {
+	if rw.test, err = r.transformStage(ctx, rw, "test", r.test.Images, testKey); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -174,7 +149,7 @@ func (r *runner) defend(ctx context.Context, rw *row) error {
 		if a.x == nil {
 			continue
 		}
-		y, err := transform(a.name, a.x, a.key)
+		y, err := r.transformStage(ctx, rw, a.name, a.x, a.key)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -190,7 +165,7 @@ func (r *runner) defend(ctx context.Context, rw *row) error {
 	}
 	r.next(rw.name + " on the training set")
 	trainKey, _ := cache.NewKey("set", "train", r.dataKey)
-	ytrain, err := transform("train", r.train.Images, trainKey)
+	ytrain, err := r.transformStage(ctx, rw, "train", r.train.Images, trainKey)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -212,6 +187,33 @@ func (r *runner) defend(ctx context.Context, rw *row) error {
 	}
 	rw.model, rw.modelKey = m, mKey
 	return nil
+}
+
+// transformStage applies rw's transform to x, the set named what whose
+// key is setKey, in a cached stage. Each stage seeds its own transform from
+// the run seed and the stage name, so a randomized baseline gives the same
+// images whether or not the run was interrupted.
+func (r *runner) transformStage(ctx context.Context, rw *row, what string, x *tensor.Tensor, setKey cache.Key) (*tensor.Tensor, error) {
+	stage := stageTransform + slug(rw.name) + "-" + slug(what)
+	key, err := cache.NewKey(stage, map[string]any{"seed": r.cfg.Seed}, rw.key, setKey)
+	if err != nil {
+		return nil, err
+	}
+	dir, _, err := r.store.Do(ctx, stage, key, nil, []cache.Key{rw.key, setKey}, func(ctx context.Context, out string) error {
+		t, err := rw.newT(stageSeed(r.cfg.Seed, stage))
+		if err != nil {
+			return err
+		}
+		y, err := applyBatched(ctx, t, x, rw.name+" on "+what, r.rep)
+		if err != nil {
+			return err
+		}
+		return npy.WriteFile(filepath.Join(out, "images.npy"), y)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return readImages(filepath.Join(dir, "images.npy"), x.Shape)
 }
 
 // stageSeed derives a transform's seed from the run seed and the stage.

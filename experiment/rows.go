@@ -23,7 +23,9 @@ const (
 type row struct {
 	name string
 	key  cache.Key // identifies the transform (its parameters and training)
-	// newT returns a fresh transform; nil when the defense is missing.
+	// newT returns the transform a stage applies, given the stage's seed:
+	// a fresh one drawn from it for a baseline (Baseline.New), the run's
+	// shared one for STL (sharedDefense). nil when the defense is missing.
 	newT     func(seed uint64) (defense.Transform, error)
 	missing  string // why newT is nil, or why the row failed
 	retrain  bool   // whether Table 1 retrains a classifier on it
