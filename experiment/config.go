@@ -145,7 +145,7 @@ type Config struct {
 	WhiteBoxSteps int  `json:"whitebox_steps" yaml:"whitebox_steps"`
 	EOTDraws      int  `json:"eot_draws" yaml:"eot_draws"`
 	// WhiteBoxLosses lists the losses the white-box PGD ascends, one
-	// column of the Table 4 form each (issue 6: "PGD and CW loss"): "ce",
+	// column of the Table 4 form each: "ce",
 	// the cross-entropy, and "cw", the Carlini-Wagner margin loss
 	// max_{j!=y} z_j - z_y capped at WhiteBoxCWKappa (f6, attack.LossCW),
 	// whose gradient does not vanish where the softmax saturates. Default

@@ -20,8 +20,8 @@
 //     (section 5.3): PGD at L-infinity 0.031 through BPDA (MagNet's exact
 //     gradient), EOT for randomized defenses, on the cross-entropy and on
 //     the Carlini-Wagner margin loss (Config.WhiteBoxLosses, one column
-//     each), with the sanity checks (on the cross-entropy attack) of
-//     issue 6 on No Defense, STL and STL (cluster), and on the baselines
+//     each), with the sanity checks (on the cross-entropy attack) on No
+//     Defense, STL and STL (cluster), and on the baselines
 //     with Config.SanityBaselines: accuracy against PGD iterations and
 //     against the L-infinity budget, a random sign-noise control and a
 //     transfer control (PGD on the vanilla classifier, through the

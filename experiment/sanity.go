@@ -18,7 +18,7 @@ import (
 )
 
 // The white-box sanity checks a careful reviewer expects of an adaptive
-// evaluation (issue 6; Athalye et al., ICML 2018, and Carlini et al., "On
+// evaluation (Athalye et al., ICML 2018, and Carlini et al., "On
 // Evaluating Adversarial Robustness", 2019): accuracy against the number of
 // PGD-through-BPDA iterations (more iterations never help the defense),
 // against the L-infinity budget (it reaches 0 at a large enough budget), a
