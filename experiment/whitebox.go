@@ -6,8 +6,10 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/stl-defense/stl/attack"
 	"github.com/stl-defense/stl/experiment/cache"
 	"github.com/stl-defense/stl/npy"
+	"github.com/stl-defense/stl/tensor"
 )
 
 // whiteBox runs the paper's Table 4 evaluation: PGD through BPDA (EOT for
@@ -87,61 +89,74 @@ func (r *runner) whiteBoxLoss(ctx context.Context, loss string) error {
 	}
 	for _, rw := range r.rows {
 		r.next(what + " on " + rw.name)
-		if rw.name != NoDefense && (rw.newT == nil || rw.test == nil) {
-			why := rw.missing
-			if why == "" {
-				why = "the defense is not available"
-			}
-			rw.setWhiteBox(loss, nil, "", why)
-			continue
+		if err := r.whiteBoxRow(ctx, rw, loss, what, pgd, settings); err != nil {
+			return err
 		}
-		m, mKey := rw.model, rw.modelKey
-		if m == nil {
-			m, mKey, rw.wbVanilla = r.vanilla, r.vanillaKey, true
+	}
+	return nil
+}
+
+// whiteBoxRow computes (or reuses) the white-box examples of one row under
+// loss, the attack pgd with its settings (what names it in progress
+// reports), against the row's retrained classifier or the vanilla one.
+func (r *runner) whiteBoxRow(ctx context.Context, rw *row, loss, what string, pgd Attacker, settings any) error {
+	if rw.name != NoDefense && (rw.newT == nil || rw.test == nil) {
+		why := rw.missing
+		if why == "" {
+			why = "the defense is not available"
 		}
-		stage := whiteBoxStage(rw.name, loss)
-		cfg, deps, key, err := r.whiteBoxKey(rw, loss, settings, mKey)
+		rw.setWhiteBox(loss, nil, "", why)
+		return nil
+	}
+	m, mKey := rw.model, rw.modelKey
+	if m == nil {
+		m, mKey, rw.wbVanilla = r.vanilla, r.vanillaKey, true
+	}
+	stage := whiteBoxStage(rw.name, loss)
+	cfg, deps, key, err := r.whiteBoxKey(rw, loss, settings, mKey)
+	if err != nil {
+		return err
+	}
+	dir, _, err := r.store.Do(ctx, stage, key, cfg, deps, func(ctx context.Context, out string) error {
+		y, err := r.whiteBoxImages(ctx, rw, m, pgd, stage, rw.name+" on its "+strings.TrimSuffix(what, " attack")+" examples")
 		if err != nil {
 			return err
 		}
-		dir, _, err := r.store.Do(ctx, stage, key, cfg, deps, func(ctx context.Context, out string) error {
-			if rw.name == NoDefense {
-				adv, err := pgd(ctx, m, r.wbX, r.wbY, r.rep)
-				if err != nil {
-					return err
-				}
-				return npy.WriteFile(filepath.Join(out, "images.npy"), adv)
-			}
-			t, err := rw.newT(stageSeed(r.cfg.Seed, stage))
-			if err != nil {
-				return err
-			}
-			am, err := r.b.Adaptive(t, m, r.cfg.EOTDraws)
-			if err != nil {
-				return err
-			}
-			adv, err := pgd(ctx, am, r.wbX, r.wbY, r.rep)
-			if err != nil {
-				return err
-			}
-			y, err := applyBatched(ctx, t, adv, rw.name+" on its "+strings.TrimSuffix(what, " attack")+" examples", r.rep)
-			if err != nil {
-				return err
-			}
-			return npy.WriteFile(filepath.Join(out, "images.npy"), y)
-		})
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			rw.setWhiteBox(loss, nil, "", "the white-box attack failed: "+err.Error())
-			continue
+		return npy.WriteFile(filepath.Join(out, "images.npy"), y)
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
-		adv, err := readImages(filepath.Join(dir, "images.npy"), r.wbX.Shape)
-		if err != nil {
-			return fmt.Errorf("stage %s: %w", stage, err)
-		}
-		rw.setWhiteBox(loss, adv, key, "")
+		rw.setWhiteBox(loss, nil, "", "the white-box attack failed: "+err.Error())
+		return nil
 	}
+	adv, err := readImages(filepath.Join(dir, "images.npy"), r.wbX.Shape)
+	if err != nil {
+		return fmt.Errorf("stage %s: %w", stage, err)
+	}
+	rw.setWhiteBox(loss, adv, key, "")
 	return nil
+}
+
+// whiteBoxImages attacks m with pgd behind the row's transform T, drawn
+// for stage (through Backend.Adaptive: BPDA, EOT), and returns T(x_adv),
+// reporting its application as what; for No Defense it returns x_adv.
+func (r *runner) whiteBoxImages(ctx context.Context, rw *row, m attack.Model, pgd Attacker, stage, what string) (*tensor.Tensor, error) {
+	if rw.name == NoDefense {
+		return pgd(ctx, m, r.wbX, r.wbY, r.rep)
+	}
+	t, err := rw.newT(stageSeed(r.cfg.Seed, stage))
+	if err != nil {
+		return nil, err
+	}
+	am, err := r.b.Adaptive(t, m, r.cfg.EOTDraws)
+	if err != nil {
+		return nil, err
+	}
+	adv, err := pgd(ctx, am, r.wbX, r.wbY, r.rep)
+	if err != nil {
+		return nil, err
+	}
+	return applyBatched(ctx, t, adv, what, r.rep)
 }
