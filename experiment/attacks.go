@@ -6,9 +6,11 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/stl-defense/stl/attack"
 	"github.com/stl-defense/stl/experiment/cache"
 	"github.com/stl-defense/stl/experiment/metrics"
 	"github.com/stl-defense/stl/npy"
+	"github.com/stl-defense/stl/progress"
 	"github.com/stl-defense/stl/tensor"
 )
 
@@ -53,9 +55,14 @@ func (r *runner) attacks(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		ckpt := r.checkpointDir(stage, a.key)
 		dir, _, err := r.store.Do(ctx, stage, a.key, cfg, []cache.Key{r.vanillaKey, subsetKey}, func(ctx context.Context, out string) error {
 			t0 := time.Now()
-			adv, err := atk(ctx, r.vanilla, r.x0, r.y0, r.rep)
+			part, err := cache.OpenPartial(ckpt, a.key)
+			if err != nil {
+				return err
+			}
+			adv, err := attackInChunks(ctx, atk, r.vanilla, r.x0, r.y0, name, r.rep, part)
 			if err != nil {
 				return err
 			}
@@ -73,6 +80,7 @@ func (r *runner) attacks(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		r.dropCheckpoint(ckpt)
 		if err != nil {
 			a.missing = "the attack failed: " + err.Error()
 			continue
@@ -103,4 +111,39 @@ func inOrder(all, names []string) []string {
 		}
 	}
 	return out
+}
+
+// attackInChunks runs atk on x in chunks of attackBatch images (the batches
+// the attacks run in anyway, so the images are those of one call on all of
+// x), saving each finished chunk in part and reloading the chunks an
+// interrupted stage saved. The paper's attacks are deterministic, so a
+// resumed stage gives the same images.
+func attackInChunks(ctx context.Context, atk Attacker, m attack.Model, x *tensor.Tensor, labels []int, name string, rep progress.Reporter, part *cache.Partial) (*tensor.Tensor, error) {
+	n := x.Shape[0]
+	out := tensor.New(x.Shape...)
+	stage := "attack " + name
+	rep.Report(stage, 0, n, "")
+	for lo := 0; lo < n; lo += attackBatch {
+		hi := min(lo+attackBatch, n)
+		dst := out.Batch(lo, hi).Data
+		ok, err := part.Load(lo/attackBatch, dst, nil)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			adv, err := atk(ctx, m, x.Batch(lo, hi), labels[lo:hi], progress.Nop)
+			if err != nil {
+				return nil, err
+			}
+			if len(adv.Data) != len(dst) {
+				return nil, &tensor.ShapeError{Op: "attack " + name, Want: x.Batch(lo, hi).Shape, Got: adv.Shape}
+			}
+			copy(dst, adv.Data)
+			if err := part.Save(lo/attackBatch, dst, nil); err != nil {
+				return nil, err
+			}
+		}
+		rep.Report(stage, hi, n, "")
+	}
+	return out, nil
 }

@@ -199,12 +199,22 @@ func (r *runner) transformStage(ctx context.Context, rw *row, what string, x *te
 	if err != nil {
 		return nil, err
 	}
+	ckpt := r.checkpointDir(stage, key)
 	dir, _, err := r.store.Do(ctx, stage, key, nil, []cache.Key{rw.key, setKey}, func(ctx context.Context, out string) error {
 		t, err := rw.newT(stageSeed(r.cfg.Seed, stage))
 		if err != nil {
 			return err
 		}
-		y, err := applyBatched(ctx, t, x, rw.name+" on "+what, r.rep)
+		// A deterministic transform saves each finished batch, so an
+		// interrupted stage resumes mid-way. A randomized one draws from one
+		// seeded stream over the whole set and is recomputed whole.
+		var part *cache.Partial
+		if !t.Randomized() {
+			if part, err = cache.OpenPartial(ckpt, key); err != nil {
+				return err
+			}
+		}
+		y, err := applyBatched(ctx, t, x, rw.name+" on "+what, r.rep, part)
 		if err != nil {
 			return err
 		}
@@ -213,6 +223,7 @@ func (r *runner) transformStage(ctx context.Context, rw *row, what string, x *te
 	if err != nil {
 		return nil, err
 	}
+	r.dropCheckpoint(ckpt)
 	return readImages(filepath.Join(dir, "images.npy"), x.Shape)
 }
 
@@ -223,7 +234,10 @@ func stageSeed(seed int64, stage string) uint64 {
 }
 
 // applyBatched applies t to x in batches, reporting progress in images.
-func applyBatched(ctx context.Context, t defense.Transform, x *tensor.Tensor, what string, rep progress.Reporter) (*tensor.Tensor, error) {
+// With part, each finished batch is saved there and batches saved by an
+// interrupted call are reloaded instead of recomputed; t must then be
+// deterministic.
+func applyBatched(ctx context.Context, t defense.Transform, x *tensor.Tensor, what string, rep progress.Reporter, part *cache.Partial) (*tensor.Tensor, error) {
 	n := x.Shape[0]
 	out := tensor.New(x.Shape...)
 	rep.Report(what, 0, n, "")
@@ -232,6 +246,15 @@ func applyBatched(ctx context.Context, t defense.Transform, x *tensor.Tensor, wh
 			return nil, err
 		}
 		hi := min(lo+transformBatch, n)
+		dst := out.Batch(lo, hi).Data
+		if part != nil {
+			if ok, err := part.Load(lo/transformBatch, dst, nil); err != nil {
+				return nil, err
+			} else if ok {
+				rep.Report(what, hi, n, "")
+				continue
+			}
+		}
 		xb := x.Batch(lo, hi)
 		yb, err := t.Apply(ctx, xb)
 		if err != nil {
@@ -240,7 +263,12 @@ func applyBatched(ctx context.Context, t defense.Transform, x *tensor.Tensor, wh
 		if !tensor.SameShape(xb, yb) {
 			return nil, &tensor.ShapeError{Op: "transform " + t.Name(), Want: xb.Shape, Got: yb.Shape}
 		}
-		copy(out.Batch(lo, hi).Data, yb.Data)
+		copy(dst, yb.Data)
+		if part != nil {
+			if err := part.Save(lo/transformBatch, dst, nil); err != nil {
+				return nil, err
+			}
+		}
 		rep.Report(what, hi, n, "")
 	}
 	return out, nil

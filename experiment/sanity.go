@@ -216,7 +216,7 @@ func (sr *sanityRun) stage(ctx context.Context, name string, cfg map[string]any,
 			return err
 		}
 		if t != nil {
-			if x, err = applyBatched(ctx, t, x, rw.name+" on "+name, r.rep); err != nil {
+			if x, err = applyBatched(ctx, t, x, rw.name+" on "+name, r.rep, nil); err != nil {
 				return err
 			}
 		}

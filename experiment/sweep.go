@@ -66,7 +66,7 @@ func (r *runner) sweep(ctx context.Context) error {
 				name string
 				x    *tensor.Tensor
 			}{{"clean", r.x0}, {"adv", a.x}} {
-				y, err := applyBatched(ctx, t, set.x, fmt.Sprintf("%s (lambda %g) on %s", RowSTLCluster, lambda, set.name), r.rep)
+				y, err := applyBatched(ctx, t, set.x, fmt.Sprintf("%s (lambda %g) on %s", RowSTLCluster, lambda, set.name), r.rep, nil)
 				if err != nil {
 					return err
 				}

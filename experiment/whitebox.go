@@ -158,5 +158,5 @@ func (r *runner) whiteBoxImages(ctx context.Context, rw *row, m attack.Model, pg
 	if err != nil {
 		return nil, err
 	}
-	return applyBatched(ctx, t, adv, what, r.rep)
+	return applyBatched(ctx, t, adv, what, r.rep, nil)
 }
