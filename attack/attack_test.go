@@ -562,25 +562,6 @@ func TestBPDABadTransform(t *testing.T) {
 	}
 }
 
-func TestPaperAttack(t *testing.T) {
-	want := map[string]Budget{
-		PaperFGSM008: {L2Rel, 0.08}, PaperFGSM004: {L2Rel, 0.04}, PaperBIM: {L2Rel, 0.04},
-		PaperDeepFool: {L2Rel, 0.04}, PaperCW: {L2Rel, 0.04}, PaperBPDA: {LInf, 0.031},
-	}
-	for _, name := range PaperAttacks {
-		a, err := PaperAttack(name, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if a.Budget() != want[name] {
-			t.Errorf("%s: budget %v, want %v", name, a.Budget(), want[name])
-		}
-	}
-	if _, err := PaperAttack("FGSM-0.5", 1); err == nil {
-		t.Error("unknown name accepted")
-	}
-}
-
 // TestDeepFoolShrinksBatch checks that images leave DeepFool's batch once
 // misclassified: fewer images are forwarded than passes times the batch.
 func TestDeepFoolShrinksBatch(t *testing.T) {

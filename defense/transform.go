@@ -6,6 +6,7 @@ package defense
 
 import (
 	"context"
+	"errors"
 
 	"github.com/stl-defense/stl/tensor"
 )
@@ -23,3 +24,7 @@ type Transform interface {
 	// own seeded source, so a sequence of calls is deterministic.
 	Randomized() bool
 }
+
+// ErrNilInput is returned by Apply for a nil batch, by every defense here
+// and in package baseline.
+var ErrNilInput = errors.New("defense: nil input batch")

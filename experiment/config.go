@@ -15,22 +15,23 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/stl-defense/stl/attack"
-	"github.com/stl-defense/stl/defense"
+	"github.com/stl-defense/stl/defense/baseline"
 )
 
 // Attack names, the columns of the paper's Tables 1 and 5 (section 5.1:
 // FGSM at normalized L2 dissimilarity 0.08 and 0.04, BIM, DeepFool and CW at
 // 0.04).
 const (
-	AttackFGSM008  = "FGSM-0.08"
-	AttackFGSM004  = "FGSM-0.04"
-	AttackBIM      = "BIM"
-	AttackDeepFool = "DeepFool"
-	AttackCW       = "CW"
+	AttackFGSM008  = attack.PaperFGSM008
+	AttackFGSM004  = attack.PaperFGSM004
+	AttackBIM      = attack.PaperBIM
+	AttackDeepFool = attack.PaperDeepFool
+	AttackCW       = attack.PaperCW
 )
 
-// AllAttacks lists the attacks of the paper's tables in column order.
-var AllAttacks = []string{AttackFGSM008, AttackFGSM004, AttackBIM, AttackDeepFool, AttackCW}
+// AllAttacks lists the attacks of the paper's tables in column order: the
+// gray-box settings of package attack's registry.
+var AllAttacks = attack.PaperNames(attack.GrayBox)
 
 // Losses of the white-box PGD (Config.WhiteBoxLosses), the names of
 // package attack's losses.
@@ -361,7 +362,7 @@ func (c Config) Validate() error {
 			return bad("lambda_sweep", "%v, want values > 0", l)
 		}
 	}
-	known := defense.BaselineNames()
+	known := baseline.Names()
 	for _, b := range c.Baselines {
 		if b == "all" && len(c.Baselines) == 1 {
 			continue

@@ -10,6 +10,7 @@ import (
 	"github.com/stl-defense/stl/attack"
 	"github.com/stl-defense/stl/dataset"
 	"github.com/stl-defense/stl/defense"
+	"github.com/stl-defense/stl/defense/baseline"
 	"github.com/stl-defense/stl/progress"
 	"github.com/stl-defense/stl/tensor"
 )
@@ -61,60 +62,40 @@ func loadData(ctx context.Context, cfg Config) (train, test *dataset.Set, err er
 	return train, test, nil
 }
 
-// paperAttack returns the named attack with the paper's budgets (section
-// 5.1: normalized L2 dissimilarity 0.08 or 0.04) and package attack's
-// defaults otherwise, CW's iterations bounded by cfg.
+// paperAttack returns the named attack (one of AllAttacks) with the
+// paper's budgets (section 5.1: normalized L2 dissimilarity 0.08 or 0.04)
+// and package attack's defaults otherwise, CW's iterations bounded by cfg.
 func paperAttack(name string, cfg Config) (Attacker, any, string, error) {
-	l2 := func(eps float64) attack.Budget { return attack.Budget{Norm: attack.L2Rel, Eps: eps} }
-	var (
-		a   attack.Attack
-		err error
-		set any
-	)
-	switch name {
-	case AttackFGSM008, AttackFGSM004:
-		o := attack.DefaultFGSMOptions()
-		if name == AttackFGSM008 {
-			o.Budget = l2(0.08)
-		} else {
-			o.Budget = l2(0.04)
-		}
-		a, err = attack.NewFGSM(o)
-		set = o
-	case AttackBIM:
-		o := attack.DefaultBIMOptions()
-		o.Budget = l2(0.04)
-		a, err = attack.NewBIM(o)
-		set = o
-	case AttackDeepFool:
-		o := attack.DefaultDeepFoolOptions()
-		o.Budget = l2(0.04)
-		a, err = attack.NewDeepFool(o)
-		set = o
-	case AttackCW:
-		o := attack.DefaultCWOptions()
-		o.Budget = l2(0.04)
-		o.MaxIter, o.BinarySteps = cfg.CWIterations, cfg.CWBinarySteps
-		a, err = attack.NewCW(o)
-		set = o
-	default:
+	s, err := attack.LookupSetting(name)
+	if err != nil || s.Route != attack.GrayBox {
 		return nil, nil, "", fmt.Errorf("unknown attack %q", name)
 	}
+	c := attack.DefaultConfig()
+	c.CW.MaxIter, c.CW.BinarySteps = cfg.CWIterations, cfg.CWBinarySteps
+	a, set, err := s.New(c)
 	if err != nil {
 		return nil, nil, "", err
 	}
-	budget := "normalized L2 " + strings.TrimPrefix(name, "FGSM-")
-	if !strings.HasPrefix(name, "FGSM") {
-		budget = "normalized L2 0.04"
+	return batched(a), set, budgetText(s.Budget), nil
+}
+
+// budgetText describes a budget for the report, e.g. "normalized L2 0.04".
+func budgetText(b attack.Budget) string {
+	if b.Norm == attack.L2Rel {
+		return fmt.Sprintf("normalized L2 %g", b.Eps)
 	}
-	run := func(ctx context.Context, m attack.Model, x *tensor.Tensor, labels []int, rep progress.Reporter) (*tensor.Tensor, error) {
+	return fmt.Sprintf("L-infinity %g", b.Eps)
+}
+
+// batched runs a in batches of attackBatch images.
+func batched(a attack.Attack) Attacker {
+	return func(ctx context.Context, m attack.Model, x *tensor.Tensor, labels []int, rep progress.Reporter) (*tensor.Tensor, error) {
 		res, err := attack.RunBatched(ctx, a, m, x, labels, attackBatch, rep)
 		if err != nil {
 			return nil, err
 		}
 		return res.Adv, nil
 	}
-	return run, set, budget, nil
 }
 
 // whiteBoxPGD returns PGD at the paper's Table 4 budget, L-infinity 0.031,
@@ -158,23 +139,14 @@ func pgdAttacker(o attack.PGDOptions) (Attacker, any, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return func(ctx context.Context, m attack.Model, x *tensor.Tensor, labels []int, rep progress.Reporter) (*tensor.Tensor, error) {
-		res, err := attack.RunBatched(ctx, a, m, x, labels, attackBatch, rep)
-		if err != nil {
-			return nil, err
-		}
-		return res.Adv, nil
-	}, o, nil
+	return batched(a), o, nil
 }
 
-// DefaultBaselines are the baselines "all" stands for in a run: one of each
-// family of the paper's tables (JPEG, TVM, quilting, pixel deflection,
-// feature squeezing, MagNet). The paper's Crop-Ens ("crop-tvm-quilt") costs
-// more than all the others together (30 crops of TVM+quilting per image);
-// name it explicitly to include it.
-var DefaultBaselines = []string{"jpeg", "tvm", "quilt", "deflect", "squeeze", "magnet"}
+// DefaultBaselines are the baselines "all" stands for in a run: those
+// package baseline marks Default, one of each family of the paper's tables.
+var DefaultBaselines = baseline.DefaultNames()
 
-// registryBaselines builds the baselines cfg names from package defense's
+// registryBaselines builds the baselines cfg names from package baseline's
 // registry, with the published parameters. What they learn from the clean
 // training images (quilting's patch database, MagNet's auto-encoder, both
 // seeded with the run seed) is prepared once, when a baseline is first
@@ -184,124 +156,57 @@ func registryBaselines(ctx context.Context, cfg Config, train *dataset.Set, dir 
 	if len(names) == 1 && names[0] == "all" {
 		names = DefaultBaselines
 	}
-	known := defense.BaselineNames()
-	for _, name := range names {
-		if !contains(known, name) {
-			return nil, nil, &ConfigError{"baselines", fmt.Sprintf("unknown baseline %q (known: all, %s)", name, strings.Join(known, ", "))}
+	entries := make([]baseline.Entry, len(names))
+	for i, name := range names {
+		e, err := baseline.Lookup(name)
+		if err != nil {
+			return nil, nil, &ConfigError{"baselines", fmt.Sprintf("unknown baseline %q (known: all, %s)", name, strings.Join(baseline.Names(), ", "))}
 		}
+		entries[i] = e
 	}
 	popts := prepareOptions(cfg, dir)
 	var (
 		once     sync.Once
-		prepared defense.BaselineConfig
+		prepared baseline.Config
 		prepErr  error
 	)
-	prepare := func() (defense.BaselineConfig, error) {
+	prepare := func() (baseline.Config, error) {
 		once.Do(func() {
-			prepared, prepErr = defense.PrepareBaselines(ctx, defense.DefaultBaselineConfig(), names, train.Images, popts, rep)
+			prepared, prepErr = baseline.Prepare(ctx, baseline.DefaultConfig(), names, train.Images, popts, rep)
 		})
 		return prepared, prepErr
 	}
 	var out []Baseline
-	for _, name := range names {
-		name := name
-		out = append(out, Baseline{
-			Name:     baselineRowName(name),
-			Settings: baselineOptions(name, defense.DefaultBaselineConfig(), popts),
+	for _, e := range entries {
+		b := Baseline{
+			Name: e.Label,
+			// Randomized baselines' seeds are derived per stage from the
+			// run seed (see RunWith), not these.
+			Settings: e.Settings(baseline.DefaultConfig(), popts),
 			New: func(seed uint64) (defense.Transform, error) {
 				c, err := prepare()
 				if err != nil {
 					return nil, err
 				}
-				c.TVM.Seed, c.Quilt.Seed, c.Crop.Seed, c.Deflect.Seed = seed, seed+1, seed+2, seed+3
-				return defense.NewBaseline(name, c)
+				return baseline.New(e.Name, c.Seeded(seed))
 			},
-			Backward: baselineBackward(name),
-		})
+		}
+		if e.Backward == baseline.BackwardExact {
+			// MagNet's reformer (*baseline.MagNet) implements attack.Approx.
+			b.Backward = BackwardExact
+		}
+		out = append(out, b)
 	}
 	return out, nil, nil
 }
 
 // prepareOptions are the options of what baselines learn from the training
 // images, seeded with the run seed.
-func prepareOptions(cfg Config, dir string) defense.PrepareOptions {
-	o := defense.DefaultPrepareOptions()
+func prepareOptions(cfg Config, dir string) baseline.PrepareOptions {
+	o := baseline.DefaultPrepareOptions()
 	o.Dir = dir
 	o.PatchDB.Seed, o.MagNet.Seed = uint64(cfg.Seed), uint64(cfg.Seed)
 	return o
-}
-
-// baselineOptions returns the options that matter for the named registry
-// baseline, for the cache key and the report. Randomized baselines' seeds
-// are derived per stage from the run seed (see RunWith), not these.
-func baselineOptions(name string, c defense.BaselineConfig, p defense.PrepareOptions) map[string]any {
-	o := map[string]any{"name": name}
-	switch name {
-	case "jpeg":
-		o["jpeg"] = c.JPEG
-	case "tvm":
-		o["tvm"] = c.TVM
-	case "quilt":
-		o["quilt"], o["patch_db"] = c.Quilt, p.PatchDB
-	case "tvm-quilt":
-		o["tvm"], o["quilt"], o["patch_db"] = c.TVM, c.Quilt, p.PatchDB
-	case "crop-ens":
-		o["crop"] = c.Crop
-	case "crop-tvm-quilt":
-		o["tvm"], o["quilt"], o["crop"], o["patch_db"] = c.TVM, c.Quilt, c.Crop, p.PatchDB
-	case "deflect":
-		o["deflect"] = c.Deflect
-	case "pd-ens":
-		o["deflect"], o["ensemble"] = c.Deflect, c.PDEnsSize
-	case "squeeze", "bitdepth", "median":
-		o["squeeze"] = c.Squeeze
-	case "magnet":
-		o["auto_encoder"] = p.MagNet
-	default:
-		o["options"] = c
-	}
-	return o
-}
-
-// baselineBackward is Baseline.Backward of a registry baseline: exact for
-// MagNet, whose reformer (*defense.MagNet) implements attack.Approx.
-func baselineBackward(name string) string {
-	if name == "magnet" {
-		return BackwardExact
-	}
-	return ""
-}
-
-// baselineRowName is the table row of a registry baseline, with the
-// paper's names where it has them.
-func baselineRowName(name string) string {
-	switch name {
-	case "jpeg":
-		return "JPEG"
-	case "tvm":
-		return "TVM"
-	case "quilt":
-		return "Quilting"
-	case "tvm-quilt":
-		return "TVM+Quilting"
-	case "crop-ens":
-		return "Crop ensemble"
-	case "crop-tvm-quilt":
-		return "Crop-Ens"
-	case "deflect":
-		return "Pixel deflection"
-	case "pd-ens":
-		return "PD-Ens"
-	case "squeeze":
-		return "Feature squeezing"
-	case "bitdepth":
-		return "Bit depth"
-	case "median":
-		return "Median"
-	case "magnet":
-		return "MagNet"
-	}
-	return name
 }
 
 // stlBuilder builds the STL defense with defense.Train.

@@ -151,3 +151,52 @@ func TestDescribeSpecEncodes(t *testing.T) {
 		t.Errorf("DescribeSpec JSON = %s, %v", b, err)
 	}
 }
+
+// TestSettingsEncodings pins the row labels and the JSON encodings of the
+// settings of every registry baseline and paper attack: they enter the
+// cache keys of the stages.
+func TestSettingsEncodings(t *testing.T) {
+	cfg := DefaultConfig()
+	baselines := []struct{ name, row, settings string }{
+		{"jpeg", "JPEG", `{"jpeg":{"Quality":75},"name":"jpeg"}`},
+		{"tvm", "TVM", `{"name":"tvm","tvm":{"KeepProb":0.5,"Lambda":0.03,"MaxIter":100,"Sweeps":10,"Tol":0.001,"Seed":1}}`},
+		{"quilt", "Quilting", `{"name":"quilt","patch_db":{"Patch":5,"Stride":1,"MaxPatches":100000,"Seed":1},"quilt":{"Overlap":2,"K":10,"Seed":1}}`},
+		{"tvm-quilt", "TVM+Quilting", `{"name":"tvm-quilt","patch_db":{"Patch":5,"Stride":1,"MaxPatches":100000,"Seed":1},"quilt":{"Overlap":2,"K":10,"Seed":1},"tvm":{"KeepProb":0.5,"Lambda":0.03,"MaxIter":100,"Sweeps":10,"Tol":0.001,"Seed":1}}`},
+		{"crop-ens", "Crop ensemble", `{"crop":{"Fraction":0.3010033444816054,"Crops":30,"Seed":1},"name":"crop-ens"}`},
+		{"crop-tvm-quilt", "Crop-Ens", `{"crop":{"Fraction":0.3010033444816054,"Crops":30,"Seed":1},"name":"crop-tvm-quilt","patch_db":{"Patch":5,"Stride":1,"MaxPatches":100000,"Seed":1},"quilt":{"Overlap":2,"K":10,"Seed":1},"tvm":{"KeepProb":0.5,"Lambda":0.03,"MaxIter":100,"Sweeps":10,"Tol":0.001,"Seed":1}}`},
+		{"deflect", "Pixel deflection", `{"deflect":{"Deflections":200,"Window":10,"Sigma":0.04,"Levels":0,"Seed":1},"name":"deflect"}`},
+		{"pd-ens", "PD-Ens", `{"deflect":{"Deflections":200,"Window":10,"Sigma":0.04,"Levels":0,"Seed":1},"ensemble":10,"name":"pd-ens"}`},
+		{"squeeze", "Feature squeezing", `{"name":"squeeze","squeeze":{"Bits":5,"MedianSize":2}}`},
+		{"bitdepth", "Bit depth", `{"name":"bitdepth","squeeze":{"Bits":5,"MedianSize":2}}`},
+		{"median", "Median", `{"name":"median","squeeze":{"Bits":5,"MedianSize":2}}`},
+		{"magnet", "MagNet", `{"auto_encoder":{"Channels":3,"Filters":3,"Layers":3,"Noise":0.025,"Epochs":10,"BatchSize":32,"LR":0.01,"Seed":1,"Threads":0},"name":"magnet"}`},
+	}
+	cfg.Baselines = nil
+	for _, b := range baselines {
+		cfg.Baselines = append(cfg.Baselines, b.name)
+	}
+	bases, _, err := registryBaselines(context.Background(), cfg, fakeSet("train", 4, 1), "/x", nil)
+	if err != nil || len(bases) != len(baselines) {
+		t.Fatalf("%d baselines: %v", len(bases), err)
+	}
+	for i, b := range baselines {
+		js, err := json.Marshal(bases[i].Settings)
+		if err != nil || bases[i].Name != b.row || string(js) != b.settings {
+			t.Errorf("%s: row %q, settings %s (%v), want %q, %s", b.name, bases[i].Name, js, err, b.row, b.settings)
+		}
+	}
+	attacks := []struct{ name, budget, settings string }{
+		{"FGSM-0.08", "normalized L2 0.08", `{"Budget":{"norm":"l2","eps":0.08},"Targeted":false}`},
+		{"FGSM-0.04", "normalized L2 0.04", `{"Budget":{"norm":"l2","eps":0.04},"Targeted":false}`},
+		{"BIM", "normalized L2 0.04", `{"Budget":{"norm":"l2","eps":0.04},"Steps":10,"StepFrac":0.125,"Targeted":false}`},
+		{"DeepFool", "normalized L2 0.04", `{"Budget":{"norm":"l2","eps":0.04},"Overshoot":0.02,"MaxIter":50,"Candidates":10}`},
+		{"CW", "normalized L2 0.04", `{"Budget":{"norm":"l2","eps":0.04},"Targeted":false,"Kappa":0,"InitialC":0.001,"BinarySteps":5,"MaxIter":100,"LearningRate":0.01,"AbortEarly":true}`},
+	}
+	for _, a := range attacks {
+		_, set, budget, err := paperAttack(a.name, cfg)
+		js, _ := json.Marshal(set)
+		if err != nil || budget != a.budget || string(js) != a.settings {
+			t.Errorf("%s: budget %q, settings %s (%v), want %q, %s", a.name, budget, js, err, a.budget, a.settings)
+		}
+	}
+}

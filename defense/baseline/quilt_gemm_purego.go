@@ -1,6 +1,6 @@
 //go:build !cgo || purego
 
-package defense
+package baseline
 
 import (
 	"gonum.org/v1/gonum/blas"

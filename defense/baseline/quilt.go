@@ -1,4 +1,4 @@
-package defense
+package baseline
 
 import (
 	"context"
@@ -74,13 +74,13 @@ func NewQuilting(db *PatchDB, opts QuiltOptions) (*Quilting, error) {
 	return &Quilting{db: db, opts: opts, seeds: newSeedSource(opts.Seed)}, nil
 }
 
-// Name implements Transform.
+// Name implements defense.Transform.
 func (q *Quilting) Name() string { return "Quilting" }
 
-// Randomized implements Transform.
+// Randomized implements defense.Transform.
 func (q *Quilting) Randomized() bool { return q.opts.K > 1 }
 
-// Apply implements Transform. It returns a *ChannelsError when the batch
+// Apply implements defense.Transform. It returns a *ChannelsError when the batch
 // does not have the database's channel count.
 func (q *Quilting) Apply(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
 	out, n, c, h, w, err := baselineInput("quilt", x)

@@ -1,4 +1,4 @@
-package defense
+package baseline
 
 import (
 	"bufio"
@@ -175,7 +175,7 @@ func (d *MagNetDAE) VJP(ctx context.Context, x, gy *tensor.Tensor) (*tensor.Tens
 		if gy != nil {
 			got = gy.Shape
 		}
-		return nil, &tensor.ShapeError{Op: "defense.MagNetDAE.VJP", Want: x.Shape, Got: got}
+		return nil, &tensor.ShapeError{Op: "baseline.MagNetDAE.VJP", Want: x.Shape, Got: got}
 	}
 	if err := tensor.CheckFinite(gy.Data); err != nil {
 		return nil, fmt.Errorf("defense magnet: VJP: %w", err)
@@ -218,7 +218,7 @@ func (d *MagNetDAE) Train(ctx context.Context, train *tensor.Tensor, rep progres
 		return nil, &ChannelsError{Defense: "magnet", Want: []int{d.opts.Channels}, Got: c}
 	}
 	if n == 0 {
-		return nil, &tensor.ShapeError{Op: "defense.MagNetDAE.Train", Want: []int{-1, c, h, w}, Got: train.Shape}
+		return nil, &tensor.ShapeError{Op: "baseline.MagNetDAE.Train", Want: []int{-1, c, h, w}, Got: train.Shape}
 	}
 	rep = progress.Or(rep)
 	d.mu.Lock()

@@ -1,4 +1,4 @@
-package defense
+package baseline
 
 import (
 	"context"
@@ -38,13 +38,13 @@ func NewMagNet(dae Reformer) (*MagNet, error) {
 	return &MagNet{dae: dae}, nil
 }
 
-// Name implements Transform.
+// Name implements defense.Transform.
 func (m *MagNet) Name() string { return "MagNet" }
 
-// Randomized implements Transform: the reformer is deterministic.
+// Randomized implements defense.Transform: the reformer is deterministic.
 func (m *MagNet) Randomized() bool { return false }
 
-// Apply implements Transform.
+// Apply implements defense.Transform.
 func (m *MagNet) Apply(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
 	in, _, _, _, _, err := baselineInput("magnet", x)
 	if err != nil {
@@ -58,7 +58,7 @@ func (m *MagNet) Apply(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, e
 		return nil, fmt.Errorf("defense magnet: %w", err)
 	}
 	if !tensor.SameShape(y, in) || len(y.Data) != len(in.Data) {
-		return nil, &tensor.ShapeError{Op: "defense.MagNet", Want: in.Shape, Got: y.Shape}
+		return nil, &tensor.ShapeError{Op: "baseline.MagNet", Want: in.Shape, Got: y.Shape}
 	}
 	if err := tensor.CheckFinite(y.Data); err != nil {
 		return nil, fmt.Errorf("defense magnet: reconstruction: %w", err)

@@ -1,4 +1,4 @@
-package defense
+package baseline
 
 import (
 	"context"
@@ -53,7 +53,7 @@ func NewSqueeze(opts SqueezeOptions) (*Squeeze, error) {
 	return &Squeeze{opts: opts}, nil
 }
 
-// Name implements Transform.
+// Name implements defense.Transform.
 func (s *Squeeze) Name() string {
 	switch {
 	case s.opts.MedianSize < 2:
@@ -64,10 +64,10 @@ func (s *Squeeze) Name() string {
 	return fmt.Sprintf("Squeeze (%d bits, median %dx%d)", s.opts.Bits, s.opts.MedianSize, s.opts.MedianSize)
 }
 
-// Randomized implements Transform: squeezing is deterministic.
+// Randomized implements defense.Transform: squeezing is deterministic.
 func (s *Squeeze) Randomized() bool { return false }
 
-// Apply implements Transform.
+// Apply implements defense.Transform.
 func (s *Squeeze) Apply(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
 	out, n, c, h, w, err := baselineInput("squeeze", x)
 	if err != nil {

@@ -1,4 +1,4 @@
-package defense
+package baseline
 
 import (
 	"context"
@@ -79,13 +79,13 @@ func NewPixelDeflection(opts DeflectOptions) (*PixelDeflection, error) {
 	return &PixelDeflection{opts: opts, seeds: newSeedSource(opts.Seed)}, nil
 }
 
-// Name implements Transform.
+// Name implements defense.Transform.
 func (p *PixelDeflection) Name() string { return "Pixel deflection" }
 
-// Randomized implements Transform.
+// Randomized implements defense.Transform.
 func (p *PixelDeflection) Randomized() bool { return p.opts.Deflections > 0 }
 
-// Apply implements Transform. It returns a *ParamError when an image has
+// Apply implements defense.Transform. It returns a *ParamError when an image has
 // fewer than Deflections values or is a single pixel.
 func (p *PixelDeflection) Apply(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
 	return p.apply(ctx, x, p.opts.Sigma > 0)

@@ -1,4 +1,4 @@
-package defense
+package baseline
 
 import (
 	"context"
@@ -83,13 +83,13 @@ func NewTVM(opts TVMOptions) (*TVM, error) {
 	return &TVM{opts: opts, seeds: newSeedSource(opts.Seed)}, nil
 }
 
-// Name implements Transform.
+// Name implements defense.Transform.
 func (t *TVM) Name() string { return "TVM" }
 
-// Randomized implements Transform: true when pixels are dropped.
+// Randomized implements defense.Transform: true when pixels are dropped.
 func (t *TVM) Randomized() bool { return t.opts.KeepProb < 1 }
 
-// Apply implements Transform. Any number of channels is accepted.
+// Apply implements defense.Transform. Any number of channels is accepted.
 func (t *TVM) Apply(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
 	out, n, c, h, w, err := baselineInput("tvm", x)
 	if err != nil {

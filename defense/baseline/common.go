@@ -1,4 +1,4 @@
-package defense
+package baseline
 
 // This file holds what the baseline defenses share: their error types, the
 // input check, per-image seeding of randomized transforms, the parallel loop
@@ -6,8 +6,8 @@ package defense
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"github.com/stl-defense/stl/defense"
 	"math/rand/v2"
 	"runtime"
 	"strings"
@@ -54,9 +54,6 @@ func (e *ChannelsError) Error() string {
 	return fmt.Sprintf("defense %s: need %v channels, got %d", e.Defense, e.Want, e.Got)
 }
 
-// ErrNilInput is returned by Apply for a nil batch.
-var ErrNilInput = errors.New("defense: nil input batch")
-
 // pixelTol is how far outside [0,1] an input pixel may lie (rounding in an
 // attack's projection) before Apply rejects it.
 const pixelTol = 1e-6
@@ -66,7 +63,7 @@ const pixelTol = 1e-6
 // modify, so that x itself is never written.
 func baselineInput(name string, x *tensor.Tensor) (out *tensor.Tensor, n, c, h, w int, err error) {
 	if x == nil {
-		return nil, 0, 0, 0, 0, ErrNilInput
+		return nil, 0, 0, 0, 0, defense.ErrNilInput
 	}
 	if err := x.Validate(); err != nil {
 		return nil, 0, 0, 0, 0, fmt.Errorf("defense %s: %w", name, err)
@@ -183,13 +180,13 @@ func forEachImage(ctx context.Context, n int, fn func(i int) error) error {
 // concurrent use when its members are.
 type Chain struct {
 	name  string
-	steps []Transform
+	steps []defense.Transform
 }
 
 // NewChain returns the composition of steps, applied in the given order.
 // name is used in reports; when empty it is the members' names joined by
 // "+". It returns an error when steps is empty or holds a nil transform.
-func NewChain(name string, steps ...Transform) (*Chain, error) {
+func NewChain(name string, steps ...defense.Transform) (*Chain, error) {
 	if len(steps) == 0 {
 		return nil, &ParamError{Defense: "chain", Field: "steps", Value: 0, Reason: "need at least one transform"}
 	}
@@ -203,13 +200,13 @@ func NewChain(name string, steps ...Transform) (*Chain, error) {
 	if name == "" {
 		name = strings.Join(names, "+")
 	}
-	return &Chain{name: name, steps: append([]Transform(nil), steps...)}, nil
+	return &Chain{name: name, steps: append([]defense.Transform(nil), steps...)}, nil
 }
 
-// Name implements Transform.
+// Name implements defense.Transform.
 func (c *Chain) Name() string { return c.name }
 
-// Randomized implements Transform: true when any step is randomized.
+// Randomized implements defense.Transform: true when any step is randomized.
 func (c *Chain) Randomized() bool {
 	for _, s := range c.steps {
 		if s.Randomized() {
@@ -219,7 +216,7 @@ func (c *Chain) Randomized() bool {
 	return false
 }
 
-// Apply implements Transform.
+// Apply implements defense.Transform.
 func (c *Chain) Apply(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
 	cur := x
 	for _, s := range c.steps {
@@ -239,17 +236,17 @@ func (c *Chain) Apply(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, er
 // transform: T(x) = (1/Size) sum_i T_i(x). This is how the crop ensemble of
 // Guo et al. (2018) and the PD ensemble are turned into a single image
 // transform; note that the papers average the classifier's predictions over
-// the members, which a Transform that outputs images cannot do.
+// the members, which a defense.Transform that outputs images cannot do.
 type Ensemble struct {
 	name   string
-	member Transform
+	member defense.Transform
 	size   int
 }
 
 // NewEnsemble returns the average of size applications of member. name is
 // used in reports ("<member> x<size>" when empty). It returns an error for
 // a nil member or size < 1.
-func NewEnsemble(name string, member Transform, size int) (*Ensemble, error) {
+func NewEnsemble(name string, member defense.Transform, size int) (*Ensemble, error) {
 	if member == nil {
 		return nil, &ParamError{Defense: "ensemble", Field: "member", Value: nil, Reason: "nil transform"}
 	}
@@ -262,14 +259,14 @@ func NewEnsemble(name string, member Transform, size int) (*Ensemble, error) {
 	return &Ensemble{name: name, member: member, size: size}, nil
 }
 
-// Name implements Transform.
+// Name implements defense.Transform.
 func (e *Ensemble) Name() string { return e.name }
 
-// Randomized implements Transform: an ensemble of a randomized member is
+// Randomized implements defense.Transform: an ensemble of a randomized member is
 // still randomized (a finite average).
 func (e *Ensemble) Randomized() bool { return e.member.Randomized() }
 
-// Apply implements Transform. Members are applied one after the other to
+// Apply implements defense.Transform. Members are applied one after the other to
 // the whole batch; ctx is checked between members.
 func (e *Ensemble) Apply(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
 	var sum []float64
@@ -286,7 +283,7 @@ func (e *Ensemble) Apply(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor,
 			sum = make([]float64, len(y.Data))
 			shape = y.Shape
 		} else if len(y.Data) != len(sum) {
-			return nil, &tensor.ShapeError{Op: "defense.Ensemble", Want: shape, Got: y.Shape}
+			return nil, &tensor.ShapeError{Op: "baseline.Ensemble", Want: shape, Got: y.Shape}
 		}
 		for i, v := range y.Data {
 			sum[i] += float64(v)

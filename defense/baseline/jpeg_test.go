@@ -1,4 +1,4 @@
-package defense
+package baseline
 
 import (
 	"context"

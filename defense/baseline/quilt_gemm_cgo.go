@@ -1,6 +1,6 @@
 //go:build cgo && !purego
 
-package defense
+package baseline
 
 /*
 #cgo LDFLAGS: -lopenblas

@@ -1,15 +1,15 @@
-package defense_test
+package baseline_test
 
 import (
 	"context"
 	"fmt"
 
-	"github.com/stl-defense/stl/defense"
+	"github.com/stl-defense/stl/defense/baseline"
 	"github.com/stl-defense/stl/tensor"
 )
 
-func ExampleBaselineNames() {
-	for _, name := range defense.BaselineNames() {
+func ExampleNames() {
+	for _, name := range baseline.Names() {
 		fmt.Println(name)
 	}
 	// Output:
@@ -27,9 +27,9 @@ func ExampleBaselineNames() {
 	// magnet
 }
 
-func ExampleNewBaseline() {
-	cfg := defense.DefaultBaselineConfig() // the published parameters
-	t, err := defense.NewBaseline("bitdepth", cfg)
+func ExampleNew() {
+	cfg := baseline.DefaultConfig() // the published parameters
+	t, err := baseline.New("bitdepth", cfg)
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -39,7 +39,7 @@ func ExampleNewBaseline() {
 	fmt.Println(t.Name(), t.Randomized())
 	fmt.Printf("%.4f\n", y.Data)
 
-	_, err = defense.NewBaseline("quilt", cfg) // needs a patch database
+	_, err = baseline.New("quilt", cfg) // needs a patch database
 	fmt.Println(err)
 	// Output:
 	// Bit depth (5 bits) false
@@ -49,9 +49,9 @@ func ExampleNewBaseline() {
 
 func ExampleNewChain() {
 	// Feature squeezing as two separate steps, composed.
-	bits, _ := defense.NewSqueeze(defense.SqueezeOptions{Bits: 1})
-	med, _ := defense.NewSqueeze(defense.SqueezeOptions{Bits: 8, MedianSize: 3})
-	c, _ := defense.NewChain("", bits, med)
+	bits, _ := baseline.NewSqueeze(baseline.SqueezeOptions{Bits: 1})
+	med, _ := baseline.NewSqueeze(baseline.SqueezeOptions{Bits: 8, MedianSize: 3})
+	c, _ := baseline.NewChain("", bits, med)
 	x, _ := tensor.FromData([]float32{
 		0.9, 0.9, 0.9,
 		0.9, 0.1, 0.9,

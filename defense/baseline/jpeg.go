@@ -1,4 +1,4 @@
-package defense
+package baseline
 
 import (
 	"bytes"
@@ -45,13 +45,13 @@ func NewJPEG(opts JPEGOptions) (*JPEG, error) {
 	return &JPEG{opts: opts}, nil
 }
 
-// Name implements Transform.
+// Name implements defense.Transform.
 func (j *JPEG) Name() string { return fmt.Sprintf("JPEG (q%d)", j.opts.Quality) }
 
-// Randomized implements Transform: JPEG is deterministic.
+// Randomized implements defense.Transform: JPEG is deterministic.
 func (j *JPEG) Randomized() bool { return false }
 
-// Apply implements Transform. It returns a *ChannelsError unless C is 1 or 3.
+// Apply implements defense.Transform. It returns a *ChannelsError unless C is 1 or 3.
 func (j *JPEG) Apply(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
 	out, n, c, h, w, err := baselineInput("jpeg", x)
 	if err != nil {

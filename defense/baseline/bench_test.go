@@ -1,4 +1,4 @@
-package defense
+package baseline
 
 import (
 	"compress/gzip"
@@ -19,13 +19,13 @@ import (
 func BenchmarkBaselines(b *testing.B) {
 	x := loadBaselineStrip(b, "cifar4.png")
 	one := &tensor.Tensor{Shape: []int{1, 3, 32, 32}, Data: x.Data[:3*32*32]}
-	cfg := DefaultBaselineConfig()
+	cfg := DefaultConfig()
 	cfg.QuiltDB = testPatchDB(b)
 	dae, _ := NewMagNetDAE(DefaultMagNetDAEOptions())
 	cfg.Reformer = dae
 	ctx := context.Background()
-	for _, name := range BaselineNames() {
-		t, err := NewBaseline(name, cfg)
+	for _, name := range Names() {
+		t, err := New(name, cfg)
 		if err != nil {
 			b.Fatal(err)
 		}

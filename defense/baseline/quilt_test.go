@@ -1,4 +1,4 @@
-package defense
+package baseline
 
 import (
 	"bytes"
@@ -353,7 +353,7 @@ func TestPatchDBEncodeDecode(t *testing.T) {
 	if err != nil || !equalF32(back.Data, db.Data) {
 		t.Fatalf("load after save: %v", err)
 	}
-	fix, err := LoadPatchDB(filepath.Join("testdata", "baselines", "tiny.qdb"))
+	fix, err := LoadPatchDB(filepath.Join("testdata", "tiny.qdb"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -363,7 +363,7 @@ func TestPatchDBEncodeDecode(t *testing.T) {
 }
 
 func FuzzDecodePatchDB(f *testing.F) {
-	if b, err := os.ReadFile(filepath.Join("testdata", "baselines", "tiny.qdb")); err == nil {
+	if b, err := os.ReadFile(filepath.Join("testdata", "tiny.qdb")); err == nil {
 		f.Add(b)
 		f.Add(b[:30])
 	}

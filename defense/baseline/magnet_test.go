@@ -1,4 +1,4 @@
-package defense
+package baseline
 
 import (
 	"bytes"
@@ -226,7 +226,7 @@ func (stubReformer) Reconstruct(_ context.Context, x *tensor.Tensor) (*tensor.Te
 }
 
 func TestMagNetFixture(t *testing.T) {
-	d, err := LoadMagNetDAE(filepath.Join("testdata", "baselines", "tiny.dae"))
+	d, err := LoadMagNetDAE(filepath.Join("testdata", "tiny.dae"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +236,7 @@ func TestMagNetFixture(t *testing.T) {
 }
 
 func FuzzDecodeMagNetDAE(f *testing.F) {
-	if b, err := os.ReadFile(filepath.Join("testdata", "baselines", "tiny.dae")); err == nil {
+	if b, err := os.ReadFile(filepath.Join("testdata", "tiny.dae")); err == nil {
 		f.Add(b)
 		f.Add(b[:25])
 	}

@@ -1,8 +1,9 @@
-package defense
+package baseline
 
 import (
 	"context"
 	"errors"
+	"github.com/stl-defense/stl/defense"
 	"image"
 	"image/png"
 	"math"
@@ -15,11 +16,11 @@ import (
 	"github.com/stl-defense/stl/tensor"
 )
 
-// loadBaselineStrip reads testdata/baselines/<name>, a PNG strip of 32x32 images
+// loadBaselineStrip reads testdata/<name>, a PNG strip of 32x32 images
 // side by side, as an (N, 3, 32, 32) batch in [0,1].
 func loadBaselineStrip(tb testing.TB, name string) *tensor.Tensor {
 	tb.Helper()
-	f, err := os.Open(filepath.Join("testdata", "baselines", name))
+	f, err := os.Open(filepath.Join("testdata", name))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -70,11 +71,11 @@ func baselinePSNR(a, b []float32) float64 {
 }
 
 // testBaselines lists one cheap instance of every baseline for the checks
-// that every Transform must pass (shape, range, determinism, bad input).
-func testBaselines(tb testing.TB) []Transform {
+// that every defense.Transform must pass (shape, range, determinism, bad input).
+func testBaselines(tb testing.TB) []defense.Transform {
 	tb.Helper()
 	db := testPatchDB(tb)
-	cfg := DefaultBaselineConfig()
+	cfg := DefaultConfig()
 	cfg.QuiltDB = db
 	cfg.Crop.Crops = 3
 	cfg.PDEnsSize = 2
@@ -83,11 +84,11 @@ func testBaselines(tb testing.TB) []Transform {
 		tb.Fatal(err)
 	}
 	cfg.Reformer = dae
-	var ts []Transform
-	for _, name := range BaselineNames() {
-		t, err := NewBaseline(name, cfg)
+	var ts []defense.Transform
+	for _, name := range Names() {
+		t, err := New(name, cfg)
 		if err != nil {
-			tb.Fatalf("NewBaseline(%q): %v", name, err)
+			tb.Fatalf("New(%q): %v", name, err)
 		}
 		ts = append(ts, t)
 	}
@@ -121,7 +122,7 @@ func TestBaselinesContract(t *testing.T) {
 			// Determinism: a fresh instance under the same seed repeats the
 			// sequence; a randomized one changes between calls.
 			fresh := testBaselines(t)
-			var again Transform
+			var again defense.Transform
 			for _, f := range fresh {
 				if f.Name() == tr.Name() {
 					again = f
@@ -168,7 +169,7 @@ func TestBaselinesBadInput(t *testing.T) {
 		x    *tensor.Tensor
 		want func(error) bool
 	}{
-		{"nil", nil, func(err error) bool { return errors.Is(err, ErrNilInput) }},
+		{"nil", nil, func(err error) bool { return errors.Is(err, defense.ErrNilInput) }},
 		{"3-d", tensor.New(3, 8, 8), func(err error) bool { var se *tensor.ShapeError; return errors.As(err, &se) }},
 		{"short data", &tensor.Tensor{Shape: []int{1, 3, 8, 8}, Data: make([]float32, 10)}, func(err error) bool { var se *tensor.ShapeError; return errors.As(err, &se) }},
 		{"NaN", nan, func(err error) bool { var ne *tensor.NonFiniteError; return errors.As(err, &ne) }},
@@ -195,38 +196,6 @@ func TestBaselinesCancelled(t *testing.T) {
 		if _, err := tr.Apply(ctx, x); !errors.Is(err, context.Canceled) {
 			t.Errorf("%s: Apply on a cancelled context = %v, want context.Canceled", tr.Name(), err)
 		}
-	}
-}
-
-func TestBaselineRegistry(t *testing.T) {
-	cfg := DefaultBaselineConfig()
-	if _, err := NewBaseline("no-such-defense", cfg); err == nil {
-		t.Fatal("unknown name accepted")
-	} else {
-		var ue *UnknownBaselineError
-		if !errors.As(err, &ue) {
-			t.Fatalf("error %v is not an *UnknownBaselineError", err)
-		}
-	}
-	for _, name := range []string{"quilt", "crop-tvm-quilt"} {
-		if _, err := NewBaseline(name, cfg); !errors.Is(err, ErrNoPatchDB) {
-			t.Errorf("%s without a database: %v, want ErrNoPatchDB", name, err)
-		}
-	}
-	if _, err := NewBaseline("magnet", cfg); !errors.Is(err, ErrNoReformer) {
-		t.Errorf("magnet without a DAE: %v, want ErrNoReformer", err)
-	}
-	bad := cfg
-	bad.JPEG.Quality = 0
-	if _, err := NewBaseline("jpeg", bad); err == nil {
-		t.Error("bad JPEG quality accepted through the registry")
-	}
-	seen := map[string]bool{}
-	for _, n := range BaselineNames() {
-		if seen[n] {
-			t.Errorf("duplicate name %q", n)
-		}
-		seen[n] = true
 	}
 }
 
@@ -292,55 +261,6 @@ func TestChainAndEnsemble(t *testing.T) {
 		if !errors.As(c.err, &pe) {
 			t.Errorf("%s: error %v, want *ParamError", c.name, c.err)
 		}
-	}
-}
-
-func TestPrepareBaselines(t *testing.T) {
-	ctx := context.Background()
-	train := loadBaselineStrip(t, "cifar-train16.png")
-	dir := t.TempDir()
-	opts := DefaultPrepareOptions()
-	opts.Dir = dir
-	opts.PatchDB.MaxPatches = 500
-	opts.MagNet.Epochs = 1
-	cfg := DefaultBaselineConfig()
-	// Nothing needed: nothing built, no training data required.
-	got, err := PrepareBaselines(ctx, cfg, []string{"jpeg", "tvm"}, nil, opts, nil)
-	if err != nil || got.QuiltDB != nil || got.Reformer != nil {
-		t.Fatalf("jpeg, tvm: %v", err)
-	}
-	if _, err := PrepareBaselines(ctx, cfg, []string{"quilt"}, nil, opts, nil); !errors.Is(err, ErrNilInput) {
-		t.Errorf("quilt without training data: %v", err)
-	}
-	var ue *UnknownBaselineError
-	if _, err := PrepareBaselines(ctx, cfg, []string{"nope"}, train, opts, nil); !errors.As(err, &ue) {
-		t.Errorf("unknown name: %v", err)
-	}
-	got, err = PrepareBaselines(ctx, cfg, []string{"crop-tvm-quilt", "magnet"}, train, opts, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.QuiltDB == nil || got.QuiltDB.Len() != 500 || got.Reformer == nil {
-		t.Fatal("database or auto-encoder missing")
-	}
-	for _, name := range []string{"crop-tvm-quilt", "magnet"} {
-		if _, err := NewBaseline(name, got); err != nil {
-			t.Errorf("%s after Prepare: %v", name, err)
-		}
-	}
-	// The second call loads the cached artifacts: identical values.
-	again, err := PrepareBaselines(ctx, cfg, []string{"quilt", "magnet"}, train, opts, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !equalF32(again.QuiltDB.Data, got.QuiltDB.Data) {
-		t.Error("cached database differs")
-	}
-	x := baselineRandBatch(1, 1, 3, 8, 8)
-	a, _ := got.Reformer.Reconstruct(ctx, x)
-	b, _ := again.Reformer.Reconstruct(ctx, x)
-	if !equalF32(a.Data, b.Data) {
-		t.Error("cached auto-encoder differs")
 	}
 }
 

@@ -1,4 +1,4 @@
-package defense
+package baseline
 
 import (
 	"context"
@@ -43,7 +43,7 @@ func (o CropOptions) Validate() error {
 // Fraction x the image side at uniformly random (sub-pixel) positions, each
 // rescaled to the image size by bilinear interpolation (as TensorFlow's
 // crop_and_resize in the attack code of Athalye et al.), then averaged. The
-// papers average the classifier's outputs over the crops; a Transform
+// papers average the classifier's outputs over the crops; a defense.Transform
 // averages the crops themselves. To average predictions instead, use
 // Crops = 1 (one random crop per call) and average the classifier's
 // outputs over repeated calls. It is randomized and safe for concurrent
@@ -61,7 +61,7 @@ func NewCropEnsemble(opts CropOptions) (*CropEnsemble, error) {
 	return &CropEnsemble{opts: opts, seeds: newSeedSource(opts.Seed)}, nil
 }
 
-// Name implements Transform.
+// Name implements defense.Transform.
 func (t *CropEnsemble) Name() string {
 	if t.opts.Crops == 1 {
 		return "Crop"
@@ -69,10 +69,10 @@ func (t *CropEnsemble) Name() string {
 	return fmt.Sprintf("Crop-Ens (%d)", t.opts.Crops)
 }
 
-// Randomized implements Transform.
+// Randomized implements defense.Transform.
 func (t *CropEnsemble) Randomized() bool { return true }
 
-// Apply implements Transform.
+// Apply implements defense.Transform.
 func (t *CropEnsemble) Apply(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
 	out, n, c, h, w, err := baselineInput("crop", x)
 	if err != nil {
