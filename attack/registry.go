@@ -1,6 +1,9 @@
 package attack
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // Config holds the options of every attack, so that a caller (the
 // experiment runner, the command line) can build any of them by name (see
@@ -180,6 +183,15 @@ var paperSettings = []Setting{
 	{PaperBPDA, "pgd", Budget{Norm: LInf, Eps: 0.031}, WhiteBox},
 }
 
+// PaperBudget returns the paper's budget in norm n: normalized L2
+// dissimilarity 0.04 (section 5.1) or L-infinity 0.031 (Table 4).
+func PaperBudget(n Norm) Budget {
+	if n == LInf {
+		return Budget{Norm: LInf, Eps: 0.031}
+	}
+	return Budget{Norm: n, Eps: 0.04}
+}
+
 // PaperAttacks lists the names of PaperSettings, in the column order of
 // the paper's tables.
 var PaperAttacks = PaperNames()
@@ -193,20 +205,11 @@ func PaperSettings() []Setting { return append([]Setting(nil), paperSettings...)
 func PaperNames(routes ...Route) []string {
 	var names []string
 	for _, s := range paperSettings {
-		if len(routes) == 0 || containsRoute(routes, s.Route) {
+		if len(routes) == 0 || slices.Contains(routes, s.Route) {
 			names = append(names, s.Name)
 		}
 	}
 	return names
-}
-
-func containsRoute(rs []Route, r Route) bool {
-	for _, x := range rs {
-		if x == r {
-			return true
-		}
-	}
-	return false
 }
 
 // LookupSetting returns the paper's setting of that name, or an

@@ -16,6 +16,7 @@ import (
 
 	"github.com/stl-defense/stl/attack"
 	"github.com/stl-defense/stl/defense/baseline"
+	"github.com/stl-defense/stl/nn"
 )
 
 // Attack names, the columns of the paper's Tables 1 and 5 (section 5.1:
@@ -221,7 +222,7 @@ func DefaultConfig() Config {
 	return Config{
 		Name:         "cifar10-sample",
 		Data:         "sample:cifar10",
-		Arch:         "vgg-small",
+		Arch:         nn.ArchVGGSmall,
 		Seed:         1,
 		Epochs:       15,
 		BatchSize:    64,
@@ -259,8 +260,8 @@ func (e *ConfigError) Error() string { return fmt.Sprintf("config: %s: %s", e.Fi
 
 var runName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
-// Archs lists the classifier architectures a run accepts.
-var Archs = []string{"vgg-small", "resnet-20"}
+// Archs lists the classifier architectures a run accepts: package nn's.
+var Archs = nn.ClassifierArchNames()
 
 // Validate checks every field and returns a *ConfigError for the first bad
 // one.
@@ -293,8 +294,8 @@ func (c Config) Validate() error {
 		return bad("cutout", "%d < 0", c.Cutout)
 	case !(c.Dropout >= 0 && c.Dropout < 1):
 		return bad("dropout", "%v, want in [0, 1)", c.Dropout)
-	case c.Dropout > 0 && c.Arch != "vgg-small":
-		return bad("dropout", "%v: only vgg-small has dropout layers, %s has none", c.Dropout, c.Arch)
+	case c.Dropout > 0 && !hasDropout(c.Arch):
+		return bad("dropout", "%v: only %s has dropout layers, %s has none", c.Dropout, strings.Join(dropoutArchs(), ", "), c.Arch)
 	case !(c.Lambda > 0 && c.Lambda < 100):
 		return bad("lambda", "%v, want > 0", c.Lambda)
 	case c.Filters < 1:

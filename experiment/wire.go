@@ -11,6 +11,7 @@ import (
 	"github.com/stl-defense/stl/dataset"
 	"github.com/stl-defense/stl/defense"
 	"github.com/stl-defense/stl/defense/baseline"
+	"github.com/stl-defense/stl/nn"
 	"github.com/stl-defense/stl/progress"
 	"github.com/stl-defense/stl/tensor"
 )
@@ -44,6 +45,23 @@ func DefaultBackend() Backend {
 		b.Defense = stlBuilder{db}
 	}
 	return b
+}
+
+// hasDropout reports whether the classifier arch has dropout layers.
+func hasDropout(arch string) bool {
+	a, _ := nn.LookupClassifierArch(arch)
+	return a.Dropout
+}
+
+// dropoutArchs names the classifier architectures with dropout layers.
+func dropoutArchs() []string {
+	var names []string
+	for _, a := range nn.ClassifierArchs() {
+		if a.Dropout {
+			names = append(names, a.Name)
+		}
+	}
+	return names
 }
 
 // loadData loads cfg.Data with package dataset and checks the resolution.

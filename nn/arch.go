@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"strings"
 
 	"github.com/stl-defense/stl/internal/option"
 )
@@ -14,6 +15,48 @@ const (
 	ArchResNet20 = "resnet-20"
 	ArchDAE      = "dae"
 )
+
+// ClassifierArch describes a classifier architecture ClassifierConfig.Arch
+// accepts.
+type ClassifierArch struct {
+	Name string
+	// SizeMultiple is what the input height and width must be multiples
+	// of: the network's total downsampling.
+	SizeMultiple int
+	// Dropout reports whether the network has the dropout layers
+	// ClassifierConfig.Dropout configures.
+	Dropout bool
+}
+
+// classifierArchs are the classifier architectures, the default first.
+var classifierArchs = []ClassifierArch{
+	{Name: ArchVGGSmall, SizeMultiple: 8, Dropout: true},
+	{Name: ArchResNet20, SizeMultiple: 4},
+}
+
+// ClassifierArchs returns the classifier architectures, the default first.
+// The caller may modify the returned slice.
+func ClassifierArchs() []ClassifierArch { return append([]ClassifierArch(nil), classifierArchs...) }
+
+// ClassifierArchNames returns the names of ClassifierArchs, in order.
+func ClassifierArchNames() []string {
+	names := make([]string, len(classifierArchs))
+	for i, a := range classifierArchs {
+		names[i] = a.Name
+	}
+	return names
+}
+
+// LookupClassifierArch returns the named classifier architecture and
+// whether it exists.
+func LookupClassifierArch(name string) (ClassifierArch, bool) {
+	for _, a := range classifierArchs {
+		if a.Name == name {
+			return a, true
+		}
+	}
+	return ClassifierArch{}, false
+}
 
 // CIFAR-10 per-channel pixel statistics, the default input normalization.
 var (
@@ -48,14 +91,11 @@ func DefaultClassifierConfig() ClassifierConfig {
 // Validate reports the first invalid field as a *ConfigError.
 func (c ClassifierConfig) Validate() error {
 	bad := func(f string, v any, r string) error { return option.New("nn", "ClassifierConfig."+f, v, r) }
-	div := 8
-	switch c.Arch {
-	case ArchVGGSmall:
-	case ArchResNet20:
-		div = 4
-	default:
-		return bad("Arch", fmt.Sprintf("%q", c.Arch), fmt.Sprintf("unknown architecture (want %s or %s)", ArchVGGSmall, ArchResNet20))
+	arch, ok := LookupClassifierArch(c.Arch)
+	if !ok {
+		return bad("Arch", fmt.Sprintf("%q", c.Arch), fmt.Sprintf("unknown architecture (want %s)", strings.Join(ClassifierArchNames(), " or ")))
 	}
+	div := arch.SizeMultiple
 	if c.Channels < 1 {
 		return bad("Channels", c.Channels, "must be positive")
 	}

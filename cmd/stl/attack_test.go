@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stl-defense/stl/attack"
+	"github.com/stl-defense/stl/experiment"
 	"github.com/stl-defense/stl/nn"
 	"github.com/stl-defense/stl/progress"
 )
@@ -35,8 +36,8 @@ func savedClassifier(t *testing.T) string {
 func TestRunAttack(t *testing.T) {
 	model := savedClassifier(t)
 	out := filepath.Join(t.TempDir(), "adv")
-	f := attackFlags{model: model, data: "sample:cifar10", split: "test", n: 6, subsetSeed: 1,
-		method: "fgsm", budget: 0.08, batch: 4, eot: 1, out: out}
+	f := attackFlags{opts: experiment.AttackOptions{Model: model, Data: "sample:cifar10", Split: "test", N: 6, SubsetSeed: 1,
+		Batch: 4, EOT: 1, Out: out}, method: "fgsm", budget: 0.08}
 	var stdout bytes.Buffer
 	if err := runAttack(context.Background(), f, &stdout, progress.Nop); err != nil {
 		t.Fatal(err)
@@ -72,15 +73,16 @@ func TestRunAttackBPDA(t *testing.T) {
 		f    attackFlags
 		want []string
 	}{
-		{"bpda-eot", attackFlags{method: "pgd", steps: 2, restarts: 1, defense: "deflect", bpda: true, eot: 2},
+		{"bpda-eot", attackFlags{method: "pgd", steps: 2, restarts: 1, opts: experiment.AttackOptions{Defense: "deflect", BPDA: true, EOT: 2}},
 			[]string{"via BPDA(Pixel deflection) EOT x2", "accuracy through Pixel deflection"}},
-		{"gray-box-targeted", attackFlags{method: "fgsm", defense: "jpeg", targeted: true, eot: 1},
+		{"gray-box-targeted", attackFlags{method: "fgsm", opts: experiment.AttackOptions{Defense: "jpeg", Targeted: true, EOT: 1}},
 			[]string{"FGSM-0.04 on 4 images", "(gray-box)"}},
 	}
 	for _, c := range cases {
 		f := c.f
-		f.model, f.data, f.split, f.n, f.subsetSeed, f.batch = model, "sample:cifar10", "test", 4, 1, 4
-		f.out = filepath.Join(t.TempDir(), c.name)
+		o := &f.opts
+		o.Model, o.Data, o.Split, o.N, o.SubsetSeed, o.Batch = model, "sample:cifar10", "test", 4, 1, 4
+		o.Out = filepath.Join(t.TempDir(), c.name)
 		var stdout bytes.Buffer
 		if err := runAttack(context.Background(), f, &stdout, progress.Nop); err != nil {
 			t.Fatalf("%s: %v", c.name, err)
@@ -90,11 +92,11 @@ func TestRunAttackBPDA(t *testing.T) {
 				t.Errorf("%s: output lacks %q:\n%s", c.name, w, stdout.String())
 			}
 		}
-		s, err := attack.LoadSet(f.out)
+		s, err := attack.LoadSet(f.opts.Out)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if s.Meta.Targeted != f.targeted {
+		if s.Meta.Targeted != f.opts.Targeted {
 			t.Errorf("%s: saved targeted %v", c.name, s.Meta.Targeted)
 		}
 		for i, l := range s.Meta.LInf {
@@ -120,12 +122,12 @@ func TestRunAttackTrainedBaselines(t *testing.T) {
 		{"quilt", "Quilting", "quilt-*.qdb", 1},
 	}
 	for _, c := range cases {
-		f := attackFlags{model: model, data: "sample:cifar10", split: "test", n: 4, subsetSeed: 1,
-			method: "fgsm", budget: 0.04, batch: 4, eot: 1, defense: c.defense,
-			baselineDir: cache, baselineTrain: 20, magnetEpochs: 1, quiltPatches: 500}
+		f := attackFlags{opts: experiment.AttackOptions{Model: model, Data: "sample:cifar10", Split: "test", N: 4, SubsetSeed: 1,
+			Batch: 4, EOT: 1, Defense: c.defense, BaselineDir: cache, BaselineTrain: 20, MagNetEpochs: 1, QuiltPatches: 500},
+			method: "fgsm", budget: 0.04}
 		var mod time.Time
 		for run := 0; run < c.runs; run++ {
-			f.out = filepath.Join(t.TempDir(), c.defense)
+			f.opts.Out = filepath.Join(t.TempDir(), c.defense)
 			var stdout bytes.Buffer
 			if err := runAttack(context.Background(), f, &stdout, progress.Nop); err != nil {
 				t.Fatalf("%s run %d: %v", c.defense, run, err)
@@ -147,7 +149,7 @@ func TestRunAttackTrainedBaselines(t *testing.T) {
 				t.Errorf("%s: second run rewrote %s instead of loading it", c.defense, files[0])
 			}
 			mod = st.ModTime()
-			if s, err := attack.LoadSet(f.out); err != nil || s.Adv.Shape[0] != 4 {
+			if s, err := attack.LoadSet(f.opts.Out); err != nil || s.Adv.Shape[0] != 4 {
 				t.Errorf("%s: saved set %v, %v", c.defense, s, err)
 			}
 		}

@@ -38,7 +38,7 @@ func init() {
 	var f benchNNFlags
 	cmd := &cobra.Command{
 		Use:   "nn",
-		Short: "Training, inference and input-gradient images/s of vgg-small and resnet-20",
+		Short: "Training, inference and input-gradient images/s of " + strings.Join(nn.ClassifierArchNames(), " and "),
 		Long: `bench nn times, on random 32x32 images at batch 128, one SGD training step (forward,
 backward, update), inference (Logits) and one input-gradient pass (InputGrad) of freshly
 initialized networks, for each --arch and --threads. Each configuration runs in a child
@@ -61,7 +61,7 @@ jobs take the cores. With --json it prints one JSON object per line.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringSliceVar(&f.archs, "arch", []string{nn.ArchVGGSmall, nn.ArchResNet20}, "architectures")
+	fl.StringSliceVar(&f.archs, "arch", nn.ClassifierArchNames(), "architectures")
 	fl.IntSliceVar(&f.threads, "threads", []int{1, 2}, "thread counts")
 	fl.IntVar(&f.batch, "batch", 128, "batch size")
 	fl.IntVar(&f.size, "size", 32, "image side in pixels")

@@ -15,6 +15,7 @@ import (
 	"github.com/stl-defense/stl/attack"
 	"github.com/stl-defense/stl/dataset"
 	"github.com/stl-defense/stl/defense"
+	"github.com/stl-defense/stl/experiment"
 	"github.com/stl-defense/stl/npy"
 	"github.com/stl-defense/stl/progress"
 	"github.com/stl-defense/stl/tensor"
@@ -102,8 +103,8 @@ func TestDefendAttackSet(t *testing.T) {
 	dir := t.TempDir()
 	def := tinyDefense(t, dir)
 	adv := filepath.Join(dir, "adv")
-	f := attackFlags{model: savedClassifier(t), data: dataset.DefaultSpec, split: "test", n: 6, subsetSeed: 1,
-		method: "fgsm", budget: 0.08, batch: 6, eot: 1, out: adv}
+	f := attackFlags{opts: experiment.AttackOptions{Model: savedClassifier(t), Data: dataset.DefaultSpec, Split: "test", N: 6, SubsetSeed: 1,
+		Batch: 6, EOT: 1, Out: adv}, method: "fgsm", budget: 0.08}
 	var stdout, stderr bytes.Buffer
 	if err := runAttack(ctx, f, &stdout, progress.Nop); err != nil {
 		t.Fatal(err)

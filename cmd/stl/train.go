@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -50,8 +51,8 @@ var trainCmd = &cobra.Command{
 func init() {
 	var cf, df trainFlags
 	classifier := &cobra.Command{
-		Use:   "classifier --out DIR [--arch vgg-small|resnet-20] [--data SPEC]",
-		Short: "Train vgg-small or resnet-20 with SGD, one-cycle LR, crop+flip augmentation",
+		Use:   "classifier --out DIR [--arch " + strings.Join(nn.ClassifierArchNames(), "|") + "] [--data SPEC]",
+		Short: "Train " + orList(nn.ClassifierArchNames()) + " with SGD, one-cycle LR, crop+flip augmentation",
 		Long: `classifier trains a classifier on the training part of --data and reports the test
 accuracy after every epoch. Every epoch is checkpointed in --out (atomic writes); after an
 interruption (exit code 130) run the same command with --resume to continue exactly where
@@ -99,7 +100,7 @@ the saved files are as for "stl train classifier".`,
 		c.MarkFlagRequired("out")
 	}
 	common(classifier, &cf, def.Epochs, def.BatchSize, def.LR, string(def.Schedule))
-	classifier.Flags().StringVar(&cf.arch, "arch", nn.ArchVGGSmall, "architecture: vgg-small or resnet-20")
+	classifier.Flags().StringVar(&cf.arch, "arch", nn.ArchVGGSmall, "architecture: "+orList(nn.ClassifierArchNames()))
 	classifier.Flags().Float64Var(&cf.wd, "wd", def.SGD.WeightDecay, "weight decay")
 	classifier.Flags().Float64Var(&cf.smoothing, "smoothing", 0, "label smoothing")
 	classifier.Flags().IntVar(&cf.cutout, "cutout", 0, "cutout augmentation: side of the square set to gray (0: off)")

@@ -184,20 +184,16 @@ func chainOf(name string, makers ...func() (defense.Transform, error)) (defense.
 func Entries() []Entry { return append([]Entry(nil), registry...) }
 
 // Names returns the names New accepts, in a fixed order.
-func Names() []string {
-	names := make([]string, len(registry))
-	for i, e := range registry {
-		names[i] = e.Name
-	}
-	return names
-}
+func Names() []string { return namesWhere(func(Entry) bool { return true }) }
 
 // DefaultNames returns the names of the baselines marked Default, in the
 // order of Names.
-func DefaultNames() []string {
+func DefaultNames() []string { return namesWhere(func(e Entry) bool { return e.Default }) }
+
+func namesWhere(keep func(Entry) bool) []string {
 	var names []string
 	for _, e := range registry {
-		if e.Default {
+		if keep(e) {
 			names = append(names, e.Name)
 		}
 	}

@@ -92,7 +92,6 @@ func TestPrepareBaselines(t *testing.T) {
 	}
 }
 
-
 // TestRegistryEntries checks what the registry states about each baseline
 // against the transform it builds with the default options: randomized or
 // not, an exact backward pass exactly when the transform has a VJP, and

@@ -1,0 +1,393 @@
+package experiment
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/stl-defense/stl/attack"
+	"github.com/stl-defense/stl/dataset"
+	"github.com/stl-defense/stl/defense"
+	"github.com/stl-defense/stl/defense/baseline"
+	"github.com/stl-defense/stl/nn"
+	"github.com/stl-defense/stl/progress"
+	"github.com/stl-defense/stl/tensor"
+)
+
+// AttackOptions configures an attack over the images of a data set whose
+// result is saved as an adversarial set (attack.Set): gray-box on a
+// classifier, optionally evaluated through a defense, or white-box through
+// the defense with BPDA.
+type AttackOptions struct {
+	// Model is the directory of a classifier saved by package nn.
+	Model string
+	// Data names the data set (see dataset.LoadContext); "" stands for
+	// dataset.DefaultSpec, the embedded sample.
+	Data string
+	// Split is the part attacked: "test" (default) or "train".
+	Split string
+	// N, when positive and below the split's size, attacks a
+	// class-balanced subset of N images drawn with SubsetSeed.
+	N          int
+	SubsetSeed int64
+	// Targeted attacks towards class (label+1) mod K instead of away from
+	// the label; the attack must have been built targeted.
+	Targeted bool
+	// Defense is a defense directory (its "STL (cluster)" transform) or
+	// a baseline name (package baseline); "" for none.
+	Defense string
+	// BPDA attacks through Defense with BPDA (identity backward pass),
+	// with EOT over EOT gradient draws for a randomized defense. Without
+	// it the defense is evaluated gray-box on the adversarial set.
+	BPDA bool
+	// EOT is the number of gradient draws; default 10.
+	EOT int
+	// Batch is the number of images per attack batch; default 100.
+	Batch int
+	// Threads sets the classifier's threads (0: as saved).
+	Threads int
+	// Out is the directory the set is written to. Interrupted runs resume
+	// from the batches checkpointed in Out/.partial.
+	Out string
+	// BaselineDir caches what the baselines learn from the clean training
+	// images, one subfolder per training set ("" for "baselines" beside
+	// Out).
+	BaselineDir string
+	// BaselineTrain, when positive, trains those baselines on a
+	// class-balanced subset of that many training images, drawn with
+	// SubsetSeed.
+	BaselineTrain int
+	// MagNetEpochs and QuiltPatches are the auto-encoder's training epochs
+	// and the patches the quilting database keeps (0: all); defaults
+	// baseline.DefaultPrepareOptions'.
+	MagNetEpochs int
+	QuiltPatches int
+}
+
+// DefaultAttackOptions returns the defaults stated at AttackOptions.
+func DefaultAttackOptions() AttackOptions {
+	po := baseline.DefaultPrepareOptions()
+	return AttackOptions{Split: "test", EOT: 10, Batch: 100, MagNetEpochs: po.MagNet.Epochs, QuiltPatches: po.PatchDB.MaxPatches}
+}
+
+// Validate reports the first invalid field.
+func (o AttackOptions) Validate() error {
+	for _, c := range []struct {
+		bad  bool
+		what string
+	}{
+		{o.Model == "" || o.Out == "", "Model and Out are required"},
+		{o.Split != "test" && o.Split != "train", fmt.Sprintf("Split %q: want test or train", o.Split)},
+		{o.N < 0 || o.Batch < 1 || o.Threads < 0 || o.EOT < 1, "N, Batch, Threads and EOT must be >= 0, >= 1, >= 0 and >= 1"},
+		{o.BaselineTrain < 0 || o.MagNetEpochs < 0 || o.QuiltPatches < 0, "BaselineTrain, MagNetEpochs and QuiltPatches must be >= 0"},
+		{o.BPDA && o.Defense == "", "BPDA needs a Defense"},
+	} {
+		if c.bad {
+			return fmt.Errorf("attack options: %s", c.what)
+		}
+	}
+	return nil
+}
+
+// ErrUnknownDefense is returned for an AttackOptions.Defense that is
+// neither a directory nor a baseline name.
+var ErrUnknownDefense = errors.New("neither a directory nor a baseline")
+
+// Learned says what a baseline learned from clean training images.
+type Learned struct {
+	Baseline string // its name
+	Images   int    // training images it learned from
+	Data     string // their data set
+	Dir      string // where it is cached
+}
+
+// AttackJob is an attack ready to run: the classifier, the images and the
+// defense are loaded. Run it once.
+type AttackJob struct {
+	// Name is what runs, e.g. "PGD-linf0.031 via BPDA(TVM) EOT x10".
+	Name string
+	// Set holds the images attacked and Indices their indices in the
+	// split (nil when all are).
+	Set     *dataset.Set
+	Indices []int
+	// Defense is the loaded defense, nil without one.
+	Defense attack.Transform
+	// Learned is set when the defense is a baseline that learned from the
+	// clean training images.
+	Learned *Learned
+
+	opts AttackOptions
+	atk  attack.Attack
+	clf  *nn.Classifier
+	goal []int
+}
+
+// NewAttackJob loads what the attack a needs under o: the classifier, the
+// data set (the images checked against the classifier's input shape and
+// classes) and the defense, training and caching what a baseline learns
+// from the clean training images. It reports loading progress to rep.
+// An unknown defense gives an error wrapping ErrUnknownDefense.
+func NewAttackJob(ctx context.Context, a attack.Attack, o AttackOptions, rep progress.Reporter) (*AttackJob, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	rep = progress.Or(rep)
+	clf, err := nn.Load(o.Model)
+	if err != nil {
+		return nil, err
+	}
+	if o.Threads > 0 {
+		clf.SetThreads(o.Threads)
+	}
+	c, h, w := clf.InputShape()
+	if o.Data == "" {
+		o.Data = dataset.DefaultSpec
+	}
+	lo := dataset.DefaultLoadOptions()
+	lo.Size, lo.Progress = h, rep
+	train, test, err := dataset.LoadContext(ctx, o.Data, lo)
+	if err != nil {
+		return nil, err
+	}
+	set := test
+	if o.Split == "train" {
+		set = train
+	}
+	if set == nil || set.Len() == 0 {
+		return nil, fmt.Errorf("data set %s has no %s images", o.Data, o.Split)
+	}
+	if _, sc, sh, sw, _ := set.Images.NCHW(); sc != c || sh != h || sw != w {
+		return nil, fmt.Errorf("model %s takes %dx%dx%d images, data set %s holds %dx%dx%d", o.Model, c, h, w, o.Data, sc, sh, sw)
+	}
+	if len(set.Classes) > clf.NumClasses() {
+		return nil, fmt.Errorf("model %s has %d classes, data set %s %d", o.Model, clf.NumClasses(), o.Data, len(set.Classes))
+	}
+	j := &AttackJob{Name: a.Name(), opts: o, atk: a, clf: clf}
+	if o.N > 0 && o.N < set.Len() {
+		if j.Indices, err = dataset.BalancedIndices(set.Labels, len(set.Classes), o.N, o.SubsetSeed); err != nil {
+			return nil, err
+		}
+		set = set.Subset(j.Indices)
+	}
+	j.Set, j.goal = set, set.Labels
+	if o.Targeted {
+		j.goal = make([]int, len(set.Labels))
+		for i, y := range set.Labels {
+			j.goal[i] = (y + 1) % clf.NumClasses()
+		}
+	}
+	if o.Defense != "" {
+		if j.Defense, j.Learned, err = loadAttackDefense(ctx, o, train, rep); err != nil {
+			return nil, err
+		}
+	}
+	if o.BPDA {
+		j.Name += " via BPDA(" + j.Defense.Name() + ")"
+		if j.Defense.Randomized() {
+			j.Name += fmt.Sprintf(" EOT x%d", o.EOT)
+		}
+	}
+	return j, nil
+}
+
+// loadAttackDefense resolves o.Defense: a saved defense directory (its
+// "STL (cluster)" transform) or a baseline name, completed by
+// prepareAttackBaseline.
+func loadAttackDefense(ctx context.Context, o AttackOptions, train *dataset.Set, rep progress.Reporter) (attack.Transform, *Learned, error) {
+	if st, err := os.Stat(o.Defense); err == nil && st.IsDir() {
+		d, err := stlBuilder{defense.DefaultBackend()}.Load(o.Defense)
+		if err != nil {
+			return nil, nil, err
+		}
+		_, strat, err := d.Transforms(0)
+		return strat, nil, err
+	}
+	if _, err := baseline.Lookup(o.Defense); err != nil {
+		return nil, nil, fmt.Errorf("defense %q is %w (%s)", o.Defense, ErrUnknownDefense, strings.Join(baseline.Names(), ", "))
+	}
+	cfg, learned, err := prepareAttackBaseline(ctx, o, train, rep)
+	if err != nil {
+		return nil, nil, err
+	}
+	t, err := baseline.New(o.Defense, cfg)
+	return t, learned, err
+}
+
+// prepareAttackBaseline returns the options of the baseline o.Defense,
+// completed, when it needs them, with a patch database and a MagNet
+// auto-encoder learned from the clean training images train (a
+// class-balanced subset of o.BaselineTrain of them). Both are cached in
+// o.BaselineDir, in a subfolder named after a hash of the training
+// images, so that later attacks on the same data load them instead of
+// training again.
+func prepareAttackBaseline(ctx context.Context, o AttackOptions, train *dataset.Set, rep progress.Reporter) (baseline.Config, *Learned, error) {
+	cfg := baseline.DefaultConfig()
+	if db, dae := baseline.Needs(o.Defense); !db && !dae {
+		return cfg, nil, nil
+	}
+	if train == nil || train.Len() == 0 {
+		return cfg, nil, fmt.Errorf("defense %s learns from clean training images, and the data set has none", o.Defense)
+	}
+	if o.BaselineTrain > 0 && o.BaselineTrain < train.Len() {
+		var err error
+		if train, err = train.BalancedSubset(o.BaselineTrain, o.SubsetSeed); err != nil {
+			return cfg, nil, err
+		}
+	}
+	po := baseline.DefaultPrepareOptions()
+	po.MagNet.Epochs, po.PatchDB.MaxPatches = o.MagNetEpochs, o.QuiltPatches
+	root := o.BaselineDir
+	if root == "" {
+		root = filepath.Join(filepath.Dir(filepath.Clean(o.Out)), "baselines")
+	}
+	po.Dir = filepath.Join(root, imagesKey(train.Images))
+	if err := os.MkdirAll(po.Dir, 0o755); err != nil {
+		return cfg, nil, err
+	}
+	cfg, err := baseline.Prepare(ctx, cfg, []string{o.Defense}, train.Images, po, rep)
+	if err != nil {
+		return cfg, nil, err
+	}
+	return cfg, &Learned{Baseline: o.Defense, Images: train.Len(), Data: train.Name, Dir: po.Dir}, nil
+}
+
+// imagesKey names a set of images by its shape and pixels: the first 16
+// hex digits of their SHA-256.
+func imagesKey(x *tensor.Tensor) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%v\n", x.Shape)
+	buf := make([]byte, 0, 1<<16)
+	for _, v := range x.Data {
+		buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(v))
+		if len(buf) == cap(buf) {
+			h.Write(buf)
+			buf = buf[:0]
+		}
+	}
+	h.Write(buf)
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// AttackOutcome is what an AttackJob computed.
+type AttackOutcome struct {
+	*attack.Result
+	// Labels are the true labels of the images attacked.
+	Labels []int
+	// CorrectBefore counts the images the (defended, with BPDA)
+	// classifier classified correctly before the attack, Flipped those of
+	// them the attack succeeded on.
+	CorrectBefore, Flipped int
+	// GrayBox is set when a defense was evaluated on the adversarial set
+	// without BPDA: the accuracies of the classifier through it on the
+	// clean and the adversarial images.
+	GrayBox                    bool
+	DefendedClean, DefendedAdv float64
+}
+
+// Run attacks the job's images in batches, checkpointed in Out/.partial,
+// saves the adversarial set into Out and, for a defense without BPDA,
+// measures the classifier's accuracy through it. It reports progress to
+// rep and returns ctx's error when cancelled (the finished batches stay
+// for a later run with the same options).
+func (j *AttackJob) Run(ctx context.Context, rep progress.Reporter) (*AttackOutcome, error) {
+	rep = progress.Or(rep)
+	o := j.opts
+	var target attack.Model = j.clf
+	if o.BPDA {
+		var err error
+		if target, err = attack.Adaptive(j.Defense, j.clf, nil, o.EOT); err != nil {
+			return nil, err
+		}
+	}
+	partial := filepath.Join(o.Out, ".partial")
+	bo := attack.BatchOptions{Size: o.Batch, Progress: rep, CheckpointDir: partial, Key: j.runKey()}
+	res, err := attack.RunBatches(ctx, j.atk, target, j.Set.Images, j.goal, bo)
+	if err != nil {
+		return nil, err
+	}
+	s, err := attack.NewSet(j.atk, j.goal, res)
+	if err != nil {
+		return nil, err
+	}
+	s.Meta.Attack, s.Meta.Model, s.Meta.Data, s.Meta.Indices = j.Name, o.Model, j.Set.Name, j.Indices
+	if err := s.Save(o.Out); err != nil {
+		return nil, err
+	}
+	if err := os.RemoveAll(partial); err != nil {
+		return nil, err
+	}
+	out := &AttackOutcome{Result: res, Labels: j.Set.Labels}
+	for i, p := range res.CleanPred {
+		if p == out.Labels[i] {
+			out.CorrectBefore++
+			if res.Success[i] {
+				out.Flipped++
+			}
+		}
+	}
+	if j.Defense != nil && !o.BPDA {
+		out.GrayBox = true
+		if out.DefendedClean, err = defendedAccuracy(ctx, j.Defense, j.clf, j.Set.Images, out.Labels, o.Batch, rep); err != nil {
+			return nil, err
+		}
+		if out.DefendedAdv, err = defendedAccuracy(ctx, j.Defense, j.clf, res.Adv, out.Labels, o.Batch, rep); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// runKey identifies what a checkpointed batch was computed from: the
+// model files, the data, the subset, the attack's options and the defense.
+// An interrupted run resumes only from batches with the same key.
+func (j *AttackJob) runKey() string {
+	o := j.opts
+	h := sha256.New()
+	for _, name := range []string{nn.MetadataFile, nn.WeightsFile} {
+		if st, err := os.Stat(filepath.Join(o.Model, name)); err == nil {
+			fmt.Fprintf(h, "%s %d %d\n", name, st.Size(), st.ModTime().UnixNano())
+		}
+	}
+	opts, _ := json.Marshal(j.atk)
+	fmt.Fprintf(h, "%s\n%s\n%s\n%v\n%s\n%s\n%v %d %d %v\n", o.Model, j.Set.Name, o.Split, j.Indices, j.atk.Name(), opts,
+		o.Targeted, o.Batch, o.EOT, o.BPDA)
+	fmt.Fprintf(h, "%s\n", o.Defense)
+	if db, dae := baseline.Needs(o.Defense); db || dae {
+		fmt.Fprintf(h, "%d %d %d %d\n", o.BaselineTrain, o.SubsetSeed, o.MagNetEpochs, o.QuiltPatches)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// defendedAccuracy is the accuracy of m on T(x), in batches.
+func defendedAccuracy(ctx context.Context, t attack.Transform, m attack.Model, x *tensor.Tensor, labels []int, batch int, rep progress.Reporter) (float64, error) {
+	n := len(labels)
+	right := 0
+	stage := "defend " + t.Name()
+	for lo := 0; lo < n; lo += batch {
+		hi := min(lo+batch, n)
+		y, err := t.Apply(ctx, x.Batch(lo, hi))
+		if err != nil {
+			return 0, err
+		}
+		z, err := m.Logits(ctx, y)
+		if err != nil {
+			return 0, err
+		}
+		k := m.NumClasses()
+		for i := 0; i < hi-lo; i++ {
+			if tensor.Argmax(z.Data[i*k:(i+1)*k]) == labels[lo+i] {
+				right++
+			}
+		}
+		rep.Report(stage, hi, n, "")
+	}
+	return float64(right) / float64(n), nil
+}
