@@ -7,8 +7,7 @@
 // # Attacks
 //
 // Every attack is built from an options struct with the paper's settings as
-// documented defaults (DefaultFGSMOptions, ...; PaperAttack by the names of
-// the paper's tables) and implements Attack. Run takes a batch (N, C, H, W)
+// documented defaults (DefaultFGSMOptions, ...) and implements Attack. Run takes a batch (N, C, H, W)
 // of pixels in [0,1] and one label per image and returns a Result: the
 // adversarial batch, clipped to [0,1], and per image the dissimilarity and
 // L-infinity distance reached, the clean and adversarial predictions and
@@ -30,6 +29,16 @@
 // Model.InputGrad; the loss enters through its seed function (cross-entropy
 // for FGSM/BIM, the cross-entropy or the CW margin (PGDOptions.Loss) for PGD,
 // the logit differences for DeepFool, the CW margin for CW).
+//
+// # Registry
+//
+// Methods lists the attacks by the names the command line uses ("fgsm",
+// ...), with their own options and whether they are targetable and
+// randomized; Config holds the options of all of them, so that any can be
+// built by name. PaperSettings lists the paper's settings by the names of
+// its tables ("FGSM-0.08", ..., "BPDA"): a method, the paper's budget and
+// the route of its gradients (gray-box on the undefended classifier or
+// white-box through the defense). PaperAttack builds one.
 //
 // # Adaptive attacks
 //

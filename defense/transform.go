@@ -1,7 +1,8 @@
-// Package defense holds input-transformation defenses: the Sparse
-// Transformation Layer (STL) with one universal dictionary and the stratified
-// STL of the paper (sections 3.2-3.5), and the baselines it is compared with.
-// Every defense is a Transform.
+// Package defense holds the Sparse Transformation Layer (STL) with one
+// universal dictionary and the stratified STL of the paper (sections
+// 3.2-3.5), their training and their saved artifact. Every defense is a
+// Transform; the baselines STL is compared with are in package
+// defense/baseline.
 package defense
 
 import (

@@ -39,4 +39,8 @@
 // configuration and the keys of the stages it reads (package cache), so an
 // interrupted run resumes where it stopped and a changed setting recomputes
 // only what depends on it.
+//
+// NewAttackJob runs one attack over the images of a data set, through or
+// before a defense, and saves the adversarial set: the job behind
+// `stl attack`.
 package experiment

@@ -17,6 +17,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/stl-defense/stl/attack"
 	"github.com/stl-defense/stl/experiment/metrics"
 )
 
@@ -246,14 +247,15 @@ func checkAcc(a metrics.Accuracy) error {
 	return nil
 }
 
-// Standard column names of the paper's Tables 1, 2, 5 and 6.
+// Standard column names of the paper's Tables 1, 2, 5 and 6: the clean
+// images and the names of package attack's paper settings.
 const (
 	ColClean    = "Clean"
-	ColFGSM008  = "FGSM-0.08"
-	ColFGSM004  = "FGSM-0.04"
-	ColBIM      = "BIM"
-	ColDeepFool = "DeepFool"
-	ColCW       = "CW"
+	ColFGSM008  = attack.PaperFGSM008
+	ColFGSM004  = attack.PaperFGSM004
+	ColBIM      = attack.PaperBIM
+	ColDeepFool = attack.PaperDeepFool
+	ColCW       = attack.PaperCW
 )
 
 // PaperColumns are the columns of the paper's CIFAR-10 tables, in order.
