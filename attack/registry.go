@@ -93,9 +93,9 @@ func Methods() []Method { return append([]Method(nil), methods...) }
 
 // MethodNames returns the names of Methods, in order.
 func MethodNames() []string {
-	names := make([]string, len(methods))
-	for i, m := range methods {
-		names[i] = m.Name
+	var names []string
+	for _, m := range methods {
+		names = append(names, m.Name)
 	}
 	return names
 }
@@ -113,10 +113,8 @@ func (e *UnknownError) Error() string {
 
 // LookupMethod returns the named method, or an *UnknownError.
 func LookupMethod(name string) (Method, error) {
-	for _, m := range methods {
-		if m.Name == name {
-			return m, nil
-		}
+	if i := slices.IndexFunc(methods, func(m Method) bool { return m.Name == name }); i >= 0 {
+		return methods[i], nil
 	}
 	return Method{}, &UnknownError{What: "attack", Name: name, Known: MethodNames()}
 }
@@ -215,10 +213,8 @@ func PaperNames(routes ...Route) []string {
 // LookupSetting returns the paper's setting of that name, or an
 // *UnknownError.
 func LookupSetting(name string) (Setting, error) {
-	for _, s := range paperSettings {
-		if s.Name == name {
-			return s, nil
-		}
+	if i := slices.IndexFunc(paperSettings, func(s Setting) bool { return s.Name == name }); i >= 0 {
+		return paperSettings[i], nil
 	}
 	return Setting{}, &UnknownError{What: "paper attack", Name: name, Known: PaperNames()}
 }

@@ -206,7 +206,7 @@ func registryBaselines(ctx context.Context, cfg Config, train *dataset.Set, dir 
 				if err != nil {
 					return nil, err
 				}
-				return baseline.New(e.Name, c.Seeded(seed))
+				return e.New(c.Seeded(seed))
 			},
 		}
 		if e.Backward == baseline.BackwardExact {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"strings"
 
 	"github.com/stl-defense/stl/internal/option"
@@ -50,12 +51,11 @@ func ClassifierArchNames() []string {
 // LookupClassifierArch returns the named classifier architecture and
 // whether it exists.
 func LookupClassifierArch(name string) (ClassifierArch, bool) {
-	for _, a := range classifierArchs {
-		if a.Name == name {
-			return a, true
-		}
+	i := slices.IndexFunc(classifierArchs, func(a ClassifierArch) bool { return a.Name == name })
+	if i < 0 {
+		return ClassifierArch{}, false
 	}
-	return ClassifierArch{}, false
+	return classifierArchs[i], true
 }
 
 // CIFAR-10 per-channel pixel statistics, the default input normalization.

@@ -103,11 +103,23 @@ training images.`,
 	fl.IntVar(&o.Batch, "batch", d.Batch, "images per attack batch")
 	fl.IntVar(&o.Threads, "threads", 0, "classifier threads (0: as saved)")
 	fl.StringVar(&o.Out, "out", "", "output directory of the adversarial set (required)")
-	fl.StringVar(&o.BaselineDir, "baseline-dir", "", "cache of the patch database and auto-encoder of --defense quilt, tvm-quilt, crop-tvm-quilt and magnet, one subfolder per training set (default: 'baselines' beside --out)")
+	fl.StringVar(&o.BaselineDir, "baseline-dir", "", "cache of the patch database and auto-encoder of --defense "+joinList(learningBaselines(), "and")+", one subfolder per training set (default: 'baselines' beside --out)")
 	fl.IntVar(&o.BaselineTrain, "baseline-train", 0, "train those baselines on a class-balanced subset of this many training images, seeded by --subset-seed (0: all)")
 	fl.IntVar(&o.MagNetEpochs, "magnet-epochs", d.MagNetEpochs, "magnet: auto-encoder training epochs")
 	fl.IntVar(&o.QuiltPatches, "quilt-patches", d.QuiltPatches, "quilting: patches kept in the database (0: all; the search costs time linear in it)")
 	return cmd
+}
+
+// learningBaselines names the baselines that learn from clean training
+// images.
+func learningBaselines() []string {
+	var names []string
+	for _, e := range baseline.Entries() {
+		if db, dae := e.Needs(); db || dae {
+			names = append(names, e.Name)
+		}
+	}
+	return names
 }
 
 // check validates the flags that need no file.

@@ -37,11 +37,14 @@ type usageError struct{ error }
 func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
 
 // orList joins names as "a, b or c".
-func orList(names []string) string {
+func orList(names []string) string { return joinList(names, "or") }
+
+// joinList joins names as "a, b <conj> c".
+func joinList(names []string, conj string) string {
 	if len(names) < 2 {
 		return strings.Join(names, "")
 	}
-	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+	return strings.Join(names[:len(names)-1], ", ") + " " + conj + " " + names[len(names)-1]
 }
 
 func main() {

@@ -1,7 +1,6 @@
 package baseline
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
-	"os"
 	"runtime"
 	"sync"
 
@@ -310,14 +308,8 @@ func (d *MagNetDAE) Encode(w io.Writer) error {
 // (bad magic, sizes out of range, non-finite weights) ErrMagNetFormat.
 func DecodeMagNetDAE(r io.Reader) (*MagNetDAE, error) {
 	var hdr [20]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-		return nil, fmt.Errorf("MagNet auto-encoder header: %w", err)
-	}
-	if string(hdr[:8]) != magnetMagic {
-		return nil, fmt.Errorf("%w: bad magic %q", ErrMagNetFormat, hdr[:8])
+	if err := readHeader(r, hdr[:], magnetMagic, "MagNet auto-encoder", ErrMagNetFormat); err != nil {
+		return nil, err
 	}
 	o := DefaultMagNetDAEOptions()
 	o.Channels = int(binary.LittleEndian.Uint32(hdr[8:]))
@@ -345,15 +337,4 @@ func DecodeMagNetDAE(r io.Reader) (*MagNetDAE, error) {
 func (d *MagNetDAE) Save(path string) error { return safefile.Write(path, d.Encode) }
 
 // LoadMagNetDAE reads an auto-encoder saved by Save.
-func LoadMagNetDAE(path string) (*MagNetDAE, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	d, err := DecodeMagNetDAE(bufio.NewReader(f))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return d, nil
-}
+func LoadMagNetDAE(path string) (*MagNetDAE, error) { return loadFile(path, DecodeMagNetDAE) }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"math"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -236,22 +235,5 @@ func TestMagNetFixture(t *testing.T) {
 }
 
 func FuzzDecodeMagNetDAE(f *testing.F) {
-	if b, err := os.ReadFile(filepath.Join("testdata", "tiny.dae")); err == nil {
-		f.Add(b)
-		f.Add(b[:25])
-	}
-	f.Add([]byte("STLMAGN1"))
-	f.Fuzz(func(t *testing.T, in []byte) {
-		d, err := DecodeMagNetDAE(bytes.NewReader(in))
-		if err != nil {
-			return
-		}
-		var buf bytes.Buffer
-		if err := d.Encode(&buf); err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(buf.Bytes(), in[:buf.Len()]) {
-			t.Fatal("re-encoding differs from the input")
-		}
-	})
+	fuzzRoundTrip(f, "tiny.dae", 25, magnetMagic, DecodeMagNetDAE)
 }

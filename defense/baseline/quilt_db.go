@@ -1,14 +1,12 @@
 package baseline
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"os"
 
 	"github.com/stl-defense/stl/internal/safefile"
 	"github.com/stl-defense/stl/tensor"
@@ -186,14 +184,8 @@ func (db *PatchDB) Encode(w io.Writer) error {
 // ErrPatchDBFormat.
 func DecodePatchDB(r io.Reader) (*PatchDB, error) {
 	var hdr [24]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-		return nil, fmt.Errorf("patch database header: %w", err)
-	}
-	if string(hdr[:8]) != patchDBMagic {
-		return nil, fmt.Errorf("%w: bad magic %q", ErrPatchDBFormat, hdr[:8])
+	if err := readHeader(r, hdr[:], patchDBMagic, "patch database", ErrPatchDBFormat); err != nil {
+		return nil, err
 	}
 	P := binary.LittleEndian.Uint32(hdr[8:])
 	C := binary.LittleEndian.Uint32(hdr[12:])
@@ -231,15 +223,4 @@ func (db *PatchDB) Save(path string) error {
 }
 
 // LoadPatchDB reads a database saved by Save.
-func LoadPatchDB(path string) (*PatchDB, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	db, err := DecodePatchDB(bufio.NewReader(f))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return db, nil
-}
+func LoadPatchDB(path string) (*PatchDB, error) { return loadFile(path, DecodePatchDB) }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"math"
-	"os"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -363,22 +362,5 @@ func TestPatchDBEncodeDecode(t *testing.T) {
 }
 
 func FuzzDecodePatchDB(f *testing.F) {
-	if b, err := os.ReadFile(filepath.Join("testdata", "tiny.qdb")); err == nil {
-		f.Add(b)
-		f.Add(b[:30])
-	}
-	f.Add([]byte("STLQDB01"))
-	f.Fuzz(func(t *testing.T, in []byte) {
-		db, err := DecodePatchDB(bytes.NewReader(in))
-		if err != nil {
-			return
-		}
-		var buf bytes.Buffer
-		if err := db.Encode(&buf); err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(buf.Bytes(), in[:buf.Len()]) {
-			t.Fatal("re-encoding differs from the input")
-		}
-	})
+	fuzzRoundTrip(f, "tiny.qdb", 30, patchDBMagic, DecodePatchDB)
 }

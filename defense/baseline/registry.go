@@ -2,6 +2,7 @@ package baseline
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/stl-defense/stl/defense"
@@ -202,10 +203,8 @@ func namesWhere(keep func(Entry) bool) []string {
 
 // Lookup returns the entry of the named baseline, or an *UnknownError.
 func Lookup(name string) (Entry, error) {
-	for _, e := range registry {
-		if e.Name == name {
-			return e, nil
-		}
+	if i := slices.IndexFunc(registry, func(e Entry) bool { return e.Name == name }); i >= 0 {
+		return registry[i], nil
 	}
 	return Entry{}, &UnknownError{Name: name, Known: Names()}
 }
@@ -236,9 +235,15 @@ func New(name string, cfg Config) (defense.Transform, error) {
 	if err != nil {
 		return nil, err
 	}
+	return e.New(cfg)
+}
+
+// New builds the baseline with the options of cfg (see the package
+// function New for the errors).
+func (e Entry) New(cfg Config) (defense.Transform, error) {
 	t, err := e.build(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("baseline %s: %w", name, err)
+		return nil, fmt.Errorf("baseline %s: %w", e.Name, err)
 	}
 	return t, nil
 }

@@ -1,10 +1,16 @@
 package baseline
 
 import (
+	"bufio"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"math"
+	"os"
 )
+
+// This file holds the binary encoding the saved baselines share: float32
+// arrays, the magic-prefixed header and loading from a file.
 
 // f32Chunk is how many values writeFloat32s and readFloat32s move per I/O
 // call, so neither needs a byte buffer as large as the array.
@@ -42,4 +48,35 @@ func readFloat32s(r io.Reader, dst []float32) error {
 		}
 	}
 	return nil
+}
+
+// readHeader fills hdr from r and checks that it starts with magic. A
+// truncated header gives an error wrapping io.ErrUnexpectedEOF, another
+// magic one wrapping errFormat; what names the file's content.
+func readHeader(r io.Reader, hdr []byte, magic, what string, errFormat error) error {
+	if _, err := io.ReadFull(r, hdr); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return fmt.Errorf("%s header: %w", what, err)
+	}
+	if string(hdr[:len(magic)]) != magic {
+		return fmt.Errorf("%w: bad magic %q", errFormat, hdr[:len(magic)])
+	}
+	return nil
+}
+
+// loadFile decodes the file at path with decode; decoding errors are
+// prefixed with the path.
+func loadFile[T any](path string, decode func(io.Reader) (*T, error)) (*T, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	v, err := decode(bufio.NewReader(f))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return v, nil
 }
