@@ -133,26 +133,13 @@ const magnetChunk = 256
 // H, W) in [0,1], newly allocated, pixels in (0,1). It checks ctx once per
 // chunk of 256 images.
 func (d *MagNetDAE) Reconstruct(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
-	in, n, c, h, w, err := baselineInput("magnet", x)
+	in, err := d.input(x)
 	if err != nil {
 		return nil, err
 	}
-	if c != d.opts.Channels {
-		return nil, &ChannelsError{Defense: "magnet", Want: []int{d.opts.Channels}, Got: c}
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	out := tensor.New(n, c, h, w)
-	for lo := 0; lo < n; lo += magnetChunk {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		hi := min(lo+magnetChunk, n)
-		part := in.Batch(lo, hi)
-		y := d.net.Forward(part, false)
-		copy(out.Batch(lo, hi).Data, y.Data)
-	}
-	return out, nil
+	return d.chunks(ctx, in, func(_, _ int, part *tensor.Tensor) *tensor.Tensor {
+		return d.net.Forward(part, false)
+	})
 }
 
 // VJP returns the vector-jacobian product (dg/dx)^T gy of the
@@ -161,12 +148,9 @@ func (d *MagNetDAE) Reconstruct(ctx context.Context, x *tensor.Tensor) (*tensor.
 // the reformer exactly (it satisfies attack.Approx). It checks ctx once per
 // chunk of 256 images.
 func (d *MagNetDAE) VJP(ctx context.Context, x, gy *tensor.Tensor) (*tensor.Tensor, error) {
-	in, n, c, h, w, err := baselineInput("magnet", x)
+	in, err := d.input(x)
 	if err != nil {
 		return nil, err
-	}
-	if c != d.opts.Channels {
-		return nil, &ChannelsError{Defense: "magnet", Want: []int{d.opts.Channels}, Got: c}
 	}
 	if gy == nil || !tensor.SameShape(gy, x) || len(gy.Data) != len(x.Data) {
 		var got []int
@@ -178,21 +162,42 @@ func (d *MagNetDAE) VJP(ctx context.Context, x, gy *tensor.Tensor) (*tensor.Tens
 	if err := tensor.CheckFinite(gy.Data); err != nil {
 		return nil, fmt.Errorf("defense magnet: VJP: %w", err)
 	}
+	return d.chunks(ctx, in, func(lo, hi int, part *tensor.Tensor) *tensor.Tensor {
+		// nn's Backward may work in place in dy's storage: hand it a copy so
+		// the caller's gy is never modified.
+		g := gy.Batch(lo, hi).Clone()
+		d.net.Forward(part, false)
+		return d.net.Backward(g, nn.GradMode{Input: true})
+	})
+}
+
+// input checks x as the auto-encoder's input and returns a clipped copy.
+func (d *MagNetDAE) input(x *tensor.Tensor) (*tensor.Tensor, error) {
+	in, _, c, _, _, err := baselineInput("magnet", x)
+	if err != nil {
+		return nil, err
+	}
+	if c != d.opts.Channels {
+		return nil, &ChannelsError{Defense: "magnet", Want: []int{d.opts.Channels}, Got: c}
+	}
+	return in, nil
+}
+
+// chunks runs step over the images of in (N, C, H, W), magnetChunk at a
+// time, under the lock, checking ctx before each chunk, and gathers its
+// results (each of the shape of its part) into a new tensor. step gets
+// the chunk's images [lo, hi) of in.
+func (d *MagNetDAE) chunks(ctx context.Context, in *tensor.Tensor, step func(lo, hi int, part *tensor.Tensor) *tensor.Tensor) (*tensor.Tensor, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	out := tensor.New(n, c, h, w)
+	n := in.Shape[0]
+	out := tensor.New(in.Shape...)
 	for lo := 0; lo < n; lo += magnetChunk {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		hi := min(lo+magnetChunk, n)
-		part := in.Batch(lo, hi)
-		// nn's Backward may work in place in dy's storage: hand it a copy so
-		// the caller's gy is never modified.
-		g := gy.Batch(lo, hi).Clone()
-		d.net.Forward(part, false)
-		dx := d.net.Backward(g, nn.GradMode{Input: true})
-		copy(out.Batch(lo, hi).Data, dx.Data)
+		copy(out.Batch(lo, hi).Data, step(lo, hi, in.Batch(lo, hi)).Data)
 	}
 	return out, nil
 }
