@@ -21,8 +21,8 @@ import (
 const attackBatch = 20
 
 // DefaultBackend wires the project's packages: dataset for the data, nn for
-// the classifiers, package defense for STL and the baselines, package
-// attack for the attacks.
+// the classifiers, package defense for STL, package baseline for the
+// baselines, package attack for the attacks.
 func DefaultBackend() Backend {
 	b := Backend{
 		Data:      loadData,
