@@ -1,10 +1,12 @@
 package attack
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -129,8 +131,26 @@ func LoadSet(dir string) (*Set, error) {
 	if err != nil {
 		return nil, err
 	}
+	adv, err := os.Open(filepath.Join(dir, AdvFile))
+	if err != nil {
+		return nil, err
+	}
+	defer adv.Close()
+	labels, err := os.Open(filepath.Join(dir, LabelsFile))
+	if err != nil {
+		return nil, err
+	}
+	defer labels.Close()
+	return DecodeSet(dir, js, bufio.NewReader(adv), bufio.NewReader(labels))
+}
+
+// DecodeSet decodes an adversarial set from its three parts: meta (the
+// content of meta.json) and readers of adv.npy and labels.npy. dir names the
+// set in errors. It checks the metadata before reading the arrays, and that
+// arrays and metadata agree; LoadSet reads a set's directory with it.
+func DecodeSet(dir string, meta []byte, adv, labels io.Reader) (*Set, error) {
 	var m SetMeta
-	dec := json.NewDecoder(bytes.NewReader(js))
+	dec := json.NewDecoder(bytes.NewReader(meta))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&m); err != nil {
 		return nil, &SetError{Dir: dir, Msg: fmt.Sprintf("%s: %v", MetaFile, err)}
@@ -138,15 +158,15 @@ func LoadSet(dir string) (*Set, error) {
 	if m.Format != setFormat || m.Version != setVersion {
 		return nil, &SetError{Dir: dir, Msg: fmt.Sprintf("%s: format %q version %d, want %q version %d", MetaFile, m.Format, m.Version, setFormat, setVersion)}
 	}
-	adv, err := npy.ReadFile(filepath.Join(dir, AdvFile))
+	x, err := npy.Read(adv)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, AdvFile), err)
 	}
-	labels, err := npy.ReadIntsFile(filepath.Join(dir, LabelsFile))
+	l, err := npy.ReadInts(labels)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, LabelsFile), err)
 	}
-	s := &Set{Adv: adv, Labels: labels, Meta: m}
+	s := &Set{Adv: x, Labels: l, Meta: m}
 	if err := s.check(); err != nil {
 		return nil, &SetError{Dir: dir, Msg: err.Error()}
 	}

@@ -1,6 +1,7 @@
 package attack
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -178,13 +179,7 @@ func FuzzLoadSet(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, meta []byte) {
-		dir := t.TempDir()
-		for name, b := range map[string][]byte{AdvFile: adv, LabelsFile: labels, MetaFile: meta} {
-			if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		s, err := LoadSet(dir)
+		s, err := DecodeSet("fuzz", meta, bytes.NewReader(adv), bytes.NewReader(labels))
 		if err != nil {
 			return
 		}

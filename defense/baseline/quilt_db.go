@@ -199,7 +199,9 @@ func DecodePatchDB(r io.Reader) (*PatchDB, error) {
 	}
 	db := &PatchDB{Patch: int(P), Channels: int(C)}
 	total := int(n * d)
-	db.Data = make([]float32, 0, min(total, 1<<20))
+	// Grow with what is actually read, so that a header claiming a large
+	// database costs nothing until its values arrive.
+	db.Data = make([]float32, 0, min(total, f32Chunk))
 	chunk := make([]float32, min(total, f32Chunk))
 	for len(db.Data) < total {
 		m := min(total-len(db.Data), f32Chunk)
