@@ -71,20 +71,24 @@ func WriteCSV(w io.Writer, r *Results) error {
 	}
 	for _, a := range r.Attacks {
 		put("attack", "", a.Name, "mean_l2", ftoa(a.MeanL2), "", "", "", strconv.Itoa(a.N), "", a.Budget)
-		put("attack", "", a.Name, "seconds", ftoa(a.Seconds))
 	}
 	for _, q := range r.Quality {
 		put("quality", q.Attack, q.Defense, "psnr_db", ftoa(q.PSNR))
 		put("quality", q.Attack, q.Defense, "acc_clean", ftoa(q.Clean.Value), ftoa(q.Clean.Lo), ftoa(q.Clean.Hi), strconv.Itoa(q.Clean.Correct), strconv.Itoa(q.Clean.N))
 		put("quality", q.Attack, q.Defense, "acc_adv", ftoa(q.Adv.Value), ftoa(q.Adv.Lo), ftoa(q.Adv.Hi), strconv.Itoa(q.Adv.Correct), strconv.Itoa(q.Adv.N))
 	}
-	for _, s := range r.Stages {
-		put("stage", "", s.Name, "seconds", ftoa(s.Seconds), "", "", "", "", "", "key="+s.Key+" cached="+strconv.FormatBool(s.Cached))
-	}
-	put("stage", "", "total", "seconds", ftoa(r.Seconds))
 	for _, m := range r.Missing {
 		put("missing", "", m.What, "", "", "", "", "", "", "", m.Why)
 	}
+	// The timing rows come last: everything above them is identical for
+	// identical runs.
+	for _, a := range r.Attacks {
+		put("timing", "attack", a.Name, "seconds", ftoa(a.Seconds))
+	}
+	for _, s := range r.Stages {
+		put("timing", "stage", s.Name, "seconds", ftoa(s.Seconds), "", "", "", "", "", "key="+s.Key+" cached="+strconv.FormatBool(s.Cached))
+	}
+	put("timing", "", "total", "seconds", ftoa(r.Seconds))
 	cw.Flush()
 	return cw.Error()
 }

@@ -466,3 +466,51 @@ func TestWhiteBoxTwoLosses(t *testing.T) {
 		t.Errorf("CSV JPEG CW loss = %q", rec)
 	}
 }
+
+// TestTimingSectionLast: two results that differ only in times give
+// results.json and results.csv identical up to the timing section, which
+// comes last, and results.json reads back to the same Results.
+func TestTimingSectionLast(t *testing.T) {
+	a, b := synthetic(), synthetic()
+	b.Created = a.Created.Add(time.Hour)
+	b.Seconds = a.Seconds + 17
+	for i := range b.Attacks {
+		b.Attacks[i].Seconds += 3
+	}
+	b.Stages = append(b.Stages, Stage{Name: "extra", Seconds: 1, Cached: true})
+	var ja, jb, ca, cb bytes.Buffer
+	for _, w := range []struct {
+		r    *Results
+		j, c *bytes.Buffer
+	}{{a, &ja, &ca}, {b, &jb, &cb}} {
+		if err := WriteJSON(w.j, w.r); err != nil {
+			t.Fatal(err)
+		}
+		if err := WriteCSV(w.c, w.r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	head := func(s, marker string) string {
+		i := strings.Index(s, marker)
+		if i < 0 {
+			t.Fatalf("no %q in:\n%s", marker, s)
+		}
+		return s[:i]
+	}
+	if ha, hb := head(ja.String(), `"timing"`), head(jb.String(), `"timing"`); ha != hb {
+		t.Errorf("results.json differs before its timing section")
+	}
+	if ha, hb := head(ca.String(), "\ntiming,"), head(cb.String(), "\ntiming,"); ha != hb {
+		t.Errorf("results.csv differs before its timing rows")
+	}
+	if strings.Contains(strings.SplitN(ca.String(), "\ntiming,", 2)[1], "\naccuracy,") {
+		t.Error("results.csv has rows after its timing rows")
+	}
+	var back Results
+	if err := json.Unmarshal(ja.Bytes(), &back); err != nil {
+		t.Fatal(err)
+	}
+	if !back.Created.Equal(a.Created) || back.Seconds != a.Seconds || len(back.Stages) != len(a.Stages) || len(a.Attacks) == 0 || back.Attacks[0].Seconds != a.Attacks[0].Seconds {
+		t.Errorf("round trip lost the timing: %+v", back.Timing())
+	}
+}

@@ -22,9 +22,13 @@ import (
 )
 
 // Results is everything a run reports. It is what results.json holds.
+//
+// In results.json what changes between two identical runs (when, how long,
+// which stages were reused) is kept in one section at the end, "timing"
+// (see Timing): everything before it is byte-identical for identical runs.
 type Results struct {
 	Name    string    `json:"name"`
-	Created time.Time `json:"created"`
+	Created time.Time `json:"-"` // in results.json: timing.created
 	// Versions holds the module version, VCS revision, Go version, build
 	// tags and the like.
 	Versions map[string]string `json:"versions,omitempty"`
@@ -45,10 +49,61 @@ type Results struct {
 	Sweep []SweepPoint `json:"lambda_sweep,omitempty"`
 	// Missing lists what the run could not compute and why.
 	Missing []Missing `json:"missing,omitempty"`
-	Stages  []Stage   `json:"stages,omitempty"`
+	Stages  []Stage   `json:"-"` // in results.json: timing.stages
 	// Seconds is the wall time of the whole run.
-	Seconds float64  `json:"seconds"`
+	Seconds float64  `json:"-"` // in results.json: timing.seconds
 	Notes   []string `json:"notes,omitempty"`
+}
+
+// Timing is the section of results.json that differs between identical
+// runs: when the run was made, how long it and each stage and attack took,
+// and which stages were reused from an earlier run.
+type Timing struct {
+	Created time.Time `json:"created"`
+	Seconds float64   `json:"seconds"`
+	// Attacks holds each attack's wall time by attack name.
+	Attacks map[string]float64 `json:"attack_seconds,omitempty"`
+	Stages  []Stage            `json:"stages,omitempty"`
+}
+
+// Timing returns r's timing section.
+func (r *Results) Timing() Timing {
+	t := Timing{Created: r.Created, Seconds: r.Seconds, Stages: r.Stages}
+	for _, a := range r.Attacks {
+		if t.Attacks == nil {
+			t.Attacks = map[string]float64{}
+		}
+		t.Attacks[a.Name] = a.Seconds
+	}
+	return t
+}
+
+// plainResults is Results without its JSON methods.
+type plainResults Results
+
+// MarshalJSON writes r with its timing section last.
+func (r Results) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		plainResults
+		Timing Timing `json:"timing"`
+	}{plainResults(r), r.Timing()})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (r *Results) UnmarshalJSON(b []byte) error {
+	var v struct {
+		plainResults
+		Timing Timing `json:"timing"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*r = Results(v.plainResults)
+	r.Created, r.Seconds, r.Stages = v.Timing.Created, v.Timing.Seconds, v.Timing.Stages
+	for i := range r.Attacks {
+		r.Attacks[i].Seconds = v.Timing.Attacks[r.Attacks[i].Name]
+	}
+	return nil
 }
 
 // VanillaModel describes a vanilla classifier loaded from a model
@@ -116,7 +171,7 @@ type Attack struct {
 	MeanL2 float64 `json:"mean_l2"`
 	// N is the number of images attacked.
 	N       int     `json:"n"`
-	Seconds float64 `json:"seconds"`
+	Seconds float64 `json:"-"` // in results.json: timing.attack_seconds
 }
 
 // Table is one accuracy table: rows are defenses, columns the clean set
