@@ -78,10 +78,16 @@ func FuzzReadWeights(f *testing.F) {
 	f.Add(good)
 	f.Add(good[:len(good)/2])
 	f.Add([]byte{})
+	// One model's parameters serve every input: building a model per
+	// input would spend the fuzzer's time in the constructor.
+	c := nn.DefaultDAEConfig()
+	c.Height, c.Width, c.Filters, c.Levels, c.Threads = 8, 8, 2, 1, 1
+	d, err := nn.NewDAE(c)
+	if err != nil {
+		f.Fatal(err)
+	}
+	params := d.Params()
 	f.Fuzz(func(t *testing.T, data []byte) {
-		c := nn.DefaultDAEConfig()
-		c.Height, c.Width, c.Filters, c.Levels, c.Threads = 8, 8, 2, 1, 1
-		d, _ := nn.NewDAE(c)
-		_ = nn.ReadWeights(data, "fuzz", d.Params())
+		_ = nn.ReadWeights(data, "fuzz", params)
 	})
 }
