@@ -14,6 +14,8 @@ type Config struct {
 	PGD      PGDOptions
 	DeepFool DeepFoolOptions
 	CW       CWOptions
+	APGD     APGDOptions
+	Square   SquareOptions
 }
 
 // DefaultConfig returns every attack's default options.
@@ -24,6 +26,8 @@ func DefaultConfig() Config {
 		PGD:      DefaultPGDOptions(),
 		DeepFool: DefaultDeepFoolOptions(),
 		CW:       DefaultCWOptions(),
+		APGD:     DefaultAPGDOptions(),
+		Square:   DefaultSquareOptions(),
 	}
 }
 
@@ -85,6 +89,14 @@ var methods = []Method{
 		fields:  func(c *Config) (*Budget, *bool) { return &c.CW.Budget, &c.CW.Targeted },
 		build:   func(c Config) (Attack, error) { return NewCW(c.CW) },
 		options: func(c Config) any { return c.CW }},
+	{Name: "apgd", Label: "APGD", Params: []string{"steps", "seed", "restarts", "loss"}, Targetable: true, Randomized: true,
+		fields:  func(c *Config) (*Budget, *bool) { return &c.APGD.Budget, &c.APGD.Targeted },
+		build:   func(c Config) (Attack, error) { return NewAPGD(c.APGD) },
+		options: func(c Config) any { return c.APGD }},
+	{Name: "square", Label: "Square", Params: []string{"seed", "queries", "p-init"}, Targetable: true, Randomized: true,
+		fields:  func(c *Config) (*Budget, *bool) { return &c.Square.Budget, &c.Square.Targeted },
+		build:   func(c Config) (Attack, error) { return NewSquare(c.Square) },
+		options: func(c Config) any { return c.Square }},
 }
 
 // Methods returns every attack method, in a fixed order. The caller may

@@ -36,6 +36,9 @@ type attackFlags struct {
 	kappa, initialC float64
 	binarySteps     int
 	lr              float64
+	loss            string
+	queries         int
+	pInit           float64
 }
 
 func init() { rootCmd.AddCommand(newAttackCmd()) }
@@ -83,12 +86,15 @@ training images.`,
 	fl.Int64Var(&o.SubsetSeed, "subset-seed", 1, "seed of the class-balanced subset")
 	fl.StringVar(&f.method, "attack", "fgsm", "attack: "+orList(attack.MethodNames()))
 	fl.StringVar(&f.norm, "norm", "", "budget norm: l2 (normalized dissimilarity) or linf; default the attack's")
-	fl.Float64Var(&f.budget, "budget", 0, "budget in (0,1]; default the attack's (0.04, PGD 0.031)")
-	fl.IntVar(&f.steps, "steps", 0, "bim, pgd: iterations (default 10, 20)")
+	fl.Float64Var(&f.budget, "budget", 0, "budget in (0,1]; default the attack's (0.04; pgd, apgd, square: L-inf 0.031)")
+	fl.IntVar(&f.steps, "steps", 0, "bim, pgd, apgd: iterations (default 10, 20, 100)")
 	fl.Float64Var(&f.stepFrac, "step-frac", 0, "bim, pgd: step size as a fraction of the budget (default 0.125, 0.1)")
-	fl.Uint64Var(&f.seed, "seed", ad.PGD.Seed, "pgd: seed of the random start")
+	fl.Uint64Var(&f.seed, "seed", ad.PGD.Seed, "pgd, apgd: seed of the random start; square: seed of its random squares")
 	fl.BoolVar(&f.noRandomStart, "no-random-start", false, "pgd: start at the clean image")
-	fl.IntVar(&f.restarts, "restarts", ad.PGD.Restarts, "pgd: runs from independent random starts")
+	fl.IntVar(&f.restarts, "restarts", ad.PGD.Restarts, "pgd, apgd: runs from independent random starts")
+	fl.StringVar(&f.loss, "loss", string(ad.APGD.Loss), "apgd: ce (cross-entropy), dlr (difference of logits ratio) or dlr-t (targeted DLR over the top classes, AutoAttack's APGD-T)")
+	fl.IntVar(&f.queries, "queries", ad.Square.MaxQueries, "square: model queries per image")
+	fl.Float64Var(&f.pInit, "p-init", ad.Square.PInit, "square: initial fraction of the image a square covers")
 	fl.Float64Var(&f.overshoot, "overshoot", ad.DeepFool.Overshoot, "deepfool: overshoot")
 	fl.IntVar(&f.maxIter, "max-iter", 0, "deepfool, cw: iterations (default 50, 1000)")
 	fl.IntVar(&f.candidates, "candidates", ad.DeepFool.Candidates, "deepfool: classes considered (0: all)")
@@ -220,6 +226,15 @@ func (f *attackFlags) build() (attack.Attack, error) {
 		}
 	}
 	c.PGD.Seed, c.PGD.RandomStart, c.PGD.Restarts = f.seed, !f.noRandomStart, f.restarts
+	if f.steps != 0 {
+		c.APGD.Steps = f.steps
+	}
+	loss, err := attack.ParseAPGDLoss(f.loss)
+	if err != nil {
+		return nil, err
+	}
+	c.APGD.Seed, c.APGD.Restarts, c.APGD.Loss = f.seed, f.restarts, loss
+	c.Square.Seed, c.Square.MaxQueries, c.Square.PInit = f.seed, f.queries, f.pInit
 	c.DeepFool.Overshoot, c.DeepFool.Candidates = f.overshoot, f.candidates
 	c.CW.Kappa, c.CW.InitialC, c.CW.BinarySteps, c.CW.LearningRate = f.kappa, f.initialC, f.binarySteps, f.lr
 	return m.New(c)

@@ -170,6 +170,10 @@ func TestAttackFlags(t *testing.T) {
 		{[]string{"attack", "--model", "m", "--out", "x", "--norm", "l1"}, "--norm"},
 		{[]string{"attack", "--model", "m", "--out", "x", "--attack", "bim", "--steps", "-2"}, "Steps"},
 		{[]string{"attack", "--model", "m", "--out", "x", "--magnet-epochs", "-1"}, "--magnet-epochs"},
+		{[]string{"attack", "--model", "m", "--out", "x", "--attack", "apgd", "--loss", "hinge"}, "hinge"},
+		{[]string{"attack", "--model", "m", "--out", "x", "--attack", "square", "--queries", "0"}, "MaxQueries"},
+		{[]string{"attack", "--model", "m", "--out", "x", "--attack", "square", "--steps", "3"}, "does not apply"},
+		{[]string{"attack", "--model", "m", "--out", "x", "--attack", "pgd", "--queries", "3"}, "does not apply"},
 	}
 	for _, c := range cases {
 		cmd := newAttackCmd()
@@ -180,6 +184,35 @@ func TestAttackFlags(t *testing.T) {
 		var ue usageError
 		if !errors.As(err, &ue) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: error %v, want a usage error mentioning %q", c.args, err, c.want)
+		}
+	}
+}
+
+// TestRunAttackAPGDAndSquare runs the two attacks of AutoAttack's kind
+// through the command, within their budget.
+func TestRunAttackAPGDAndSquare(t *testing.T) {
+	model := savedClassifier(t)
+	for _, f := range []attackFlags{
+		{method: "apgd", steps: 5, restarts: 1, loss: "dlr", queries: 1, pInit: 0.8},
+		{method: "square", restarts: 1, loss: "ce", queries: 50, pInit: 0.8},
+	} {
+		out := filepath.Join(t.TempDir(), f.method)
+		f.opts = experiment.AttackOptions{Model: model, Data: "sample:cifar10", Split: "test", N: 4, SubsetSeed: 1, Batch: 4, EOT: 1, Out: out}
+		var stdout bytes.Buffer
+		if err := runAttack(context.Background(), f, &stdout, progress.Nop); err != nil {
+			t.Fatalf("%s: %v", f.method, err)
+		}
+		s, err := attack.LoadSet(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Meta.Budget != (attack.Budget{Norm: attack.LInf, Eps: 0.031}) || s.Adv.Shape[0] != 4 || len(s.Meta.LInf) != 4 {
+			t.Errorf("%s: budget %v, %d images", f.method, s.Meta.Budget, s.Adv.Shape[0])
+		}
+		for i, d := range s.Meta.LInf {
+			if d > 0.031*(1+1e-5) {
+				t.Errorf("%s: image %d moved %g in L-inf, above 0.031", f.method, i, d)
+			}
 		}
 	}
 }
