@@ -156,8 +156,9 @@ func runDefend(ctx context.Context, stdout, stderr io.Writer, o defendOptions) e
 	if resumed > 0 {
 		fmt.Fprintf(stdout, "resumed: %d of %d images were projected by an earlier, interrupted run\n", resumed, n)
 	}
+	// The rate counts only the images this run projected.
 	fmt.Fprintf(stdout, "%s: projected %d images with %s in %s (%.1f images/s) -> %s\n",
-		o.in, n, tr.Name(), el.Round(time.Millisecond), float64(n)/el.Seconds(), o.out)
+		o.in, n-resumed, tr.Name(), el.Round(time.Millisecond), float64(n-resumed)/el.Seconds(), o.out)
 	if dir, ok := attackSetDir(o.in); ok {
 		fmt.Fprintf(stdout, "adversarial set %s (%s): %d labels kept\n", dir, set.Name, n)
 	}
