@@ -47,11 +47,12 @@ type benchAttackResult struct {
 
 // benchAttackReport is the JSON document printed with --json.
 type benchAttackReport struct {
-	Model   string              `json:"model"`
-	Data    string              `json:"data"`
-	Images  int                 `json:"images"`
-	Threads int                 `json:"threads"`
-	Go      string              `json:"go"`
+	Model   string `json:"model"`
+	Data    string `json:"data"`
+	Images  int    `json:"images"`
+	Threads int    `json:"threads"`
+	Go      string `json:"go"`
+	machine
 	Results []benchAttackResult `json:"results"`
 }
 
@@ -125,7 +126,7 @@ func runBenchAttack(ctx context.Context, f benchAttackFlags, stdout io.Writer, b
 		row := z.Data[i*k : (i+1)*k]
 		set.Labels[i] = tensor.Argmax(row)
 	}
-	rep := benchAttackReport{Model: name, Data: set.Name, Images: set.Len(), Threads: threads, Go: runtime.Version()}
+	rep := benchAttackReport{Model: name, Data: set.Name, Images: set.Len(), Threads: threads, Go: runtime.Version(), machine: thisMachine()}
 	for _, pname := range attack.PaperAttacks {
 		a, err := attack.PaperAttack(pname, 1)
 		if err != nil {
@@ -162,6 +163,7 @@ func runBenchAttack(ctx context.Context, f benchAttackFlags, stdout io.Writer, b
 		enc.SetIndent("", "  ")
 		return enc.Encode(rep)
 	}
+	fmt.Fprintln(stdout, rep.machine)
 	fmt.Fprintf(stdout, "%s, %d images of %s, %d threads\n", rep.Model, rep.Images, rep.Data, rep.Threads)
 	fmt.Fprintf(stdout, "%-16s %7s %12s %10s %12s %9s %8s\n", "attack", "passes", "image-passes", "ms/image", "ms/img/pass", "success", "dissim")
 	for _, r := range rep.Results {

@@ -44,9 +44,16 @@ func runBenchCSC(ctx context.Context, w io.Writer, o benchCSCOptions) error {
 		return usagef("--workers %d, want >= 1", o.workers)
 	}
 	enc := json.NewEncoder(w)
+	mach := thisMachine()
+	if !o.json {
+		fmt.Fprintln(w, mach)
+	}
 	return csc.Benchmark(ctx, csc.BenchOptions{Quick: o.quick, Workers: o.workers}, func(r csc.BenchResult) error {
 		if o.json {
-			return enc.Encode(r)
+			return enc.Encode(struct {
+				csc.BenchResult
+				machine
+			}{r, mach})
 		}
 		line := fmt.Sprintf("%-14s %-52s %2d thr  %9.3f ms/%s", r.Case, r.Input, r.Threads, 1000*r.Seconds, r.Unit)
 		if r.CPUSeconds > 0 {

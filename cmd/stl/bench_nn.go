@@ -32,6 +32,7 @@ type benchNNFlags struct {
 type benchNNRow struct {
 	nn.BenchResult
 	PeakRSSMB float64 `json:"peak_rss_mb"`
+	machine
 }
 
 func init() {
@@ -92,13 +93,14 @@ func runBenchNN(ctx context.Context, f benchNNFlags, w io.Writer) error {
 		if err != nil {
 			return err
 		}
-		return json.NewEncoder(w).Encode(benchNNRow{r, peakRSSMB()})
+		return json.NewEncoder(w).Encode(benchNNRow{r, peakRSSMB(), thisMachine()})
 	}
 	exe, err := os.Executable()
 	if err != nil {
 		return err
 	}
 	if !f.json {
+		fmt.Fprintln(w, thisMachine())
 		fmt.Fprintf(w, "%-10s %7s %-12s %12s %12s %16s %12s %15s\n", "arch", "threads", "conv", "train img/s", "infer img/s", "input-grad img/s", "peak RSS MB", "CPU/wall t/i/g")
 	}
 	for _, a := range f.archs {

@@ -195,6 +195,11 @@ func TestBenchCSCQuick(t *testing.T) {
 		if err := json.Unmarshal([]byte(l), &r); err != nil || r.Seconds <= 0 || r.Objective <= 0 {
 			t.Errorf("case %q: %+v %v", l, r, err)
 		}
+		// Every figure names the CPU and the libraries it was measured with.
+		var m machine
+		if err := json.Unmarshal([]byte(l), &m); err != nil || m.CPU == "" || !strings.Contains(m.Libraries, "fft ") {
+			t.Errorf("case %q lacks the machine: %+v %v", l, m, err)
+		}
 	}
 }
 
