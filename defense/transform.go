@@ -26,6 +26,27 @@ type Transform interface {
 	Randomized() bool
 }
 
+// Skipper is implemented by randomized transforms whose random numbers can
+// be skipped. Skip advances the transform's random source as if Apply had
+// transformed n images, so that a computation resumed from saved batches
+// draws, for the batches it still computes, the numbers an uninterrupted
+// one would. It returns false, skipping nothing, when some part of the
+// transform cannot skip.
+type Skipper interface {
+	Skip(n int) bool
+}
+
+// CanResume reports whether a computation applying t batch by batch may
+// reload saved batches instead of recomputing them: t is deterministic, or
+// it is a Skipper that can skip.
+func CanResume(t Transform) bool {
+	if !t.Randomized() {
+		return true
+	}
+	s, ok := t.(Skipper)
+	return ok && s.Skip(0)
+}
+
 // ErrNilInput is returned by Apply for a nil batch, by every defense here
 // and in package baseline.
 var ErrNilInput = errors.New("defense: nil input batch")

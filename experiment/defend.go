@@ -205,11 +205,12 @@ func (r *runner) transformStage(ctx context.Context, rw *row, what string, x *te
 		if err != nil {
 			return err
 		}
-		// A deterministic transform saves each finished batch, so an
-		// interrupted stage resumes mid-way. A randomized one draws from one
-		// seeded stream over the whole set and is recomputed whole.
+		// Each finished batch is saved, so an interrupted stage resumes
+		// mid-way: a randomized transform skips the random numbers of the
+		// batches it reloads (defense.Skipper); one that cannot skip is
+		// recomputed whole.
 		var part *cache.Partial
-		if !t.Randomized() {
+		if defense.CanResume(t) {
 			if part, err = cache.OpenPartial(ckpt, key); err != nil {
 				return err
 			}
@@ -235,8 +236,8 @@ func stageSeed(seed int64, stage string) uint64 {
 
 // applyBatched applies t to x in batches, reporting progress in images.
 // With part, each finished batch is saved there and batches saved by an
-// interrupted call are reloaded instead of recomputed; t must then be
-// deterministic.
+// interrupted call are reloaded instead of recomputed; t must then satisfy
+// defense.CanResume (a randomized t skips the reloaded images' numbers).
 func applyBatched(ctx context.Context, t defense.Transform, x *tensor.Tensor, what string, rep progress.Reporter, part *cache.Partial) (*tensor.Tensor, error) {
 	n := x.Shape[0]
 	out := tensor.New(x.Shape...)
@@ -251,6 +252,9 @@ func applyBatched(ctx context.Context, t defense.Transform, x *tensor.Tensor, wh
 			if ok, err := part.Load(lo/transformBatch, dst, nil); err != nil {
 				return nil, err
 			} else if ok {
+				if sk, isSkipper := t.(defense.Skipper); isSkipper && t.Randomized() {
+					sk.Skip(hi - lo)
+				}
 				rep.Report(what, hi, n, "")
 				continue
 			}

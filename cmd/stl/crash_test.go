@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 // kind: classifiers, defense, attacks, transforms, a baseline, retraining.
 var crashRunArgs = []string{"run", "--limit", "200", "--test-limit", "100", "--epochs", "2", "--retrain-epochs", "1",
 	"--attack-subset", "20", "--dae-epochs", "1", "--dict-images", "8", "--dict-iterations", "3", "--lambda-sweep", "",
-	"--baselines", "jpeg", "--attacks", "FGSM-0.08,BIM", "--filters", "16", "--clusters", "2"}
+	"--baselines", "jpeg,deflect", "--attacks", "FGSM-0.08,BIM", "--filters", "16", "--clusters", "2"}
 
 func stlCommand(out string) *exec.Cmd {
 	cmd := exec.Command(os.Args[0], append(crashRunArgs, "--out", out)...)

@@ -110,6 +110,15 @@ func (s *seedSource) draw(n int) []uint64 {
 	return seeds
 }
 
+// skip discards the seeds of the next n images.
+func (s *seedSource) skip(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := 0; i < n; i++ {
+		s.rng.Uint64()
+	}
+}
+
 // imageRand returns the generator of one image from its drawn seed.
 func imageRand(seed uint64) *rand.Rand {
 	return rand.New(rand.NewPCG(seed, 0x1a6e_0f_5eed))
@@ -216,6 +225,22 @@ func (c *Chain) Randomized() bool {
 	return false
 }
 
+// Skip implements defense.Skipper: every randomized step skips n images. It
+// skips nothing and returns false when a randomized step cannot skip.
+func (c *Chain) Skip(n int) bool {
+	for _, s := range c.steps {
+		if s.Randomized() && !defense.CanResume(s) {
+			return false
+		}
+	}
+	for _, s := range c.steps {
+		if sk, ok := s.(defense.Skipper); ok && s.Randomized() {
+			sk.Skip(n)
+		}
+	}
+	return true
+}
+
 // Apply implements defense.Transform.
 func (c *Chain) Apply(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
 	cur := x
@@ -265,6 +290,16 @@ func (e *Ensemble) Name() string { return e.name }
 // Randomized implements defense.Transform: an ensemble of a randomized member is
 // still randomized (a finite average).
 func (e *Ensemble) Randomized() bool { return e.member.Randomized() }
+
+// Skip implements defense.Skipper: Apply runs the member Size times on the
+// batch, so the member skips Size*n images.
+func (e *Ensemble) Skip(n int) bool {
+	if !e.member.Randomized() {
+		return true
+	}
+	s, ok := e.member.(defense.Skipper)
+	return ok && s.Skip(e.size*n)
+}
 
 // Apply implements defense.Transform. Members are applied one after the other to
 // the whole batch; ctx is checked between members.

@@ -69,6 +69,9 @@ func (t *CropEnsemble) Name() string {
 	return fmt.Sprintf("Crop-Ens (%d)", t.opts.Crops)
 }
 
+// Skip implements defense.Skipper: it discards the seeds of n images.
+func (t *CropEnsemble) Skip(n int) bool { t.seeds.skip(n); return true }
+
 // Randomized implements defense.Transform.
 func (t *CropEnsemble) Randomized() bool { return true }
 

@@ -82,6 +82,9 @@ func NewPixelDeflection(opts DeflectOptions) (*PixelDeflection, error) {
 // Name implements defense.Transform.
 func (p *PixelDeflection) Name() string { return "Pixel deflection" }
 
+// Skip implements defense.Skipper: it discards the seeds of n images.
+func (p *PixelDeflection) Skip(n int) bool { p.seeds.skip(n); return true }
+
 // Randomized implements defense.Transform.
 func (p *PixelDeflection) Randomized() bool { return p.opts.Deflections > 0 }
 

@@ -77,6 +77,9 @@ func NewQuilting(db *PatchDB, opts QuiltOptions) (*Quilting, error) {
 // Name implements defense.Transform.
 func (q *Quilting) Name() string { return "Quilting" }
 
+// Skip implements defense.Skipper: it discards the seeds of n images.
+func (q *Quilting) Skip(n int) bool { q.seeds.skip(n); return true }
+
 // Randomized implements defense.Transform.
 func (q *Quilting) Randomized() bool { return q.opts.K > 1 }
 

@@ -86,6 +86,9 @@ func NewTVM(opts TVMOptions) (*TVM, error) {
 // Name implements defense.Transform.
 func (t *TVM) Name() string { return "TVM" }
 
+// Skip implements defense.Skipper: it discards the seeds of n images.
+func (t *TVM) Skip(n int) bool { t.seeds.skip(n); return true }
+
 // Randomized implements defense.Transform: true when pixels are dropped.
 func (t *TVM) Randomized() bool { return t.opts.KeepProb < 1 }
 
