@@ -126,22 +126,19 @@ func attackInChunks(ctx context.Context, atk Attacker, m attack.Model, x *tensor
 	for lo := 0; lo < n; lo += attackBatch {
 		hi := min(lo+attackBatch, n)
 		dst := out.Batch(lo, hi).Data
-		ok, err := part.Load(lo/attackBatch, dst, nil)
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
+		_, err := part.Fill(lo/attackBatch, dst, nil, func() error {
 			adv, err := atk(ctx, m, x.Batch(lo, hi), labels[lo:hi], progress.Nop)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			if len(adv.Data) != len(dst) {
-				return nil, &tensor.ShapeError{Op: "attack " + name, Want: x.Batch(lo, hi).Shape, Got: adv.Shape}
+				return &tensor.ShapeError{Op: "attack " + name, Want: x.Batch(lo, hi).Shape, Got: adv.Shape}
 			}
 			copy(dst, adv.Data)
-			if err := part.Save(lo/attackBatch, dst, nil); err != nil {
-				return nil, err
-			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
 		rep.Report(stage, hi, n, "")
 	}

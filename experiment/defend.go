@@ -248,30 +248,23 @@ func applyBatched(ctx context.Context, t defense.Transform, x *tensor.Tensor, wh
 		}
 		hi := min(lo+transformBatch, n)
 		dst := out.Batch(lo, hi).Data
-		if part != nil {
-			if ok, err := part.Load(lo/transformBatch, dst, nil); err != nil {
-				return nil, err
-			} else if ok {
-				if sk, isSkipper := t.(defense.Skipper); isSkipper && t.Randomized() {
-					sk.Skip(hi - lo)
-				}
-				rep.Report(what, hi, n, "")
-				continue
+		reloaded, err := part.Fill(lo/transformBatch, dst, nil, func() error {
+			xb := x.Batch(lo, hi)
+			yb, err := t.Apply(ctx, xb)
+			if err != nil {
+				return err
 			}
-		}
-		xb := x.Batch(lo, hi)
-		yb, err := t.Apply(ctx, xb)
+			if !tensor.SameShape(xb, yb) {
+				return &tensor.ShapeError{Op: "transform " + t.Name(), Want: xb.Shape, Got: yb.Shape}
+			}
+			copy(dst, yb.Data)
+			return nil
+		})
 		if err != nil {
 			return nil, err
 		}
-		if !tensor.SameShape(xb, yb) {
-			return nil, &tensor.ShapeError{Op: "transform " + t.Name(), Want: xb.Shape, Got: yb.Shape}
-		}
-		copy(dst, yb.Data)
-		if part != nil {
-			if err := part.Save(lo/transformBatch, dst, nil); err != nil {
-				return nil, err
-			}
+		if sk, isSkipper := t.(defense.Skipper); reloaded && isSkipper && t.Randomized() {
+			sk.Skip(hi - lo)
 		}
 		rep.Report(what, hi, n, "")
 	}

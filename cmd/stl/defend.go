@@ -125,19 +125,14 @@ func runDefend(ctx context.Context, stdout, stderr io.Writer, o defendOptions) e
 		hi := min(lo+o.batch, n)
 		dst := out.Images.Batch(lo, hi).Data
 		assign := make([]int32, hi-lo)
-		ok, err := part.Load(b, dst, assign)
+		reloaded, err := part.Fill(b, dst, assign, func() error {
+			return projectBatch(ctx, o.universal, uni, strat, set.Images, lo, hi, dst, assign)
+		})
 		if err != nil {
 			return err
 		}
-		if ok {
+		if reloaded {
 			resumed += hi - lo
-		} else {
-			if err := projectBatch(ctx, o.universal, uni, strat, set.Images, lo, hi, dst, assign); err != nil {
-				return err
-			}
-			if err := part.Save(b, dst, assign); err != nil {
-				return err
-			}
 		}
 		if !o.universal {
 			for _, k := range assign {
@@ -217,15 +212,20 @@ func defendKey(o defendOptions, set *dataset.Set) (cache.Key, error) {
 		return "", err
 	}
 	h := sha256.New()
-	var buf [4]byte
+	buf := make([]byte, 0, 1<<16)
 	for _, v := range set.Images.Data {
-		binary.LittleEndian.PutUint32(buf[:], math.Float32bits(v))
-		h.Write(buf[:])
+		if buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(v)); len(buf) == cap(buf) {
+			h.Write(buf)
+			buf = buf[:0]
+		}
 	}
 	for _, l := range set.Labels {
-		binary.LittleEndian.PutUint32(buf[:], uint32(l))
-		h.Write(buf[:])
+		if buf = binary.LittleEndian.AppendUint32(buf, uint32(l)); len(buf) == cap(buf) {
+			h.Write(buf)
+			buf = buf[:0]
+		}
 	}
+	h.Write(buf)
 	return cache.NewKey("defend", map[string]any{
 		"defense":   fmt.Sprintf("%x", sha256.Sum256(man)),
 		"images":    fmt.Sprintf("%x", h.Sum(nil)),

@@ -143,6 +143,25 @@ func (p *Partial) Load(i int, values []float32, ints []int32) (bool, error) {
 	return true, nil
 }
 
+// Fill fills values and ints with chunk i: it reloads the chunk when it was
+// saved, and otherwise calls compute to fill them and saves the result as
+// chunk i. It reports whether the chunk was reloaded. On a nil Partial it
+// only calls compute, so callers without partial results share the loop.
+func (p *Partial) Fill(i int, values []float32, ints []int32, compute func() error) (reloaded bool, err error) {
+	if p != nil {
+		if ok, err := p.Load(i, values, ints); err != nil || ok {
+			return ok, err
+		}
+	}
+	if err := compute(); err != nil {
+		return false, err
+	}
+	if p != nil {
+		return false, p.Save(i, values, ints)
+	}
+	return false, nil
+}
+
 // Remove deletes the Partial's directory, once the computation's output is
 // published.
 func (p *Partial) Remove() error {

@@ -101,3 +101,28 @@ func TestOpenPartialFailsEarlyOnReadOnlyDir(t *testing.T) {
 		t.Error("OpenPartial in a read-only directory succeeded")
 	}
 }
+
+func TestPartialFill(t *testing.T) {
+	calls := 0
+	fill := func(v []float32) func() error {
+		return func() error { calls++; v[0] = 7; return nil }
+	}
+	// A nil Partial only computes.
+	var none *Partial
+	v := make([]float32, 1)
+	if re, err := none.Fill(0, v, nil, fill(v)); re || err != nil || calls != 1 || v[0] != 7 {
+		t.Fatalf("nil Partial: reloaded %v, err %v, %d calls, %v", re, err, calls, v)
+	}
+	p, err := OpenPartial(t.TempDir(), "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v = make([]float32, 1)
+	if re, err := p.Fill(3, v, nil, fill(v)); re || err != nil || calls != 2 {
+		t.Fatalf("first Fill: reloaded %v, err %v, %d calls", re, err, calls)
+	}
+	w := make([]float32, 1)
+	if re, err := p.Fill(3, w, nil, fill(w)); !re || err != nil || calls != 2 || w[0] != 7 {
+		t.Fatalf("second Fill: reloaded %v, err %v, %d calls, %v", re, err, calls, w)
+	}
+}
