@@ -1,0 +1,46 @@
+package experiment
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/stl-defense/stl/attack"
+	"github.com/stl-defense/stl/nn"
+)
+
+// LoadedModel is a classifier loaded from outside a run: its network as an
+// attack.Model, and where it came from.
+type LoadedModel struct {
+	attack.Model
+	// Path is the file or directory it was read from.
+	Path string
+	// Format names the format it was read in ("stl" for a model directory
+	// of `stl train classifier`).
+	Format string
+}
+
+// LoadModel reads the classifier at path for the commands that take a
+// model (stl attack, predict, serve, evaluate): a model directory written
+// by `stl train classifier` (model.safetensors and model.json). threads > 0
+// sets the classifier's thread count. Every format a command accepts goes
+// through this one function.
+func LoadModel(path string, threads int) (*LoadedModel, error) {
+	if path == "" {
+		return nil, fmt.Errorf("experiment: no model given")
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("experiment: model: %w", err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("experiment: model %s: not a model directory of stl train classifier", path)
+	}
+	clf, err := nn.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if threads > 0 {
+		clf.SetThreads(threads)
+	}
+	return &LoadedModel{Model: clf, Path: path, Format: "stl"}, nil
+}
