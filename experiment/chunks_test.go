@@ -3,10 +3,12 @@ package experiment
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"slices"
 	"testing"
 
 	"github.com/stl-defense/stl/attack"
+	"github.com/stl-defense/stl/defense"
 	"github.com/stl-defense/stl/experiment/cache"
 	"github.com/stl-defense/stl/progress"
 	"github.com/stl-defense/stl/tensor"
@@ -108,4 +110,128 @@ func mustPartial(t *testing.T) *cache.Partial {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// jitter adds one seeded random offset per image: a randomized transform
+// whose random numbers can be skipped.
+type jitter struct {
+	rng  *rand.Rand
+	fail *int // when > 0, fail after that many more Apply calls
+}
+
+func (j *jitter) Name() string     { return "jitter" }
+func (j *jitter) Randomized() bool { return true }
+func (j *jitter) Skip(n int) bool {
+	for range n {
+		j.rng.Float32()
+	}
+	return true
+}
+func (j *jitter) Apply(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
+	if *j.fail > 0 {
+		if *j.fail--; *j.fail == 0 {
+			return nil, errors.New("interrupted")
+		}
+	}
+	y := x.Clone()
+	per := len(y.Data) / y.Shape[0]
+	for i := range y.Shape[0] {
+		d := 0.01 * j.rng.Float32()
+		for k := range per {
+			y.Data[i*per+k] += d
+		}
+	}
+	return y, nil
+}
+
+// TestWhiteBoxResumes: a white-box stage against a randomized transform,
+// interrupted in its third chunk, resumes from the two saved chunks, skips
+// the random numbers the transform drew for them and returns what an
+// uninterrupted stage returns; a deterministic transform resumes too.
+func TestWhiteBoxResumes(t *testing.T) {
+	x := rampImages(3*attackBatch + 5)
+	labels := make([]int, x.Shape[0])
+	calls := 0
+	// The attacker queries the defended model twice per chunk (as EOT
+	// would), so its output depends on the transform's draws.
+	pgd := func(ctx context.Context, m attack.Model, x *tensor.Tensor, labels []int, rep progress.Reporter) (*tensor.Tensor, error) {
+		calls++
+		y := x.Clone()
+		for range 2 {
+			z, err := m.Logits(ctx, x)
+			if err != nil {
+				return nil, err
+			}
+			for i := range y.Data {
+				y.Data[i] += 0.001 * z.Data[(i/4)%len(z.Data)]
+			}
+		}
+		return y, nil
+	}
+	for _, randomized := range []bool{true, false} {
+		fail := 0
+		newT := func(seed uint64) (defense.Transform, error) {
+			if !randomized {
+				return shrink{"s", 0.5}, nil
+			}
+			return &jitter{rng: rand.New(rand.NewPCG(seed, 1)), fail: &fail}, nil
+		}
+		r := &runner{cfg: Config{Seed: 3, EOTDraws: 1}, wbX: x, wbY: labels, rep: progress.Nop}
+		r.b.Adaptive = func(t defense.Transform, m attack.Model, draws int) (attack.Model, error) {
+			return attack.Adaptive(t, m, nil, draws)
+		}
+		rw := &row{name: "R", newT: newT}
+		m := &identityModel{}
+		want, err := r.whiteBoxImages(context.Background(), rw, m, pgd, "whitebox-r", "w", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		part := mustPartial(t)
+		fail = 5 // the third chunk's first query (two per chunk, then one more)
+		if !randomized {
+			r.wbY = slices.Repeat([]int{-1}, len(labels))
+			calls = 0
+		}
+		failing := func(ctx context.Context, m attack.Model, x *tensor.Tensor, labels []int, rep progress.Reporter) (*tensor.Tensor, error) {
+			if labels[0] == -1 && calls == 2 {
+				return nil, errors.New("interrupted")
+			}
+			return pgd(ctx, m, x, labels, rep)
+		}
+		if _, err := r.whiteBoxImages(context.Background(), rw, m, failing, "whitebox-r", "w", part); err == nil {
+			t.Fatalf("randomized %v: the interrupted stage succeeded", randomized)
+		}
+		r.wbY, fail, calls = labels, 0, 0
+		got, err := r.whiteBoxImages(context.Background(), rw, m, pgd, "whitebox-r", "w", part)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if calls != 2 {
+			t.Errorf("randomized %v: resumed stage attacked %d chunks, want the 2 not saved", randomized, calls)
+		}
+		if !slices.Equal(got.Data, want.Data) {
+			t.Errorf("randomized %v: resumed output differs from the uninterrupted one", randomized)
+		}
+	}
+}
+
+// identityModel has logits equal to the first four pixels' sums.
+type identityModel struct{}
+
+func (identityModel) InputShape() (int, int, int) { return 1, 2, 2 }
+func (identityModel) NumClasses() int             { return 2 }
+func (identityModel) Logits(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
+	n := x.Shape[0]
+	out := tensor.New(n, 2)
+	for i := range n {
+		for k := range 4 {
+			out.Data[2*i] += x.Data[4*i+k]
+		}
+		out.Data[2*i+1] = -out.Data[2*i]
+	}
+	return out, nil
+}
+func (m identityModel) InputGrad(ctx context.Context, x *tensor.Tensor, seed func(logits, g *tensor.Tensor)) (*tensor.Tensor, *tensor.Tensor, error) {
+	z, _ := m.Logits(ctx, x)
+	return z, tensor.New(x.Shape...), nil
 }

@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 
 	"github.com/stl-defense/stl/attack"
+	"github.com/stl-defense/stl/defense"
 	"github.com/stl-defense/stl/experiment/cache"
 	"github.com/stl-defense/stl/npy"
+	"github.com/stl-defense/stl/progress"
 	"github.com/stl-defense/stl/tensor"
 )
 
@@ -117,17 +120,23 @@ func (r *runner) whiteBoxRow(ctx context.Context, rw *row, loss, what string, pg
 	if err != nil {
 		return err
 	}
+	ckpt := r.checkpointDir(stage, key)
 	dir, _, err := r.store.Do(ctx, stage, key, cfg, deps, func(ctx context.Context, out string) error {
-		y, err := r.whiteBoxImages(ctx, rw, m, pgd, stage, rw.name+" on its "+strings.TrimSuffix(what, " attack")+" examples")
+		part, err := cache.OpenPartial(ckpt, key)
+		if err != nil {
+			return err
+		}
+		y, err := r.whiteBoxImages(ctx, rw, m, pgd, stage, rw.name+" on its "+strings.TrimSuffix(what, " attack")+" examples", part)
 		if err != nil {
 			return err
 		}
 		return npy.WriteFile(filepath.Join(out, "images.npy"), y)
 	})
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	r.dropCheckpoint(ckpt)
 	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
 		rw.setWhiteBox(loss, nil, "", "the white-box attack failed: "+err.Error())
 		return nil
 	}
@@ -142,21 +151,122 @@ func (r *runner) whiteBoxRow(ctx context.Context, rw *row, loss, what string, pg
 // whiteBoxImages attacks m with pgd behind the row's transform T, drawn
 // for stage (through Backend.Adaptive: BPDA, EOT), and returns T(x_adv),
 // reporting its application as what; for No Defense it returns x_adv.
-func (r *runner) whiteBoxImages(ctx context.Context, rw *row, m attack.Model, pgd Attacker, stage, what string) (*tensor.Tensor, error) {
+//
+// The attack runs in chunks of attackBatch images (the batches PGD runs in
+// anyway, each from its own seeded random start, so the images are those of
+// one call on the whole set), each saved in part the moment it is done, so
+// that an interrupted stage reloads them. A randomized T draws its numbers
+// from one stream across the chunks: each saved chunk records how many
+// images T transformed while attacking it, and a resumed stage skips that
+// many (defense.Skipper) before the next chunk, so it draws what an
+// uninterrupted run draws. A randomized T that cannot skip recomputes the
+// whole stage.
+func (r *runner) whiteBoxImages(ctx context.Context, rw *row, m attack.Model, pgd Attacker, stage, what string, part *cache.Partial) (*tensor.Tensor, error) {
 	if rw.name == NoDefense {
-		return pgd(ctx, m, r.wbX, r.wbY, r.rep)
+		return attackInChunks(ctx, pgd, m, r.wbX, r.wbY, stage, r.rep, part)
 	}
 	t, err := rw.newT(stageSeed(r.cfg.Seed, stage))
 	if err != nil {
 		return nil, err
 	}
-	am, err := r.b.Adaptive(t, m, r.cfg.EOTDraws)
+	if !defense.CanResume(t) {
+		part = nil
+	}
+	ct, target := counter(deterministic{t}), t
+	if t.Randomized() {
+		ct = countingTransform(t)
+		target = ct
+	}
+	am, err := r.b.Adaptive(target, m, r.cfg.EOTDraws)
 	if err != nil {
 		return nil, err
 	}
-	adv, err := pgd(ctx, am, r.wbX, r.wbY, r.rep)
-	if err != nil {
-		return nil, err
+	n := r.wbX.Shape[0]
+	adv := tensor.New(r.wbX.Shape...)
+	name := "attack " + stage
+	r.rep.Report(name, 0, n, "")
+	for lo := 0; lo < n; lo += attackBatch {
+		hi := min(lo+attackBatch, n)
+		dst := adv.Batch(lo, hi).Data
+		count := []int32{0}
+		reloaded, err := part.Fill(lo/attackBatch, dst, count, func() error {
+			before := ct.images()
+			y, err := pgd(ctx, am, r.wbX.Batch(lo, hi), r.wbY[lo:hi], progress.Nop)
+			if err != nil {
+				return err
+			}
+			if len(y.Data) != len(dst) {
+				return &tensor.ShapeError{Op: name, Want: r.wbX.Batch(lo, hi).Shape, Got: y.Shape}
+			}
+			copy(dst, y.Data)
+			count[0] = int32(ct.images() - before)
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if reloaded && t.Randomized() {
+			if !ct.skip(int(count[0])) {
+				return nil, fmt.Errorf("%s: cannot skip the random numbers of a reloaded chunk", name)
+			}
+		}
+		r.rep.Report(name, hi, n, "")
 	}
 	return applyBatched(ctx, t, adv, what, r.rep, nil)
+}
+
+// counter is a transform that counts the images it transforms.
+type counter interface {
+	defense.Transform
+	images() int
+	skip(n int) bool
+}
+
+// countingTransform wraps t so that it counts the images it transforms,
+// keeping t's exact gradient (attack.Approx) when it has one.
+func countingTransform(t defense.Transform) counter {
+	c := &counting{Transform: t}
+	if a, ok := t.(attack.Approx); ok {
+		return &countingApprox{counting: c, Approx: a}
+	}
+	return c
+}
+
+// deterministic is a deterministic transform as a counter: it draws no
+// random numbers, so there is nothing to count or skip; Backend.Adaptive
+// sees t itself.
+type deterministic struct{ defense.Transform }
+
+func (deterministic) images() int   { return 0 }
+func (deterministic) skip(int) bool { return true }
+
+// counting counts the images a transform is applied to; it is used by one
+// goroutine at a time, as the white-box attack applies T.
+type counting struct {
+	defense.Transform
+	n atomic.Int64
+}
+
+func (c *counting) Apply(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
+	if x != nil && len(x.Shape) > 0 {
+		c.n.Add(int64(x.Shape[0]))
+	}
+	return c.Transform.Apply(ctx, x)
+}
+
+func (c *counting) images() int { return int(c.n.Load()) }
+
+// skip advances the wrapped transform's random numbers by n images.
+func (c *counting) skip(n int) bool {
+	if !c.Randomized() {
+		return true
+	}
+	s, ok := c.Transform.(defense.Skipper)
+	return ok && s.Skip(n)
+}
+
+// countingApprox is counting for a transform with an exact gradient.
+type countingApprox struct {
+	*counting
+	attack.Approx
 }
