@@ -26,6 +26,16 @@ type BatchOptions struct {
 	// Key identifies the run's inputs (model, data, options...): batches
 	// checkpointed under another key are computed again.
 	Key string
+	// Draws and Skip keep a randomized model (a randomized defense behind
+	// BPDA and EOT, drawing from one seeded stream across batches) on the
+	// numbers an uninterrupted run draws. Draws returns a running count of
+	// what the model has drawn (e.g. the images the defense transformed);
+	// each checkpoint records how far it advanced while its batch was
+	// attacked, and Skip(n) is called with that count for every reloaded
+	// batch, before the next batch is attacked. Skip returns an error when
+	// it cannot skip. Both nil (the default): a deterministic model.
+	Draws func() int64
+	Skip  func(n int64) error
 }
 
 // DefaultBatchOptions returns batches of 100 images, no progress and no
@@ -76,8 +86,17 @@ func RunBatches(ctx context.Context, a Attack, m Model, x *tensor.Tensor, labels
 		if o.CheckpointDir != "" {
 			ckpt = filepath.Join(o.CheckpointDir, fmt.Sprintf("batch-%06d-%06d", lo, hi-1))
 		}
-		r := loadCheckpoint(ckpt, a, o.Key, xb, labels[lo:hi])
+		r, draws := loadCheckpoint(ckpt, a, o.Key, xb, labels[lo:hi])
+		if r != nil && o.Skip != nil {
+			if err := o.Skip(draws); err != nil {
+				return nil, fmt.Errorf("attack: images %d-%d: %w", lo, hi-1, err)
+			}
+		}
 		if r == nil {
+			var before int64
+			if o.Draws != nil {
+				before = o.Draws()
+			}
 			var err error
 			if r, err = a.Run(ctx, m, xb, labels[lo:hi]); err != nil {
 				return nil, fmt.Errorf("attack: images %d-%d: %w", lo, hi-1, err)
@@ -88,6 +107,9 @@ func RunBatches(ctx context.Context, a Attack, m Model, x *tensor.Tensor, labels
 					return nil, err
 				}
 				s.Meta.Data = o.Key
+				if o.Draws != nil {
+					s.Meta.Draws = o.Draws() - before
+				}
 				if err := s.Save(ckpt); err != nil {
 					return nil, fmt.Errorf("attack: checkpoint: %w", err)
 				}
@@ -113,18 +135,19 @@ func (r *Result) appendFigures(o *Result) {
 // loadCheckpoint returns the batch saved in dir when it was computed by the
 // same attack under the same key for the same labels and shape, and nil
 // otherwise: when there is none, or it is stale, partial or damaged (then
-// the batch is computed again and the checkpoint replaced).
-func loadCheckpoint(dir string, a Attack, key string, x *tensor.Tensor, labels []int) *Result {
+// the batch is computed again and the checkpoint replaced). It returns the
+// checkpoint's SetMeta.Draws with it.
+func loadCheckpoint(dir string, a Attack, key string, x *tensor.Tensor, labels []int) (*Result, int64) {
 	if dir == "" {
-		return nil
+		return nil, 0
 	}
 	s, err := LoadSet(dir)
 	if err != nil {
-		return nil
+		return nil, 0
 	}
 	m := s.Meta
 	if m.Data != key || m.Attack != a.Name() || !slices.Equal(s.Labels, labels) || !tensor.SameShape(s.Adv, x) {
-		return nil
+		return nil, 0
 	}
-	return &Result{Adv: s.Adv, Dissim: m.Dissim, LInf: m.LInf, CleanPred: m.CleanPred, AdvPred: m.AdvPred, Success: m.Success, Passes: m.Passes}
+	return &Result{Adv: s.Adv, Dissim: m.Dissim, LInf: m.LInf, CleanPred: m.CleanPred, AdvPred: m.AdvPred, Success: m.Success, Passes: m.Passes}, m.Draws
 }

@@ -61,6 +61,11 @@ type SetMeta struct {
 	CleanPred []int     `json:"clean_pred"`
 	AdvPred   []int     `json:"adv_pred"`
 	Success   []bool    `json:"success"`
+
+	// Draws is, in a checkpointed batch of RunBatches with
+	// BatchOptions.Draws, the count that function advanced by while the
+	// batch was attacked (the images a randomized defense transformed).
+	Draws int64 `json:"draws,omitempty"`
 }
 
 // Set is an adversarial set with its labels and metadata.

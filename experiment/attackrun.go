@@ -300,15 +300,33 @@ type AttackOutcome struct {
 func (j *AttackJob) Run(ctx context.Context, rep progress.Reporter) (*AttackOutcome, error) {
 	rep = progress.Or(rep)
 	o := j.opts
+	partial := filepath.Join(o.Out, ".partial")
+	bo := attack.BatchOptions{Size: o.Batch, Progress: rep, CheckpointDir: partial, Key: j.runKey()}
 	var target attack.Model = j.clf
 	if o.BPDA {
+		t := j.Defense
+		if t.Randomized() {
+			// Reloaded batches skip the defense's random numbers they drew,
+			// so that the rest draw what an uninterrupted run draws.
+			if defense.CanResume(t) {
+				ct := countingTransform(t)
+				t = ct
+				bo.Draws = func() int64 { return int64(ct.images()) }
+				bo.Skip = func(n int64) error {
+					if !ct.skip(int(n)) {
+						return fmt.Errorf("defense %s cannot skip its random numbers", ct.Name())
+					}
+					return nil
+				}
+			} else {
+				bo.CheckpointDir = "" // a resumed run would draw other numbers
+			}
+		}
 		var err error
-		if target, err = attack.Adaptive(j.Defense, j.clf, nil, o.EOT); err != nil {
+		if target, err = attack.Adaptive(t, j.clf, nil, o.EOT); err != nil {
 			return nil, err
 		}
 	}
-	partial := filepath.Join(o.Out, ".partial")
-	bo := attack.BatchOptions{Size: o.Batch, Progress: rep, CheckpointDir: partial, Key: j.runKey()}
 	res, err := attack.RunBatches(ctx, j.atk, target, j.Set.Images, j.goal, bo)
 	if err != nil {
 		return nil, err

@@ -37,11 +37,7 @@ var crashRunArgs = []string{"run", "--limit", "200", "--test-limit", "100", "--e
 	"--attack-subset", "20", "--dae-epochs", "1", "--dict-images", "8", "--dict-iterations", "3", "--lambda-sweep", "",
 	"--baselines", "jpeg,deflect", "--attacks", "FGSM-0.08,BIM", "--filters", "16", "--clusters", "2"}
 
-func stlCommand(out string) *exec.Cmd {
-	cmd := exec.Command(os.Args[0], append(crashRunArgs, "--out", out)...)
-	cmd.Env = append(os.Environ(), "STL_TEST_AS_MAIN=1")
-	return cmd
-}
+func stlCommand(out string) *exec.Cmd { return stlExec(append(crashRunArgs, "--out", out)...) }
 
 // TestRunSurvivesSIGKILL kills a small stl run at seeded random moments
 // (-crash.kills times, 3 by default), lets it finish, and checks that every
@@ -53,10 +49,19 @@ func TestRunSurvivesSIGKILL(t *testing.T) {
 		t.Fatalf("uninterrupted run: %v\n%s", err, out)
 	}
 	run := filepath.Join(dir, "killed")
+	killUntilDone(t, func() *exec.Cmd { return stlCommand(run) })
+	compareResults(t, filepath.Join(ref, "results.json"), filepath.Join(run, "results.json"))
+	compareStages(t, filepath.Join(ref, "stages"), filepath.Join(run, "stages"))
+}
+
+// killUntilDone starts the command mk makes and SIGKILLs it at seeded
+// random moments, -crash.kills times at most, then runs it once more to the
+// end if it has not finished by itself.
+func killUntilDone(t *testing.T, mk func() *exec.Cmd) {
+	t.Helper()
 	rng := rand.New(rand.NewPCG(*crashSeed, 0x5eed))
-	finished := false
 	for k := 0; k < *crashKills; k++ {
-		cmd := stlCommand(run)
+		cmd := mk()
 		var log bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &log, &log
 		if err := cmd.Start(); err != nil {
@@ -70,23 +75,59 @@ func TestRunSurvivesSIGKILL(t *testing.T) {
 			if err != nil {
 				t.Fatalf("run %d exited before its kill: %v\n%s", k+1, err, log.String())
 			}
-			finished = true
+			return
 		case <-time.After(after):
 			cmd.Process.Kill()
 			<-done
 			t.Logf("kill %d after %v", k+1, after)
 		}
-		if finished {
-			break
+	}
+	if out, err := mk().CombinedOutput(); err != nil {
+		t.Fatalf("run after %d kills: %v\n%s", *crashKills, err, out)
+	}
+}
+
+// stlExec is the stl command with args, run by this test binary.
+func stlExec(args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "STL_TEST_AS_MAIN=1")
+	return cmd
+}
+
+// TestAttackSurvivesSIGKILL kills `stl attack` (PGD through BPDA with EOT
+// over pixel deflection, a randomized defense, in batches of 20) at seeded
+// random moments, lets it finish, and checks that the adversarial set equals
+// an uninterrupted run's byte for byte.
+func TestAttackSurvivesSIGKILL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a classifier and attacks it several times")
+	}
+	dir := t.TempDir()
+	model := filepath.Join(dir, "model")
+	if out, err := stlExec("train", "classifier", "--limit", "200", "--epochs", "1", "--out", model).CombinedOutput(); err != nil {
+		t.Fatalf("train: %v\n%s", err, out)
+	}
+	attackCmd := func(out string) *exec.Cmd {
+		return stlExec("attack", "--model", model, "--attack", "pgd", "--steps", "5", "--defense", "deflect",
+			"--bpda", "--eot", "2", "--n", "80", "--batch", "20", "--baseline-dir", filepath.Join(dir, "baselines"), "--out", out)
+	}
+	ref := filepath.Join(dir, "ref")
+	if out, err := attackCmd(ref).CombinedOutput(); err != nil {
+		t.Fatalf("uninterrupted attack: %v\n%s", err, out)
+	}
+	run := filepath.Join(dir, "killed")
+	killUntilDone(t, func() *exec.Cmd { return attackCmd(run) })
+	for _, f := range []string{"adv.npy", "labels.npy"} {
+		a, err := os.ReadFile(filepath.Join(ref, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join(run, f))
+		if err != nil || !bytes.Equal(a, b) {
+			t.Errorf("%s differs from the uninterrupted attack's (%v)", f, err)
 		}
 	}
-	if !finished {
-		if out, err := stlCommand(run).CombinedOutput(); err != nil {
-			t.Fatalf("run after %d kills: %v\n%s", *crashKills, err, out)
-		}
-	}
-	compareResults(t, filepath.Join(ref, "results.json"), filepath.Join(run, "results.json"))
-	compareStages(t, filepath.Join(ref, "stages"), filepath.Join(run, "stages"))
+	compareResults(t, filepath.Join(ref, "meta.json"), filepath.Join(run, "meta.json"))
 }
 
 // compareResults compares two results.json files apart from times.
