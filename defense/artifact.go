@@ -424,6 +424,12 @@ func ReadManifest(dir string) (*Manifest, error) {
 	if err != nil {
 		return nil, &ArtifactError{Dir: dir, File: ManifestFile, Reason: "read", Err: err}
 	}
+	return decodeManifest(dir, raw)
+}
+
+// decodeManifest decodes and checks the manifest raw read from dir (named
+// in errors only).
+func decodeManifest(dir string, raw []byte) (*Manifest, error) {
 	var m Manifest
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	if err := dec.Decode(&m); err != nil {
@@ -438,16 +444,10 @@ func ReadManifest(dir string) (*Manifest, error) {
 	return &m, nil
 }
 
-// Load reads the defense saved in dir by Save. It checks that every file
-// the manifest lists is present with the recorded SHA-256, that the
-// encoder's format is registered, and that all parts agree (Validate).
-// Errors are *ArtifactError naming the file; a directory without a
-// manifest gives one wrapping ErrNotDefense.
-func Load(dir string) (*Defense, error) {
-	m, err := ReadManifest(dir)
-	if err != nil {
-		return nil, err
-	}
+// listedFiles checks that the manifest m of dir lists every file a defense
+// of m.Clusters clusters needs, encoder files among them, and only names
+// inside the directory, and returns the names it lists, sorted.
+func (m *Manifest) listedFiles(dir string) ([]string, error) {
 	if m.Clusters < 1 || m.Clusters > len(m.Files) {
 		return nil, &ArtifactError{Dir: dir, File: ManifestFile, Reason: fmt.Sprintf("%d clusters with %d files listed", m.Clusters, len(m.Files))}
 	}
@@ -473,6 +473,23 @@ func Load(dir string) (*Defense, error) {
 		return nil, &ArtifactError{Dir: dir, File: daeDir, Reason: "no encoder files listed in manifest.json"}
 	}
 	sort.Strings(listed)
+	return listed, nil
+}
+
+// Load reads the defense saved in dir by Save. It checks that every file
+// the manifest lists is present with the recorded SHA-256, that the
+// encoder's format is registered, and that all parts agree (Validate).
+// Errors are *ArtifactError naming the file; a directory without a
+// manifest gives one wrapping ErrNotDefense.
+func Load(dir string) (*Defense, error) {
+	m, err := ReadManifest(dir)
+	if err != nil {
+		return nil, err
+	}
+	listed, err := m.listedFiles(dir)
+	if err != nil {
+		return nil, err
+	}
 	blobs := map[string][]byte{}
 	for _, name := range listed {
 		b, err := os.ReadFile(filepath.Join(dir, name))

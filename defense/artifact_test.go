@@ -290,16 +290,32 @@ func FuzzReadManifest(f *testing.F) {
 	f.Add([]byte(`{"format":"stl-defense","version":1,"clusters":-5,"files":{"../../etc/passwd":"00"}}`))
 	f.Add([]byte(`{"format":"stl-defense","version":1,"clusters":100000000}`))
 	f.Add([]byte(`not json`))
-	// One directory per fuzzing process, its manifest rewritten for each
-	// input: a fresh directory per input would spend the time in mkdir.
 	dir := f.TempDir()
+	// In memory: the decoder and the listing checks Load runs before it
+	// reads any other file (TestLoadRejects covers the files themselves).
 	f.Fuzz(func(t *testing.T, manifest []byte) {
+		m, err := decodeManifest("d", manifest)
+		if err != nil {
+			return
+		}
+		if m.Format != ArtifactFormat || m.Version != ArtifactVersion {
+			t.Fatalf("accepted format %q version %d", m.Format, m.Version)
+		}
+		listed, err := m.listedFiles("d")
+		if err != nil {
+			return
+		}
+		if m.Clusters < 1 || m.Clusters > len(listed) {
+			t.Fatalf("accepted %d clusters with %d files", m.Clusters, len(listed))
+		}
+		for _, name := range listed {
+			if !filepath.IsLocal(name) {
+				t.Fatalf("accepted file name %q", name)
+			}
+		}
+		// Rare: a manifest that passes the listing checks goes to disk.
 		if err := os.WriteFile(filepath.Join(dir, ManifestFile), manifest, 0o644); err != nil {
 			t.Fatal(err)
-		}
-		m, err := ReadManifest(dir)
-		if err == nil && m.Format != ArtifactFormat {
-			t.Fatalf("accepted format %q", m.Format)
 		}
 		if _, err := Load(dir); err == nil {
 			t.Fatal("Load accepted a directory holding only a manifest")
