@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/stl-defense/stl/internal/safefile"
 	"github.com/stl-defense/stl/npy"
@@ -213,3 +214,59 @@ type SetError struct {
 }
 
 func (e *SetError) Error() string { return fmt.Sprintf("attack: set %s: %s", e.Dir, e.Msg) }
+
+// MergeSets concatenates, in order, adversarial sets computed by the same
+// attack with the same options against the same model and data (e.g. the
+// shards of `stl attack --shard i/n`), recomputing the summary figures
+// (passes, success rate, accuracies) over all of them. The sets must all
+// record their image indices or none do. The result shares no memory with
+// the inputs.
+func MergeSets(sets []*Set) (*Set, error) {
+	if len(sets) == 0 {
+		return nil, fmt.Errorf("attack: no sets to merge")
+	}
+	first := sets[0].Meta
+	n := 0
+	for i, s := range sets {
+		if err := s.check(); err != nil {
+			return nil, fmt.Errorf("attack: set %d: %w", i+1, err)
+		}
+		m := s.Meta
+		switch {
+		case m.Attack != first.Attack || string(m.Options) != string(first.Options) || m.Budget != first.Budget || m.Targeted != first.Targeted:
+			return nil, fmt.Errorf("attack: set %d was made by %s %s, set 1 by %s %s", i+1, m.Attack, m.Options, first.Attack, first.Options)
+		case m.Model != first.Model || m.Data != first.Data:
+			return nil, fmt.Errorf("attack: set %d attacked model %q on %q, set 1 model %q on %q", i+1, m.Model, m.Data, first.Model, first.Data)
+		case !slices.Equal(m.Shape[1:], first.Shape[1:]):
+			return nil, &tensor.ShapeError{Op: fmt.Sprintf("attack: set %d images", i+1), Want: first.Shape[1:], Got: m.Shape[1:]}
+		case (m.Indices == nil) != (first.Indices == nil):
+			return nil, fmt.Errorf("attack: set %d and set 1 disagree on recording image indices", i+1)
+		}
+		n += m.Shape[0]
+	}
+	shape := append([]int{n}, first.Shape[1:]...)
+	out := &Set{Adv: tensor.New(shape...), Meta: first}
+	m := &out.Meta
+	m.Shape, m.Passes, m.Draws = shape, 0, 0
+	m.Dissim, m.LInf, m.CleanPred, m.AdvPred, m.Success, m.Indices = nil, nil, nil, nil, nil, nil
+	at := 0
+	for _, s := range sets {
+		copy(out.Adv.Data[at:], s.Adv.Data)
+		at += len(s.Adv.Data)
+		out.Labels = append(out.Labels, s.Labels...)
+		sm := s.Meta
+		m.Passes += sm.Passes
+		m.Dissim, m.LInf = append(m.Dissim, sm.Dissim...), append(m.LInf, sm.LInf...)
+		m.CleanPred, m.AdvPred = append(m.CleanPred, sm.CleanPred...), append(m.AdvPred, sm.AdvPred...)
+		m.Success = append(m.Success, sm.Success...)
+		if sm.Indices != nil {
+			m.Indices = append(m.Indices, sm.Indices...)
+		}
+	}
+	r := Result{CleanPred: m.CleanPred, AdvPred: m.AdvPred, Success: m.Success}
+	m.SuccessRate = r.SuccessRate()
+	if !m.Targeted {
+		m.CleanAccuracy, m.AdvAccuracy = r.CleanAccuracy(out.Labels), r.AdvAccuracy(out.Labels)
+	}
+	return out, nil
+}

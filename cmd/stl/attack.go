@@ -84,6 +84,7 @@ training images.`,
 	fl.StringVar(&o.Split, "split", d.Split, "which part of the data set to attack: test or train")
 	fl.IntVar(&o.N, "n", 0, "attack a class-balanced subset of this many images (0: all)")
 	fl.Int64Var(&o.SubsetSeed, "subset-seed", 1, "seed of the class-balanced subset")
+	fl.Var(shardFlag{&o.Shard}, "shard", "attack only part i of n (0-based, e.g. 3/8), cut at --batch boundaries, for array jobs; the parts' sets concatenated in order equal one run's (deterministic defenses)")
 	fl.StringVar(&f.method, "attack", "fgsm", "attack: "+orList(attack.MethodNames()))
 	fl.StringVar(&f.norm, "norm", "", "budget norm: l2 (normalized dissimilarity) or linf; default the attack's")
 	fl.Float64Var(&f.budget, "budget", 0, "budget in (0,1]; default the attack's (0.04; pgd, apgd, square: L-inf 0.031)")
@@ -168,6 +169,7 @@ func (f *attackFlags) check(cmd *cobra.Command) error {
 	if o.BPDA && o.Defense == "" {
 		return usagef("--bpda needs --defense")
 	}
+
 	if o.EOT < 1 {
 		return usagef("--eot %d: want at least 1", o.EOT)
 	}

@@ -29,6 +29,7 @@ type defendOptions struct {
 	in, out   string
 	universal bool
 	batch     int
+	shard     dataset.Shard
 }
 
 func init() {
@@ -59,6 +60,7 @@ resolution and channel count the defense was built for.`,
 	f.StringVar(&o.out, "out", "", "where to write the projected images (required)")
 	f.BoolVar(&o.universal, "universal", false, "use the universal dictionary (STL) instead of the per-cluster ones (STL (cluster))")
 	f.IntVar(&o.batch, "batch", 64, "images projected per batch (progress and cancellation granularity)")
+	f.Var(shardFlag{&o.shard}, "shard", "project only part i of n of the images (0-based, e.g. 3/8; contiguous, sizes within one) for array jobs; the parts' outputs concatenated in order equal one run's")
 	rootCmd.AddCommand(cmd)
 }
 
@@ -101,6 +103,7 @@ func runDefend(ctx context.Context, stdout, stderr io.Writer, o defendOptions) e
 	if err := checkUnitRange(set.Images); err != nil {
 		return fmt.Errorf("%s: %w", o.in, err)
 	}
+	set = set.Shard(o.shard)
 	n := set.Len()
 	if n == 0 {
 		return fmt.Errorf("%s: no images", o.in)
@@ -162,6 +165,27 @@ func runDefend(ctx context.Context, stdout, stderr io.Writer, o defendOptions) e
 	}
 	return nil
 }
+
+// shardFlag is a dataset.Shard as a flag value ("i/n").
+type shardFlag struct{ s *dataset.Shard }
+
+func (f shardFlag) String() string {
+	if f.s == nil {
+		return ""
+	}
+	return f.s.String()
+}
+
+func (f shardFlag) Set(v string) error {
+	sh, err := dataset.ParseShard(v)
+	if err != nil {
+		return err
+	}
+	*f.s = sh
+	return nil
+}
+
+func (shardFlag) Type() string { return "i/n" }
 
 // projectBatch projects images lo..hi-1 of x into dst, with the universal
 // dictionary or by cluster; assign receives each image's cluster.
