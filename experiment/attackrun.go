@@ -70,6 +70,14 @@ type AttackOptions struct {
 	// baseline.DefaultPrepareOptions'.
 	MagNetEpochs int
 	QuiltPatches int
+	// Shard, when not the whole set, attacks only that part of the images
+	// (after the N subset), cut at batch boundaries: shard i of n takes
+	// batches [floor(i*B/n), floor((i+1)*B/n)) of the B batches of Batch
+	// images, so that, for a deterministic target, the shards' sets
+	// concatenated in order equal one run's over all the images. A
+	// randomized defense behind BPDA draws its own random stream in each
+	// shard.
+	Shard dataset.Shard
 }
 
 // DefaultAttackOptions returns the defaults stated at AttackOptions.
@@ -89,6 +97,7 @@ func (o AttackOptions) Validate() error {
 		{o.N < 0 || o.Batch < 1 || o.Threads < 0 || o.EOT < 1, "N, Batch, Threads and EOT must be >= 0, >= 1, >= 0 and >= 1"},
 		{o.BaselineTrain < 0 || o.MagNetEpochs < 0 || o.QuiltPatches < 0, "BaselineTrain, MagNetEpochs and QuiltPatches must be >= 0"},
 		{o.BPDA && o.Defense == "", "BPDA needs a Defense"},
+		{o.Shard.Validate() != nil, fmt.Sprint(o.Shard.Validate())},
 	} {
 		if c.bad {
 			return fmt.Errorf("attack options: %s", c.what)
@@ -176,6 +185,23 @@ func NewAttackJob(ctx context.Context, a attack.Attack, o AttackOptions, rep pro
 			return nil, err
 		}
 		set = set.Subset(j.Indices)
+	}
+	if !o.Shard.Whole() {
+		nb := (set.Len() + o.Batch - 1) / o.Batch
+		blo, bhi := o.Shard.Range(nb)
+		lo, hi := blo*o.Batch, min(bhi*o.Batch, set.Len())
+		idx := make([]int, hi-lo)
+		for i := range idx {
+			idx[i] = lo + i
+		}
+		if j.Indices != nil {
+			j.Indices = j.Indices[lo:hi]
+		} else {
+			j.Indices = idx
+		}
+		if set = set.Subset(idx); set.Len() == 0 {
+			return nil, fmt.Errorf("shard %s of %d images in batches of %d holds no batch", o.Shard, nb*o.Batch, o.Batch)
+		}
 	}
 	j.Set, j.goal = set, set.Labels
 	if o.Targeted {

@@ -231,7 +231,7 @@ func TestDefendResumes(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "image 2 holds the pixel value 2, outside [0, 1]") {
 		t.Errorf("pixels in [0, 2]: err = %v, want an error naming image 2 and the value", err)
 	}
-	if _, err := os.Stat(partialDir(filepath.Join(dir, "wide-out.npy"))); err == nil {
+	if _, err := os.Stat(experiment.ProjectPartialDir(filepath.Join(dir, "wide-out.npy"))); err == nil {
 		t.Error("a refused projection left partial results")
 	}
 
@@ -246,7 +246,7 @@ func TestDefendResumes(t *testing.T) {
 	go func() {
 		defer cancel()
 		for ctx.Err() == nil {
-			if _, err := os.Stat(filepath.Join(partialDir(out), "chunk-0")); err == nil {
+			if _, err := os.Stat(filepath.Join(experiment.ProjectPartialDir(out), "chunk-0")); err == nil {
 				return
 			}
 			time.Sleep(time.Millisecond)
@@ -260,7 +260,7 @@ func TestDefendResumes(t *testing.T) {
 	if _, err := os.Stat(out); err == nil {
 		t.Fatal("an interrupted defend wrote its output")
 	}
-	chunks, _ := filepath.Glob(filepath.Join(partialDir(out), "chunk-*"))
+	chunks, _ := filepath.Glob(filepath.Join(experiment.ProjectPartialDir(out), "chunk-*"))
 	if len(chunks) == 0 || len(chunks) == 12 {
 		t.Fatalf("%d of 12 batches saved before the interruption, want some but not all", len(chunks))
 	}
@@ -279,7 +279,7 @@ func TestDefendResumes(t *testing.T) {
 			t.Errorf("resumed output%s.npy differs from the uninterrupted run's (%d and %d bytes)", f, len(a), len(b))
 		}
 	}
-	if _, err := os.Stat(partialDir(out)); !os.IsNotExist(err) {
-		t.Errorf("%s left behind after the output was written", partialDir(out))
+	if _, err := os.Stat(experiment.ProjectPartialDir(out)); !os.IsNotExist(err) {
+		t.Errorf("%s left behind after the output was written", experiment.ProjectPartialDir(out))
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/stl-defense/stl/attack"
 	"github.com/stl-defense/stl/dataset"
+	"github.com/stl-defense/stl/experiment"
 	"github.com/stl-defense/stl/npy"
 )
 
@@ -47,10 +48,10 @@ func runMerge(_ context.Context, stdout io.Writer, out string, parts []string) e
 			return usagef("--out %s is one of the parts", out)
 		}
 	}
-	if _, isSet := attackSetDir(parts[0]); isSet {
+	if _, isSet := experiment.AttackSetDir(parts[0]); isSet {
 		sets := make([]*attack.Set, len(parts))
 		for i, p := range parts {
-			dir, ok := attackSetDir(p)
+			dir, ok := experiment.AttackSetDir(p)
 			if !ok {
 				return usagef("%s is not an adversarial set, %s is: merge parts of one kind", p, parts[0])
 			}

@@ -1,0 +1,371 @@
+package experiment
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/stl-defense/stl/attack"
+	"github.com/stl-defense/stl/dataset"
+	"github.com/stl-defense/stl/defense"
+	"github.com/stl-defense/stl/experiment/cache"
+	"github.com/stl-defense/stl/npy"
+	"github.com/stl-defense/stl/progress"
+	"github.com/stl-defense/stl/tensor"
+)
+
+// ProjectOptions configures Project, the job of `stl defend`: images
+// projected through a saved defense.
+type ProjectOptions struct {
+	// Defense is a directory written by `stl defense train`.
+	Defense string
+	// In and Out are the images to project and where to write them; see
+	// ReadImages and WriteImages for the forms they may take.
+	In, Out string
+	// Universal projects onto the universal dictionary ("STL") instead of
+	// each image's cluster's ("STL (cluster)").
+	Universal bool
+	// Batch is the number of images projected per batch, the granularity
+	// of progress, cancellation and resumption. Default 64.
+	Batch int
+	// Shard, when not the whole set, projects only that part of In.
+	Shard dataset.Shard
+}
+
+// ErrOverwrite is returned when Out would overwrite the adversarial set In.
+var ErrOverwrite = fmt.Errorf("the output would overwrite the input")
+
+// Validate checks the required fields, Batch >= 1, the shard, and that Out
+// overwrites neither In nor the adversarial set In is part of (wrapping
+// ErrOverwrite).
+func (o ProjectOptions) Validate() error {
+	switch {
+	case o.Defense == "" || o.In == "" || o.Out == "":
+		return fmt.Errorf("project options: Defense, In and Out are required")
+	case o.Batch < 1:
+		return fmt.Errorf("project options: Batch %d, want >= 1", o.Batch)
+	case filepath.Clean(o.In) == filepath.Clean(o.Out):
+		return fmt.Errorf("%w: Out must differ from In", ErrOverwrite)
+	}
+	if err := o.Shard.Validate(); err != nil {
+		return err
+	}
+	if dir, ok := AttackSetDir(o.In); ok {
+		out := filepath.Clean(o.Out)
+		if out == dir || (filepath.Dir(out) == dir && isSetFile(filepath.Base(out))) {
+			return fmt.Errorf("%w: %s is part of the adversarial set %s", ErrOverwrite, o.Out, dir)
+		}
+	}
+	return nil
+}
+
+// ProjectOutcome reports what Project did.
+type ProjectOutcome struct {
+	// Transform names the transform applied, e.g. "STL (cluster)".
+	Transform string
+	// Images is the number of images written, Resumed how many of them
+	// were projected by an earlier, interrupted call.
+	Images, Resumed int
+	// Elapsed is the time this call spent projecting.
+	Elapsed time.Duration
+	// ClusterSizes counts the images routed to each cluster (nil with
+	// Universal).
+	ClusterSizes []int
+	// AttackSet is the adversarial set directory In was read from, if
+	// any, and SetName its attack's name.
+	AttackSet, SetName string
+}
+
+// Project reads o.In, projects its images (or o.Shard's part of them)
+// through the defense in o.Defense and writes them to o.Out. Finished
+// batches are kept in ProjectPartialDir(o.Out) as they complete, so that an
+// interrupted call resumes where it stopped; opening it first also checks,
+// before any work, that the output's directory is writable. Pixels outside
+// [0,1] and images of another size than the defense's are refused, naming
+// the image. It reports progress to rep.
+func Project(ctx context.Context, o ProjectOptions, rep progress.Reporter) (*ProjectOutcome, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	rep = progress.Or(rep)
+	d, err := defense.Load(o.Defense)
+	if err != nil {
+		return nil, err
+	}
+	uni, strat, err := d.Transforms(defense.DefaultBackend().NewProjector)
+	if err != nil {
+		return nil, err
+	}
+	var tr defense.Transform = strat
+	if o.Universal {
+		tr = uni
+	}
+	set, bare, err := ReadImages(ctx, o.In, d.Manifest, rep)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.CheckImages(set.Images); err != nil {
+		return nil, fmt.Errorf("%s: %w", o.In, err)
+	}
+	if err := checkUnitRange(set.Images); err != nil {
+		return nil, fmt.Errorf("%s: %w", o.In, err)
+	}
+	set = set.Shard(o.Shard)
+	n := set.Len()
+	if n == 0 {
+		return nil, fmt.Errorf("%s: no images", o.In)
+	}
+	key, err := projectKey(o, set)
+	if err != nil {
+		return nil, err
+	}
+	part, err := cache.OpenPartial(ProjectPartialDir(o.Out), key)
+	if err != nil {
+		return nil, fmt.Errorf("output %s: %w", o.Out, err)
+	}
+	res := &ProjectOutcome{Transform: tr.Name(), Images: n}
+	if !o.Universal {
+		res.ClusterSizes = make([]int, d.Manifest.Clusters)
+	}
+	if dir, ok := AttackSetDir(o.In); ok {
+		res.AttackSet, res.SetName = dir, set.Name
+	}
+	out := &dataset.Set{Images: tensor.New(set.Images.Shape...), Labels: set.Labels, Classes: set.Classes, Name: set.Name}
+	start := time.Now()
+	stage := "project " + tr.Name()
+	rep.Report(stage, 0, n, "")
+	for b, lo := 0, 0; lo < n; b, lo = b+1, lo+o.Batch {
+		hi := min(lo+o.Batch, n)
+		dst := out.Images.Batch(lo, hi).Data
+		assign := make([]int32, hi-lo)
+		reloaded, err := part.Fill(b, dst, assign, func() error {
+			return projectBatch(ctx, o.Universal, uni, strat, set.Images, lo, hi, dst, assign)
+		})
+		if err != nil {
+			return nil, err
+		}
+		if reloaded {
+			res.Resumed += hi - lo
+		}
+		for _, k := range assign {
+			if res.ClusterSizes != nil {
+				res.ClusterSizes[k]++
+			}
+		}
+		rep.Report(stage, hi, n, "")
+	}
+	res.Elapsed = time.Since(start)
+	if err := WriteImages(o.Out, out, bare, rep); err != nil {
+		return nil, err
+	}
+	if err := part.Remove(); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// projectBatch projects images lo..hi-1 of x into dst, with the universal
+// dictionary or by cluster; assign receives each image's cluster.
+func projectBatch(ctx context.Context, universal bool, uni *defense.STL, strat *defense.StratifiedSTL, x *tensor.Tensor, lo, hi int, dst []float32, assign []int32) error {
+	b := x.Batch(lo, hi)
+	var y *tensor.Tensor
+	var err error
+	if universal {
+		y, err = uni.Apply(ctx, b)
+	} else {
+		var a []int
+		if a, err = strat.Stratifier().Assign(ctx, b); err == nil {
+			for i, k := range a {
+				assign[i] = int32(k)
+			}
+			y, err = strat.ApplyClusters(ctx, b, a)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	copy(dst, y.Data)
+	return nil
+}
+
+// checkUnitRange refuses pixel values outside [0, 1], the range every
+// defense and classifier of the project works in.
+func checkUnitRange(x *tensor.Tensor) error {
+	per := x.Len() / max(x.Shape[0], 1)
+	for i, v := range x.Data {
+		if !(v >= 0 && v <= 1) {
+			return fmt.Errorf("image %d holds the pixel value %g, outside [0, 1]: scale images to [0, 1] (8-bit values divided by 255) before projecting them", i/per, v)
+		}
+	}
+	return nil
+}
+
+// ProjectPartialDir is where Project keeps the finished batches of a
+// projection into out until the output is written.
+func ProjectPartialDir(out string) string { return filepath.Clean(out) + ".partial" }
+
+// projectKey identifies a projection: the defense (its manifest, which holds
+// the SHA-256 of every file), the images and labels, the dictionary choice and
+// the batch size (the chunk boundaries).
+func projectKey(o ProjectOptions, set *dataset.Set) (cache.Key, error) {
+	man, err := os.ReadFile(filepath.Join(o.Defense, defense.ManifestFile))
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	buf := make([]byte, 0, 1<<16)
+	for _, v := range set.Images.Data {
+		if buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(v)); len(buf) == cap(buf) {
+			h.Write(buf)
+			buf = buf[:0]
+		}
+	}
+	for _, l := range set.Labels {
+		if buf = binary.LittleEndian.AppendUint32(buf, uint32(l)); len(buf) == cap(buf) {
+			h.Write(buf)
+			buf = buf[:0]
+		}
+	}
+	h.Write(buf)
+	return cache.NewKey("defend", map[string]any{
+		"defense":   fmt.Sprintf("%x", sha256.Sum256(man)),
+		"images":    fmt.Sprintf("%x", h.Sum(nil)),
+		"shape":     set.Images.Shape,
+		"universal": o.Universal,
+		"batch":     o.Batch,
+	})
+}
+
+// byteClasses names the 256 possible labels of a binary record file.
+func byteClasses() []string {
+	c := make([]string, 256)
+	for i := range c {
+		c[i] = fmt.Sprint(i)
+	}
+	return c
+}
+
+// AttackSetDir reports whether path is an adversarial set written by
+// attack.Set.Save, or the adv.npy of one, and returns the set's directory.
+// A set is recognized by its meta.json.
+func AttackSetDir(path string) (string, bool) {
+	dir := filepath.Clean(path)
+	if st, err := os.Stat(dir); err != nil {
+		return "", false
+	} else if !st.IsDir() {
+		if filepath.Base(dir) != attack.AdvFile {
+			return "", false
+		}
+		dir = filepath.Dir(dir)
+	}
+	if st, err := os.Stat(filepath.Join(dir, attack.MetaFile)); err != nil || !st.Mode().IsRegular() {
+		return "", false
+	}
+	return dir, true
+}
+
+// isSetFile reports whether name is one of the files of an adversarial set.
+func isSetFile(name string) bool {
+	return name == attack.AdvFile || name == attack.LabelsFile || name == attack.MetaFile
+}
+
+// readAttackSet reads the adversarial set in dir as a labelled set, its
+// classes named "0", "1", ... up to the largest label.
+func readAttackSet(dir string) (*dataset.Set, error) {
+	s, err := attack.LoadSet(dir)
+	if err != nil {
+		return nil, err
+	}
+	top := -1
+	for i, l := range s.Labels {
+		if l < 0 || l > 1<<16 {
+			return nil, &attack.SetError{Dir: dir, Msg: fmt.Sprintf("%s: label %d of image %d out of range", attack.LabelsFile, l, i)}
+		}
+		top = max(top, l)
+	}
+	classes := make([]string, top+1)
+	for i := range classes {
+		classes[i] = fmt.Sprint(i)
+	}
+	name := s.Meta.Attack
+	if name == "" {
+		name = filepath.Base(dir)
+	}
+	return &dataset.Set{Images: s.Adv, Labels: s.Labels, Classes: classes, Name: name}, nil
+}
+
+// ErrImageForm is returned by ReadImages for a path of no form it reads.
+var ErrImageForm = fmt.Errorf("not a form of images this command reads")
+
+// ReadImages reads an adversarial set (written by attack.Set.Save: its
+// directory or its adv.npy; its labels kept), a PNG/JPEG folder in class
+// subfolders, a binary record file (.bin or .bin.gz, 1 label byte + the
+// pixels of an image of m's channels and resolution) or a float32 .npy
+// (N, C, H, W) (with X.labels.npy beside it, if any). bare reports an .npy
+// without labels.
+func ReadImages(ctx context.Context, path string, m defense.Manifest, rep progress.Reporter) (set *dataset.Set, bare bool, err error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, false, err
+	}
+	dir, isSet := AttackSetDir(path)
+	switch lower := strings.ToLower(path); {
+	case isSet:
+		set, err = readAttackSet(dir)
+	case st.IsDir():
+		set, err = dataset.ReadImageFolder(ctx, path, dataset.FolderOptions{Size: 0, Progress: rep})
+	case strings.HasSuffix(lower, ".npy"):
+		labels := strings.TrimSuffix(path, filepath.Ext(path)) + ".labels.npy"
+		if _, serr := os.Stat(labels); serr == nil {
+			set, err = dataset.ReadNPY(path)
+		} else {
+			var t *tensor.Tensor
+			if t, err = npy.ReadFile(path); err == nil {
+				var n int
+				if n, _, _, _, err = t.NCHW(); err == nil {
+					set, bare = &dataset.Set{Images: t, Labels: make([]int, n), Classes: []string{"0"}, Name: filepath.Base(path)}, true
+				}
+			}
+		}
+	case strings.HasSuffix(lower, ".bin") || strings.HasSuffix(lower, ".bin.gz"):
+		shape := dataset.Shape{C: m.Channels, H: m.Resolution, W: m.Resolution}
+		if set, err = dataset.ReadBinaryFile(path, shape, byteClasses()); err != nil {
+			err = fmt.Errorf("reading binary records of %v images, the size the defense was built for: %w", shape, err)
+		} else {
+			top := 0
+			for _, l := range set.Labels {
+				top = max(top, l)
+			}
+			set.Classes = set.Classes[:top+1]
+		}
+	default:
+		return nil, false, fmt.Errorf("%s: %w: want a folder, a .npy or a .bin/.bin.gz file", path, ErrImageForm)
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return set, bare, nil
+}
+
+// WriteImages writes set in the form named by path's extension: .npy
+// (with X.labels.npy and X.classes.txt unless bare), .bin (records), or
+// else a PNG folder in class subfolders.
+func WriteImages(path string, set *dataset.Set, bare bool, rep progress.Reporter) error {
+	switch lower := strings.ToLower(path); {
+	case strings.HasSuffix(lower, ".npy"):
+		if bare {
+			return npy.WriteFile(path, set.Images)
+		}
+		return dataset.WriteNPY(path, set)
+	case strings.HasSuffix(lower, ".bin"):
+		return dataset.WriteBinaryFile(path, set)
+	default:
+		return dataset.WritePNGFolder(path, set, rep)
+	}
+}
