@@ -93,11 +93,21 @@ func Project(ctx context.Context, o ProjectOptions, rep progress.Reporter) (*Pro
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	rep = progress.Or(rep)
 	d, err := defense.Load(o.Defense)
 	if err != nil {
 		return nil, err
 	}
+	return ProjectLoaded(ctx, d, o, rep)
+}
+
+// ProjectLoaded is Project with the defense already loaded from o.Defense
+// (which still names it in the resumption key), so that a worker projecting
+// many shards loads it once. d is only read: concurrent calls may share it.
+func ProjectLoaded(ctx context.Context, d *defense.Defense, o ProjectOptions, rep progress.Reporter) (*ProjectOutcome, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	rep = progress.Or(rep)
 	uni, strat, err := d.Transforms(defense.DefaultBackend().NewProjector)
 	if err != nil {
 		return nil, err
@@ -368,4 +378,53 @@ func WriteImages(path string, set *dataset.Set, bare bool, rep progress.Reporter
 	default:
 		return dataset.WritePNGFolder(path, set, rep)
 	}
+}
+
+// MergeImages concatenates, in order, the .npy image files parts (each with
+// X.labels.npy and X.classes.txt beside it, or none of them with labels)
+// into out, an .npy written as Project writes one: the parts of a sharded
+// projection become what one unsharded projection writes. It returns the
+// merged set.
+func MergeImages(out string, parts []string) (*dataset.Set, error) {
+	if !strings.HasSuffix(strings.ToLower(out), ".npy") {
+		return nil, fmt.Errorf("%s: merged images are written as .npy", out)
+	}
+	if len(parts) == 0 {
+		return nil, fmt.Errorf("no parts to merge")
+	}
+	sets := make([]*dataset.Set, len(parts))
+	bare := false
+	for i, p := range parts {
+		if !strings.HasSuffix(strings.ToLower(p), ".npy") {
+			return nil, fmt.Errorf("%s: want an .npy file", p)
+		}
+		if filepath.Clean(p) == filepath.Clean(out) {
+			return nil, fmt.Errorf("%w: %s is one of the parts", ErrOverwrite, out)
+		}
+		_, err := os.Stat(strings.TrimSuffix(p, filepath.Ext(p)) + ".labels.npy")
+		if i > 0 && bare != (err != nil) {
+			return nil, fmt.Errorf("%s and %s disagree on having labels", parts[0], p)
+		}
+		bare = err != nil
+		if !bare {
+			if sets[i], err = dataset.ReadNPY(p); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		t, err := npy.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		n, _, _, _, err := t.NCHW()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		sets[i] = &dataset.Set{Images: t, Labels: make([]int, n), Classes: []string{"0"}, Name: filepath.Base(p)}
+	}
+	merged, err := dataset.Concat(filepath.Base(out), sets...)
+	if err != nil {
+		return nil, err
+	}
+	return merged, WriteImages(out, merged, bare, nil)
 }

@@ -4,16 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/stl-defense/stl/attack"
-	"github.com/stl-defense/stl/dataset"
 	"github.com/stl-defense/stl/experiment"
-	"github.com/stl-defense/stl/npy"
 )
 
 func init() {
@@ -71,44 +67,7 @@ func runMerge(_ context.Context, stdout io.Writer, out string, parts []string) e
 		fmt.Fprintf(stdout, "merged %d adversarial sets, %d images -> %s\n", len(parts), len(merged.Labels), out)
 		return nil
 	}
-	if !strings.HasSuffix(strings.ToLower(out), ".npy") {
-		return usagef("--out %s: merged images are written as .npy", out)
-	}
-	sets := make([]*dataset.Set, len(parts))
-	bare := false
-	for i, p := range parts {
-		if !strings.HasSuffix(strings.ToLower(p), ".npy") {
-			return usagef("%s: want adversarial set directories or .npy files", p)
-		}
-		labels := strings.TrimSuffix(p, filepath.Ext(p)) + ".labels.npy"
-		_, err := os.Stat(labels)
-		if i > 0 && bare != (err != nil) {
-			return usagef("%s and %s disagree on having labels", parts[0], p)
-		}
-		bare = err != nil
-		if bare {
-			t, err := npy.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			n, _, _, _, err := t.NCHW()
-			if err != nil {
-				return fmt.Errorf("%s: %w", p, err)
-			}
-			sets[i] = &dataset.Set{Images: t, Labels: make([]int, n), Classes: []string{"0"}, Name: filepath.Base(p)}
-		} else if sets[i], err = dataset.ReadNPY(p); err != nil {
-			return err
-		}
-	}
-	merged, err := dataset.Concat(filepath.Base(out), sets...)
-	if err != nil {
-		return err
-	}
-	if bare {
-		err = npy.WriteFile(out, merged.Images)
-	} else {
-		err = dataset.WriteNPY(out, merged)
-	}
+	merged, err := experiment.MergeImages(out, parts)
 	if err != nil {
 		return err
 	}
