@@ -50,6 +50,22 @@ func readFloat32s(r io.Reader, dst []float32) error {
 	return nil
 }
 
+// readFloat32sGrow reads n little-endian float32 values from r into a
+// slice that grows as they arrive, so that a header announcing many values
+// in front of a short stream costs the memory of what the stream holds, not
+// of what it announces. A short stream gives io.ErrUnexpectedEOF.
+func readFloat32sGrow(r io.Reader, n int) ([]float32, error) {
+	var out []float32
+	for len(out) < n {
+		chunk := make([]float32, min(n-len(out), f32Chunk))
+		if err := readFloat32s(r, chunk); err != nil {
+			return nil, err
+		}
+		out = append(out, chunk...)
+	}
+	return out, nil
+}
+
 // readHeader fills hdr from r and checks that it starts with magic. A
 // truncated header gives an error wrapping io.ErrUnexpectedEOF, another
 // magic one wrapping errFormat; what names the file's content.

@@ -323,17 +323,38 @@ func DecodeMagNetDAE(r io.Reader) (*MagNetDAE, error) {
 	if err := o.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMagNetFormat, err)
 	}
+	// The weights are read before the network is built, so that a header
+	// announcing a large network in front of a short stream fails after
+	// reading what is there (the network's layers: Layers convolutions of
+	// 3x3 kernels with biases, Filters wide, back to Channels).
+	n, in := 0, o.Channels
+	for l := 0; l < o.Layers; l++ {
+		out := o.Filters
+		if l == o.Layers-1 {
+			out = o.Channels
+		}
+		n += in*out*9 + out
+		in = out
+	}
+	w, err := readFloat32sGrow(r, n)
+	if err != nil {
+		return nil, fmt.Errorf("MagNet auto-encoder weights: %w", err)
+	}
+	if err := tensor.CheckFinite(w); err != nil {
+		return nil, fmt.Errorf("%w: non-finite weight", ErrMagNetFormat)
+	}
 	d, err := NewMagNetDAE(o)
 	if err != nil {
 		return nil, err
 	}
 	for _, p := range d.params() {
-		if err := readFloat32s(r, p.W); err != nil {
-			return nil, fmt.Errorf("MagNet auto-encoder weights: %w", err)
+		if len(p.W) > len(w) {
+			return nil, fmt.Errorf("%w: weights of another shape", ErrMagNetFormat)
 		}
-		if err := tensor.CheckFinite(p.W); err != nil {
-			return nil, fmt.Errorf("%w: non-finite weight", ErrMagNetFormat)
-		}
+		w = w[copy(p.W, w):]
+	}
+	if len(w) != 0 {
+		return nil, fmt.Errorf("%w: weights of another shape", ErrMagNetFormat)
 	}
 	return d, nil
 }
