@@ -62,7 +62,10 @@ type Method struct {
 	// fields returns the method's budget and targeted flag in c (nil when
 	// not Targetable).
 	fields func(c *Config) (*Budget, *bool)
-	build  func(c Config) (Attack, error)
+	// iters returns the method's step count and step fraction in c (nil
+	// for methods without them).
+	iters func(c *Config) (*int, *float64)
+	build func(c Config) (Attack, error)
 	// options returns the method's options in c.
 	options func(c Config) any
 }
@@ -74,11 +77,13 @@ var methods = []Method{
 		options: func(c Config) any { return c.FGSM }},
 	{Name: "bim", Label: "BIM", Params: []string{"steps", "step-frac"}, Targetable: true,
 		fields:  func(c *Config) (*Budget, *bool) { return &c.BIM.Budget, &c.BIM.Targeted },
+		iters:   func(c *Config) (*int, *float64) { return &c.BIM.Steps, &c.BIM.StepFrac },
 		build:   func(c Config) (Attack, error) { return NewBIM(c.BIM) },
 		options: func(c Config) any { return c.BIM }},
 	{Name: "pgd", Label: "PGD", Params: []string{"steps", "step-frac", "seed", "no-random-start", "restarts"},
 		Targetable: true, Randomized: true,
 		fields:  func(c *Config) (*Budget, *bool) { return &c.PGD.Budget, &c.PGD.Targeted },
+		iters:   func(c *Config) (*int, *float64) { return &c.PGD.Steps, &c.PGD.StepFrac },
 		build:   func(c Config) (Attack, error) { return NewPGD(c.PGD) },
 		options: func(c Config) any { return c.PGD }},
 	{Name: "deepfool", Label: "DeepFool", Params: []string{"overshoot", "max-iter", "candidates"},
@@ -182,15 +187,20 @@ type Setting struct {
 	Budget Budget
 	// Route is where it takes its gradients from.
 	Route Route
+	// Steps and StepFrac, when not zero, replace the method's iteration
+	// count and step fraction (BIM and PGD only; see Protocol). Zero in
+	// every setting of the paper's text, which leaves them to Config.
+	Steps    int
+	StepFrac float64
 }
 
 var paperSettings = []Setting{
-	{PaperFGSM008, "fgsm", Budget{Norm: L2Rel, Eps: 0.08}, GrayBox},
-	{PaperFGSM004, "fgsm", Budget{Norm: L2Rel, Eps: 0.04}, GrayBox},
-	{PaperBIM, "bim", Budget{Norm: L2Rel, Eps: 0.04}, GrayBox},
-	{PaperDeepFool, "deepfool", Budget{Norm: L2Rel, Eps: 0.04}, GrayBox},
-	{PaperCW, "cw", Budget{Norm: L2Rel, Eps: 0.04}, GrayBox},
-	{PaperBPDA, "pgd", Budget{Norm: LInf, Eps: 0.031}, WhiteBox},
+	{Name: PaperFGSM008, Method: "fgsm", Budget: Budget{Norm: L2Rel, Eps: 0.08}, Route: GrayBox},
+	{Name: PaperFGSM004, Method: "fgsm", Budget: Budget{Norm: L2Rel, Eps: 0.04}, Route: GrayBox},
+	{Name: PaperBIM, Method: "bim", Budget: Budget{Norm: L2Rel, Eps: 0.04}, Route: GrayBox},
+	{Name: PaperDeepFool, Method: "deepfool", Budget: Budget{Norm: L2Rel, Eps: 0.04}, Route: GrayBox},
+	{Name: PaperCW, Method: "cw", Budget: Budget{Norm: L2Rel, Eps: 0.04}, Route: GrayBox},
+	{Name: PaperBPDA, Method: "pgd", Budget: Budget{Norm: LInf, Eps: 0.031}, Route: WhiteBox},
 }
 
 // PaperBudget returns the paper's budget in norm n: normalized L2
@@ -243,11 +253,24 @@ func (s Setting) method() Method {
 // Randomized reports whether the setting's method draws random numbers.
 func (s Setting) Randomized() bool { return s.method().Randomized }
 
-// New builds the setting from c, its budget replaced by the setting's, and
-// returns the attack and its options (as Method.Options).
+// New builds the setting from c, its budget (and its Steps and StepFrac
+// when set) replaced by the setting's, and returns the attack and its
+// options (as Method.Options).
 func (s Setting) New(c Config) (Attack, any, error) {
 	m := s.method()
 	*m.Budget(&c) = s.Budget
+	if s.Steps != 0 || s.StepFrac != 0 {
+		if m.iters == nil {
+			return nil, nil, optErr(m.Label, "Steps", s.Steps, "the method has no steps")
+		}
+		steps, frac := m.iters(&c)
+		if s.Steps != 0 {
+			*steps = s.Steps
+		}
+		if s.StepFrac != 0 {
+			*frac = s.StepFrac
+		}
+	}
 	a, err := m.New(c)
 	if err != nil {
 		return nil, nil, err

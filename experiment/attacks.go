@@ -50,7 +50,7 @@ func (r *runner) attacks(ctx context.Context) error {
 		a.budget = budget
 		r.describe("attack "+name, settings)
 		stage := stageAttack + slug(name)
-		cfg := map[string]any{"attack": name, "settings": settings}
+		cfg := r.attackKeyConfig(name, settings)
 		a.key, err = cache.NewKey(stage, cfg, r.vanillaKey, subsetKey)
 		if err != nil {
 			return err
@@ -65,6 +65,9 @@ func (r *runner) attacks(ctx context.Context) error {
 			adv, err := attackInChunks(ctx, atk, r.vanilla, r.x0, r.y0, name, r.rep, part)
 			if err != nil {
 				return err
+			}
+			if r.cfg.round8() {
+				attack.Round8(adv.Data)
 			}
 			per := len(adv.Data) / max(1, adv.Shape[0])
 			l2, err := metrics.MeanNormalizedL2(adv.Data, r.x0.Data, per)
@@ -93,6 +96,22 @@ func (r *runner) attacks(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// attackKeyConfig returns the configuration an attack stage's key hashes:
+// the column's name and its attack's settings, as before protocols
+// existed under the default protocol without rounding (key_test.go pins
+// it), plus the protocol's name when it is not the default and
+// "round8": true when the images are rounded.
+func (r *runner) attackKeyConfig(name string, settings any) map[string]any {
+	cfg := map[string]any{"attack": name, "settings": settings}
+	if p := r.cfg.protocol(); !p.IsDefault() {
+		cfg["protocol"] = p.String()
+	}
+	if r.cfg.round8() {
+		cfg["round8"] = true
+	}
+	return cfg
 }
 
 // orderedAttacks returns names in the paper's column order.

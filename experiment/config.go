@@ -111,6 +111,21 @@ type Config struct {
 
 	// Attacks lists the attacks to run, by name (AllAttacks, the default).
 	Attacks []string `json:"attacks" yaml:"attacks"`
+	// Protocol names how the attack columns are turned into attacks
+	// (attack.Protocol): "text" (the paper's text: normalized L2
+	// dissimilarity on [0,1] pixels), "release" (as the authors' released
+	// images show: L-infinity sign steps of 8/255 and 4/255 for FGSM, BIM
+	// at 4/255, DeepFool and CW at normalized L2 0.04, every adversarial
+	// image rounded to 8 bits). Default "" (text): left empty, every cache
+	// key reads as before the setting existed; another protocol changes
+	// the keys of the attack stages (and of what depends on their images)
+	// only.
+	Protocol string `json:"protocol,omitempty" yaml:"protocol"`
+	// Round8 rounds every adversarial image of the attack columns to 8
+	// bits (round(255 x)/255, attack.Round8) before any defense or
+	// classifier sees it, as an image file would store it, under any
+	// protocol ("release" always does). Default false.
+	Round8 bool `json:"round8,omitempty" yaml:"round8"`
 	// CWIterations and CWBinarySteps are the Adam steps per binary-search
 	// step and the binary-search steps of the CW attack. Defaults 100 and 5
 	// (Carlini and Wagner use 10000 and 9; package attack defaults to 1000
@@ -351,6 +366,9 @@ func (c Config) Validate() error {
 	if _, err := checkNames("attacks", c.Attacks, AllAttacks, "attack"); err != nil {
 		return err
 	}
+	if _, err := attack.ParseProtocol(c.Protocol); err != nil {
+		return bad("protocol", "%q, want one of %s", c.Protocol, strings.Join(attack.ProtocolNames(), ", "))
+	}
 	seen, err := checkNames("whitebox_losses", c.WhiteBoxLosses, AllWhiteBoxLosses, "loss")
 	if err != nil {
 		return err
@@ -383,6 +401,16 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// protocol returns the run's attack protocol (Validate has checked it).
+func (c Config) protocol() attack.Protocol {
+	p, _ := attack.ParseProtocol(c.Protocol)
+	return p
+}
+
+// round8 reports whether the adversarial images of the attack columns are
+// rounded to 8 bits: Round8, or a protocol that rounds.
+func (c Config) round8() bool { return c.Round8 || c.protocol().Round8() }
 
 // retrainEpochs returns RetrainEpochs, or Epochs when it is 0.
 func (c Config) retrainEpochs() int {
@@ -457,6 +485,9 @@ func (c Config) Settings() [][2]string {
 				s = "[" + strings.ReplaceAll(s, " ", ", ") + "]"
 			} else {
 				s = fmt.Sprint(val)
+			}
+			if p, ok := val.(string); ok && name == "protocol" {
+				s = attack.Protocol(p).String() // "" reads "text"
 			}
 			out = append(out, [2]string{name, s})
 		}

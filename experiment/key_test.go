@@ -2,6 +2,8 @@ package experiment
 
 import (
 	"encoding/json"
+	"errors"
+	"reflect"
 	"testing"
 
 	"github.com/stl-defense/stl/experiment/cache"
@@ -232,4 +234,95 @@ func TestDefenseKeyStable(t *testing.T) {
 		t.Errorf("DefenseSpec encodes as %s, want %s", b, enc)
 	}
 	pinKey(t, stageDefense, spec, "8c8210f78f21b2434ee6526de0da9f80c33566484e2a41eff53b696fd063c184")
+}
+
+// TestAttackKeyProtocol pins the keys of the gray-box attack stages under
+// the default protocol (those of runs made before protocols existed) and
+// checks that another protocol, or 8-bit rounding, changes every attack
+// key and the white-box keys that round, but neither the classifier's
+// nor the defense's.
+func TestAttackKeyProtocol(t *testing.T) {
+	type keys struct {
+		attacks    map[string]cache.Key
+		whitebox   cache.Key
+		classifier cache.Key
+		defense    cache.Key
+	}
+	keysOf := func(cfg Config) keys {
+		t.Helper()
+		if err := cfg.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		r := &runner{cfg: cfg, wbSubsetKey: "subset"}
+		k := keys{attacks: map[string]cache.Key{}}
+		for _, name := range AllAttacks {
+			_, settings, _, err := paperAttack(name, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			k.attacks[name], err = cache.NewKey(stageAttack+slug(name), r.attackKeyConfig(name, settings), "vanilla", "subset")
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, ce, err := whiteBoxPGD(cfg, LossCE)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, k.whitebox, err = r.whiteBoxKey(&row{name: RowSTL, key: "transform"}, LossCE, ce, "model"); err != nil {
+			t.Fatal(err)
+		}
+		if k.classifier, err = cache.NewKey(stageVanilla, r.classifierSpec(cfg.Epochs), "data"); err != nil {
+			t.Fatal(err)
+		}
+		if k.defense, err = cache.NewKey(stageDefense, r.defenseSpec(), "data"); err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	text := keysOf(DefaultConfig())
+	explicit := DefaultConfig()
+	explicit.Protocol = "text"
+	pinned := map[string]cache.Key{
+		AttackFGSM008:  "4d3c053ca7e6634ab205fd5f19e78316b6c12a60349cdb9739d6097eb3a271e0",
+		AttackFGSM004:  "391fc20a4d05fff12e4b1e3c2f1e9e69833ea2b9759afc6a06a4ae1afdd4a3a7",
+		AttackBIM:      "8666879b223a64859dbb5285d23f6b5afcbee319f6867e053251faa382521cd7",
+		AttackDeepFool: "60086b4f958fb79737e9e865b466684c037c631acd67e7af7bc334dd99a0ae30",
+		AttackCW:       "43c4f15561a75ef3e3f20af106808bb821ae9e1fc67b18274f7f403fe80b89c0",
+	}
+	for name, want := range pinned {
+		if text.attacks[name] != want {
+			t.Errorf("text %s: key %s, want %s", name, text.attacks[name], want)
+		}
+	}
+	if got := keysOf(explicit); !reflect.DeepEqual(got, text) {
+		t.Errorf("protocol \"text\" changed keys: %+v, want %+v", got, text)
+	}
+	if text.whitebox != "253703ba2af70abb6ae72a99ee17b30493a600f6f9470fc22f9e4ec747a1b9e6" {
+		t.Errorf("white-box key %s changed", text.whitebox)
+	}
+	release := DefaultConfig()
+	release.Protocol = "release"
+	rounded := DefaultConfig()
+	rounded.Round8 = true
+	for name, cfg := range map[string]Config{"release": release, "round8": rounded} {
+		k := keysOf(cfg)
+		for a, key := range k.attacks {
+			if key == text.attacks[a] {
+				t.Errorf("%s: attack %s kept the default key", name, a)
+			}
+		}
+		if k.whitebox == text.whitebox {
+			t.Errorf("%s: the white-box key did not change though its images are rounded", name)
+		}
+		if k.classifier != text.classifier || k.defense != text.defense {
+			t.Errorf("%s changed the classifier or defense key", name)
+		}
+	}
+	bad := DefaultConfig()
+	bad.Protocol = "paper"
+	var ce *ConfigError
+	if err := bad.Validate(); !errors.As(err, &ce) || ce.Field != "protocol" {
+		t.Errorf("protocol %q: %v", bad.Protocol, err)
+	}
 }

@@ -65,6 +65,9 @@ func (r *runner) whiteBoxKey(rw *row, loss string, settings any, mKey cache.Key)
 	if rw.backward != "" {
 		cfg["backward"] = rw.backward
 	}
+	if r.cfg.round8() {
+		cfg["round8"] = true
+	}
 	deps := []cache.Key{mKey, r.wbSubsetKey}
 	if rw.name != NoDefense {
 		deps = append(deps, rw.key)
@@ -160,10 +163,15 @@ func (r *runner) whiteBoxRow(ctx context.Context, rw *row, loss, what string, pg
 // images T transformed while attacking it, and a resumed stage skips that
 // many (defense.Skipper) before the next chunk, so it draws what an
 // uninterrupted run draws. A randomized T that cannot skip recomputes the
-// whole stage.
+// whole stage. With Config.Round8 (or a rounding protocol) x_adv is
+// rounded to 8 bits before T sees it.
 func (r *runner) whiteBoxImages(ctx context.Context, rw *row, m attack.Model, pgd Attacker, stage, what string, part *cache.Partial) (*tensor.Tensor, error) {
 	if rw.name == NoDefense {
-		return attackInChunks(ctx, pgd, m, r.wbX, r.wbY, stage, r.rep, part)
+		adv, err := attackInChunks(ctx, pgd, m, r.wbX, r.wbY, stage, r.rep, part)
+		if err == nil && r.cfg.round8() {
+			attack.Round8(adv.Data)
+		}
+		return adv, err
 	}
 	t, err := rw.newT(stageSeed(r.cfg.Seed, stage))
 	if err != nil {
@@ -211,6 +219,9 @@ func (r *runner) whiteBoxImages(ctx context.Context, rw *row, m attack.Model, pg
 			}
 		}
 		r.rep.Report(name, hi, n, "")
+	}
+	if r.cfg.round8() {
+		attack.Round8(adv.Data)
 	}
 	return applyBatched(ctx, t, adv, what, r.rep, nil)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 
@@ -81,10 +82,11 @@ func loadData(ctx context.Context, cfg Config) (train, test *dataset.Set, err er
 }
 
 // paperAttack returns the named attack (one of AllAttacks) with the
-// paper's budgets (section 5.1: normalized L2 dissimilarity 0.08 or 0.04)
-// and package attack's defaults otherwise, CW's iterations bounded by cfg.
+// budgets of the run's protocol (attack.Protocol; the text's: normalized
+// L2 dissimilarity 0.08 or 0.04, section 5.1) and package attack's
+// defaults otherwise, CW's iterations bounded by cfg.
 func paperAttack(name string, cfg Config) (Attacker, any, string, error) {
-	s, err := attack.LookupSetting(name)
+	s, err := cfg.protocol().Setting(name)
 	if err != nil || s.Route != attack.GrayBox {
 		return nil, nil, "", fmt.Errorf("unknown attack %q", name)
 	}
@@ -97,10 +99,14 @@ func paperAttack(name string, cfg Config) (Attacker, any, string, error) {
 	return batched(a), set, budgetText(s.Budget), nil
 }
 
-// budgetText describes a budget for the report, e.g. "normalized L2 0.04".
+// budgetText describes a budget for the report, e.g. "normalized L2 0.04"
+// or "L-infinity 8/255" (a whole number of 255ths is written as such).
 func budgetText(b attack.Budget) string {
 	if b.Norm == attack.L2Rel {
 		return fmt.Sprintf("normalized L2 %g", b.Eps)
+	}
+	if k := math.Round(b.Eps * 255); k >= 1 && math.Abs(b.Eps*255-k) < 1e-9 {
+		return fmt.Sprintf("L-infinity %g/255", k)
 	}
 	return fmt.Sprintf("L-infinity %g", b.Eps)
 }
