@@ -64,8 +64,8 @@ type protocolEntry struct {
 // protocols lists every protocol, ProtocolText first; doc is the line a
 // report shows.
 var protocols = []protocolEntry{
-	{ProtocolText, false, "the paper's text (section 5.1): budgets are the normalized L2 dissimilarity ||x_adv-x0||/||x0|| on [0,1] pixels, images kept in float32"},
-	{ProtocolRelease, true, "as the authors' released images show: FGSM-0.08 and FGSM-0.04 are L-infinity sign steps of 8/255 and 4/255, BIM L-infinity 4/255 in 5 steps of 1/255 (Kurakin et al.), DeepFool and CW normalized L2 0.04; every adversarial image rounded to 8 bits"},
+	{ProtocolText, false, "the paper's text (section 5.1): budgets are the normalized L2 dissimilarity ||x_adv-x0||/||x0|| on [0,1] pixels"},
+	{ProtocolRelease, true, "as the authors' released images show: FGSM-0.08 and FGSM-0.04 are L-infinity sign steps of 8/255 and 4/255, BIM L-infinity 4/255 in 5 steps of 1/255 (Kurakin et al.), DeepFool and CW normalized L2 0.04, every adversarial image rounded to 8 bits"},
 }
 
 // ProtocolNames returns the names of the protocols, ProtocolText first.

@@ -3,11 +3,13 @@ package experiment
 import (
 	"context"
 	"fmt"
+	"math"
 	"runtime"
 	"runtime/debug"
 	"strings"
 	"time"
 
+	"github.com/stl-defense/stl/attack"
 	"github.com/stl-defense/stl/experiment/metrics"
 	"github.com/stl-defense/stl/experiment/report"
 	"github.com/stl-defense/stl/internal/buildinfo"
@@ -98,6 +100,8 @@ func (r *runner) results(ctx context.Context) (*report.Results, report.Grids, er
 		Sweep:        sweep,
 		VanillaModel: r.vanillaSrc,
 	}
+	p := r.cfg.protocol()
+	res.Protocol = &report.Protocol{Name: p.String(), Round8: r.cfg.round8(), Doc: p.Doc()}
 	if r.cfg.WhiteBox {
 		res.Data.WhiteBoxSubset = len(r.wbY)
 		res.Data.WhiteBoxPerClassMin, res.Data.WhiteBoxPerClassMax = perClass(r.wbY, len(r.test.Classes))
@@ -114,7 +118,11 @@ func (r *runner) results(ctx context.Context) (*report.Results, report.Grids, er
 			res.Missing = append(res.Missing, report.Missing{What: "attack " + a.name, Why: a.missing})
 			continue
 		}
-		res.Attacks = append(res.Attacks, report.Attack{Name: a.name, Budget: a.budget, MeanL2: a.info.MeanL2, N: a.info.N, Seconds: a.info.Seconds})
+		eff, err := effective(a.x, r.x0)
+		if err != nil {
+			return nil, report.Grids{}, fmt.Errorf("attack %s: %w", a.name, err)
+		}
+		res.Attacks = append(res.Attacks, report.Attack{Name: a.name, Budget: a.budget, MeanL2: a.info.MeanL2, Effective: eff, N: a.info.N, Seconds: a.info.Seconds})
 	}
 	for _, rw := range r.rows {
 		if rw.missing != "" {
@@ -132,6 +140,29 @@ func (r *runner) results(ctx context.Context) (*report.Results, report.Grids, er
 	res.Seconds = time.Since(r.start).Seconds()
 	res.Notes = r.notes()
 	return res, report.Grids{Comparison: r.grid(), Lambda: r.lambdaGrid()}, nil
+}
+
+// effective measures an adversarial set against the clean images x0: the
+// mean and maximum over the images of the L-infinity distance and of the
+// normalized L2 dissimilarity (attack.Distances).
+func effective(adv, x0 *tensor.Tensor) (*report.Effective, error) {
+	dissim, linf, err := attack.Distances(adv, x0)
+	if err != nil {
+		return nil, err
+	}
+	e := &report.Effective{}
+	e.L2Mean, e.L2Max = meanMax(dissim)
+	e.LInfMean, e.LInfMax = meanMax(linf)
+	return e, nil
+}
+
+// meanMax returns the mean and the maximum of v (0, 0 when empty).
+func meanMax(v []float64) (mean, hi float64) {
+	for _, x := range v {
+		mean += x
+		hi = math.Max(hi, x)
+	}
+	return mean / math.Max(1, float64(len(v))), hi
 }
 
 // perClass returns the smallest and largest number of labels per class.

@@ -71,6 +71,14 @@ func WriteCSV(w io.Writer, r *Results) error {
 	}
 	for _, a := range r.Attacks {
 		put("attack", "", a.Name, "mean_l2", ftoa(a.MeanL2), "", "", "", strconv.Itoa(a.N), "", a.Budget)
+		if e := a.Effective; e != nil {
+			for _, m := range []struct {
+				name string
+				v    float64
+			}{{"linf_mean", e.LInfMean}, {"linf_max", e.LInfMax}, {"l2_mean", e.L2Mean}, {"l2_max", e.L2Max}} {
+				put("attack", "", a.Name, m.name, ftoa(m.v), "", "", "", strconv.Itoa(a.N))
+			}
+		}
 	}
 	for _, q := range r.Quality {
 		put("quality", q.Attack, q.Defense, "psnr_db", ftoa(q.PSNR))

@@ -26,18 +26,20 @@ var htmlTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
 	"png": func(b []byte) template.URL {
 		return template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(b))
 	},
-	"secs":    fmtSeconds,
-	"short":   short,
-	"keys":    sortedKeys,
-	"f2":      func(v float64) string { return fmt.Sprintf("%.2f", v) },
-	"f3":      func(v float64) string { return fmt.Sprintf("%.3f", v) },
-	"f4":      func(v float64) string { return fmt.Sprintf("%.4f", v) },
-	"f1":      func(v float64) string { return fmt.Sprintf("%.1f", v) },
-	"subset":  func(d Data) bool { return d.AttackSubset > 0 && d.AttackSubset < d.Test },
-	"utc":     func(r *Results) string { return r.Created.UTC().Format("2006-01-02 15:04 UTC") },
-	"lines":   func(s string) []string { return strings.Split(s, "\n") },
-	"missing": func(t Table) []string { return missingNotes(&t) },
-	"acc":     func(a metrics.Accuracy) Cell { return Cell{Acc: &a} },
+	"secs":          fmtSeconds,
+	"short":         short,
+	"keys":          sortedKeys,
+	"f2":            func(v float64) string { return fmt.Sprintf("%.2f", v) },
+	"f3":            func(v float64) string { return fmt.Sprintf("%.3f", v) },
+	"f4":            func(v float64) string { return fmt.Sprintf("%.4f", v) },
+	"f1":            func(v float64) string { return fmt.Sprintf("%.1f", v) },
+	"subset":        func(d Data) bool { return d.AttackSubset > 0 && d.AttackSubset < d.Test },
+	"utc":           func(r *Results) string { return r.Created.UTC().Format("2006-01-02 15:04 UTC") },
+	"lines":         func(s string) []string { return strings.Split(s, "\n") },
+	"missing":       func(t Table) []string { return missingNotes(&t) },
+	"acc":           func(a metrics.Accuracy) Cell { return Cell{Acc: &a} },
+	"effective":     func(a Attack) [4]string { return effectiveCells(a) },
+	"effectiveNote": func() string { return effectiveNote },
 }).Parse(`<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>stl run: {{.R.Name}}</title>
@@ -49,6 +51,7 @@ th{background:#f3f3f3}
 .ci{color:#666;font-size:.85em}
 .paper{color:#a05000;font-size:.85em;font-style:italic;display:block}
 .missing{color:#b00}
+.protocol{color:#444;font-size:.9em;border-left:4px solid #8ab;padding-left:.6em}
 .note{background:#fff8e0;border-left:4px solid #e0b000;padding:.5em 1em;margin:.5em 0}
 img{max-width:100%;border:1px solid #ddd}
 figure{margin:1.5em 0}
@@ -61,7 +64,8 @@ code{background:#f3f3f3;padding:0 .2em}
 {{if .R.Data.WhiteBoxSubsetted}}The white-box table and its sanity checks use a class-balanced subset of <b>{{.R.Data.WhiteBoxSubset}}</b> of the {{.R.Data.AttackSubset}} attacked images ({{.R.Data.WhiteBoxPerClassMin}} to {{.R.Data.WhiteBoxPerClassMax}} per class, seed {{.R.Data.AttackSubsetSeed}}).{{end}}</p>
 {{range .R.Notes}}<div class="note">{{.}}</div>
 {{end}}
-{{range .R.Tables}}{{$t := .}}<h2>{{.Title}}</h2>
+{{$line := .R.Protocol.Line}}{{range .R.Tables}}{{$t := .}}<h2>{{.Title}}</h2>
+{{with $line}}<p class="protocol">{{.}}</p>{{end}}
 {{if .Caption}}<p>{{.Caption}}</p>{{end}}
 <table><tr><th>Defense</th>{{range .Columns}}<th>{{.}}</th>{{end}}</tr>
 {{range .Rows}}{{$row := .}}<tr><td>{{.Defense}}</td>{{range $j, $c := .Cells}}<td>{{cell $c}}{{with paper $row $j}}<span class="paper">{{.}}</span>{{end}}</td>{{end}}</tr>
@@ -70,14 +74,17 @@ code{background:#f3f3f3;padding:0 .2em}
 {{with missing $t}}<ul>{{range .}}<li class="missing">{{.}}</li>{{end}}</ul>{{end}}
 {{end}}
 {{if .R.Attacks}}<h2>Attacks on the vanilla classifier</h2>
-<table><tr><th>Attack</th><th>Budget</th><th>Mean normalized L2</th><th>Images</th><th>Seconds</th></tr>
-{{range .R.Attacks}}<tr><td>{{.Name}}</td><td>{{.Budget}}</td><td>{{f4 .MeanL2}}</td><td>{{.N}}</td><td>{{f1 .Seconds}}</td></tr>
-{{end}}</table>{{end}}
+{{with $line}}<p class="protocol">{{.}}</p>{{end}}
+<table><tr><th>Attack</th><th>Budget</th><th>L-inf mean</th><th>L-inf max</th><th>Normalized L2 mean</th><th>Normalized L2 max</th><th>Images</th><th>Seconds</th></tr>
+{{range .R.Attacks}}<tr><td>{{.Name}}</td><td>{{.Budget}}</td>{{range effective .}}<td>{{.}}</td>{{end}}<td>{{.N}}</td><td>{{f1 .Seconds}}</td></tr>
+{{end}}</table><p class="ci">{{effectiveNote}}</p>{{end}}
 {{if .R.Quality}}<h2>Quality and robustness (Figure 6 form)</h2>
+{{with $line}}<p class="protocol">{{.}}</p>{{end}}
 <table><tr><th>Defense</th><th>Attack</th><th>PSNR (dB)</th><th>Acc T(x0)</th><th>Acc T(x_adv)</th></tr>
 {{range .R.Quality}}<tr><td>{{.Defense}}</td><td>{{.Attack}}</td><td>{{f2 .PSNR}}</td><td>{{f3 .Clean.Value}}</td><td>{{f3 .Adv.Value}}</td></tr>
 {{end}}</table>{{end}}
 {{if .R.Sweep}}<h2>Lambda sweep (Figure 5 form)</h2>
+{{with $line}}<p class="protocol">{{.}}</p>{{end}}
 <table><tr><th>lambda</th><th>Acc T(x0)</th><th>Acc T(x_adv)</th><th>PSNR (dB)</th></tr>
 {{range .R.Sweep}}<tr><td>{{.Lambda}}</td><td>{{cell (acc .Clean)}}</td><td>{{cell (acc .Adv)}}</td><td>{{f2 .PSNR}}</td></tr>
 {{end}}</table>{{end}}

@@ -52,8 +52,15 @@ func WriteMarkdown(w io.Writer, r *Results, figs []Figure) error {
 	if len(r.Notes) > 0 {
 		p("\n")
 	}
+	line := r.Protocol.Line()
+	above := func() {
+		if line != "" {
+			p("%s\n\n", line)
+		}
+	}
 	for _, t := range r.Tables {
 		p("## %s\n\n", t.Title)
+		above()
 		if t.Caption != "" {
 			p("%s\n\n", t.Caption)
 		}
@@ -83,14 +90,19 @@ func WriteMarkdown(w io.Writer, r *Results, figs []Figure) error {
 		p("\n")
 	}
 	if len(r.Attacks) > 0 {
-		p("## Attacks on the vanilla classifier\n\n| Attack | Budget | Mean normalized L2 | Images | Seconds |\n|---|---|---|---|---|\n")
+		p("## Attacks on the vanilla classifier\n\n")
+		above()
+		p("| Attack | Budget | L-inf mean | L-inf max | Normalized L2 mean | Normalized L2 max | Images | Seconds |\n|---|---|---|---|---|---|---|---|\n")
 		for _, a := range r.Attacks {
-			p("| %s | %s | %.4f | %d | %.1f |\n", a.Name, a.Budget, a.MeanL2, a.N, a.Seconds)
+			e := effectiveCells(a)
+			p("| %s | %s | %s | %s | %s | %s | %d | %.1f |\n", a.Name, a.Budget, e[0], e[1], e[2], e[3], a.N, a.Seconds)
 		}
-		p("\n")
+		p("\n%s\n\n", effectiveNote)
 	}
 	if len(r.Quality) > 0 {
-		p("## Quality and robustness (Figure 6 form)\n\nPSNR of T(x_adv) against x0, and the vanilla classifier's accuracy on T(x0) and T(x_adv).\n\n")
+		p("## Quality and robustness (Figure 6 form)\n\n")
+		above()
+		p("PSNR of T(x_adv) against x0, and the vanilla classifier's accuracy on T(x0) and T(x_adv).\n\n")
 		p("| Defense | Attack | PSNR (dB) | Acc T(x0) | Acc T(x_adv) |\n|---|---|---|---|---|\n")
 		for _, q := range r.Quality {
 			p("| %s | %s | %.2f | %.3f | %.3f |\n", mdEscape(q.Defense), q.Attack, q.PSNR, q.Clean.Value, q.Adv.Value)
@@ -99,7 +111,9 @@ func WriteMarkdown(w io.Writer, r *Results, figs []Figure) error {
 	}
 	if len(r.Sweep) > 0 {
 		q := r.Sweep[0]
-		p("## Lambda sweep (Figure 5 form)\n\n%s projecting with each sparsity weight lambda, the vanilla classifier on T(x0) and T(x_adv) (%s), and the PSNR of T(x_adv) against x0.\n\n", q.Defense, q.Attack)
+		p("## Lambda sweep (Figure 5 form)\n\n")
+		above()
+		p("%s projecting with each sparsity weight lambda, the vanilla classifier on T(x0) and T(x_adv) (%s), and the PSNR of T(x_adv) against x0.\n\n", q.Defense, q.Attack)
 		p("| lambda | Acc T(x0) | Acc T(x_adv) | PSNR (dB) |\n|---|---|---|---|\n")
 		for _, q := range r.Sweep {
 			p("| %g | %.3f [%.3f, %.3f] | %.3f [%.3f, %.3f] | %.2f |\n", q.Lambda, q.Clean.Value, q.Clean.Lo, q.Clean.Hi, q.Adv.Value, q.Adv.Lo, q.Adv.Hi, q.PSNR)
@@ -149,6 +163,22 @@ func WriteMarkdown(w io.Writer, r *Results, figs []Figure) error {
 		p("\nA reused stage shows the time it took when it was computed.\n")
 	}
 	return ew.err
+}
+
+// effectiveNote explains the effective-distance columns of the attack
+// table.
+const effectiveNote = "Measured on the adversarial images as the defenses and classifiers saw them (after any 8-bit rounding) against the clean images, over every attacked image: L-infinity max_j |x_adv,j - x0,j| on [0,1] pixels (in 255ths in parentheses) and the normalized L2 dissimilarity ||x_adv - x0|| / ||x0||."
+
+// effectiveCells formats an attack's measured distances: L-infinity mean
+// and max (with their value in 255ths), normalized L2 mean and max; "—"
+// when not measured.
+func effectiveCells(a Attack) [4]string {
+	e := a.Effective
+	if e == nil {
+		return [4]string{"—", "—", fmt.Sprintf("%.4f", a.MeanL2), "—"}
+	}
+	linf := func(v float64) string { return fmt.Sprintf("%.4f (%.2f/255)", v, v*255) }
+	return [4]string{linf(e.LInfMean), linf(e.LInfMax), fmt.Sprintf("%.4f", e.L2Mean), fmt.Sprintf("%.4f", e.L2Max)}
 }
 
 func short(k string) string {

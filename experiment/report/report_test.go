@@ -29,7 +29,12 @@ func synthetic() *Results {
 		Settings: []Setting{{"arch", "vgg-small"}, {"lambda", "0.2"}, {"seed", "1"}},
 		Data: Data{Name: "sample:cifar10", Train: 2000, Test: 500, Classes: 10, Channels: 3, Height: 32, Width: 32,
 			AttackSubset: 200, PerClassMin: 20, PerClassMax: 20, AttackSubsetSeed: 1},
-		Attacks: []Attack{{"FGSM-0.08", "L2 0.08", 0.0801, 200, 1.5}, {"CW", "L2 0.04", 0.031, 200, 30}},
+		Protocol: &Protocol{Name: "release", Round8: true, Doc: "as the released images"},
+		Attacks: []Attack{
+			{Name: "FGSM-0.08", Budget: "L-infinity 8/255", MeanL2: 0.0601, N: 200, Seconds: 1.5,
+				Effective: &Effective{LInfMean: 8.0 / 255, LInfMax: 8.0 / 255, L2Mean: 0.0601, L2Max: 0.0712}},
+			{Name: "CW", Budget: "L2 0.04", MeanL2: 0.031, N: 200, Seconds: 30},
+		},
 		Seconds: 600,
 		Notes:   []string{"Trained on 2,000 images for 3 epochs: the numbers show the pipeline works, not the paper's accuracy."},
 	}
@@ -512,5 +517,72 @@ func TestTimingSectionLast(t *testing.T) {
 	}
 	if !back.Created.Equal(a.Created) || back.Seconds != a.Seconds || len(back.Stages) != len(a.Stages) || len(a.Attacks) == 0 || back.Attacks[0].Seconds != a.Attacks[0].Seconds {
 		t.Errorf("round trip lost the timing: %+v", back.Timing())
+	}
+}
+
+// TestProtocolAndEffectiveNorms checks that every table of report.md and
+// report.html states the attack protocol above it, that the attack table
+// gives the measured L-infinity (with 255ths) and normalized L2 of each
+// column, and that results.json and results.csv record both.
+func TestProtocolAndEffectiveNorms(t *testing.T) {
+	dir := t.TempDir()
+	r := synthetic()
+	r.Sweep = nil // tables besides: the accuracy tables, the attacks, the quality
+	if err := Write(dir, r, Grids{}); err != nil {
+		t.Fatal(err)
+	}
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	line := r.Protocol.Line()
+	if !strings.Contains(line, "release") || !strings.Contains(line, "rounded to 8 bits") {
+		t.Fatalf("protocol line %q", line)
+	}
+	md := read(FileMarkdown)
+	tables := len(r.Tables) + 1 + 1 // accuracy tables, attacks, quality
+	if n := strings.Count(md, line); n != tables {
+		t.Errorf("report.md states the protocol %d times, want %d (once above each table)", n, tables)
+	}
+	// Each "## " section holding a table with adversarial columns opens
+	// with the protocol line.
+	for _, sec := range strings.Split(md, "\n## ")[1:] {
+		title, body, _ := strings.Cut(sec, "\n\n")
+		if strings.HasPrefix(title, "Table") || strings.HasPrefix(title, "Attacks") || strings.HasPrefix(title, "Quality") {
+			if !strings.HasPrefix(body, line) {
+				t.Errorf("section %q does not open with the protocol line", title)
+			}
+		}
+	}
+	for _, want := range []string{"| FGSM-0.08 | L-infinity 8/255 | 0.0314 (8.00/255) | 0.0314 (8.00/255) | 0.0601 | 0.0712 | 200 | 1.5 |",
+		"| CW | L2 0.04 | — | — | 0.0310 | — | 200 | 30.0 |"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report.md lacks %q", want)
+		}
+	}
+	html := read(FileHTML)
+	if n := strings.Count(html, `<p class="protocol">`+line+`</p>`); n != tables {
+		t.Errorf("report.html states the protocol %d times, want %d", n, tables)
+	}
+	var back Results
+	if err := json.Unmarshal([]byte(read(FileJSON)), &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.Protocol == nil || *back.Protocol != *r.Protocol {
+		t.Errorf("results.json protocol %+v, want %+v", back.Protocol, r.Protocol)
+	}
+	if e := back.Attacks[0].Effective; e == nil || *e != *r.Attacks[0].Effective {
+		t.Errorf("results.json effective norms %+v, want %+v", e, r.Attacks[0].Effective)
+	}
+	if !strings.Contains(read(FileCSV), "attack,,FGSM-0.08,linf_max,0.03137") {
+		t.Error("results.csv lacks the measured L-infinity")
+	}
+	// Results without a protocol (written before it existed) show none.
+	r.Protocol = nil
+	if r.Protocol.Line() != "" {
+		t.Error("a nil protocol has a line")
 	}
 }

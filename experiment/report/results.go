@@ -40,8 +40,12 @@ type Results struct {
 	// VanillaModel is set when the vanilla classifier was loaded from a
 	// model directory instead of trained by the run.
 	VanillaModel *VanillaModel `json:"vanilla_model,omitempty"`
-	Attacks      []Attack      `json:"attacks,omitempty"`
-	Tables       []Table       `json:"tables,omitempty"`
+	// Protocol is how the attack columns were computed (attack.Protocol)
+	// and whether their images were rounded to 8 bits; every table says
+	// it. nil in results written before protocols existed.
+	Protocol *Protocol `json:"protocol,omitempty"`
+	Attacks  []Attack  `json:"attacks,omitempty"`
+	Tables   []Table   `json:"tables,omitempty"`
 	// Quality holds the points of the Figure 6 plot.
 	Quality []Quality `json:"quality,omitempty"`
 	// Sweep holds the points of the Figure 5 study: the vanilla
@@ -161,6 +165,29 @@ func (d Data) WhiteBoxSubsetted() bool {
 	return d.WhiteBoxSubset > 0 && d.WhiteBoxSubset < d.AttackSubset
 }
 
+// Protocol is the attack protocol of a run.
+type Protocol struct {
+	// Name is the protocol's name: "text", "release".
+	Name string `json:"name"`
+	// Round8 reports whether every adversarial image was rounded to 8
+	// bits before any defense or classifier saw it.
+	Round8 bool `json:"round8"`
+	// Doc describes the protocol in one sentence.
+	Doc string `json:"doc"`
+}
+
+// Line is the sentence that states the protocol above each table.
+func (p *Protocol) Line() string {
+	if p == nil {
+		return ""
+	}
+	r := "adversarial images kept in float32"
+	if p.Round8 {
+		r = "adversarial images rounded to 8 bits before any defense or classifier saw them"
+	}
+	return fmt.Sprintf("Attack protocol: %s, %s; %s.", p.Name, p.Doc, r)
+}
+
 // Attack describes one adversarial test set.
 type Attack struct {
 	Name string `json:"name"`
@@ -169,9 +196,24 @@ type Attack struct {
 	// MeanL2 is the measured mean normalized L2 dissimilarity
 	// ||x_adv - x0|| / ||x0|| (paper, section 5.1).
 	MeanL2 float64 `json:"mean_l2"`
+	// Effective is what the adversarial images (as the defenses saw them,
+	// after any 8-bit rounding) differ from the clean ones by, measured
+	// over every attacked image. nil in results written before it existed.
+	Effective *Effective `json:"effective,omitempty"`
 	// N is the number of images attacked.
 	N       int     `json:"n"`
 	Seconds float64 `json:"-"` // in results.json: timing.attack_seconds
+}
+
+// Effective holds the per-image distances of an adversarial set from the
+// clean images: the L-infinity distance max_j |x_adv,j - x0,j| (pixels in
+// [0,1]) and the normalized L2 dissimilarity ||x_adv - x0||_2 / ||x0||_2,
+// their means and maxima over the images.
+type Effective struct {
+	LInfMean float64 `json:"linf_mean"`
+	LInfMax  float64 `json:"linf_max"`
+	L2Mean   float64 `json:"l2_mean"`
+	L2Max    float64 `json:"l2_max"`
 }
 
 // Table is one accuracy table: rows are defenses, columns the clean set

@@ -39,6 +39,9 @@ func WriteText(w io.Writer, r *Results) error {
 	if v := r.VanillaModel; v != nil {
 		fmt.Fprintf(ew, "Vanilla classifier loaded from %s: %s\n", v.Dir, VanillaSummary(v))
 	}
+	if line := r.Protocol.Line(); line != "" {
+		fmt.Fprintf(ew, "%s\n", line)
+	}
 	for _, t := range r.Tables {
 		fmt.Fprintf(ew, "\n%s\n", t.Title)
 		tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', 0)
@@ -65,9 +68,10 @@ func WriteText(w io.Writer, r *Results) error {
 	if len(r.Attacks) > 0 {
 		fmt.Fprintf(ew, "\nAttacks on the vanilla classifier\n")
 		tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', 0)
-		fmt.Fprintf(tw, "Attack\tBudget\tMean L2\tImages\tSeconds\n")
+		fmt.Fprintf(tw, "Attack\tBudget\tL-inf mean\tL-inf max\tL2 mean\tL2 max\tImages\tSeconds\n")
 		for _, a := range r.Attacks {
-			fmt.Fprintf(tw, "%s\t%s\t%.4f\t%d\t%.1f\n", a.Name, a.Budget, a.MeanL2, a.N, a.Seconds)
+			e := effectiveCells(a)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%.1f\n", a.Name, a.Budget, e[0], e[1], e[2], e[3], a.N, a.Seconds)
 		}
 		tw.Flush()
 	}
