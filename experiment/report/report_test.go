@@ -165,19 +165,27 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-func TestWrite(t *testing.T) {
-	dir := t.TempDir()
-	r := synthetic()
-	if err := Write(dir, r, Grids{Comparison: syntheticGrid(), Lambda: syntheticGrid()}); err != nil {
+// writeTo writes r with grids into a new temporary directory and returns
+// it and a reader of its files.
+func writeTo(t *testing.T, r *Results, grids Grids) (dir string, read func(name string) string) {
+	t.Helper()
+	dir = t.TempDir()
+	if err := Write(dir, r, grids); err != nil {
 		t.Fatal(err)
 	}
-	read := func(name string) string {
+	return dir, func(name string) string {
+		t.Helper()
 		b, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)
 		}
 		return string(b)
 	}
+}
+
+func TestWrite(t *testing.T) {
+	r := synthetic()
+	dir, read := writeTo(t, r, Grids{Comparison: syntheticGrid(), Lambda: syntheticGrid()})
 	// results.json round-trips every accuracy.
 	var back Results
 	if err := json.Unmarshal([]byte(read(FileJSON)), &back); err != nil {
@@ -525,19 +533,9 @@ func TestTimingSectionLast(t *testing.T) {
 // gives the measured L-infinity (with 255ths) and normalized L2 of each
 // column, and that results.json and results.csv record both.
 func TestProtocolAndEffectiveNorms(t *testing.T) {
-	dir := t.TempDir()
 	r := synthetic()
 	r.Sweep = nil // tables besides: the accuracy tables, the attacks, the quality
-	if err := Write(dir, r, Grids{}); err != nil {
-		t.Fatal(err)
-	}
-	read := func(name string) string {
-		b, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(b)
-	}
+	_, read := writeTo(t, r, Grids{})
 	line := r.Protocol.Line()
 	if !strings.Contains(line, "release") || !strings.Contains(line, "rounded to 8 bits") {
 		t.Fatalf("protocol line %q", line)
