@@ -77,6 +77,9 @@ func DefaultAPGDOptions() APGDOptions {
 // LossDLRTargeted, and that LossDLR is not Targeted. Errors are
 // *OptionError or *BudgetError.
 func (o APGDOptions) Validate() error {
+	if o.Budget.Norm == L2Z {
+		return optErr("APGD", "Budget", o.Budget, "the l2z norm is supported by FGSM, BIM, DeepFool and CW only")
+	}
 	if err := o.Budget.Validate(); err != nil {
 		return err
 	}
@@ -382,7 +385,7 @@ func (s *apgdState) step(i int, alpha float64) {
 	cur, prev, x0, z := s.cur[lo:hi], s.prev[lo:hi], s.x0[lo:hi], s.z
 	copy(z, cur)
 	if s.bud.Norm == LInf {
-		signStep(LInf, z, s.grad[lo:hi], s.eta[i:i+1], d)
+		signStep(Budget{Norm: LInf}, z, s.grad[lo:hi], s.eta[i:i+1], d)
 	} else {
 		gradStep(z, s.grad[lo:hi], s.eta[i:i+1], d)
 	}

@@ -246,7 +246,7 @@ func newAPGDT(t *testing.T, o APGDOptions) *APGD {
 // accuracy must not be higher, on both norms.
 func TestAPGDStrongerThanPGD(t *testing.T) {
 	f := getFixture(t)
-	for _, b := range []Budget{{LInf, 0.02}, {L2Rel, 0.03}} {
+	for _, b := range []Budget{{Norm: LInf, Eps: 0.02}, {Norm: L2Rel, Eps: 0.03}} {
 		const steps = 10
 		po := DefaultPGDOptions()
 		po.Budget, po.Steps = b, steps
@@ -280,7 +280,7 @@ func TestAPGDBudgetsHold(t *testing.T) {
 		x    *tensor.Tensor
 	}{{"interior", f.x}, {"saturated", saturated(f)}}
 	for _, in := range inputs {
-		for _, b := range []Budget{{LInf, 0.02}, {LInf, 0.3}, {L2Rel, 0.03}, {L2Rel, 0.5}} {
+		for _, b := range []Budget{{Norm: LInf, Eps: 0.02}, {Norm: LInf, Eps: 0.3}, {Norm: L2Rel, Eps: 0.03}, {Norm: L2Rel, Eps: 0.5}} {
 			for _, loss := range APGDLosses {
 				o := DefaultAPGDOptions()
 				o.Budget, o.Steps, o.Loss, o.NTargetClasses = b, 10, loss, 3
@@ -313,7 +313,7 @@ func TestAPGDLosses(t *testing.T) {
 	acc := map[Loss]float64{}
 	for _, loss := range APGDLosses {
 		o := DefaultAPGDOptions()
-		o.Budget, o.Steps, o.Loss, o.NTargetClasses = Budget{LInf, 0.025}, 10, loss, 3
+		o.Budget, o.Steps, o.Loss, o.NTargetClasses = Budget{Norm: LInf, Eps: 0.025}, 10, loss, 3
 		a := newAPGDT(t, o)
 		r := mustRun(t, a, nil, f.m, f)
 		acc[loss] = r.AdvAccuracy(f.labels)
@@ -337,7 +337,7 @@ func TestAPGDTargeted(t *testing.T) {
 	}
 	for _, loss := range []Loss{LossCE, LossDLRTargeted} {
 		o := DefaultAPGDOptions()
-		o.Budget, o.Steps, o.Loss, o.Targeted = Budget{L2Rel, 0.3}, 30, loss, true
+		o.Budget, o.Steps, o.Loss, o.Targeted = Budget{Norm: L2Rel, Eps: 0.3}, 30, loss, true
 		a := newAPGDT(t, o)
 		r, err := a.Run(context.Background(), f.m, f.x, targets)
 		if err != nil {
@@ -354,7 +354,7 @@ func TestAPGDTargeted(t *testing.T) {
 func TestAPGDStopEarly(t *testing.T) {
 	f := getFixture(t)
 	o := DefaultAPGDOptions()
-	o.Budget, o.Steps = Budget{LInf, 0.012}, 20
+	o.Budget, o.Steps = Budget{Norm: LInf, Eps: 0.012}, 20
 	early := mustRun(t, newAPGDT(t, o), nil, f.m, f)
 	o.StopEarly = false
 	full := mustRun(t, newAPGDT(t, o), nil, f.m, f)
@@ -386,7 +386,7 @@ func TestAPGDSeedRestartsCancel(t *testing.T) {
 	f := getFixture(t)
 	run := func(seed uint64, restarts int) *Result {
 		o := DefaultAPGDOptions()
-		o.Budget, o.Steps, o.Seed, o.Restarts = Budget{LInf, 0.008}, 5, seed, restarts
+		o.Budget, o.Steps, o.Seed, o.Restarts = Budget{Norm: LInf, Eps: 0.008}, 5, seed, restarts
 		return mustRun(t, newAPGDT(t, o), nil, f.m, f)
 	}
 	a, b, c := run(5, 1), run(5, 1), run(6, 1)
@@ -437,7 +437,7 @@ func TestAPGDOptions(t *testing.T) {
 			wantOptionErr(t, err, tc.field)
 		})
 	}
-	if _, err := NewAPGD(APGDOptions{Budget: Budget{LInf, 2}, Steps: 1, Rho: 0.5}); !errors.As(err, new(*BudgetError)) {
+	if _, err := NewAPGD(APGDOptions{Budget: Budget{Norm: LInf, Eps: 2}, Steps: 1, Rho: 0.5}); !errors.As(err, new(*BudgetError)) {
 		t.Errorf("budget 2: %v, want a *BudgetError", err)
 	}
 	// Too few classes for the loss: the 3-class fixture and the targeted DLR.

@@ -40,8 +40,10 @@ type Result struct {
 	// Adv is the adversarial batch, same shape as the input, pixels in [0,1].
 	Adv *tensor.Tensor
 	// Dissim is the normalized L2 dissimilarity ||x_adv - x0||_2 / ||x0||_2
-	// reached by each image (the paper's section 5.1 measure), computed
-	// after clipping. It is 0 for an all-zero x0 (whose budget is 0).
+	// reached by each image (the paper's section 5.1 measure on [0,1]
+	// pixels, whatever the budget's norm; DissimilarityZ measures an L2Z
+	// budget), computed after clipping. It is 0 for an all-zero x0 (whose
+	// budget is 0).
 	Dissim []float64
 	// LInf is ||x_adv - x0||_inf per image, after clipping.
 	LInf []float64
@@ -104,6 +106,15 @@ const (
 	// ||x_adv - x0||_2 / ||x0||_2 <= Eps, i.e. an L2 radius of Eps*||x0||_2
 	// that differs per image.
 	L2Rel
+	// L2Z bounds the normalized L2 dissimilarity measured on the
+	// classifier's normalized tensors z = (x - mean)/std (per channel,
+	// Budget.Normalization): ||z_adv - z0||_2 / ||z0||_2 <= Eps, the
+	// measure of Guo et al.'s code (ProtocolGuo). Since z_adv - z0 =
+	// (x_adv - x0)/std, the radius is Eps*||z0||_2 in the norm
+	// ||(x_adv - x0)/std||_2; FGSM, BIM, DeepFool and CW take such budgets
+	// and work in that norm (their steps and projections are those of the
+	// attack run on z). PGD, APGD and Square do not.
+	L2Z
 )
 
 // String returns "linf" or "l2".
@@ -113,13 +124,15 @@ func (n Norm) String() string {
 		return "linf"
 	case L2Rel:
 		return "l2"
+	case L2Z:
+		return "l2z"
 	}
 	return fmt.Sprintf("Norm(%d)", int(n))
 }
 
 // MarshalText encodes the norm as its String.
 func (n Norm) MarshalText() ([]byte, error) {
-	if n != LInf && n != L2Rel {
+	if n != LInf && n != L2Rel && n != L2Z {
 		return nil, fmt.Errorf("attack: unknown norm %d", int(n))
 	}
 	return []byte(n.String()), nil
@@ -135,15 +148,18 @@ func (n *Norm) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// ParseNorm parses "linf" or "l2" (the normalized L2 dissimilarity).
+// ParseNorm parses "linf", "l2" (the normalized L2 dissimilarity) or
+// "l2z" (the same on normalized tensors).
 func ParseNorm(s string) (Norm, error) {
 	switch s {
 	case "linf", "inf", "Linf":
 		return LInf, nil
 	case "l2", "L2", "l2rel":
 		return L2Rel, nil
+	case "l2z":
+		return L2Z, nil
 	}
-	return 0, fmt.Errorf("attack: unknown norm %q (want linf or l2)", s)
+	return 0, fmt.Errorf("attack: unknown norm %q (want linf, l2 or l2z)", s)
 }
 
 // Budget is a perturbation bound: Eps in the given Norm. Eps must lie in
@@ -152,13 +168,26 @@ func ParseNorm(s string) (Norm, error) {
 type Budget struct {
 	Norm Norm    `json:"norm"`
 	Eps  float64 `json:"eps"`
+	// Normalization is the classifier's input normalization an L2Z
+	// budget is measured in; nil for the other norms (and then absent
+	// from the JSON encoding, which reads as before it existed). Compare
+	// budgets with Equal.
+	Normalization *Normalization `json:"normalization,omitempty"`
 }
 
-// Validate returns a *BudgetError when Eps is not in (0, 1] or the norm is
-// unknown.
+// Validate returns a *BudgetError when Eps is not in (0, 1], the norm is
+// unknown, or the normalization is missing or invalid for L2Z or present
+// for another norm.
 func (b Budget) Validate() error {
-	if b.Norm != LInf && b.Norm != L2Rel {
+	if b.Norm != LInf && b.Norm != L2Rel && b.Norm != L2Z {
 		return &BudgetError{Budget: b, Why: "unknown norm"}
+	}
+	if b.Norm == L2Z {
+		if err := b.Normalization.Validate(); err != nil {
+			return &BudgetError{Budget: b, Why: "normalization: " + err.Error()}
+		}
+	} else if b.Normalization != nil {
+		return &BudgetError{Budget: b, Why: "a normalization applies only to the l2z norm"}
 	}
 	if math.IsNaN(b.Eps) || b.Eps <= 0 || b.Eps > 1 {
 		return &BudgetError{Budget: b, Why: "epsilon must be in (0, 1]"}
@@ -323,13 +352,17 @@ func l2(v []float32) float64 {
 }
 
 // radii returns the budget's radius for each image of x0 (flat, d values
-// per image): Eps for LInf, Eps*||x0_i||_2 for L2Rel.
+// per image): Eps for LInf, Eps*||x0_i||_2 for L2Rel, Eps*||z0_i||_2 for
+// L2Z (in the norm ||delta/std||_2).
 func radii(bud Budget, x0 []float32, n, d int) []float64 {
 	r := make([]float64, n)
 	for i := range r {
-		if bud.Norm == LInf {
+		switch bud.Norm {
+		case LInf:
 			r[i] = bud.Eps
-		} else {
+		case L2Z:
+			r[i] = bud.Eps * bud.Normalization.zNorm(x0[i*d:(i+1)*d])
+		default:
 			r[i] = bud.Eps * l2(x0[i*d:(i+1)*d])
 		}
 	}
@@ -341,8 +374,11 @@ func radii(bud Budget, x0 []float32, n, d int) []float64 {
 // on the float32 values (so the Result's figures never exceed the budget).
 // adv is first clipped to [0,1]; for L2 the perturbation is then rescaled
 // onto the sphere when outside, for LInf clamped coordinate-wise. Both only
-// move pixels towards x0, which lies in [0,1], so adv stays in [0,1].
+// move pixels towards x0, which lies in [0,1], so adv stays in [0,1]. For
+// L2Z the norm is ||delta/std||_2 and the rescaling the same (the
+// projection onto the ball in the normalized space).
 func project(bud Budget, adv, x0 []float32, r []float64, d int) {
+	std := bud.zStd(d)
 	var delta []float64 // scratch, allocated on the first rescale
 	for i := range r {
 		a, o := adv[i*d:(i+1)*d], x0[i*d:(i+1)*d]
@@ -366,7 +402,7 @@ func project(bud Budget, adv, x0 []float32, r []float64, d int) {
 			}
 			continue
 		}
-		nrm := dist2(a, o)
+		nrm := zDist(a, o, std)
 		if nrm <= r[i] {
 			continue
 		}
@@ -385,7 +421,7 @@ func project(bud Budget, adv, x0 []float32, r []float64, d int) {
 			for j := range a {
 				a[j] = float32(float64(o[j]) + delta[j]*f)
 			}
-			if nrm = dist2(a, o); nrm > r[i] {
+			if nrm = zDist(a, o, std); nrm > r[i] {
 				f *= r[i] / nrm * (1 - 1e-7*float64(int(1)<<min(try, 40)))
 			}
 		}

@@ -60,7 +60,7 @@ func TestBudgetsHold(t *testing.T) {
 		name string
 		x    *tensor.Tensor
 	}{{"interior", f.x}, {"saturated", saturated(f)}}
-	budgets := []Budget{{L2Rel, 0.04}, {L2Rel, 0.5}, {LInf, 0.031}, {LInf, 0.3}}
+	budgets := []Budget{{Norm: L2Rel, Eps: 0.04}, {Norm: L2Rel, Eps: 0.5}, {Norm: LInf, Eps: 0.031}, {Norm: LInf, Eps: 0.3}}
 	for _, in := range inputs {
 		for _, b := range budgets {
 			for _, a := range attacksFor(t, b) {
@@ -109,7 +109,7 @@ func TestBudgetsHold(t *testing.T) {
 
 func TestFGSMMatchesDefinition(t *testing.T) {
 	f := getFixture(t)
-	b := Budget{LInf, 0.02}
+	b := Budget{Norm: LInf, Eps: 0.02}
 	a, err := NewFGSM(FGSMOptions{Budget: b})
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +145,7 @@ func TestTargeted(t *testing.T) {
 		targets[i] = (y + 1) % fixK
 	}
 	po := DefaultPGDOptions()
-	po.Budget, po.Targeted = Budget{L2Rel, 0.08}, true
+	po.Budget, po.Targeted = Budget{Norm: L2Rel, Eps: 0.08}, true
 	pgd, err := NewPGD(po)
 	if err != nil {
 		t.Fatal(err)
@@ -155,7 +155,7 @@ func TestTargeted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	co := fastCW(Budget{L2Rel, 0.08})
+	co := fastCW(Budget{Norm: L2Rel, Eps: 0.08})
 	co.Targeted = true
 	cw, err := NewCW(co)
 	if err != nil {
@@ -229,7 +229,7 @@ func TestRunBatchedMatchesRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cw, err := NewCW(fastCW(Budget{L2Rel, 0.04}))
+	cw, err := NewCW(fastCW(Budget{Norm: L2Rel, Eps: 0.04}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +265,7 @@ func TestCancel(t *testing.T) {
 	f := getFixture(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	for _, a := range attacksFor(t, Budget{L2Rel, 0.04}) {
+	for _, a := range attacksFor(t, Budget{Norm: L2Rel, Eps: 0.04}) {
 		if _, err := a.Run(ctx, f.m, f.x, f.labels); !errors.Is(err, context.Canceled) {
 			t.Errorf("%s on a cancelled context: %v, want context.Canceled", a.Name(), err)
 		}
@@ -333,7 +333,7 @@ func TestBadInput(t *testing.T) {
 		{"model returns wrong logits", wrongModel{f.m}, x, f.labels, &shapeErr},
 		{"model returns NaN", nanModel{f.m}, x, f.labels, &nfErr},
 	}
-	for _, a := range attacksFor(t, Budget{L2Rel, 0.04}) {
+	for _, a := range attacksFor(t, Budget{Norm: L2Rel, Eps: 0.04}) {
 		for _, c := range cases {
 			_, err := a.Run(context.Background(), c.m, c.x, c.labels)
 			if err == nil {
@@ -353,7 +353,7 @@ func TestBadInput(t *testing.T) {
 func TestBadOptions(t *testing.T) {
 	var be *BudgetError
 	var oe *OptionError
-	for _, b := range []Budget{{L2Rel, 0}, {L2Rel, -0.1}, {LInf, 1.5}, {L2Rel, math.NaN()}, {Norm(7), 0.1}} {
+	for _, b := range []Budget{{Norm: L2Rel, Eps: 0}, {Norm: L2Rel, Eps: -0.1}, {Norm: LInf, Eps: 1.5}, {Norm: L2Rel, Eps: math.NaN()}, {Norm: Norm(7), Eps: 0.1}, {Norm: L2Z, Eps: 0.04}, {Norm: L2Rel, Eps: 0.04, Normalization: &Normalization{Mean: []float64{0}, Std: []float64{1}}}} {
 		if _, err := NewFGSM(FGSMOptions{Budget: b}); !errors.As(err, &be) {
 			t.Errorf("FGSM budget %v: %v, want *BudgetError", b, err)
 		}
@@ -368,7 +368,7 @@ func TestBadOptions(t *testing.T) {
 			t.Errorf("CW budget %v: %v, want *BudgetError", b, err)
 		}
 	}
-	if _, err := NewFGSM(FGSMOptions{Budget: Budget{LInf, 1}}); err != nil {
+	if _, err := NewFGSM(FGSMOptions{Budget: Budget{Norm: LInf, Eps: 1}}); err != nil {
 		t.Errorf("budget 1 rejected: %v", err)
 	}
 	bad := []struct {
@@ -409,7 +409,7 @@ func TestBPDAIdentityIsPlain(t *testing.T) {
 	po := DefaultPGDOptions()
 	po.Steps = 5
 	pgd, _ := NewPGD(po)
-	for _, a := range append(attacksFor(t, Budget{L2Rel, 0.04}), pgd) {
+	for _, a := range append(attacksFor(t, Budget{Norm: L2Rel, Eps: 0.04}), pgd) {
 		plain, err := a.Run(context.Background(), f.m, f.x, f.labels)
 		if err != nil {
 			t.Fatal(err)
@@ -663,7 +663,7 @@ func TestBPDADefeatsGradientMasking(t *testing.T) {
 	}
 	clean := accuracyOf(t, b, f.x, f.labels)
 	o := DefaultPGDOptions()
-	o.Budget = Budget{LInf, 0.031}
+	o.Budget = Budget{Norm: LInf, Eps: 0.031}
 	o.RandomStart = false
 	pgd, err := NewPGD(o)
 	if err != nil {
@@ -693,7 +693,7 @@ func TestPGDRestarts(t *testing.T) {
 	f := getFixture(t)
 	run := func(restarts int) *Result {
 		o := DefaultPGDOptions()
-		o.Budget, o.Steps, o.Restarts = Budget{L2Rel, 0.03}, 3, restarts
+		o.Budget, o.Steps, o.Restarts = Budget{Norm: L2Rel, Eps: 0.03}, 3, restarts
 		a, err := NewPGD(o)
 		if err != nil {
 			t.Fatal(err)

@@ -13,7 +13,7 @@ import (
 func BenchmarkAttacks(b *testing.B) {
 	f := getFixture(b)
 	pgdL2 := DefaultPGDOptions()
-	pgdL2.Budget = Budget{L2Rel, 0.04}
+	pgdL2.Budget = Budget{Norm: L2Rel, Eps: 0.04}
 	mk := func(a Attack, err error) Attack {
 		if err != nil {
 			b.Fatal(err)
@@ -56,7 +56,7 @@ func BenchmarkProject(b *testing.B) {
 		x0[i] = rng.Float32()
 	}
 	adv := make([]float32, n*d)
-	for _, bud := range []Budget{{L2Rel, 0.04}, {LInf, 0.031}} {
+	for _, bud := range []Budget{{Norm: L2Rel, Eps: 0.04}, {Norm: LInf, Eps: 0.031}} {
 		r := radii(bud, x0, n, d)
 		b.Run(bud.String(), func(b *testing.B) {
 			b.ReportAllocs()

@@ -113,8 +113,21 @@ func (a *CW) Run(ctx context.Context, m Model, x *tensor.Tensor, labels []int) (
 		return nil, err
 	}
 	o := a.opts
+	if err := o.Budget.checkBudget(bt); err != nil {
+		return nil, err
+	}
 	n, d, k := bt.n, bt.d, bt.k
 	kappa := float32(o.Kappa)
+	// inv2 holds 1/std^2 per value for an L2Z budget: the distance term is
+	// then ||(x - x0)/std||^2, the squared L2 distance of the normalized
+	// tensors; nil for the others.
+	var inv2 []float32
+	if std := o.Budget.zStd(d); std != nil {
+		inv2 = make([]float32, d)
+		for j, s := range std {
+			inv2[j] = float32(1 / (s * s))
+		}
+	}
 
 	w0 := make([]float32, n*d)
 	for j, v := range x.Data {
@@ -228,7 +241,11 @@ func (a *CW) Run(ctx context.Context, m Model, x *tensor.Tensor, labels []int) (
 				dist := 0.0
 				for j := range ci {
 					dj := float64(ci[j] - oi[j])
-					dist += dj * dj
+					if inv2 != nil {
+						dist += dj * dj * float64(inv2[j])
+					} else {
+						dist += dj * dj
+					}
 				}
 				row := z.Data[li*k : (li+1)*k]
 				_, other := bestOther(row, labels[gi])
@@ -256,13 +273,18 @@ func (a *CW) Run(ctx context.Context, m Model, x *tensor.Tensor, labels []int) (
 					}
 					prev[gi] = loss
 				}
-				// Adam on w; dL/dw = (2(x-x0) + c df/dx) * (1 - (2x-1)^2)/2.
+				// Adam on w; dL/dw = (2(x-x0) + c df/dx) * (1 - (2x-1)^2)/2,
+				// the first term divided by std^2 for L2Z.
 				gw, ww := g.Data[li*d:(li+1)*d], w[gi*d:(gi+1)*d]
 				mi, vi := mom[gi*d:(gi+1)*d], vel[gi*d:(gi+1)*d]
 				for j := range ww {
 					xj := ci[j]
 					t2 := 2*xj - 1
-					gj := (2*(xj-oi[j]) + gw[j]) * (1 - t2*t2) / 2
+					dd := 2 * (xj - oi[j])
+					if inv2 != nil {
+						dd *= inv2[j]
+					}
+					gj := (dd + gw[j]) * (1 - t2*t2) / 2
 					mi[j] = float32(b1)*mi[j] + float32(1-b1)*gj
 					vi[j] = float32(b2)*vi[j] + float32(1-b2)*gj*gj
 					ww[j] -= float32(lr * float64(mi[j]) / (math.Sqrt(float64(vi[j])) + 1e-8))

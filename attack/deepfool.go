@@ -118,7 +118,13 @@ func (a *DeepFool) Run(ctx context.Context, m Model, x *tensor.Tensor, labels []
 		cands[i] = others[:nc-1]
 	}
 
+	if err := o.Budget.checkBudget(b); err != nil {
+		return nil, err
+	}
 	r := radii(o.Budget, x.Data, b.n, b.d)
+	// std weighs the gradients for an L2Z budget: the linearized step
+	// taken on z = (x - mean)/std is std^2 * w/||std*w||^2 * |f| in x.
+	std := o.Budget.zStd(b.d)
 	adv := x.Clone()
 	rtot := make([]float64, b.n*b.d)
 	bestW := make([]float32, b.n*b.d)
@@ -194,7 +200,7 @@ func (a *DeepFool) Run(ctx context.Context, m Model, x *tensor.Tensor, labels []
 						wn += math.Abs(float64(v))
 					}
 				} else {
-					wn = l2(wi)
+					wn = weightedL2(wi, std)
 				}
 				if wn == 0 {
 					continue
@@ -224,10 +230,14 @@ func (a *DeepFool) Run(ctx context.Context, m Model, x *tensor.Tensor, labels []
 					}
 				}
 			} else {
-				wn := l2(wi)
+				wn := weightedL2(wi, std)
 				step := (math.Abs(bestF[i]) + 1e-4) / (wn * wn)
 				for j, v := range wi {
-					ri[j] += step * float64(v)
+					if std != nil {
+						ri[j] += step * std[j] * std[j] * float64(v)
+					} else {
+						ri[j] += step * float64(v)
+					}
 				}
 			}
 			ai, oi := adv.Data[i*b.d:(i+1)*b.d], x.Data[i*b.d:(i+1)*b.d]
@@ -238,6 +248,19 @@ func (a *DeepFool) Run(ctx context.Context, m Model, x *tensor.Tensor, labels []
 		}
 	}
 	return finish(ctx, b, m, x, adv, clean, labels, false, passes)
+}
+
+// weightedL2 returns ||std*w||_2, std per value (nil: ||w||_2).
+func weightedL2(w []float32, std []float64) float64 {
+	if std == nil {
+		return l2(w)
+	}
+	s := 0.0
+	for j, v := range w {
+		x := std[j] * float64(v)
+		s += x * x
+	}
+	return math.Sqrt(s)
 }
 
 // gather returns the images idx of x as a batch, x itself when idx is

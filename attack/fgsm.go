@@ -59,12 +59,16 @@ func (a *FGSM) Targeted() bool { return a.opts.Targeted }
 // MarshalJSON encodes the options.
 func (a *FGSM) MarshalJSON() ([]byte, error) { return json.Marshal(a.opts) }
 
-// Name returns e.g. "FGSM-0.04" (L2 dissimilarity) or "FGSM-linf0.031".
+// Name returns e.g. "FGSM-0.04" (L2 dissimilarity), "FGSM-l2z0.04" (on
+// normalized tensors) or "FGSM-linf0.031".
 func (a *FGSM) Name() string { return "FGSM" + budgetSuffix(a.opts.Budget) }
 
 func budgetSuffix(b Budget) string {
-	if b.Norm == L2Rel {
+	switch b.Norm {
+	case L2Rel:
 		return fmt.Sprintf("-%g", b.Eps)
+	case L2Z:
+		return fmt.Sprintf("-l2z%g", b.Eps)
 	}
 	return fmt.Sprintf("-linf%g", b.Eps)
 }
@@ -73,6 +77,9 @@ func budgetSuffix(b Budget) string {
 func (a *FGSM) Run(ctx context.Context, m Model, x *tensor.Tensor, labels []int) (*Result, error) {
 	b, err := checkInput(m, x, labels)
 	if err != nil {
+		return nil, err
+	}
+	if err := a.opts.Budget.checkBudget(b); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -85,20 +92,24 @@ func (a *FGSM) Run(ctx context.Context, m Model, x *tensor.Tensor, labels []int)
 	clean := z.ArgmaxRows(nil)
 	r := radii(a.opts.Budget, x.Data, b.n, b.d)
 	adv := x.Clone()
-	signStep(a.opts.Budget.Norm, adv.Data, g.Data, r, b.d)
+	signStep(a.opts.Budget, adv.Data, g.Data, r, b.d)
 	tensor.Clip(adv.Data, 0, 1)
 	return finish(ctx, b, m, x, adv, clean, labels, a.opts.Targeted, 1)
 }
 
 // signStep adds to x (flat, d values per image) a step along sign(g) of
-// size s[i]: s[i] per coordinate for LInf, L2 length s[i] for L2Rel (each
-// coordinate s[i]/sqrt(m), m the number of non-zero entries of g_i). An
-// image whose gradient is all zero is left unchanged.
-func signStep(norm Norm, x, g []float32, s []float64, d int) {
+// size s[i] in the budget's norm: s[i] per coordinate for LInf, L2 length
+// s[i] for L2Rel (each coordinate s[i]/sqrt(m), m the number of non-zero
+// entries of g_i), and for L2Z the L2Rel step taken on the normalized
+// tensor z (sign(grad_z) = sign(grad_x)), i.e. coordinate j moves by
+// std_j*s[i]/sqrt(m) in pixels. An image whose gradient is all zero is
+// left unchanged.
+func signStep(bud Budget, x, g []float32, s []float64, d int) {
+	std := bud.zStd(d)
 	for i := range s {
 		xi, gi := x[i*d:(i+1)*d], g[i*d:(i+1)*d]
 		alpha := s[i]
-		if norm == L2Rel {
+		if bud.Norm != LInf {
 			nz := 0
 			for _, v := range gi {
 				if v != 0 {
@@ -112,6 +123,9 @@ func signStep(norm Norm, x, g []float32, s []float64, d int) {
 		}
 		a := float32(alpha)
 		for j, v := range gi {
+			if std != nil {
+				a = float32(alpha * std[j])
+			}
 			if v > 0 {
 				xi[j] += a
 			} else if v < 0 {

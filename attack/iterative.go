@@ -85,6 +85,9 @@ func (a *BIM) Run(ctx context.Context, m Model, x *tensor.Tensor, labels []int) 
 	if err != nil {
 		return nil, err
 	}
+	if err := a.opts.Budget.checkBudget(b); err != nil {
+		return nil, err
+	}
 	it := iterSpec{budget: a.opts.Budget, steps: a.opts.Steps, frac: a.opts.StepFrac, targeted: a.opts.Targeted, sign: true}
 	return it.run(ctx, b, m, x, labels, x.Clone())
 }
@@ -146,6 +149,9 @@ func (o PGDOptions) Validate() error {
 	}
 	if o.Kappa != 0 && !o.Loss.isCW() {
 		return optErr("PGD", "Kappa", o.Kappa, "applies only to the CW loss (Loss \"cw\")")
+	}
+	if o.Budget.Norm == L2Z {
+		return optErr("PGD", "Budget", o.Budget, "the l2z norm is supported by FGSM, BIM, DeepFool and CW only")
 	}
 	return validateIter("PGD", o.Budget, o.Steps, o.StepFrac)
 }
@@ -293,7 +299,7 @@ func (it iterSpec) run(ctx context.Context, b batch, m Model, x0 *tensor.Tensor,
 			clean = z.ArgmaxRows(nil)
 		}
 		if it.sign {
-			signStep(it.budget.Norm, adv.Data, g.Data, s, b.d)
+			signStep(it.budget, adv.Data, g.Data, s, b.d)
 		} else {
 			gradStep(adv.Data, g.Data, s, b.d)
 		}

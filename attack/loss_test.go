@@ -209,7 +209,7 @@ func TestPGDCWLoss(t *testing.T) {
 	ctx := context.Background()
 	run := func(m Model, loss Loss) *Result {
 		o := DefaultPGDOptions()
-		o.Budget, o.Steps, o.Loss = Budget{LInf, 0.1}, 10, loss
+		o.Budget, o.Steps, o.Loss = Budget{Norm: LInf, Eps: 0.1}, 10, loss
 		a, err := NewPGD(o)
 		if err != nil {
 			t.Fatal(err)

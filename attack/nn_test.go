@@ -78,7 +78,7 @@ func TestNNClassifier(t *testing.T) {
 		}
 	}
 
-	l2 := Budget{L2Rel, 0.04}
+	l2 := Budget{Norm: L2Rel, Eps: 0.04}
 	bim := DefaultBIMOptions()
 	bim.Steps = 3
 	df := DefaultDeepFoolOptions()

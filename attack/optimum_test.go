@@ -88,7 +88,7 @@ func TestKnownOptimum(t *testing.T) {
 		opt[i] = m.minDist(z.Data[i*k:(i+1)*k], x.Data[i*d:(i+1)*d], labels[i])
 	}
 	// A budget large enough never to bind.
-	big := Budget{L2Rel, 1}
+	big := Budget{Norm: L2Rel, Eps: 1}
 
 	do := DefaultDeepFoolOptions()
 	do.Budget = big

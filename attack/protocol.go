@@ -66,6 +66,7 @@ type protocolEntry struct {
 var protocols = []protocolEntry{
 	{ProtocolText, false, "the paper's text (section 5.1): budgets are the normalized L2 dissimilarity ||x_adv-x0||/||x0|| on [0,1] pixels"},
 	{ProtocolRelease, true, "as the authors' released images show: FGSM-0.08 and FGSM-0.04 are L-infinity sign steps of 8/255 and 4/255, BIM L-infinity 4/255 in 5 steps of 1/255 (Kurakin et al.), DeepFool and CW normalized L2 0.04, every adversarial image rounded to 8 bits"},
+	{ProtocolGuo, false, "as Guo et al.'s code measures it: budgets are the normalized L2 dissimilarity on the classifier's normalized tensors, ||z_adv-z0||/||z0|| with z = (x-mean)/std per channel (FGSM-0.08 at 0.08, the others at 0.04)"},
 }
 
 // ProtocolNames returns the names of the protocols, ProtocolText first.
@@ -156,6 +157,12 @@ func (p Protocol) adapt(s Setting) Setting {
 		case PaperBIM:
 			s.Budget = Budget{Norm: LInf, Eps: Release4}
 			s.Steps, s.StepFrac = KurakinSteps(Release4)
+		}
+	case ProtocolGuo:
+		// The normalization is the classifier's: the caller fills
+		// Budget.Normalization before building the attack.
+		if s.Budget.Norm == L2Rel {
+			s.Budget.Norm = L2Z
 		}
 	}
 	return s

@@ -9,8 +9,8 @@ import (
 
 func TestPaperAttack(t *testing.T) {
 	want := map[string]Budget{
-		PaperFGSM008: {L2Rel, 0.08}, PaperFGSM004: {L2Rel, 0.04}, PaperBIM: {L2Rel, 0.04},
-		PaperDeepFool: {L2Rel, 0.04}, PaperCW: {L2Rel, 0.04}, PaperBPDA: {LInf, 0.031},
+		PaperFGSM008: {Norm: L2Rel, Eps: 0.08}, PaperFGSM004: {Norm: L2Rel, Eps: 0.04}, PaperBIM: {Norm: L2Rel, Eps: 0.04},
+		PaperDeepFool: {Norm: L2Rel, Eps: 0.04}, PaperCW: {Norm: L2Rel, Eps: 0.04}, PaperBPDA: {Norm: LInf, Eps: 0.031},
 	}
 	for _, name := range PaperAttacks {
 		a, err := PaperAttack(name, 1)

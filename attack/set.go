@@ -233,7 +233,7 @@ func MergeSets(sets []*Set) (*Set, error) {
 		}
 		m := s.Meta
 		switch {
-		case m.Attack != first.Attack || string(m.Options) != string(first.Options) || m.Budget != first.Budget || m.Targeted != first.Targeted:
+		case m.Attack != first.Attack || string(m.Options) != string(first.Options) || !m.Budget.Equal(first.Budget) || m.Targeted != first.Targeted:
 			return nil, fmt.Errorf("attack: set %d was made by %s %s, set 1 by %s %s", i+1, m.Attack, m.Options, first.Attack, first.Options)
 		case m.Model != first.Model || m.Data != first.Data:
 			return nil, fmt.Errorf("attack: set %d attacked model %q on %q, set 1 model %q on %q", i+1, m.Model, m.Data, first.Model, first.Data)

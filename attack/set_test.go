@@ -50,7 +50,7 @@ func TestSetRoundTrip(t *testing.T) {
 		!reflect.DeepEqual(got.Meta.Success, r.Success) || !reflect.DeepEqual(got.Meta.AdvPred, r.AdvPred) {
 		t.Error("per-image figures differ after reload")
 	}
-	if got.Meta.Attack != "BIM-0.04" || got.Meta.Budget != (Budget{L2Rel, 0.04}) || got.Meta.Model != "mlp" {
+	if got.Meta.Attack != "BIM-0.04" || got.Meta.Budget != (Budget{Norm: L2Rel, Eps: 0.04}) || got.Meta.Model != "mlp" {
 		t.Errorf("metadata %+v", got.Meta)
 	}
 	var o BIMOptions
@@ -149,7 +149,7 @@ func TestSetFixture(t *testing.T) {
 		t.Errorf("images %v %v, want %v", s.Adv.Shape, s.Adv.Data, want)
 	}
 	m := s.Meta
-	if m.Attack != "FGSM-linf0.15" || m.Budget != (Budget{LInf, 0.15}) || !reflect.DeepEqual(s.Labels, []int{0, 1}) ||
+	if m.Attack != "FGSM-linf0.15" || m.Budget != (Budget{Norm: LInf, Eps: 0.15}) || !reflect.DeepEqual(s.Labels, []int{0, 1}) ||
 		!reflect.DeepEqual(m.Indices, []int{4, 9}) || !reflect.DeepEqual(m.Success, []bool{true, false}) ||
 		m.Dissim[0] != 0.2357022603955158 || m.Passes != 1 {
 		t.Errorf("metadata %+v", m)

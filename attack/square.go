@@ -39,6 +39,9 @@ func DefaultSquareOptions() SquareOptions {
 // Validate checks the budget, MaxQueries >= 1 and PInit in (0, 1].
 // Errors are *OptionError or *BudgetError.
 func (o SquareOptions) Validate() error {
+	if o.Budget.Norm == L2Z {
+		return optErr("Square", "Budget", o.Budget, "the l2z norm is supported by FGSM, BIM, DeepFool and CW only")
+	}
 	if err := o.Budget.Validate(); err != nil {
 		return err
 	}

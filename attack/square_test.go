@@ -41,12 +41,12 @@ func TestSquareQueriesOnly(t *testing.T) {
 		maxQueries int
 		minSuccess float64
 	}{
-		{f.x, Budget{LInf, 0.031}, 1000, 0.9},
-		{f.x, Budget{L2Rel, 0.08}, 500, 0.9},
-		{f.x, Budget{LInf, 0.02}, 50, 0},  // a budget too small: many images use every query
-		{f.x, Budget{L2Rel, 0.02}, 50, 0}, // likewise
-		{sat, Budget{LInf, 0.3}, 50, 0},
-		{sat, Budget{L2Rel, 0.5}, 50, 0},
+		{f.x, Budget{Norm: LInf, Eps: 0.031}, 1000, 0.9},
+		{f.x, Budget{Norm: L2Rel, Eps: 0.08}, 500, 0.9},
+		{f.x, Budget{Norm: LInf, Eps: 0.02}, 50, 0},  // a budget too small: many images use every query
+		{f.x, Budget{Norm: L2Rel, Eps: 0.02}, 50, 0}, // likewise
+		{sat, Budget{Norm: LInf, Eps: 0.3}, 50, 0},
+		{sat, Budget{Norm: L2Rel, Eps: 0.5}, 50, 0},
 	} {
 		o := DefaultSquareOptions()
 		o.Budget, o.MaxQueries = tc.budget, tc.maxQueries
@@ -99,7 +99,7 @@ func TestSquareTargetedAndStops(t *testing.T) {
 	}
 	targets[0] = f.labels[0] // reached on x0
 	o := DefaultSquareOptions()
-	o.Budget, o.MaxQueries, o.Targeted = Budget{LInf, 0.08}, 300, true
+	o.Budget, o.MaxQueries, o.Targeted = Budget{Norm: LInf, Eps: 0.08}, 300, true
 	a, err := NewSquare(o)
 	if err != nil {
 		t.Fatal(err)
@@ -186,7 +186,7 @@ func TestSquareOptions(t *testing.T) {
 		field string
 	}{
 		{"default", func(o *SquareOptions) {}, ""},
-		{"l2", func(o *SquareOptions) { o.Budget = Budget{L2Rel, 0.05} }, ""},
+		{"l2", func(o *SquareOptions) { o.Budget = Budget{Norm: L2Rel, Eps: 0.05} }, ""},
 		{"no queries", func(o *SquareOptions) { o.MaxQueries = 0 }, "MaxQueries"},
 		{"p 0", func(o *SquareOptions) { o.PInit = 0 }, "PInit"},
 		{"p above 1", func(o *SquareOptions) { o.PInit = 1.5 }, "PInit"},

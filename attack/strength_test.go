@@ -36,11 +36,11 @@ func mustRun(t *testing.T, a Attack, err error, m Model, f *fixture) *Result {
 func TestStrength(t *testing.T) {
 	f := getFixture(t)
 	clean := accuracyOf(t, f.m, f.x, f.labels)
-	l2 := Budget{L2Rel, 0.04}
+	l2 := Budget{Norm: L2Rel, Eps: 0.04}
 
 	fg, err := NewFGSM(FGSMOptions{Budget: l2})
 	rF := mustRun(t, fg, err, f.m, f)
-	fg8, err := NewFGSM(FGSMOptions{Budget: Budget{L2Rel, 0.08}})
+	fg8, err := NewFGSM(FGSMOptions{Budget: Budget{Norm: L2Rel, Eps: 0.08}})
 	rF8 := mustRun(t, fg8, err, f.m, f)
 	bo := DefaultBIMOptions()
 	bim, err := NewBIM(bo)

@@ -42,7 +42,7 @@ func (r *runner) attacks(ctx context.Context) error {
 			a.missing = "no attack implementation in this build"
 			continue
 		}
-		atk, settings, budget, err := r.b.Attack(name, r.cfg)
+		atk, settings, budget, err := r.b.Attack(name, r.cfg, r.vanilla)
 		if err != nil {
 			a.missing = err.Error()
 			continue

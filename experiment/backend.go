@@ -157,8 +157,10 @@ type Backend struct {
 	Defense        DefenseBuilder
 	DefenseMissing string
 	// Attack returns the named attack (one of AllAttacks) configured as in
-	// the paper, and its settings for the cache key and the report.
-	Attack func(name string, cfg Config) (a Attacker, settings any, budget string, err error)
+	// the paper under cfg's protocol, to be run against m (the vanilla
+	// classifier, whose input normalization the guo protocol measures
+	// in), and its settings for the cache key and the report.
+	Attack func(name string, cfg Config, m attack.Model) (a Attacker, settings any, budget string, err error)
 	// Baselines returns the baselines cfg asks for and, for each one it
 	// cannot provide, the reason. train is the run's training set, for
 	// baselines that learn from clean images (quilting's patch database,

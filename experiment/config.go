@@ -116,7 +116,10 @@ type Config struct {
 	// dissimilarity on [0,1] pixels), "release" (as the authors' released
 	// images show: L-infinity sign steps of 8/255 and 4/255 for FGSM, BIM
 	// at 4/255, DeepFool and CW at normalized L2 0.04, every adversarial
-	// image rounded to 8 bits). Default "" (text): left empty, every cache
+	// image rounded to 8 bits), "guo" (as Guo et al.'s code measures it:
+	// the text's budgets as the normalized L2 dissimilarity on the vanilla
+	// classifier's mean/std-normalized tensors). Default "" (text): left
+	// empty, every cache
 	// key reads as before the setting existed; another protocol changes
 	// the keys of the attack stages (and of what depends on their images)
 	// only.

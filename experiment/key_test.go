@@ -6,7 +6,9 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/stl-defense/stl/attack"
 	"github.com/stl-defense/stl/experiment/cache"
+	"github.com/stl-defense/stl/nn"
 )
 
 // TestClassifierKeyStable pins the key of a classifier stage: a change to
@@ -256,7 +258,7 @@ func TestAttackKeyProtocol(t *testing.T) {
 		r := &runner{cfg: cfg, wbSubsetKey: "subset"}
 		k := keys{attacks: map[string]cache.Key{}}
 		for _, name := range AllAttacks {
-			_, settings, _, err := paperAttack(name, cfg)
+			_, settings, _, err := paperAttack(name, cfg, guoModel{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -305,15 +307,17 @@ func TestAttackKeyProtocol(t *testing.T) {
 	release.Protocol = "release"
 	rounded := DefaultConfig()
 	rounded.Round8 = true
-	for name, cfg := range map[string]Config{"release": release, "round8": rounded} {
+	guo := DefaultConfig()
+	guo.Protocol = "guo"
+	for name, cfg := range map[string]Config{"release": release, "round8": rounded, "guo": guo} {
 		k := keysOf(cfg)
 		for a, key := range k.attacks {
 			if key == text.attacks[a] {
 				t.Errorf("%s: attack %s kept the default key", name, a)
 			}
 		}
-		if k.whitebox == text.whitebox {
-			t.Errorf("%s: the white-box key did not change though its images are rounded", name)
+		if (k.whitebox == text.whitebox) == cfg.round8() {
+			t.Errorf("%s: white-box key changed %v, its images rounded %v", name, k.whitebox != text.whitebox, cfg.round8())
 		}
 		if k.classifier != text.classifier || k.defense != text.defense {
 			t.Errorf("%s changed the classifier or defense key", name)
@@ -326,3 +330,9 @@ func TestAttackKeyProtocol(t *testing.T) {
 		t.Errorf("protocol %q: %v", bad.Protocol, err)
 	}
 }
+
+// guoModel is a model with an input normalization, for the keys of the
+// guo protocol's attack stages.
+type guoModel struct{ attack.Model }
+
+func (guoModel) Config() nn.ClassifierConfig { return nn.DefaultClassifierConfig() }

@@ -208,7 +208,7 @@ func (f *fakes) backend() Backend {
 			if loss == LossCW {
 				return f.signAttack(0.2), "fake pgd, cw loss", nil
 			}
-			a, _, _, err := f.backend0().Attack(AttackFGSM008, cfg)
+			a, _, _, err := f.backend0().Attack(AttackFGSM008, cfg, nil)
 			return a, "fake pgd", err
 		},
 		PGD: func(cfg Config, eps float64, steps int) (Attacker, any, error) {
@@ -221,7 +221,7 @@ func (f *fakes) backend() Backend {
 	}
 }
 
-func (f *fakes) attack(name string, cfg Config) (Attacker, any, string, error) {
+func (f *fakes) attack(name string, cfg Config, _ attack.Model) (Attacker, any, string, error) {
 	if name == AttackCW {
 		return nil, nil, "", errors.New("CW is not available in the fake backend")
 	}

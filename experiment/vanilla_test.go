@@ -187,7 +187,7 @@ func TestRunPretrainedNN(t *testing.T) {
 	var mu sync.Mutex
 	var attacked []attack.Model
 	// The attack records the model it is given and inverts the images.
-	b.Attack = func(name string, cfg Config) (Attacker, any, string, error) {
+	b.Attack = func(name string, cfg Config, _ attack.Model) (Attacker, any, string, error) {
 		return func(ctx context.Context, m attack.Model, x *tensor.Tensor, labels []int, rep progress.Reporter) (*tensor.Tensor, error) {
 			mu.Lock()
 			attacked = append(attacked, m)

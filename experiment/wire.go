@@ -84,11 +84,17 @@ func loadData(ctx context.Context, cfg Config) (train, test *dataset.Set, err er
 // paperAttack returns the named attack (one of AllAttacks) with the
 // budgets of the run's protocol (attack.Protocol; the text's: normalized
 // L2 dissimilarity 0.08 or 0.04, section 5.1) and package attack's
-// defaults otherwise, CW's iterations bounded by cfg.
-func paperAttack(name string, cfg Config) (Attacker, any, string, error) {
+// defaults otherwise, CW's iterations bounded by cfg. Under the guo
+// protocol the budgets are measured in m's input normalization.
+func paperAttack(name string, cfg Config, m attack.Model) (Attacker, any, string, error) {
 	s, err := cfg.protocol().Setting(name)
 	if err != nil || s.Route != attack.GrayBox {
 		return nil, nil, "", fmt.Errorf("unknown attack %q", name)
+	}
+	if s.Budget.Norm == attack.L2Z {
+		if s.Budget.Normalization, err = inputNormalization(m); err != nil {
+			return nil, nil, "", err
+		}
 	}
 	c := attack.DefaultConfig()
 	c.CW.MaxIter, c.CW.BinarySteps = cfg.CWIterations, cfg.CWBinarySteps
@@ -99,11 +105,41 @@ func paperAttack(name string, cfg Config) (Attacker, any, string, error) {
 	return batched(a), set, budgetText(s.Budget), nil
 }
 
+// Normalizer is a classifier that normalizes its input per channel,
+// z = (x - mean)/std, before its first layer (package nn's classifiers).
+type Normalizer interface {
+	Config() nn.ClassifierConfig
+}
+
+// inputNormalization returns the per-channel input normalization of m,
+// for budgets measured on normalized tensors (attack.L2Z).
+func inputNormalization(m attack.Model) (*attack.Normalization, error) {
+	c, ok := m.(Normalizer)
+	if !ok {
+		return nil, fmt.Errorf("the guo protocol measures budgets in the classifier's input normalization, and a %T does not state one", m)
+	}
+	cfg := c.Config()
+	n := &attack.Normalization{}
+	for i := range cfg.Mean {
+		n.Mean = append(n.Mean, float64(cfg.Mean[i]))
+	}
+	for i := range cfg.Std {
+		n.Std = append(n.Std, float64(cfg.Std[i]))
+	}
+	if err := n.Validate(); err != nil {
+		return nil, fmt.Errorf("the classifier's input normalization: %w", err)
+	}
+	return n, nil
+}
+
 // budgetText describes a budget for the report, e.g. "normalized L2 0.04"
 // or "L-infinity 8/255" (a whole number of 255ths is written as such).
 func budgetText(b attack.Budget) string {
-	if b.Norm == attack.L2Rel {
+	switch b.Norm {
+	case attack.L2Rel:
 		return fmt.Sprintf("normalized L2 %g", b.Eps)
+	case attack.L2Z:
+		return fmt.Sprintf("normalized L2 %g on normalized tensors", b.Eps)
 	}
 	if k := math.Round(b.Eps * 255); k >= 1 && math.Abs(b.Eps*255-k) < 1e-9 {
 		return fmt.Sprintf("L-infinity %g/255", k)

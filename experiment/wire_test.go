@@ -26,7 +26,7 @@ func TestPaperAttacks(t *testing.T) {
 		{AttackCW, 0.04, "normalized L2 0.04"},
 	}
 	for _, tc := range tests {
-		run, settings, budget, err := paperAttack(tc.name, cfg)
+		run, settings, budget, err := paperAttack(tc.name, cfg, nil)
 		if err != nil || run == nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
@@ -53,7 +53,7 @@ func TestPaperAttacks(t *testing.T) {
 			t.Errorf("%s: budget %v, want normalized L2 %v", tc.name, b, tc.eps)
 		}
 	}
-	if _, _, _, err := paperAttack("PGD", cfg); err == nil {
+	if _, _, _, err := paperAttack("PGD", cfg, nil); err == nil {
 		t.Error("unknown attack accepted")
 	}
 }
@@ -193,7 +193,7 @@ func TestSettingsEncodings(t *testing.T) {
 		{"CW", "normalized L2 0.04", `{"Budget":{"norm":"l2","eps":0.04},"Targeted":false,"Kappa":0,"InitialC":0.001,"BinarySteps":5,"MaxIter":100,"LearningRate":0.01,"AbortEarly":true}`},
 	}
 	for _, a := range attacks {
-		_, set, budget, err := paperAttack(a.name, cfg)
+		_, set, budget, err := paperAttack(a.name, cfg, nil)
 		js, _ := json.Marshal(set)
 		if err != nil || budget != a.budget || string(js) != a.settings {
 			t.Errorf("%s: budget %q, settings %s (%v), want %q, %s", a.name, budget, js, err, a.budget, a.settings)

@@ -120,7 +120,7 @@ var configFlags = []configFlag{
 	{"dae-epochs", func(c *experiment.Config) any { return &c.DAEEpochs }, "training epochs of the denoising auto-encoder"},
 	{"attacks", func(c *experiment.Config) any { return &c.Attacks }, "attacks to run (" + strings.Join(experiment.AllAttacks, ", ") + ")"},
 	{"attack-subset", func(c *experiment.Config) any { return &c.AttackSubset }, "test images attacked, a class-balanced seeded subset (0: all)"},
-	{"protocol", func(c *experiment.Config) any { return &c.Protocol }, "attack protocol: text (the paper's text: normalized L2 on [0,1] pixels), release (as the released images: L-inf sign steps of 8/255 and 4/255, 8-bit rounding); see docs/attack.md"},
+	{"protocol", func(c *experiment.Config) any { return &c.Protocol }, "attack protocol: text (the paper's text: normalized L2 on [0,1] pixels), release (as the released images: L-inf sign steps of 8/255 and 4/255, 8-bit rounding), guo (normalized L2 on the classifier's mean/std-normalized tensors); see docs/attack.md"},
 	{"round8", func(c *experiment.Config) any { return &c.Round8 }, "round every adversarial image to 8 bits before any defense or classifier sees it (release always does)"},
 	{"cw-iterations", func(c *experiment.Config) any { return &c.CWIterations }, "Adam steps per binary-search step of CW"},
 	{"cw-binary-steps", func(c *experiment.Config) any { return &c.CWBinarySteps }, "binary-search steps of CW"},
