@@ -118,7 +118,7 @@ func (r *runner) results(ctx context.Context) (*report.Results, report.Grids, er
 			res.Missing = append(res.Missing, report.Missing{What: "attack " + a.name, Why: a.missing})
 			continue
 		}
-		eff, err := effective(a.x, r.x0)
+		eff, err := r.effective(a.x)
 		if err != nil {
 			return nil, report.Grids{}, fmt.Errorf("attack %s: %w", a.name, err)
 		}
@@ -142,17 +142,32 @@ func (r *runner) results(ctx context.Context) (*report.Results, report.Grids, er
 	return res, report.Grids{Comparison: r.grid(), Lambda: r.lambdaGrid()}, nil
 }
 
-// effective measures an adversarial set against the clean images x0: the
-// mean and maximum over the images of the L-infinity distance and of the
-// normalized L2 dissimilarity (attack.Distances).
-func effective(adv, x0 *tensor.Tensor) (*report.Effective, error) {
-	dissim, linf, err := attack.Distances(adv, x0)
+// effective measures an adversarial set against the attacked clean
+// images: the mean and maximum over the images of the L-infinity distance
+// and of the normalized L2 dissimilarity (attack.Distances), and under the
+// guo protocol of the dissimilarity on the vanilla classifier's
+// normalized tensors (attack.DissimilarityZ).
+func (r *runner) effective(adv *tensor.Tensor) (*report.Effective, error) {
+	dissim, linf, err := attack.Distances(adv, r.x0)
 	if err != nil {
 		return nil, err
 	}
 	e := &report.Effective{}
 	e.L2Mean, e.L2Max = meanMax(dissim)
 	e.LInfMean, e.LInfMax = meanMax(linf)
+	if r.cfg.protocol() == attack.ProtocolGuo {
+		n, err := inputNormalization(r.vanilla)
+		if err != nil {
+			return nil, err
+		}
+		dz, err := attack.DissimilarityZ(adv, r.x0, *n)
+		if err != nil {
+			return nil, err
+		}
+		var z [2]float64
+		z[0], z[1] = meanMax(dz)
+		e.L2Z = &z
+	}
 	return e, nil
 }
 

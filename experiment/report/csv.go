@@ -78,6 +78,10 @@ func WriteCSV(w io.Writer, r *Results) error {
 			}{{"linf_mean", e.LInfMean}, {"linf_max", e.LInfMax}, {"l2_mean", e.L2Mean}, {"l2_max", e.L2Max}} {
 				put("attack", "", a.Name, m.name, ftoa(m.v), "", "", "", strconv.Itoa(a.N))
 			}
+			if e.L2Z != nil {
+				put("attack", "", a.Name, "l2z_mean", ftoa(e.L2Z[0]), "", "", "", strconv.Itoa(a.N))
+				put("attack", "", a.Name, "l2z_max", ftoa(e.L2Z[1]), "", "", "", strconv.Itoa(a.N))
+			}
 		}
 	}
 	for _, q := range r.Quality {

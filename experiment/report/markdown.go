@@ -167,7 +167,7 @@ func WriteMarkdown(w io.Writer, r *Results, figs []Figure) error {
 
 // effectiveNote explains the effective-distance columns of the attack
 // table.
-const effectiveNote = "Measured on the adversarial images as the defenses and classifiers saw them (after any 8-bit rounding) against the clean images, over every attacked image: L-infinity max_j |x_adv,j - x0,j| on [0,1] pixels (in 255ths in parentheses) and the normalized L2 dissimilarity ||x_adv - x0|| / ||x0||."
+const effectiveNote = "Measured on the adversarial images as the defenses and classifiers saw them (after any 8-bit rounding) against the clean images, over every attacked image: L-infinity max_j |x_adv,j - x0,j| on [0,1] pixels (in 255ths in parentheses) and the normalized L2 dissimilarity ||x_adv - x0|| / ||x0|| (under the guo protocol also on the classifier's normalized tensors, in parentheses)."
 
 // effectiveCells formats an attack's measured distances: L-infinity mean
 // and max (with their value in 255ths), normalized L2 mean and max; "—"
@@ -178,7 +178,13 @@ func effectiveCells(a Attack) [4]string {
 		return [4]string{"—", "—", fmt.Sprintf("%.4f", a.MeanL2), "—"}
 	}
 	linf := func(v float64) string { return fmt.Sprintf("%.4f (%.2f/255)", v, v*255) }
-	return [4]string{linf(e.LInfMean), linf(e.LInfMax), fmt.Sprintf("%.4f", e.L2Mean), fmt.Sprintf("%.4f", e.L2Max)}
+	l2 := [2]string{fmt.Sprintf("%.4f", e.L2Mean), fmt.Sprintf("%.4f", e.L2Max)}
+	if e.L2Z != nil {
+		for i := range l2 {
+			l2[i] += fmt.Sprintf(" (normalized tensors %.4f)", e.L2Z[i])
+		}
+	}
+	return [4]string{linf(e.LInfMean), linf(e.LInfMax), l2[0], l2[1]}
 }
 
 func short(k string) string {

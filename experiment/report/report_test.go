@@ -33,6 +33,8 @@ func synthetic() *Results {
 		Attacks: []Attack{
 			{Name: "FGSM-0.08", Budget: "L-infinity 8/255", MeanL2: 0.0601, N: 200, Seconds: 1.5,
 				Effective: &Effective{LInfMean: 8.0 / 255, LInfMax: 8.0 / 255, L2Mean: 0.0601, L2Max: 0.0712}},
+			{Name: "FGSM-0.04", Budget: "normalized L2 0.04 on normalized tensors", MeanL2: 0.02, N: 200, Seconds: 1,
+				Effective: &Effective{LInfMean: 2.0 / 255, LInfMax: 3.0 / 255, L2Mean: 0.02, L2Max: 0.03, L2Z: &[2]float64{0.04, 0.04}}},
 			{Name: "CW", Budget: "L2 0.04", MeanL2: 0.031, N: 200, Seconds: 30},
 		},
 		Seconds: 600,
@@ -556,7 +558,8 @@ func TestProtocolAndEffectiveNorms(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"| FGSM-0.08 | L-infinity 8/255 | 0.0314 (8.00/255) | 0.0314 (8.00/255) | 0.0601 | 0.0712 | 200 | 1.5 |",
-		"| CW | L2 0.04 | — | — | 0.0310 | — | 200 | 30.0 |"} {
+		"| CW | L2 0.04 | — | — | 0.0310 | — | 200 | 30.0 |",
+		"| 0.0200 (normalized tensors 0.0400) | 0.0300 (normalized tensors 0.0400) |"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report.md lacks %q", want)
 		}
@@ -575,8 +578,8 @@ func TestProtocolAndEffectiveNorms(t *testing.T) {
 	if e := back.Attacks[0].Effective; e == nil || *e != *r.Attacks[0].Effective {
 		t.Errorf("results.json effective norms %+v, want %+v", e, r.Attacks[0].Effective)
 	}
-	if !strings.Contains(read(FileCSV), "attack,,FGSM-0.08,linf_max,0.03137") {
-		t.Error("results.csv lacks the measured L-infinity")
+	if csv := read(FileCSV); !strings.Contains(csv, "attack,,FGSM-0.08,linf_max,0.03137") || !strings.Contains(csv, "attack,,FGSM-0.04,l2z_mean,0.04") {
+		t.Error("results.csv lacks the measured L-infinity or the normalized-tensor L2")
 	}
 	// Results without a protocol (written before it existed) show none.
 	r.Protocol = nil

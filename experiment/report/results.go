@@ -214,6 +214,11 @@ type Effective struct {
 	LInfMax  float64 `json:"linf_max"`
 	L2Mean   float64 `json:"l2_mean"`
 	L2Max    float64 `json:"l2_max"`
+	// L2Z holds the mean and max of the normalized L2 dissimilarity
+	// measured on the classifier's normalized tensors (the guo
+	// protocol's measure, attack.DissimilarityZ); nil under the other
+	// protocols.
+	L2Z *[2]float64 `json:"l2z,omitempty"`
 }
 
 // Table is one accuracy table: rows are defenses, columns the clean set
