@@ -118,9 +118,6 @@ func runPredict(ctx context.Context, stdout, stderr io.Writer, o predictOptions)
 	if o.limit > 0 && o.limit < set.Len() {
 		set = set.Head(o.limit)
 	}
-	if err := set.Validate(); err != nil {
-		return err
-	}
 	var labels []int
 	if labeled {
 		labels = set.Labels
