@@ -149,14 +149,20 @@ func TestPredictBadInput(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			err := runPredict(context.Background(), &stdout, &stderr, tc.o)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("err = %v, want %q", err, tc.want)
-			}
-			var ue usageError
-			if errors.As(err, &ue) != tc.usage {
-				t.Errorf("usage error %v, want %v", errors.As(err, &ue), tc.usage)
-			}
+			checkCommandError(t, runPredict(context.Background(), &stdout, &stderr, tc.o), tc.want, tc.usage)
 		})
+	}
+}
+
+// checkCommandError checks that err contains want and is a usage error
+// exactly when usage is set.
+func checkCommandError(t *testing.T, err error, want string, usage bool) {
+	t.Helper()
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("err = %v, want %q", err, want)
+	}
+	var ue usageError
+	if errors.As(err, &ue) != usage {
+		t.Errorf("usage error %v, want %v", errors.As(err, &ue), usage)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"image/png"
 	"net/http"
 	"strings"
@@ -145,14 +144,7 @@ func TestServeUsage(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			err := runServe(context.Background(), &stdout, &stderr, tc.o)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("err = %v, want %q", err, tc.want)
-			}
-			var ue usageError
-			if errors.As(err, &ue) != tc.usage {
-				t.Errorf("usage error: %v, want %v", errors.As(err, &ue), tc.usage)
-			}
+			checkCommandError(t, runServe(context.Background(), &stdout, &stderr, tc.o), tc.want, tc.usage)
 		})
 	}
 }
