@@ -29,6 +29,7 @@ type result struct {
 
 var (
 	errQueueFull = errors.New("serve: queue full")
+	errTooSlow   = errors.New("serve: the images queued would not be computed before the request's deadline")
 	errClosed    = errors.New("serve: shutting down")
 )
 
@@ -49,7 +50,13 @@ type batcher struct {
 	mu     sync.Mutex
 	queue  []*job
 	queued int // images in queue
-	closed bool
+	busy   int // images in the batches being computed
+	// perImage is the recent computing time per image (an exponentially
+	// weighted mean over batches, 0 before the first): what admission and
+	// batching use to tell whether a request can be answered before its
+	// deadline.
+	perImage time.Duration
+	closed   bool
 	wake   chan struct{} // one token: the queue changed
 	wg     sync.WaitGroup
 }
@@ -71,8 +78,10 @@ func (b *batcher) signal() {
 	}
 }
 
-// submit queues j, or returns errQueueFull when its images do not fit or
-// errClosed after close.
+// submit queues j, or returns errQueueFull when its images do not fit,
+// errTooSlow when, at the recent time per image, the images before it and
+// its own would not be computed before its deadline (a queue longer than
+// that only holds requests that will time out), or errClosed after close.
 func (b *batcher) submit(j *job) error {
 	b.mu.Lock()
 	switch {
@@ -82,6 +91,9 @@ func (b *batcher) submit(j *job) error {
 	case b.queued+j.images() > b.capacity:
 		b.mu.Unlock()
 		return errQueueFull
+	case !b.inTime(j, b.queued+b.busy+j.images()):
+		b.mu.Unlock()
+		return errTooSlow
 	}
 	b.queue = append(b.queue, j)
 	b.queued += j.images()
@@ -120,10 +132,19 @@ func (b *batcher) close() {
 
 func (b *batcher) wait() { b.wg.Wait() }
 
+// inTime reports whether images images, computed at the recent time per
+// image, would be done before j's deadline. b.mu is held.
+func (b *batcher) inTime(j *job, images int) bool {
+	d, ok := j.ctx.Deadline()
+	return !ok || b.perImage == 0 || time.Now().Add(time.Duration(images)*b.perImage).Before(d)
+}
+
 // take moves to batch the queued jobs, from the oldest, that have the
 // shape of batch[0] (or of the first one when batch is empty) and fit in
 // maxBatch images with those already in batch; jobs whose context is done
-// are dropped. It returns the batch and its image count.
+// are dropped, and jobs that the batch would not finish before their
+// deadline are answered errTooSlow at once instead of being computed in
+// vain. It returns the batch and its image count.
 func (b *batcher) take(batch []*job, n int) ([]*job, int) {
 	b.mu.Lock()
 	kept := b.queue[:0]
@@ -131,6 +152,9 @@ func (b *batcher) take(batch []*job, n int) ([]*job, int) {
 		switch {
 		case j.ctx.Err() != nil:
 			b.queued -= j.images()
+		case !b.inTime(j, b.busy+n+j.images()):
+			b.queued -= j.images()
+			j.done <- result{err: errTooSlow}
 		case (len(batch) == 0 || slices.Equal(j.x.Shape[1:], batch[0].x.Shape[1:])) && n+j.images() <= b.maxBatch:
 			batch = append(batch, j)
 			n += j.images()
@@ -194,8 +218,32 @@ func (b *batcher) empty() bool {
 }
 
 // process runs one batch under a context that is cancelled once every
-// job's context is done, and hands each job its result.
+// job's context is done, hands each job its result and updates the time
+// per image.
 func (b *batcher) process(batch []*job) {
+	n := 0
+	for _, j := range batch {
+		n += j.images()
+	}
+	b.mu.Lock()
+	b.busy += n
+	b.mu.Unlock()
+	start := time.Now()
+	var err error
+	defer func() {
+		// A cancelled or failed batch says nothing of the time per image.
+		per := time.Since(start) / time.Duration(n)
+		b.mu.Lock()
+		b.busy -= n
+		switch {
+		case err != nil:
+		case b.perImage == 0:
+			b.perImage = per
+		default:
+			b.perImage = (3*b.perImage + per) / 4
+		}
+		b.mu.Unlock()
+	}()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var live atomic.Int32
@@ -208,7 +256,8 @@ func (b *batcher) process(batch []*job) {
 		})
 		defer stop()
 	}
-	res, err := b.run(ctx, batch)
+	var res []result
+	res, err = b.run(ctx, batch)
 	for i, j := range batch {
 		if err != nil {
 			j.done <- result{err: err}

@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -15,6 +17,8 @@ import (
 // LoadOptions describe a load test: Concurrency clients, each sending the
 // next of Bodies (round robin over the clients) to URL and waiting for the
 // answer, until Duration has passed or Requests requests have been sent.
+// Requests in flight at the end are waited for and counted, so the last
+// batches' work is not thrown away.
 type LoadOptions struct {
 	URL         string
 	ContentType string
@@ -29,6 +33,10 @@ type LoadOptions struct {
 	// Client sends the requests; nil means a client with keep-alive
 	// connections for every worker.
 	Client *http.Client
+	// MetricsURL, when set, is the service's /metrics: the CPU time the
+	// service's process spent during the test (process_cpu_seconds_total)
+	// is read from it before and after.
+	MetricsURL string
 }
 
 // LoadResult is what a load test measured. Latencies are of the
@@ -46,6 +54,12 @@ type LoadResult struct {
 	P90ms       float64 `json:"p90_ms"`
 	P99ms       float64 `json:"p99_ms"`
 	MaxMs       float64 `json:"max_ms"`
+	// ServerCPUSeconds is the CPU time (user + system) the service's
+	// process spent during the test and ImagesPerCPUSecond the images
+	// purified per second of it: a throughput that does not depend on how
+	// much of a shared machine the service got. Zero without MetricsURL.
+	ServerCPUSeconds   float64 `json:"server_cpu_s,omitempty"`
+	ImagesPerCPUSecond float64 `json:"images_per_cpu_s,omitempty"`
 	// FirstError is the first failure seen, for the report.
 	FirstError string `json:"first_error,omitempty"`
 }
@@ -86,6 +100,13 @@ func Load(ctx context.Context, o LoadOptions) (LoadResult, error) {
 		sent++
 		return sent - 1, true
 	}
+	var cpu0 float64
+	if o.MetricsURL != "" {
+		var err error
+		if cpu0, err = ProcessCPUSeconds(ctx, client, o.MetricsURL); err != nil {
+			return res, err
+		}
+	}
 	start := time.Now()
 	var wg sync.WaitGroup
 	for range o.Concurrency {
@@ -98,10 +119,10 @@ func Load(ctx context.Context, o LoadOptions) (LoadResult, error) {
 					return
 				}
 				t0 := time.Now()
-				code, err := send(lctx, client, o.URL, o.ContentType, o.Bodies[i%len(o.Bodies)])
+				code, err := send(ctx, client, o.URL, o.ContentType, o.Bodies[i%len(o.Bodies)])
 				ms := float64(time.Since(t0).Microseconds()) / 1000
-				if lctx.Err() != nil && err != nil {
-					return // cut by the end of the test: not counted
+				if ctx.Err() != nil {
+					return // the whole test was cancelled
 				}
 				mu.Lock()
 				res.Requests++
@@ -129,6 +150,16 @@ func Load(ctx context.Context, o LoadOptions) (LoadResult, error) {
 	res.Seconds = time.Since(start).Seconds()
 	res.Images = res.OK * max(o.ImagesPerBody, 1)
 	res.ImagesPerS = float64(res.Images) / res.Seconds
+	if o.MetricsURL != "" && ctx.Err() == nil {
+		cpu1, err := ProcessCPUSeconds(ctx, client, o.MetricsURL)
+		if err != nil {
+			return res, err
+		}
+		res.ServerCPUSeconds = cpu1 - cpu0
+		if res.ServerCPUSeconds > 0 {
+			res.ImagesPerCPUSecond = float64(res.Images) / res.ServerCPUSeconds
+		}
+	}
 	slices.Sort(latencies)
 	res.P50ms, res.P90ms, res.P99ms = quantile(latencies, 0.5), quantile(latencies, 0.9), quantile(latencies, 0.99)
 	if len(latencies) > 0 {
@@ -160,4 +191,28 @@ func send(ctx context.Context, c *http.Client, url, ctype string, body []byte) (
 	defer resp.Body.Close()
 	_, err = io.Copy(io.Discard, resp.Body)
 	return resp.StatusCode, err
+}
+
+// ProcessCPUSeconds reads process_cpu_seconds_total from the Prometheus
+// text at url (a service's /metrics).
+func ProcessCPUSeconds(ctx context.Context, c *http.Client, url string) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<22))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "process_cpu_seconds_total "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	return 0, fmt.Errorf("serve: %s: no process_cpu_seconds_total", url)
 }

@@ -208,6 +208,10 @@ func (s *Server) serveImages(w http.ResponseWriter, r *http.Request, endpoint st
 		w.Header().Set("Retry-After", "1")
 		fail(reqErr(http.StatusTooManyRequests, KindQueueFull, "the queue is full (%d images wait, --queue): retry later", s.cfg.Options.QueueImages))
 		return
+	case errTooSlow:
+		w.Header().Set("Retry-After", "1")
+		fail(reqErr(http.StatusTooManyRequests, KindQueueFull, "the images queued would not be computed within the request's deadline (--timeout %s): retry later", s.cfg.Options.Timeout))
+		return
 	case errClosed:
 		fail(reqErr(http.StatusServiceUnavailable, KindShuttingDown, "the service is shutting down"))
 		return
@@ -224,7 +228,7 @@ func (s *Server) serveImages(w http.ResponseWriter, r *http.Request, endpoint st
 		case r.Context().Err() != nil:
 			// The client is gone: nobody reads the answer.
 			fail(reqErr(499, KindCancelled, "the client closed the request"))
-		case errors.Is(res.err, context.DeadlineExceeded):
+		case errors.Is(res.err, context.DeadlineExceeded) || errors.Is(res.err, errTooSlow):
 			fail(reqErr(http.StatusServiceUnavailable, KindTimeout, "no answer within %s (--timeout)", s.cfg.Options.Timeout))
 		default:
 			fail(asRequestError(res.err))

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -147,7 +148,7 @@ func TestOverload(t *testing.T) {
 // past its deadline is a 503.
 func TestCancellation(t *testing.T) {
 	d := gated()
-	_, ts := newTestServer(t, d, false, func(o *Options) { o.MaxBatch, o.MaxImages, o.Timeout = 1, 1, 300*time.Millisecond })
+	_, ts := newTestServer(t, d, false, func(o *Options) { o.MaxBatch, o.MaxImages, o.Timeout = 1, 1, 2*time.Second })
 	url := ts.URL + "/v1/purify"
 	body := npyBytes(t, seeded(1))
 
@@ -172,7 +173,7 @@ func TestCancellation(t *testing.T) {
 	// A new request is computed (so the worker is free again) but held
 	// past its deadline: 503 timeout.
 	resp, b := post(t, url, "application/x-npy", body)
-	checkError(t, resp, b, http.StatusServiceUnavailable, KindTimeout, "no answer within 300ms")
+	checkError(t, resp, b, http.StatusServiceUnavailable, KindTimeout, "no answer within 2s")
 	close(d.gate)
 	resp, b = post(t, url, "application/x-npy", body)
 	if resp.StatusCode != 200 {
@@ -327,5 +328,43 @@ func TestOptionsValidate(t *testing.T) {
 	}
 	if _, err := New(Config{Defense: &halve{}, Classifier: meanModel{}, Spec: ImageSpec{Channels: 3, Side: 16}, Options: DefaultOptions()}); err == nil || !strings.Contains(err.Error(), "classifier takes 3x8x8") {
 		t.Errorf("classifier of another size: %v", err)
+	}
+}
+
+// TestLoad runs the load generator against a stub that rejects every
+// third request and reports 2 s more CPU time at each /metrics read.
+func TestLoad(t *testing.T) {
+	var mu sync.Mutex
+	n, cpu := 0, 10.0
+	stub := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if r.URL.Path == "/metrics" {
+			fmt.Fprintf(w, "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total %g\n", cpu)
+			cpu += 2
+			return
+		}
+		n++
+		if n%3 == 0 {
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		w.Write([]byte("ok"))
+	}))
+	defer stub.Close()
+	res, err := Load(context.Background(), LoadOptions{URL: stub.URL + "/v1/purify", ContentType: "image/png", Bodies: [][]byte{{1}, {2}},
+		ImagesPerBody: 2, Concurrency: 3, Requests: 30, Duration: time.Minute, MetricsURL: stub.URL + "/metrics"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Requests != 30 || res.OK != 20 || res.Rejected != 10 || res.Failed != 0 || res.Images != 40 ||
+		res.ServerCPUSeconds != 2 || res.ImagesPerCPUSecond != 20 || res.P50ms <= 0 || res.P99ms < res.P50ms || res.MaxMs < res.P99ms {
+		t.Errorf("%+v", res)
+	}
+	if _, err := Load(context.Background(), LoadOptions{URL: stub.URL, Bodies: [][]byte{{1}}, Concurrency: 1, Requests: 1, MetricsURL: stub.URL + "/v1/purify"}); err == nil {
+		t.Error("a metrics URL without process_cpu_seconds_total was accepted")
+	}
+	if _, err := Load(context.Background(), LoadOptions{URL: stub.URL, Concurrency: 1, Requests: 1}); err == nil {
+		t.Error("no bodies accepted")
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
+	"net/url"
 	"runtime"
 	"time"
 
@@ -27,6 +28,7 @@ type benchServeFlags struct {
 	concurrency           []int
 	duration              time.Duration
 	requests              int
+	serverCPU             bool
 	json                  bool
 }
 
@@ -50,7 +52,10 @@ func init() {
 --concurrency number of clients in turn, every client posting one request and waiting
 for its answer, for --duration (or --requests requests). It prints, per concurrency, the
 requests answered, rejected (429/503) and failed, the images purified per second and
-the latency percentiles of the successful requests.
+the latency percentiles of the successful requests. Requests in flight when a run's time
+is up are waited for and counted. With --server-cpu (default) it also reads the CPU
+time the service spent from its /metrics, and prints the images purified per CPU
+second: on a shared machine, a figure that does not depend on the share it got.
 
 The images are the first --images test images of --data (default the embedded sample)
 or of the float32 .npy --in, sent as PNG (one image per request, or a multipart batch of
@@ -70,6 +75,7 @@ or of the float32 .npy --in, sent as PNG (one image per request, or a multipart 
 	fl.IntSliceVar(&f.concurrency, "concurrency", []int{1, 8, 64}, "concurrent clients, one run per value")
 	fl.DurationVar(&f.duration, "duration", 20*time.Second, "length of each run")
 	fl.IntVar(&f.requests, "requests", 0, "stop each run after this many requests (0: --duration only)")
+	fl.BoolVar(&f.serverCPU, "server-cpu", true, "read the service's CPU time from its /metrics before and after each run (images per CPU second)")
 	fl.BoolVar(&f.json, "json", false, "print a JSON report")
 	benchCmd.AddCommand(cmd)
 }
@@ -99,18 +105,31 @@ func runBenchServe(ctx context.Context, stdout io.Writer, f benchServeFlags) err
 	rep := benchServeReport{URL: f.url, Images: x.Shape[0], PerRequest: f.perRequest, Format: f.format, Go: runtime.Version(), machine: thisMachine()}
 	if !f.json {
 		fmt.Fprintf(stdout, "%s, %d distinct images, %d per %s request\n%s\n", f.url, x.Shape[0], f.perRequest, f.format, rep.machine)
-		fmt.Fprintln(stdout, "clients  requests  ok  rejected  failed  images/s  p50 ms  p90 ms  p99 ms  max ms")
+		fmt.Fprintln(stdout, "clients  requests  ok  rejected  failed  images/s  p50 ms  p90 ms  p99 ms  max ms  server cpu s  images/cpu s")
+	}
+	metrics := ""
+	if f.serverCPU {
+		u, err := url.Parse(f.url)
+		if err != nil {
+			return usagef("--url %s: %v", f.url, err)
+		}
+		u.Path, u.RawQuery = "/metrics", ""
+		metrics = u.String()
 	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024}}
 	for _, c := range f.concurrency {
 		r, err := serve.Load(ctx, serve.LoadOptions{URL: f.url, ContentType: ctype, Bodies: bodies, ImagesPerBody: f.perRequest,
-			Concurrency: c, Duration: f.duration, Requests: f.requests, Client: client})
+			Concurrency: c, Duration: f.duration, Requests: f.requests, Client: client, MetricsURL: metrics})
 		if err != nil {
+			if metrics != "" && r.Requests == 0 {
+				return fmt.Errorf("%w (--server-cpu=false against a service without /metrics)", err)
+			}
 			return err
 		}
 		rep.Results = append(rep.Results, r)
 		if !f.json {
-			fmt.Fprintf(stdout, "%7d  %8d  %d  %d  %d  %.1f  %.1f  %.1f  %.1f  %.1f\n", c, r.Requests, r.OK, r.Rejected, r.Failed, r.ImagesPerS, r.P50ms, r.P90ms, r.P99ms, r.MaxMs)
+			fmt.Fprintf(stdout, "%7d  %8d  %d  %d  %d  %.1f  %.1f  %.1f  %.1f  %.1f  %.1f  %.1f\n", c, r.Requests, r.OK, r.Rejected, r.Failed, r.ImagesPerS,
+				r.P50ms, r.P90ms, r.P99ms, r.MaxMs, r.ServerCPUSeconds, r.ImagesPerCPUSecond)
 			if r.FirstError != "" {
 				fmt.Fprintf(stdout, "         first failure: %s\n", r.FirstError)
 			}
