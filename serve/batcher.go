@@ -57,8 +57,8 @@ type batcher struct {
 	// deadline.
 	perImage time.Duration
 	closed   bool
-	wake   chan struct{} // one token: the queue changed
-	wg     sync.WaitGroup
+	wake     chan struct{} // one token: the queue changed
+	wg       sync.WaitGroup
 }
 
 func newBatcher(capacity, maxBatch int, window time.Duration, workers int, run batchFunc, onQueue func(int)) *batcher {
