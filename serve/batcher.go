@@ -132,6 +132,22 @@ func (b *batcher) close() {
 
 func (b *batcher) wait() { b.wg.Wait() }
 
+// wouldAdmit reports whether submit would now take a job of one image
+// due within timeout: a cheap check before a request's body is read.
+func (b *batcher) wouldAdmit(timeout time.Duration) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case b.closed:
+		return errClosed
+	case b.queued+1 > b.capacity:
+		return errQueueFull
+	case b.perImage > 0 && time.Duration(b.queued+b.busy+1)*b.perImage >= timeout:
+		return errTooSlow
+	}
+	return nil
+}
+
 // inTime reports whether images images, computed at the recent time per
 // image, would be done before j's deadline. b.mu is held.
 func (b *batcher) inTime(j *job, images int) bool {

@@ -33,6 +33,11 @@ type LoadOptions struct {
 	// Client sends the requests; nil means a client with keep-alive
 	// connections for every worker.
 	Client *http.Client
+	// RetryAfter makes a client that is refused with a Retry-After header
+	// wait that long (or until the end of the test) before its next
+	// request, as a well-behaved client does; without it refused clients
+	// retry at once, the worst case.
+	RetryAfter bool
 	// MetricsURL, when set, is the service's /metrics: the CPU time the
 	// service's process spent during the test (process_cpu_seconds_total)
 	// is read from it before and after.
@@ -119,7 +124,7 @@ func Load(ctx context.Context, o LoadOptions) (LoadResult, error) {
 					return
 				}
 				t0 := time.Now()
-				code, err := send(ctx, client, o.URL, o.ContentType, o.Bodies[i%len(o.Bodies)])
+				code, wait, err := send(ctx, client, o.URL, o.ContentType, o.Bodies[i%len(o.Bodies)])
 				ms := float64(time.Since(t0).Microseconds()) / 1000
 				if ctx.Err() != nil {
 					return // the whole test was cancelled
@@ -143,6 +148,12 @@ func Load(ctx context.Context, o LoadOptions) (LoadResult, error) {
 					}
 				}
 				mu.Unlock()
+				if o.RetryAfter && wait > 0 {
+					select {
+					case <-lctx.Done():
+					case <-time.After(wait):
+					}
+				}
 			}
 		}()
 	}
@@ -177,20 +188,24 @@ func quantile(sorted []float64, q float64) float64 {
 	return sorted[min(max(i, 0), len(sorted)-1)]
 }
 
-// send posts one body and drains the answer.
-func send(ctx context.Context, c *http.Client, url, ctype string, body []byte) (int, error) {
+// send posts one body and drains the answer; wait is the answer's
+// Retry-After (in seconds), 0 when absent.
+func send(ctx context.Context, c *http.Client, url, ctype string, body []byte) (code int, wait time.Duration, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	req.Header.Set("Content-Type", ctype)
 	resp, err := c.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer resp.Body.Close()
+	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
+		wait = time.Duration(s) * time.Second
+	}
 	_, err = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode, err
+	return resp.StatusCode, wait, err
 }
 
 // ProcessCPUSeconds reads process_cpu_seconds_total from the Prometheus

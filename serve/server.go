@@ -176,6 +176,12 @@ func (s *Server) serveImages(w http.ResponseWriter, r *http.Request, endpoint st
 		fail(reqErr(http.StatusServiceUnavailable, KindShuttingDown, "the service is shutting down"))
 		return
 	}
+	// A full queue is answered before the body is read: rejecting must
+	// cost little when clients flood the service.
+	if err := s.b.wouldAdmit(s.cfg.Options.Timeout); err != nil {
+		fail(s.refusal(w, err))
+		return
+	}
 	format := r.URL.Query().Get("format")
 	if format != "" && contentTypes[format] == "" {
 		fail(reqErr(http.StatusBadRequest, KindBadRequest, "format=%q: want png, jpeg or npy", format))
@@ -203,17 +209,8 @@ func (s *Server) serveImages(w http.ResponseWriter, r *http.Request, endpoint st
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Options.Timeout)
 	defer cancel()
 	j := &job{ctx: ctx, x: p.x, classify: endpoint == "classify", done: make(chan result, 1)}
-	switch err := s.b.submit(j); err {
-	case errQueueFull:
-		w.Header().Set("Retry-After", "1")
-		fail(reqErr(http.StatusTooManyRequests, KindQueueFull, "the queue is full (%d images wait, --queue): retry later", s.cfg.Options.QueueImages))
-		return
-	case errTooSlow:
-		w.Header().Set("Retry-After", "1")
-		fail(reqErr(http.StatusTooManyRequests, KindQueueFull, "the images queued would not be computed within the request's deadline (--timeout %s): retry later", s.cfg.Options.Timeout))
-		return
-	case errClosed:
-		fail(reqErr(http.StatusServiceUnavailable, KindShuttingDown, "the service is shutting down"))
+	if err := s.b.submit(j); err != nil {
+		fail(s.refusal(w, err))
 		return
 	}
 	var res result
@@ -250,6 +247,19 @@ func (s *Server) serveImages(w http.ResponseWriter, r *http.Request, endpoint st
 	w.WriteHeader(http.StatusOK)
 	w.Write(out)
 	s.record(r, endpoint, start, http.StatusOK, "", p.x.Shape[0])
+}
+
+// refusal is the answer to a request the batcher does not take.
+func (s *Server) refusal(w http.ResponseWriter, err error) *RequestError {
+	switch err {
+	case errQueueFull:
+		w.Header().Set("Retry-After", "1")
+		return reqErr(http.StatusTooManyRequests, KindQueueFull, "the queue is full (%d images wait, --queue): retry later", s.cfg.Options.QueueImages)
+	case errTooSlow:
+		w.Header().Set("Retry-After", "1")
+		return reqErr(http.StatusTooManyRequests, KindQueueFull, "the images queued would not be computed within the request's deadline (--timeout %s): retry later", s.cfg.Options.Timeout)
+	}
+	return reqErr(http.StatusServiceUnavailable, KindShuttingDown, "the service is shutting down")
 }
 
 // classification builds /v1/classify's answer.

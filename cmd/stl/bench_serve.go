@@ -28,7 +28,7 @@ type benchServeFlags struct {
 	concurrency           []int
 	duration              time.Duration
 	requests              int
-	serverCPU             bool
+	serverCPU, retryAfter bool
 	json                  bool
 }
 
@@ -75,6 +75,7 @@ or of the float32 .npy --in, sent as PNG (one image per request, or a multipart 
 	fl.IntSliceVar(&f.concurrency, "concurrency", []int{1, 8, 64}, "concurrent clients, one run per value")
 	fl.DurationVar(&f.duration, "duration", 20*time.Second, "length of each run")
 	fl.IntVar(&f.requests, "requests", 0, "stop each run after this many requests (0: --duration only)")
+	fl.BoolVar(&f.retryAfter, "retry-after", true, "a refused client waits the answer's Retry-After before its next request (false: retries at once, the worst case)")
 	fl.BoolVar(&f.serverCPU, "server-cpu", true, "read the service's CPU time from its /metrics before and after each run (images per CPU second)")
 	fl.BoolVar(&f.json, "json", false, "print a JSON report")
 	benchCmd.AddCommand(cmd)
@@ -119,7 +120,7 @@ func runBenchServe(ctx context.Context, stdout io.Writer, f benchServeFlags) err
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024}}
 	for _, c := range f.concurrency {
 		r, err := serve.Load(ctx, serve.LoadOptions{URL: f.url, ContentType: ctype, Bodies: bodies, ImagesPerBody: f.perRequest,
-			Concurrency: c, Duration: f.duration, Requests: f.requests, Client: client, MetricsURL: metrics})
+			Concurrency: c, Duration: f.duration, Requests: f.requests, Client: client, MetricsURL: metrics, RetryAfter: f.retryAfter})
 		if err != nil {
 			if metrics != "" && r.Requests == 0 {
 				return fmt.Errorf("%w (--server-cpu=false against a service without /metrics)", err)
