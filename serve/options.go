@@ -3,6 +3,8 @@ package serve
 import (
 	"fmt"
 	"time"
+
+	"github.com/stl-defense/stl/internal/option"
 )
 
 // Options are the service's limits and batching parameters. The zero
@@ -56,41 +58,37 @@ func DefaultOptions() Options {
 	}
 }
 
-// OptionError reports an invalid option: the field, its value and what
-// is wanted.
-type OptionError struct {
-	Field string
-	Value any
-	Want  string
-}
+// OptionError reports an invalid option: the field (Options.X), its
+// value and what is wanted; the project's one option error type.
+type OptionError = option.Error
 
-func (e *OptionError) Error() string {
-	return fmt.Sprintf("serve: Options.%s = %v: want %s", e.Field, e.Value, e.Want)
+func bad(field string, value any, want string) error {
+	return option.New("serve", "Options."+field, value, "want "+want)
 }
 
 // Validate returns an *OptionError for the first invalid option.
 func (o Options) Validate() error {
 	switch {
 	case o.MaxBodyBytes < 1:
-		return &OptionError{"MaxBodyBytes", o.MaxBodyBytes, ">= 1"}
+		return bad("MaxBodyBytes", o.MaxBodyBytes, ">= 1")
 	case o.MaxSide < 1 || o.MaxSide > 1<<15:
-		return &OptionError{"MaxSide", o.MaxSide, "1..32768"}
+		return bad("MaxSide", o.MaxSide, "1..32768")
 	case o.MaxBatch < 1:
-		return &OptionError{"MaxBatch", o.MaxBatch, ">= 1"}
+		return bad("MaxBatch", o.MaxBatch, ">= 1")
 	case o.MaxImages < 1 || o.MaxImages > o.MaxBatch:
-		return &OptionError{"MaxImages", o.MaxImages, fmt.Sprintf("1..MaxBatch (%d)", o.MaxBatch)}
+		return bad("MaxImages", o.MaxImages, fmt.Sprintf("1..MaxBatch (%d)", o.MaxBatch))
 	case o.BatchWindow < 0:
-		return &OptionError{"BatchWindow", o.BatchWindow, ">= 0"}
+		return bad("BatchWindow", o.BatchWindow, ">= 0")
 	case o.QueueImages < o.MaxImages:
-		return &OptionError{"QueueImages", o.QueueImages, fmt.Sprintf(">= MaxImages (%d)", o.MaxImages)}
+		return bad("QueueImages", o.QueueImages, fmt.Sprintf(">= MaxImages (%d)", o.MaxImages))
 	case o.Workers < 1:
-		return &OptionError{"Workers", o.Workers, ">= 1"}
+		return bad("Workers", o.Workers, ">= 1")
 	case o.Timeout <= 0:
-		return &OptionError{"Timeout", o.Timeout, "> 0"}
+		return bad("Timeout", o.Timeout, "> 0")
 	case o.DrainTimeout < 0:
-		return &OptionError{"DrainTimeout", o.DrainTimeout, ">= 0"}
+		return bad("DrainTimeout", o.DrainTimeout, ">= 0")
 	case o.JPEGQuality < 1 || o.JPEGQuality > 100:
-		return &OptionError{"JPEGQuality", o.JPEGQuality, "1..100"}
+		return bad("JPEGQuality", o.JPEGQuality, "1..100")
 	}
 	return nil
 }

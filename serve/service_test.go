@@ -319,7 +319,7 @@ func TestOptionsValidate(t *testing.T) {
 		o := DefaultOptions()
 		tc.edit(&o)
 		var oe *OptionError
-		if err := o.Validate(); !errors.As(err, &oe) || oe.Field != tc.field {
+		if err := o.Validate(); !errors.As(err, &oe) || oe.Field != "Options."+tc.field {
 			t.Errorf("%s: %v", tc.field, err)
 		}
 	}
