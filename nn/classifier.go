@@ -110,6 +110,11 @@ func (m *Classifier) Logits(ctx context.Context, x *tensor.Tensor) (*tensor.Tens
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.logits(ctx, x)
+}
+
+// logits is Logits on a checked x; the caller holds m.mu (or trains m).
+func (m *Classifier) logits(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
 	n, k := x.Shape[0], m.cfg.Classes
 	out := tensor.New(n, k)
 	for lo := 0; lo < n; lo += ChunkSize {
@@ -138,6 +143,12 @@ func (m *Classifier) InputGrad(ctx context.Context, x *tensor.Tensor, seed func(
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.inputGrad(ctx, x, seed)
+}
+
+// inputGrad is InputGrad on a checked x; the caller holds m.mu (or trains
+// m).
+func (m *Classifier) inputGrad(ctx context.Context, x *tensor.Tensor, seed func(logits, g *tensor.Tensor)) (logits, grad *tensor.Tensor, err error) {
 	n, k := x.Shape[0], m.cfg.Classes
 	logits = tensor.New(n, k)
 	grad = tensor.New(x.Shape...)

@@ -99,17 +99,19 @@ const stateFile = "train_state.json"
 
 // loop is the epoch/batch loop shared by classifier and DAE training.
 type loop struct {
-	kind        string
-	epochs      int
-	batch       int
-	n           int
-	seed        uint64
-	sched       Schedule
-	opt         Optimizer
-	adam        *Adam
-	params      []*Param
-	save        func(dir string) error
-	step        func(idx []int, rng *rand.Rand) (loss float64, correct int, err error)
+	kind   string
+	epochs int
+	batch  int
+	n      int
+	seed   uint64
+	sched  Schedule
+	opt    Optimizer
+	adam   *Adam
+	params []*Param
+	save   func(dir string) error
+	// step trains on the images idx, batch b (0-based) of epoch e
+	// (0-based), drawing augmentation from rng.
+	step        func(ctx context.Context, e, b int, idx []int, rng *rand.Rand) (loss float64, correct int, err error)
 	eval        func(ctx context.Context) (loss, acc float64, err error)
 	reseed      func(epoch int)
 	ckpt        string
@@ -215,7 +217,7 @@ func (l *loop) run(ctx context.Context, rep progress.Reporter) (*TrainResult, er
 				return res, err
 			}
 			idx := perm[b*l.batch : min((b+1)*l.batch, l.n)]
-			loss, c, err := l.step(idx, rng)
+			loss, c, err := l.step(ctx, e, b, idx, rng)
 			if err != nil {
 				return res, err
 			}

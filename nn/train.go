@@ -57,6 +57,67 @@ type TrainOptions struct {
 	// EpochDone, when set, is called after every epoch (after the
 	// checkpoint), for example to log a line per epoch.
 	EpochDone func(EpochStats)
+	// BatchHook, when set, is called on every training batch after
+	// augmentation and before the training step, with the model under
+	// training in inference mode (TrainBatch.Model). It may rewrite the
+	// batch's images in place: adversarial training (package advtrain)
+	// replaces them by adversarial examples of the current model. For a
+	// resumed training to give the same weights it must be a function of
+	// the batch, the model and its position (draw random numbers from a
+	// seed derived from TrainBatch.Epoch and Index, never from a stream
+	// that runs across batches). An error stops training and is returned
+	// by Train; the last completed epoch stays checkpointed. Default nil.
+	BatchHook func(ctx context.Context, b *TrainBatch) error
+}
+
+// TrainBatch is one training batch as Train hands it to
+// TrainOptions.BatchHook.
+type TrainBatch struct {
+	Epoch, Index int   // 0-based epoch, and batch within the epoch
+	Indices      []int // the images' indices in the training set; read only
+	// Images are the augmented images (n, C, H, W) in [0, 1] the step
+	// trains on; the hook may overwrite their values (not their shape),
+	// which must stay finite. They are valid during the call only.
+	Images *tensor.Tensor
+	Labels []int // their labels; read only
+	// Model is the classifier under training, in inference mode, as an
+	// attack.Model.
+	Model TrainingModel
+}
+
+// TrainingModel is a Classifier under training as its TrainOptions.BatchHook
+// sees it: the methods of attack.Model (InputShape, NumClasses, Logits,
+// InputGrad), in inference mode with the running batch-norm statistics and
+// no dropout, as Classifier's own, but without taking the classifier's
+// lock, which Train holds. It is valid only during the hook's call and,
+// like the training, not safe for concurrent use.
+type TrainingModel struct{ m *Classifier }
+
+// InputShape implements attack.Model.
+func (t TrainingModel) InputShape() (c, h, w int) { return t.m.InputShape() }
+
+// NumClasses implements attack.Model.
+func (t TrainingModel) NumClasses() int { return t.m.NumClasses() }
+
+// Logits implements attack.Model as Classifier.Logits does.
+func (t TrainingModel) Logits(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
+	c := t.m.cfg
+	if err := checkInput("nn.TrainingModel.Logits", x, c.Channels, c.Height, c.Width); err != nil {
+		return nil, err
+	}
+	return t.m.logits(ctx, x)
+}
+
+// InputGrad implements attack.Model as Classifier.InputGrad does.
+func (t TrainingModel) InputGrad(ctx context.Context, x *tensor.Tensor, seed func(logits, g *tensor.Tensor)) (*tensor.Tensor, *tensor.Tensor, error) {
+	c := t.m.cfg
+	if err := checkInput("nn.TrainingModel.InputGrad", x, c.Channels, c.Height, c.Width); err != nil {
+		return nil, nil, err
+	}
+	if seed == nil {
+		return nil, nil, fmt.Errorf("nn.TrainingModel.InputGrad: nil seed")
+	}
+	return t.m.inputGrad(ctx, x, seed)
 }
 
 // DefaultTrainOptions returns the recipe of the PyTorch anchor: 30
@@ -129,7 +190,7 @@ func Train(ctx context.Context, m *Classifier, train, test Labeled, opts TrainOp
 				d.Rng = rand.New(rand.NewPCG(m.cfg.Seed+uint64(i), uint64(e)+1))
 			}
 		},
-		step: func(idx []int, rng *rand.Rand) (float64, int, error) {
+		step: func(ctx context.Context, e, b int, idx []int, rng *rand.Rand) (float64, int, error) {
 			x := &tensor.Tensor{Shape: []int{len(idx), c.Channels, c.Height, c.Width}, Data: xb.Data[:len(idx)*per]}
 			augmentInto(x.Data, train.Images, idx, opts.CropPad, opts.Flip, rng)
 			if opts.Cutout > 0 {
@@ -137,6 +198,15 @@ func Train(ctx context.Context, m *Classifier, train, test Labeled, opts TrainOp
 			}
 			for i, j := range idx {
 				lb[i] = train.Labels[j]
+			}
+			if opts.BatchHook != nil {
+				tb := &TrainBatch{Epoch: e, Index: b, Indices: idx, Images: x, Labels: lb[:len(idx)], Model: TrainingModel{m}}
+				if err := opts.BatchHook(ctx, tb); err != nil {
+					return 0, 0, fmt.Errorf("nn.Train: epoch %d batch %d: %w", e+1, b+1, err)
+				}
+				if err := x.Validate(); err != nil {
+					return 0, 0, fmt.Errorf("nn.Train: epoch %d batch %d: the batch hook left %w", e+1, b+1, err)
+				}
 			}
 			return m.trainStep(x, lb[:len(idx)], opts.LabelSmoothing)
 		},

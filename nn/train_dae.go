@@ -79,7 +79,7 @@ func TrainDAE(ctx context.Context, d *DAE, train, test *tensor.Tensor, opts DAET
 	l := &loop{kind: "dae", epochs: opts.Epochs, batch: bs, n: n, seed: opts.Seed, sched: sched, opt: opt, adam: opt, params: d.params,
 		ckpt: opts.CheckpointDir, resume: opts.Resume, epochDone: opts.EpochDone,
 		save: func(dir string) error { return Save(dir, d) },
-		step: func(idx []int, rng *rand.Rand) (float64, int, error) {
+		step: func(_ context.Context, _, _ int, idx []int, rng *rand.Rand) (float64, int, error) {
 			b := len(idx)
 			shape := []int{2 * b, c.Channels, c.Height, c.Width}
 			x := &tensor.Tensor{Shape: shape, Data: xb.Data[:2*b*per]}

@@ -267,3 +267,55 @@ func TestTrainDivergenceStops(t *testing.T) {
 		}
 	}
 }
+
+// TestTrainBatchHook: the hook sees every batch once, in order, with its
+// images and labels; its edits reach the step; a non-finite pixel it
+// leaves and an error it returns stop training.
+func TestTrainBatchHook(t *testing.T) {
+	train := toySet(1, 40)
+	opts := toyOptions()
+	opts.Epochs, opts.BatchSize = 2, 16 // batches of 16, 16, 8
+	var seen [][2]int
+	opts.BatchHook = func(ctx context.Context, b *nn.TrainBatch) error {
+		seen = append(seen, [2]int{b.Epoch, b.Index})
+		if len(b.Indices) != b.Images.Shape[0] || len(b.Labels) != len(b.Indices) {
+			t.Errorf("batch %d/%d: %d indices, %d images, %d labels", b.Epoch, b.Index, len(b.Indices), b.Images.Shape[0], len(b.Labels))
+		}
+		for i, j := range b.Indices {
+			if b.Labels[i] != train.Labels[j] {
+				t.Errorf("label %d of batch %d/%d is %d, image %d has %d", i, b.Epoch, b.Index, b.Labels[i], j, train.Labels[j])
+			}
+		}
+		// The model answers as an attack.Model would.
+		z, g, err := b.Model.InputGrad(ctx, b.Images, func(z, g *tensor.Tensor) { g.Data[0] = 1 })
+		if err != nil || z.Shape[0] != len(b.Indices) || !tensor.SameShape(g, b.Images) {
+			t.Errorf("InputGrad: %v", err)
+		}
+		clear(b.Images.Data) // every image black: nothing to learn
+		return nil
+	}
+	m := toyModel(t)
+	res, err := nn.Train(context.Background(), m, train, nn.Labeled{}, opts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][2]int{{0, 0}, {0, 1}, {0, 2}, {1, 0}, {1, 1}, {1, 2}}
+	if !reflect.DeepEqual(seen, want) {
+		t.Errorf("hook saw batches %v, want %v", seen, want)
+	}
+	if acc := res.Last().TrainAcc; acc > 0.6 {
+		t.Errorf("train accuracy %.2f on black images: the hook's edits did not reach the step", acc)
+	}
+	opts.BatchHook = func(_ context.Context, b *nn.TrainBatch) error {
+		b.Images.Data[3] = float32(math.NaN())
+		return nil
+	}
+	if _, err := nn.Train(context.Background(), toyModel(t), train, nn.Labeled{}, opts, nil); err == nil || !strings.Contains(err.Error(), "batch hook") {
+		t.Errorf("NaN left by the hook: %v", err)
+	}
+	boom := errors.New("boom")
+	opts.BatchHook = func(context.Context, *nn.TrainBatch) error { return boom }
+	if _, err := nn.Train(context.Background(), toyModel(t), train, nn.Labeled{}, opts, nil); !errors.Is(err, boom) {
+		t.Errorf("hook error: %v", err)
+	}
+}
