@@ -3,6 +3,7 @@ package experiment
 import (
 	"context"
 
+	"github.com/stl-defense/stl/advtrain"
 	"github.com/stl-defense/stl/attack"
 	"github.com/stl-defense/stl/dataset"
 	"github.com/stl-defense/stl/defense"
@@ -41,6 +42,20 @@ type Trainer interface {
 	// directory) atomically; Load reads it back.
 	Save(path string, m attack.Model) error
 	Load(path string) (attack.Model, error)
+}
+
+// AdversarialTrainer is implemented by Trainers that train adversarially
+// (Config.AdvTrain; package advtrain). The classifiers of package nn
+// provide one.
+type AdversarialTrainer interface {
+	// TrainAdversarial trains as Train does, with adv.Fraction of every
+	// batch replaced by adversarial examples of the classifier under
+	// training; with t not nil they attack it behind t through BPDA and
+	// the classifier learns on their images under t (and on t(x) for the
+	// clean share). With init not nil (a classifier this Trainer trained
+	// or loaded) it starts from init's weights and normalization, which
+	// it does not modify.
+	TrainAdversarial(ctx context.Context, spec ClassifierSpec, adv advtrain.Options, t defense.Transform, init attack.Model, train *dataset.Set, rep progress.Reporter) (attack.Model, error)
 }
 
 // PretrainedLoader is implemented by Trainers that can load a classifier

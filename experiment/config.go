@@ -204,6 +204,11 @@ type Config struct {
 	SanityBaselines bool `json:"sanity_baselines,omitempty" yaml:"sanity_baselines"`
 	// GridImages is the number of examples in the image grid. Default 8.
 	GridImages int `json:"grid_images" yaml:"grid_images"`
+	// AdvTrain adds adversarially trained defenders to the white-box
+	// table (AdvTrainSettings). Default: none (Method ""), which leaves
+	// every stage and cache key as before the setting existed. Needs
+	// WhiteBox.
+	AdvTrain AdvTrainSettings `json:"adv_train,omitzero" yaml:"adv_train,omitempty"`
 }
 
 // STLSettings are the settings of the STL defense that a run takes from
@@ -351,6 +356,9 @@ func (c Config) Validate() error {
 	case c.GridImages < 0:
 		return bad("grid_images", "%d < 0", c.GridImages)
 	}
+	if err := c.AdvTrain.validate(c); err != nil {
+		return err
+	}
 	// checkNames rejects names not in all and names listed twice, and
 	// returns the names seen.
 	checkNames := func(field string, names, all []string, what string) (map[string]bool, error) {
@@ -467,18 +475,22 @@ func DecodeConfig(r io.Reader, isJSON bool) (Config, error) {
 
 // Settings returns every field of c as (name, value) pairs in declaration
 // order, with the names of the JSON tags (those of STLSettings in its
-// place), for the report.
+// place, those of AdvTrainSettings prefixed "adv_train."), for the report.
 func (c Config) Settings() [][2]string {
 	var out [][2]string
-	var walk func(v reflect.Value)
-	walk = func(v reflect.Value) {
+	var walk func(v reflect.Value, prefix string)
+	walk = func(v reflect.Value, prefix string) {
 		t := v.Type()
 		for i := 0; i < t.NumField(); i++ {
+			name := prefix + strings.Split(t.Field(i).Tag.Get("json"), ",")[0]
 			if t.Field(i).Anonymous {
-				walk(v.Field(i))
+				walk(v.Field(i), prefix)
 				continue
 			}
-			name := strings.Split(t.Field(i).Tag.Get("json"), ",")[0]
+			if t.Field(i).Type.Kind() == reflect.Struct {
+				walk(v.Field(i), name+".")
+				continue
+			}
 			val := v.Field(i).Interface()
 			var s string
 			if l, ok := val.([]string); ok {
@@ -495,6 +507,6 @@ func (c Config) Settings() [][2]string {
 			out = append(out, [2]string{name, s})
 		}
 	}
-	walk(reflect.ValueOf(c))
+	walk(reflect.ValueOf(c), "")
 	return out
 }

@@ -267,7 +267,9 @@ func TestConfigKeysStable(t *testing.T) {
 		`["lambda" "0.2"] ["filters" "64"] ["filter_size" "8"] ["clusters" "4"] ["dict_images" "64"] ["dict_iterations" "30"] ["dae_epochs" "5"] ` +
 		`["attacks" "[FGSM-0.08, FGSM-0.04, BIM, DeepFool, CW]"] ["protocol" "text"] ["round8" "false"] ["cw_iterations" "100"] ["cw_binary_steps" "5"] ["attack_subset" "100"] ` +
 		`["baselines" "[all]"] ["retrain_baselines" "false"] ["lambda_sweep" "[0.05, 0.1, 0.2, 0.3, 0.5]"] ["whitebox" "false"] ["whitebox_steps" "20"] ` +
-		`["eot_draws" "10"] ["whitebox_losses" "[ce, cw]"] ["whitebox_cw_kappa" "10"] ["whitebox_subset" "0"] ["sanity_baselines" "false"] ["grid_images" "8"]]`
+		`["eot_draws" "10"] ["whitebox_losses" "[ce, cw]"] ["whitebox_cw_kappa" "10"] ["whitebox_subset" "0"] ["sanity_baselines" "false"] ["grid_images" "8"] ` +
+		`["adv_train.method" ""] ["adv_train.eps" "0"] ["adv_train.step" "0"] ["adv_train.steps" "0"] ["adv_train.fraction" "0"] ` +
+		`["adv_train.epochs" "0"] ["adv_train.fine_tune" "false"] ["adv_train.learning_rate" "0"]]`
 	if got := fmt.Sprintf("%q", DefaultConfig().Settings()); got != settings {
 		t.Errorf("Settings() =\n%s\nwant\n%s", got, settings)
 	}

@@ -51,16 +51,24 @@ func (r *runner) newEvaluator(ctx context.Context) *evaluator {
 		if rw.name == NoDefense || rw.test != nil {
 			e.all += 2 * (2 + len(r.advs))
 		}
-		for _, loss := range orderedLosses(r.cfg.WhiteBoxLosses) {
-			if adv, _ := rw.whiteBoxAdv(loss); adv != nil {
-				e.all++
-			}
-		}
+		e.countWhiteBox(rw)
 		if rw.sanity != nil {
 			e.all += len(r.cfg.sanityStepList()) + len(SanityEps) + 3
 		}
 	}
+	for _, rw := range r.atRows {
+		e.countWhiteBox(rw)
+	}
 	return e
+}
+
+// countWhiteBox adds the row's white-box evaluations to the progress total.
+func (e *evaluator) countWhiteBox(rw *row) {
+	for _, loss := range orderedLosses(e.r.cfg.WhiteBoxLosses) {
+		if adv, _ := rw.whiteBoxAdv(loss); adv != nil {
+			e.all++
+		}
+	}
 }
 
 // blackBoxTables fills the Table 1 and Table 5 forms, one row per defense,
@@ -230,10 +238,10 @@ func (r *runner) whiteBoxTable(e *evaluator) (report.Table, error) {
 		Caption: fmt.Sprintf("PGD at L-infinity 0.031 (%d steps, random start) %s on the defended classifier, the defense's backward pass taken as the identity (BPDA)%s, "+
 			"gradients averaged over %d draws for randomized defenses (EOT); accuracy of the classifier on T(x_adv). "+
 			"Each defense uses its retrained classifier, or the vanilla one (marked) when it has none. The paper's STL numbers combine STL with adversarial training; "+
-			"the paper does not state its loss, so its one figure per defense is shown in each column. %s"+
+			"the paper does not state its loss, so its one figure per defense is shown in each column. %s%s"+
 			"The sanity checks below use the cross-entropy attack.",
-			r.cfg.WhiteBoxSteps, lossText, r.exactBackward(), r.cfg.EOTDraws, worstText(worst)) + r.whiteBoxScope()}
-	for _, rw := range r.rows {
+			r.cfg.WhiteBoxSteps, lossText, r.exactBackward(), r.cfg.EOTDraws, worstText(worst), r.advTrainText()) + r.whiteBoxScope()}
+	for _, rw := range r.whiteBoxRows() {
 		name := rw.name
 		if rw.wbVanilla && rw.name != NoDefense {
 			name += " (vanilla classifier)"

@@ -44,13 +44,17 @@ func (r *runner) planWeights() {
 			w = append(w, ntrain*per, train(c.retrainEpochs()))
 		}
 	}
+	w = append(w, r.advTrainWeights(train, 4e-2*px)...)
 	if c.WhiteBox {
 		nsub := float64(len(r.wbIdx))
 		for range orderedLosses(c.WhiteBoxLosses) { // each loss costs as much
 			w = append(w, nsub*float64(c.WhiteBoxSteps)*6e-3*px) // No Defense
-			for _, rw := range r.rows[1:] {
+			for _, rw := range r.whiteBoxRows()[1:] {
 				per := 1e-2 * px
-				if rw.name == RowSTL || rw.name == RowSTLCluster {
+				switch {
+				case rw.name == RowATAlone:
+					per = 0
+				case rw.name == RowSTL || rw.name == RowSTLCluster || rw.atBase != nil:
 					per = 4e-2 * px
 				}
 				w = append(w, nsub*float64(c.WhiteBoxSteps)*(per+6e-3*px))

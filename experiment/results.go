@@ -131,6 +131,11 @@ func (r *runner) results(ctx context.Context) (*report.Results, report.Grids, er
 			res.Missing = append(res.Missing, report.Missing{What: rw.name + " in the Table 1 form", Why: rw.modelMissing})
 		}
 	}
+	for _, rw := range r.atRows {
+		if rw.model == nil && rw.modelMissing != "" {
+			res.Missing = append(res.Missing, report.Missing{What: rw.name, Why: rw.modelMissing})
+		}
+	}
 	for _, m := range r.missing {
 		res.Missing = append(res.Missing, report.Missing{What: m.What, Why: m.Why})
 	}

@@ -31,6 +31,11 @@ type row struct {
 	retrain  bool   // whether Table 1 retrains a classifier on it
 	baseline bool   // whether it is a baseline (not No Defense nor STL)
 	backward string // Baseline.Backward
+	// adversarial marks the adversarially trained rows (Config.AdvTrain),
+	// of the white-box table only; atBase is the STL row whose transform
+	// they share, nil for AT alone.
+	adversarial bool
+	atBase      *row
 
 	test         *tensor.Tensor            // T(test)
 	adv          map[string]*tensor.Tensor // T(adv) by attack
@@ -50,6 +55,10 @@ type row struct {
 	wbLossAdv     map[string]*tensor.Tensor
 	wbLossMissing map[string]string
 }
+
+// plain reports whether the row's classifier sees its input untransformed:
+// No Defense and AT alone.
+func (rw *row) plain() bool { return rw.name == NoDefense || (rw.adversarial && rw.atBase == nil) }
 
 // whiteBoxAdv returns the row's white-box examples under loss, or nil and
 // why they are missing.

@@ -68,6 +68,7 @@ type runner struct {
 	stl        *sharedDefense       // the built STL defense, once built
 	advs       []*advSet
 	rows       []*row
+	atRows     []*row // the adversarially trained rows (advtrain.go)
 	missing    []Missing
 
 	mu          sync.Mutex // guards the fields below, read by reports from other goroutines
@@ -149,9 +150,10 @@ func (r *runner) run(ctx context.Context) error {
 		return err
 	}
 	r.planRows(ctx)
+	r.planAdvRows()
 	r.planWeights()
 	for _, step := range []func(context.Context) error{
-		r.trainVanilla, r.attacks, r.buildDefense, r.defendAll, r.whiteBox, r.sanity, r.sweep,
+		r.trainVanilla, r.attacks, r.buildDefense, r.defendAll, r.advTrainAll, r.whiteBox, r.sanity, r.sweep,
 	} {
 		if err := step(ctx); err != nil {
 			return err

@@ -7,8 +7,10 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/stl-defense/stl/advtrain"
 	"github.com/stl-defense/stl/attack"
 	"github.com/stl-defense/stl/dataset"
+	"github.com/stl-defense/stl/defense"
 	"github.com/stl-defense/stl/nn"
 	"github.com/stl-defense/stl/progress"
 )
@@ -24,6 +26,37 @@ func defaultTrainer() Trainer { return nnTrainer{} }
 // flip augmentation). With spec.CheckpointDir set, every epoch is
 // checkpointed there and an interrupted training resumes from it.
 func (nnTrainer) Train(ctx context.Context, spec ClassifierSpec, train *dataset.Set, rep progress.Reporter) (attack.Model, error) {
+	m, err := newClassifier(spec, train)
+	if err != nil {
+		return nil, err
+	}
+	return m, fit(ctx, m, spec, train, nil, rep)
+}
+
+// TrainAdversarial implements AdversarialTrainer: Train with the batch
+// hook of package advtrain, starting from a copy of init (an
+// *nn.Classifier, its weights and normalization) when not nil.
+func (nnTrainer) TrainAdversarial(ctx context.Context, spec ClassifierSpec, adv advtrain.Options, t defense.Transform, init attack.Model, train *dataset.Set, rep progress.Reporter) (attack.Model, error) {
+	var m *nn.Classifier
+	var err error
+	if init == nil {
+		m, err = newClassifier(spec, train)
+	} else {
+		m, err = copyClassifier(init, spec.Threads)
+	}
+	if err != nil {
+		return nil, err
+	}
+	hook, err := advtrain.Hook(adv, t)
+	if err != nil {
+		return nil, err
+	}
+	m.Meta.Notes = "adversarial training: " + adv.String()
+	return m, fit(ctx, m, spec, train, hook, rep)
+}
+
+// newClassifier builds an untrained spec.Arch for the set's images.
+func newClassifier(spec ClassifierSpec, train *dataset.Set) (*nn.Classifier, error) {
 	s := train.Shape()
 	c := nn.DefaultClassifierConfig()
 	c.Arch, c.Channels, c.Height, c.Width, c.Classes = spec.Arch, s.C, s.H, s.W, len(train.Classes)
@@ -31,21 +64,41 @@ func (nnTrainer) Train(ctx context.Context, spec ClassifierSpec, train *dataset.
 	c.Threads = spec.Threads
 	c.Dropout = spec.Dropout
 	c.Mean, c.Std = channelStats(train)
+	return nn.NewClassifier(c)
+}
+
+// copyClassifier returns a new classifier with init's configuration
+// (threads set to threads) and weights.
+func copyClassifier(init attack.Model, threads int) (*nn.Classifier, error) {
+	src, ok := init.(*nn.Classifier)
+	if !ok {
+		return nil, fmt.Errorf("experiment: cannot fine-tune a %T with package nn", init)
+	}
+	c := src.Config()
+	c.Threads = threads
 	m, err := nn.NewClassifier(c)
 	if err != nil {
 		return nil, err
 	}
+	for i, p := range m.Params() {
+		copy(p.W, src.Params()[i].W)
+	}
+	return m, nil
+}
+
+// fit trains m on train with nn.Train and spec's recipe, through hook when
+// not nil, checkpointing in spec.CheckpointDir when set.
+func fit(ctx context.Context, m *nn.Classifier, spec ClassifierSpec, train *dataset.Set, hook func(context.Context, *nn.TrainBatch) error, rep progress.Reporter) error {
 	o := trainOptions(spec)
 	o.Dataset = train.Name
+	o.BatchHook = hook
 	if spec.CheckpointDir != "" {
 		// nn resumes from the checkpoint's train_state.json when there is
 		// one and starts afresh when there is none.
 		o.CheckpointDir, o.Resume = spec.CheckpointDir, true
 	}
-	if _, err := nn.Train(ctx, m, nn.Labeled{Images: train.Images, Labels: train.Labels}, nn.Labeled{}, o, rep); err != nil {
-		return nil, err
-	}
-	return m, nil
+	_, err := nn.Train(ctx, m, nn.Labeled{Images: train.Images, Labels: train.Labels}, nn.Labeled{}, o, rep)
+	return err
 }
 
 // trainOptions returns nn's training options for spec.

@@ -27,8 +27,8 @@ func (r *runner) whiteBox(ctx context.Context) error {
 	}
 	losses := orderedLosses(r.cfg.WhiteBoxLosses)
 	if r.b.WhiteBox == nil || r.b.Adaptive == nil {
-		r.advance(len(r.rows) * len(losses))
-		for _, rw := range r.rows {
+		r.advance(len(r.whiteBoxRows()) * len(losses))
+		for _, rw := range r.whiteBoxRows() {
 			for _, loss := range losses {
 				rw.setWhiteBox(loss, nil, "", "no white-box attack in this build")
 			}
@@ -69,7 +69,7 @@ func (r *runner) whiteBoxKey(rw *row, loss string, settings any, mKey cache.Key)
 		cfg["round8"] = true
 	}
 	deps := []cache.Key{mKey, r.wbSubsetKey}
-	if rw.name != NoDefense {
+	if !rw.plain() {
 		deps = append(deps, rw.key)
 	}
 	key, err := cache.NewKey(whiteBoxStage(rw.name, loss), cfg, deps...)
@@ -80,8 +80,8 @@ func (r *runner) whiteBoxKey(rw *row, loss string, settings any, mKey cache.Key)
 func (r *runner) whiteBoxLoss(ctx context.Context, loss string) error {
 	pgd, settings, err := r.b.WhiteBox(r.cfg, loss)
 	if err != nil {
-		r.advance(len(r.rows))
-		for _, rw := range r.rows {
+		r.advance(len(r.whiteBoxRows()))
+		for _, rw := range r.whiteBoxRows() {
 			rw.setWhiteBox(loss, nil, "", err.Error())
 		}
 		return nil
@@ -93,7 +93,7 @@ func (r *runner) whiteBoxLoss(ctx context.Context, loss string) error {
 		what = "white-box (" + loss + " loss) attack"
 		r.describe("white-box attack (PGD with the "+loss+" loss through BPDA)", map[string]any{"pgd": settings, "eot_draws": r.cfg.EOTDraws})
 	}
-	for _, rw := range r.rows {
+	for _, rw := range r.whiteBoxRows() {
 		r.next(what + " on " + rw.name)
 		if err := r.whiteBoxRow(ctx, rw, loss, what, pgd, settings); err != nil {
 			return err
@@ -106,11 +106,7 @@ func (r *runner) whiteBoxLoss(ctx context.Context, loss string) error {
 // loss, the attack pgd with its settings (what names it in progress
 // reports), against the row's retrained classifier or the vanilla one.
 func (r *runner) whiteBoxRow(ctx context.Context, rw *row, loss, what string, pgd Attacker, settings any) error {
-	if rw.name != NoDefense && (rw.newT == nil || rw.test == nil) {
-		why := rw.missing
-		if why == "" {
-			why = "the defense is not available"
-		}
+	if why := rw.whiteBoxMissing(); why != "" {
 		rw.setWhiteBox(loss, nil, "", why)
 		return nil
 	}
@@ -151,9 +147,31 @@ func (r *runner) whiteBoxRow(ctx context.Context, rw *row, loss, what string, pg
 	return nil
 }
 
+// whiteBoxMissing returns why the row cannot be attacked in the white-box
+// table, "" when it can: a defense without its transform or transformed
+// test set, an adversarially trained row without its classifier.
+func (rw *row) whiteBoxMissing() string {
+	switch {
+	case rw.adversarial && rw.model == nil:
+		if rw.modelMissing == "" {
+			return "adversarial training did not run"
+		}
+		return "adversarial training failed: " + rw.modelMissing
+	case rw.plain() || rw.adversarial:
+		return ""
+	case rw.newT == nil || rw.test == nil:
+		if rw.missing == "" {
+			return "the defense is not available"
+		}
+		return rw.missing
+	}
+	return ""
+}
+
 // whiteBoxImages attacks m with pgd behind the row's transform T, drawn
 // for stage (through Backend.Adaptive: BPDA, EOT), and returns T(x_adv),
-// reporting its application as what; for No Defense it returns x_adv.
+// reporting its application as what; for No Defense and AT alone it
+// returns x_adv.
 //
 // The attack runs in chunks of attackBatch images (the batches PGD runs in
 // anyway, each from its own seeded random start, so the images are those of
@@ -166,7 +184,7 @@ func (r *runner) whiteBoxRow(ctx context.Context, rw *row, loss, what string, pg
 // whole stage. With Config.Round8 (or a rounding protocol) x_adv is
 // rounded to 8 bits before T sees it.
 func (r *runner) whiteBoxImages(ctx context.Context, rw *row, m attack.Model, pgd Attacker, stage, what string, part *cache.Partial) (*tensor.Tensor, error) {
-	if rw.name == NoDefense {
+	if rw.plain() {
 		adv, err := attackInChunks(ctx, pgd, m, r.wbX, r.wbY, stage, r.rep, part)
 		if err == nil && r.cfg.round8() {
 			attack.Round8(adv.Data)

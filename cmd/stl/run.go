@@ -134,6 +134,14 @@ var configFlags = []configFlag{
 	{"whitebox-cw-kappa", func(c *experiment.Config) any { return &c.WhiteBoxCWKappa }, "confidence kappa of the white-box CW loss: images stop moving once misclassified by kappa logits (0: Carlini-Wagner's f6; a positive value strengthens it against randomized defenses)"},
 	{"whitebox-subset", func(c *experiment.Config) any { return &c.WhiteBoxSubset }, "run the white-box table and its sanity checks on a class-balanced seeded subset of this many attacked images (0: all)"},
 	{"sanity-baselines", func(c *experiment.Config) any { return &c.SanityBaselines }, "also run the white-box sanity checks on every baseline (about 6 times its white-box attack again, EOT for randomized ones)"},
+	{"adv-train", func(c *experiment.Config) any { return &c.AdvTrain.Method }, "adversarial training for the white-box rows AT alone, STL + AT and STL (cluster) + AT: pgd or fgsm-rs (needs --whitebox; default: none)"},
+	{"adv-eps", func(c *experiment.Config) any { return &c.AdvTrain.Eps }, "L-infinity radius of adversarial training (0: 8/255)"},
+	{"adv-step", func(c *experiment.Config) any { return &c.AdvTrain.Step }, "step of the adversarial-training attack (0: 2/255 for pgd, 1.25 eps for fgsm-rs)"},
+	{"adv-steps", func(c *experiment.Config) any { return &c.AdvTrain.Steps }, "steps of the adversarial-training attack (0: 7 for pgd; fgsm-rs takes 1)"},
+	{"adv-fraction", func(c *experiment.Config) any { return &c.AdvTrain.Fraction }, "share of each batch made adversarial (0: all)"},
+	{"adv-epochs", func(c *experiment.Config) any { return &c.AdvTrain.Epochs }, "adversarial-training epochs (0: those of the classifier each row replaces)"},
+	{"adv-fine-tune", func(c *experiment.Config) any { return &c.AdvTrain.FineTune }, "start adversarial training from the vanilla and retrained classifiers instead of from scratch"},
+	{"adv-lr", func(c *experiment.Config) any { return &c.AdvTrain.LearningRate }, "peak learning rate of adversarial training (0: --lr)"},
 }
 
 // register adds the flag to f, bound to its field of c, whose value is the

@@ -39,6 +39,7 @@ type trainFlags struct {
 	out       string
 	resume    bool
 	conv      string
+	adv       advFlags // classifier only
 }
 
 var trainCmd = &cobra.Command{
@@ -58,7 +59,16 @@ accuracy after every epoch. Every epoch is checkpointed in --out (atomic writes)
 interruption (exit code 130) run the same command with --resume to continue exactly where
 it stopped. The final model is --out/model.safetensors with --out/model.json (architecture,
 input size, normalization, data set, seed, accuracy). The same seed and --threads give the
-same model.`,
+same model.
+
+--adv pgd or --adv fgsm-rs trains adversarially: every batch is replaced by adversarial
+examples of the current model at L-infinity --adv-eps (default 8/255), PGD with 7 steps of
+2/255 from a random start (Madry et al. 2018) or FGSM with random start and one step of
+1.25 eps (Wong et al. 2020), costing about 8 or 2 times a standard epoch. With
+--adv-defense DIR the classifier is trained behind the defense's projection T on T(x_adv),
+the examples attacking it through T by BPDA (the STL + AT defender of the paper's Table 4);
+each attack step then projects the batch once. --adv-fraction makes only a share of each
+batch adversarial. The examples are drawn per batch from --seed, so --resume stays exact.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := cf.check(); err != nil {
@@ -105,6 +115,7 @@ the saved files are as for "stl train classifier".`,
 	classifier.Flags().Float64Var(&cf.smoothing, "smoothing", 0, "label smoothing")
 	classifier.Flags().IntVar(&cf.cutout, "cutout", 0, "cutout augmentation: side of the square set to gray (0: off)")
 	classifier.Flags().Float64Var(&cf.dropout, "dropout", 0, "dropout before the vgg-small dense layers")
+	cf.adv.register(classifier.Flags())
 	common(dae, &df, ddef.Epochs, ddef.BatchSize, ddef.LR, string(ddef.Schedule))
 	dae.Flags().Float64Var(&df.sigma, "sigma", ddef.NoiseSigma, "std of the Gaussian training noise (pixels in [0,1])")
 	trainCmd.AddCommand(classifier, dae)
@@ -126,7 +137,8 @@ func (f trainFlags) check() error {
 	if f.wd < 0 || f.smoothing < 0 || f.smoothing >= 1 || f.sigma < 0 || f.cutout < 0 || f.dropout < 0 || f.dropout >= 1 {
 		return usagef("--wd, --sigma and --cutout must be >= 0, --smoothing and --dropout in [0,1)")
 	}
-	return nil
+	_, err := f.adv.options(f.seed)
+	return err
 }
 
 // checkOut refuses to overwrite an existing training run unless resuming,
@@ -226,6 +238,9 @@ func runTrainClassifier(ctx context.Context, f trainFlags, w io.Writer, bar prog
 	o.SGD.WeightDecay, o.LabelSmoothing, o.Seed, o.Cutout = f.wd, f.smoothing, f.seed, f.cutout
 	o.CheckpointDir, o.Resume, o.Dataset = f.out, f.resume, f.data
 	o.EpochDone = func(e nn.EpochStats) { printEpoch(w, e) }
+	if o.BatchHook, err = setupAdv(f, m, w); err != nil {
+		return err
+	}
 	_, err = nn.Train(ctx, m, nn.Labeled{Images: train.Images, Labels: train.Labels},
 		nn.Labeled{Images: test.Images, Labels: test.Labels}, o, bar)
 	if err != nil {
