@@ -94,6 +94,9 @@ func TestRunAdversarialTraining(t *testing.T) {
 	if !strings.Contains(t4.Caption, "trained adversarially (FGSM-RS eps 8/255, 1 step of 10/255, fine-tuned") {
 		t.Errorf("caption %q does not describe the adversarial training", t4.Caption)
 	}
+	if !strings.Contains(strings.Join(res.Notes, "\n"), "Clean accuracy of the adversarially trained classifiers on the 30 test images") {
+		t.Errorf("notes %q lack the clean accuracy of the adversarially trained classifiers", res.Notes)
+	}
 	// The rows of the run without adversarial training are unchanged, and
 	// so are their stages' keys.
 	for _, name := range []string{NoDefense, RowSTL, RowSTLCluster} {

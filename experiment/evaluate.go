@@ -27,6 +27,9 @@ func (r *runner) evaluate(ctx context.Context) (tables []report.Table, quality [
 			return nil, nil, err
 		}
 		tables = append(tables, t4)
+		if r.atNote, err = r.advCleanNote(e); err != nil {
+			return nil, nil, err
+		}
 		st, notes, err := r.sanityTables(e)
 		if err != nil {
 			return nil, nil, err
@@ -58,6 +61,9 @@ func (r *runner) newEvaluator(ctx context.Context) *evaluator {
 	}
 	for _, rw := range r.atRows {
 		e.countWhiteBox(rw)
+		if rw.model != nil {
+			e.all++ // advCleanNote
+		}
 	}
 	return e
 }

@@ -254,6 +254,9 @@ func (r *runner) notes() []string {
 			len(r.wbY), len(r.y0), lo, hi, r.cfg.Seed, len(r.wbY), wilsonHalfWidth(len(r.wbY)), wilsonHalfWidth(len(r.y0))))
 	}
 	notes = append(notes, r.sanityNotes...)
+	if r.atNote != "" {
+		notes = append(notes, r.atNote)
+	}
 	if r.isCIFAR10() {
 		notes = append(notes, "Paper numbers (italics) are from Sun et al., CVPR 2019, Tables 1 and 5 (CIFAR-10, VGG-16); our classifier is "+r.cfg.Arch+".")
 	}

@@ -69,6 +69,7 @@ type runner struct {
 	advs       []*advSet
 	rows       []*row
 	atRows     []*row // the adversarially trained rows (advtrain.go)
+	atNote     string // their clean accuracies, for the report's notes
 	missing    []Missing
 
 	mu          sync.Mutex // guards the fields below, read by reports from other goroutines
