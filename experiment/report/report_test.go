@@ -118,6 +118,9 @@ func TestPaperValues(t *testing.T) {
 		{PaperTable4, "STL", ColBPDACW, 0.38, true},
 		{PaperTable4, "MagNet (exact gradient)", ColBPDACW, 0.10, true},
 		{PaperTable4, "STL (cluster)", ColBPDAWorst, 0.42, true},
+		{PaperTable4, "STL + AT", ColBPDA, 0.38, true},
+		{PaperTable4, "STL (cluster) + AT", ColBPDACW, 0.42, true},
+		{PaperTable4, "AT alone", ColBPDA, 0, false},
 		{PaperTable4, "STL", ColCW, 0, false}, // the CW attack, not the CW loss
 		{PaperTable1, "STL", ColBPDACW, 0, false},
 		{PaperTable1, "STL", "PGD", 0, false},
