@@ -112,6 +112,16 @@ type advRecord struct {
 	Transform string           `json:"transform,omitempty"`
 }
 
+// String describes the record, e.g. "PGD eps 8/255, 7 steps of 2/255
+// through STL (cluster) of DIR".
+func (r advRecord) String() string {
+	s := r.Options.String() + fmt.Sprintf(", seed %d", r.Options.Seed)
+	if r.Defense != "" {
+		s += fmt.Sprintf(" through %s of %s", r.Transform, r.Defense)
+	}
+	return s
+}
+
 // setupAdv prepares adversarial training for the run of f into model m:
 // it loads the defense, checks that a resumed run continues with the same
 // settings (or records them for a new one), notes them in m's metadata and
@@ -160,8 +170,14 @@ func setupAdv(f trainFlags, m *nn.Classifier, w io.Writer) (func(context.Context
 		if err == nil {
 			err = json.Unmarshal(b, &old)
 		}
-		if err != nil || old != rec {
-			return nil, usagef("--resume: the run in %s was not trained with these adversarial-training settings (%s: %v); resume it with the flags it started with", f.out, advFile, err)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, usagef("--resume: the run in %s was trained without --adv; resume it with the flags it started with", f.out)
+		}
+		if err != nil {
+			return nil, usagef("--resume: %s in %s: %v", advFile, f.out, err)
+		}
+		if old != rec {
+			return nil, usagef("--resume: the run in %s was trained with %s, not %s; resume it with the flags it started with", f.out, old, rec)
 		}
 	} else {
 		b, err := json.MarshalIndent(rec, "", "  ")

@@ -46,6 +46,12 @@ func TestTrainCommand(t *testing.T) {
 	if err := runTrainClassifier(context.Background(), f, &buf, progress.Nop); err != nil {
 		t.Errorf("resume of a finished run: %v", err)
 	}
+	// Resuming it adversarially is refused.
+	adv := f
+	adv.adv = advFlags{method: "fgsm-rs", fraction: 1}
+	if err := runTrainClassifier(context.Background(), adv, &buf, progress.Nop); !errors.As(err, &ue) || !strings.Contains(err.Error(), "without --adv") {
+		t.Errorf("--resume --adv of a standard run: %v, want a usage error", err)
+	}
 	// --resume where nothing was trained is an error, not a fresh start.
 	empty := f
 	empty.out = t.TempDir()
