@@ -154,15 +154,10 @@ func (r *runner) advTrain(ctx context.Context, rw *row, opts advtrain.Options) e
 	}
 	a := r.cfg.AdvTrain
 	epochs, init, initKey := r.cfg.Epochs, r.vanilla, r.vanillaKey
-	var t defense.Transform
 	deps := []cache.Key{r.dataKey}
 	if b := rw.atBase; b != nil {
 		if b.newT == nil {
 			return fmt.Errorf("the defense is not available: %s", b.missing)
-		}
-		var err error
-		if t, err = b.newT(stageSeed(r.cfg.Seed, stageRetrain+slug(rw.name))); err != nil {
-			return err
 		}
 		rw.newT, rw.key = b.newT, b.key
 		deps = append(deps, b.key)
@@ -191,6 +186,14 @@ func (r *runner) advTrain(ctx context.Context, rw *row, opts advtrain.Options) e
 	}
 	spec.CheckpointDir = r.checkpointDir(stage, key)
 	dir, _, err := r.store.Do(ctx, stage, key, cfg, deps, func(ctx context.Context, out string) error {
+		// The defense is loaded only when a stage needs it.
+		var t defense.Transform
+		if rw.newT != nil {
+			var err error
+			if t, err = rw.newT(stageSeed(r.cfg.Seed, stage)); err != nil {
+				return err
+			}
+		}
 		m, err := trainer.TrainAdversarial(ctx, spec, opts, t, init, r.train, r.rep)
 		if err != nil {
 			return err
