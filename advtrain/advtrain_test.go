@@ -93,7 +93,7 @@ func pgdSuccess(t *testing.T, m attack.Model, set nn.Labeled) (clean, success fl
 // non-robust checkerboard, falls to most attacks; the adversarially
 // trained ones must resist at least 40 points better.
 func TestAdversarialTrainingLowersPGDSuccess(t *testing.T) {
-	train, test := featureSet(1, 512), featureSet(2, 200)
+	train, test := featureSet(1, 256), featureSet(2, 200)
 	std := newModel(t)
 	if _, err := nn.Train(context.Background(), std, train, nn.Labeled{}, trainOptions(), nil); err != nil {
 		t.Fatal(err)
