@@ -99,19 +99,17 @@ const stateFile = "train_state.json"
 
 // loop is the epoch/batch loop shared by classifier and DAE training.
 type loop struct {
-	kind   string
-	epochs int
-	batch  int
-	n      int
-	seed   uint64
-	sched  Schedule
-	opt    Optimizer
-	adam   *Adam
-	params []*Param
-	save   func(dir string) error
-	// step trains on the images idx, batch b (0-based) of epoch e
-	// (0-based), drawing augmentation from rng.
-	step        func(ctx context.Context, e, b int, idx []int, rng *rand.Rand) (loss float64, correct int, err error)
+	kind        string
+	epochs      int
+	batch       int
+	n           int
+	seed        uint64
+	sched       Schedule
+	opt         Optimizer
+	adam        *Adam
+	params      []*Param
+	save        func(dir string) error
+	step        func(ctx context.Context, e, b int, idx []int, rng *rand.Rand) (loss float64, correct int, err error) // batch b of epoch e, both 0-based
 	eval        func(ctx context.Context) (loss, acc float64, err error)
 	reseed      func(epoch int)
 	ckpt        string
