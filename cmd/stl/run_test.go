@@ -170,6 +170,14 @@ func TestRunName(t *testing.T) {
 // stl run, so that command lines keep working.
 func TestRunFlagsStable(t *testing.T) {
 	want := []string{
+		"adv-epochs int 0",
+		"adv-eps float64 0",
+		"adv-fine-tune bool false",
+		"adv-fraction float64 0",
+		"adv-lr float64 0",
+		"adv-step float64 0",
+		"adv-steps int 0",
+		"adv-train string ",
 		"arch string vgg-small",
 		"attack-subset int 100",
 		"attacks stringSlice [FGSM-0.08,FGSM-0.04,BIM,DeepFool,CW]",
