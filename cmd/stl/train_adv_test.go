@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"math"
 	"os"
@@ -105,40 +104,37 @@ func TestTrainAdversarial(t *testing.T) {
 }
 
 // TestTrainAdversarialThroughDefense trains behind a tiny defense's
-// projection (STL + AT): the notes name the transform, --adv-universal
-// picks STL, and a missing defense is an error before any training.
+// projection (STL + AT) and checks that the notes name the transform,
+// that --adv-universal picks STL, and that a missing defense is an error
+// before any training.
 func TestTrainAdversarialThroughDefense(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains a defense and a classifier")
 	}
 	dir := t.TempDir()
 	def := tinyDefense(t, dir)
-	for _, tc := range []struct {
-		universal bool
-		want      string
-	}{
-		{false, "through STL (cluster) (BPDA)"},
-		{true, "through STL (BPDA)"},
-	} {
-		out := filepath.Join(dir, fmt.Sprint("model-", tc.universal))
-		f := trainFlags{arch: nn.ArchResNet20, data: "sample:cifar10", limit: 16, epochs: 1, batch: 8, lr: 0.05,
-			schedule: "onecycle", wd: 5e-4, seed: 1, threads: 2, out: out,
-			adv: advFlags{method: "fgsm-rs", fraction: 0.5, defense: def, universal: tc.universal}}
-		var buf bytes.Buffer
-		if err := runTrainClassifier(context.Background(), f, &buf, progress.Nop); err != nil {
-			t.Fatal(err)
-		}
-		m, err := nn.Load(out)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !strings.Contains(m.Meta.Notes, tc.want) || !strings.Contains(m.Meta.Notes, "0.5 of each batch") {
-			t.Errorf("notes %q, want %q", m.Meta.Notes, tc.want)
-		}
-	}
+	out := filepath.Join(dir, "model")
 	f := trainFlags{arch: nn.ArchResNet20, data: "sample:cifar10", limit: 16, epochs: 1, batch: 8, lr: 0.05,
-		schedule: "onecycle", seed: 1, threads: 2, out: filepath.Join(dir, "none"),
-		adv: advFlags{method: "pgd", fraction: 1, defense: filepath.Join(dir, "missing")}}
+		schedule: "onecycle", wd: 5e-4, seed: 1, threads: 2, out: out,
+		adv: advFlags{method: "fgsm-rs", fraction: 0.5, defense: def}}
+	var buf bytes.Buffer
+	if err := runTrainClassifier(context.Background(), f, &buf, progress.Nop); err != nil {
+		t.Fatal(err)
+	}
+	m, err := nn.Load(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "through STL (cluster) (BPDA)"; !strings.Contains(m.Meta.Notes, want) || !strings.Contains(m.Meta.Notes, "0.5 of each batch") {
+		t.Errorf("notes %q, want %q", m.Meta.Notes, want)
+	}
+	// --adv-universal: the universal dictionary's STL (set up, not trained).
+	f.adv.universal, f.out = true, filepath.Join(dir, "universal")
+	if _, err := setupAdv(f, m, io.Discard); err != nil || !strings.Contains(m.Meta.Notes, "through STL (BPDA)") {
+		t.Errorf("--adv-universal: notes %q, %v", m.Meta.Notes, err)
+	}
+	f.adv = advFlags{method: "pgd", fraction: 1, defense: filepath.Join(dir, "missing")}
+	f.out = filepath.Join(dir, "none")
 	if err := runTrainClassifier(context.Background(), f, io.Discard, progress.Nop); err == nil {
 		t.Error("a missing defense directory was accepted")
 	}
