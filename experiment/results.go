@@ -144,6 +144,7 @@ func (r *runner) results(ctx context.Context) (*report.Results, report.Grids, er
 	}
 	res.Seconds = time.Since(r.start).Seconds()
 	res.Notes = r.notes()
+	res.Verdict = report.RunVerdict(res)
 	return res, report.Grids{Comparison: r.grid(), Lambda: r.lambdaGrid()}, nil
 }
 

@@ -425,6 +425,15 @@ func TestRunEndToEnd(t *testing.T) {
 	if string(b1) != string(b2) {
 		t.Error("second run gave different tables")
 	}
+	// The verdict is decided from the run's own results, the same again.
+	if res.Verdict == nil || len(res.Verdict.Claims) != len(report.ClaimIDs) {
+		t.Errorf("verdict %+v, want one entry per claim", res.Verdict)
+	}
+	v1, _ := json.Marshal(res.Verdict)
+	v2, _ := json.Marshal(res2.Verdict)
+	if string(v1) != string(v2) {
+		t.Error("second run gave a different verdict")
+	}
 
 	// A changed lambda rebuilds the defense and what depends on it only.
 	cfg.Lambda = 0.4
@@ -586,6 +595,15 @@ func TestRunWhiteBox(t *testing.T) {
 	b2, _ := json.Marshal(res2.Tables)
 	if string(b1) != string(b2) {
 		t.Error("second run gave different tables")
+	}
+	// The verdict is decided from the run's own results, the same again.
+	if res.Verdict == nil || len(res.Verdict.Claims) != len(report.ClaimIDs) {
+		t.Errorf("verdict %+v, want one entry per claim", res.Verdict)
+	}
+	v1, _ := json.Marshal(res.Verdict)
+	v2, _ := json.Marshal(res2.Verdict)
+	if string(v1) != string(v2) {
+		t.Error("second run gave a different verdict")
 	}
 }
 

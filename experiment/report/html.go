@@ -40,6 +40,10 @@ var htmlTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
 	"acc":           func(a metrics.Accuracy) Cell { return Cell{Acc: &a} },
 	"effective":     func(a Attack) [4]string { return effectiveCells(a) },
 	"effectiveNote": func() string { return effectiveNote },
+	"vintro":        func() string { return verdictIntro },
+	"vruns":         func(v *Verdict) string { return v.runsText() },
+	"vcounts":       func(v *Verdict) string { return v.counts() },
+	"vrules":        func(v *Verdict) []Claim { return firstOfEach(v.Claims) },
 }).Parse(`<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>stl run: {{.R.Name}}</title>
@@ -52,6 +56,7 @@ th{background:#f3f3f3}
 .paper{color:#a05000;font-size:.85em;font-style:italic;display:block}
 .missing{color:#b00}
 .protocol{color:#444;font-size:.9em;border-left:4px solid #8ab;padding-left:.6em}
+.verdict td:nth-child(2){white-space:nowrap}
 .note{background:#fff8e0;border-left:4px solid #e0b000;padding:.5em 1em;margin:.5em 0}
 img{max-width:100%;border:1px solid #ddd}
 figure{margin:1.5em 0}
@@ -62,6 +67,13 @@ code{background:#f3f3f3;padding:0 .2em}
 <p>Data: <b>{{.R.Data.Name}}</b>, {{.R.Data.Train}} training and {{.R.Data.Test}} test images of {{.R.Data.Channels}}x{{.R.Data.Height}}x{{.R.Data.Width}}, {{.R.Data.Classes}} classes.
 {{if subset .R.Data}}Adversarial columns use a class-balanced subset of <b>{{.R.Data.AttackSubset}}</b> test images ({{.R.Data.PerClassMin}} to {{.R.Data.PerClassMax}} per class, seed {{.R.Data.AttackSubsetSeed}}); the clean column uses all {{.R.Data.Test}}.{{end}}
 {{if .R.Data.WhiteBoxSubsetted}}The white-box table and its sanity checks use a class-balanced subset of <b>{{.R.Data.WhiteBoxSubset}}</b> of the {{.R.Data.AttackSubset}} attacked images ({{.R.Data.WhiteBoxPerClassMin}} to {{.R.Data.WhiteBoxPerClassMax}} per class, seed {{.R.Data.AttackSubsetSeed}}).{{end}}</p>
+{{with .R.Verdict}}<h2>Verdict on the paper's claims (protocol {{.Protocol}})</h2>
+<p>{{vintro}}</p><p>Runs: {{vruns .}}. Decisions: {{vcounts .}}.</p>
+<table class="verdict"><tr><th>Claim</th><th>Verdict</th><th>Our numbers (95% intervals)</th></tr>
+{{range .Claims}}<tr><td>({{.ID}}) {{.Statement}}</td><td><b>{{.Status}}</b></td><td>{{with .Why}}{{.}}<br>{{end}}{{if ne .Status "not run"}}{{range .Evidence}}{{.Text}}<br>{{end}}{{end}}</td></tr>
+{{end}}</table>
+<ul>{{range vrules .}}<li>({{.ID}}) {{.Source}}. {{.Rule}}</li>{{end}}</ul>
+{{end}}
 {{range .R.Notes}}<div class="note">{{.}}</div>
 {{end}}
 {{$line := .R.Protocol.Line}}{{range .R.Tables}}{{$t := .}}<h2>{{.Title}}</h2>

@@ -46,6 +46,9 @@ func WriteMarkdown(w io.Writer, r *Results, figs []Figure) error {
 			d.WhiteBoxSubset, d.AttackSubset, d.WhiteBoxPerClassMin, d.WhiteBoxPerClassMax, d.AttackSubsetSeed)
 	}
 	p("\n\n")
+	if r.Verdict != nil {
+		writeVerdictMarkdown(p, r.Verdict, "##")
+	}
 	for _, n := range r.Notes {
 		p("> %s\n>\n", n)
 	}

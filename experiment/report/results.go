@@ -29,6 +29,9 @@ import (
 type Results struct {
 	Name    string    `json:"name"`
 	Created time.Time `json:"-"` // in results.json: timing.created
+	// Verdict decides the paper's claims from the tables and the lambda
+	// sweep (RunVerdict); nil when not computed.
+	Verdict *Verdict `json:"verdict,omitempty"`
 	// Versions holds the module version, VCS revision, Go version, build
 	// tags and the like.
 	Versions map[string]string `json:"versions,omitempty"`

@@ -42,6 +42,10 @@ func WriteText(w io.Writer, r *Results) error {
 	if line := r.Protocol.Line(); line != "" {
 		fmt.Fprintf(ew, "%s\n", line)
 	}
+	if r.Verdict != nil {
+		fmt.Fprintln(ew)
+		writeVerdictText(ew, r.Verdict)
+	}
 	for _, t := range r.Tables {
 		fmt.Fprintf(ew, "\n%s\n", t.Title)
 		tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', 0)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 
 	"github.com/stl-defense/stl/internal/safefile"
@@ -102,6 +103,27 @@ func WriteJSON(w io.Writer, r *Results) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(r)
+}
+
+// ReadResults reads a results.json written by Write. A file that is not
+// one, or whose tables do not validate, is an error naming path.
+func ReadResults(path string) (*Results, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r Results
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&r); err != nil {
+		return nil, fmt.Errorf("report: %s: %w", path, err)
+	}
+	if r.Name == "" && len(r.Tables) == 0 {
+		return nil, fmt.Errorf("report: %s: not the results.json of a run (no name, no tables)", path)
+	}
+	if err := r.Validate(); err != nil {
+		return nil, fmt.Errorf("report: %s: %w", path, err)
+	}
+	return &r, nil
 }
 
 // Write validates r and writes report.md, report.html, results.json,
