@@ -121,6 +121,16 @@ func (t *Table) compare(col, a, b string, bd Bound) Evidence {
 	return missingEvidence(what, why)
 }
 
+// compareColumns is the evidence that row a minus row b lies in bd in each
+// of cols.
+func (t *Table) compareColumns(cols []string, a, b string, bd Bound) []Evidence {
+	var ev []Evidence
+	for _, col := range cols {
+		ev = append(ev, t.compare(col, a, b, bd))
+	}
+	return ev
+}
+
 // threshold is the evidence that the accuracy of row in column col lies in
 // bd.
 func (t *Table) threshold(col, row string, bd Bound) Evidence {
@@ -149,37 +159,37 @@ func notRun(c Claim, why string) Claim {
 	return c
 }
 
+// fromTable decides c from the evidence each finds in r's table id: not run
+// for the reason noTable without the table, or noEvidence when each finds
+// none.
+func fromTable(r *Results, id string, c Claim, noTable, noEvidence string, each func(t *Table) []Evidence) Claim {
+	t := r.table(id)
+	if t == nil {
+		return notRun(c, noTable)
+	}
+	if c.Evidence = each(t); len(c.Evidence) == 0 {
+		return notRun(c, noEvidence)
+	}
+	c.decideAll()
+	return c
+}
+
 func claimBeatsNoDefense(r *Results) Claim {
 	c := Claim{Statement: "Table 1 form: STL (cluster) with its retrained classifier beats No Defense under every attack",
 		Source: "section 5.2 and Table 1 (\"significantly improves the classification robustness against unknown black-box attacks\")",
 		Rule:   ruleBeats + ruleAllOf}
-	t := r.table(tableRetrained)
-	if t == nil {
-		return notRun(c, "the run has no Table 1 form")
-	}
-	for _, col := range t.adversarialColumns() {
-		c.Evidence = append(c.Evidence, t.compare(col, RowSTLCluster, RowNoDefense, Bound{0, false}))
-	}
-	if len(c.Evidence) == 0 {
-		return notRun(c, "the run has no attacks")
-	}
-	c.decideAll()
-	return c
+	return fromTable(r, tableRetrained, c, "the run has no Table 1 form", "the run has no attacks", func(t *Table) []Evidence {
+		return t.compareColumns(t.adversarialColumns(), RowSTLCluster, RowNoDefense, Bound{0, false})
+	})
 }
 
 func claimCluster(r *Results) Claim {
 	c := Claim{Statement: "Table 1 form: STL (cluster) is at least as accurate as STL in every column",
 		Source: "section 3.4 (the stratified quasi-natural image space) and Table 1",
 		Rule:   ruleAtLeast + ruleAllOf}
-	t := r.table(tableRetrained)
-	if t == nil {
-		return notRun(c, "the run has no Table 1 form")
-	}
-	for _, col := range t.Columns {
-		c.Evidence = append(c.Evidence, t.compare(col, RowSTLCluster, RowSTL, Bound{0, true}))
-	}
-	c.decideAll()
-	return c
+	return fromTable(r, tableRetrained, c, "the run has no Table 1 form", "the table has no columns", func(t *Table) []Evidence {
+		return t.compareColumns(t.Columns, RowSTLCluster, RowSTL, Bound{0, true})
+	})
 }
 
 // isBaseline reports whether a row of the Table 5 form is a competing
@@ -197,23 +207,16 @@ func claimTransforms(r *Results) Claim {
 	c := Claim{Statement: "Table 5 form at " + ColFGSM008 + ": STL and STL (cluster) in front of the vanilla classifier each beat every other input transformation",
 		Source: "section 5.4 and Table 5 (\"all competing methods fail to successfully overcome adversarial attacks while our method significantly outperforms them\")",
 		Rule:   ruleBeats + ruleAllOf}
-	t := r.table(tableVanilla)
-	if t == nil {
-		return notRun(c, "the run has no Table 5 form")
-	}
-	for _, rw := range t.Rows {
-		if !isBaseline(rw.Defense) {
-			continue
+	return fromTable(r, tableVanilla, c, "the run has no Table 5 form", "the run has no baselines (--baselines)", func(t *Table) (ev []Evidence) {
+		for _, rw := range t.Rows {
+			if isBaseline(rw.Defense) {
+				for _, ours := range []string{RowSTL, RowSTLCluster} {
+					ev = append(ev, t.compare(ColFGSM008, ours, rw.Defense, Bound{0, false}))
+				}
+			}
 		}
-		for _, ours := range []string{RowSTL, RowSTLCluster} {
-			c.Evidence = append(c.Evidence, t.compare(ColFGSM008, ours, rw.Defense, Bound{0, false}))
-		}
-	}
-	if len(c.Evidence) == 0 {
-		return notRun(c, "the run has no baselines (--baselines)")
-	}
-	c.decideAll()
-	return c
+		return ev
+	})
 }
 
 func claimCleanAccuracy(r *Results) Claim {
@@ -221,15 +224,9 @@ func claimCleanAccuracy(r *Results) Claim {
 		Source: "section 5.2 (\"our retrained model achieves high accuracy on clean data and is comparable to the clean model\") and Table 1 (0.9002 and 0.9011 against 0.9298)",
 		Rule: fmt.Sprintf("The difference retrained - vanilla on clean images (Newcombe's 95%% interval) must be >= -%g: a comparison holds when the lower end is >= -%g, "+
 			"does not hold when the upper end is < -%g, and is inconclusive otherwise.", MaxCleanDrop, MaxCleanDrop, MaxCleanDrop) + ruleAllOf}
-	t := r.table(tableRetrained)
-	if t == nil {
-		return notRun(c, "the run has no Table 1 form")
-	}
-	for _, ours := range []string{RowSTL, RowSTLCluster} {
-		c.Evidence = append(c.Evidence, t.compare(ColClean, ours, RowNoDefense, Bound{-MaxCleanDrop, true}))
-	}
-	c.decideAll()
-	return c
+	return fromTable(r, tableRetrained, c, "the run has no Table 1 form", "", func(t *Table) []Evidence {
+		return []Evidence{t.compare(ColClean, RowSTL, RowNoDefense, Bound{-MaxCleanDrop, true}), t.compare(ColClean, RowSTLCluster, RowNoDefense, Bound{-MaxCleanDrop, true})}
+	})
 }
 
 // paperAT holds the paper's Table 4 figures of the defenses combined with
@@ -245,21 +242,19 @@ func claimAdvTraining(r *Results) Claim {
 		Rule: "The accuracy's Wilson 95% interval must lie at or above the paper's figure: a row holds when its lower end is >= the figure, " +
 			"does not hold when its upper end is < the figure, and is inconclusive otherwise; read in the column " + ColBPDAWorst +
 			" when the run has it (an image counts only if it resists every loss), else " + ColBPDA + "." + ruleAllOf}
-	t := r.table(tableWhiteBox)
-	if t == nil {
-		return notRun(c, "needs the Table 4 form (--whitebox) with the rows "+RowSTLAT+" and "+RowSTLClusterAT+" (adversarial training)")
-	}
-	col := ColBPDA
-	for _, k := range t.Columns {
-		if k == ColBPDAWorst {
-			col = k
-		}
-	}
-	for _, p := range paperAT {
-		c.Evidence = append(c.Evidence, t.threshold(col, p.row, Bound{p.acc, true}))
-	}
-	c.decideAll()
-	return c
+	return fromTable(r, tableWhiteBox, c, "needs the Table 4 form (--whitebox) with the rows "+RowSTLAT+" and "+RowSTLClusterAT+" (adversarial training)", "",
+		func(t *Table) (ev []Evidence) {
+			col := ColBPDA
+			for _, k := range t.Columns {
+				if k == ColBPDAWorst {
+					col = k
+				}
+			}
+			for _, p := range paperAT {
+				ev = append(ev, t.threshold(col, p.row, Bound{p.acc, true}))
+			}
+			return ev
+		})
 }
 
 // resolutionClaim is claim (f): claim (a) at every resolution of the runs,

@@ -9,6 +9,12 @@
 // package experiment fills a Results value and calls Write. Tables in the
 // paper's Table 1 and Table 5 forms can carry the paper's numbers next to
 // ours (AttachPaper).
+//
+// The verdict (RunVerdict, Verdicts) decides each claim of the paper from
+// the results of one or more runs by the 95% intervals of our numbers:
+// Wilson intervals for accuracies, Newcombe's hybrid score interval (MOVER)
+// for differences of them. It opens every report; `stl verdict` combines
+// runs (verdict.md, verdict.json).
 package report
 
 import (
