@@ -359,11 +359,7 @@ func (c *Coder) solveOne(ctx context.Context, ws *workspace, s []float32, rec ad
 // Result's X is nil.
 func (c *Coder) solveInPlace(ctx context.Context, ws *workspace, s []float32, rec admm.Recorder) (*Result, error) {
 	t0 := time.Now()
-	ws.setSignal(s)
-	clear(ws.y)
-	clear(ws.u)
-	p := &problem{ws: ws, y: ws.y, u: ws.u, s: s, dict: c.dict, lambda: float32(c.opt.Lambda), lam64: c.opt.Lambda}
-	solver, err := admm.New(p, c.opt.admmOptions(), c.opt.rho0())
+	solver, err := admm.New(c.start(ws, s), c.opt.admmOptions(), c.opt.rho0())
 	if err != nil {
 		return nil, err
 	}
@@ -375,6 +371,15 @@ func (c *Coder) solveInPlace(ctx context.Context, ws *workspace, s []float32, re
 	obj, dfid, reg := objective(c.dict, ws.h, ws.w, ws.y, s, c.opt.Lambda, ws.rec)
 	return &Result{Objective: obj, DFid: dfid, Reg: reg, Iterations: res.Iterations,
 		Converged: res.Converged, Rho: solver.Rho(), Seconds: secs}, nil
+}
+
+// start sets up CBPDN on s (dictionary's C channels × H × W values) from
+// a zero start in ws.
+func (c *Coder) start(ws *workspace, s []float32) *problem {
+	ws.setSignal(s)
+	clear(ws.y)
+	clear(ws.u)
+	return &problem{ws: ws, y: ws.y, u: ws.u, s: s, dict: c.dict, lambda: float32(c.opt.Lambda), lam64: c.opt.Lambda}
 }
 
 // problem is CBPDN on one image as an admm.Problem with A = I, B = -I,

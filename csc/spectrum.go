@@ -213,21 +213,28 @@ func (ws *workspace) apply(dst, x []float32) []float32 {
 	}
 	acc := ws.t
 	clear(acc)
+	sp.mulD(acc, ws.xf)
+	for c := 0; c < sp.c; c++ {
+		ws.plan.Inverse(ws.tmp, acc[c*f:(c+1)*f])
+		copy(dst[c*hw:(c+1)*hw], ws.tmp)
+	}
+	return dst
+}
+
+// mulD adds D xf to acc at every frequency: acc (C, F) += sum_m
+// d_{c,m} xf_m for spectra xf (M, F).
+func (sp *spectrum) mulD(acc, xf []complex64) {
+	f := sp.f
 	for m := 0; m < sp.m; m++ {
+		xm := xf[m*f : (m+1)*f]
 		for c := 0; c < sp.c; c++ {
 			d := sp.df[(m*sp.c+c)*f : (m*sp.c+c+1)*f]
-			xm := ws.xf[m*f : (m+1)*f]
 			a := acc[c*f : (c+1)*f]
 			for k := range a {
 				a[k] += d[k] * xm[k]
 			}
 		}
 	}
-	for c := 0; c < sp.c; c++ {
-		ws.plan.Inverse(ws.tmp, acc[c*f:(c+1)*f])
-		copy(dst[c*hw:(c+1)*hw], ws.tmp)
-	}
-	return dst
 }
 
 // applyAdjoint returns D^T r (M, H, W) for r (C, H, W): the correlation

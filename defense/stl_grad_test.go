@@ -1,0 +1,220 @@
+package defense
+
+import (
+	"context"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/stl-defense/stl/csc"
+	"github.com/stl-defense/stl/tensor"
+)
+
+// smallDictionary returns m random unit-norm 3x3 filters on c channels.
+func smallDictionary(seed uint64, m, c int) *csc.Dictionary {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	d := &csc.Dictionary{M: m, C: c, R: 3, S: 3, Filters: make([]float32, m*c*9)}
+	for k := 0; k < m; k++ {
+		f := d.Filters[k*c*9 : (k+1)*c*9]
+		var n float64
+		for i := range f {
+			f[i] = float32(rng.NormFloat64())
+			n += float64(f[i]) * float64(f[i])
+		}
+		for i := range f {
+			f[i] /= float32(math.Sqrt(n))
+		}
+	}
+	return d
+}
+
+// tightProjector is csc's projection with ADMM run to RelStopTol 1e-6 and
+// a fixed penalty, so that the forward map is the converged CBPDN
+// solution the implicit route differentiates.
+func tightProjector(t testing.TB, d *csc.Dictionary, lambda float64) Projector {
+	t.Helper()
+	opt := csc.DefaultProjectOptions()
+	opt.CSC.Lambda = lambda
+	opt.CSC.ADMM.RelStopTol, opt.CSC.ADMM.MaxIter, opt.CSC.ADMM.AutoRho = 1e-6, 3000, false
+	p, err := csc.NewProjection(d, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cscProjector{p}
+}
+
+func randBatch(seed uint64, shape ...int) *tensor.Tensor {
+	rng := rand.New(rand.NewPCG(seed, 2))
+	x := tensor.New(shape...)
+	for i := range x.Data {
+		x.Data[i] = float32(rng.NormFloat64())
+	}
+	return x
+}
+
+func dot32(a, b []float32) float64 {
+	var s float64
+	for i := range a {
+		s += float64(a[i]) * float64(b[i])
+	}
+	return s
+}
+
+func TestGradientRouteRegistry(t *testing.T) {
+	if got := GradientRoutes(); !slices.Equal(got, []string{"bpda", "implicit", "unrolled"}) {
+		t.Fatalf("GradientRoutes() = %v", got)
+	}
+	GradientRoutes()[0] = "changed"
+	if GradientRoutes()[0] != "bpda" {
+		t.Fatal("GradientRoutes exposes its registry")
+	}
+	stl, err := NewSTL(mustProjector(t, smallDictionary(1, 4, 3)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fill, _ := NewSTL(&fillProjector{value: 0.5})
+	for _, name := range GradientRoutes() {
+		v, err := GradientRoute(stl, name, GradientOptions{})
+		if err != nil || (name == RouteBPDA) != (v == nil) {
+			t.Errorf("%s: VJPer %v, error %v", name, v, err)
+		}
+		if v, err := GradientRoute(fill, name, GradientOptions{}); (name == RouteBPDA) != (err == nil) || v != nil {
+			t.Errorf("%s on a projector without derivative: VJPer %v, error %v", name, v, err)
+		}
+	}
+	var ue *UnknownRouteError
+	if _, err := GradientRoute(stl, "exact", GradientOptions{}); !errors.As(err, &ue) || ue.Name != "exact" {
+		t.Errorf("unknown route: error %v", err)
+	}
+	for _, o := range []GradientOptions{{CGTol: -1}, {CGTol: math.NaN()}, {CGMaxIter: -2}, {Iterations: -1}} {
+		if _, err := GradientRoute(stl, RouteImplicit, o); err == nil {
+			t.Errorf("options %+v: no error", o)
+		}
+	}
+	if _, err := GradientRoute(nil, RouteImplicit, GradientOptions{}); err == nil {
+		t.Error("nil transform: no error")
+	}
+	v, _ := GradientRoute(stl, RouteImplicit, GradientOptions{})
+	x := tensor.New(1, 3, 8, 8)
+	if _, err := v.VJP(context.Background(), x, tensor.New(1, 3, 8, 7)); err == nil {
+		t.Error("VJP with a gradient of another shape: no error")
+	}
+	if _, err := v.VJP(context.Background(), nil, x); err == nil {
+		t.Error("VJP of a nil batch: no error")
+	}
+	if g, err := v.VJP(context.Background(), tensor.New(0, 3, 8, 8), tensor.New(0, 3, 8, 8)); err != nil || len(g.Data) != 0 {
+		t.Errorf("empty batch: %v, %v", g, err)
+	}
+}
+
+// TestSTLGradientRouteFiniteDifferences: through STL.Apply itself (with a
+// projector converged to 1e-6 for the implicit route, csc's defaults for
+// the unrolled one with a fixed penalty), <w, (T(x+hu) - T(x-hu))/2h> =
+// ||J^T w|| along u = J^T w / ||J^T w||, h = 1e-3, to 1e-2 relative (the
+// support changes nowhere on the segment at this seed; csc's tests check
+// that condition explicitly).
+func TestSTLGradientRouteFiniteDifferences(t *testing.T) {
+	ctx := context.Background()
+	d := smallDictionary(3, 6, 3)
+	x := randBatch(4, 2, 3, 10, 12)
+	for i := range x.Data {
+		x.Data[i] = 0.5 + 0.1*x.Data[i]
+	}
+	w := randBatch(5, x.Shape...)
+	loose := csc.DefaultProjectOptions()
+	loose.CSC.Lambda, loose.CSC.ADMM.AutoRho = 0.05, false
+	lp, err := csc.NewProjection(d, loose)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		route string
+		proj  Projector
+	}{{RouteImplicit, tightProjector(t, d, 0.05)}, {RouteUnrolled, cscProjector{lp}}} {
+		stl, err := NewSTL(tc.proj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := GradientRoute(stl, tc.route, GradientOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := v.VJP(ctx, x, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		norm := math.Sqrt(dot32(g.Data, g.Data))
+		const h = 1e-3
+		xp, xm := x.Clone(), x.Clone()
+		for i, gv := range g.Data {
+			xp.Data[i] += float32(h * float64(gv) / norm)
+			xm.Data[i] -= float32(h * float64(gv) / norm)
+		}
+		yp, err := stl.Apply(ctx, xp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ym, err := stl.Apply(ctx, xm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var fd float64
+		for i := range yp.Data {
+			fd += float64(w.Data[i]) * (float64(yp.Data[i]) - float64(ym.Data[i])) / (2 * h)
+		}
+		e := math.Abs(fd-norm) / norm
+		t.Logf("%s: ||J^T w|| %.6g, central difference %.6g, relative error %.2g", tc.route, norm, fd, e)
+		if e > 1e-2 {
+			t.Errorf("%s: relative error %.3g, want <= 1e-2", tc.route, e)
+		}
+	}
+}
+
+// TestStratifiedGradientRoute: STL (cluster)'s route sends each image's
+// gradient through the projector of the cluster the vote picks, exactly.
+func TestStratifiedGradientRoute(t *testing.T) {
+	ctx := context.Background()
+	enc := &meanEncoder{res: 32}
+	train, _ := colourImages(60, 32, testColours, 1)
+	s, _ := fitStratifier(t, enc, train, 3)
+	projs := make([]Projector, 3)
+	for k := range projs {
+		projs[k] = mustProjector(t, smallDictionary(uint64(10+k), 4, 3))
+	}
+	tr, err := NewStratifiedSTL(s, projs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, _ := colourImages(4, 32, testColours, 5)
+	gy := randBatch(6, x.Shape...)
+	clusters, err := s.Assign(ctx, x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Min(clusters) == slices.Max(clusters) {
+		t.Fatalf("clusters %v: the test needs several", clusters)
+	}
+	for _, route := range []string{RouteImplicit, RouteUnrolled} {
+		v, err := GradientRoute(tr, route, GradientOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := v.VJP(ctx, x, gy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		per := 3 * 32 * 32
+		copt, _ := GradientOptions{}.csc(route)
+		for i, k := range clusters {
+			want, err := projs[k].(DifferentiableProjector).ProjectVJP(ctx, x.Batch(i, i+1), gy.Batch(i, i+1), copt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(g.Data[i*per:(i+1)*per], want.Data) {
+				t.Errorf("%s: image %d: gradient differs from its cluster %d's", route, i, k)
+			}
+		}
+	}
+}
