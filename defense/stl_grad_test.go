@@ -218,3 +218,4 @@ func TestStratifiedGradientRoute(t *testing.T) {
 		}
 	}
 }
+
