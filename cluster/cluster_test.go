@@ -386,7 +386,8 @@ func TestKNNVote(t *testing.T) {
 }
 
 func TestKNNManyQueries(t *testing.T) {
-	// More queries than one block; compare with brute force.
+	// More queries than one block; compare Vote and Shares with brute
+	// force.
 	x, truth := blobs([][]float64{{0, 0}, {1, 0}, {0, 1}}, 100, 0.6, 9)
 	v, err := NewKNN(x, truth, KNNOptions{K: 7})
 	if err != nil {
@@ -396,6 +397,13 @@ func TestKNNManyQueries(t *testing.T) {
 	got, err := v.Vote(nil, q)
 	if err != nil {
 		t.Fatal(err)
+	}
+	shares, err := v.Shares(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(shares.Shape, []int{q.Shape[0], 3}) {
+		t.Fatalf("Shares shape %v", shares.Shape)
 	}
 	for i := 0; i < q.Shape[0]; i++ {
 		type nb struct {
@@ -435,6 +443,14 @@ func TestKNNManyQueries(t *testing.T) {
 		if got[i] != want {
 			t.Errorf("query %d: vote %d, brute force %d", i, got[i], want)
 		}
+		for l, n := range votes {
+			if s := shares.Data[i*3+l]; math.Abs(float64(s)-float64(n)/7) > 1e-6 {
+				t.Errorf("query %d: share of label %d %v, brute force %d/7", i, l, s, n)
+			}
+		}
+	}
+	if _, err := v.Shares(tensor.New(2, 3)); err == nil {
+		t.Error("Shares: no error for queries of another width")
 	}
 }
 

@@ -98,23 +98,76 @@ const knnBlock = 64
 // block of queries, ||p||² - 2 q·p, in float64. It returns a
 // *tensor.ShapeError when q has the wrong width.
 func (v *KNN) Vote(dst []int, q *tensor.Tensor) ([]int, error) {
-	m, d, err := rows("KNN.Vote", q, 0)
+	m, _, err := v.checkQuery("Vote", q)
 	if err != nil {
 		return nil, err
-	}
-	if d != v.d {
-		return nil, &tensor.ShapeError{Op: "cluster.KNN.Vote", Want: []int{-1, v.d}, Got: q.Shape}
 	}
 	if len(dst) != m {
 		dst = make([]int, m)
 	}
+	votes := make([]int, v.classes)
+	first := make([]int, v.classes)
+	v.neighbours(q, func(row int, idx []int) {
+		clear(votes)
+		for r, p := range idx {
+			l := v.labels[p]
+			if votes[l] == 0 {
+				first[l] = r
+			}
+			votes[l]++
+		}
+		best := v.labels[idx[0]]
+		for l, c := range votes {
+			if c > votes[best] || (c == votes[best] && c > 0 && first[l] < first[best]) {
+				best = l
+			}
+		}
+		dst[row] = best
+	})
+	return dst, nil
+}
+
+// Shares returns, for every row of q (an (M, D) tensor), the fraction of
+// its K nearest reference rows carrying each label: an (M, L) tensor, L
+// the number of labels (largest label + 1), rows summing to 1. The
+// neighbours are Vote's. It returns a *tensor.ShapeError when q has the
+// wrong width.
+func (v *KNN) Shares(q *tensor.Tensor) (*tensor.Tensor, error) {
+	m, _, err := v.checkQuery("Shares", q)
+	if err != nil {
+		return nil, err
+	}
+	out := tensor.New(m, v.classes)
+	v.neighbours(q, func(row int, idx []int) {
+		for _, p := range idx {
+			out.Data[row*v.classes+v.labels[p]] += 1 / float32(len(idx))
+		}
+	})
+	return out, nil
+}
+
+// checkQuery checks that q is an (M, D) tensor of the reference rows'
+// width.
+func (v *KNN) checkQuery(op string, q *tensor.Tensor) (m, d int, err error) {
+	if m, d, err = rows("KNN."+op, q, 0); err != nil {
+		return 0, 0, err
+	}
+	if d != v.d {
+		return 0, 0, &tensor.ShapeError{Op: "cluster.KNN." + op, Want: []int{-1, v.d}, Got: q.Shape}
+	}
+	return m, d, nil
+}
+
+// neighbours calls fn with every row of q (checked by checkQuery) and the
+// indices of its K nearest reference rows, nearest first, neighbours at
+// equal distance ranked by lower index. idx is reused between calls.
+func (v *KNN) neighbours(q *tensor.Tensor, fn func(row int, idx []int)) {
+	m, d := q.Shape[0], v.d
 	n := len(v.norms)
 	qb := mat.NewDense(knnBlock, d, nil)
 	g := mat.NewDense(knnBlock, n, nil)
 	idx := make([]int, v.k)
 	key := make([]float64, v.k)
-	votes := make([]int, v.classes)
-	first := make([]int, v.classes)
 	for start := 0; start < m; start += knnBlock {
 		b := min(knnBlock, m-start)
 		qs := qb.Slice(0, b, 0, d).(*mat.Dense)
@@ -147,22 +200,7 @@ func (v *KNN) Vote(dst []int, q *tensor.Tensor) ([]int, error) {
 				}
 				key[pos], idx[pos] = kv, p
 			}
-			clear(votes)
-			for r := 0; r < cnt; r++ {
-				l := v.labels[idx[r]]
-				if votes[l] == 0 {
-					first[l] = r
-				}
-				votes[l]++
-			}
-			best := v.labels[idx[0]]
-			for l, c := range votes {
-				if c > votes[best] || (c == votes[best] && c > 0 && first[l] < first[best]) {
-					best = l
-				}
-			}
-			dst[start+i] = best
+			fn(start+i, idx[:cnt])
 		}
 	}
-	return dst, nil
 }

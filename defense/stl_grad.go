@@ -55,12 +55,21 @@ type GradientOptions struct {
 	// run exactly as Apply computes it (its stopping rule included); K > 0
 	// runs and differentiates K ADMM iterations without the stopping rule.
 	Iterations int `json:"iterations,omitempty"`
+	// Cluster is STL (cluster)'s treatment of the cluster choice (""
+	// means ClusterVote); ignored by the other transforms.
+	Cluster ClusterGradient `json:"cluster,omitempty"`
 }
 
 // Validate returns an error for the first invalid field.
 func (o GradientOptions) Validate() error {
-	_, err := o.csc(RouteImplicit)
-	return err
+	if _, err := o.csc(RouteImplicit); err != nil {
+		return err
+	}
+	switch o.Cluster {
+	case "", ClusterVote, ClusterEOT:
+		return nil
+	}
+	return fmt.Errorf("defense: gradient option cluster %q: want %q or %q", o.Cluster, ClusterVote, ClusterEOT)
 }
 
 // csc returns csc's options for a route with the defaults filled in.
@@ -147,7 +156,13 @@ func GradientRoute(t Transform, route string, opt GradientOptions) (VJPer, error
 				return nil, err
 			}
 		}
-		return &stratifiedVJP{t: t, ps: ps, opt: copt}, nil
+		return &stratifiedVJP{t: t, ps: ps, opt: copt, mode: opt.Cluster}, nil
+	case *ClusterSTL:
+		p, err := differentiable(t.proj, t.Name())
+		if err != nil {
+			return nil, err
+		}
+		return &stlVJP{t: &t.STL, p: p, opt: copt}, nil
 	case nil:
 		return nil, fmt.Errorf("defense: GradientRoute: nil transform")
 	}
@@ -198,14 +213,17 @@ func (s *stlVJP) VJP(ctx context.Context, x, gy *tensor.Tensor) (*tensor.Tensor,
 
 // stratifiedVJP is the exact backward pass of STL (cluster).
 type stratifiedVJP struct {
-	t   *StratifiedSTL
-	ps  []DifferentiableProjector
-	opt csc.GradOptions
+	t    *StratifiedSTL
+	ps   []DifferentiableProjector
+	opt  csc.GradOptions
+	mode ClusterGradient
 }
 
-// VJP implements VJPer: image i's gradient goes through the dictionary of
-// its voted cluster (the vote is piecewise constant in the image: this is
-// the exact derivative almost everywhere).
+// VJP implements VJPer: with ClusterVote, image i's gradient goes through
+// the dictionary of its voted cluster (the vote is piecewise constant in
+// the image: this is the exact derivative almost everywhere); with
+// ClusterEOT, through the dictionary of every cluster among its K nearest
+// training codes, weighted by their share.
 func (s *stratifiedVJP) VJP(ctx context.Context, x, gy *tensor.Tensor) (*tensor.Tensor, error) {
 	if err := checkGrad("defense.StratifiedSTL VJP", x, gy, s.t.strat.channels, s.t.spec); err != nil {
 		return nil, err
@@ -216,13 +234,26 @@ func (s *stratifiedVJP) VJP(ctx context.Context, x, gy *tensor.Tensor) (*tensor.
 	}
 	// weights[i][k]: the weight of cluster k for image i.
 	weights := make([][]float64, n)
-	clusters, err := s.t.strat.assign(ctx, x)
-	if err != nil {
-		return nil, err
-	}
-	for i, k := range clusters {
-		weights[i] = make([]float64, len(s.ps))
-		weights[i][k] = 1
+	if s.mode == ClusterEOT {
+		shares, err := s.t.strat.shares(ctx, x)
+		if err != nil {
+			return nil, err
+		}
+		for i := range weights {
+			weights[i] = make([]float64, len(s.ps))
+			for k := range min(len(s.ps), shares.Shape[1]) {
+				weights[i][k] = float64(shares.Data[i*shares.Shape[1]+k])
+			}
+		}
+	} else {
+		clusters, err := s.t.strat.assign(ctx, x)
+		if err != nil {
+			return nil, err
+		}
+		for i, k := range clusters {
+			weights[i] = make([]float64, len(s.ps))
+			weights[i][k] = 1
+		}
 	}
 	per := len(x.Data) / n
 	out := tensor.New(x.Shape...)

@@ -20,7 +20,7 @@ type linearModel struct {
 }
 
 func (m *linearModel) InputShape() (int, int, int) { return m.c, m.h, m.w }
-func (m *linearModel) NumClasses() int              { return m.k }
+func (m *linearModel) NumClasses() int             { return m.k }
 
 func (m *linearModel) Logits(_ context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
 	n, d := x.Shape[0], m.c*m.h*m.w

@@ -3,6 +3,7 @@ package defense
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -176,17 +177,8 @@ func TestSTLGradientRouteFiniteDifferences(t *testing.T) {
 // gradient through the projector of the cluster the vote picks, exactly.
 func TestStratifiedGradientRoute(t *testing.T) {
 	ctx := context.Background()
-	enc := &meanEncoder{res: 32}
-	train, _ := colourImages(60, 32, testColours, 1)
-	s, _ := fitStratifier(t, enc, train, 3)
-	projs := make([]Projector, 3)
-	for k := range projs {
-		projs[k] = mustProjector(t, smallDictionary(uint64(10+k), 4, 3))
-	}
-	tr, err := NewStratifiedSTL(s, projs)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr, projs := stratifiedFixture(t)
+	s := tr.Stratifier()
 	x, _ := colourImages(4, 32, testColours, 5)
 	gy := randBatch(6, x.Shape...)
 	clusters, err := s.Assign(ctx, x)
@@ -219,3 +211,130 @@ func TestStratifiedGradientRoute(t *testing.T) {
 	}
 }
 
+// stratifiedFixture is STL (cluster) with three clusters of colour images
+// (fake encoder) and csc projectors with three small random dictionaries.
+func stratifiedFixture(t *testing.T) (*StratifiedSTL, []Projector) {
+	t.Helper()
+	enc := &meanEncoder{res: 32}
+	train, _ := colourImages(60, 32, testColours, 1)
+	s, _ := fitStratifier(t, enc, train, 3)
+	projs := make([]Projector, 3)
+	for k := range projs {
+		projs[k] = mustProjector(t, smallDictionary(uint64(10+k), 4, 3))
+	}
+	tr, err := NewStratifiedSTL(s, projs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr, projs
+}
+
+// TestClusterEOTGradient: with ClusterEOT, image i's gradient is
+// sum_k share_k(i) (dT_k/dx)^T gy over the clusters of its neighbours; the
+// images are mixtures of two colours so that some have neighbours in
+// several clusters.
+func TestClusterEOTGradient(t *testing.T) {
+	ctx := context.Background()
+	tr, projs := stratifiedFixture(t)
+	const n = 8
+	a, _ := colourImages(n, 32, testColours, 5)
+	b, _ := colourImages(n, 32, [][3]float32{testColours[1], testColours[2], testColours[0]}, 6)
+	x := a.Clone()
+	per := 3 * 32 * 32
+	for i := range x.Data {
+		f := 0.42 + 0.02*float32(i/per) // near the middle of two colours
+		x.Data[i] = (1-f)*a.Data[i] + f*b.Data[i]
+	}
+	shares, err := tr.Stratifier().Shares(ctx, x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mixed := 0
+	for i := 0; i < n; i++ {
+		if slices.Max(shares.Data[i*3:(i+1)*3]) < 1 {
+			mixed++
+		}
+	}
+	gy := randBatch(6, x.Shape...)
+	v, err := GradientRoute(tr, RouteImplicit, GradientOptions{Cluster: ClusterEOT})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := v.VJP(ctx, x, gy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copt, _ := GradientOptions{}.csc(RouteImplicit)
+	for i := 0; i < n; i++ {
+		want := make([]float64, per)
+		for k, p := range projs {
+			w := float64(shares.Data[i*3+k])
+			if w == 0 {
+				continue
+			}
+			gk, err := p.(DifferentiableProjector).ProjectVJP(ctx, x.Batch(i, i+1), gy.Batch(i, i+1), copt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for j, v := range gk.Data {
+				want[j] += w * float64(v)
+			}
+		}
+		for j, w := range want {
+			if math.Abs(float64(g.Data[i*per+j])-w) > 1e-5*(1+math.Abs(w)) {
+				t.Fatalf("image %d, value %d: %v, want %v", i, j, g.Data[i*per+j], w)
+			}
+		}
+	}
+	if mixed == 0 {
+		t.Error("no image with neighbours in several clusters: the test checks nothing beyond the vote")
+	}
+	if _, err := GradientRoute(tr, RouteImplicit, GradientOptions{Cluster: "worst"}); err == nil {
+		t.Error("unknown cluster treatment: no error")
+	}
+}
+
+// TestClusterTransforms: one transform per cluster, projecting every image
+// with that cluster's dictionary, differentiable like an STL.
+func TestClusterTransforms(t *testing.T) {
+	ctx := context.Background()
+	tr, projs := stratifiedFixture(t)
+	x, _ := colourImages(2, 32, testColours, 5)
+	gy := randBatch(7, x.Shape...)
+	cts := tr.ClusterTransforms()
+	if len(cts) != 3 {
+		t.Fatalf("%d cluster transforms, want 3", len(cts))
+	}
+	for k, ct := range cts {
+		if ct.Name() != fmt.Sprintf("STL (cluster %d)", k) || ct.Cluster() != k || ct.Randomized() {
+			t.Errorf("transform %d: %q, cluster %d", k, ct.Name(), ct.Cluster())
+		}
+		y, err := ct.Apply(ctx, x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := tensor.New(x.Shape...)
+		if err := projs[k].Project(ctx, want, x); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(y.Data, want.Data) {
+			t.Errorf("cluster %d: projection differs from its projector's", k)
+		}
+		v, err := GradientRoute(ct, RouteUnrolled, GradientOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := v.VJP(ctx, x, gy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		copt, _ := GradientOptions{}.csc(RouteUnrolled)
+		wg, err := projs[k].(DifferentiableProjector).ProjectVJP(ctx, x, gy, copt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(g.Data, wg.Data) {
+			t.Errorf("cluster %d: gradient differs from its projector's", k)
+		}
+	}
+}
