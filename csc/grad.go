@@ -37,13 +37,12 @@ const (
 	GradUnrolled
 )
 
+var gradMethodNames = []string{GradImplicit: "implicit", GradUnrolled: "unrolled"}
+
 // String returns "implicit" or "unrolled".
 func (m GradMethod) String() string {
-	switch m {
-	case GradImplicit:
-		return "implicit"
-	case GradUnrolled:
-		return "unrolled"
+	if m >= 0 && int(m) < len(gradMethodNames) {
+		return gradMethodNames[m]
 	}
 	return fmt.Sprintf("GradMethod(%d)", int(m))
 }

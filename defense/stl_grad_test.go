@@ -47,20 +47,36 @@ func tightProjector(t testing.TB, d *csc.Dictionary, lambda float64) Projector {
 }
 
 func randBatch(seed uint64, shape ...int) *tensor.Tensor {
-	rng := rand.New(rand.NewPCG(seed, 2))
-	x := tensor.New(shape...)
+	x, rng := tensor.New(shape...), rand.New(rand.NewPCG(seed, 2))
 	for i := range x.Data {
 		x.Data[i] = float32(rng.NormFloat64())
 	}
 	return x
 }
 
-func dot32(a, b []float32) float64 {
-	var s float64
-	for i := range a {
-		s += float64(a[i]) * float64(b[i])
+// vjpOf returns v's VJP at x, failing the test on error.
+func vjpOf(t *testing.T, v VJPer, x, gy *tensor.Tensor) *tensor.Tensor {
+	t.Helper()
+	g, err := v.VJP(context.Background(), x, gy)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return s
+	return g
+}
+
+// projectorVJP returns the VJP of p's projection at x by the route's csc
+// method with the default options.
+func projectorVJP(t *testing.T, p Projector, route string, x, gy *tensor.Tensor) *tensor.Tensor {
+	t.Helper()
+	copt, err := GradientOptions{}.csc(route)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := p.(DifferentiableProjector).ProjectVJP(context.Background(), x, gy, copt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
 }
 
 func TestGradientRouteRegistry(t *testing.T) {
@@ -146,7 +162,7 @@ func TestSTLGradientRouteFiniteDifferences(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		norm := math.Sqrt(dot32(g.Data, g.Data))
+		norm := norm2(g.Data, nil)
 		const h = 1e-3
 		xp, xm := x.Clone(), x.Clone()
 		for i, gv := range g.Data {
@@ -193,17 +209,10 @@ func TestStratifiedGradientRoute(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		g, err := v.VJP(ctx, x, gy)
-		if err != nil {
-			t.Fatal(err)
-		}
+		g := vjpOf(t, v, x, gy)
 		per := 3 * 32 * 32
-		copt, _ := GradientOptions{}.csc(route)
 		for i, k := range clusters {
-			want, err := projs[k].(DifferentiableProjector).ProjectVJP(ctx, x.Batch(i, i+1), gy.Batch(i, i+1), copt)
-			if err != nil {
-				t.Fatal(err)
-			}
+			want := projectorVJP(t, projs[k], route, x.Batch(i, i+1), gy.Batch(i, i+1))
 			if !slices.Equal(g.Data[i*per:(i+1)*per], want.Data) {
 				t.Errorf("%s: image %d: gradient differs from its cluster %d's", route, i, k)
 			}
@@ -260,11 +269,7 @@ func TestClusterEOTGradient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := v.VJP(ctx, x, gy)
-	if err != nil {
-		t.Fatal(err)
-	}
-	copt, _ := GradientOptions{}.csc(RouteImplicit)
+	g := vjpOf(t, v, x, gy)
 	for i := 0; i < n; i++ {
 		want := make([]float64, per)
 		for k, p := range projs {
@@ -272,11 +277,7 @@ func TestClusterEOTGradient(t *testing.T) {
 			if w == 0 {
 				continue
 			}
-			gk, err := p.(DifferentiableProjector).ProjectVJP(ctx, x.Batch(i, i+1), gy.Batch(i, i+1), copt)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for j, v := range gk.Data {
+			for j, v := range projectorVJP(t, p, RouteImplicit, x.Batch(i, i+1), gy.Batch(i, i+1)).Data {
 				want[j] += w * float64(v)
 			}
 		}
@@ -324,16 +325,7 @@ func TestClusterTransforms(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		g, err := v.VJP(ctx, x, gy)
-		if err != nil {
-			t.Fatal(err)
-		}
-		copt, _ := GradientOptions{}.csc(RouteUnrolled)
-		wg, err := projs[k].(DifferentiableProjector).ProjectVJP(ctx, x, gy, copt)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !slices.Equal(g.Data, wg.Data) {
+		if !slices.Equal(vjpOf(t, v, x, gy).Data, projectorVJP(t, projs[k], RouteUnrolled, x, gy).Data) {
 			t.Errorf("cluster %d: gradient differs from its projector's", k)
 		}
 	}
