@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/stl-defense/stl/tensor"
 )
@@ -58,12 +59,27 @@ type GradOptions struct {
 	// CGMaxIter caps GradImplicit's CGLS iterations per coded part (500);
 	// reaching it is reported in GradStats.Converged, not as an error.
 	CGMaxIter int
+	// Output, when not nil, is a map applied to each image's projection
+	// after Project (a caller's output mapping, e.g. a per-image
+	// rescaling), differentiated after the projection: VJP differentiates
+	// Output∘Project, and so does JVP. Default nil (the identity).
+	Output OutputMap
 	// Iterations is GradUnrolled's K: 0 (default) differentiates exactly
 	// the forward run (its stopping rule included, hence the map
 	// Project computes); K > 0 runs and differentiates K iterations
 	// without the stopping rule, the penalty continuing by the forward
 	// run's adaptive rule.
 	Iterations int
+}
+
+// OutputMap is the derivative of a map M applied to one image's
+// projection y (C×H×W values as Project returns them). Both methods
+// overwrite g in place: VJP with (dM/dy)^T g, JVP with (dM/dy) g. y must
+// not be modified. Implementations are called concurrently from the
+// projection's workers.
+type OutputMap interface {
+	VJP(y, g []float32)
+	JVP(y, g []float32)
 }
 
 // DefaultGradOptions returns the defaults documented on GradOptions.
@@ -103,7 +119,8 @@ type GradStats struct {
 // VJP returns (dT/dx)^T gy for every image of the (N, C, H, W) batch x,
 // T being the projection (Project), in dst (allocated when nil, else of
 // x's shape; it may not alias x or gy), with per-image statistics. gy has
-// x's shape. The chain is differentiated exactly: the clip (a pixel
+// x's shape. The chain is differentiated exactly: opt.Output when set,
+// the clip (a pixel
 // passes the gradient when the unclipped output lies in [0, 1]), the
 // reconstruction lowpass + D x, the CBPDN step by opt.Method, and the
 // Tikhonov split (LowpassAdjoint). Each image costs one forward solve plus
@@ -181,6 +198,7 @@ type linearization struct {
 	c, h, w int
 	parts   int
 	pass    []bool     // (C*H*W) the clip passes the gradient
+	out     []float32  // (C*H*W) the projection, when opt.Output is set
 	support [][]uint64 // per part: bitset of non-zero coefficients
 	tapes   []*tape    // per part
 	stats   GradStats
@@ -232,17 +250,30 @@ func (p *Projection) linearize(ctx context.Context, ws *workspace, s []float32, 
 		lin.stats.Iterations = max(lin.stats.Iterations, iters)
 		reconstruct(rec[part*pn:(part+1)*pn], d, h, w, ws.y)
 	}
+	if opt.Output != nil {
+		lin.out = make([]float32, len(s))
+	}
 	for j, v := range rec {
 		o := float64(lo[j]) + v
 		lin.pass[j] = !p.opt.Clip || (o >= 0 && o <= 1)
+		if lin.out != nil {
+			if p.opt.Clip {
+				o = math.Min(1, math.Max(0, o))
+			}
+			lin.out[j] = float32(o)
+		}
 	}
 	return lin, nil
 }
 
-// vjp writes J^T g into out: g through the clip's mask (g'), then
-// J_part^T g' per coded part (a), then a + L^T (g' - a).
+// vjp writes J^T g into out: g through the output map's VJP and the clip's
+// mask (g'), then J_part^T g' per coded part (a), then a + L^T (g' - a).
 func (lin *linearization) vjp(ws *workspace, out, g []float32) error {
 	gp := make([]float32, len(g))
+	if lin.out != nil {
+		g = slices.Clone(g)
+		lin.opt.Output.VJP(lin.out, g)
+	}
 	for j, v := range g {
 		if lin.pass[j] {
 			gp[j] = v
@@ -270,7 +301,8 @@ func (lin *linearization) vjp(ws *workspace, out, g []float32) error {
 }
 
 // jvp writes J v into out: the split of v (lowpass L v, highpass
-// v - L v), J_part on the highpass part, the sum, the clip's mask.
+// v - L v), J_part on the highpass part, the sum, the clip's mask, the
+// output map's JVP.
 func (lin *linearization) jvp(ws *workspace, out, v []float32) error {
 	hw := lin.h * lin.w
 	lo := make([]float32, len(v))
@@ -288,6 +320,9 @@ func (lin *linearization) jvp(ws *workspace, out, v []float32) error {
 		if !lin.pass[j] {
 			out[j] = 0
 		}
+	}
+	if lin.out != nil {
+		lin.opt.Output.JVP(lin.out, out)
 	}
 	return nil
 }

@@ -474,3 +474,89 @@ func TestGradBadInput(t *testing.T) {
 		t.Error("no error on a cancelled context")
 	}
 }
+
+// maxRescale is an output map dividing an image by its maximum and
+// setting negative values to 0 (as a caller's per-image rescaling).
+type maxRescale struct{}
+
+func (maxRescale) apply(y []float32) {
+	m := slices.Max(y)
+	for i, v := range y {
+		y[i] = max(v, 0) / m
+	}
+}
+
+func (maxRescale) VJP(y, g []float32) {
+	m := float64(slices.Max(y))
+	a := slices.Index(y, slices.Max(y))
+	var s float64
+	for i, v := range y {
+		if v > 0 {
+			s += float64(v) * float64(g[i])
+		} else {
+			g[i] = 0
+		}
+	}
+	for i, v := range y {
+		if v > 0 {
+			g[i] = float32(float64(g[i]) / m)
+		}
+	}
+	g[a] -= float32(s / (m * m))
+}
+
+func (maxRescale) JVP(y, g []float32) {
+	m := float64(slices.Max(y))
+	va := float64(g[slices.Index(y, slices.Max(y))])
+	for i, v := range y {
+		if v > 0 {
+			g[i] = float32(float64(g[i])/m - float64(v)*va/(m*m))
+		} else {
+			g[i] = 0
+		}
+	}
+}
+
+// TestGradOutputMap: with GradOptions.Output, VJP and JVP differentiate
+// the output map after the projection: against central differences of
+// maxRescale∘Project (unclipped, implicit method, converged forward run,
+// h = 1e-3 along u = J^T w / ||J^T w||) to 1e-2 relative, and adjoint to
+// 1e-4.
+func TestGradOutputMap(t *testing.T) {
+	ctx := context.Background()
+	p, x := gradProblem(t, 1, 6, 3, 3, 1e-6, 3000)
+	p.coder.opt.ADMM.AutoRho = false
+	p.opt.Clip = false
+	opt := DefaultGradOptions()
+	opt.Output = maxRescale{}
+	rng := rand.New(rand.NewPCG(9, 9))
+	v, w := randTensor(rng, x.Shape...), randTensor(rng, x.Shape...)
+	jv, _, err := p.JVP(ctx, nil, x, v, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jtw, _, err := p.VJP(ctx, nil, x, w, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := dot(jv.Data, w.Data), dot(v.Data, jtw.Data); math.Abs(a-b) > 1e-4*math.Abs(a) {
+		t.Errorf("<Jv,w> = %v, <v,J^T w> = %v", a, b)
+	}
+	norm := math.Sqrt(dot(jtw.Data, jtw.Data))
+	u := unit(jtw.Clone())
+	const h = 1e-3
+	var fd float64
+	for sign, xs := range []*tensor.Tensor{axpy(x, u, h), axpy(x, u, -h)} {
+		y := tensor.New(x.Shape...)
+		if err := p.Project(ctx, y, xs); err != nil {
+			t.Fatal(err)
+		}
+		maxRescale{}.apply(y.Data)
+		fd += float64(1-2*sign) * dot(w.Data, y.Data) / (2 * h)
+	}
+	if e := math.Abs(fd-norm) / norm; e > 1e-2 {
+		t.Errorf("VJP through the output map: relative error %.3g against central differences, want <= 1e-2", e)
+	} else {
+		t.Logf("relative error %.2g", e)
+	}
+}
