@@ -85,24 +85,26 @@ func (ws *workspace) unrolledVJP(tp *tape, out, g []float32) {
 	gy := ws.applyAdjoint(nil, g)
 	gu := make([]float32, len(gy))
 	acc := make([]complex64, sp.c*f)
+	zero := make([]complex64, sp.m*f) // formSolve's right-hand side term
 	a, b := tp.alpha, 1-tp.alpha
 	for k := len(tp.rho) - 1; k >= 0; k-- {
+		rho := tp.rho[k]
 		if c := tp.scale[k]; c != 1 {
 			for i := range gu {
 				gu[i] *= c
 			}
 		}
 		m := tp.mask[k]
+		ar := a / rho // formSolve multiplies by rho before solving
 		for i := range gu {
 			v := gu[i]
 			if has(m, i) {
 				v = gy[i]
 			}
-			ws.x[i], gy[i], gu[i] = a*v, b*v, v
+			ws.x[i], gy[i], gu[i] = ar*v, b*v, v
 		}
-		rho := tp.rho[k]
 		ws.batch.Forward(ws.xf, ws.x)
-		sp.solvePost(ws.xf, rho, 1/float32(hw), ws.t)
+		sp.formSolve(ws.xf, zero, rho, 1/float32(hw), ws.t) // (D^T D + rho I)^{-1} a gv
 		sp.mulD(acc, ws.xf)
 		ws.batch.InverseUnnormalized(ws.x, ws.xf)
 		for i, q := range ws.x {
