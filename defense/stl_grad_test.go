@@ -330,3 +330,48 @@ func TestClusterTransforms(t *testing.T) {
 		}
 	}
 }
+
+// TestSTLGradientRouteOutputMapping: the routes differentiate the STL's
+// output mapping as its transform applies it (the clip by default): an
+// output gradient on the clipped pixels only (output exactly 0 or 1) has
+// a zero VJP; one on the other pixels has not.
+func TestSTLGradientRouteOutputMapping(t *testing.T) {
+	ctx := context.Background()
+	x := sampleImages(t, 1)
+	for i, v := range x.Data {
+		x.Data[i] = min(max(1.4*v-0.2, 0), 1) // saturated areas, so that the projection leaves [0, 1]
+	}
+	stl, err := NewSTL(mustProjector(t, paperDictionary(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := stl.Apply(ctx, x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clipped, rest := tensor.New(x.Shape...), tensor.New(x.Shape...)
+	n := 0
+	for i, v := range y.Data {
+		if v == 0 || v == 1 {
+			clipped.Data[i] = 1
+			n++
+		} else {
+			rest.Data[i] = 1
+		}
+	}
+	if n == 0 {
+		t.Fatal("no clipped pixel: the test checks nothing")
+	}
+	for _, route := range []string{RouteImplicit, RouteUnrolled} {
+		v, err := GradientRoute(stl, route, GradientOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g := norm2(vjpOf(t, v, x, clipped).Data, nil); g != 0 {
+			t.Errorf("%s: gradient on %d clipped pixels gives a VJP of norm %g, want 0", route, n, g)
+		}
+		if g := norm2(vjpOf(t, v, x, rest).Data, nil); g == 0 {
+			t.Errorf("%s: gradient on the unclipped pixels gives a zero VJP", route)
+		}
+	}
+}
