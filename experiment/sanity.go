@@ -3,7 +3,6 @@ package experiment
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	"github.com/stl-defense/stl/attack"
 	"github.com/stl-defense/stl/defense"
 	"github.com/stl-defense/stl/experiment/cache"
+	"github.com/stl-defense/stl/experiment/evaluate"
 	"github.com/stl-defense/stl/experiment/metrics"
 	"github.com/stl-defense/stl/experiment/report"
 	"github.com/stl-defense/stl/npy"
@@ -51,8 +51,8 @@ var (
 const whiteBoxEps = 0.031
 
 // sanityNearZero is the accuracy at the largest budget under which the
-// budget check counts as having reached 0.
-const sanityNearZero = 0.05
+// budget check counts as having reached 0: stl evaluate's.
+var sanityNearZero = evaluate.DefaultThresholds().LargeMaxAcc
 
 // Column names of the controls table.
 const (
@@ -344,20 +344,9 @@ func (sr *sanityRun) transfer(ctx context.Context) error {
 
 // signNoise returns x plus eps times a uniformly random sign per pixel,
 // clipped to [0, 1]: the random-noise control at the attack's L-infinity
-// budget.
+// budget, as stl evaluate draws it.
 func signNoise(x *tensor.Tensor, eps float64, seed uint64) *tensor.Tensor {
-	rng := rand.New(rand.NewPCG(seed, 0x5eed))
-	y := x.Clone()
-	e := float32(eps)
-	for i := range y.Data {
-		if rng.Uint64()&1 == 0 {
-			y.Data[i] += e
-		} else {
-			y.Data[i] -= e
-		}
-	}
-	tensor.Clip(y.Data, 0, 1)
-	return y
+	return evaluate.RandomNoise(x, attack.Budget{Norm: attack.LInf, Eps: eps}, seed)
 }
 
 // sanityTables evaluates the sanity checks: accuracy against iterations,
