@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -156,7 +157,65 @@ func NewAttackJob(ctx context.Context, a attack.Attack, o AttackOptions, rep pro
 	if o.Threads > 0 {
 		clf.SetThreads(o.Threads)
 	}
-	c, h, w := clf.InputShape()
+	in, err := loadInputs(ctx, clf, o, rep)
+	if err != nil {
+		return nil, err
+	}
+	set := in.set
+	if !o.Shard.Whole() {
+		nb := (set.Len() + o.Batch - 1) / o.Batch
+		blo, bhi := o.Shard.Range(nb)
+		lo, hi := blo*o.Batch, min(bhi*o.Batch, set.Len())
+		idx := make([]int, hi-lo)
+		for i := range idx {
+			idx[i] = lo + i
+		}
+		if in.indices != nil {
+			in.indices = in.indices[lo:hi]
+		} else {
+			in.indices = idx
+		}
+		if set = set.Subset(idx); set.Len() == 0 {
+			return nil, fmt.Errorf("shard %s of %d images in batches of %d holds no batch", o.Shard, nb*o.Batch, o.Batch)
+		}
+	}
+	j := &AttackJob{Name: a.Name(), Set: set, Indices: in.indices, opts: o, atk: a, clf: clf, goal: set.Labels}
+	if o.Targeted {
+		j.goal = make([]int, len(set.Labels))
+		for i, y := range set.Labels {
+			j.goal[i] = (y + 1) % clf.NumClasses()
+		}
+	}
+	if o.Defense != "" {
+		var newT func(uint64) (attack.Transform, error)
+		if newT, j.Learned, err = loadAttackDefense(ctx, o, in.train, rep); err != nil {
+			return nil, err
+		}
+		if j.Defense, err = newT(0); err != nil {
+			return nil, err
+		}
+	}
+	if o.BPDA {
+		j.Name += " via BPDA(" + j.Defense.Name() + ")"
+		if j.Defense.Randomized() {
+			j.Name += fmt.Sprintf(" EOT x%d", o.EOT)
+		}
+	}
+	return j, nil
+}
+
+// inputs are the images a job attacks and the training images baselines
+// learn from.
+type inputs struct {
+	train, set *dataset.Set // set: the split's images attacked
+	indices    []int        // of set in the split, nil when all
+}
+
+// loadInputs loads the data set of o for the classifier m: the split's
+// images (a class-balanced subset of o.N with o.SubsetSeed), checked
+// against m's input shape and classes.
+func loadInputs(ctx context.Context, m attack.Model, o AttackOptions, rep progress.Reporter) (*inputs, error) {
+	c, h, w := m.InputShape()
 	if o.Data == "" {
 		o.Data = dataset.DefaultSpec
 	}
@@ -176,65 +235,35 @@ func NewAttackJob(ctx context.Context, a attack.Attack, o AttackOptions, rep pro
 	if _, sc, sh, sw, _ := set.Images.NCHW(); sc != c || sh != h || sw != w {
 		return nil, fmt.Errorf("model %s takes %dx%dx%d images, data set %s holds %dx%dx%d", o.Model, c, h, w, o.Data, sc, sh, sw)
 	}
-	if len(set.Classes) > clf.NumClasses() {
-		return nil, fmt.Errorf("model %s has %d classes, data set %s %d", o.Model, clf.NumClasses(), o.Data, len(set.Classes))
+	if len(set.Classes) > m.NumClasses() {
+		return nil, fmt.Errorf("model %s has %d classes, data set %s %d", o.Model, m.NumClasses(), o.Data, len(set.Classes))
 	}
-	j := &AttackJob{Name: a.Name(), opts: o, atk: a, clf: clf}
+	in := &inputs{train: train, set: set}
 	if o.N > 0 && o.N < set.Len() {
-		if j.Indices, err = dataset.BalancedIndices(set.Labels, len(set.Classes), o.N, o.SubsetSeed); err != nil {
+		if in.indices, err = dataset.BalancedIndices(set.Labels, len(set.Classes), o.N, o.SubsetSeed); err != nil {
 			return nil, err
 		}
-		set = set.Subset(j.Indices)
+		in.set = set.Subset(in.indices)
 	}
-	if !o.Shard.Whole() {
-		nb := (set.Len() + o.Batch - 1) / o.Batch
-		blo, bhi := o.Shard.Range(nb)
-		lo, hi := blo*o.Batch, min(bhi*o.Batch, set.Len())
-		idx := make([]int, hi-lo)
-		for i := range idx {
-			idx[i] = lo + i
-		}
-		if j.Indices != nil {
-			j.Indices = j.Indices[lo:hi]
-		} else {
-			j.Indices = idx
-		}
-		if set = set.Subset(idx); set.Len() == 0 {
-			return nil, fmt.Errorf("shard %s of %d images in batches of %d holds no batch", o.Shard, nb*o.Batch, o.Batch)
-		}
-	}
-	j.Set, j.goal = set, set.Labels
-	if o.Targeted {
-		j.goal = make([]int, len(set.Labels))
-		for i, y := range set.Labels {
-			j.goal[i] = (y + 1) % clf.NumClasses()
-		}
-	}
-	if o.Defense != "" {
-		if j.Defense, j.Learned, err = loadAttackDefense(ctx, o, train, rep); err != nil {
-			return nil, err
-		}
-	}
-	if o.BPDA {
-		j.Name += " via BPDA(" + j.Defense.Name() + ")"
-		if j.Defense.Randomized() {
-			j.Name += fmt.Sprintf(" EOT x%d", o.EOT)
-		}
-	}
-	return j, nil
+	return in, nil
 }
 
 // loadAttackDefense resolves o.Defense: a saved defense directory (its
-// "STL (cluster)" transform) or a baseline name, completed by
-// prepareAttackBaseline.
-func loadAttackDefense(ctx context.Context, o AttackOptions, train *dataset.Set, rep progress.Reporter) (attack.Transform, *Learned, error) {
+// "STL (cluster)" transform, deterministic) or a baseline name, completed
+// by prepareAttackBaseline. It returns a function that draws the defense
+// with its random numbers seeded by seed (baseline.Config.Seeded); seed 0
+// keeps the baselines' default seeds, those stl attack uses.
+func loadAttackDefense(ctx context.Context, o AttackOptions, train *dataset.Set, rep progress.Reporter) (func(seed uint64) (attack.Transform, error), *Learned, error) {
 	if st, err := os.Stat(o.Defense); err == nil && st.IsDir() {
 		d, err := stlBuilder{defense.DefaultBackend()}.Load(o.Defense)
 		if err != nil {
 			return nil, nil, err
 		}
 		_, strat, err := d.Transforms(0)
-		return strat, nil, err
+		if err != nil {
+			return nil, nil, err
+		}
+		return func(uint64) (attack.Transform, error) { return strat, nil }, nil, nil
 	}
 	if _, err := baseline.Lookup(o.Defense); err != nil {
 		return nil, nil, fmt.Errorf("defense %q is %w (%s)", o.Defense, ErrUnknownDefense, strings.Join(baseline.Names(), ", "))
@@ -243,8 +272,13 @@ func loadAttackDefense(ctx context.Context, o AttackOptions, train *dataset.Set,
 	if err != nil {
 		return nil, nil, err
 	}
-	t, err := baseline.New(o.Defense, cfg)
-	return t, learned, err
+	return func(seed uint64) (attack.Transform, error) {
+		c := cfg
+		if seed != 0 {
+			c = cfg.Seeded(seed)
+		}
+		return baseline.New(o.Defense, c)
+	}, learned, nil
 }
 
 // prepareAttackBaseline returns the options of the baseline o.Defense,
@@ -395,11 +429,7 @@ func (j *AttackJob) Run(ctx context.Context, rep progress.Reporter) (*AttackOutc
 func (j *AttackJob) runKey() string {
 	o := j.opts
 	h := sha256.New()
-	for _, name := range []string{nn.MetadataFile, nn.WeightsFile} {
-		if st, err := os.Stat(filepath.Join(o.Model, name)); err == nil {
-			fmt.Fprintf(h, "%s %d %d\n", name, st.Size(), st.ModTime().UnixNano())
-		}
-	}
+	statFiles(h, o.Model, nn.MetadataFile, nn.WeightsFile)
 	opts, _ := json.Marshal(j.atk)
 	fmt.Fprintf(h, "%s\n%s\n%s\n%v\n%s\n%s\n%v %d %d %v\n", o.Model, j.Set.Name, o.Split, j.Indices, j.atk.Name(), opts,
 		o.Targeted, o.Batch, o.EOT, o.BPDA)
@@ -408,6 +438,23 @@ func (j *AttackJob) runKey() string {
 		fmt.Fprintf(h, "%d %d %d %d\n", o.BaselineTrain, o.SubsetSeed, o.MagNetEpochs, o.QuiltPatches)
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// statFiles writes the name, size and modification time of each named
+// file of dir that exists (of every file of dir when none is named) to w:
+// what identifies saved weights without reading them.
+func statFiles(w io.Writer, dir string, names ...string) {
+	if len(names) == 0 {
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+	}
+	for _, name := range names {
+		if st, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			fmt.Fprintf(w, "%s %d %d\n", name, st.Size(), st.ModTime().UnixNano())
+		}
+	}
 }
 
 // defendedAccuracy is the accuracy of m on T(x), in batches.

@@ -20,6 +20,7 @@ const (
 	exitOK        = 0
 	exitError     = 1
 	exitUsage     = 2
+	exitChecks    = 3 // stl evaluate: the evaluation ran and a check failed
 	exitCancelled = 130
 )
 
@@ -67,6 +68,10 @@ func exitCode(ctx context.Context, err error) int {
 	var ue usageError
 	if errors.As(err, &ue) {
 		return exitUsage
+	}
+	var cf checksFailed
+	if errors.As(err, &cf) {
+		return exitChecks
 	}
 	return exitError
 }

@@ -19,6 +19,7 @@ func TestExitCode(t *testing.T) {
 		{"error", context.Background(), errors.New("x"), exitError},
 		{"usage", context.Background(), usagef("bad flag"), exitUsage},
 		{"cancelled", cancelled, context.Canceled, exitCancelled},
+		{"checks failed", context.Background(), checksFailed{ids: []string{"square"}}, exitChecks},
 	}
 	for _, tc := range tests {
 		if got := exitCode(tc.ctx, tc.err); got != tc.want {

@@ -101,7 +101,7 @@ func TestChecks(t *testing.T) {
 			target: Target{Model: lin, NewDefense: defenseOf(funcTransform{"identity", identity}), DefenseName: "identity"}, quiet: true},
 		{name: "sound: linear classifier alone", target: Target{Model: lin}, quiet: true},
 		{name: "masked gradients: the route returns zero",
-			target: Target{Model: lin, NewDefense: defenseOf(funcTransform{"identity", identity}), Routes: []Route{{Name: "masked", Approx: zeroGrad{}}}},
+			target: Target{Model: lin, NewDefense: defenseOf(funcTransform{"identity", identity}), Routes: []Route{{Name: "masked", Backward: zeroBackward}}},
 			want:   []string{CheckGradients, CheckSquare, CheckTransfer, CheckLargeBudget, CheckUnbounded}},
 		{name: "a defense that destroys accuracy",
 			target: Target{Model: lin, NewDefense: defenseOf(funcTransform{"gray", gray}), DefenseName: "gray"},

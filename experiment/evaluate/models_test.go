@@ -112,6 +112,8 @@ func (zeroGrad) VJP(_ context.Context, x, _ *tensor.Tensor) (*tensor.Tensor, err
 	return tensor.New(x.Shape...), nil
 }
 
+func zeroBackward(attack.Transform) (attack.Approx, error) { return zeroGrad{}, nil }
+
 // coinFlip is a randomized defense: each image, with probability 1/2,
 // becomes mid-gray, else passes unchanged.
 type coinFlip struct{ rng *rand.Rand }

@@ -14,9 +14,10 @@ import (
 type Route struct {
 	// Name names the route in reports, e.g. "bpda".
 	Name string
-	// Approx is the backward pass through the defense; nil is the
-	// identity (BPDA, Athalye et al. 2018).
-	Approx attack.Approx
+	// Backward returns the backward pass through the defense t (each
+	// attack draws its own defense); nil, or a nil Approx, is the identity
+	// (BPDA, Athalye et al. 2018).
+	Backward func(t attack.Transform) (attack.Approx, error)
 }
 
 // RouteBPDA is the identity backward pass, the route every defense has.
@@ -113,7 +114,13 @@ func (t Target) whiteBox(s subject, r Route, seed uint64, eot int) (attack.Model
 	if err != nil || d == nil {
 		return t.Model, err
 	}
-	return attack.Adaptive(d, t.Model, r.Approx, eot)
+	var approx attack.Approx
+	if r.Backward != nil {
+		if approx, err = r.Backward(d); err != nil {
+			return nil, fmt.Errorf("evaluate: route %s through %s: %w", r.Name, d.Name(), err)
+		}
+	}
+	return attack.Adaptive(d, t.Model, approx, eot)
 }
 
 // forward returns the model whose logits classify on s: the classifier, or
