@@ -3,15 +3,20 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/stl-defense/stl/attack"
 	"github.com/stl-defense/stl/dataset"
+	"github.com/stl-defense/stl/experiment"
+	"github.com/stl-defense/stl/experiment/evaluate"
 	"github.com/stl-defense/stl/nn"
 	"github.com/stl-defense/stl/progress"
 	"github.com/stl-defense/stl/tensor"
@@ -24,6 +29,14 @@ type benchAttackFlags struct {
 	cwMaxIter   int
 	threads     int
 	json        bool
+	// The suite's attacks (stl evaluate): APGD, Square, PGD-CW, through
+	// each route of --defense when given.
+	defense   string
+	routes    string
+	apgdSteps int
+	queries   int
+	eot       int
+	suiteOnly bool
 }
 
 // benchAttackResult is one attack's row of the benchmark.
@@ -32,8 +45,13 @@ type benchAttackResult struct {
 	// Passes is the number of forward+backward passes on the batch (or
 	// what remains of it: DeepFool and CW drop finished images) and
 	// ImagePasses the number of images they carried.
-	Passes          int     `json:"passes"`
-	ImagePasses     int     `json:"image_passes"`
+	Passes      int `json:"passes"`
+	ImagePasses int `json:"image_passes"`
+	// ForwardImages counts the images of the forward-only passes (Square's
+	// queries, the clean and final predictions).
+	ForwardImages int `json:"forward_images"`
+	// Route is the gradient route through the defense ("" without one).
+	Route           string  `json:"route,omitempty"`
 	Seconds         float64 `json:"seconds"`
 	MsPerImage      float64 `json:"ms_per_image"`
 	MsPerImagePass  float64 `json:"ms_per_image_pass"`
@@ -48,6 +66,7 @@ type benchAttackResult struct {
 // benchAttackReport is the JSON document printed with --json.
 type benchAttackReport struct {
 	Model   string `json:"model"`
+	Defense string `json:"defense,omitempty"`
 	Data    string `json:"data"`
 	Images  int    `json:"images"`
 	Threads int    `json:"threads"`
@@ -67,11 +86,28 @@ against --model or, by default, a freshly initialized (seeded) vgg-small at
 32 px (untrained: only the cost matters). The labels are the classifier's clean predictions, so that every
 attack starts from correctly classified images. Each attack's cost is its number of forward+backward passes times the
 classifier's cost per image and pass; both are reported. CW runs --cw-max-iter Adam steps
-per binary-search step (0: its default 1000), which the row records.`,
+per binary-search step (0: its default 1000), which the row records.
+
+It then times the attacks of 'stl evaluate' at L-infinity 8/255: PGD with the
+cross-entropy and the CW loss (stopping each image at its first success),
+APGD-CE, APGD-DLR and APGD-T (--apgd-steps) and Square (--queries, forward
+passes only, counted as forward image-passes). With --defense (a defense
+directory or a baseline, with --model) they run through the defense, the gradient attacks once
+per route of --routes (EOT over --eot draws for a randomized defense): every
+query and gradient then costs a pass through the defense too. --suite-only
+skips the paper's attacks.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if f.images < 1 || f.cwMaxIter < 0 || f.threads < 0 {
-				return usagef("--images must be >= 1, --cw-max-iter and --threads >= 0")
+			if f.images < 1 || f.cwMaxIter < 0 || f.threads < 0 || f.apgdSteps < 1 || f.queries < 1 || f.eot < 1 {
+				return usagef("--images, --apgd-steps, --queries and --eot must be >= 1, --cw-max-iter and --threads >= 0")
+			}
+			if f.defense != "" && f.model == "" {
+				return usagef("--defense needs --model")
+			}
+			for _, r := range splitList(f.routes) {
+				if _, ok := evaluateRoutes[r]; !ok {
+					return usagef("--routes: unknown route %q (want %s)", r, orList(routeNames()))
+				}
 			}
 			return runBenchAttack(cmd.Context(), f, cmd.OutOrStdout(), progress.NewBar(os.Stderr))
 		},
@@ -83,6 +119,13 @@ per binary-search step (0: its default 1000), which the row records.`,
 	fl.IntVar(&f.cwMaxIter, "cw-max-iter", 100, "CW Adam steps per binary-search step (0: default 1000)")
 	fl.IntVar(&f.threads, "threads", 0, "classifier threads (0: as saved, or all cores)")
 	fl.BoolVar(&f.json, "json", false, "print the results as JSON")
+	d := evaluate.DefaultOptions()
+	fl.StringVar(&f.defense, "defense", "", "time the suite's attacks through this defense (directory or baseline name; needs --model)")
+	fl.StringVar(&f.routes, "routes", "bpda", "gradient routes through --defense, comma-separated: "+strings.Join(routeNames(), ", "))
+	fl.IntVar(&f.apgdSteps, "apgd-steps", d.APGDSteps, "APGD iterations")
+	fl.IntVar(&f.queries, "queries", d.SquareQueries, "Square's queries per image")
+	fl.IntVar(&f.eot, "eot", d.EOTDraws, "gradient draws through a randomized defense")
+	fl.BoolVar(&f.suiteOnly, "suite-only", false, "time only the attacks of stl evaluate")
 	benchCmd.AddCommand(cmd)
 }
 
@@ -128,6 +171,9 @@ func runBenchAttack(ctx context.Context, f benchAttackFlags, stdout io.Writer, b
 	}
 	rep := benchAttackReport{Model: name, Data: set.Name, Images: set.Len(), Threads: threads, Go: runtime.Version(), machine: thisMachine()}
 	for _, pname := range attack.PaperAttacks {
+		if f.suiteOnly {
+			break
+		}
 		a, err := attack.PaperAttack(pname, 1)
 		if err != nil {
 			return err
@@ -141,22 +187,41 @@ func runBenchAttack(ctx context.Context, f benchAttackFlags, stdout io.Writer, b
 			}
 			changed = fmt.Sprintf("MaxIter=%d", f.cwMaxIter)
 		}
-		cm := &countingModel{Model: clf}
-		start := time.Now()
-		res, err := attack.RunBatched(ctx, a, cm, set.Images, set.Labels, set.Len(), bar)
+		row, err := benchOne(ctx, a, clf, set, bar)
 		if err != nil {
 			return err
 		}
-		sec := time.Since(start).Seconds()
-		n := float64(set.Len())
-		rep.Results = append(rep.Results, benchAttackResult{
-			Attack: a.Name(), Passes: res.Passes, ImagePasses: cm.images, Seconds: sec,
-			MsPerImage:     1e3 * sec / n,
-			MsPerImagePass: 1e3 * sec / float64(max(cm.images, 1)),
-			SuccessRate:    res.SuccessRate(), MeanDissim: meanOf(res.Dissim), MaxLInf: maxOf(res.LInf),
-			CleanAccuracy: res.CleanAccuracy(set.Labels), AdvAccuracy: res.AdvAccuracy(set.Labels),
-			SettingsChanged: changed,
-		})
+		row.SettingsChanged = changed
+		rep.Results = append(rep.Results, row)
+	}
+	suite, err := benchSuiteTargets(ctx, f, clf, bar)
+	if err != nil {
+		return err
+	}
+	rep.Defense = suite.defense
+	o := evaluate.DefaultOptions()
+	o.APGDSteps, o.SquareQueries = f.apgdSteps, f.queries
+	for _, aname := range []string{evaluate.PGDCE, evaluate.PGDCW, evaluate.APGDCE, evaluate.APGDDLR, evaluate.APGDT, evaluate.Square} {
+		a, err := evaluate.NewAttack(aname, evaluate.DefaultBudget, o, k, 1)
+		if err != nil {
+			return err
+		}
+		for _, tg := range suite.targets {
+			if (aname == evaluate.Square) != (tg.route == "") {
+				continue // Square queries the forward model; the others each route
+			}
+			row, err := benchOne(ctx, a, tg.m, set, bar)
+			if err != nil {
+				return err
+			}
+			row.Route = tg.route
+			if aname == evaluate.Square {
+				row.SettingsChanged = fmt.Sprintf("MaxQueries=%d", f.queries)
+			} else if aname != evaluate.PGDCE && aname != evaluate.PGDCW {
+				row.SettingsChanged = fmt.Sprintf("Steps=%d", f.apgdSteps)
+			}
+			rep.Results = append(rep.Results, row)
+		}
 	}
 	if f.json {
 		enc := json.NewEncoder(stdout)
@@ -165,17 +230,110 @@ func runBenchAttack(ctx context.Context, f benchAttackFlags, stdout io.Writer, b
 	}
 	fmt.Fprintln(stdout, rep.machine)
 	fmt.Fprintf(stdout, "%s, %d images of %s, %d threads\n", rep.Model, rep.Images, rep.Data, rep.Threads)
-	fmt.Fprintf(stdout, "%-16s %7s %12s %10s %12s %9s %8s\n", "attack", "passes", "image-passes", "ms/image", "ms/img/pass", "success", "dissim")
+	if rep.Defense != "" {
+		fmt.Fprintf(stdout, "suite attacks through %s\n", rep.Defense)
+	}
+	fmt.Fprintf(stdout, "%-24s %-6s %7s %12s %10s %10s %12s %9s %8s\n", "attack", "route", "passes", "image-passes", "fwd-images", "ms/image", "ms/img/pass", "success", "dissim")
 	for _, r := range rep.Results {
-		fmt.Fprintf(stdout, "%-16s %7d %12d %10.1f %12.2f %9.3f %8.4f %s\n", r.Attack, r.Passes, r.ImagePasses, r.MsPerImage, r.MsPerImagePass, r.SuccessRate, r.MeanDissim, r.SettingsChanged)
+		fmt.Fprintf(stdout, "%-24s %-6s %7d %12d %10d %10.1f %12.2f %9.3f %8.4f %s\n", r.Attack, r.Route, r.Passes, r.ImagePasses, r.ForwardImages, r.MsPerImage, r.MsPerImagePass, r.SuccessRate, r.MeanDissim, r.SettingsChanged)
 	}
 	return nil
 }
 
-// countingModel counts the images of the gradient passes it forwards.
+// benchOne times the attack a on m over the whole set, in one batch.
+func benchOne(ctx context.Context, a attack.Attack, m attack.Model, set *dataset.Set, bar progress.Reporter) (benchAttackResult, error) {
+	cm := &countingModel{Model: m}
+	start := time.Now()
+	res, err := attack.RunBatched(ctx, a, cm, set.Images, set.Labels, set.Len(), bar)
+	if err != nil {
+		return benchAttackResult{}, err
+	}
+	sec := time.Since(start).Seconds()
+	n := float64(set.Len())
+	return benchAttackResult{
+		Attack: a.Name(), Passes: res.Passes, ImagePasses: cm.images, ForwardImages: cm.forward, Seconds: sec,
+		MsPerImage:     1e3 * sec / n,
+		MsPerImagePass: 1e3 * sec / float64(max(passImages(cm), 1)),
+		SuccessRate:    res.SuccessRate(), MeanDissim: meanOf(res.Dissim), MaxLInf: maxOf(res.LInf),
+		CleanAccuracy: res.CleanAccuracy(set.Labels), AdvAccuracy: res.AdvAccuracy(set.Labels),
+	}, nil
+}
+
+// passImages is what an attack's cost per image-pass divides by: its
+// gradient image-passes, or for a forward-only attack (Square) its forward
+// ones.
+func passImages(c *countingModel) int {
+	if c.images > 0 {
+		return c.images
+	}
+	return c.forward
+}
+
+// benchTarget is a model the suite's attacks are timed on: the classifier
+// alone (route "exact"), through the defense with a route, or the
+// defense's forward model for Square (route "").
+type benchTarget struct {
+	route string
+	m     attack.Model
+}
+
+type benchSuite struct {
+	defense string
+	targets []benchTarget
+}
+
+// benchSuiteTargets returns the models the suite's attacks are timed on.
+func benchSuiteTargets(ctx context.Context, f benchAttackFlags, clf *nn.Classifier, bar progress.Reporter) (benchSuite, error) {
+	if f.defense == "" {
+		return benchSuite{targets: []benchTarget{{"exact", clf}, {"", clf}}}, nil
+	}
+	o := experiment.DefaultAttackOptions()
+	o.Model, o.Data, o.Defense, o.Threads, o.N = f.model, f.data, f.defense, f.threads, 1
+	o.Out = filepath.Join(os.TempDir(), "stl-bench-attack")
+	in, err := experiment.LoadEvaluation(ctx, o, bar)
+	if errors.Is(err, experiment.ErrUnknownDefense) {
+		return benchSuite{}, usagef("--%v", err)
+	}
+	if err != nil {
+		return benchSuite{}, err
+	}
+	t, err := in.NewDefense(1)
+	if err != nil {
+		return benchSuite{}, err
+	}
+	fwd, err := attack.NewBPDA(t, clf, nil)
+	if err != nil {
+		return benchSuite{}, err
+	}
+	s := benchSuite{defense: in.DefenseName, targets: []benchTarget{{"", fwd}}}
+	for _, r := range splitList(f.routes) {
+		var approx attack.Approx
+		if b := evaluateRoutes[r].Backward; b != nil {
+			if approx, err = b(t); err != nil {
+				return benchSuite{}, err
+			}
+		}
+		m, err := attack.Adaptive(t, clf, approx, f.eot)
+		if err != nil {
+			return benchSuite{}, err
+		}
+		s.targets = append(s.targets, benchTarget{r, m})
+	}
+	return s, nil
+}
+
+// countingModel counts the images of the gradient passes (images) and of
+// the forward-only passes (forward) it forwards.
 type countingModel struct {
 	attack.Model
-	images int
+	images, forward int
+}
+
+func (c *countingModel) Logits(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
+	if len(x.Shape) > 0 {
+		c.forward += x.Shape[0]
+	}
+	return c.Model.Logits(ctx, x)
 }
 
 func (c *countingModel) InputGrad(ctx context.Context, x *tensor.Tensor, seed func(z, g *tensor.Tensor)) (*tensor.Tensor, *tensor.Tensor, error) {

@@ -135,34 +135,47 @@ func (sp spec) id() []any {
 
 // build returns the attack of a gradient or Square spec.
 func (r *run) build(sp spec) (attack.Attack, error) {
-	seed := r.seed(append(sp.id(), "attack")...)
-	switch sp.attack {
+	o := r.o
+	if sp.steps > 0 {
+		o.PGDSteps = sp.steps
+	}
+	return NewAttack(sp.attack, sp.budget, o, r.k, r.seed(append(sp.id(), "attack")...))
+}
+
+// NewAttack returns the suite's attack of that name (a gradient attack or
+// Square) at budget b with the settings of o, for a classifier of classes
+// classes, seeded with seed: PGD (attack.DefaultPGDOptions: step 0.1 of
+// the budget, random start) with o.PGDSteps and o.Restarts, stopping each
+// image at its first success; APGD (attack.DefaultAPGDOptions) with
+// o.APGDSteps, o.Restarts and min(o.TargetClasses, classes-1) target
+// classes; Square with o.SquareQueries and o.SquarePInit. Transfer and
+// Noise are not attacks of package attack and give an error, as do
+// invalid settings.
+func NewAttack(name string, b attack.Budget, o Options, classes int, seed uint64) (attack.Attack, error) {
+	switch name {
 	case PGDCE, PGDCW:
-		o := attack.DefaultPGDOptions()
-		o.Budget, o.Steps, o.Restarts, o.Seed = sp.budget, r.o.PGDSteps, r.o.Restarts, seed
-		if sp.steps > 0 {
-			o.Steps = sp.steps
+		po := attack.DefaultPGDOptions()
+		po.Budget, po.Steps, po.Restarts, po.Seed = b, o.PGDSteps, max(o.Restarts, 1), seed
+		if name == PGDCW {
+			po.Loss = attack.LossCW
 		}
-		if sp.attack == PGDCW {
-			o.Loss = attack.LossCW
-		}
-		p, err := attack.NewPGD(o)
+		p, err := attack.NewPGD(po)
 		if err != nil {
 			return nil, err
 		}
 		return earlyPGD{p}, nil
 	case APGDCE, APGDDLR, APGDT:
-		o := attack.DefaultAPGDOptions()
-		o.Budget, o.Steps, o.Restarts, o.Seed = sp.budget, r.o.APGDSteps, r.o.Restarts, seed
-		o.Loss = map[string]attack.Loss{APGDCE: attack.LossCE, APGDDLR: attack.LossDLR, APGDT: attack.LossDLRTargeted}[sp.attack]
-		o.NTargetClasses = min(r.o.TargetClasses, r.k-1)
-		return attack.NewAPGD(o)
+		ao := attack.DefaultAPGDOptions()
+		ao.Budget, ao.Steps, ao.Restarts, ao.Seed = b, o.APGDSteps, max(o.Restarts, 1), seed
+		ao.Loss = map[string]attack.Loss{APGDCE: attack.LossCE, APGDDLR: attack.LossDLR, APGDT: attack.LossDLRTargeted}[name]
+		ao.NTargetClasses = max(min(o.TargetClasses, classes-1), 1)
+		return attack.NewAPGD(ao)
 	case Square:
-		o := attack.DefaultSquareOptions()
-		o.Budget, o.MaxQueries, o.PInit, o.Seed = sp.budget, r.o.SquareQueries, r.o.SquarePInit, seed
-		return attack.NewSquare(o)
+		so := attack.DefaultSquareOptions()
+		so.Budget, so.MaxQueries, so.PInit, so.Seed = b, o.SquareQueries, o.SquarePInit, seed
+		return attack.NewSquare(so)
 	}
-	return nil, fmt.Errorf("evaluate: %s is not an attack of package attack", sp.attack)
+	return nil, fmt.Errorf("evaluate: %s is not an attack of package attack", name)
 }
 
 // minClasses is the number of classes an attack's loss needs.
