@@ -233,9 +233,9 @@ func runBenchAttack(ctx context.Context, f benchAttackFlags, stdout io.Writer, b
 	if rep.Defense != "" {
 		fmt.Fprintf(stdout, "suite attacks through %s\n", rep.Defense)
 	}
-	fmt.Fprintf(stdout, "%-24s %-6s %7s %12s %10s %10s %12s %9s %8s\n", "attack", "route", "passes", "image-passes", "fwd-images", "ms/image", "ms/img/pass", "success", "dissim")
+	fmt.Fprintf(stdout, "%-32s %-6s %7s %12s %10s %10s %12s %9s %8s\n", "attack", "route", "passes", "image-passes", "fwd-images", "ms/image", "ms/img/pass", "success", "dissim")
 	for _, r := range rep.Results {
-		fmt.Fprintf(stdout, "%-24s %-6s %7d %12d %10d %10.1f %12.2f %9.3f %8.4f %s\n", r.Attack, r.Route, r.Passes, r.ImagePasses, r.ForwardImages, r.MsPerImage, r.MsPerImagePass, r.SuccessRate, r.MeanDissim, r.SettingsChanged)
+		fmt.Fprintf(stdout, "%-32s %-6s %7d %12d %10d %10.1f %12.2f %9.3f %8.4f %s\n", r.Attack, r.Route, r.Passes, r.ImagePasses, r.ForwardImages, r.MsPerImage, r.MsPerImagePass, r.SuccessRate, r.MeanDissim, r.SettingsChanged)
 	}
 	return nil
 }
