@@ -242,6 +242,22 @@ func (f *attackFlags) build() (attack.Attack, error) {
 	return m.New(c)
 }
 
+// defenseError makes an unknown --defense a usage error.
+func defenseError(err error) error {
+	if errors.Is(err, experiment.ErrUnknownDefense) {
+		return usagef("--%v", err)
+	}
+	return err
+}
+
+// printLearned says what a baseline learned from clean training images
+// (nothing when l is nil).
+func printLearned(w io.Writer, l *experiment.Learned) {
+	if l != nil {
+		fmt.Fprintf(w, "%s: learned from %d training images of %s, cached in %s\n", l.Baseline, l.Images, l.Data, l.Dir)
+	}
+}
+
 // runAttack runs the attack the flags describe (experiment.AttackJob)
 // and prints what it does and its figures to stdout.
 func runAttack(ctx context.Context, f attackFlags, stdout io.Writer, bar progress.Reporter) error {
@@ -253,15 +269,10 @@ func runAttack(ctx context.Context, f attackFlags, stdout io.Writer, bar progres
 		fmt.Fprintf(stdout, "no --data given: using the embedded sample %s\n", dataset.DefaultSpec)
 	}
 	job, err := experiment.NewAttackJob(ctx, a, f.opts, bar)
-	if errors.Is(err, experiment.ErrUnknownDefense) {
-		return usagef("--%v", err)
-	}
 	if err != nil {
-		return err
+		return defenseError(err)
 	}
-	if l := job.Learned; l != nil {
-		fmt.Fprintf(stdout, "%s: learned from %d training images of %s, cached in %s\n", l.Baseline, l.Images, l.Data, l.Dir)
-	}
+	printLearned(stdout, job.Learned)
 	fmt.Fprintf(stdout, "%s on %d images of %s (%s), model %s\n", job.Name, job.Set.Len(), job.Set.Name, f.opts.Split, f.opts.Model)
 	res, err := job.Run(ctx, bar)
 	if err != nil {

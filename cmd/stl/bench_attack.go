@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -291,11 +290,8 @@ func benchSuiteTargets(ctx context.Context, f benchAttackFlags, clf *nn.Classifi
 	o.Model, o.Data, o.Defense, o.Threads, o.N = f.model, f.data, f.defense, f.threads, 1
 	o.Out = filepath.Join(os.TempDir(), "stl-bench-attack")
 	in, err := experiment.LoadEvaluation(ctx, o, bar)
-	if errors.Is(err, experiment.ErrUnknownDefense) {
-		return benchSuite{}, usagef("--%v", err)
-	}
 	if err != nil {
-		return benchSuite{}, err
+		return benchSuite{}, defenseError(err)
 	}
 	t, err := in.NewDefense(1)
 	if err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -225,15 +224,10 @@ func runEvaluate(ctx context.Context, f evaluateFlags, stdout io.Writer, bar pro
 		fmt.Fprintf(stdout, "no --data given: using the embedded sample %s\n", dataset.DefaultSpec)
 	}
 	in, err := experiment.LoadEvaluation(ctx, f.load, bar)
-	if errors.Is(err, experiment.ErrUnknownDefense) {
-		return usagef("--%v", err)
-	}
 	if err != nil {
-		return err
+		return defenseError(err)
 	}
-	if l := in.Learned; l != nil {
-		fmt.Fprintf(stdout, "%s: learned from %d training images of %s, cached in %s\n", l.Baseline, l.Images, l.Data, l.Dir)
-	}
+	printLearned(stdout, in.Learned)
 	t := evaluate.Target{Model: in.Model, ModelName: f.load.Model, NewDefense: in.NewDefense, DefenseName: in.DefenseName}
 	if in.NewDefense != nil {
 		for _, r := range splitList(f.routes) {

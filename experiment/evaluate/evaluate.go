@@ -120,7 +120,7 @@ func Run(ctx context.Context, t Target, x *tensor.Tensor, labels []int, o Option
 			r.total += len(r.suiteAttacks(s, b, squareScope))
 		}
 	}
-	r.total += 2 + len(o.IterationSteps) + 1
+	r.total += 1 + len(o.IterationSteps) + 1 + 2 // the gradient probe, the iterations, large and unbounded probes
 	for _, s := range subjects {
 		if r.clean[s.name], err = r.judge(ctx, s, x, labels, r.seed(s.name, "clean")); err != nil {
 			return nil, err

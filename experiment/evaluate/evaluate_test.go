@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -301,10 +302,16 @@ func TestResume(t *testing.T) {
 // TestEarlyPGD: freezing images at their first success breaks every image
 // plain PGD breaks (same start) and costs fewer gradient passes.
 func TestEarlyPGD(t *testing.T) {
+	for _, restarts := range []int{1, 3} {
+		t.Run(fmt.Sprintf("restarts=%d", restarts), func(t *testing.T) { testEarlyPGD(t, restarts) })
+	}
+}
+
+func testEarlyPGD(t *testing.T, restarts int) {
 	lin := newLinear(5)
 	x, y := testData(lin, 30, 6)
 	o := attack.DefaultPGDOptions()
-	o.Steps, o.Budget = 20, attack.Budget{Norm: attack.LInf, Eps: 0.04}
+	o.Steps, o.Budget, o.Restarts = 20, attack.Budget{Norm: attack.LInf, Eps: 0.04}, restarts
 	p, err := attack.NewPGD(o)
 	if err != nil {
 		t.Fatal(err)
