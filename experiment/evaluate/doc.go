@@ -18,8 +18,9 @@
 //     over a randomized defense;
 //   - Square (Andriushchenko et al. 2020), score-based, queries only: the
 //     check gradient masking cannot fool;
-//   - transfer: APGD-CE examples of the undefended classifier fed through
-//     the defense;
+//   - transfer: the undefended classifier's examples fed through the
+//     defense (per image the first of its gradient attacks' examples that
+//     fooled it, else its APGD-CE example);
 //   - a random-noise control at the budget (RandomNoise).
 //
 // Every attack stops working on an image once it is misclassified, and

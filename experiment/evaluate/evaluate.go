@@ -99,7 +99,7 @@ func Run(ctx context.Context, t Target, x *tensor.Tensor, labels []int, o Option
 		return nil, err
 	}
 	r := &run{t: t, o: o, x: x, labels: labels, n: len(labels), k: t.Model.NumClasses(), rep: progress.Or(o.Progress),
-		clean: map[string][]bool{}, advs: map[string]*tensor.Tensor{}}
+		clean: map[string][]bool{}, sources: map[string]*source{}}
 	var err error
 	if r.store, err = newStore(o.Dir, o.Key, x, labels); err != nil {
 		return nil, err

@@ -440,3 +440,51 @@ func TestRandomNoise(t *testing.T) {
 		}
 	}
 }
+
+// TestTransferSource: the transfer attack feeds, per image, the first
+// example that fooled the undefended classifier, also when Cascade leaves
+// each later attack only the images the earlier ones missed. Behind the
+// identity every image fooled on the undefended classifier is fooled.
+func TestTransferSource(t *testing.T) {
+	lin := newLinear(1)
+	x, y := testData(lin, 40, 2)
+	o := fastOptions()
+	o.Cascade = true
+	o.Attacks = []string{PGDCE, APGDCE, APGDDLR, Transfer}
+	rep, err := Run(context.Background(), Target{Model: lin, NewDefense: defenseOf(funcTransform{"identity", identity})}, x, y, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var undefended []Outcome
+	var transfer *AttackResult
+	for _, a := range rep.Budgets[0].Attacks {
+		switch {
+		case a.Subject == subjUndefended:
+			undefended = append(undefended, a.Outcome)
+		case a.Attack == Transfer:
+			transfer = a
+		}
+	}
+	if transfer == nil {
+		t.Fatal("no transfer attack")
+	}
+	robust, err := WorstCase(slices.Repeat([]bool{true}, 40), undefended...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fooled := 0
+	for i, r := range robust {
+		if !r {
+			fooled++
+			if transfer.Correct[i] {
+				t.Errorf("image %d: fooled the undefended classifier, not the transfer attack behind the identity", i)
+			}
+		}
+	}
+	if fooled == 0 {
+		t.Fatal("no image fooled: the test is void")
+	}
+	if undefended[1].Accuracy().Value > undefended[0].Accuracy().Value {
+		t.Errorf("cascade: the second attack's accuracy %g above the first's %g", undefended[1].Accuracy().Value, undefended[0].Accuracy().Value)
+	}
+}

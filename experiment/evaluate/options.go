@@ -17,7 +17,7 @@ const (
 	APGDDLR  = "apgd-dlr" // APGD, difference of logits ratio
 	APGDT    = "apgd-t"   // APGD, targeted DLR over the top classes (AutoAttack's APGD-T)
 	Square   = "square"   // Square, score-based, queries only (Andriushchenko et al. 2020)
-	Transfer = "transfer" // APGD-CE examples of the undefended classifier fed through the defense
+	Transfer = "transfer" // the undefended classifier's examples fed through the defense (see Options)
 	Noise    = "noise"    // random-noise control at the budget
 )
 

@@ -2,6 +2,8 @@ package evaluate
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/stl-defense/stl/attack"
 	"github.com/stl-defense/stl/experiment/metrics"
+	"github.com/stl-defense/stl/npy"
 	"github.com/stl-defense/stl/progress"
 	"github.com/stl-defense/stl/tensor"
 )
@@ -98,7 +101,7 @@ type run struct {
 	store   store
 	clean   map[string][]bool
 	results []*AttackResult
-	advs    map[string]*tensor.Tensor // transfer sources, by sourceKey
+	sources map[string]*source // transfer sources, by budget
 	done    int
 	total   int
 }
@@ -232,6 +235,11 @@ func (r *run) exec(ctx context.Context, sp spec, prior []Outcome) (*AttackResult
 	} else {
 		res.Name = displayName(sp.attack) + " at " + BudgetLabel(sp.budget)
 	}
+	if src := r.sources[sp.budget.String()]; sp.attack == Transfer && src != nil {
+		if res.Settings, err = src.settings(); err != nil {
+			return nil, err
+		}
+	}
 	key, err := r.store.key(r, sp, res.Settings, act)
 	if err != nil {
 		return nil, err
@@ -278,16 +286,57 @@ func (r *run) exec(ctx context.Context, sp spec, prior []Outcome) (*AttackResult
 func (r *run) keep(sp spec, res *AttackResult, adv *tensor.Tensor) {
 	res.Accuracy = res.Outcome.Accuracy()
 	r.results = append(r.results, res)
-	if sp.subj.name == subjUndefended && sp.attack == transferSource && sp.probe == "" {
-		r.advs[sp.budget.String()] = adv
+	if sp.subj.name == subjUndefended && gradientAttack(sp.attack) && sp.probe == "" {
+		r.source(sp.budget).add(res, adv, sp.attack == transferSource)
 	}
 	r.done++
 	r.rep.Report("evaluate", r.done, r.total, res.Label()+fmt.Sprintf(": %.1f%%", 100*res.Accuracy.Value))
 }
 
-// transferSource is the attack of the undefended classifier whose examples
-// the transfer attack feeds through the defense.
+// transferSource is the attack of the undefended classifier whose
+// examples the transfer attack feeds through the defense where no
+// gradient attack fooled that classifier.
 const transferSource = APGDCE
+
+// source is the transfer attack's images at one budget: per image, the
+// first example of the suite's gradient attacks (in running order) that
+// fooled the undefended classifier, else the transferSource's example.
+type source struct {
+	adv    *tensor.Tensor
+	fooled []bool
+}
+
+func (r *run) source(b attack.Budget) *source {
+	s := r.sources[b.String()]
+	if s == nil {
+		s = &source{adv: r.x.Clone(), fooled: make([]bool, r.n)}
+		r.sources[b.String()] = s
+	}
+	return s
+}
+
+// add takes the examples of res (adv) that fooled the undefended
+// classifier where no earlier one did, and with fallback every other
+// example too, until one that fools it arrives.
+func (s *source) add(res *AttackResult, adv *tensor.Tensor, fallback bool) {
+	d := len(adv.Data) / len(s.fooled)
+	for i := range s.fooled {
+		broke := res.inScope(i) && !res.Correct[i]
+		if !s.fooled[i] && (broke || fallback) {
+			copy(s.adv.Data[i*d:(i+1)*d], adv.Data[i*d:(i+1)*d])
+			s.fooled[i] = broke
+		}
+	}
+}
+
+// settings identifies the source's images in a cache key.
+func (s *source) settings() (json.RawMessage, error) {
+	h := sha256.New()
+	if err := npy.Write(h, s.adv); err != nil {
+		return nil, err
+	}
+	return json.Marshal(map[string]string{"source_sha256": hex.EncodeToString(h.Sum(nil))})
+}
 
 // adversarial computes the adversarial images of the active images xa
 // (labels la, indices idx in the evaluation's images) and fills the cost
@@ -297,11 +346,11 @@ func (r *run) adversarial(ctx context.Context, sp spec, atk attack.Attack, res *
 	case Noise:
 		return RandomNoise(xa, sp.budget, r.seed(append(sp.id(), "noise")...)), nil
 	case Transfer:
-		src := r.advs[sp.budget.String()]
+		src := r.sources[sp.budget.String()]
 		if src == nil {
-			return nil, fmt.Errorf("evaluate: the transfer attack needs %s on the undefended classifier at %s", displayName(transferSource), sp.budget)
+			return nil, fmt.Errorf("evaluate: the transfer attack needs the gradient attacks of the undefended classifier at %s", sp.budget)
 		}
-		return gather(src, idx, len(src.Data)/r.n), nil
+		return gather(src.adv, idx, len(r.x.Data)/r.n), nil
 	}
 	seed := r.seed(append(sp.id(), "defense")...)
 	var m attack.Model
@@ -404,7 +453,7 @@ func (r *run) suiteAttacks(s subject, b attack.Budget, squareScope []bool) []spe
 				out = append(out, spec{subj: s, attack: a, route: rt, budget: b})
 			}
 		case a == Transfer:
-			if s.defended && r.o.has(transferSource) {
+			if s.defended && slices.ContainsFunc(r.o.Attacks, gradientAttack) {
 				out = append(out, spec{subj: s, attack: a, budget: b})
 			}
 		case a == Square:
