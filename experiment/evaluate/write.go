@@ -123,7 +123,8 @@ func (r *Report) settings() []string {
 		fmt.Sprintf("Images: %d (%d classes); Square on %d of them.", r.Images, r.Classes, r.SquareImages),
 		fmt.Sprintf("Attacks: %s; PGD %d steps (step 0.1 of the budget, random start, stops at first success); APGD %d steps (AutoAttack's schedule, stops at success), %d target classes for APGD-T; restarts %d; Square %d queries, p_init %g.",
 			strings.Join(o.Attacks, ", "), o.PGDSteps, o.APGDSteps, o.TargetClasses, o.Restarts, o.SquareQueries, o.SquarePInit),
-		fmt.Sprintf("Randomized defenses: EOT over %d gradient draws, %d evaluation draws per image (worst case kept); cascade %v; seed %d; batch %d.", o.EOTDraws, o.EvalDraws, o.Cascade, o.Seed, o.Batch),
+		fmt.Sprintf("%s: EOT over %d gradient draws, %d evaluation draws per image (worst case kept); cascade %v; seed %d; batch %d.",
+			map[bool]string{true: "Randomized defense", false: "Deterministic (a randomized defense would get)"}[r.Randomized], o.EOTDraws, o.EvalDraws, o.Cascade, o.Seed, o.Batch),
 		fmt.Sprintf("Total time %.1f s.", r.Seconds),
 	}
 	for _, k := range sortedKeys(r.Environment) {
