@@ -3,9 +3,13 @@ package experiment
 import (
 	"fmt"
 	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
 
 	"github.com/stl-defense/stl/attack"
 	"github.com/stl-defense/stl/nn"
+	"github.com/stl-defense/stl/nn/onnx"
 )
 
 // LoadedModel is a classifier loaded from outside a run: its network as an
@@ -20,10 +24,16 @@ type LoadedModel struct {
 }
 
 // LoadModel reads the classifier at path for the commands that take a
-// model (stl attack, predict, serve, evaluate): a model directory written
-// by `stl train classifier` (model.safetensors and model.json). threads > 0
-// sets the classifier's thread count. Every format a command accepts goes
-// through this one function.
+// model (stl attack, predict, serve, evaluate):
+//
+//   - a model directory written by `stl train classifier` (model.safetensors
+//     and model.json), format "stl";
+//   - an ONNX file (name ending in .onnx), format "onnx" (package nn/onnx;
+//     the operators covered are listed in docs/models.md).
+//
+// threads > 0 sets the classifier's thread count (0: one per CPU for the
+// formats that carry none). Every format a command accepts goes through
+// this one function.
 func LoadModel(path string, threads int) (*LoadedModel, error) {
 	if path == "" {
 		return nil, fmt.Errorf("experiment: no model given")
@@ -33,7 +43,7 @@ func LoadModel(path string, threads int) (*LoadedModel, error) {
 		return nil, fmt.Errorf("experiment: model: %w", err)
 	}
 	if !fi.IsDir() {
-		return nil, fmt.Errorf("experiment: model %s: not a model directory of stl train classifier", path)
+		return loadModelFile(path, threads)
 	}
 	clf, err := nn.Load(path)
 	if err != nil {
@@ -43,4 +53,20 @@ func LoadModel(path string, threads int) (*LoadedModel, error) {
 		clf.SetThreads(threads)
 	}
 	return &LoadedModel{Model: clf, Path: path, Format: "stl"}, nil
+}
+
+// loadModelFile reads a classifier stored in one file.
+func loadModelFile(path string, threads int) (*LoadedModel, error) {
+	if threads < 1 {
+		threads = runtime.NumCPU()
+	}
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".onnx":
+		m, err := onnx.Load(path, threads)
+		if err != nil {
+			return nil, err
+		}
+		return &LoadedModel{Model: m, Path: path, Format: "onnx"}, nil
+	}
+	return nil, fmt.Errorf("experiment: model %s: not a model directory of stl train classifier nor an ONNX file (.onnx)", path)
 }
