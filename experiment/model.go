@@ -10,6 +10,7 @@ import (
 	"github.com/stl-defense/stl/attack"
 	"github.com/stl-defense/stl/nn"
 	"github.com/stl-defense/stl/nn/onnx"
+	"github.com/stl-defense/stl/nn/torchvision"
 )
 
 // LoadedModel is a classifier loaded from outside a run: its network as an
@@ -29,7 +30,12 @@ type LoadedModel struct {
 //   - a model directory written by `stl train classifier` (model.safetensors
 //     and model.json), format "stl";
 //   - an ONNX file (name ending in .onnx), format "onnx" (package nn/onnx;
-//     the operators covered are listed in docs/models.md).
+//     the operators covered are listed in docs/models.md);
+//   - a PyTorch state_dict of a torchvision architecture saved as
+//     safetensors, named ARCH[@SIZE]:FILE (for example
+//     "resnet50:weights.safetensors", "resnet18@32:w.safetensors") or by a
+//     sidecar FILE.json, format "torchvision" (package nn/torchvision;
+//     ImageNet normalization and 224 px unless the sidecar says otherwise).
 //
 // threads > 0 sets the classifier's thread count (0: one per CPU for the
 // formats that carry none). Every format a command accepts goes through
@@ -37,6 +43,13 @@ type LoadedModel struct {
 func LoadModel(path string, threads int) (*LoadedModel, error) {
 	if path == "" {
 		return nil, fmt.Errorf("experiment: no model given")
+	}
+	file, tv, isTV, err := torchvision.ParseSpec(path)
+	if err != nil {
+		return nil, err
+	}
+	if isTV {
+		return loadTorchvision(path, file, tv, threads)
 	}
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -67,6 +80,30 @@ func loadModelFile(path string, threads int) (*LoadedModel, error) {
 			return nil, err
 		}
 		return &LoadedModel{Model: m, Path: path, Format: "onnx"}, nil
+	case ".safetensors":
+		return loadTorchvision(path, path, torchvision.Options{}, threads)
 	}
-	return nil, fmt.Errorf("experiment: model %s: not a model directory of stl train classifier nor an ONNX file (.onnx)", path)
+	return nil, fmt.Errorf("experiment: model %s: not a model directory of stl train classifier, an ONNX file (.onnx) nor PyTorch weights (ARCH:FILE.safetensors)", path)
+}
+
+// loadTorchvision reads a torchvision state_dict: spec as given, file the
+// weights, o the options the spec names.
+func loadTorchvision(spec, file string, o torchvision.Options, threads int) (*LoadedModel, error) {
+	o, err := torchvision.Sidecar(file, o)
+	if err != nil {
+		return nil, err
+	}
+	if o.Arch == "" {
+		return nil, fmt.Errorf("experiment: model %s: name the architecture of these PyTorch weights, as ARCH:%s (ARCH one of %s), or in %s.json",
+			file, file, strings.Join(torchvision.Archs, ", "), file)
+	}
+	if threads < 1 {
+		threads = runtime.NumCPU()
+	}
+	o.Threads = threads
+	m, err := torchvision.Load(file, o)
+	if err != nil {
+		return nil, err
+	}
+	return &LoadedModel{Model: m, Path: spec, Format: "torchvision"}, nil
 }

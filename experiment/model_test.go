@@ -19,6 +19,9 @@ func TestLoadModelFormats(t *testing.T) {
 		err                string
 	}{
 		{name: "onnx", path: filepath.Join(torch, "small_cnn", "model.onnx"), format: "onnx", c: 3, h: 16, k: 10},
+		{name: "torchvision", path: "resnet18@32:" + filepath.Join(torch, "resnet18", "weights.safetensors"), format: "torchvision", c: 3, h: 32, k: 10},
+		{name: "torchvision default size", path: "vgg16_bn:" + filepath.Join(torch, "vgg16_bn", "weights.safetensors"), format: "torchvision", c: 3, h: 224, k: 10},
+		{name: "unnamed architecture", path: filepath.Join(torch, "resnet18", "weights.safetensors"), err: "name the architecture"},
 		{name: "unknown file", path: bad, err: "not a model directory"},
 		{name: "missing", path: filepath.Join(torch, "nope.onnx"), err: "no such file"},
 	} {

@@ -197,3 +197,65 @@ func (l *GlobalAvgPool) Backward(dy *tensor.Tensor) ([]*tensor.Tensor, error) {
 	l.dv = tensor.Tensor{Shape: dy.Shape[:2], Data: dy.Data}
 	return []*tensor.Tensor{l.gap.Backward(&l.dv, nn.GradMode{Input: true})}, nil
 }
+
+// AdaptiveAvgPool averages (N, C, H, W) to (N, C, OH, OW) as PyTorch's
+// AdaptiveAvgPool2d: output row i averages input rows floor(i H / OH) to
+// ceil((i+1) H / OH) - 1, and likewise for columns (an input smaller than
+// the output repeats its pixels).
+type AdaptiveAvgPool struct {
+	OH, OW   int
+	x, y, dx *tensor.Tensor
+}
+
+// span returns the input rows [lo, hi) of output row i.
+func span(i, in, out int) (lo, hi int) { return i * in / out, ((i+1)*in + out - 1) / out }
+
+// Forward implements Op.
+func (l *AdaptiveAvgPool) Forward(in []*tensor.Tensor) (*tensor.Tensor, error) {
+	x := in[0]
+	if len(x.Shape) != 4 || l.OH < 1 || l.OW < 1 {
+		return nil, &tensor.ShapeError{Op: "AdaptiveAvgPool", Want: []int{-1, -1, -1, -1}, Got: x.Shape}
+	}
+	n, c, h, w := x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3]
+	l.x = x
+	l.y = ensure(l.y, []int{n, c, l.OH, l.OW})
+	l.each(h, w, func(pl, o, h0, h1, w0, w1 int) {
+		var s float32
+		for a := h0; a < h1; a++ {
+			for _, v := range x.Data[pl*h*w+a*w+w0 : pl*h*w+a*w+w1] {
+				s += v
+			}
+		}
+		l.y.Data[o] = s / float32((h1-h0)*(w1-w0))
+	})
+	return l.y, nil
+}
+
+// each calls fn for every output value: its plane, index and window.
+func (l *AdaptiveAvgPool) each(h, w int, fn func(pl, o, h0, h1, w0, w1 int)) {
+	for pl := range l.y.Shape[0] * l.y.Shape[1] {
+		for i := range l.OH {
+			h0, h1 := span(i, h, l.OH)
+			for j := range l.OW {
+				w0, w1 := span(j, w, l.OW)
+				fn(pl, (pl*l.OH+i)*l.OW+j, h0, h1, w0, w1)
+			}
+		}
+	}
+}
+
+// Backward implements Op.
+func (l *AdaptiveAvgPool) Backward(dy *tensor.Tensor) ([]*tensor.Tensor, error) {
+	h, w := l.x.Shape[2], l.x.Shape[3]
+	l.dx = ensure(l.dx, l.x.Shape)
+	clear(l.dx.Data)
+	l.each(h, w, func(pl, o, h0, h1, w0, w1 int) {
+		g := dy.Data[o] / float32((h1-h0)*(w1-w0))
+		for a := h0; a < h1; a++ {
+			for b := w0; b < w1; b++ {
+				l.dx.Data[pl*h*w+a*w+b] += g
+			}
+		}
+	})
+	return []*tensor.Tensor{l.dx}, nil
+}
