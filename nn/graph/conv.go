@@ -336,7 +336,9 @@ func (l *Linear) Backward(dy *tensor.Tensor) ([]*tensor.Tensor, error) {
 type Layer struct{ L nn.Layer }
 
 // Forward implements Op.
-func (l Layer) Forward(in []*tensor.Tensor) (*tensor.Tensor, error) { return l.L.Forward(in[0], false), nil }
+func (l Layer) Forward(in []*tensor.Tensor) (*tensor.Tensor, error) {
+	return l.L.Forward(in[0], false), nil
+}
 
 // Backward implements Op.
 func (l Layer) Backward(dy *tensor.Tensor) ([]*tensor.Tensor, error) {
