@@ -224,45 +224,47 @@ func (l *Binary) Forward(in []*tensor.Tensor) (*tensor.Tensor, error) {
 // dimensions it was broadcast along.
 func (l *Binary) Backward(dy *tensor.Tensor) ([]*tensor.Tensor, error) {
 	var out []*tensor.Tensor
-	a, b, g := l.a.Data, l.b.Data, dy.Data
 	if l.ConstA == nil {
-		l.da = ensure(l.da, l.a.Shape)
-		d := l.da.Data
-		clear(d)
-		runs(l.shape, l.sa, l.sb, func(o, ia, ib, n, da, db int) {
-			for k, v := range g[o : o+n] {
-				switch l.Op {
-				case Mul:
-					v *= b[ib+k*db]
-				case Div:
-					v /= b[ib+k*db]
-				}
-				d[ia+k*da] += v
-			}
-		})
+		l.da = l.reduce(l.da, l.a.Shape, dy.Data, true)
 		out = append(out, l.da)
 	}
 	if l.ConstB == nil {
-		l.db = ensure(l.db, l.b.Shape)
-		d := l.db.Data
-		clear(d)
-		runs(l.shape, l.sa, l.sb, func(o, ia, ib, n, da, db int) {
-			for k, v := range g[o : o+n] {
-				switch l.Op {
-				case Sub:
-					v = -v
-				case Mul:
-					v *= a[ia+k*da]
-				case Div:
-					u := b[ib+k*db]
-					v = -v * a[ia+k*da] / (u * u)
-				}
-				d[ib+k*db] += v
-			}
-		})
+		l.db = l.reduce(l.db, l.b.Shape, dy.Data, false)
 		out = append(out, l.db)
 	}
 	return out, nil
+}
+
+// reduce returns dst (reused when it has the shape) holding the gradient
+// for operand a (first) or b: g times the partial derivative, summed over
+// the broadcast dimensions.
+func (l *Binary) reduce(dst *tensor.Tensor, shape []int, g []float32, first bool) *tensor.Tensor {
+	dst = ensure(dst, shape)
+	d, a, b := dst.Data, l.a.Data, l.b.Data
+	clear(d)
+	runs(l.shape, l.sa, l.sb, func(o, ia, ib, n, da, db int) {
+		for k, v := range g[o : o+n] {
+			u, w := a[ia+k*da], b[ib+k*db]
+			i := ia + k*da
+			if !first {
+				i = ib + k*db
+			}
+			switch {
+			case l.Op == Sub && !first:
+				v = -v
+			case l.Op == Mul && first:
+				v *= w
+			case l.Op == Mul:
+				v *= u
+			case l.Op == Div && first:
+				v /= w
+			case l.Op == Div:
+				v = -v * u / (w * w)
+			}
+			d[i] += v
+		}
+	})
+	return dst
 }
 
 // Eval computes op on two constants (constant folding at load time).

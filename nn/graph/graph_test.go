@@ -131,3 +131,41 @@ func TestForwardErrors(t *testing.T) {
 		t.Fatal("a graph whose node fails built a model")
 	}
 }
+
+// TestChunks: a batch larger than nn.ChunkSize gives the logits and input
+// gradients of its images taken one by one.
+func TestChunks(t *testing.T) {
+	m := testGraph(t)
+	rng := rand.New(rand.NewPCG(7, 8))
+	n := nn.ChunkSize + 3
+	x := tensor.New(n, 3, 6, 7)
+	for i := range x.Data {
+		x.Data[i] = rng.Float32()
+	}
+	ones := func(_, g *tensor.Tensor) {
+		for i := range g.Data {
+			g.Data[i] = float32(i%3) - 1
+		}
+	}
+	ctx := context.Background()
+	logits, grad, err := m.InputGrad(ctx, x, ones)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []int{0, nn.ChunkSize - 1, nn.ChunkSize, n - 1} {
+		l1, g1, err := m.InputGrad(ctx, x.Sample(i), ones)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, v := range l1.Data {
+			if d := math.Abs(float64(v - logits.Sample(i).Data[j])); d > 1e-5 {
+				t.Fatalf("image %d: logit %d differs by %g", i, j, d)
+			}
+		}
+		for j, v := range g1.Data {
+			if d := math.Abs(float64(v - grad.Sample(i).Data[j])); d > 1e-5 {
+				t.Fatalf("image %d: gradient %d differs by %g", i, j, d)
+			}
+		}
+	}
+}

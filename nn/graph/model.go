@@ -80,6 +80,20 @@ func (m *Model) forward(x *tensor.Tensor) (*tensor.Tensor, error) {
 	return y, nil
 }
 
+// chunks calls fn on [lo, hi) chunks of n images of at most nn.ChunkSize,
+// checking ctx before each.
+func chunks(ctx context.Context, n int, fn func(lo, hi int) error) error {
+	for lo := 0; lo < n; lo += nn.ChunkSize {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(lo, min(lo+nn.ChunkSize, n)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Logits implements attack.Model: the (N, K) logits of x, computed in
 // chunks of nn.ChunkSize images, newly allocated. It returns a
 // *tensor.ShapeError for a wrong input shape and ctx's error when cancelled
@@ -90,18 +104,16 @@ func (m *Model) Logits(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, e
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	n := x.Shape[0]
-	out := tensor.New(n, m.k)
-	for lo := 0; lo < n; lo += nn.ChunkSize {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		hi := min(lo+nn.ChunkSize, n)
+	out := tensor.New(x.Shape[0], m.k)
+	err := chunks(ctx, x.Shape[0], func(lo, hi int) error {
 		y, err := m.forward(x.Batch(lo, hi))
-		if err != nil {
-			return nil, err
+		if err == nil {
+			copy(out.Batch(lo, hi).Data, y.Data)
 		}
-		copy(out.Batch(lo, hi).Data, y.Data)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -117,45 +129,35 @@ func (m *Model) InputGrad(ctx context.Context, x *tensor.Tensor, seed func(logit
 	if seed == nil {
 		return nil, nil, fmt.Errorf("graph.Model.InputGrad: nil seed")
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	n := x.Shape[0]
-	logits, grad = tensor.New(n, m.k), tensor.New(x.Shape...)
 	g := tensor.New(n, m.k)
-	chunks := n > nn.ChunkSize
-	if chunks {
-		for lo := 0; lo < n; lo += nn.ChunkSize {
-			if err := ctx.Err(); err != nil {
-				return nil, nil, err
-			}
-			hi := min(lo+nn.ChunkSize, n)
-			y, err := m.forward(x.Batch(lo, hi))
-			if err != nil {
-				return nil, nil, err
-			}
-			copy(logits.Batch(lo, hi).Data, y.Data)
+	grad = tensor.New(x.Shape...)
+	one := n <= nn.ChunkSize
+	if !one {
+		if logits, err = m.Logits(ctx, x); err != nil {
+			return nil, nil, err
 		}
 		seed(logits, g)
 	}
-	for lo := 0; lo < n; lo += nn.ChunkSize {
-		if err := ctx.Err(); err != nil {
-			return nil, nil, err
-		}
-		hi := min(lo+nn.ChunkSize, n)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	err = chunks(ctx, n, func(lo, hi int) error {
 		y, err := m.forward(x.Batch(lo, hi))
 		if err != nil {
-			return nil, nil, err
+			return err
 		}
-		if !chunks {
-			copy(logits.Data, y.Data)
+		if one {
+			logits = &tensor.Tensor{Shape: []int{n, m.k}, Data: append([]float32(nil), y.Data...)}
 			seed(logits, g)
 		}
-		dy := &tensor.Tensor{Shape: y.Shape, Data: g.Batch(lo, hi).Data}
-		dx, err := m.g.Backward(dy)
-		if err != nil {
-			return nil, nil, err
+		dx, err := m.g.Backward(&tensor.Tensor{Shape: y.Shape, Data: g.Batch(lo, hi).Data})
+		if err == nil {
+			copy(grad.Batch(lo, hi).Data, dx.Data)
 		}
-		copy(grad.Batch(lo, hi).Data, dx.Data)
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
 	}
 	return logits, grad, nil
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stl-defense/stl/internal/torchparity"
 	"github.com/stl-defense/stl/nn"
 	"github.com/stl-defense/stl/tensor"
 )
@@ -66,21 +67,11 @@ func TestExportRoundTrip(t *testing.T) {
 				x.Data[i] = rng.Float32()
 			}
 			labels := []int{0, 3, 9, 1, 4}
-			ctx := context.Background()
-			want, wantGrad, err := m.InputGrad(ctx, x, crossEntropySeed(labels))
-			if err != nil {
+			want := torchparity.Reference{X: x, Labels: labels}
+			if want.Logits, want.Grad, err = m.InputGrad(context.Background(), x, torchparity.CrossEntropySeed(labels)); err != nil {
 				t.Fatal(err)
 			}
-			got, grad, err := back.InputGrad(ctx, x, crossEntropySeed(labels))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if e := relErr(got.Data, want.Data); e > 1e-5 {
-				t.Errorf("logits differ by %.3g relative (want <= 1e-5)", e)
-			}
-			if e := relErr(grad.Data, wantGrad.Data); e > 1e-5 {
-				t.Errorf("input gradients differ by %.3g relative (want <= 1e-5)", e)
-			}
+			torchparity.Check(t, back, want, 1e-5)
 		})
 	}
 }

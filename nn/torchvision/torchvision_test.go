@@ -1,37 +1,15 @@
 package torchvision
 
 import (
-	"context"
-	"math"
 	"os"
 	"path/filepath"
 	"testing"
 
-	"github.com/stl-defense/stl/npy"
-	"github.com/stl-defense/stl/tensor"
+	"github.com/stl-defense/stl/internal/torchparity"
 )
 
 // The fixtures of scripts/fixtures/torch_parity.py, shared with nn/onnx.
 var torchDir = filepath.Join("..", "onnx", "testdata", "torch")
-
-func readNpy(t *testing.T, dir, name string) *tensor.Tensor {
-	t.Helper()
-	x, err := npy.ReadFile(filepath.Join(dir, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return x
-}
-
-// relErr returns max |got - want| / max |want|.
-func relErr(got, want []float32) float64 {
-	var d, m float64
-	for i, w := range want {
-		d = math.Max(d, math.Abs(float64(got[i])-float64(w)))
-		m = math.Max(m, math.Abs(float64(w)))
-	}
-	return d / m
-}
 
 // TestTorchParity loads width-reduced torchvision state_dicts (ImageNet
 // normalization, 32 px) and compares the logits and the input gradient of
@@ -43,39 +21,11 @@ func TestTorchParity(t *testing.T) {
 		{"vgg16_bn", "vgg16_bn"},
 	} {
 		t.Run(tc.arch, func(t *testing.T) {
-			dir := filepath.Join(torchDir, tc.dir)
 			m, err := Load(filepath.Join(torchDir, tc.arch, "weights.safetensors"), Options{Arch: tc.arch, Size: 32})
 			if err != nil {
 				t.Fatal(err)
 			}
-			x, want, wantGrad := readNpy(t, dir, "x.npy"), readNpy(t, dir, "logits.npy"), readNpy(t, dir, "grad.npy")
-			labels, err := npy.ReadIntsFile(filepath.Join(dir, "labels.npy"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			logits, grad, err := m.InputGrad(context.Background(), x, func(logits, g *tensor.Tensor) {
-				k := logits.Shape[1]
-				for i, y := range labels {
-					row, out := logits.Data[i*k:(i+1)*k], g.Data[i*k:(i+1)*k]
-					var s float64
-					for _, v := range row {
-						s += math.Exp(float64(v))
-					}
-					for j, v := range row {
-						out[j] = float32(math.Exp(float64(v)) / s)
-					}
-					out[y]--
-				}
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if e := relErr(logits.Data, want.Data); e > 1e-4 {
-				t.Errorf("logits differ from PyTorch's by %.3g relative", e)
-			}
-			if e := relErr(grad.Data, wantGrad.Data); e > 1e-4 {
-				t.Errorf("input gradient differs from PyTorch's by %.3g relative", e)
-			}
+			torchparity.Check(t, m, torchparity.Read(t, filepath.Join(torchDir, tc.dir)), 1e-4)
 		})
 	}
 }
