@@ -21,7 +21,9 @@ func handModel(extra bool) *ModelProto {
 		}
 		return v
 	}
-	ints := func(name string, v ...int64) *AttributeProto { return &AttributeProto{Name: name, Type: AttrInts, Ints: v} }
+	ints := func(name string, v ...int64) *AttributeProto {
+		return &AttributeProto{Name: name, Type: AttrInts, Ints: v}
+	}
 	g := &GraphProto{
 		Inputs:  []*ValueInfoProto{{Name: "x", ElemType: TypeFloat, Dims: []Dim{{Param: "N"}, {Value: 2}, {Value: 5}, {Value: 5}}}},
 		Outputs: []*ValueInfoProto{{Name: "y", ElemType: TypeFloat}},
