@@ -64,7 +64,9 @@ const maxGeometry = 4096
 // FoldBatchNorm returns s followed by an inference-mode batch norm folded
 // into it: with f = scale / sqrt(variance + eps), weight'[k] = f[k]
 // weight[k] and bias'[k] = f[k] (bias[k] - mean[k]) + offset[k]. Each
-// argument has K values.
+// argument has K values. The arithmetic is nn.Conv2D's when it folds its
+// batch norm (f rounded to float32, the products in float32), so that a
+// network folded here computes what nn's classifiers compute, bit for bit.
 func (s ConvSpec) FoldBatchNorm(scale, offset, mean, variance []float32, eps float64) (ConvSpec, error) {
 	k := s.Shape[0]
 	if len(scale) != k || len(offset) != k || len(mean) != k || len(variance) != k {
@@ -74,14 +76,14 @@ func (s ConvSpec) FoldBatchNorm(scale, offset, mean, variance []float32, eps flo
 	out.Weight, out.Bias = make([]float32, len(s.Weight)), make([]float32, k)
 	per := len(s.Weight) / k
 	for c := range k {
-		f := float64(scale[c]) / math.Sqrt(float64(variance[c])+eps)
-		b := -float64(mean[c])
+		f := float32(float64(scale[c]) * (1 / math.Sqrt(float64(variance[c])+eps)))
+		b := -mean[c]
 		if s.Bias != nil {
-			b += float64(s.Bias[c])
+			b += s.Bias[c]
 		}
-		out.Bias[c] = float32(f*b + float64(offset[c]))
+		out.Bias[c] = f*b + offset[c]
 		for i, v := range s.Weight[c*per : (c+1)*per] {
-			out.Weight[c*per+i] = float32(f * float64(v))
+			out.Weight[c*per+i] = f * v
 		}
 	}
 	return out, nil
@@ -330,6 +332,39 @@ func (l *Linear) Backward(dy *tensor.Tensor) ([]*tensor.Tensor, error) {
 	dx := l.d.Backward(&d, nn.GradMode{Input: true})
 	l.dv = tensor.Tensor{Shape: l.in, Data: dx.Data}
 	return []*tensor.Tensor{&l.dv}, nil
+}
+
+// Normalize is (x - mean[c]) / std[c] per channel on nn.Normalize (the
+// input normalization: x is (N, C, ...)).
+type Normalize struct{ n nn.Normalize }
+
+// NewNormalize returns the normalization of the given per-channel values.
+func NewNormalize(mean, std []float32, threads int) (*Normalize, error) {
+	if len(mean) == 0 || len(mean) != len(std) {
+		return nil, fmt.Errorf("normalization with %d means and %d standard deviations", len(mean), len(std))
+	}
+	for _, v := range std {
+		if !(v > 0) {
+			return nil, fmt.Errorf("standard deviations %v: want positive values", std)
+		}
+	}
+	return &Normalize{nn.Normalize{Mean: mean, Std: std, Threads: threads}}, nil
+}
+
+// SetThreads implements Threaded.
+func (l *Normalize) SetThreads(n int) { l.n.Threads = n }
+
+// Forward implements Op.
+func (l *Normalize) Forward(in []*tensor.Tensor) (*tensor.Tensor, error) {
+	if c := len(l.n.Mean); len(in[0].Shape) < 2 || in[0].Shape[1] != c {
+		return nil, &tensor.ShapeError{Op: "Normalize", Want: []int{-1, c}, Got: in[0].Shape}
+	}
+	return l.n.Forward(in[0], false), nil
+}
+
+// Backward implements Op.
+func (l *Normalize) Backward(dy *tensor.Tensor) ([]*tensor.Tensor, error) {
+	return []*tensor.Tensor{l.n.Backward(dy, nn.GradMode{Input: true})}, nil
 }
 
 // Layer adapts an element-wise nn.Layer (nn.ReLU, nn.Sigmoid) to an Op.

@@ -284,7 +284,7 @@ func (im *importer) node(i int, n *NodeProto) error {
 		}
 		return nil
 	case "Add", "Sub", "Mul", "Div":
-		return im.arith(n, x, xc)
+		return im.arith(i, n, x, xc)
 	case "Reshape", "Flatten":
 		return im.reshape(n, a, x, xc)
 	}

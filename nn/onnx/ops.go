@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 
 	"github.com/stl-defense/stl/nn/graph"
 	"github.com/stl-defense/stl/tensor"
@@ -11,7 +12,54 @@ import (
 
 // The builders of the operators that take attributes or constant inputs.
 
-func (im *importer) arith(n *NodeProto, x graph.Value, xc *constant) error {
+// perChannel returns the values of a constant of shape (1, C, 1, 1) or
+// (C, 1, 1), or nil.
+func perChannel(c *constant) []float32 {
+	if c == nil || c.t == nil {
+		return nil
+	}
+	s := c.t.Shape
+	if len(s) == 4 && s[0] == 1 {
+		s = s[1:]
+	}
+	if len(s) != 3 || s[1] != 1 || s[2] != 1 {
+		return nil
+	}
+	return c.t.Data
+}
+
+// normalization maps Sub(x, mean) followed by Div(., std), both per-channel
+// constants and the Div the Sub's only consumer, to one graph.Normalize
+// (nn's input normalization). It reports whether it did.
+func (im *importer) normalization(i int, n *NodeProto, x graph.Value, yc *constant) (bool, error) {
+	mean := perChannel(yc)
+	o := n.Outputs[0]
+	if n.OpType != "Sub" || mean == nil || im.uses[o] != 1 {
+		return false, nil
+	}
+	for _, m := range im.nodes[i+1:] {
+		if !slices.Contains(m.Inputs, o) {
+			continue
+		}
+		if m.OpType != "Div" || len(m.Inputs) != 2 || m.Inputs[0] != o || m.Domain != "" && m.Domain != "ai.onnx" {
+			return false, nil
+		}
+		std := perChannel(im.consts[m.Inputs[1]])
+		if len(std) != len(mean) {
+			return false, nil
+		}
+		op, err := graph.NewNormalize(mean, std, im.threads)
+		if err != nil {
+			return false, &UnsupportedError{Op: m.OpType, Node: m.Name, Reason: err.Error()}
+		}
+		im.skip[m] = true
+		im.vals[m.Outputs[0]] = im.b.Node(n.Name, "Sub+Div", op, m.Outputs[0], x)
+		return true, nil
+	}
+	return false, nil
+}
+
+func (im *importer) arith(i int, n *NodeProto, x graph.Value, xc *constant) error {
 	y, yc, ok, err := im.input(n, 1)
 	if err != nil {
 		return err
@@ -30,6 +78,11 @@ func (im *importer) arith(n *NodeProto, x graph.Value, xc *constant) error {
 		}
 		im.consts[n.Outputs[0]] = &constant{t: t}
 		return nil
+	}
+	if xc == nil {
+		if done, err := im.normalization(i, n, x, yc); done || err != nil {
+			return err
+		}
 	}
 	b := &graph.Binary{Op: op}
 	var in []graph.Value
@@ -204,7 +257,7 @@ func (im *importer) bnParams(n *NodeProto) (scale, offset, mean, variance []floa
 		}
 		v[k] = t.Data
 	}
-	return v[0], v[1], v[2], v[3], float64(a.float("epsilon", 1e-5)), nil
+	return v[0], v[1], v[2], v[3], decimal(a.float("epsilon", 1e-5)), nil
 }
 
 func (im *importer) batchNorm(n *NodeProto) (graph.Op, error) {
@@ -302,4 +355,14 @@ func (im *importer) concat(n *NodeProto, a attrs) error {
 	}
 	im.add(n, &graph.Concat{Axis: int(a.int("axis", 1))}, in...)
 	return nil
+}
+
+// decimal returns the float64 of the shortest decimal that rounds to f: the
+// value an exporter meant when it stored 1e-5 as a float32 attribute.
+func decimal(f float32) float64 {
+	v, err := strconv.ParseFloat(strconv.FormatFloat(float64(f), 'g', -1, 32), 64)
+	if err != nil {
+		return float64(f)
+	}
+	return v
 }

@@ -149,7 +149,11 @@ func Load(path string, o Options) (*graph.Model, error) {
 	w := &weights{st: st, file: path, used: map[string]bool{}}
 	b := &builder{w: w, threads: o.Threads}
 	x := b.b.Input("x")
-	x = b.b.Node("normalize", "Normalize", graph.Layer{L: &nn.Normalize{Mean: o.Mean, Std: o.Std}}, "normalize", x)
+	norm, err := graph.NewNormalize(o.Mean, o.Std, o.Threads)
+	if err != nil {
+		return nil, err
+	}
+	x = b.b.Node("normalize", "Normalize", norm, "normalize", x)
 	if strings.HasPrefix(o.Arch, "resnet") {
 		x, err = b.resnet(x, o.Arch)
 	} else {
