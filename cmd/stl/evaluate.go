@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/stl-defense/stl/attack"
 	"github.com/stl-defense/stl/dataset"
+	"github.com/stl-defense/stl/defense"
 	"github.com/stl-defense/stl/defense/baseline"
 	"github.com/stl-defense/stl/experiment"
 	"github.com/stl-defense/stl/experiment/evaluate"
@@ -42,8 +43,27 @@ func (c checksFailed) Error() string {
 }
 
 // evaluateRoutes are the gradient routes through a defense the command
-// knows, by name.
-var evaluateRoutes = map[string]evaluate.Route{"bpda": evaluate.RouteBPDA}
+// knows, by name: package defense's (defense.GradientRoutes: bpda,
+// implicit, unrolled), each built for every drawn defense by
+// defense.GradientRoute with its default options. The exact routes exist
+// for STL and STL (cluster) only; through another defense they fail.
+var evaluateRoutes = func() map[string]evaluate.Route {
+	out := map[string]evaluate.Route{}
+	for _, name := range defense.GradientRoutes() {
+		out[name] = evaluate.Route{Name: name, Backward: func(t attack.Transform) (attack.Approx, error) {
+			dt, ok := t.(defense.Transform)
+			if !ok {
+				return nil, fmt.Errorf("%s is not a defense", t.Name())
+			}
+			v, err := defense.GradientRoute(dt, name, defense.GradientOptions{})
+			if err != nil || v == nil {
+				return nil, err // nil: the identity (bpda)
+			}
+			return v, nil
+		}}
+	}
+	return out
+}()
 
 func routeNames() []string { return slices.Sorted(maps.Keys(evaluateRoutes)) }
 

@@ -37,6 +37,7 @@ func TestEvaluateFlags(t *testing.T) {
 		{"no budget", func(f *evaluateFlags) { f.linf = "" }, false},
 		{"unknown attack", func(f *evaluateFlags) { f.attacks = "pgd-ce,fgsm" }, false},
 		{"unknown route", func(f *evaluateFlags) { f.routes = "magic" }, false},
+		{"exact routes", func(f *evaluateFlags) { f.routes = "bpda,implicit,unrolled" }, true},
 		{"iteration steps dropped at or above pgd-steps", func(f *evaluateFlags) { f.opts.PGDSteps = 3; f.iters = "1,5" }, true},
 		{"bad iteration steps", func(f *evaluateFlags) { f.iters = "x" }, false},
 		{"bad threshold", func(f *evaluateFlags) { f.opts.Thresholds.BeatFrac = 1.5 }, false},
