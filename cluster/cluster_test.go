@@ -526,3 +526,59 @@ func TestPCAPathsAgree(t *testing.T) {
 		}
 	}
 }
+
+func TestKMeansFrom(t *testing.T) {
+	ctx := context.Background()
+	centres := [][]float64{{0, 0, 0}, {10, 0, 0}, {0, 10, 0}, {0, 0, 10}}
+	x, truth := blobs(centres, 50, 0.5, 3)
+	opt := DefaultKMeansOptions()
+	// Started from the true centres in a given order, cluster k is the blob
+	// of centre k: labels equal the truth, not only up to a renaming.
+	for _, order := range [][]int{{0, 1, 2, 3}, {3, 1, 0, 2}} {
+		init := tensor.New(4, 3)
+		for k, c := range order {
+			for j := 0; j < 3; j++ {
+				init.Data[k*3+j] = float32(centres[c][j])
+			}
+		}
+		km, err := FitKMeansFrom(ctx, x, init, opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, l := range km.Labels {
+			if order[l] != truth[i] {
+				t.Fatalf("order %v: row %d (blob %d) in cluster %d", order, i, truth[i], l)
+			}
+		}
+		if !km.Converged || km.Sizes[0] != 50 {
+			t.Errorf("order %v: converged %v, sizes %v", order, km.Converged, km.Sizes)
+		}
+	}
+	// From the centres of a converged fit, the fit is a fixed point.
+	km, err := FitKMeans(ctx, x, opt, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := FitKMeansFrom(ctx, x, km.Centers, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(again.Labels, km.Labels) || math.Abs(again.Inertia-km.Inertia) > 1e-6*km.Inertia {
+		t.Errorf("refit from converged centres moved: inertia %g -> %g", km.Inertia, again.Inertia)
+	}
+	// Bad centres are refused.
+	var se *tensor.ShapeError
+	for _, c := range []*tensor.Tensor{tensor.New(3, 3), tensor.New(4, 2)} {
+		if _, err := FitKMeansFrom(ctx, x, c, opt); !errors.As(err, &se) {
+			t.Errorf("centres %v: err = %v, want *tensor.ShapeError", c.Shape, err)
+		}
+	}
+	if _, err := FitKMeansFrom(ctx, x, nil, opt); err == nil {
+		t.Error("nil centres: no error")
+	}
+	nan := tensor.New(4, 3)
+	nan.Data[2] = float32(math.NaN())
+	if _, err := FitKMeansFrom(ctx, x, nan, opt); err == nil {
+		t.Error("NaN centres: no error")
+	}
+}

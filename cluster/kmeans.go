@@ -297,3 +297,34 @@ func (m *KMeans) Predict(dst []int, x *tensor.Tensor) ([]int, error) {
 	}
 	return dst, nil
 }
+
+// FitKMeansFrom clusters the rows of x, an (N, D) tensor with N >= K, by
+// Lloyd's algorithm started from centers, a (K, D) tensor, instead of
+// k-means++ seedings: one run, with opt.K (which must equal K), opt.MaxIter
+// and opt.Tol as in FitKMeans; opt.Restarts and opt.Seed are not used. It
+// draws no random numbers: the result is a pure function of x, centers and
+// opt, and cluster k of the result is the one grown from centre k (the
+// transductive assignment of the stratified STL refits the training
+// clustering on the training and test codes this way). It checks ctx once
+// per iteration.
+func FitKMeansFrom(ctx context.Context, x, centers *tensor.Tensor, opt KMeansOptions) (*KMeans, error) {
+	if err := opt.Validate(); err != nil {
+		return nil, err
+	}
+	n, d, err := rows("FitKMeansFrom", x, opt.K)
+	if err != nil {
+		return nil, err
+	}
+	k, cd, err := rows("FitKMeansFrom centres", centers, 1)
+	if err != nil {
+		return nil, err
+	}
+	if k != opt.K || cd != d {
+		return nil, &tensor.ShapeError{Op: "cluster.FitKMeansFrom centres", Want: []int{opt.K, d}, Got: centers.Shape}
+	}
+	init := make([]float64, k*d)
+	for i, v := range centers.Data {
+		init[i] = float64(v)
+	}
+	return lloyd(ctx, x.Data, n, d, init, k, opt.MaxIter, opt.Tol*meanVariance(x.Data, n, d))
+}

@@ -82,6 +82,9 @@ type Manifest struct {
 	TrainImages int             `json:"train_images"`
 	Seed        uint64          `json:"seed"`
 	Training    json.RawMessage `json:"training,omitempty"`
+	// Apply is how the defense's transforms map their output and assign
+	// clusters (omitted when zero: clip to [0, 1], kNN vote).
+	Apply ApplyOptions `json:"apply,omitzero"`
 	// Software records the builder: Go version, module version, OS/arch.
 	Software map[string]string `json:"software,omitempty"`
 	Created  time.Time         `json:"created"`
@@ -193,6 +196,9 @@ func (d *Defense) Validate() error {
 	case !(m.Lambda > 0):
 		return bad(ManifestFile, "lambda %g, want > 0", m.Lambda)
 	}
+	if err := m.Apply.Validate(); err != nil {
+		return &ArtifactError{File: ManifestFile, Reason: "bad apply options", Err: err}
+	}
 	checkDict := func(file string, d *csc.Dictionary) error {
 		if d == nil {
 			return bad(file, "missing dictionary")
@@ -295,9 +301,15 @@ func (d *Defense) CheckImages(x *tensor.Tensor) error {
 	return nil
 }
 
-// Stratifier returns the model that routes images to clusters.
+// Stratifier returns the model that routes images to clusters: by the kNN
+// vote, or transductively from the k-means centres when the manifest's
+// Apply.Assign says so.
 func (d *Defense) Stratifier() (*Stratifier, error) {
-	return NewStratifier(d.Encoder, d.Manifest.EncoderResolution, d.Manifest.Channels, d.PCA, d.Codes, d.Labels, d.Manifest.Clusters, cluster.KNNOptions{K: d.Manifest.KNN})
+	s, err := NewStratifier(d.Encoder, d.Manifest.EncoderResolution, d.Manifest.Channels, d.PCA, d.Codes, d.Labels, d.Manifest.Clusters, cluster.KNNOptions{K: d.Manifest.KNN})
+	if err != nil || !d.Manifest.Apply.transductive() {
+		return s, err
+	}
+	return s.Transductive(d.Centers)
 }
 
 // software describes the running build for the manifest.

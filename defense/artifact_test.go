@@ -132,9 +132,10 @@ func TestArtifactRoundTrip(t *testing.T) {
 }
 
 // projectorFromDict is a ProjectorFactory for tests: it fills the output
-// with the dictionary's first value.
+// with a tenth of the dictionary's first value (in [0, 1] for the test
+// defense's dictionaries, so that the default clip keeps it).
 func projectorFromDict(dict *csc.Dictionary, lambda float64) (Projector, error) {
-	return &fillProjector{value: dict.Filters[0]}, nil
+	return &fillProjector{value: dict.Filters[0] / 10}, nil
 }
 
 func TestDefenseTransforms(t *testing.T) {
@@ -158,8 +159,8 @@ func TestDefenseTransforms(t *testing.T) {
 	s, _ := d.Stratifier()
 	assign, _ := s.Assign(context.Background(), x)
 	for i, k := range assign {
-		if v := z.Data[i*3*32*32]; v != float32(k+1) {
-			t.Errorf("image %d: projected with dictionary %g, want cluster %d's", i, v-1, k)
+		if v := z.Data[i*3*32*32]; v != float32(k+1)/10 {
+			t.Errorf("image %d: projected with dictionary %g, want cluster %d's", i, 10*v-1, k)
 		}
 	}
 	// Another resolution or channel count is refused with an *ImageSpecError.

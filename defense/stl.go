@@ -3,6 +3,7 @@ package defense
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/stl-defense/stl/csc"
 	"github.com/stl-defense/stl/tensor"
@@ -10,11 +11,13 @@ import (
 
 // Projector computes the Sparse Transformation Layer's projection of images
 // onto the span of one convolutional dictionary (section 3.2, Problem (2)
-// with the filters fixed: CBPDN on the highpass part plus the lowpass part,
-// clipped to [0,1]). CSCProjector makes one from csc's Projection.
+// with the filters fixed: CBPDN on the highpass part plus the lowpass
+// part), before the output mapping: its values may leave [0, 1]; the STL
+// transforms map them (ApplyOptions.MapOutput). CSCProjector makes one
+// from csc's Projection.
 type Projector interface {
-	// Project writes T(src) into dst; both are (N, C, H, W) batches of the
-	// same shape. src has been checked by the caller (the STL transforms
+	// Project writes lowpass + D x of src into dst; both are (N, C, H, W)
+	// batches of the same shape. src has been checked by the caller (the STL transforms
 	// check their input once, at Apply): its values are finite, so
 	// implementations need not scan them again.
 	Project(ctx context.Context, dst, src *tensor.Tensor) error
@@ -26,15 +29,26 @@ type Projector interface {
 // is (csc's is).
 type STL struct {
 	proj Projector
+	opt  ApplyOptions
 	spec *Defense // when set, images must fit spec.CheckImages
 }
 
-// NewSTL returns the universal STL projecting with p.
+// NewSTL returns the universal STL projecting with p, its output clipped
+// to [0, 1] (the zero ApplyOptions).
 func NewSTL(p Projector) (*STL, error) {
+	return NewSTLWith(p, ApplyOptions{})
+}
+
+// NewSTLWith returns the universal STL projecting with p and mapping its
+// output as opt says (opt.Assign does not concern it).
+func NewSTLWith(p Projector, opt ApplyOptions) (*STL, error) {
 	if p == nil {
 		return nil, fmt.Errorf("defense: NewSTL: nil projector")
 	}
-	return &STL{proj: p}, nil
+	if err := opt.Validate(); err != nil {
+		return nil, err
+	}
+	return &STL{proj: p, opt: opt}, nil
 }
 
 // Name implements Transform.
@@ -57,6 +71,7 @@ func (t *STL) Apply(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, erro
 	if err := t.proj.Project(ctx, dst, x); err != nil {
 		return nil, err
 	}
+	t.opt.mapImages(dst.Data, dst.Len()/x.Shape[0])
 	return dst, nil
 }
 
@@ -77,16 +92,32 @@ func checkInput(op string, x *tensor.Tensor, channels int, spec *Defense) error 
 // "STL (cluster)" (sections 3.4-3.5, Figure 2): each image is routed by the
 // Stratifier to a cluster and projected with that cluster's dictionary. It
 // is deterministic. Apply is safe for concurrent use when the Stratifier's
-// encoder and the projectors are.
+// encoder and the projectors are. With a transductive Stratifier an
+// image's cluster depends on the images assigned with it: Apply assigns
+// its batch as one set, ForSet a whole set.
 type StratifiedSTL struct {
 	strat *Stratifier
 	projs []Projector
+	opt   ApplyOptions
 	spec  *Defense // when set, images must fit spec.CheckImages
 }
 
 // NewStratifiedSTL returns the stratified STL with one projector per
-// cluster of s, in cluster order.
+// cluster of s, in cluster order, its output clipped to [0, 1].
 func NewStratifiedSTL(s *Stratifier, projs []Projector) (*StratifiedSTL, error) {
+	return NewStratifiedSTLWith(s, projs, ApplyOptions{})
+}
+
+// NewStratifiedSTLWith is NewStratifiedSTL with its output mapped as opt
+// says. The assignment is s's (see Stratifier.Transductive); opt.Assign
+// must agree with it.
+func NewStratifiedSTLWith(s *Stratifier, projs []Projector, opt ApplyOptions) (*StratifiedSTL, error) {
+	if err := opt.Validate(); err != nil {
+		return nil, err
+	}
+	if s != nil && s.IsTransductive() != opt.transductive() {
+		return nil, fmt.Errorf("defense: NewStratifiedSTL: cluster assignment %q, but the stratifier is transductive = %v", opt.Assign, s.IsTransductive())
+	}
 	if s == nil {
 		return nil, fmt.Errorf("defense: NewStratifiedSTL: nil stratifier")
 	}
@@ -98,7 +129,7 @@ func NewStratifiedSTL(s *Stratifier, projs []Projector) (*StratifiedSTL, error) 
 			return nil, fmt.Errorf("defense: NewStratifiedSTL: nil projector for cluster %d", i)
 		}
 	}
-	return &StratifiedSTL{strat: s, projs: append([]Projector(nil), projs...)}, nil
+	return &StratifiedSTL{strat: s, projs: append([]Projector(nil), projs...), opt: opt}, nil
 }
 
 // Name implements Transform.
@@ -170,7 +201,55 @@ func (t *StratifiedSTL) applyClusters(ctx context.Context, x *tensor.Tensor, clu
 			copy(dst.Data[i*per:(i+1)*per], out.Data[j*per:(j+1)*per])
 		}
 	}
+	t.opt.mapImages(dst.Data, per)
 	return dst, nil
+}
+
+// SetTransform is a Transform whose output for an image may depend on the
+// other images of its set: STL (cluster) with AssignTransductive. A caller
+// that applies one to a set in batches calls ForSet once with the whole
+// set and then the returned function per batch, so that the result does
+// not depend on the batching.
+type SetTransform interface {
+	Transform
+	// ForSet returns a function that transforms images lo..hi-1 of x as
+	// part of the set x. The work that needs the whole set is done at the
+	// function's first call; the function is safe for concurrent use.
+	ForSet(ctx context.Context, x *tensor.Tensor) (func(ctx context.Context, lo, hi int) (*tensor.Tensor, error), error)
+}
+
+// ForSet implements SetTransform. With the kNN vote each batch is assigned
+// on its own (the result is Apply's); transductively, the clusters of the
+// whole of x are computed once, at the first call, and x must not change
+// until the last.
+func (t *StratifiedSTL) ForSet(ctx context.Context, x *tensor.Tensor) (func(ctx context.Context, lo, hi int) (*tensor.Tensor, error), error) {
+	if err := checkInput("defense.StratifiedSTL.ForSet", x, t.strat.channels, t.spec); err != nil {
+		return nil, err
+	}
+	n := x.Shape[0]
+	var (
+		once     sync.Once
+		clusters []int
+		err      error
+	)
+	return func(ctx context.Context, lo, hi int) (*tensor.Tensor, error) {
+		if lo < 0 || hi > n || lo > hi {
+			return nil, fmt.Errorf("defense: StratifiedSTL.ForSet: images [%d, %d) of a set of %d", lo, hi, n)
+		}
+		b := x.Batch(lo, hi)
+		if !t.strat.IsTransductive() {
+			c, err := t.strat.assign(ctx, b)
+			if err != nil {
+				return nil, err
+			}
+			return t.applyClusters(ctx, b, c)
+		}
+		once.Do(func() { clusters, err = t.strat.assign(ctx, x) })
+		if err != nil {
+			return nil, err
+		}
+		return t.applyClusters(ctx, b, clusters[lo:hi])
+	}, nil
 }
 
 // ProjectorFactory builds the STL projector of one dictionary with
@@ -189,7 +268,7 @@ func (d *Defense) Transforms(newProj ProjectorFactory) (*STL, *StratifiedSTL, er
 	if err != nil {
 		return nil, nil, fmt.Errorf("defense: universal dictionary: %w", err)
 	}
-	uni, err := NewSTL(up)
+	uni, err := NewSTLWith(up, d.Manifest.Apply)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -204,7 +283,7 @@ func (d *Defense) Transforms(newProj ProjectorFactory) (*STL, *StratifiedSTL, er
 	if err != nil {
 		return nil, nil, err
 	}
-	strat, err := NewStratifiedSTL(s, projs)
+	strat, err := NewStratifiedSTLWith(s, projs, d.Manifest.Apply)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -213,6 +292,6 @@ func (d *Defense) Transforms(newProj ProjectorFactory) (*STL, *StratifiedSTL, er
 }
 
 var (
-	_ Transform = (*STL)(nil)
-	_ Transform = (*StratifiedSTL)(nil)
+	_ Transform    = (*STL)(nil)
+	_ SetTransform = (*StratifiedSTL)(nil)
 )

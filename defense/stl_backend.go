@@ -60,13 +60,15 @@ func trainNNDAE(ctx context.Context, x *tensor.Tensor, opt TrainOptions, rep pro
 }
 
 // CSCProjector is the default ProjectorFactory: csc's STL projection
-// (Tikhonov lowpass plus the CBPDN reconstruction of the highpass part,
-// clipped to [0,1]; section 3.2) with csc's default options and the given
-// lambda. Its Project trusts the caller's check of the values (see
+// (Tikhonov lowpass plus the CBPDN reconstruction of the highpass part;
+// section 3.2) with csc's default options and the given lambda, but not
+// clipped: the STL transforms map the output (ApplyOptions.MapOutput; the
+// default clip gives exactly csc's clipped projection). Its Project trusts the caller's check of the values (see
 // Projector) and checks only shapes.
 func CSCProjector(dict *csc.Dictionary, lambda float64) (Projector, error) {
 	opt := csc.DefaultProjectOptions()
 	opt.CSC.Lambda = lambda
+	opt.Clip = false
 	p, err := csc.NewProjection(dict, opt)
 	if err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package defense
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/stl-defense/stl/cluster"
 	"github.com/stl-defense/stl/progress"
@@ -24,7 +25,9 @@ const EncodeBatch = 256
 // Stratifier assigns images to the clusters of the stratified
 // quasi-natural image space (section 3.4, Figure 2): an image is downsampled
 // to Resolution x Resolution by area averaging, encoded by the DAE, reduced
-// by PCA, and given the cluster voted by its nearest training codes.
+// by PCA, and given the cluster voted by its nearest training codes (or,
+// made Transductive, the k-means label of its code clustered with the
+// training codes and the rest of its set; see AssignTransductive).
 // A Stratifier is safe for concurrent use when its Encoder is.
 type Stratifier struct {
 	encoder    Encoder
@@ -33,6 +36,9 @@ type Stratifier struct {
 	clusters   int
 	pca        *cluster.PCA
 	vote       *cluster.KNN
+	// codes are the training codes and centers the k-means centres a
+	// transductive Stratifier starts from; nil for the kNN vote.
+	codes, centers *tensor.Tensor
 }
 
 // StratifierError reports inconsistent parts of a stratification model.
@@ -83,8 +89,31 @@ func NewStratifier(enc Encoder, resolution, channels int, pca *cluster.PCA, code
 	if err != nil {
 		return nil, err
 	}
-	return &Stratifier{encoder: enc, resolution: resolution, channels: channels, clusters: clusters, pca: pca, vote: v}, nil
+	return &Stratifier{encoder: enc, resolution: resolution, channels: channels, clusters: clusters, pca: pca, vote: v, codes: codes.Clone()}, nil
 }
+
+// Transductive returns a copy of s that assigns clusters as
+// AssignTransductive describes: Lloyd's k-means on the training codes and
+// the codes of the images assigned together, started from centers, the
+// (Clusters, K) centres of the training codes' k-means. It copies centers.
+func (s *Stratifier) Transductive(centers *tensor.Tensor) (*Stratifier, error) {
+	if centers == nil || !slices.Equal(centers.Shape, []int{s.clusters, s.pca.Out()}) {
+		var got []int
+		if centers != nil {
+			got = centers.Shape
+		}
+		return nil, &tensor.ShapeError{Op: "defense.Stratifier.Transductive centres", Want: []int{s.clusters, s.pca.Out()}, Got: got}
+	}
+	if err := centers.Validate(); err != nil {
+		return nil, fmt.Errorf("defense: k-means centres: %w", err)
+	}
+	t := *s
+	t.centers = centers.Clone()
+	return &t, nil
+}
+
+// IsTransductive reports whether s assigns clusters transductively.
+func (s *Stratifier) IsTransductive() bool { return s.centers != nil }
 
 // Clusters returns the number of clusters.
 func (s *Stratifier) Clusters() int { return s.clusters }
@@ -106,7 +135,8 @@ func (s *Stratifier) Codes(ctx context.Context, x *tensor.Tensor) (*tensor.Tenso
 }
 
 // Assign returns the cluster of every image of x, an (N, C, H, W) batch,
-// by the kNN vote of its code among the training codes.
+// by the kNN vote of its code among the training codes; a transductive
+// Stratifier clusters the codes of x, as one set, with the training codes.
 func (s *Stratifier) Assign(ctx context.Context, x *tensor.Tensor) ([]int, error) {
 	if _, _, _, _, err := checkImages("defense.Stratifier.Assign", x, s.channels); err != nil {
 		return nil, err
@@ -120,7 +150,28 @@ func (s *Stratifier) assign(ctx context.Context, x *tensor.Tensor) ([]int, error
 	if err != nil {
 		return nil, err
 	}
-	return s.vote.Vote(nil, codes)
+	if s.centers == nil {
+		return s.vote.Vote(nil, codes)
+	}
+	return s.transduce(ctx, codes)
+}
+
+// transduce returns the k-means labels of codes in the clustering of the
+// training codes and codes together, started from s.centers.
+func (s *Stratifier) transduce(ctx context.Context, codes *tensor.Tensor) ([]int, error) {
+	n, k := s.codes.Shape[0], codes.Shape[1]
+	m := codes.Shape[0]
+	if m == 0 {
+		return []int{}, nil
+	}
+	union := tensor.New(n+m, k)
+	copy(union.Data, s.codes.Data)
+	copy(union.Data[n*k:], codes.Data)
+	km, err := cluster.FitKMeansFrom(ctx, union, s.centers, kmeansOptions(s.clusters, 1, 0))
+	if err != nil {
+		return nil, fmt.Errorf("defense: transductive k-means: %w", err)
+	}
+	return km.Labels[n:], nil
 }
 
 // checkImages validates an image batch against an expected channel count

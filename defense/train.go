@@ -65,6 +65,11 @@ type TrainOptions struct {
 	// and the dictionary subsets and initializations derive from it.
 	// Default 1.
 	Seed int64 `json:"seed"`
+	// ApplyOptions are how the defense's transforms map their output and
+	// assign clusters; they do not change what is trained and are recorded
+	// in the manifest (Manifest.Apply). Default: the zero value (clip to
+	// [0, 1], kNN vote).
+	ApplyOptions
 	// CheckpointDir, when not empty, keeps each finished piece (DAE, codes,
 	// each dictionary) there with a key of the settings and data it was
 	// computed from; a later Train with the same key reuses it, so an
@@ -126,7 +131,7 @@ func (o TrainOptions) Validate() error {
 	case o.DictIterations < 1:
 		return bad("DictIterations", o.DictIterations, "must be >= 1")
 	}
-	return nil
+	return o.ApplyOptions.Validate()
 }
 
 // Backend supplies the learned parts of the defense, so that package
@@ -256,7 +261,7 @@ func Train(ctx context.Context, train *tensor.Tensor, opt TrainOptions, rep prog
 	raw = nil
 
 	// 3. k-means++.
-	kopt := cluster.KMeansOptions{K: opt.Clusters, Restarts: opt.KMeansRestarts, MaxIter: 300, Tol: 1e-4, Seed: seed}
+	kopt := kmeansOptions(opt.Clusters, opt.KMeansRestarts, seed)
 	km, err := cluster.FitKMeans(ctx, codes, kopt, rep)
 	if err != nil {
 		return nil, fmt.Errorf("defense: k-means: %w", err)
@@ -316,12 +321,19 @@ func Train(ctx context.Context, train *tensor.Tensor, opt TrainOptions, rep prog
 		EncoderFormat: enc.EncoderFormat(), LatentDim: pca.In(), PCAComponents: pca.Out(),
 		Clusters: opt.Clusters, ClusterSizes: km.Sizes, KNN: opt.KNN,
 		Filters: opt.Filters, FilterSize: opt.FilterSize, Lambda: opt.Lambda,
-		TrainImages: n, Seed: seed, Training: settings,
+		TrainImages: n, Seed: seed, Training: settings, Apply: opt.ApplyOptions,
 	}
 	if err := d.Validate(); err != nil {
 		return nil, err
 	}
 	return d, nil
+}
+
+// kmeansOptions are the k-means settings of the training clustering and of
+// the transductive assignment: k clusters, restarts k-means++ seedings
+// from seed, 300 Lloyd iterations at most, tolerance 1e-4.
+func kmeansOptions(k, restarts int, seed uint64) cluster.KMeansOptions {
+	return cluster.KMeansOptions{K: k, Restarts: restarts, MaxIter: 300, Tol: 1e-4, Seed: seed}
 }
 
 // subset returns min(limit, len(members)) members (all when limit is 0),
