@@ -3,7 +3,6 @@ package defense
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	"github.com/stl-defense/stl/csc"
 	"github.com/stl-defense/stl/tensor"
@@ -218,37 +217,21 @@ type SetTransform interface {
 	ForSet(ctx context.Context, x *tensor.Tensor) (func(ctx context.Context, lo, hi int) (*tensor.Tensor, error), error)
 }
 
-// ForSet implements SetTransform. With the kNN vote each batch is assigned
-// on its own (the result is Apply's); transductively, the clusters of the
-// whole of x are computed once, at the first call, and x must not change
-// until the last.
+// ForSet implements SetTransform: the clusters come from
+// Stratifier.SetClusters (each batch assigned on its own by the kNN vote,
+// or the whole of x at once transductively); x must not change until the
+// function's last call.
 func (t *StratifiedSTL) ForSet(ctx context.Context, x *tensor.Tensor) (func(ctx context.Context, lo, hi int) (*tensor.Tensor, error), error) {
 	if err := checkInput("defense.StratifiedSTL.ForSet", x, t.strat.channels, t.spec); err != nil {
 		return nil, err
 	}
-	n := x.Shape[0]
-	var (
-		once     sync.Once
-		clusters []int
-		err      error
-	)
+	clusters := t.strat.setClusters(x)
 	return func(ctx context.Context, lo, hi int) (*tensor.Tensor, error) {
-		if lo < 0 || hi > n || lo > hi {
-			return nil, fmt.Errorf("defense: StratifiedSTL.ForSet: images [%d, %d) of a set of %d", lo, hi, n)
-		}
-		b := x.Batch(lo, hi)
-		if !t.strat.IsTransductive() {
-			c, err := t.strat.assign(ctx, b)
-			if err != nil {
-				return nil, err
-			}
-			return t.applyClusters(ctx, b, c)
-		}
-		once.Do(func() { clusters, err = t.strat.assign(ctx, x) })
+		c, err := clusters(ctx, lo, hi)
 		if err != nil {
 			return nil, err
 		}
-		return t.applyClusters(ctx, b, clusters[lo:hi])
+		return t.applyClusters(ctx, x.Batch(lo, hi), c)
 	}, nil
 }
 

@@ -6,14 +6,12 @@ import (
 	"strings"
 )
 
-// OutputMapping names how the STL turns an image's lowpass + D x (section
-// 3.2; values may leave [0, 1]) into the image it returns.
-type OutputMapping string
-
-// The output mappings. The zero value "" means OutputClip.
+// The output mappings: how the STL turns an image's lowpass + D x (section
+// 3.2; values may leave [0, 1]) into the image it returns
+// (ApplyOptions.Output; "" means OutputClip).
 const (
 	// OutputClip clips every value to [0, 1]: this project's default.
-	OutputClip OutputMapping = "clip"
+	OutputClip = "clip"
 	// OutputMax divides every value by the image's maximum over all its
 	// pixels and channels, as the released code does (recons_data.py of
 	// the authors' AdvDefense_CSC: cv2.imwrite(path, 255*imgr/imgr.max())).
@@ -23,18 +21,16 @@ const (
 	// 8 bits (OpenCV's saturate_cast) sets them to 0 when it saves the
 	// file. An image whose maximum is <= 0 maps to all zeros (the release
 	// would divide by a non-positive number).
-	OutputMax OutputMapping = "max"
+	OutputMax = "max"
 )
 
-// ClusterAssignment names how STL (cluster) assigns an image to a cluster.
-type ClusterAssignment string
-
-// The cluster assignments. The zero value "" means AssignKNN.
+// The cluster assignments: how STL (cluster) assigns an image to a cluster
+// (ApplyOptions.Assign; "" means AssignKNN).
 const (
 	// AssignKNN gives an image the cluster voted by its k nearest training
 	// codes (section 3.4; TrainOptions.KNN): this project's default. Each
 	// image's cluster depends on that image only.
-	AssignKNN ClusterAssignment = "knn"
+	AssignKNN = "knn"
 	// AssignTransductive gives the images of a set the k-means labels of a
 	// clustering fitted on the training codes and the set's codes
 	// together, as the released code does (dae/cluster.py of
@@ -60,7 +56,7 @@ const (
 	// (10 restarts) on the union before learning its dictionaries, and
 	// fitted its PCA on the test codes; neither can be done by a defense
 	// trained before it sees the images it defends.
-	AssignTransductive ClusterAssignment = "transductive"
+	AssignTransductive = "transductive"
 )
 
 // ApplyOptions are how a trained defense's transforms map their output and
@@ -73,7 +69,7 @@ const (
 type ApplyOptions struct {
 	// Output is the output mapping ("" or OutputClip: clip to [0, 1];
 	// OutputMax: per-image rescaling to the maximum).
-	Output OutputMapping `json:"output_mapping,omitempty" yaml:"output_mapping"`
+	Output string `json:"output_mapping,omitempty" yaml:"output_mapping"`
 	// Quantize8 rounds every output value v, after the mapping, to
 	// round(255 v) / 255, clamped to [0, 1], halves to even (OpenCV's
 	// saturate_cast, as the release saved its projections as 8-bit PNG
@@ -82,7 +78,7 @@ type ApplyOptions struct {
 	// Assign is the cluster assignment of STL (cluster) ("" or AssignKNN:
 	// kNN vote; AssignTransductive: k-means labels of the training codes
 	// and the set together). The universal STL ignores it.
-	Assign ClusterAssignment `json:"cluster_assignment,omitempty" yaml:"cluster_assignment"`
+	Assign string `json:"cluster_assignment,omitempty" yaml:"cluster_assignment"`
 }
 
 // ReleaseApplyOptions returns the choices of the released code: rescaling
@@ -95,8 +91,8 @@ func ReleaseApplyOptions() ApplyOptions {
 
 // OutputMappings and ClusterAssignments list the accepted names.
 var (
-	OutputMappings     = []OutputMapping{OutputClip, OutputMax}
-	ClusterAssignments = []ClusterAssignment{AssignKNN, AssignTransductive}
+	OutputMappings     = []string{OutputClip, OutputMax}
+	ClusterAssignments = []string{AssignKNN, AssignTransductive}
 )
 
 // Validate returns a *TrainOptionError naming an unknown mapping or
@@ -105,22 +101,14 @@ func (o ApplyOptions) Validate() error {
 	switch o.Output {
 	case "", OutputClip, OutputMax:
 	default:
-		return &TrainOptionError{"Output", o.Output, fmt.Sprintf("want one of %s", listNames(OutputMappings))}
+		return &TrainOptionError{"Output", fmt.Sprintf("%q", o.Output), "want one of " + strings.Join(OutputMappings, ", ")}
 	}
 	switch o.Assign {
 	case "", AssignKNN, AssignTransductive:
 	default:
-		return &TrainOptionError{"Assign", o.Assign, fmt.Sprintf("want one of %s", listNames(ClusterAssignments))}
+		return &TrainOptionError{"Assign", fmt.Sprintf("%q", o.Assign), "want one of " + strings.Join(ClusterAssignments, ", ")}
 	}
 	return nil
-}
-
-func listNames[T ~string](names []T) string {
-	s := make([]string, len(names))
-	for i, n := range names {
-		s[i] = string(n)
-	}
-	return strings.Join(s, ", ")
 }
 
 // transductive reports whether STL (cluster) assigns clusters

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/stl-defense/stl/cluster"
 	"github.com/stl-defense/stl/progress"
@@ -142,6 +143,41 @@ func (s *Stratifier) Assign(ctx context.Context, x *tensor.Tensor) ([]int, error
 		return nil, err
 	}
 	return s.assign(ctx, x)
+}
+
+// SetClusters returns a function giving the clusters of images lo..hi-1
+// of x, an (N, C, H, W) batch, as part of the set x: with the kNN vote
+// each call assigns its images on its own (Assign); a transductive
+// Stratifier assigns the whole of x once, at the first call, and x must
+// not change until the last. The function is safe for concurrent use.
+func (s *Stratifier) SetClusters(x *tensor.Tensor) (func(ctx context.Context, lo, hi int) ([]int, error), error) {
+	if _, _, _, _, err := checkImages("defense.Stratifier.SetClusters", x, s.channels); err != nil {
+		return nil, err
+	}
+	return s.setClusters(x), nil
+}
+
+// setClusters is SetClusters on a batch checked by the caller.
+func (s *Stratifier) setClusters(x *tensor.Tensor) func(ctx context.Context, lo, hi int) ([]int, error) {
+	n := x.Shape[0]
+	var (
+		once sync.Once
+		all  []int
+		err  error
+	)
+	return func(ctx context.Context, lo, hi int) ([]int, error) {
+		if lo < 0 || hi > n || lo > hi {
+			return nil, fmt.Errorf("defense: images [%d, %d) of a set of %d", lo, hi, n)
+		}
+		if !s.IsTransductive() {
+			return s.assign(ctx, x.Batch(lo, hi))
+		}
+		once.Do(func() { all, err = s.assign(ctx, x) })
+		if err != nil {
+			return nil, err
+		}
+		return slices.Clone(all[lo:hi]), nil
+	}
 }
 
 // assign is Assign on a batch checked by the caller.

@@ -235,3 +235,51 @@ func (m identityModel) InputGrad(ctx context.Context, x *tensor.Tensor, seed fun
 	z, _ := m.Logits(ctx, x)
 	return z, tensor.New(x.Shape...), nil
 }
+
+// setMean is a defense.SetTransform whose output is every image's pixels
+// minus the mean of its set: the mean of the call's batch for Apply, of the
+// whole set for ForSet.
+type setMean struct{ shrink }
+
+func (setMean) mean(x *tensor.Tensor) float32 {
+	var s float64
+	for _, v := range x.Data {
+		s += float64(v)
+	}
+	return float32(s / float64(len(x.Data)))
+}
+
+func (m setMean) Apply(_ context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
+	y := x.Clone()
+	mu := m.mean(x)
+	for i := range y.Data {
+		y.Data[i] -= mu
+	}
+	return y, nil
+}
+
+func (m setMean) ForSet(_ context.Context, x *tensor.Tensor) (func(context.Context, int, int) (*tensor.Tensor, error), error) {
+	mu := m.mean(x)
+	return func(_ context.Context, lo, hi int) (*tensor.Tensor, error) {
+		y := x.Batch(lo, hi).Clone()
+		for i := range y.Data {
+			y.Data[i] -= mu
+		}
+		return y, nil
+	}, nil
+}
+
+// TestApplyBatchedSetTransform: a transform whose output depends on the
+// set (the transductive STL (cluster)) is applied as one set, whatever the
+// batches.
+func TestApplyBatchedSetTransform(t *testing.T) {
+	x := rampImages(2*transformBatch + 5)
+	want, _ := setMean{}.Apply(context.Background(), x)
+	got, err := applyBatched(context.Background(), setMean{shrink{"m", 1}}, x, "x", progress.Nop, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got.Data, want.Data) {
+		t.Error("a set transform was applied batch by batch, not to the whole set")
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/stl-defense/stl/attack"
+	"github.com/stl-defense/stl/defense"
 	"github.com/stl-defense/stl/defense/baseline"
 	"github.com/stl-defense/stl/nn"
 )
@@ -235,6 +236,13 @@ type STLSettings struct {
 	// auto-encoder whose latent codes are clustered. Default 5 (package
 	// defense: 10).
 	DAEEpochs int `json:"dae_epochs" yaml:"dae_epochs"`
+	// ApplyOptions are the STL's output mapping and STL (cluster)'s cluster
+	// assignment (output_mapping, quantize_8bit, cluster_assignment; see
+	// package defense). The zero value, this project's behaviour (clip to
+	// [0, 1], kNN vote), is omitted from the JSON and so from the cache
+	// keys; defense.ReleaseApplyOptions are the released code's choices
+	// (`stl run --official`).
+	defense.ApplyOptions `yaml:",inline"`
 }
 
 // DefaultConfig returns the configuration of `stl run` with no flags: the
@@ -327,6 +335,8 @@ func (c Config) Validate() error {
 		return bad("filter_size", "%d, want >= 1", c.FilterSize)
 	case c.Clusters < 1:
 		return bad("clusters", "%d, want >= 1", c.Clusters)
+	case c.ApplyOptions.Validate() != nil:
+		return bad("output_mapping / cluster_assignment", "%v", c.ApplyOptions.Validate())
 	case c.DictImages < 0:
 		return bad("dict_images", "%d < 0", c.DictImages)
 	case c.DictIterations < 1:

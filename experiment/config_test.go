@@ -265,6 +265,7 @@ func TestConfigKeysStable(t *testing.T) {
 	const settings = `[["name" "cifar10-sample"] ["data" "sample:cifar10"] ["resolution" "0"] ["arch" "vgg-small"] ["seed" "1"] ["limit" "0"] ["test_limit" "0"] ` +
 		`["epochs" "15"] ["retrain_epochs" "0"] ["batch_size" "64"] ["learning_rate" "0.05"] ["cutout" "0"] ["dropout" "0"] ["vanilla_model" ""] ` +
 		`["lambda" "0.2"] ["filters" "64"] ["filter_size" "8"] ["clusters" "4"] ["dict_images" "64"] ["dict_iterations" "30"] ["dae_epochs" "5"] ` +
+		`["output_mapping" ""] ["quantize_8bit" "false"] ["cluster_assignment" ""] ` +
 		`["attacks" "[FGSM-0.08, FGSM-0.04, BIM, DeepFool, CW]"] ["protocol" "text"] ["round8" "false"] ["cw_iterations" "100"] ["cw_binary_steps" "5"] ["attack_subset" "100"] ` +
 		`["baselines" "[all]"] ["retrain_baselines" "false"] ["lambda_sweep" "[0.05, 0.1, 0.2, 0.3, 0.5]"] ["whitebox" "false"] ["whitebox_steps" "20"] ` +
 		`["eot_draws" "10"] ["whitebox_losses" "[ce, cw]"] ["whitebox_cw_kappa" "10"] ["whitebox_subset" "0"] ["sanity_baselines" "false"] ["grid_images" "8"] ` +

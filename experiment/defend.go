@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sync"
 
 	"github.com/stl-defense/stl/dataset"
@@ -238,8 +239,17 @@ func stageSeed(seed int64, stage string) uint64 {
 // With part, each finished batch is saved there and batches saved by an
 // interrupted call are reloaded instead of recomputed; t must then satisfy
 // defense.CanResume (a randomized t skips the reloaded images' numbers).
+// A defense.SetTransform (STL (cluster) with transductive clusters) is
+// bound to the whole of x, so that the batching does not change the result.
 func applyBatched(ctx context.Context, t defense.Transform, x *tensor.Tensor, what string, rep progress.Reporter, part *cache.Partial) (*tensor.Tensor, error) {
 	n := x.Shape[0]
+	apply := func(ctx context.Context, lo, hi int) (*tensor.Tensor, error) { return t.Apply(ctx, x.Batch(lo, hi)) }
+	if st, ok := t.(defense.SetTransform); ok {
+		var err error
+		if apply, err = st.ForSet(ctx, x); err != nil {
+			return nil, err
+		}
+	}
 	out := tensor.New(x.Shape...)
 	rep.Report(what, 0, n, "")
 	for lo := 0; lo < n; lo += transformBatch {
@@ -249,13 +259,12 @@ func applyBatched(ctx context.Context, t defense.Transform, x *tensor.Tensor, wh
 		hi := min(lo+transformBatch, n)
 		dst := out.Batch(lo, hi).Data
 		reloaded, err := part.Fill(lo/transformBatch, dst, nil, func() error {
-			xb := x.Batch(lo, hi)
-			yb, err := t.Apply(ctx, xb)
+			yb, err := apply(ctx, lo, hi)
 			if err != nil {
 				return err
 			}
-			if !tensor.SameShape(xb, yb) {
-				return &tensor.ShapeError{Op: "transform " + t.Name(), Want: xb.Shape, Got: yb.Shape}
+			if want := x.Batch(lo, hi).Shape; !slices.Equal(want, yb.Shape) {
+				return &tensor.ShapeError{Op: "transform " + t.Name(), Want: want, Got: yb.Shape}
 			}
 			copy(dst, yb.Data)
 			return nil

@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/stl-defense/stl/attack"
+	"github.com/stl-defense/stl/defense"
 	"github.com/stl-defense/stl/experiment/cache"
 	"github.com/stl-defense/stl/nn"
 )
@@ -336,3 +338,30 @@ func TestAttackKeyProtocol(t *testing.T) {
 type guoModel struct{ attack.Model }
 
 func (guoModel) Config() nn.ClassifierConfig { return nn.DefaultClassifierConfig() }
+
+// TestDefenseKeyApplyOptions: the released code's output mapping and
+// cluster assignment enter the defense's key (its manifest records them),
+// named as in configuration files; the default leaves the key above.
+func TestDefenseKeyApplyOptions(t *testing.T) {
+	r := &runner{cfg: DefaultConfig()}
+	r.cfg.ApplyOptions = defense.ReleaseApplyOptions()
+	b, err := json.Marshal(r.defenseSpec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const enc = `{"lambda":0.2,"filters":64,"filter_size":8,"clusters":4,"dict_images":64,"dict_iterations":30,"dae_epochs":5,` +
+		`"output_mapping":"max","quantize_8bit":true,"cluster_assignment":"transductive","seed":1}`
+	if string(b) != enc {
+		t.Errorf("DefenseSpec encodes as %s, want %s", b, enc)
+	}
+	y, err := DecodeConfig(strings.NewReader("output_mapping: max\nquantize_8bit: true\ncluster_assignment: transductive\n"), false)
+	if err != nil || y.ApplyOptions != defense.ReleaseApplyOptions() {
+		t.Errorf("YAML: %+v, %v", y.ApplyOptions, err)
+	}
+	for _, bad := range []string{"output_mapping: rescale\n", "cluster_assignment: kmeans\n"} {
+		var ce *ConfigError
+		if _, err := DecodeConfig(strings.NewReader(bad), false); !errors.As(err, &ce) {
+			t.Errorf("%q: err = %v, want *ConfigError", bad, err)
+		}
+	}
+}

@@ -80,6 +80,9 @@ type ProjectOutcome struct {
 	// AttackSet is the adversarial set directory In was read from, if
 	// any, and SetName its attack's name.
 	AttackSet, SetName string
+	// Apply is how the defense maps its output and assigns clusters (its
+	// manifest's).
+	Apply defense.ApplyOptions
 }
 
 // Project reads o.In, projects its images (or o.Shard's part of them)
@@ -126,6 +129,16 @@ func ProjectLoaded(ctx context.Context, d *defense.Defense, o ProjectOptions, re
 	if err := checkUnitRange(set.Images); err != nil {
 		return nil, fmt.Errorf("%s: %w", o.In, err)
 	}
+	// The clusters of a batch: by the kNN vote, or from one transductive
+	// assignment of the whole input set, every shard's part of it (as the
+	// defense's manifest says), so that the shards' outputs concatenated
+	// equal one call's.
+	whole, err := strat.Stratifier().SetClusters(set.Images)
+	if err != nil {
+		return nil, err
+	}
+	first, _ := o.Shard.Range(set.Len())
+	clusters := func(ctx context.Context, lo, hi int) ([]int, error) { return whole(ctx, first+lo, first+hi) }
 	set = set.Shard(o.Shard)
 	n := set.Len()
 	if n == 0 {
@@ -139,7 +152,7 @@ func ProjectLoaded(ctx context.Context, d *defense.Defense, o ProjectOptions, re
 	if err != nil {
 		return nil, fmt.Errorf("output %s: %w", o.Out, err)
 	}
-	res := &ProjectOutcome{Transform: tr.Name(), Images: n}
+	res := &ProjectOutcome{Transform: tr.Name(), Images: n, Apply: d.Manifest.Apply}
 	if !o.Universal {
 		res.ClusterSizes = make([]int, d.Manifest.Clusters)
 	}
@@ -155,7 +168,7 @@ func ProjectLoaded(ctx context.Context, d *defense.Defense, o ProjectOptions, re
 		dst := out.Images.Batch(lo, hi).Data
 		assign := make([]int32, hi-lo)
 		reloaded, err := part.Fill(b, dst, assign, func() error {
-			return projectBatch(ctx, o.Universal, uni, strat, set.Images, lo, hi, dst, assign)
+			return projectBatch(ctx, o.Universal, uni, strat, clusters, set.Images, lo, hi, dst, assign)
 		})
 		if err != nil {
 			return nil, err
@@ -181,8 +194,9 @@ func ProjectLoaded(ctx context.Context, d *defense.Defense, o ProjectOptions, re
 }
 
 // projectBatch projects images lo..hi-1 of x into dst, with the universal
-// dictionary or by cluster; assign receives each image's cluster.
-func projectBatch(ctx context.Context, universal bool, uni *defense.STL, strat *defense.StratifiedSTL, x *tensor.Tensor, lo, hi int, dst []float32, assign []int32) error {
+// dictionary or by cluster, the clusters given by clusters; assign
+// receives each image's cluster.
+func projectBatch(ctx context.Context, universal bool, uni *defense.STL, strat *defense.StratifiedSTL, clusters func(context.Context, int, int) ([]int, error), x *tensor.Tensor, lo, hi int, dst []float32, assign []int32) error {
 	b := x.Batch(lo, hi)
 	var y *tensor.Tensor
 	var err error
@@ -190,7 +204,7 @@ func projectBatch(ctx context.Context, universal bool, uni *defense.STL, strat *
 		y, err = uni.Apply(ctx, b)
 	} else {
 		var a []int
-		if a, err = strat.Stratifier().Assign(ctx, b); err == nil {
+		if a, err = clusters(ctx, lo, hi); err == nil {
 			for i, k := range a {
 				assign[i] = int32(k)
 			}

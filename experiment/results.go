@@ -254,6 +254,9 @@ func (r *runner) notes() []string {
 				"their Wilson 95%% intervals are over those %d images (up to +-%.2f), wider than the other adversarial columns' (up to +-%.2f).",
 			len(r.wbY), len(r.y0), lo, hi, r.cfg.Seed, len(r.wbY), wilsonHalfWidth(len(r.wbY)), wilsonHalfWidth(len(r.y0))))
 	}
+	if r.stl != nil {
+		notes = append(notes, "STL and STL (cluster): "+r.cfg.ApplyOptions.Describe()+".")
+	}
 	notes = append(notes, r.sanityNotes...)
 	if r.atNote != "" {
 		notes = append(notes, r.atNote)

@@ -276,6 +276,7 @@ func (s stlBuilder) Build(ctx context.Context, spec DefenseSpec, train *dataset.
 	o := defense.DefaultTrainOptions()
 	o.Lambda, o.Filters, o.FilterSize, o.Clusters = spec.Lambda, spec.Filters, spec.FilterSize, spec.Clusters
 	o.DictImages, o.DictIterations, o.DAEEpochs, o.Seed = spec.DictImages, spec.DictIterations, spec.DAEEpochs, spec.Seed
+	o.ApplyOptions = spec.ApplyOptions
 	o.Backend = s.b
 	o.CheckpointDir = spec.CheckpointDir
 	d, err := defense.Train(ctx, train.Images, o, rep)

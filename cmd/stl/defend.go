@@ -31,6 +31,9 @@ func init() {
 		Long: `defend applies a defense built by "stl defense train" to images: each image is routed
 to its cluster by the auto-encoder and the kNN vote and projected onto that cluster's
 dictionary ("STL (cluster)"), or onto the universal dictionary with --universal ("STL").
+The output mapping and the cluster assignment are those the defense was trained with
+(its manifest): a defense trained with --cluster-assignment transductive clusters the
+whole input set with its training codes (every shard takes its part of that).
 
 IMAGES may be a folder of PNG/JPEG images in class subfolders (IN/<class>/*.png), a
 binary record file (.bin or .bin.gz: 1 label byte + C*H*W planar bytes per image, as
@@ -87,6 +90,7 @@ func runDefend(ctx context.Context, stdout, stderr io.Writer, o defendOptions) e
 	if res.ClusterSizes != nil {
 		fmt.Fprintf(stdout, "images per cluster: %v\n", res.ClusterSizes)
 	}
+	fmt.Fprintf(stdout, "applied with the defense's options: %s\n", res.Apply.Describe())
 	return nil
 }
 

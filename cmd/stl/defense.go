@@ -24,11 +24,12 @@ var defenseCmd = &cobra.Command{
 
 // defenseTrainOptions are the flags of "stl defense train".
 type defenseTrainOptions struct {
-	data  string
-	out   string
-	size  int
-	limit int
-	train defense.TrainOptions
+	data     string
+	out      string
+	size     int
+	limit    int
+	official bool // --official: resolved into train.ApplyOptions before runDefenseTrain
+	train    defense.TrainOptions
 }
 
 func init() {
@@ -40,11 +41,17 @@ func init() {
 the training images downsampled to 32x32, PCA of its latent codes, k-means++ clusters,
 one convolutional dictionary per cluster and a universal one. The defense directory
 (dictionaries as SPORCO .npy, the DAE, PCA, centres, vote codes, manifest.json) is
-what "stl defend" applies. Finished pieces are checkpointed in DIR/checkpoints, so an
+what "stl defend" applies. --output-mapping, --quantize-8bit and --cluster-assignment
+(or --official for the released code's choices) set how the defense maps its output
+and assigns clusters; the manifest records them. Finished pieces are checkpointed in DIR/checkpoints, so an
 interrupted run resumes when started again with the same settings.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runDefenseTrain(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o)
+			run := o
+			if run.official {
+				run.train.ApplyOptions = officialApply(run.train.ApplyOptions, cmd.Flags().Changed)
+			}
+			return runDefenseTrain(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), run)
 		},
 	}
 	f := cmd.Flags()
@@ -65,6 +72,7 @@ interrupted run resumes when started again with the same settings.`,
 	f.IntVar(&t.KNN, "knn", t.KNN, "training codes that vote for an image's cluster")
 	f.IntVar(&t.KMeansRestarts, "restarts", t.KMeansRestarts, "k-means++ restarts")
 	f.Int64Var(&t.Seed, "seed", t.Seed, "master seed")
+	applyFlags(f, &t.ApplyOptions, &o.official)
 	defenseCmd.AddCommand(cmd)
 	rootCmd.AddCommand(defenseCmd)
 }
@@ -111,5 +119,6 @@ func runDefenseTrain(ctx context.Context, stdout, stderr io.Writer, o defenseTra
 	fmt.Fprintf(stdout, "defense saved to %s (%d clusters of %v images, %d filters %dx%d, lambda %g) in %s\n",
 		o.out, d.Manifest.Clusters, d.Manifest.ClusterSizes, d.Manifest.Filters, d.Manifest.FilterSize, d.Manifest.FilterSize,
 		d.Manifest.Lambda, time.Since(start).Round(time.Second))
+	fmt.Fprintf(stdout, "applied with: %s\n", d.Manifest.Apply.Describe())
 	return nil
 }

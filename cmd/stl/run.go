@@ -20,6 +20,7 @@ import (
 // runOptions are the flags of `stl run`.
 type runOptions struct {
 	out, config string
+	official    bool              // --official, applied in resolve
 	sweep       []string          // --lambda-sweep, parsed in resolve so that "" means none
 	flags       experiment.Config // the values of the configFlags
 }
@@ -78,6 +79,7 @@ weights recomputes the attacks and everything after them.`,
 		sweep[i] = strconv.FormatFloat(l, 'g', -1, 64)
 	}
 	f.StringSliceVar(&o.sweep, "lambda-sweep", sweep, "lambdas of the Figure 5 study (\"\" for none)")
+	f.BoolVar(&o.official, flagOfficial, false, usageOfficial)
 	runOpts[cmd] = o
 	return cmd
 }
@@ -118,6 +120,9 @@ var configFlags = []configFlag{
 	{"dict-images", func(c *experiment.Config) any { return &c.DictImages }, "images each dictionary is learned on (0: all)"},
 	{"dict-iterations", func(c *experiment.Config) any { return &c.DictIterations }, "dictionary-learning iterations"},
 	{"dae-epochs", func(c *experiment.Config) any { return &c.DAEEpochs }, "training epochs of the denoising auto-encoder"},
+	{flagOutputMapping, func(c *experiment.Config) any { return &c.Output }, usageOutputMapping},
+	{flagQuantize8, func(c *experiment.Config) any { return &c.Quantize8 }, usageQuantize8},
+	{flagClusterAssignment, func(c *experiment.Config) any { return &c.Assign }, usageClusterAssignment},
 	{"attacks", func(c *experiment.Config) any { return &c.Attacks }, "attacks to run (" + strings.Join(experiment.AllAttacks, ", ") + ")"},
 	{"attack-subset", func(c *experiment.Config) any { return &c.AttackSubset }, "test images attacked, a class-balanced seeded subset (0: all)"},
 	{"protocol", func(c *experiment.Config) any { return &c.Protocol }, "attack protocol: text (the paper's text: normalized L2 on [0,1] pixels), release (as the released images: L-inf sign steps of 8/255 and 4/255, 8-bit rounding), guo (normalized L2 on the classifier's mean/std-normalized tensors); see docs/attack.md"},
@@ -182,6 +187,9 @@ func (o *runOptions) resolve(cmd *cobra.Command) (experiment.Config, error) {
 		if cfg, err = experiment.LoadConfig(o.config); err != nil {
 			return cfg, usagef("--config: %v", err)
 		}
+	}
+	if o.official {
+		cfg.ApplyOptions = officialApply(cfg.ApplyOptions, cmd.Flags().Changed)
 	}
 	for _, b := range configFlags {
 		if cmd.Flags().Changed(b.name) {

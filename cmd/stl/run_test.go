@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/stl-defense/stl/defense"
 	"github.com/stl-defense/stl/experiment"
 )
 
@@ -42,6 +43,11 @@ func TestRunFlagsOverrideConfig(t *testing.T) {
 		{"whitebox subset", []string{"--whitebox", "--whitebox-subset", "40", "--sanity-baselines"}, false},
 		{"whitebox subset from file", []string{"--config", wbFile, "--whitebox-subset", "20"}, false},
 		{"negative whitebox subset", []string{"--whitebox", "--whitebox-subset", "-1"}, true},
+		{"official", []string{"--official"}, false},
+		{"official but knn", []string{"--official", "--cluster-assignment", "knn"}, false},
+		{"output max", []string{"--output-mapping", "max"}, false},
+		{"bad output mapping", []string{"--output-mapping", "rescale"}, true},
+		{"bad cluster assignment", []string{"--cluster-assignment", "kmeans"}, true},
 		{"whitebox subset above attack subset", []string{"--whitebox", "--whitebox-subset", "101"}, true},
 		{"whitebox subset without whitebox", []string{"--whitebox-subset", "10"}, true},
 		{"sanity baselines without whitebox", []string{"--sanity-baselines"}, true},
@@ -84,6 +90,18 @@ func TestRunFlagsOverrideConfig(t *testing.T) {
 			}
 			if cfg.WhiteBoxSubset != 0 || cfg.SanityBaselines {
 				t.Errorf("defaults: whitebox subset %d, sanity baselines %v", cfg.WhiteBoxSubset, cfg.SanityBaselines)
+			}
+		case "official":
+			if cfg.ApplyOptions != defense.ReleaseApplyOptions() {
+				t.Errorf("official: %+v", cfg.ApplyOptions)
+			}
+		case "official but knn":
+			if want := (defense.ApplyOptions{Output: defense.OutputMax, Quantize8: true, Assign: defense.AssignKNN}); cfg.ApplyOptions != want {
+				t.Errorf("official but knn: %+v, want %+v", cfg.ApplyOptions, want)
+			}
+		case "output max":
+			if want := (defense.ApplyOptions{Output: defense.OutputMax}); cfg.ApplyOptions != want {
+				t.Errorf("output max: %+v, want %+v", cfg.ApplyOptions, want)
 			}
 		case "whitebox ce only":
 			if len(cfg.WhiteBoxLosses) != 1 || cfg.WhiteBoxLosses[0] != "ce" {
@@ -183,6 +201,7 @@ func TestRunFlagsStable(t *testing.T) {
 		"attacks stringSlice [FGSM-0.08,FGSM-0.04,BIM,DeepFool,CW]",
 		"baselines stringSlice [all]",
 		"batch-size int 64",
+		"cluster-assignment string ",
 		"clusters int 4",
 		"config string ",
 		"cutout int 0",
@@ -203,8 +222,11 @@ func TestRunFlagsStable(t *testing.T) {
 		"limit int 0",
 		"lr float64 0.05",
 		"name string cifar10-sample",
+		"official bool false",
 		"out string ",
+		"output-mapping string ",
 		"protocol string ",
+		"quantize-8bit bool false",
 		"resolution int 0",
 		"retrain-baselines bool false",
 		"retrain-epochs int 0",
