@@ -28,8 +28,24 @@ type LearnOptions struct {
 	Iterations int
 	// Seed seeds the random initial dictionary (1).
 	Seed uint64
-	// ZeroMean constrains every channel of every filter to zero mean
-	// (true, as the paper's dictionary; the STL codes highpass images).
+	// ZeroMean selects the constraint set of the dictionary (Filters
+	// filters d_m of Size x Size pixels and C channels d_{m,c}):
+	//
+	//   - true (the default): sum_{r,s} d_{m,c}(r,s) = 0 for every filter m
+	//     and channel c, and sum_c ||d_{m,c}||_2^2 = 1 for every filter m
+	//     (zero mean per channel, unit norm jointly over the channels).
+	//     This is SPORCO's cnvrep.Pcn with zm=True (zeromean over the
+	//     spatial axes, then normalise over the spatial and channel axes,
+	//     dimN + dimC) and the released code's convention: the paper's
+	//     CIFAR-10 dictionary (testdata/dict.npy) satisfies it (test
+	//     TestPaperDictionaryConstraint). The STL codes highpass images, so
+	//     zero-mean filters lose nothing.
+	//   - false: only the unit norm jointly over the channels (SPORCO's
+	//     default, ZeroMean False).
+	//
+	// In both, the norm is exactly 1 (the projection normalizes onto the
+	// unit sphere, as SPORCO's normalise; a filter that is all zero stays
+	// zero). No other constraint set is implemented: no per-channel norm.
 	ZeroMean bool
 	// CodeADMM and DictADMM configure the two ADMM solvers; MaxIter is
 	// ignored (one iteration per outer iteration). Defaults: SPORCO's
@@ -133,6 +149,11 @@ type LearnStats struct {
 	// residuals.
 	DictPrimal, DictDual float64
 	Elapsed              time.Duration
+	// Dictionary is the dictionary after this iteration's update (the
+	// consensus projected onto the constraint set of ZeroMean). It is
+	// Learn's own and changes at the next iteration: read it during
+	// RecordLearn only, and Clone what is kept.
+	Dictionary *Dictionary `json:"-"`
 }
 
 // LearnRecorder receives the statistics of every outer iteration.
@@ -308,7 +329,7 @@ func (l *learner) run(ctx context.Context, rec LearnRecorder) (*Dictionary, erro
 			l.checkpoint(it)
 			return nil, err
 		}
-		st := LearnStats{Iter: it, DictRho: dres.Last.Rho, DictPrimal: dres.Last.Primal, DictDual: dres.Last.Dual}
+		st := LearnStats{Iter: it, DictRho: dres.Last.Rho, DictPrimal: dres.Last.Primal, DictDual: dres.Last.Dual, Dictionary: l.dict}
 		st.Elapsed = time.Since(t0)
 		codeRho := 0.0
 		for k := range l.per {
