@@ -169,15 +169,22 @@ func shiftImages(n int, lo, hi float32) *tensor.Tensor {
 	return x
 }
 
-func TestTransductiveAssignment(t *testing.T) {
-	ctx := context.Background()
-	enc := &meanEncoder{res: 32}
+// colourStratifiers fits a stratifier of 3 clusters on 60 colour images
+// and returns it, its transductive version and its k-means.
+func colourStratifiers(t *testing.T) (s, ts *Stratifier, km *cluster.KMeans) {
+	t.Helper()
 	train, _ := colourImages(60, 32, testColours, 1)
-	s, km := fitStratifier(t, enc, train, 3)
+	s, km = fitStratifier(t, &meanEncoder{res: 32}, train, 3)
 	ts, err := s.Transductive(km.Centers)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s, ts, km
+}
+
+func TestTransductiveAssignment(t *testing.T) {
+	ctx := context.Background()
+	s, ts, km := colourStratifiers(t)
 	if s.IsTransductive() || !ts.IsTransductive() {
 		t.Fatal("IsTransductive")
 	}
@@ -212,7 +219,7 @@ func TestTransductiveAssignment(t *testing.T) {
 	// Transductive means set-dependent: a grey image between two clusters
 	// of greys goes where its set pulls the centres.
 	gtrain := shiftImages(40, 0, 1) // two clusters: dark and bright
-	gs, gkm := fitStratifier(t, enc, gtrain, 2)
+	gs, gkm := fitStratifier(t, &meanEncoder{res: 32}, gtrain, 2)
 	gts, err := gs.Transductive(gkm.Centers)
 	if err != nil {
 		t.Fatal(err)
@@ -222,22 +229,21 @@ func TestTransductiveAssignment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	darkSet := tensor.New(201, 3, 32, 32)
-	copy(darkSet.Data, shiftImages(200, 0.3, 0.45).Data)
-	copy(darkSet.Data[200*3*32*32:], probe.Data)
-	inDark, err := gts.Assign(ctx, darkSet)
-	if err != nil {
-		t.Fatal(err)
+	// inSet assigns probe as the last image of a set of 200 greys in
+	// [lo, hi].
+	inSet := func(lo, hi float32) int {
+		set := tensor.New(201, 3, 32, 32)
+		copy(set.Data, shiftImages(200, lo, hi).Data)
+		copy(set.Data[200*3*32*32:], probe.Data)
+		a, err := gts.Assign(ctx, set)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a[200]
 	}
-	brightSet := tensor.New(201, 3, 32, 32)
-	copy(brightSet.Data, shiftImages(200, 0.55, 0.7).Data)
-	copy(brightSet.Data[200*3*32*32:], probe.Data)
-	inBright, err := gts.Assign(ctx, brightSet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if inDark[200] == inBright[200] {
-		t.Errorf("the mid-grey image got cluster %d in a dark set and in a bright set (alone: %d): want the set to matter", inDark[200], alone[0])
+	inDark, inBright := inSet(0.3, 0.45), inSet(0.55, 0.7)
+	if inDark == inBright {
+		t.Errorf("the mid-grey image got cluster %d in a dark set and in a bright set (alone: %d): want the set to matter", inDark, alone[0])
 	}
 
 	// Saved and loaded, a defense keeps its apply options.
@@ -267,13 +273,7 @@ func TestTransductiveAssignment(t *testing.T) {
 // images however it is batched, and what Apply gives on the whole set.
 func TestForSet(t *testing.T) {
 	ctx := context.Background()
-	enc := &meanEncoder{res: 32}
-	train, _ := colourImages(60, 32, testColours, 1)
-	s, km := fitStratifier(t, enc, train, 3)
-	ts, err := s.Transductive(km.Centers)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, ts, _ := colourStratifiers(t)
 	projs := []Projector{&fillProjector{value: 0.25}, &fillProjector{value: 0.5}, &fillProjector{value: 0.75}}
 	x, _ := colourImages(11, 32, testColours, 3)
 	for _, st := range []*Stratifier{s, ts} {
