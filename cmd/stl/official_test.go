@@ -84,6 +84,24 @@ func TestOfficialDefenseEndToEnd(t *testing.T) {
 	if !slices.Equal(outs[0], outs[1]) {
 		t.Error("the projection depends on --batch: the transductive clusters were not computed on the whole set")
 	}
+	// Shards cluster with the whole input set too: their outputs
+	// concatenated equal one run's.
+	var sharded []float32
+	for _, sh := range []string{"0/2", "1/2"} {
+		dst := filepath.Join(dir, "shard-"+sh[:1]+".npy")
+		rootCmd.SetArgs([]string{"defend", "--defense", def, "--in", in, "--out", dst, "--batch", "2", "--shard", sh})
+		if err := rootCmd.Execute(); err != nil {
+			t.Fatal(err)
+		}
+		y, err := npy.ReadFile(dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sharded = append(sharded, y.Data...)
+	}
+	if !slices.Equal(sharded, outs[0]) {
+		t.Error("the shards' projections differ from the unsharded one: the transductive clusters were computed per shard")
+	}
 
 	// An explicit flag overrides the preset.
 	def2 := filepath.Join(dir, "def2")
