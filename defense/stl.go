@@ -16,9 +16,9 @@ import (
 // from csc's Projection.
 type Projector interface {
 	// Project writes lowpass + D x of src into dst; both are (N, C, H, W)
-	// batches of the same shape. src has been checked by the caller (the STL transforms
-	// check their input once, at Apply): its values are finite, so
-	// implementations need not scan them again.
+	// batches of the same shape. src has been checked by the caller (the
+	// STL transforms check their input once, at Apply): its values are
+	// finite, so implementations need not scan them again.
 	Project(ctx context.Context, dst, src *tensor.Tensor) error
 }
 
