@@ -148,6 +148,7 @@ func GradientRoute(t Transform, route string, opt GradientOptions) (VJPer, error
 		if err != nil {
 			return nil, err
 		}
+		copt.Output = outputGrad{t.opt}
 		return &stlVJP{t: t, p: p, opt: copt}, nil
 	case *StratifiedSTL:
 		ps := make([]DifferentiableProjector, len(t.projs))
@@ -156,12 +157,14 @@ func GradientRoute(t Transform, route string, opt GradientOptions) (VJPer, error
 				return nil, err
 			}
 		}
+		copt.Output = outputGrad{t.opt}
 		return &stratifiedVJP{t: t, ps: ps, opt: copt, mode: opt.Cluster}, nil
 	case *ClusterSTL:
 		p, err := differentiable(t.proj, t.Name())
 		if err != nil {
 			return nil, err
 		}
+		copt.Output = outputGrad{t.opt}
 		return &stlVJP{t: &t.STL, p: p, opt: copt}, nil
 	case nil:
 		return nil, fmt.Errorf("defense: GradientRoute: nil transform")

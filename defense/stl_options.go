@@ -180,3 +180,67 @@ func (o ApplyOptions) mapImages(data []float32, per int) {
 		o.MapOutput(data[i : i+per])
 	}
 }
+
+// outputGrad is the derivative of MapOutput for csc.GradOptions.Output:
+// y is an image's lowpass + D x as the projector returns it. The
+// quantization is taken as the identity (BPDA).
+type outputGrad struct{ o ApplyOptions }
+
+// maxOf returns the index and value of y's largest value.
+func maxOf(y []float32) (int, float32) {
+	a := 0
+	for i, v := range y {
+		if v > y[a] {
+			a = i
+		}
+	}
+	return a, y[a]
+}
+
+// VJP overwrites g with (dMapOutput/dy)^T g.
+func (d outputGrad) VJP(y, g []float32) {
+	if d.o.Output != OutputMax {
+		for i, v := range y {
+			if !(v >= 0 && v <= 1) {
+				g[i] = 0
+			}
+		}
+		return
+	}
+	a, m := maxOf(y)
+	if !(m > 0) {
+		clear(g)
+		return
+	}
+	var s float64
+	for i, v := range y {
+		if v > 0 {
+			s += float64(g[i]) * float64(v)
+			g[i] = float32(float64(g[i]) / float64(m))
+		} else {
+			g[i] = 0
+		}
+	}
+	g[a] -= float32(s / (float64(m) * float64(m)))
+}
+
+// JVP overwrites g with (dMapOutput/dy) g.
+func (d outputGrad) JVP(y, g []float32) {
+	if d.o.Output != OutputMax {
+		d.VJP(y, g) // diagonal
+		return
+	}
+	a, m := maxOf(y)
+	if !(m > 0) {
+		clear(g)
+		return
+	}
+	ta := float64(g[a])
+	for i, v := range y {
+		if v > 0 {
+			g[i] = float32(float64(g[i])/float64(m) - float64(v)*ta/(float64(m)*float64(m)))
+		} else {
+			g[i] = 0
+		}
+	}
+}
