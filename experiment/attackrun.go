@@ -18,7 +18,6 @@ import (
 	"github.com/stl-defense/stl/dataset"
 	"github.com/stl-defense/stl/defense"
 	"github.com/stl-defense/stl/defense/baseline"
-	"github.com/stl-defense/stl/nn"
 	"github.com/stl-defense/stl/progress"
 	"github.com/stl-defense/stl/tensor"
 )
@@ -136,7 +135,7 @@ type AttackJob struct {
 
 	opts AttackOptions
 	atk  attack.Attack
-	clf  *nn.Classifier
+	clf  *LoadedModel
 	goal []int
 }
 
@@ -150,12 +149,9 @@ func NewAttackJob(ctx context.Context, a attack.Attack, o AttackOptions, rep pro
 		return nil, err
 	}
 	rep = progress.Or(rep)
-	clf, err := nn.Load(o.Model)
+	clf, err := LoadModel(o.Model, o.Threads)
 	if err != nil {
 		return nil, err
-	}
-	if o.Threads > 0 {
-		clf.SetThreads(o.Threads)
 	}
 	in, err := loadInputs(ctx, clf, o, rep)
 	if err != nil {
@@ -429,7 +425,9 @@ func (j *AttackJob) Run(ctx context.Context, rep progress.Reporter) (*AttackOutc
 func (j *AttackJob) runKey() string {
 	o := j.opts
 	h := sha256.New()
-	statFiles(h, o.Model, nn.MetadataFile, nn.WeightsFile)
+	for _, f := range j.clf.Files {
+		statFiles(h, filepath.Dir(f), filepath.Base(f))
+	}
 	opts, _ := json.Marshal(j.atk)
 	fmt.Fprintf(h, "%s\n%s\n%s\n%v\n%s\n%s\n%v %d %d %v\n", o.Model, j.Set.Name, o.Split, j.Indices, j.atk.Name(), opts,
 		o.Targeted, o.Batch, o.EOT, o.BPDA)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/stl-defense/stl/attack"
 	"github.com/stl-defense/stl/dataset"
@@ -72,7 +73,9 @@ func LoadEvaluation(ctx context.Context, o AttackOptions, rep progress.Reporter)
 		e.DefenseName = t.Name()
 	}
 	h := sha256.New()
-	statFiles(h, o.Model)
+	for _, f := range m.Files {
+		statFiles(h, filepath.Dir(f), filepath.Base(f))
+	}
 	fmt.Fprintf(h, "%s\n%s\n%s\n%v\n%s\n", o.Model, in.set.Name, o.Split, in.indices, o.Defense)
 	if st, err := os.Stat(o.Defense); err == nil && st.IsDir() {
 		statFiles(h, o.Defense)

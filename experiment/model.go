@@ -19,6 +19,9 @@ type LoadedModel struct {
 	attack.Model
 	// Path is the file or directory it was read from.
 	Path string
+	// Files are the files it was read from, for the keys that must change
+	// when they do.
+	Files []string
 	// Format names the format it was read in ("stl" for a model directory
 	// of `stl train classifier`).
 	Format string
@@ -65,7 +68,8 @@ func LoadModel(path string, threads int) (*LoadedModel, error) {
 	if threads > 0 {
 		clf.SetThreads(threads)
 	}
-	return &LoadedModel{Model: clf, Path: path, Format: "stl"}, nil
+	return &LoadedModel{Model: clf, Path: path, Format: "stl",
+		Files: []string{filepath.Join(path, nn.MetadataFile), filepath.Join(path, nn.WeightsFile)}}, nil
 }
 
 // loadModelFile reads a classifier stored in one file.
@@ -79,7 +83,7 @@ func loadModelFile(path string, threads int) (*LoadedModel, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &LoadedModel{Model: m, Path: path, Format: "onnx"}, nil
+		return &LoadedModel{Model: m, Path: path, Format: "onnx", Files: []string{path}}, nil
 	case ".safetensors":
 		return loadTorchvision(path, path, torchvision.Options{}, threads)
 	}
@@ -105,5 +109,9 @@ func loadTorchvision(spec, file string, o torchvision.Options, threads int) (*Lo
 	if err != nil {
 		return nil, err
 	}
-	return &LoadedModel{Model: m, Path: spec, Format: "torchvision"}, nil
+	files := []string{file}
+	if _, err := os.Stat(file + ".json"); err == nil {
+		files = append(files, file+".json")
+	}
+	return &LoadedModel{Model: m, Path: spec, Format: "torchvision", Files: files}, nil
 }
