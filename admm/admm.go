@@ -79,6 +79,11 @@ type Options struct {
 	// StdResiduals uses the standard (unnormalized) residuals of Boyd et
 	// al. instead of normalized ones (false, as SPORCO's default).
 	StdResiduals bool
+	// Anderson, when > 0, is the memory of the Anderson acceleration of
+	// the iteration (see Stater and anderson.go): the problem must
+	// implement Stater. 0 (the default) runs plain ADMM. The stopping
+	// rule is unchanged: it is checked on the plain step's residuals.
+	Anderson int `json:",omitempty"`
 }
 
 // DefaultOptions returns SPORCO's ConvBPDN defaults with MaxIter 200 and
@@ -128,9 +133,18 @@ func (o Options) Validate() error {
 		return bad("RsdlRatio", o.RsdlRatio, "finite, >= 1")
 	case !fin(o.RsdlTarget) || o.RsdlTarget < 0:
 		return bad("RsdlTarget", o.RsdlTarget, "finite, >= 0 (0 = 1)")
+	case o.Anderson < 0 || o.Anderson > MaxAnderson:
+		return bad("Anderson", o.Anderson, fmt.Sprintf("in [0, %d]", MaxAnderson))
 	}
 	return nil
 }
+
+// MaxAnderson is the largest Anderson memory Validate accepts.
+const MaxAnderson = 32
+
+// ErrNotStater reports Anderson acceleration asked of a problem that does
+// not implement Stater.
+var ErrNotStater = errors.New("admm: Anderson acceleration needs a problem implementing Stater")
 
 // Stats describes one iteration. Objective, DFid and Reg are NaN when the
 // problem does not implement Objectiver.
@@ -173,6 +187,8 @@ type Solver struct {
 	rho     float64
 	k       int
 	elapsed time.Duration
+	acc     *anderson // nil without acceleration
+	state   Stater
 }
 
 // ErrRho reports a non-positive or non-finite initial rho.
@@ -189,8 +205,16 @@ func New(p Problem, opt Options, rho0 float64) (*Solver, error) {
 	if opt.RsdlTarget == 0 {
 		opt.RsdlTarget = 1
 	}
+	s := &Solver{p: p, opt: opt, rho: rho0}
+	if opt.Anderson > 0 {
+		st, ok := p.(Stater)
+		if !ok {
+			return nil, ErrNotStater
+		}
+		s.acc, s.state = newAnderson(opt.Anderson), st
+	}
 	p.SetRho(rho0)
-	return &Solver{p: p, opt: opt, rho: rho0}, nil
+	return s, nil
 }
 
 // Rho returns the current penalty parameter.
@@ -217,6 +241,10 @@ func (s *Solver) RunN(ctx context.Context, n int, rec Recorder) (Result, error) 
 		}
 		t0 := time.Now()
 		rho := s.rho
+		if s.acc != nil {
+			z, _ := s.state.State()
+			s.acc.begin(z)
+		}
 		s.p.XStep(rho)
 		s.p.Relax(s.opt.Relax)
 		s.p.YStep(rho)
@@ -239,6 +267,13 @@ func (s *Solver) RunN(ctx context.Context, n int, rec Recorder) (Result, error) 
 		if r <= epri && d <= edua {
 			res.Converged = true
 			break
+		}
+		if s.acc != nil && i < n-1 {
+			z, dual := s.state.State()
+			if rho != s.rho {
+				s.acc.scaleDual(dual, float32(rho/s.rho))
+			}
+			s.acc.step(z)
 		}
 	}
 	return res, nil

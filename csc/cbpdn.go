@@ -249,6 +249,7 @@ type workspace struct {
 	dsf   []complex64 // (M, F): D^H s in the Fourier domain
 	sf    []complex64 // (C, F)
 	y, u  []float32   // (M, H*W): state of the current single-image solve
+	yu    []float32   // y and u, contiguous (admm.Stater)
 	rec   []float64   // (C, H*W): float64 reconstruction for the objective
 
 	tk     *Tikhonov // projection only, made on first use
@@ -282,6 +283,7 @@ func newWorkspace(sp *spectrum) (*workspace, error) {
 		return nil, err
 	}
 	hw, f, M, C := sp.h*sp.w, sp.f, sp.m, sp.c
+	yu := fft.MakeFloat32(2 * M * hw)
 	return &workspace{
 		sp: sp, plan: p, batch: bp, h: sp.h, w: sp.w,
 		xf:  fft.MakeComplex64(M * f),
@@ -290,8 +292,9 @@ func newWorkspace(sp *spectrum) (*workspace, error) {
 		t:   make([]complex64, sp.scratchLen()),
 		dsf: make([]complex64, M*f),
 		sf:  fft.MakeComplex64(C * f),
-		y:   fft.MakeFloat32(M * hw),
-		u:   fft.MakeFloat32(M * hw),
+		y:   yu[:M*hw:M*hw],
+		u:   yu[M*hw:],
+		yu:  yu,
 		rec: make([]float64, C*hw),
 	}, nil
 }
@@ -379,7 +382,7 @@ func (c *Coder) start(ws *workspace, s []float32) *problem {
 	ws.setSignal(s)
 	clear(ws.y)
 	clear(ws.u)
-	return &problem{ws: ws, y: ws.y, u: ws.u, s: s, dict: c.dict, lambda: float32(c.opt.Lambda), lam64: c.opt.Lambda}
+	return &problem{ws: ws, y: ws.y, u: ws.u, yu: ws.yu, s: s, dict: c.dict, lambda: float32(c.opt.Lambda), lam64: c.opt.Lambda}
 }
 
 // problem is CBPDN on one image as an admm.Problem with A = I, B = -I,
@@ -389,6 +392,7 @@ func (c *Coder) start(ws *workspace, s []float32) *problem {
 type problem struct {
 	ws     *workspace
 	y, u   []float32 // (M, H*W) state
+	yu     []float32 // y and u contiguous when they are (nil in learning)
 	s      []float32 // the image, for Objective
 	dict   *Dictionary
 	lambda float32
@@ -436,6 +440,11 @@ func (p *problem) ScaleDual(f float64) {
 		p.u[i] *= g
 	}
 }
+
+// State implements admm.Stater: y and u are contiguous in the workspace.
+// Dictionary learning's problems have no yu (Anderson acceleration needs
+// many iterations per Run and the learner does one), so State is empty.
+func (p *problem) State() ([]float32, int) { return p.yu, len(p.y) }
 
 // SetRho does nothing: the Woodbury factorization holds for every rho.
 func (p *problem) SetRho(float64) {}

@@ -47,6 +47,7 @@ func (r *recording) ScaleDual(f float64) {
 func (c *Coder) record(ctx context.Context, ws *workspace, s []float32, k int) (*tape, error) {
 	rp := &recording{problem: c.start(ws, s), tp: &tape{}}
 	aopt := c.opt.admmOptions()
+	aopt.Anderson = 0 // the tape holds plain ADMM steps only
 	if k > 0 {
 		aopt.MaxIter, aopt.RelStopTol, aopt.AbsStopTol = k, 0, 0
 	}

@@ -30,6 +30,33 @@ func DefaultOptions() Options {
 	return Options{Lambda: 0.2, ADMM: admm.DefaultOptions()}
 }
 
+// AndersonMemory, AcceleratedRhoPeriod and AcceleratedRelStopTol are the
+// settings Accelerated applies (chosen by measurement on 32x32 and 64x64
+// highpass tiles; docs/csc.md).
+const (
+	AndersonMemory        = 2
+	AcceleratedRhoPeriod  = 10
+	AcceleratedRelStopTol = 3e-3
+)
+
+// Accelerated returns o with the accelerated CBPDN solver: Anderson
+// acceleration of the ADMM iteration with memory AndersonMemory (see
+// admm.Options.Anderson) and the residual-balancing rho update every
+// AcceleratedRhoPeriod iterations instead of every iteration (each rho
+// change perturbs the map Anderson extrapolates). The stopping rule is
+// SPORCO's with RelStopTol AcceleratedRelStopTol (when o's is the default
+// 5e-3): at 5e-3 the accelerated iterates stop up to 6e-4 relative above
+// the plain solver's objective on some tiles; at 3e-3 they stop within
+// 1e-4 of it on every tile measured (csc's tests assert it).
+func (o Options) Accelerated() Options {
+	o.ADMM.Anderson = AndersonMemory
+	o.ADMM.RhoPeriod = AcceleratedRhoPeriod
+	if o.ADMM.RelStopTol == admm.DefaultOptions().RelStopTol {
+		o.ADMM.RelStopTol = AcceleratedRelStopTol
+	}
+	return o
+}
+
 // Validate returns an *OptionError (or the ADMM options' error) for the
 // first invalid field.
 func (o Options) Validate() error {
