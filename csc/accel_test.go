@@ -16,7 +16,7 @@ func TestAcceleratedObjective(t *testing.T) {
 	d := loadDict(t)
 	img128 := loadImage(t, "img128_hi")
 	cases := []struct {
-		name string
+		name  string
 		imgs  *tensor.Tensor
 		fewer bool // the accelerated solver must take fewer iterations
 		slow  bool

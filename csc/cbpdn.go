@@ -292,7 +292,7 @@ func newWorkspace(sp *spectrum) (*workspace, error) {
 		t:   make([]complex64, sp.scratchLen()),
 		dsf: make([]complex64, M*f),
 		sf:  fft.MakeComplex64(C * f),
-		y:   yu[:M*hw:M*hw],
+		y:   yu[: M*hw : M*hw],
 		u:   yu[M*hw:],
 		yu:  yu,
 		rec: make([]float64, C*hw),
