@@ -93,6 +93,23 @@ func problemData() (m, b []float64) {
 	return
 }
 
+// runConverged runs a new Solver on p to convergence, failing t otherwise.
+func runConverged(t *testing.T, p Problem, opt Options, rho0 float64) Result {
+	t.Helper()
+	s, err := New(p, opt, rho0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Run(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Converged {
+		t.Fatalf("not converged after %d iterations", res.Iterations)
+	}
+	return res
+}
+
 func TestSolvesLassoToOptimum(t *testing.T) {
 	cases := []struct {
 		name    string
@@ -114,17 +131,7 @@ func TestSolvesLassoToOptimum(t *testing.T) {
 			opt.Relax, opt.AutoRho = c.relax, c.autoRho
 			opt.RelStopTol = 1e-9
 			opt.MaxIter = 5000
-			s, err := New(p, opt, c.rho0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			res, err := s.Run(context.Background(), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !res.Converged {
-				t.Fatalf("not converged after %d iterations", res.Iterations)
-			}
+			runConverged(t, p, opt, c.rho0)
 			for i := range p.y {
 				want := soft(m[i]*b[i], lambda) / (m[i] * m[i])
 				if math.Abs(p.y[i]-want) > 1e-6 {

@@ -1,7 +1,6 @@
 package admm
 
 import (
-	"context"
 	"errors"
 	"math"
 	"testing"
@@ -55,17 +54,7 @@ func TestAndersonSolvesLasso(t *testing.T) {
 				opt := DefaultOptions()
 				opt.AutoRho, opt.RhoPeriod, opt.Anderson = c.autoRho, c.period, mem
 				opt.RelStopTol, opt.MaxIter = 1e-5, 5000
-				s, err := New(p, opt, 0.05)
-				if err != nil {
-					t.Fatal(err)
-				}
-				res, err := s.Run(context.Background(), nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !res.Converged {
-					t.Fatalf("memory %d: not converged after %d iterations", mem, res.Iterations)
-				}
+				res := runConverged(t, p, opt, 0.05)
 				for i := range p.y {
 					want := soft(m[i]*b[i], lambda) / (m[i] * m[i])
 					if math.Abs(float64(p.z[i])-want) > 1e-4 {

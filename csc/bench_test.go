@@ -72,6 +72,46 @@ func BenchmarkImage32(b *testing.B) {
 	b.ReportMetric(obj/float64(i), "objective")
 }
 
+// BenchmarkSolver codes 32x32 and 64x64 highpass tiles with the plain and
+// the accelerated solver (Options.Accelerated) side by side, one image per
+// op, single thread, cycling over 64 tiles: iterations and objective per
+// image and images per CPU second.
+func BenchmarkSolver(b *testing.B) {
+	d := loadDict(b)
+	img := loadImage(b, "img128_hi")
+	for _, size := range []int{32, 64} {
+		ts := cutTiles(img, 64, size, 1)
+		for _, solver := range []string{"plain", "accelerated"} {
+			b.Run(fmt.Sprintf("size=%d/%s", size, solver), func(b *testing.B) {
+				opt := DefaultOptions()
+				if solver == "accelerated" {
+					opt = opt.Accelerated()
+				}
+				coder, _ := NewCoder(d, opt)
+				ws, _ := coder.newWorkspace(size, size)
+				i, iters, obj := 0, 0, 0.0
+				c0 := cpuTime()
+				for b.Loop() {
+					r, err := coder.solveOne(context.Background(), ws, ts.Sample(i%64).Data, nil)
+					if err != nil {
+						b.Fatal(err)
+					}
+					iters += r.Iterations
+					obj += r.Objective
+					i++
+				}
+				cpu := cpuTime() - c0
+				reportCPU(b, c0)
+				b.ReportMetric(float64(iters)/float64(i), "iterations/image")
+				b.ReportMetric(obj/float64(i), "objective/image")
+				if cpu > 0 {
+					b.ReportMetric(float64(i)/cpu.Seconds(), "images/cpu-s")
+				}
+			})
+		}
+	}
+}
+
 // BenchmarkBatch projects 32 tiles on 1 and 2 workers.
 func BenchmarkBatch(b *testing.B) {
 	d := loadDict(b)

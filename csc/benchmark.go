@@ -24,22 +24,24 @@ type BenchOptions struct {
 // CPU per image on 1 and N workers means the work scales perfectly; Linux
 // only, 0 elsewhere), steadier than wall time on a shared machine.
 type BenchResult struct {
-	Case       string  `json:"case"`
-	Input      string  `json:"input"`
-	Threads    int     `json:"threads"`
-	Unit       string  `json:"unit"` // what Seconds is per
-	Count      int     `json:"count"`
-	Seconds    float64 `json:"seconds"`               // wall seconds per unit
-	CPUSeconds float64 `json:"cpu_seconds,omitempty"` // thread CPU seconds per unit (single-thread cases)
-	Iterations float64 `json:"iterations,omitempty"`  // mean ADMM iterations per image
-	Objective  float64 `json:"objective"`             // objective reached (mean per image, or total for CDL)
-	Goal       float64 `json:"goal_seconds,omitempty"`
-	SPORCO     float64 `json:"sporco_seconds,omitempty"`
-	FFTBound   float64 `json:"fft_bound_seconds,omitempty"` // 2 x 64 transforms per iteration, measured
-	Speedup    float64 `json:"speedup,omitempty"`           // batch: throughput relative to one worker
-	ImagesPerS float64 `json:"images_per_second,omitempty"`
-	FFT        string  `json:"fft"`
-	Kernels    string  `json:"kernels"`
+	Case          string  `json:"case"`
+	Input         string  `json:"input"`
+	Threads       int     `json:"threads"`
+	Unit          string  `json:"unit"` // what Seconds is per
+	Count         int     `json:"count"`
+	Seconds       float64 `json:"seconds"`               // wall seconds per unit
+	CPUSeconds    float64 `json:"cpu_seconds,omitempty"` // thread CPU seconds per unit (single-thread cases)
+	Iterations    float64 `json:"iterations,omitempty"`  // mean ADMM iterations per image
+	Objective     float64 `json:"objective"`             // objective reached (mean per image, or total for CDL)
+	Goal          float64 `json:"goal_seconds,omitempty"`
+	SPORCO        float64 `json:"sporco_seconds,omitempty"`
+	FFTBound      float64 `json:"fft_bound_seconds,omitempty"` // 2 x 64 transforms per iteration, measured
+	Speedup       float64 `json:"speedup,omitempty"`           // batch: throughput relative to one worker
+	ImagesPerS    float64 `json:"images_per_second,omitempty"`
+	Solver        string  `json:"solver,omitempty"`                // solver case: "plain" or "accelerated"
+	ImagesPerCPUS float64 `json:"images_per_cpu_second,omitempty"` // solver case: images per CPU second (per core)
+	FFT           string  `json:"fft"`
+	Kernels       string  `json:"kernels"`
 }
 
 // Benchmark runs the engine's speed benchmarks on the embedded sample
@@ -51,6 +53,9 @@ type BenchResult struct {
 //     and img128_hi (goals 0.38 ms and 8.2 ms; SPORCO 3.8 ms and 82 ms);
 //   - image: one 32x32 tile with the default stopping rule, single thread,
 //     mean over 256 tiles (goal 24 ms; SPORCO 0.24 s);
+//   - solver: the plain and the accelerated solver (Options.Accelerated)
+//     side by side on the same 256 32x32 and 64 64x64 tiles, single
+//     thread: iterations, objective and images per CPU second;
 //   - cdl_iteration: one dictionary learning iteration on 256 highpass
 //     32x32 tiles, 64 filters 8x8x3, single thread (goal 0.6 s; SPORCO
 //     5.86 s);
@@ -81,11 +86,7 @@ func Benchmark(ctx context.Context, opt BenchOptions, emit func(BenchResult) err
 		}
 		o := DefaultOptions()
 		o.ADMM.MaxIter, o.ADMM.RelStopTol, o.Workers = iters, 0, 1
-		coder, err := NewCoder(d, o)
-		if err != nil {
-			return err
-		}
-		ws, err := coder.newWorkspace(h, w)
+		coder, ws, err := benchCoder(d, o, h, w)
 		if err != nil {
 			return err
 		}
@@ -127,30 +128,16 @@ func Benchmark(ctx context.Context, opt BenchOptions, emit func(BenchResult) err
 	tilesHi := cutTiles(img128hi, n, 32, 1)
 	tiles := cutTiles(img128, n, 32, 1)
 
-	// Per-image case.
-	{
-		o := DefaultOptions()
-		o.Workers = 1
-		coder, _ := NewCoder(d, o)
-		ws, err := coder.newWorkspace(32, 32)
-		if err != nil {
+	// Per-image cases: the default stopping rule at 32x32, then the plain
+	// and accelerated solvers side by side at 32x32 and 64x64.
+	if err := imageCase(ctx, base, d, tilesHi, "image", "", emit); err != nil {
+		return err
+	}
+	for _, ts := range []*tensor.Tensor{tilesHi, cutTiles(img128hi, n/4, 64, 1)} {
+		if err := imageCase(ctx, base, d, ts, "solver", "plain", emit); err != nil {
 			return err
 		}
-		var iters, obj float64
-		t0, c0 := time.Now(), threadCPU()
-		for i := 0; i < n; i++ {
-			r, err := coder.solveOne(ctx, ws, tilesHi.Sample(i).Data, nil)
-			if err != nil {
-				return err
-			}
-			iters += float64(r.Iterations)
-			obj += r.Objective
-		}
-		res := base
-		res.Case, res.Input, res.Unit, res.Count = "image", fmt.Sprintf("%d 32x32 tiles of img128_hi, default stopping", n), "image", n
-		res.Seconds, res.CPUSeconds = time.Since(t0).Seconds()/float64(n), (threadCPU()-c0).Seconds()/float64(n)
-		res.Iterations, res.Objective, res.Goal, res.SPORCO = iters/float64(n), obj/float64(n), 24e-3, 0.24
-		if err := emit(res); err != nil {
+		if err := imageCase(ctx, base, d, ts, "solver", "accelerated", emit); err != nil {
 			return err
 		}
 	}
@@ -226,6 +213,56 @@ func Benchmark(ctx context.Context, opt BenchOptions, emit func(BenchResult) err
 		}
 	}
 	return nil
+}
+
+// imageCase codes every tile of ts on one thread with the plain solver
+// (solver "" or "plain") or the accelerated one (Options.Accelerated) and
+// emits the mean iterations, objective and CPU time per image.
+func imageCase(ctx context.Context, base BenchResult, d *Dictionary, ts *tensor.Tensor, name, solver string,
+	emit func(BenchResult) error) error {
+	n, _, h, w, _ := ts.NCHW()
+	o := DefaultOptions()
+	o.Workers = 1
+	if solver == "accelerated" {
+		o = o.Accelerated()
+	}
+	coder, ws, err := benchCoder(d, o, h, w)
+	if err != nil {
+		return err
+	}
+	defer coder.release(ws)
+	var iters, obj float64
+	t0, c0 := time.Now(), threadCPU()
+	for i := 0; i < n; i++ {
+		r, err := coder.solveOne(ctx, ws, ts.Sample(i).Data, nil)
+		if err != nil {
+			return err
+		}
+		iters += float64(r.Iterations)
+		obj += r.Objective
+	}
+	res := base
+	res.Case, res.Solver, res.Unit, res.Count = name, solver, "image", n
+	res.Input = fmt.Sprintf("%d %dx%d tiles of img128_hi, default stopping", n, h, w)
+	res.Seconds, res.CPUSeconds = time.Since(t0).Seconds()/float64(n), (threadCPU()-c0).Seconds()/float64(n)
+	res.Iterations, res.Objective = iters/float64(n), obj/float64(n)
+	if res.CPUSeconds > 0 {
+		res.ImagesPerCPUS = 1 / res.CPUSeconds
+	}
+	if name == "image" {
+		res.Goal, res.SPORCO = 24e-3, 0.24
+	}
+	return emit(res)
+}
+
+// benchCoder returns a Coder with options o and a workspace for h×w images.
+func benchCoder(d *Dictionary, o Options, h, w int) (*Coder, *workspace, error) {
+	coder, err := NewCoder(d, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	ws, err := coder.newWorkspace(h, w)
+	return coder, ws, err
 }
 
 // fftBound measures the thread CPU time of the 2 x M transforms of one
