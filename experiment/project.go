@@ -345,18 +345,7 @@ func ReadImages(ctx context.Context, path string, m defense.Manifest, rep progre
 	case st.IsDir():
 		set, err = dataset.ReadImageFolder(ctx, path, dataset.FolderOptions{Size: 0, Progress: rep})
 	case strings.HasSuffix(lower, ".npy"):
-		labels := strings.TrimSuffix(path, filepath.Ext(path)) + ".labels.npy"
-		if _, serr := os.Stat(labels); serr == nil {
-			set, err = dataset.ReadNPY(path)
-		} else {
-			var t *tensor.Tensor
-			if t, err = npy.ReadFile(path); err == nil {
-				var n int
-				if n, _, _, _, err = t.NCHW(); err == nil {
-					set, bare = &dataset.Set{Images: t, Labels: make([]int, n), Classes: []string{"0"}, Name: filepath.Base(path)}, true
-				}
-			}
-		}
+		set, bare, err = readImageNPY(path)
 	case strings.HasSuffix(lower, ".bin") || strings.HasSuffix(lower, ".bin.gz"):
 		shape := dataset.Shape{C: m.Channels, H: m.Resolution, W: m.Resolution}
 		if set, err = dataset.ReadBinaryFile(path, shape, byteClasses()); err != nil {
@@ -394,6 +383,25 @@ func WriteImages(path string, set *dataset.Set, bare bool, rep progress.Reporter
 	}
 }
 
+// readImageNPY reads a float32 .npy (N, C, H, W) of images, with its labels and
+// classes when X.labels.npy is beside it; bare reports one without, whose
+// images then get label 0 of the one class "0".
+func readImageNPY(path string) (set *dataset.Set, bare bool, err error) {
+	if _, err := os.Stat(strings.TrimSuffix(path, filepath.Ext(path)) + ".labels.npy"); err == nil {
+		set, err := dataset.ReadNPY(path)
+		return set, false, err
+	}
+	t, err := npy.ReadFile(path)
+	if err != nil {
+		return nil, false, err
+	}
+	n, _, _, _, err := t.NCHW()
+	if err != nil {
+		return nil, false, fmt.Errorf("%s: %w", path, err)
+	}
+	return &dataset.Set{Images: t, Labels: make([]int, n), Classes: []string{"0"}, Name: filepath.Base(path)}, true, nil
+}
+
 // MergeImages concatenates, in order, the .npy image files parts (each with
 // X.labels.npy and X.classes.txt beside it, or none of them with labels)
 // into out, an .npy written as Project writes one: the parts of a sharded
@@ -415,26 +423,14 @@ func MergeImages(out string, parts []string) (*dataset.Set, error) {
 		if filepath.Clean(p) == filepath.Clean(out) {
 			return nil, fmt.Errorf("%w: %s is one of the parts", ErrOverwrite, out)
 		}
-		_, err := os.Stat(strings.TrimSuffix(p, filepath.Ext(p)) + ".labels.npy")
-		if i > 0 && bare != (err != nil) {
-			return nil, fmt.Errorf("%s and %s disagree on having labels", parts[0], p)
-		}
-		bare = err != nil
-		if !bare {
-			if sets[i], err = dataset.ReadNPY(p); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		t, err := npy.ReadFile(p)
+		set, noLabels, err := readImageNPY(p)
 		if err != nil {
 			return nil, err
 		}
-		n, _, _, _, err := t.NCHW()
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", p, err)
+		if i > 0 && bare != noLabels {
+			return nil, fmt.Errorf("%s and %s disagree on having labels", parts[0], p)
 		}
-		sets[i] = &dataset.Set{Images: t, Labels: make([]int, n), Classes: []string{"0"}, Name: filepath.Base(p)}
+		sets[i], bare = set, noLabels
 	}
 	merged, err := dataset.Concat(filepath.Base(out), sets...)
 	if err != nil {
