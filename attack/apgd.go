@@ -27,8 +27,10 @@ type APGDOptions struct {
 	// (Croce and Hein, section 3.1; AutoAttack's n_iter).
 	Steps int
 	// Loss is the ascended loss: LossCE (cross-entropy, "" means the
-	// same: AutoAttack's APGD-CE), LossDLR (APGD-DLR) or LossDLRTargeted
-	// (APGD-T). Default LossCE.
+	// same: AutoAttack's APGD-CE), LossDLR (APGD-DLR), LossDLRTargeted
+	// (APGD-T) or LossCW (APGD-CW: the Carlini-Wagner margin
+	// max_{j!=y} z_j - z_y, unclamped, as Croce et al. 2022 use it on
+	// test-time defenses; see cwMarginLoss). Default LossCE.
 	Loss Loss
 	// Rho is the fraction of steps that must increase the loss between two
 	// checkpoints for the step size to be kept (condition 1 of section
@@ -58,8 +60,9 @@ type APGDOptions struct {
 	// its highest-loss successful iterate. Default true.
 	StopEarly bool
 	// Targeted makes the labels passed to Run target classes: LossCE
-	// descends the target's cross-entropy, LossDLRTargeted ascends the
-	// targeted DLR with y the clean prediction. Not with LossDLR.
+	// descends the target's cross-entropy, LossCW ascends the target's
+	// margin z_t - max_{j!=t} z_j, LossDLRTargeted ascends the targeted
+	// DLR with y the clean prediction. Not with LossDLR.
 	// Default false.
 	Targeted bool
 }
@@ -147,10 +150,13 @@ func (o APGDOptions) budget() Budget { return o.Budget }
 func (o APGDOptions) targeted() bool { return o.Targeted }
 
 // Name returns AutoAttack's names with the budget: "APGD-CE-linf0.031",
-// "APGD-DLR-0.04", "APGD-T-linf0.031".
+// "APGD-DLR-0.04", "APGD-T-linf0.031", and "APGD-CW-linf0.031" for the
+// margin loss.
 func (a *APGD) Name() string {
 	name := "APGD-CE"
 	switch a.opts.Loss {
+	case LossCW:
+		name = "APGD-CW"
 	case LossDLR:
 		name = "APGD-DLR"
 	case LossDLRTargeted:

@@ -6,7 +6,8 @@ import (
 	"strings"
 )
 
-// Losses of APGD besides the cross-entropy (LossCE).
+// Losses of APGD besides the cross-entropy (LossCE) and the Carlini-Wagner
+// margin (LossCW, see apgdRowLoss: APGD ascends it unclamped).
 const (
 	// LossDLR is the Difference of Logits Ratio of Croce and Hein (ICML
 	// 2020, eq. 5), ascended by untargeted APGD:
@@ -30,10 +31,11 @@ const (
 )
 
 // APGDLosses lists the losses APGD accepts, in canonical order.
-var APGDLosses = []Loss{LossCE, LossDLR, LossDLRTargeted}
+var APGDLosses = []Loss{LossCE, LossDLR, LossDLRTargeted, LossCW}
 
-// ParseAPGDLoss parses "ce" (or ""), "dlr" and "dlr-t" (also "dlr-targeted"),
-// case-insensitively; anything else is an error naming the known losses.
+// ParseAPGDLoss parses "ce" (or ""), "dlr", "dlr-t" (also "dlr-targeted")
+// and "cw", case-insensitively; anything else is an error naming the known
+// losses.
 func ParseAPGDLoss(s string) (Loss, error) {
 	switch l := Loss(strings.ToLower(strings.TrimSpace(s))); l {
 	case LossDLR, LossDLRTargeted:
@@ -44,12 +46,12 @@ func ParseAPGDLoss(s string) (Loss, error) {
 	if l, err := ParseLoss(s); err == nil && apgdLossKnown(l) {
 		return l, nil
 	}
-	return "", fmt.Errorf("attack: unknown APGD loss %q (want %q, %q or %q)", s, LossCE, LossDLR, LossDLRTargeted)
+	return "", fmt.Errorf("attack: unknown APGD loss %q (want %q, %q, %q or %q)", s, LossCE, LossDLR, LossDLRTargeted, LossCW)
 }
 
 // apgdLossKnown reports whether l is a loss APGD implements.
 func apgdLossKnown(l Loss) bool {
-	return l == "" || l == LossCE || l == LossDLR || l == LossDLRTargeted
+	return l == "" || l == LossCE || l == LossDLR || l == LossDLRTargeted || l == LossCW
 }
 
 // minClasses returns the number of classes the loss needs: DLR reads the
@@ -71,13 +73,18 @@ func (l Loss) minClasses() int {
 type rowLoss func(z []float32, y, t int, g []float32) float64
 
 // apgdRowLoss returns the row loss of l: for LossCE the cross-entropy of
-// y (untargeted) or minus the cross-entropy of t (targeted).
+// y (untargeted) or minus the cross-entropy of t (targeted); for LossCW
+// the Carlini-Wagner margin without its clamp (cwMarginLoss).
 func apgdRowLoss(l Loss, targeted bool) rowLoss {
 	switch {
 	case l == LossDLR:
 		return dlrLoss
 	case l == LossDLRTargeted:
 		return dlrTargetedLoss
+	case l == LossCW && targeted:
+		return func(z []float32, _, t int, g []float32) float64 { return -cwMarginLoss(z, t, g, -1) }
+	case l == LossCW:
+		return func(z []float32, y, _ int, g []float32) float64 { return cwMarginLoss(z, y, g, 1) }
 	case targeted:
 		return func(z []float32, _, t int, g []float32) float64 { return -ceLoss(z, t, g, -1) }
 	}
@@ -106,6 +113,32 @@ func ceLoss(z []float32, y int, g []float32, sign float64) float64 {
 		}
 	}
 	return lse - float64(z[y])
+}
+
+// cwMarginLoss returns the Carlini-Wagner margin max_{j!=y} z_j - z_y of
+// the class y (Carlini and Wagner, IEEE S&P 2017, f6 with kappa = +inf)
+// and, when g is not nil, writes sign * its gradient to g: +sign at the
+// largest other logit (the first of tied ones), -sign at y, 0 elsewhere.
+// APGD-CW ascends it untargeted; targeted towards t it ascends
+// z_t - max_{j!=t} z_j, minus the margin of t. Unlike PGD's LossCW it is
+// not clamped at kappa: APGD's step-size rule compares losses across
+// iterations, which a clamp would flatten, and StopEarly ends the attack of
+// an image at its first success anyway. This is the margin loss with which
+// Croce et al. ("Evaluating the adversarial robustness of adaptive
+// test-time defenses", ICML 2022) run APGD against test-time defenses
+// ("APGD-CW"). With one class there is no margin: 0 and a zero gradient.
+func cwMarginLoss(z []float32, y int, g []float32, sign float64) float64 {
+	if g != nil {
+		clear(g)
+	}
+	j, other := bestOther(z, y)
+	if j < 0 {
+		return 0
+	}
+	if g != nil {
+		g[j], g[y] = float32(sign), float32(-sign)
+	}
+	return float64(other) - float64(z[y])
 }
 
 // top4 returns the indices of the four largest entries of z in decreasing

@@ -73,6 +73,8 @@ func TestAPGDLossGradients(t *testing.T) {
 		{"ce targeted", LossCE, true},
 		{"dlr", LossDLR, false},
 		{"dlr-t", LossDLRTargeted, false},
+		{"cw", LossCW, false},
+		{"cw targeted", LossCW, true},
 	} {
 		f := apgdRowLoss(tc.loss, tc.targeted)
 		for trial := 0; trial < 20; trial++ {
@@ -117,6 +119,11 @@ func TestAPGDLossGradients(t *testing.T) {
 		{"dlr misclassified", dlrLoss(z, 1, 0, nil), 1},
 		{"dlr-t", dlrTargetedLoss(z, 0, 2, nil), -1 / 2.5},
 		{"dlr-t reached", dlrTargetedLoss(z, 2, 0, nil), 1 / 2.5},
+		{"cw correct", apgdRowLoss(LossCW, false)(z, 0, 0, nil), 2 - 3},
+		{"cw misclassified", apgdRowLoss(LossCW, false)(z, 1, 0, nil), 3 - 1},
+		{"cw targeted", apgdRowLoss(LossCW, true)(z, 0, 2, nil), 2 - 3},
+		{"cw target reached", apgdRowLoss(LossCW, true)(z, 0, 0, nil), 3 - 2},
+		{"cw one class", cwMarginLoss([]float32{5}, 0, nil, 1), 0},
 	} {
 		if math.Abs(c.got-c.want) > 1e-9 {
 			t.Errorf("%s = %g, want %g", c.name, c.got, c.want)
@@ -124,7 +131,7 @@ func TestAPGDLossGradients(t *testing.T) {
 	}
 }
 
-// TestAPGDLossGradientModel checks the DLR losses through a trained
+// TestAPGDLossGradientModel checks the DLR and CW losses through a trained
 // model: dL/dx from InputGrad with the APGD seed against central
 // differences of the summed loss in x.
 func TestAPGDLossGradientModel(t *testing.T) {
@@ -152,7 +159,7 @@ func TestAPGDLossGradientModel(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		loss Loss
-	}{{"dlr", LossDLR}, {"dlr-t", LossDLRTargeted}} {
+	}{{"dlr", LossDLR}, {"dlr-t", LossDLRTargeted}, {"cw", LossCW}} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := DefaultAPGDOptions()
 			o.Loss = tc.loss
@@ -271,6 +278,45 @@ func TestAPGDStrongerThanPGD(t *testing.T) {
 	}
 }
 
+// TestAPGDCWStrongerThanPGDCW compares APGD-CW with PGD on the same
+// Carlini-Wagner margin loss (kappa 0, random start) at the same number of
+// steps and budget, on the 3- and 10-class classifiers trained in the
+// tests: APGD-CW's robust accuracy must not be higher, on both norms, and
+// it must lower the clean accuracy.
+func TestAPGDCWStrongerThanPGDCW(t *testing.T) {
+	for _, fx := range []struct {
+		name string
+		f    *fixture
+	}{{"3 classes", getFixture(t)}, {"10 classes", getFixture10(t)}} {
+		f := fx.f
+		clean := accuracyOf(t, f.m, f.x, f.labels)
+		for _, b := range []Budget{{Norm: LInf, Eps: 0.02}, {Norm: L2Rel, Eps: 0.03}} {
+			for _, steps := range []int{5, 10} {
+				po := DefaultPGDOptions()
+				po.Budget, po.Steps, po.Loss = b, steps, LossCW
+				pgd, err := NewPGD(po)
+				rP := mustRun(t, pgd, err, f.m, f)
+				ao := DefaultAPGDOptions()
+				ao.Budget, ao.Steps, ao.Loss = b, steps, LossCW
+				apgd := newAPGDT(t, ao)
+				rA := mustRun(t, apgd, nil, f.m, f)
+				checkBudget(t, apgd.Name(), b, f.x, rA)
+				accP, accA := rP.AdvAccuracy(f.labels), rA.AdvAccuracy(f.labels)
+				t.Logf("%s %s %d steps: clean %.3f, robust accuracy PGD-CW %.3f, APGD-CW %.3f (%d passes)", fx.name, b, steps, clean, accP, accA, rA.Passes)
+				if accA > accP {
+					t.Errorf("%s %s: APGD-CW robust accuracy %.3f above PGD-CW's %.3f at %d steps", fx.name, b, accA, accP, steps)
+				}
+				if accA >= clean {
+					t.Errorf("%s %s: APGD-CW did not lower the accuracy %.3f", fx.name, b, clean)
+				}
+				if rA.Passes > steps {
+					t.Errorf("%s %s: APGD-CW ran %d passes, want at most %d", fx.name, b, rA.Passes, steps)
+				}
+			}
+		}
+	}
+}
+
 // TestAPGDBudgetsHold runs every loss on both norms, from interior and
 // saturated images, and checks the ball, [0,1] and the success flags.
 func TestAPGDBudgetsHold(t *testing.T) {
@@ -327,15 +373,15 @@ func TestAPGDLosses(t *testing.T) {
 	}
 }
 
-// TestAPGDTargeted runs targeted APGD with the cross-entropy and the
-// targeted DLR towards (y+1) mod 10.
+// TestAPGDTargeted runs targeted APGD with the cross-entropy, the
+// targeted DLR and the margin loss towards (y+1) mod 10.
 func TestAPGDTargeted(t *testing.T) {
 	f := getFixture10(t)
 	targets := make([]int, len(f.labels))
 	for i, y := range f.labels {
 		targets[i] = (y + 1) % 10
 	}
-	for _, loss := range []Loss{LossCE, LossDLRTargeted} {
+	for _, loss := range []Loss{LossCE, LossDLRTargeted, LossCW} {
 		o := DefaultAPGDOptions()
 		o.Budget, o.Steps, o.Loss, o.Targeted = Budget{Norm: L2Rel, Eps: 0.3}, 30, loss, true
 		a := newAPGDT(t, o)
@@ -423,7 +469,9 @@ func TestAPGDOptions(t *testing.T) {
 		{"empty loss is CE", func(o *APGDOptions) { o.Loss = "" }, ""},
 		{"targeted dlr-t", func(o *APGDOptions) { o.Loss, o.Targeted, o.NTargetClasses = LossDLRTargeted, true, 0 }, ""},
 		{"no steps", func(o *APGDOptions) { o.Steps = 0 }, "Steps"},
-		{"unknown loss", func(o *APGDOptions) { o.Loss = LossCW }, "Loss"},
+		{"unknown loss", func(o *APGDOptions) { o.Loss = "hinge" }, "Loss"},
+		{"cw", func(o *APGDOptions) { o.Loss = LossCW }, ""},
+		{"targeted cw", func(o *APGDOptions) { o.Loss, o.Targeted = LossCW, true }, ""},
 		{"rho 1", func(o *APGDOptions) { o.Rho = 1 }, "Rho"},
 		{"rho NaN", func(o *APGDOptions) { o.Rho = math.NaN() }, "Rho"},
 		{"negative restarts", func(o *APGDOptions) { o.Restarts = -1 }, "Restarts"},
@@ -450,7 +498,7 @@ func TestAPGDOptions(t *testing.T) {
 	for _, c := range []struct {
 		loss Loss
 		name string
-	}{{LossCE, "APGD-CE-linf0.031"}, {LossDLR, "APGD-DLR-linf0.031"}, {LossDLRTargeted, "APGD-T-linf0.031"}} {
+	}{{LossCE, "APGD-CE-linf0.031"}, {LossDLR, "APGD-DLR-linf0.031"}, {LossDLRTargeted, "APGD-T-linf0.031"}, {LossCW, "APGD-CW-linf0.031"}} {
 		o := valid
 		o.Loss = c.loss
 		a := newAPGDT(t, o)
@@ -466,13 +514,13 @@ func TestAPGDOptions(t *testing.T) {
 			t.Errorf("options round trip: %+v, %v; want %+v", back, err, o)
 		}
 	}
-	for _, s := range []string{"", "CE", "dlr", "DLR-T", "dlr-targeted"} {
+	for _, s := range []string{"", "CE", "dlr", "DLR-T", "dlr-targeted", "cw", "CW"} {
 		if _, err := ParseAPGDLoss(s); err != nil {
 			t.Errorf("ParseAPGDLoss(%q): %v", s, err)
 		}
 	}
-	if _, err := ParseAPGDLoss("cw"); err == nil {
-		t.Error(`ParseAPGDLoss("cw") succeeded`)
+	if _, err := ParseAPGDLoss("hinge"); err == nil {
+		t.Error(`ParseAPGDLoss("hinge") succeeded`)
 	}
 }
 

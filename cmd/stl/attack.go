@@ -93,7 +93,7 @@ training images.`,
 	fl.Uint64Var(&f.seed, "seed", ad.PGD.Seed, "pgd, apgd: seed of the random start; square: seed of its random squares")
 	fl.BoolVar(&f.noRandomStart, "no-random-start", false, "pgd: start at the clean image")
 	fl.IntVar(&f.restarts, "restarts", ad.PGD.Restarts, "pgd, apgd: runs from independent random starts")
-	fl.StringVar(&f.loss, "loss", string(ad.APGD.Loss), "apgd: ce (cross-entropy), dlr (difference of logits ratio) or dlr-t (targeted DLR over the top classes, AutoAttack's APGD-T)")
+	fl.StringVar(&f.loss, "loss", string(ad.APGD.Loss), "apgd: ce (cross-entropy), dlr (difference of logits ratio), dlr-t (targeted DLR over the top classes, AutoAttack's APGD-T) or cw (Carlini-Wagner margin, APGD-CW)")
 	fl.IntVar(&f.queries, "queries", ad.Square.MaxQueries, "square: model queries per image")
 	fl.Float64Var(&f.pInit, "p-init", ad.Square.PInit, "square: initial fraction of the image a square covers")
 	fl.Float64Var(&f.overshoot, "overshoot", ad.DeepFool.Overshoot, "deepfool: overshoot")
