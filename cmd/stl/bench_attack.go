@@ -200,7 +200,7 @@ func runBenchAttack(ctx context.Context, f benchAttackFlags, stdout io.Writer, b
 	rep.Defense = suite.defense
 	o := evaluate.DefaultOptions()
 	o.APGDSteps, o.SquareQueries = f.apgdSteps, f.queries
-	for _, aname := range []string{evaluate.PGDCE, evaluate.PGDCW, evaluate.APGDCE, evaluate.APGDDLR, evaluate.APGDT, evaluate.Square} {
+	for _, aname := range []string{evaluate.PGDCE, evaluate.PGDCW, evaluate.APGDCE, evaluate.APGDDLR, evaluate.APGDT, evaluate.APGDCW, evaluate.Square} {
 		a, err := evaluate.NewAttack(aname, evaluate.DefaultBudget, o, k, 1)
 		if err != nil {
 			return err

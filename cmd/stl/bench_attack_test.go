@@ -24,7 +24,7 @@ func TestBenchAttackSuite(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(rep.Defense, "JPEG") || len(rep.Results) != 6 || rep.CPU == "" {
+	if !strings.HasPrefix(rep.Defense, "JPEG") || len(rep.Results) != 7 || rep.CPU == "" {
 		t.Fatalf("defense %q, %d rows, cpu %q", rep.Defense, len(rep.Results), rep.CPU)
 	}
 	for _, r := range rep.Results {

@@ -77,7 +77,7 @@ func newEvaluateCmd() *cobra.Command {
 		Long: `evaluate runs an adaptive attack suite on a classifier behind a defense (a
 defense directory of 'stl defense train', or a baseline by name) or, with
 --vanilla, on the classifier alone: PGD (cross-entropy and CW margin loss) and
-APGD (cross-entropy, DLR, targeted DLR) through each gradient route of the
+APGD (cross-entropy, DLR, targeted DLR, CW margin) through each gradient route of the
 defense (--routes), Square (queries only), transfer from the undefended
 classifier and a random-noise control, at each budget, on a class-balanced
 seeded subset of the test images. The undefended classifier gets the same

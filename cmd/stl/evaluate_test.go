@@ -89,7 +89,7 @@ func TestRunEvaluate(t *testing.T) {
 	if err := runEvaluate(context.Background(), flags(false), &stdout, progress.Nop); err != nil {
 		t.Fatalf("lenient thresholds: %v\n%s", err, stdout.String())
 	}
-	for _, want := range []string{"evaluating JPEG", "worst case over every attack", "check passed", "total time", "wrote " + out} {
+	for _, want := range []string{"evaluating JPEG", "APGD-CW (bpda)", "worst case over every attack", "check passed", "total time", "wrote " + out} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, stdout.String())
 		}

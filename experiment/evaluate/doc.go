@@ -12,8 +12,9 @@
 //
 //   - PGD (Madry et al. 2018) with the cross-entropy and the
 //     Carlini-Wagner margin loss, and APGD (Croce and Hein 2020) with the
-//     cross-entropy, the DLR loss and the targeted DLR over the top
-//     classes (APGD-T), each through every gradient route of the defense
+//     cross-entropy, the DLR loss, the targeted DLR over the top
+//     classes (APGD-T) and the Carlini-Wagner margin (APGD-CW, as Croce et
+//     al., ICML 2022, attack test-time defenses), each through every gradient route of the defense
 //     (Route: BPDA's identity backward pass, or an exact gradient), with EOT
 //     over a randomized defense;
 //   - Square (Andriushchenko et al. 2020), score-based, queries only: the

@@ -167,9 +167,9 @@ func TestSoundReport(t *testing.T) {
 		t.Fatalf("%d budgets", len(rep.Budgets))
 	}
 	b := rep.Budgets[0]
-	// 5 gradient attacks + Square + noise undefended; the same + transfer defended.
-	if len(b.Attacks) != 7+8 {
-		t.Errorf("%d attacks, want 15", len(b.Attacks))
+	// 6 gradient attacks + Square + noise undefended; the same + transfer defended.
+	if len(b.Attacks) != 8+9 {
+		t.Errorf("%d attacks, want 17", len(b.Attacks))
 	}
 	if b.Attacks[0].Subject != subjDefended {
 		t.Errorf("the defended classifier's attacks come first, got %s", b.Attacks[0].Subject)
@@ -199,7 +199,7 @@ func TestSoundReport(t *testing.T) {
 		if err := w(&buf, rep); err != nil {
 			t.Fatal(err)
 		}
-		for _, want := range []string{"APGD-T (bpda)", "transfer from undefended", "Automatic checks", "worst case", "PGD 10 steps"} {
+		for _, want := range []string{"APGD-T (bpda)", "APGD-CW (bpda)", "transfer from undefended", "Automatic checks", "worst case", "PGD 10 steps"} {
 			if !strings.Contains(buf.String(), want) {
 				t.Errorf("report lacks %q", want)
 			}

@@ -16,6 +16,7 @@ const (
 	APGDCE   = "apgd-ce"  // APGD, cross-entropy (Croce and Hein 2020)
 	APGDDLR  = "apgd-dlr" // APGD, difference of logits ratio
 	APGDT    = "apgd-t"   // APGD, targeted DLR over the top classes (AutoAttack's APGD-T)
+	APGDCW   = "apgd-cw"  // APGD, Carlini-Wagner margin loss (Croce et al. 2022)
 	Square   = "square"   // Square, score-based, queries only (Andriushchenko et al. 2020)
 	Transfer = "transfer" // the undefended classifier's examples fed through the defense (see Options)
 	Noise    = "noise"    // random-noise control at the budget
@@ -23,14 +24,16 @@ const (
 
 // AttackNames lists every attack of the suite in the order it runs: the
 // gradient attacks first, so that the controls (Square, transfer, noise)
-// can be compared with them per image.
-var AttackNames = []string{PGDCE, PGDCW, APGDCE, APGDDLR, APGDT, Square, Transfer, Noise}
+// can be compared with them per image. APGD-CW, the latest addition, runs
+// last of them, so that every earlier attack (and, with Cascade, the images
+// it attacks) is what it was before.
+var AttackNames = []string{PGDCE, PGDCW, APGDCE, APGDDLR, APGDT, APGDCW, Square, Transfer, Noise}
 
 // gradientAttack reports whether the named attack follows gradients (and so
 // runs once per route).
 func gradientAttack(name string) bool {
 	switch name {
-	case PGDCE, PGDCW, APGDCE, APGDDLR, APGDT:
+	case PGDCE, PGDCW, APGDCE, APGDDLR, APGDT, APGDCW:
 		return true
 	}
 	return false

@@ -80,6 +80,8 @@ func displayName(a string) string {
 		return "APGD-DLR"
 	case APGDT:
 		return "APGD-T"
+	case APGDCW:
+		return "APGD-CW"
 	case Square:
 		return "Square"
 	case Transfer:
@@ -151,7 +153,8 @@ func (r *run) build(sp spec) (attack.Attack, error) {
 // the budget, random start) with o.PGDSteps and o.Restarts, stopping each
 // image at its first success; APGD (attack.DefaultAPGDOptions) with
 // o.APGDSteps, o.Restarts and min(o.TargetClasses, classes-1) target
-// classes; Square with o.SquareQueries and o.SquarePInit. Transfer and
+// classes (APGD-CW ascends the unclamped margin max_{j!=y} z_j - z_y,
+// attack.LossCW); Square with o.SquareQueries and o.SquarePInit. Transfer and
 // Noise are not attacks of package attack and give an error, as do
 // invalid settings.
 func NewAttack(name string, b attack.Budget, o Options, classes int, seed uint64) (attack.Attack, error) {
@@ -167,10 +170,10 @@ func NewAttack(name string, b attack.Budget, o Options, classes int, seed uint64
 			return nil, err
 		}
 		return earlyPGD{p}, nil
-	case APGDCE, APGDDLR, APGDT:
+	case APGDCE, APGDDLR, APGDT, APGDCW:
 		ao := attack.DefaultAPGDOptions()
 		ao.Budget, ao.Steps, ao.Restarts, ao.Seed = b, o.APGDSteps, max(o.Restarts, 1), seed
-		ao.Loss = map[string]attack.Loss{APGDCE: attack.LossCE, APGDDLR: attack.LossDLR, APGDT: attack.LossDLRTargeted}[name]
+		ao.Loss = map[string]attack.Loss{APGDCE: attack.LossCE, APGDDLR: attack.LossDLR, APGDT: attack.LossDLRTargeted, APGDCW: attack.LossCW}[name]
 		ao.NTargetClasses = max(min(o.TargetClasses, classes-1), 1)
 		return attack.NewAPGD(ao)
 	case Square:
