@@ -72,6 +72,24 @@ func (o GradientOptions) Validate() error {
 	return fmt.Errorf("defense: gradient option cluster %q: want %q or %q", o.Cluster, ClusterVote, ClusterEOT)
 }
 
+// Effective returns o with the defaults its zero fields stand for filled
+// in: CGTol 1e-6 and CGMaxIter 500 (csc.DefaultGradOptions) and Cluster
+// ClusterVote; Iterations 0 stays 0 (the forward run's own iterations).
+// GradientRoute gives the same backward pass for o and o.Effective().
+func (o GradientOptions) Effective() GradientOptions {
+	g := csc.DefaultGradOptions()
+	if o.CGTol == 0 {
+		o.CGTol = g.CGTol
+	}
+	if o.CGMaxIter == 0 {
+		o.CGMaxIter = g.CGMaxIter
+	}
+	if o.Cluster == "" {
+		o.Cluster = ClusterVote
+	}
+	return o
+}
+
 // csc returns csc's options for a route with the defaults filled in.
 func (o GradientOptions) csc(route string) (csc.GradOptions, error) {
 	g := csc.DefaultGradOptions()

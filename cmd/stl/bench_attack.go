@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/stl-defense/stl/attack"
 	"github.com/stl-defense/stl/dataset"
+	"github.com/stl-defense/stl/defense"
 	"github.com/stl-defense/stl/experiment"
 	"github.com/stl-defense/stl/experiment/evaluate"
 	"github.com/stl-defense/stl/nn"
@@ -103,10 +104,8 @@ skips the paper's attacks.`,
 			if f.defense != "" && f.model == "" {
 				return usagef("--defense needs --model")
 			}
-			for _, r := range splitList(f.routes) {
-				if _, ok := evaluateRoutes[r]; !ok {
-					return usagef("--routes: unknown route %q (want %s)", r, orList(routeNames()))
-				}
+			if _, err := parseRoutes(f.routes, defense.GradientOptions{}); err != nil {
+				return err
 			}
 			return runBenchAttack(cmd.Context(), f, cmd.OutOrStdout(), progress.NewBar(os.Stderr))
 		},
@@ -302,9 +301,13 @@ func benchSuiteTargets(ctx context.Context, f benchAttackFlags, clf *nn.Classifi
 		return benchSuite{}, err
 	}
 	s := benchSuite{defense: in.DefenseName, targets: []benchTarget{{"", fwd}}}
-	for _, r := range splitList(f.routes) {
+	routes, err := parseRoutes(f.routes, defense.GradientOptions{})
+	if err != nil {
+		return benchSuite{}, err
+	}
+	for _, rt := range routes {
 		var approx attack.Approx
-		if b := evaluateRoutes[r].Backward; b != nil {
+		if b := rt.Backward; b != nil {
 			if approx, err = b(t); err != nil {
 				return benchSuite{}, err
 			}
@@ -313,7 +316,7 @@ func benchSuiteTargets(ctx context.Context, f benchAttackFlags, clf *nn.Classifi
 		if err != nil {
 			return benchSuite{}, err
 		}
-		s.targets = append(s.targets, benchTarget{r, m})
+		s.targets = append(s.targets, benchTarget{rt.Name, m})
 	}
 	return s, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"github.com/stl-defense/stl/attack"
 	"github.com/stl-defense/stl/dataset"
 	"github.com/stl-defense/stl/defense"
@@ -32,6 +32,8 @@ type evaluateFlags struct {
 	attacks string
 	routes  string
 	iters   string
+	grad    defense.GradientOptions
+	cluster string
 }
 
 // checksFailed is the error of an evaluation whose automatic checks
@@ -42,30 +44,46 @@ func (c checksFailed) Error() string {
 	return fmt.Sprintf("%d automatic check(s) failed: %s", len(c.ids), strings.Join(c.ids, ", "))
 }
 
-// evaluateRoutes are the gradient routes through a defense the command
-// knows, by name: package defense's (defense.GradientRoutes: bpda,
-// implicit, unrolled), each built for every drawn defense by
-// defense.GradientRoute with its default options. The exact routes exist
-// for STL and STL (cluster) only; through another defense they fail.
-var evaluateRoutes = func() map[string]evaluate.Route {
-	out := map[string]evaluate.Route{}
-	for _, name := range defense.GradientRoutes() {
-		out[name] = evaluate.Route{Name: name, Backward: func(t attack.Transform) (attack.Approx, error) {
-			dt, ok := t.(defense.Transform)
-			if !ok {
-				return nil, fmt.Errorf("%s is not a defense", t.Name())
-			}
-			v, err := defense.GradientRoute(dt, name, defense.GradientOptions{})
-			if err != nil || v == nil {
-				return nil, err // nil: the identity (bpda)
-			}
-			return v, nil
-		}}
-	}
-	return out
-}()
+// routeNames are the gradient routes through a defense the commands know
+// (defense.GradientRoutes: bpda, implicit, unrolled), each built by
+// experiment.EvaluationRoute.
+func routeNames() []string { return defense.GradientRoutes() }
 
-func routeNames() []string { return slices.Sorted(maps.Keys(evaluateRoutes)) }
+// parseRoutes builds the routes of a comma-separated list with the
+// gradient options g; an unknown route or invalid options are usage errors.
+func parseRoutes(list string, g defense.GradientOptions) ([]evaluate.Route, error) {
+	names := splitList(list)
+	for _, r := range names {
+		if !slices.Contains(routeNames(), r) {
+			return nil, usagef("--routes: unknown route %q (want %s)", r, orList(routeNames()))
+		}
+	}
+	routes, err := experiment.EvaluationRoutes(names, g)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return routes, nil
+}
+
+// gradientFlags adds the exact routes' options (defense.GradientOptions)
+// to fl: the implicit route's CG tolerance and iteration cap, the
+// unrolled route's K and STL (cluster)'s cluster gradient.
+func gradientFlags(fl *pflag.FlagSet, g *defense.GradientOptions, cluster *string) {
+	d := defense.GradientOptions{}.Effective()
+	fl.Float64Var(&g.CGTol, "cg-tol", d.CGTol, "implicit route: conjugate-gradient stopping tolerance, relative to the gradient projected on the support")
+	fl.IntVar(&g.CGMaxIter, "cg-max-iter", d.CGMaxIter, "implicit route: conjugate-gradient iterations per image at most (reaching it keeps the partial solution)")
+	fl.IntVar(&g.Iterations, "unroll-iterations", d.Iterations, "unrolled route: ADMM iterations K differentiated (0: the forward run's own, its stopping rule included)")
+	fl.StringVar(cluster, "cluster-gradient", string(d.Cluster), "STL (cluster), exact routes: vote (through the voted cluster's dictionary) or eot (share-weighted over the neighbours' clusters)")
+}
+
+// checkGradient completes g from the cluster flag and validates it.
+func checkGradient(g *defense.GradientOptions, cluster string) error {
+	g.Cluster = defense.ClusterGradient(cluster)
+	if err := g.Validate(); err != nil {
+		return usageError{err}
+	}
+	return nil
+}
 
 func init() { rootCmd.AddCommand(newEvaluateCmd()) }
 
@@ -114,6 +132,7 @@ interrupted. See docs/evaluate.md.`,
 	fl.StringVar(&f.l2, "l2", "", "normalized L2 dissimilarity budget ||x'-x||/||x|| (\"\" for none), e.g. 0.04")
 	fl.StringVar(&f.attacks, "attacks", strings.Join(d.Attacks, ","), "attacks of the suite, comma-separated: "+strings.Join(evaluate.AttackNames, ", "))
 	fl.StringVar(&f.routes, "routes", "bpda", "gradient routes through the defense, comma-separated: "+strings.Join(routeNames(), ", "))
+	gradientFlags(fl, &f.grad, &f.cluster)
 	o := &f.opts
 	fl.IntVar(&o.PGDSteps, "pgd-steps", d.PGDSteps, "PGD iterations")
 	fl.StringVar(&f.iters, "iteration-steps", "1,5", "iterations check: PGD iteration counts compared with --pgd-steps (those not below it are dropped)")
@@ -213,10 +232,11 @@ func (f *evaluateFlags) check() error {
 		o.Budgets = append(o.Budgets, attack.Budget{Norm: b.norm, Eps: eps})
 	}
 	o.Attacks = splitList(f.attacks)
-	for _, r := range splitList(f.routes) {
-		if _, ok := evaluateRoutes[r]; !ok {
-			return usagef("--routes: unknown route %q (want %s)", r, orList(routeNames()))
-		}
+	if err := checkGradient(&f.grad, f.cluster); err != nil {
+		return err
+	}
+	if _, err := parseRoutes(f.routes, f.grad); err != nil {
+		return err
 	}
 	o.IterationSteps = nil
 	for _, v := range splitList(f.iters) {
@@ -250,8 +270,8 @@ func runEvaluate(ctx context.Context, f evaluateFlags, stdout io.Writer, bar pro
 	printLearned(stdout, in.Learned)
 	t := evaluate.Target{Model: in.Model, ModelName: f.load.Model, NewDefense: in.NewDefense, DefenseName: in.DefenseName}
 	if in.NewDefense != nil {
-		for _, r := range splitList(f.routes) {
-			t.Routes = append(t.Routes, evaluateRoutes[r])
+		if t.Routes, err = parseRoutes(f.routes, f.grad); err != nil {
+			return err
 		}
 	}
 	o := f.opts

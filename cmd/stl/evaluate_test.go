@@ -18,7 +18,7 @@ func TestEvaluateFlags(t *testing.T) {
 	model := t.TempDir()
 	out := t.TempDir()
 	base := func() evaluateFlags {
-		f := evaluateFlags{opts: evaluate.DefaultOptions(), linf: "8/255", attacks: "pgd-ce,square", routes: "bpda", iters: "1,5"}
+		f := evaluateFlags{opts: evaluate.DefaultOptions(), linf: "8/255", attacks: "pgd-ce,square", routes: "bpda", iters: "1,5", cluster: "vote"}
 		f.load.Model, f.load.Out, f.vanilla = model, out, true
 		return f
 	}
@@ -41,6 +41,12 @@ func TestEvaluateFlags(t *testing.T) {
 		{"iteration steps dropped at or above pgd-steps", func(f *evaluateFlags) { f.opts.PGDSteps = 3; f.iters = "1,5" }, true},
 		{"bad iteration steps", func(f *evaluateFlags) { f.iters = "x" }, false},
 		{"bad threshold", func(f *evaluateFlags) { f.opts.Thresholds.BeatFrac = 1.5 }, false},
+		{"route twice", func(f *evaluateFlags) { f.routes = "bpda,implicit,bpda" }, false},
+		{"gradient options", func(f *evaluateFlags) { f.grad.CGTol, f.grad.CGMaxIter, f.grad.Iterations, f.cluster = 1e-3, 30, 20, "eot" }, true},
+		{"negative cg tolerance", func(f *evaluateFlags) { f.grad.CGTol = -1 }, false},
+		{"negative cg iterations", func(f *evaluateFlags) { f.grad.CGMaxIter = -1 }, false},
+		{"negative unrolled iterations", func(f *evaluateFlags) { f.grad.Iterations = -1 }, false},
+		{"unknown cluster gradient", func(f *evaluateFlags) { f.cluster = "all" }, false},
 	}
 	for _, c := range cases {
 		f := base()
@@ -121,6 +127,68 @@ func TestRunEvaluate(t *testing.T) {
 	for _, name := range []string{"report.md", "report.html"} {
 		if st, err := os.Stat(filepath.Join(out, name)); err != nil || st.Size() == 0 {
 			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// TestEvaluateGradientOptions runs the exact routes through a small STL
+// (cluster) with the gradient flags: the report records each route's
+// settings, and another CG cap recomputes the implicit route's attacks
+// only.
+func TestEvaluateGradientOptions(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a defense and attacks through the exact routes")
+	}
+	dir := t.TempDir()
+	def := tinyDefense(t, dir)
+	out, model := filepath.Join(dir, "eval"), savedClassifier(t)
+	evaluateOnce := func(cgMax int) *evaluate.Report {
+		t.Helper()
+		f := evaluateFlags{opts: evaluate.DefaultOptions(), linf: "8/255", attacks: "pgd-ce", routes: "implicit,unrolled", iters: "1", cluster: "vote"}
+		f.load.Model, f.load.Out, f.load.Defense, f.load.Data, f.load.N, f.load.SubsetSeed = model, out, def, "sample:cifar10", 3, 1
+		f.opts.PGDSteps, f.opts.Batch = 2, 3
+		f.grad.CGTol, f.grad.CGMaxIter, f.grad.Iterations = 1e-4, cgMax, 5
+		th := &f.opts.Thresholds
+		th.VanishRatio, th.VanishFrac, th.BeatFrac, th.IterTol, th.LargeMaxAcc, th.UnboundedMinSuccess, th.WeakenTol = 1e-9, 1, 1, 1, 1, 0, 1
+		if err := f.check(); err != nil {
+			t.Fatal(err)
+		}
+		var stdout bytes.Buffer
+		if err := runEvaluate(context.Background(), f, &stdout, progress.Nop); err != nil {
+			t.Fatalf("%v\n%s", err, stdout.String())
+		}
+		b, err := os.ReadFile(filepath.Join(out, "report.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rep evaluate.Report
+		if err := json.Unmarshal(b, &rep); err != nil {
+			t.Fatal(err)
+		}
+		return &rep
+	}
+	first := evaluateOnce(20)
+	compact := func(m json.RawMessage) string {
+		var b bytes.Buffer
+		if err := json.Compact(&b, m); err != nil {
+			t.Fatal(err)
+		}
+		return b.String()
+	}
+	if got := compact(first.RouteSettings["implicit"]); got != `{"cg_max_iter":20,"cg_tol":0.0001,"cluster":"vote"}` {
+		t.Errorf("implicit route settings %s", got)
+	}
+	if got := compact(first.RouteSettings["unrolled"]); got != `{"cluster":"vote","iterations":5}` {
+		t.Errorf("unrolled route settings %s", got)
+	}
+	md, err := os.ReadFile(filepath.Join(out, "report.md"))
+	if err != nil || !strings.Contains(string(md), `implicit {"cg_max_iter":20`) {
+		t.Errorf("report.md does not state the implicit route's settings (%v)", err)
+	}
+	second := evaluateOnce(21)
+	for _, a := range second.Budgets[0].Attacks {
+		if want := a.Route != "implicit"; a.Cached != want {
+			t.Errorf("%s on %s: cached %v after the CG cap changed, want %v", a.Label(), a.Subject, a.Cached, want)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package evaluate
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
@@ -19,8 +20,10 @@ type Report struct {
 	Model      string `json:"model"`
 	Defense    string `json:"defense,omitempty"`
 	Randomized bool   `json:"randomized,omitempty"`
-	// Routes are the gradient routes through the defense.
-	Routes  []string `json:"routes,omitempty"`
+	// Routes are the gradient routes through the defense, RouteSettings
+	// the settings of those that have some (Route.Settings), by name.
+	Routes        []string                   `json:"routes,omitempty"`
+	RouteSettings map[string]json.RawMessage `json:"route_settings,omitempty"`
 	Images  int      `json:"images"`
 	Classes int      `json:"classes"`
 	// SquareImages is the number of images Square attacked (a
@@ -109,6 +112,12 @@ func Run(ctx context.Context, t Target, x *tensor.Tensor, labels []int, o Option
 	rep := &Report{Model: t.ModelName, Defense: t.DefenseName, Images: r.n, Classes: r.k, Options: o}
 	for _, rt := range checked.routes {
 		rep.Routes = append(rep.Routes, rt.Name)
+		if rt.Settings != nil && checked.defended {
+			if rep.RouteSettings == nil {
+				rep.RouteSettings = map[string]json.RawMessage{}
+			}
+			rep.RouteSettings[rt.Name] = rt.Settings
+		}
 	}
 	squareScope, err := r.squareScope()
 	if err != nil {

@@ -55,6 +55,9 @@ func (s store) key(r *run, sp spec, settings json.RawMessage, active []bool) (st
 	h := sha256.New()
 	h.Write(s.base)
 	fmt.Fprintf(h, "\n%v %d\n%s\n%v\n%d %d %d %d\n", sp.id(), sp.steps, settings, active, r.o.Seed, r.o.Batch, r.o.EOTDraws, r.o.EvalDraws)
+	if sp.route.Settings != nil { // a route without settings (BPDA) keeps the keys it had before they existed
+		fmt.Fprintf(h, "route %s\n", sp.route.Settings)
+	}
 	name := strings.Join([]string{sp.subj.name, sp.attack, sp.route.Name, sp.budget.String(), sp.probe}, "-")
 	name = strings.NewReplacer("--", "-", "=", "", "/", "").Replace(strings.TrimRight(name, "-"))
 	return name + "-" + hex.EncodeToString(h.Sum(nil))[:16], nil

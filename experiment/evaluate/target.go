@@ -2,6 +2,7 @@ package evaluate
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 
@@ -18,6 +19,11 @@ type Route struct {
 	// attack draws its own defense); nil, or a nil Approx, is the identity
 	// (BPDA, Athalye et al. 2018).
 	Backward func(t attack.Transform) (attack.Approx, error)
+	// Settings are the options that shape the backward pass (JSON), for
+	// the report and the cache keys: attacks through routes of the same
+	// name with other settings are not reloaded for each other. nil when
+	// there are none (BPDA).
+	Settings json.RawMessage
 }
 
 // RouteBPDA is the identity backward pass, the route every defense has.

@@ -118,8 +118,15 @@ func (r *Report) settings() []string {
 	if def == "" {
 		def = "none"
 	}
+	routes := []string{routeExact + " (undefended)"}
+	for _, name := range r.Routes {
+		if s, ok := r.RouteSettings[name]; ok {
+			name += " " + string(s)
+		}
+		routes = append(routes, name)
+	}
 	lines := []string{
-		fmt.Sprintf("Classifier: %s; defense: %s%s; gradient routes: %s.", r.Model, def, map[bool]string{true: " (randomized)"}[r.Randomized], strings.Join(append([]string{routeExact + " (undefended)"}, r.Routes...), ", ")),
+		fmt.Sprintf("Classifier: %s; defense: %s%s; gradient routes: %s.", r.Model, def, map[bool]string{true: " (randomized)"}[r.Randomized], strings.Join(routes, ", ")),
 		fmt.Sprintf("Images: %d (%d classes); Square on %d of them.", r.Images, r.Classes, r.SquareImages),
 		fmt.Sprintf("Attacks: %s; PGD %d steps (step 0.1 of the budget, random start, stops at first success); APGD %d steps (AutoAttack's schedule, stops at success), %d target classes for APGD-T; restarts %d; Square %d queries, p_init %g.",
 			strings.Join(o.Attacks, ", "), o.PGDSteps, o.APGDSteps, o.TargetClasses, o.Restarts, o.SquareQueries, o.SquarePInit),
