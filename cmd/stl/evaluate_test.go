@@ -42,7 +42,9 @@ func TestEvaluateFlags(t *testing.T) {
 		{"bad iteration steps", func(f *evaluateFlags) { f.iters = "x" }, false},
 		{"bad threshold", func(f *evaluateFlags) { f.opts.Thresholds.BeatFrac = 1.5 }, false},
 		{"route twice", func(f *evaluateFlags) { f.routes = "bpda,implicit,bpda" }, false},
-		{"gradient options", func(f *evaluateFlags) { f.grad.CGTol, f.grad.CGMaxIter, f.grad.Iterations, f.cluster = 1e-3, 30, 20, "eot" }, true},
+		{"gradient options", func(f *evaluateFlags) {
+			f.grad.CGTol, f.grad.CGMaxIter, f.grad.Iterations, f.cluster = 1e-3, 30, 20, "eot"
+		}, true},
 		{"negative cg tolerance", func(f *evaluateFlags) { f.grad.CGTol = -1 }, false},
 		{"negative cg iterations", func(f *evaluateFlags) { f.grad.CGMaxIter = -1 }, false},
 		{"negative unrolled iterations", func(f *evaluateFlags) { f.grad.Iterations = -1 }, false},

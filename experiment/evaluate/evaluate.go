@@ -24,8 +24,8 @@ type Report struct {
 	// the settings of those that have some (Route.Settings), by name.
 	Routes        []string                   `json:"routes,omitempty"`
 	RouteSettings map[string]json.RawMessage `json:"route_settings,omitempty"`
-	Images  int      `json:"images"`
-	Classes int      `json:"classes"`
+	Images        int                        `json:"images"`
+	Classes       int                        `json:"classes"`
 	// SquareImages is the number of images Square attacked (a
 	// class-balanced subset with Options.SquareImages).
 	SquareImages int     `json:"square_images"`
