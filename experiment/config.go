@@ -210,6 +210,12 @@ type Config struct {
 	// every stage and cache key as before the setting existed. Needs
 	// WhiteBox.
 	AdvTrain AdvTrainSettings `json:"adv_train,omitzero" yaml:"adv_train,omitempty"`
+	// WhiteBoxSuite adds the adaptive evaluation suite of `stl evaluate`
+	// (package experiment/evaluate) on every row of the white-box table
+	// (WhiteBoxSuiteSettings). Default: none (no attacks), which leaves
+	// every stage and cache key as before the setting existed. Needs
+	// WhiteBox.
+	WhiteBoxSuite WhiteBoxSuiteSettings `json:"whitebox_suite,omitzero" yaml:"whitebox_suite,omitempty"`
 }
 
 // STLSettings are the settings of the STL defense that a run takes from
@@ -367,6 +373,9 @@ func (c Config) Validate() error {
 		return bad("grid_images", "%d < 0", c.GridImages)
 	}
 	if err := c.AdvTrain.validate(c); err != nil {
+		return err
+	}
+	if err := c.WhiteBoxSuite.validate(c); err != nil {
 		return err
 	}
 	// checkNames rejects names not in all and names listed twice, and

@@ -27,6 +27,9 @@ func (r *runner) evaluate(ctx context.Context) (tables []report.Table, quality [
 			return nil, nil, err
 		}
 		tables = append(tables, t4)
+		if t, ok := r.whiteBoxSuiteTable(); ok {
+			tables = append(tables, t)
+		}
 		if r.atNote, err = r.advCleanNote(e); err != nil {
 			return nil, nil, err
 		}

@@ -73,6 +73,7 @@ func (r *runner) planWeights() {
 			}
 			w = append(w, c.sanityWeight(nsub, per, px))
 		}
+		w = append(w, r.suiteWeights(nsub, px)...)
 	}
 	for range c.LambdaSweep {
 		w = append(w, 2*nsub*4e-2*px)

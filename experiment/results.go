@@ -258,6 +258,7 @@ func (r *runner) notes() []string {
 		notes = append(notes, "STL and STL (cluster): "+r.cfg.ApplyOptions.Describe()+".")
 	}
 	notes = append(notes, r.sanityNotes...)
+	notes = append(notes, r.suiteNotes()...)
 	if r.atNote != "" {
 		notes = append(notes, r.atNote)
 	}

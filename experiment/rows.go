@@ -7,6 +7,7 @@ import (
 	"github.com/stl-defense/stl/attack"
 	"github.com/stl-defense/stl/defense"
 	"github.com/stl-defense/stl/experiment/cache"
+	"github.com/stl-defense/stl/experiment/evaluate"
 	"github.com/stl-defense/stl/tensor"
 )
 
@@ -54,6 +55,10 @@ type row struct {
 	// The same for the other losses of Config.WhiteBoxLosses, by loss.
 	wbLossAdv     map[string]*tensor.Tensor
 	wbLossMissing map[string]string
+	// The white-box suite's report (Config.WhiteBoxSuite), or why it is
+	// missing.
+	suite        *evaluate.Report
+	suiteMissing string
 }
 
 // plain reports whether the row's classifier sees its input untransformed:

@@ -145,7 +145,8 @@ func RunWith(ctx context.Context, cfg Config, b Backend, dir string, rep progres
 // classifier, attacks.go computes the adversarial sets, defend.go builds the
 // STL defense and computes each defense's transform stages and retrained
 // classifier, whitebox.go and sanity.go the white-box evaluation and its
-// sanity checks, sweep.go the lambda sweep. results.go then evaluates.
+// sanity checks, suite.go the white-box suite, sweep.go the lambda sweep.
+// results.go then evaluates.
 func (r *runner) run(ctx context.Context) error {
 	if err := r.loadData(ctx); err != nil {
 		return err
@@ -154,7 +155,7 @@ func (r *runner) run(ctx context.Context) error {
 	r.planAdvRows()
 	r.planWeights()
 	for _, step := range []func(context.Context) error{
-		r.trainVanilla, r.attacks, r.buildDefense, r.defendAll, r.advTrainAll, r.whiteBox, r.sanity, r.sweep,
+		r.trainVanilla, r.attacks, r.buildDefense, r.defendAll, r.advTrainAll, r.whiteBox, r.sanity, r.whiteBoxSuite, r.sweep,
 	} {
 		if err := step(ctx); err != nil {
 			return err

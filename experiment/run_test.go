@@ -552,19 +552,27 @@ func (r *recorder) Report(stage string, done, total int, msg string) {
 	}
 }
 
-func TestRunWhiteBox(t *testing.T) {
-	f := newFakes()
-	cfg := fakeConfig()
-	cfg.WhiteBox = true
-	dir := t.TempDir()
+// runToEnd runs cfg with b in dir and checks that the overall progress
+// ended at its total.
+func runToEnd(t *testing.T, cfg Config, b Backend, dir string) *report.Results {
+	t.Helper()
 	rec := &recorder{}
-	res, err := RunWith(context.Background(), cfg, f.backend(), dir, rec)
+	res, err := RunWith(context.Background(), cfg, b, dir, rec)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rec.runLast != rec.runTotal {
 		t.Errorf("overall progress ended at %d of %d", rec.runLast, rec.runTotal)
 	}
+	return res
+}
+
+func TestRunWhiteBox(t *testing.T) {
+	f := newFakes()
+	cfg := fakeConfig()
+	cfg.WhiteBox = true
+	dir := t.TempDir()
+	res := runToEnd(t, cfg, f.backend(), dir)
 	if len(res.Tables) != 6 || res.Tables[2].ID != "table4" {
 		t.Fatalf("tables = %d, want Tables 1, 5, 4 and the 3 sanity tables", len(res.Tables))
 	}

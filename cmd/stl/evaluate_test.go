@@ -108,14 +108,7 @@ func TestRunEvaluate(t *testing.T) {
 	if !errors.As(err, &cf) || exitCode(context.Background(), err) != exitChecks {
 		t.Fatalf("strict thresholds: %v (exit %d), want failed checks\n%s", err, exitCode(context.Background(), err), stdout.String())
 	}
-	b, rerr := os.ReadFile(filepath.Join(out, "report.json"))
-	if rerr != nil {
-		t.Fatal(rerr)
-	}
-	var rep evaluate.Report
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatal(err)
-	}
+	rep := readEvaluateReport(t, out)
 	if len(rep.Failed()) != len(cf.ids) || rep.Images != 10 || rep.Environment["cpu"] == "" {
 		t.Errorf("report: %d failed checks (error: %d), %d images, cpu %q", len(rep.Failed()), len(cf.ids), rep.Images, rep.Environment["cpu"])
 	}
@@ -159,15 +152,7 @@ func TestEvaluateGradientOptions(t *testing.T) {
 		if err := runEvaluate(context.Background(), f, &stdout, progress.Nop); err != nil {
 			t.Fatalf("%v\n%s", err, stdout.String())
 		}
-		b, err := os.ReadFile(filepath.Join(out, "report.json"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var rep evaluate.Report
-		if err := json.Unmarshal(b, &rep); err != nil {
-			t.Fatal(err)
-		}
-		return &rep
+		return readEvaluateReport(t, out)
 	}
 	first := evaluateOnce(20)
 	compact := func(m json.RawMessage) string {
@@ -193,4 +178,18 @@ func TestEvaluateGradientOptions(t *testing.T) {
 			t.Errorf("%s on %s: cached %v after the CG cap changed, want %v", a.Label(), a.Subject, a.Cached, want)
 		}
 	}
+}
+
+// readEvaluateReport reads the report.json stl evaluate wrote into out.
+func readEvaluateReport(t *testing.T, out string) *evaluate.Report {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(out, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep evaluate.Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	return &rep
 }

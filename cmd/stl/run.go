@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/stl-defense/stl/experiment"
+	"github.com/stl-defense/stl/experiment/evaluate"
 	"github.com/stl-defense/stl/experiment/report"
 	"github.com/stl-defense/stl/progress"
 )
@@ -49,7 +50,10 @@ as in results.json); flags given on the command line override it.
 on the Carlini-Wagner margin loss, one column each (the sanity checks use the
 cross-entropy); --whitebox-subset N runs both on a class-balanced subset of N
 attacked images and --sanity-baselines runs the sanity checks on the baselines
-too.
+too. --whitebox-suite ATTACKS (names of stl evaluate's suite, or all) adds the
+adaptive suite of stl evaluate on every white-box row, one column per attack
+and route (--whitebox-suite-routes) and the per-image worst case, its
+automatic checks in the notes (see docs/run.md).
 
 --vanilla DIR evaluates the defenses in front of a classifier trained
 beforehand with stl train classifier instead of training one; its input size
@@ -139,6 +143,16 @@ var configFlags = []configFlag{
 	{"whitebox-cw-kappa", func(c *experiment.Config) any { return &c.WhiteBoxCWKappa }, "confidence kappa of the white-box CW loss: images stop moving once misclassified by kappa logits (0: Carlini-Wagner's f6; a positive value strengthens it against randomized defenses)"},
 	{"whitebox-subset", func(c *experiment.Config) any { return &c.WhiteBoxSubset }, "run the white-box table and its sanity checks on a class-balanced seeded subset of this many attacked images (0: all)"},
 	{"sanity-baselines", func(c *experiment.Config) any { return &c.SanityBaselines }, "also run the white-box sanity checks on every baseline (about 6 times its white-box attack again, EOT for randomized ones)"},
+	{"whitebox-suite", func(c *experiment.Config) any { return &c.WhiteBoxSuite.Attacks }, "add stl evaluate's adaptive suite on every white-box row: attacks (" + strings.Join(evaluate.AttackNames, ", ") + ", or all; needs --whitebox; default: none)"},
+	{"whitebox-suite-routes", func(c *experiment.Config) any { return &c.WhiteBoxSuite.Routes }, "gradient routes of the suite: bpda (the Table 4 backward pass), implicit, unrolled (the STL's exact gradients, STL rows only) (default: bpda)"},
+	{"whitebox-suite-apgd-steps", func(c *experiment.Config) any { return &c.WhiteBoxSuite.APGDSteps }, "suite: APGD iterations (0: 100)"},
+	{"whitebox-suite-queries", func(c *experiment.Config) any { return &c.WhiteBoxSuite.SquareQueries }, "suite: Square's queries per image (0: 1000)"},
+	{"whitebox-suite-square-n", func(c *experiment.Config) any { return &c.WhiteBoxSuite.SquareImages }, "suite: run Square on a class-balanced subset of this many white-box images (0: all)"},
+	{"whitebox-suite-eval-draws", func(c *experiment.Config) any { return &c.WhiteBoxSuite.EvalDraws }, "suite: evaluations of each image through a randomized defense, correct only when every one is (0: 10)"},
+	{"whitebox-suite-cg-tol", func(c *experiment.Config) any { return &c.WhiteBoxSuite.CGTol }, "suite, implicit route: conjugate-gradient tolerance (0: 1e-6)"},
+	{"whitebox-suite-cg-max-iter", func(c *experiment.Config) any { return &c.WhiteBoxSuite.CGMaxIter }, "suite, implicit route: conjugate-gradient iterations per image at most (0: 500)"},
+	{"whitebox-suite-unroll-iterations", func(c *experiment.Config) any { return &c.WhiteBoxSuite.UnrollIterations }, "suite, unrolled route: ADMM iterations differentiated (0: the forward run's own)"},
+	{"whitebox-suite-cluster-gradient", func(c *experiment.Config) any { return &c.WhiteBoxSuite.ClusterGradient }, "suite, exact routes through STL (cluster): vote or eot (default: vote)"},
 	{"adv-train", func(c *experiment.Config) any { return &c.AdvTrain.Method }, "adversarial training for the white-box rows AT alone, STL + AT and STL (cluster) + AT: pgd or fgsm-rs (needs --whitebox; default: none)"},
 	{"adv-eps", func(c *experiment.Config) any { return &c.AdvTrain.Eps }, "L-infinity radius of adversarial training (0: 8/255)"},
 	{"adv-step", func(c *experiment.Config) any { return &c.AdvTrain.Step }, "step of the adversarial-training attack (0: 2/255 for pgd, 1.25 eps for fgsm-rs)"},

@@ -240,6 +240,16 @@ func TestRunFlagsStable(t *testing.T) {
 		"whitebox-losses stringSlice [ce,cw]",
 		"whitebox-steps int 20",
 		"whitebox-subset int 0",
+		"whitebox-suite stringSlice []",
+		"whitebox-suite-apgd-steps int 0",
+		"whitebox-suite-cg-max-iter int 0",
+		"whitebox-suite-cg-tol float64 0",
+		"whitebox-suite-cluster-gradient string ",
+		"whitebox-suite-eval-draws int 0",
+		"whitebox-suite-queries int 0",
+		"whitebox-suite-routes stringSlice []",
+		"whitebox-suite-square-n int 0",
+		"whitebox-suite-unroll-iterations int 0",
 	}
 	var got []string
 	newRunCmd().Flags().VisitAll(func(f *pflag.Flag) { got = append(got, f.Name+" "+f.Value.Type()+" "+f.DefValue) })

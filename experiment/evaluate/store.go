@@ -58,6 +58,9 @@ func (s store) key(r *run, sp spec, settings json.RawMessage, active []bool) (st
 	if sp.route.Settings != nil { // a route without settings (BPDA) keeps the keys it had before they existed
 		fmt.Fprintf(h, "route %s\n", sp.route.Settings)
 	}
+	if sp.subj.defended && r.t.DefenseKey != "" {
+		fmt.Fprintf(h, "defense %s\n", r.t.DefenseKey)
+	}
 	name := strings.Join([]string{sp.subj.name, sp.attack, sp.route.Name, sp.budget.String(), sp.probe}, "-")
 	name = strings.NewReplacer("--", "-", "=", "", "/", "").Replace(strings.TrimRight(name, "-"))
 	return name + "-" + hex.EncodeToString(h.Sum(nil))[:16], nil

@@ -60,10 +60,15 @@ type AttackResult struct {
 }
 
 // Label is the row label of r in reports, e.g. "APGD-CE (bpda)".
-func (r *AttackResult) Label() string {
-	l := displayName(r.Attack)
-	if r.Route != "" {
-		l += " (" + r.Route + ")"
+func (r *AttackResult) Label() string { return Label(r.Attack, r.Route) }
+
+// Label is the report label of the suite's attack (AttackNames) through
+// route ("" for none): "APGD-CE (bpda)", "Square", "transfer from
+// undefended".
+func Label(attack, route string) string {
+	l := displayName(attack)
+	if route != "" {
+		l += " (" + route + ")"
 	}
 	return l
 }

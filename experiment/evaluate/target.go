@@ -46,6 +46,12 @@ type Target struct {
 	// on which attacks a resumed evaluation reloads. nil: no defense.
 	NewDefense  func(seed uint64) (attack.Transform, error)
 	DefenseName string
+	// DefenseKey, when not empty, identifies the defense in the cache keys
+	// of the defended classifier's attacks only, so that Options.Key may
+	// identify the classifier alone and evaluations of several defenses
+	// in front of one classifier, sharing Options.Dir, compute its
+	// undefended suite once. Default "": Options.Key identifies both.
+	DefenseKey string
 	// Routes are the gradient routes through the defense, each attacked
 	// by every gradient attack. Default (nil): RouteBPDA.
 	Routes []Route
@@ -62,6 +68,13 @@ type subject struct {
 const (
 	subjUndefended = "undefended"
 	subjDefended   = "defended"
+)
+
+// The subjects of AttackResult.Subject: the classifier alone and behind
+// the defense.
+const (
+	SubjectUndefended = subjUndefended
+	SubjectDefended   = subjDefended
 )
 
 // counter counts the images the forward and the gradient passes of a
