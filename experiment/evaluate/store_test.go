@@ -76,3 +76,36 @@ func TestRouteSettingsKey(t *testing.T) {
 		t.Errorf("bpda key %s, want the hash of before route settings %s", got, want)
 	}
 }
+
+// TestDefenseKey: Target.DefenseKey enters the defended classifier's keys
+// only, so that two defenses in front of one classifier share its
+// undefended attacks.
+func TestDefenseKey(t *testing.T) {
+	lin := newLinear(5)
+	x, y := testData(lin, 12, 6)
+	o := fastOptions()
+	o.Dir = t.TempDir()
+	o.Attacks = []string{PGDCE, Noise}
+	cached := func(defenseKey string) map[string]int {
+		t.Helper()
+		tgt := Target{Model: lin, NewDefense: defenseOf(funcTransform{"identity", identity}), DefenseKey: defenseKey}
+		rep, err := Run(context.Background(), tgt, x, y, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := map[string]int{}
+		for _, a := range rep.Budgets[0].Attacks {
+			if a.Cached {
+				n[a.Subject]++
+			}
+		}
+		return n
+	}
+	cached("a")
+	if n := cached("b"); n[SubjectDefended] != 0 || n[SubjectUndefended] != 2 {
+		t.Errorf("another defense key: reloaded %v, want the 2 undefended attacks only", n)
+	}
+	if n := cached("a"); n[SubjectDefended] != 2 {
+		t.Errorf("the same defense key: reloaded %v, want the 2 defended attacks too", n)
+	}
+}
