@@ -235,7 +235,9 @@ const configJSON = `{"name":"cifar10-sample","data":"sample:cifar10","resolution
 
 // TestConfigKeysStable pins the keys and the order of Config's JSON
 // encoding (results.json), checks that YAML files take the same keys, and
-// pins the report's settings list.
+// pins the report's settings list (a display: settings added there, such
+// as adv_train.* and whitebox_suite.*, enter no cache key at their
+// defaults).
 func TestConfigKeysStable(t *testing.T) {
 	c := DefaultConfig()
 	c.WhiteBox, c.WhiteBoxSubset, c.SanityBaselines = true, 10, true
@@ -270,7 +272,10 @@ func TestConfigKeysStable(t *testing.T) {
 		`["baselines" "[all]"] ["retrain_baselines" "false"] ["lambda_sweep" "[0.05, 0.1, 0.2, 0.3, 0.5]"] ["whitebox" "false"] ["whitebox_steps" "20"] ` +
 		`["eot_draws" "10"] ["whitebox_losses" "[ce, cw]"] ["whitebox_cw_kappa" "10"] ["whitebox_subset" "0"] ["sanity_baselines" "false"] ["grid_images" "8"] ` +
 		`["adv_train.method" ""] ["adv_train.eps" "0"] ["adv_train.step" "0"] ["adv_train.steps" "0"] ["adv_train.fraction" "0"] ` +
-		`["adv_train.epochs" "0"] ["adv_train.fine_tune" "false"] ["adv_train.learning_rate" "0"]]`
+		`["adv_train.epochs" "0"] ["adv_train.fine_tune" "false"] ["adv_train.learning_rate" "0"] ` +
+		`["whitebox_suite.attacks" "[]"] ["whitebox_suite.routes" "[]"] ["whitebox_suite.apgd_steps" "0"] ["whitebox_suite.square_queries" "0"] ` +
+		`["whitebox_suite.square_images" "0"] ["whitebox_suite.eval_draws" "0"] ["whitebox_suite.cg_tol" "0"] ["whitebox_suite.cg_max_iter" "0"] ` +
+		`["whitebox_suite.unroll_iterations" "0"] ["whitebox_suite.cluster_gradient" ""]]`
 	if got := fmt.Sprintf("%q", DefaultConfig().Settings()); got != settings {
 		t.Errorf("Settings() =\n%s\nwant\n%s", got, settings)
 	}
