@@ -18,7 +18,9 @@ type DeepFoolOptions struct {
 	// Default: normalized L2 dissimilarity 0.04 (the paper's setting).
 	Budget Budget
 	// Overshoot multiplies the accumulated perturbation by 1+Overshoot to
-	// cross the boundary. Default 0.02 (Moosavi-Dezfooli et al.).
+	// cross the boundary. Default 0.02 (Moosavi-Dezfooli et al.); values
+	// up to MaxOvershoot serve the search of a strength reaching a target
+	// average dissimilarity (SearchStrength).
 	Overshoot float64
 	// MaxIter bounds the linearization steps. Default 50.
 	MaxIter int
@@ -29,19 +31,22 @@ type DeepFoolOptions struct {
 	Candidates int
 }
 
+// MaxOvershoot bounds DeepFoolOptions.Overshoot.
+const MaxOvershoot = 100
+
 // DefaultDeepFoolOptions returns the paper's DeepFool setting.
 func DefaultDeepFoolOptions() DeepFoolOptions {
 	return DeepFoolOptions{Budget: Budget{Norm: L2Rel, Eps: 0.04}, Overshoot: 0.02, MaxIter: 50, Candidates: 10}
 }
 
-// Validate checks the budget, Overshoot in [0, 1], MaxIter >= 1 and
+// Validate checks the budget, Overshoot in [0, MaxOvershoot], MaxIter >= 1 and
 // Candidates >= 0 and != 1.
 func (o DeepFoolOptions) Validate() error {
 	if err := o.Budget.Validate(); err != nil {
 		return err
 	}
-	if !(o.Overshoot >= 0 && o.Overshoot <= 1) {
-		return optErr("DeepFool", "Overshoot", o.Overshoot, "must be in [0, 1]")
+	if !(o.Overshoot >= 0 && o.Overshoot <= MaxOvershoot) {
+		return optErr("DeepFool", "Overshoot", o.Overshoot, "must be in [0, 100]")
 	}
 	if o.MaxIter < 1 {
 		return optErr("DeepFool", "MaxIter", o.MaxIter, "must be at least 1")

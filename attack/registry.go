@@ -68,6 +68,9 @@ type Method struct {
 	build func(c Config) (Attack, error)
 	// options returns the method's options in c.
 	options func(c Config) any
+	// knob sets its strength (see Knob); nil for the methods whose
+	// strength is their budget.
+	knob *Knob
 }
 
 var methods = []Method{
@@ -89,11 +92,13 @@ var methods = []Method{
 	{Name: "deepfool", Label: "DeepFool", Params: []string{"overshoot", "max-iter", "candidates"},
 		fields:  func(c *Config) (*Budget, *bool) { return &c.DeepFool.Budget, nil },
 		build:   func(c Config) (Attack, error) { return NewDeepFool(c.DeepFool) },
-		options: func(c Config) any { return c.DeepFool }},
+		options: func(c Config) any { return c.DeepFool },
+		knob:    deepFoolKnob},
 	{Name: "cw", Label: "CW", Params: []string{"kappa", "initial-c", "binary-steps", "max-iter", "lr"}, Targetable: true,
 		fields:  func(c *Config) (*Budget, *bool) { return &c.CW.Budget, &c.CW.Targeted },
 		build:   func(c Config) (Attack, error) { return NewCW(c.CW) },
-		options: func(c Config) any { return c.CW }},
+		options: func(c Config) any { return c.CW },
+		knob:    cwKnob},
 	{Name: "apgd", Label: "APGD", Params: []string{"steps", "seed", "restarts", "loss"}, Targetable: true, Randomized: true,
 		fields:  func(c *Config) (*Budget, *bool) { return &c.APGD.Budget, &c.APGD.Targeted },
 		build:   func(c Config) (Attack, error) { return NewAPGD(c.APGD) },

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 
 	"github.com/stl-defense/stl/progress"
 	"github.com/stl-defense/stl/tensor"
@@ -20,7 +21,8 @@ type UAPOptions struct {
 	// the images v is fitted on, so that the average normalized L2
 	// dissimilarity ||v||/||x_i|| over those images is exactly Eps before
 	// clipping (Guo et al.'s average dissimilarity, as in the paper's
-	// Table 3). Default: L2Rel 0.06.
+	// Table 3). For L2Z the same on the normalized tensors:
+	// ||v/std||_2 <= Eps / mean_i(1/||z_i||_2). Default: L2Rel 0.06.
 	Budget Budget
 	// FoolingRate is the fraction 1-delta of the fitting images whose
 	// prediction v must change before the fit stops. Default 0.8
@@ -73,7 +75,8 @@ type UAPFit struct {
 	// V is the universal perturbation, shape (1, C, H, W).
 	V *tensor.Tensor
 	// Radius is the bound v was projected onto: Eps for LInf, the absolute
-	// L2 radius derived from the fitting images for L2Rel.
+	// L2 radius derived from the fitting images for L2Rel (of v/std for
+	// L2Z).
 	Radius float64
 	// FoolingRate is the fraction of the fitting images whose prediction
 	// clip(x+v) differs from that of x, after the last pass.
@@ -81,6 +84,27 @@ type UAPFit struct {
 	// Passes is the number of passes made over the fitting images, and
 	// Updates the number of DeepFool steps added to v.
 	Passes, Updates int
+}
+
+// UAPState is where a fit stands after an image: what FitUAPFrom resumes
+// from. V is the perturbation's values (C*H*W).
+type UAPState struct {
+	// Pass is the pass in progress (1-based) and Done the images of it
+	// already visited (0 <= Done <= the number of images).
+	Pass, Done int
+	// Updates counts the DeepFool steps added to V so far.
+	Updates int
+	V       []float32
+}
+
+// UAPCheckpoint makes a fit resumable: FitUAPFrom starts from Resume (a
+// state that Save received from a fit with the same model, images and
+// options) and hands Save the state every Every images and after each
+// pass. The zero value checkpoints nothing.
+type UAPCheckpoint struct {
+	Resume *UAPState
+	Every  int
+	Save   func(*UAPState) error
 }
 
 // FitUAP computes a universal perturbation v for m from the images x
@@ -92,6 +116,14 @@ type UAPFit struct {
 // x reaches o.FoolingRate or after o.MaxPasses passes. It reports each image
 // visited as "uap" progress to rep, and returns ctx's error when cancelled.
 func FitUAP(ctx context.Context, m Model, x *tensor.Tensor, o UAPOptions, rep progress.Reporter) (*UAPFit, error) {
+	return FitUAPFrom(ctx, m, x, o, UAPCheckpoint{}, rep)
+}
+
+// FitUAPFrom is FitUAP with checkpoints (see UAPCheckpoint). A fit resumed
+// from a saved state gives the perturbation of an uninterrupted fit: each
+// pass's visiting order is drawn again from the seed. A state that does
+// not fit the images or options is an error.
+func FitUAPFrom(ctx context.Context, m Model, x *tensor.Tensor, o UAPOptions, ck UAPCheckpoint, rep progress.Reporter) (*UAPFit, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
@@ -103,27 +135,36 @@ func FitUAP(ctx context.Context, m Model, x *tensor.Tensor, o UAPOptions, rep pr
 	if err != nil {
 		return nil, err
 	}
+	if err := o.Budget.checkBudget(b); err != nil {
+		return nil, err
+	}
 	rep = progress.Or(rep)
 	z, err := b.logits(ctx, m, x)
 	if err != nil {
 		return nil, err
 	}
 	clean := z.ArgmaxRows(nil)
-	radius := o.Budget.Eps
-	if o.Budget.Norm == L2Rel {
-		var inv float64
-		for i := 0; i < b.n; i++ {
-			n := l2(x.Data[i*b.d : (i+1)*b.d])
-			if n == 0 {
-				return nil, fmt.Errorf("attack: UAP: image %d is all zero (no normalized L2 budget)", i)
-			}
-			inv += 1 / n
-		}
-		radius = o.Budget.Eps / (inv / float64(b.n))
+	radius, err := universalRadius(o.Budget, x.Data, b.n, b.d)
+	if err != nil {
+		return nil, err
 	}
 	c, h, w := m.InputShape()
 	fit := &UAPFit{V: tensor.New(1, c, h, w), Radius: radius}
 	v := fit.V.Data
+	start, skip := 1, 0
+	if r := ck.Resume; r != nil {
+		if len(r.V) != len(v) || r.Pass < 1 || r.Pass > o.MaxPasses || r.Done < 0 || r.Done > b.n || r.Updates < 0 {
+			return nil, fmt.Errorf("attack: UAP: a saved state (pass %d, %d images, %d values) does not fit %d images of %d values and %d passes", r.Pass, r.Done, len(r.V), b.n, len(v), o.MaxPasses)
+		}
+		copy(v, r.V)
+		start, skip, fit.Updates = r.Pass, r.Done, r.Updates
+	}
+	save := func(pass, done int) error {
+		if ck.Save == nil {
+			return nil
+		}
+		return ck.Save(&UAPState{Pass: pass, Done: done, Updates: fit.Updates, V: slices.Clone(v)})
+	}
 	// The inner step is L2 DeepFool without a binding budget (a radius of
 	// the image's own norm; a minimal step is far smaller), as in the authors' code for
 	// both norms; only the image's own prediction matters, not its label.
@@ -133,9 +174,15 @@ func FitUAP(ctx context.Context, m Model, x *tensor.Tensor, o UAPOptions, rep pr
 	}
 	rng := rand.New(rand.NewPCG(o.Seed, 0x0a9))
 	xi := tensor.New(1, c, h, w)
-	for fit.Passes < o.MaxPasses {
-		fit.Passes++
-		for done, i := range rng.Perm(b.n) {
+	for fit.Passes = 1; fit.Passes <= o.MaxPasses; fit.Passes++ {
+		perm := rng.Perm(b.n)
+		if fit.Passes < start {
+			continue // drawn again only to reach the resumed pass's order
+		}
+		for done, i := range perm {
+			if fit.Passes == start && done < skip {
+				continue
+			}
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
@@ -148,19 +195,46 @@ func FitUAP(ctx context.Context, m Model, x *tensor.Tensor, o UAPOptions, rep pr
 				for j := range v {
 					v[j] += res.Adv.Data[j] - xi.Data[j]
 				}
-				projectUniversal(o.Budget.Norm, v, radius)
+				projectUniversal(o.Budget, v, radius)
 				fit.Updates++
 			}
 			rep.Report("uap", (fit.Passes-1)*b.n+done+1, o.MaxPasses*b.n, fmt.Sprintf("pass %d", fit.Passes))
+			if ck.Every > 0 && (done+1)%ck.Every == 0 && done+1 < b.n {
+				if err := save(fit.Passes, done+1); err != nil {
+					return nil, err
+				}
+			}
 		}
 		if fit.FoolingRate, err = foolingRate(ctx, b, m, x, v, clean); err != nil {
 			return nil, err
 		}
-		if fit.FoolingRate >= o.FoolingRate {
+		if fit.FoolingRate >= o.FoolingRate || fit.Passes == o.MaxPasses {
 			break
+		}
+		if err := save(fit.Passes+1, 0); err != nil {
+			return nil, err
 		}
 	}
 	return fit, nil
+}
+
+// universalRadius is the bound of a universal perturbation under bud over
+// the n images of x (d values each): Eps for LInf, Eps / mean_i(1/||x_i||)
+// for L2Rel, the same with ||z_i|| for L2Z.
+func universalRadius(bud Budget, x []float32, n, d int) (float64, error) {
+	if bud.Norm == LInf {
+		return bud.Eps, nil
+	}
+	unit := bud
+	unit.Eps = 1
+	var inv float64
+	for i, r := range radii(unit, x, n, d) {
+		if r == 0 {
+			return 0, fmt.Errorf("attack: UAP: image %d has a zero norm (no normalized L2 budget)", i)
+		}
+		inv += 1 / r
+	}
+	return bud.Eps / (inv / float64(n)), nil
 }
 
 // addClipped sets dst = clip(x + v, 0, 1).
@@ -171,15 +245,16 @@ func addClipped(dst, x, v []float32) {
 }
 
 // projectUniversal projects v onto the ball of radius r: the L-infinity
-// box for LInf, the L2 ball (absolute radius) otherwise.
-func projectUniversal(norm Norm, v []float32, r float64) {
-	if norm == LInf {
+// box for LInf, the L2 ball (absolute radius) for L2Rel, the ball of
+// ||v/std||_2 for L2Z.
+func projectUniversal(bud Budget, v []float32, r float64) {
+	if bud.Norm == LInf {
 		for j, p := range v {
 			v[j] = float32(math.Max(-r, math.Min(r, float64(p))))
 		}
 		return
 	}
-	if n := l2(v); n > r {
+	if n := zDist(v, make([]float32, len(v)), bud.zStd(len(v))); n > r {
 		s := float32(r / n)
 		for j := range v {
 			v[j] *= s
