@@ -62,6 +62,22 @@ type Result struct {
 // SuccessRate returns the fraction of images with Success set.
 func (r *Result) SuccessRate() float64 { return fraction(r.Success, true) }
 
+// FoolingRate returns the fraction of images whose prediction the attack
+// changed (AdvPred != CleanPred), whatever their labels: the measure of a
+// universal perturbation (Moosavi-Dezfooli et al. 2017).
+func (r *Result) FoolingRate() float64 {
+	if len(r.CleanPred) == 0 || len(r.CleanPred) != len(r.AdvPred) {
+		return 0
+	}
+	n := 0
+	for i, p := range r.CleanPred {
+		if p != r.AdvPred[i] {
+			n++
+		}
+	}
+	return float64(n) / float64(len(r.CleanPred))
+}
+
 // CleanAccuracy returns the fraction of images whose clean prediction equals
 // labels[i]; AdvAccuracy the same for the adversarial predictions. For a
 // targeted attack pass the true labels, not the targets.

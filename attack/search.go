@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/stl-defense/stl/tensor"
 )
@@ -169,8 +170,9 @@ type Measure func(ctx context.Context, s float64) (float64, error)
 // the order made: while the search asks for their strengths it takes their
 // means instead of calling measure, so a resumed search probes what the
 // uninterrupted one would. onProbe, when not nil, is called after each new
-// probe (to checkpoint it).
-func SearchStrength(ctx context.Context, k Knob, o SearchOptions, measure Measure, replay []Probe, onProbe func(Probe) error) (*SearchResult, error) {
+// probe with every probe so far, replayed ones included (to checkpoint
+// them).
+func SearchStrength(ctx context.Context, k Knob, o SearchOptions, measure Measure, replay []Probe, onProbe func(probes []Probe) error) (*SearchResult, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
@@ -194,14 +196,14 @@ func SearchStrength(ctx context.Context, k Knob, o SearchOptions, measure Measur
 				return 0, fmt.Errorf("attack: search: %s %g gave an average dissimilarity of %g", k.Param, s, f)
 			}
 			replay = nil // the rest are computed
-			if onProbe != nil {
-				if err := onProbe(Probe{s, f}); err != nil {
-					return 0, err
-				}
-			}
 		}
 		p := Probe{s, f}
 		res.Probes = append(res.Probes, p)
+		if replay == nil && onProbe != nil {
+			if err := onProbe(slices.Clone(res.Probes)); err != nil {
+				return 0, err
+			}
+		}
 		if !bestSet || math.Abs(f-t) < math.Abs(best.Mean-t) {
 			best, bestSet = p, true
 		}

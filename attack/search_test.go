@@ -88,7 +88,7 @@ func TestSearchStrengthResumes(t *testing.T) {
 	f := func(s float64) float64 { return 0.2 * math.Tanh(4*s) }
 	var all []Probe
 	want, err := SearchStrength(context.Background(), k, o, func(_ context.Context, s float64) (float64, error) { return f(s), nil },
-		nil, func(p Probe) error { all = append(all, p); return nil })
+		nil, func(p []Probe) error { all = p; return nil })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func TestSearchStrengthResumes(t *testing.T) {
 				return 0, stop
 			}
 			return f(s), nil
-		}, nil, func(p Probe) error { saved = append(saved, p); return nil })
+		}, nil, func(p []Probe) error { saved = p; return nil })
 		if !errors.Is(err, stop) {
 			t.Fatalf("cut %d: %v, want the interruption", cut, err)
 		}

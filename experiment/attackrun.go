@@ -133,18 +133,33 @@ type AttackJob struct {
 	// clean training images.
 	Learned *Learned
 
-	opts AttackOptions
-	atk  attack.Attack
-	clf  *LoadedModel
-	goal []int
+	opts  AttackOptions
+	atk   attack.Attack
+	clf   *LoadedModel
+	goal  []int
+	train *dataset.Set // the split's training images, for a UAP's fit
 }
 
-// NewAttackJob loads what the attack a needs under o: the classifier, the
+// NewAttackJob loads what the attack a needs under o (LoadAttackJob) and
+// sets a as the job's attack. An unknown defense gives an error wrapping
+// ErrUnknownDefense.
+func NewAttackJob(ctx context.Context, a attack.Attack, o AttackOptions, rep progress.Reporter) (*AttackJob, error) {
+	j, err := LoadAttackJob(ctx, o, rep)
+	if err != nil {
+		return nil, err
+	}
+	j.SetAttack(a)
+	return j, nil
+}
+
+// LoadAttackJob loads what an attack under o needs: the classifier, the
 // data set (the images checked against the classifier's input shape and
 // classes) and the defense, training and caching what a baseline learns
-// from the clean training images. It reports loading progress to rep.
-// An unknown defense gives an error wrapping ErrUnknownDefense.
-func NewAttackJob(ctx context.Context, a attack.Attack, o AttackOptions, rep progress.Reporter) (*AttackJob, error) {
+// from the clean training images. It reports loading progress to rep. The
+// job runs once given its attack: SetAttack, SearchStrength or
+// FitUniversal. An unknown defense gives an error wrapping
+// ErrUnknownDefense.
+func LoadAttackJob(ctx context.Context, o AttackOptions, rep progress.Reporter) (*AttackJob, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
@@ -175,7 +190,7 @@ func NewAttackJob(ctx context.Context, a attack.Attack, o AttackOptions, rep pro
 			return nil, fmt.Errorf("shard %s of %d images in batches of %d holds no batch", o.Shard, nb*o.Batch, o.Batch)
 		}
 	}
-	j := &AttackJob{Name: a.Name(), Set: set, Indices: in.indices, opts: o, atk: a, clf: clf, goal: set.Labels}
+	j := &AttackJob{Set: set, Indices: in.indices, opts: o, clf: clf, goal: set.Labels, train: in.train}
 	if o.Targeted {
 		j.goal = make([]int, len(set.Labels))
 		for i, y := range set.Labels {
@@ -191,13 +206,30 @@ func NewAttackJob(ctx context.Context, a attack.Attack, o AttackOptions, rep pro
 			return nil, err
 		}
 	}
-	if o.BPDA {
+	return j, nil
+}
+
+// SetAttack makes a the job's attack and names the job after it.
+func (j *AttackJob) SetAttack(a attack.Attack) {
+	j.atk, j.Name = a, a.Name()
+	if j.opts.BPDA {
 		j.Name += " via BPDA(" + j.Defense.Name() + ")"
 		if j.Defense.Randomized() {
-			j.Name += fmt.Sprintf(" EOT x%d", o.EOT)
+			j.Name += fmt.Sprintf(" EOT x%d", j.opts.EOT)
 		}
 	}
-	return j, nil
+}
+
+// Normalization returns the classifier's per-channel input normalization,
+// in which budgets on normalized tensors (attack.L2Z) and the search's
+// dissimilarity are measured, or an error for a classifier that states
+// none (an ONNX file).
+func (j *AttackJob) Normalization() (*attack.Normalization, error) {
+	if j.clf.Norm == nil {
+		return nil, fmt.Errorf("model %s states no input normalization (mean and std per channel), which budgets on normalized tensors are measured in", j.opts.Model)
+	}
+	n := *j.clf.Norm
+	return &n, nil
 }
 
 // inputs are the images a job attacks and the training images baselines
@@ -346,6 +378,10 @@ type AttackOutcome struct {
 	// clean and the adversarial images.
 	GrayBox                    bool
 	DefendedClean, DefendedAdv float64
+	// DissimZ is, when the classifier states its input normalization, the
+	// normalized L2 dissimilarity of each image on the normalized tensors
+	// (attack.DissimilarityZ, Guo et al.'s measure).
+	DissimZ []float64
 }
 
 // Run attacks the job's images in batches, checkpointed in Out/.partial,
@@ -354,10 +390,13 @@ type AttackOutcome struct {
 // rep and returns ctx's error when cancelled (the finished batches stay
 // for a later run with the same options).
 func (j *AttackJob) Run(ctx context.Context, rep progress.Reporter) (*AttackOutcome, error) {
+	if j.atk == nil {
+		return nil, fmt.Errorf("attack job: no attack set")
+	}
 	rep = progress.Or(rep)
 	o := j.opts
-	partial := filepath.Join(o.Out, ".partial")
-	bo := attack.BatchOptions{Size: o.Batch, Progress: rep, CheckpointDir: partial, Key: j.runKey()}
+	partial := j.partialDir()
+	bo := attack.BatchOptions{Size: o.Batch, Progress: rep, CheckpointDir: partial, Key: j.runKey(j.atk)}
 	var target attack.Model = j.clf
 	if o.BPDA {
 		t := j.Defense
@@ -399,6 +438,11 @@ func (j *AttackJob) Run(ctx context.Context, rep progress.Reporter) (*AttackOutc
 		return nil, err
 	}
 	out := &AttackOutcome{Result: res, Labels: j.Set.Labels}
+	if j.clf.Norm != nil {
+		if out.DissimZ, err = attack.DissimilarityZ(res.Adv, j.Set.Images, *j.clf.Norm); err != nil {
+			return nil, err
+		}
+	}
 	for i, p := range res.CleanPred {
 		if p == out.Labels[i] {
 			out.CorrectBefore++
@@ -419,17 +463,20 @@ func (j *AttackJob) Run(ctx context.Context, rep progress.Reporter) (*AttackOutc
 	return out, nil
 }
 
-// runKey identifies what a checkpointed batch was computed from: the
-// model files, the data, the subset, the attack's options and the defense.
-// An interrupted run resumes only from batches with the same key.
-func (j *AttackJob) runKey() string {
+// partialDir is where an interrupted run keeps its checkpoints.
+func (j *AttackJob) partialDir() string { return filepath.Join(j.opts.Out, ".partial") }
+
+// runKey identifies what a checkpointed batch of attack a was computed
+// from: the model files, the data, the subset, a's options and the
+// defense. An interrupted run resumes only from batches with the same key.
+func (j *AttackJob) runKey(a attack.Attack) string {
 	o := j.opts
 	h := sha256.New()
 	for _, f := range j.clf.Files {
 		statFiles(h, filepath.Dir(f), filepath.Base(f))
 	}
-	opts, _ := json.Marshal(j.atk)
-	fmt.Fprintf(h, "%s\n%s\n%s\n%v\n%s\n%s\n%v %d %d %v\n", o.Model, j.Set.Name, o.Split, j.Indices, j.atk.Name(), opts,
+	opts, _ := json.Marshal(a)
+	fmt.Fprintf(h, "%s\n%s\n%s\n%v\n%s\n%s\n%v %d %d %v\n", o.Model, j.Set.Name, o.Split, j.Indices, a.Name(), opts,
 		o.Targeted, o.Batch, o.EOT, o.BPDA)
 	fmt.Fprintf(h, "%s\n", o.Defense)
 	if db, dae := baseline.Needs(o.Defense); db || dae {

@@ -25,6 +25,10 @@ type LoadedModel struct {
 	// Format names the format it was read in ("stl" for a model directory
 	// of `stl train classifier`).
 	Format string
+	// Norm is the per-channel input normalization the classifier applies
+	// before its first layer, nil when the format does not state it
+	// (ONNX).
+	Norm *attack.Normalization
 }
 
 // LoadModel reads the classifier at path for the commands that take a
@@ -68,7 +72,8 @@ func LoadModel(path string, threads int) (*LoadedModel, error) {
 	if threads > 0 {
 		clf.SetThreads(threads)
 	}
-	return &LoadedModel{Model: clf, Path: path, Format: "stl",
+	norm, _ := inputNormalization(clf) // nil when it states none
+	return &LoadedModel{Model: clf, Path: path, Format: "stl", Norm: norm,
 		Files: []string{filepath.Join(path, nn.MetadataFile), filepath.Join(path, nn.WeightsFile)}}, nil
 }
 
@@ -113,5 +118,19 @@ func loadTorchvision(spec, file string, o torchvision.Options, threads int) (*Lo
 	if _, err := os.Stat(file + ".json"); err == nil {
 		files = append(files, file+".json")
 	}
-	return &LoadedModel{Model: m, Path: spec, Format: "torchvision", Files: files}, nil
+	norm := &attack.Normalization{}
+	mean, std := o.Mean, o.Std
+	if mean == nil {
+		mean = torchvision.ImageNetMean
+	}
+	if std == nil {
+		std = torchvision.ImageNetStd
+	}
+	for c := range mean {
+		norm.Mean = append(norm.Mean, float64(mean[c]))
+	}
+	for c := range std {
+		norm.Std = append(norm.Std, float64(std[c]))
+	}
+	return &LoadedModel{Model: m, Path: spec, Format: "torchvision", Files: files, Norm: norm}, nil
 }

@@ -39,7 +39,23 @@ type attackFlags struct {
 	loss            string
 	queries         int
 	pInit           float64
+	// The universal perturbation's (--attack uap) and the strength
+	// search's (--target-dissimilarity) options.
+	uap    experiment.UAPJobOptions
+	search attack.SearchOptions
 }
+
+// methodUAP is the --attack name of the universal adversarial
+// perturbation, fitted on training images (experiment.AttackJob.FitUniversal)
+// rather than built from the attack registry.
+const methodUAP = "uap"
+
+// uapParams are the flags of --attack uap alone; --max-iter and
+// --candidates set its DeepFool steps.
+var uapParams = []string{"fit-images", "fit-seed", "fooling-rate", "max-passes", "uap"}
+
+// attackNames lists what --attack takes.
+func attackNames() []string { return append(attack.MethodNames(), methodUAP) }
 
 func init() { rootCmd.AddCommand(newAttackCmd()) }
 
@@ -47,7 +63,7 @@ func init() { rootCmd.AddCommand(newAttackCmd()) }
 func newAttackCmd() *cobra.Command {
 	var f attackFlags
 	cmd := &cobra.Command{
-		Use:   "attack --model DIR --attack " + strings.Join(attack.MethodNames(), "|") + " --out DIR",
+		Use:   "attack --model DIR --attack " + strings.Join(attackNames(), "|") + " --out DIR",
 		Short: "Compute adversarial examples against a classifier and save them",
 		Long: `attack computes adversarial examples of a data set's test images against a
 trained classifier (gray-box: on the vanilla classifier, as in the paper's
@@ -55,9 +71,22 @@ section 5.1) or, with --defense and --bpda, through a defense (white-box BPDA,
 with EOT over randomized defenses, as in the paper's Table 4).
 
 Budgets are the paper's normalized L2 dissimilarity ||x_adv-x0||/||x0||
-(--norm l2) or an L-infinity bound (--norm linf). Defaults are the paper's:
-FGSM, BIM, DeepFool and CW at dissimilarity 0.04 (use --budget 0.08 for
-FGSM-0.08), PGD at L-infinity 0.031.
+(--norm l2), the same on the classifier's mean/std-normalized tensors (--norm
+l2z, Guo et al.'s measure) or an L-infinity bound (--norm linf). Defaults are
+the paper's: FGSM, BIM, DeepFool and CW at dissimilarity 0.04 (use --budget
+0.08 for FGSM-0.08), PGD at L-infinity 0.031.
+
+--attack uap fits one universal perturbation (Moosavi-Dezfooli et al. 2017)
+on a class-balanced subset of --fit-images training images and adds it to
+every attacked image; it is saved beside the set as uap.npy (and uap.json), and
+--uap PATH reuses a saved one instead of fitting. Its budget defaults to the
+average normalized L2 dissimilarity 0.06 of the paper's Table 3.
+
+--target-dissimilarity T searches the attack's strength (the budget; DeepFool's
+overshoot, CW's kappa, with their cap lifted) so that the average normalized
+L2 dissimilarity on the classifier's normalized tensors over the attacked
+images is T (the paper's Table 3: 0.06), within --target-tolerance; the
+strength found, the average reached and every probe are saved as search.json.
 
 The set is written to the --out directory as adv.npy (float32, bit-exact),
 labels.npy and meta.json (per-image dissimilarity and L-infinity reached,
@@ -85,8 +114,8 @@ training images.`,
 	fl.IntVar(&o.N, "n", 0, "attack a class-balanced subset of this many images (0: all)")
 	fl.Int64Var(&o.SubsetSeed, "subset-seed", 1, "seed of the class-balanced subset")
 	fl.Var(shardFlag{&o.Shard}, "shard", "attack only part i of n (0-based, e.g. 3/8), cut at --batch boundaries, for array jobs; the parts' sets concatenated in order equal one run's (deterministic defenses)")
-	fl.StringVar(&f.method, "attack", "fgsm", "attack: "+orList(attack.MethodNames()))
-	fl.StringVar(&f.norm, "norm", "", "budget norm: l2 (normalized dissimilarity) or linf; default the attack's")
+	fl.StringVar(&f.method, "attack", "fgsm", "attack: "+orList(attackNames()))
+	fl.StringVar(&f.norm, "norm", "", "budget norm: l2 (normalized dissimilarity), l2z (the same on the classifier's normalized tensors) or linf; default the attack's")
 	fl.Float64Var(&f.budget, "budget", 0, "budget in (0,1]; default the attack's (0.04; pgd, apgd, square: L-inf 0.031)")
 	fl.IntVar(&f.steps, "steps", 0, "bim, pgd, apgd: iterations (default 10, 20, 100)")
 	fl.Float64Var(&f.stepFrac, "step-frac", 0, "bim, pgd: step size as a fraction of the budget (default 0.125, 0.1)")
@@ -103,6 +132,16 @@ training images.`,
 	fl.Float64Var(&f.initialC, "initial-c", ad.CW.InitialC, "cw: initial trade-off constant")
 	fl.IntVar(&f.binarySteps, "binary-steps", ad.CW.BinarySteps, "cw: binary search steps over c")
 	fl.Float64Var(&f.lr, "lr", ad.CW.LearningRate, "cw: Adam learning rate")
+	u := experiment.DefaultUAPJobOptions()
+	fl.IntVar(&f.uap.FitImages, "fit-images", u.FitImages, "uap: training images the perturbation is fitted on, a class-balanced subset seeded by --fit-seed (0: all)")
+	fl.Int64Var(&f.uap.FitSeed, "fit-seed", u.FitSeed, "uap: seed of the fitting subset")
+	fl.Float64Var(&f.uap.UAP.FoolingRate, "fooling-rate", u.UAP.FoolingRate, "uap: stop fitting once this fraction of the fitting images is fooled")
+	fl.IntVar(&f.uap.UAP.MaxPasses, "max-passes", u.UAP.MaxPasses, "uap: passes over the fitting images at most")
+	fl.StringVar(&f.uap.From, "uap", "", "uap: reuse the perturbation saved by an earlier run (its uap.npy, or its --out directory) instead of fitting one")
+	s := attack.DefaultSearchOptions()
+	fl.Float64Var(&f.search.Target, "target-dissimilarity", 0, "search the attack's strength so that the average normalized L2 dissimilarity on the classifier's normalized tensors is this (the paper's Table 3: 0.06; 0: off)")
+	fl.Float64Var(&f.search.Tolerance, "target-tolerance", 0, "with --target-dissimilarity: how far from it the average may end (0: 1% of it)")
+	fl.IntVar(&f.search.MaxProbes, "max-probes", s.MaxProbes, "with --target-dissimilarity: attack runs the search makes at most")
 	fl.BoolVar(&o.Targeted, "targeted", false, "targeted attack towards class (label+1) mod K (not deepfool)")
 	fl.StringVar(&o.Defense, "defense", "", "a defense directory or a baseline ("+strings.Join(baseline.Names(), ", ")+"); evaluated on the adversarial set, attacked through with --bpda")
 	fl.BoolVar(&o.BPDA, "bpda", false, "attack through the defense with BPDA (identity backward pass)")
@@ -138,16 +177,35 @@ func (f *attackFlags) check(cmd *cobra.Command) error {
 	if o.Out == "" {
 		return usagef("--out is required")
 	}
-	m, err := attack.LookupMethod(f.method)
-	if err != nil {
-		return usagef("--attack %q: want %s", f.method, orList(attack.MethodNames()))
+	var params []string
+	if f.method == methodUAP {
+		params = append(uapParams, "max-iter", "candidates")
+	} else {
+		m, err := attack.LookupMethod(f.method)
+		if err != nil {
+			return usagef("--attack %q: want %s", f.method, orList(attackNames()))
+		}
+		params = m.Params
 	}
-	for _, other := range attack.Methods() {
-		for _, name := range other.Params {
-			if cmd.Flags().Changed(name) && !slices.Contains(m.Params, name) {
+	for _, names := range [][]string{uapParams, allParams()} {
+		for _, name := range names {
+			if cmd.Flags().Changed(name) && !slices.Contains(params, name) {
 				return usagef("--%s does not apply to --attack %s", name, f.method)
 			}
 		}
+	}
+	if f.search.Target != 0 {
+		if err := f.search.Validate(); err != nil {
+			return usagef("--target-dissimilarity: %v", err)
+		}
+		if o.BPDA || !o.Shard.Whole() {
+			return usagef("--target-dissimilarity searches one strength for every attacked image, gray-box: not with --bpda or --shard (search once, then give the shards the strength found)")
+		}
+	} else if cmd.Flags().Changed("target-tolerance") || cmd.Flags().Changed("max-probes") {
+		return usagef("--target-tolerance and --max-probes need --target-dissimilarity")
+	}
+	if f.method == methodUAP && o.BPDA {
+		return usagef("--attack uap is fitted on the classifier alone: not with --bpda")
 	}
 	if o.Split != "test" && o.Split != "train" {
 		return usagef("--split %q: want test or train", o.Split)
@@ -173,44 +231,95 @@ func (f *attackFlags) check(cmd *cobra.Command) error {
 	if o.EOT < 1 {
 		return usagef("--eot %d: want at least 1", o.EOT)
 	}
-	if o.Targeted && !m.Targetable {
+	if o.Targeted && (f.method == methodUAP || !mustMethod(f.method).Targetable) {
 		return usagef("--targeted does not apply to %s", f.method)
 	}
-	if _, err := f.build(); err != nil {
+	// A placeholder normalization stands for the classifier's, read later,
+	// so that an l2z budget validates.
+	if _, err := f.build(&attack.Normalization{Mean: []float64{0}, Std: []float64{1}}); err != nil {
 		return usageError{err}
 	}
 	return nil
 }
 
+// allParams lists the flags of every registry attack.
+func allParams() []string {
+	var names []string
+	for _, m := range attack.Methods() {
+		names = append(names, m.Params...)
+	}
+	return names
+}
+
+// mustMethod returns the registry method name, which check has looked up.
+func mustMethod(name string) attack.Method {
+	m, _ := attack.LookupMethod(name)
+	return m
+}
+
 // budgetOr returns the flags' budget over the attack's default one; a
 // --norm other than the default's without --budget takes the paper's
-// budget in that norm.
-func (f *attackFlags) budgetOr(def attack.Budget) attack.Budget {
+// budget in that norm. An l2z budget is measured in norm (the
+// classifier's input normalization).
+func (f *attackFlags) budgetOr(def attack.Budget, norm *attack.Normalization) attack.Budget {
 	b := def
 	if f.norm != "" {
 		b.Norm, _ = attack.ParseNorm(f.norm)
 		if b.Norm != def.Norm && f.budget == 0 {
 			b = attack.PaperBudget(b.Norm)
+			if def.Norm != attack.LInf && b.Norm != attack.LInf {
+				b.Eps = def.Eps // l2 and l2z: the attack's own
+			}
 		}
 	}
 	if f.budget != 0 {
 		b.Eps = f.budget
 	}
+	b.Normalization = nil
+	if b.Norm == attack.L2Z {
+		b.Normalization = norm
+	}
 	return b
 }
 
-// build returns the attack the flags describe: the method's default
-// options, overridden by the flags that apply to it.
-func (f *attackFlags) build() (attack.Attack, error) {
-	m, err := attack.LookupMethod(f.method)
+// build returns the attack the flags describe (for --attack uap, its
+// fit's options in f.uap are completed): the method's default options,
+// overridden by the flags that apply to it; budgets on normalized tensors
+// are measured in norm.
+func (f *attackFlags) build(norm *attack.Normalization) (attack.Attack, error) {
+	if f.method == methodUAP {
+		u := &f.uap.UAP
+		u.Budget = f.budgetOr(attack.DefaultUAPOptions().Budget, norm)
+		if f.search.Target != 0 {
+			u.Budget.Eps = f.search.Target // fitted at the target, then scaled
+		}
+		u.DeepFoolIter, u.Candidates = attack.DefaultUAPOptions().DeepFoolIter, f.candidates
+		if f.maxIter != 0 {
+			u.DeepFoolIter = f.maxIter
+		}
+		if f.uap.FitImages < 0 {
+			return nil, fmt.Errorf("--fit-images %d: want >= 0", f.uap.FitImages)
+		}
+		return nil, u.Validate()
+	}
+	m, c, err := f.config(norm)
 	if err != nil {
 		return nil, err
 	}
+	return m.New(c)
+}
+
+// config returns the registry method the flags name and its options.
+func (f *attackFlags) config(norm *attack.Normalization) (attack.Method, attack.Config, error) {
+	m, err := attack.LookupMethod(f.method)
+	if err != nil {
+		return m, attack.Config{}, err
+	}
 	c := attack.DefaultConfig()
 	b := m.Budget(&c)
-	*b = f.budgetOr(*b)
+	*b = f.budgetOr(*b, norm)
 	if err := m.SetTargeted(&c, f.opts.Targeted); err != nil {
-		return nil, err
+		return m, c, err
 	}
 	for _, steps := range []*int{&c.BIM.Steps, &c.PGD.Steps} {
 		if f.steps != 0 {
@@ -233,13 +342,13 @@ func (f *attackFlags) build() (attack.Attack, error) {
 	}
 	loss, err := attack.ParseAPGDLoss(f.loss)
 	if err != nil {
-		return nil, err
+		return m, c, err
 	}
 	c.APGD.Seed, c.APGD.Restarts, c.APGD.Loss = f.seed, f.restarts, loss
 	c.Square.Seed, c.Square.MaxQueries, c.Square.PInit = f.seed, f.queries, f.pInit
 	c.DeepFool.Overshoot, c.DeepFool.Candidates = f.overshoot, f.candidates
 	c.CW.Kappa, c.CW.InitialC, c.CW.BinarySteps, c.CW.LearningRate = f.kappa, f.initialC, f.binarySteps, f.lr
-	return m.New(c)
+	return m, c, nil
 }
 
 // defenseError makes an unknown --defense a usage error.
@@ -261,18 +370,23 @@ func printLearned(w io.Writer, l *experiment.Learned) {
 // runAttack runs the attack the flags describe (experiment.AttackJob)
 // and prints what it does and its figures to stdout.
 func runAttack(ctx context.Context, f attackFlags, stdout io.Writer, bar progress.Reporter) error {
-	a, err := f.build()
-	if err != nil {
-		return usageError{err}
-	}
 	if f.opts.Data == "" {
 		fmt.Fprintf(stdout, "no --data given: using the embedded sample %s\n", dataset.DefaultSpec)
 	}
-	job, err := experiment.NewAttackJob(ctx, a, f.opts, bar)
+	job, err := experiment.LoadAttackJob(ctx, f.opts, bar)
 	if err != nil {
 		return defenseError(err)
 	}
 	printLearned(stdout, job.Learned)
+	var norm *attack.Normalization
+	if f.norm == "l2z" || f.search.Target != 0 {
+		if norm, err = job.Normalization(); err != nil {
+			return err
+		}
+	}
+	if err := setJobAttack(ctx, f, job, norm, stdout, bar); err != nil {
+		return err
+	}
 	fmt.Fprintf(stdout, "%s on %d images of %s (%s), model %s\n", job.Name, job.Set.Len(), job.Set.Name, f.opts.Split, f.opts.Model)
 	res, err := job.Run(ctx, bar)
 	if err != nil {
@@ -285,6 +399,9 @@ func runAttack(ctx context.Context, f attackFlags, stdout io.Writer, bar progres
 		fmt.Fprintf(stdout, " (%d of the %d images classified correctly before)", res.Flipped, res.CorrectBefore)
 	}
 	fmt.Fprintln(stdout)
+	if f.method == methodUAP {
+		fmt.Fprintf(stdout, "fooling rate on the attacked images %.4f (prediction changed)\n", res.FoolingRate())
+	}
 	if f.opts.BPDA {
 		fmt.Fprintf(stdout, "accuracy through %s: clean %.4f, adversarial %.4f\n", job.Defense.Name(), res.CleanAccuracy(res.Labels), res.AdvAccuracy(res.Labels))
 	} else {
@@ -292,10 +409,62 @@ func runAttack(ctx context.Context, f attackFlags, stdout io.Writer, bar progres
 	}
 	fmt.Fprintf(stdout, "dissimilarity: mean %.4f max %.4f; L-inf: mean %.4f max %.4f\n",
 		meanOf(res.Dissim), maxOf(res.Dissim), meanOf(res.LInf), maxOf(res.LInf))
+	if res.DissimZ != nil {
+		fmt.Fprintf(stdout, "dissimilarity on the classifier's normalized tensors: mean %.4f max %.4f\n", meanOf(res.DissimZ), maxOf(res.DissimZ))
+	}
 	if res.GrayBox {
 		fmt.Fprintf(stdout, "accuracy through %s (gray-box): clean %.4f, adversarial %.4f\n", job.Defense.Name(), res.DefendedClean, res.DefendedAdv)
 	}
 	fmt.Fprintf(stdout, "wrote %s (%s, %s, %s)\n", f.opts.Out, attack.AdvFile, attack.LabelsFile, attack.MetaFile)
+	return nil
+}
+
+// setJobAttack gives the job the attack the flags describe: a registry
+// attack, at the strength the search finds with --target-dissimilarity,
+// or a universal perturbation fitted (or loaded) and, with
+// --target-dissimilarity, scaled to reach it.
+func setJobAttack(ctx context.Context, f attackFlags, job *experiment.AttackJob, norm *attack.Normalization, stdout io.Writer, bar progress.Reporter) error {
+	if _, err := f.build(norm); err != nil {
+		return usageError{err}
+	}
+	var knob attack.Knob
+	var at func(s float64) (attack.Attack, error)
+	if f.method == methodUAP {
+		info, fit, err := job.FitUniversal(ctx, f.uap, bar)
+		if err != nil {
+			return err
+		}
+		if info.From != "" {
+			fmt.Fprintf(stdout, "UAP loaded from %s: budget %v\n", info.From, info.Budget)
+		} else {
+			fmt.Fprintf(stdout, "UAP fitted on %d training images of %s: fooling rate %.4f after %d passes (%d DeepFool steps), budget %v (radius %.4g)\n",
+				info.FitImages, info.Data, info.FoolingRate, info.Passes, info.Updates, info.Budget, info.Radius)
+		}
+		fmt.Fprintf(stdout, "wrote %s (%s, %s)\n", f.opts.Out, experiment.UAPFile, experiment.UAPInfoFile)
+		knob = attack.BudgetKnob()
+		at = func(s float64) (attack.Attack, error) { return experiment.ScaledUniversal(fit, info.Budget, s) }
+	} else {
+		m, c, err := f.config(norm)
+		if err != nil {
+			return usageError{err}
+		}
+		a, err := m.New(c)
+		if err != nil {
+			return usageError{err}
+		}
+		job.SetAttack(a)
+		knob = m.Knob()
+		at = func(s float64) (attack.Attack, error) { return m.WithStrength(c, s) }
+	}
+	if f.search.Target == 0 {
+		return nil
+	}
+	res, err := job.SearchStrength(ctx, knob, at, f.search, bar)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "search: %s %.6g reaches an average dissimilarity of %.5f on normalized tensors (target %g) after %d probes; wrote %s\n",
+		res.Param, res.Strength, res.Mean, res.Target, len(res.Probes), experiment.SearchFile)
 	return nil
 }
 

@@ -156,6 +156,36 @@ func TestRunAttackTrainedBaselines(t *testing.T) {
 	}
 }
 
+// TestRunAttackUAP fits a universal perturbation through the command and
+// searches its scale so that the average dissimilarity on the classifier's
+// normalized tensors is 0.06: the perturbation is saved beside the set,
+// the search's outcome too, and the figures are printed.
+func TestRunAttackUAP(t *testing.T) {
+	model := savedClassifier(t)
+	out := filepath.Join(t.TempDir(), "uap")
+	f := attackFlags{opts: experiment.AttackOptions{Model: model, Data: "sample:cifar10", Split: "test", N: 6, SubsetSeed: 1,
+		Batch: 4, EOT: 1, Out: out}, method: methodUAP, maxIter: 5, candidates: 3,
+		uap: experiment.UAPJobOptions{FitImages: 6, FitSeed: 1, UAP: attack.UAPOptions{FoolingRate: 0.8, MaxPasses: 1, Seed: 1}},
+		search: attack.SearchOptions{Target: 0.06, MaxProbes: 20}}
+	var stdout bytes.Buffer
+	if err := runAttack(context.Background(), f, &stdout, progress.Nop); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"UAP fitted on 6 training images", "search: budget", "fooling rate on the attacked images", "normalized tensors: mean 0.06"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout.String())
+		}
+	}
+	for _, name := range []string{experiment.UAPFile, experiment.UAPInfoFile, experiment.SearchFile, attack.AdvFile} {
+		if _, err := os.Stat(filepath.Join(out, name)); err != nil {
+			t.Error(err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(out, ".partial")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("checkpoints left behind: %v", err)
+	}
+}
+
 func TestAttackFlags(t *testing.T) {
 	cases := []struct {
 		args []string
@@ -174,6 +204,16 @@ func TestAttackFlags(t *testing.T) {
 		{[]string{"attack", "--model", "m", "--out", "x", "--attack", "square", "--queries", "0"}, "MaxQueries"},
 		{[]string{"attack", "--model", "m", "--out", "x", "--attack", "square", "--steps", "3"}, "does not apply"},
 		{[]string{"attack", "--model", "m", "--out", "x", "--attack", "pgd", "--queries", "3"}, "does not apply"},
+		{[]string{"attack", "--model", "m", "--out", "x", "--attack", "fgsm", "--fit-images", "3"}, "does not apply"},
+		{[]string{"attack", "--model", "m", "--out", "x", "--attack", "uap", "--steps", "3"}, "does not apply"},
+		{[]string{"attack", "--model", "m", "--out", "x", "--attack", "uap", "--fooling-rate", "0"}, "FoolingRate"},
+		{[]string{"attack", "--model", "m", "--out", "x", "--attack", "uap", "--fit-images", "-1"}, "--fit-images"},
+		{[]string{"attack", "--model", "m", "--out", "x", "--attack", "uap", "--defense", "jpeg", "--bpda"}, "not with --bpda"},
+		{[]string{"attack", "--model", "m", "--out", "x", "--attack", "uap", "--targeted"}, "--targeted"},
+		{[]string{"attack", "--model", "m", "--out", "x", "--target-dissimilarity", "1.5"}, "Target"},
+		{[]string{"attack", "--model", "m", "--out", "x", "--target-dissimilarity", "0.06", "--shard", "1/2"}, "not with --bpda or --shard"},
+		{[]string{"attack", "--model", "m", "--out", "x", "--max-probes", "5"}, "need --target-dissimilarity"},
+		{[]string{"attack", "--model", "m", "--out", "x", "--target-dissimilarity", "0.06", "--max-probes", "1"}, "MaxProbes"},
 	}
 	for _, c := range cases {
 		cmd := newAttackCmd()
