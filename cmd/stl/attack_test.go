@@ -165,7 +165,7 @@ func TestRunAttackUAP(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "uap")
 	f := attackFlags{opts: experiment.AttackOptions{Model: model, Data: "sample:cifar10", Split: "test", N: 6, SubsetSeed: 1,
 		Batch: 4, EOT: 1, Out: out}, method: methodUAP, maxIter: 5, candidates: 3,
-		uap: experiment.UAPJobOptions{FitImages: 6, FitSeed: 1, UAP: attack.UAPOptions{FoolingRate: 0.8, MaxPasses: 1, Seed: 1}},
+		uap:    experiment.UAPJobOptions{FitImages: 6, FitSeed: 1, UAP: attack.UAPOptions{FoolingRate: 0.8, MaxPasses: 1, Seed: 1}},
 		search: attack.SearchOptions{Target: 0.06, MaxProbes: 20}}
 	var stdout bytes.Buffer
 	if err := runAttack(context.Background(), f, &stdout, progress.Nop); err != nil {
