@@ -261,7 +261,16 @@ func (s Setting) Randomized() bool { return s.method().Randomized }
 // New builds the setting from c, its budget (and its Steps and StepFrac
 // when set) replaced by the setting's, and returns the attack and its
 // options (as Method.Options).
-func (s Setting) New(c Config) (Attack, any, error) {
+func (s Setting) New(c Config) (Attack, any, error) { return s.build(c, nil) }
+
+// WithStrength is New with the strength of the setting's method set to v
+// (Method.Knob; Method.WithStrength) over the setting's budget.
+func (s Setting) WithStrength(c Config, v float64) (Attack, any, error) { return s.build(c, &v) }
+
+// Knob returns the strength knob of the setting's method.
+func (s Setting) Knob() Knob { return s.method().Knob() }
+
+func (s Setting) build(c Config, strength *float64) (Attack, any, error) {
 	m := s.method()
 	*m.Budget(&c) = s.Budget
 	if s.Steps != 0 || s.StepFrac != 0 {
@@ -275,6 +284,9 @@ func (s Setting) New(c Config) (Attack, any, error) {
 		if s.StepFrac != 0 {
 			*frac = s.StepFrac
 		}
+	}
+	if strength != nil {
+		m.setStrength(&c, *strength)
 	}
 	a, err := m.New(c)
 	if err != nil {

@@ -62,12 +62,17 @@ func (m Method) Knob() Knob {
 // WithStrength builds the method from c with its strength set to s (see
 // Knob).
 func (m Method) WithStrength(c Config, s float64) (Attack, error) {
-	if m.knob == nil {
-		m.Budget(&c).Eps = s
-	} else {
-		m.knob.set(&c, s)
-	}
+	m.setStrength(&c, s)
 	return m.New(c)
+}
+
+// setStrength sets the strength s in c.
+func (m Method) setStrength(c *Config, s float64) {
+	if m.knob == nil {
+		m.Budget(c).Eps = s
+	} else {
+		m.knob.set(c, s)
+	}
 }
 
 // SearchOptions configures SearchStrength.

@@ -28,72 +28,132 @@ type attackInfo struct {
 	Seconds float64 `json:"seconds"`
 	MeanL2  float64 `json:"mean_l2"`
 	N       int     `json:"n"`
+	// Search is the strength search's outcome (Config.TargetDissimilarity).
+	Search *attack.SearchResult `json:"search,omitempty"`
+	// UAP is the universal perturbation's fit (the UAP column); the stage
+	// saves the perturbation uapV as UAPFile.
+	UAP  *UAPInfo       `json:"uap,omitempty"`
+	uapV *tensor.Tensor `json:"-"`
 }
 
 // attacks computes the adversarial test sets on the vanilla classifier.
 // An attack that is unavailable or fails leaves its column missing.
 func (r *runner) attacks(ctx context.Context) error {
-	subsetKey := r.subsetKey
 	for _, name := range orderedAttacks(r.cfg.Attacks) {
 		r.next("attack " + name)
 		a := &advSet{name: name}
 		r.advs = append(r.advs, a)
-		if r.b.Attack == nil {
-			a.missing = "no attack implementation in this build"
-			continue
+		var err error
+		if name == AttackUAP {
+			err = r.uapColumn(ctx, a)
+		} else {
+			err = r.paperColumn(ctx, a)
 		}
-		atk, settings, budget, err := r.b.Attack(name, r.cfg, r.vanilla)
-		if err != nil {
-			a.missing = err.Error()
-			continue
-		}
-		a.budget = budget
-		r.describe("attack "+name, settings)
-		stage := stageAttack + slug(name)
-		cfg := r.attackKeyConfig(name, settings)
-		a.key, err = cache.NewKey(stage, cfg, r.vanillaKey, subsetKey)
 		if err != nil {
 			return err
 		}
-		ckpt := r.checkpointDir(stage, a.key)
-		dir, _, err := r.store.Do(ctx, stage, a.key, cfg, []cache.Key{r.vanillaKey, subsetKey}, func(ctx context.Context, out string) error {
-			t0 := time.Now()
-			part, err := cache.OpenPartial(ckpt, a.key)
-			if err != nil {
-				return err
-			}
-			adv, err := attackInChunks(ctx, atk, r.vanilla, r.x0, r.y0, name, r.rep, part)
-			if err != nil {
-				return err
-			}
-			if r.cfg.round8() {
-				attack.Round8(adv.Data)
-			}
-			per := len(adv.Data) / max(1, adv.Shape[0])
-			l2, err := metrics.MeanNormalizedL2(adv.Data, r.x0.Data, per)
-			if err != nil {
-				return err
-			}
-			info := attackInfo{Seconds: time.Since(t0).Seconds(), MeanL2: l2, N: adv.Shape[0]}
-			if err := npy.WriteFile(filepath.Join(out, "adv.npy"), adv); err != nil {
-				return err
-			}
-			return writeJSON(filepath.Join(out, "attack.json"), info)
-		})
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		r.dropCheckpoint(ckpt)
+	}
+	return nil
+}
+
+// paperColumn computes the adversarial set of one of AllAttacks, at the
+// strength that reaches Config.TargetDissimilarity when it is set.
+func (r *runner) paperColumn(ctx context.Context, a *advSet) error {
+	name := a.name
+	if r.b.Attack == nil {
+		a.missing = "no attack implementation in this build"
+		return nil
+	}
+	atk, settings, budget, err := r.b.Attack(name, r.cfg, r.vanilla)
+	if err != nil {
+		a.missing = err.Error()
+		return nil
+	}
+	a.budget = budget
+	r.describe("attack "+name, settings)
+	compute := func(ctx context.Context, ckpt string) (*tensor.Tensor, attackInfo, error) {
+		part, err := cache.OpenPartial(ckpt, a.key)
 		if err != nil {
-			a.missing = "the attack failed: " + err.Error()
-			continue
+			return nil, attackInfo{}, err
 		}
-		if a.x, err = readImages(filepath.Join(dir, "adv.npy"), r.x0.Shape); err == nil {
-			err = readJSON(filepath.Join(dir, "attack.json"), &a.info)
+		adv, err := attackInChunks(ctx, atk, r.vanilla, r.x0, r.y0, name, r.rep, part)
+		if err == nil && r.cfg.round8() {
+			attack.Round8(adv.Data)
 		}
+		return adv, attackInfo{}, err
+	}
+	if r.cfg.TargetDissimilarity > 0 {
+		if r.b.Strength == nil {
+			a.missing = "no strength search for this attack in this build"
+			return nil
+		}
+		knob, at, err := r.b.Strength(name, r.cfg, r.vanilla)
 		if err != nil {
-			return fmt.Errorf("stage %s: %w", stage, err)
+			a.missing = err.Error()
+			return nil
 		}
+		compute = func(ctx context.Context, ckpt string) (*tensor.Tensor, attackInfo, error) {
+			return r.searchColumn(ctx, a, knob, ckpt, func(ctx context.Context, s float64, part *cache.Partial) (*tensor.Tensor, error) {
+				atk, _, err := at(s)
+				if err != nil {
+					return nil, err
+				}
+				return attackInChunks(ctx, atk, r.vanilla, r.x0, r.y0, name, r.rep, part)
+			})
+		}
+	}
+	return r.attackStage(ctx, a, r.attackKeyConfig(name, settings), []cache.Key{r.vanillaKey, r.subsetKey}, compute)
+}
+
+// attackStage computes, or reloads, the cached stage of the adversarial
+// set a under the key of cfg and deps: compute makes the images (rounded
+// to 8 bits when the run rounds), with checkpoints in ckpt; the stage
+// saves them with their figures (attack.json). A failing computation
+// leaves the column missing.
+func (r *runner) attackStage(ctx context.Context, a *advSet, cfg any, deps []cache.Key, compute func(ctx context.Context, ckpt string) (*tensor.Tensor, attackInfo, error)) error {
+	stage := stageAttack + slug(a.name)
+	var err error
+	if a.key, err = cache.NewKey(stage, cfg, deps...); err != nil {
+		return err
+	}
+	ckpt := r.checkpointDir(stage, a.key)
+	dir, _, err := r.store.Do(ctx, stage, a.key, cfg, deps, func(ctx context.Context, out string) error {
+		t0 := time.Now()
+		adv, info, err := compute(ctx, ckpt)
+		if err != nil {
+			return err
+		}
+		per := len(adv.Data) / max(1, adv.Shape[0])
+		if info.MeanL2, err = metrics.MeanNormalizedL2(adv.Data, r.x0.Data, per); err != nil {
+			return err
+		}
+		info.Seconds, info.N = time.Since(t0).Seconds(), adv.Shape[0]
+		if info.UAP != nil {
+			if err := npy.WriteFile(filepath.Join(out, UAPFile), info.uapV); err != nil {
+				return err
+			}
+		}
+		if err := npy.WriteFile(filepath.Join(out, "adv.npy"), adv); err != nil {
+			return err
+		}
+		return writeJSON(filepath.Join(out, "attack.json"), info)
+	})
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	r.dropCheckpoint(ckpt)
+	if err != nil {
+		a.missing = "the attack failed: " + err.Error()
+		return nil
+	}
+	if a.x, err = readImages(filepath.Join(dir, "adv.npy"), r.x0.Shape); err == nil {
+		err = readJSON(filepath.Join(dir, "attack.json"), &a.info)
+	}
+	if err != nil {
+		return fmt.Errorf("stage %s: %w", stage, err)
+	}
+	if s := a.info.Search; s != nil {
+		a.budget = fmt.Sprintf("average normalized L2 %g on normalized tensors (searched: %s %.4g, reached %.4f)", s.Target, s.Param, s.Strength, s.Mean)
 	}
 	return nil
 }
@@ -101,8 +161,9 @@ func (r *runner) attacks(ctx context.Context) error {
 // attackKeyConfig returns the configuration an attack stage's key hashes:
 // the column's name and its attack's settings, as before protocols
 // existed under the default protocol without rounding (key_test.go pins
-// it), plus the protocol's name when it is not the default and
-// "round8": true when the images are rounded.
+// it), plus the protocol's name when it is not the default, "round8":
+// true when the images are rounded, and the target dissimilarity and its
+// tolerance when set.
 func (r *runner) attackKeyConfig(name string, settings any) map[string]any {
 	cfg := map[string]any{"attack": name, "settings": settings}
 	if p := r.cfg.protocol(); !p.IsDefault() {
@@ -111,11 +172,17 @@ func (r *runner) attackKeyConfig(name string, settings any) map[string]any {
 	if r.cfg.round8() {
 		cfg["round8"] = true
 	}
+	if r.cfg.TargetDissimilarity > 0 {
+		cfg["target_dissimilarity"] = r.cfg.TargetDissimilarity
+		if r.cfg.TargetTolerance > 0 {
+			cfg["target_tolerance"] = r.cfg.TargetTolerance
+		}
+	}
 	return cfg
 }
 
 // orderedAttacks returns names in the paper's column order.
-func orderedAttacks(names []string) []string { return inOrder(AllAttacks, names) }
+func orderedAttacks(names []string) []string { return inOrder(KnownAttacks, names) }
 
 // orderedLosses returns the white-box losses of names in the order of
 // AllWhiteBoxLosses (the cross-entropy first).

@@ -176,6 +176,12 @@ type Backend struct {
 	// classifier, whose input normalization the guo protocol measures
 	// in), and its settings for the cache key and the report.
 	Attack func(name string, cfg Config, m attack.Model) (a Attacker, settings any, budget string, err error)
+	// Strength returns, for Config.TargetDissimilarity, the knob that sets
+	// the strength of the named attack (one of AllAttacks, configured as
+	// Attack does) and the attack at strength s with its settings (the
+	// stage's key holds Attack's settings and the target); nil makes the
+	// searched columns missing.
+	Strength func(name string, cfg Config, m attack.Model) (attack.Knob, func(s float64) (Attacker, any, error), error)
 	// Baselines returns the baselines cfg asks for and, for each one it
 	// cannot provide, the reason. train is the run's training set, for
 	// baselines that learn from clean images (quilting's patch database,

@@ -80,6 +80,15 @@ func TestValidate(t *testing.T) {
 		{"attack_subset", func(c *Config) { c.AttackSubset = -1 }},
 		{"attacks", func(c *Config) { c.Attacks = []string{"PGD"} }},
 		{"attacks", func(c *Config) { c.Attacks = []string{"BIM", "BIM"} }},
+		{"attacks", func(c *Config) { c.Attacks = []string{"UAP", "UAP"} }},
+		{"uap.fit_images", func(c *Config) { c.UAP.FitImages = -1 }},
+		{"uap.eps", func(c *Config) { c.UAP.Eps = 1.5 }},
+		{"uap.fooling_rate", func(c *Config) { c.UAP.FoolingRate = -0.1 }},
+		{"uap.max_passes", func(c *Config) { c.UAP.MaxPasses = -1 }},
+		{"target_dissimilarity", func(c *Config) { c.TargetDissimilarity = 1.5 }},
+		{"target_dissimilarity", func(c *Config) { c.TargetDissimilarity = -0.06 }},
+		{"target_dissimilarity", func(c *Config) { c.TargetTolerance = 0.001 }},
+		{"target_dissimilarity", func(c *Config) { c.TargetDissimilarity, c.TargetTolerance = 0.06, 0.07 }},
 		{"baselines", func(c *Config) { c.Baselines = []string{" "} }},
 		{"cutout", func(c *Config) { c.Cutout = -1 }},
 		{"dropout", func(c *Config) { c.Dropout = -0.1 }},
@@ -268,7 +277,8 @@ func TestConfigKeysStable(t *testing.T) {
 		`["epochs" "15"] ["retrain_epochs" "0"] ["batch_size" "64"] ["learning_rate" "0.05"] ["cutout" "0"] ["dropout" "0"] ["vanilla_model" ""] ` +
 		`["lambda" "0.2"] ["filters" "64"] ["filter_size" "8"] ["clusters" "4"] ["dict_images" "64"] ["dict_iterations" "30"] ["dae_epochs" "5"] ` +
 		`["output_mapping" ""] ["quantize_8bit" "false"] ["cluster_assignment" ""] ` +
-		`["attacks" "[FGSM-0.08, FGSM-0.04, BIM, DeepFool, CW]"] ["protocol" "text"] ["round8" "false"] ["cw_iterations" "100"] ["cw_binary_steps" "5"] ["attack_subset" "100"] ` +
+		`["attacks" "[FGSM-0.08, FGSM-0.04, BIM, DeepFool, CW]"] ["uap.fit_images" "0"] ["uap.eps" "0"] ["uap.fooling_rate" "0"] ["uap.max_passes" "0"] ` +
+		`["target_dissimilarity" "0"] ["target_tolerance" "0"] ["protocol" "text"] ["round8" "false"] ["cw_iterations" "100"] ["cw_binary_steps" "5"] ["attack_subset" "100"] ` +
 		`["baselines" "[all]"] ["retrain_baselines" "false"] ["lambda_sweep" "[0.05, 0.1, 0.2, 0.3, 0.5]"] ["whitebox" "false"] ["whitebox_steps" "20"] ` +
 		`["eot_draws" "10"] ["whitebox_losses" "[ce, cw]"] ["whitebox_cw_kappa" "10"] ["whitebox_subset" "0"] ["sanity_baselines" "false"] ["grid_images" "8"] ` +
 		`["adv_train.method" ""] ["adv_train.eps" "0"] ["adv_train.step" "0"] ["adv_train.steps" "0"] ["adv_train.fraction" "0"] ` +

@@ -24,7 +24,14 @@ func (r *runner) planWeights() {
 	for _, a := range orderedAttacks(c.Attacks) {
 		per := map[string]float64{AttackFGSM008: 6e-3, AttackFGSM004: 6e-3, AttackBIM: 3e-2, AttackDeepFool: 5e-2,
 			AttackCW: 6e-4 * float64(c.CWIterations*c.CWBinarySteps)}[a]
-		w = append(w, nsub*per*px)
+		cost := nsub * per * px
+		if a == AttackUAP { // DeepFool on each fitting image, each pass
+			cost = float64(min(c.UAP.uapFitImages(), r.train.Len())*c.UAP.options(0, nil, 0).MaxPasses) * 5e-2 * px
+		}
+		if c.TargetDissimilarity > 0 && a != AttackUAP {
+			cost *= 6 // probes of the strength search
+		}
+		w = append(w, cost)
 	}
 	dictImages := float64(c.DictImages)
 	if dictImages == 0 {

@@ -28,6 +28,7 @@ func DefaultBackend() Backend {
 	b := Backend{
 		Data:      loadData,
 		Attack:    paperAttack,
+		Strength:  paperStrength,
 		Baselines: registryBaselines,
 		WhiteBox:  whiteBoxPGD,
 		PGD:       pgdAt,
@@ -87,22 +88,48 @@ func loadData(ctx context.Context, cfg Config) (train, test *dataset.Set, err er
 // defaults otherwise, CW's iterations bounded by cfg. Under the guo
 // protocol the budgets are measured in m's input normalization.
 func paperAttack(name string, cfg Config, m attack.Model) (Attacker, any, string, error) {
-	s, err := cfg.protocol().Setting(name)
-	if err != nil || s.Route != attack.GrayBox {
-		return nil, nil, "", fmt.Errorf("unknown attack %q", name)
+	s, c, err := paperSetting(name, cfg, m)
+	if err != nil {
+		return nil, nil, "", err
 	}
-	if s.Budget.Norm == attack.L2Z {
-		if s.Budget.Normalization, err = inputNormalization(m); err != nil {
-			return nil, nil, "", err
-		}
-	}
-	c := attack.DefaultConfig()
-	c.CW.MaxIter, c.CW.BinarySteps = cfg.CWIterations, cfg.CWBinarySteps
 	a, set, err := s.New(c)
 	if err != nil {
 		return nil, nil, "", err
 	}
 	return batched(a), set, budgetText(s.Budget), nil
+}
+
+// paperSetting returns the setting and options paperAttack builds from.
+func paperSetting(name string, cfg Config, m attack.Model) (attack.Setting, attack.Config, error) {
+	s, err := cfg.protocol().Setting(name)
+	if err != nil || s.Route != attack.GrayBox {
+		return s, attack.Config{}, fmt.Errorf("unknown attack %q", name)
+	}
+	if s.Budget.Norm == attack.L2Z {
+		if s.Budget.Normalization, err = inputNormalization(m); err != nil {
+			return s, attack.Config{}, err
+		}
+	}
+	c := attack.DefaultConfig()
+	c.CW.MaxIter, c.CW.BinarySteps = cfg.CWIterations, cfg.CWBinarySteps
+	return s, c, nil
+}
+
+// paperStrength is paperAttack's attack with its strength knob
+// (attack.Setting.Knob): the budget of FGSM and BIM, DeepFool's overshoot
+// and CW's kappa with their cap lifted.
+func paperStrength(name string, cfg Config, m attack.Model) (attack.Knob, func(float64) (Attacker, any, error), error) {
+	s, c, err := paperSetting(name, cfg, m)
+	if err != nil {
+		return attack.Knob{}, nil, err
+	}
+	return s.Knob(), func(v float64) (Attacker, any, error) {
+		a, set, err := s.WithStrength(c, v)
+		if err != nil {
+			return nil, nil, err
+		}
+		return batched(a), set, nil
+	}, nil
 }
 
 // Normalizer is a classifier that normalizes its input per channel,
