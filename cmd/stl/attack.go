@@ -79,7 +79,8 @@ the paper's: FGSM, BIM, DeepFool and CW at dissimilarity 0.04 (use --budget
 --attack uap fits one universal perturbation (Moosavi-Dezfooli et al. 2017)
 on a class-balanced subset of --fit-images training images and adds it to
 every attacked image; it is saved beside the set as uap.npy (and uap.json), and
---uap PATH reuses a saved one instead of fitting. Its budget defaults to the
+--uap PATH reuses a saved one instead of fitting (scaled to --budget when
+given). Its budget defaults to the
 average normalized L2 dissimilarity 0.06 of the paper's Table 3.
 
 --target-dissimilarity T searches the attack's strength (the budget; DeepFool's
@@ -443,6 +444,15 @@ func setJobAttack(ctx context.Context, f attackFlags, job *experiment.AttackJob,
 		fmt.Fprintf(stdout, "wrote %s (%s, %s)\n", f.opts.Out, experiment.UAPFile, experiment.UAPInfoFile)
 		knob = attack.BudgetKnob()
 		at = func(s float64) (attack.Attack, error) { return experiment.ScaledUniversal(fit, info.Budget, s) }
+		if info.From != "" && f.budget != 0 && f.budget != info.Budget.Eps {
+			// A saved perturbation scaled to the budget asked for.
+			a, err := at(f.budget)
+			if err != nil {
+				return usageError{err}
+			}
+			job.SetAttack(a)
+			fmt.Fprintf(stdout, "UAP scaled from %g to %g\n", info.Budget.Eps, f.budget)
+		}
 	} else {
 		m, c, err := f.config(norm)
 		if err != nil {

@@ -184,6 +184,16 @@ func TestRunAttackUAP(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(out, ".partial")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("checkpoints left behind: %v", err)
 	}
+	// The saved perturbation, reused and scaled to another budget.
+	f.search, f.uap.From, f.budget, f.opts.Out = attack.SearchOptions{}, out, 0.03, filepath.Join(t.TempDir(), "reuse")
+	stdout.Reset()
+	if err := runAttack(context.Background(), f, &stdout, progress.Nop); err != nil {
+		t.Fatal(err)
+	}
+	s, err := attack.LoadSet(f.opts.Out)
+	if err != nil || s.Meta.Budget.Eps != 0.03 || !strings.Contains(stdout.String(), "UAP loaded from") {
+		t.Errorf("reused UAP: budget %v (%v)\n%s", s.Meta.Budget, err, stdout.String())
+	}
 }
 
 func TestAttackFlags(t *testing.T) {
