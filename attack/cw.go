@@ -28,6 +28,13 @@ type CWOptions struct {
 	MaxIter int
 	// LearningRate is Adam's step size. Default 0.01.
 	LearningRate float64
+	// Overshoot multiplies the smallest successful perturbation found by
+	// 1+Overshoot (before the budget's cap and clipping), as DeepFool's
+	// overshoot does: how far past the boundary the attack goes, the
+	// strength a search for a target average dissimilarity sets
+	// (SearchStrength). Default 0; at most MaxOvershoot. Omitted from the
+	// JSON encoding when 0, which then reads as before it existed.
+	Overshoot float64 `json:",omitempty"`
 	// AbortEarly stops an image's binary-search step when its loss has not
 	// decreased by 0.01% over MaxIter/10 iterations (Carlini and Wagner's
 	// rule, applied per image rather than to the batch's total, so that an
@@ -58,6 +65,8 @@ func (o CWOptions) Validate() error {
 	switch {
 	case !(o.Kappa >= 0) || math.IsInf(o.Kappa, 1):
 		return optErr("CW", "Kappa", o.Kappa, "must be finite and >= 0")
+	case !(o.Overshoot >= 0 && o.Overshoot <= MaxOvershoot):
+		return optErr("CW", "Overshoot", o.Overshoot, "must be in [0, 100]")
 	case !(o.InitialC > 0) || math.IsInf(o.InitialC, 1):
 		return optErr("CW", "InitialC", o.InitialC, "must be finite and > 0")
 	case o.BinarySteps < 1:
@@ -302,6 +311,17 @@ func (a *CW) Run(ctx context.Context, m Model, x *tensor.Tensor, labels []int) (
 				} else {
 					c[i] = (lo[i] + hi[i]) / 2
 				}
+			}
+		}
+	}
+	if o.Overshoot > 0 {
+		for i := 0; i < n; i++ {
+			if math.IsInf(bestL2[i], 1) {
+				continue // no successful perturbation: best is x
+			}
+			bi, xi := best.Data[i*d:(i+1)*d], x.Data[i*d:(i+1)*d]
+			for j := range bi {
+				bi[j] = xi[j] + float32((1+o.Overshoot)*(float64(bi[j])-float64(xi[j])))
 			}
 		}
 	}

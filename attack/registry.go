@@ -94,7 +94,7 @@ var methods = []Method{
 		build:   func(c Config) (Attack, error) { return NewDeepFool(c.DeepFool) },
 		options: func(c Config) any { return c.DeepFool },
 		knob:    deepFoolKnob},
-	{Name: "cw", Label: "CW", Params: []string{"kappa", "initial-c", "binary-steps", "max-iter", "lr"}, Targetable: true,
+	{Name: "cw", Label: "CW", Params: []string{"kappa", "initial-c", "binary-steps", "max-iter", "lr", "cw-overshoot"}, Targetable: true,
 		fields:  func(c *Config) (*Budget, *bool) { return &c.CW.Budget, &c.CW.Targeted },
 		build:   func(c Config) (Attack, error) { return NewCW(c.CW) },
 		options: func(c Config) any { return c.CW },

@@ -16,7 +16,7 @@ import (
 // average dissimilarity of 0.06).
 type Knob struct {
 	// Param names it as the command line does: "budget" (the budget's
-	// Eps), "overshoot" (DeepFool) or "kappa" (CW).
+	// Eps) or "overshoot" (DeepFool, CW).
 	Param string
 	// Lo and Hi bound the strengths searched; Init is the first one tried
 	// above Lo (the search grows it by a factor of 4 until it passes the
@@ -38,17 +38,17 @@ func BudgetKnob() Knob { return Knob{Param: "budget", Lo: 0, Init: 0.03, Hi: 1, 
 // DeepFool and CW look for the smallest perturbation that flips the label:
 // their budget only caps it, and a larger budget alone does not make them
 // stronger. Their knob lifts the cap (Eps 1: a perturbation as large as
-// the image) and sets how far past the boundary they go: DeepFool's
-// overshoot (the perturbation is (1+overshoot) times the accumulated
-// linearized steps) and CW's confidence margin kappa (in logits). Both
-// make the average dissimilarity grow, not strictly monotonically: it is
-// measured on the images after clipping, and CW's optimization is
-// approximate.
+// the image) and sets how far past the boundary they go, their overshoot:
+// the perturbation found is multiplied by 1+overshoot. The average
+// dissimilarity then grows with it, linearly until pixels clip. (CW's
+// confidence margin kappa would be the other choice, but the average
+// falls once the margin is more than the binary search over c reaches:
+// the images it fails on stay clean.)
 var (
 	deepFoolKnob = &Knob{Param: "overshoot", Lo: 0, Init: 0.5, Hi: MaxOvershoot,
 		set: func(c *Config, s float64) { c.DeepFool.Budget.Eps, c.DeepFool.Overshoot = 1, s }}
-	cwKnob = &Knob{Param: "kappa", Lo: 0, Init: 1, Hi: 1000,
-		set: func(c *Config, s float64) { c.CW.Budget.Eps, c.CW.Kappa = 1, s }}
+	cwKnob = &Knob{Param: "overshoot", Lo: 0, Init: 0.5, Hi: MaxOvershoot,
+		set: func(c *Config, s float64) { c.CW.Budget.Eps, c.CW.Overshoot = 1, s }}
 )
 
 // Knob returns the method's strength knob.

@@ -133,7 +133,7 @@ type Config struct {
 	// mean/std-normalized tensors (Guo et al.'s measure), is this value:
 	// the budgets of the paper's Table 3 (0.06), found by a search per
 	// column (attack.SearchStrength: the budget of FGSM and BIM,
-	// DeepFool's overshoot and CW's kappa with their cap lifted, the scale
+	// DeepFool's and CW's overshoot with their cap lifted, the scale
 	// of the fitted universal perturbation), each column's strength and
 	// reached average recorded in the report. The columns keep their names
 	// (FGSM-0.08 and FGSM-0.04 then coincide). A column that cannot reach

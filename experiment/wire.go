@@ -116,8 +116,8 @@ func paperSetting(name string, cfg Config, m attack.Model) (attack.Setting, atta
 }
 
 // paperStrength is paperAttack's attack with its strength knob
-// (attack.Setting.Knob): the budget of FGSM and BIM, DeepFool's overshoot
-// and CW's kappa with their cap lifted.
+// (attack.Setting.Knob): the budget of FGSM and BIM, DeepFool's
+// and CW's overshoot with their cap lifted.
 func paperStrength(name string, cfg Config, m attack.Model) (attack.Knob, func(float64) (Attacker, any, error), error) {
 	s, c, err := paperSetting(name, cfg, m)
 	if err != nil {

@@ -34,6 +34,7 @@ type attackFlags struct {
 	maxIter         int
 	candidates      int
 	kappa, initialC float64
+	cwOvershoot     float64
 	binarySteps     int
 	lr              float64
 	loss            string
@@ -84,7 +85,7 @@ given). Its budget defaults to the
 average normalized L2 dissimilarity 0.06 of the paper's Table 3.
 
 --target-dissimilarity T searches the attack's strength (the budget; DeepFool's
-overshoot, CW's kappa, with their cap lifted) so that the average normalized
+and CW's overshoot, with their cap lifted) so that the average normalized
 L2 dissimilarity on the classifier's normalized tensors over the attacked
 images is T (the paper's Table 3: 0.06), within --target-tolerance; the
 strength found, the average reached and every probe are saved as search.json.
@@ -130,6 +131,7 @@ training images.`,
 	fl.IntVar(&f.maxIter, "max-iter", 0, "deepfool, cw: iterations (default 50, 1000)")
 	fl.IntVar(&f.candidates, "candidates", ad.DeepFool.Candidates, "deepfool: classes considered (0: all)")
 	fl.Float64Var(&f.kappa, "kappa", ad.CW.Kappa, "cw: confidence margin")
+	fl.Float64Var(&f.cwOvershoot, "cw-overshoot", ad.CW.Overshoot, "cw: multiply the perturbation found by 1+this (the strength --target-dissimilarity sets)")
 	fl.Float64Var(&f.initialC, "initial-c", ad.CW.InitialC, "cw: initial trade-off constant")
 	fl.IntVar(&f.binarySteps, "binary-steps", ad.CW.BinarySteps, "cw: binary search steps over c")
 	fl.Float64Var(&f.lr, "lr", ad.CW.LearningRate, "cw: Adam learning rate")
@@ -348,7 +350,7 @@ func (f *attackFlags) config(norm *attack.Normalization) (attack.Method, attack.
 	c.APGD.Seed, c.APGD.Restarts, c.APGD.Loss = f.seed, f.restarts, loss
 	c.Square.Seed, c.Square.MaxQueries, c.Square.PInit = f.seed, f.queries, f.pInit
 	c.DeepFool.Overshoot, c.DeepFool.Candidates = f.overshoot, f.candidates
-	c.CW.Kappa, c.CW.InitialC, c.CW.BinarySteps, c.CW.LearningRate = f.kappa, f.initialC, f.binarySteps, f.lr
+	c.CW.Kappa, c.CW.InitialC, c.CW.BinarySteps, c.CW.LearningRate, c.CW.Overshoot = f.kappa, f.initialC, f.binarySteps, f.lr, f.cwOvershoot
 	return m, c, nil
 }
 
