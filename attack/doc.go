@@ -40,6 +40,18 @@
 // the route of its gradients (gray-box on the undefended classifier or
 // white-box through the defense). PaperAttack builds one.
 //
+// # Universal perturbations and target budgets
+//
+// FitUAP fits one universal perturbation for all images (Moosavi-Dezfooli
+// et al. 2017, Algorithm 1: DeepFool steps over a set of fitting images,
+// projected onto the budget, until a fooling rate); Universal adds it to
+// any image: the UAP column of the paper's Table 3. SearchStrength sets an
+// attack's strength (its Knob: the budget, or DeepFool's and CW's
+// overshoot) so that the average normalized L2 dissimilarity over the
+// attacked images, measured on the classifier's normalized tensors
+// (MeanDissimilarityZ), reaches a target: Table 3's "average normalized
+// L2-dissimilarity of 0.06" after Guo et al. 2018.
+//
 // # Adaptive attacks
 //
 // BPDA (Athalye et al. 2018) wraps a Transform T (the method set of

@@ -42,5 +42,8 @@
 //
 // NewAttackJob runs one attack over the images of a data set, through or
 // before a defense, and saves the adversarial set: the job behind
-// `stl attack`.
+// `stl attack`. LoadAttackJob loads the same without an attack, which
+// SetAttack, SearchStrength (a strength reaching a target average
+// dissimilarity) or FitUniversal (a universal perturbation fitted on
+// training images) then give it.
 package experiment
