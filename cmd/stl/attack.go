@@ -137,7 +137,7 @@ training images.`,
 	fl.Float64Var(&f.lr, "lr", ad.CW.LearningRate, "cw: Adam learning rate")
 	u := experiment.DefaultUAPJobOptions()
 	fl.IntVar(&f.uap.FitImages, "fit-images", u.FitImages, "uap: training images the perturbation is fitted on, a class-balanced subset seeded by --fit-seed (0: all)")
-	fl.Int64Var(&f.uap.FitSeed, "fit-seed", u.FitSeed, "uap: seed of the fitting subset")
+	fl.Int64Var(&f.uap.FitSeed, "fit-seed", u.FitSeed, "uap: seed of the fitting subset and of the order the fit visits it in")
 	fl.Float64Var(&f.uap.UAP.FoolingRate, "fooling-rate", u.UAP.FoolingRate, "uap: stop fitting once this fraction of the fitting images is fooled")
 	fl.IntVar(&f.uap.UAP.MaxPasses, "max-passes", u.UAP.MaxPasses, "uap: passes over the fitting images at most")
 	fl.StringVar(&f.uap.From, "uap", "", "uap: reuse the perturbation saved by an earlier run (its uap.npy, or its --out directory) instead of fitting one")
@@ -296,7 +296,7 @@ func (f *attackFlags) build(norm *attack.Normalization) (attack.Attack, error) {
 		if f.search.Target != 0 {
 			u.Budget.Eps = f.search.Target // fitted at the target, then scaled
 		}
-		u.DeepFoolIter, u.Candidates = attack.DefaultUAPOptions().DeepFoolIter, f.candidates
+		u.DeepFoolIter, u.Candidates, u.Seed = attack.DefaultUAPOptions().DeepFoolIter, f.candidates, uint64(f.uap.FitSeed)
 		if f.maxIter != 0 {
 			u.DeepFoolIter = f.maxIter
 		}
