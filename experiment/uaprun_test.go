@@ -2,9 +2,11 @@ package experiment
 
 import (
 	"context"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/stl-defense/stl/experiment/cache"
 	"github.com/stl-defense/stl/experiment/metrics"
 	"github.com/stl-defense/stl/nn"
+	"github.com/stl-defense/stl/npy"
 	"github.com/stl-defense/stl/progress"
 )
 
@@ -147,5 +150,66 @@ func TestTargetKeys(t *testing.T) {
 	target.TargetDissimilarity = 0.06
 	if keyOf(target) == keyOf(base) {
 		t.Error("the target dissimilarity does not enter the key")
+	}
+}
+
+// TestRunUAPResumes interrupts a run in the second pass of its UAP fit and
+// runs it again: the fit resumes from its checkpoint and the stage's
+// perturbation equals that of an uninterrupted run, bit for bit.
+func TestRunUAPResumes(t *testing.T) {
+	cfg := fakeConfig()
+	cfg.Attacks = []string{AttackUAP}
+	cfg.UAP = UAPSettings{FitImages: 30, MaxPasses: 3, FoolingRate: 1}
+	cfg.Baselines, cfg.LambdaSweep = []string{}, []float64{}
+	perturbation := func(dir string) []float32 {
+		t.Helper()
+		files, _ := filepath.Glob(filepath.Join(dir, StagesDir, stageAttack+"uap", UAPFile))
+		if len(files) != 1 {
+			t.Fatalf("no %s in %s", UAPFile, dir)
+		}
+		v, err := npy.ReadFile(files[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.Data
+	}
+	whole := t.TempDir()
+	if _, err := RunWith(context.Background(), cfg, newFakes().backend(), whole, nil); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	if _, err := RunWith(ctx, cfg, newFakes().backend(), dir, &cancelOn{prefix: "uap", n: 45, cancel: cancel}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted run: %v", err)
+	}
+	saved, _ := filepath.Glob(filepath.Join(dir, CheckpointsDir, stageAttack+"uap-*", "uap-fit.json"))
+	if len(saved) != 1 {
+		t.Fatalf("no fit checkpoint after the interruption: %v", saved)
+	}
+	var st uapState
+	if err := readJSON(saved[0], &st); err != nil || st.State == nil || st.State.Pass != 2 {
+		t.Fatalf("checkpoint %+v (%v), want one in pass 2", st.State, err)
+	}
+	first := &firstReport{prefix: "uap"}
+	if _, err := RunWith(context.Background(), cfg, newFakes().backend(), dir, first); err != nil {
+		t.Fatal(err)
+	}
+	if want := 30 + st.State.Done + 1; first.done != want {
+		t.Errorf("the resumed fit first reported image %d, want %d (where the checkpoint stood)", first.done, want)
+	}
+	if !slices.Equal(perturbation(dir), perturbation(whole)) {
+		t.Error("the resumed fit's perturbation differs from the uninterrupted one")
+	}
+}
+
+// firstReport records the first progress of a stage starting with prefix.
+type firstReport struct {
+	prefix string
+	done   int
+}
+
+func (f *firstReport) Report(stage string, done, total int, note string) {
+	if f.done == 0 && strings.HasPrefix(stage, f.prefix) {
+		f.done = done
 	}
 }
