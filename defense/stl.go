@@ -2,7 +2,9 @@ package defense
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/stl-defense/stl/csc"
 	"github.com/stl-defense/stl/tensor"
@@ -181,27 +183,59 @@ func (t *StratifiedSTL) applyClusters(ctx context.Context, x *tensor.Tensor, clu
 	}
 	per := c * h * w
 	dst := tensor.New(x.Shape...)
+	// The clusters' groups are projected concurrently: each projector
+	// spreads its group over the cores, and a group's last images would
+	// otherwise leave cores idle before the next group starts. Each
+	// projector still sees one call at a time.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make([]error, len(members))
+	var wg sync.WaitGroup
 	for k, idx := range members {
 		if len(idx) == 0 {
 			continue
 		}
-		if err := ctx.Err(); err != nil {
-			return nil, err
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if errs[k] = t.projectGroup(ctx, k, x, idx, dst); errs[k] != nil {
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	// Report the failing cluster's error rather than the cancellation it
+	// caused in the others.
+	var first error
+	for _, err := range errs {
+		if err != nil && (first == nil || errors.Is(first, context.Canceled)) {
+			first = err
 		}
-		src := tensor.New(len(idx), c, h, w)
-		for j, i := range idx {
-			copy(src.Data[j*per:(j+1)*per], x.Data[i*per:(i+1)*per])
-		}
-		out := tensor.New(len(idx), c, h, w)
-		if err := t.projs[k].Project(ctx, out, src); err != nil {
-			return nil, fmt.Errorf("defense: STL (cluster) %d: %w", k, err)
-		}
-		for j, i := range idx {
-			copy(dst.Data[i*per:(i+1)*per], out.Data[j*per:(j+1)*per])
-		}
+	}
+	if first != nil {
+		return nil, first
 	}
 	t.opt.mapImages(dst.Data, per)
 	return dst, nil
+}
+
+// projectGroup projects the images idx of x, all of cluster k, into the
+// same rows of dst.
+func (t *StratifiedSTL) projectGroup(ctx context.Context, k int, x *tensor.Tensor, idx []int, dst *tensor.Tensor) error {
+	_, c, h, w := x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3]
+	per := c * h * w
+	src := tensor.New(len(idx), c, h, w)
+	for j, i := range idx {
+		copy(src.Data[j*per:(j+1)*per], x.Data[i*per:(i+1)*per])
+	}
+	out := tensor.New(len(idx), c, h, w)
+	if err := t.projs[k].Project(ctx, out, src); err != nil {
+		return fmt.Errorf("defense: STL (cluster) %d: %w", k, err)
+	}
+	for j, i := range idx {
+		copy(dst.Data[i*per:(i+1)*per], out.Data[j*per:(j+1)*per])
+	}
+	return nil
 }
 
 // SetTransform is a Transform whose output for an image may depend on the

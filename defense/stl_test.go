@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stl-defense/stl/cluster"
 	"github.com/stl-defense/stl/tensor"
@@ -373,5 +374,78 @@ func TestSTLUniversal(t *testing.T) {
 	var ne *tensor.NonFiniteError
 	if _, err := tr.Apply(context.Background(), x); !errors.As(err, &ne) || len(p.sizes) != 1 {
 		t.Errorf("NaN: err = %v after %d projections, want *tensor.NonFiniteError before the second", err, len(p.sizes))
+	}
+}
+
+// barrierProjector waits, inside Project, until every projector of its
+// group has been entered (or a timeout passes, returning an error): it
+// finishes only when the groups are projected concurrently. fail makes it
+// return its own error after the barrier.
+type barrierProjector struct {
+	entered *sync.WaitGroup
+	fail    bool
+}
+
+var errBarrierFail = errors.New("barrierProjector: failed as asked")
+
+func (p *barrierProjector) Project(ctx context.Context, dst, src *tensor.Tensor) error {
+	p.entered.Done()
+	done := make(chan struct{})
+	go func() { p.entered.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		return errors.New("barrierProjector: the other clusters' groups were not projected concurrently")
+	}
+	if p.fail {
+		return errBarrierFail
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	copy(dst.Data, src.Data)
+	return nil
+}
+
+// TestStratifiedSTLConcurrentClusters checks that the clusters' groups of a
+// batch are projected concurrently (so that one group's last images do not
+// leave cores idle), that the result is each image's own projection, and
+// that a failing cluster's error is reported rather than the cancellation
+// it causes in the others.
+func TestStratifiedSTLConcurrentClusters(t *testing.T) {
+	enc := &meanEncoder{res: 32}
+	train, _ := colourImages(60, 32, testColours, 1)
+	s, _ := fitStratifier(t, enc, train, 3)
+	x, _ := colourImages(9, 32, testColours, 7)
+	clusters := []int{0, 1, 2, 2, 1, 0, 0, 1, 2}
+	for _, tc := range []struct {
+		name    string
+		failing int // cluster whose projector fails, -1 none
+	}{{"all succeed", -1}, {"cluster 1 fails", 1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var entered sync.WaitGroup
+			entered.Add(3)
+			projs := make([]Projector, 3)
+			for k := range projs {
+				projs[k] = &barrierProjector{entered: &entered, fail: k == tc.failing}
+			}
+			tr, err := NewStratifiedSTL(s, projs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			y, err := tr.ApplyClusters(context.Background(), x, clusters)
+			if tc.failing >= 0 {
+				if !errors.Is(err, errBarrierFail) {
+					t.Fatalf("err = %v, want the failing projector's", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(y.Data, x.Data) {
+				t.Error("images not returned to their own rows")
+			}
+		})
 	}
 }
