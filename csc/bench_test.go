@@ -207,3 +207,29 @@ func BenchmarkTikhonov(b *testing.B) {
 	}
 	reportCPU(b, c0)
 }
+
+// BenchmarkWarmStart runs stl bench csc's warm cases (cold and
+// warm-started projections of perturbed tiles, interleaved, one worker)
+// once per op: 64 32x32 and 16 64x64 tiles, sign noise 2/255 and 8/255.
+func BenchmarkWarmStart(b *testing.B) {
+	d := loadDict(b)
+	img := loadImage(b, "img128")
+	for _, c := range []struct{ size, n int }{{32, 64}, {64, 16}} {
+		clean := cutTiles(img, c.n, c.size, 5)
+		for _, eps := range []float32{2, 8} {
+			b.Run(fmt.Sprintf("size=%d/eps=%g", c.size, eps), func(b *testing.B) {
+				for b.Loop() {
+					err := warmCase(context.Background(), BenchResult{}, d, clean, eps, func(r BenchResult) error {
+						b.ReportMetric(r.Iterations, r.Solver+"-iterations/image")
+						b.ReportMetric(r.ImagesPerCPUS, r.Solver+"-images/cpu-s")
+						b.ReportMetric(r.Objective, r.Solver+"-objective/image")
+						return nil
+					})
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}

@@ -38,7 +38,7 @@ type BenchResult struct {
 	FFTBound      float64 `json:"fft_bound_seconds,omitempty"` // 2 x 64 transforms per iteration, measured
 	Speedup       float64 `json:"speedup,omitempty"`           // batch: throughput relative to one worker
 	ImagesPerS    float64 `json:"images_per_second,omitempty"`
-	Solver        string  `json:"solver,omitempty"`                // solver case: "plain" or "accelerated"
+	Solver        string  `json:"solver,omitempty"`                // solver case: "plain" or "accelerated"; warm case: "cold" or "warm"
 	ImagesPerCPUS float64 `json:"images_per_cpu_second,omitempty"` // solver case: images per CPU second (per core)
 	FFT           string  `json:"fft"`
 	Kernels       string  `json:"kernels"`
@@ -56,6 +56,11 @@ type BenchResult struct {
 //   - solver: the plain and the accelerated solver (Options.Accelerated)
 //     side by side on the same 256 32x32 and 64 64x64 tiles, single
 //     thread: iterations, objective and images per CPU second;
+//   - warm: the STL projection of tiles of img128 plus seeded sign noise
+//     of 2/255 and 8/255, cold and warm-started from the clean tiles'
+//     states (ProjectFrom), interleaved by 8 images, one worker: the
+//     iterations, objective and images per CPU second of each (256 32x32
+//     and 64 64x64 tiles);
 //   - cdl_iteration: one dictionary learning iteration on 256 highpass
 //     32x32 tiles, 64 filters 8x8x3, single thread (goal 0.6 s; SPORCO
 //     5.86 s);
@@ -139,6 +144,17 @@ func Benchmark(ctx context.Context, opt BenchOptions, emit func(BenchResult) err
 		}
 		if err := imageCase(ctx, base, d, ts, "solver", "accelerated", emit); err != nil {
 			return err
+		}
+	}
+
+	// Warm starts: perturbed tiles projected cold and from the clean
+	// tiles' states, interleaved.
+	img128s := []*tensor.Tensor{cutTiles(img128, n, 32, 5), cutTiles(img128, n/4, 64, 5)}
+	for _, clean := range img128s {
+		for _, eps := range []float32{2, 8} {
+			if err := warmCase(ctx, base, d, clean, eps, emit); err != nil {
+				return err
+			}
 		}
 	}
 
@@ -280,4 +296,65 @@ func fftBound(ws *workspace, minCPU time.Duration) float64 {
 		}
 	}
 	return (threadCPU() - c0).Seconds() / float64(reps)
+}
+
+// warmCase projects clean plus sign noise of eps/255 on one worker, cold
+// and warm-started from the clean tiles' states, alternating the two by
+// chunks of 8 images so that both see the same machine load, and emits
+// the mean iterations, objective and process CPU time per image of each.
+func warmCase(ctx context.Context, base BenchResult, d *Dictionary, clean *tensor.Tensor, eps float32,
+	emit func(BenchResult) error) error {
+	n, _, h, w, _ := clean.NCHW()
+	po := DefaultProjectOptions()
+	po.CSC.Workers = 1
+	p, err := NewProjection(d, po)
+	if err != nil {
+		return err
+	}
+	states := make([]*State, n)
+	out := tensor.New(clean.Shape...)
+	if _, err := p.ProjectFrom(ctx, out, clean, nil, states, nil); err != nil {
+		return err
+	}
+	adv := perturbSign(clean, eps/255, 9)
+	type acc struct {
+		cpu, wall  time.Duration
+		iters, obj float64
+	}
+	var sums [2]acc // cold, warm
+	const chunk = 8
+	for lo := 0; lo < n; lo += chunk {
+		hi := min(lo+chunk, n)
+		for v := range sums {
+			var from []*State
+			if v == 1 {
+				from = states[lo:hi]
+			}
+			t0, c0 := time.Now(), processCPU()
+			st, err := p.ProjectFrom(ctx, out.Batch(lo, hi), adv.Batch(lo, hi), from, nil, nil)
+			if err != nil {
+				return err
+			}
+			sums[v].cpu += processCPU() - c0
+			sums[v].wall += time.Since(t0)
+			for _, s := range st {
+				sums[v].iters += float64(s.Iterations)
+				sums[v].obj += s.Objective
+			}
+		}
+	}
+	for v, name := range []string{"cold", "warm"} {
+		res := base
+		res.Case, res.Solver, res.Unit, res.Count = "warm", name, "image", n
+		res.Input = fmt.Sprintf("STL projection, %d %dx%d tiles of img128 + sign noise %g/255, warm start: the clean tile's state", n, h, w, eps)
+		res.Seconds, res.CPUSeconds = sums[v].wall.Seconds()/float64(n), sums[v].cpu.Seconds()/float64(n)
+		res.Iterations, res.Objective = sums[v].iters/float64(n), sums[v].obj/float64(n)
+		if res.CPUSeconds > 0 {
+			res.ImagesPerCPUS = 1 / res.CPUSeconds
+		}
+		if err := emit(res); err != nil {
+			return err
+		}
+	}
+	return nil
 }

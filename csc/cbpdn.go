@@ -361,8 +361,24 @@ func (c *Coder) solveOne(ctx context.Context, ws *workspace, s []float32, rec ad
 // values) from a zero start and leaves the coefficient maps in ws.y; the
 // Result's X is nil.
 func (c *Coder) solveInPlace(ctx context.Context, ws *workspace, s []float32, rec admm.Recorder) (*Result, error) {
+	return c.solveFrom(ctx, ws, s, nil, nil, 0, rec)
+}
+
+// solveFrom is solveInPlace started from the coefficient maps y0, the
+// scaled dual u0 and the penalty rho0 (a warm start; see State), or from
+// zero and the default penalty when y0 is nil.
+func (c *Coder) solveFrom(ctx context.Context, ws *workspace, s, y0, u0 []float32, rho0 float64, rec admm.Recorder) (*Result, error) {
 	t0 := time.Now()
-	solver, err := admm.New(c.start(ws, s), c.opt.admmOptions(), c.opt.rho0())
+	p := c.start(ws, s)
+	ao := c.opt.admmOptions()
+	if y0 == nil {
+		rho0 = c.opt.rho0()
+	} else {
+		copy(ws.y, y0)
+		copy(ws.u, u0)
+		ao = c.opt.warmOptions(ao)
+	}
+	solver, err := admm.New(p, ao, rho0)
 	if err != nil {
 		return nil, err
 	}

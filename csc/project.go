@@ -86,19 +86,21 @@ func (p *Projection) Project(ctx context.Context, dst, src *tensor.Tensor) error
 // do: it skips that scan; shapes are still checked. Non-finite values give
 // non-finite output rather than an error.
 func (p *Projection) ProjectFinite(ctx context.Context, dst, src *tensor.Tensor) error {
-	_, err := p.project(ctx, dst, src, nil, false)
+	_, err := p.project(ctx, dst, src, nil, false, nil, nil)
 	return err
 }
 
 // ProjectBatch is Project with progress reports to rep (may be nil) and
 // per-image statistics.
 func (p *Projection) ProjectBatch(ctx context.Context, dst, src *tensor.Tensor, rep progress.Reporter) ([]ProjectStats, error) {
-	return p.project(ctx, dst, src, rep, true)
+	return p.project(ctx, dst, src, rep, true, nil, nil)
 }
 
 // project is ProjectBatch, scanning src for non-finite values when scan is
-// set.
-func (p *Projection) project(ctx context.Context, dst, src *tensor.Tensor, rep progress.Reporter, scan bool) ([]ProjectStats, error) {
+// set, with image i started from from[i] when from is not nil and not
+// from[i] nil, and its final state stored in to[i] when to is not nil (see
+// ProjectFrom; both checked by the caller).
+func (p *Projection) project(ctx context.Context, dst, src *tensor.Tensor, rep progress.Reporter, scan bool, from, to []*State) ([]ProjectStats, error) {
 	check := p.coder.checkShape
 	if scan {
 		check = p.coder.checkImages
@@ -139,11 +141,26 @@ func (p *Projection) project(ctx context.Context, dst, src *tensor.Tensor, rep p
 		if ws.dx == nil {
 			ws.dx = make([]float64, per)
 		}
+		var start *State
+		if from != nil {
+			start = from[i]
+		}
+		if to != nil {
+			to[i] = to[i].reset(parts, d.M*h*w)
+		}
 		for part := 0; part < parts; part++ {
 			n := d.C * h * w
-			r, err := p.coder.solveInPlace(ctx, ws, ws.hi[part*n:(part+1)*n], nil)
+			var y0, u0 []float32
+			var rho0 float64
+			if start != nil {
+				y0, u0, rho0 = start.part(part, d.M*h*w)
+			}
+			r, err := p.coder.solveFrom(ctx, ws, ws.hi[part*n:(part+1)*n], y0, u0, rho0, nil)
 			if err != nil {
 				return err
+			}
+			if to != nil {
+				to[i].save(part, ws.y, ws.u, r.Rho)
 			}
 			st.Iterations = max(st.Iterations, r.Iterations)
 			st.Converged = st.Converged && r.Converged

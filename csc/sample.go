@@ -82,3 +82,23 @@ func cutTiles(img *tensor.Tensor, n, size int, seed uint64) *tensor.Tensor {
 	}
 	return out
 }
+
+// perturbSign returns x plus eps times a seeded random sign per value,
+// clipped to [0, 1]: an attacked image's stand-in (an L-inf perturbation
+// of size eps at every pixel, as FGSM's) for the warm-start tests and
+// benchmarks.
+func perturbSign(x *tensor.Tensor, eps float32, seed uint64) *tensor.Tensor {
+	y := x.Clone()
+	st := seed*0x9E3779B97F4A7C15 + 1
+	for i, v := range y.Data {
+		st ^= st << 13
+		st ^= st >> 7
+		st ^= st << 17
+		s := eps
+		if st&1 == 0 {
+			s = -eps
+		}
+		y.Data[i] = min(1, max(0, v+s))
+	}
+	return y
+}
