@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stl-defense/stl/fft"
 	"github.com/stl-defense/stl/tensor"
 )
 
@@ -229,6 +230,38 @@ func BenchmarkWarmStart(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
+			})
+		}
+	}
+}
+
+// BenchmarkBatchImages measures the forward and inverse transforms of the
+// M = 64 coefficient maps of one ADMM iteration (its FFT floor) for 1 to
+// 16 images in one batch plan (FFTW's howmany = 64 x images), in thread
+// CPU time per image: whether transforming several images' maps in one
+// plan lowers the per-image floor.
+func BenchmarkBatchImages(b *testing.B) {
+	for _, n := range []int{32, 64} {
+		for _, k := range []int{1, 2, 4, 8, 16} {
+			b.Run(fmt.Sprintf("%dx%d/images=%d", n, n, k), func(b *testing.B) {
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+				p, err := fft.NewBatch(n, n, 64*k)
+				if err != nil {
+					b.Fatal(err)
+				}
+				s := fft.MakeFloat32(64 * k * n * n)
+				rng := rand.New(rand.NewPCG(1, 1))
+				for i := range s {
+					s[i] = rng.Float32()
+				}
+				c := fft.MakeComplex64(64 * k * fft.ComplexLen(n, n))
+				c0 := threadCPU()
+				for b.Loop() {
+					p.Forward(c, s)
+					p.InverseUnnormalized(s, c)
+				}
+				b.ReportMetric(float64(threadCPU()-c0)/float64(b.N*k), "cpu-ns/image")
 			})
 		}
 	}
