@@ -24,7 +24,9 @@ func init() {
 		Short: "Measure the convolutional sparse coding engine on the embedded sample",
 		Long: `bench csc times CBPDN iterations (img32_hi, img128_hi), whole 32x32 images with the
 default stopping rule, the plain and the accelerated CBPDN solver side by side (256 32x32
-and 64 64x64 tiles: iterations, objective, images per CPU second), dictionary learning iterations (256 tiles, 64 filters 8x8x3) and
+and 64 64x64 tiles: iterations, objective, images per CPU second), the STL projection of
+perturbed tiles (sign noise 2/255 and 8/255) cold and warm-started from the clean tiles'
+states side by side ("warm" cases), dictionary learning iterations (256 tiles, 64 filters 8x8x3) and
 batch projection throughput, each with the objective reached, on inputs embedded in the
 binary (the SPORCO reference dictionary and kodim23 crops; tiles cut at seeded offsets).
 Single-thread cases also report the thread's CPU time, steadier on a shared machine.`,

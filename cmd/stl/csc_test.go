@@ -210,13 +210,23 @@ func TestBenchCSCQuick(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != 10 {
-		t.Fatalf("%d cases, want 10:\n%s", len(lines), out.String())
+	if len(lines) != 18 {
+		t.Fatalf("%d cases, want 18:\n%s", len(lines), out.String())
 	}
+	var cold *csc.BenchResult // the warm case's cold half, before its warm half
 	for _, l := range lines {
 		var r csc.BenchResult
 		if err := json.Unmarshal([]byte(l), &r); err != nil || r.Seconds <= 0 || r.Objective <= 0 {
 			t.Errorf("case %q: %+v %v", l, r, err)
+		}
+		switch {
+		case r.Case == "warm" && r.Solver == "cold":
+			cold = &r
+		case r.Case == "warm" && r.Solver == "warm":
+			if cold == nil || cold.Input != r.Input || r.Iterations >= cold.Iterations {
+				t.Errorf("warm case %q: not after its cold half, or no fewer iterations (%+v)", l, cold)
+			}
+			cold = nil
 		}
 		// Every figure names the CPU and the libraries it was measured with.
 		var m machine
