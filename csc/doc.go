@@ -22,7 +22,11 @@
 //
 // The STL projection (paper section 3.2, the official implementation)
 // splits an image into a Tikhonov lowpass and a highpass part, codes the
-// highpass part and returns lowpass + D x, clipped to [0, 1].
+// highpass part and returns lowpass + D x, clipped to [0, 1]. Projecting
+// an image near one already projected (an attacked image and its clean
+// image, an attack's successive iterates) can start the ADMM from that
+// image's final State (Projection.ProjectFrom, a warm start; Boyd et al.
+// 2011, section 4.4), in fewer iterations to the same objective.
 //
 // Layouts: images are (C, H, W) planar float32, batches (N, C, H, W);
 // dictionary filters are (M, C, R, S); coefficient maps are (M, H, W).
