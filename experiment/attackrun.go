@@ -318,7 +318,7 @@ func loadAttackDefense(ctx context.Context, o AttackOptions, train *dataset.Set,
 // training again.
 func prepareAttackBaseline(ctx context.Context, o AttackOptions, train *dataset.Set, rep progress.Reporter) (baseline.Config, *Learned, error) {
 	cfg := baseline.DefaultConfig()
-	if db, dae := baseline.Needs(o.Defense); !db && !dae {
+	if !baseline.Learns(o.Defense) {
 		return cfg, nil, nil
 	}
 	if train == nil || train.Len() == 0 {
@@ -479,7 +479,7 @@ func (j *AttackJob) runKey(a attack.Attack) string {
 	fmt.Fprintf(h, "%s\n%s\n%s\n%v\n%s\n%s\n%v %d %d %v\n", o.Model, j.Set.Name, o.Split, j.Indices, a.Name(), opts,
 		o.Targeted, o.Batch, o.EOT, o.BPDA)
 	fmt.Fprintf(h, "%s\n", o.Defense)
-	if db, dae := baseline.Needs(o.Defense); db || dae {
+	if baseline.Learns(o.Defense) {
 		fmt.Fprintf(h, "%d %d %d %d\n", o.BaselineTrain, o.SubsetSeed, o.MagNetEpochs, o.QuiltPatches)
 	}
 	return hex.EncodeToString(h.Sum(nil))

@@ -56,8 +56,8 @@ func LoadTransform(spec string, universal bool) (*LoadedTransform, error) {
 	if universal {
 		return nil, fmt.Errorf("defense %s: the universal dictionary applies to a defense directory only", spec)
 	}
-	if db, dae := e.Needs(); db || dae {
-		return nil, fmt.Errorf("defense %s learns from clean training images (a patch database or an auto-encoder): use it through stl run or stl attack", spec)
+	if e.Learns() {
+		return nil, fmt.Errorf("defense %s learns from clean training images (a patch database, an auto-encoder or a patch dictionary): use it through stl run, stl attack or stl evaluate", spec)
 	}
 	t, err := e.New(baseline.DefaultConfig())
 	if err != nil {

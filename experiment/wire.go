@@ -292,7 +292,7 @@ func registryBaselines(ctx context.Context, cfg Config, train *dataset.Set, dir 
 func prepareOptions(cfg Config, dir string) baseline.PrepareOptions {
 	o := baseline.DefaultPrepareOptions()
 	o.Dir = dir
-	o.PatchDB.Seed, o.MagNet.Seed = uint64(cfg.Seed), uint64(cfg.Seed)
+	o.PatchDB.Seed, o.MagNet.Seed, o.D3.Seed = uint64(cfg.Seed), uint64(cfg.Seed), uint64(cfg.Seed)
 	return o
 }
 

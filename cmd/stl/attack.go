@@ -164,7 +164,7 @@ training images.`,
 func learningBaselines() []string {
 	var names []string
 	for _, e := range baseline.Entries() {
-		if db, dae := e.Needs(); db || dae {
+		if e.Learns() {
 			names = append(names, e.Name)
 		}
 	}

@@ -70,7 +70,7 @@ must be in [0, 1].
 func freeBaselines() []string {
 	var names []string
 	for _, e := range baseline.Entries() {
-		if db, dae := e.Needs(); !db && !dae {
+		if !e.Learns() {
 			names = append(names, e.Name)
 		}
 	}

@@ -29,6 +29,11 @@ type Config struct {
 	// Reformer is the trained auto-encoder of "magnet", which returns
 	// ErrNoReformer without one.
 	Reformer Reformer
+	// D3 configures "d3" (its patch side is D3Dict's).
+	D3 D3Options
+	// D3Dict is the patch dictionary of "d3", which returns
+	// ErrNoD3Dictionary without one.
+	D3Dict *D3Dictionary
 }
 
 // DefaultConfig returns the published parameters of every baseline
@@ -42,6 +47,7 @@ func DefaultConfig() Config {
 		Deflect:   DefaultDeflectOptions(),
 		Squeeze:   DefaultSqueezeOptions(),
 		PDEnsSize: 10,
+		D3:        DefaultD3Options(),
 	}
 }
 
@@ -69,15 +75,17 @@ const (
 // Option groups, the keys of Settings: the fields of Config and
 // PrepareOptions a baseline is built from.
 const (
-	OptJPEG        = "jpeg"         // Config.JPEG
-	OptTVM         = "tvm"          // Config.TVM
-	OptQuilt       = "quilt"        // Config.Quilt
-	OptCrop        = "crop"         // Config.Crop
-	OptDeflect     = "deflect"      // Config.Deflect
-	OptEnsemble    = "ensemble"     // Config.PDEnsSize
-	OptSqueeze     = "squeeze"      // Config.Squeeze
-	OptPatchDB     = "patch_db"     // PrepareOptions.PatchDB: needs a patch database
-	OptAutoEncoder = "auto_encoder" // PrepareOptions.MagNet: needs a trained auto-encoder
+	OptJPEG        = "jpeg"          // Config.JPEG
+	OptTVM         = "tvm"           // Config.TVM
+	OptQuilt       = "quilt"         // Config.Quilt
+	OptCrop        = "crop"          // Config.Crop
+	OptDeflect     = "deflect"       // Config.Deflect
+	OptEnsemble    = "ensemble"      // Config.PDEnsSize
+	OptSqueeze     = "squeeze"       // Config.Squeeze
+	OptPatchDB     = "patch_db"      // PrepareOptions.PatchDB: needs a patch database
+	OptAutoEncoder = "auto_encoder"  // PrepareOptions.MagNet: needs a trained auto-encoder
+	OptD3          = "d3"            // Config.D3
+	OptD3Dict      = "d3_dictionary" // PrepareOptions.D3: needs a D3 patch dictionary
 )
 
 // Entry is one registered baseline: what callers need to know about it
@@ -102,7 +110,9 @@ type Entry struct {
 	// family of the paper's tables (JPEG, TVM, quilting, pixel
 	// deflection, feature squeezing, MagNet). The paper's Crop-Ens
 	// ("crop-tvm-quilt") costs more than all the others together (30
-	// crops of TVM+quilting per image) and must be named explicitly.
+	// crops of TVM+quilting per image) and must be named explicitly, as
+	// must "d3", added after runs keyed on what "all" stood for had
+	// started (adding it would add a row and its dictionary to them).
 	Default bool
 	build   func(c Config) (defense.Transform, error)
 }
@@ -166,6 +176,9 @@ var registry = []Entry{
 			}
 			return NewMagNet(c.Reformer)
 		}},
+	{Name: "d3", Label: "D3 (patch OMP)", Doc: "closest documented form of D3 (Moosavi-Dezfooli et al. 2018): 8x8 patches at stride 4, each the OMP fit of 5 of 10,000 clean training patches, overlaps averaged",
+		Options: []string{OptD3, OptD3Dict},
+		build:   func(c Config) (defense.Transform, error) { return NewD3(c.D3Dict, c.D3) }},
 }
 
 func chainOf(name string, makers ...func() (defense.Transform, error)) (defense.Transform, error) {
@@ -228,8 +241,8 @@ func (e *UnknownError) Error() string {
 
 // New builds the named baseline (see Names) with the options of cfg. It
 // returns an *UnknownError for an unknown name, the option errors of the
-// constructors, ErrNoPatchDB or ErrNoReformer when a baseline needs what
-// cfg does not hold.
+// constructors, ErrNoPatchDB, ErrNoReformer or ErrNoD3Dictionary when a
+// baseline needs what cfg does not hold.
 func New(name string, cfg Config) (defense.Transform, error) {
 	e, err := Lookup(name)
 	if err != nil {
@@ -250,20 +263,32 @@ func (e Entry) New(cfg Config) (defense.Transform, error) {
 
 // Needs reports what the baseline needs besides its options: a clean
 // patch database (the quilting ones) and a trained auto-encoder
-// ("magnet").
+// ("magnet"). Learns tells whether it needs anything learned at all.
 func (e Entry) Needs() (patchDB, reformer bool) {
-	for _, o := range e.Options {
-		patchDB = patchDB || o == OptPatchDB
-		reformer = reformer || o == OptAutoEncoder
-	}
-	return patchDB, reformer
+	return e.uses(OptPatchDB), e.uses(OptAutoEncoder)
 }
+
+// Learns reports whether the baseline needs something learned from clean
+// training images (a patch database, an auto-encoder, a D3 dictionary),
+// which Prepare builds.
+func (e Entry) Learns() bool {
+	return e.uses(OptPatchDB) || e.uses(OptAutoEncoder) || e.uses(OptD3Dict)
+}
+
+func (e Entry) uses(opt string) bool { return slices.Contains(e.Options, opt) }
 
 // Needs reports what the named baseline needs besides its options (see
 // Entry.Needs). Unknown names need nothing.
 func Needs(name string) (patchDB, reformer bool) {
 	e, _ := Lookup(name)
 	return e.Needs()
+}
+
+// Learns reports whether the named baseline learns from clean training
+// images (see Entry.Learns). Unknown names learn nothing.
+func Learns(name string) bool {
+	e, _ := Lookup(name)
+	return e.Learns()
 }
 
 // Settings returns the options the baseline is built from, for cache keys
@@ -274,6 +299,7 @@ func (e Entry) Settings(c Config, p PrepareOptions) map[string]any {
 	groups := map[string]any{
 		OptJPEG: c.JPEG, OptTVM: c.TVM, OptQuilt: c.Quilt, OptCrop: c.Crop, OptDeflect: c.Deflect,
 		OptEnsemble: c.PDEnsSize, OptSqueeze: c.Squeeze, OptPatchDB: p.PatchDB, OptAutoEncoder: p.MagNet,
+		OptD3: c.D3, OptD3Dict: p.D3,
 	}
 	s := map[string]any{"name": e.Name}
 	for _, o := range e.Options {

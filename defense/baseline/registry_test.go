@@ -3,6 +3,7 @@ package baseline
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -29,6 +30,9 @@ func TestBaselineRegistry(t *testing.T) {
 	if _, err := New("magnet", cfg); !errors.Is(err, ErrNoReformer) {
 		t.Errorf("magnet without a DAE: %v, want ErrNoReformer", err)
 	}
+	if _, err := New("d3", cfg); !errors.Is(err, ErrNoD3Dictionary) {
+		t.Errorf("d3 without a dictionary: %v, want ErrNoD3Dictionary", err)
+	}
 	bad := cfg
 	bad.JPEG.Quality = 0
 	if _, err := New("jpeg", bad); err == nil {
@@ -51,6 +55,7 @@ func TestPrepareBaselines(t *testing.T) {
 	opts.Dir = dir
 	opts.PatchDB.MaxPatches = 500
 	opts.MagNet.Epochs = 1
+	opts.D3.Atoms = 300
 	cfg := DefaultConfig()
 	// Nothing needed: nothing built, no training data required.
 	got, err := Prepare(ctx, cfg, []string{"jpeg", "tvm"}, nil, opts, nil)
@@ -64,25 +69,28 @@ func TestPrepareBaselines(t *testing.T) {
 	if _, err := Prepare(ctx, cfg, []string{"nope"}, train, opts, nil); !errors.As(err, &ue) {
 		t.Errorf("unknown name: %v", err)
 	}
-	got, err = Prepare(ctx, cfg, []string{"crop-tvm-quilt", "magnet"}, train, opts, nil)
+	got, err = Prepare(ctx, cfg, []string{"crop-tvm-quilt", "magnet", "d3"}, train, opts, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.QuiltDB == nil || got.QuiltDB.Len() != 500 || got.Reformer == nil {
-		t.Fatal("database or auto-encoder missing")
+	if got.QuiltDB == nil || got.QuiltDB.Len() != 500 || got.Reformer == nil || got.D3Dict == nil || got.D3Dict.Len() != 300 {
+		t.Fatal("database, auto-encoder or D3 dictionary missing")
 	}
-	for _, name := range []string{"crop-tvm-quilt", "magnet"} {
+	for _, name := range []string{"crop-tvm-quilt", "magnet", "d3"} {
 		if _, err := New(name, got); err != nil {
 			t.Errorf("%s after Prepare: %v", name, err)
 		}
 	}
 	// The second call loads the cached artifacts: identical values.
-	again, err := Prepare(ctx, cfg, []string{"quilt", "magnet"}, train, opts, nil)
+	again, err := Prepare(ctx, cfg, []string{"quilt", "magnet", "d3"}, train, opts, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !equalF32(again.QuiltDB.Data, got.QuiltDB.Data) {
 		t.Error("cached database differs")
+	}
+	if _, err := os.Stat(filepath.Join(dir, D3DictionaryFile(opts.D3))); err != nil || !equalF32(again.D3Dict.Data, got.D3Dict.Data) {
+		t.Errorf("cached D3 dictionary differs or is missing (%v)", err)
 	}
 	x := baselineRandBatch(1, 1, 3, 8, 8)
 	a, _ := got.Reformer.Reconstruct(ctx, x)
@@ -105,8 +113,12 @@ func TestRegistryEntries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	dict, err := LoadD3Dictionary(filepath.Join("testdata", "tiny.d3d"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg := DefaultConfig()
-	cfg.QuiltDB, cfg.Reformer = db, dae
+	cfg.QuiltDB, cfg.Reformer, cfg.D3Dict = db, dae, dict
 	labels := map[string]bool{}
 	for _, e := range Entries() {
 		if e.Label == "" || labels[e.Label] || e.Doc == "" || len(e.Options) == 0 {
@@ -130,6 +142,9 @@ func TestRegistryEntries(t *testing.T) {
 		db, dae := e.Needs()
 		if db != slices.Contains(e.Options, OptPatchDB) || dae != slices.Contains(e.Options, OptAutoEncoder) {
 			t.Errorf("%s: needs %v %v for options %v", e.Name, db, dae, e.Options)
+		}
+		if e.Learns() != (db || dae || slices.Contains(e.Options, OptD3Dict)) {
+			t.Errorf("%s: learns %v for options %v", e.Name, e.Learns(), e.Options)
 		}
 		if s := e.Settings(cfg, DefaultPrepareOptions()); len(s) != len(e.Options)+1 || s["name"] != e.Name {
 			t.Errorf("%s: settings %v", e.Name, s)
