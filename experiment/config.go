@@ -173,7 +173,9 @@ type Config struct {
 	// image on 2 cores.
 	AttackSubset int `json:"attack_subset" yaml:"attack_subset"`
 	// Baselines lists the baseline defenses to evaluate next to STL, by
-	// name; ["all"] (default) takes every baseline the project has, [] none.
+	// name; ["all"] (default) takes DefaultBaselines (one of each family
+	// of the paper's tables; "crop-tvm-quilt" and "d3" must be named), []
+	// none.
 	Baselines []string `json:"baselines" yaml:"baselines"`
 	// RetrainBaselines retrains a classifier on each baseline's transformed
 	// training set for the Table 1 form, as the paper does; without it the

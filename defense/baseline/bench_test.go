@@ -15,15 +15,25 @@ import (
 // 32x32x3 CIFAR-10 image (b.N images, one Apply per image, so ns/op is the
 // per-image cost). Quilting uses a database of BenchQuiltPatches patches
 // built from the training fixtures (the default 100,000 needs a training
-// set; see BenchmarkQuiltDBSize).
+// set; see BenchmarkQuiltDBSize), D3 a dictionary of its default 10,000
+// atoms from them.
 func BenchmarkBaselines(b *testing.B) {
 	x := loadBaselineStrip(b, "cifar4.png")
 	one := &tensor.Tensor{Shape: []int{1, 3, 32, 32}, Data: x.Data[:3*32*32]}
 	cfg := DefaultConfig()
 	cfg.QuiltDB = testPatchDB(b)
-	dae, _ := NewMagNetDAE(DefaultMagNetDAEOptions())
+	dae, err := NewMagNetDAE(DefaultMagNetDAEOptions())
+	if err != nil {
+		b.Fatal(err)
+	}
 	cfg.Reformer = dae
 	ctx := context.Background()
+	// D3 at its default 10,000 atoms: every 8x8 patch of the 16
+	// training fixtures.
+	do := DefaultD3DictionaryOptions()
+	if cfg.D3Dict, err = BuildD3Dictionary(ctx, loadBaselineStrip(b, "cifar-train16.png"), do); err != nil {
+		b.Fatal(err)
+	}
 	for _, name := range Names() {
 		t, err := New(name, cfg)
 		if err != nil {
