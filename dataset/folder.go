@@ -153,6 +153,16 @@ func (b *folderBuilder) add(r io.Reader, file, class string) error {
 	return nil
 }
 
+// addFile decodes the image file at path into b as an image of class.
+func (b *folderBuilder) addFile(path, class string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return formatErr(path, len(b.recs), err, "open")
+	}
+	defer f.Close()
+	return b.add(f, path, class)
+}
+
 // set sorts the images by (class, file) and labels them.
 func (b *folderBuilder) set() (*Set, error) {
 	if len(b.recs) == 0 {
@@ -252,13 +262,7 @@ func ReadImageFolder(ctx context.Context, root string, opts FolderOptions) (*Set
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		f, err := os.Open(j.file)
-		if err != nil {
-			return nil, formatErr(j.file, i, err, "open")
-		}
-		err = b.add(f, j.file, j.class)
-		f.Close()
-		if err != nil {
+		if err := b.addFile(j.file, j.class); err != nil {
 			return nil, err
 		}
 		rep.Report(stage, i+1, len(jobs), "")
@@ -273,7 +277,8 @@ var (
 )
 
 // readFolderSplits reads root/train and root/val (or root/test) as image
-// folders with shared classes.
+// folders with shared classes; a val/ (or test/) holding its images
+// directly, as ImageNet's, is labelled by ReadImageNetVal.
 func readFolderSplits(ctx context.Context, root string, lo LoadOptions) (train, test *Set, err error) {
 	opts := FolderOptions{Size: lo.Size, Progress: lo.Progress}
 	// A classes.txt beside train/ (written by Save) fixes the label order;
@@ -290,12 +295,19 @@ func readFolderSplits(ctx context.Context, root string, lo LoadOptions) (train, 
 	}
 	opts.Classes = train.Classes
 	for _, s := range testSplits {
-		if st, e := os.Stat(filepath.Join(root, s)); e == nil && st.IsDir() {
-			if test, err = ReadImageFolder(ctx, filepath.Join(root, s), opts); err != nil {
-				return nil, nil, err
-			}
-			break
+		dir := filepath.Join(root, s)
+		if st, e := os.Stat(dir); e != nil || !st.IsDir() {
+			continue
 		}
+		if flatImageDir(dir) { // ImageNet's validation layout
+			test, err = ReadImageNetVal(ctx, root, dir, train.Classes, opts)
+		} else {
+			test, err = ReadImageFolder(ctx, dir, opts)
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		break
 	}
 	if test == nil {
 		return nil, nil, formatErr(root, -1, ErrEmpty, "no val/ or test/ folder")
