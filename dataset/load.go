@@ -73,6 +73,8 @@ func Load(spec string) (train, test *Set, err error) {
 //
 //   - an image folder with train/ and val/ (or test/) subfolders of
 //     <class>/*.png|jpg|jpeg, or a folder holding one imagenette2*.tgz;
+//     ImageNet's val/ of images without class folders is labelled by
+//     ReadImageNetVal;
 //
 //   - a .tar, .tar.gz or .tgz archive of either CIFAR-10 batches or such an
 //     image folder;

@@ -23,7 +23,8 @@ import (
 // ProjectOptions configures Project, the job of `stl defend`: images
 // projected through a saved defense.
 type ProjectOptions struct {
-	// Defense is a directory written by `stl defense train`.
+	// Defense is a directory written by `stl defense train`, or the name
+	// of a baseline (package baseline's registry; see ProjectBaseline).
 	Defense string
 	// In and Out are the images to project and where to write them; see
 	// ReadImages and WriteImages for the forms they may take.
@@ -36,6 +37,15 @@ type ProjectOptions struct {
 	Batch int
 	// Shard, when not the whole set, projects only that part of In.
 	Shard dataset.Shard
+	// Data, BaselineDir and BaselineTrain serve a Defense naming a
+	// baseline that learns from clean training images (baseline.Learns:
+	// "quilt", "magnet", "d3", ...): Data is the data set (a dataset
+	// spec) whose training images it learns from, BaselineDir and
+	// BaselineTrain are as AttackOptions', so that stl attack, stl
+	// evaluate and stl defend share what is learned. Unused otherwise.
+	Data          string
+	BaselineDir   string
+	BaselineTrain int
 }
 
 // ErrOverwrite is returned when Out would overwrite the adversarial set In.
@@ -83,6 +93,9 @@ type ProjectOutcome struct {
 	// Apply is how the defense maps its output and assigns clusters (its
 	// manifest's).
 	Apply defense.ApplyOptions
+	// Baseline names the baseline applied ("" for a saved defense, whose
+	// Apply is then set).
+	Baseline string
 }
 
 // Project reads o.In, projects its images (or o.Shard's part of them)
@@ -95,6 +108,9 @@ type ProjectOutcome struct {
 func Project(ctx context.Context, o ProjectOptions, rep progress.Reporter) (*ProjectOutcome, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
+	}
+	if isBaselineSpec(o.Defense) {
+		return ProjectBaseline(ctx, o, rep)
 	}
 	d, err := defense.Load(o.Defense)
 	if err != nil {
@@ -159,19 +175,33 @@ func ProjectLoaded(ctx context.Context, d *defense.Defense, o ProjectOptions, re
 	if dir, ok := AttackSetDir(o.In); ok {
 		res.AttackSet, res.SetName = dir, set.Name
 	}
+	err = projectChunks(part, set, o, bare, tr.Name(), res, rep, func(lo, hi int, dst []float32, assign []int32) error {
+		return projectBatch(ctx, o.Universal, uni, strat, clusters, set.Images, lo, hi, dst, assign)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// projectChunks fills the projection of set batch by batch (o.Batch
+// images) through part, calling project for the batches an earlier call
+// did not finish, counts the resumed images and each batch's clusters in
+// res (ClusterSizes when not nil), reports progress as "project <name>",
+// then writes the images to o.Out and removes part.
+func projectChunks(part *cache.Partial, set *dataset.Set, o ProjectOptions, bare bool, name string, res *ProjectOutcome, rep progress.Reporter, project func(lo, hi int, dst []float32, assign []int32) error) error {
+	n := set.Len()
 	out := &dataset.Set{Images: tensor.New(set.Images.Shape...), Labels: set.Labels, Classes: set.Classes, Name: set.Name}
 	start := time.Now()
-	stage := "project " + tr.Name()
+	stage := "project " + name
 	rep.Report(stage, 0, n, "")
 	for b, lo := 0, 0; lo < n; b, lo = b+1, lo+o.Batch {
 		hi := min(lo+o.Batch, n)
 		dst := out.Images.Batch(lo, hi).Data
 		assign := make([]int32, hi-lo)
-		reloaded, err := part.Fill(b, dst, assign, func() error {
-			return projectBatch(ctx, o.Universal, uni, strat, clusters, set.Images, lo, hi, dst, assign)
-		})
+		reloaded, err := part.Fill(b, dst, assign, func() error { return project(lo, hi, dst, assign) })
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if reloaded {
 			res.Resumed += hi - lo
@@ -185,12 +215,9 @@ func ProjectLoaded(ctx context.Context, d *defense.Defense, o ProjectOptions, re
 	}
 	res.Elapsed = time.Since(start)
 	if err := WriteImages(o.Out, out, bare, rep); err != nil {
-		return nil, err
+		return err
 	}
-	if err := part.Remove(); err != nil {
-		return nil, err
-	}
-	return res, nil
+	return part.Remove()
 }
 
 // projectBatch projects images lo..hi-1 of x into dst, with the universal
@@ -242,6 +269,17 @@ func projectKey(o ProjectOptions, set *dataset.Set) (cache.Key, error) {
 	if err != nil {
 		return "", err
 	}
+	return cache.NewKey("defend", map[string]any{
+		"defense":   fmt.Sprintf("%x", sha256.Sum256(man)),
+		"images":    setDigest(set),
+		"shape":     set.Images.Shape,
+		"universal": o.Universal,
+		"batch":     o.Batch,
+	})
+}
+
+// setDigest is the SHA-256, in hex, of a set's pixels and labels.
+func setDigest(set *dataset.Set) string {
 	h := sha256.New()
 	buf := make([]byte, 0, 1<<16)
 	for _, v := range set.Images.Data {
@@ -257,13 +295,7 @@ func projectKey(o ProjectOptions, set *dataset.Set) (cache.Key, error) {
 		}
 	}
 	h.Write(buf)
-	return cache.NewKey("defend", map[string]any{
-		"defense":   fmt.Sprintf("%x", sha256.Sum256(man)),
-		"images":    fmt.Sprintf("%x", h.Sum(nil)),
-		"shape":     set.Images.Shape,
-		"universal": o.Universal,
-		"batch":     o.Batch,
-	})
+	return fmt.Sprintf("%x", h.Sum(nil))
 }
 
 // byteClasses names the 256 possible labels of a binary record file.

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/stl-defense/stl/dataset"
+	"github.com/stl-defense/stl/defense/baseline"
 	"github.com/stl-defense/stl/experiment"
 	"github.com/stl-defense/stl/progress"
 )
@@ -21,13 +23,17 @@ type defendOptions struct {
 	universal bool
 	batch     int
 	shard     dataset.Shard
+	// data, baselineDir and baselineTrain serve a baseline that learns
+	// from training images (experiment.ProjectOptions).
+	data, baselineDir string
+	baselineTrain     int
 }
 
 func init() {
 	var o defendOptions
 	cmd := &cobra.Command{
-		Use:   "defend --defense DIR --in IMAGES --out IMAGES",
-		Short: "Project images with a saved defense (STL (cluster), or STL with --universal)",
+		Use:   "defend --defense DIR|BASELINE --in IMAGES --out IMAGES",
+		Short: "Project images with a saved defense (STL (cluster), or STL with --universal) or a baseline",
 		Long: `defend applies a defense built by "stl defense train" to images: each image is routed
 to its cluster by the auto-encoder and the kNN vote and projected onto that cluster's
 dictionary ("STL (cluster)"), or onto the universal dictionary with --universal ("STL").
@@ -42,14 +48,23 @@ or an adversarial set written by "stl attack --out DIR" (DIR or DIR/adv.npy; its
 labels are kept: the true classes, or the target classes of a targeted attack).
 The output's form follows its name: .npy (with X.labels.npy and X.classes.txt when
 the input has labels), .bin, or else a PNG folder. The images must have the
-resolution and channel count the defense was built for.`,
+resolution and channel count the defense was built for.
+
+--defense may instead name a baseline (jpeg, tvm, d3, ...; see docs/baselines.md), applied
+with its published options. One that learns from clean training images (quilt, magnet,
+d3, ...) learns from the training images of --data at the input's resolution, cached in
+--baseline-dir as stl attack and stl evaluate cache it; binary records, which do not say
+their image size, are not read for a baseline.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDefend(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.defense, "defense", "", "defense directory written by 'stl defense train' (required)")
+	f.StringVar(&o.defense, "defense", "", "defense directory written by 'stl defense train', or a baseline ("+strings.Join(baseline.Names(), ", ")+") (required)")
+	f.StringVar(&o.data, "data", "", "data set whose training images a learning baseline ("+joinList(learningBaselines(), "or")+") learns from")
+	f.StringVar(&o.baselineDir, "baseline-dir", "", "cache of what the baselines learn, as for 'stl attack' (default: 'baselines' beside --out)")
+	f.IntVar(&o.baselineTrain, "baseline-train", 0, "train learning baselines on a class-balanced subset of this many training images (0: all)")
 	f.StringVar(&o.in, "in", "", "images to project (required)")
 	f.StringVar(&o.out, "out", "", "where to write the projected images (required)")
 	f.BoolVar(&o.universal, "universal", false, "use the universal dictionary (STL) instead of the per-cluster ones (STL (cluster))")
@@ -59,12 +74,15 @@ resolution and channel count the defense was built for.`,
 }
 
 func runDefend(ctx context.Context, stdout, stderr io.Writer, o defendOptions) error {
-	po := experiment.ProjectOptions{Defense: o.defense, In: o.in, Out: o.out, Universal: o.universal, Batch: o.batch, Shard: o.shard}
+	po := experiment.ProjectOptions{Defense: o.defense, In: o.in, Out: o.out, Universal: o.universal, Batch: o.batch, Shard: o.shard,
+		Data: o.data, BaselineDir: o.baselineDir, BaselineTrain: o.baselineTrain}
 	switch err := po.Validate(); {
 	case o.defense == "" || o.in == "" || o.out == "":
 		return usagef("--defense, --in and --out are required")
 	case o.batch < 1:
 		return usagef("--batch %d, want >= 1", o.batch)
+	case o.baselineTrain < 0:
+		return usagef("--baseline-train %d, want >= 0", o.baselineTrain)
 	case errors.Is(err, experiment.ErrOverwrite):
 		return usagef("--out %s: %v", o.out, err)
 	case err != nil:
@@ -90,7 +108,9 @@ func runDefend(ctx context.Context, stdout, stderr io.Writer, o defendOptions) e
 	if res.ClusterSizes != nil {
 		fmt.Fprintf(stdout, "images per cluster: %v\n", res.ClusterSizes)
 	}
-	fmt.Fprintf(stdout, "applied with the defense's options: %s\n", res.Apply.Describe())
+	if res.Baseline == "" {
+		fmt.Fprintf(stdout, "applied with the defense's options: %s\n", res.Apply.Describe())
+	}
 	return nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/stl-defense/stl/attack"
 	"github.com/stl-defense/stl/dataset"
 	"github.com/stl-defense/stl/defense"
+	"github.com/stl-defense/stl/defense/baseline"
 	"github.com/stl-defense/stl/experiment"
 	"github.com/stl-defense/stl/npy"
 	"github.com/stl-defense/stl/progress"
@@ -282,4 +283,77 @@ func TestDefendResumes(t *testing.T) {
 	if _, err := os.Stat(experiment.ProjectPartialDir(out)); !os.IsNotExist(err) {
 		t.Errorf("%s left behind after the output was written", experiment.ProjectPartialDir(out))
 	}
+}
+
+// TestDefendBaseline projects images through baselines by name: one that
+// learns nothing, and D3, which learns its dictionary from --data; the
+// output must equal the transform applied directly with the dictionary
+// the command cached.
+func TestDefendBaseline(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	_, test, err := dataset.Load(dataset.DefaultSpec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := test.Head(6)
+	in := filepath.Join(dir, "in.npy")
+	if err := dataset.WriteNPY(in, set); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	check := func(name, out string, want defense.Transform) {
+		t.Helper()
+		got, err := dataset.ReadNPY(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		y, err := want.Apply(ctx, set.Images)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got.Images.Data, y.Data) || !slices.Equal(got.Labels, set.Labels) {
+			t.Errorf("%s: output differs from the transform applied directly", name)
+		}
+	}
+	out := filepath.Join(dir, "jpeg.npy")
+	if err := runDefend(ctx, &stdout, &stderr, defendOptions{defense: "jpeg", in: in, out: out, batch: 4}); err != nil {
+		t.Fatal(err)
+	}
+	jpeg, _ := baseline.New("jpeg", baseline.DefaultConfig())
+	check("jpeg", out, jpeg)
+
+	err = runDefend(ctx, &stdout, &stderr, defendOptions{defense: "d3", in: in, out: filepath.Join(dir, "x.npy"), batch: 4})
+	if err == nil || !strings.Contains(err.Error(), "name the data set") {
+		t.Errorf("d3 without --data: %v", err)
+	}
+	err = runDefend(ctx, &stdout, &stderr, defendOptions{defense: "jpeg", in: filepath.Join(dir, "x.bin"), out: filepath.Join(dir, "x.npy"), batch: 4})
+	var ue usageError
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "do not say their image size") {
+		t.Errorf("binary records for a baseline: %v, want a usage error", err)
+	}
+
+	stdout.Reset()
+	out = filepath.Join(dir, "d3.npy")
+	bl := filepath.Join(dir, "bl")
+	o := defendOptions{defense: "d3", in: in, out: out, batch: 4, data: dataset.DefaultSpec, baselineDir: bl, baselineTrain: 100}
+	if err := runDefend(ctx, &stdout, &stderr, o); err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "projected 6 images with D3") {
+		t.Errorf("stdout %q", stdout.String())
+	}
+	files, _ := filepath.Glob(filepath.Join(bl, "*", baseline.D3DictionaryFile(baseline.DefaultD3DictionaryOptions())))
+	if len(files) != 1 {
+		t.Fatalf("cached dictionaries %v, want one", files)
+	}
+	dict, err := baseline.LoadD3Dictionary(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	d3, err := baseline.NewD3(dict, baseline.DefaultD3Options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("d3", out, d3)
 }

@@ -84,6 +84,9 @@ func testBaselines(tb testing.TB) []defense.Transform {
 		tb.Fatal(err)
 	}
 	cfg.Reformer = dae
+	if cfg.D3Dict, err = LoadD3Dictionary(filepath.Join("testdata", "tiny.d3d")); err != nil {
+		tb.Fatal(err)
+	}
 	var ts []defense.Transform
 	for _, name := range Names() {
 		t, err := New(name, cfg)

@@ -25,6 +25,7 @@ func ExampleNames() {
 	// bitdepth
 	// median
 	// magnet
+	// d3
 }
 
 func ExampleNew() {
