@@ -2,6 +2,7 @@ package baseline
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -30,4 +31,40 @@ func fuzzRoundTrip[T interface{ Encode(io.Writer) error }](f *testing.F, fixture
 			t.Fatal("re-encoding differs from the input")
 		}
 	})
+}
+
+// checkSaveLoad saves through save into a temporary file named name,
+// checks that load reads back what same accepts, and returns the fixture
+// testdata/<fixture> as load reads it.
+func checkSaveLoad[T any](t *testing.T, name string, save func(string) error, load func(string) (*T, error), same func(*T) bool, fixture string) *T {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := save(path); err != nil {
+		t.Fatal(err)
+	}
+	if back, err := load(path); err != nil || !same(back) {
+		t.Fatalf("load after save: %v", err)
+	}
+	fix, err := load(filepath.Join("testdata", fixture))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fix
+}
+
+// decodeCase is an input a decoder must refuse with an error wrapping
+// want.
+type decodeCase struct {
+	name string
+	in   []byte
+	want error
+}
+
+func checkDecodeErrors[T any](t *testing.T, decode func(io.Reader) (T, error), cases []decodeCase) {
+	t.Helper()
+	for _, c := range cases {
+		if _, err := decode(bytes.NewReader(c.in)); !errors.Is(err, c.want) {
+			t.Errorf("%s: error %v, want %v", c.name, err, c.want)
+		}
+	}
 }

@@ -98,26 +98,17 @@ func BuildD3Dictionary(ctx context.Context, train *tensor.Tensor, opts D3Diction
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	x, n, c, h, w, err := baselineInput("d3", train)
+	g, err := newPatchGrid("d3", train, opts.Patch, opts.Stride)
 	if err != nil {
 		return nil, err
 	}
-	if c > maxQuiltChannels {
-		return nil, &ChannelsError{Defense: "d3", Want: []int{1, maxQuiltChannels}, Got: c}
-	}
-	P := opts.Patch
-	if h < P || w < P {
-		return nil, &ParamError{Defense: "d3", Field: "Patch", Value: P, Reason: fmt.Sprintf("larger than the %dx%d training images", h, w)}
-	}
-	ny, nx := (h-P)/opts.Stride+1, (w-P)/opts.Stride+1
-	total := n * ny * nx
+	total := g.n * g.ny * g.nx
 	rng := rand.New(rand.NewPCG(opts.Seed, 0xd3_d1c7))
 	draw := sampleDistinct(rng, total, min(total, 4*opts.Atoms))
-	dict := &D3Dictionary{Patch: P, Channels: c}
+	dict := &D3Dictionary{Patch: opts.Patch, Channels: g.c}
 	d := dict.dim()
 	dict.Data = make([]float32, 0, opts.Atoms*d)
-	patch := make([]float32, d)
-	plane, per := h*w, c*h*w
+	patch := make([]float32, 0, d)
 	for k, t := range draw {
 		if len(dict.Data) == opts.Atoms*d {
 			break
@@ -127,14 +118,7 @@ func BuildD3Dictionary(ctx context.Context, train *tensor.Tensor, opts D3Diction
 				return nil, err
 			}
 		}
-		img := x.Data[(t/(ny*nx))*per:]
-		y0, x0 := (t%(ny*nx))/nx*opts.Stride, t%nx*opts.Stride
-		patch = patch[:0]
-		for ch := 0; ch < c; ch++ {
-			for r := 0; r < P; r++ {
-				patch = append(patch, img[ch*plane+(y0+r)*w+x0:][:P]...)
-			}
-		}
+		patch = g.appendPatch(patch[:0], t)
 		norm := math.Sqrt(dot32(patch, patch))
 		if norm < d3MinNorm {
 			continue

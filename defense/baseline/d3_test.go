@@ -7,8 +7,8 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
-	"path/filepath"
 	"runtime"
+	"slices"
 	"testing"
 
 	"github.com/stl-defense/stl/tensor"
@@ -30,6 +30,25 @@ func unitAtoms(p int, atoms [][]float64) *D3Dictionary {
 	return d
 }
 
+// orthogonalize removes from v its components along the orthonormal
+// vectors of basis (Gram-Schmidt) and returns its remaining squared norm.
+func orthogonalize(v []float64, basis [][]float64) float64 {
+	for _, b := range basis {
+		var p float64
+		for t := range v {
+			p += v[t] * b[t]
+		}
+		for t := range v {
+			v[t] -= p * b[t]
+		}
+	}
+	var n float64
+	for _, e := range v {
+		n += e * e
+	}
+	return n
+}
+
 // bestSparseFit returns the smallest ||x - D_S c||^2 over every support S
 // of exactly k atoms, by enumerating them and solving each least-squares
 // problem by Gram-Schmidt: the optimum OMP is held to.
@@ -45,19 +64,7 @@ func bestSparseFit(dict *D3Dictionary, x []float64, k int) float64 {
 				for t, a := range dict.atom(i) {
 					v[t] = float64(a)
 				}
-				for _, b := range basis {
-					var p float64
-					for t := range v {
-						p += v[t] * b[t]
-					}
-					for t := range v {
-						v[t] -= p * b[t]
-					}
-				}
-				var n float64
-				for _, e := range v {
-					n += e * e
-				}
+				n := orthogonalize(v, basis)
 				if n < 1e-20 {
 					return // dependent atoms: a smaller support covers it
 				}
@@ -67,20 +74,7 @@ func bestSparseFit(dict *D3Dictionary, x []float64, k int) float64 {
 				basis = append(basis, v)
 			}
 			r := append([]float64(nil), x...)
-			for _, b := range basis {
-				var p float64
-				for t := range r {
-					p += r[t] * b[t]
-				}
-				for t := range r {
-					r[t] -= p * b[t]
-				}
-			}
-			var e float64
-			for _, v := range r {
-				e += v * v
-			}
-			best = min(best, e)
+			best = min(best, orthogonalize(r, basis))
 			return
 		}
 		for i := start; i < dict.Len(); i++ {
@@ -111,23 +105,11 @@ func TestOMPKnownOptimum(t *testing.T) {
 	var ortho [][]float64
 	for len(ortho) < 9 {
 		v := randVec(9)
-		for _, b := range ortho {
-			var p float64
-			for i := range v {
-				p += v[i] * b[i]
-			}
-			for i := range v {
-				v[i] -= p * b[i]
-			}
-		}
-		ortho = append(ortho, v)
-		var n float64
-		for _, e := range v {
-			n += e * e
-		}
+		n := orthogonalize(v, ortho)
 		for i := range v {
 			v[i] /= math.Sqrt(n)
 		}
+		ortho = append(ortho, v)
 	}
 	// Identity plus the normalized 16x16 Sylvester-Hadamard basis.
 	var incoherent [][]float64
@@ -217,7 +199,7 @@ func TestReassembleExact(t *testing.T) {
 	for _, c := range cases {
 		x := baselineRandBatch(7, 1, c.c, c.h, c.w)
 		ys, xs := patchStarts(c.h, c.p, c.str), patchStarts(c.w, c.p, c.str)
-		if !equalInts(xs, c.wantStartsW) {
+		if !slices.Equal(xs, c.wantStartsW) {
 			t.Errorf("%s: starts %v, want %v", c.name, xs, c.wantStartsW)
 		}
 		patches := extractPatches(x.Data, c.c, c.h, c.w, c.p, ys, xs)
@@ -227,18 +209,6 @@ func TestReassembleExact(t *testing.T) {
 			t.Errorf("%s: reassembly of untouched patches differs from the image", c.name)
 		}
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestD3CompleteDictionary checks the whole transform against a case with
@@ -376,11 +346,7 @@ func TestD3DictionaryCodec(t *testing.T) {
 		f(b)
 		return b
 	}
-	cases := []struct {
-		name string
-		in   []byte
-		want error
-	}{
+	cases := []decodeCase{
 		{"empty", nil, io.ErrUnexpectedEOF},
 		{"short header", enc[:10], io.ErrUnexpectedEOF},
 		{"truncated values", enc[:len(enc)-3], io.ErrUnexpectedEOF},
@@ -391,22 +357,8 @@ func TestD3DictionaryCodec(t *testing.T) {
 		{"atom not of unit norm", corrupt(func(b []byte) { copy(b[24:], []byte{0, 0, 0, 0x40}) }), ErrD3DictionaryFormat},
 		{"NaN value", corrupt(func(b []byte) { copy(b[24:], []byte{0, 0, 0xc0, 0x7f}) }), ErrD3DictionaryFormat},
 	}
-	for _, c := range cases {
-		if _, err := DecodeD3Dictionary(bytes.NewReader(c.in)); !errors.Is(err, c.want) {
-			t.Errorf("%s: error %v, want %v", c.name, err, c.want)
-		}
-	}
-	path := filepath.Join(t.TempDir(), "dict.d3d")
-	if err := dict.Save(path); err != nil {
-		t.Fatal(err)
-	}
-	if back, err := LoadD3Dictionary(path); err != nil || !equalF32(back.Data, dict.Data) {
-		t.Fatalf("load after save: %v", err)
-	}
-	fix, err := LoadD3Dictionary(filepath.Join("testdata", "tiny.d3d"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	checkDecodeErrors(t, DecodeD3Dictionary, cases)
+	fix := checkSaveLoad(t, "dict.d3d", dict.Save, LoadD3Dictionary, func(b *D3Dictionary) bool { return equalF32(b.Data, dict.Data) }, "tiny.d3d")
 	if fix.Patch != 8 || fix.Channels != 3 || fix.Len() != 20 {
 		t.Errorf("fixture: patch %d, channels %d, %d atoms; want 8, 3, 20", fix.Patch, fix.Channels, fix.Len())
 	}

@@ -71,23 +71,12 @@ func Prepare(ctx context.Context, cfg Config, names []string, train *tensor.Tens
 	}
 	if needDB {
 		o := opts.PatchDB
-		p := path(fmt.Sprintf("quilt-p%d-st%d-n%d-s%d.qdb", o.Patch, o.Stride, o.MaxPatches, o.Seed))
-		db, err := loadCached(p, LoadPatchDB)
+		db, err := loadOrBuild(path(fmt.Sprintf("quilt-p%d-st%d-n%d-s%d.qdb", o.Patch, o.Stride, o.MaxPatches, o.Seed)), LoadPatchDB, func() (*PatchDB, error) {
+			return reportBuild(rep, "quilting patches", func() (*PatchDB, error) { return BuildPatchDB(ctx, train, o) },
+				func(db *PatchDB) string { return fmt.Sprintf("%d patches", db.Len()) })
+		})
 		if err != nil {
 			return cfg, err
-		}
-		if db == nil {
-			rep := progress.Or(rep)
-			rep.Report("quilting patches", 0, 1, "")
-			if db, err = BuildPatchDB(ctx, train, o); err != nil {
-				return cfg, err
-			}
-			rep.Report("quilting patches", 1, 1, fmt.Sprintf("%d patches", db.Len()))
-			if p != "" {
-				if err := db.Save(p); err != nil {
-					return cfg, err
-				}
-			}
 		}
 		cfg.QuiltDB = db
 	}
@@ -97,48 +86,65 @@ func Prepare(ctx context.Context, cfg Config, names []string, train *tensor.Tens
 			o.Channels = train.Shape[1]
 		}
 		p := path(fmt.Sprintf("magnet-c%d-f%d-l%d-e%d-b%d-s%d.dae", o.Channels, o.Filters, o.Layers, o.Epochs, o.BatchSize, o.Seed))
-		dae, err := loadCached(p, LoadMagNetDAE)
+		dae, err := loadOrBuild(p, LoadMagNetDAE, func() (*MagNetDAE, error) {
+			dae, err := NewMagNetDAE(o)
+			if err != nil {
+				return nil, err
+			}
+			_, err = dae.Train(ctx, train, rep)
+			return dae, err
+		})
 		if err != nil {
 			return cfg, err
-		}
-		if dae == nil {
-			if dae, err = NewMagNetDAE(o); err != nil {
-				return cfg, err
-			}
-			if _, err := dae.Train(ctx, train, rep); err != nil {
-				return cfg, err
-			}
-			if p != "" {
-				if err := dae.Save(p); err != nil {
-					return cfg, err
-				}
-			}
 		}
 		cfg.Reformer = dae
 	}
 	if needD3 {
 		o := opts.D3
-		p := path(D3DictionaryFile(o))
-		dict, err := loadCached(p, LoadD3Dictionary)
+		dict, err := loadOrBuild(path(D3DictionaryFile(o)), LoadD3Dictionary, func() (*D3Dictionary, error) {
+			return reportBuild(rep, "D3 dictionary", func() (*D3Dictionary, error) { return BuildD3Dictionary(ctx, train, o) },
+				func(d *D3Dictionary) string { return fmt.Sprintf("%d atoms", d.Len()) })
+		})
 		if err != nil {
 			return cfg, err
-		}
-		if dict == nil {
-			rep := progress.Or(rep)
-			rep.Report("D3 dictionary", 0, 1, "")
-			if dict, err = BuildD3Dictionary(ctx, train, o); err != nil {
-				return cfg, err
-			}
-			rep.Report("D3 dictionary", 1, 1, fmt.Sprintf("%d atoms", dict.Len()))
-			if p != "" {
-				if err := dict.Save(p); err != nil {
-					return cfg, err
-				}
-			}
 		}
 		cfg.D3Dict = dict
 	}
 	return cfg, nil
+}
+
+// loadOrBuild loads the artifact at path (see loadCached) or, when there
+// is none, builds it and saves it there (nothing is saved for path "").
+func loadOrBuild[T any, PT interface {
+	*T
+	Save(string) error
+}](path string, load func(string) (*T, error), build func() (*T, error)) (*T, error) {
+	v, err := loadCached(path, load)
+	if err != nil || v != nil {
+		return v, err
+	}
+	if v, err = build(); err != nil {
+		return nil, err
+	}
+	if path != "" {
+		if err := PT(v).Save(path); err != nil {
+			return nil, err
+		}
+	}
+	return v, nil
+}
+
+// reportBuild runs build as one step of progress stage, described by
+// describe once done.
+func reportBuild[T any](rep progress.Reporter, stage string, build func() (*T, error), describe func(*T) string) (*T, error) {
+	rep = progress.Or(rep)
+	rep.Report(stage, 0, 1, "")
+	v, err := build()
+	if err != nil {
+		return nil, err
+	}
+	rep.Report(stage, 1, 1, describe(v))
+	return v, nil
 }
 
 // loadCached loads path with load, returning nil and no error when path is

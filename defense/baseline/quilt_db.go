@@ -97,20 +97,12 @@ func BuildPatchDB(ctx context.Context, train *tensor.Tensor, opts PatchDBOptions
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	x, n, c, h, w, err := baselineInput("quilt", train)
+	g, err := newPatchGrid("quilt", train, opts.Patch, opts.Stride)
 	if err != nil {
 		return nil, err
 	}
-	if c > maxQuiltChannels {
-		return nil, &ChannelsError{Defense: "quilt", Want: []int{1, maxQuiltChannels}, Got: c}
-	}
-	P := opts.Patch
-	if h < P || w < P {
-		return nil, &ParamError{Defense: "quilt", Field: "Patch", Value: P, Reason: fmt.Sprintf("larger than the %dx%d training images", h, w)}
-	}
-	ny, nx := (h-P)/opts.Stride+1, (w-P)/opts.Stride+1
-	perImage := ny * nx
-	total := n * perImage
+	perImage := g.ny * g.nx
+	total := g.n * perImage
 	keep := total
 	if opts.MaxPatches > 0 && opts.MaxPatches < total {
 		keep = opts.MaxPatches
@@ -125,33 +117,62 @@ func BuildPatchDB(ctx context.Context, train *tensor.Tensor, opts PatchDBOptions
 			chosen[t] = true
 		}
 	}
-	db := &PatchDB{Patch: P, Channels: c}
-	d := db.dim()
-	db.Data = make([]float32, 0, keep*d)
-	plane, per := h*w, c*h*w
-	idx := 0
-	for i := 0; i < n; i++ {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		img := x.Data[i*per : (i+1)*per]
-		for py := 0; py < ny; py++ {
-			for px := 0; px < nx; px++ {
-				if chosen == nil || chosen[idx] {
-					y0, x0 := py*opts.Stride, px*opts.Stride
-					for ch := 0; ch < c; ch++ {
-						for r := 0; r < P; r++ {
-							row := img[ch*plane+(y0+r)*w+x0:]
-							db.Data = append(db.Data, row[:P]...)
-						}
-					}
-				}
-				idx++
+	db := &PatchDB{Patch: opts.Patch, Channels: g.c}
+	db.Data = make([]float32, 0, keep*db.dim())
+	for t := 0; t < total; t++ {
+		if t%perImage == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, err
 			}
+		}
+		if chosen == nil || chosen[t] {
+			db.Data = g.appendPatch(db.Data, t)
 		}
 	}
 	db.computeNorms()
 	return db, nil
+}
+
+// patchGrid is a batch of training images (N, C, H, W) and the positions
+// of patches of a side and stride in them, numbered image by image in
+// raster order: what the quilting database and the D3 dictionary are drawn
+// from.
+type patchGrid struct {
+	x                     *tensor.Tensor
+	n, c, h, w            int
+	patch, stride, ny, nx int
+}
+
+// newPatchGrid checks train as the training batch of the named baseline
+// (the input errors of Apply, at most 16 channels, sides of at least one
+// patch: a *ChannelsError or *ParamError otherwise).
+func newPatchGrid(name string, train *tensor.Tensor, patch, stride int) (*patchGrid, error) {
+	x, n, c, h, w, err := baselineInput(name, train)
+	if err != nil {
+		return nil, err
+	}
+	if c > maxQuiltChannels {
+		return nil, &ChannelsError{Defense: name, Want: []int{1, maxQuiltChannels}, Got: c}
+	}
+	if h < patch || w < patch {
+		return nil, &ParamError{Defense: name, Field: "Patch", Value: patch, Reason: fmt.Sprintf("larger than the %dx%d training images", h, w)}
+	}
+	return &patchGrid{x: x, n: n, c: c, h: h, w: w, patch: patch, stride: stride,
+		ny: (h-patch)/stride + 1, nx: (w-patch)/stride + 1}, nil
+}
+
+// appendPatch appends patch number t, flattened in (channel, row,
+// column) order, to dst.
+func (g *patchGrid) appendPatch(dst []float32, t int) []float32 {
+	plane := g.h * g.w
+	img := g.x.Data[(t/(g.ny*g.nx))*g.c*plane:]
+	y0, x0 := (t%(g.ny*g.nx))/g.nx*g.stride, t%g.nx*g.stride
+	for ch := 0; ch < g.c; ch++ {
+		for r := 0; r < g.patch; r++ {
+			dst = append(dst, img[ch*plane+(y0+r)*g.w+x0:][:g.patch]...)
+		}
+	}
+	return dst
 }
 
 // ErrPatchDBFormat marks a malformed patch database file.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"math"
-	"path/filepath"
 	"sort"
 	"sync"
 	"testing"
@@ -325,11 +324,7 @@ func TestPatchDBEncodeDecode(t *testing.T) {
 		t.Fatal("decoded database differs")
 	}
 	corrupt := func(f func(b []byte)) []byte { b := append([]byte(nil), enc...); f(b); return b }
-	cases := []struct {
-		name string
-		in   []byte
-		want error
-	}{
+	cases := []decodeCase{
 		{"empty", nil, io.ErrUnexpectedEOF},
 		{"short header", enc[:10], io.ErrUnexpectedEOF},
 		{"truncated values", enc[:len(enc)-3], io.ErrUnexpectedEOF},
@@ -338,24 +333,8 @@ func TestPatchDBEncodeDecode(t *testing.T) {
 		{"huge count", corrupt(func(b []byte) { b[23] = 0x7f }), ErrPatchDBFormat},
 		{"value above 1", corrupt(func(b []byte) { copy(b[24:], []byte{0, 0, 0x80, 0x40}) }), ErrPatchDBFormat},
 	}
-	for _, c := range cases {
-		if _, err := DecodePatchDB(bytes.NewReader(c.in)); !errors.Is(err, c.want) {
-			t.Errorf("%s: error %v, want %v", c.name, err, c.want)
-		}
-	}
-	// Save and load through a file; the fixture in testdata decodes too.
-	path := filepath.Join(t.TempDir(), "db.qdb")
-	if err := db.Save(path); err != nil {
-		t.Fatal(err)
-	}
-	back, err := LoadPatchDB(path)
-	if err != nil || !equalF32(back.Data, db.Data) {
-		t.Fatalf("load after save: %v", err)
-	}
-	fix, err := LoadPatchDB(filepath.Join("testdata", "tiny.qdb"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	checkDecodeErrors(t, DecodePatchDB, cases)
+	fix := checkSaveLoad(t, "db.qdb", db.Save, LoadPatchDB, func(b *PatchDB) bool { return equalF32(b.Data, db.Data) }, "tiny.qdb")
 	if fix.Patch != 5 || fix.Channels != 3 || fix.Len() != 20 {
 		t.Errorf("fixture: patch %d, channels %d, %d patches; want 5, 3, 20", fix.Patch, fix.Channels, fix.Len())
 	}
