@@ -57,7 +57,7 @@ func LoadTransform(spec string, universal bool) (*LoadedTransform, error) {
 		return nil, fmt.Errorf("defense %s: the universal dictionary applies to a defense directory only", spec)
 	}
 	if e.Learns() {
-		return nil, fmt.Errorf("defense %s learns from clean training images (a patch database, an auto-encoder or a patch dictionary): use it through stl run, stl attack or stl evaluate", spec)
+		return nil, fmt.Errorf("defense %s learns from clean training images (a patch database, an auto-encoder or a patch dictionary): use it through stl run, stl attack, stl evaluate or stl defend --data", spec)
 	}
 	t, err := e.New(baseline.DefaultConfig())
 	if err != nil {
