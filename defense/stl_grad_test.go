@@ -39,6 +39,7 @@ func tightProjector(t testing.TB, d *csc.Dictionary, lambda float64) Projector {
 	opt := csc.DefaultProjectOptions()
 	opt.CSC.Lambda = lambda
 	opt.CSC.ADMM.RelStopTol, opt.CSC.ADMM.MaxIter, opt.CSC.ADMM.AutoRho = 1e-6, 3000, false
+	opt.Clip = false // as CSCProjector: the STL's output mapping clips
 	p, err := csc.NewProjection(d, opt)
 	if err != nil {
 		t.Fatal(err)
@@ -128,35 +129,84 @@ func TestGradientRouteRegistry(t *testing.T) {
 
 // TestSTLGradientRouteFiniteDifferences: through STL.Apply itself (with a
 // projector converged to 1e-6 for the implicit route, csc's defaults for
-// the unrolled one with a fixed penalty), <w, (T(x+hu) - T(x-hu))/2h> =
-// ||J^T w|| along u = J^T w / ||J^T w||, h = 1e-3, to 1e-2 relative (the
-// support changes nowhere on the segment at this seed; csc's tests check
-// that condition explicitly).
+// the unrolled one with a fixed penalty), under each output mapping
+// (ApplyOptions.Output: the clip, and the per-image rescaling to the
+// maximum, whose derivative couples every pixel to the maximum's),
+// <w, (T(x+hu) - T(x-hu))/2h> = ||J^T w|| along u = J^T w / ||J^T w||,
+// h = 1e-3, to 1e-2 relative (the support, the clip mask and the maximum's
+// pixel change nowhere on the segment at these seeds; csc's tests check the
+// support's condition explicitly). The saturated images (mostly 0 or 0.8)
+// put some values of lowpass + D x below 0, where both mappings cut them
+// to 0, and some above 1, where the clip cuts them and the rescaling does
+// not.
 func TestSTLGradientRouteFiniteDifferences(t *testing.T) {
 	ctx := context.Background()
 	d := smallDictionary(3, 6, 3)
-	x := randBatch(4, 2, 3, 10, 12)
-	for i := range x.Data {
-		x.Data[i] = 0.5 + 0.1*x.Data[i]
+	mid := randBatch(4, 2, 3, 10, 12)
+	sat := mid.Clone()
+	for i, v := range mid.Data {
+		mid.Data[i] = 0.5 + 0.1*v
+		sat.Data[i] = min(max(0.3+v, 0), 0.8)
 	}
-	w := randBatch(5, x.Shape...)
+	// A clear maximum in each image, so that the max mapping's maximum
+	// stays on one pixel along the segment (where it moves from one pixel
+	// to another the mapping has a kink).
+	per := len(mid.Data) / mid.Shape[0]
+	for i := 0; i < mid.Shape[0]; i++ {
+		mid.Data[i*per+5*12+6] = 0.95
+		sat.Data[i*per+5*12+6] = 1
+	}
+	// Output gradients with a positive mean, as of a loss that brightens
+	// the whole image: under the max mapping they reach every pixel
+	// through the maximum's, a coupling random signs would mostly cancel.
+	w := randBatch(5, mid.Shape...)
+	for i := range w.Data {
+		w.Data[i] = 1 + 0.5*w.Data[i]
+	}
 	loose := csc.DefaultProjectOptions()
-	loose.CSC.Lambda, loose.CSC.ADMM.AutoRho = 0.05, false
+	loose.CSC.Lambda, loose.CSC.ADMM.AutoRho, loose.Clip = 0.05, false, false
 	lp, err := csc.NewProjection(d, loose)
 	if err != nil {
 		t.Fatal(err)
 	}
+	tight := tightProjector(t, d, 0.05)
 	for _, tc := range []struct {
-		route string
-		proj  Projector
-	}{{RouteImplicit, tightProjector(t, d, 0.05)}, {RouteUnrolled, cscProjector{lp}}} {
-		stl, err := NewSTL(tc.proj)
+		route, output, images string
+		proj                  Projector
+		x                     *tensor.Tensor
+	}{
+		{RouteImplicit, OutputClip, "mid-gray", tight, mid},
+		{RouteUnrolled, OutputClip, "mid-gray", cscProjector{lp}, mid},
+		{RouteImplicit, OutputMax, "mid-gray", tight, mid},
+		{RouteUnrolled, OutputMax, "mid-gray", cscProjector{lp}, mid},
+		{RouteImplicit, OutputClip, "saturated", tight, sat},
+		{RouteUnrolled, OutputClip, "saturated", cscProjector{lp}, sat},
+		{RouteImplicit, OutputMax, "saturated", tight, sat},
+		{RouteUnrolled, OutputMax, "saturated", cscProjector{lp}, sat},
+	} {
+		name := tc.route + "/" + tc.output + "/" + tc.images
+		stl, err := NewSTLWith(tc.proj, ApplyOptions{Output: tc.output})
 		if err != nil {
 			t.Fatal(err)
 		}
 		v, err := GradientRoute(stl, tc.route, GradientOptions{})
 		if err != nil {
 			t.Fatal(err)
+		}
+		x := tc.x
+		y, err := stl.Apply(ctx, x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := countOf(y.Data, 0); tc.images == "saturated" && n == 0 {
+			t.Fatalf("%s: no output value cut to 0: the case checks nothing of the cut", name)
+		}
+		if tc.output == OutputMax {
+			for i := 0; i < x.Shape[0]; i++ {
+				if g := topGap(y.Data[i*per : (i+1)*per]); g < 0.02 {
+					t.Fatalf("%s: image %d: its two largest outputs differ by %.3g: the maximum may move on the segment", name, i, g)
+				}
+			}
 		}
 		g, err := v.VJP(ctx, x, w)
 		if err != nil {
@@ -182,9 +232,109 @@ func TestSTLGradientRouteFiniteDifferences(t *testing.T) {
 			fd += float64(w.Data[i]) * (float64(yp.Data[i]) - float64(ym.Data[i])) / (2 * h)
 		}
 		e := math.Abs(fd-norm) / norm
-		t.Logf("%s: ||J^T w|| %.6g, central difference %.6g, relative error %.2g", tc.route, norm, fd, e)
+		t.Logf("%s: ||J^T w|| %.6g, central difference %.6g, relative error %.2g", name, norm, fd, e)
 		if e > 1e-2 {
-			t.Errorf("%s: relative error %.3g, want <= 1e-2", tc.route, e)
+			t.Errorf("%s: relative error %.3g, want <= 1e-2", name, e)
+		}
+	}
+}
+
+// topGap returns the difference between the largest and the second
+// largest value of v.
+func topGap(v []float32) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return float64(s[len(s)-1]) - float64(s[len(s)-2])
+}
+
+func countOf(v []float32, x float32) int {
+	n := 0
+	for _, u := range v {
+		if u == x {
+			n++
+		}
+	}
+	return n
+}
+
+// TestOutputMapGradient checks the derivative of each output mapping
+// (outputGrad, what both gradient routes chain onto the projection) against
+// central differences of MapOutput itself, h = 1e-3 in float64 on float32
+// values: the JVP along a random direction element by element, the VJP
+// through <w, J u> = <J^T w, u>, on images with values inside [0, 1],
+// below 0 and above 1 (at least 0.01 away from 0, 1 and each other's
+// maximum, so that no kink lies on the segment), and on one whose maximum
+// is negative (the max mapping returns zeros: zero derivative).
+func TestOutputMapGradient(t *testing.T) {
+	const n = 40
+	img := func(seed uint64, lo, hi float64) []float32 {
+		rng := rand.New(rand.NewPCG(seed, 3))
+		v := make([]float32, n)
+		for i := range v {
+			for {
+				u := lo + (hi-lo)*rng.Float64()
+				if math.Abs(u) > 0.01 && math.Abs(u-1) > 0.01 {
+					v[i] = float32(u)
+					break
+				}
+			}
+		}
+		return v
+	}
+	inside, wide, negative := img(1, 0.05, 0.9), img(2, -0.3, 1.4), img(3, -1, -0.05)
+	wide[7] = 1.6 // a clear maximum
+	for _, tc := range []struct {
+		output, images string
+		y              []float32
+		zero           bool // the derivative is 0
+	}{
+		{OutputClip, "inside", inside, false},
+		{OutputClip, "wide", wide, false},
+		{OutputClip, "negative", negative, true},
+		{OutputMax, "inside", inside, false},
+		{OutputMax, "wide", wide, false},
+		{OutputMax, "negative", negative, true},
+	} {
+		name := tc.output + "/" + tc.images
+		o := ApplyOptions{Output: tc.output}
+		d := outputGrad{o}
+		u, w := img(4, -1, 1), img(5, -1, 1)
+		const h = 1e-3
+		mapped := func(s float64) []float64 {
+			v := make([]float32, n)
+			for i := range v {
+				v[i] = float32(float64(tc.y[i]) + s*float64(u[i]))
+			}
+			o.MapOutput(v)
+			out := make([]float64, n)
+			for i, x := range v {
+				out[i] = float64(x)
+			}
+			return out
+		}
+		yp, ym := mapped(h), mapped(-h)
+		jvp := slices.Clone(u)
+		d.JVP(tc.y, jvp)
+		vjp := slices.Clone(w)
+		d.VJP(tc.y, vjp)
+		var wJu, vjpU, scale float64
+		for i := range yp {
+			fd := (yp[i] - ym[i]) / (2 * h)
+			if math.Abs(fd-float64(jvp[i])) > 1e-3*(1+math.Abs(fd)) {
+				t.Errorf("%s: JVP value %d is %g, central difference %g", name, i, jvp[i], fd)
+			}
+			wJu += float64(w[i]) * fd
+			vjpU += float64(vjp[i]) * float64(u[i])
+			scale += math.Abs(float64(vjp[i]) * float64(u[i]))
+		}
+		if tc.zero {
+			if norm2(jvp, nil) != 0 || norm2(vjp, nil) != 0 {
+				t.Errorf("%s: JVP norm %g, VJP norm %g, want 0", name, norm2(jvp, nil), norm2(vjp, nil))
+			}
+			continue
+		}
+		if math.Abs(wJu-vjpU) > 1e-3*scale {
+			t.Errorf("%s: <J^T w, u> = %g, <w, central difference> = %g", name, vjpU, wJu)
 		}
 	}
 }
