@@ -18,7 +18,7 @@ func (r *runner) trainVanilla(ctx context.Context) error {
 		if err := r.loadVanilla(ctx); err != nil {
 			return err
 		}
-		if d, ok := r.b.Classifier.(SpecDescriber); ok {
+		if d, ok := r.b.Classifier.(SpecDescriber); ok && !r.cfg.outsideVanilla() {
 			r.describe("classifier training (retrained)", d.DescribeSpec(r.classifierSpec(r.cfg.retrainEpochs())))
 		}
 		return nil

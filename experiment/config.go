@@ -106,13 +106,19 @@ type Config struct {
 	// vgg-small (nn.ClassifierConfig.Dropout) in every classifier the run
 	// trains; resnet-20 has no dropout layers. Default 0 (none).
 	Dropout float64 `json:"dropout" yaml:"dropout"`
-	// VanillaModel, when not empty, is a model directory written by
-	// `stl train classifier` (model.safetensors and model.json): the run
-	// loads the vanilla classifier from it instead of training one. Its
-	// input size and classes must match the run's data (after Resolution);
-	// the SHA-256 of its files enters the vanilla stage's cache key, so a
-	// replaced model recomputes everything that depends on it. Epochs then
-	// serves only as the default of RetrainEpochs. Default "" (train).
+	// VanillaModel, when not empty, is a classifier the run loads as the
+	// vanilla one instead of training it: a model directory written by
+	// `stl train classifier` (model.safetensors and model.json), or any
+	// other classifier LoadModel reads (an ONNX file, PyTorch weights as
+	// ARCH[@SIZE]:FILE.safetensors). Its input size and classes must match
+	// the run's data (after Resolution); the SHA-256 of its files enters
+	// the vanilla stage's cache key, so a replaced model recomputes
+	// everything that depends on it. Epochs then serves only as the
+	// default of RetrainEpochs. The run retrains classifiers on the
+	// defenses' images only in front of a model directory: in front of
+	// another classifier, whose architecture the run does not train, the
+	// defenses' Table 1 rows stay empty and RetrainBaselines and AdvTrain
+	// are refused. Default "" (train).
 	VanillaModel string `json:"vanilla_model" yaml:"vanilla_model"`
 
 	// STLSettings are the settings of the STL defense the run builds

@@ -162,6 +162,9 @@ func (r *runner) defend(ctx context.Context, rw *row) error {
 	}
 	if !rw.retrain {
 		rw.modelMissing = "not retrained (retrain_baselines is false, to keep the run short)"
+		if why := r.cfg.notRetrainable(); why != "" {
+			rw.modelMissing = why
+		}
 		return nil
 	}
 	r.next(rw.name + " on the training set")

@@ -228,7 +228,12 @@ func (r *runner) notes() []string {
 	var notes []string
 	if v := r.vanillaSrc; v != nil {
 		n := fmt.Sprintf("The vanilla classifier was not trained by this run: it was loaded from %s, which records: %s", v.Dir, strings.TrimSuffix(report.VanillaSummary(v), "."))
-		n += ". Its clean accuracy in the tables is measured on this run's test set. The retrained classifiers are trained by the run (" + r.cfg.Arch + fmt.Sprintf(", %d epochs).", r.cfg.retrainEpochs())
+		n += ". Its clean accuracy in the tables is measured on this run's test set."
+		if r.cfg.outsideVanilla() {
+			n += " It is not a model directory of stl train classifier, so the run retrained no classifier on the defenses' images: the defenses' Table 1 rows are empty, and every defense is evaluated in front of this classifier (the Table 5 form, and the white-box rows)."
+		} else {
+			n += " The retrained classifiers are trained by the run (" + r.cfg.Arch + fmt.Sprintf(", %d epochs).", r.cfg.retrainEpochs())
+		}
 		notes = append(notes, n)
 	}
 	if r.train.Len() < 10000 {

@@ -91,8 +91,11 @@ func (rw *row) setWhiteBox(loss string, adv *tensor.Tensor, key cache.Key, missi
 // baselines.
 func (r *runner) planRows(ctx context.Context) {
 	r.rows = []*row{{name: NoDefense}}
-	stl := &row{name: RowSTL, retrain: true}
-	stlc := &row{name: RowSTLCluster, retrain: true}
+	// In front of an outside vanilla classifier the run cannot retrain its
+	// architecture: the defenses' Table 1 cells say why (defend).
+	retrain := r.cfg.notRetrainable() == ""
+	stl := &row{name: RowSTL, retrain: retrain}
+	stlc := &row{name: RowSTLCluster, retrain: retrain}
 	r.rows = append(r.rows, stl, stlc)
 	if r.b.Defense == nil {
 		why := r.b.DefenseMissing

@@ -148,6 +148,9 @@ func RunWith(ctx context.Context, cfg Config, b Backend, dir string, rep progres
 // sanity checks, suite.go the white-box suite, sweep.go the lambda sweep.
 // results.go then evaluates.
 func (r *runner) run(ctx context.Context) error {
+	if err := r.cfg.checkOutsideVanilla(); err != nil {
+		return err
+	}
 	if err := r.loadData(ctx); err != nil {
 		return err
 	}

@@ -257,7 +257,7 @@ func TestRunPretrainedNN(t *testing.T) {
 		{"resolution", saveNN(t, fakeC, 2*fakeH, 2*fakeW, fakeClasses), "resolution (--resolution) to 16"},
 		{"channels", saveNN(t, 1, fakeH, fakeW, fakeClasses), "1x8x8"},
 		{"absent", filepath.Join(model, "absent"), "no such file"},
-		{"not a directory", notDir, "not a directory"},
+		{"not a directory", notDir, "not a model directory of stl train classifier, an ONNX file"},
 		{"no weights", noWeights, "model.safetensors"},
 		{"corrupt weights", corrupt, "model.safetensors"},
 	} {

@@ -110,7 +110,7 @@ training images.`,
 	d, ad := experiment.DefaultAttackOptions(), attack.DefaultConfig()
 	o := &f.opts
 	fl := cmd.Flags()
-	fl.StringVar(&o.Model, "model", "", "classifier: a directory written by 'stl train classifier', an ONNX file or PyTorch weights as ARCH:FILE.safetensors (see docs/models.md) (required)")
+	fl.StringVar(&o.Model, "model", "", usageAnyModel+" (required)")
 	fl.StringVar(&o.Data, "data", "", "data set (see 'stl data'); default "+dataset.DefaultSpec)
 	fl.StringVar(&o.Split, "split", d.Split, "which part of the data set to attack: test or train")
 	fl.IntVar(&o.N, "n", 0, "attack a class-balanced subset of this many images (0: all)")

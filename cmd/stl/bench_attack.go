@@ -111,7 +111,7 @@ skips the paper's attacks.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.model, "model", "", "classifier directory (default: a seeded, untrained vgg-small at 32 px)")
+	fl.StringVar(&f.model, "model", "", usageAnyModel+" (default: a seeded, untrained vgg-small at 32 px)")
 	fl.StringVar(&f.data, "data", dataset.DefaultSpec, "data set whose first test images are attacked")
 	fl.IntVar(&f.images, "images", 16, "images in the batch")
 	fl.IntVar(&f.cwMaxIter, "cw-max-iter", 100, "CW Adam steps per binary-search step (0: default 1000)")
@@ -128,24 +128,9 @@ skips the paper's attacks.`,
 }
 
 func runBenchAttack(ctx context.Context, f benchAttackFlags, stdout io.Writer, bar progress.Reporter) error {
-	var clf *nn.Classifier
-	var err error
-	name := f.model
-	if f.model == "" {
-		name = "vgg-small (untrained, seed 1)"
-		clf, err = nn.NewClassifier(nn.DefaultClassifierConfig())
-	} else {
-		clf, err = nn.Load(f.model)
-	}
+	clf, name, threads, err := benchModel(f)
 	if err != nil {
 		return err
-	}
-	threads := runtime.NumCPU()
-	if f.threads > 0 {
-		threads = f.threads
-		clf.SetThreads(f.threads)
-	} else if f.model != "" {
-		threads = clf.Config().Threads
 	}
 	_, h, _ := clf.InputShape()
 	lo := dataset.DefaultLoadOptions()
@@ -280,8 +265,37 @@ type benchSuite struct {
 	targets []benchTarget
 }
 
+// benchModel returns the classifier the attacks are timed on: --model,
+// any classifier experiment.LoadModel reads (a model directory of stl
+// train classifier, an ONNX file, PyTorch weights), or by default a seeded,
+// untrained vgg-small; its name for the report and its threads.
+func benchModel(f benchAttackFlags) (attack.Model, string, int, error) {
+	threads := runtime.NumCPU()
+	if f.threads > 0 {
+		threads = f.threads
+	}
+	if f.model == "" {
+		clf, err := nn.NewClassifier(nn.DefaultClassifierConfig())
+		if err != nil {
+			return nil, "", 0, err
+		}
+		if f.threads > 0 {
+			clf.SetThreads(f.threads)
+		}
+		return clf, "vgg-small (untrained, seed 1)", threads, nil
+	}
+	m, err := experiment.LoadModel(f.model, f.threads)
+	if err != nil {
+		return nil, "", 0, err
+	}
+	if c, ok := m.Model.(*nn.Classifier); ok && f.threads == 0 {
+		threads = c.Config().Threads // as saved
+	}
+	return m.Model, f.model, threads, nil
+}
+
 // benchSuiteTargets returns the models the suite's attacks are timed on.
-func benchSuiteTargets(ctx context.Context, f benchAttackFlags, clf *nn.Classifier, bar progress.Reporter) (benchSuite, error) {
+func benchSuiteTargets(ctx context.Context, f benchAttackFlags, clf attack.Model, bar progress.Reporter) (benchSuite, error) {
 	if f.defense == "" {
 		return benchSuite{targets: []benchTarget{{"exact", clf}, {"", clf}}}, nil
 	}

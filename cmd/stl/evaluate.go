@@ -122,7 +122,7 @@ interrupted. See docs/evaluate.md.`,
 	}
 	d, l := evaluate.DefaultOptions(), &f.load
 	fl := cmd.Flags()
-	fl.StringVar(&l.Model, "model", "", "classifier: a directory written by 'stl train classifier', an ONNX file or PyTorch weights as ARCH:FILE.safetensors (see docs/models.md) (required)")
+	fl.StringVar(&l.Model, "model", "", usageAnyModel+" (required)")
 	fl.StringVar(&l.Defense, "defense", "", "a defense directory or a baseline ("+strings.Join(baseline.Names(), ", ")+")")
 	fl.BoolVar(&f.vanilla, "vanilla", false, "evaluate the classifier alone, without a defense")
 	fl.StringVar(&l.Data, "data", "", "data set (see 'stl data'); default "+dataset.DefaultSpec)

@@ -37,6 +37,10 @@ type usageError struct{ error }
 
 func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
 
+// usageAnyModel says what a flag taking a classifier accepts: whatever
+// experiment.LoadModel reads.
+const usageAnyModel = "classifier: a directory written by 'stl train classifier', an ONNX file or PyTorch weights as ARCH:FILE.safetensors (see docs/models.md)"
+
 // orList joins names as "a, b or c".
 func orList(names []string) string { return joinList(names, "or") }
 

@@ -55,10 +55,15 @@ adaptive suite of stl evaluate on every white-box row, one column per attack
 and route (--whitebox-suite-routes) and the per-image worst case, its
 automatic checks in the notes (see docs/run.md).
 
---vanilla DIR evaluates the defenses in front of a classifier trained
-beforehand with stl train classifier instead of training one; its input size
-and classes must match the data (after --resolution), and replacing its
-weights recomputes the attacks and everything after them.`,
+--vanilla MODEL evaluates the defenses in front of a classifier trained
+beforehand instead of training one: a model directory of stl train
+classifier, an ONNX file or PyTorch weights (ARCH:FILE.safetensors); its input
+size and classes must match the data (after --resolution), and replacing its
+weights recomputes the attacks and everything after them. The run retrains
+classifiers on the defenses' images (Table 1) only in front of a model
+directory: an ONNX file's or PyTorch weights' architecture is not one the run
+trains, so there the defenses' Table 1 rows say "not retrained" and
+--retrain-baselines and --adv-train are refused (see docs/run.md).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := o.resolve(cmd)
@@ -116,7 +121,7 @@ var configFlags = []configFlag{
 	{"lr", func(c *experiment.Config) any { return &c.LearningRate }, "initial learning rate"},
 	{"cutout", func(c *experiment.Config) any { return &c.Cutout }, "cutout augmentation: side of the square zeroed in each training image, for every classifier the run trains (0: none)"},
 	{"dropout", func(c *experiment.Config) any { return &c.Dropout }, "dropout before the vgg-small dense layers, for every classifier the run trains, in [0,1)"},
-	{"vanilla", func(c *experiment.Config) any { return &c.VanillaModel }, "load the vanilla classifier from this model directory (written by stl train classifier) instead of training it"},
+	{"vanilla", func(c *experiment.Config) any { return &c.VanillaModel }, "load the vanilla classifier instead of training it: a " + strings.TrimPrefix(usageAnyModel, "classifier: a ") + "; Table 1 retrains only in front of a model directory (see docs/run.md)"},
 	{"lambda", func(c *experiment.Config) any { return &c.Lambda }, "CBPDN sparsity weight (paper: 0.2)"},
 	{"filters", func(c *experiment.Config) any { return &c.Filters }, "dictionary filters (paper: 64)"},
 	{"filter-size", func(c *experiment.Config) any { return &c.FilterSize }, "filter side in pixels (paper: 8)"},
