@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/stl-defense/stl/attack"
+	"github.com/stl-defense/stl/internal/option"
 	"github.com/stl-defense/stl/progress"
 )
 
@@ -161,21 +162,13 @@ func DefaultOptions() Options {
 		EOTDraws: 10, EvalDraws: 10, Seed: 1, Batch: 100, IterationSteps: []int{1, 5}, Thresholds: DefaultThresholds()}
 }
 
-// OptionError reports an invalid option.
-type OptionError struct {
-	Field string
-	Value any
-	Why   string
-}
-
-func (e *OptionError) Error() string {
-	return fmt.Sprintf("evaluate: invalid %s %v: %s", e.Field, e.Value, e.Why)
-}
+// OptionError reports an invalid option (the project's shared option error).
+type OptionError = option.Error
 
 // Validate reports the first invalid option as an *OptionError (or the
 // budget's *attack.BudgetError).
 func (o Options) Validate() error {
-	bad := func(f string, v any, why string) error { return &OptionError{Field: f, Value: v, Why: why} }
+	bad := func(f string, v any, why string) error { return option.New("evaluate", f, v, why) }
 	if len(o.Budgets) == 0 {
 		return bad("Budgets", "[]", "need at least one budget")
 	}
@@ -236,7 +229,7 @@ func (t Thresholds) Validate() error {
 		{"IterTol", t.IterTol, false}, {"LargeEps", t.LargeEps, true}, {"LargeMaxAcc", t.LargeMaxAcc, false},
 		{"UnboundedMinSuccess", t.UnboundedMinSuccess, false}, {"WeakenTol", t.WeakenTol, false}} {
 		if !(f.v >= 0 && f.v <= 1) || (f.positive && f.v == 0) {
-			return &OptionError{Field: "Thresholds." + f.name, Value: f.v, Why: "must be in [0, 1] (and positive for VanishRatio and LargeEps)"}
+			return option.New("evaluate", "Thresholds."+f.name, f.v, "must be in [0, 1] (and positive for VanishRatio and LargeEps)")
 		}
 	}
 	return nil

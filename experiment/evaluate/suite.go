@@ -12,6 +12,7 @@ import (
 
 	"github.com/stl-defense/stl/attack"
 	"github.com/stl-defense/stl/experiment/metrics"
+	"github.com/stl-defense/stl/internal/option"
 	"github.com/stl-defense/stl/npy"
 	"github.com/stl-defense/stl/progress"
 	"github.com/stl-defense/stl/tensor"
@@ -492,7 +493,7 @@ func checkRoutes(routes []Route) error {
 	var names []string
 	for _, rt := range routes {
 		if rt.Name == "" || rt.Name == routeExact || slices.Contains(names, rt.Name) {
-			return &OptionError{Field: "Target.Routes", Value: fmt.Sprintf("%q", rt.Name), Why: "each route needs a distinct name other than \"exact\""}
+			return option.New("evaluate", "Target.Routes", fmt.Sprintf("%q", rt.Name), "each route needs a distinct name other than \"exact\"")
 		}
 		names = append(names, rt.Name)
 	}
