@@ -1,8 +1,14 @@
 package attack
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
 	"math"
 	"slices"
+	"strings"
+
+	"github.com/stl-defense/stl/tensor"
 )
 
 // Protocol names how the paper's attack columns (PaperSettings: FGSM-0.08,
@@ -59,14 +65,18 @@ type protocolEntry struct {
 	p      Protocol
 	round8 bool
 	doc    string
+	short  string
 }
 
 // protocols lists every protocol, ProtocolText first; doc is the line a
-// report shows.
+// report shows, short the few words a command's help shows.
 var protocols = []protocolEntry{
-	{ProtocolText, false, "the paper's text (section 5.1): budgets are the normalized L2 dissimilarity ||x_adv-x0||/||x0|| on [0,1] pixels"},
-	{ProtocolRelease, true, "as the authors' released images show: FGSM-0.08 and FGSM-0.04 are L-infinity sign steps of 8/255 and 4/255, BIM L-infinity 4/255 in 5 steps of 1/255 (Kurakin et al.), DeepFool and CW normalized L2 0.04, every adversarial image rounded to 8 bits"},
-	{ProtocolGuo, false, "as Guo et al.'s code measures it: budgets are the normalized L2 dissimilarity on the classifier's normalized tensors, ||z_adv-z0||/||z0|| with z = (x-mean)/std per channel (FGSM-0.08 at 0.08, the others at 0.04)"},
+	{ProtocolText, false, "the paper's text (section 5.1): budgets are the normalized L2 dissimilarity ||x_adv-x0||/||x0|| on [0,1] pixels",
+		"the paper's text: normalized L2 on [0,1] pixels"},
+	{ProtocolRelease, true, "as the authors' released images show: FGSM-0.08 and FGSM-0.04 are L-infinity sign steps of 8/255 and 4/255, BIM L-infinity 4/255 in 5 steps of 1/255 (Kurakin et al.), DeepFool and CW normalized L2 0.04, every adversarial image rounded to 8 bits",
+		"as the released images: L-inf sign steps of 8/255 and 4/255, 8-bit rounding"},
+	{ProtocolGuo, false, "as Guo et al.'s code measures it: budgets are the normalized L2 dissimilarity on the classifier's normalized tensors, ||z_adv-z0||/||z0|| with z = (x-mean)/std per channel (FGSM-0.08 at 0.08, the others at 0.04)",
+		"normalized L2 on the classifier's mean/std-normalized tensors"},
 }
 
 // ProtocolNames returns the names of the protocols, ProtocolText first.
@@ -119,6 +129,15 @@ func (p Protocol) Doc() string {
 	return ""
 }
 
+// Short describes the protocol in a few words, for a command's help; ""
+// for an unknown protocol.
+func (p Protocol) Short() string {
+	if i := p.index(); i >= 0 {
+		return protocols[i].short
+	}
+	return ""
+}
+
 // Settings returns the paper's attack settings under p, in the column order
 // of the paper's tables. An unknown protocol gives an *UnknownError.
 func (p Protocol) Settings() ([]Setting, error) {
@@ -143,6 +162,53 @@ func (p Protocol) Setting(name string) (Setting, error) {
 		return Setting{}, err
 	}
 	return p.adapt(s), nil
+}
+
+// Apply reads s, a method at a budget as the text protocol reads it (e.g.
+// "fgsm" at normalized L2 0.08, whatever its Name), under p: the reading of
+// a command that names a method and a budget rather than one of the
+// paper's columns. A setting with the method and budget of one of the
+// paper's columns (PaperSettings) becomes that column's setting under p
+// (as Setting gives it, named after the column). Any other setting keeps
+// its budget, except that under ProtocolGuo a normalized L2 budget (L2Rel)
+// is measured on normalized tensors (L2Z; the caller fills
+// Budget.Normalization), and that under ProtocolRelease FGSM and BIM at a
+// normalized L2 budget other than the columns' are an error: the release
+// defines them as L-infinity steps only at the paper's budgets (give an
+// L-infinity budget instead). The method need not be one of Methods (a
+// universal perturbation's budget is read the same way). An unknown
+// protocol gives an *UnknownError.
+func (p Protocol) Apply(s Setting) (Setting, error) {
+	if p.index() < 0 {
+		return Setting{}, &UnknownError{What: "attack protocol", Name: string(p), Known: ProtocolNames()}
+	}
+	if i := slices.IndexFunc(paperSettings, func(c Setting) bool { return c.Method == s.Method && c.Budget.Equal(s.Budget) }); i >= 0 {
+		return p.adapt(paperSettings[i]), nil
+	}
+	if s.Budget.Norm == L2Rel {
+		switch {
+		case p == ProtocolGuo:
+			s.Budget.Norm = L2Z
+		case p == ProtocolRelease && (s.Method == "fgsm" || s.Method == "bim"):
+			var at []string
+			for _, c := range paperSettings {
+				if c.Method == s.Method && c.Budget.Norm == L2Rel {
+					at = append(at, fmt.Sprintf("%g (%s: %s)", c.Budget.Eps, c.Name, budgetWords(p.adapt(c).Budget)))
+				}
+			}
+			return Setting{}, fmt.Errorf("attack: the %s protocol defines %s at the paper's budgets only, normalized L2 %s; give another budget in L-infinity", p, s.Method, strings.Join(at, " or "))
+		}
+	}
+	return s, nil
+}
+
+// budgetWords writes an L-infinity budget in 255ths when it is a whole
+// number of them (e.g. "L-infinity 8/255"), other budgets as Budget.String.
+func budgetWords(b Budget) string {
+	if k := b.Eps * 255; b.Norm == LInf && math.Abs(k-math.Round(k)) < 1e-9 {
+		return fmt.Sprintf("L-infinity %g/255", math.Round(k))
+	}
+	return b.String()
 }
 
 // adapt turns the text's setting s into p's.
@@ -201,4 +267,43 @@ func (p Protocol) String() string {
 		return string(ProtocolText)
 	}
 	return string(p)
+}
+
+// Rounded returns a with its adversarial images rounded to 8 bits (Round8)
+// before they are measured: its Run runs a, rounds Result.Adv in place and
+// computes the distances, the model's predictions and the success flags
+// again on the rounded images, as the model sees them (one forward pass
+// more, not counted in Passes). Its Name is a's followed by " (8-bit)",
+// its Budget a's: on 8-bit clean images an L-infinity budget of a whole
+// number of 255ths still holds exactly; other budgets may be exceeded by
+// the rounding, by at most half a level (0.5/255) per pixel. Its JSON
+// encoding is a's (NewSet records the rounding in SetMeta.Round8). Rounded
+// is safe for concurrent use when a is.
+func Rounded(a Attack) Attack { return rounded{a} }
+
+type rounded struct{ a Attack }
+
+func (r rounded) Name() string   { return r.a.Name() + " (8-bit)" }
+func (r rounded) Budget() Budget { return r.a.Budget() }
+func (r rounded) Targeted() bool { return r.a.Targeted() }
+
+func (r rounded) Run(ctx context.Context, m Model, x *tensor.Tensor, labels []int) (*Result, error) {
+	res, err := r.a.Run(ctx, m, x, labels)
+	if err != nil {
+		return nil, err
+	}
+	b, err := checkInput(m, x, labels)
+	if err != nil {
+		return nil, err
+	}
+	Round8(res.Adv.Data)
+	return finish(ctx, b, m, x, res.Adv, res.CleanPred, labels, r.a.Targeted(), res.Passes)
+}
+
+func (r rounded) MarshalJSON() ([]byte, error) { return json.Marshal(r.a) }
+
+// IsRounded reports whether a rounds its images to 8 bits (Rounded).
+func IsRounded(a Attack) bool {
+	_, ok := a.(rounded)
+	return ok
 }

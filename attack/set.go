@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/stl-defense/stl/internal/safefile"
 	"github.com/stl-defense/stl/npy"
@@ -45,6 +46,13 @@ type SetMeta struct {
 	Options  json.RawMessage `json:"options,omitempty"`
 	Budget   Budget          `json:"budget"`
 	Targeted bool            `json:"targeted"`
+	// Protocol is the attack protocol the budget was read under (see
+	// Protocol: under ProtocolRelease "FGSM-0.08" is an L-infinity step
+	// of 8/255); "" in sets written before protocols were recorded, which
+	// read as ProtocolText. Round8 is set when the images were rounded to
+	// 8 bits (Rounded) before the figures below were measured.
+	Protocol Protocol `json:"protocol,omitempty"`
+	Round8   bool     `json:"round8,omitempty"`
 	// Model and Data name what was attacked (free text, e.g. file paths).
 	Model string `json:"model,omitempty"`
 	Data  string `json:"data,omitempty"`
@@ -93,7 +101,7 @@ func NewSet(a Attack, labels []int, r *Result) (*Set, error) {
 	}
 	m := SetMeta{
 		Format: setFormat, Version: setVersion, Attack: a.Name(), Options: opts,
-		Budget: a.Budget(), Targeted: a.Targeted(), Shape: append([]int(nil), r.Adv.Shape...),
+		Budget: a.Budget(), Targeted: a.Targeted(), Round8: IsRounded(a), Shape: append([]int(nil), r.Adv.Shape...),
 		Passes: r.Passes, SuccessRate: r.SuccessRate(),
 		Dissim: r.Dissim, LInf: r.LInf, CleanPred: r.CleanPred, AdvPred: r.AdvPred, Success: r.Success,
 	}
@@ -164,6 +172,9 @@ func DecodeSet(dir string, meta []byte, adv, labels io.Reader) (*Set, error) {
 	if m.Format != setFormat || m.Version != setVersion {
 		return nil, &SetError{Dir: dir, Msg: fmt.Sprintf("%s: format %q version %d, want %q version %d", MetaFile, m.Format, m.Version, setFormat, setVersion)}
 	}
+	if m.Protocol.index() < 0 {
+		return nil, &SetError{Dir: dir, Msg: fmt.Sprintf("%s: unknown protocol %q (want one of %s)", MetaFile, m.Protocol, strings.Join(ProtocolNames(), ", "))}
+	}
 	x, err := npy.Read(adv)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, AdvFile), err)
@@ -216,11 +227,12 @@ type SetError struct {
 func (e *SetError) Error() string { return fmt.Sprintf("attack: set %s: %s", e.Dir, e.Msg) }
 
 // MergeSets concatenates, in order, adversarial sets computed by the same
-// attack with the same options against the same model and data (e.g. the
-// shards of `stl attack --shard i/n`), recomputing the summary figures
-// (passes, success rate, accuracies) over all of them. The sets must all
-// record their image indices or none do. The result shares no memory with
-// the inputs.
+// attack with the same options under the same protocol and rounding
+// (SetMeta.Protocol, "" counting as ProtocolText) against the same model
+// and data (e.g. the shards of `stl attack --shard i/n`), recomputing the
+// summary figures (passes, success rate, accuracies) over all of them. The
+// sets must all record their image indices or none do. The result shares
+// no memory with the inputs.
 func MergeSets(sets []*Set) (*Set, error) {
 	if len(sets) == 0 {
 		return nil, fmt.Errorf("attack: no sets to merge")
@@ -233,6 +245,8 @@ func MergeSets(sets []*Set) (*Set, error) {
 		}
 		m := s.Meta
 		switch {
+		case m.Protocol.String() != first.Protocol.String() || m.Round8 != first.Round8:
+			return nil, fmt.Errorf("attack: set %d was made under protocol %s%s, set 1 under %s%s", i+1, m.Protocol, roundWords(m.Round8), first.Protocol, roundWords(first.Round8))
 		case m.Attack != first.Attack || string(m.Options) != string(first.Options) || !m.Budget.Equal(first.Budget) || m.Targeted != first.Targeted:
 			return nil, fmt.Errorf("attack: set %d was made by %s %s, set 1 by %s %s", i+1, m.Attack, m.Options, first.Attack, first.Options)
 		case m.Model != first.Model || m.Data != first.Data:
@@ -269,4 +283,12 @@ func MergeSets(sets []*Set) (*Set, error) {
 		m.CleanAccuracy, m.AdvAccuracy = r.CleanAccuracy(out.Labels), r.AdvAccuracy(out.Labels)
 	}
 	return out, nil
+}
+
+// roundWords says whether images were rounded to 8 bits.
+func roundWords(r bool) string {
+	if r {
+		return " with 8-bit rounding"
+	}
+	return " without rounding"
 }

@@ -41,6 +41,14 @@ type AttackOptions struct {
 	// Targeted attacks towards class (label+1) mod K instead of away from
 	// the label; the attack must have been built targeted.
 	Targeted bool
+	// Protocol is the attack protocol the attack's budget was read under
+	// (attack.Protocol.Apply; "" is attack.ProtocolText), recorded in the
+	// set's metadata. Round8 rounds every adversarial image to 8 bits
+	// before the classifier or the defense sees it (attack.Rounded), as
+	// attack.ProtocolRelease always does. An interrupted run resumes only
+	// under the same protocol and rounding (ProtocolMismatchError).
+	Protocol attack.Protocol
+	Round8   bool
 	// Defense is a defense directory (its "STL (cluster)" transform) or
 	// a baseline name (package baseline); "" for none.
 	Defense string
@@ -97,6 +105,7 @@ func (o AttackOptions) Validate() error {
 		{o.N < 0 || o.Batch < 1 || o.Threads < 0 || o.EOT < 1, "N, Batch, Threads and EOT must be >= 0, >= 1, >= 0 and >= 1"},
 		{o.BaselineTrain < 0 || o.MagNetEpochs < 0 || o.QuiltPatches < 0, "BaselineTrain, MagNetEpochs and QuiltPatches must be >= 0"},
 		{o.BPDA && o.Defense == "", "BPDA needs a Defense"},
+		{o.checkProtocol() != nil, fmt.Sprint(o.checkProtocol())},
 		{o.Shard.Validate() != nil, fmt.Sprint(o.Shard.Validate())},
 	} {
 		if c.bad {
@@ -158,9 +167,13 @@ func NewAttackJob(ctx context.Context, a attack.Attack, o AttackOptions, rep pro
 // from the clean training images. It reports loading progress to rep. The
 // job runs once given its attack: SetAttack, SearchStrength or
 // FitUniversal. An unknown defense gives an error wrapping
-// ErrUnknownDefense.
+// ErrUnknownDefense; batches of an interrupted run in Out under another
+// protocol or rounding a *ProtocolMismatchError.
 func LoadAttackJob(ctx context.Context, o AttackOptions, rep progress.Reporter) (*AttackJob, error) {
 	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	if err := o.checkPartial(); err != nil {
 		return nil, err
 	}
 	rep = progress.Or(rep)
@@ -209,8 +222,10 @@ func LoadAttackJob(ctx context.Context, o AttackOptions, rep progress.Reporter) 
 	return j, nil
 }
 
-// SetAttack makes a the job's attack and names the job after it.
+// SetAttack makes a the job's attack, rounded to 8 bits (attack.Rounded)
+// when the options round, and names the job after it.
 func (j *AttackJob) SetAttack(a attack.Attack) {
+	a = j.rounded(a)
 	j.atk, j.Name = a, a.Name()
 	if j.opts.BPDA {
 		j.Name += " via BPDA(" + j.Defense.Name() + ")"
@@ -396,6 +411,9 @@ func (j *AttackJob) Run(ctx context.Context, rep progress.Reporter) (*AttackOutc
 	rep = progress.Or(rep)
 	o := j.opts
 	partial := j.partialDir()
+	if err := o.claimPartial(); err != nil {
+		return nil, err
+	}
 	bo := attack.BatchOptions{Size: o.Batch, Progress: rep, CheckpointDir: partial, Key: j.runKey(j.atk)}
 	var target attack.Model = j.clf
 	if o.BPDA {
@@ -431,6 +449,7 @@ func (j *AttackJob) Run(ctx context.Context, rep progress.Reporter) (*AttackOutc
 		return nil, err
 	}
 	s.Meta.Attack, s.Meta.Model, s.Meta.Data, s.Meta.Indices = j.Name, o.Model, j.Set.Name, j.Indices
+	s.Meta.Protocol, s.Meta.Round8 = attack.Protocol(o.Protocol.String()), o.round8()
 	if err := s.Save(o.Out); err != nil {
 		return nil, err
 	}
@@ -464,7 +483,7 @@ func (j *AttackJob) Run(ctx context.Context, rep progress.Reporter) (*AttackOutc
 }
 
 // partialDir is where an interrupted run keeps its checkpoints.
-func (j *AttackJob) partialDir() string { return filepath.Join(j.opts.Out, ".partial") }
+func (j *AttackJob) partialDir() string { return j.opts.partialDir() }
 
 // runKey identifies what a checkpointed batch of attack a was computed
 // from: the model files, the data, the subset, a's options and the

@@ -33,7 +33,8 @@ type searchRecord struct {
 // classifier's normalized tensors (attack.MeanDissimilarityZ), reaches
 // o.Target within its tolerance: the budgets of the paper's Table 3
 // (Guo et al.'s average of 0.06). Each probe attacks every image in
-// batches checkpointed as Run's; the probes made are recorded in the
+// batches checkpointed as Run's, its images rounded (attack.Rounded) before
+// they are measured when the job rounds; the probes made are recorded in the
 // checkpoint directory, so that an interrupted search resumes from its
 // last probe, and Run then reuses the last probe's batches. The outcome is
 // also written to SearchFile in Out. It reports each probe as "search"
@@ -51,7 +52,19 @@ func (j *AttackJob) SearchStrength(ctx context.Context, k attack.Knob, build fun
 	if err != nil {
 		return nil, err
 	}
+	if err := j.opts.claimPartial(); err != nil {
+		return nil, err
+	}
 	rep = progress.Or(rep)
+	// Probes see the images as Run saves them: rounded when the job rounds.
+	raw := build
+	build = func(s float64) (attack.Attack, error) {
+		a, err := raw(s)
+		if err != nil {
+			return nil, err
+		}
+		return j.rounded(a), nil
+	}
 	first, err := build(k.Init)
 	if err != nil {
 		return nil, err

@@ -169,7 +169,8 @@ func (j *AttackJob) fitUniversal(ctx context.Context, uo UAPJobOptions, rep prog
 
 // loadUniversal reads the perturbation uo.From names, with its UAPInfo
 // when one lies beside it (else uo.UAP's budget), and checks its shape
-// against the classifier's input.
+// against the classifier's input, and under the guo protocol that its
+// budget is not measured on pixels.
 func (j *AttackJob) loadUniversal(uo UAPJobOptions) (*UAPInfo, *attack.UAPFit, error) {
 	path := uo.From
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
@@ -188,6 +189,10 @@ func (j *AttackJob) loadUniversal(uo UAPJobOptions) (*UAPInfo, *attack.UAPFit, e
 		return nil, nil, fmt.Errorf("UAP: %w", err)
 	}
 	info.From = path
+	if j.opts.Protocol == attack.ProtocolGuo && info.Budget.Norm == attack.L2Rel {
+		return nil, nil, fmt.Errorf("UAP %s was fitted at %v, normalized L2 on [0,1] pixels, and the %s protocol measures normalized L2 budgets on the classifier's normalized tensors: fit one under that protocol, or use this one under the %s protocol",
+			path, info.Budget, attack.ProtocolGuo, attack.ProtocolText)
+	}
 	return info, &attack.UAPFit{V: v, Radius: info.Radius, FoolingRate: info.FoolingRate, Passes: info.Passes, Updates: info.Updates}, nil
 }
 

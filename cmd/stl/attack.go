@@ -90,6 +90,15 @@ L2 dissimilarity on the classifier's normalized tensors over the attacked
 images is T (the paper's Table 3: 0.06), within --target-tolerance; the
 strength found, the average reached and every probe are saved as search.json.
 
+--protocol reads those budgets as stl run reads its columns (see
+docs/attack.md): under release, FGSM at --budget 0.08 and 0.04 is one
+L-infinity sign step of 8/255 and 4/255 and BIM at 0.04 L-infinity 4/255 in 5
+steps of 1/255 (other normalized L2 budgets of FGSM and BIM are refused: give
+them with --norm linf), and every adversarial image is rounded to 8 bits; under
+guo a normalized L2 budget is measured on the classifier's mean/std-normalized
+tensors. --round8 rounds under any protocol. Both are recorded in meta.json,
+and an interrupted run resumes only under the same ones.
+
 The set is written to the --out directory as adv.npy (float32, bit-exact),
 labels.npy and meta.json (per-image dissimilarity and L-infinity reached,
 predictions, success flags); see the attack package documentation. "stl defend
@@ -145,6 +154,8 @@ training images.`,
 	fl.Float64Var(&f.search.Target, "target-dissimilarity", 0, "search the attack's strength so that the average normalized L2 dissimilarity on the classifier's normalized tensors is this (the paper's Table 3: 0.06; 0: off)")
 	fl.Float64Var(&f.search.Tolerance, "target-tolerance", 0, "with --target-dissimilarity: how far from it the average may end (0: 1% of it)")
 	fl.IntVar(&f.search.MaxProbes, "max-probes", s.MaxProbes, "with --target-dissimilarity: attack runs the search makes at most")
+	fl.StringVar((*string)(&o.Protocol), flagProtocol, "", usageProtocol)
+	fl.BoolVar(&o.Round8, flagRound8, false, usageRound8)
 	fl.BoolVar(&o.Targeted, "targeted", false, "targeted attack towards class (label+1) mod K (not deepfool)")
 	fl.StringVar(&o.Defense, "defense", "", "a defense directory or a baseline ("+strings.Join(baseline.Names(), ", ")+"); evaluated on the adversarial set, attacked through with --bpda")
 	fl.BoolVar(&o.BPDA, "bpda", false, "attack through the defense with BPDA (identity backward pass)")
@@ -224,6 +235,14 @@ func (f *attackFlags) check(cmd *cobra.Command) error {
 			return usagef("--norm: %v", err)
 		}
 	}
+	p, err := parseProtocol(string(o.Protocol))
+	if err != nil {
+		return err
+	}
+	if p == attack.ProtocolGuo && f.norm == attack.L2Rel.String() {
+		return usagef("--norm %s measures on [0,1] pixels, and --%s %s measures normalized L2 budgets on the classifier's normalized tensors (%s): drop --norm, or use --%s %s",
+			f.norm, flagProtocol, p, attack.L2Z, flagProtocol, attack.ProtocolText)
+	}
 	if cmd.Flags().Changed("budget") && !(f.budget > 0 && f.budget <= 1) {
 		return usagef("--budget %g: want a value in (0, 1]", f.budget)
 	}
@@ -262,9 +281,8 @@ func mustMethod(name string) attack.Method {
 
 // budgetOr returns the flags' budget over the attack's default one; a
 // --norm other than the default's without --budget takes the paper's
-// budget in that norm. An l2z budget is measured in norm (the
-// classifier's input normalization).
-func (f *attackFlags) budgetOr(def attack.Budget, norm *attack.Normalization) attack.Budget {
+// budget in that norm.
+func (f *attackFlags) budgetOr(def attack.Budget) attack.Budget {
 	b := def
 	if f.norm != "" {
 		b.Norm, _ = attack.ParseNorm(f.norm)
@@ -279,20 +297,43 @@ func (f *attackFlags) budgetOr(def attack.Budget, norm *attack.Normalization) at
 		b.Eps = f.budget
 	}
 	b.Normalization = nil
-	if b.Norm == attack.L2Z {
-		b.Normalization = norm
-	}
 	return b
+}
+
+// read returns the setting of method at the flags' budget over def, read
+// under --protocol (attack.Protocol.Apply, as stl run reads its columns):
+// the steps and step fraction it sets give way to --steps and
+// --step-frac, and a budget on normalized tensors is measured in norm (the
+// classifier's input normalization).
+func (f *attackFlags) read(method string, def attack.Budget, norm *attack.Normalization) (attack.Setting, error) {
+	s, err := f.opts.Protocol.Apply(attack.Setting{Name: method, Method: method, Budget: f.budgetOr(def)})
+	if err != nil {
+		return s, err
+	}
+	if f.steps != 0 {
+		s.Steps = 0
+	}
+	if f.stepFrac != 0 {
+		s.StepFrac = 0
+	}
+	if s.Budget.Norm == attack.L2Z {
+		s.Budget.Normalization = norm
+	}
+	return s, nil
 }
 
 // build returns the attack the flags describe (for --attack uap, its
 // fit's options in f.uap are completed): the method's default options,
-// overridden by the flags that apply to it; budgets on normalized tensors
-// are measured in norm.
+// overridden by the flags that apply to it, its budget read under the
+// protocol; budgets on normalized tensors are measured in norm.
 func (f *attackFlags) build(norm *attack.Normalization) (attack.Attack, error) {
 	if f.method == methodUAP {
 		u := &f.uap.UAP
-		u.Budget = f.budgetOr(attack.DefaultUAPOptions().Budget, norm)
+		s, err := f.read(methodUAP, attack.DefaultUAPOptions().Budget, norm)
+		if err != nil {
+			return nil, err
+		}
+		u.Budget = s.Budget
 		if f.search.Target != 0 {
 			u.Budget.Eps = f.search.Target // fitted at the target, then scaled
 		}
@@ -305,24 +346,44 @@ func (f *attackFlags) build(norm *attack.Normalization) (attack.Attack, error) {
 		}
 		return nil, u.Validate()
 	}
-	m, c, err := f.config(norm)
+	s, c, err := f.config(norm)
 	if err != nil {
 		return nil, err
 	}
-	return m.New(c)
+	a, _, err := s.New(c)
+	return a, err
 }
 
-// config returns the registry method the flags name and its options.
-func (f *attackFlags) config(norm *attack.Normalization) (attack.Method, attack.Config, error) {
+// needsNormalization reports whether the attack the flags describe
+// measures its budget on the classifier's normalized tensors (--norm l2z,
+// or a normalized L2 budget under the guo protocol), which the search of
+// --target-dissimilarity also needs.
+func (f *attackFlags) needsNormalization() bool {
+	if f.search.Target != 0 {
+		return true
+	}
+	def := attack.DefaultUAPOptions().Budget
+	if m, err := attack.LookupMethod(f.method); err == nil {
+		def = *m.Budget(new(attack.DefaultConfig()))
+	}
+	s, err := f.read(f.method, def, nil)
+	return err == nil && s.Budget.Norm == attack.L2Z
+}
+
+// config returns the setting the flags name (the registry method at its
+// budget, read under the protocol) and its options.
+func (f *attackFlags) config(norm *attack.Normalization) (attack.Setting, attack.Config, error) {
 	m, err := attack.LookupMethod(f.method)
 	if err != nil {
-		return m, attack.Config{}, err
+		return attack.Setting{}, attack.Config{}, err
 	}
 	c := attack.DefaultConfig()
-	b := m.Budget(&c)
-	*b = f.budgetOr(*b, norm)
+	s, err := f.read(f.method, *m.Budget(&c), norm)
+	if err != nil {
+		return s, c, err
+	}
 	if err := m.SetTargeted(&c, f.opts.Targeted); err != nil {
-		return m, c, err
+		return s, c, err
 	}
 	for _, steps := range []*int{&c.BIM.Steps, &c.PGD.Steps} {
 		if f.steps != 0 {
@@ -345,13 +406,13 @@ func (f *attackFlags) config(norm *attack.Normalization) (attack.Method, attack.
 	}
 	loss, err := attack.ParseAPGDLoss(f.loss)
 	if err != nil {
-		return m, c, err
+		return s, c, err
 	}
 	c.APGD.Seed, c.APGD.Restarts, c.APGD.Loss = f.seed, f.restarts, loss
 	c.Square.Seed, c.Square.MaxQueries, c.Square.PInit = f.seed, f.queries, f.pInit
 	c.DeepFool.Overshoot, c.DeepFool.Candidates = f.overshoot, f.candidates
 	c.CW.Kappa, c.CW.InitialC, c.CW.BinarySteps, c.CW.LearningRate, c.CW.Overshoot = f.kappa, f.initialC, f.binarySteps, f.lr, f.cwOvershoot
-	return m, c, nil
+	return s, c, nil
 }
 
 // defenseError makes an unknown --defense a usage error.
@@ -382,7 +443,7 @@ func runAttack(ctx context.Context, f attackFlags, stdout io.Writer, bar progres
 	}
 	printLearned(stdout, job.Learned)
 	var norm *attack.Normalization
-	if f.norm == "l2z" || f.search.Target != 0 {
+	if f.needsNormalization() {
 		if norm, err = job.Normalization(); err != nil {
 			return err
 		}
@@ -390,7 +451,7 @@ func runAttack(ctx context.Context, f attackFlags, stdout io.Writer, bar progres
 	if err := setJobAttack(ctx, f, job, norm, stdout, bar); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s on %d images of %s (%s), model %s\n", job.Name, job.Set.Len(), job.Set.Name, f.opts.Split, f.opts.Model)
+	fmt.Fprintf(stdout, "%s on %d images of %s (%s), model %s, protocol %s\n", job.Name, job.Set.Len(), job.Set.Name, f.opts.Split, f.opts.Model, job.ProtocolString())
 	res, err := job.Run(ctx, bar)
 	if err != nil {
 		return err
@@ -456,17 +517,20 @@ func setJobAttack(ctx context.Context, f attackFlags, job *experiment.AttackJob,
 			fmt.Fprintf(stdout, "UAP scaled from %g to %g\n", info.Budget.Eps, f.budget)
 		}
 	} else {
-		m, c, err := f.config(norm)
+		s, c, err := f.config(norm)
 		if err != nil {
 			return usageError{err}
 		}
-		a, err := m.New(c)
+		a, _, err := s.New(c)
 		if err != nil {
 			return usageError{err}
 		}
 		job.SetAttack(a)
-		knob = m.Knob()
-		at = func(s float64) (attack.Attack, error) { return m.WithStrength(c, s) }
+		knob = s.Knob()
+		at = func(v float64) (attack.Attack, error) {
+			a, _, err := s.WithStrength(c, v)
+			return a, err
+		}
 	}
 	if f.search.Target == 0 {
 		return nil
