@@ -2,9 +2,13 @@ package attack
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stl-defense/stl/tensor"
@@ -228,7 +232,7 @@ func TestProtocols(t *testing.T) {
 		t.Error("unknown protocol accepted")
 	}
 	for _, name := range ProtocolNames() {
-		if Protocol(name).Doc() == "" {
+		if Protocol(name).Doc() == "" || Protocol(name).Short() == "" {
 			t.Errorf("%s: no documentation line", name)
 		}
 	}
@@ -236,5 +240,113 @@ func TestProtocols(t *testing.T) {
 	s := Setting{Name: "x", Method: "fgsm", Budget: Budget{Norm: LInf, Eps: 0.1}, Steps: 3}
 	if _, _, err := s.New(DefaultConfig()); err == nil {
 		t.Error("steps accepted for FGSM")
+	}
+}
+
+// TestProtocolApply checks how each protocol reads a method at a budget
+// (what stl attack takes): the paper's columns as Setting gives them, other
+// budgets kept, normalized L2 on normalized tensors under guo, and FGSM and
+// BIM at other normalized L2 budgets refused under release.
+func TestProtocolApply(t *testing.T) {
+	l2 := func(e float64) Budget { return Budget{Norm: L2Rel, Eps: e} }
+	linf := func(e float64) Budget { return Budget{Norm: LInf, Eps: e} }
+	for _, tc := range []struct {
+		p      Protocol
+		method string
+		in     Budget
+		want   Budget
+		steps  int    // 0: the method's own
+		name   string // the column's, or the method's when not one
+		err    string // the error wanted, "" for none
+	}{
+		{"", "fgsm", l2(0.08), l2(0.08), 0, PaperFGSM008, ""},
+		{ProtocolText, "fgsm", l2(0.06), l2(0.06), 0, "fgsm", ""},
+		{ProtocolText, "bim", l2(0.04), l2(0.04), 0, PaperBIM, ""},
+		{ProtocolRelease, "fgsm", l2(0.08), linf(8.0 / 255), 0, PaperFGSM008, ""},
+		{ProtocolRelease, "fgsm", l2(0.04), linf(4.0 / 255), 0, PaperFGSM004, ""},
+		{ProtocolRelease, "bim", l2(0.04), linf(4.0 / 255), 5, PaperBIM, ""},
+		{ProtocolRelease, "deepfool", l2(0.04), l2(0.04), 0, PaperDeepFool, ""},
+		{ProtocolRelease, "cw", l2(0.06), l2(0.06), 0, "cw", ""},
+		{ProtocolRelease, "uap", l2(0.06), l2(0.06), 0, "uap", ""},
+		{ProtocolRelease, "pgd", linf(0.031), linf(0.031), 0, PaperBPDA, ""},
+		{ProtocolRelease, "fgsm", linf(0.05), linf(0.05), 0, "fgsm", ""},
+		{ProtocolRelease, "fgsm", l2(0.06), Budget{}, 0, "", "0.08 (FGSM-0.08: L-infinity 8/255) or 0.04 (FGSM-0.04: L-infinity 4/255)"},
+		{ProtocolRelease, "bim", l2(0.08), Budget{}, 0, "", "0.04 (BIM: L-infinity 4/255)"},
+		{ProtocolGuo, "fgsm", l2(0.08), Budget{Norm: L2Z, Eps: 0.08}, 0, PaperFGSM008, ""},
+		{ProtocolGuo, "cw", l2(0.06), Budget{Norm: L2Z, Eps: 0.06}, 0, "cw", ""},
+		{ProtocolGuo, "uap", l2(0.06), Budget{Norm: L2Z, Eps: 0.06}, 0, "uap", ""},
+		{ProtocolGuo, "fgsm", Budget{Norm: L2Z, Eps: 0.05}, Budget{Norm: L2Z, Eps: 0.05}, 0, "fgsm", ""},
+		{ProtocolGuo, "pgd", linf(0.031), linf(0.031), 0, PaperBPDA, ""},
+		{"nope", "fgsm", l2(0.04), Budget{}, 0, "", "unknown attack protocol"},
+	} {
+		what := fmt.Sprintf("%s %s at %v", tc.p, tc.method, tc.in)
+		s, err := tc.p.Apply(Setting{Name: tc.method, Method: tc.method, Budget: tc.in})
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s: error %v, want one saying %q", what, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", what, err)
+			continue
+		}
+		if s.Budget != tc.want || s.Steps != tc.steps || s.Name != tc.name || s.Method != tc.method {
+			t.Errorf("%s: %+v, want budget %v, %d steps, name %q", what, s, tc.want, tc.steps, tc.name)
+		}
+	}
+}
+
+// TestRounded checks the 8-bit wrapper: its images are 8-bit, its figures
+// are those of the rounded images (distances, predictions, success), the
+// release step of 8/255 survives the rounding on 8-bit clean images, and
+// its name says so while its budget and encoding are the attack's.
+func TestRounded(t *testing.T) {
+	f := getFixture(t)
+	x0 := eightBit(f)
+	s, err := ProtocolRelease.Setting(PaperFGSM008)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _, err := s.New(DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := Rounded(a)
+	res, err := r.Run(context.Background(), f.m, x0, f.labels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again := res.Adv.Clone()
+	Round8(again.Data)
+	if !slices.Equal(again.Data, res.Adv.Data) {
+		t.Error("the images are not 8-bit")
+	}
+	dissim, lInf, err := Distances(res.Adv, x0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z, err := f.m.Logits(context.Background(), res.Adv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pred := z.ArgmaxRows(nil)
+	if !slices.Equal(dissim, res.Dissim) || !slices.Equal(lInf, res.LInf) || !slices.Equal(pred, res.AdvPred) {
+		t.Error("the figures are not those of the rounded images")
+	}
+	for i, p := range pred {
+		if res.Success[i] != (p != f.labels[i]) {
+			t.Errorf("image %d: success %v with prediction %d, label %d", i, res.Success[i], p, f.labels[i])
+		}
+	}
+	for i, l := range res.LInf {
+		if math.Abs(l-8.0/255) > 1e-6 {
+			t.Errorf("image %d: L-infinity %v after rounding, want 8/255", i, l)
+		}
+	}
+	want, _ := json.Marshal(a)
+	js, err := json.Marshal(r)
+	if err != nil || string(js) != string(want) || r.Name() != a.Name()+" (8-bit)" || r.Budget() != a.Budget() || !IsRounded(r) || IsRounded(a) {
+		t.Errorf("name %q, budget %v, encoding %s (want %s), %v", r.Name(), r.Budget(), js, want, err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/stl-defense/stl/npy"
@@ -154,6 +155,10 @@ func TestSetFixture(t *testing.T) {
 		m.Dissim[0] != 0.2357022603955158 || m.Passes != 1 {
 		t.Errorf("metadata %+v", m)
 	}
+	// Written before protocols were recorded: the text protocol, unrounded.
+	if m.Protocol != "" || m.Protocol.String() != string(ProtocolText) || m.Round8 {
+		t.Errorf("protocol %q, round8 %v; want none (text), false", m.Protocol, m.Round8)
+	}
 	var o FGSMOptions
 	if err := json.Unmarshal(m.Options, &o); err != nil || o.Budget != m.Budget {
 		t.Errorf("options %s: %+v, %v", m.Options, o, err)
@@ -169,6 +174,7 @@ func FuzzLoadSet(f *testing.F) {
 	}
 	f.Add(seed)
 	f.Add([]byte(`{"format":"stl-adversarial-set","version":1,"shape":[2,1,1,2]}`))
+	f.Add([]byte(`{"format":"stl-adversarial-set","version":1,"protocol":"release","round8":true,"shape":[2,1,1,2]}`))
 	f.Add([]byte(`{"format":"stl-adversarial-set","version":1,"shape":[-2,1,1,2],"dissim":[1,2]}`))
 	adv, err := os.ReadFile("testdata/set-v1/adv.npy")
 	if err != nil {
@@ -188,4 +194,83 @@ func FuzzLoadSet(f *testing.F) {
 			t.Fatalf("inconsistent set accepted: %d images, %d labels", n, len(s.Labels))
 		}
 	})
+}
+
+// TestSetProtocol checks how a set records its protocol and rounding: a
+// rounded attack's set says so, both survive a reload, an unknown protocol
+// is a *SetError, a set without a protocol merges with a text one, and
+// sets of different protocols or roundings do not merge.
+func TestSetProtocol(t *testing.T) {
+	f := getFixture(t)
+	a, err := NewFGSM(FGSMOptions{Budget: Budget{Norm: LInf, Eps: Release8}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Rounded(a).Run(context.Background(), f.m, eightBit(f), f.labels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSet(Rounded(a), f.labels, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Meta.Round8 || s.Meta.Attack != a.Name()+" (8-bit)" {
+		t.Errorf("set of a rounded attack: round8 %v, attack %q", s.Meta.Round8, s.Meta.Attack)
+	}
+	var o FGSMOptions
+	if err := json.Unmarshal(s.Meta.Options, &o); err != nil || o.Budget != a.Budget() {
+		t.Errorf("options of a rounded attack %s: %+v, %v; want the attack's own", s.Meta.Options, o, err)
+	}
+	s.Meta.Protocol = ProtocolRelease
+	dir := filepath.Join(t.TempDir(), "release")
+	if err := s.Save(dir); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadSet(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Meta.Protocol != ProtocolRelease || !got.Meta.Round8 {
+		t.Errorf("reloaded: protocol %q, round8 %v", got.Meta.Protocol, got.Meta.Round8)
+	}
+
+	js, err := os.ReadFile(filepath.Join(dir, MetaFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(string(js), `"protocol": "release"`, `"protocol": "paper"`, 1)
+	if bad == string(js) {
+		t.Fatal("meta.json records no protocol")
+	}
+	var se *SetError
+	if _, err := DecodeSet(dir, []byte(bad), bytes.NewReader(nil), bytes.NewReader(nil)); !errors.As(err, &se) || !strings.Contains(err.Error(), `"paper"`) {
+		t.Errorf("unknown protocol: %v, want a *SetError naming it", err)
+	}
+
+	with := func(p Protocol, round8 bool) *Set {
+		c := *got
+		c.Meta.Protocol, c.Meta.Round8 = p, round8
+		return &c
+	}
+	for _, tc := range []struct {
+		name string
+		a, b *Set
+		err  string // "" when they merge
+	}{
+		{"same", got, got, ""},
+		{"none and text", with("", false), with(ProtocolText, false), ""},
+		{"release and text", with(ProtocolRelease, true), with(ProtocolText, true), "set 2 was made under protocol text with 8-bit rounding, set 1 under release with 8-bit rounding"},
+		{"rounded or not", with(ProtocolText, false), with("", true), "set 2 was made under protocol text with 8-bit rounding, set 1 under text without rounding"},
+		{"guo and text", with(ProtocolGuo, false), with("", false), "under guo"},
+	} {
+		m, err := MergeSets([]*Set{tc.a, tc.b})
+		switch {
+		case tc.err == "" && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.err == "" && (m.Meta.Protocol != tc.a.Meta.Protocol || m.Adv.Shape[0] != 2*got.Adv.Shape[0]):
+			t.Errorf("%s: merged protocol %q, %d images", tc.name, m.Meta.Protocol, m.Adv.Shape[0])
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("%s: %v, want an error saying %q", tc.name, err, tc.err)
+		}
+	}
 }

@@ -261,6 +261,13 @@ func (f *attackFlags) check(cmd *cobra.Command) error {
 	if _, err := f.build(&attack.Normalization{Mean: []float64{0}, Std: []float64{1}}); err != nil {
 		return usageError{err}
 	}
+	if f.search.Target != 0 && f.method != methodUAP && (o.Round8 || p.Round8()) {
+		if s, _, _ := f.config(nil); s.Knob().Param == attack.BudgetKnob().Param && s.Budget.Norm == attack.LInf {
+			return usagef("--target-dissimilarity searches the L-infinity budget of %s, and with 8-bit rounding (--%s %s, or --%s) its pixels move by whole levels of 1/255 (at +-eps they all round alike), so the average dissimilarity jumps from level to level and the search cannot meet it: "+
+				"search a normalized L2 budget (--%s %s or %s, with --%s for 8-bit images)",
+				f.method, flagProtocol, attack.ProtocolRelease, flagRound8, flagProtocol, attack.ProtocolText, attack.ProtocolGuo, flagRound8)
+		}
+	}
 	return nil
 }
 

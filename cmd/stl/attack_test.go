@@ -224,6 +224,14 @@ func TestAttackFlags(t *testing.T) {
 		{[]string{"attack", "--model", "m", "--out", "x", "--target-dissimilarity", "0.06", "--shard", "1/2"}, "not with --bpda or --shard"},
 		{[]string{"attack", "--model", "m", "--out", "x", "--max-probes", "5"}, "need --target-dissimilarity"},
 		{[]string{"attack", "--model", "m", "--out", "x", "--target-dissimilarity", "0.06", "--max-probes", "1"}, "MaxProbes"},
+		{[]string{"attack", "--model", "m", "--out", "x", "--protocol", "paper"}, `--protocol "paper": want text, release or guo`},
+		{[]string{"attack", "--model", "m", "--out", "x", "--protocol", "release", "--budget", "0.06"}, "normalized L2 0.08 (FGSM-0.08: L-infinity 8/255) or 0.04 (FGSM-0.04: L-infinity 4/255)"},
+		{[]string{"attack", "--model", "m", "--out", "x", "--protocol", "release", "--attack", "bim", "--budget", "0.08", "--target-dissimilarity", "0.06"}, "0.04 (BIM: L-infinity 4/255)"},
+		{[]string{"attack", "--model", "m", "--out", "x", "--protocol", "guo", "--norm", "l2"}, "--norm l2 measures on [0,1] pixels"},
+		{[]string{"attack", "--model", "m", "--out", "x", "--protocol", "release", "--budget", "0.08", "--target-dissimilarity", "0.06"}, "the search cannot meet it"},
+		{[]string{"attack", "--model", "m", "--out", "x", "--round8", "--attack", "pgd", "--target-dissimilarity", "0.06"}, "whole levels of 1/255"},
+		{[]string{"attack", "--model", "m", "--out", "x", "--protocol", "guo", "--attack", "uap", "--norm", "l2"}, "drop --norm"},
+		{[]string{"attack", "--model", "m", "--out", "x", "--protocol", "guo", "--attack", "pgd", "--norm", "l2z"}, "l2z"},
 	}
 	for _, c := range cases {
 		cmd := newAttackCmd()
