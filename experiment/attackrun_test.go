@@ -56,6 +56,11 @@ func TestAttackJob(t *testing.T) {
 	if _, err := NewAttackJob(ctx, a, bad, nil); !errors.Is(err, ErrUnknownDefense) {
 		t.Errorf("unknown defense: %v, want ErrUnknownDefense", err)
 	}
+	bad = o
+	bad.Protocol = "paper"
+	if _, err := NewAttackJob(ctx, a, bad, nil); err == nil || !strings.Contains(err.Error(), `"paper"`) {
+		t.Errorf("unknown protocol: %v", err)
+	}
 
 	o.Defense = "jpeg"
 	job, err := NewAttackJob(ctx, a, o, nil)

@@ -371,7 +371,8 @@ func (f *attackFlags) needsNormalization() bool {
 	}
 	def := attack.DefaultUAPOptions().Budget
 	if m, err := attack.LookupMethod(f.method); err == nil {
-		def = *m.Budget(new(attack.DefaultConfig()))
+		c := attack.DefaultConfig()
+		def = *m.Budget(&c)
 	}
 	s, err := f.read(f.method, def, nil)
 	return err == nil && s.Budget.Norm == attack.L2Z
