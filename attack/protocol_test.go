@@ -27,6 +27,21 @@ func eightBit(f *fixture) *tensor.Tensor {
 	return x
 }
 
+// releaseAttack builds the paper's column name under ProtocolRelease with
+// the default options, and returns them.
+func releaseAttack(t *testing.T, name string) (Attack, any) {
+	t.Helper()
+	s, err := ProtocolRelease.Setting(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, opts, err := s.New(DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, opts
+}
+
 // TestReleaseFGSMSteps checks that under the release protocol FGSM-0.08 and
 // FGSM-0.04 move every pixel by exactly k/255 (k = 8, 4) along the sign of
 // the gradient before clipping, that clipping only ever moves a pixel back
@@ -45,14 +60,7 @@ func TestReleaseFGSMSteps(t *testing.T) {
 		name string
 		k    int
 	}{{PaperFGSM008, 8}, {PaperFGSM004, 4}} {
-		s, err := ProtocolRelease.Setting(tc.name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		a, _, err := s.New(DefaultConfig())
-		if err != nil {
-			t.Fatal(err)
-		}
+		a, _ := releaseAttack(t, tc.name)
 		r, err := a.Run(ctx, f.m, x0, f.labels)
 		if err != nil {
 			t.Fatal(err)
@@ -111,14 +119,7 @@ func maxAbs(v []float64) float64 {
 func TestReleaseBIM(t *testing.T) {
 	f := getFixture(t)
 	x0 := eightBit(f)
-	s, err := ProtocolRelease.Setting(PaperBIM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, opts, err := s.New(DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, opts := releaseAttack(t, PaperBIM)
 	o := opts.(BIMOptions)
 	if o.Budget != (Budget{Norm: LInf, Eps: 4.0 / 255}) || o.Steps != 5 || math.Abs(o.StepFrac*o.Budget.Eps-1.0/255) > 1e-15 {
 		t.Fatalf("release BIM options %+v, want L-inf 4/255, 5 steps of 1/255", o)
@@ -304,14 +305,7 @@ func TestProtocolApply(t *testing.T) {
 func TestRounded(t *testing.T) {
 	f := getFixture(t)
 	x0 := eightBit(f)
-	s, err := ProtocolRelease.Setting(PaperFGSM008)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, _, err := s.New(DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, _ := releaseAttack(t, PaperFGSM008)
 	r := Rounded(a)
 	res, err := r.Run(context.Background(), f.m, x0, f.labels)
 	if err != nil {
