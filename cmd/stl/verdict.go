@@ -32,7 +32,10 @@ has the data. Runs are grouped by attack protocol; each run decides the claims
 its own tables decide, and runs of one protocol at different resolutions
 (e.g. a 32 px and a 64 px run) decide the claim that robustness holds across
 resolutions. It writes verdict.md and verdict.json into --out and prints a
-summary. stl run puts the verdict of its own results at the top of its report.`,
+summary, then per protocol a compact Markdown table for a README: each claim,
+our numbers (the comparison that decides it, with its 95% interval), the
+paper's numbers and the decision. stl run puts the verdict of its own results
+at the top of its report.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runVerdict(args, o.out, cmd.OutOrStdout())
@@ -68,6 +71,10 @@ func runVerdict(args []string, out string, stdout io.Writer) error {
 		return err
 	}
 	if err := report.WriteVerdictText(stdout, vs); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nFor the README (Markdown, one table per protocol):\n\n")
+	if err := report.WriteVerdictReadme(stdout, vs); err != nil {
 		return err
 	}
 	_, err := fmt.Fprintf(stdout, "\nVerdict: %s\n", filepath.Join(out, report.FileVerdictMarkdown))
