@@ -3,6 +3,7 @@ package csc
 import (
 	"context"
 	"fmt"
+	"math"
 	"runtime"
 	"time"
 
@@ -38,10 +39,15 @@ type BenchResult struct {
 	FFTBound      float64 `json:"fft_bound_seconds,omitempty"` // 2 x 64 transforms per iteration, measured
 	Speedup       float64 `json:"speedup,omitempty"`           // batch: throughput relative to one worker
 	ImagesPerS    float64 `json:"images_per_second,omitempty"`
-	Solver        string  `json:"solver,omitempty"`                // solver case: "plain" or "accelerated"; warm case: "cold" or "warm"
+	Solver        string  `json:"solver,omitempty"`                // solver case: "plain" or "accelerated"; warm case: "cold" or "warm"; method case: "admm" or "active-set"
 	ImagesPerCPUS float64 `json:"images_per_cpu_second,omitempty"` // solver case: images per CPU second (per core)
-	FFT           string  `json:"fft"`
-	Kernels       string  `json:"kernels"`
+	Lambda        float64 `json:"lambda,omitempty"`                // method case: CBPDN's lambda
+	// ObjectiveMaxRel is, for the second half of a warm or method pair,
+	// the largest relative objective difference to the first half's on
+	// any image (positive: above it).
+	ObjectiveMaxRel float64 `json:"objective_max_rel,omitempty"`
+	FFT             string  `json:"fft"`
+	Kernels         string  `json:"kernels"`
 }
 
 // Benchmark runs the engine's speed benchmarks on the embedded sample
@@ -61,6 +67,11 @@ type BenchResult struct {
 //     states (ProjectFrom), interleaved by 8 images, one worker: the
 //     iterations, objective and images per CPU second of each (256 32x32
 //     and 64 64x64 tiles);
+//   - method: the STL projection of unrelated tiles of img128 (as stl
+//     defend's) by ADMM and by MethodActiveSet, interleaved by 8 images,
+//     one worker: 256 32x32 and 64 64x64 tiles at lambda 0.2, 64 32x32
+//     tiles at 0.05 and 0.5; the iterations, objective, largest relative
+//     objective difference and images per CPU second of each;
 //   - cdl_iteration: one dictionary learning iteration on 256 highpass
 //     32x32 tiles, 64 filters 8x8x3, single thread (goal 0.6 s; SPORCO
 //     5.86 s);
@@ -155,6 +166,18 @@ func Benchmark(ctx context.Context, opt BenchOptions, emit func(BenchResult) err
 			if err := warmCase(ctx, base, d, clean, eps, emit); err != nil {
 				return err
 			}
+		}
+	}
+
+	// Methods: ADMM and the active set on unrelated tiles, as stl
+	// defend projects them, at the paper's lambda (its Table 1 setting
+	// and the default) and at the ends of the Figure 5 sweep.
+	for _, c := range []struct {
+		ts     *tensor.Tensor
+		lambda float64
+	}{{tiles, 0.2}, {cutTiles(img128, n/4, 64, 1), 0.2}, {tiles.Batch(0, n/4), 0.05}, {tiles.Batch(0, n/4), 0.5}} {
+		if err := methodCase(ctx, base, d, c.ts, c.lambda, emit); err != nil {
+			return err
 		}
 	}
 
@@ -317,40 +340,102 @@ func warmCase(ctx context.Context, base BenchResult, d *Dictionary, clean *tenso
 		return err
 	}
 	adv := perturbSign(clean, eps/255, 9)
-	type acc struct {
-		cpu, wall  time.Duration
-		iters, obj float64
+	sums, err := interleaved(n, func(v, lo, hi int) ([]ProjectStats, error) {
+		var from []*State
+		if v == 1 {
+			from = states[lo:hi]
+		}
+		return p.ProjectFrom(ctx, out.Batch(lo, hi), adv.Batch(lo, hi), from, nil, nil)
+	})
+	if err != nil {
+		return err
 	}
-	var sums [2]acc // cold, warm
+	input := fmt.Sprintf("STL projection, %d %dx%d tiles of img128 + sign noise %g/255, warm start: the clean tile's state", n, h, w, eps)
+	return sums.emit(base, "warm", [2]string{"cold", "warm"}, input, emit)
+}
+
+// methodCase projects the tiles ts (unrelated images, as stl defend's) on
+// one worker with CBPDN by ADMM and by MethodActiveSet at the given
+// lambda, alternating the two by chunks of 8 images, and emits the mean
+// iterations (ADMM iterations; the active set's outer iterations),
+// objective, images per CPU second and, for the active set, the largest
+// relative objective difference to ADMM's on any image.
+func methodCase(ctx context.Context, base BenchResult, d *Dictionary, ts *tensor.Tensor, lambda float64,
+	emit func(BenchResult) error) error {
+	n, _, h, w, _ := ts.NCHW()
+	var ps [2]*Projection
+	for v, m := range []Method{MethodADMM, MethodActiveSet} {
+		po := DefaultProjectOptions()
+		po.CSC.Workers, po.CSC.Lambda, po.CSC.Method = 1, lambda, m
+		var err error
+		if ps[v], err = NewProjection(d, po); err != nil {
+			return err
+		}
+	}
+	out := tensor.New(ts.Shape...)
+	sums, err := interleaved(n, func(v, lo, hi int) ([]ProjectStats, error) {
+		return ps[v].ProjectBatch(ctx, out.Batch(lo, hi), ts.Batch(lo, hi), nil)
+	})
+	if err != nil {
+		return err
+	}
+	base.Lambda = lambda
+	input := fmt.Sprintf("STL projection, %d %dx%d tiles of img128, lambda %g", n, h, w, lambda)
+	return sums.emit(base, "method", [2]string{MethodADMM.String(), MethodActiveSet.String()}, input, emit)
+}
+
+// benchSums accumulates two interleaved variants' projections.
+type benchSums [2]struct {
+	cpu, wall  time.Duration
+	iters, obj float64
+	objs       []float64 // per image
+}
+
+// interleaved runs project(v, lo, hi) for the variants v = 0 and 1 on the
+// images [lo, hi) of n, alternating them by chunks of 8 images so that
+// both see the same machine load, and sums their process CPU and wall
+// time, iterations and objectives.
+func interleaved(n int, project func(v, lo, hi int) ([]ProjectStats, error)) (*benchSums, error) {
+	var sums benchSums
 	const chunk = 8
 	for lo := 0; lo < n; lo += chunk {
 		hi := min(lo+chunk, n)
 		for v := range sums {
-			var from []*State
-			if v == 1 {
-				from = states[lo:hi]
-			}
 			t0, c0 := time.Now(), processCPU()
-			st, err := p.ProjectFrom(ctx, out.Batch(lo, hi), adv.Batch(lo, hi), from, nil, nil)
+			st, err := project(v, lo, hi)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			sums[v].cpu += processCPU() - c0
 			sums[v].wall += time.Since(t0)
 			for _, s := range st {
 				sums[v].iters += float64(s.Iterations)
 				sums[v].obj += s.Objective
+				sums[v].objs = append(sums[v].objs, s.Objective)
 			}
 		}
 	}
-	for v, name := range []string{"cold", "warm"} {
+	return &sums, nil
+}
+
+// emit emits one result per variant, named names[v], the second with the
+// largest relative objective difference to the first on any image.
+func (sums *benchSums) emit(base BenchResult, name string, names [2]string, input string, emit func(BenchResult) error) error {
+	for v := range sums {
+		n := len(sums[v].objs)
 		res := base
-		res.Case, res.Solver, res.Unit, res.Count = "warm", name, "image", n
-		res.Input = fmt.Sprintf("STL projection, %d %dx%d tiles of img128 + sign noise %g/255, warm start: the clean tile's state", n, h, w, eps)
+		res.Case, res.Solver, res.Unit, res.Count, res.Input = name, names[v], "image", n, input
 		res.Seconds, res.CPUSeconds = sums[v].wall.Seconds()/float64(n), sums[v].cpu.Seconds()/float64(n)
 		res.Iterations, res.Objective = sums[v].iters/float64(n), sums[v].obj/float64(n)
 		if res.CPUSeconds > 0 {
 			res.ImagesPerCPUS = 1 / res.CPUSeconds
+		}
+		if v == 1 {
+			res.ObjectiveMaxRel = math.Inf(-1)
+			for i, o := range sums[1].objs {
+				ref := sums[0].objs[i]
+				res.ObjectiveMaxRel = max(res.ObjectiveMaxRel, (o-ref)/ref)
+			}
 		}
 		if err := emit(res); err != nil {
 			return err

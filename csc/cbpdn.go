@@ -26,6 +26,9 @@ type Coder struct {
 
 	mu      sync.Mutex
 	spectra map[[2]int]*spectrumEntry
+
+	filtOnce      sync.Once // MethodActiveSet's float64 filters and norms
+	filt64, norm2 []float64
 }
 
 type spectrumEntry struct {
@@ -255,6 +258,8 @@ type workspace struct {
 	tk     *Tikhonov // projection only, made on first use
 	lo, hi []float32 // (C, H*W) projection only
 	dx     []float64 // (C, H*W) projection only: D x
+
+	active *activeWork // MethodActiveSet only, made on first use
 }
 
 // newWorkspace returns an idle workspace for h×w images from the pool, or a
@@ -368,6 +373,9 @@ func (c *Coder) solveInPlace(ctx context.Context, ws *workspace, s []float32, re
 // scaled dual u0 and the penalty rho0 (a warm start; see State), or from
 // zero and the default penalty when y0 is nil.
 func (c *Coder) solveFrom(ctx context.Context, ws *workspace, s, y0, u0 []float32, rho0 float64, rec admm.Recorder) (*Result, error) {
+	if c.opt.Method == MethodActiveSet {
+		return c.solveActive(ctx, ws, s, y0)
+	}
 	t0 := time.Now()
 	p := c.start(ws, s)
 	ao := c.opt.admmOptions()

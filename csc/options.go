@@ -23,6 +23,12 @@ type Options struct {
 	// Workers is the number of goroutines of the batch functions; 0 means
 	// runtime.GOMAXPROCS(0). Results do not depend on it.
 	Workers int
+	// Method is the algorithm: MethodADMM (the zero value, SPORCO's
+	// ADMM) or MethodActiveSet (a working-set solver stopped by a
+	// certified duality gap; see Method). With MethodActiveSet, ADMM
+	// holds only MaxIter, the bound on its outer iterations, and a
+	// Recorder sees no iterations.
+	Method Method `json:",omitempty"`
 }
 
 // DefaultOptions returns the defaults documented on Options.
@@ -84,6 +90,9 @@ func (o Options) Validate() error {
 	}
 	if o.Workers < 0 {
 		return &OptionError{Field: "Workers", Value: o.Workers, Want: ">= 0"}
+	}
+	if o.Method != MethodADMM && o.Method != MethodActiveSet {
+		return &OptionError{Field: "Method", Value: o.Method, Want: "MethodADMM or MethodActiveSet"}
 	}
 	return o.ADMM.Validate()
 }

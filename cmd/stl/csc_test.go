@@ -210,10 +210,10 @@ func TestBenchCSCQuick(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != 18 {
-		t.Fatalf("%d cases, want 18:\n%s", len(lines), out.String())
+	if len(lines) != 26 {
+		t.Fatalf("%d cases, want 26:\n%s", len(lines), out.String())
 	}
-	var cold *csc.BenchResult // the warm case's cold half, before its warm half
+	var cold *csc.BenchResult // the warm or method case's first half, before its second half
 	for _, l := range lines {
 		var r csc.BenchResult
 		if err := json.Unmarshal([]byte(l), &r); err != nil || r.Seconds <= 0 || r.Objective <= 0 {
@@ -225,6 +225,13 @@ func TestBenchCSCQuick(t *testing.T) {
 		case r.Case == "warm" && r.Solver == "warm":
 			if cold == nil || cold.Input != r.Input || r.Iterations >= cold.Iterations {
 				t.Errorf("warm case %q: not after its cold half, or no fewer iterations (%+v)", l, cold)
+			}
+			cold = nil
+		case r.Case == "method" && r.Solver == "admm":
+			cold = &r
+		case r.Case == "method" && r.Solver == "active-set":
+			if cold == nil || cold.Input != r.Input || r.ObjectiveMaxRel > 1e-4 || r.Objective > cold.Objective {
+				t.Errorf("method case %q: not after its ADMM half, or an objective above ADMM's (%+v)", l, cold)
 			}
 			cold = nil
 		}
