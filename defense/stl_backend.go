@@ -66,8 +66,24 @@ func trainNNDAE(ctx context.Context, x *tensor.Tensor, opt TrainOptions, rep pro
 // default clip gives exactly csc's clipped projection). Its Project trusts the caller's check of the values (see
 // Projector) and checks only shapes.
 func CSCProjector(dict *csc.Dictionary, lambda float64) (Projector, error) {
+	return cscProjectorWith(dict, lambda, csc.MethodADMM)
+}
+
+// CSCProjectorMethod returns a ProjectorFactory like CSCProjector whose
+// CBPDN is solved by method m (csc.Options.Method): csc.MethodActiveSet
+// reaches an objective within 1e-5 (relative) of the optimum on every
+// image, at most ADMM's on average, at about three times the images per
+// CPU second at lambda 0.2 (docs/csc.md).
+func CSCProjectorMethod(m csc.Method) ProjectorFactory {
+	return func(dict *csc.Dictionary, lambda float64) (Projector, error) {
+		return cscProjectorWith(dict, lambda, m)
+	}
+}
+
+func cscProjectorWith(dict *csc.Dictionary, lambda float64, m csc.Method) (Projector, error) {
 	opt := csc.DefaultProjectOptions()
 	opt.CSC.Lambda = lambda
+	opt.CSC.Method = m
 	opt.Clip = false
 	p, err := csc.NewProjection(dict, opt)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/stl-defense/stl/attack"
+	"github.com/stl-defense/stl/csc"
 	"github.com/stl-defense/stl/dataset"
 	"github.com/stl-defense/stl/defense"
 	"github.com/stl-defense/stl/experiment/cache"
@@ -46,12 +47,19 @@ type ProjectOptions struct {
 	Data          string
 	BaselineDir   string
 	BaselineTrain int
+	// Solver is the CBPDN algorithm of a saved STL defense's projection
+	// (csc.Options.Method): csc.MethodADMM (the zero value, the paper's
+	// reference solver) or csc.MethodActiveSet (the same objective within
+	// 1e-5 of the optimum, faster at the paper's lambda; docs/csc.md).
+	// Baselines ignore it.
+	Solver csc.Method
 }
 
 // ErrOverwrite is returned when Out would overwrite the adversarial set In.
 var ErrOverwrite = fmt.Errorf("the output would overwrite the input")
 
-// Validate checks the required fields, Batch >= 1, the shard, and that Out
+// Validate checks the required fields, Batch >= 1, the shard, the Solver
+// (none but ADMM for a baseline), and that Out
 // overwrites neither In nor the adversarial set In is part of (wrapping
 // ErrOverwrite).
 func (o ProjectOptions) Validate() error {
@@ -62,6 +70,10 @@ func (o ProjectOptions) Validate() error {
 		return fmt.Errorf("project options: Batch %d, want >= 1", o.Batch)
 	case filepath.Clean(o.In) == filepath.Clean(o.Out):
 		return fmt.Errorf("%w: Out must differ from In", ErrOverwrite)
+	case o.Solver != csc.MethodADMM && o.Solver != csc.MethodActiveSet:
+		return fmt.Errorf("project options: Solver %v, want csc.MethodADMM or csc.MethodActiveSet", o.Solver)
+	case o.Solver != csc.MethodADMM && isBaselineSpec(o.Defense):
+		return fmt.Errorf("project options: Solver %v applies to a saved STL defense, not to the baseline %s", o.Solver, o.Defense)
 	}
 	if err := o.Shard.Validate(); err != nil {
 		return err
@@ -127,7 +139,11 @@ func ProjectLoaded(ctx context.Context, d *defense.Defense, o ProjectOptions, re
 		return nil, err
 	}
 	rep = progress.Or(rep)
-	uni, strat, err := d.Transforms(defense.DefaultBackend().NewProjector)
+	newProj := defense.DefaultBackend().NewProjector
+	if o.Solver != csc.MethodADMM {
+		newProj = defense.CSCProjectorMethod(o.Solver)
+	}
+	uni, strat, err := d.Transforms(newProj)
 	if err != nil {
 		return nil, err
 	}
@@ -269,13 +285,17 @@ func projectKey(o ProjectOptions, set *dataset.Set) (cache.Key, error) {
 	if err != nil {
 		return "", err
 	}
-	return cache.NewKey("defend", map[string]any{
+	fields := map[string]any{
 		"defense":   fmt.Sprintf("%x", sha256.Sum256(man)),
 		"images":    setDigest(set),
 		"shape":     set.Images.Shape,
 		"universal": o.Universal,
 		"batch":     o.Batch,
-	})
+	}
+	if o.Solver != csc.MethodADMM { // the default's key is unchanged
+		fields["solver"] = o.Solver.String()
+	}
+	return cache.NewKey("defend", fields)
 }
 
 // setDigest is the SHA-256, in hex, of a set's pixels and labels.
