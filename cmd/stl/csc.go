@@ -24,6 +24,7 @@ type cscFlags struct {
 	threads    int
 	json       bool
 	accelerate bool
+	method     string
 }
 
 func (f *cscFlags) register(cmd *cobra.Command) {
@@ -35,6 +36,7 @@ func (f *cscFlags) register(cmd *cobra.Command) {
 	fs.IntVar(&f.threads, "threads", 0, "worker goroutines (0 = all cores)")
 	fs.BoolVar(&f.json, "json", false, "print one JSON object per image")
 	fs.BoolVar(&f.accelerate, "accelerate", false, "Anderson-accelerated ADMM (same objective within 1e-4, fewer iterations, more CPU per iteration; see docs/csc.md)")
+	fs.StringVar(&f.method, "method", csc.MethodADMM.String(), `CBPDN solver: "admm" or "active-set" (a working set certified by a duality gap of 1e-5; --max-iter bounds its outer iterations; see docs/csc.md)`)
 }
 
 func (f *cscFlags) options() (csc.Options, error) {
@@ -42,6 +44,16 @@ func (f *cscFlags) options() (csc.Options, error) {
 	o.Lambda, o.ADMM.MaxIter, o.ADMM.RelStopTol, o.Workers = f.lambda, f.maxIter, f.relStopTol, f.threads
 	if f.accelerate {
 		o = o.Accelerated()
+	}
+	if f.method != "" {
+		m, err := csc.ParseMethod(f.method)
+		if err != nil {
+			return o, usagef("--method %q: want admm or active-set", f.method)
+		}
+		if m != csc.MethodADMM && f.accelerate {
+			return o, usagef("--accelerate accelerates ADMM; it does not apply to --method %s", f.method)
+		}
+		o.Method = m
 	}
 	if err := o.Validate(); err != nil {
 		return o, usagef("%v", err)

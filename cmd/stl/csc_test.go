@@ -70,26 +70,42 @@ func TestCSCSolveJSON(t *testing.T) {
 	}
 }
 
-// TestCSCSolveAccelerate: --accelerate reaches at least the plain solver's
-// objective on the reference image (SPORCO's adaptive rho stalls there; the
-// optimum is 1.49522658) in fewer iterations.
+// TestCSCSolveAccelerate: --accelerate and --method active-set reach at
+// least the plain solver's objective on the reference image (SPORCO's
+// adaptive rho stalls there; the optimum is 1.49522658) in fewer
+// iterations, the active set the optimum itself; --method rejects an
+// unknown name and --accelerate with the active set.
 func TestCSCSolveAccelerate(t *testing.T) {
 	_, dict, img := cscFixtures(t)
-	var out bytes.Buffer
-	f := defaultCSCFlags()
-	f.accelerate = true
-	if err := runCSCSolve(context.Background(), &out, &bytes.Buffer{}, cscSolveOptions{cscFlags: f, dict: dict, image: img}); err != nil {
-		t.Fatal(err)
+	for _, c := range []struct {
+		accelerate bool
+		method     string
+		lo, hi     float64 // objective range
+	}{{true, "admm", 1.4952, 1.6701}, {false, "active-set", 1.49522, 1.49524}} {
+		var out bytes.Buffer
+		f := defaultCSCFlags()
+		f.accelerate, f.method = c.accelerate, c.method
+		if err := runCSCSolve(context.Background(), &out, &bytes.Buffer{}, cscSolveOptions{cscFlags: f, dict: dict, image: img}); err != nil {
+			t.Fatal(err)
+		}
+		var r struct {
+			Objective  float64 `json:"objective"`
+			Iterations int     `json:"iterations"`
+		}
+		if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+			t.Fatalf("output %q: %v", out.String(), err)
+		}
+		if r.Iterations >= 200 || r.Objective > c.hi || r.Objective < c.lo {
+			t.Errorf("%+v: got %+v, want fewer than 200 iterations and objective in [%g, %g]", c, r, c.lo, c.hi)
+		}
 	}
-	var r struct {
-		Objective  float64 `json:"objective"`
-		Iterations int     `json:"iterations"`
-	}
-	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
-		t.Fatalf("output %q: %v", out.String(), err)
-	}
-	if r.Iterations >= 200 || r.Objective > 1.6701 || r.Objective < 1.4952 {
-		t.Errorf("got %+v, want fewer than 200 iterations and objective in [1.4952, 1.6701]", r)
+	for _, f := range []cscFlags{{method: "fista"}, {method: "active-set", accelerate: true}} {
+		g := defaultCSCFlags()
+		g.method, g.accelerate = f.method, f.accelerate
+		var ue usageError
+		if _, err := g.options(); !errors.As(err, &ue) {
+			t.Errorf("--method %s --accelerate=%v: err = %v, want a usage error", f.method, f.accelerate, err)
+		}
 	}
 }
 
