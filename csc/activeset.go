@@ -75,6 +75,14 @@ type activeWork struct {
 	set  []int32   // working set: atom indices m*H*W + p
 	x    []float64 // the working set's coefficients
 	cand []int32   // scratch: violating atoms
+	vals []float32 // scratch: their correlations
+}
+
+func abs32(v float32) float32 {
+	if v < 0 {
+		return -v
+	}
+	return v
 }
 
 // activeFilters returns the dictionary's filters in float64 and their
@@ -198,7 +206,7 @@ func (c *Coder) solveActive(ctx context.Context, ws *workspace, s, y0 []float32)
 	}
 	res := &Result{}
 	corr := ws.x // (M, H*W) correlations D^T r
-	relGap := 1.0
+	relGap, tight := 1.0, 0.3*tol
 	for it := 0; it < maxOuter; it++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -215,9 +223,7 @@ func (c *Coder) solveActive(ctx context.Context, ws *workspace, s, y0 []float32)
 		aw.cand = aw.cand[:0]
 		l32 := float32(lam)
 		for i, v := range corr {
-			if v < 0 {
-				v = -v
-			}
+			v = abs32(v)
 			if v > maxc {
 				maxc = v
 			}
@@ -232,23 +238,30 @@ func (c *Coder) solveActive(ctx context.Context, ws *workspace, s, y0 []float32)
 			break
 		}
 		if len(aw.cand) == 0 {
-			// Every violation is inside the set: solve it tighter.
-			cdSolve(aw, f64, norm2, C, R, S, h, w, lam, 0.01*tol)
+			// Every violation is inside the set: solve it tighter, ten
+			// times so each time this recurs (float32 rounding of the
+			// FFT correlation can leave the whole problem's gap a little
+			// above the subproblem's).
+			cdSolve(aw, f64, norm2, C, R, S, h, w, lam, tight)
+			tight = max(tight/10, 1e-3*tol)
 			continue
 		}
-		k := max(16, len(aw.set))
-		if len(aw.cand) > k {
-			slices.SortFunc(aw.cand, func(a, b int32) int {
-				va, vb := math.Abs(float64(corr[a])), math.Abs(float64(corr[b]))
-				switch {
-				case va > vb:
-					return -1
-				case va < vb:
-					return 1
+		if k := max(16, len(aw.set)); len(aw.cand) > k {
+			// Keep the k largest: those at or above the k-th largest
+			// value (ties in index order, up to k).
+			aw.vals = aw.vals[:0]
+			for _, i := range aw.cand {
+				aw.vals = append(aw.vals, abs32(corr[i]))
+			}
+			slices.Sort(aw.vals)
+			thr := aw.vals[len(aw.vals)-k]
+			kept := aw.cand[:0]
+			for _, i := range aw.cand {
+				if len(kept) < k && abs32(corr[i]) >= thr {
+					kept = append(kept, i)
 				}
-				return int(a - b)
-			})
-			aw.cand = aw.cand[:k]
+			}
+			aw.cand = kept
 		}
 		for _, i := range aw.cand {
 			aw.in[i] = int32(len(aw.set))
@@ -304,7 +317,9 @@ func gap(aw *activeWork, lam, maxc float64) (p, d float64) {
 // or after activeMaxSweeps sweeps.
 func cdSolve(aw *activeWork, f, norm2 []float64, C, R, S, h, w int, lam, tol float64) {
 	hw := h * w
-	step := func(j int) float64 {
+	// step updates coordinate j and returns the change of the
+	// reconstruction's energy and |<d_i, r>| after the update.
+	step := func(j int) (change, corr float64) {
 		i := int(aw.set[j])
 		n2 := norm2[i/hw]
 		g := atomDot(aw.r, f, C, R, S, h, w, i, 0)
@@ -318,20 +333,27 @@ func cdSolve(aw *activeWork, f, norm2 []float64, C, R, S, h, w int, lam, tol flo
 			nv = z + t
 		}
 		if nv == old {
-			return 0
+			return 0, math.Abs(g)
 		}
 		aw.x[j] = nv
 		atomDot(aw.r, f, C, R, S, h, w, i, old-nv)
-		return (nv - old) * (nv - old) * n2
+		return (nv - old) * (nv - old) * n2, math.Abs(g - (nv-old)*n2)
 	}
 	for sweeps := 0; sweeps < activeMaxSweeps; {
+		// The subproblem's gap, first with each atom's correlation just
+		// after its own update (later updates move it a little), then,
+		// when that is small enough, with the exact correlations.
+		maxg := 0.0
 		for j := range aw.set {
-			step(j)
+			_, g := step(j)
+			maxg = max(maxg, g)
 		}
 		sweeps++
-		p, d := gap(aw, lam, aw.maxSetCorr(f, C, R, S, h, w))
+		p, d := gap(aw, lam, maxg)
 		if p-d <= tol*p {
-			return
+			if p, d = gap(aw, lam, aw.maxSetCorr(f, C, R, S, h, w)); p-d <= tol*p {
+				return
+			}
 		}
 		// Sweeps over the non-zero coefficients until the largest change
 		// of the reconstruction's energy is below a small share of the gap
@@ -340,7 +362,8 @@ func cdSolve(aw *activeWork, f, norm2 []float64, C, R, S, h, w int, lam, tol flo
 			big := 0.0
 			for j, v := range aw.x {
 				if v != 0 {
-					big = max(big, step(j))
+					c, _ := step(j)
+					big = max(big, c)
 				}
 			}
 			if big <= 1e-3*tol*p {
