@@ -85,26 +85,24 @@ func abs32(v float32) float32 {
 	return v
 }
 
-// activeFilters returns the dictionary's filters in float64 and their
-// squared norms (each atom's, over the channels), computed once per Coder.
-func (c *Coder) activeFilters() ([]float64, []float64) {
-	c.filtOnce.Do(func() {
+// atomNorms returns the squared norms of the dictionary's atoms (each
+// filter's, over the channels), computed once per Coder.
+func (c *Coder) atomNorms() []float64 {
+	c.normOnce.Do(func() {
 		d := c.dict
-		c.filt64 = make([]float64, len(d.Filters))
 		c.norm2 = make([]float64, d.M)
 		n := d.C * d.R * d.S
 		for i, v := range d.Filters {
-			c.filt64[i] = float64(v)
 			c.norm2[i/n] += float64(v) * float64(v)
 		}
 	})
-	return c.filt64, c.norm2
+	return c.norm2
 }
 
 // atomDot returns <d_i, r> for atom i = m*H*W + p (filter m placed at
-// pixel p, circularly), with the filters f in float64; with add != 0 it
-// adds add*d_i to r instead and returns 0.
-func atomDot(r, f []float64, C, R, S, h, w, i int, add float64) float64 {
+// pixel p, circularly; filters f as Dictionary.Filters) in float64; with
+// add != 0 it adds add*d_i to r instead and returns 0.
+func atomDot(r []float64, f []float32, C, R, S, h, w, i int, add float64) float64 {
 	hw := h * w
 	m, p := i/hw, i%hw
 	py, px := p/w, p%w
@@ -123,12 +121,12 @@ func atomDot(r, f []float64, C, R, S, h, w, i int, add float64) float64 {
 				row = row[px : px+S]
 				if add != 0 {
 					for j, fv := range fr {
-						row[j] += add * fv
+						row[j] += add * float64(fv)
 					}
 					continue
 				}
 				for j, fv := range fr {
-					sum += fv * row[j]
+					sum += float64(fv) * row[j]
 				}
 				continue
 			}
@@ -138,9 +136,9 @@ func atomDot(r, f []float64, C, R, S, h, w, i int, add float64) float64 {
 					xx -= w
 				}
 				if add != 0 {
-					row[xx] += add * fv
+					row[xx] += add * float64(fv)
 				} else {
-					sum += fv * row[xx]
+					sum += float64(fv) * row[xx]
 				}
 			}
 		}
@@ -170,7 +168,7 @@ func atomDot(r, f []float64, C, R, S, h, w, i int, add float64) float64 {
 func (c *Coder) solveActive(ctx context.Context, ws *workspace, s, y0 []float32) (*Result, error) {
 	t0 := time.Now()
 	d := c.dict
-	f64, norm2 := c.activeFilters()
+	f64, norm2 := d.Filters, c.atomNorms()
 	h, w := ws.h, ws.w
 	hw := h * w
 	C, R, S, M := d.C, d.R, d.S, d.M
@@ -315,7 +313,7 @@ func gap(aw *activeWork, lam, maxc float64) (p, d float64) {
 // their largest change is small; it returns when the subproblem's duality
 // gap, checked after each whole sweep, is at most tol times its objective,
 // or after activeMaxSweeps sweeps.
-func cdSolve(aw *activeWork, f, norm2 []float64, C, R, S, h, w int, lam, tol float64) {
+func cdSolve(aw *activeWork, f []float32, norm2 []float64, C, R, S, h, w int, lam, tol float64) {
 	hw := h * w
 	// step updates coordinate j and returns the change of the
 	// reconstruction's energy and |<d_i, r>| after the update.
@@ -374,7 +372,7 @@ func cdSolve(aw *activeWork, f, norm2 []float64, C, R, S, h, w int, lam, tol flo
 }
 
 // maxSetCorr returns max |<d_i, r>| over the working set.
-func (aw *activeWork) maxSetCorr(f []float64, C, R, S, h, w int) float64 {
+func (aw *activeWork) maxSetCorr(f []float32, C, R, S, h, w int) float64 {
 	m := 0.0
 	for _, i := range aw.set {
 		m = max(m, math.Abs(atomDot(aw.r, f, C, R, S, h, w, int(i), 0)))

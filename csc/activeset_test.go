@@ -109,7 +109,7 @@ func TestActiveSetObjective(t *testing.T) {
 func TestCorrelate(t *testing.T) {
 	d := loadDict(t)
 	coder, _ := NewCoder(d, DefaultOptions())
-	f64, _ := coder.activeFilters()
+	f64 := d.Filters
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, sz := range [][2]int{{8, 8}, {12, 20}, {32, 32}} {
 		h, w := sz[0], sz[1]
@@ -132,7 +132,7 @@ func TestCorrelate(t *testing.T) {
 		// Adding an atom and correlating it with itself gives its norm.
 		clear(r)
 		atomDot(r, f64, d.C, d.R, d.S, h, w, 5*h*w+h*w-1, 1)
-		_, norm2 := coder.activeFilters()
+		norm2 := coder.atomNorms()
 		if got := atomDot(r, f64, d.C, d.R, d.S, h, w, 5*h*w+h*w-1, 0); math.Abs(got-norm2[5]) > 1e-9 {
 			t.Errorf("%dx%d: <d, d> = %v, norm %v", h, w, got, norm2[5])
 		}

@@ -27,8 +27,8 @@ type Coder struct {
 	mu      sync.Mutex
 	spectra map[[2]int]*spectrumEntry
 
-	filtOnce      sync.Once // MethodActiveSet's float64 filters and norms
-	filt64, norm2 []float64
+	normOnce sync.Once // MethodActiveSet's atom norms
+	norm2    []float64
 }
 
 type spectrumEntry struct {
@@ -548,42 +548,9 @@ func objective(d *Dictionary, h, w int, x, s []float32, lambda float64, rec []fl
 // only the non-zero coefficients of x (M, H, W).
 func reconstruct(rec []float64, d *Dictionary, h, w int, x []float32) {
 	clear(rec[:d.C*h*w])
-	hw := h * w
-	R, S, C := d.R, d.S, d.C
-	for m := 0; m < d.M; m++ {
-		xm := x[m*hw : (m+1)*hw]
-		for p, v := range xm {
-			if v == 0 {
-				continue
-			}
-			py, px := p/w, p%w
-			vv := float64(v)
-			for c := 0; c < C; c++ {
-				filt := d.Filters[(m*C+c)*R*S : (m*C+c+1)*R*S]
-				rc := rec[c*hw : (c+1)*hw]
-				for r := 0; r < R; r++ {
-					yy := py + r
-					if yy >= h {
-						yy -= h
-					}
-					row := rc[yy*w : (yy+1)*w]
-					fr := filt[r*S : (r+1)*S]
-					if px+S <= w {
-						row = row[px : px+S]
-						for j, fv := range fr {
-							row[j] += float64(fv) * vv
-						}
-						continue
-					}
-					for j, fv := range fr {
-						xx := px + j
-						if xx >= w {
-							xx -= w
-						}
-						row[xx] += float64(fv) * vv
-					}
-				}
-			}
+	for i, v := range x[:d.M*h*w] {
+		if v != 0 {
+			atomDot(rec, d.Filters, d.C, d.R, d.S, h, w, i, float64(v))
 		}
 	}
 }

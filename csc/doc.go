@@ -13,7 +13,11 @@
 // admm. The per-frequency linear system (rho I + D^H D) x = b is solved by
 // the Woodbury identity with the eigendecomposition of the C×C matrix
 // D D^H, computed once per dictionary and image size and valid for every
-// rho.
+// rho. Options.Method = MethodActiveSet solves the same problem by a
+// working-set method instead (coordinate descent on a small set of atoms
+// grown from the violators of the optimality conditions, as Celer, Massias
+// et al. 2018), stopped by a duality gap of ActiveGapTol relative: a
+// certificate of the objective, where ADMM's residual rule gives none.
 //
 // Dictionary learning (CDL, paper eq. 2 over filters and maps, section 3.3)
 // alternates CBPDN with a constrained dictionary update solved by consensus
