@@ -109,7 +109,7 @@ func TestActiveSetObjective(t *testing.T) {
 func TestCorrelate(t *testing.T) {
 	d := loadDict(t)
 	coder, _ := NewCoder(d, DefaultOptions())
-	f64 := d.Filters
+	filt := d.Filters
 	for _, sz := range [][2]int{{8, 8}, {12, 20}, {32, 32}} {
 		h, w := sz[0], sz[1]
 		ws, err := coder.newWorkspace(h, w)
@@ -123,16 +123,16 @@ func TestCorrelate(t *testing.T) {
 		corr := make([]float32, d.M*h*w)
 		ws.correlate(corr, r)
 		for i := range corr {
-			want := atomDot(r, f64, d.C, d.R, d.S, h, w, i, 0)
+			want := atomDot(r, filt, d.C, d.R, d.S, h, w, i, 0)
 			if math.Abs(float64(corr[i])-want) > 1e-4*(1+math.Abs(want)) {
 				t.Fatalf("%dx%d atom %d: FFT correlation %v, direct %v", h, w, i, corr[i], want)
 			}
 		}
 		// Adding an atom and correlating it with itself gives its norm.
 		clear(r)
-		atomDot(r, f64, d.C, d.R, d.S, h, w, 5*h*w+h*w-1, 1)
+		atomDot(r, filt, d.C, d.R, d.S, h, w, 5*h*w+h*w-1, 1)
 		norm2 := coder.atomNorms()
-		if got := atomDot(r, f64, d.C, d.R, d.S, h, w, 5*h*w+h*w-1, 0); math.Abs(got-norm2[5]) > 1e-9 {
+		if got := atomDot(r, filt, d.C, d.R, d.S, h, w, 5*h*w+h*w-1, 0); math.Abs(got-norm2[5]) > 1e-9 {
 			t.Errorf("%dx%d: <d, d> = %v, norm %v", h, w, got, norm2[5])
 		}
 	}
