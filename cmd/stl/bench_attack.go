@@ -37,6 +37,9 @@ type benchAttackFlags struct {
 	queries   int
 	eot       int
 	suiteOnly bool
+	// The exact routes' options (gradientFlags, as stl evaluate takes them).
+	grad    defense.GradientOptions
+	cluster string
 }
 
 // benchAttackResult is one attack's row of the benchmark.
@@ -50,8 +53,12 @@ type benchAttackResult struct {
 	// ForwardImages counts the images of the forward-only passes (Square's
 	// queries, the clean and final predictions).
 	ForwardImages int `json:"forward_images"`
-	// Route is the gradient route through the defense ("" without one).
-	Route           string  `json:"route,omitempty"`
+	// Route is the gradient route through the defense ("" without one),
+	// RouteSettings the options that shape it (evaluate.Route.Settings:
+	// the implicit route's CG tolerance and cap, the unrolled route's
+	// iterations, the cluster gradient), absent for bpda.
+	Route           string          `json:"route,omitempty"`
+	RouteSettings   json.RawMessage `json:"route_settings,omitempty"`
 	Seconds         float64 `json:"seconds"`
 	MsPerImage      float64 `json:"ms_per_image"`
 	MsPerImagePass  float64 `json:"ms_per_image_pass"`
@@ -94,7 +101,9 @@ APGD-CE, APGD-DLR and APGD-T (--apgd-steps) and Square (--queries, forward
 passes only, counted as forward image-passes). With --defense (a defense
 directory or a baseline, with --model) they run through the defense, the gradient attacks once
 per route of --routes (EOT over --eot draws for a randomized defense): every
-query and gradient then costs a pass through the defense too. --suite-only
+query and gradient then costs a pass through the defense too; the exact
+routes take the options of 'stl evaluate' (--cg-tol, --cg-max-iter,
+--unroll-iterations, --cluster-gradient), which each row records. --suite-only
 skips the paper's attacks.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -104,7 +113,10 @@ skips the paper's attacks.`,
 			if f.defense != "" && f.model == "" {
 				return usagef("--defense needs --model")
 			}
-			if _, err := parseRoutes(f.routes, defense.GradientOptions{}); err != nil {
+			if err := checkGradient(&f.grad, f.cluster); err != nil {
+				return err
+			}
+			if _, err := parseRoutes(f.routes, f.grad); err != nil {
 				return err
 			}
 			return runBenchAttack(cmd.Context(), f, cmd.OutOrStdout(), progress.NewBar(os.Stderr))
@@ -124,6 +136,7 @@ skips the paper's attacks.`,
 	fl.IntVar(&f.queries, "queries", d.SquareQueries, "Square's queries per image")
 	fl.IntVar(&f.eot, "eot", d.EOTDraws, "gradient draws through a randomized defense")
 	fl.BoolVar(&f.suiteOnly, "suite-only", false, "time only the attacks of stl evaluate")
+	gradientFlags(fl, &f.grad, &f.cluster)
 	benchCmd.AddCommand(cmd)
 }
 
@@ -197,7 +210,7 @@ func runBenchAttack(ctx context.Context, f benchAttackFlags, stdout io.Writer, b
 			if err != nil {
 				return err
 			}
-			row.Route = tg.route
+			row.Route, row.RouteSettings = tg.route, tg.settings
 			if aname == evaluate.Square {
 				row.SettingsChanged = fmt.Sprintf("MaxQueries=%d", f.queries)
 			} else if aname != evaluate.PGDCE && aname != evaluate.PGDCW {
@@ -216,9 +229,9 @@ func runBenchAttack(ctx context.Context, f benchAttackFlags, stdout io.Writer, b
 	if rep.Defense != "" {
 		fmt.Fprintf(stdout, "suite attacks through %s\n", rep.Defense)
 	}
-	fmt.Fprintf(stdout, "%-32s %-6s %7s %12s %10s %10s %12s %9s %8s\n", "attack", "route", "passes", "image-passes", "fwd-images", "ms/image", "ms/img/pass", "success", "dissim")
+	fmt.Fprintf(stdout, "%-32s %-8s %7s %12s %10s %10s %12s %9s %8s\n", "attack", "route", "passes", "image-passes", "fwd-images", "ms/image", "ms/img/pass", "success", "dissim")
 	for _, r := range rep.Results {
-		fmt.Fprintf(stdout, "%-32s %-6s %7d %12d %10d %10.1f %12.2f %9.3f %8.4f %s\n", r.Attack, r.Route, r.Passes, r.ImagePasses, r.ForwardImages, r.MsPerImage, r.MsPerImagePass, r.SuccessRate, r.MeanDissim, r.SettingsChanged)
+		fmt.Fprintf(stdout, "%-32s %-8s %7d %12d %10d %10.1f %12.2f %9.3f %8.4f %s%s\n", r.Attack, r.Route, r.Passes, r.ImagePasses, r.ForwardImages, r.MsPerImage, r.MsPerImagePass, r.SuccessRate, r.MeanDissim, r.SettingsChanged, routeSuffix(r.RouteSettings))
 	}
 	return nil
 }
@@ -256,8 +269,9 @@ func passImages(c *countingModel) int {
 // alone (route "exact"), through the defense with a route, or the
 // defense's forward model for Square (route "").
 type benchTarget struct {
-	route string
-	m     attack.Model
+	route    string
+	settings json.RawMessage
+	m        attack.Model
 }
 
 type benchSuite struct {
@@ -297,7 +311,7 @@ func benchModel(f benchAttackFlags) (attack.Model, string, int, error) {
 // benchSuiteTargets returns the models the suite's attacks are timed on.
 func benchSuiteTargets(ctx context.Context, f benchAttackFlags, clf attack.Model, bar progress.Reporter) (benchSuite, error) {
 	if f.defense == "" {
-		return benchSuite{targets: []benchTarget{{"exact", clf}, {"", clf}}}, nil
+		return benchSuite{targets: []benchTarget{{route: "exact", m: clf}, {m: clf}}}, nil
 	}
 	o := experiment.DefaultAttackOptions()
 	o.Model, o.Data, o.Defense, o.Threads, o.N = f.model, f.data, f.defense, f.threads, 1
@@ -314,8 +328,8 @@ func benchSuiteTargets(ctx context.Context, f benchAttackFlags, clf attack.Model
 	if err != nil {
 		return benchSuite{}, err
 	}
-	s := benchSuite{defense: in.DefenseName, targets: []benchTarget{{"", fwd}}}
-	routes, err := parseRoutes(f.routes, defense.GradientOptions{})
+	s := benchSuite{defense: in.DefenseName, targets: []benchTarget{{m: fwd}}}
+	routes, err := parseRoutes(f.routes, f.grad)
 	if err != nil {
 		return benchSuite{}, err
 	}
@@ -330,7 +344,7 @@ func benchSuiteTargets(ctx context.Context, f benchAttackFlags, clf attack.Model
 		if err != nil {
 			return benchSuite{}, err
 		}
-		s.targets = append(s.targets, benchTarget{rt.Name, m})
+		s.targets = append(s.targets, benchTarget{route: rt.Name, settings: rt.Settings, m: m})
 	}
 	return s, nil
 }
@@ -354,4 +368,13 @@ func (c *countingModel) InputGrad(ctx context.Context, x *tensor.Tensor, seed fu
 		c.images += x.Shape[0]
 	}
 	return c.Model.InputGrad(ctx, x, seed)
+}
+
+// routeSuffix formats a route's settings for the text table: " route
+// {...}", or "" without settings.
+func routeSuffix(s json.RawMessage) string {
+	if len(s) == 0 {
+		return ""
+	}
+	return " route " + string(s)
 }

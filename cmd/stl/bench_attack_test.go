@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
 	"strings"
 	"testing"
 
+	"github.com/spf13/cobra"
+
 	"github.com/stl-defense/stl/dataset"
 	"github.com/stl-defense/stl/progress"
+	"github.com/stl-defense/stl/tensor"
 )
 
 // TestBenchAttackSuite times the suite's attacks through a baseline: one
@@ -39,4 +43,93 @@ func TestBenchAttackSuite(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestBenchAttackRouteOptions checks that the exact routes' options reach
+// the attacks of stl bench attack: each row records them, a model built
+// with another --unroll-iterations computes another gradient, and the
+// command defines the flags with stl evaluate's texts.
+func TestBenchAttackRouteOptions(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a defense and attacks through the unrolled route")
+	}
+	dir := t.TempDir()
+	def, model := tinyDefense(t, dir), savedClassifier(t)
+	flags := func(k int) benchAttackFlags {
+		f := benchAttackFlags{model: model, data: dataset.DefaultSpec, images: 2, threads: 1, json: true,
+			defense: def, routes: "unrolled", apgdSteps: 1, queries: 1, eot: 1, suiteOnly: true, cluster: "vote"}
+		f.grad.Iterations = k
+		if err := checkGradient(&f.grad, f.cluster); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	var out bytes.Buffer
+	if err := runBenchAttack(context.Background(), flags(3), &out, progress.Nop); err != nil {
+		t.Fatal(err)
+	}
+	var rep benchAttackReport
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.Results {
+		var b bytes.Buffer
+		if r.Route != "" {
+			if err := json.Compact(&b, r.RouteSettings); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if want := map[bool]string{true: `{"cluster":"vote","iterations":3}`, false: ""}[r.Route != ""]; b.String() != want {
+			t.Errorf("%s (route %q): settings %s, want %s", r.Attack, r.Route, b.String(), want)
+		}
+	}
+	// The gradient through the unrolled route with K = 1 and K = 30.
+	_, test, err := dataset.Load(dataset.DefaultSpec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := test.Head(1).Images
+	clf, _, _, err := benchModel(flags(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var grads [][]float32
+	for _, k := range []int{1, 30} {
+		s, err := benchSuiteTargets(context.Background(), flags(k), clf, progress.Nop)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tg := s.targets[1]
+		if tg.route != "unrolled" {
+			t.Fatalf("target %q, want unrolled", tg.route)
+		}
+		_, g, err := tg.m.InputGrad(context.Background(), x, func(z, g *tensor.Tensor) { g.Data[0] = 1 })
+		if err != nil {
+			t.Fatal(err)
+		}
+		grads = append(grads, g.Data)
+	}
+	diff := 0.0
+	for i := range grads[0] {
+		diff = max(diff, math.Abs(float64(grads[0][i]-grads[1][i])))
+	}
+	if diff == 0 {
+		t.Error("the unrolled gradient does not depend on --unroll-iterations")
+	}
+	for _, name := range []string{"cg-tol", "cg-max-iter", "unroll-iterations", "cluster-gradient"} {
+		b, e := subcommand(t, "bench", "attack").Flags().Lookup(name), subcommand(t, "evaluate").Flags().Lookup(name)
+		if b == nil || e == nil || b.Usage != e.Usage || b.DefValue != e.DefValue {
+			t.Errorf("--%s: bench attack %v, evaluate %v", name, b, e)
+		}
+	}
+}
+
+// subcommand returns the command of stl at path.
+func subcommand(t *testing.T, path ...string) *cobra.Command {
+	t.Helper()
+	c, rest, err := rootCmd.Find(path)
+	if err != nil || len(rest) != 0 {
+		t.Fatalf("stl %v: %v (left %v)", path, err, rest)
+	}
+	return c
 }
