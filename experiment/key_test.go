@@ -365,3 +365,33 @@ func TestDefenseKeyApplyOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestSuiteKeyStable pins the key of the white-box suite's stage of a row
+// at the default settings (the text protocol, no rounding), and checks
+// that a rounding protocol or Config.Round8 gives it another key.
+func TestSuiteKeyStable(t *testing.T) {
+	key := func(c Config) cache.Key {
+		t.Helper()
+		c.WhiteBox, c.WhiteBoxSuite.Attacks = true, []string{"all"}
+		r := &runner{cfg: c, wbSubsetKey: "subset"}
+		routes, err := EvaluationRoutes(c.WhiteBoxSuite.routes(), c.WhiteBoxSuite.gradient())
+		if err != nil {
+			t.Fatal(err)
+		}
+		rw := &row{name: RowSTL, key: "transform"}
+		_, _, k, err := r.suiteKey(rw, c.WhiteBoxSuite.options(c), suiteRoutes(rw, routes), "model")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	def := key(DefaultConfig())
+	if def != "c6501911be2e75fc7f4b054b8d660071e6a2d451caefd9680420835668c6c0a3" {
+		t.Errorf("default suite key %s, want c6501911be2e75fc7f4b054b8d660071e6a2d451caefd9680420835668c6c0a3 (the key before rounding existed)", def)
+	}
+	release, round8 := DefaultConfig(), DefaultConfig()
+	release.Protocol, round8.Round8 = string(attack.ProtocolRelease), true
+	if kr, k8 := key(release), key(round8); kr == def || k8 == def || kr != k8 {
+		t.Errorf("suite keys: default %s, release %s, round8 %s: want the two rounded ones equal and apart from the default", def, kr, k8)
+	}
+}

@@ -86,12 +86,15 @@ func (s WhiteBoxSuiteSettings) gradient() defense.GradientOptions {
 }
 
 // options returns the evaluation's options for the run c (without Dir,
-// Key and Progress, which the stage sets).
+// Key and Progress, which the stage sets): under a rounding protocol
+// ("release") or Config.Round8 the suite judges 8-bit images
+// (evaluate.Options.Round8).
 func (s WhiteBoxSuiteSettings) options(c Config) evaluate.Options {
 	o := evaluate.DefaultOptions()
 	o.Budgets = []attack.Budget{{Norm: attack.LInf, Eps: whiteBoxEps}}
 	o.Attacks = s.attacks()
 	o.PGDSteps, o.EOTDraws, o.Seed = c.WhiteBoxSteps, c.EOTDraws, uint64(c.Seed)
+	o.Round8 = c.round8() // the release protocol's or Config.Round8's rounding, as the Table 4 images get it
 	var iters []int
 	for _, st := range o.IterationSteps {
 		if st < o.PGDSteps {
@@ -235,19 +238,12 @@ func (r *runner) suiteRow(ctx context.Context, rw *row, o evaluate.Options, rout
 		m, mKey = r.vanilla, r.vanillaKey
 	}
 	t := evaluate.Target{Model: m, ModelName: string(mKey)}
-	deps := []cache.Key{mKey, r.wbSubsetKey}
-	cfg := map[string]any{"options": o}
 	if !rw.plain() {
 		t.NewDefense = func(seed uint64) (attack.Transform, error) { return rw.newT(seed) }
 		t.DefenseName, t.DefenseKey, t.Routes = rw.name, string(rw.key), routes
-		deps = append(deps, rw.key)
-		cfg["routes"] = routeSettings(routes)
-		if rw.backward != "" {
-			cfg["backward"] = rw.backward
-		}
 	}
 	stage := suiteStage(rw.name)
-	key, err := cache.NewKey(stage, cfg, deps...)
+	cfg, deps, key, err := r.suiteKey(rw, o, routes, mKey)
 	if err != nil {
 		return err
 	}
@@ -269,6 +265,24 @@ func (r *runner) suiteRow(ctx context.Context, rw *row, o evaluate.Options, rout
 		rw.suite, rw.suiteMissing = nil, "the white-box suite failed: "+err.Error()
 	}
 	return nil
+}
+
+// suiteKey returns the configuration, dependencies and key of a row's
+// suite stage with the evaluation's options o (the settings of
+// Config.WhiteBoxSuite and the run's, Round8 included when set), its
+// routes and the classifier's key mKey.
+func (r *runner) suiteKey(rw *row, o evaluate.Options, routes []evaluate.Route, mKey cache.Key) (map[string]any, []cache.Key, cache.Key, error) {
+	deps := []cache.Key{mKey, r.wbSubsetKey}
+	cfg := map[string]any{"options": o}
+	if !rw.plain() {
+		deps = append(deps, rw.key)
+		cfg["routes"] = routeSettings(routes)
+		if rw.backward != "" {
+			cfg["backward"] = rw.backward
+		}
+	}
+	key, err := cache.NewKey(suiteStage(rw.name), cfg, deps...)
+	return cfg, deps, key, err
 }
 
 // readSuiteReport reads a stage's report of n images.

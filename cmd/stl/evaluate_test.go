@@ -49,6 +49,7 @@ func TestEvaluateFlags(t *testing.T) {
 		{"negative cg iterations", func(f *evaluateFlags) { f.grad.CGMaxIter = -1 }, false},
 		{"negative unrolled iterations", func(f *evaluateFlags) { f.grad.Iterations = -1 }, false},
 		{"unknown cluster gradient", func(f *evaluateFlags) { f.cluster = "all" }, false},
+		{"round8", func(f *evaluateFlags) { f.opts.Round8 = true }, true},
 	}
 	for _, c := range cases {
 		f := base()

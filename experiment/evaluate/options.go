@@ -98,6 +98,18 @@ type Options struct {
 	IterationSteps []int
 	// Thresholds are the automatic checks' thresholds.
 	Thresholds Thresholds
+	// Round8 rounds every adversarial image the suite judges (each
+	// attack's and probe's result, the transfer and noise images) to 8
+	// bits, values k/255, before the defense or the classifier sees it,
+	// as an image file would store it (stl run's "release" protocol and
+	// --round8, attack.Round8), keeping it inside its budget: L-infinity
+	// by clipping to the ball in 8-bit steps, the normalized L2
+	// dissimilarity by rounding the pixels that most exceed it towards
+	// the clean image (see round8). The attacks themselves query the
+	// defense with unrounded iterates; the clean images are judged as
+	// given. Default false; absent from the JSON encoding when false, so
+	// that every key hashing the options reads as before it existed.
+	Round8 bool `json:",omitempty"`
 	// Dir, when not empty, keeps every finished attack there (its
 	// adversarial images and per-image outcome); a later evaluation with
 	// the same inputs reuses them instead of attacking again. Default ""

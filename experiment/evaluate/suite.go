@@ -269,6 +269,11 @@ func (r *run) exec(ctx context.Context, sp spec, prior []Outcome) (*AttackResult
 		if err != nil {
 			return nil, err
 		}
+		if r.o.Round8 {
+			if err := round8(aa, xa, sp.budget); err != nil {
+				return nil, err
+			}
+		}
 		correct, err := r.judge(ctx, sp.subj, aa, la, r.seed(append(sp.id(), "judge")...))
 		if err != nil {
 			return nil, err

@@ -134,6 +134,9 @@ func (r *Report) settings() []string {
 			map[bool]string{true: "Randomized defense", false: "Deterministic (a randomized defense would get)"}[r.Randomized], o.EOTDraws, o.EvalDraws, o.Cascade, o.Seed, o.Batch),
 		fmt.Sprintf("Total time %.1f s.", r.Seconds),
 	}
+	if o.Round8 {
+		lines = append(lines[:len(lines)-1], "Every adversarial image judged was rounded to 8 bits (k/255) inside its budget.", lines[len(lines)-1])
+	}
 	for _, k := range sortedKeys(r.Environment) {
 		lines = append(lines, fmt.Sprintf("%s: %s", k, r.Environment[k]))
 	}
