@@ -170,6 +170,12 @@ func (t *StratifiedSTL) ApplyClusters(ctx context.Context, x *tensor.Tensor, clu
 
 // applyClusters is ApplyClusters on a checked batch.
 func (t *StratifiedSTL) applyClusters(ctx context.Context, x *tensor.Tensor, clusters []int) (*tensor.Tensor, error) {
+	return t.project(ctx, x, clusters, nil, nil)
+}
+
+// project is applyClusters with the warm starts of ApplyFrom (none when
+// from and to are nil).
+func (t *StratifiedSTL) project(ctx context.Context, x *tensor.Tensor, clusters []int, from, to []*WarmState) (*tensor.Tensor, error) {
 	n, c, h, w := x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3]
 	if len(clusters) != n {
 		return nil, fmt.Errorf("defense: StratifiedSTL: %d cluster assignments for %d images", len(clusters), n)
@@ -198,7 +204,7 @@ func (t *StratifiedSTL) applyClusters(ctx context.Context, x *tensor.Tensor, clu
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if errs[k] = t.projectGroup(ctx, k, x, idx, dst); errs[k] != nil {
+			if errs[k] = t.projectGroup(ctx, k, x, idx, dst, from, to); errs[k] != nil {
 				cancel()
 			}
 		}()
@@ -220,22 +226,39 @@ func (t *StratifiedSTL) applyClusters(ctx context.Context, x *tensor.Tensor, clu
 }
 
 // projectGroup projects the images idx of x, all of cluster k, into the
-// same rows of dst.
-func (t *StratifiedSTL) projectGroup(ctx context.Context, k int, x *tensor.Tensor, idx []int, dst *tensor.Tensor) error {
+// same rows of dst, with the warm starts from and to of the batch (see
+// ApplyFrom; none when both are nil).
+func (t *StratifiedSTL) projectGroup(ctx context.Context, k int, x *tensor.Tensor, idx []int, dst *tensor.Tensor, from, to []*WarmState) error {
 	_, c, h, w := x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3]
 	per := c * h * w
 	src := tensor.New(len(idx), c, h, w)
 	for j, i := range idx {
 		copy(src.Data[j*per:(j+1)*per], x.Data[i*per:(i+1)*per])
 	}
+	gf, gt := groupStates(from, idx), groupStates(to, idx)
 	out := tensor.New(len(idx), c, h, w)
-	if err := t.projs[k].Project(ctx, out, src); err != nil {
+	if err := projectFrom(ctx, t.projs[k], k, out, src, gf, gt); err != nil {
 		return fmt.Errorf("defense: STL (cluster) %d: %w", k, err)
 	}
 	for j, i := range idx {
 		copy(dst.Data[i*per:(i+1)*per], out.Data[j*per:(j+1)*per])
+		if gt != nil {
+			to[i] = gt[j]
+		}
 	}
 	return nil
+}
+
+// groupStates returns the states idx of s, nil when s is.
+func groupStates(s []*WarmState, idx []int) []*WarmState {
+	if s == nil {
+		return nil
+	}
+	out := make([]*WarmState, len(idx))
+	for j, i := range idx {
+		out[j] = s[i]
+	}
+	return out
 }
 
 // SetTransform is a Transform whose output for an image may depend on the

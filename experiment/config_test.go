@@ -285,7 +285,7 @@ func TestConfigKeysStable(t *testing.T) {
 		`["adv_train.epochs" "0"] ["adv_train.fine_tune" "false"] ["adv_train.learning_rate" "0"] ` +
 		`["whitebox_suite.attacks" "[]"] ["whitebox_suite.routes" "[]"] ["whitebox_suite.apgd_steps" "0"] ["whitebox_suite.square_queries" "0"] ` +
 		`["whitebox_suite.square_images" "0"] ["whitebox_suite.eval_draws" "0"] ["whitebox_suite.cg_tol" "0"] ["whitebox_suite.cg_max_iter" "0"] ` +
-		`["whitebox_suite.unroll_iterations" "0"] ["whitebox_suite.cluster_gradient" ""]]`
+		`["whitebox_suite.unroll_iterations" "0"] ["whitebox_suite.cluster_gradient" ""] ["whitebox_suite.warm_start" "false"]]`
 	if got := fmt.Sprintf("%q", DefaultConfig().Settings()); got != settings {
 		t.Errorf("Settings() =\n%s\nwant\n%s", got, settings)
 	}

@@ -59,6 +59,11 @@ type WhiteBoxSuiteSettings struct {
 	CGMaxIter        int     `json:"cg_max_iter,omitempty" yaml:"cg_max_iter"`
 	UnrollIterations int     `json:"unroll_iterations,omitempty" yaml:"unroll_iterations"`
 	ClusterGradient  string  `json:"cluster_gradient,omitempty" yaml:"cluster_gradient"`
+	// WarmStart starts the projections of the attacks through STL and
+	// STL (cluster) from the previous query's state of the same image
+	// (evaluate.Options.WarmStart). Default false (cold starts; every key
+	// as before the setting existed).
+	WarmStart bool `json:"warm_start,omitempty" yaml:"warm_start"`
 }
 
 // active reports whether the run has a suite.
@@ -95,6 +100,7 @@ func (s WhiteBoxSuiteSettings) options(c Config) evaluate.Options {
 	o.Attacks = s.attacks()
 	o.PGDSteps, o.EOTDraws, o.Seed = c.WhiteBoxSteps, c.EOTDraws, uint64(c.Seed)
 	o.Round8 = c.round8() // the release protocol's or Config.Round8's rounding, as the Table 4 images get it
+	o.WarmStart = s.WarmStart
 	var iters []int
 	for _, st := range o.IterationSteps {
 		if st < o.PGDSteps {
@@ -120,7 +126,7 @@ func (s WhiteBoxSuiteSettings) validate(c Config) error {
 	}
 	if !s.active() {
 		if len(s.Routes) != 0 || s.APGDSteps != 0 || s.SquareQueries != 0 || s.SquareImages != 0 || s.EvalDraws != 0 ||
-			s.CGTol != 0 || s.CGMaxIter != 0 || s.UnrollIterations != 0 || s.ClusterGradient != "" {
+			s.CGTol != 0 || s.CGMaxIter != 0 || s.UnrollIterations != 0 || s.ClusterGradient != "" || s.WarmStart {
 			return bad("settings without attacks: list the suite's attacks (or \"all\")")
 		}
 		return nil

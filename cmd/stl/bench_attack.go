@@ -17,6 +17,7 @@ import (
 	"github.com/stl-defense/stl/defense"
 	"github.com/stl-defense/stl/experiment"
 	"github.com/stl-defense/stl/experiment/evaluate"
+	"github.com/stl-defense/stl/internal/cputime"
 	"github.com/stl-defense/stl/nn"
 	"github.com/stl-defense/stl/progress"
 	"github.com/stl-defense/stl/tensor"
@@ -40,6 +41,9 @@ type benchAttackFlags struct {
 	// The exact routes' options (gradientFlags, as stl evaluate takes them).
 	grad    defense.GradientOptions
 	cluster string
+	// warm times every suite attack through --defense twice, cold and
+	// with warm-started projections (defense.WarmCache), interleaved.
+	warm bool
 }
 
 // benchAttackResult is one attack's row of the benchmark.
@@ -68,6 +72,16 @@ type benchAttackResult struct {
 	CleanAccuracy   float64 `json:"clean_accuracy"`
 	AdvAccuracy     float64 `json:"adv_accuracy"`
 	SettingsChanged string  `json:"settings_changed,omitempty"`
+	// Warm marks a row whose projections started warm (--warm), Cold
+	// the same attack's cold row with --warm. Projections counts the
+	// images the defense projected, ProjectionCPUSeconds the process's
+	// CPU time inside the defense, ProjectionsPerCPUSecond their ratio,
+	// and WarmStarts the projections started from an earlier state.
+	Warm                    bool    `json:"warm,omitempty"`
+	Projections             int     `json:"projections,omitempty"`
+	ProjectionCPUSeconds    float64 `json:"projection_cpu_seconds,omitempty"`
+	ProjectionsPerCPUSecond float64 `json:"projections_per_cpu_second,omitempty"`
+	WarmStarts              int     `json:"warm_starts,omitempty"`
 }
 
 // benchAttackReport is the JSON document printed with --json.
@@ -104,7 +118,11 @@ per route of --routes (EOT over --eot draws for a randomized defense): every
 query and gradient then costs a pass through the defense too; the exact
 routes take the options of 'stl evaluate' (--cg-tol, --cg-max-iter,
 --unroll-iterations, --cluster-gradient), which each row records. --suite-only
-skips the paper's attacks.`,
+skips the paper's attacks. --warm runs each suite attack through the defense
+(STL or STL (cluster)) twice on the same images, cold and then with each
+projection started from the previous query's state of the same image
+(defense.WarmCache), and reports the projections, their CPU time and the
+adversarial accuracy of each.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if f.images < 1 || f.cwMaxIter < 0 || f.threads < 0 || f.apgdSteps < 1 || f.queries < 1 || f.eot < 1 {
@@ -112,6 +130,9 @@ skips the paper's attacks.`,
 			}
 			if f.defense != "" && f.model == "" {
 				return usagef("--defense needs --model")
+			}
+			if f.warm && f.defense == "" {
+				return usagef("--warm needs --defense")
 			}
 			if err := checkGradient(&f.grad, f.cluster); err != nil {
 				return err
@@ -137,6 +158,7 @@ skips the paper's attacks.`,
 	fl.IntVar(&f.eot, "eot", d.EOTDraws, "gradient draws through a randomized defense")
 	fl.BoolVar(&f.suiteOnly, "suite-only", false, "time only the attacks of stl evaluate")
 	gradientFlags(fl, &f.grad, &f.cluster)
+	fl.BoolVar(&f.warm, "warm", false, "run each suite attack through --defense (STL or STL (cluster)) cold and then with warm-started projections, on the same images, and report projections per CPU second of each")
 	benchCmd.AddCommand(cmd)
 }
 
@@ -206,17 +228,19 @@ func runBenchAttack(ctx context.Context, f benchAttackFlags, stdout io.Writer, b
 			if (aname == evaluate.Square) != (tg.route == "") {
 				continue // Square queries the forward model; the others each route
 			}
-			row, err := benchOne(ctx, a, tg.m, set, bar)
-			if err != nil {
-				return err
+			for _, warm := range warmCases(f.warm) {
+				row, err := benchTargetOnce(ctx, a, tg, warm, set, bar)
+				if err != nil {
+					return err
+				}
+				row.Route, row.RouteSettings = tg.route, tg.settings
+				if aname == evaluate.Square {
+					row.SettingsChanged = fmt.Sprintf("MaxQueries=%d", f.queries)
+				} else if aname != evaluate.PGDCE && aname != evaluate.PGDCW {
+					row.SettingsChanged = fmt.Sprintf("Steps=%d", f.apgdSteps)
+				}
+				rep.Results = append(rep.Results, row)
 			}
-			row.Route, row.RouteSettings = tg.route, tg.settings
-			if aname == evaluate.Square {
-				row.SettingsChanged = fmt.Sprintf("MaxQueries=%d", f.queries)
-			} else if aname != evaluate.PGDCE && aname != evaluate.PGDCW {
-				row.SettingsChanged = fmt.Sprintf("Steps=%d", f.apgdSteps)
-			}
-			rep.Results = append(rep.Results, row)
 		}
 	}
 	if f.json {
@@ -231,7 +255,7 @@ func runBenchAttack(ctx context.Context, f benchAttackFlags, stdout io.Writer, b
 	}
 	fmt.Fprintf(stdout, "%-32s %-8s %7s %12s %10s %10s %12s %9s %8s\n", "attack", "route", "passes", "image-passes", "fwd-images", "ms/image", "ms/img/pass", "success", "dissim")
 	for _, r := range rep.Results {
-		fmt.Fprintf(stdout, "%-32s %-8s %7d %12d %10d %10.1f %12.2f %9.3f %8.4f %s%s\n", r.Attack, r.Route, r.Passes, r.ImagePasses, r.ForwardImages, r.MsPerImage, r.MsPerImagePass, r.SuccessRate, r.MeanDissim, r.SettingsChanged, routeSuffix(r.RouteSettings))
+		fmt.Fprintf(stdout, "%-32s %-8s %7d %12d %10d %10.1f %12.2f %9.3f %8.4f %s%s%s\n", r.Attack, r.Route, r.Passes, r.ImagePasses, r.ForwardImages, r.MsPerImage, r.MsPerImagePass, r.SuccessRate, r.MeanDissim, r.SettingsChanged, routeSuffix(r.RouteSettings), projectionSuffix(r))
 	}
 	return nil
 }
@@ -272,6 +296,12 @@ type benchTarget struct {
 	route    string
 	settings json.RawMessage
 	m        attack.Model
+	// Through a defense: the drawn transform t, the route's backward pass
+	// and the EOT draws, from which each row builds its model.
+	t      defense.Transform
+	clf    attack.Model
+	approx attack.Approx
+	eot    int
 }
 
 type benchSuite struct {
@@ -328,7 +358,11 @@ func benchSuiteTargets(ctx context.Context, f benchAttackFlags, clf attack.Model
 	if err != nil {
 		return benchSuite{}, err
 	}
-	s := benchSuite{defense: in.DefenseName, targets: []benchTarget{{m: fwd}}}
+	dt, _ := t.(defense.Transform)
+	if _, ok := t.(defense.WarmTransform); f.warm && !ok {
+		return benchSuite{}, usagef("--warm: %s cannot start its projections warm (STL and STL (cluster) can)", in.DefenseName)
+	}
+	s := benchSuite{defense: in.DefenseName, targets: []benchTarget{{m: fwd, t: dt, clf: clf}}}
 	routes, err := parseRoutes(f.routes, f.grad)
 	if err != nil {
 		return benchSuite{}, err
@@ -344,7 +378,7 @@ func benchSuiteTargets(ctx context.Context, f benchAttackFlags, clf attack.Model
 		if err != nil {
 			return benchSuite{}, err
 		}
-		s.targets = append(s.targets, benchTarget{route: rt.Name, settings: rt.Settings, m: m})
+		s.targets = append(s.targets, benchTarget{route: rt.Name, settings: rt.Settings, m: m, t: dt, clf: clf, approx: approx, eot: f.eot})
 	}
 	return s, nil
 }
@@ -377,4 +411,85 @@ func routeSuffix(s json.RawMessage) string {
 		return ""
 	}
 	return " route " + string(s)
+}
+
+// projectionSuffix formats a row's projection figures for the text table
+// ("" without a defense).
+func projectionSuffix(r benchAttackResult) string {
+	if r.Projections == 0 {
+		return ""
+	}
+	start := "cold"
+	if r.Warm {
+		start = fmt.Sprintf("warm (%d warm starts)", r.WarmStarts)
+	}
+	return fmt.Sprintf(" %s: %d projections, %.1f per CPU s, adv acc %.3f", start, r.Projections, r.ProjectionsPerCPUSecond, r.AdvAccuracy)
+}
+
+// warmCases are the starts each suite attack runs with: cold, and with
+// --warm then warm.
+func warmCases(warm bool) []bool {
+	if warm {
+		return []bool{false, true}
+	}
+	return []bool{false}
+}
+
+// benchTargetOnce times the attack a on the target tg; through a defense
+// it counts the projections and their CPU time, started warm (a fresh
+// defense.WarmCache) when warm is set.
+func benchTargetOnce(ctx context.Context, a attack.Attack, tg benchTarget, warm bool, set *dataset.Set, bar progress.Reporter) (benchAttackResult, error) {
+	if tg.t == nil {
+		return benchOne(ctx, a, tg.m, set, bar)
+	}
+	mt := &meteredTransform{Transform: tg.t}
+	var cache *defense.WarmCache
+	if wt, ok := tg.t.(defense.WarmTransform); ok && warm {
+		var err error
+		if cache, err = defense.NewWarmCache(wt, defense.WarmOptions{}); err != nil {
+			return benchAttackResult{}, err
+		}
+		mt.Transform = cache
+	}
+	var m attack.Model
+	var err error
+	if tg.route == "" {
+		m, err = attack.NewBPDA(mt, tg.clf, nil) // Square: the forward model
+	} else {
+		m, err = attack.Adaptive(mt, tg.clf, tg.approx, max(tg.eot, 1))
+	}
+	if err != nil {
+		return benchAttackResult{}, err
+	}
+	row, err := benchOne(ctx, a, m, set, bar)
+	if err != nil {
+		return row, err
+	}
+	row.Warm, row.Projections, row.ProjectionCPUSeconds = warm, mt.images, mt.cpu.Seconds()
+	if mt.cpu > 0 {
+		row.ProjectionsPerCPUSecond = float64(mt.images) / mt.cpu.Seconds()
+	}
+	if cache != nil {
+		row.WarmStarts, _ = cache.Starts()
+	}
+	return row, nil
+}
+
+// meteredTransform counts the images a transform is applied to and the
+// process's CPU time inside Apply (the attacks apply it from one goroutine,
+// so nothing else of theirs runs meanwhile).
+type meteredTransform struct {
+	defense.Transform
+	images int
+	cpu    time.Duration
+}
+
+func (m *meteredTransform) Apply(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
+	c0 := cputime.Process()
+	y, err := m.Transform.Apply(ctx, x)
+	m.cpu += cputime.Process() - c0
+	if x != nil && len(x.Shape) > 0 {
+		m.images += x.Shape[0]
+	}
+	return y, err
 }

@@ -116,6 +116,29 @@ func TestBenchAttackRouteOptions(t *testing.T) {
 	if diff == 0 {
 		t.Error("the unrolled gradient does not depend on --unroll-iterations")
 	}
+	// --warm: each suite attack cold, then warm, on the same images.
+	f := flags(0)
+	f.routes, f.warm, f.apgdSteps, f.queries = "bpda", true, 3, 6
+	out.Reset()
+	if err := runBenchAttack(context.Background(), f, &out, progress.Nop); err != nil {
+		t.Fatal(err)
+	}
+	rep = benchAttackReport{}
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Results) != 14 {
+		t.Fatalf("%d rows with --warm, want 7 attacks x (cold, warm)", len(rep.Results))
+	}
+	for i := 0; i < len(rep.Results); i += 2 {
+		c, w := rep.Results[i], rep.Results[i+1]
+		if c.Attack != w.Attack || c.Warm || !w.Warm || c.WarmStarts != 0 || c.Projections == 0 || w.Projections == 0 || c.ProjectionCPUSeconds <= 0 {
+			t.Errorf("rows %d and %d: %+v then %+v, want the same attack cold then warm, with projections", i, i+1, c, w)
+		}
+		if w.Projections > 2 && w.WarmStarts == 0 {
+			t.Errorf("%s: %d projections, none started warm", w.Attack, w.Projections)
+		}
+	}
 	for _, name := range []string{"cg-tol", "cg-max-iter", "unroll-iterations", "cluster-gradient"} {
 		b, e := subcommand(t, "bench", "attack").Flags().Lookup(name), subcommand(t, "evaluate").Flags().Lookup(name)
 		if b == nil || e == nil || b.Usage != e.Usage || b.DefValue != e.DefValue {

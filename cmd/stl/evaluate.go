@@ -145,6 +145,7 @@ interrupted. See docs/evaluate.md.`,
 	fl.IntVar(&o.EOTDraws, "eot", d.EOTDraws, "gradient draws averaged through a randomized defense (EOT)")
 	fl.IntVar(&o.EvalDraws, "eval-draws", d.EvalDraws, "evaluations of each image through a randomized defense; an image counts only when every one is correct")
 	fl.BoolVar(&o.Round8, "round8", false, "round every adversarial image to 8 bits (k/255, clipped to the budget's ball in 8-bit steps) before the defense and classifier judge it, as an image file stores it")
+	fl.BoolVar(&o.WarmStart, "warm-start", false, "start each projection of an attack through STL or STL (cluster) from the previous query's state of the same image (faster; results within the projection's tolerance)")
 	fl.BoolVar(&o.Cascade, "cascade", false, "attack only the images every earlier attack left correct (cheaper; rows become cumulative)")
 	fl.Uint64Var(&o.Seed, "seed", d.Seed, "seed of every random choice")
 	fl.IntVar(&o.Batch, "batch", d.Batch, "images per attack batch")

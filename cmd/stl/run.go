@@ -164,6 +164,7 @@ var configFlags = []configFlag{
 	{"whitebox-suite-cg-max-iter", func(c *experiment.Config) any { return &c.WhiteBoxSuite.CGMaxIter }, "suite, implicit route: conjugate-gradient iterations per image at most (0: 500)"},
 	{"whitebox-suite-unroll-iterations", func(c *experiment.Config) any { return &c.WhiteBoxSuite.UnrollIterations }, "suite, unrolled route: ADMM iterations differentiated (0: the forward run's own)"},
 	{"whitebox-suite-cluster-gradient", func(c *experiment.Config) any { return &c.WhiteBoxSuite.ClusterGradient }, "suite, exact routes through STL (cluster): vote or eot (default: vote)"},
+	{"whitebox-suite-warm-start", func(c *experiment.Config) any { return &c.WhiteBoxSuite.WarmStart }, "suite: start each projection of an attack through STL and STL (cluster) from the previous query's state of the same image (default: cold starts)"},
 	{"adv-train", func(c *experiment.Config) any { return &c.AdvTrain.Method }, "adversarial training for the white-box rows AT alone, STL + AT and STL (cluster) + AT: pgd or fgsm-rs (needs --whitebox; default: none)"},
 	{"adv-eps", func(c *experiment.Config) any { return &c.AdvTrain.Eps }, "L-infinity radius of adversarial training (0: 8/255)"},
 	{"adv-step", func(c *experiment.Config) any { return &c.AdvTrain.Step }, "step of the adversarial-training attack (0: 2/255 for pgd, 1.25 eps for fgsm-rs)"},

@@ -146,7 +146,7 @@ func (r *run) probeGradients(ctx context.Context, s subject) ([]GradientProbe, e
 	}
 	var out []GradientProbe
 	for _, rt := range s.routes {
-		m, err := r.t.whiteBox(s, rt, r.seed(s.name, rt.Name, "gradient probe"), r.o.EOTDraws)
+		m, err := r.t.whiteBox(s, rt, r.seed(s.name, rt.Name, "gradient probe"), r.o.EOTDraws, false)
 		if err != nil {
 			return nil, err
 		}

@@ -110,6 +110,18 @@ type Options struct {
 	// given. Default false; absent from the JSON encoding when false, so
 	// that every key hashing the options reads as before it existed.
 	Round8 bool `json:",omitempty"`
+	// WarmStart starts the projections an attack makes through a defense
+	// that can (defense.WarmTransform: STL, STL (cluster)) from the
+	// state the projection of the same image's previous query ended in
+	// (defense.WarmCache, default options: the nearest earlier input
+	// within a root-mean-square distance of 8/255): PGD's and APGD's
+	// successive iterates, Square's queries. The forward passes only; the
+	// exact routes' backward passes project cold. Results differ from
+	// cold starts' only within csc's warm-start tolerance (objective
+	// within 1e-4 relative per image). Default false; absent from the
+	// JSON encoding when false, and entering the attacks' cache keys only
+	// when set.
+	WarmStart bool `json:",omitempty"`
 	// Dir, when not empty, keeps every finished attack there (its
 	// adversarial images and per-image outcome); a later evaluation with
 	// the same inputs reuses them instead of attacking again. Default ""

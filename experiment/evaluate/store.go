@@ -58,8 +58,13 @@ func (s store) key(r *run, sp spec, settings json.RawMessage, active []bool) (st
 	if sp.route.Settings != nil { // a route without settings (BPDA) keeps the keys it had before they existed
 		fmt.Fprintf(h, "route %s\n", sp.route.Settings)
 	}
-	if r.o.Round8 { // only when set, so that the keys of unrounded attacks are those they had before
+	// Only when set, so that the keys of attacks without them are those
+	// they had before these options existed.
+	if r.o.Round8 {
 		fmt.Fprintln(h, "round8")
+	}
+	if r.o.WarmStart && sp.subj.defended {
+		fmt.Fprintln(h, "warm")
 	}
 	if sp.subj.defended && r.t.DefenseKey != "" {
 		fmt.Fprintf(h, "defense %s\n", r.t.DefenseKey)

@@ -370,9 +370,9 @@ func (r *run) adversarial(ctx context.Context, sp spec, atk attack.Attack, res *
 	var m attack.Model
 	var err error
 	if sp.attack == Square {
-		m, _, err = r.t.forward(sp.subj, seed) // one draw per query
+		m, _, err = r.t.forward(sp.subj, seed, r.o.WarmStart) // one draw per query
 	} else {
-		m, err = r.t.whiteBox(sp.subj, sp.route, seed, r.o.EOTDraws)
+		m, err = r.t.whiteBox(sp.subj, sp.route, seed, r.o.EOTDraws, r.o.WarmStart)
 	}
 	if err != nil {
 		return nil, err
@@ -394,7 +394,7 @@ func (r *run) judge(ctx context.Context, s subject, x *tensor.Tensor, labels []i
 		correct[i] = true
 	}
 	for draw := 0; ; draw++ {
-		m, d, err := r.t.forward(s, seed+uint64(draw))
+		m, d, err := r.t.forward(s, seed+uint64(draw), false)
 		if err != nil {
 			return nil, err
 		}

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/stl-defense/stl/attack"
+	"github.com/stl-defense/stl/defense"
 	"github.com/stl-defense/stl/tensor"
 )
 
@@ -128,7 +129,8 @@ func (t Target) defense(s subject, seed uint64) (attack.Transform, error) {
 // with its defense drawn with seed: the classifier itself, or BPDA through
 // the defense with r's backward pass (EOT over eot draws when the defense
 // is randomized).
-func (t Target) whiteBox(s subject, r Route, seed uint64, eot int) (attack.Model, error) {
+// With warm, the forward pass starts each projection warm (warmed).
+func (t Target) whiteBox(s subject, r Route, seed uint64, eot int, warm bool) (attack.Model, error) {
 	d, err := t.defense(s, seed)
 	if err != nil || d == nil {
 		return t.Model, err
@@ -139,16 +141,33 @@ func (t Target) whiteBox(s subject, r Route, seed uint64, eot int) (attack.Model
 			return nil, fmt.Errorf("evaluate: route %s through %s: %w", r.Name, d.Name(), err)
 		}
 	}
+	if d, err = warmed(d, warm); err != nil {
+		return nil, err
+	}
 	return attack.Adaptive(d, t.Model, approx, eot)
 }
 
 // forward returns the model whose logits classify on s: the classifier, or
-// the classifier behind the defense drawn with seed.
-func (t Target) forward(s subject, seed uint64) (attack.Model, attack.Transform, error) {
+// the classifier behind the defense drawn with seed, its projections
+// started warm with warm (warmed).
+func (t Target) forward(s subject, seed uint64, warm bool) (attack.Model, attack.Transform, error) {
 	d, err := t.defense(s, seed)
 	if err != nil || d == nil {
 		return t.Model, nil, err
 	}
+	if d, err = warmed(d, warm); err != nil {
+		return nil, nil, err
+	}
 	b, err := attack.NewBPDA(d, t.Model, nil)
 	return b, d, err
+}
+
+// warmed returns d behind a defense.WarmCache (Options.WarmStart) when
+// warm is set and d can start its projections warm, else d.
+func warmed(d attack.Transform, warm bool) (attack.Transform, error) {
+	w, ok := d.(defense.WarmTransform)
+	if !warm || !ok {
+		return d, nil
+	}
+	return defense.NewWarmCache(w, defense.WarmOptions{})
 }
