@@ -63,15 +63,15 @@ type benchAttackResult struct {
 	// iterations, the cluster gradient), absent for bpda.
 	Route           string          `json:"route,omitempty"`
 	RouteSettings   json.RawMessage `json:"route_settings,omitempty"`
-	Seconds         float64 `json:"seconds"`
-	MsPerImage      float64 `json:"ms_per_image"`
-	MsPerImagePass  float64 `json:"ms_per_image_pass"`
-	SuccessRate     float64 `json:"success_rate"`
-	MeanDissim      float64 `json:"mean_dissim"`
-	MaxLInf         float64 `json:"max_linf"`
-	CleanAccuracy   float64 `json:"clean_accuracy"`
-	AdvAccuracy     float64 `json:"adv_accuracy"`
-	SettingsChanged string  `json:"settings_changed,omitempty"`
+	Seconds         float64         `json:"seconds"`
+	MsPerImage      float64         `json:"ms_per_image"`
+	MsPerImagePass  float64         `json:"ms_per_image_pass"`
+	SuccessRate     float64         `json:"success_rate"`
+	MeanDissim      float64         `json:"mean_dissim"`
+	MaxLInf         float64         `json:"max_linf"`
+	CleanAccuracy   float64         `json:"clean_accuracy"`
+	AdvAccuracy     float64         `json:"adv_accuracy"`
+	SettingsChanged string          `json:"settings_changed,omitempty"`
 	// Warm marks a row whose projections started warm (--warm), Cold
 	// the same attack's cold row with --warm. Projections counts the
 	// images the defense projected, ProjectionCPUSeconds the process's
