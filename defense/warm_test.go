@@ -2,20 +2,24 @@ package defense
 
 import (
 	"context"
+	"fmt"
 	"math"
-	"math/rand/v2"
 	"testing"
 
 	"github.com/stl-defense/stl/csc"
 	"github.com/stl-defense/stl/tensor"
 )
 
-// signNoise returns x moved by +-eps per pixel (seeded), clipped to [0, 1].
+// signNoise returns x moved by +-eps per pixel, the signs drawn by an
+// xorshift generator seeded with seed, clipped to [0, 1].
 func signNoise(x *tensor.Tensor, eps float32, seed uint64) *tensor.Tensor {
-	rng := rand.New(rand.NewPCG(seed, 3))
+	r := seed*0x9e3779b97f4a7c15 | 1
 	y := x.Clone()
 	for i, v := range y.Data {
-		if rng.IntN(2) == 0 {
+		r ^= r << 13
+		r ^= r >> 7
+		r ^= r << 17
+		if r&1 == 0 {
 			v += eps
 		} else {
 			v -= eps
@@ -125,9 +129,9 @@ func TestWarmCache(t *testing.T) {
 		warm, cold int // cumulative Starts
 	}{
 		{"first call: every image cold", x, 0, 6},
-		{"noisy copies of three, reordered", reorder(signNoise(x, 1.0/255, 6), []int{4, 0, 2}), 3, 6},
-		{"the same images again, with two new far ones", reorder(signNoise(x, 1.0/255, 7), []int{0, 2, 4}), 6, 6},
-		{"far images", signNoise(x, 40.0/255, 8).Batch(0, 2), 6, 8},
+		{"noisy copies of three, reordered", reorder(signNoise(x, 0.5/255, 6), []int{4, 0, 2}), 3, 6},
+		{"the same images again, in another order", reorder(signNoise(x, 0.5/255, 6), []int{0, 2, 4}), 6, 6},
+		{"images beyond the radius", signNoise(x, 2.0/255, 8).Batch(0, 2), 6, 8},
 	}
 	for _, s := range steps {
 		got, err := c.Apply(ctx, s.x)
@@ -145,7 +149,7 @@ func TestWarmCache(t *testing.T) {
 			t.Errorf("%s: %d warm and %d cold starts so far, want %d and %d", s.name, w, cl, s.warm, s.cold)
 		}
 	}
-	for _, o := range []WarmOptions{{Radius: -1}, {Radius: math.Inf(1)}, {States: -1}} {
+	for _, o := range []WarmOptions{{Radius: -1}, {Radius: math.Inf(1)}, {States: -1}, {Chain: -1}} {
 		if _, err := NewWarmCache(uni, o); err == nil {
 			t.Errorf("options %+v accepted", o)
 		}
@@ -161,6 +165,24 @@ func TestWarmCache(t *testing.T) {
 	}
 	if w, _ := small.Starts(); w != 2 || len(small.slots) != 2 {
 		t.Errorf("a cache of 2 states: %d warm starts and %d states, want 2 and 2", w, len(small.slots))
+	}
+	// Chains of at most 2 warm starts: warm, warm, cold, warm, warm, cold.
+	chained, err := NewWarmCache(uni, WarmOptions{Chain: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	one := x.Batch(0, 1)
+	var got []int
+	for range 7 {
+		w0, _ := chained.Starts()
+		if _, err := chained.Apply(ctx, one); err != nil {
+			t.Fatal(err)
+		}
+		w1, _ := chained.Starts()
+		got = append(got, w1-w0)
+	}
+	if want := []int{0, 1, 1, 0, 1, 1, 0}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("warm starts per call with chains of 2: %v, want %v", got, want)
 	}
 }
 

@@ -75,11 +75,13 @@ type benchAttackResult struct {
 	// Warm marks a row whose projections started warm (--warm), Cold
 	// the same attack's cold row with --warm. Projections counts the
 	// images the defense projected, ProjectionCPUSeconds the process's
-	// CPU time inside the defense, ProjectionsPerCPUSecond their ratio,
+	// CPU time inside the defense (ProjectionSeconds its wall time),
+	// ProjectionsPerCPUSecond their ratio,
 	// and WarmStarts the projections started from an earlier state.
 	Warm                    bool    `json:"warm,omitempty"`
 	Projections             int     `json:"projections,omitempty"`
 	ProjectionCPUSeconds    float64 `json:"projection_cpu_seconds,omitempty"`
+	ProjectionSeconds       float64 `json:"projection_seconds,omitempty"`
 	ProjectionsPerCPUSecond float64 `json:"projections_per_cpu_second,omitempty"`
 	WarmStarts              int     `json:"warm_starts,omitempty"`
 }
@@ -465,7 +467,7 @@ func benchTargetOnce(ctx context.Context, a attack.Attack, tg benchTarget, warm 
 	if err != nil {
 		return row, err
 	}
-	row.Warm, row.Projections, row.ProjectionCPUSeconds = warm, mt.images, mt.cpu.Seconds()
+	row.Warm, row.Projections, row.ProjectionCPUSeconds, row.ProjectionSeconds = warm, mt.images, mt.cpu.Seconds(), mt.wall.Seconds()
 	if mt.cpu > 0 {
 		row.ProjectionsPerCPUSecond = float64(mt.images) / mt.cpu.Seconds()
 	}
@@ -480,14 +482,15 @@ func benchTargetOnce(ctx context.Context, a attack.Attack, tg benchTarget, warm 
 // so nothing else of theirs runs meanwhile).
 type meteredTransform struct {
 	defense.Transform
-	images int
-	cpu    time.Duration
+	images    int
+	cpu, wall time.Duration
 }
 
 func (m *meteredTransform) Apply(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
-	c0 := cputime.Process()
+	c0, t0 := cputime.Process(), time.Now()
 	y, err := m.Transform.Apply(ctx, x)
 	m.cpu += cputime.Process() - c0
+	m.wall += time.Since(t0)
 	if x != nil && len(x.Shape) > 0 {
 		m.images += x.Shape[0]
 	}

