@@ -114,13 +114,17 @@ type Options struct {
 	// that can (defense.WarmTransform: STL, STL (cluster)) from the
 	// state the projection of the same image's previous query ended in
 	// (defense.WarmCache, default options: the nearest earlier input
-	// within a root-mean-square distance of 8/255): PGD's and APGD's
-	// successive iterates, Square's queries. The forward passes only; the
-	// exact routes' backward passes project cold. Results differ from
-	// cold starts' only within csc's warm-start tolerance (objective
-	// within 1e-4 relative per image). Default false; absent from the
-	// JSON encoding when false, and entering the attacks' cache keys only
-	// when set.
+	// within an L-infinity distance of 1/255, at most 10 warm starts in a
+	// row): in practice PGD's successive iterates, and APGD's once its
+	// steps have shrunk; Square's queries move a patch too far and start
+	// cold. The forward passes only; the exact routes' backward passes
+	// and the judging of the final images project cold. Results differ
+	// from cold starts' through the ADMM's stopping tolerance only, but an
+	// attack's trajectory can amplify that: measured, 1.06x projections
+	// per CPU second and three APGD rows 1 to 3 of 16 images apart
+	// (docs/performance.md). Default false; absent from the JSON encoding
+	// when false, and entering the defended attacks' cache keys only when
+	// set.
 	WarmStart bool `json:",omitempty"`
 	// Dir, when not empty, keeps every finished attack there (its
 	// adversarial images and per-image outcome); a later evaluation with
