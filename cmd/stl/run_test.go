@@ -256,6 +256,7 @@ func TestRunFlagsStable(t *testing.T) {
 		"whitebox-suite-routes stringSlice []",
 		"whitebox-suite-square-n int 0",
 		"whitebox-suite-unroll-iterations int 0",
+		"whitebox-suite-warm-start bool false",
 	}
 	var got []string
 	newRunCmd().Flags().VisitAll(func(f *pflag.Flag) { got = append(got, f.Name+" "+f.Value.Type()+" "+f.DefValue) })
