@@ -152,16 +152,43 @@ func (c *Conv) build() error {
 			return ErrClosed
 		}
 	}
-	relu := C.int(0)
-	if c.o.ForwardReLU {
-		relu = 1
-	}
-	if st := C.stl_conv_create(&cc, &params[0], C.int(nthr), &algs[0], ws, relu); st != 0 {
+	fwd := C.stl_conv_fwd{relu: cbool(c.o.ForwardReLU), sum: cbool(c.o.ForwardSum),
+		src_block: C.int(c.o.SrcLayout.Block()), dst_block: C.int(c.o.DstLayout.Block())}
+	if st := C.stl_conv_create(&cc, &params[0], C.int(nthr), &algs[0], ws, &fwd); st != 0 {
 		return statusError("NewConv", st)
 	}
 	c.c, c.nthr = cc, nthr
 	return nil
 }
+
+func cbool(b bool) C.int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// ActivationLayout returns the layout in which oneDNN's forward
+// convolution keeps activations on this CPU (Blocked(8) with AVX2,
+// Blocked(16) with AVX-512), for ConvOptions.SrcLayout and DstLayout; NCHW
+// when it keeps them in no nChw{4,8,16}c layout or oneDNN is unavailable.
+// It is probed once and safe for concurrent use.
+func ActivationLayout() Layout {
+	layoutOnce.Do(func() {
+		if initEngine() != nil {
+			return
+		}
+		if b := int(C.stl_conv_block()); b > 0 {
+			activationLayout = Blocked(b)
+		}
+	})
+	return activationLayout
+}
+
+var (
+	layoutOnce       sync.Once
+	activationLayout Layout
+)
 
 // passAlgorithms maps an Algorithm to the oneDNN algorithm of each pass
 // (forward, backward data, backward weights).
@@ -235,15 +262,17 @@ func (c *Conv) Params() ConvParams {
 }
 
 // Forward computes dst = conv(src, weight) + bias: src (N,C,H,W), weight
-// (K,C,R,S), bias (K) or nil for none, dst (N,K,OH,OW), all row-major.
-// With ConvOptions.ForwardReLU dst gets max(0, conv(src, weight) + bias).
-// dst is overwritten and must not overlap the inputs. It returns a
-// *LengthError, before touching any array, when a length is wrong.
+// (K,C,R,S), bias (K) or nil for none, dst (N,K,OH,OW), row-major or, for
+// src and dst, in ConvOptions.SrcLayout and DstLayout. With
+// ConvOptions.ForwardSum dst's previous contents are added; with
+// ForwardReLU dst gets max(0, .) of the result. dst is overwritten and
+// must not overlap the inputs. It returns a *LengthError, before touching
+// any array, when a length is wrong.
 func (c *Conv) Forward(dst, src, weight, bias []float32) error {
 	if c == nil {
 		return ErrClosed
 	}
-	if err := c.p.checkForward(dst, src, weight, bias); err != nil {
+	if err := c.p.checkForward(c.o, dst, src, weight, bias); err != nil {
 		return err
 	}
 	if err := c.ready(); err != nil {
@@ -267,6 +296,9 @@ func (c *Conv) BackwardData(dsrc, ddst, weight []float32) error {
 	if c == nil {
 		return ErrClosed
 	}
+	if c.o.forwardOnly() {
+		return ErrForwardOnly
+	}
 	if err := c.p.checkBackwardData(dsrc, ddst, weight); err != nil {
 		return err
 	}
@@ -287,6 +319,9 @@ func (c *Conv) BackwardData(dsrc, ddst, weight []float32) error {
 func (c *Conv) BackwardWeights(dweight, dbias, src, ddst []float32) error {
 	if c == nil {
 		return ErrClosed
+	}
+	if c.o.forwardOnly() {
+		return ErrForwardOnly
 	}
 	if err := c.p.checkBackwardWeights(dweight, dbias, src, ddst); err != nil {
 		return err
@@ -313,6 +348,9 @@ func (c *Conv) BackwardWeights(dweight, dbias, src, ddst []float32) error {
 func (c *Conv) Backward(dsrc, dweight, dbias, src, ddst, weight []float32) error {
 	if c == nil {
 		return ErrClosed
+	}
+	if c.o.forwardOnly() {
+		return ErrForwardOnly
 	}
 	if err := c.p.checkBackward(dsrc, dweight, dbias, src, ddst, weight); err != nil {
 		return err

@@ -12,6 +12,9 @@ func SetThreads(n int) {}
 // Threads returns 1 in this build.
 func Threads() int { return 1 }
 
+// ActivationLayout returns NCHW in this build.
+func ActivationLayout() Layout { return NCHW }
+
 // Workspace is memory Convs share; in this build (purego or no cgo) there
 // is none.
 type Workspace struct{}
@@ -61,7 +64,7 @@ func (c *Conv) Forward(dst, src, weight, bias []float32) error {
 	if c == nil {
 		return ErrUnavailable
 	}
-	if err := c.p.checkForward(dst, src, weight, bias); err != nil {
+	if err := c.p.checkForward(ConvOptions{}, dst, src, weight, bias); err != nil {
 		return err
 	}
 	return ErrUnavailable

@@ -445,10 +445,22 @@ func TestOptionsValidate(t *testing.T) {
 		}
 	}
 	var oe *OptionError
-	o := ConvOptions{Algorithm: Plain + 1}
-	if err := o.Validate(); !errors.As(err, &oe) {
-		t.Errorf("Validate(%+v) = %v, want *OptionError", o, err)
+	for _, bad := range []ConvOptions{
+		{Algorithm: Plain + 1},
+		{SrcLayout: Blocked(3)},
+		{DstLayout: Blocked(32)},
+		{Algorithm: Plain, DstLayout: Blocked(8)},
+	} {
+		if err := bad.Validate(); !errors.As(err, &oe) {
+			t.Errorf("Validate(%+v) = %v, want *OptionError", bad, err)
+		}
 	}
+	for _, good := range []ConvOptions{{SrcLayout: Blocked(8), DstLayout: Blocked(16)}, {Algorithm: Winograd, DstLayout: Blocked(4)}} {
+		if err := good.Validate(); err != nil {
+			t.Errorf("Validate(%+v) = %v", good, err)
+		}
+	}
+	o := ConvOptions{Algorithm: Plain + 1}
 	p := ConvParams{N: 1, C: 1, H: 3, W: 3, K: 1, R: 1, S: 1, StrideH: 1, StrideW: 1}
 	if _, err := NewConvWith(p, o); !errors.As(err, &oe) {
 		t.Errorf("NewConvWith(%+v) = %v, want *OptionError", o, err)

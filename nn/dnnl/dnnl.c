@@ -49,16 +49,17 @@ static void use_threads(int n) {
 		if (st != dnnl_success) goto done;              \
 	} while (0)
 
-// A binding joins the plain memory Go owns to the memory a primitive reads
-// or writes. When the primitive prefers another layout, inner lives in one of
+// A binding joins the memory Go owns to the memory a primitive reads or
+// writes. When the primitive prefers another layout, inner lives in one of
 // the conv's shared buffers and reorder converts user->inner (inputs) or
-// inner->user (outputs); otherwise inner and reorder are NULL.
+// inner->user (outputs); otherwise inner and reorder are NULL. An output
+// the primitive also reads (the sum post-op) has reorder_in as well.
 static void *alloc_buf(size_t size);
 
 typedef struct {
 	dnnl_memory_t user;
 	dnnl_memory_t inner;
-	dnnl_primitive_t reorder;
+	dnnl_primitive_t reorder, reorder_in;
 	int buf;
 	size_t size;
 } binding;
@@ -107,6 +108,7 @@ struct stl_conv {
 	binding d_dsrc, d_w, d_ddst;
 	binding w_src, w_dw, w_ddst;
 	dnnl_memory_t w_db;
+	int sum; // the forward pass reads dst (sum post-op)
 
 	stl_ws *ws;
 	size_t bufsize[NBUF]; // what this conv needs of each workspace buffer
@@ -117,26 +119,34 @@ struct stl_conv {
 
 static dnnl_memory_t memof(const binding *b) { return b->inner ? b->inner : b->user; }
 
-static int init_binding(binding *b, const dnnl_memory_desc_t *plain, const dnnl_memory_desc_t *want,
-                        int buf, int input, size_t *bufsize) {
-	CHECK(dnnl_memory_create(&b->user, plain, engine, DNNL_MEMORY_NONE));
-	b->buf = buf;
-	if (dnnl_memory_desc_equal(plain, want)) return dnnl_success;
-	CHECK(dnnl_memory_create(&b->inner, want, engine, DNNL_MEMORY_NONE));
-	b->size = dnnl_memory_desc_get_size(want);
-	if (b->size > bufsize[buf]) bufsize[buf] = b->size;
+static dnnl_status_t new_reorder(dnnl_primitive_t *r, const dnnl_memory_desc_t *from,
+                                 const dnnl_memory_desc_t *to) {
 	dnnl_primitive_desc_t rpd;
-	if (input)
-		CHECK(dnnl_reorder_primitive_desc_create(&rpd, plain, engine, want, engine, NULL));
-	else
-		CHECK(dnnl_reorder_primitive_desc_create(&rpd, want, engine, plain, engine, NULL));
-	dnnl_status_t st = dnnl_primitive_create(&b->reorder, rpd);
+	CHECK(dnnl_reorder_primitive_desc_create(&rpd, from, engine, to, engine, NULL));
+	dnnl_status_t st = dnnl_primitive_create(r, rpd);
 	dnnl_primitive_desc_destroy(rpd);
 	return st;
 }
 
+// dir: 1 input (user -> inner), 0 output (inner -> user), 2 both (an output
+// the primitive reads first).
+static int init_binding(binding *b, const dnnl_memory_desc_t *user, const dnnl_memory_desc_t *want,
+                        int buf, int dir, size_t *bufsize) {
+	CHECK(dnnl_memory_create(&b->user, user, engine, DNNL_MEMORY_NONE));
+	b->buf = buf;
+	if (dnnl_memory_desc_equal(user, want)) return dnnl_success;
+	CHECK(dnnl_memory_create(&b->inner, want, engine, DNNL_MEMORY_NONE));
+	b->size = dnnl_memory_desc_get_size(want);
+	if (b->size > bufsize[buf]) bufsize[buf] = b->size;
+	if (dir == 1) return new_reorder(&b->reorder, user, want);
+	CHECK(new_reorder(&b->reorder, want, user));
+	if (dir == 2) return new_reorder(&b->reorder_in, user, want);
+	return dnnl_success;
+}
+
 static void free_binding(binding *b) {
 	if (b->reorder) dnnl_primitive_destroy(b->reorder);
+	if (b->reorder_in) dnnl_primitive_destroy(b->reorder_in);
 	if (b->inner) dnnl_memory_destroy(b->inner);
 	if (b->user) dnnl_memory_destroy(b->user);
 	memset(b, 0, sizeof *b);
@@ -180,6 +190,15 @@ static dnnl_status_t bind_in(stl_conv *c, binding *b, const float *ptr) {
 	return dnnl_primitive_execute(b->reorder, c->strm, 2, args);
 }
 
+// Copies an output binding's user memory (given the Go pointer ptr) to its
+// inner memory, for a primitive that reads its output first.
+static dnnl_status_t bind_inout(stl_conv *c, binding *b, float *ptr) {
+	dnnl_status_t st = dnnl_memory_set_data_handle(b->user, ptr);
+	if (st != dnnl_success || !b->reorder_in) return st;
+	dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, b->user}, {DNNL_ARG_TO, b->inner}};
+	return dnnl_primitive_execute(b->reorder_in, c->strm, 2, args);
+}
+
 // Copies an output binding's inner memory to the user memory, if needed.
 static dnnl_status_t flush_out(stl_conv *c, binding *b) {
 	if (!b->reorder) return dnnl_success;
@@ -216,7 +235,18 @@ static const dnnl_memory_desc_t *qmd(dnnl_primitive_desc_t pd, dnnl_query_t q, i
 	return dnnl_primitive_desc_query_md(pd, q, i);
 }
 
-int stl_conv_create(stl_conv **out, const int64_t *p, int nthr, const int *alg, stl_ws *ws, int relu) {
+// The tag of the nChw{block}c layout; dnnl_format_tag_undef for another
+// block.
+static dnnl_format_tag_t block_tag(int block) {
+	switch (block) {
+	case 4: return dnnl_nChw4c;
+	case 8: return dnnl_nChw8c;
+	case 16: return dnnl_nChw16c;
+	}
+	return dnnl_format_tag_undef;
+}
+
+int stl_conv_create(stl_conv **out, const int64_t *p, int nthr, const int *alg, stl_ws *ws, const stl_conv_fwd *fwd) {
 	use_threads(nthr);
 	*out = NULL;
 	stl_conv *c = calloc(1, sizeof *c);
@@ -246,59 +276,73 @@ int stl_conv_create(stl_conv **out, const int64_t *p, int nthr, const int *alg, 
 	int64_t prw = (p[STL_OW] - 1) * p[STL_SW] - p[STL_W] + p[STL_S] - p[STL_PW];
 	dnnl_dims_t padr = {prh < 0 ? 0 : prh, prw < 0 ? 0 : prw};
 
-	dnnl_memory_desc_t src_plain, wei_plain, bias_md, dst_plain;
-	TRY(dnnl_memory_desc_init_by_tag(&src_plain, 4, sdims, dnnl_f32, dnnl_nchw));
+	// The caller's layouts: plain, or for src and dst a channel-blocked one
+	// in which the forward pass computes directly (forward only).
+	dnnl_format_tag_t stag = fwd->src_block ? block_tag(fwd->src_block) : dnnl_nchw;
+	dnnl_format_tag_t dtag = fwd->dst_block ? block_tag(fwd->dst_block) : dnnl_nchw;
+	int fwd_only = fwd->src_block || fwd->dst_block;
+	if (stag == dnnl_format_tag_undef || dtag == dnnl_format_tag_undef) TRY(dnnl_invalid_arguments);
+	c->sum = fwd->sum;
+	dnnl_memory_desc_t src_user, wei_plain, bias_md, dst_user;
+	TRY(dnnl_memory_desc_init_by_tag(&src_user, 4, sdims, dnnl_f32, stag));
 	TRY(dnnl_memory_desc_init_by_tag(&wei_plain, 4, wdims, dnnl_f32, dnnl_oihw));
-	TRY(dnnl_memory_desc_init_by_tag(&dst_plain, 4, ddims, dnnl_f32, dnnl_nchw));
+	TRY(dnnl_memory_desc_init_by_tag(&dst_user, 4, ddims, dnnl_f32, dtag));
 	TRY(dnnl_memory_desc_init_by_tag(&bias_md, 1, bdims, dnnl_f32, dnnl_x));
 	TRY(dnnl_primitive_attr_create(&attr));
 	TRY(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
-	// The forward pass may end with a ReLU applied by the kernel itself
-	// (an eltwise post-op), before the reorder of dst to NCHW.
+	// The forward pass may end with the sum and a ReLU applied by the kernel
+	// itself (post-ops, in this order), before any reorder of dst.
 	TRY(dnnl_primitive_attr_clone(&fattr, attr));
-	if (relu) {
+	if (fwd->relu || fwd->sum) {
 		TRY(dnnl_post_ops_create(&ops));
-		TRY(dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f));
+		if (fwd->sum) TRY(dnnl_post_ops_append_sum(ops, 1.0f));
+		if (fwd->relu) TRY(dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f));
 		TRY(dnnl_primitive_attr_set_post_ops(fattr, ops));
 	}
 
 	// Per pass: layouts "any" (oneDNN's blocked ones, reached by reorders)
-	// or plain (oneDNN's GEMM path), and the algorithm kind.
+	// or plain (oneDNN's GEMM path), and the algorithm kind; a blocked src
+	// or dst of the caller is the forward pass's own.
 	dnnl_memory_desc_t src_md[3], wei_md[3], dst_md[3];
 	dnnl_alg_kind_t ak[3];
 	for (int i = 0; i < 3; i++) {
 		int plain = alg[i] == STL_ALG_GEMM;
-		TRY(dnnl_memory_desc_init_by_tag(&src_md[i], 4, sdims, dnnl_f32, plain ? dnnl_nchw : dnnl_format_tag_any));
+		dnnl_format_tag_t any = plain ? dnnl_nchw : dnnl_format_tag_any;
+		TRY(dnnl_memory_desc_init_by_tag(&src_md[i], 4, sdims, dnnl_f32, fwd->src_block ? stag : any));
 		TRY(dnnl_memory_desc_init_by_tag(&wei_md[i], 4, wdims, dnnl_f32, plain ? dnnl_oihw : dnnl_format_tag_any));
-		TRY(dnnl_memory_desc_init_by_tag(&dst_md[i], 4, ddims, dnnl_f32, plain ? dnnl_nchw : dnnl_format_tag_any));
+		TRY(dnnl_memory_desc_init_by_tag(&dst_md[i], 4, ddims, dnnl_f32, fwd->dst_block ? dtag : any));
 		ak[i] = alg[i] == STL_ALG_AUTO ? dnnl_convolution_auto : dnnl_convolution_direct;
 	}
 
 	dnnl_convolution_desc_t fd, bd, wd;
-	TRY(dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, ak[0], &src_md[0], &wei_md[0], &bias_md,
-	                                       &dst_md[0], strides, padl, padr));
+	TRY(dnnl_convolution_forward_desc_init(&fd, fwd_only ? dnnl_forward_inference : dnnl_forward_training, ak[0],
+	                                       &src_md[0], &wei_md[0], &bias_md, &dst_md[0], strides, padl, padr));
 	TRY(dnnl_primitive_desc_create(&c->pd[STL_FWD], &fd, fattr, engine, NULL));
-	TRY(dnnl_convolution_backward_data_desc_init(&bd, ak[1], &src_md[1], &wei_md[1], &dst_md[1], strides, padl,
-	                                             padr));
-	TRY(dnnl_primitive_desc_create(&c->pd[STL_BWD_DATA], &bd, attr, engine, c->pd[STL_FWD]));
-	TRY(dnnl_convolution_backward_weights_desc_init(&wd, ak[2], &src_md[2], &wei_md[2], &bias_md, &dst_md[2],
-	                                                strides, padl, padr));
-	TRY(dnnl_primitive_desc_create(&c->pd[STL_BWD_WEIGHTS], &wd, attr, engine, c->pd[STL_FWD]));
-
-	dnnl_primitive_desc_t f = c->pd[STL_FWD], d = c->pd[STL_BWD_DATA], w = c->pd[STL_BWD_WEIGHTS];
+	dnnl_primitive_desc_t f = c->pd[STL_FWD];
 	size_t *bs = c->bufsize;
-	TRY(init_binding(&c->f_src, &src_plain, qmd(f, dnnl_query_src_md, 0), BUF_SRC, 1, bs));
+	TRY(init_binding(&c->f_src, &src_user, qmd(f, dnnl_query_src_md, 0), BUF_SRC, 1, bs));
 	TRY(init_binding(&c->f_w, &wei_plain, qmd(f, dnnl_query_weights_md, 0), BUF_WEI, 1, bs));
-	TRY(init_binding(&c->f_dst, &dst_plain, qmd(f, dnnl_query_dst_md, 0), BUF_DST, 0, bs));
+	TRY(init_binding(&c->f_dst, &dst_user, qmd(f, dnnl_query_dst_md, 0), BUF_DST, fwd->sum ? 2 : 0, bs));
 	TRY(dnnl_memory_create(&c->f_bias, qmd(f, dnnl_query_weights_md, 1), engine, DNNL_MEMORY_NONE));
-	TRY(init_binding(&c->d_dsrc, &src_plain, qmd(d, dnnl_query_diff_src_md, 0), BUF_SRC, 0, bs));
-	TRY(init_binding(&c->d_w, &wei_plain, qmd(d, dnnl_query_weights_md, 0), BUF_WEI, 1, bs));
-	TRY(init_binding(&c->d_ddst, &dst_plain, qmd(d, dnnl_query_diff_dst_md, 0), BUF_DST, 1, bs));
-	TRY(init_binding(&c->w_src, &src_plain, qmd(w, dnnl_query_src_md, 0), BUF_SRC, 1, bs));
-	TRY(init_binding(&c->w_dw, &wei_plain, qmd(w, dnnl_query_diff_weights_md, 0), BUF_WEI, 0, bs));
-	TRY(init_binding(&c->w_ddst, &dst_plain, qmd(w, dnnl_query_diff_dst_md, 0), BUF_DST, 1, bs));
-	TRY(dnnl_memory_create(&c->w_db, qmd(w, dnnl_query_diff_weights_md, 1), engine, DNNL_MEMORY_NONE));
-	for (int i = 0; i < 3; i++) TRY(scratch_init(c, i));
+	TRY(scratch_init(c, STL_FWD));
+	if (!fwd_only) {
+		TRY(dnnl_convolution_backward_data_desc_init(&bd, ak[1], &src_md[1], &wei_md[1], &dst_md[1], strides,
+		                                             padl, padr));
+		TRY(dnnl_primitive_desc_create(&c->pd[STL_BWD_DATA], &bd, attr, engine, f));
+		TRY(dnnl_convolution_backward_weights_desc_init(&wd, ak[2], &src_md[2], &wei_md[2], &bias_md,
+		                                                &dst_md[2], strides, padl, padr));
+		TRY(dnnl_primitive_desc_create(&c->pd[STL_BWD_WEIGHTS], &wd, attr, engine, f));
+		dnnl_primitive_desc_t d = c->pd[STL_BWD_DATA], w = c->pd[STL_BWD_WEIGHTS];
+		TRY(init_binding(&c->d_dsrc, &src_user, qmd(d, dnnl_query_diff_src_md, 0), BUF_SRC, 0, bs));
+		TRY(init_binding(&c->d_w, &wei_plain, qmd(d, dnnl_query_weights_md, 0), BUF_WEI, 1, bs));
+		TRY(init_binding(&c->d_ddst, &dst_user, qmd(d, dnnl_query_diff_dst_md, 0), BUF_DST, 1, bs));
+		TRY(init_binding(&c->w_src, &src_user, qmd(w, dnnl_query_src_md, 0), BUF_SRC, 1, bs));
+		TRY(init_binding(&c->w_dw, &wei_plain, qmd(w, dnnl_query_diff_weights_md, 0), BUF_WEI, 0, bs));
+		TRY(init_binding(&c->w_ddst, &dst_user, qmd(w, dnnl_query_diff_dst_md, 0), BUF_DST, 1, bs));
+		TRY(dnnl_memory_create(&c->w_db, qmd(w, dnnl_query_diff_weights_md, 1), engine, DNNL_MEMORY_NONE));
+		TRY(scratch_init(c, STL_BWD_DATA));
+		TRY(scratch_init(c, STL_BWD_WEIGHTS));
+	}
 
 	c->zero_bias = calloc((size_t)p[STL_K], sizeof(float));
 	c->junk_dbias = calloc((size_t)p[STL_K], sizeof(float));
@@ -335,8 +379,10 @@ static int64_t now_ns(void) {
 
 void stl_conv_times(stl_conv *c, int64_t *out) { memcpy(out, c->ns, sizeof c->ns); }
 
+// A conv built for the forward pass only has no backward descriptors.
 static dnnl_status_t ensure_prim(stl_conv *c, int i) {
 	if (c->prim[i]) return dnnl_success;
+	if (!c->pd[i]) return dnnl_unimplemented;
 	return dnnl_primitive_create(&c->prim[i], c->pd[i]);
 }
 
@@ -348,7 +394,10 @@ int stl_conv_forward(stl_conv *c, float *dst, const float *src, const float *w, 
 	TRY(bind_in(c, &c->f_src, src));
 	TRY(bind_in(c, &c->f_w, w));
 	TRY(dnnl_memory_set_data_handle(c->f_bias, (void *)(b ? b : c->zero_bias)));
-	TRY(dnnl_memory_set_data_handle(c->f_dst.user, dst));
+	if (c->sum)
+		TRY(bind_inout(c, &c->f_dst, dst));
+	else
+		TRY(dnnl_memory_set_data_handle(c->f_dst.user, dst));
 	dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, memof(&c->f_src)},
 	                           {DNNL_ARG_WEIGHTS, memof(&c->f_w)},
 	                           {DNNL_ARG_BIAS, c->f_bias},
@@ -484,4 +533,33 @@ void stl_conv_destroy(stl_conv *c) {
 	free(c->zero_bias);
 	free(c->junk_dbias);
 	free(c);
+}
+
+int stl_conv_block(void) {
+	// A 3x3 layer of 32 channels on 16x16 images at batch 32, as the
+	// classifiers have: the layout oneDNN's direct convolution picks for
+	// training (for inference oneDNN 2.6 prefers nhwc on AVX-512).
+	dnnl_dims_t sd = {32, 32, 16, 16}, wd = {32, 32, 3, 3}, bd = {32}, st = {1, 1}, pad = {1, 1};
+	dnnl_memory_desc_t src, wei, dst, b;
+	dnnl_convolution_desc_t cd;
+	dnnl_primitive_desc_t pd;
+	dnnl_status_t s;
+	if ((s = dnnl_memory_desc_init_by_tag(&src, 4, sd, dnnl_f32, dnnl_format_tag_any)) != dnnl_success ||
+	    (s = dnnl_memory_desc_init_by_tag(&wei, 4, wd, dnnl_f32, dnnl_format_tag_any)) != dnnl_success ||
+	    (s = dnnl_memory_desc_init_by_tag(&dst, 4, sd, dnnl_f32, dnnl_format_tag_any)) != dnnl_success ||
+	    (s = dnnl_memory_desc_init_by_tag(&b, 1, bd, dnnl_f32, dnnl_x)) != dnnl_success ||
+	    (s = dnnl_convolution_forward_desc_init(&cd, dnnl_forward_training, dnnl_convolution_direct, &src, &wei,
+	                                            &b, &dst, st, pad, pad)) != dnnl_success ||
+	    (s = dnnl_primitive_desc_create(&pd, &cd, NULL, engine, NULL)) != dnnl_success)
+		return -(int)s;
+	const dnnl_memory_desc_t *got = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
+	int block = 0;
+	for (int blk = 4; blk <= 16 && got; blk *= 2) {
+		dnnl_memory_desc_t want;
+		if (dnnl_memory_desc_init_by_tag(&want, 4, sd, dnnl_f32, block_tag(blk)) == dnnl_success &&
+		    dnnl_memory_desc_equal(got, &want))
+			block = blk;
+	}
+	dnnl_primitive_desc_destroy(pd);
+	return block;
 }

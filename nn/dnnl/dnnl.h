@@ -28,11 +28,26 @@ enum { STL_ALG_DIRECT = 0, STL_ALG_AUTO = 1, STL_ALG_GEMM = 2 };
 // Which primitive stl_conv_impl names.
 enum { STL_FWD = 0, STL_BWD_DATA = 1, STL_BWD_WEIGHTS = 2 };
 
+// The forward pass's variant. relu applies max(0, .) to the output (an
+// eltwise post-op; the backward passes ignore it); sum adds the output
+// array's previous contents before the ReLU (a sum post-op). src_block and
+// dst_block choose the layout of the caller's src and dst arrays: 0 for
+// plain NCHW (oneDNN computes on its own layout, reached by reorders), 4, 8
+// or 16 for nChw4c, nChw8c or nChw16c, in which the primitive computes
+// directly. A conv with a blocked src or dst has no backward passes.
+typedef struct {
+	int relu, sum;
+	int src_block, dst_block;
+} stl_conv_fwd;
+
 // alg[STL_FWD], alg[STL_BWD_DATA], alg[STL_BWD_WEIGHTS] choose each pass's
 // algorithm (STL_ALG_*).
-// ws may be NULL: the conv then has a workspace of its own. relu != 0 makes
-// the forward pass apply max(0, .) to its output (backward passes ignore it).
-int stl_conv_create(stl_conv **out, const int64_t *p, int nthr, const int *alg, stl_ws *ws, int relu);
+// ws may be NULL: the conv then has a workspace of its own.
+int stl_conv_create(stl_conv **out, const int64_t *p, int nthr, const int *alg, stl_ws *ws, const stl_conv_fwd *fwd);
+// The channel block (4, 8 or 16) of the layout oneDNN's forward convolution
+// picks for its activations on this CPU, 0 when it is no nChw{4,8,16}c
+// layout; < 0 is a failed oneDNN call's status, negated.
+int stl_conv_block(void);
 size_t stl_conv_ws_bytes(stl_conv *c);
 int stl_conv_forward(stl_conv *c, float *dst, const float *src, const float *w, const float *b);
 int stl_conv_backward_data(stl_conv *c, float *dsrc, const float *ddst, const float *w);

@@ -164,11 +164,13 @@ func checkLens(op string, args ...arg) error {
 }
 
 // The check methods validate the slice lengths of each Conv method before
-// any C call; both builds share them.
-func (p ConvParams) checkForward(dst, src, weight, bias []float32) error {
+// any C call; both builds share them. checkForward takes the options for
+// the layouts of src and dst.
+func (p ConvParams) checkForward(o ConvOptions, dst, src, weight, bias []float32) error {
+	oh, ow := p.OutHW()
 	return checkLens("Forward",
-		arg{"dst", len(dst), p.dstLen(), false},
-		arg{"src", len(src), p.srcLen(), false},
+		arg{"dst", len(dst), o.DstLayout.Len(p.N, p.K, oh, ow), false},
+		arg{"src", len(src), o.SrcLayout.Len(p.N, p.C, p.H, p.W), false},
 		arg{"weight", len(weight), p.weightLen(), false},
 		arg{"bias", len(bias), p.K, bias == nil})
 }
@@ -271,6 +273,106 @@ type ConvOptions struct {
 	// it for inference, with batch normalization folded into the weights.
 	// Default false.
 	ForwardReLU bool
+	// ForwardSum makes Forward add dst's previous contents to its result,
+	// before the ReLU: dst = max(0, y + dst) with ForwardReLU (oneDNN's sum
+	// post-op; a residual connection in the same pass). Default false.
+	ForwardSum bool
+	// SrcLayout and DstLayout are the layouts of Forward's src and dst
+	// arrays; default NCHW. With a blocked layout (ActivationLayout) the
+	// forward pass reads or writes the caller's array directly instead of
+	// through a reorder, so that convolutions in a chain hand activations
+	// to each other with no conversion. A Conv with a blocked layout is
+	// built for inference: it has no backward passes (they return
+	// ErrForwardOnly).
+	SrcLayout, DstLayout Layout
+}
+
+// forwardOnly reports whether a Conv built with o has no backward passes.
+func (o ConvOptions) forwardOnly() bool { return o.SrcLayout != NCHW || o.DstLayout != NCHW }
+
+// ErrForwardOnly is returned by the backward methods of a Conv built with a
+// blocked SrcLayout or DstLayout.
+var ErrForwardOnly = errors.New("dnnl: Conv with a blocked layout has no backward passes")
+
+// Layout is the memory order of an activation array of N images, C
+// channels and H x W pixels. NCHW is plain row-major order; Blocked(b) is
+// oneDNN's nChw{b}c: channels in groups of b, each group stored as (N,
+// C/b, H, W, b) with the b channels of a pixel adjacent, and C padded with
+// zeros to a multiple of b. The element (n, c, h, w) is at
+// ((n*ceil(C/b) + c/b)*H*W + h*W + w)*b + c%b.
+type Layout int
+
+// NCHW is the plain layout, the zero Layout.
+const NCHW Layout = 0
+
+// Blocked returns the layout nChw{b}c; b must be 4, 8 or 16 (ConvOptions.
+// Validate rejects other blocks).
+func Blocked(b int) Layout { return Layout(b) }
+
+// Block returns the channel block of l, 0 for NCHW.
+func (l Layout) Block() int { return int(l) }
+
+func (l Layout) String() string {
+	if l == NCHW {
+		return "nchw"
+	}
+	return fmt.Sprintf("nChw%dc", int(l))
+}
+
+func (l Layout) valid() bool { return l == NCHW || l == 4 || l == 8 || l == 16 }
+
+// Len returns the number of float32 an (n, c, h, w) array takes in layout
+// l: n*c*h*w for NCHW, with c rounded up to a multiple of the block
+// otherwise.
+func (l Layout) Len(n, c, h, w int) int {
+	if b := int(l); b > 0 {
+		c = (c + b - 1) / b * b
+	}
+	return n * c * h * w
+}
+
+// FromNCHW copies the (n, c, h, w) array src in NCHW order to dst in
+// layout l, with zeros in the padding channels. dst must hold l.Len(n, c,
+// h, w) values; src n*c*h*w.
+func (l Layout) FromNCHW(dst, src []float32, n, c, h, w int) {
+	l.convert(dst, src, n, c, h, w, true)
+}
+
+// ToNCHW copies the (n, c, h, w) array src in layout l to dst in NCHW
+// order. dst must hold n*c*h*w values; src l.Len(n, c, h, w).
+func (l Layout) ToNCHW(dst, src []float32, n, c, h, w int) {
+	l.convert(src, dst, n, c, h, w, false)
+}
+
+// convert copies between blk (layout l) and plain (NCHW): into blk when
+// toBlk is set, out of it otherwise.
+func (l Layout) convert(blk, plain []float32, n, c, h, w int, toBlk bool) {
+	b, hw := int(l), h*w
+	if b == 0 {
+		if toBlk {
+			copy(blk[:n*c*hw], plain)
+		} else {
+			copy(plain[:n*c*hw], blk)
+		}
+		return
+	}
+	cb := (c + b - 1) / b
+	if toBlk {
+		clear(blk[:n*cb*b*hw])
+	}
+	for i := 0; i < n; i++ {
+		for ch := 0; ch < c; ch++ {
+			pl := plain[(i*c+ch)*hw : (i*c+ch+1)*hw]
+			bl := blk[(i*cb+ch/b)*hw*b+ch%b:]
+			for p := range pl {
+				if toBlk {
+					bl[p*b] = pl[p]
+				} else {
+					pl[p] = bl[p*b]
+				}
+			}
+		}
+	}
 }
 
 // DefaultConvOptions returns the options NewConv uses: Algorithm Direct.
@@ -281,10 +383,22 @@ func DefaultConvOptions() ConvOptions { return ConvOptions{Algorithm: Direct} }
 // packages nn and dataset.
 type OptionError = option.Error
 
-// Validate returns an *OptionError when o has an unknown Algorithm.
+// Validate returns an *OptionError when o has an unknown Algorithm or
+// Layout, or a blocked layout with Algorithm Plain.
 func (o ConvOptions) Validate() error {
 	if o.Algorithm < Direct || o.Algorithm > Plain {
 		return option.New("dnnl", "ConvOptions.Algorithm", o.Algorithm, "want Direct, Winograd or Plain")
+	}
+	for _, f := range []struct {
+		name string
+		l    Layout
+	}{{"SrcLayout", o.SrcLayout}, {"DstLayout", o.DstLayout}} {
+		if !f.l.valid() {
+			return option.New("dnnl", "ConvOptions."+f.name, int(f.l), "want NCHW or Blocked(4, 8 or 16)")
+		}
+		if f.l != NCHW && o.Algorithm == Plain {
+			return option.New("dnnl", "ConvOptions."+f.name, f.l, "a blocked layout needs Algorithm Direct or Winograd")
+		}
 	}
 	return nil
 }
