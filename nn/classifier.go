@@ -122,7 +122,7 @@ func (m *Classifier) logits(ctx context.Context, x *tensor.Tensor) (*tensor.Tens
 			return nil, err
 		}
 		hi := min(lo+ChunkSize, n)
-		y := m.net.forwardInfer(x.Batch(lo, hi))
+		y := m.net.inferLayout(x.Batch(lo, hi))
 		copy(out.Batch(lo, hi).Data, y.Data)
 	}
 	return out, nil

@@ -20,6 +20,7 @@ type Conv2D struct {
 	x, y, dx     *tensor.Tensor
 	wf, bf       []float32 // weights and bias with a batch norm folded in (forwardFoldedBN)
 	folded       bool      // the last forward used wf and bf
+	yb           []float32 // blocked-layout output of inferAct
 }
 
 // NewConv2D returns a convolution from c to k channels with an r x s
@@ -117,6 +118,28 @@ func (l *Conv2D) forwardFoldedBN(x *tensor.Tensor, bn *BatchNorm2D) *tensor.Tens
 	}
 	k := l.kern(n, h, w)
 	oh, ow := l.kernels[0].p.OutHW()
+	l.foldBN(bn)
+	l.x, l.folded = x, true
+	bn.x, bn.train, bn.folded = nil, false, true
+	bn.y = buf(bn.y, n, l.P.K, oh, ow)
+	y := bn.y.Data
+	if r, ok := k.(reluForwarder); ok && bn.ReLU {
+		must(r.ForwardReLU(y, x.Data, l.wf, l.bf))
+		return bn.y
+	}
+	must(k.Forward(y, x.Data, l.wf, l.bf))
+	if bn.ReLU {
+		for i, v := range y {
+			y[i] = relu32(v)
+		}
+	}
+	return bn.y
+}
+
+// foldBN sets l.wf and l.bf to the weights and bias of l followed by bn in
+// inference mode (see forwardFoldedBN), and bn's mean and invStd to the
+// statistics it used.
+func (l *Conv2D) foldBN(bn *BatchNorm2D) {
 	K := l.P.K
 	per := len(l.Weight.W) / K
 	if len(l.wf) != len(l.Weight.W) {
@@ -136,21 +159,6 @@ func (l *Conv2D) forwardFoldedBN(x *tensor.Tensor, bn *BatchNorm2D) *tensor.Tens
 			l.wf[ch*per+i] = s * v
 		}
 	}
-	l.x, l.folded = x, true
-	bn.x, bn.train, bn.folded = nil, false, true
-	bn.y = buf(bn.y, n, K, oh, ow)
-	y := bn.y.Data
-	if r, ok := k.(reluForwarder); ok && bn.ReLU {
-		must(r.ForwardReLU(y, x.Data, l.wf, l.bf))
-		return bn.y
-	}
-	must(k.Forward(y, x.Data, l.wf, l.bf))
-	if bn.ReLU {
-		for i, v := range y {
-			y[i] = relu32(v)
-		}
-	}
-	return bn.y
 }
 
 // backwardBoth is implemented by kernels that compute both backward passes

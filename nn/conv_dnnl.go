@@ -35,29 +35,55 @@ func init() {
 // are dropped without closing, by a cleanup when the wrapper is collected.
 type dnnlConv struct {
 	*dnnl.Conv
-	relu *dnnl.Conv // the same convolution with a fused ReLU, built on first use
+	// variants are the same convolution with other forward passes (a fused
+	// ReLU, the sum, blocked layouts), each built on first use.
+	variants map[fwdVariant]*dnnl.Conv
 }
 
 // ForwardReLU implements reluForwarder with oneDNN's eltwise post-op
 // (dnnl.ConvOptions.ForwardReLU): the ReLU costs no pass of its own.
 func (k *dnnlConv) ForwardReLU(dst, src, weight, bias []float32) error {
-	if k.relu == nil {
-		o := k.Conv.Options()
-		o.ForwardReLU = true
-		c, err := dnnl.NewConvWith(k.Conv.Params(), o)
-		if err != nil {
-			return err
-		}
-		k.relu = c
-		runtime.AddCleanup(k, func(c *dnnl.Conv) { c.Close() }, c)
-	}
-	return k.relu.Forward(dst, src, weight, bias)
+	return k.forwardVariant(dst, src, weight, bias, fwdVariant{relu: true})
 }
 
-// Close releases both convolutions.
+// activationBlock implements layoutKernel: oneDNN's blocked layout on this
+// CPU (dnnl.ActivationLayout).
+func (k *dnnlConv) activationBlock() int { return dnnl.ActivationLayout().Block() }
+
+// forwardVariant implements layoutKernel.
+func (k *dnnlConv) forwardVariant(dst, src, weight, bias []float32, v fwdVariant) error {
+	if v == (fwdVariant{}) {
+		return k.Conv.Forward(dst, src, weight, bias)
+	}
+	c := k.variants[v]
+	if c == nil {
+		o := k.Conv.Options()
+		o.ForwardReLU, o.ForwardSum = v.relu, v.sum
+		if v.srcBlocked {
+			o.SrcLayout = dnnl.ActivationLayout()
+		}
+		if v.dstBlocked {
+			o.DstLayout = dnnl.ActivationLayout()
+		}
+		var err error
+		if c, err = dnnl.NewConvWith(k.Conv.Params(), o); err != nil {
+			return err
+		}
+		if k.variants == nil {
+			k.variants = map[fwdVariant]*dnnl.Conv{}
+		}
+		k.variants[v] = c
+		runtime.AddCleanup(k, func(c *dnnl.Conv) { c.Close() }, c)
+	}
+	return c.Forward(dst, src, weight, bias)
+}
+
+// Close releases the convolution and its variants.
 func (k *dnnlConv) Close() {
 	k.Conv.Close()
-	k.relu.Close()
+	for _, c := range k.variants {
+		c.Close()
+	}
 }
 
 // dnnlWorkspace is the KernelGroup key of a network's shared oneDNN

@@ -1,11 +1,14 @@
 package nn
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/stl-defense/stl/nn/dnnl"
 	"github.com/stl-defense/stl/tensor"
 )
 
@@ -315,10 +318,11 @@ func TestBatchNormInputOnly(t *testing.T) {
 }
 
 // TestFoldedInference: the inference pass with batch norms folded into the
-// convolutions (Sequential.forwardInfer, used by Logits and InputGrad)
-// gives the logits and input gradients of the plain eval-mode Forward, for
-// both classifiers and every convolution backend, with non-trivial running
-// statistics.
+// convolutions (Sequential.forwardInfer, used by InputGrad) gives the
+// logits and input gradients of the plain eval-mode Forward, and the pass
+// with activations in the kernels' blocked layout (inferLayout, used by
+// Logits) its logits, for both classifiers and every convolution backend,
+// with non-trivial running statistics.
 func TestFoldedInference(t *testing.T) {
 	for _, arch := range []string{ArchVGGSmall, ArchResNet20} {
 		for _, backend := range ConvBackends() {
@@ -354,6 +358,8 @@ func TestFoldedInference(t *testing.T) {
 				g := randTensor(rng, 4, 10)
 				want := net.Forward(x, false).Clone()
 				wantDx := net.Backward(g.Clone(), GradMode{Input: true}).Clone()
+				gotLayout := net.inferLayout(x).Clone()
+				checkBlockedConvs(t, net, arch, backend)
 				got := net.forwardInfer(x).Clone()
 				nfold := 0
 				var count func(l Layer)
@@ -375,7 +381,7 @@ func TestFoldedInference(t *testing.T) {
 				for _, c := range []struct {
 					what      string
 					got, want *tensor.Tensor
-				}{{"logits", got, want}, {"input gradient", gotDx, wantDx}} {
+				}{{"logits", got, want}, {"input gradient", gotDx, wantDx}, {"logits in the blocked layout", gotLayout, want}} {
 					var scale float64
 					for _, v := range c.want.Data {
 						scale = math.Max(scale, math.Abs(float64(v)))
@@ -385,6 +391,66 @@ func TestFoldedInference(t *testing.T) {
 							t.Fatalf("%s[%d] = %g folded, %g plain (max %g)", c.what, i, c.got.Data[i], v, scale)
 						}
 					}
+				}
+			})
+		}
+	}
+}
+
+// checkBlockedConvs checks, after inferLayout, that the convolutions of
+// net that should have written the kernels' blocked layout did: with a
+// oneDNN backend every convolution followed by another convolution or a
+// residual block (vgg-small: the first of each stage; resnet-20: the first
+// one and the first of each block); with another none.
+func checkBlockedConvs(t *testing.T, net *Sequential, arch, backend string) {
+	t.Helper()
+	blocked, shortcuts := 0, 0
+	eachLayer(net, func(l Layer) {
+		switch v := l.(type) {
+		case *Conv2D:
+			if v.yb != nil {
+				blocked++
+			}
+		case *ShortcutA:
+			if v.yb != nil {
+				shortcuts++
+			}
+		}
+	})
+	want, wantShortcuts := 0, 0
+	if strings.HasPrefix(backend, "dnnl") {
+		want = map[string]int{ArchVGGSmall: 3, ArchResNet20: 10}[arch]
+		if arch == ArchResNet20 {
+			wantShortcuts = 2
+		}
+	}
+	if blocked != want || shortcuts != wantShortcuts {
+		t.Errorf("%d convolutions and %d shortcuts wrote the blocked layout, want %d and %d", blocked, shortcuts, want, wantShortcuts)
+	}
+}
+
+// TestBlockedLayers: the option-A shortcut and global average pooling give
+// on blocked inputs (nChw8c and nChw16c, channel paddings that are and are
+// not multiples of the block) exactly their NCHW results.
+func TestBlockedLayers(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 4))
+	for _, block := range []int{8, 16} {
+		for _, sc := range []ShortcutA{{In: 16, Out: 32, Stride: 2}, {In: 32, Out: 64, Stride: 2}, {In: 8, Out: 8, Stride: 1}, {In: 4, Out: 12, Stride: 3}} {
+			t.Run(fmt.Sprintf("nChw%dc/%d-%d-s%d", block, sc.In, sc.Out, sc.Stride), func(t *testing.T) {
+				x := randTensor(rng, 2, sc.In, 7, 6)
+				l := dnnl.Blocked(block)
+				xb := make([]float32, l.Len(2, sc.In, 7, 6))
+				l.FromNCHW(xb, x.Data, 2, sc.In, 7, 6)
+				want := sc.Forward(x, false)
+				got := sc.inferBlocked(act{n: 2, c: sc.In, h: 7, w: 6, block: block, data: xb})
+				gotPlain := got.plain()
+				if !slices.Equal(gotPlain.Shape, want.Shape) || !slices.Equal(gotPlain.Data, want.Data) {
+					t.Fatalf("shortcut: blocked result %v differs from NCHW %v", gotPlain.Shape, want.Shape)
+				}
+				pool := &GlobalAvgPool{}
+				wantPool := pool.Forward(want, false).Clone()
+				if gotPool := pool.inferAct(got); !slices.Equal(gotPool.Data, wantPool.Data) {
+					t.Fatalf("pooling: blocked %v, NCHW %v", gotPool.Data[:4], wantPool.Data[:4])
 				}
 			})
 		}

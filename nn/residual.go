@@ -129,6 +129,7 @@ func (l *Residual) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor {
 type ShortcutA struct {
 	In, Out, Stride int
 	x, y, dx        *tensor.Tensor
+	yb              []float32 // blocked-layout output of inferBlocked
 }
 
 // Params implements Layer.
