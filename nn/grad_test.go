@@ -504,3 +504,36 @@ func TestResidualThreads(t *testing.T) {
 		})
 	}
 }
+
+// TestBackwardStopsAtFirstTrainable: a parameters-only Backward leaves
+// out the input gradients no layer needs (the first convolution's, behind a
+// parameter-free normalization) and gives the parameter gradients of a
+// Backward that computes them all.
+func TestBackwardStopsAtFirstTrainable(t *testing.T) {
+	rng := rand.New(rand.NewPCG(8, 8))
+	build := func() (*Sequential, *Conv2D) {
+		r := rand.New(rand.NewPCG(1, 1))
+		conv := NewConv2D(2, 3, 3, 3, 1, 1, true, 1, r)
+		return NewSequential(&Normalize{Mean: []float32{0.1, 0.2}, Std: []float32{0.5, 2}}, conv,
+			NewBatchNorm2D(3, 1), &ReLU{}, NewConv2D(3, 2, 3, 3, 1, 1, false, 1, r)), conv
+	}
+	x, dy := randTensor(rng, 2, 2, 5, 5), randTensor(rng, 2, 2, 5, 5)
+	var grads [2][]float32
+	for i, mode := range []GradMode{{Params: true}, {Params: true, Input: true}} {
+		net, conv := build()
+		net.Forward(x, true)
+		dx := net.Backward(dy.Clone(), mode)
+		if got := dx != nil; got != mode.Input {
+			t.Errorf("%+v: input gradient returned: %v", mode, got)
+		}
+		if got := conv.dx != nil; got != mode.Input {
+			t.Errorf("%+v: first convolution computed its input gradient: %v", mode, got)
+		}
+		for _, p := range collectParams(net, "") {
+			grads[i] = append(grads[i], p.G...)
+		}
+	}
+	if !slices.Equal(grads[0], grads[1]) {
+		t.Error("parameter gradients differ when the input gradient is skipped")
+	}
+}

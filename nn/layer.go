@@ -159,17 +159,42 @@ func (s *Sequential) forwardInfer(x *tensor.Tensor) *tensor.Tensor {
 	return x
 }
 
-// Backward implements Layer. Inner layers always propagate the input
-// gradient; the first one only when mode.Input is set.
+// Backward implements Layer. Inner layers propagate the input gradient as
+// far as it is needed: to the first layer when mode.Input is set, else to
+// the first layer with trainable parameters, which computes none (in the
+// classifiers the first convolution's input gradient, which only the
+// parameter-free input normalization before it would take, is skipped).
 func (s *Sequential) Backward(dy *tensor.Tensor, mode GradMode) *tensor.Tensor {
-	for i := len(s.Layers) - 1; i >= 0; i-- {
-		m := mode
-		if i > 0 {
-			m.Input = true
+	first := 0
+	if !mode.Input {
+		first = len(s.Layers)
+		for i, l := range s.Layers {
+			if trainable(l) {
+				first = i
+				break
+			}
 		}
+	}
+	for i := len(s.Layers) - 1; i >= first; i-- {
+		m := mode
+		m.Input = mode.Input || i > first
 		dy = s.Layers[i].Backward(dy, m)
 	}
+	if !mode.Input {
+		return nil
+	}
 	return dy
+}
+
+// trainable reports whether l or a layer below it has a parameter that is
+// not a buffer.
+func trainable(l Layer) (t bool) {
+	eachLayer(l, func(l Layer) {
+		for _, p := range l.Params() {
+			t = t || !p.Buffer
+		}
+	})
+	return t
 }
 
 // Params implements Layer; a Sequential has no parameters of its own.
