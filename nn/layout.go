@@ -147,6 +147,13 @@ func (l *Conv2D) blockAt(n, c, h, w int) int {
 	return 0
 }
 
+// outHW returns the output height and width of l for an h x w input.
+func (l *Conv2D) outHW(h, w int) (oh, ow int) {
+	p := l.P
+	p.H, p.W = h, w
+	return p.OutHW()
+}
+
 // inferWeights returns the weights and bias of l followed by bn in inference
 // mode (l's own when bn is nil) and whether a ReLU follows.
 func (l *Conv2D) inferWeights(bn *BatchNorm2D) (w, b []float32, relu bool) {
@@ -167,7 +174,7 @@ func (l *Conv2D) inferAct(x act, bn *BatchNorm2D, consumer Layer) act {
 	n, c, h, w, _ := x.dims()
 	block := l.blockAt(n, c, h, w)
 	K := l.P.K
-	oh, ow := l.kernels[0].p.OutHW()
+	oh, ow := l.outHW(h, w)
 	out := block > 0 && consumer != nil && takesBlocked(consumer, n, K, oh, ow, block)
 	if block == 0 || x.block != block && !out {
 		xt := x.plain()
@@ -212,7 +219,7 @@ func (l *Residual) blockedBody(n, c, h, w, block int) bool {
 			return false
 		}
 		c = conv.P.K
-		h, w = conv.kernels[0].p.OutHW()
+		h, w = conv.outHW(h, w)
 	}
 	switch sc := l.Shortcut.(type) {
 	case nil:

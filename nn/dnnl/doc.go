@@ -28,6 +28,17 @@
 // convolution (the default), Winograd, or oneDNN's GEMM path on plain
 // layouts.
 //
+// For inference, a chain of convolutions can skip those reorders: with
+// ConvOptions.SrcLayout and DstLayout set to ActivationLayout() (nChw8c
+// with AVX2, nChw16c with AVX-512, probed once) the forward pass reads and
+// writes the caller's arrays in oneDNN's own blocked layout, so one
+// convolution's output is the next one's input as it stands; Layout says
+// where each element lives and converts to and from NCHW. Such a Conv has
+// no backward passes. ConvOptions.ForwardSum adds the output array's
+// previous contents before the ReLU (oneDNN's sum post-op), which computes
+// a residual block's y = max(0, conv(x) + b + shortcut) in the
+// convolution's own pass.
+//
 // # Batch normalization and pooling
 //
 // BatchNorm (Ioffe and Szegedy, 2015) and Pool (max or average) work on
