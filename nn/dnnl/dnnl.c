@@ -315,8 +315,11 @@ int stl_conv_create(stl_conv **out, const int64_t *p, int nthr, const int *alg, 
 	}
 
 	dnnl_convolution_desc_t fd, bd, wd;
-	TRY(dnnl_convolution_forward_desc_init(&fd, fwd_only ? dnnl_forward_inference : dnnl_forward_training, ak[0],
-	                                       &src_md[0], &wei_md[0], &bias_md, &dst_md[0], strides, padl, padr));
+	// forward_training even for a forward-only conv: with forward_inference
+	// oneDNN 2.6's Winograd kernel wants its weights pre-transformed, a
+	// reorder per call that cost more than the activations' reorders saved.
+	TRY(dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, ak[0], &src_md[0], &wei_md[0], &bias_md,
+	                                       &dst_md[0], strides, padl, padr));
 	TRY(dnnl_primitive_desc_create(&c->pd[STL_FWD], &fd, fattr, engine, NULL));
 	dnnl_primitive_desc_t f = c->pd[STL_FWD];
 	size_t *bs = c->bufsize;
