@@ -34,8 +34,8 @@ func attackedClean(t *testing.T, s *attack.Set) *tensor.Tensor {
 // the method's) on 6 test images of the sample in batches of 3, under
 // protocol, into out.
 func protocolFlags(model, out, method string, budget float64, protocol attack.Protocol, round8 bool) attackFlags {
-	return attackFlags{opts: experiment.AttackOptions{Model: model, Data: dataset.DefaultSpec, Split: "test", N: 6, SubsetSeed: 1,
-		Batch: 3, EOT: 1, Out: out, Protocol: protocol, Round8: round8}, method: method, budget: budget}
+	return attackFlags{Opts: experiment.AttackOptions{Model: model, Data: dataset.DefaultSpec, Split: "test", N: 6, SubsetSeed: 1,
+		Batch: 3, EOT: 1, Out: out, Protocol: protocol, Round8: round8}, Method: method, Budget: budget}
 }
 
 // runSet runs stl attack with f and loads the set it saved.
@@ -45,7 +45,7 @@ func runSet(t *testing.T, f attackFlags) (*attack.Set, string) {
 	if err := runAttack(context.Background(), f, &stdout, progress.Nop); err != nil {
 		t.Fatal(err)
 	}
-	s, err := attack.LoadSet(f.opts.Out)
+	s, err := attack.LoadSet(f.Opts.Out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,13 +242,13 @@ func (c *cancelOnAttack) Report(stage string, done, _ int, _ string) {
 func TestAttackResumeProtocol(t *testing.T) {
 	model := savedClassifier(t)
 	f := protocolFlags(model, filepath.Join(t.TempDir(), "adv"), "fgsm", 0.08, attack.ProtocolRelease, false)
-	f.opts.N, f.opts.Batch = 4, 2
+	f.Opts.N, f.Opts.Batch = 4, 2
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if err := runAttack(ctx, f, &bytes.Buffer{}, &cancelOnAttack{n: 2, cancel: cancel}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("interrupted run: %v, want context.Canceled", err)
 	}
-	partial := filepath.Join(f.opts.Out, ".partial")
+	partial := filepath.Join(f.Opts.Out, ".partial")
 	if batches, _ := filepath.Glob(filepath.Join(partial, "batch-*")); len(batches) != 1 {
 		t.Fatalf("checkpointed batches %v, want 1", batches)
 	}
@@ -262,7 +262,7 @@ func TestAttackResumeProtocol(t *testing.T) {
 		{attack.ProtocolGuo, false, "asks for protocol guo without rounding"},
 	} {
 		g := f
-		g.opts.Protocol, g.opts.Round8 = other.protocol, other.round8
+		g.Opts.Protocol, g.Opts.Round8 = other.protocol, other.round8
 		err := runAttack(context.Background(), g, &bytes.Buffer{}, progress.Nop)
 		var pe *experiment.ProtocolMismatchError
 		if !errors.As(err, &pe) || !strings.Contains(err.Error(), other.want) || !strings.Contains(err.Error(), "remove "+partial) {
@@ -271,11 +271,11 @@ func TestAttackResumeProtocol(t *testing.T) {
 	}
 	// --round8 under release changes nothing: the same run resumes.
 	g := f
-	g.opts.Round8 = true
+	g.Opts.Round8 = true
 	if err := runAttack(context.Background(), g, &bytes.Buffer{}, progress.Nop); err != nil {
 		t.Fatalf("resume under the same protocol: %v", err)
 	}
-	s, err := attack.LoadSet(f.opts.Out)
+	s, err := attack.LoadSet(f.Opts.Out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +295,7 @@ func TestAttackResumeProtocol(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(partial, "protocol.json"), []byte(`{"protocol":"release","round8":true}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	f.opts.Protocol = attack.ProtocolText
+	f.Opts.Protocol = attack.ProtocolText
 	if s, _ := runSet(t, f); s.Meta.Protocol != attack.ProtocolText || s.Meta.Round8 {
 		t.Errorf("run over a record without batches: protocol %q, round8 %v", s.Meta.Protocol, s.Meta.Round8)
 	}
@@ -313,9 +313,9 @@ func TestAttackProtocolComposes(t *testing.T) {
 	var parts []string
 	for i, p := range []attack.Protocol{attack.ProtocolRelease, attack.ProtocolRelease, ""} {
 		f := protocolFlags(model, filepath.Join(dir, "part"+string(rune('0'+i))), "fgsm", 0.08, p, false)
-		f.opts.Shard = dataset.Shard{Index: i % 2, Count: 2}
+		f.Opts.Shard = dataset.Shard{Index: i % 2, Count: 2}
 		runSet(t, f)
-		parts = append(parts, f.opts.Out)
+		parts = append(parts, f.Opts.Out)
 	}
 	merged := filepath.Join(dir, "merged")
 	if err := runMerge(context.Background(), &bytes.Buffer{}, merged, parts[:2]); err != nil {
@@ -329,8 +329,8 @@ func TestAttackProtocolComposes(t *testing.T) {
 	}
 
 	f := protocolFlags(model, filepath.Join(dir, "search"), "deepfool", 0, attack.ProtocolRelease, false)
-	f.overshoot, f.candidates = 0.02, 3
-	f.search = attack.SearchOptions{Target: 0.06, MaxProbes: 20}
+	f.Overshoot, f.Candidates = 0.02, 3
+	f.Search = attack.SearchOptions{Target: 0.06, MaxProbes: 20}
 	s, stdout := runSet(t, f)
 	if !strings.Contains(stdout, "search: overshoot") || !s.Meta.Round8 {
 		t.Errorf("search under release: budget %v, round8 %v\n%s", s.Meta.Budget, s.Meta.Round8, stdout)
@@ -345,19 +345,19 @@ func TestAttackProtocolComposes(t *testing.T) {
 		t.Errorf("the saved, rounded images average %g on normalized tensors (%v), want 0.06 within 1%%", dz, err)
 	}
 	var found attack.SearchResult
-	if js, err := os.ReadFile(filepath.Join(f.opts.Out, experiment.SearchFile)); err != nil || json.Unmarshal(js, &found) != nil || math.Abs(found.Mean-dz) > 1e-12 {
+	if js, err := os.ReadFile(filepath.Join(f.Opts.Out, experiment.SearchFile)); err != nil || json.Unmarshal(js, &found) != nil || math.Abs(found.Mean-dz) > 1e-12 {
 		t.Errorf("search.json: average %g (%v), the saved images' %g: the probes did not measure the rounded images", found.Mean, err, dz)
 	}
 
 	f = protocolFlags(model, filepath.Join(dir, "uap"), methodUAP, 0, attack.ProtocolRelease, false)
-	f.maxIter, f.candidates = 5, 3
-	f.uap = experiment.UAPJobOptions{FitImages: 6, FitSeed: 1, UAP: attack.UAPOptions{FoolingRate: 0.8, MaxPasses: 1, Seed: 1}}
+	f.MaxIter, f.Candidates = 5, 3
+	f.UAP = experiment.UAPJobOptions{FitImages: 6, FitSeed: 1, UAP: attack.UAPOptions{FoolingRate: 0.8, MaxPasses: 1, Seed: 1}}
 	s, _ = runSet(t, f)
 	if s.Meta.Protocol != attack.ProtocolRelease || !s.Meta.Round8 || s.Meta.Budget.Norm != attack.L2Rel {
 		t.Errorf("UAP under release: protocol %q, round8 %v, budget %v", s.Meta.Protocol, s.Meta.Round8, s.Meta.Budget)
 	}
 	check8Bit(t, s.Adv)
-	f.uap.From, f.opts.Out, f.opts.Protocol = filepath.Join(dir, "uap"), filepath.Join(dir, "uap-guo"), attack.ProtocolGuo
+	f.UAP.From, f.Opts.Out, f.Opts.Protocol = filepath.Join(dir, "uap"), filepath.Join(dir, "uap-guo"), attack.ProtocolGuo
 	if err := runAttack(context.Background(), f, &bytes.Buffer{}, progress.Nop); err == nil || !strings.Contains(err.Error(), "fitted at l2=0.06") {
 		t.Errorf("a perturbation fitted on pixels under guo: %v", err)
 	}

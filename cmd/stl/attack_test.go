@@ -36,8 +36,8 @@ func savedClassifier(t *testing.T) string {
 func TestRunAttack(t *testing.T) {
 	model := savedClassifier(t)
 	out := filepath.Join(t.TempDir(), "adv")
-	f := attackFlags{opts: experiment.AttackOptions{Model: model, Data: "sample:cifar10", Split: "test", N: 6, SubsetSeed: 1,
-		Batch: 4, EOT: 1, Out: out}, method: "fgsm", budget: 0.08}
+	f := attackFlags{Opts: experiment.AttackOptions{Model: model, Data: "sample:cifar10", Split: "test", N: 6, SubsetSeed: 1,
+		Batch: 4, EOT: 1, Out: out}, Method: "fgsm", Budget: 0.08}
 	var stdout bytes.Buffer
 	if err := runAttack(context.Background(), f, &stdout, progress.Nop); err != nil {
 		t.Fatal(err)
@@ -73,14 +73,14 @@ func TestRunAttackBPDA(t *testing.T) {
 		f    attackFlags
 		want []string
 	}{
-		{"bpda-eot", attackFlags{method: "pgd", steps: 2, restarts: 1, opts: experiment.AttackOptions{Defense: "deflect", BPDA: true, EOT: 2}},
+		{"bpda-eot", attackFlags{Method: "pgd", Steps: 2, Restarts: 1, Opts: experiment.AttackOptions{Defense: "deflect", BPDA: true, EOT: 2}},
 			[]string{"via BPDA(Pixel deflection) EOT x2", "accuracy through Pixel deflection"}},
-		{"gray-box-targeted", attackFlags{method: "fgsm", opts: experiment.AttackOptions{Defense: "jpeg", Targeted: true, EOT: 1}},
+		{"gray-box-targeted", attackFlags{Method: "fgsm", Opts: experiment.AttackOptions{Defense: "jpeg", Targeted: true, EOT: 1}},
 			[]string{"FGSM-0.04 on 4 images", "(gray-box)"}},
 	}
 	for _, c := range cases {
 		f := c.f
-		o := &f.opts
+		o := &f.Opts
 		o.Model, o.Data, o.Split, o.N, o.SubsetSeed, o.Batch = model, "sample:cifar10", "test", 4, 1, 4
 		o.Out = filepath.Join(t.TempDir(), c.name)
 		var stdout bytes.Buffer
@@ -92,11 +92,11 @@ func TestRunAttackBPDA(t *testing.T) {
 				t.Errorf("%s: output lacks %q:\n%s", c.name, w, stdout.String())
 			}
 		}
-		s, err := attack.LoadSet(f.opts.Out)
+		s, err := attack.LoadSet(f.Opts.Out)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if s.Meta.Targeted != f.opts.Targeted {
+		if s.Meta.Targeted != f.Opts.Targeted {
 			t.Errorf("%s: saved targeted %v", c.name, s.Meta.Targeted)
 		}
 		for i, l := range s.Meta.LInf {
@@ -122,12 +122,12 @@ func TestRunAttackTrainedBaselines(t *testing.T) {
 		{"quilt", "Quilting", "quilt-*.qdb", 1},
 	}
 	for _, c := range cases {
-		f := attackFlags{opts: experiment.AttackOptions{Model: model, Data: "sample:cifar10", Split: "test", N: 4, SubsetSeed: 1,
+		f := attackFlags{Opts: experiment.AttackOptions{Model: model, Data: "sample:cifar10", Split: "test", N: 4, SubsetSeed: 1,
 			Batch: 4, EOT: 1, Defense: c.defense, BaselineDir: cache, BaselineTrain: 20, MagNetEpochs: 1, QuiltPatches: 500},
-			method: "fgsm", budget: 0.04}
+			Method: "fgsm", Budget: 0.04}
 		var mod time.Time
 		for run := 0; run < c.runs; run++ {
-			f.opts.Out = filepath.Join(t.TempDir(), c.defense)
+			f.Opts.Out = filepath.Join(t.TempDir(), c.defense)
 			var stdout bytes.Buffer
 			if err := runAttack(context.Background(), f, &stdout, progress.Nop); err != nil {
 				t.Fatalf("%s run %d: %v", c.defense, run, err)
@@ -149,7 +149,7 @@ func TestRunAttackTrainedBaselines(t *testing.T) {
 				t.Errorf("%s: second run rewrote %s instead of loading it", c.defense, files[0])
 			}
 			mod = st.ModTime()
-			if s, err := attack.LoadSet(f.opts.Out); err != nil || s.Adv.Shape[0] != 4 {
+			if s, err := attack.LoadSet(f.Opts.Out); err != nil || s.Adv.Shape[0] != 4 {
 				t.Errorf("%s: saved set %v, %v", c.defense, s, err)
 			}
 		}
@@ -163,10 +163,10 @@ func TestRunAttackTrainedBaselines(t *testing.T) {
 func TestRunAttackUAP(t *testing.T) {
 	model := savedClassifier(t)
 	out := filepath.Join(t.TempDir(), "uap")
-	f := attackFlags{opts: experiment.AttackOptions{Model: model, Data: "sample:cifar10", Split: "test", N: 6, SubsetSeed: 1,
-		Batch: 4, EOT: 1, Out: out}, method: methodUAP, maxIter: 5, candidates: 3,
-		uap:    experiment.UAPJobOptions{FitImages: 6, FitSeed: 1, UAP: attack.UAPOptions{FoolingRate: 0.8, MaxPasses: 1, Seed: 1}},
-		search: attack.SearchOptions{Target: 0.06, MaxProbes: 20}}
+	f := attackFlags{Opts: experiment.AttackOptions{Model: model, Data: "sample:cifar10", Split: "test", N: 6, SubsetSeed: 1,
+		Batch: 4, EOT: 1, Out: out}, Method: methodUAP, MaxIter: 5, Candidates: 3,
+		UAP:    experiment.UAPJobOptions{FitImages: 6, FitSeed: 1, UAP: attack.UAPOptions{FoolingRate: 0.8, MaxPasses: 1, Seed: 1}},
+		Search: attack.SearchOptions{Target: 0.06, MaxProbes: 20}}
 	var stdout bytes.Buffer
 	if err := runAttack(context.Background(), f, &stdout, progress.Nop); err != nil {
 		t.Fatal(err)
@@ -185,12 +185,12 @@ func TestRunAttackUAP(t *testing.T) {
 		t.Errorf("checkpoints left behind: %v", err)
 	}
 	// The saved perturbation, reused and scaled to another budget.
-	f.search, f.uap.From, f.budget, f.opts.Out = attack.SearchOptions{}, out, 0.03, filepath.Join(t.TempDir(), "reuse")
+	f.Search, f.UAP.From, f.Budget, f.Opts.Out = attack.SearchOptions{}, out, 0.03, filepath.Join(t.TempDir(), "reuse")
 	stdout.Reset()
 	if err := runAttack(context.Background(), f, &stdout, progress.Nop); err != nil {
 		t.Fatal(err)
 	}
-	s, err := attack.LoadSet(f.opts.Out)
+	s, err := attack.LoadSet(f.Opts.Out)
 	if err != nil || s.Meta.Budget.Eps != 0.03 || !strings.Contains(stdout.String(), "UAP loaded from") {
 		t.Errorf("reused UAP: budget %v (%v)\n%s", s.Meta.Budget, err, stdout.String())
 	}
@@ -251,25 +251,25 @@ func TestAttackFlags(t *testing.T) {
 func TestRunAttackAPGDAndSquare(t *testing.T) {
 	model := savedClassifier(t)
 	for _, f := range []attackFlags{
-		{method: "apgd", steps: 5, restarts: 1, loss: "dlr", queries: 1, pInit: 0.8},
-		{method: "square", restarts: 1, loss: "ce", queries: 50, pInit: 0.8},
+		{Method: "apgd", Steps: 5, Restarts: 1, Loss: "dlr", Queries: 1, PInit: 0.8},
+		{Method: "square", Restarts: 1, Loss: "ce", Queries: 50, PInit: 0.8},
 	} {
-		out := filepath.Join(t.TempDir(), f.method)
-		f.opts = experiment.AttackOptions{Model: model, Data: "sample:cifar10", Split: "test", N: 4, SubsetSeed: 1, Batch: 4, EOT: 1, Out: out}
+		out := filepath.Join(t.TempDir(), f.Method)
+		f.Opts = experiment.AttackOptions{Model: model, Data: "sample:cifar10", Split: "test", N: 4, SubsetSeed: 1, Batch: 4, EOT: 1, Out: out}
 		var stdout bytes.Buffer
 		if err := runAttack(context.Background(), f, &stdout, progress.Nop); err != nil {
-			t.Fatalf("%s: %v", f.method, err)
+			t.Fatalf("%s: %v", f.Method, err)
 		}
 		s, err := attack.LoadSet(out)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if s.Meta.Budget != (attack.Budget{Norm: attack.LInf, Eps: 0.031}) || s.Adv.Shape[0] != 4 || len(s.Meta.LInf) != 4 {
-			t.Errorf("%s: budget %v, %d images", f.method, s.Meta.Budget, s.Adv.Shape[0])
+			t.Errorf("%s: budget %v, %d images", f.Method, s.Meta.Budget, s.Adv.Shape[0])
 		}
 		for i, d := range s.Meta.LInf {
 			if d > 0.031*(1+1e-5) {
-				t.Errorf("%s: image %d moved %g in L-inf, above 0.031", f.method, i, d)
+				t.Errorf("%s: image %d moved %g in L-inf, above 0.031", f.Method, i, d)
 			}
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/stl-defense/stl/dataset"
 	"github.com/stl-defense/stl/defense/baseline"
 	"github.com/stl-defense/stl/experiment"
+	"github.com/stl-defense/stl/internal/cli"
 	"github.com/stl-defense/stl/progress"
 )
 
@@ -65,7 +66,7 @@ their image size, are not read for a baseline.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.defense, "defense", "", "defense directory written by 'stl defense train', or a baseline ("+strings.Join(baseline.Names(), ", ")+") (required)")
-	f.StringVar(&o.data, "data", "", "data set whose training images a learning baseline ("+joinList(learningBaselines(), "or")+") learns from")
+	f.StringVar(&o.data, "data", "", "data set whose training images a learning baseline ("+joinList(cli.LearningBaselines(), "or")+") learns from")
 	f.StringVar(&o.baselineDir, "baseline-dir", "", "cache of what the baselines learn, as for 'stl attack' (default: 'baselines' beside --out)")
 	f.IntVar(&o.baselineTrain, "baseline-train", 0, "train learning baselines on a class-balanced subset of this many training images (0: all)")
 	f.StringVar(&o.in, "in", "", "images to project (required)")

@@ -127,8 +127,8 @@ func TestDefendAttackSet(t *testing.T) {
 	dir := t.TempDir()
 	def := tinyDefense(t, dir)
 	adv := filepath.Join(dir, "adv")
-	f := attackFlags{opts: experiment.AttackOptions{Model: savedClassifier(t), Data: dataset.DefaultSpec, Split: "test", N: 6, SubsetSeed: 1,
-		Batch: 6, EOT: 1, Out: adv}, method: "fgsm", budget: 0.08}
+	f := attackFlags{Opts: experiment.AttackOptions{Model: savedClassifier(t), Data: dataset.DefaultSpec, Split: "test", N: 6, SubsetSeed: 1,
+		Batch: 6, EOT: 1, Out: adv}, Method: "fgsm", Budget: 0.08}
 	var stdout, stderr bytes.Buffer
 	if err := runAttack(ctx, f, &stdout, progress.Nop); err != nil {
 		t.Fatal(err)

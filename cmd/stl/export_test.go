@@ -49,8 +49,8 @@ func TestAttackONNXModel(t *testing.T) {
 	}
 	run := func(m, out string) *attack.Set {
 		t.Helper()
-		f := attackFlags{opts: experiment.AttackOptions{Model: m, Data: dataset.DefaultSpec, Split: "test", N: 8, SubsetSeed: 1,
-			Batch: 8, EOT: 1, Threads: 1, Out: out}, method: "fgsm", budget: 0.04}
+		f := attackFlags{Opts: experiment.AttackOptions{Model: m, Data: dataset.DefaultSpec, Split: "test", N: 8, SubsetSeed: 1,
+			Batch: 8, EOT: 1, Threads: 1, Out: out}, Method: "fgsm", Budget: 0.04}
 		if err := runAttack(context.Background(), f, &bytes.Buffer{}, progress.Nop); err != nil {
 			t.Fatalf("attack with --model %s: %v", m, err)
 		}

@@ -9,10 +9,10 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/stl-defense/stl/internal/cli"
 )
 
 // Exit codes.
@@ -32,25 +32,21 @@ var rootCmd = &cobra.Command{
 	SilenceErrors: true,
 }
 
-// usageError marks an error caused by the command line itself.
+// usageError marks an error caused by the command line itself (as
+// cli.UsageError does for the flags it checks).
 type usageError struct{ error }
 
 func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
 
 // usageAnyModel says what a flag taking a classifier accepts: whatever
 // experiment.LoadModel reads.
-const usageAnyModel = "classifier: a directory written by 'stl train classifier', an ONNX file or PyTorch weights as ARCH:FILE.safetensors (see docs/models.md)"
+const usageAnyModel = cli.UsageAnyModel
 
 // orList joins names as "a, b or c".
-func orList(names []string) string { return joinList(names, "or") }
+func orList(names []string) string { return cli.OrList(names) }
 
 // joinList joins names as "a, b <conj> c".
-func joinList(names []string, conj string) string {
-	if len(names) < 2 {
-		return strings.Join(names, "")
-	}
-	return strings.Join(names[:len(names)-1], ", ") + " " + conj + " " + names[len(names)-1]
-}
+func joinList(names []string, conj string) string { return cli.JoinList(names, conj) }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -70,7 +66,8 @@ func exitCode(ctx context.Context, err error) int {
 	}
 	fmt.Fprintln(os.Stderr, "stl:", err)
 	var ue usageError
-	if errors.As(err, &ue) {
+	var cue cli.UsageError
+	if errors.As(err, &ue) || errors.As(err, &cue) {
 		return exitUsage
 	}
 	var cf checksFailed

@@ -22,8 +22,8 @@ func TestShardsMerge(t *testing.T) {
 	model := savedClassifier(t)
 	attackTo := func(out string, sh dataset.Shard) {
 		t.Helper()
-		f := attackFlags{opts: experiment.AttackOptions{Model: model, Data: dataset.DefaultSpec, Split: "test", N: 23, SubsetSeed: 1,
-			Batch: 4, EOT: 1, Out: out, Shard: sh}, method: "pgd", steps: 3, seed: 1, stepFrac: 0.25}
+		f := attackFlags{Opts: experiment.AttackOptions{Model: model, Data: dataset.DefaultSpec, Split: "test", N: 23, SubsetSeed: 1,
+			Batch: 4, EOT: 1, Out: out, Shard: sh}, Method: "pgd", Steps: 3, Seed: 1, StepFrac: 0.25}
 		if err := runAttack(ctx, f, &bytes.Buffer{}, progress.Nop); err != nil {
 			t.Fatalf("attack shard %v: %v", sh, err)
 		}
@@ -67,7 +67,7 @@ func TestShardsMerge(t *testing.T) {
 
 	// Parts of different attacks are refused.
 	other := filepath.Join(dir, "other")
-	f := attackFlags{opts: experiment.AttackOptions{Model: model, Data: dataset.DefaultSpec, Split: "test", N: 4, Batch: 4, EOT: 1, Out: other}, method: "fgsm", budget: 0.04}
+	f := attackFlags{Opts: experiment.AttackOptions{Model: model, Data: dataset.DefaultSpec, Split: "test", N: 4, Batch: 4, EOT: 1, Out: other}, Method: "fgsm", Budget: 0.04}
 	if err := runAttack(ctx, f, &bytes.Buffer{}, progress.Nop); err != nil {
 		t.Fatal(err)
 	}

@@ -1,41 +1,13 @@
 package main
 
-import (
-	"strings"
+import "github.com/stl-defense/stl/internal/cli"
 
-	"github.com/stl-defense/stl/attack"
-)
-
-// The attack-protocol flags, shared by "stl run" and "stl attack"; the
-// protocols themselves, their names and descriptions, are attack.Protocol's.
+// The attack-protocol flags, shared by "stl run" and "stl attack"
+// (internal/cli defines them for stl attack and stl-beam attack).
 const (
-	flagProtocol = "protocol"
-	flagRound8   = "round8"
-	usageRound8  = "round every adversarial image to 8 bits before any defense or classifier sees it (" +
-		string(attack.ProtocolRelease) + " always does)"
+	flagProtocol = cli.FlagProtocol
+	flagRound8   = cli.FlagRound8
+	usageRound8  = cli.UsageRound8
 )
 
-var usageProtocol = protocolUsage()
-
-// protocolUsage lists the protocols with their short descriptions, the
-// first the default.
-func protocolUsage() string {
-	var each []string
-	for i, name := range attack.ProtocolNames() {
-		d := attack.Protocol(name).Short()
-		if i == 0 {
-			d = "default; " + d
-		}
-		each = append(each, name+" ("+d+")")
-	}
-	return "attack protocol: " + strings.Join(each, ", ") + "; see docs/attack.md"
-}
-
-// parseProtocol parses a --protocol value, as a usage error when unknown.
-func parseProtocol(name string) (attack.Protocol, error) {
-	p, err := attack.ParseProtocol(name)
-	if err != nil {
-		return "", usagef("--%s %q: want %s", flagProtocol, name, orList(attack.ProtocolNames()))
-	}
-	return p, nil
-}
+var usageProtocol = cli.UsageProtocol
