@@ -55,6 +55,16 @@ func (s Shard) Range(n int) (lo, hi int) {
 	return s.Index * n / s.Count, (s.Index + 1) * n / s.Count
 }
 
+// BatchRange returns the images [lo, hi) of shard s of n images cut at
+// the boundaries of batches of batch images: s takes the batches Range
+// gives of the ceil(n/batch) batches, so that every image is processed in
+// the batch it falls in when the set is processed whole. hi <= lo when s
+// holds no batch (more shards than batches).
+func (s Shard) BatchRange(n, batch int) (lo, hi int) {
+	blo, bhi := s.Range((n + batch - 1) / batch)
+	return blo * batch, min(bhi*batch, n)
+}
+
 // String returns "i/n", or "" for the whole set.
 func (s Shard) String() string {
 	if s == (Shard{}) {

@@ -63,3 +63,30 @@ func TestShardsPartition(t *testing.T) {
 		t.Error("the whole-set shard is not the set itself")
 	}
 }
+
+// TestShardBatchRange: the shards of a set cut at batch boundaries cover
+// [0, n) in order, each starting on a batch boundary, and a shard beyond
+// the batches holds nothing.
+func TestShardBatchRange(t *testing.T) {
+	for _, c := range []struct{ n, batch, count int }{
+		{23, 4, 3}, {23, 4, 6}, {8, 8, 1}, {100, 7, 5}, {5, 10, 3},
+	} {
+		next := 0
+		for i := range c.count {
+			lo, hi := Shard{i, c.count}.BatchRange(c.n, c.batch)
+			if hi <= lo {
+				continue
+			}
+			if lo != next || lo%c.batch != 0 {
+				t.Fatalf("%+v shard %d: [%d,%d), want it to start at %d on a batch boundary", c, i, lo, hi, next)
+			}
+			next = hi
+		}
+		if next != c.n {
+			t.Errorf("%+v: covered [0,%d)", c, next)
+		}
+	}
+	if lo, hi := (Shard{0, 3}).BatchRange(5, 10); hi > lo {
+		t.Errorf("shard 0/3 of one batch: [%d,%d), want empty", lo, hi)
+	}
+}

@@ -147,6 +147,9 @@ type AttackJob struct {
 	clf   *LoadedModel
 	goal  []int
 	train *dataset.Set // the split's training images, for a UAP's fit
+	// newDefense draws the defense afresh (loadAttackDefense), for the
+	// shards of a randomized one.
+	newDefense func(seed uint64) (attack.Transform, error)
 }
 
 // NewAttackJob loads what the attack a needs under o (LoadAttackJob) and
@@ -185,41 +188,82 @@ func LoadAttackJob(ctx context.Context, o AttackOptions, rep progress.Reporter) 
 	if err != nil {
 		return nil, err
 	}
-	set := in.set
-	if !o.Shard.Whole() {
-		nb := (set.Len() + o.Batch - 1) / o.Batch
-		blo, bhi := o.Shard.Range(nb)
-		lo, hi := blo*o.Batch, min(bhi*o.Batch, set.Len())
-		idx := make([]int, hi-lo)
-		for i := range idx {
-			idx[i] = lo + i
-		}
-		if in.indices != nil {
-			in.indices = in.indices[lo:hi]
-		} else {
-			in.indices = idx
-		}
-		if set = set.Subset(idx); set.Len() == 0 {
-			return nil, fmt.Errorf("shard %s of %d images in batches of %d holds no batch", o.Shard, nb*o.Batch, o.Batch)
-		}
-	}
-	j := &AttackJob{Set: set, Indices: in.indices, opts: o, clf: clf, goal: set.Labels, train: in.train}
+	whole := o
+	whole.Shard = dataset.Shard{}
+	j := &AttackJob{Set: in.set, Indices: in.indices, opts: whole, clf: clf, goal: in.set.Labels, train: in.train}
 	if o.Targeted {
-		j.goal = make([]int, len(set.Labels))
-		for i, y := range set.Labels {
+		j.goal = make([]int, len(in.set.Labels))
+		for i, y := range in.set.Labels {
 			j.goal[i] = (y + 1) % clf.NumClasses()
 		}
 	}
 	if o.Defense != "" {
-		var newT func(uint64) (attack.Transform, error)
-		if newT, j.Learned, err = loadAttackDefense(ctx, o, in.train, rep); err != nil {
+		if j.newDefense, j.Learned, err = loadAttackDefense(ctx, o, in.train, rep); err != nil {
 			return nil, err
 		}
-		if j.Defense, err = newT(0); err != nil {
+		if j.Defense, err = j.newDefense(0); err != nil {
 			return nil, err
 		}
 	}
-	return j, nil
+	if o.Shard.Whole() {
+		return j, nil
+	}
+	return j.Shard(o.Shard, o.Out)
+}
+
+// Shard returns the job over shard sh of j's images, cut at batch
+// boundaries as AttackOptions.Shard says, that writes its set to out. The
+// new job shares j's classifier, training images and deterministic
+// defense, so that a worker that runs many shards loads them once (a
+// randomized defense is drawn afresh for each shard, as in a process of
+// its own); j stays usable. An attack
+// set on j is not carried over. j must be a whole job (LoadAttackJob
+// without a Shard), else Shard returns an error, as for a shard that holds
+// no batch.
+func (j *AttackJob) Shard(sh dataset.Shard, out string) (*AttackJob, error) {
+	if err := sh.Validate(); err != nil {
+		return nil, err
+	}
+	if !j.opts.Shard.Whole() {
+		return nil, fmt.Errorf("attack job: shard %s of a job that is already shard %s", sh, j.opts.Shard)
+	}
+	o := j.opts
+	n := j.Set.Len()
+	lo, hi := sh.BatchRange(n, o.Batch)
+	if hi <= lo {
+		return nil, fmt.Errorf("shard %s of %d images in batches of %d holds no batch", sh, n, o.Batch)
+	}
+	idx := make([]int, hi-lo)
+	for i := range idx {
+		idx[i] = lo + i
+	}
+	s := &AttackJob{Set: j.Set.Subset(idx), Defense: j.Defense, Learned: j.Learned, clf: j.clf, goal: j.goal[lo:hi], train: j.train, newDefense: j.newDefense}
+	if j.Defense != nil && j.Defense.Randomized() {
+		// Each shard draws its own random stream, as a separate process would.
+		var err error
+		if s.Defense, err = j.newDefense(0); err != nil {
+			return nil, err
+		}
+	}
+	if j.Indices != nil {
+		s.Indices = j.Indices[lo:hi]
+	} else {
+		s.Indices = idx
+	}
+	s.opts = o
+	s.opts.Shard, s.opts.Out = sh, out
+	return s, nil
+}
+
+// Key identifies what Run computes: the classifier's files, the data,
+// the images attacked, the attack's options and the defense; the
+// checkpoints of an interrupted Run are reused only under the same key.
+// It is empty before the job has an attack.
+func (j *AttackJob) Key() string {
+	if j.atk == nil {
+		return ""
+	}
+	return j.runKey(j.atk)
 }
 
 // SetAttack makes a the job's attack, rounded to 8 bits (attack.Rounded)

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/stl-defense/stl/attack"
+	"github.com/stl-defense/stl/dataset"
 	"github.com/stl-defense/stl/defense"
 	"github.com/stl-defense/stl/defense/baseline"
 	"github.com/stl-defense/stl/progress"
@@ -182,4 +183,50 @@ func Predict(ctx context.Context, m attack.Model, t defense.Transform, x *tensor
 		sum.Accuracy = &acc
 	}
 	return sum, nil
+}
+
+// PredictInput names the images `stl predict` classifies: the file or
+// folder In (ReadImages: image folders, record files, .npy arrays,
+// adversarial sets), or else the Split ("test", the default, or "train")
+// of the data set Data ("" for dataset.DefaultSpec); only the first Limit
+// of them when Limit > 0.
+type PredictInput struct {
+	In, Data, Split string
+	Limit           int
+}
+
+// LoadPredictInput reads the images of in, at the classifier's input shape,
+// reporting progress to rep; labeled is false for an .npy without labels.
+// A file ReadImages cannot read gives an error wrapping ErrImageForm.
+func LoadPredictInput(ctx context.Context, in PredictInput, shape dataset.Shape, rep progress.Reporter) (set *dataset.Set, labeled bool, err error) {
+	set, labeled, err = loadPredictInput(ctx, in, shape, rep)
+	if err == nil && in.Limit > 0 && in.Limit < set.Len() {
+		set = set.Head(in.Limit)
+	}
+	return set, labeled, err
+}
+
+func loadPredictInput(ctx context.Context, in PredictInput, shape dataset.Shape, rep progress.Reporter) (*dataset.Set, bool, error) {
+	if in.In != "" {
+		set, bare, err := ReadImages(ctx, in.In, defense.Manifest{Channels: shape.C, Resolution: shape.H}, rep)
+		return set, !bare, err
+	}
+	spec := in.Data
+	if spec == "" {
+		spec = dataset.DefaultSpec
+	}
+	lo := dataset.DefaultLoadOptions()
+	lo.Size, lo.Progress = shape.H, rep
+	train, test, err := dataset.LoadContext(ctx, spec, lo)
+	if err != nil {
+		return nil, false, err
+	}
+	set := test
+	if in.Split == "train" {
+		set = train
+	}
+	if set == nil || set.Len() == 0 {
+		return nil, false, fmt.Errorf("data set %s has no %s images", spec, in.Split)
+	}
+	return set, true, nil
 }

@@ -490,3 +490,31 @@ func MergeImages(out string, parts []string) (*dataset.Set, error) {
 	}
 	return merged, WriteImages(out, merged, bare, nil)
 }
+
+// MergeAttackSets concatenates, in order, the adversarial sets in the
+// directories parts (attack.MergeSets: their per-image figures kept, the
+// summary figures recomputed) and saves the result in the directory out:
+// the sets of a sharded attack become what one unsharded attack writes. It
+// refuses an out that is one of the parts and returns the merged set.
+func MergeAttackSets(out string, parts []string) (*attack.Set, error) {
+	sets := make([]*attack.Set, len(parts))
+	for i, p := range parts {
+		dir, ok := AttackSetDir(p)
+		if !ok {
+			return nil, fmt.Errorf("%s is not an adversarial set (no %s)", p, attack.MetaFile)
+		}
+		if filepath.Clean(dir) == filepath.Clean(out) {
+			return nil, fmt.Errorf("%w: %s is one of the parts", ErrOverwrite, out)
+		}
+		s, err := attack.LoadSet(dir)
+		if err != nil {
+			return nil, err
+		}
+		sets[i] = s
+	}
+	merged, err := attack.MergeSets(sets)
+	if err != nil {
+		return nil, err
+	}
+	return merged, merged.Save(out)
+}

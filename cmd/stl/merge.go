@@ -8,7 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/stl-defense/stl/attack"
 	"github.com/stl-defense/stl/experiment"
 )
 
@@ -45,23 +44,13 @@ func runMerge(_ context.Context, stdout io.Writer, out string, parts []string) e
 		}
 	}
 	if _, isSet := experiment.AttackSetDir(parts[0]); isSet {
-		sets := make([]*attack.Set, len(parts))
-		for i, p := range parts {
-			dir, ok := experiment.AttackSetDir(p)
-			if !ok {
+		for _, p := range parts {
+			if _, ok := experiment.AttackSetDir(p); !ok {
 				return usagef("%s is not an adversarial set, %s is: merge parts of one kind", p, parts[0])
 			}
-			s, err := attack.LoadSet(dir)
-			if err != nil {
-				return err
-			}
-			sets[i] = s
 		}
-		merged, err := attack.MergeSets(sets)
+		merged, err := experiment.MergeAttackSets(out, parts)
 		if err != nil {
-			return err
-		}
-		if err := merged.Save(out); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "merged %d adversarial sets, %d images -> %s\n", len(parts), len(merged.Labels), out)

@@ -115,9 +115,6 @@ func runPredict(ctx context.Context, stdout, stderr io.Writer, o predictOptions)
 	if err != nil {
 		return err
 	}
-	if o.limit > 0 && o.limit < set.Len() {
-		set = set.Head(o.limit)
-	}
 	var labels []int
 	if labeled {
 		labels = set.Labels
@@ -160,35 +157,17 @@ func runPredict(ctx context.Context, stdout, stderr io.Writer, o predictOptions)
 	return err
 }
 
-// predictInput reads the images of --in or --data; labeled is false for
-// an .npy without labels.
+// predictInput reads the images of --in or --data (the first --limit);
+// labeled is false for an .npy without labels.
 func predictInput(ctx context.Context, stderr io.Writer, o predictOptions, shape dataset.Shape, rep progress.Reporter) (*dataset.Set, bool, error) {
-	if o.in != "" {
-		set, bare, err := experiment.ReadImages(ctx, o.in, defense.Manifest{Channels: shape.C, Resolution: shape.H}, rep)
-		if errors.Is(err, experiment.ErrImageForm) {
-			return nil, false, usagef("--in %v", err)
-		}
-		return set, !bare, err
+	if o.in == "" && o.data == "" {
+		fmt.Fprintf(stderr, "stl: no --data or --in given; using the embedded sample %s\n", dataset.DefaultSpec)
 	}
-	spec := o.data
-	if spec == "" {
-		spec = dataset.DefaultSpec
-		fmt.Fprintf(stderr, "stl: no --data or --in given; using the embedded sample %s\n", spec)
+	set, labeled, err := experiment.LoadPredictInput(ctx, experiment.PredictInput{In: o.in, Data: o.data, Split: o.split, Limit: o.limit}, shape, rep)
+	if errors.Is(err, experiment.ErrImageForm) {
+		return nil, false, usagef("--in %v", err)
 	}
-	lo := dataset.DefaultLoadOptions()
-	lo.Size, lo.Progress = shape.H, rep
-	train, test, err := dataset.LoadContext(ctx, spec, lo)
-	if err != nil {
-		return nil, false, err
-	}
-	set := test
-	if o.split == "train" {
-		set = train
-	}
-	if set == nil || set.Len() == 0 {
-		return nil, false, fmt.Errorf("data set %s has no %s images", spec, o.split)
-	}
-	return set, true, nil
+	return set, labeled, err
 }
 
 // className is "k (name)" when classes names class k, else "k".
