@@ -2,13 +2,8 @@ package stlbeam
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
@@ -17,7 +12,6 @@ import (
 	"github.com/stl-defense/stl/dataset"
 	"github.com/stl-defense/stl/defense"
 	"github.com/stl-defense/stl/experiment"
-	"github.com/stl-defense/stl/internal/safefile"
 )
 
 // DefendOptions configures Defend.
@@ -26,14 +20,11 @@ type DefendOptions struct {
 	// experiment.ProjectOptions); Out is the merged output, an .npy.
 	Defense, In, Out string
 	Universal        bool
-	// Shards is the number of parts In is cut into (dataset.Shard), the
-	// pipeline's elements. Default 8.
-	Shards int
 	// Batch is the projection batch inside a shard. Default 64.
 	Batch int
-	// PartsDir holds the shards' outputs, part-IIIII-of-NNNNN.npy, each
-	// with a .done marker written last. Default Out + ".parts".
-	PartsDir string
+	// Sharding: the parts In is cut into (dataset.Shard: contiguous,
+	// sizes within one), written as .npy files.
+	Sharding
 }
 
 // Validate checks the paths, Out's form and the counts.
@@ -43,22 +34,17 @@ func (o DefendOptions) Validate() error {
 		return fmt.Errorf("stlbeam: Defense, In and Out are required")
 	case !strings.HasSuffix(strings.ToLower(o.Out), ".npy"):
 		return fmt.Errorf("stlbeam: Out %s: the merged output is an .npy", o.Out)
-	case o.Shards < 1 || o.Batch < 1:
-		return fmt.Errorf("stlbeam: Shards %d and Batch %d must be at least 1", o.Shards, o.Batch)
+	case o.Batch < 1:
+		return fmt.Errorf("stlbeam: Batch %d must be at least 1", o.Batch)
 	}
-	return nil
+	return o.Sharding.validate()
 }
 
 func (o DefendOptions) withDefaults() DefendOptions {
-	if o.Shards == 0 {
-		o.Shards = 8
-	}
 	if o.Batch == 0 {
 		o.Batch = 64
 	}
-	if o.PartsDir == "" {
-		o.PartsDir = o.Out + ".parts"
-	}
+	o.Sharding = o.Sharding.withDefaults(o.Out)
 	return o
 }
 
@@ -73,114 +59,46 @@ func Defend(s beam.Scope, o DefendOptions) (beam.PCollection, error) {
 		return beam.PCollection{}, err
 	}
 	s = s.Scope("stl.Defend")
-	idx := make([]int, o.Shards)
-	for i := range idx {
-		idx[i] = i
-	}
-	shards := beam.Reshuffle(s, beam.CreateList(s, idx))
-	parts := beam.ParDo(s, &projectShardFn{Defense: o.Defense, In: o.In, PartsDir: o.PartsDir, Shards: o.Shards, Batch: o.Batch, Universal: o.Universal}, shards)
-	all := beam.GroupByKey(s, beam.AddFixedKey(s, parts))
-	return beam.ParDo(s, &mergeFn{Out: o.Out, Shards: o.Shards}, all), nil
+	return shardPipeline(s, o.Shards, &projectShardFn{Opts: o}, &mergeFn{Out: o.Out, Shards: o.Shards, Kind: mergeImages}), nil
 }
 
-// PartPath is where shard i of n is written in dir.
-func PartPath(dir string, i, n int) string {
-	return filepath.Join(dir, fmt.Sprintf("part-%05d-of-%05d.npy", i, n))
-}
-
-// projectShardFn projects one shard per element, loading the defense once
-// per worker (Setup). A shard whose .done marker holds the shard's key is
-// not projected again. Its fields are the DoFn's serialized configuration.
+// projectShardFn projects one shard per element, each worker loading the
+// defense once (withWorker). A shard whose .done marker holds the job's
+// key is not projected again. Opts is the DoFn's serialized
+// configuration.
 type projectShardFn struct {
-	Defense, In, PartsDir string
-	Shards, Batch         int
-	Universal             bool
+	Opts DefendOptions
 
-	d   *defense.Defense
 	key string
 }
 
-// Setup loads the defense and computes the key of the job's inputs: the
-// defense's manifest (which holds the SHA-256 of each of its files), the
-// input's size and modification time, and the options.
+// Setup computes the key of the job's inputs: the defense's files and the
+// input (names, sizes and modification times) and the options.
 func (f *projectShardFn) Setup() error {
-	d, err := defense.Load(f.Defense)
-	if err != nil {
+	var err error
+	if f.key, err = inputKey(f.Opts, f.Opts.Defense, f.Opts.In); err != nil {
 		return err
 	}
-	f.d = d
-	man, err := os.ReadFile(filepath.Join(f.Defense, defense.ManifestFile))
-	if err != nil {
-		return err
-	}
-	st, err := os.Stat(f.In)
-	if err != nil {
-		return err
-	}
-	h := sha256.New()
-	h.Write(man)
-	cfg, _ := json.Marshal(struct {
-		In            string
-		Size, MTime   int64
-		Shards, Batch int
-		Universal     bool
-	}{f.In, st.Size(), st.ModTime().UnixNano(), f.Shards, f.Batch, f.Universal})
-	h.Write(cfg)
-	f.key = hex.EncodeToString(h.Sum(nil))
-	return os.MkdirAll(f.PartsDir, 0o755)
+	return os.MkdirAll(f.Opts.PartsDir, 0o755)
 }
 
 // ProcessElement projects shard i into its part (experiment.ProjectLoaded,
 // itself resumable inside the shard) unless a finished one is there, and
 // emits the part's path.
 func (f *projectShardFn) ProcessElement(ctx context.Context, i int, emit func(string)) error {
-	out := PartPath(f.PartsDir, i, f.Shards)
-	done := out + ".done"
-	if b, err := os.ReadFile(done); err == nil && string(b) == f.key {
-		emit(out)
-		return nil
-	}
-	o := experiment.ProjectOptions{Defense: f.Defense, In: f.In, Out: out, Universal: f.Universal, Batch: f.Batch,
-		Shard: dataset.Shard{Index: i, Count: f.Shards}}
-	if _, err := experiment.ProjectLoaded(ctx, f.d, o, nil); err != nil {
-		return fmt.Errorf("shard %d/%d: %w", i, f.Shards, err)
-	}
-	if err := safefile.WriteBytes(done, []byte(f.key)); err != nil {
-		return err
-	}
-	emit(out)
-	return nil
-}
-
-// mergeFn merges the parts, in shard order, into Out.
-type mergeFn struct {
-	Out    string
-	Shards int
-}
-
-// ProcessElement collects the parts of every shard, checks that none is
-// missing and writes their concatenation to Out.
-func (f *mergeFn) ProcessElement(_ int, parts func(*string) bool, emit func(string)) error {
-	var all []string
-	var p string
-	for parts(&p) {
-		all = append(all, p)
-	}
-	slices.Sort(all) // zero-padded names: shard order
-	all = slices.Compact(all)
-	if len(all) != f.Shards {
-		return fmt.Errorf("stlbeam: %d of %d shards finished", len(all), f.Shards)
-	}
-	if _, err := experiment.MergeImages(f.Out, all); err != nil {
-		return err
-	}
-	emit(f.Out)
-	return nil
+	o := f.Opts
+	out := PartPath(o.PartsDir, i, o.Shards)
+	return runShard(ctx, out, f.key, func(ctx context.Context) error {
+		load := func(context.Context) (*defense.Defense, error) { return defense.Load(o.Defense) }
+		return withWorker(ctx, o.Workers, o, load, func(d *defense.Defense) error {
+			po := experiment.ProjectOptions{Defense: o.Defense, In: o.In, Out: out, Universal: o.Universal, Batch: o.Batch,
+				Shard: dataset.Shard{Index: i, Count: o.Shards}}
+			_, err := experiment.ProjectLoaded(ctx, d, po, nil)
+			return err
+		})
+	}, emit)
 }
 
 func init() {
 	register.DoFn3x1[context.Context, int, func(string), error](&projectShardFn{})
-	register.DoFn3x1[int, func(*string) bool, func(string), error](&mergeFn{})
-	register.Emitter1[string]()
-	register.Iter1[string]()
 }

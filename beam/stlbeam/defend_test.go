@@ -18,6 +18,9 @@ import (
 
 func TestMain(m *testing.M) {
 	beam.Init()
+	if cfg := os.Getenv(helperEnv); cfg != "" {
+		os.Exit(runHelper(cfg))
+	}
 	os.Exit(m.Run())
 }
 
@@ -61,7 +64,7 @@ func TestDefendPipeline(t *testing.T) {
 	if _, err := experiment.Project(context.Background(), experiment.ProjectOptions{Defense: def, In: in, Out: ref, Batch: 4}, nil); err != nil {
 		t.Fatal(err)
 	}
-	o := DefendOptions{Defense: def, In: in, Out: filepath.Join(dir, "out.npy"), Shards: 4, Batch: 4}
+	o := DefendOptions{Defense: def, In: in, Out: filepath.Join(dir, "out.npy"), Batch: 4, Sharding: Sharding{Shards: 4}}
 	run := func() {
 		t.Helper()
 		p, s := beam.NewPipelineWithRoot()
@@ -108,7 +111,7 @@ func TestDefendOptions(t *testing.T) {
 	for _, o := range []DefendOptions{
 		{In: "a.npy", Out: "b.npy"},
 		{Defense: "d", In: "a.npy", Out: "b.png"},
-		{Defense: "d", In: "a.npy", Out: "b.npy", Shards: -1},
+		{Defense: "d", In: "a.npy", Out: "b.npy", Sharding: Sharding{Shards: -1}},
 	} {
 		if _, err := Defend(s, o); err == nil {
 			t.Errorf("%+v: no error", o)
