@@ -66,11 +66,7 @@ func (o AttackOptions) withDefaults() AttackOptions {
 // the PCollection holding the merged directory once it is written.
 func Attack(s beam.Scope, o AttackOptions) (beam.PCollection, error) {
 	o = o.withDefaults()
-	if err := o.Validate(); err != nil {
-		return beam.PCollection{}, err
-	}
-	s = s.Scope("stl.Attack")
-	return shardPipeline(s, o.Shards, &attackShardFn{Opts: o}, &mergeFn{Out: o.Flags.Opts.Out, Shards: o.Shards, Kind: mergeAttackSets}), nil
+	return shardPipeline(s.Scope("stl.Attack"), o.Validate(), o.Sharding, &attackShardFn{Opts: o}, &mergeFn{Out: o.Flags.Opts.Out, Kind: mergeAttackSets})
 }
 
 // attackShardFn attacks one shard per element. Opts is the DoFn's

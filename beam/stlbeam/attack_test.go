@@ -23,12 +23,12 @@ func tinyClassifier(t *testing.T, dir string) string {
 	t.Helper()
 	c := nn.DefaultClassifierConfig()
 	c.Threads = 1
-	m, err := nn.NewClassifier(c)
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := filepath.Join(dir, "model")
-	if err := nn.Save(out, m); err != nil {
+	m, err := nn.NewClassifier(c)
+	if err == nil {
+		err = nn.Save(out, m)
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	return out
@@ -45,6 +45,26 @@ func attackFlags(t *testing.T, args ...string) cli.AttackFlags {
 		t.Fatal(err)
 	}
 	return f
+}
+
+// attackReference writes to out the set the library calls of `stl attack`
+// (experiment.LoadAttackJob, cli.AttackFlags.SetJobAttack, Run) compute
+// under f, and returns out.
+func attackReference(t *testing.T, f cli.AttackFlags, out string) string {
+	t.Helper()
+	f.Opts.Out = out
+	ctx := context.Background()
+	job, err := experiment.LoadAttackJob(ctx, f.Opts, nil)
+	if err == nil {
+		err = f.SetJobAttack(ctx, job, nil, io.Discard, nil)
+	}
+	if err == nil {
+		_, err = job.Run(ctx, nil)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // runPipeline builds a pipeline with add and runs it on prism, returning
@@ -80,18 +100,7 @@ func TestAttackPipeline(t *testing.T) {
 		{"pgd", []string{"--attack", "pgd", "--steps", "2", "--seed", "7"}},
 	} {
 		f := attackFlags(t, append(c.args, "--model", model, "--n", "23", "--batch", "4")...)
-		ref := f
-		ref.Opts.Out = filepath.Join(dir, c.name+"-ref")
-		job, err := experiment.LoadAttackJob(context.Background(), ref.Opts, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := ref.SetJobAttack(context.Background(), job, nil, io.Discard, nil); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := job.Run(context.Background(), nil); err != nil {
-			t.Fatal(err)
-		}
+		ref := attackReference(t, f, filepath.Join(dir, c.name+"-ref"))
 
 		o := AttackOptions{Flags: f, Sharding: Sharding{Shards: 4}}
 		o.Flags.Opts.Out = filepath.Join(dir, c.name)
@@ -104,7 +113,7 @@ func TestAttackPipeline(t *testing.T) {
 				t.Errorf("%s run %d: %d shards computed, %d skipped; want %d and %d", c.name, run, computed, skipped, want, 4-want)
 			}
 			for _, file := range []string{attack.AdvFile, attack.LabelsFile, attack.MetaFile} {
-				same(t, filepath.Join(ref.Opts.Out, file), filepath.Join(o.Flags.Opts.Out, file))
+				same(t, filepath.Join(ref, file), filepath.Join(o.Flags.Opts.Out, file))
 			}
 		}
 	}

@@ -3,7 +3,6 @@ package stlbeam
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
@@ -55,11 +54,7 @@ func (o DefendOptions) withDefaults() DefendOptions {
 // byte. It returns the PCollection holding o.Out once it is written.
 func Defend(s beam.Scope, o DefendOptions) (beam.PCollection, error) {
 	o = o.withDefaults()
-	if err := o.Validate(); err != nil {
-		return beam.PCollection{}, err
-	}
-	s = s.Scope("stl.Defend")
-	return shardPipeline(s, o.Shards, &projectShardFn{Opts: o}, &mergeFn{Out: o.Out, Shards: o.Shards, Kind: mergeImages}), nil
+	return shardPipeline(s.Scope("stl.Defend"), o.Validate(), o.Sharding, &projectShardFn{Opts: o}, &mergeFn{Out: o.Out, Kind: mergeImages})
 }
 
 // projectShardFn projects one shard per element, each worker loading the
@@ -76,10 +71,8 @@ type projectShardFn struct {
 // input (names, sizes and modification times) and the options.
 func (f *projectShardFn) Setup() error {
 	var err error
-	if f.key, err = inputKey(f.Opts, f.Opts.Defense, f.Opts.In); err != nil {
-		return err
-	}
-	return os.MkdirAll(f.Opts.PartsDir, 0o755)
+	f.key, err = setupParts(f.Opts, f.Opts.PartsDir, f.Opts.Defense, f.Opts.In)
+	return err
 }
 
 // ProcessElement projects shard i into its part (experiment.ProjectLoaded,

@@ -39,6 +39,19 @@ type PredictOptions struct {
 	Sharding
 }
 
+// Predict adds to s the classification `stl predict --json` runs, over
+// the images cut into o.Shards parts at batch boundaries, spread over the
+// runner's workers by a reshuffle, each worker loading the classifier, the
+// defense and the images once and classifying its shards with
+// experiment.Predict; then the merge of the shards' lines, in order, into
+// o.Out, with the summary recomputed over all images: what `stl predict
+// --json` prints, byte for byte, for a deterministic defense. It returns
+// the PCollection holding o.Out once it is written.
+func Predict(s beam.Scope, o PredictOptions) (beam.PCollection, error) {
+	o = o.withDefaults()
+	return shardPipeline(s.Scope("stl.Predict"), o.Validate(), o.Sharding, &predictShardFn{Opts: o}, &mergeFn{Out: o.Out, Kind: mergePredictions})
+}
+
 // Validate checks the options as `stl predict` checks its flags.
 func (o PredictOptions) Validate() error {
 	in := o.Input
@@ -72,24 +85,6 @@ func (o PredictOptions) withDefaults() PredictOptions {
 	return o
 }
 
-// Predict adds to s the classification `stl predict --json` runs, over
-// the images cut into o.Shards parts at batch boundaries, spread over the
-// runner's workers by a reshuffle, each worker loading the classifier, the
-// defense and the images once and classifying its shards with
-// experiment.Predict; then the merge of the shards' lines, in order, into
-// o.Out, with the summary recomputed over all images: what `stl predict
-// --json` prints, byte for byte, for a deterministic defense. It returns
-// the PCollection holding o.Out once it is written.
-func Predict(s beam.Scope, o PredictOptions) (beam.PCollection, error) {
-	o = o.withDefaults()
-	if err := o.Validate(); err != nil {
-		return beam.PCollection{}, err
-	}
-	s = s.Scope("stl.Predict")
-	fn := &predictShardFn{Opts: o}
-	return shardPipeline(s, o.Shards, fn, &mergeFn{Out: o.Out, Shards: o.Shards, Kind: mergePredictions}), nil
-}
-
 // predictShardFn classifies one shard per element. Opts is the DoFn's
 // serialized configuration.
 type predictShardFn struct {
@@ -102,12 +97,9 @@ type predictShardFn struct {
 // classifier, the defense directory and the input (names, sizes and
 // modification times) and the options.
 func (f *predictShardFn) Setup() error {
-	o := f.Opts
 	var err error
-	if f.key, err = inputKey(o, o.Model, o.Defense, o.Input.In); err != nil {
-		return err
-	}
-	return os.MkdirAll(o.PartsDir, 0o755)
+	f.key, err = setupParts(f.Opts, f.Opts.PartsDir, f.Opts.Model, f.Opts.Defense, f.Opts.Input.In)
+	return err
 }
 
 // predictState is what a worker loads once: the classifier, the defense
@@ -199,17 +191,9 @@ func mergePredictionParts(out string, parts []string) (experiment.PredictSummary
 	var buf bytes.Buffer
 	labeled := true
 	for k, p := range parts {
-		b, err := os.ReadFile(p)
+		body, sum, err := readPredictions(p)
 		if err != nil {
 			return total, err
-		}
-		body, last, ok := cutLastLine(b)
-		if !ok {
-			return total, fmt.Errorf("%s: no summary line", p)
-		}
-		var sum experiment.PredictSummary
-		if err := json.Unmarshal(last, &sum); err != nil {
-			return total, fmt.Errorf("%s: summary: %w", p, err)
 		}
 		if lines := bytes.Count(body, []byte("\n")); lines != sum.Images {
 			return total, fmt.Errorf("%s: %d prediction lines, its summary counts %d images", p, lines, sum.Images)
@@ -233,14 +217,23 @@ func mergePredictionParts(out string, parts []string) (experiment.PredictSummary
 	return total, safefile.WriteBytes(out, buf.Bytes())
 }
 
-// cutLastLine splits b, newline-terminated lines, before its last line.
-func cutLastLine(b []byte) (body, last []byte, ok bool) {
+// readPredictions reads a file of prediction lines ending with their
+// summary, as Predict and its parts write them: the lines before the
+// summary, and the summary.
+func readPredictions(path string) (body []byte, sum experiment.PredictSummary, err error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, sum, err
+	}
 	t := bytes.TrimSuffix(b, []byte("\n"))
 	if len(t) == len(b) || len(t) == 0 {
-		return nil, nil, false
+		return nil, sum, fmt.Errorf("%s: no summary line", path)
 	}
 	i := bytes.LastIndexByte(t, '\n')
-	return b[:i+1], t[i+1:], true
+	if err := json.Unmarshal(t[i+1:], &sum); err != nil {
+		return nil, sum, fmt.Errorf("%s: summary: %w", path, err)
+	}
+	return b[:i+1], sum, nil
 }
 
 func init() {
@@ -250,14 +243,6 @@ func init() {
 // ReadPredictSummary reads the summary, the last line, of the predictions
 // file out written by Predict.
 func ReadPredictSummary(out string) (experiment.PredictSummary, error) {
-	var sum experiment.PredictSummary
-	b, err := os.ReadFile(out)
-	if err != nil {
-		return sum, err
-	}
-	_, last, ok := cutLastLine(b)
-	if !ok {
-		return sum, fmt.Errorf("%s: no summary line", out)
-	}
-	return sum, json.Unmarshal(last, &sum)
+	_, sum, err := readPredictions(out)
+	return sum, err
 }

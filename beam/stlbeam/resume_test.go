@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +14,6 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners/prism"
 
 	"github.com/stl-defense/stl/attack"
-	"github.com/stl-defense/stl/experiment"
 )
 
 // helperEnv, when set, makes the test binary run the attack pipeline its
@@ -51,18 +49,7 @@ func TestAttackKillResume(t *testing.T) {
 	}
 	dir := t.TempDir()
 	f := attackFlags(t, "--attack", "pgd", "--steps", "10", "--model", tinyClassifier(t, dir), "--n", "48", "--batch", "4")
-	ref := f
-	ref.Opts.Out = filepath.Join(dir, "ref")
-	job, err := experiment.LoadAttackJob(context.Background(), ref.Opts, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ref.SetJobAttack(context.Background(), job, nil, io.Discard, nil); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := job.Run(context.Background(), nil); err != nil {
-		t.Fatal(err)
-	}
+	ref := attackReference(t, f, filepath.Join(dir, "ref"))
 
 	const shards = 12
 	o := AttackOptions{Flags: f, Sharding: Sharding{Shards: shards, Workers: 1}}
@@ -121,6 +108,6 @@ func TestAttackKillResume(t *testing.T) {
 		}
 	}
 	for _, file := range []string{attack.AdvFile, attack.LabelsFile, attack.MetaFile} {
-		same(t, filepath.Join(ref.Opts.Out, file), filepath.Join(o.Flags.Opts.Out, file))
+		same(t, filepath.Join(ref, file), filepath.Join(o.Flags.Opts.Out, file))
 	}
 }

@@ -80,18 +80,24 @@ const (
 	mergePredictions = "predictions" // JSON-lines parts (mergePredictionParts)
 )
 
-// shardPipeline adds to s the elements 0..shards-1, reshuffled, the ParDo
-// of fn (a DoFn from shard index to part path) over them, and the merge of
-// all parts by m. It returns the merge's output, the merged path.
-func shardPipeline(s beam.Scope, shards int, fn any, m *mergeFn) beam.PCollection {
-	idx := make([]int, shards)
+// shardPipeline returns invalid, the error of the options' validation,
+// when it is not nil; else it adds to s the elements 0..sh.Shards-1,
+// reshuffled, the ParDo of fn (a DoFn from shard index to part path) over
+// them, and the merge of all parts by m, and returns the merge's output,
+// the merged path.
+func shardPipeline(s beam.Scope, invalid error, sh Sharding, fn any, m *mergeFn) (beam.PCollection, error) {
+	if invalid != nil {
+		return beam.PCollection{}, invalid
+	}
+	m.Shards = sh.Shards
+	idx := make([]int, sh.Shards)
 	for i := range idx {
 		idx[i] = i
 	}
 	elems := beam.Reshuffle(s, beam.CreateList(s, idx))
 	parts := beam.ParDo(s, fn, elems)
 	all := beam.GroupByKey(s, beam.AddFixedKey(s, parts))
-	return beam.ParDo(s, m, all)
+	return beam.ParDo(s, m, all), nil
 }
 
 // PartPath is where the .npy part of shard i of n is written in dir.
@@ -166,6 +172,16 @@ func inputKey(cfg any, paths ...string) (string, error) {
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// setupParts creates the parts directory dir and returns the key of a
+// job's inputs (inputKey of cfg and paths): what a DoFn's Setup does.
+func setupParts(cfg any, dir string, paths ...string) (string, error) {
+	key, err := inputKey(cfg, paths...)
+	if err != nil {
+		return "", err
+	}
+	return key, os.MkdirAll(dir, 0o755)
 }
 
 // noBatch is the error of a shard that holds none of the job's batches.
