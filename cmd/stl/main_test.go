@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
+
+	"github.com/stl-defense/stl/internal/cli"
 )
 
 func TestExitCode(t *testing.T) {
@@ -18,6 +21,7 @@ func TestExitCode(t *testing.T) {
 		{"ok", context.Background(), nil, exitOK},
 		{"error", context.Background(), errors.New("x"), exitError},
 		{"usage", context.Background(), usagef("bad flag"), exitUsage},
+		{"shared flags' usage", context.Background(), fmt.Errorf("attack: %w", cli.UsageError{Err: errors.New("bad budget")}), exitUsage},
 		{"cancelled", cancelled, context.Canceled, exitCancelled},
 		{"checks failed", context.Background(), checksFailed{ids: []string{"square"}}, exitChecks},
 	}
