@@ -16,6 +16,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -85,6 +86,9 @@ func run(ctx context.Context, name string, args []string, stdout, stderr io.Writ
 	fs.IntVar(&sh.Workers, "workers", 1, "shards one worker process computes at once, each worker loading the job's model, defense and images once")
 	build := commands[name](fs)
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return exitUsage
 	}
 	if fs.NArg() > 0 {
