@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stl-defense/stl/fft"
+	"github.com/stl-defense/stl/internal/cputime"
 	"github.com/stl-defense/stl/tensor"
 )
 
@@ -146,7 +147,7 @@ func BenchmarkBatch(b *testing.B) {
 // cpuTime returns the process's user+system CPU time (0 where not
 // available). On a shared machine it is a steadier figure than wall time
 // for single-threaded benchmarks.
-func cpuTime() time.Duration { return processCPU() }
+func cpuTime() time.Duration { return cputime.Process() }
 
 func reportCPU(b *testing.B, c0 time.Duration) {
 	b.ReportMetric(float64(cpuTime()-c0)/float64(b.N), "cpu-ns/op")

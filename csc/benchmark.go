@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stl-defense/stl/fft"
+	"github.com/stl-defense/stl/internal/cputime"
 	"github.com/stl-defense/stl/tensor"
 )
 
@@ -195,7 +196,7 @@ func Benchmark(ctx context.Context, opt BenchOptions, emit func(BenchResult) err
 		var c1 time.Duration
 		_, err := Learn(ctx, tilesHi, lo, LearnRecorderFunc(func(s LearnStats) {
 			if s.Iter == 0 {
-				first, c1 = time.Since(t0), processCPU()
+				first, c1 = time.Since(t0), cputime.Process()
 			}
 			last = s
 		}))
@@ -207,7 +208,7 @@ func Benchmark(ctx context.Context, opt BenchOptions, emit func(BenchResult) err
 		res := base
 		res.Case, res.Input, res.Unit, res.Count = "cdl_iteration", fmt.Sprintf("%d 32x32 tiles of img128_hi, 64 filters 8x8x3", n), "outer iteration", lo.Iterations-1
 		res.Seconds = (time.Since(t0) - first).Seconds() / k
-		res.CPUSeconds = (processCPU() - c1).Seconds() / k // Learn runs its own goroutine
+		res.CPUSeconds = (cputime.Process() - c1).Seconds() / k // Learn runs its own goroutine
 		res.Objective, res.Goal, res.SPORCO = last.Objective, 0.6, 5.86
 		if err := emit(res); err != nil {
 			return err
@@ -225,13 +226,13 @@ func Benchmark(ctx context.Context, opt BenchOptions, emit func(BenchResult) err
 			return err
 		}
 		out := tensor.New(tiles.Shape...)
-		t0, c0 := time.Now(), processCPU()
+		t0, c0 := time.Now(), cputime.Process()
 		st, err := p.ProjectBatch(ctx, out, tiles, nil)
 		if err != nil {
 			return err
 		}
 		secs := time.Since(t0).Seconds()
-		cpu := (processCPU() - c0).Seconds()
+		cpu := (cputime.Process() - c0).Seconds()
 		var obj float64
 		for _, s := range st {
 			obj += s.Objective
@@ -401,12 +402,12 @@ func interleaved(n int, project func(v, lo, hi int) ([]ProjectStats, error)) (*b
 	for lo := 0; lo < n; lo += chunk {
 		hi := min(lo+chunk, n)
 		for v := range sums {
-			t0, c0 := time.Now(), processCPU()
+			t0, c0 := time.Now(), cputime.Process()
 			st, err := project(v, lo, hi)
 			if err != nil {
 				return nil, err
 			}
-			sums[v].cpu += processCPU() - c0
+			sums[v].cpu += cputime.Process() - c0
 			sums[v].wall += time.Since(t0)
 			for _, s := range st {
 				sums[v].iters += float64(s.Iterations)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/stl-defense/stl/internal/cputime"
 	"github.com/stl-defense/stl/internal/option"
 	"github.com/stl-defense/stl/tensor"
 )
@@ -99,7 +100,7 @@ func Bench(ctx context.Context, o BenchOptions) (BenchResult, error) {
 		if err := f(); err != nil { // warm-up: kernels, buffers
 			return 0, 0, err
 		}
-		t0, c0 := time.Now(), processCPU()
+		t0, c0 := time.Now(), cputime.Process()
 		for i := 0; i < o.Iters; i++ {
 			if err := ctx.Err(); err != nil {
 				return 0, 0, err
@@ -109,7 +110,7 @@ func Bench(ctx context.Context, o BenchOptions) (BenchResult, error) {
 			}
 		}
 		wall := time.Since(t0).Seconds()
-		return float64(o.Batch*o.Iters) / wall, (processCPU() - c0).Seconds() / wall, nil
+		return float64(o.Batch*o.Iters) / wall, (cputime.Process() - c0).Seconds() / wall, nil
 	}
 	if res.TrainImgS, res.TrainCPU, err = timeIt(func() error {
 		_, _, err := m.trainStep(x, labels, 0)

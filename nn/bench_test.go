@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/stl-defense/stl/internal/cputime"
 )
 
 // BenchmarkNetworks reports train, inference and input-gradient images/s
@@ -141,13 +143,13 @@ func BenchmarkLayers(b *testing.B) {
 				c.f()
 				b.ReportAllocs()
 				b.ResetTimer()
-				c0 := processCPU()
+				c0 := cputime.Process()
 				for i := 0; i < b.N; i++ {
 					c.f()
 				}
 				b.ReportMetric(bytes*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
 				// CPU time is less disturbed by other jobs than wall time.
-				b.ReportMetric(float64(processCPU()-c0)/float64(b.N), "cpu-ns/op")
+				b.ReportMetric(float64(cputime.Process()-c0)/float64(b.N), "cpu-ns/op")
 			})
 		}
 	}
