@@ -1,6 +1,7 @@
 package evaluate
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -107,7 +108,7 @@ func round8L2(a, o []float32, eps float64) error {
 		}
 		a[j] = float32(near / 255)
 	}
-	slices.SortFunc(swaps, func(p, q swap) int { return cmpFloat(q.gain, p.gain) })
+	slices.SortFunc(swaps, func(p, q swap) int { return cmp.Compare(q.gain, p.gain) })
 	for _, s := range swaps {
 		if dist2 <= r2 {
 			break
@@ -119,15 +120,4 @@ func round8L2(a, o []float32, eps float64) error {
 		return fmt.Errorf("no 8-bit image within the dissimilarity %g found (the clean image is off the 8-bit grid)", eps)
 	}
 	return nil
-}
-
-// cmpFloat orders a before b when a < b.
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
