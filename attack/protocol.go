@@ -1,14 +1,10 @@
 package attack
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"slices"
 	"strings"
-
-	"github.com/stl-defense/stl/tensor"
 )
 
 // Protocol names how the paper's attack columns (PaperSettings: FGSM-0.08,
@@ -246,64 +242,10 @@ func KurakinSteps(eps float64) (steps int, frac float64) {
 	return max(steps, 1), math.Min(1, 1/e)
 }
 
-// Round8 rounds every value of x in place to the nearest multiple of 1/255
-// within [0,1]: x = clip(round(255*x), 0, 255)/255, computed in float64
-// with halves rounded away from zero, as an 8-bit image file stores it.
-// Applying it twice changes nothing, and no value moves by more than
-// 0.5/255 (plus float32 rounding) unless it was outside [0,1]. NaN stays
-// NaN.
-func Round8(x []float32) {
-	for i, v := range x {
-		if v != v {
-			continue
-		}
-		x[i] = float32(math.Min(255, math.Max(0, math.Round(float64(v)*255))) / 255)
-	}
-}
-
 // String returns the protocol's name ("text" for "").
 func (p Protocol) String() string {
 	if p == "" {
 		return string(ProtocolText)
 	}
 	return string(p)
-}
-
-// Rounded returns a with its adversarial images rounded to 8 bits (Round8)
-// before they are measured: its Run runs a, rounds Result.Adv in place and
-// computes the distances, the model's predictions and the success flags
-// again on the rounded images, as the model sees them (one forward pass
-// more, not counted in Passes). Its Name is a's followed by " (8-bit)",
-// its Budget a's: on 8-bit clean images an L-infinity budget of a whole
-// number of 255ths still holds exactly; other budgets may be exceeded by
-// the rounding, by at most half a level (0.5/255) per pixel. Its JSON
-// encoding is a's (NewSet records the rounding in SetMeta.Round8). Rounded
-// is safe for concurrent use when a is.
-func Rounded(a Attack) Attack { return rounded{a} }
-
-type rounded struct{ a Attack }
-
-func (r rounded) Name() string   { return r.a.Name() + " (8-bit)" }
-func (r rounded) Budget() Budget { return r.a.Budget() }
-func (r rounded) Targeted() bool { return r.a.Targeted() }
-
-func (r rounded) Run(ctx context.Context, m Model, x *tensor.Tensor, labels []int) (*Result, error) {
-	res, err := r.a.Run(ctx, m, x, labels)
-	if err != nil {
-		return nil, err
-	}
-	b, err := checkInput(m, x, labels)
-	if err != nil {
-		return nil, err
-	}
-	Round8(res.Adv.Data)
-	return finish(ctx, b, m, x, res.Adv, res.CleanPred, labels, r.a.Targeted(), res.Passes)
-}
-
-func (r rounded) MarshalJSON() ([]byte, error) { return json.Marshal(r.a) }
-
-// IsRounded reports whether a rounds its images to 8 bits (Rounded).
-func IsRounded(a Attack) bool {
-	_, ok := a.(rounded)
-	return ok
 }

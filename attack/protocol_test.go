@@ -2,12 +2,10 @@ package attack
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"slices"
 	"strings"
 	"testing"
 
@@ -295,52 +293,5 @@ func TestProtocolApply(t *testing.T) {
 		if s.Budget != tc.want || s.Steps != tc.steps || s.Name != tc.name || s.Method != tc.method {
 			t.Errorf("%s: %+v, want budget %v, %d steps, name %q", what, s, tc.want, tc.steps, tc.name)
 		}
-	}
-}
-
-// TestRounded checks the 8-bit wrapper: its images are 8-bit, its figures
-// are those of the rounded images (distances, predictions, success), the
-// release step of 8/255 survives the rounding on 8-bit clean images, and
-// its name says so while its budget and encoding are the attack's.
-func TestRounded(t *testing.T) {
-	f := getFixture(t)
-	x0 := eightBit(f)
-	a, _ := releaseAttack(t, PaperFGSM008)
-	r := Rounded(a)
-	res, err := r.Run(context.Background(), f.m, x0, f.labels)
-	if err != nil {
-		t.Fatal(err)
-	}
-	again := res.Adv.Clone()
-	Round8(again.Data)
-	if !slices.Equal(again.Data, res.Adv.Data) {
-		t.Error("the images are not 8-bit")
-	}
-	dissim, lInf, err := Distances(res.Adv, x0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	z, err := f.m.Logits(context.Background(), res.Adv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pred := z.ArgmaxRows(nil)
-	if !slices.Equal(dissim, res.Dissim) || !slices.Equal(lInf, res.LInf) || !slices.Equal(pred, res.AdvPred) {
-		t.Error("the figures are not those of the rounded images")
-	}
-	for i, p := range pred {
-		if res.Success[i] != (p != f.labels[i]) {
-			t.Errorf("image %d: success %v with prediction %d, label %d", i, res.Success[i], p, f.labels[i])
-		}
-	}
-	for i, l := range res.LInf {
-		if math.Abs(l-8.0/255) > 1e-6 {
-			t.Errorf("image %d: L-infinity %v after rounding, want 8/255", i, l)
-		}
-	}
-	want, _ := json.Marshal(a)
-	js, err := json.Marshal(r)
-	if err != nil || string(js) != string(want) || r.Name() != a.Name()+" (8-bit)" || r.Budget() != a.Budget() || !IsRounded(r) || IsRounded(a) {
-		t.Errorf("name %q, budget %v, encoding %s (want %s), %v", r.Name(), r.Budget(), js, want, err)
 	}
 }

@@ -44,7 +44,8 @@ type AttackOptions struct {
 	// Protocol is the attack protocol the attack's budget was read under
 	// (attack.Protocol.Apply; "" is attack.ProtocolText), recorded in the
 	// set's metadata. Round8 rounds every adversarial image to 8 bits
-	// before the classifier or the defense sees it (attack.Rounded), as
+	// inside its budget before the classifier or the defense sees it
+	// (attack.Rounded), as
 	// attack.ProtocolRelease always does. An interrupted run resumes only
 	// under the same protocol and rounding (ProtocolMismatchError).
 	Protocol attack.Protocol
@@ -530,8 +531,10 @@ func (j *AttackJob) Run(ctx context.Context, rep progress.Reporter) (*AttackOutc
 func (j *AttackJob) partialDir() string { return j.opts.partialDir() }
 
 // runKey identifies what a checkpointed batch of attack a was computed
-// from: the model files, the data, the subset, a's options and the
-// defense. An interrupted run resumes only from batches with the same key.
+// from: the model files, the data, the subset, a's options, the defense
+// and, for a rounded attack, the rounding (round8Scheme: batches rounded
+// before the rounding kept to the budget are not resumed). An interrupted
+// run resumes only from batches with the same key.
 func (j *AttackJob) runKey(a attack.Attack) string {
 	o := j.opts
 	h := sha256.New()
@@ -544,6 +547,9 @@ func (j *AttackJob) runKey(a attack.Attack) string {
 	fmt.Fprintf(h, "%s\n", o.Defense)
 	if baseline.Learns(o.Defense) {
 		fmt.Fprintf(h, "%d %d %d %d\n", o.BaselineTrain, o.SubsetSeed, o.MagNetEpochs, o.QuiltPatches)
+	}
+	if attack.IsRounded(a) {
+		fmt.Fprintf(h, "round8 %s\n", round8Scheme)
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }

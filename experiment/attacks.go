@@ -77,9 +77,6 @@ func (r *runner) paperColumn(ctx context.Context, a *advSet) error {
 			return nil, attackInfo{}, err
 		}
 		adv, err := attackInChunks(ctx, atk, r.vanilla, r.x0, r.y0, name, r.rep, part)
-		if err == nil && r.cfg.round8() {
-			attack.Round8(adv.Data)
-		}
 		return adv, attackInfo{}, err
 	}
 	if r.cfg.TargetDissimilarity > 0 {
@@ -107,7 +104,8 @@ func (r *runner) paperColumn(ctx context.Context, a *advSet) error {
 
 // attackStage computes, or reloads, the cached stage of the adversarial
 // set a under the key of cfg and deps: compute makes the images (rounded
-// to 8 bits when the run rounds), with checkpoints in ckpt; the stage
+// to 8 bits inside the budget when the run rounds: the backend's attacks
+// round them, attack.Rounded), with checkpoints in ckpt; the stage
 // saves them with their figures (attack.json). A failing computation
 // leaves the column missing.
 func (r *runner) attackStage(ctx context.Context, a *advSet, cfg any, deps []cache.Key, compute func(ctx context.Context, ckpt string) (*tensor.Tensor, attackInfo, error)) error {
@@ -162,15 +160,15 @@ func (r *runner) attackStage(ctx context.Context, a *advSet, cfg any, deps []cac
 // the column's name and its attack's settings, as before protocols
 // existed under the default protocol without rounding (key_test.go pins
 // it), plus the protocol's name when it is not the default, "round8":
-// true when the images are rounded, and the target dissimilarity and its
-// tolerance when set.
+// round8Scheme when the images are rounded, and the target dissimilarity
+// and its tolerance when set.
 func (r *runner) attackKeyConfig(name string, settings any) map[string]any {
 	cfg := map[string]any{"attack": name, "settings": settings}
 	if p := r.cfg.protocol(); !p.IsDefault() {
 		cfg["protocol"] = p.String()
 	}
 	if r.cfg.round8() {
-		cfg["round8"] = true
+		cfg["round8"] = round8Scheme
 	}
 	if r.cfg.TargetDissimilarity > 0 {
 		cfg["target_dissimilarity"] = r.cfg.TargetDissimilarity
@@ -180,6 +178,12 @@ func (r *runner) attackKeyConfig(name string, settings any) map[string]any {
 	}
 	return cfg
 }
+
+// round8Scheme is the value of "round8" in the keys of the stages whose
+// images are rounded to 8 bits: rounded inside the budget
+// (attack.Round8Within). Stages rounded to the nearest k/255 regardless of
+// the budget, as before, had true there, and are not reused.
+const round8Scheme = "within-budget"
 
 // orderedAttacks returns names in the paper's column order.
 func orderedAttacks(names []string) []string { return inOrder(KnownAttacks, names) }

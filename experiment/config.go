@@ -162,10 +162,11 @@ type Config struct {
 	// the keys of the attack stages (and of what depends on their images)
 	// only.
 	Protocol string `json:"protocol,omitempty" yaml:"protocol"`
-	// Round8 rounds every adversarial image of the attack columns to 8
-	// bits (round(255 x)/255, attack.Round8) before any defense or
-	// classifier sees it, as an image file would store it, under any
-	// protocol ("release" always does). Default false.
+	// Round8 rounds every adversarial image of the attack columns and of
+	// the white-box table to 8 bits, values k/255, inside its attack's
+	// budget (attack.Round8Within), before any defense or classifier sees
+	// it, as an image file would store it, under any protocol ("release"
+	// always does). Default false.
 	Round8 bool `json:"round8,omitempty" yaml:"round8"`
 	// CWIterations and CWBinarySteps are the Adam steps per binary-search
 	// step and the binary-search steps of the CW attack. Defaults 100 and 5
@@ -446,6 +447,13 @@ func (c Config) Validate() error {
 	if _, err := attack.ParseProtocol(c.Protocol); err != nil {
 		return bad("protocol", "%q, want one of %s", c.Protocol, strings.Join(attack.ProtocolNames(), ", "))
 	}
+	if cols := c.roundedLInfSearches(); len(cols) > 0 {
+		return bad("target_dissimilarity", "%v searches the L-infinity budget of %s, and with 8-bit rounding (protocol %s, or round8) "+
+			"their pixels move by whole levels of 1/255 (at +-eps they all round alike), so the average dissimilarity jumps from level to level "+
+			"and the search cannot meet it: search under protocol %s or %s (normalized L2 budgets, with round8 for 8-bit images), "+
+			"or list only attacks with an L2 budget (%s)",
+			c.TargetDissimilarity, strings.Join(cols, ", "), c.protocol(), attack.ProtocolText, attack.ProtocolGuo, strings.Join(c.l2Columns(), ", "))
+	}
 	seen, err := checkNames("whitebox_losses", c.WhiteBoxLosses, AllWhiteBoxLosses, "loss")
 	if err != nil {
 		return err
@@ -488,6 +496,36 @@ func (c Config) protocol() attack.Protocol {
 // round8 reports whether the adversarial images of the attack columns are
 // rounded to 8 bits: Round8, or a protocol that rounds.
 func (c Config) round8() bool { return c.Round8 || c.protocol().Round8() }
+
+// roundedLInfSearches returns the attack columns whose strength search
+// (TargetDissimilarity) would move an L-infinity budget on images rounded
+// to 8 bits: none without a search or without rounding. Such a search
+// cannot converge (stl attack refuses it too); the universal perturbation
+// is not among them (its pixels move by different amounts).
+func (c Config) roundedLInfSearches() []string {
+	if c.TargetDissimilarity <= 0 || !c.round8() {
+		return nil
+	}
+	var cols []string
+	for _, name := range orderedAttacks(c.Attacks) {
+		if s, err := c.protocol().Setting(name); err == nil && s.Budget.Norm == attack.LInf && s.Knob().Param == attack.BudgetKnob().Param {
+			cols = append(cols, name)
+		}
+	}
+	return cols
+}
+
+// l2Columns returns the paper's attack columns with a normalized L2 budget
+// under the run's protocol.
+func (c Config) l2Columns() []string {
+	var cols []string
+	for _, name := range KnownAttacks {
+		if s, err := c.protocol().Setting(name); err == nil && s.Budget.Norm != attack.LInf {
+			cols = append(cols, name)
+		}
+	}
+	return cols
+}
 
 // retrainEpochs returns RetrainEpochs, or Epochs when it is 0.
 func (c Config) retrainEpochs() int {

@@ -89,6 +89,11 @@ func TestValidate(t *testing.T) {
 		{"target_dissimilarity", func(c *Config) { c.TargetDissimilarity = -0.06 }},
 		{"target_dissimilarity", func(c *Config) { c.TargetTolerance = 0.001 }},
 		{"target_dissimilarity", func(c *Config) { c.TargetDissimilarity, c.TargetTolerance = 0.06, 0.07 }},
+		{"target_dissimilarity", func(c *Config) { c.Protocol, c.TargetDissimilarity = "release", 0.06 }},
+		{"target_dissimilarity", func(c *Config) {
+			c.Protocol, c.TargetDissimilarity, c.Attacks = "release", 0.06, []string{AttackBIM, AttackCW}
+		}},
+		{"target_dissimilarity", func(c *Config) { c.Protocol, c.Round8, c.TargetDissimilarity = "release", true, 0.06 }},
 		{"baselines", func(c *Config) { c.Baselines = []string{" "} }},
 		{"cutout", func(c *Config) { c.Cutout = -1 }},
 		{"dropout", func(c *Config) { c.Dropout = -0.1 }},
@@ -114,6 +119,41 @@ func TestValidate(t *testing.T) {
 		var ce *ConfigError
 		if err := c.Validate(); !errors.As(err, &ce) || ce.Field != tc.field {
 			t.Errorf("%s: err = %v, want *ConfigError for %s", tc.field, err, tc.field)
+		}
+	}
+}
+
+// TestValidateRoundedSearch: a strength search is refused on L-infinity
+// columns whose images are rounded to 8 bits (the release protocol's FGSM
+// and BIM), with a message naming them and the way out, and accepted on
+// normalized L2 columns, rounded or not, and on the universal perturbation.
+func TestValidateRoundedSearch(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		protocol string
+		round8   bool
+		attacks  []string
+		refused  string // the columns named, "" when accepted
+	}{
+		{"release, every column", "release", false, AllAttacks, "FGSM-0.08, FGSM-0.04, BIM"},
+		{"release with round8", "release", true, []string{AttackBIM}, "BIM"},
+		{"release, L2 columns and UAP", "release", false, []string{AttackDeepFool, AttackCW, AttackUAP}, ""},
+		{"text with round8: every column L2", "text", true, AllAttacks, ""},
+		{"guo with round8", "guo", true, AllAttacks, ""},
+	} {
+		c := DefaultConfig()
+		c.Protocol, c.Round8, c.Attacks, c.TargetDissimilarity = tc.protocol, tc.round8, tc.attacks, 0.06
+		err := c.Validate()
+		if tc.refused == "" {
+			if err != nil {
+				t.Errorf("%s: %v", tc.name, err)
+			}
+			continue
+		}
+		var ce *ConfigError
+		if !errors.As(err, &ce) || ce.Field != "target_dissimilarity" || !strings.Contains(err.Error(), tc.refused+", and with 8-bit rounding") ||
+			!strings.Contains(err.Error(), "whole levels of 1/255") || !strings.Contains(err.Error(), "DeepFool, CW") {
+			t.Errorf("%s: err = %v, want a target_dissimilarity error naming %s", tc.name, err, tc.refused)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package experiment
 import (
 	"encoding/json"
 	"errors"
+	"maps"
 	"reflect"
 	"strings"
 	"testing"
@@ -393,5 +394,45 @@ func TestSuiteKeyStable(t *testing.T) {
 	release.Protocol, round8.Round8 = string(attack.ProtocolRelease), true
 	if kr, k8 := key(release), key(round8); kr == def || k8 == def || kr != k8 {
 		t.Errorf("suite keys: default %s, release %s, round8 %s: want the two rounded ones equal and apart from the default", def, kr, k8)
+	}
+}
+
+// TestRound8KeysChanged: the stages whose images are rounded to 8 bits
+// (the attack columns and the white-box examples under release or round8)
+// have other keys than when rounding went to the nearest k/255 regardless
+// of the budget (encoded "round8": true), so that such stages are
+// recomputed rather than reused.
+func TestRound8KeysChanged(t *testing.T) {
+	release, rounded := DefaultConfig(), DefaultConfig()
+	release.Protocol, rounded.Round8 = "release", true
+	for name, cfg := range map[string]Config{"release": release, "round8": rounded} {
+		r := &runner{cfg: cfg, wbSubsetKey: "subset"}
+		for _, a := range AllAttacks {
+			_, settings, _, err := paperAttack(a, cfg, guoModel{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			now := r.attackKeyConfig(a, settings)
+			before := maps.Clone(now)
+			before["round8"] = true
+			kNow, err1 := cache.NewKey(stageAttack+slug(a), now, "vanilla", "subset")
+			kBefore, err2 := cache.NewKey(stageAttack+slug(a), before, "vanilla", "subset")
+			if err1 != nil || err2 != nil || now["round8"] != round8Scheme || kNow == kBefore {
+				t.Errorf("%s %s: round8 %v, key %s (before %s)", name, a, now["round8"], kNow, kBefore)
+			}
+		}
+		_, ce, err := whiteBoxPGD(cfg, LossCE)
+		if err != nil {
+			t.Fatal(err)
+		}
+		now, deps, kNow, err := r.whiteBoxKey(&row{name: RowSTL, key: "transform"}, LossCE, ce, "model")
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := maps.Clone(now)
+		before["round8"] = true
+		if kBefore, err := cache.NewKey(whiteBoxStage(RowSTL, LossCE), before, deps...); err != nil || kBefore == kNow || now["round8"] != round8Scheme {
+			t.Errorf("%s white-box: round8 %v, key %s (before %s)", name, now["round8"], kNow, kBefore)
+		}
 	}
 }

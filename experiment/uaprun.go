@@ -146,7 +146,7 @@ func (r *runner) uapColumn(ctx context.Context, a *advSet) error {
 			if err != nil {
 				return nil, err
 			}
-			res, err := attack.RunBatched(ctx, u, r.vanilla, r.x0, r.y0, attackBatch, r.rep)
+			res, err := attack.RunBatched(ctx, roundedFor(r.cfg, u), r.vanilla, r.x0, r.y0, attackBatch, r.rep)
 			if err != nil {
 				return nil, err
 			}
@@ -158,9 +158,6 @@ func (r *runner) uapColumn(ctx context.Context, a *advSet) error {
 			return adv, si, err
 		}
 		adv, err := apply(ctx, o.Budget.Eps, nil)
-		if err == nil && r.cfg.round8() {
-			attack.Round8(adv.Data)
-		}
 		return adv, info, err
 	})
 }
@@ -197,12 +194,9 @@ func (r *runner) searchColumn(ctx context.Context, a *advSet, knob attack.Knob, 
 		if err != nil {
 			return 0, err
 		}
-		adv, err := run(ctx, s, part)
+		adv, err := run(ctx, s, part) // rounded when the run rounds
 		if err != nil {
 			return 0, err
-		}
-		if r.cfg.round8() {
-			attack.Round8(adv.Data)
 		}
 		clear(images)
 		images[s] = adv

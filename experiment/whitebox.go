@@ -66,7 +66,7 @@ func (r *runner) whiteBoxKey(rw *row, loss string, settings any, mKey cache.Key)
 		cfg["backward"] = rw.backward
 	}
 	if r.cfg.round8() {
-		cfg["round8"] = true
+		cfg["round8"] = round8Scheme
 	}
 	deps := []cache.Key{mKey, r.wbSubsetKey}
 	if !rw.plain() {
@@ -182,12 +182,12 @@ func (rw *row) whiteBoxMissing() string {
 // many (defense.Skipper) before the next chunk, so it draws what an
 // uninterrupted run draws. A randomized T that cannot skip recomputes the
 // whole stage. With Config.Round8 (or a rounding protocol) x_adv is
-// rounded to 8 bits before T sees it.
+// rounded to 8 bits inside the budget (whiteBoxRound8) before T sees it.
 func (r *runner) whiteBoxImages(ctx context.Context, rw *row, m attack.Model, pgd Attacker, stage, what string, part *cache.Partial) (*tensor.Tensor, error) {
 	if rw.plain() {
 		adv, err := attackInChunks(ctx, pgd, m, r.wbX, r.wbY, stage, r.rep, part)
-		if err == nil && r.cfg.round8() {
-			attack.Round8(adv.Data)
+		if err == nil {
+			err = r.whiteBoxRound8(adv)
 		}
 		return adv, err
 	}
@@ -238,10 +238,20 @@ func (r *runner) whiteBoxImages(ctx context.Context, rw *row, m attack.Model, pg
 		}
 		r.rep.Report(name, hi, n, "")
 	}
-	if r.cfg.round8() {
-		attack.Round8(adv.Data)
+	if err := r.whiteBoxRound8(adv); err != nil {
+		return nil, err
 	}
 	return applyBatched(ctx, t, adv, what, r.rep, nil)
+}
+
+// whiteBoxRound8 rounds the white-box examples adv to 8 bits inside the
+// Table 4 budget (L-infinity whiteBoxEps, attack.Round8Within: at most
+// 7/255 from the clean images on 8-bit data) when the run rounds.
+func (r *runner) whiteBoxRound8(adv *tensor.Tensor) error {
+	if !r.cfg.round8() {
+		return nil
+	}
+	return attack.Round8Within(adv, r.wbX, attack.Budget{Norm: attack.LInf, Eps: whiteBoxEps})
 }
 
 // counter is a transform that counts the images it transforms.

@@ -85,8 +85,9 @@ func loadData(ctx context.Context, cfg Config) (train, test *dataset.Set, err er
 // paperAttack returns the named attack (one of AllAttacks) with the
 // budgets of the run's protocol (attack.Protocol; the text's: normalized
 // L2 dissimilarity 0.08 or 0.04, section 5.1) and package attack's
-// defaults otherwise, CW's iterations bounded by cfg. Under the guo
-// protocol the budgets are measured in m's input normalization.
+// defaults otherwise, CW's iterations bounded by cfg, its images rounded
+// to 8 bits inside the budget when the run rounds (roundedFor). Under the
+// guo protocol the budgets are measured in m's input normalization.
 func paperAttack(name string, cfg Config, m attack.Model) (Attacker, any, string, error) {
 	s, c, err := paperSetting(name, cfg, m)
 	if err != nil {
@@ -96,7 +97,17 @@ func paperAttack(name string, cfg Config, m attack.Model) (Attacker, any, string
 	if err != nil {
 		return nil, nil, "", err
 	}
-	return batched(a), set, budgetText(s.Budget), nil
+	return batched(roundedFor(cfg, a)), set, budgetText(s.Budget), nil
+}
+
+// roundedFor returns a with its images rounded to 8 bits inside its budget
+// (attack.Rounded) when the run rounds (Config.Round8 or a rounding
+// protocol), a otherwise.
+func roundedFor(cfg Config, a attack.Attack) attack.Attack {
+	if cfg.round8() {
+		return attack.Rounded(a)
+	}
+	return a
 }
 
 // paperSetting returns the setting and options paperAttack builds from.
@@ -117,7 +128,7 @@ func paperSetting(name string, cfg Config, m attack.Model) (attack.Setting, atta
 
 // paperStrength is paperAttack's attack with its strength knob
 // (attack.Setting.Knob): the budget of FGSM and BIM, DeepFool's
-// and CW's overshoot with their cap lifted.
+// and CW's overshoot with their cap lifted, rounded as paperAttack's.
 func paperStrength(name string, cfg Config, m attack.Model) (attack.Knob, func(float64) (Attacker, any, error), error) {
 	s, c, err := paperSetting(name, cfg, m)
 	if err != nil {
@@ -128,7 +139,7 @@ func paperStrength(name string, cfg Config, m attack.Model) (attack.Knob, func(f
 		if err != nil {
 			return nil, nil, err
 		}
-		return batched(a), set, nil
+		return batched(roundedFor(cfg, a)), set, nil
 	}, nil
 }
 

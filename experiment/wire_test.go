@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/stl-defense/stl/attack"
 	"github.com/stl-defense/stl/dataset"
+	"github.com/stl-defense/stl/progress"
 )
 
 func TestPaperAttacks(t *testing.T) {
@@ -197,6 +200,75 @@ func TestSettingsEncodings(t *testing.T) {
 		js, _ := json.Marshal(set)
 		if err != nil || budget != a.budget || string(js) != a.settings {
 			t.Errorf("%s: budget %q, settings %s (%v), want %q, %s", a.name, budget, js, err, a.budget, a.settings)
+		}
+	}
+}
+
+// TestPaperAttacksRound8 runs every column of the backend's attacks with
+// 8-bit rounding (the release protocol; round8 under the text protocol,
+// and under guo on normalized tensors) on images off the 8-bit grid, where
+// rounding to the nearest k/255 would leave an L-infinity budget: the
+// images are 8-bit, inside the column's budget, and rounding them again
+// changes nothing. Without rounding they are not 8-bit.
+func TestPaperAttacksRound8(t *testing.T) {
+	ctx := context.Background()
+	train, test := fakeSet("train", 30, 1), fakeSet("test", 12, 2)
+	m, err := (&fakeTrainer{}).Train(ctx, ClassifierSpec{}, train, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	model := normCentroid{m.(*centroid)}
+	for _, tc := range []struct {
+		protocol string
+		round8   bool
+	}{{"release", false}, {"text", true}, {"guo", true}, {"text", false}} {
+		cfg := DefaultConfig()
+		cfg.Protocol, cfg.Round8, cfg.CWIterations, cfg.CWBinarySteps = tc.protocol, tc.round8, 10, 2
+		for _, name := range AllAttacks {
+			what := fmt.Sprintf("%s (protocol %s, round8 %v)", name, tc.protocol, tc.round8)
+			run, _, _, err := paperAttack(name, cfg, model)
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			s, _, err := paperSetting(name, cfg, model)
+			if err != nil {
+				t.Fatal(err)
+			}
+			adv, err := run(ctx, model, test.Images, test.Labels, progress.Nop)
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			grid := adv.Clone()
+			attack.Round8(grid.Data)
+			if onGrid := slices.Equal(grid.Data, adv.Data); onGrid != cfg.round8() {
+				t.Errorf("%s: images on the 8-bit grid %v", what, onGrid)
+			}
+			if !cfg.round8() {
+				continue
+			}
+			again := adv.Clone()
+			if err := attack.Round8Within(again, test.Images, s.Budget); err != nil || !slices.Equal(again.Data, adv.Data) {
+				t.Errorf("%s: rounding again changed the images (err %v)", what, err)
+			}
+			dissim, linf, _ := attack.Distances(adv, test.Images)
+			var dz []float64
+			if s.Budget.Norm == attack.L2Z {
+				dz, _ = attack.DissimilarityZ(adv, test.Images, *s.Budget.Normalization)
+			}
+			for i := range dissim {
+				var got float64
+				switch s.Budget.Norm {
+				case attack.LInf:
+					got = linf[i] - 5e-7
+				case attack.L2Z:
+					got = dz[i] / (1 + 1e-6)
+				default:
+					got = dissim[i] / (1 + 1e-6)
+				}
+				if got > s.Budget.Eps {
+					t.Errorf("%s: image %d beyond the budget %s (L-inf %g, dissimilarity %g)", what, i, s.Budget, linf[i], dissim[i])
+				}
+			}
 		}
 	}
 }

@@ -131,10 +131,13 @@ func TestRunAttackProtocols(t *testing.T) {
 		}},
 		{"text-round8", "", "fgsm", 0.04, true, true, "protocol text with 8-bit rounding", func(t *testing.T, s *attack.Set, x0 *tensor.Tensor) {
 			want := directFGSM(t, model, x0, s.Labels, 0.04)
-			attack.Round8(want.Data)
-			if !slices.Equal(s.Adv.Data, want.Data) {
-				t.Error("the images are not the text protocol's, rounded")
+			if err := attack.Round8Within(want, x0, attack.Budget{Norm: attack.L2Rel, Eps: 0.04}); err != nil {
+				t.Fatal(err)
 			}
+			if !slices.Equal(s.Adv.Data, want.Data) {
+				t.Error("the images are not the text protocol's, rounded inside the budget")
+			}
+			checkDissim(t, s.Meta.Dissim, 0.04)
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

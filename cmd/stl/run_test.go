@@ -57,6 +57,9 @@ func TestRunFlagsOverrideConfig(t *testing.T) {
 		{"whitebox no loss", []string{"--whitebox", "--whitebox-losses", ""}, true},
 		{"whitebox unknown loss", []string{"--whitebox", "--whitebox-losses", "ce,hinge"}, true},
 		{"whitebox negative kappa", []string{"--whitebox", "--whitebox-cw-kappa", "-1"}, true},
+		{"release searching l-inf budgets", []string{"--protocol", "release", "--target-dissimilarity", "0.06"}, true},
+		{"release searching the l2 columns", []string{"--protocol", "release", "--target-dissimilarity", "0.06", "--attacks", "DeepFool,CW,UAP"}, false},
+		{"text round8 search", []string{"--round8", "--target-dissimilarity", "0.06"}, false},
 	}
 	for _, tc := range tests {
 		cmd := newRunCmd()

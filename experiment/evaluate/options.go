@@ -102,12 +102,12 @@ type Options struct {
 	// attack's and probe's result, the transfer and noise images) to 8
 	// bits, values k/255, before the defense or the classifier sees it,
 	// as an image file would store it (stl run's "release" protocol and
-	// --round8, attack.Round8), keeping it inside its budget: L-infinity
-	// by clipping to the ball in 8-bit steps, the normalized L2
-	// dissimilarity by rounding the pixels that most exceed it towards
-	// the clean image (see round8). The attacks themselves query the
-	// defense with unrounded iterates; the clean images are judged as
-	// given. Default false; absent from the JSON encoding when false, so
+	// --round8), keeping it inside its budget (attack.Round8Within, the
+	// rounding of every attack's images): L-infinity by clipping to the
+	// ball in 8-bit steps, the normalized L2 dissimilarity by rounding
+	// the pixels that most exceed it towards the clean image. The
+	// attacks themselves query the defense with unrounded iterates; the
+	// clean images are judged as given. Default false; absent from the JSON encoding when false, so
 	// that every key hashing the options reads as before it existed.
 	Round8 bool `json:",omitempty"`
 	// WarmStart starts the projections an attack makes through a defense

@@ -19,7 +19,8 @@ func on8Bits(v float32) bool {
 }
 
 // checkRounded fails unless every image of adv is on the 8-bit grid and
-// inside the budget b around x0 (up to the slack round8 documents).
+// inside the budget b around x0 (up to the slack attack.Round8Within
+// documents).
 func checkRounded(t *testing.T, what string, adv, x0 *tensor.Tensor, b attack.Budget) {
 	t.Helper()
 	n := adv.Shape[0]
@@ -52,80 +53,6 @@ func grid8(n int, seed uint64) *tensor.Tensor {
 	x, _ := testData(newLinear(seed), n, seed)
 	attack.Round8(x.Data)
 	return x
-}
-
-func TestRound8(t *testing.T) {
-	x0 := grid8(6, 1)
-	offGrid, _ := testData(newLinear(1), 6, 1)
-	cases := []struct {
-		name    string
-		b       attack.Budget
-		x0      *tensor.Tensor
-		perturb float64 // uniform perturbation in [-perturb, perturb], then clipped to [0, 1]
-		ok      bool
-	}{
-		{"linf 8/255, inside", attack.Budget{Norm: attack.LInf, Eps: 8.0 / 255}, x0, 8.0 / 255, true},
-		{"linf 8/255, rounding would cross the ball", attack.Budget{Norm: attack.LInf, Eps: 8.0 / 255}, offGrid, 8.0 / 255, true},
-		{"linf 3.5/255, a budget off the grid", attack.Budget{Norm: attack.LInf, Eps: 3.5 / 255}, x0, 3.5 / 255, true},
-		{"linf 0.4/255 around an off-grid image: no 8-bit value", attack.Budget{Norm: attack.LInf, Eps: 0.4 / 255}, offGrid, 0.4 / 255, false},
-		{"l2 0.04", attack.Budget{Norm: attack.L2Rel, Eps: 0.04}, x0, 0.1, true},
-		{"l2 0.005: most pixels rounded towards x0", attack.Budget{Norm: attack.L2Rel, Eps: 0.005}, x0, 0.1, true},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			adv := RandomNoise(c.x0, attack.Budget{Norm: attack.LInf, Eps: c.perturb}, 3)
-			if c.b.Norm == attack.L2Rel { // project onto the L2 ball, as an attack leaves it
-				projectL2(adv, c.x0, c.b.Eps)
-			}
-			err := round8(adv, c.x0, c.b)
-			if (err == nil) != c.ok {
-				t.Fatalf("err = %v, want ok %v", err, c.ok)
-			}
-			if err != nil {
-				return
-			}
-			checkRounded(t, c.name, adv, c.x0, c.b)
-			again := adv.Clone()
-			if err := round8(again, c.x0, c.b); err != nil || !tensorEqual(again, adv) {
-				t.Errorf("rounding twice changed the image (err %v)", err)
-			}
-		})
-	}
-	if err := round8(x0.Clone(), x0, attack.Budget{Norm: attack.L2Z, Eps: 0.04}); err == nil {
-		t.Error("an l2z budget gave no error")
-	}
-	if err := round8(x0.Clone(), x0.Batch(0, 2), DefaultBudget); err == nil {
-		t.Error("mismatched shapes gave no error")
-	}
-}
-
-// projectL2 scales each image's perturbation onto the ball of normalized
-// L2 radius eps when outside.
-func projectL2(adv, x0 *tensor.Tensor, eps float64) {
-	n := adv.Shape[0]
-	d := len(adv.Data) / n
-	for i := 0; i < n; i++ {
-		a, o := adv.Data[i*d:(i+1)*d], x0.Data[i*d:(i+1)*d]
-		var dist2, norm2 float64
-		for j := range a {
-			e := float64(a[j]) - float64(o[j])
-			dist2, norm2 = dist2+e*e, norm2+float64(o[j])*float64(o[j])
-		}
-		if s := eps * math.Sqrt(norm2) / math.Sqrt(dist2); s < 1 {
-			for j := range a {
-				a[j] = float32(float64(o[j]) + 0.999*s*(float64(a[j])-float64(o[j])))
-			}
-		}
-	}
-}
-
-func tensorEqual(a, b *tensor.Tensor) bool {
-	for i := range a.Data {
-		if a.Data[i] != b.Data[i] {
-			return false
-		}
-	}
-	return len(a.Data) == len(b.Data)
 }
 
 // TestRunRound8 evaluates 8-bit images with and without Options.Round8:

@@ -270,8 +270,8 @@ func (r *run) exec(ctx context.Context, sp spec, prior []Outcome) (*AttackResult
 			return nil, err
 		}
 		if r.o.Round8 {
-			if err := round8(aa, xa, sp.budget); err != nil {
-				return nil, err
+			if err := attack.Round8Within(aa, xa, sp.budget); err != nil {
+				return nil, fmt.Errorf("evaluate: %s on %s: %w", res.Label(), sp.subj.name, err)
 			}
 		}
 		correct, err := r.judge(ctx, sp.subj, aa, la, r.seed(append(sp.id(), "judge")...))

@@ -12,7 +12,7 @@ import (
 const (
 	FlagProtocol = "protocol"
 	FlagRound8   = "round8"
-	UsageRound8  = "round every adversarial image to 8 bits before any defense or classifier sees it (" +
+	UsageRound8  = "round every adversarial image to 8 bits, inside its budget, before any defense or classifier sees it (" +
 		string(attack.ProtocolRelease) + " always does)"
 )
 
