@@ -12,6 +12,7 @@ import (
 	"github.com/stl-defense/stl/dataset"
 	"github.com/stl-defense/stl/defense"
 	"github.com/stl-defense/stl/defense/baseline"
+	"github.com/stl-defense/stl/experiment/evaluate"
 	"github.com/stl-defense/stl/nn"
 	"github.com/stl-defense/stl/progress"
 	"github.com/stl-defense/stl/tensor"
@@ -33,9 +34,13 @@ func DefaultBackend() Backend {
 		WhiteBox:  whiteBoxPGD,
 		PGD:       pgdAt,
 		// BPDA takes the exact gradient of transforms that provide one
-		// (MagNet's reformer), the identity otherwise.
+		// (MagNet's reformer), the identity otherwise: the suite's bpda
+		// route in a run (suiteBPDA).
 		Adaptive: func(t defense.Transform, m attack.Model, draws int) (attack.Model, error) {
-			approx, _ := t.(attack.Approx)
+			approx, err := suiteBPDA.Backward(t)
+			if err != nil {
+				return nil, err
+			}
 			return attack.Adaptive(t, m, approx, draws)
 		},
 	}
@@ -196,20 +201,28 @@ func batched(a attack.Attack) Attacker {
 	}
 }
 
-// whiteBoxPGD returns PGD at the paper's Table 4 budget, L-infinity 0.031,
-// with cfg.WhiteBoxSteps steps, ascending loss (LossCE or LossCW), and
-// package attack's other defaults (step 0.1 budget, random start seeded
-// by the run seed), with kappa cfg.WhiteBoxCWKappa for the CW loss. For LossCE the options leave
-// attack.PGDOptions.Loss empty, so that they encode, and the white-box
-// stages' keys read, as before the loss existed.
+// whiteBoxPGD returns the attack of the paper's Table 4: the PGD of the
+// evaluation suite (evaluate.PGDOptions: PGD-CE for LossCE, PGD-CW for
+// LossCW) at the Table 4 budget, L-infinity 0.031, with cfg.WhiteBoxSteps
+// steps, seeded by the run seed, with kappa cfg.WhiteBoxCWKappa for the CW
+// loss, run to its last iterate (the suite stops each image at its first
+// success instead). For LossCE the options leave attack.PGDOptions.Loss
+// empty, so that they encode, and the white-box stages' keys read, as
+// before the loss existed.
 func whiteBoxPGD(cfg Config, loss string) (Attacker, any, error) {
-	o := pgdOptions(cfg, whiteBoxEps, cfg.WhiteBoxSteps)
+	var o attack.PGDOptions
+	var err error
 	switch loss {
 	case LossCE:
+		o, err = pgdOptions(cfg, evaluate.PGDCE, whiteBoxEps, cfg.WhiteBoxSteps)
 	case LossCW:
-		o.Loss, o.Kappa = attack.LossCW, cfg.WhiteBoxCWKappa
+		o, err = pgdOptions(cfg, evaluate.PGDCW, whiteBoxEps, cfg.WhiteBoxSteps)
+		o.Kappa = cfg.WhiteBoxCWKappa
 	default:
 		return nil, nil, fmt.Errorf("unknown white-box loss %q (want one of %s)", loss, strings.Join(AllWhiteBoxLosses, ", "))
+	}
+	if err != nil {
+		return nil, nil, err
 	}
 	return pgdAttacker(o)
 }
@@ -218,16 +231,18 @@ func whiteBoxPGD(cfg Config, loss string) (Attacker, any, error) {
 // the other settings of whiteBoxPGD with the cross-entropy, for the
 // white-box sanity checks.
 func pgdAt(cfg Config, eps float64, steps int) (Attacker, any, error) {
-	return pgdAttacker(pgdOptions(cfg, eps, steps))
+	o, err := pgdOptions(cfg, evaluate.PGDCE, eps, steps)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pgdAttacker(o)
 }
 
-// pgdOptions returns package attack's PGD defaults at L-infinity eps with
-// steps iterations, seeded by the run seed.
-func pgdOptions(cfg Config, eps float64, steps int) attack.PGDOptions {
-	o := attack.DefaultPGDOptions()
-	o.Budget = attack.Budget{Norm: attack.LInf, Eps: eps}
-	o.Steps, o.Seed = steps, uint64(cfg.Seed)
-	return o
+// pgdOptions returns the options of the suite's PGD attack name
+// (evaluate.PGDOptions) at L-infinity eps with steps iterations, seeded by
+// the run seed.
+func pgdOptions(cfg Config, name string, eps float64, steps int) (attack.PGDOptions, error) {
+	return evaluate.PGDOptions(name, attack.Budget{Norm: attack.LInf, Eps: eps}, evaluate.Options{PGDSteps: steps}, uint64(cfg.Seed))
 }
 
 // pgdAttacker returns PGD with options o, run in batches, and o as its

@@ -12,6 +12,7 @@ import (
 
 	"github.com/stl-defense/stl/attack"
 	"github.com/stl-defense/stl/dataset"
+	"github.com/stl-defense/stl/experiment/evaluate"
 	"github.com/stl-defense/stl/progress"
 )
 
@@ -270,5 +271,82 @@ func TestPaperAttacksRound8(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestWhiteBoxPGDIsTheSuites: the Table 4 attack and the sanity checks'
+// PGD are the evaluation suite's PGD-CE (and, with kappa, PGD-CW) seeded
+// by the run seed, run to their last iterate: on the same images, every
+// image the suite's PGD-CE (which stops at an image's first success)
+// leaves correct ends where the Table 4 form's does, and the suite's
+// accuracy is at most the Table 4 form's.
+func TestWhiteBoxPGDIsTheSuites(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Seed = 7
+	b := attack.Budget{Norm: attack.LInf, Eps: whiteBoxEps}
+	for _, loss := range []string{LossCE, LossCW} {
+		_, settings, err := whiteBoxPGD(cfg, loss)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := map[string]string{LossCE: evaluate.PGDCE, LossCW: evaluate.PGDCW}[loss]
+		want, err := evaluate.PGDOptions(name, b, evaluate.Options{PGDSteps: cfg.WhiteBoxSteps}, uint64(cfg.Seed))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if loss == LossCW {
+			want.Kappa = cfg.WhiteBoxCWKappa
+		}
+		if settings != want {
+			t.Errorf("%s: Table 4 settings %+v, want the suite's %+v", loss, settings, want)
+		}
+	}
+	ctx := context.Background()
+	train, test := fakeSet("train", 30, 1), fakeSet("test", 45, 3)
+	m, err := (&fakeTrainer{}).Train(ctx, ClassifierSpec{}, train, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const eps, steps = 0.18, 10 // a budget that breaks some images of the fake classes, not all
+	table, _, err := pgdAt(cfg, eps, steps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := table(ctx, m, test.Images, test.Labels, progress.Nop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	suite, err := evaluate.NewAttack(evaluate.PGDCE, attack.Budget{Norm: attack.LInf, Eps: eps}, evaluate.Options{PGDSteps: steps}, fakeClasses, uint64(cfg.Seed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := attack.RunBatched(ctx, suite, m, test.Images, test.Labels, attackBatch, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z, err := m.Logits(ctx, got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pred := z.ArgmaxRows(nil)
+	d := len(got.Data) / len(test.Labels)
+	broken, tableCorrect := 0, 0
+	for i, y := range test.Labels {
+		if pred[i] == y {
+			tableCorrect++
+		}
+		if res.AdvPred[i] != y {
+			broken++
+			continue
+		}
+		if !slices.Equal(got.Data[i*d:(i+1)*d], res.Adv.Data[i*d:(i+1)*d]) {
+			t.Errorf("image %d: the suite's PGD left it correct elsewhere than the Table 4 form's", i)
+		}
+	}
+	if broken == 0 || broken == len(test.Labels) {
+		t.Fatalf("the suite's PGD broke %d of %d images: the test cannot tell", broken, len(test.Labels))
+	}
+	if suiteCorrect := len(test.Labels) - broken; suiteCorrect > tableCorrect {
+		t.Errorf("the suite's PGD left %d images correct, the Table 4 form's %d: stopping early cannot help the defense", suiteCorrect, tableCorrect)
 	}
 }

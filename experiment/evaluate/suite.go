@@ -166,10 +166,9 @@ func (r *run) build(sp spec) (attack.Attack, error) {
 func NewAttack(name string, b attack.Budget, o Options, classes int, seed uint64) (attack.Attack, error) {
 	switch name {
 	case PGDCE, PGDCW:
-		po := attack.DefaultPGDOptions()
-		po.Budget, po.Steps, po.Restarts, po.Seed = b, o.PGDSteps, max(o.Restarts, 1), seed
-		if name == PGDCW {
-			po.Loss = attack.LossCW
+		po, err := PGDOptions(name, b, o, seed)
+		if err != nil {
+			return nil, err
 		}
 		p, err := attack.NewPGD(po)
 		if err != nil {
@@ -188,6 +187,29 @@ func NewAttack(name string, b attack.Budget, o Options, classes int, seed uint64
 		return attack.NewSquare(so)
 	}
 	return nil, fmt.Errorf("evaluate: %s is not an attack of package attack", name)
+}
+
+// PGDOptions returns the options of the suite's PGD attack name (PGDCE or
+// PGDCW) at budget b with o.PGDSteps iterations and o.Restarts restarts
+// (at least one), seeded with seed: attack.DefaultPGDOptions otherwise
+// (Madry et al.: step 0.1 of the budget, uniform random start), the
+// cross-entropy for PGDCE (Loss left empty, as the options encoded before
+// losses existed) and the unclamped margin (attack.LossCW, kappa 0) for
+// PGDCW. The suite runs it stopping each image at its first success
+// (NewAttack); stl run's Table 4 form runs the same attack to its last
+// iterate, as the paper's Table 4 does, with the run's seed. Another name
+// is an error.
+func PGDOptions(name string, b attack.Budget, o Options, seed uint64) (attack.PGDOptions, error) {
+	po := attack.DefaultPGDOptions()
+	po.Budget, po.Steps, po.Restarts, po.Seed = b, o.PGDSteps, max(o.Restarts, 1), seed
+	switch name {
+	case PGDCE:
+	case PGDCW:
+		po.Loss = attack.LossCW
+	default:
+		return attack.PGDOptions{}, fmt.Errorf("evaluate: %s is not a PGD attack of the suite (%s, %s)", name, PGDCE, PGDCW)
+	}
+	return po, nil
 }
 
 // minClasses is the number of classes an attack's loss needs.
