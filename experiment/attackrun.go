@@ -50,9 +50,14 @@ type AttackOptions struct {
 	// under the same protocol and rounding (ProtocolMismatchError).
 	Protocol attack.Protocol
 	Round8   bool
-	// Defense is a defense directory (its "STL (cluster)" transform) or
-	// a baseline name (package baseline); "" for none.
+	// Defense is a defense directory (its "STL (cluster)" transform, or
+	// with Universal its "STL" one) or a baseline name (package
+	// baseline); "" for none.
 	Defense string
+	// Universal takes a defense directory's universal dictionary ("STL")
+	// instead of its per-cluster ones ("STL (cluster)"). Default false; set,
+	// it enters the checkpoint and evaluation keys.
+	Universal bool
 	// BPDA attacks through Defense with BPDA (identity backward pass),
 	// with EOT over EOT gradient draws for a randomized defense. Without
 	// it the defense is evaluated gray-box on the adversarial set.
@@ -106,6 +111,7 @@ func (o AttackOptions) Validate() error {
 		{o.N < 0 || o.Batch < 1 || o.Threads < 0 || o.EOT < 1, "N, Batch, Threads and EOT must be >= 0, >= 1, >= 0 and >= 1"},
 		{o.BaselineTrain < 0 || o.MagNetEpochs < 0 || o.QuiltPatches < 0, "BaselineTrain, MagNetEpochs and QuiltPatches must be >= 0"},
 		{o.BPDA && o.Defense == "", "BPDA needs a Defense"},
+		{o.Universal && o.Defense == "", "Universal needs a Defense directory"},
 		{o.checkProtocol() != nil, fmt.Sprint(o.checkProtocol())},
 		{o.Shard.Validate() != nil, fmt.Sprint(o.Shard.Validate())},
 	} {
@@ -347,11 +353,17 @@ func loadAttackDefense(ctx context.Context, o AttackOptions, train *dataset.Set,
 		if err != nil {
 			return nil, nil, err
 		}
-		_, strat, err := d.Transforms(0)
+		uni, strat, err := d.Transforms(0)
 		if err != nil {
 			return nil, nil, err
 		}
+		if o.Universal {
+			strat = uni
+		}
 		return func(uint64) (attack.Transform, error) { return strat, nil }, nil, nil
+	}
+	if o.Universal {
+		return nil, nil, fmt.Errorf("defense %q: the universal dictionary is a defense directory's (STL); %q is not a directory", o.Defense, o.Defense)
 	}
 	if _, err := baseline.Lookup(o.Defense); err != nil {
 		return nil, nil, fmt.Errorf("defense %q is %w (%s)", o.Defense, ErrUnknownDefense, strings.Join(baseline.Names(), ", "))
@@ -545,6 +557,9 @@ func (j *AttackJob) runKey(a attack.Attack) string {
 	fmt.Fprintf(h, "%s\n%s\n%s\n%v\n%s\n%s\n%v %d %d %v\n", o.Model, j.Set.Name, o.Split, j.Indices, a.Name(), opts,
 		o.Targeted, o.Batch, o.EOT, o.BPDA)
 	fmt.Fprintf(h, "%s\n", o.Defense)
+	if o.Universal {
+		fmt.Fprintln(h, "universal")
+	}
 	if baseline.Learns(o.Defense) {
 		fmt.Fprintf(h, "%d %d %d %d\n", o.BaselineTrain, o.SubsetSeed, o.MagNetEpochs, o.QuiltPatches)
 	}

@@ -77,6 +77,9 @@ func LoadEvaluation(ctx context.Context, o AttackOptions, rep progress.Reporter)
 		statFiles(h, filepath.Dir(f), filepath.Base(f))
 	}
 	fmt.Fprintf(h, "%s\n%s\n%s\n%v\n%s\n", o.Model, in.set.Name, o.Split, in.indices, o.Defense)
+	if o.Universal {
+		fmt.Fprintln(h, "universal")
+	}
 	if st, err := os.Stat(o.Defense); err == nil && st.IsDir() {
 		statFiles(h, o.Defense)
 	} else if e.Learned != nil {

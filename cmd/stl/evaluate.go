@@ -125,6 +125,7 @@ interrupted. See docs/evaluate.md.`,
 	fl.StringVar(&l.Model, "model", "", usageAnyModel+" (required)")
 	fl.StringVar(&l.Defense, "defense", "", "a defense directory or a baseline ("+strings.Join(baseline.Names(), ", ")+")")
 	fl.BoolVar(&f.vanilla, "vanilla", false, "evaluate the classifier alone, without a defense")
+	fl.BoolVar(&l.Universal, "universal", false, "with a defense directory: its universal dictionary (STL) instead of the per-cluster ones (STL (cluster))")
 	fl.StringVar(&l.Data, "data", "", "data set (see 'stl data'); default "+dataset.DefaultSpec)
 	fl.IntVar(&l.N, "n", 100, "evaluate a class-balanced subset of this many test images (0: all)")
 	fl.Int64Var(&l.SubsetSeed, "subset-seed", 1, "seed of the class-balanced subset")
@@ -214,6 +215,8 @@ func (f *evaluateFlags) check() error {
 		return usagef("give --defense DIR|NAME, or --vanilla to evaluate the classifier alone")
 	case l.Defense != "" && f.vanilla:
 		return usagef("--defense and --vanilla exclude each other")
+	case l.Universal && l.Defense == "":
+		return usagef("--universal takes the universal dictionary of --defense DIR (STL)")
 	case l.N < 0 || l.Threads < 0 || l.BaselineTrain < 0:
 		return usagef("--n, --threads and --baseline-train must be >= 0")
 	}

@@ -50,6 +50,8 @@ func TestEvaluateFlags(t *testing.T) {
 		{"negative unrolled iterations", func(f *evaluateFlags) { f.grad.Iterations = -1 }, false},
 		{"unknown cluster gradient", func(f *evaluateFlags) { f.cluster = "all" }, false},
 		{"round8", func(f *evaluateFlags) { f.opts.Round8 = true }, true},
+		{"universal without a defense", func(f *evaluateFlags) { f.load.Universal = true }, false},
+		{"universal with a defense", func(f *evaluateFlags) { f.vanilla, f.load.Defense, f.load.Universal = false, "defenses/cifar10", true }, true},
 	}
 	for _, c := range cases {
 		f := base()
@@ -130,7 +132,8 @@ func TestRunEvaluate(t *testing.T) {
 // TestEvaluateGradientOptions runs the exact routes through a small STL
 // (cluster) with the gradient flags: the report records each route's
 // settings, and another CG cap recomputes the implicit route's attacks
-// only.
+// only. With --universal the same directory's STL is evaluated, under
+// other keys.
 func TestEvaluateGradientOptions(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains a defense and attacks through the exact routes")
@@ -138,10 +141,11 @@ func TestEvaluateGradientOptions(t *testing.T) {
 	dir := t.TempDir()
 	def := tinyDefense(t, dir)
 	out, model := filepath.Join(dir, "eval"), savedClassifier(t)
-	evaluateOnce := func(cgMax int) *evaluate.Report {
+	evaluateOnce := func(cgMax int, universal bool) *evaluate.Report {
 		t.Helper()
 		f := evaluateFlags{opts: evaluate.DefaultOptions(), linf: "8/255", attacks: "pgd-ce", routes: "implicit,unrolled", iters: "1", cluster: "vote"}
 		f.load.Model, f.load.Out, f.load.Defense, f.load.Data, f.load.N, f.load.SubsetSeed = model, out, def, "sample:cifar10", 3, 1
+		f.load.Universal = universal
 		f.opts.PGDSteps, f.opts.Batch = 2, 3
 		f.grad.CGTol, f.grad.CGMaxIter, f.grad.Iterations = 1e-4, cgMax, 5
 		th := &f.opts.Thresholds
@@ -155,7 +159,7 @@ func TestEvaluateGradientOptions(t *testing.T) {
 		}
 		return readEvaluateReport(t, out)
 	}
-	first := evaluateOnce(20)
+	first := evaluateOnce(20, false)
 	compact := func(m json.RawMessage) string {
 		var b bytes.Buffer
 		if err := json.Compact(&b, m); err != nil {
@@ -173,10 +177,19 @@ func TestEvaluateGradientOptions(t *testing.T) {
 	if err != nil || !strings.Contains(string(md), `implicit {"cg_max_iter":20`) {
 		t.Errorf("report.md does not state the implicit route's settings (%v)", err)
 	}
-	second := evaluateOnce(21)
+	second := evaluateOnce(21, false)
 	for _, a := range second.Budgets[0].Attacks {
 		if want := a.Route != "implicit"; a.Cached != want {
 			t.Errorf("%s on %s: cached %v after the CG cap changed, want %v", a.Label(), a.Subject, a.Cached, want)
+		}
+	}
+	uni := evaluateOnce(21, true)
+	if first.Defense != "STL (cluster)" || uni.Defense != "STL" {
+		t.Errorf("defenses %q and, with --universal, %q; want STL (cluster) and STL", first.Defense, uni.Defense)
+	}
+	for _, a := range uni.Budgets[0].Attacks {
+		if a.Subject == evaluate.SubjectDefended && a.Cached {
+			t.Errorf("%s through STL: reloaded from STL (cluster)'s", a.Label())
 		}
 	}
 }
