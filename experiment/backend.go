@@ -174,7 +174,10 @@ type Backend struct {
 	// Attack returns the named attack (one of AllAttacks) configured as in
 	// the paper under cfg's protocol, to be run against m (the vanilla
 	// classifier, whose input normalization the guo protocol measures
-	// in), and its settings for the cache key and the report.
+	// in), and its settings for the cache key and the report. When cfg
+	// rounds (Config.Round8 or a rounding protocol) the attack returns its
+	// images rounded to 8 bits inside its budget (attack.Rounded); the
+	// pipeline does not round them again.
 	Attack func(name string, cfg Config, m attack.Model) (a Attacker, settings any, budget string, err error)
 	// Strength returns, for Config.TargetDissimilarity, the knob that sets
 	// the strength of the named attack (one of AllAttacks, configured as
