@@ -1,0 +1,262 @@
+package csc
+
+import "math"
+
+// The working set of MethodActiveSet in Gram form. Two atoms d_a (filter
+// m1 at pixel p) and d_b (filter m2 at pixel p + (dy, dx), circularly)
+// overlap only when |dy| < R and |dx| < S, and their inner product is then
+// a cross-correlation of the two filters that does not depend on p:
+// <d_a, d_b> = sum_{c,y,x} f_{m1,c}(y, x) f_{m2,c}(y-dy, x-dx). With those
+// M*M*(2R-1)*(2S-1) values computed once per dictionary (Coder.gramTable),
+// the working set keeps, for each of its atoms, the list of its
+// overlapping neighbours in the set with their inner products and the
+// correlation g_j = <d_j, r> with the residual; a coordinate descent step
+// then costs one pass over the changed atom's neighbours instead of two
+// passes over its R*S*C support, and a step that leaves a coefficient at
+// zero costs nothing (as in the locally greedy coordinate descent of
+// Moreau, Oudre and Vayatis 2018, which precomputes the same
+// cross-correlations).
+
+// nbr is an overlapping neighbour of a working-set atom: its position k in
+// the set and the inner product v of the two atoms.
+type nbr struct {
+	k int32
+	v float64
+}
+
+// gramTable returns the atoms' cross-correlations, T[((m1*(2R-1) +
+// dy+R-1)*(2S-1) + dx+S-1)*M + m2] = <d_(m1,p), d_(m2,p+(dy,dx))> in
+// float64, computed once per Coder (the block of one m1, which linking an
+// atom reads, is contiguous).
+func (c *Coder) gramTable() []float64 {
+	c.gramOnce.Do(func() {
+		d := c.dict
+		M, C, R, S := d.M, d.C, d.R, d.S
+		R2, S2 := 2*R-1, 2*S-1
+		t := make([]float64, M*M*R2*S2)
+		f := make([]float64, len(d.Filters))
+		for i, v := range d.Filters {
+			f[i] = float64(v)
+		}
+		for m1 := 0; m1 < M; m1++ {
+			for m2 := m1; m2 < M; m2++ {
+				for dy := -(R - 1); dy < R; dy++ {
+					for dx := -(S - 1); dx < S; dx++ {
+						var sum float64
+						for ch := 0; ch < C; ch++ {
+							f1 := f[(m1*C+ch)*R*S : (m1*C+ch+1)*R*S]
+							f2 := f[(m2*C+ch)*R*S : (m2*C+ch+1)*R*S]
+							for y := max(0, dy); y < min(R, R+dy); y++ {
+								r1 := f1[y*S : (y+1)*S]
+								r2 := f2[(y-dy)*S : (y-dy+1)*S]
+								for x := max(0, dx); x < min(S, S+dx); x++ {
+									sum += r1[x] * r2[x-dx]
+								}
+							}
+						}
+						t[((m1*R2+dy+R-1)*S2+dx+S-1)*M+m2] = sum
+						// <d_(m2,q), d_(m1,q-(dy,dx))> is the same sum.
+						t[((m2*R2-dy+R-1)*S2-dx+S-1)*M+m1] = sum
+					}
+				}
+			}
+		}
+		c.gram = t
+	})
+	return c.gram
+}
+
+// addAtoms appends the atoms idx (not yet in the set) to the working set
+// with zero coefficients: their correlations with the residual and the
+// image, and their overlaps with every atom of the set. tab is
+// Coder.gramTable's; images smaller than 2R-1 × 2S-1 (where two atoms can
+// overlap at two offsets) take the inner products from the atoms' supports
+// instead.
+func (aw *activeWork) addAtoms(idx []int32, f []float32, tab []float64, C, M, R, S, h, w int) {
+	hw := h * w
+	first := int32(len(aw.set))
+	for _, i := range idx {
+		pos := int32(len(aw.set))
+		aw.in[i] = pos
+		aw.set = append(aw.set, i)
+		aw.x = append(aw.x, 0)
+		aw.g = append(aw.g, atomDot(aw.r, f, C, R, S, h, w, int(i), 0))
+		aw.gs = append(aw.gs, atomDot(aw.s, f, C, R, S, h, w, int(i), 0))
+		if int(pos) < len(aw.adj) {
+			aw.adj[pos] = aw.adj[pos][:0]
+		} else {
+			aw.adj = append(aw.adj, nil)
+		}
+		p := int(i) % hw
+		aw.next = append(aw.next, aw.head[p])
+		aw.head[p] = pos
+	}
+	if h < 2*R-1 || w < 2*S-1 {
+		aw.linkDirect(first, f, C, R, S, h, w)
+		return
+	}
+	R2, S2 := 2*R-1, 2*S-1
+	for a := first; a < int32(len(aw.set)); a++ {
+		i := int(aw.set[a])
+		m1, p := i/hw, i%hw
+		py, px := p/w, p%w
+		row := tab[m1*R2*S2*M : (m1+1)*R2*S2*M]
+		for dy := -(R - 1); dy < R; dy++ {
+			qy := py + dy
+			if qy < 0 {
+				qy += h
+			} else if qy >= h {
+				qy -= h
+			}
+			for dx := -(S - 1); dx < S; dx++ {
+				qx := px + dx
+				if qx < 0 {
+					qx += w
+				} else if qx >= w {
+					qx -= w
+				}
+				off := ((dy+R-1)*S2 + dx + S - 1) * M
+				// Each pair once: b before a in the set.
+				for b := aw.head[qy*w+qx]; b >= 0; b = aw.next[b] {
+					if b >= a {
+						continue
+					}
+					m2 := int(aw.set[b]) / hw
+					v := row[off+m2]
+					if v != 0 {
+						aw.adj[a] = append(aw.adj[a], nbr{b, v})
+						aw.adj[b] = append(aw.adj[b], nbr{a, v})
+					}
+				}
+			}
+		}
+	}
+}
+
+// linkDirect links the atoms from position first on with every earlier
+// atom of the set by the inner product of their supports (small images).
+func (aw *activeWork) linkDirect(first int32, f []float32, C, R, S, h, w int) {
+	scratch := make([]float64, len(aw.r))
+	for a := first; a < int32(len(aw.set)); a++ {
+		clear(scratch)
+		atomDot(scratch, f, C, R, S, h, w, int(aw.set[a]), 1)
+		for b := int32(0); b < a; b++ {
+			if v := atomDot(scratch, f, C, R, S, h, w, int(aw.set[b]), 0); v != 0 {
+				aw.adj[a] = append(aw.adj[a], nbr{b, v})
+				aw.adj[b] = append(aw.adj[b], nbr{a, v})
+			}
+		}
+	}
+}
+
+// refresh recomputes the residual r = s - D x and its squared norm
+// exactly (float64) from the coefficients, removing the rounding the
+// coordinate steps accumulate in ||r||^2. The set's correlations g, kept
+// up to date through the float64 Gram table, drift only by float64
+// rounding and are left as they are.
+func (aw *activeWork) refresh(f []float32, C, R, S, h, w int) {
+	copy(aw.r, aw.s)
+	for j, v := range aw.x {
+		if v != 0 {
+			atomDot(aw.r, f, C, R, S, h, w, int(aw.set[j]), -v)
+		}
+	}
+	aw.rr = 0
+	for _, v := range aw.r {
+		aw.rr += v * v
+	}
+}
+
+// step is one coordinate descent update of the set's atom j (x_j <-
+// soft(x_j + g_j/||d_j||^2, lambda/||d_j||^2), as glmnet, Friedman, Hastie
+// and Tibshirani 2010), taken unless the change of the reconstruction's
+// energy, (delta x_j)^2 ||d_j||^2, is below aw.skip; it keeps g and
+// ||r||^2 up to date through j's neighbours and records the largest change
+// in aw.bigStep.
+func (aw *activeWork) step(j int, n2, lam float64) {
+	old := aw.x[j]
+	g := aw.g[j]
+	z := old + g/n2
+	t := lam / n2
+	nv := 0.0
+	if z > t {
+		nv = z - t
+	} else if z < -t {
+		nv = z + t
+	}
+	delta := nv - old
+	if delta == 0 {
+		return
+	}
+	e2 := delta * delta * n2
+	aw.bigStep = max(aw.bigStep, e2)
+	if e2 < aw.skip {
+		return
+	}
+	aw.x[j] = nv
+	aw.rr += delta * (delta*n2 - 2*g)
+	aw.g[j] = g - n2*delta
+	for _, e := range aw.adj[j] {
+		aw.g[e.k] -= e.v * delta
+	}
+}
+
+// subGap returns the restricted problem's primal objective and its duality
+// gap at nu = kappa r, kappa = min(1, lambda / max_j |g_j|), from the
+// maintained ||r||^2, g and <d_j, s>: <s, r> = ||s||^2 - sum_j x_j <d_j,
+// s>.
+func (aw *activeWork) subGap(lam float64) (p, gap float64) {
+	var l1, sx, maxg float64
+	for j, v := range aw.x {
+		l1 += math.Abs(v)
+		sx += v * aw.gs[j]
+		maxg = max(maxg, math.Abs(aw.g[j]))
+	}
+	p = aw.rr/2 + lam*l1
+	return p, p - dualValue(lam, maxg, aw.ss-sx, aw.rr)
+}
+
+// dualValue is the CBPDN dual objective at nu = kappa r, kappa = min(1,
+// lambda/maxc), given <s, r> and ||r||^2: kappa <s, r> - kappa^2 ||r||^2/2
+// (the dual is max <s, nu> - ||nu||^2/2 subject to ||D^T nu||_inf <=
+// lambda, and maxc is ||D^T r||_inf over the atoms considered).
+func dualValue(lam, maxc, sr, rr float64) float64 {
+	kappa := 1.0
+	if maxc > lam {
+		kappa = lam / maxc
+	}
+	return kappa*sr - kappa*kappa*rr/2
+}
+
+// activeSkip: a sweep's coordinate steps that would change the
+// reconstruction's energy by less than activeSkip times the largest change
+// of the previous sweep are not taken. Late in a solve almost every
+// coefficient moves a little at every sweep, and each move costs a pass
+// over the atom's neighbours; skipping the smallest ones took 2.8 times
+// fewer neighbour updates on 64x64 ImageNet-10 images with a learned
+// dictionary (and 1.7 times more, much cheaper, sweeps). The skipped
+// coordinates are reconsidered at every sweep, and the threshold shrinks
+// with the steps, so the iteration still converges.
+const activeSkip = 0.1
+
+// cdSolve runs cyclic coordinate descent on the working set (the lasso
+// restricted to its atoms; see step), skipping the smallest steps
+// (activeSkip), until the subproblem's duality gap, checked after each
+// sweep, is at most tol times its objective, or for activeMaxSweeps
+// sweeps. It ends with refresh, so r and ||r||^2 are exact.
+func (aw *activeWork) cdSolve(norm2 []float64, f []float32, C, R, S, h, w int, lam, tol float64) {
+	hw := h * w
+	aw.skip = 0
+	for sweep := 0; sweep < activeMaxSweeps; sweep++ {
+		aw.bigStep = 0
+		for j, i := range aw.set {
+			aw.step(j, norm2[int(i)/hw], lam)
+		}
+		aw.sweeps++
+		aw.skip = activeSkip * aw.bigStep
+		if p, g := aw.subGap(lam); g <= tol*p {
+			break
+		}
+	}
+	aw.refresh(f, C, R, S, h, w)
+}
