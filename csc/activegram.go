@@ -1,6 +1,9 @@
 package csc
 
-import "math"
+import (
+	"math"
+	"math/bits"
+)
 
 // The working set of MethodActiveSet in Gram form. Two atoms d_a (filter
 // m1 at pixel p) and d_b (filter m2 at pixel p + (dy, dx), circularly)
@@ -18,22 +21,25 @@ import "math"
 // cross-correlations).
 
 // nbr is an overlapping neighbour of a working-set atom: its position k in
-// the set and the inner product v of the two atoms.
+// the set and the inner product v of the two atoms (float32, as the table).
 type nbr struct {
 	k int32
-	v float64
+	v float32
 }
 
 // gramTable returns the atoms' cross-correlations, T[((m1*(2R-1) +
-// dy+R-1)*(2S-1) + dx+S-1)*M + m2] = <d_(m1,p), d_(m2,p+(dy,dx))> in
-// float64, computed once per Coder (the block of one m1, which linking an
-// atom reads, is contiguous).
-func (c *Coder) gramTable() []float64 {
+// dy+R-1)*(2S-1) + dx+S-1)*M + m2] = <d_(m1,p), d_(m2,p+(dy,dx))>,
+// summed in float64 and stored in float32 (half the cache lines: linking
+// atoms is bound by these look-ups; the set's correlations g kept through
+// them drift by float32 rounding, and solveActive recomputes them exactly
+// before it accepts a gap), computed once per Coder (the block of one m1,
+// which linking an atom reads, is contiguous).
+func (c *Coder) gramTable() []float32 {
 	c.gramOnce.Do(func() {
 		d := c.dict
 		M, C, R, S := d.M, d.C, d.R, d.S
 		R2, S2 := 2*R-1, 2*S-1
-		t := make([]float64, M*M*R2*S2)
+		t := make([]float32, M*M*R2*S2)
 		f := make([]float64, len(d.Filters))
 		for i, v := range d.Filters {
 			f[i] = float64(v)
@@ -54,9 +60,9 @@ func (c *Coder) gramTable() []float64 {
 								}
 							}
 						}
-						t[((m1*R2+dy+R-1)*S2+dx+S-1)*M+m2] = sum
+						t[((m1*R2+dy+R-1)*S2+dx+S-1)*M+m2] = float32(sum)
 						// <d_(m2,q), d_(m1,q-(dy,dx))> is the same sum.
-						t[((m2*R2-dy+R-1)*S2-dx+S-1)*M+m1] = sum
+						t[((m2*R2-dy+R-1)*S2-dx+S-1)*M+m1] = float32(sum)
 					}
 				}
 			}
@@ -72,7 +78,7 @@ func (c *Coder) gramTable() []float64 {
 // Coder.gramTable's; images smaller than 2R-1 × 2S-1 (where two atoms can
 // overlap at two offsets) take the inner products from the atoms' supports
 // instead.
-func (aw *activeWork) addAtoms(idx []int32, f []float32, tab []float64, C, M, R, S, h, w int) {
+func (aw *activeWork) addAtoms(idx []int32, f []float32, tab []float32, C, M, R, S, h, w int) {
 	hw := h * w
 	first := int32(len(aw.set))
 	for _, i := range idx {
@@ -90,6 +96,9 @@ func (aw *activeWork) addAtoms(idx []int32, f []float32, tab []float64, C, M, R,
 		p := int(i) % hw
 		aw.next = append(aw.next, aw.head[p])
 		aw.head[p] = pos
+		if w <= 64 {
+			aw.occ[p/w] |= 1 << (p % w)
+		}
 	}
 	if h < 2*R-1 || w < 2*S-1 {
 		aw.linkDirect(first, f, C, R, S, h, w)
@@ -108,6 +117,26 @@ func (aw *activeWork) addAtoms(idx []int32, f []float32, tab []float64, C, M, R,
 			} else if qy >= h {
 				qy -= h
 			}
+			if w <= 64 {
+				// The occupied pixels of the window's row, from the
+				// row's bit mask rotated to start at column px-(S-1).
+				lo := px - (S - 1)
+				if lo < 0 {
+					lo += w
+				}
+				word := aw.occ[qy]
+				win := (word>>lo | word<<(w-lo)) & (1<<S2 - 1)
+				for win != 0 {
+					t := bits.TrailingZeros64(win)
+					win &= win - 1
+					qx := lo + t
+					if qx >= w {
+						qx -= w
+					}
+					aw.link(a, row, ((dy+R-1)*S2+t)*M, aw.head[qy*w+qx], hw)
+				}
+				continue
+			}
 			for dx := -(S - 1); dx < S; dx++ {
 				qx := px + dx
 				if qx < 0 {
@@ -115,20 +144,23 @@ func (aw *activeWork) addAtoms(idx []int32, f []float32, tab []float64, C, M, R,
 				} else if qx >= w {
 					qx -= w
 				}
-				off := ((dy+R-1)*S2 + dx + S - 1) * M
-				// Each pair once: b before a in the set.
-				for b := aw.head[qy*w+qx]; b >= 0; b = aw.next[b] {
-					if b >= a {
-						continue
-					}
-					m2 := int(aw.set[b]) / hw
-					v := row[off+m2]
-					if v != 0 {
-						aw.adj[a] = append(aw.adj[a], nbr{b, v})
-						aw.adj[b] = append(aw.adj[b], nbr{a, v})
-					}
-				}
+				aw.link(a, row, ((dy+R-1)*S2+dx+S-1)*M, aw.head[qy*w+qx], hw)
 			}
+		}
+	}
+}
+
+// link links atom a with the atoms of the set before it at one pixel (the
+// chain from b), their inner products at row[off+m2] of a's table block.
+// The chain runs from the newest atom to the oldest: each pair is linked
+// once, from its newer atom.
+func (aw *activeWork) link(a int32, row []float32, off int, b int32, hw int) {
+	for ; b >= a; b = aw.next[b] {
+	}
+	for ; b >= 0; b = aw.next[b] {
+		if v := row[off+int(aw.set[b])/hw]; v != 0 {
+			aw.adj[a] = append(aw.adj[a], nbr{b, v})
+			aw.adj[b] = append(aw.adj[b], nbr{a, v})
 		}
 	}
 }
@@ -141,7 +173,7 @@ func (aw *activeWork) linkDirect(first int32, f []float32, C, R, S, h, w int) {
 		clear(scratch)
 		atomDot(scratch, f, C, R, S, h, w, int(aw.set[a]), 1)
 		for b := int32(0); b < a; b++ {
-			if v := atomDot(scratch, f, C, R, S, h, w, int(aw.set[b]), 0); v != 0 {
+			if v := float32(atomDot(scratch, f, C, R, S, h, w, int(aw.set[b]), 0)); v != 0 {
 				aw.adj[a] = append(aw.adj[a], nbr{b, v})
 				aw.adj[b] = append(aw.adj[b], nbr{a, v})
 			}
@@ -197,7 +229,7 @@ func (aw *activeWork) step(j int, n2, lam float64) {
 	aw.rr += delta * (delta*n2 - 2*g)
 	aw.g[j] = g - n2*delta
 	for _, e := range aw.adj[j] {
-		aw.g[e.k] -= e.v * delta
+		aw.g[e.k] -= float64(e.v) * delta
 	}
 }
 

@@ -71,6 +71,7 @@ type activeWork struct {
 	adj    [][]nbr   // the set's overlapping neighbours (activegram.go)
 	head   []int32   // (H*W): first set position of an atom at each pixel, or -1
 	next   []int32   // next set position at the same pixel, or -1
+	occ    []uint64  // (H) for W <= 64: bit x of row y set when pixel (y, x) holds an atom of the set
 	cand   []int32   // scratch: violating atoms
 	vals   []float32 // scratch: their correlations
 	sweeps int       // coordinate descent sweeps of the current image
@@ -179,7 +180,7 @@ func (c *Coder) solveActive(ctx context.Context, ws *workspace, s, y0 []float32)
 	lam := c.opt.Lambda
 	aw := ws.active
 	if aw == nil {
-		aw = &activeWork{s: make([]float64, C*hw), r: make([]float64, C*hw), in: make([]int32, M*hw), head: make([]int32, hw)}
+		aw = &activeWork{s: make([]float64, C*hw), r: make([]float64, C*hw), in: make([]int32, M*hw), head: make([]int32, hw), occ: make([]uint64, h)}
 		for i := range aw.in {
 			aw.in[i] = -1
 		}
@@ -193,6 +194,7 @@ func (c *Coder) solveActive(ctx context.Context, ws *workspace, s, y0 []float32)
 		aw.in[i] = -1
 		aw.head[int(i)%hw] = -1
 	}
+	clear(aw.occ)
 	aw.set, aw.x, aw.g, aw.gs, aw.next = aw.set[:0], aw.x[:0], aw.g[:0], aw.gs[:0], aw.next[:0]
 	aw.ss, aw.sweeps = 0, 0
 	for i, v := range s[:C*hw] {
@@ -237,8 +239,8 @@ func (c *Coder) solveActive(ctx context.Context, ws *workspace, s, y0 []float32)
 		ws.correlate(corr, aw.r)
 		// The violators outside the set and the largest correlation:
 		// outside the set the FFT's (only those above lambda matter to
-		// the dual point), inside it the maintained g (float64), and
-		// before the gap is accepted, the exact one.
+		// the dual point), inside it the maintained g, and before the
+		// gap is accepted, the exact one (which g then takes).
 		var maxc float64
 		aw.cand = aw.cand[:0]
 		lb := math.Float32bits(float32(lam))
@@ -255,8 +257,9 @@ func (c *Coder) solveActive(ctx context.Context, ws *workspace, s, y0 []float32)
 		p, dual := aw.gap(lam, maxc)
 		if p-dual <= tol*p {
 			maxc = maxo
-			for _, i := range aw.set {
-				maxc = max(maxc, math.Abs(atomDot(aw.r, filt, C, R, S, h, w, int(i), 0)))
+			for j, i := range aw.set {
+				aw.g[j] = atomDot(aw.r, filt, C, R, S, h, w, int(i), 0)
+				maxc = max(maxc, math.Abs(aw.g[j]))
 			}
 			p, dual = aw.gap(lam, maxc)
 		}

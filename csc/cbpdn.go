@@ -30,7 +30,7 @@ type Coder struct {
 	normOnce sync.Once // MethodActiveSet's atom norms
 	norm2    []float64
 	gramOnce sync.Once // MethodActiveSet's filter cross-correlations
-	gram     []float64
+	gram     []float32
 }
 
 type spectrumEntry struct {
