@@ -244,8 +244,9 @@ func (c *Coder) solveActive(ctx context.Context, ws *workspace, s, y0 []float32)
 		var maxc float64
 		aw.cand = aw.cand[:0]
 		lb := math.Float32bits(float32(lam))
+		in := aw.in[:len(corr)]
 		for i, v := range corr {
-			if math.Float32bits(v)&0x7fffffff > lb && aw.in[i] < 0 {
+			if math.Float32bits(v)&0x7fffffff > lb && in[i] < 0 {
 				aw.cand = append(aw.cand, int32(i))
 				maxc = max(maxc, float64(abs32(v)))
 			}
@@ -328,22 +329,20 @@ func (aw *activeWork) gap(lam, maxc float64) (p, d float64) {
 
 // correlate stores D^T r (M, H*W), the correlation of the residual r (C,
 // H*W, float64) with every atom, in dst, by FFT: it overwrites ws.tmp,
-// ws.sf and ws.xf.
+// ws.sf and ws.xf. The inverse transform's 1/(H*W) is applied to r's C
+// maps rather than to the M maps of the result.
 func (ws *workspace) correlate(dst []float32, r []float64) {
 	sp := ws.sp
 	f, hw := sp.f, ws.h*ws.w
+	inv := 1 / float64(hw)
 	for c := 0; c < sp.c; c++ {
 		for j := range ws.tmp {
-			ws.tmp[j] = float32(r[c*hw+j])
+			ws.tmp[j] = float32(r[c*hw+j] * inv)
 		}
 		ws.plan.Forward(ws.sf[c*f:(c+1)*f], ws.tmp)
 	}
 	dhs(ws.xf, sp.df, ws.sf, sp.m, sp.c, f)
 	ws.batch.InverseUnnormalized(dst, ws.xf)
-	inv := 1 / float32(hw)
-	for i := range dst[:sp.m*hw] {
-		dst[i] *= inv
-	}
 }
 
 // kthLargest returns the k-th largest of v (1 <= k <= len(v)), reordering
