@@ -280,8 +280,8 @@ func (c *Coder) solveActive(ctx context.Context, ws *workspace, s, y0 []float32)
 		}
 		if k := max(16, hw/64, len(aw.set)); len(aw.cand) > k {
 			// Keep the k largest (at least 16, or one per 64 pixels:
-			// fewer correlations on large images): those at or above the k-th largest
-			// value (ties in index order, up to k).
+			// fewer correlations on large images): those at or above
+			// the k-th largest value (ties in index order, up to k).
 			aw.vals = aw.vals[:0]
 			for _, i := range aw.cand {
 				aw.vals = append(aw.vals, abs32(corr[i]))
