@@ -57,6 +57,9 @@ func ParseMethod(s string) (Method, error) {
 // primal objective converges long before the gap certifies it.
 const ActiveGapTol = 5e-5
 
+// activeBlock is the block length of the violator scan.
+const activeBlock = 64
+
 // activeMaxSweeps bounds the coordinate descent sweeps of one subproblem.
 const activeMaxSweeps = 2000
 
@@ -72,6 +75,7 @@ type activeWork struct {
 	head   []int32   // (H*W): first set position of an atom at each pixel, or -1
 	next   []int32   // next set position at the same pixel, or -1
 	occ    []uint64  // (H) for W <= 64: bit x of row y set when pixel (y, x) holds an atom of the set
+	bmax   []float32 // (M*H*W/activeBlock): the correlations' largest magnitude per block
 	cand   []int32   // scratch: violating atoms
 	vals   []float32 // scratch: their correlations
 	sweeps int       // coordinate descent sweeps of the current image
@@ -181,6 +185,7 @@ func (c *Coder) solveActive(ctx context.Context, ws *workspace, s, y0 []float32)
 	aw := ws.active
 	if aw == nil {
 		aw = &activeWork{s: make([]float64, C*hw), r: make([]float64, C*hw), in: make([]int32, M*hw), head: make([]int32, hw), occ: make([]uint64, h)}
+		aw.bmax = make([]float32, (M*hw+activeBlock-1)/activeBlock)
 		for i := range aw.in {
 			aw.in[i] = -1
 		}
@@ -243,12 +248,22 @@ func (c *Coder) solveActive(ctx context.Context, ws *workspace, s, y0 []float32)
 		// gap is accepted, the exact one (which g then takes).
 		var maxc float64
 		aw.cand = aw.cand[:0]
-		lb := math.Float32bits(float32(lam))
-		in := aw.in[:len(corr)]
-		for i, v := range corr {
-			if math.Float32bits(v)&0x7fffffff > lb && in[i] < 0 {
-				aw.cand = append(aw.cand, int32(i))
-				maxc = max(maxc, float64(abs32(v)))
+		// Blocks of activeBlock correlations whose largest magnitude is
+		// at most lambda hold no violator.
+		l32 := float32(lam)
+		blockMaxAbs(aw.bmax, corr, activeBlock)
+		for b, m := range aw.bmax {
+			if m <= l32 {
+				continue
+			}
+			i0 := b * activeBlock
+			i1 := min(i0+activeBlock, len(corr))
+			in := aw.in[i0:i1]
+			for i, v := range corr[i0:i1] {
+				if abs32(v) > l32 && in[i] < 0 {
+					aw.cand = append(aw.cand, int32(i0+i))
+					maxc = max(maxc, float64(abs32(v)))
+				}
 			}
 		}
 		maxo := maxc

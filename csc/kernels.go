@@ -101,3 +101,15 @@ func dictUGo(u, d, gold, gnew []complex64, wt []float64, F int, alpha float32) (
 	}
 	return
 }
+
+// blockMaxAbsGo stores in dst[b] the largest |x[i]| over x[b*blk :
+// (b+1)*blk] (the last block may be short).
+func blockMaxAbsGo(dst, x []float32, blk int) {
+	for b, i0 := 0, 0; i0 < len(x); b, i0 = b+1, i0+blk {
+		var m float32
+		for _, v := range x[i0:min(i0+blk, len(x))] {
+			m = max(m, abs32(v))
+		}
+		dst[b] = m
+	}
+}

@@ -224,6 +224,21 @@ static void k_dict_u(float *restrict u, const float *restrict d, const float *re
 	}
 	out[0] = dd; out[1] = rr; out[2] = uu;
 }
+
+// dst[b] = max |x[b*blk : (b+1)*blk]| (the last block may be short).
+KERNEL
+static void k_block_max_abs(float *restrict dst, const float *restrict x, ptrdiff_t n, ptrdiff_t blk) {
+	for (ptrdiff_t b = 0, i0 = 0; i0 < n; b++, i0 += blk) {
+		ptrdiff_t i1 = i0 + blk < n ? i0 + blk : n;
+		float m = 0;
+		#pragma omp simd reduction(max:m)
+		for (ptrdiff_t i = i0; i < i1; i++) {
+			float v = x[i] < 0 ? -x[i] : x[i];
+			m = v > m ? v : m;
+		}
+		dst[b] = m;
+	}
+}
 */
 import "C"
 
@@ -312,4 +327,16 @@ func dictU(u, d, gold, gnew []complex64, wt []float64, F int, alpha float32) (dd
 	var out [3]C.double
 	C.k_dict_u(cf(u), cf(d), cf(gold), cf(gnew), (*C.double)(&wt[0]), C.ptrdiff_t(n/F), C.ptrdiff_t(F), C.float(alpha), &out[0])
 	return float64(out[0]), float64(out[1]), float64(out[2])
+}
+
+// blockMaxAbs stores in dst[b] the largest |x[i]| of block b of blk values
+// (see blockMaxAbsGo).
+func blockMaxAbs(dst, x []float32, blk int) {
+	if blk < 1 || len(dst) < (len(x)+blk-1)/blk {
+		panic("csc: blockMaxAbs: bad slices")
+	}
+	if len(x) == 0 {
+		return
+	}
+	C.k_block_max_abs((*C.float)(&dst[0]), (*C.float)(&x[0]), C.ptrdiff_t(len(x)), C.ptrdiff_t(blk))
 }

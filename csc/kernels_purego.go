@@ -36,3 +36,6 @@ func axpy2(acc, d, u []complex64, alpha float32) { axpy2Go(acc, d, u, alpha) }
 func dictU(u, d, gold, gnew []complex64, wt []float64, F int, alpha float32) (dd, rr, uu float64) {
 	return dictUGo(u, d, gold, gnew, wt, F, alpha)
 }
+
+// blockMaxAbs stores in dst[b] the largest |x[i]| of block b of blk values.
+func blockMaxAbs(dst, x []float32, blk int) { blockMaxAbsGo(dst, x, blk) }

@@ -110,3 +110,26 @@ func TestKernelsMatchGo(t *testing.T) {
 		closeC(t, "acc", acc, acc2, 1e-6)
 	})
 }
+
+// TestBlockMaxAbs compares the kernel with its pure-Go twin and a direct
+// maximum, with a short last block and negative extremes.
+func TestBlockMaxAbs(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, c := range []struct{ n, blk int }{{1, 64}, {64, 64}, {100, 64}, {4096, 64}, {37, 5}, {10, 1}} {
+		x := randF(rng, c.n)
+		x[rng.IntN(c.n)] = -9
+		nb := (c.n + c.blk - 1) / c.blk
+		got, twin := make([]float32, nb), make([]float32, nb)
+		blockMaxAbs(got, x, c.blk)
+		blockMaxAbsGo(twin, x, c.blk)
+		for b := range nb {
+			var want float32
+			for _, v := range x[b*c.blk : min((b+1)*c.blk, c.n)] {
+				want = max(want, float32(math.Abs(float64(v))))
+			}
+			if got[b] != want || twin[b] != want {
+				t.Fatalf("n %d, blk %d, block %d: kernel %v, Go %v, want %v", c.n, c.blk, b, got[b], twin[b], want)
+			}
+		}
+	}
+}
