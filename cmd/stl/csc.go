@@ -36,7 +36,7 @@ func (f *cscFlags) register(cmd *cobra.Command) {
 	fs.IntVar(&f.threads, "threads", 0, "worker goroutines (0 = all cores)")
 	fs.BoolVar(&f.json, "json", false, "print one JSON object per image")
 	fs.BoolVar(&f.accelerate, "accelerate", false, "Anderson-accelerated ADMM (same objective within 1e-4, fewer iterations, more CPU per iteration; see docs/csc.md)")
-	fs.StringVar(&f.method, "method", csc.MethodADMM.String(), `CBPDN solver: "admm" or "active-set" (a working set certified by a duality gap of 1e-5; --max-iter bounds its outer iterations; see docs/csc.md)`)
+	fs.StringVar(&f.method, "method", csc.MethodADMM.String(), `CBPDN solver: "admm" or "active-set" (a working set certified by a duality gap of 5e-5; --max-iter bounds its outer iterations; see docs/csc.md)`)
 }
 
 func (f *cscFlags) options() (csc.Options, error) {
