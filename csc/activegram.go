@@ -111,43 +111,38 @@ func (aw *activeWork) addAtoms(idx []int32, f []float32, tab []float32, C, M, R,
 		py, px := p/w, p%w
 		row := tab[m1*R2*S2*M : (m1+1)*R2*S2*M]
 		for dy := -(R - 1); dy < R; dy++ {
-			qy := py + dy
-			if qy < 0 {
-				qy += h
-			} else if qy >= h {
-				qy -= h
-			}
+			qy := wrap(py+dy, h)
 			if w <= 64 {
 				// The occupied pixels of the window's row, from the
 				// row's bit mask rotated to start at column px-(S-1).
-				lo := px - (S - 1)
-				if lo < 0 {
-					lo += w
-				}
+				lo := wrap(px-(S-1), w)
 				word := aw.occ[qy]
 				win := (word>>lo | word<<(w-lo)) & (1<<S2 - 1)
 				for win != 0 {
 					t := bits.TrailingZeros64(win)
 					win &= win - 1
-					qx := lo + t
-					if qx >= w {
-						qx -= w
-					}
+					qx := wrap(lo+t, w)
 					aw.link(a, row, ((dy+R-1)*S2+t)*M, aw.head[qy*w+qx], hw)
 				}
 				continue
 			}
 			for dx := -(S - 1); dx < S; dx++ {
-				qx := px + dx
-				if qx < 0 {
-					qx += w
-				} else if qx >= w {
-					qx -= w
-				}
+				qx := wrap(px+dx, w)
 				aw.link(a, row, ((dy+R-1)*S2+dx+S-1)*M, aw.head[qy*w+qx], hw)
 			}
 		}
 	}
+}
+
+// wrap returns v modulo n for v in [-n, 2n).
+func wrap(v, n int) int {
+	if v < 0 {
+		return v + n
+	}
+	if v >= n {
+		return v - n
+	}
+	return v
 }
 
 // link links atom a with the atoms of the set before it at one pixel (the

@@ -120,17 +120,7 @@ func TestActiveSetCertificate(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := DefaultOptions()
-	admm, _ := NewCoder(d, o)
-	o.Method = MethodActiveSet
-	act, _ := NewCoder(d, o)
-	ra, err := admm.SolveBatch(context.Background(), hi, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs, err := act.SolveBatch(context.Background(), hi, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ra, rs := solveBoth(t, d, hi, o.Lambda)
 	h, w := 32, 32
 	hw := h * w
 	per := d.C * hw

@@ -69,22 +69,7 @@ func TestActiveSetObjective(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			o := DefaultOptions()
-			o.Lambda = c.lambda
-			admm, _ := NewCoder(c.dict, o)
-			o.Method = MethodActiveSet
-			act, err := NewCoder(c.dict, o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ra, err := admm.SolveBatch(context.Background(), hi, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rs, err := act.SolveBatch(context.Background(), hi, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			ra, rs := solveBoth(t, c.dict, hi, c.lambda)
 			var oa, osum float64
 			for i := range ra {
 				if !rs[i].Converged {
@@ -208,4 +193,23 @@ func TestActiveSetEdges(t *testing.T) {
 	if err := o.Validate(); !errors.As(err, &oe) || oe.Field != "Method" {
 		t.Errorf("Method 7: err = %v", err)
 	}
+}
+
+// solveBoth codes the batch hi with ADMM and with MethodActiveSet at
+// lambda and returns both results.
+func solveBoth(t *testing.T, d *Dictionary, hi *tensor.Tensor, lambda float64) (ra, rs []*Result) {
+	t.Helper()
+	var out [2][]*Result
+	for k, m := range []Method{MethodADMM, MethodActiveSet} {
+		o := DefaultOptions()
+		o.Lambda, o.Method = lambda, m
+		c, err := NewCoder(d, o)
+		if err == nil {
+			out[k], err = c.SolveBatch(context.Background(), hi, nil)
+		}
+		if err != nil {
+			t.Fatalf("%v: %v", m, err)
+		}
+	}
+	return out[0], out[1]
 }
