@@ -51,7 +51,7 @@ func ParseMethod(s string) (Method, error) {
 // (P(x) - D(nu)) / P(x) <= 5e-5, P the CBPDN objective and D its dual at
 // the scaled residual. ADMM at SPORCO's rule (RelStopTol 5e-3) stops 2e-4
 // to 3e-4 above the optimum on average on 32x32 and 64x64 highpass tiles
-// and 3e-4 to 9e-4 on images coded with learned CIFAR-10 and ImageNet-10
+// and 3e-4 to 2.4e-3 on images coded with learned CIFAR-10 and ImageNet-10
 // dictionaries (docs/csc.md), so the certified objective is at most 5e-5
 // (relative) above ADMM's on every image, and in practice below it: the
 // primal objective converges long before the gap certifies it.
