@@ -72,11 +72,17 @@ func (r *runner) paperColumn(ctx context.Context, a *advSet) error {
 	a.budget = budget
 	r.describe("attack "+name, settings)
 	compute := func(ctx context.Context, ckpt string) (*tensor.Tensor, attackInfo, error) {
-		part, err := cache.OpenPartial(ckpt, a.key)
-		if err != nil {
-			return nil, attackInfo{}, err
+		st := &Stage{Task: r.attackTask(name, a.key), Input: r.x0, Dir: ckpt, Rep: r.rep, local: func(ctx context.Context) (*tensor.Tensor, error) {
+			part, err := cache.OpenPartial(ckpt, a.key)
+			if err != nil {
+				return nil, err
+			}
+			return attackInChunks(ctx, atk, r.vanilla, r.x0, r.y0, name, r.rep, part)
+		}}
+		adv, err := r.executor().Images(ctx, st)
+		if err == nil && !tensor.SameShape(adv, r.x0) {
+			err = &tensor.ShapeError{Op: "attack " + name, Want: r.x0.Shape, Got: adv.Shape}
 		}
-		adv, err := attackInChunks(ctx, atk, r.vanilla, r.x0, r.y0, name, r.rep, part)
 		return adv, attackInfo{}, err
 	}
 	if r.cfg.TargetDissimilarity > 0 {

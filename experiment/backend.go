@@ -210,6 +210,10 @@ type Backend struct {
 	Adaptive func(t defense.Transform, m attack.Model, draws int) (attack.Model, error)
 	// Versions are recorded in the report (module, Go, build tags...).
 	Versions map[string]string
+	// Executor computes the per-image heavy stages (the attack columns,
+	// the transforms of image sets); nil is LocalExecutor, the run's own
+	// process. It changes no stage's key or output.
+	Executor Executor
 }
 
 // Missing is something a run could not compute and why.

@@ -29,6 +29,7 @@ func (r *runner) trainVanilla(ctx context.Context) error {
 		return err
 	}
 	r.vanilla, r.vanillaKey = m, key
+	r.vanillaFrom = &VanillaSource{Kind: vanillaTrained, Path: filepath.Join(r.store.Path(stageVanilla), "model")}
 	if d, ok := r.b.Classifier.(SpecDescriber); ok {
 		r.describe("classifier training (vanilla)", d.DescribeSpec(r.classifierSpec(r.cfg.Epochs)))
 		if r.cfg.retrainEpochs() != r.cfg.Epochs {

@@ -205,23 +205,30 @@ func (r *runner) transformStage(ctx context.Context, rw *row, what string, x *te
 	}
 	ckpt := r.checkpointDir(stage, key)
 	dir, _, err := r.store.Do(ctx, stage, key, nil, []cache.Key{rw.key, setKey}, func(ctx context.Context, out string) error {
-		t, err := rw.newT(stageSeed(r.cfg.Seed, stage))
+		seed := stageSeed(r.cfg.Seed, stage)
+		t, err := rw.newT(seed)
 		if err != nil {
 			return err
 		}
-		// Each finished batch is saved, so an interrupted stage resumes
-		// mid-way: a randomized transform skips the random numbers of the
-		// batches it reloads (defense.Skipper); one that cannot skip is
-		// recomputed whole.
-		var part *cache.Partial
-		if defense.CanResume(t) {
-			if part, err = cache.OpenPartial(ckpt, key); err != nil {
-				return err
+		st := &Stage{Task: r.transformTask(rw, stage, key, t, seed, x.Shape[0]), Input: x, Dir: ckpt, Rep: r.rep, local: func(ctx context.Context) (*tensor.Tensor, error) {
+			// Each finished batch is saved, so an interrupted stage
+			// resumes mid-way: a randomized transform skips the random
+			// numbers of the batches it reloads (defense.Skipper); one
+			// that cannot skip is recomputed whole.
+			var part *cache.Partial
+			if defense.CanResume(t) {
+				if part, err = cache.OpenPartial(ckpt, key); err != nil {
+					return nil, err
+				}
 			}
-		}
-		y, err := applyBatched(ctx, t, x, rw.name+" on "+what, r.rep, part)
+			return applyBatched(ctx, t, x, rw.name+" on "+what, r.rep, part)
+		}}
+		y, err := r.executor().Images(ctx, st)
 		if err != nil {
 			return err
+		}
+		if !tensor.SameShape(x, y) {
+			return &tensor.ShapeError{Op: "transform " + rw.name, Want: x.Shape, Got: y.Shape}
 		}
 		return npy.WriteFile(filepath.Join(out, "images.npy"), y)
 	})
@@ -245,7 +252,14 @@ func stageSeed(seed int64, stage string) uint64 {
 // A defense.SetTransform (STL (cluster) with transductive clusters) is
 // bound to the whole of x, so that the batching does not change the result.
 func applyBatched(ctx context.Context, t defense.Transform, x *tensor.Tensor, what string, rep progress.Reporter, part *cache.Partial) (*tensor.Tensor, error) {
-	n := x.Shape[0]
+	return applyRange(ctx, t, x, 0, x.Shape[0], what, rep, part)
+}
+
+// applyRange is applyBatched's output for images from..to-1 of x, in
+// batches starting at from (those of applyBatched when from is a multiple
+// of transformBatch); the chunks of part are numbered from 0 at from.
+func applyRange(ctx context.Context, t defense.Transform, x *tensor.Tensor, from, to int, what string, rep progress.Reporter, part *cache.Partial) (*tensor.Tensor, error) {
+	n := to - from
 	apply := func(ctx context.Context, lo, hi int) (*tensor.Tensor, error) { return t.Apply(ctx, x.Batch(lo, hi)) }
 	if st, ok := t.(defense.SetTransform); ok {
 		var err error
@@ -253,15 +267,15 @@ func applyBatched(ctx context.Context, t defense.Transform, x *tensor.Tensor, wh
 			return nil, err
 		}
 	}
-	out := tensor.New(x.Shape...)
+	out := tensor.New(append([]int{n}, x.Shape[1:]...)...)
 	rep.Report(what, 0, n, "")
-	for lo := 0; lo < n; lo += transformBatch {
+	for lo := from; lo < to; lo += transformBatch {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		hi := min(lo+transformBatch, n)
-		dst := out.Batch(lo, hi).Data
-		reloaded, err := part.Fill(lo/transformBatch, dst, nil, func() error {
+		hi := min(lo+transformBatch, to)
+		dst := out.Batch(lo-from, hi-from).Data
+		reloaded, err := part.Fill((lo-from)/transformBatch, dst, nil, func() error {
 			yb, err := apply(ctx, lo, hi)
 			if err != nil {
 				return err
@@ -278,7 +292,7 @@ func applyBatched(ctx context.Context, t defense.Transform, x *tensor.Tensor, wh
 		if sk, isSkipper := t.(defense.Skipper); reloaded && isSkipper && t.Randomized() {
 			sk.Skip(hi - lo)
 		}
-		rep.Report(what, hi, n, "")
+		rep.Report(what, hi-from, n, "")
 	}
 	return out, nil
 }

@@ -65,12 +65,15 @@ type runner struct {
 	vanilla    attack.Model
 	vanillaKey cache.Key
 	vanillaSrc *report.VanillaModel // set when loaded (Config.VanillaModel)
-	stl        *sharedDefense       // the built STL defense, once built
-	advs       []*advSet
-	rows       []*row
-	atRows     []*row // the adversarially trained rows (advtrain.go)
-	atNote     string // their clean accuracies, for the report's notes
-	missing    []Missing
+	// vanillaFrom says how another process loads the vanilla classifier
+	// (StageTask).
+	vanillaFrom *VanillaSource
+	stl         *sharedDefense // the built STL defense, once built
+	advs        []*advSet
+	rows        []*row
+	atRows      []*row // the adversarially trained rows (advtrain.go)
+	atNote      string // their clean accuracies, for the report's notes
+	missing     []Missing
 
 	mu          sync.Mutex // guards the fields below, read by reports from other goroutines
 	step, steps int

@@ -97,6 +97,7 @@ func (r *runner) loadVanilla(ctx context.Context) error {
 		t.SetThreads(threads)
 	}
 	r.setVanilla(m, key, src)
+	r.vanillaFrom = &VanillaSource{Kind: vanillaPretrained, Path: filepath.Join(out, "model"), Threads: threads}
 	return nil
 }
 

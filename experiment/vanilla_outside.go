@@ -104,12 +104,14 @@ func (r *runner) loadOutsideVanilla(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if m, err = LoadModel(prefix+filepath.Join(out, "model", weights), threads); err != nil {
+	from := &VanillaSource{Kind: vanillaOutside, Path: prefix + filepath.Join(out, "model", weights), Threads: threads}
+	if m, err = LoadModel(from.Path, threads); err != nil {
 		return fmt.Errorf("stage %s: %w", stageVanilla, err)
 	}
 	if err := r.checkVanilla(m.Model, src.Arch, len(m.Files)); err != nil {
 		return fmt.Errorf("stage %s: %w", stageVanilla, err)
 	}
 	r.setVanilla(m.Model, key, src)
+	r.vanillaFrom = from
 	return nil
 }

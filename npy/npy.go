@@ -414,3 +414,79 @@ func ReadIntsFile(path string) ([]int, error) {
 func WriteIntsFile(path string, v []int) error {
 	return safefile.Write(path, func(w io.Writer) error { return WriteInts(w, v) })
 }
+
+// ReadRows decodes rows lo..hi-1 of the first axis of the .npy array in r
+// (images lo..hi-1 of an (N, C, H, W) file) into a float32 tensor of shape
+// (hi-lo, ...), seeking past the rows before lo: only those rows are read.
+// A Fortran-ordered array, whose rows are not contiguous, is read whole and
+// cut. It returns a *FormatError for a malformed file or a range outside
+// 0 <= lo <= hi <= N, and io.ErrUnexpectedEOF for a truncated one.
+func ReadRows(r io.ReadSeeker, lo, hi int) (*tensor.Tensor, error) {
+	h, err := ReadHeader(r)
+	if err != nil {
+		return nil, err
+	}
+	if len(h.Shape) == 0 {
+		return nil, formatErr("a scalar has no rows")
+	}
+	if lo < 0 || hi < lo || hi > h.Shape[0] {
+		return nil, formatErr("rows %d..%d of an array of %d", lo, hi, h.Shape[0])
+	}
+	size, _, _, err := h.elem()
+	if err != nil {
+		return nil, err
+	}
+	row := numel(h.Shape[1:])
+	shape := append([]int{hi - lo}, h.Shape[1:]...)
+	if h.Fortran && len(h.Shape) > 1 {
+		data := make([]float32, 0, min(numel(h.Shape), 1<<20))
+		if err := readRaw(bufio.NewReader(r), h, func(_ int, v float64) { data = append(data, float32(v)) }); err != nil {
+			return nil, err
+		}
+		whole := make([]float32, len(data))
+		idx := fortranToC(h.Shape)
+		for i, v := range data {
+			whole[idx(i)] = v
+		}
+		return &tensor.Tensor{Shape: shape, Data: whole[lo*row : hi*row]}, nil
+	}
+	if _, err := r.Seek(int64(lo)*int64(row)*int64(size), io.SeekCurrent); err != nil {
+		return nil, err
+	}
+	part := &Header{Descr: h.Descr, Shape: shape}
+	data := make([]float32, 0, min(numel(shape), 1<<20))
+	if err := readRaw(bufio.NewReader(r), part, func(_ int, v float64) { data = append(data, float32(v)) }); err != nil {
+		return nil, err
+	}
+	return &tensor.Tensor{Shape: shape, Data: data}, nil
+}
+
+// ReadRowsFile reads rows lo..hi-1 of the .npy file at path (ReadRows);
+// errors name the file.
+func ReadRowsFile(path string, lo, hi int) (*tensor.Tensor, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	t, err := ReadRows(f, lo, hi)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return t, nil
+}
+
+// ReadHeaderFile reads the header of the .npy file at path; errors name
+// the file.
+func ReadHeaderFile(path string) (*Header, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	h, err := ReadHeader(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return h, nil
+}

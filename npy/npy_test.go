@@ -182,3 +182,80 @@ func ExampleWrite() {
 	fmt.Println(y.Shape, y.Data)
 	// Output: [2 2] [0 0 0 1.5]
 }
+
+// TestReadRows checks that rows lo..hi of a file equal those of the whole
+// array, for each dtype and order, and that bad ranges and truncated files
+// are errors.
+func TestReadRows(t *testing.T) {
+	x := tensor.New(5, 2, 3)
+	for i := range x.Data {
+		x.Data[i] = float32(i) - 7.5
+	}
+	var f4 bytes.Buffer
+	if err := Write(&f4, x); err != nil {
+		t.Fatal(err)
+	}
+	f8 := make([]byte, 0)
+	for _, v := range []float64{1, 2, 3, 4, 5, 6} {
+		f8 = binary.LittleEndian.AppendUint64(f8, math.Float64bits(v))
+	}
+	tests := []struct {
+		name   string
+		file   []byte
+		lo, hi int
+		want   []float32
+		shape  []int
+		err    error // nil: no error; io.ErrUnexpectedEOF; a *FormatError otherwise
+	}{
+		{"f4 middle", f4.Bytes(), 1, 3, x.Data[6:18], []int{2, 2, 3}, nil},
+		{"f4 all", f4.Bytes(), 0, 5, x.Data, []int{5, 2, 3}, nil},
+		{"f4 last", f4.Bytes(), 4, 5, x.Data[24:], []int{1, 2, 3}, nil},
+		{"f4 empty", f4.Bytes(), 2, 2, nil, []int{0, 2, 3}, nil},
+		{"f8 C", rawFile("<f8", "False", "(3, 2)", f8), 1, 3, []float32{3, 4, 5, 6}, []int{2, 2}, nil},
+		{"f8 Fortran", rawFile("<f8", "True", "(2, 3)", f8), 1, 2, []float32{2, 4, 6}, []int{1, 3}, nil},
+		{"u1", rawFile("|u1", "False", "(3,)", []byte{0, 7, 255}), 2, 3, []float32{255}, []int{1}, nil},
+		{"past the end", f4.Bytes(), 3, 6, nil, nil, &FormatError{}},
+		{"negative", f4.Bytes(), -1, 2, nil, nil, &FormatError{}},
+		{"reversed", f4.Bytes(), 3, 2, nil, nil, &FormatError{}},
+		{"scalar", rawFile("<f4", "False", "()", make([]byte, 4)), 0, 0, nil, nil, &FormatError{}},
+		{"truncated", f4.Bytes()[:f4.Len()-5], 3, 5, nil, nil, io.ErrUnexpectedEOF},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ReadRows(bytes.NewReader(tc.file), tc.lo, tc.hi)
+			var fe *FormatError
+			switch {
+			case tc.err == nil && err != nil:
+				t.Fatal(err)
+			case tc.err == io.ErrUnexpectedEOF && !errors.Is(err, io.ErrUnexpectedEOF):
+				t.Fatalf("error %v, want io.ErrUnexpectedEOF", err)
+			case tc.err != nil && tc.err != io.ErrUnexpectedEOF && !errors.As(err, &fe):
+				t.Fatalf("error %v, want a *FormatError", err)
+			case tc.err != nil:
+				return
+			}
+			if fmt.Sprint(got.Shape) != fmt.Sprint(tc.shape) || len(got.Data) != len(tc.want) {
+				t.Fatalf("shape %v (%d values), want %v (%d)", got.Shape, len(got.Data), tc.shape, len(tc.want))
+			}
+			for i := range tc.want {
+				if got.Data[i] != tc.want[i] {
+					t.Fatalf("data %v, want %v", got.Data, tc.want)
+				}
+			}
+		})
+	}
+}
+
+func FuzzReadRows(f *testing.F) {
+	var buf bytes.Buffer
+	Write(&buf, tensor.New(4, 3))
+	f.Add(buf.Bytes(), 1, 3)
+	f.Add(rawFile("<f8", "True", "(2, 2)", make([]byte, 32)), 0, 1)
+	f.Fuzz(func(t *testing.T, b []byte, lo, hi int) {
+		lo, hi = lo%64, hi%64
+		x, err := ReadRows(bytes.NewReader(b), lo, hi)
+		if err == nil && x.Len() != len(x.Data) {
+			t.Fatalf("shape %v with %d values", x.Shape, len(x.Data))
+		}
+	})
+}
