@@ -78,6 +78,7 @@ const (
 	mergeImages      = "images"      // .npy parts (experiment.MergeImages)
 	mergeAttackSets  = "attack"      // adversarial set directories (experiment.MergeAttackSets)
 	mergePredictions = "predictions" // JSON-lines parts (mergePredictionParts)
+	mergeNone        = "none"        // checked only: the caller reads the parts (Executor)
 )
 
 // shardPipeline returns invalid, the error of the options' validation,
@@ -203,11 +204,10 @@ var (
 // process loads at most workers of them), and returns both when f
 // returns. It returns ctx's error when cancelled while waiting.
 func withWorker[T any](ctx context.Context, workers int, cfg any, load func(context.Context) (T, error), f func(T) error) error {
-	js, err := json.Marshal(cfg)
+	pool, err := poolName(cfg)
 	if err != nil {
 		return err
 	}
-	pool := fmt.Sprintf("%T %s", cfg, js)
 	workersMu.Lock()
 	sem := slots[workers]
 	if sem == nil {
@@ -234,6 +234,25 @@ func withWorker[T any](ctx context.Context, workers int, cfg any, load func(cont
 		workersMu.Unlock()
 	}()
 	return f(st)
+}
+
+// dropPool forgets the free states loaded for the configuration cfg (a
+// finished job's), so that their memory can be reclaimed.
+func dropPool(cfg any) {
+	if pool, err := poolName(cfg); err == nil {
+		workersMu.Lock()
+		delete(free, pool)
+		workersMu.Unlock()
+	}
+}
+
+// poolName names the free states loaded for the configuration cfg.
+func poolName(cfg any) (string, error) {
+	js, err := json.Marshal(cfg)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%T %s", cfg, js), nil
 }
 
 // takeFree takes a free state from pool.
@@ -277,6 +296,7 @@ func (f *mergeFn) ProcessElement(_ int, parts func(*string) bool, emit func(stri
 		_, err = experiment.MergeAttackSets(f.Out, all)
 	case mergePredictions:
 		_, err = mergePredictionParts(f.Out, all)
+	case mergeNone:
 	default:
 		err = fmt.Errorf("stlbeam: unknown merge %q", f.Kind)
 	}

@@ -277,15 +277,15 @@ func TestConfigFlags(t *testing.T) {
 	base := reflect.ValueOf(&c).Pointer()
 	seen := map[uintptr]string{}
 	for _, b := range configFlags {
-		b.register(f, &c)
-		if f.Lookup(b.name) == nil {
-			t.Errorf("--%s: no flag for a %T field", b.name, b.field(&c))
+		b.Register(f, f.StringSliceVar, &c)
+		if f.Lookup(b.Name) == nil {
+			t.Errorf("--%s: no flag for a %T field", b.Name, b.Field(&c))
 		}
-		off := reflect.ValueOf(b.field(&c)).Pointer() - base
+		off := reflect.ValueOf(b.Field(&c)).Pointer() - base
 		if other, dup := seen[off]; dup {
-			t.Errorf("--%s and --%s set the same field", b.name, other)
+			t.Errorf("--%s and --%s set the same field", b.Name, other)
 		}
-		seen[off] = b.name
+		seen[off] = b.Name
 	}
 	if n := len(c.Settings()); len(seen)+1 != n {
 		t.Errorf("%d flags for %d Config settings, want one each (and --lambda-sweep)", len(seen), n)

@@ -10,6 +10,13 @@
 //	stl-beam attack --model models/vgg --attack pgd --out adv/pgd --shards 16
 //	stl-beam predict --model models/vgg --in adv/pgd --defense defenses/c10 --out pred.jsonl
 //
+// stl-beam run takes the flags of stl run and runs the same run (same
+// stages, keys, results.json and report), its attack columns and the
+// defenses' transforms of image sets each a pipeline of shards
+// (stlbeam.Executor):
+//
+//	stl-beam run --limit 200 --test-limit 50 --epochs 1 --out runs/small --shards 4 --workers 2
+//
 // A runner that starts this binary as a worker (--worker and Beam's
 // harness flags, without a subcommand) gets Beam's worker harness.
 package main
@@ -22,6 +29,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -30,7 +38,10 @@ import (
 
 	"github.com/stl-defense/stl/attack"
 	"github.com/stl-defense/stl/beam/stlbeam"
+	"github.com/stl-defense/stl/experiment"
+	"github.com/stl-defense/stl/experiment/report"
 	"github.com/stl-defense/stl/internal/cli"
+	"github.com/stl-defense/stl/progress"
 )
 
 // Exit codes, as stl's: 1 a failure, 2 a bad command line, 130 cancelled.
@@ -44,7 +55,8 @@ const usage = `usage:
   stl-beam defend  --defense DIR --in IMAGES --out OUT.npy [--universal] [--batch N]
   stl-beam attack  (the flags of stl attack, without --shard and --target-dissimilarity)
   stl-beam predict --model M (--in IMAGES | --data SPEC [--split S]) [--defense D] --out OUT.jsonl
-each with [--shards N] [--workers N] [--parts DIR] and Beam's flags [--runner=prism|flink|spark|dataflow ...];
+  stl-beam run     (the flags of stl run): the attacks and transforms of each stage as a pipeline
+each with [--shards N] [--workers N] [--parts DIR] (not run) and Beam's flags [--runner=prism|flink|spark|dataflow ...];
 stl-beam CMD --help lists a command's flags`
 
 // command is a subcommand: it registers its flags on flag.CommandLine,
@@ -66,38 +78,28 @@ func main() {
 		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(exitUsage)
 	}
-	if len(os.Args) < 2 || commands[os.Args[1]] == nil {
+	if len(os.Args) < 2 || commands[os.Args[1]] == nil && os.Args[1] != "run" {
 		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(exitUsage)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if os.Args[1] == "run" {
+		os.Exit(runRun(ctx, os.Args[2:], os.Stdout, os.Stderr))
+	}
 	os.Exit(run(ctx, os.Args[1], os.Args[2:], os.Stdout, os.Stderr))
 }
 
 // run parses the arguments of the subcommand name and runs its pipeline.
 func run(ctx context.Context, name string, args []string, stdout, stderr io.Writer) int {
-	fs := flag.CommandLine
-	fs.Init("stl-beam "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var sh stlbeam.Sharding
-	fs.IntVar(&sh.Shards, "shards", 8, "parts the images are cut into (the pipeline's elements)")
+	fs, sh := flagSet(name, stderr)
 	fs.StringVar(&sh.PartsDir, "parts", "", "directory of the shards' outputs (default: OUT.parts); a re-run skips finished shards")
-	fs.IntVar(&sh.Workers, "workers", 1, "shards one worker process computes at once, each worker loading the job's model, defense and images once")
 	build := commands[name](fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return exitUsage
+	if code := parse(fs, name, args, stderr); code >= 0 {
+		return code
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "stl-beam %s: unexpected arguments %v\n", name, fs.Args())
-		return exitUsage
-	}
-	beam.Init()
 	p, s := beam.NewPipelineWithRoot()
-	done, err := build(s, sh)
+	done, err := build(s, *sh)
 	if err != nil {
 		fmt.Fprintln(stderr, "stl-beam:", err)
 		return exitUsage
@@ -113,6 +115,73 @@ func run(ctx context.Context, name string, args []string, stdout, stderr io.Writ
 	computed, skipped := stlbeam.ShardCounts(res)
 	fmt.Fprintf(stdout, "%d shards computed, %d found finished and skipped\n", computed, skipped)
 	fmt.Fprintln(stdout, done())
+	return 0
+}
+
+// flagSet returns Beam's flag set (flag.CommandLine) made the command
+// name's, with the flags every command has (--shards, --workers).
+func flagSet(name string, stderr io.Writer) (*flag.FlagSet, *stlbeam.Sharding) {
+	fs := flag.CommandLine
+	fs.Init("stl-beam "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	sh := &stlbeam.Sharding{}
+	fs.IntVar(&sh.Shards, "shards", 8, "parts the images are cut into (the pipeline's elements)")
+	fs.IntVar(&sh.Workers, "workers", 1, "shards one worker process computes at once, each worker loading the job's model, defense and images once")
+	return fs, sh
+}
+
+// parse parses args and initializes Beam; it returns the exit code when
+// the command must stop (0 for --help), -1 to go on.
+func parse(fs *flag.FlagSet, name string, args []string, stderr io.Writer) int {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "stl-beam %s: unexpected arguments %v\n", name, fs.Args())
+		return exitUsage
+	}
+	beam.Init()
+	return -1
+}
+
+// runRun runs `stl run` with the flags of stl run, its heavy stages on
+// the Beam runner (stlbeam.Executor), and prints what stl run prints.
+func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs, sh := flagSet("run", stderr)
+	var rf cli.RunFlags
+	rf.Register(fs, cli.StringsVar(fs))
+	if code := parse(fs, "run", args, stderr); code >= 0 {
+		return code
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	cfg, err := rf.Resolve(func(name string) bool { return set[name] })
+	if err != nil {
+		fmt.Fprintln(stderr, "stl-beam run:", err)
+		return exitUsage
+	}
+	dir := rf.RunDir(cfg)
+	b := experiment.DefaultBackend()
+	ex := &stlbeam.Executor{Sharding: *sh}
+	b.Executor = ex
+	res, err := experiment.RunWith(ctx, cfg, b, dir, progress.NewBar(stderr))
+	if err != nil {
+		fmt.Fprintln(stderr, "stl-beam run:", err)
+		if ctx.Err() != nil {
+			return exitCancelled
+		}
+		return exitFail
+	}
+	if err := report.WriteText(stdout, res); err != nil {
+		fmt.Fprintln(stderr, "stl-beam run:", err)
+		return exitFail
+	}
+	stages, computed, skipped := ex.Counts()
+	fmt.Fprintf(stdout, "\n%d stages on the Beam runner: %d shards computed, %d found finished and skipped\n", stages, computed, skipped)
+	fmt.Fprintf(stdout, "Report: %s\n", filepath.Join(dir, report.FileHTML))
 	return 0
 }
 
