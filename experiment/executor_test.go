@@ -3,7 +3,6 @@
 package experiment
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"os"
@@ -12,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/stl-defense/stl/internal/runcmp"
 	"github.com/stl-defense/stl/npy"
 	"github.com/stl-defense/stl/tensor"
 )
@@ -107,22 +107,15 @@ func TestRunExecutorParts(t *testing.T) {
 	local := run(nil)
 	e := &partsExecutor{partBatches: 1}
 	parts := run(e)
-	if a, b := resultsWithoutTiming(t, local), resultsWithoutTiming(t, parts); !bytes.Equal(a, b) {
-		t.Errorf("results.json differ:\nlocal: %s\nparts: %s", a, b)
+	diffs, images, err := runcmp.Diff(local, parts)
+	if err != nil {
+		t.Fatal(err)
 	}
-	images, _ := filepath.Glob(filepath.Join(local, StagesDir, "*", "*.npy"))
-	for _, p := range images {
-		rel, _ := filepath.Rel(local, p)
-		a, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if b, err := os.ReadFile(filepath.Join(parts, rel)); err != nil || !bytes.Equal(a, b) {
-			t.Errorf("%s differs (%v)", rel, err)
-		}
+	for _, d := range diffs {
+		t.Error(d)
 	}
-	if len(images) < 20 {
-		t.Errorf("%d image files in the stages, want 20 or more", len(images))
+	if images < 20 {
+		t.Errorf("%d image files in the stages, want 20 or more", images)
 	}
 	// 2 attacks; 5 defenses on the test set and 2 attacks; the STL rows
 	// retrained, so also on the training set.
@@ -132,24 +125,4 @@ func TestRunExecutorParts(t *testing.T) {
 	if e.parts <= len(e.tasks) {
 		t.Errorf("%d parts for %d stages: no stage was cut", e.parts, len(e.tasks))
 	}
-}
-
-// resultsWithoutTiming returns the run's results.json without its timing
-// object, re-encoded.
-func resultsWithoutTiming(t *testing.T, dir string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, "results.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var v map[string]any
-	if err := json.Unmarshal(b, &v); err != nil {
-		t.Fatal(err)
-	}
-	delete(v, "timing")
-	out, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
 }

@@ -379,16 +379,22 @@ func WriteInts(w io.Writer, v []int) error {
 
 // ReadFile reads a .npy file; errors name the file.
 func ReadFile(path string) (*tensor.Tensor, error) {
+	return readFile(path, func(f *os.File) (*tensor.Tensor, error) { return Read(f) })
+}
+
+// readFile opens path and decodes it with read; errors name the file.
+func readFile[T any](path string, read func(*os.File) (T, error)) (T, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		var zero T
+		return zero, err
 	}
 	defer f.Close()
-	t, err := Read(f)
+	v, err := read(f)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return v, fmt.Errorf("%s: %w", path, err)
 	}
-	return t, nil
+	return v, nil
 }
 
 // WriteFile atomically writes t to path as float32 .npy.
@@ -398,16 +404,7 @@ func WriteFile(path string, t *tensor.Tensor) error {
 
 // ReadIntsFile reads a one-dimensional integer .npy file; errors name the file.
 func ReadIntsFile(path string) ([]int, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	v, err := ReadInts(f)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return v, nil
+	return readFile(path, func(f *os.File) ([]int, error) { return ReadInts(f) })
 }
 
 // WriteIntsFile atomically writes labels to path as int64 .npy.
@@ -464,29 +461,11 @@ func ReadRows(r io.ReadSeeker, lo, hi int) (*tensor.Tensor, error) {
 // ReadRowsFile reads rows lo..hi-1 of the .npy file at path (ReadRows);
 // errors name the file.
 func ReadRowsFile(path string, lo, hi int) (*tensor.Tensor, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	t, err := ReadRows(f, lo, hi)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return t, nil
+	return readFile(path, func(f *os.File) (*tensor.Tensor, error) { return ReadRows(f, lo, hi) })
 }
 
 // ReadHeaderFile reads the header of the .npy file at path; errors name
 // the file.
 func ReadHeaderFile(path string) (*Header, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	h, err := ReadHeader(f)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return h, nil
+	return readFile(path, func(f *os.File) (*Header, error) { return ReadHeader(f) })
 }

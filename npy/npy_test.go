@@ -70,11 +70,17 @@ func rawFile(descr, fortran, shape string, data []byte) []byte {
 	return append(append(b, dict...), data...)
 }
 
-func TestReadDtypesAndOrder(t *testing.T) {
-	f8 := make([]byte, 0)
-	for _, v := range []float64{1, 2, 3, 4, 5, 6} {
-		f8 = binary.LittleEndian.AppendUint64(f8, math.Float64bits(v))
+// f8Bytes encodes vs as little-endian float64 data.
+func f8Bytes(vs ...float64) []byte {
+	var b []byte
+	for _, v := range vs {
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(v))
 	}
+	return b
+}
+
+func TestReadDtypesAndOrder(t *testing.T) {
+	f8 := f8Bytes(1, 2, 3, 4, 5, 6)
 	tests := []struct {
 		name string
 		file []byte
@@ -195,10 +201,7 @@ func TestReadRows(t *testing.T) {
 	if err := Write(&f4, x); err != nil {
 		t.Fatal(err)
 	}
-	f8 := make([]byte, 0)
-	for _, v := range []float64{1, 2, 3, 4, 5, 6} {
-		f8 = binary.LittleEndian.AppendUint64(f8, math.Float64bits(v))
-	}
+	f8 := f8Bytes(1, 2, 3, 4, 5, 6)
 	tests := []struct {
 		name   string
 		file   []byte

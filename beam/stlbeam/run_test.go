@@ -1,18 +1,15 @@
 package stlbeam
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners/prism"
 
 	"github.com/stl-defense/stl/experiment"
+	"github.com/stl-defense/stl/internal/runcmp"
 )
 
 // smallRun is a run of a few seconds on the CIFAR-10 sample: one
@@ -87,40 +84,14 @@ func TestRunExecutor(t *testing.T) {
 // byte-identical and their results.json equal but for the timing.
 func sameRuns(t *testing.T, a, b string) {
 	t.Helper()
-	images, _ := filepath.Glob(filepath.Join(a, experiment.StagesDir, "*", "*.npy"))
-	if len(images) < 10 {
-		t.Errorf("%d image files in the stages of %s, want 10 or more", len(images), a)
-	}
-	for _, p := range images {
-		rel, _ := filepath.Rel(a, p)
-		x, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if y, err := os.ReadFile(filepath.Join(b, rel)); err != nil || !bytes.Equal(x, y) {
-			t.Errorf("%s differs (%v)", rel, err)
-		}
-	}
-	if x, y := results(t, a), results(t, b); !bytes.Equal(x, y) {
-		t.Errorf("results.json differ:\n%s\n%s", x, y)
-	}
-}
-
-// results returns a run's results.json without its timing, re-encoded.
-func results(t *testing.T, dir string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, "results.json"))
+	diffs, images, err := runcmp.Diff(a, b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var v map[string]any
-	if err := json.Unmarshal(b, &v); err != nil {
-		t.Fatal(err)
+	for _, d := range diffs {
+		t.Error(d)
 	}
-	delete(v, "timing")
-	out, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
+	if images < 10 {
+		t.Errorf("%d image files in the stages of %s, want 10 or more", images, a)
 	}
-	return out
 }
