@@ -80,6 +80,7 @@ type folderBuilder struct {
 	shape Shape // fixed after the first image when Size == 0
 	data  []float32
 	recs  []folderRec
+	hint  int // the number of images to be added, when known (0: not)
 
 	resizer *Resizer
 }
@@ -138,7 +139,11 @@ func (b *folderBuilder) add(r io.Reader, file, class string) error {
 	p := sh.Pixels()
 	n := len(b.data)
 	if cap(b.data) < n+p {
-		grown := make([]float32, n, 2*cap(b.data)+16*p)
+		c := 2*cap(b.data) + 16*p
+		if n == 0 && b.hint > 0 {
+			c = b.hint * p // the number of images is known
+		}
+		grown := make([]float32, n, c)
 		copy(grown, b.data)
 		b.data = grown
 	}
@@ -163,18 +168,19 @@ func (b *folderBuilder) addFile(path, class string) error {
 	return b.add(f, path, class)
 }
 
-// set sorts the images by (class, file) and labels them.
-func (b *folderBuilder) set() (*Set, error) {
+// order returns the order of b's images in their set, sorted by (class,
+// file), each one's label and the classes.
+func (b *folderBuilder) order() (order, labels []int, classes []string, err error) {
 	if len(b.recs) == 0 {
-		return nil, formatErr(b.name, -1, ErrEmpty, "no images in any class folder")
+		return nil, nil, nil, formatErr(b.name, -1, ErrEmpty, "no images in any class folder")
 	}
-	classes := b.opts.Classes
+	classes = b.opts.Classes
 	if classes == nil {
 		seen := map[string]bool{}
 		for _, r := range b.recs {
 			if !seen[r.class] {
 				if err := CheckClassName(r.class); err != nil {
-					return nil, formatErr(b.name, -1, err, "class folder")
+					return nil, nil, nil, formatErr(b.name, -1, err, "class folder")
 				}
 				seen[r.class] = true
 				classes = append(classes, r.class)
@@ -186,12 +192,15 @@ func (b *folderBuilder) set() (*Set, error) {
 	for i, c := range classes {
 		label[c] = i
 	}
-	order := make([]int, len(b.recs))
+	order = make([]int, len(b.recs))
+	labels = make([]int, len(b.recs))
 	for i := range order {
 		order[i] = i
-		if _, ok := label[b.recs[i].class]; !ok {
-			return nil, formatErr(b.recs[i].file, i, ErrLabel, "class folder %q is not one of the %d given classes", b.recs[i].class, len(classes))
+		l, ok := label[b.recs[i].class]
+		if !ok {
+			return nil, nil, nil, formatErr(b.recs[i].file, i, ErrLabel, "class folder %q is not one of the %d given classes", b.recs[i].class, len(classes))
 		}
+		labels[i] = l
 	}
 	sort.SliceStable(order, func(i, j int) bool {
 		ri, rj := b.recs[order[i]], b.recs[order[j]]
@@ -200,11 +209,20 @@ func (b *folderBuilder) set() (*Set, error) {
 		}
 		return ri.file < rj.file
 	})
+	return order, labels, classes, nil
+}
+
+// set sorts the decoded images by (class, file) and labels them.
+func (b *folderBuilder) set() (*Set, error) {
+	order, labels, classes, err := b.order()
+	if err != nil {
+		return nil, err
+	}
 	out := NewSet(b.name, len(order), b.shape, classes)
 	p := b.shape.Pixels()
 	for j, i := range order {
 		copy(out.Images.Data[j*p:(j+1)*p], b.data[i*p:(i+1)*p])
-		out.Labels[j] = label[b.recs[i].class]
+		out.Labels[j] = labels[i]
 	}
 	return out, nil
 }
@@ -214,8 +232,32 @@ func (b *folderBuilder) set() (*Set, error) {
 // every regular file not starting with "." must be a decodable .png, .jpg or
 // .jpeg. Images are converted to RGB (alpha is composited over black, gray
 // replicated) and resized as FolderOptions.Size says. The context is checked
-// before each image.
+// before each image. It is OpenImageFolder and Read of every image: the
+// images are decoded in their final order straight into the set.
 func ReadImageFolder(ctx context.Context, root string, opts FolderOptions) (*Set, error) {
+	f, err := OpenImageFolder(root, opts)
+	if err != nil {
+		return nil, err
+	}
+	return f.Read(ctx, 0, f.Len())
+}
+
+// ImageFolder is an image folder listed but not decoded: its images in
+// the order ReadImageFolder returns them, with their labels, decoded on
+// demand (Read), so that a reader of part of a large folder holds only
+// that part in memory.
+type ImageFolder struct {
+	name    string
+	opts    FolderOptions
+	recs    []folderRec // in the set's order
+	labels  []int
+	classes []string
+}
+
+// OpenImageFolder lists root/<class>/<image> as ReadImageFolder reads it,
+// checking the folder's layout, the file names and the classes, without
+// decoding any image.
+func OpenImageFolder(root string, opts FolderOptions) (*ImageFolder, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
@@ -223,9 +265,6 @@ func ReadImageFolder(ctx context.Context, root string, opts FolderOptions) (*Set
 	if err != nil {
 		return nil, err
 	}
-	b := &folderBuilder{name: root, opts: opts}
-	rep := progress.Or(opts.Progress)
-	stage := "decode " + filepath.Base(root)
 	var classDirs []string
 	for _, e := range ents {
 		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
@@ -235,8 +274,7 @@ func ReadImageFolder(ctx context.Context, root string, opts FolderOptions) (*Set
 	if len(classDirs) == 0 {
 		return nil, formatErr(root, -1, ErrEmpty, "no class folders")
 	}
-	type job struct{ file, class string }
-	var jobs []job
+	var recs []folderRec
 	for _, c := range classDirs {
 		files, err := os.ReadDir(filepath.Join(root, c))
 		if err != nil {
@@ -251,23 +289,63 @@ func ReadImageFolder(ctx context.Context, root string, opts FolderOptions) (*Set
 			if !imageExt(f.Name()) {
 				return nil, formatErr(p, -1, ErrNotImage, "not a .png, .jpg or .jpeg file")
 			}
-			jobs = append(jobs, job{p, c})
+			recs = append(recs, folderRec{class: c, file: p})
 			n++
 		}
 		if n == 0 {
 			return nil, formatErr(filepath.Join(root, c), -1, ErrEmpty, "class folder holds no images")
 		}
 	}
-	for i, j := range jobs {
+	return listedFolder(root, opts, recs)
+}
+
+// listedFolder orders recs as a folder's set (folderBuilder.set: class,
+// then file) and labels them.
+func listedFolder(name string, opts FolderOptions, recs []folderRec) (*ImageFolder, error) {
+	b := &folderBuilder{name: name, opts: opts, recs: recs}
+	order, labels, classes, err := b.order()
+	if err != nil {
+		return nil, err
+	}
+	f := &ImageFolder{name: name, opts: opts, classes: classes}
+	for _, i := range order {
+		f.recs = append(f.recs, recs[i])
+		f.labels = append(f.labels, labels[i])
+	}
+	return f, nil
+}
+
+// Len returns the number of images.
+func (f *ImageFolder) Len() int { return len(f.recs) }
+
+// Classes returns the class names, label i being Classes()[i].
+func (f *ImageFolder) Classes() []string { return f.classes }
+
+// Read decodes images lo..hi-1 (0 <= lo < hi <= Len) into a new Set, as
+// ReadImageFolder would give them, reporting one progress step per image
+// to the options' Progress. The context is checked before each image.
+func (f *ImageFolder) Read(ctx context.Context, lo, hi int) (*Set, error) {
+	if lo < 0 || hi <= lo || hi > len(f.recs) {
+		return nil, formatErr(f.name, -1, ErrEmpty, "images %d..%d of %d", lo, hi, len(f.recs))
+	}
+	b := &folderBuilder{name: f.name, opts: f.opts, hint: hi - lo}
+	rep := progress.Or(f.opts.Progress)
+	stage := "decode " + filepath.Base(f.name)
+	for i, r := range f.recs[lo:hi] {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		if err := b.addFile(j.file, j.class); err != nil {
+		if err := b.addFile(r.file, r.class); err != nil {
 			return nil, err
 		}
-		rep.Report(stage, i+1, len(jobs), "")
+		rep.Report(stage, i+1, hi-lo, "")
 	}
-	return b.set()
+	p := b.shape.Pixels()
+	t, err := tensor.FromData(b.data[:(hi-lo)*p:(hi-lo)*p], hi-lo, b.shape.C, b.shape.H, b.shape.W)
+	if err != nil {
+		return nil, err
+	}
+	return &Set{Images: t, Labels: append([]int(nil), f.labels[lo:hi]...), Classes: append([]string(nil), f.classes...), Name: f.name}, nil
 }
 
 // splitNames are the subfolder names taken as train and test parts.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"image"
 	"image/color"
 	"image/jpeg"
@@ -346,4 +347,47 @@ func halve(img []float32, c, n int) []float32 {
 		}
 	}
 	return out
+}
+
+// TestImageFolderRanges checks that the ranges of an opened folder, read
+// apart, are the images and labels of ReadImageFolder, and that a range
+// outside the folder is an error.
+func TestImageFolderRanges(t *testing.T) {
+	root := t.TempDir()
+	for i, c := range []string{"b", "a", "c"} {
+		for j := range 3 {
+			writePNG(t, filepath.Join(root, c, fmt.Sprintf("%d.png", 9-j)), 5+j, 6, uint8(40*i+10*j))
+		}
+	}
+	opts := FolderOptions{Size: 4}
+	whole, err := ReadImageFolder(context.Background(), root, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := OpenImageFolder(root, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Len() != 9 || !reflect.DeepEqual(f.Classes(), []string{"a", "b", "c"}) {
+		t.Fatalf("%d images of classes %v, want 9 of a, b, c", f.Len(), f.Classes())
+	}
+	for _, r := range [][2]int{{0, 9}, {0, 1}, {2, 5}, {8, 9}} {
+		part, err := f.Read(context.Background(), r[0], r[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := whole.Subset([]int{r[0]}).Images.Shape
+		want[0] = r[1] - r[0]
+		if !reflect.DeepEqual(part.Images.Shape, want) || !reflect.DeepEqual(part.Labels, whole.Labels[r[0]:r[1]]) {
+			t.Fatalf("images %v: shape %v labels %v, want %v and %v", r, part.Images.Shape, part.Labels, want, whole.Labels[r[0]:r[1]])
+		}
+		if !reflect.DeepEqual(part.Images.Data, whole.Images.Batch(r[0], r[1]).Data) {
+			t.Errorf("images %v differ from ReadImageFolder's", r)
+		}
+	}
+	for _, r := range [][2]int{{-1, 2}, {3, 3}, {5, 10}} {
+		if _, err := f.Read(context.Background(), r[0], r[1]); err == nil {
+			t.Errorf("images %v of 9: no error", r)
+		}
+	}
 }

@@ -10,8 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/stl-defense/stl/progress"
 )
 
 // ImageNet's validation labels: the images of ILSVRC2012's val/ lie in one
@@ -144,13 +142,8 @@ func ReadImageNetVal(ctx context.Context, root, valDir string, classes []string,
 	}
 	o := opts
 	o.Classes = classes
-	b := &folderBuilder{name: valDir, opts: o}
-	rep := progress.Or(opts.Progress)
-	stage := "decode " + filepath.Base(valDir)
+	recs := make([]folderRec, len(files))
 	for i, f := range files {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
 		p := filepath.Join(valDir, f)
 		w, err := wnid(f)
 		if err != nil {
@@ -159,12 +152,15 @@ func ReadImageNetVal(ctx context.Context, root, valDir string, classes []string,
 		if !known[w] {
 			return nil, formatErr(p, i, ErrLabel, "labelled %s, which is not one of the %d training class folders", w, len(classes))
 		}
-		if err := b.addFile(p, w); err != nil {
-			return nil, err
-		}
-		rep.Report(stage, i+1, len(files), "")
+		recs[i] = folderRec{class: w, file: p}
 	}
-	return b.set()
+	// Listed and labelled first, then decoded in the set's order straight
+	// into it.
+	folder, err := listedFolder(valDir, o, recs)
+	if err != nil {
+		return nil, err
+	}
+	return folder.Read(ctx, 0, folder.Len())
 }
 
 // readValSolution reads LOC_val_solution.csv into a lookup by file name

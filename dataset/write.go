@@ -1,7 +1,6 @@
 package dataset
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"image"
@@ -142,28 +141,33 @@ func WriteNPY(path string, s *Set) error {
 // be 4-dimensional; the labels file must hold N labels in range of the
 // classes file. A missing classes file gives classes named "0", "1", ...
 // up to the largest label.
-func ReadNPY(path string) (*Set, error) {
+func ReadNPY(path string) (*Set, error) { return ReadNPYRange(path, 0, -1) }
+
+// ReadNPYRange reads images lo..hi-1 (hi < 0: to the last) of the set
+// ReadNPY reads, with their labels, seeking past the other images
+// (npy.ReadRows); the labels are read and checked whole.
+func ReadNPYRange(path string, lo, hi int) (*Set, error) {
 	ip, lp, cp := npyPaths(path)
-	f, err := os.Open(ip)
-	if err != nil {
-		return nil, err
-	}
-	t, err := npy.Read(bufio.NewReader(f))
-	f.Close()
+	h, err := npy.ReadHeaderFile(ip)
 	if err != nil {
 		return nil, formatErr(ip, -1, err, "read images")
 	}
-	n, _, _, _, err := t.NCHW()
-	if err != nil {
-		return nil, formatErr(ip, -1, err, "images must be (N, C, H, W)")
+	if len(h.Shape) != 4 {
+		return nil, formatErr(ip, -1, ErrShape, "images must be (N, C, H, W), got %v", h.Shape)
 	}
-	f, err = os.Open(lp)
-	if err != nil {
-		return nil, err
+	n := h.Shape[0]
+	if hi < 0 {
+		hi = n
 	}
-	labels, err := npy.ReadInts(bufio.NewReader(f))
-	f.Close()
+	t, err := npy.ReadRowsFile(ip, lo, hi)
 	if err != nil {
+		return nil, formatErr(ip, -1, err, "read images")
+	}
+	labels, err := npy.ReadIntsFile(lp)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
 		return nil, formatErr(lp, -1, err, "read labels")
 	}
 	if len(labels) != n {
@@ -193,5 +197,5 @@ func ReadNPY(path string) (*Set, error) {
 			return nil, formatErr(lp, i, ErrLabel, "label %d, %d classes", l, len(classes))
 		}
 	}
-	return &Set{Images: t, Labels: labels, Classes: classes, Name: strings.TrimSuffix(filepath.Base(ip), ".npy")}, nil
+	return &Set{Images: t, Labels: labels[lo:hi], Classes: classes, Name: strings.TrimSuffix(filepath.Base(ip), ".npy")}, nil
 }

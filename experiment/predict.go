@@ -206,6 +206,28 @@ func LoadPredictInput(ctx context.Context, in PredictInput, shape dataset.Shape,
 	return set, labeled, err
 }
 
+// OpenPredictInput opens the images of in as LoadPredictInput reads them,
+// for a reader of ranges of them: a file or folder In through OpenImages
+// (only the range read where the form allows), a data set read whole.
+// Len is at most in.Limit when it is positive; labeled is false for an
+// .npy without labels.
+func OpenPredictInput(ctx context.Context, in PredictInput, shape dataset.Shape, rep progress.Reporter) (src *ImageSource, labeled bool, err error) {
+	if in.In == "" {
+		set, labeled, err := LoadPredictInput(ctx, in, shape, rep)
+		if err != nil {
+			return nil, false, err
+		}
+		return wholeSource(set, !labeled), labeled, nil
+	}
+	if src, err = OpenImages(ctx, in.In, defense.Manifest{Channels: shape.C, Resolution: shape.H}, rep); err != nil {
+		return nil, false, err
+	}
+	if in.Limit > 0 && in.Limit < src.n {
+		src.n = in.Limit
+	}
+	return src, !src.bare, nil
+}
+
 func loadPredictInput(ctx context.Context, in PredictInput, shape dataset.Shape, rep progress.Reporter) (*dataset.Set, bool, error) {
 	if in.In != "" {
 		set, bare, err := ReadImages(ctx, in.In, defense.Manifest{Channels: shape.C, Resolution: shape.H}, rep)

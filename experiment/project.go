@@ -131,6 +131,32 @@ func Project(ctx context.Context, o ProjectOptions, rep progress.Reporter) (*Pro
 	return ProjectLoaded(ctx, d, o, rep)
 }
 
+// shardImages is the images a projection reads: its shard of the input
+// (shard), or the whole input.
+type shardImages struct {
+	*dataset.Set
+	shard bool
+}
+
+// readShard reads o.In's images: only o.Shard's where the form allows
+// (OpenImages) unless whole, else all of them (ReadImages).
+func readShard(ctx context.Context, o ProjectOptions, m defense.Manifest, whole bool, rep progress.Reporter) (shardImages, bool, error) {
+	if whole || o.Shard.Whole() {
+		set, bare, err := ReadImages(ctx, o.In, m, rep)
+		return shardImages{Set: set}, bare, err
+	}
+	src, err := OpenImages(ctx, o.In, m, rep)
+	if err != nil {
+		return shardImages{}, false, err
+	}
+	lo, hi := o.Shard.Range(src.Len())
+	if hi <= lo {
+		return shardImages{}, false, fmt.Errorf("%s: shard %s of %d images holds none", o.In, o.Shard, src.Len())
+	}
+	set, err := src.Read(ctx, lo, hi)
+	return shardImages{Set: set, shard: true}, src.Bare(), err
+}
+
 // ProjectLoaded is Project with the defense already loaded from o.Defense
 // (which still names it in the resumption key), so that a worker projecting
 // many shards loads it once. d is only read: concurrent calls may share it.
@@ -151,7 +177,9 @@ func ProjectLoaded(ctx context.Context, d *defense.Defense, o ProjectOptions, re
 	if o.Universal {
 		tr = uni
 	}
-	set, bare, err := ReadImages(ctx, o.In, d.Manifest, rep)
+	// A shard of a transductive assignment needs the whole set (below);
+	// else only the shard's images are read where the form allows.
+	set, bare, err := readShard(ctx, o, d.Manifest, !o.Universal && strat.Stratifier().IsTransductive(), rep)
 	if err != nil {
 		return nil, err
 	}
@@ -169,14 +197,17 @@ func ProjectLoaded(ctx context.Context, d *defense.Defense, o ProjectOptions, re
 	if err != nil {
 		return nil, err
 	}
-	first, _ := o.Shard.Range(set.Len())
+	first := 0
+	if !set.shard {
+		first, _ = o.Shard.Range(set.Len())
+		set.Set = set.Shard(o.Shard)
+	}
 	clusters := func(ctx context.Context, lo, hi int) ([]int, error) { return whole(ctx, first+lo, first+hi) }
-	set = set.Shard(o.Shard)
 	n := set.Len()
 	if n == 0 {
 		return nil, fmt.Errorf("%s: no images", o.In)
 	}
-	key, err := projectKey(o, set)
+	key, err := projectKey(o, set.Set)
 	if err != nil {
 		return nil, err
 	}
@@ -191,7 +222,7 @@ func ProjectLoaded(ctx context.Context, d *defense.Defense, o ProjectOptions, re
 	if dir, ok := AttackSetDir(o.In); ok {
 		res.AttackSet, res.SetName = dir, set.Name
 	}
-	err = projectChunks(part, set, o, bare, tr.Name(), res, rep, func(lo, hi int, dst []float32, assign []int32) error {
+	err = projectChunks(part, set.Set, o, bare, tr.Name(), res, rep, func(lo, hi int, dst []float32, assign []int32) error {
 		return projectBatch(ctx, o.Universal, uni, strat, clusters, set.Images, lo, hi, dst, assign)
 	})
 	if err != nil {

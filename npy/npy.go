@@ -447,12 +447,25 @@ func ReadRows(r io.ReadSeeker, lo, hi int) (*tensor.Tensor, error) {
 		}
 		return &tensor.Tensor{Shape: shape, Data: whole[lo*row : hi*row]}, nil
 	}
-	if _, err := r.Seek(int64(lo)*int64(row)*int64(size), io.SeekCurrent); err != nil {
+	// The rows must be in the input: checked before allocating them, so
+	// that the result is allocated once, at its size.
+	start, err := r.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return nil, err
+	}
+	end, err := r.Seek(0, io.SeekEnd)
+	if err != nil {
+		return nil, err
+	}
+	if need := int64(hi) * int64(row) * int64(size); end-start < need {
+		return nil, io.ErrUnexpectedEOF
+	}
+	if _, err := r.Seek(start+int64(lo)*int64(row)*int64(size), io.SeekStart); err != nil {
 		return nil, err
 	}
 	part := &Header{Descr: h.Descr, Shape: shape}
-	data := make([]float32, 0, min(numel(shape), 1<<20))
-	if err := readRaw(bufio.NewReader(r), part, func(_ int, v float64) { data = append(data, float32(v)) }); err != nil {
+	data := make([]float32, numel(shape))
+	if err := readRaw(bufio.NewReader(r), part, func(i int, v float64) { data[i] = float32(v) }); err != nil {
 		return nil, err
 	}
 	return &tensor.Tensor{Shape: shape, Data: data}, nil

@@ -107,7 +107,7 @@ func (f *predictShardFn) Setup() error {
 type predictState struct {
 	m       attack.Model
 	t       defense.Transform
-	set     *dataset.Set
+	src     *experiment.ImageSource // each shard reads its images only, where the form allows
 	labeled bool
 }
 
@@ -130,7 +130,7 @@ func loadPredict(ctx context.Context, o PredictOptions) (*predictState, error) {
 		}
 		st.t = t.Transform
 	}
-	if st.set, st.labeled, err = experiment.LoadPredictInput(ctx, o.Input, dataset.Shape{C: c, H: h, W: w}, nil); err != nil {
+	if st.src, st.labeled, err = experiment.OpenPredictInput(ctx, o.Input, dataset.Shape{C: c, H: h, W: w}, nil); err != nil {
 		return nil, err
 	}
 	return st, nil
@@ -153,16 +153,15 @@ func (f *predictShardFn) ProcessElement(ctx context.Context, i int, emit func(st
 // predict classifies shard i of the images under o and writes its part to
 // out.
 func (st *predictState) predict(ctx context.Context, o PredictOptions, i int, out string) error {
-	n := st.set.Len()
+	n := st.src.Len()
 	lo, hi := (dataset.Shard{Index: i, Count: o.Shards}).BatchRange(n, o.Batch)
 	if hi <= lo {
 		return noBatch(i, o.Shards, n, o.Batch)
 	}
-	idx := make([]int, hi-lo)
-	for k := range idx {
-		idx[k] = lo + k
+	part, err := st.src.Read(ctx, lo, hi)
+	if err != nil {
+		return fmt.Errorf("images %d to %d: %w", lo, hi-1, err)
 	}
-	part := st.set.Subset(idx)
 	var labels []int
 	if st.labeled {
 		labels = part.Labels

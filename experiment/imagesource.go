@@ -1,0 +1,159 @@
+package experiment
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/stl-defense/stl/dataset"
+	"github.com/stl-defense/stl/defense"
+	"github.com/stl-defense/stl/npy"
+	"github.com/stl-defense/stl/progress"
+)
+
+// ImageSource is the images of a file or folder ReadImages reads, opened
+// so that a range of them is read without reading the others where the
+// form allows: an .npy array (with or without labels) by seeking to the
+// range's rows (npy.ReadRows), uncompressed record files (.bin) by seeking
+// to the range's fixed-size records, image folders by decoding only the
+// range's files (dataset.ImageFolder). A gzipped record file, which cannot
+// seek, and an attack set's directory are read whole when opened. Read's
+// images and labels are those of ReadImages, and so are the classes.
+type ImageSource struct {
+	n    int
+	bare bool
+	read func(ctx context.Context, lo, hi int) (*dataset.Set, error)
+}
+
+// OpenImages opens the images at path (a form ReadImages reads; m gives
+// the size of record files' images), reading what it must to count and
+// label them: an .npy's header and labels, a record file's label bytes,
+// a folder's file names. rep receives the folders' decoding progress.
+func OpenImages(ctx context.Context, path string, m defense.Manifest, rep progress.Reporter) (*ImageSource, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	_, isSet := AttackSetDir(path)
+	lower := strings.ToLower(path)
+	switch {
+	case isSet:
+		// Read whole below (its metadata and labels are checked with
+		// the images).
+	case st.IsDir():
+		f, err := dataset.OpenImageFolder(path, dataset.FolderOptions{Size: 0, Progress: rep})
+		if err != nil {
+			return nil, err
+		}
+		return &ImageSource{n: f.Len(), read: f.Read}, nil
+	case strings.HasSuffix(lower, ".npy"):
+		return openNPY(path)
+	case strings.HasSuffix(lower, ".bin"):
+		return openRecords(path, dataset.Shape{C: m.Channels, H: m.Resolution, W: m.Resolution})
+	}
+	set, bare, err := ReadImages(ctx, path, m, rep)
+	if err != nil {
+		return nil, err
+	}
+	return wholeSource(set, bare), nil
+}
+
+// wholeSource serves ranges of a set read whole.
+func wholeSource(set *dataset.Set, bare bool) *ImageSource {
+	return &ImageSource{n: set.Len(), bare: bare, read: func(_ context.Context, lo, hi int) (*dataset.Set, error) {
+		idx := make([]int, hi-lo)
+		for i := range idx {
+			idx[i] = lo + i
+		}
+		return set.Subset(idx), nil
+	}}
+}
+
+// Len returns the number of images.
+func (s *ImageSource) Len() int { return s.n }
+
+// Bare reports an .npy without labels, whose images get label 0 of the
+// one class "0" (as ReadImages gives them).
+func (s *ImageSource) Bare() bool { return s.bare }
+
+// Read returns images lo..hi-1 (0 <= lo < hi <= Len) with their labels.
+func (s *ImageSource) Read(ctx context.Context, lo, hi int) (*dataset.Set, error) {
+	if lo < 0 || hi <= lo || hi > s.n {
+		return nil, fmt.Errorf("images %d..%d of %d", lo, hi, s.n)
+	}
+	return s.read(ctx, lo, hi)
+}
+
+// openNPY opens an .npy of images, with labels and classes beside it or
+// bare (readImageNPY).
+func openNPY(path string) (*ImageSource, error) {
+	h, err := npy.ReadHeaderFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if len(h.Shape) != 4 {
+		return nil, fmt.Errorf("%s: images of shape %v, want (N, C, H, W)", path, h.Shape)
+	}
+	if _, err := os.Stat(strings.TrimSuffix(path, filepath.Ext(path)) + ".labels.npy"); err == nil {
+		// Checks the labels whole once, then per range.
+		if _, err := dataset.ReadNPYRange(path, 0, 0); err != nil {
+			return nil, err
+		}
+		return &ImageSource{n: h.Shape[0], read: func(_ context.Context, lo, hi int) (*dataset.Set, error) {
+			return dataset.ReadNPYRange(path, lo, hi)
+		}}, nil
+	}
+	return &ImageSource{n: h.Shape[0], bare: true, read: func(_ context.Context, lo, hi int) (*dataset.Set, error) {
+		t, err := npy.ReadRowsFile(path, lo, hi)
+		if err != nil {
+			return nil, err
+		}
+		return &dataset.Set{Images: t, Labels: make([]int, hi-lo), Classes: []string{"0"}, Name: filepath.Base(path)}, nil
+	}}, nil
+}
+
+// openRecords opens an uncompressed record file of images of shape: its
+// label bytes read (one per record) for the classes ReadImages gives
+// (labels 0..the largest), ranges of records read on demand.
+func openRecords(path string, shape dataset.Shape) (*ImageSource, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	rec := int64(1 + shape.Pixels())
+	if shape.Pixels() < 1 || st.Size()%rec != 0 {
+		return nil, fmt.Errorf("reading binary records of %v images, the size the defense was built for: %s holds %d bytes, not a whole number of %d-byte records", shape, path, st.Size(), rec)
+	}
+	n := int(st.Size() / rec)
+	top := 0
+	b := make([]byte, 1)
+	for i := range n {
+		if _, err := f.ReadAt(b, int64(i)*rec); err != nil {
+			return nil, err
+		}
+		top = max(top, int(b[0]))
+	}
+	classes := byteClasses()[:top+1]
+	return &ImageSource{n: n, read: func(_ context.Context, lo, hi int) (*dataset.Set, error) {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r := io.NewSectionReader(f, int64(lo)*rec, int64(hi-lo)*rec)
+		set, err := dataset.ReadBinary(r, path, shape, byteClasses(), hi-lo)
+		if err != nil {
+			return nil, err
+		}
+		set.Classes = classes
+		return set, nil
+	}}, nil
+}
