@@ -45,7 +45,8 @@ type Executor struct {
 }
 
 // Counts returns the stages the executor ran as pipelines and their
-// shards computed and found finished (skipped) so far.
+// shards computed and found finished (skipped) so far, the latter counted
+// from the parts' markers before each pipeline ran.
 func (e *Executor) Counts() (stages, computed, skipped int64) {
 	return e.stages.Load(), e.computed.Load(), e.skipped.Load()
 }
@@ -74,12 +75,21 @@ func (e *Executor) Images(ctx context.Context, s *experiment.Stage) (*tensor.Ten
 	if _, err := shardPipeline(root.Scope("stl.Stage"), nil, sh, &stageShardFn{Task: task, Sh: sh}, &mergeFn{Out: sh.PartsDir, Kind: mergeNone}); err != nil {
 		return nil, err
 	}
+	// Parts finished by an earlier run (their markers hold this stage's
+	// key and range): counted here rather than by the runner's metrics,
+	// which not every runner reports.
+	before := 0
+	for i := range sh.Shards {
+		if finished(PartPath(sh.PartsDir, i, sh.Shards), partKey(task, i, sh.Shards)) {
+			before++
+		}
+	}
 	stop := e.watch(s, task, sh)
 	run := e.Run
 	if run == nil {
 		run = beamx.RunWithMetrics
 	}
-	res, err := run(ctx, p)
+	_, err := run(ctx, p)
 	stop()
 	dropPool(task)
 	if err != nil {
@@ -88,10 +98,9 @@ func (e *Executor) Images(ctx context.Context, s *experiment.Stage) (*tensor.Ten
 		}
 		return nil, fmt.Errorf("stage %s on the Beam runner: %w", task.Stage, err)
 	}
-	c, k := ShardCounts(res)
 	e.stages.Add(1)
-	e.computed.Add(c)
-	e.skipped.Add(k)
+	e.computed.Add(int64(sh.Shards - before))
+	e.skipped.Add(int64(before))
 	out := tensor.New(s.Input.Shape...)
 	for i := range sh.Shards {
 		lo, hi := stageRange(task, i, sh.Shards)
@@ -148,6 +157,13 @@ func stageRange(task experiment.StageTask, i, n int) (lo, hi int) {
 	return dataset.Shard{Index: i, Count: n}.BatchRange(task.N, task.Batch)
 }
 
+// partKey is what the .done marker of shard i of n of the task's holds:
+// the stage's key and the shard's range.
+func partKey(task experiment.StageTask, i, n int) string {
+	lo, hi := stageRange(task, i, n)
+	return fmt.Sprintf("%s %d..%d", task.Key, lo, hi)
+}
+
 // stageShardFn computes one part of a run's stage per element. Task and
 // Sh are the DoFn's serialized configuration.
 type stageShardFn struct {
@@ -168,8 +184,7 @@ func (f *stageShardFn) ProcessElement(ctx context.Context, i int, emit func(stri
 		return noBatch(i, sh.Shards, t.N, t.Batch)
 	}
 	out := PartPath(sh.PartsDir, i, sh.Shards)
-	key := fmt.Sprintf("%s %d..%d", t.Key, lo, hi)
-	return runShard(ctx, out, key, func(ctx context.Context) error {
+	return runShard(ctx, out, partKey(t, i, sh.Shards), func(ctx context.Context) error {
 		load := func(ctx context.Context) (*experiment.StageWorker, error) { return t.Open(ctx) }
 		return withWorker(ctx, sh.Workers, t, load, func(w *experiment.StageWorker) error {
 			y, err := w.Compute(ctx, lo, hi, out+".partial")
