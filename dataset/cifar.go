@@ -71,38 +71,11 @@ var cifarBatch = regexp.MustCompile(`^(data_batch_(\d+)|test_batch)\.bin(\.gz)?$
 // are allowed (the offline copy has no data_batch_5); a missing train or
 // test part is an error wrapping ErrEmpty.
 func ReadCIFAR10Dir(ctx context.Context, dir string) (train, test *Set, err error) {
-	classes := CIFAR10Classes
-	if _, err := os.Stat(filepath.Join(dir, "batches.meta.txt")); err == nil {
-		if classes, err = readClassFile(filepath.Join(dir, "batches.meta.txt")); err != nil {
-			return nil, nil, err
-		}
-	}
-	ents, err := os.ReadDir(dir)
+	files, err := cifarDirFiles(dir)
 	if err != nil {
 		return nil, nil, err
 	}
-	var trainFiles []string
-	var testFile string
-	seen := map[string]bool{}
-	for _, e := range ents {
-		m := cifarBatch.FindStringSubmatch(e.Name())
-		if m == nil || e.IsDir() {
-			continue
-		}
-		if seen[m[1]] {
-			return nil, nil, formatErr(filepath.Join(dir, e.Name()), -1, nil, "both %s.bin and %s.bin.gz present", m[1], m[1])
-		}
-		seen[m[1]] = true
-		if m[1] == "test_batch" {
-			testFile = filepath.Join(dir, e.Name())
-		} else {
-			trainFiles = append(trainFiles, filepath.Join(dir, e.Name()))
-		}
-	}
-	sortBatches(trainFiles)
-	if len(trainFiles) == 0 || testFile == "" {
-		return nil, nil, formatErr(dir, -1, ErrEmpty, "want data_batch_*.bin and test_batch.bin (or .bin.gz)")
-	}
+	classes, trainFiles, testFile := files.classes, files.train, files.test
 	acc := newAccumulator(CIFARShape)
 	total := 0
 	for _, f := range trainFiles {
@@ -128,6 +101,48 @@ func ReadCIFAR10Dir(ctx context.Context, dir string) (train, test *Set, err erro
 	}
 	test.Name = "cifar10/test"
 	return train, test, nil
+}
+
+// cifarFiles are the files of a CIFAR-10 binary folder.
+type cifarFiles struct {
+	classes []string
+	train   []string // in batch order
+	test    string
+}
+
+// cifarDirFiles finds the files ReadCIFAR10Dir reads and the class names.
+func cifarDirFiles(dir string) (*cifarFiles, error) {
+	files := &cifarFiles{classes: CIFAR10Classes}
+	if _, err := os.Stat(filepath.Join(dir, "batches.meta.txt")); err == nil {
+		if files.classes, err = readClassFile(filepath.Join(dir, "batches.meta.txt")); err != nil {
+			return nil, err
+		}
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	for _, e := range ents {
+		m := cifarBatch.FindStringSubmatch(e.Name())
+		if m == nil || e.IsDir() {
+			continue
+		}
+		if seen[m[1]] {
+			return nil, formatErr(filepath.Join(dir, e.Name()), -1, nil, "both %s.bin and %s.bin.gz present", m[1], m[1])
+		}
+		seen[m[1]] = true
+		if m[1] == "test_batch" {
+			files.test = filepath.Join(dir, e.Name())
+		} else {
+			files.train = append(files.train, filepath.Join(dir, e.Name()))
+		}
+	}
+	sortBatches(files.train)
+	if len(files.train) == 0 || files.test == "" {
+		return nil, formatErr(dir, -1, ErrEmpty, "want data_batch_*.bin and test_batch.bin (or .bin.gz)")
+	}
+	return files, nil
 }
 
 // sortBatches orders data_batch_N files by N numerically.
@@ -334,9 +349,39 @@ var recordFile = regexp.MustCompile(`^(train|val|test)_(\d+)x(\d+)\.bin(\.gz)?$`
 // with class names from classes.txt (or batches.meta.txt). size selects the
 // resolution when files of several sizes are present (0: the only one).
 func ReadRecordDir(ctx context.Context, dir string, size int) (train, test *Set, err error) {
-	ents, err := os.ReadDir(dir)
+	files, err := recordDirFiles(dir, size)
 	if err != nil {
 		return nil, nil, err
+	}
+	sh, classes := files.shape, files.classes
+	base := filepath.Base(dir)
+	if train, err = ReadBinaryFile(files.train, sh, classes); err != nil {
+		return nil, nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	if test, err = ReadBinaryFile(files.test, sh, classes); err != nil {
+		return nil, nil, err
+	}
+	train.Name = fmt.Sprintf("%s/train", base)
+	test.Name = fmt.Sprintf("%s/test", base)
+	return train, test, nil
+}
+
+// recordFiles are the files of a record folder ReadRecordDir reads.
+type recordFiles struct {
+	train, test string
+	shape       Shape
+	classes     []string
+}
+
+// recordDirFiles finds the files ReadRecordDir reads for size and the
+// class names.
+func recordDirFiles(dir string, size int) (*recordFiles, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
 	}
 	type pick struct{ train, test string }
 	bySize := map[Shape]*pick{}
@@ -366,38 +411,26 @@ func ReadRecordDir(ctx context.Context, dir string, size int) (train, test *Set,
 	}
 	switch {
 	case len(shapes) == 0 && size != 0:
-		return nil, nil, formatErr(dir, -1, ErrEmpty, "no train_%dx%d.bin with val_ or test_ file", size, size)
+		return nil, formatErr(dir, -1, ErrEmpty, "no train_%dx%d.bin with val_ or test_ file", size, size)
 	case len(shapes) == 0:
-		return nil, nil, formatErr(dir, -1, ErrEmpty, "no train_HxW.bin with a val_HxW.bin or test_HxW.bin")
+		return nil, formatErr(dir, -1, ErrEmpty, "no train_HxW.bin with a val_HxW.bin or test_HxW.bin")
 	case len(shapes) > 1:
-		return nil, nil, formatErr(dir, -1, nil, "several image sizes; choose one")
+		return nil, formatErr(dir, -1, nil, "several image sizes; choose one")
 	}
 	sh := shapes[0]
 	var classes []string
 	for _, name := range []string{"classes.txt", "batches.meta.txt"} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
 			if classes, err = readClassFile(filepath.Join(dir, name)); err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 			break
 		}
 	}
 	if classes == nil {
-		return nil, nil, formatErr(dir, -1, nil, "no classes.txt naming the labels")
+		return nil, formatErr(dir, -1, nil, "no classes.txt naming the labels")
 	}
-	base := filepath.Base(dir)
-	if train, err = ReadBinaryFile(bySize[sh].train, sh, classes); err != nil {
-		return nil, nil, err
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, nil, err
-	}
-	if test, err = ReadBinaryFile(bySize[sh].test, sh, classes); err != nil {
-		return nil, nil, err
-	}
-	train.Name = fmt.Sprintf("%s/train", base)
-	test.Name = fmt.Sprintf("%s/test", base)
-	return train, test, nil
+	return &recordFiles{train: bySize[sh].train, test: bySize[sh].test, shape: sh, classes: classes}, nil
 }
 
 // permuteBlocks sorts the equal blocks of n images of s by key (block i has

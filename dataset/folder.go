@@ -252,37 +252,15 @@ var (
 // folders with shared classes; a val/ (or test/) holding its images
 // directly, as ImageNet's, is labelled by ReadImageNetVal.
 func readFolderSplits(ctx context.Context, root string, lo LoadOptions) (train, test *Set, err error) {
-	opts := FolderOptions{Size: lo.Size, Progress: lo.Progress}
-	// A classes.txt beside train/ (written by Save) fixes the label order;
-	// class folders carry the names made safe for file systems.
-	var names []string
-	if _, err := os.Stat(filepath.Join(root, "classes.txt")); err == nil {
-		if names, err = readClassFile(filepath.Join(root, "classes.txt")); err != nil {
-			return nil, nil, err
-		}
-		opts.Classes = classFolders(names)
-	}
-	if train, err = ReadImageFolder(ctx, filepath.Join(root, "train"), opts); err != nil {
+	tf, vf, names, err := openFolderSplits(root, lo)
+	if err != nil {
 		return nil, nil, err
 	}
-	opts.Classes = train.Classes
-	for _, s := range testSplits {
-		dir := filepath.Join(root, s)
-		if st, e := os.Stat(dir); e != nil || !st.IsDir() {
-			continue
-		}
-		if flatImageDir(dir) { // ImageNet's validation layout
-			test, err = ReadImageNetVal(ctx, root, dir, train.Classes, opts)
-		} else {
-			test, err = ReadImageFolder(ctx, dir, opts)
-		}
-		if err != nil {
-			return nil, nil, err
-		}
-		break
+	if train, err = tf.Read(ctx, 0, tf.Len()); err != nil {
+		return nil, nil, err
 	}
-	if test == nil {
-		return nil, nil, formatErr(root, -1, ErrEmpty, "no val/ or test/ folder")
+	if test, err = vf.Read(ctx, 0, vf.Len()); err != nil {
+		return nil, nil, err
 	}
 	base := filepath.Base(root)
 	train.Name, test.Name = base+"/train", base+"/test"
@@ -290,6 +268,45 @@ func readFolderSplits(ctx context.Context, root string, lo LoadOptions) (train, 
 		train.Classes, test.Classes = names, append([]string(nil), names...)
 	}
 	return train, test, nil
+}
+
+// openFolderSplits lists root/train and root/val (or root/test) as
+// readFolderSplits reads them, decoding no image, and returns the class
+// names of a classes.txt beside them (nil without one), which name the
+// labels in place of the folders' names.
+func openFolderSplits(root string, lo LoadOptions) (train, test *ImageFolder, names []string, err error) {
+	opts := FolderOptions{Size: lo.Size, Progress: lo.Progress}
+	// A classes.txt beside train/ (written by Save) fixes the label order;
+	// class folders carry the names made safe for file systems.
+	if _, err := os.Stat(filepath.Join(root, "classes.txt")); err == nil {
+		if names, err = readClassFile(filepath.Join(root, "classes.txt")); err != nil {
+			return nil, nil, nil, err
+		}
+		opts.Classes = classFolders(names)
+	}
+	if train, err = OpenImageFolder(filepath.Join(root, "train"), opts); err != nil {
+		return nil, nil, nil, err
+	}
+	opts.Classes = train.Classes()
+	for _, s := range testSplits {
+		dir := filepath.Join(root, s)
+		if st, e := os.Stat(dir); e != nil || !st.IsDir() {
+			continue
+		}
+		if flatImageDir(dir) { // ImageNet's validation layout
+			test, err = openImageNetVal(root, dir, train.Classes(), opts)
+		} else {
+			test, err = OpenImageFolder(dir, opts)
+		}
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		break
+	}
+	if test == nil {
+		return nil, nil, nil, formatErr(root, -1, ErrEmpty, "no val/ or test/ folder")
+	}
+	return train, test, names, nil
 }
 
 // ReadImageArchive reads an image-folder archive (.tar, or gzipped .tar.gz /

@@ -98,6 +98,16 @@ func findFile(dirs []string, name string) string {
 // malformed or missing are *FormatErrors (ErrLabel, ErrUnknownFormat,
 // ErrEmpty) naming the file and the image.
 func ReadImageNetVal(ctx context.Context, root, valDir string, classes []string, opts FolderOptions) (*Set, error) {
+	folder, err := openImageNetVal(root, valDir, classes, opts)
+	if err != nil {
+		return nil, err
+	}
+	return folder.Read(ctx, 0, folder.Len())
+}
+
+// openImageNetVal lists and labels the images ReadImageNetVal reads,
+// decoding none.
+func openImageNetVal(root, valDir string, classes []string, opts FolderOptions) (*ImageFolder, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
@@ -156,11 +166,7 @@ func ReadImageNetVal(ctx context.Context, root, valDir string, classes []string,
 	}
 	// Listed and labelled first, then decoded in the set's order straight
 	// into it.
-	folder, err := listedFolder(valDir, o, recs)
-	if err != nil {
-		return nil, err
-	}
-	return folder.Read(ctx, 0, folder.Len())
+	return listedFolder(valDir, o, recs)
 }
 
 // readValSolution reads LOC_val_solution.csv into a lookup by file name

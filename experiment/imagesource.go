@@ -2,8 +2,8 @@ package experiment
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,7 +52,10 @@ func OpenImages(ctx context.Context, path string, m defense.Manifest, rep progre
 	case strings.HasSuffix(lower, ".npy"):
 		return openNPY(path)
 	case strings.HasSuffix(lower, ".bin"):
-		return openRecords(path, dataset.Shape{C: m.Channels, H: m.Resolution, W: m.Resolution})
+		src, err := openRecords(path, dataset.Shape{C: m.Channels, H: m.Resolution, W: m.Resolution})
+		if !errors.Is(err, dataset.ErrWholeOnly) { // a gzipped .bin is read whole
+			return src, err
+		}
 	}
 	set, bare, err := ReadImages(ctx, path, m, rep)
 	if err != nil {
@@ -64,11 +67,7 @@ func OpenImages(ctx context.Context, path string, m defense.Manifest, rep progre
 // wholeSource serves ranges of a set read whole.
 func wholeSource(set *dataset.Set, bare bool) *ImageSource {
 	return &ImageSource{n: set.Len(), bare: bare, read: func(_ context.Context, lo, hi int) (*dataset.Set, error) {
-		idx := make([]int, hi-lo)
-		for i := range idx {
-			idx[i] = lo + i
-		}
-		return set.Subset(idx), nil
+		return set.Subset(indexRange(lo, hi)), nil
 	}}
 }
 
@@ -117,43 +116,28 @@ func openNPY(path string) (*ImageSource, error) {
 
 // openRecords opens an uncompressed record file of images of shape: its
 // label bytes read (one per record) for the classes ReadImages gives
-// (labels 0..the largest), ranges of records read on demand.
+// (labels 0..the largest), ranges of records read on demand
+// (dataset.OpenRecordFile).
 func openRecords(path string, shape dataset.Shape) (*ImageSource, error) {
-	f, err := os.Open(path)
+	sp, err := dataset.OpenRecordFile(path, shape, byteClasses())
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("reading binary records of %v images, the size the defense was built for: %w", shape, err)
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	rec := int64(1 + shape.Pixels())
-	if shape.Pixels() < 1 || st.Size()%rec != 0 {
-		return nil, fmt.Errorf("reading binary records of %v images, the size the defense was built for: %s holds %d bytes, not a whole number of %d-byte records", shape, path, st.Size(), rec)
-	}
-	n := int(st.Size() / rec)
 	top := 0
-	b := make([]byte, 1)
-	for i := range n {
-		if _, err := f.ReadAt(b, int64(i)*rec); err != nil {
-			return nil, err
-		}
-		top = max(top, int(b[0]))
+	for _, l := range sp.Labels {
+		top = max(top, l)
 	}
-	classes := byteClasses()[:top+1]
-	return &ImageSource{n: n, read: func(_ context.Context, lo, hi int) (*dataset.Set, error) {
-		f, err := os.Open(path)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		r := io.NewSectionReader(f, int64(lo)*rec, int64(hi-lo)*rec)
-		set, err := dataset.ReadBinary(r, path, shape, byteClasses(), hi-lo)
-		if err != nil {
-			return nil, err
-		}
-		set.Classes = classes
-		return set, nil
+	sp.Classes = sp.Classes[:top+1]
+	return &ImageSource{n: sp.Len(), read: func(ctx context.Context, lo, hi int) (*dataset.Set, error) {
+		return sp.Read(ctx, indexRange(lo, hi))
 	}}, nil
+}
+
+// indexRange returns lo, lo+1, ..., hi-1.
+func indexRange(lo, hi int) []int {
+	idx := make([]int, hi-lo)
+	for i := range idx {
+		idx[i] = lo + i
+	}
+	return idx
 }
