@@ -140,7 +140,8 @@ type AttackJob struct {
 	// Name is what runs, e.g. "PGD-linf0.031 via BPDA(TVM) EOT x10".
 	Name string
 	// Set holds the images attacked and Indices their indices in the
-	// split (nil when all are).
+	// split (nil when all are). Set is nil for a job of OpenAttackJob
+	// that reads its images by shards (Len counts them).
 	Set     *dataset.Set
 	Indices []int
 	// Defense is the loaded defense, nil without one.
@@ -154,6 +155,9 @@ type AttackJob struct {
 	clf   *LoadedModel
 	goal  []int
 	train *dataset.Set // the split's training images, for a UAP's fit
+	// rows reads the images of a job opened by OpenAttackJob by shards;
+	// Set is nil until read.
+	rows *dataset.Split
 	// newDefense draws the defense afresh (loadAttackDefense), for the
 	// shards of a randomized one.
 	newDefense func(seed uint64) (attack.Transform, error)
@@ -176,10 +180,38 @@ func NewAttackJob(ctx context.Context, a attack.Attack, o AttackOptions, rep pro
 // classes) and the defense, training and caching what a baseline learns
 // from the clean training images. It reports loading progress to rep. The
 // job runs once given its attack: SetAttack, SearchStrength or
-// FitUniversal. An unknown defense gives an error wrapping
-// ErrUnknownDefense; batches of an interrupted run in Out under another
-// protocol or rounding a *ProtocolMismatchError.
+// FitUniversal. With o.Shard, only the shard's images are read where the
+// data set's form allows (OpenAttackJob). An unknown defense gives an
+// error wrapping ErrUnknownDefense; batches of an interrupted run in Out
+// under another protocol or rounding a *ProtocolMismatchError.
 func LoadAttackJob(ctx context.Context, o AttackOptions, rep progress.Reporter) (*AttackJob, error) {
+	j, err := openAttackJob(ctx, o, rep, !o.Shard.Whole())
+	if err != nil || o.Shard.Whole() {
+		return j, err
+	}
+	return j.Shard(ctx, o.Shard, o.Out)
+}
+
+// OpenAttackJob loads what LoadAttackJob loads for a job whose images are
+// attacked by shards (Shard), but reads the attacked images only for each
+// shard where the data set's form allows (dataset.OpenSplit: .npy rows,
+// uncompressed records, image folders; the labels, small, are read whole
+// to draw the class-balanced subset): the job's Set is then nil and Len
+// counts its images. Other forms, and a defense that learns from the clean
+// training images, are read whole, as LoadAttackJob reads them. The
+// training images a universal perturbation's fit needs are read when it
+// runs. Run and SearchStrength on the job itself read all its images.
+// o.Shard must be the whole set.
+func OpenAttackJob(ctx context.Context, o AttackOptions, rep progress.Reporter) (*AttackJob, error) {
+	if !o.Shard.Whole() {
+		return nil, fmt.Errorf("attack job: open the whole set, then take shard %s of it (Shard)", o.Shard)
+	}
+	return openAttackJob(ctx, o, rep, true)
+}
+
+// openAttackJob loads the whole job under o (its Shard not taken), the
+// attacked images read by shards when byRows and the form allows.
+func openAttackJob(ctx context.Context, o AttackOptions, rep progress.Reporter, byRows bool) (*AttackJob, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
@@ -191,16 +223,21 @@ func LoadAttackJob(ctx context.Context, o AttackOptions, rep progress.Reporter) 
 	if err != nil {
 		return nil, err
 	}
-	in, err := loadInputs(ctx, clf, o, rep)
+	var in *inputs
+	if byRows && !baseline.Learns(o.Defense) {
+		in, err = openInputs(ctx, clf, o, rep)
+	} else {
+		in, err = loadInputs(ctx, clf, o, rep)
+	}
 	if err != nil {
 		return nil, err
 	}
 	whole := o
 	whole.Shard = dataset.Shard{}
-	j := &AttackJob{Set: in.set, Indices: in.indices, opts: whole, clf: clf, goal: in.set.Labels, train: in.train}
+	j := &AttackJob{Set: in.set, Indices: in.indices, opts: whole, clf: clf, goal: in.labels, train: in.train, rows: in.rows}
 	if o.Targeted {
-		j.goal = make([]int, len(in.set.Labels))
-		for i, y := range in.set.Labels {
+		j.goal = make([]int, len(in.labels))
+		for i, y := range in.labels {
 			j.goal[i] = (y + 1) % clf.NumClasses()
 		}
 	}
@@ -212,54 +249,7 @@ func LoadAttackJob(ctx context.Context, o AttackOptions, rep progress.Reporter) 
 			return nil, err
 		}
 	}
-	if o.Shard.Whole() {
-		return j, nil
-	}
-	return j.Shard(o.Shard, o.Out)
-}
-
-// Shard returns the job over shard sh of j's images, cut at batch
-// boundaries as AttackOptions.Shard says, that writes its set to out. The
-// new job shares j's classifier, training images and deterministic
-// defense, so that a worker that runs many shards loads them once (a
-// randomized defense is drawn afresh for each shard, as in a process of
-// its own); j stays usable. An attack
-// set on j is not carried over. j must be a whole job (LoadAttackJob
-// without a Shard), else Shard returns an error, as for a shard that holds
-// no batch.
-func (j *AttackJob) Shard(sh dataset.Shard, out string) (*AttackJob, error) {
-	if err := sh.Validate(); err != nil {
-		return nil, err
-	}
-	if !j.opts.Shard.Whole() {
-		return nil, fmt.Errorf("attack job: shard %s of a job that is already shard %s", sh, j.opts.Shard)
-	}
-	o := j.opts
-	n := j.Set.Len()
-	lo, hi := sh.BatchRange(n, o.Batch)
-	if hi <= lo {
-		return nil, fmt.Errorf("shard %s of %d images in batches of %d holds no batch", sh, n, o.Batch)
-	}
-	idx := make([]int, hi-lo)
-	for i := range idx {
-		idx[i] = lo + i
-	}
-	s := &AttackJob{Set: j.Set.Subset(idx), Defense: j.Defense, Learned: j.Learned, clf: j.clf, goal: j.goal[lo:hi], train: j.train, newDefense: j.newDefense}
-	if j.Defense != nil && j.Defense.Randomized() {
-		// Each shard draws its own random stream, as a separate process would.
-		var err error
-		if s.Defense, err = j.newDefense(0); err != nil {
-			return nil, err
-		}
-	}
-	if j.Indices != nil {
-		s.Indices = j.Indices[lo:hi]
-	} else {
-		s.Indices = idx
-	}
-	s.opts = o
-	s.opts.Shard, s.opts.Out = sh, out
-	return s, nil
+	return j, nil
 }
 
 // Key identifies what Run computes: the classifier's files, the data,
@@ -296,50 +286,6 @@ func (j *AttackJob) Normalization() (*attack.Normalization, error) {
 	}
 	n := *j.clf.Norm
 	return &n, nil
-}
-
-// inputs are the images a job attacks and the training images baselines
-// learn from.
-type inputs struct {
-	train, set *dataset.Set // set: the split's images attacked
-	indices    []int        // of set in the split, nil when all
-}
-
-// loadInputs loads the data set of o for the classifier m: the split's
-// images (a class-balanced subset of o.N with o.SubsetSeed), checked
-// against m's input shape and classes.
-func loadInputs(ctx context.Context, m attack.Model, o AttackOptions, rep progress.Reporter) (*inputs, error) {
-	c, h, w := m.InputShape()
-	if o.Data == "" {
-		o.Data = dataset.DefaultSpec
-	}
-	lo := dataset.DefaultLoadOptions()
-	lo.Size, lo.Progress = h, rep
-	train, test, err := dataset.LoadContext(ctx, o.Data, lo)
-	if err != nil {
-		return nil, err
-	}
-	set := test
-	if o.Split == "train" {
-		set = train
-	}
-	if set == nil || set.Len() == 0 {
-		return nil, fmt.Errorf("data set %s has no %s images", o.Data, o.Split)
-	}
-	if _, sc, sh, sw, _ := set.Images.NCHW(); sc != c || sh != h || sw != w {
-		return nil, fmt.Errorf("model %s takes %dx%dx%d images, data set %s holds %dx%dx%d", o.Model, c, h, w, o.Data, sc, sh, sw)
-	}
-	if len(set.Classes) > m.NumClasses() {
-		return nil, fmt.Errorf("model %s has %d classes, data set %s %d", o.Model, m.NumClasses(), o.Data, len(set.Classes))
-	}
-	in := &inputs{train: train, set: set}
-	if o.N > 0 && o.N < set.Len() {
-		if in.indices, err = dataset.BalancedIndices(set.Labels, len(set.Classes), o.N, o.SubsetSeed); err != nil {
-			return nil, err
-		}
-		in.set = set.Subset(in.indices)
-	}
-	return in, nil
 }
 
 // loadAttackDefense resolves o.Defense: a saved defense directory (its
@@ -465,6 +411,9 @@ func (j *AttackJob) Run(ctx context.Context, rep progress.Reporter) (*AttackOutc
 	if j.atk == nil {
 		return nil, fmt.Errorf("attack job: no attack set")
 	}
+	if err := j.readAll(ctx); err != nil {
+		return nil, err
+	}
 	rep = progress.Or(rep)
 	o := j.opts
 	partial := j.partialDir()
@@ -554,7 +503,7 @@ func (j *AttackJob) runKey(a attack.Attack) string {
 		statFiles(h, filepath.Dir(f), filepath.Base(f))
 	}
 	opts, _ := json.Marshal(a)
-	fmt.Fprintf(h, "%s\n%s\n%s\n%v\n%s\n%s\n%v %d %d %v\n", o.Model, j.Set.Name, o.Split, j.Indices, a.Name(), opts,
+	fmt.Fprintf(h, "%s\n%s\n%s\n%v\n%s\n%s\n%v %d %d %v\n", o.Model, j.dataName(), o.Split, j.Indices, a.Name(), opts,
 		o.Targeted, o.Batch, o.EOT, o.BPDA)
 	fmt.Fprintf(h, "%s\n", o.Defense)
 	if o.Universal {

@@ -48,6 +48,9 @@ func (j *AttackJob) SearchStrength(ctx context.Context, k attack.Knob, build fun
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
+	if err := j.readAll(ctx); err != nil {
+		return nil, err
+	}
 	norm, err := j.Normalization()
 	if err != nil {
 		return nil, err

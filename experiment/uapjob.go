@@ -127,12 +127,14 @@ func (j *AttackJob) fitUniversal(ctx context.Context, uo UAPJobOptions, rep prog
 	if err := uo.UAP.Validate(); err != nil {
 		return nil, nil, err
 	}
-	train := j.train
+	train, err := j.trainImages(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
 	if train == nil || train.Len() == 0 {
 		return nil, nil, fmt.Errorf("data set %s has no training images to fit a universal perturbation on", j.opts.Data)
 	}
 	if uo.FitImages > 0 && uo.FitImages < train.Len() {
-		var err error
 		if train, err = train.BalancedSubset(uo.FitImages, uo.FitSeed); err != nil {
 			return nil, nil, err
 		}

@@ -57,7 +57,9 @@ func (o AttackOptions) withDefaults() AttackOptions {
 // Attack adds to s the attack `stl attack` runs under o.Flags, over the
 // attacked images cut into o.Shards parts at batch boundaries, spread
 // over the runner's workers by a reshuffle, each worker loading the
-// classifier, the data and the defense once (experiment.LoadAttackJob) and
+// classifier, the data's labels and the defense once
+// (experiment.OpenAttackJob: the images of each shard are read with it
+// where the data set's form allows) and
 // attacking its shards (experiment.AttackJob.Shard and Run, resumable
 // inside a shard); then the merge of the shards' sets, in order, into the
 // directory o.Flags.Opts.Out (experiment.MergeAttackSets). For a
@@ -87,9 +89,10 @@ type attackState struct {
 
 // loadAttack loads what the attack of flags needs, as stl attack does:
 // the classifier, the images and the defense (training or loading a
-// learning baseline's cache).
+// learning baseline's cache); the images are opened to be read by shards
+// where the data set's form allows (experiment.OpenAttackJob).
 func loadAttack(ctx context.Context, flags cli.AttackFlags) (*attackState, error) {
-	job, err := experiment.LoadAttackJob(ctx, flags.Opts, nil)
+	job, err := experiment.OpenAttackJob(ctx, flags.Opts, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -111,12 +114,12 @@ func (f *attackShardFn) ProcessElement(ctx context.Context, i int, emit func(str
 	out := partPath(o.PartsDir, i, o.Shards, "")
 	load := func(ctx context.Context) (*attackState, error) { return loadAttack(ctx, o.Flags) }
 	return withWorker(ctx, o.Workers, o, load, func(st *attackState) error {
-		n, batch := st.job.Set.Len(), o.Flags.Opts.Batch
+		n, batch := st.job.Len(), o.Flags.Opts.Batch
 		sh := dataset.Shard{Index: i, Count: o.Shards}
 		if lo, hi := sh.BatchRange(n, batch); hi <= lo {
 			return noBatch(i, o.Shards, n, batch)
 		}
-		job, err := st.job.Shard(sh, out)
+		job, err := st.job.Shard(ctx, sh, out)
 		if err != nil {
 			return err
 		}
