@@ -163,17 +163,9 @@ func LoadSet(dir string) (*Set, error) {
 // set in errors. It checks the metadata before reading the arrays, and that
 // arrays and metadata agree; LoadSet reads a set's directory with it.
 func DecodeSet(dir string, meta []byte, adv, labels io.Reader) (*Set, error) {
-	var m SetMeta
-	dec := json.NewDecoder(bytes.NewReader(meta))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&m); err != nil {
-		return nil, &SetError{Dir: dir, Msg: fmt.Sprintf("%s: %v", MetaFile, err)}
-	}
-	if m.Format != setFormat || m.Version != setVersion {
-		return nil, &SetError{Dir: dir, Msg: fmt.Sprintf("%s: format %q version %d, want %q version %d", MetaFile, m.Format, m.Version, setFormat, setVersion)}
-	}
-	if m.Protocol.index() < 0 {
-		return nil, &SetError{Dir: dir, Msg: fmt.Sprintf("%s: unknown protocol %q (want one of %s)", MetaFile, m.Protocol, strings.Join(ProtocolNames(), ", "))}
+	m, err := decodeMeta(dir, meta)
+	if err != nil {
+		return nil, err
 	}
 	x, err := npy.Read(adv)
 	if err != nil {
@@ -190,23 +182,45 @@ func DecodeSet(dir string, meta []byte, adv, labels io.Reader) (*Set, error) {
 	return s, nil
 }
 
+// decodeMeta decodes and checks the content of a set's meta.json.
+func decodeMeta(dir string, meta []byte) (SetMeta, error) {
+	var m SetMeta
+	dec := json.NewDecoder(bytes.NewReader(meta))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		return m, &SetError{Dir: dir, Msg: fmt.Sprintf("%s: %v", MetaFile, err)}
+	}
+	if m.Format != setFormat || m.Version != setVersion {
+		return m, &SetError{Dir: dir, Msg: fmt.Sprintf("%s: format %q version %d, want %q version %d", MetaFile, m.Format, m.Version, setFormat, setVersion)}
+	}
+	if m.Protocol.index() < 0 {
+		return m, &SetError{Dir: dir, Msg: fmt.Sprintf("%s: unknown protocol %q (want one of %s)", MetaFile, m.Protocol, strings.Join(ProtocolNames(), ", "))}
+	}
+	return m, nil
+}
+
 // check verifies that arrays and metadata agree.
 func (s *Set) check() error {
 	if s.Adv == nil {
 		return fmt.Errorf("attack: set has no images")
 	}
-	n, _, _, _, err := s.Adv.NCHW()
+	if err := checkShapes(s.Adv.Shape, len(s.Labels), s.Meta); err != nil {
+		return err
+	}
+	return s.Adv.Validate()
+}
+
+// checkShapes verifies that images of shape, n labels and the metadata m
+// agree.
+func checkShapes(shape []int, labels int, m SetMeta) error {
+	n, _, _, _, err := (&tensor.Tensor{Shape: shape}).NCHW()
 	if err != nil {
 		return err
 	}
-	if err := s.Adv.Validate(); err != nil {
-		return err
+	if !slices.Equal(shape, m.Shape) {
+		return &tensor.ShapeError{Op: "attack: set images vs metadata", Want: m.Shape, Got: shape}
 	}
-	m := s.Meta
-	if !tensor.SameShape(s.Adv, &tensor.Tensor{Shape: m.Shape}) {
-		return &tensor.ShapeError{Op: "attack: set images vs metadata", Want: m.Shape, Got: s.Adv.Shape}
-	}
-	for name, l := range map[string]int{"labels": len(s.Labels), "dissim": len(m.Dissim), "linf": len(m.LInf),
+	for name, l := range map[string]int{"labels": labels, "dissim": len(m.Dissim), "linf": len(m.LInf),
 		"clean_pred": len(m.CleanPred), "adv_pred": len(m.AdvPred), "success": len(m.Success)} {
 		if l != n {
 			return &tensor.ShapeError{Op: "attack: set " + name, Want: []int{n}, Got: []int{l}}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -59,24 +60,63 @@ func TestSetRoundTrip(t *testing.T) {
 		t.Errorf("options %s decode to %+v (%v)", got.Meta.Options, o, err)
 	}
 
+	// Opened, its rows read apart are LoadSet's.
+	opened, err := OpenSet(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(opened.Labels, got.Labels) || !reflect.DeepEqual(opened.Meta, got.Meta) || !reflect.DeepEqual(opened.Shape, got.Adv.Shape) {
+		t.Errorf("opened set: labels %v, shape %v; want %v, %v", opened.Labels, opened.Shape, got.Labels, got.Adv.Shape)
+	}
+	n := opened.Len()
+	for _, r := range [][2]int{{0, n}, {1, 2}, {n - 1, n}} {
+		rows, err := opened.ReadRows(r[0], r[1])
+		if err != nil || !equalBits(rows, got.Adv.Batch(r[0], r[1])) {
+			t.Errorf("rows %d..%d: %v, or other bits than LoadSet's", r[0], r[1], err)
+		}
+	}
+	if _, err := opened.ReadRows(0, n+1); err == nil {
+		t.Error("rows past the end read")
+	}
+	nan := got.Adv.Clone()
+	nan.Data[len(nan.Data)-1] = float32(math.NaN())
+	if err := npy.WriteFile(filepath.Join(dir, AdvFile), nan); err != nil {
+		t.Fatal(err)
+	}
+	var se *SetError
+	if _, err := opened.ReadRows(0, 1); err != nil {
+		t.Errorf("finite first row: %v", err)
+	}
+	if _, err := opened.ReadRows(n-1, n); !errors.As(err, &se) {
+		t.Errorf("a NaN row: %v, want *SetError", err)
+	}
+
 	// Inconsistent files are reported.
 	if err := npy.WriteIntsFile(filepath.Join(dir, LabelsFile), f.labels[:3]); err != nil {
 		t.Fatal(err)
 	}
-	var se *SetError
-	if _, err := LoadSet(dir); !errors.As(err, &se) {
-		t.Errorf("short labels: %v, want *SetError", err)
+	for _, err := range []error{errOf(LoadSet(dir)), errOf(OpenSet(dir))} {
+		if !errors.As(err, &se) {
+			t.Errorf("short labels: %v, want *SetError", err)
+		}
+	}
+	for _, err := range []error{errOf(LoadSet(t.TempDir())), errOf(OpenSet(t.TempDir()))} {
+		if !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("empty directory: %v, want os.ErrNotExist", err)
+		}
 	}
 	if err := os.WriteFile(filepath.Join(dir, MetaFile), []byte(`{"format":"other","version":1}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LoadSet(dir); !errors.As(err, &se) {
-		t.Errorf("foreign meta.json: %v, want *SetError", err)
-	}
-	if _, err := LoadSet(t.TempDir()); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("empty directory: %v, want os.ErrNotExist", err)
+	for _, err := range []error{errOf(LoadSet(dir)), errOf(OpenSet(dir))} {
+		if !errors.As(err, &se) {
+			t.Errorf("foreign meta.json: %v, want *SetError", err)
+		}
 	}
 }
+
+// errOf returns the error of a call returning a value and an error.
+func errOf[T any](_ T, err error) error { return err }
 
 // cancelAfter cancels its context once done reaches n images.
 type cancelAfter struct {

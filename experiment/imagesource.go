@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/stl-defense/stl/attack"
 	"github.com/stl-defense/stl/dataset"
 	"github.com/stl-defense/stl/defense"
 	"github.com/stl-defense/stl/npy"
@@ -19,8 +20,9 @@ import (
 // form allows: an .npy array (with or without labels) by seeking to the
 // range's rows (npy.ReadRows), uncompressed record files (.bin) by seeking
 // to the range's fixed-size records, image folders by decoding only the
-// range's files (dataset.ImageFolder). A gzipped record file, which cannot
-// seek, and an attack set's directory are read whole when opened. Read's
+// range's files (dataset.ImageFolder), an attack set's directory (or its
+// adv.npy) by seeking to the range's rows of adv.npy (attack.OpenSet). A
+// gzipped record file, which cannot seek, is read whole when opened. Read's
 // images and labels are those of ReadImages, and so are the classes.
 type ImageSource struct {
 	n    int
@@ -37,12 +39,11 @@ func OpenImages(ctx context.Context, path string, m defense.Manifest, rep progre
 	if err != nil {
 		return nil, err
 	}
-	_, isSet := AttackSetDir(path)
+	dir, isSet := AttackSetDir(path)
 	lower := strings.ToLower(path)
 	switch {
 	case isSet:
-		// Read whole below (its metadata and labels are checked with
-		// the images).
+		return openAttackSet(dir)
 	case st.IsDir():
 		f, err := dataset.OpenImageFolder(path, dataset.FolderOptions{Size: 0, Progress: rep})
 		if err != nil {
@@ -130,6 +131,26 @@ func openRecords(path string, shape dataset.Shape) (*ImageSource, error) {
 	sp.Classes = sp.Classes[:top+1]
 	return &ImageSource{n: sp.Len(), read: func(ctx context.Context, lo, hi int) (*dataset.Set, error) {
 		return sp.Read(ctx, indexRange(lo, hi))
+	}}, nil
+}
+
+// openAttackSet opens the adversarial set in dir (attack.OpenSet), its
+// images, labels, classes and name those of readAttackSet.
+func openAttackSet(dir string) (*ImageSource, error) {
+	as, err := attack.OpenSet(dir)
+	if err != nil {
+		return nil, err
+	}
+	classes, name, err := attackSetNames(dir, as.Labels, as.Meta)
+	if err != nil {
+		return nil, err
+	}
+	return &ImageSource{n: as.Len(), read: func(_ context.Context, lo, hi int) (*dataset.Set, error) {
+		t, err := as.ReadRows(lo, hi)
+		if err != nil {
+			return nil, err
+		}
+		return &dataset.Set{Images: t, Labels: append([]int(nil), as.Labels[lo:hi]...), Classes: append([]string(nil), classes...), Name: name}, nil
 	}}, nil
 }
 

@@ -6,14 +6,32 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/stl-defense/stl/attack"
 	"github.com/stl-defense/stl/dataset"
 	"github.com/stl-defense/stl/defense"
 	"github.com/stl-defense/stl/npy"
 )
 
+// saveAttackSet saves set's images as an adversarial set in dir (FGSM's
+// name and options, figures of no attack).
+func saveAttackSet(dir string, set *dataset.Set) error {
+	a, err := attack.NewFGSM(attack.DefaultFGSMOptions())
+	if err != nil {
+		return err
+	}
+	n := set.Len()
+	r := &attack.Result{Adv: set.Images, Dissim: make([]float64, n), LInf: make([]float64, n),
+		CleanPred: make([]int, n), AdvPred: make([]int, n), Success: make([]bool, n)}
+	s, err := attack.NewSet(a, set.Labels, r)
+	if err != nil {
+		return err
+	}
+	return s.Save(dir)
+}
+
 // TestImageSourceRanges writes 30 sample images in every form OpenImages
 // reads by range (.npy with and without labels, .bin records, a PNG
-// folder) and one it reads whole (.bin.gz), and checks that ranges read
+// folder, an adversarial set's directory and its adv.npy) and one it reads whole (.bin.gz), and checks that ranges read
 // apart are the images, labels and classes of ReadImages, and that a
 // range outside the images is an error.
 func TestImageSourceRanges(t *testing.T) {
@@ -33,6 +51,8 @@ func TestImageSourceRanges(t *testing.T) {
 		{"records.bin", func(p string) error { return dataset.WriteBinaryFile(p, set) }},
 		{"records.bin.gz", func(p string) error { return dataset.WriteBinaryFile(p, set) }},
 		{"folder", func(p string) error { return dataset.WritePNGFolder(p, set, nil) }},
+		{"attack set", func(p string) error { return saveAttackSet(p, set) }},
+		{"attack set/adv.npy", func(p string) error { return saveAttackSet(filepath.Dir(p), set) }},
 	}
 	m := defense.Manifest{Channels: 3, Resolution: 32}
 	ctx := context.Background()

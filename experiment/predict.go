@@ -207,19 +207,18 @@ func LoadPredictInput(ctx context.Context, in PredictInput, shape dataset.Shape,
 }
 
 // OpenPredictInput opens the images of in as LoadPredictInput reads them,
-// for a reader of ranges of them: a file or folder In through OpenImages
-// (only the range read where the form allows), a data set read whole.
-// Len is at most in.Limit when it is positive; labeled is false for an
-// .npy without labels.
+// for a reader of ranges of them: a file or folder In through OpenImages,
+// a data set's split through dataset.OpenSplit (only the range read where
+// the form allows; other data sets are read whole). Len is at most
+// in.Limit when it is positive; labeled is false for an .npy without
+// labels.
 func OpenPredictInput(ctx context.Context, in PredictInput, shape dataset.Shape, rep progress.Reporter) (src *ImageSource, labeled bool, err error) {
 	if in.In == "" {
-		set, labeled, err := LoadPredictInput(ctx, in, shape, rep)
-		if err != nil {
-			return nil, false, err
-		}
-		return wholeSource(set, !labeled), labeled, nil
+		src, err = openPredictData(ctx, in, shape, rep)
+	} else {
+		src, err = OpenImages(ctx, in.In, defense.Manifest{Channels: shape.C, Resolution: shape.H}, rep)
 	}
-	if src, err = OpenImages(ctx, in.In, defense.Manifest{Channels: shape.C, Resolution: shape.H}, rep); err != nil {
+	if err != nil {
 		return nil, false, err
 	}
 	if in.Limit > 0 && in.Limit < src.n {
@@ -228,17 +227,50 @@ func OpenPredictInput(ctx context.Context, in PredictInput, shape dataset.Shape,
 	return src, !src.bare, nil
 }
 
-func loadPredictInput(ctx context.Context, in PredictInput, shape dataset.Shape, rep progress.Reporter) (*dataset.Set, bool, error) {
-	if in.In != "" {
-		set, bare, err := ReadImages(ctx, in.In, defense.Manifest{Channels: shape.C, Resolution: shape.H}, rep)
-		return set, !bare, err
+// openPredictData opens the split of in's data set by images where the
+// form allows, else reads it whole (loadPredictInput).
+func openPredictData(ctx context.Context, in PredictInput, shape dataset.Shape, rep progress.Reporter) (*ImageSource, error) {
+	split := "test"
+	if in.Split == "train" {
+		split = "train"
 	}
+	spec, lo := in.data(shape, rep)
+	sp, err := dataset.OpenSplit(ctx, spec, split, lo)
+	switch {
+	case errors.Is(err, dataset.ErrWholeOnly):
+		set, _, err := loadPredictInput(ctx, in, shape, rep)
+		if err != nil {
+			return nil, err
+		}
+		return wholeSource(set, false), nil
+	case err != nil:
+		return nil, err
+	case sp.Len() == 0:
+		return nil, fmt.Errorf("data set %s has no %s images", spec, in.Split)
+	}
+	return &ImageSource{n: sp.Len(), read: func(ctx context.Context, lo, hi int) (*dataset.Set, error) {
+		return sp.Read(ctx, indexRange(lo, hi))
+	}}, nil
+}
+
+// data returns the spec of in's data set and the options it is read
+// with at the classifier's input shape.
+func (in PredictInput) data(shape dataset.Shape, rep progress.Reporter) (string, dataset.LoadOptions) {
 	spec := in.Data
 	if spec == "" {
 		spec = dataset.DefaultSpec
 	}
 	lo := dataset.DefaultLoadOptions()
 	lo.Size, lo.Progress = shape.H, rep
+	return spec, lo
+}
+
+func loadPredictInput(ctx context.Context, in PredictInput, shape dataset.Shape, rep progress.Reporter) (*dataset.Set, bool, error) {
+	if in.In != "" {
+		set, bare, err := ReadImages(ctx, in.In, defense.Manifest{Channels: shape.C, Resolution: shape.H}, rep)
+		return set, !bare, err
+	}
+	spec, lo := in.data(shape, rep)
 	train, test, err := dataset.LoadContext(ctx, spec, lo)
 	if err != nil {
 		return nil, false, err

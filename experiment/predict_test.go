@@ -3,9 +3,13 @@ package experiment
 import (
 	"context"
 	"errors"
+	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/stl-defense/stl/dataset"
 	"github.com/stl-defense/stl/progress"
 	"github.com/stl-defense/stl/tensor"
 )
@@ -200,5 +204,50 @@ func TestLoadTransform(t *testing.T) {
 	}
 	if _, err := LoadTransform(t.TempDir(), false); err == nil || !strings.Contains(err.Error(), "manifest") {
 		t.Errorf("empty directory: err = %v", err)
+	}
+}
+
+// TestOpenPredictInputData checks that a data set's split opened by
+// images (OpenPredictInput: .npy rows, PNG folders) and the embedded
+// sample (read whole) give LoadPredictInput's images, labels, classes and
+// name, with and without a limit.
+func TestOpenPredictInputData(t *testing.T) {
+	ctx := context.Background()
+	train, test, err := dataset.Load(dataset.DefaultSpec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, f := range []dataset.Format{dataset.FormatNPY, dataset.FormatPNG} {
+		if err := dataset.Save(filepath.Join(dir, string(f)), train.Head(9), test.Head(11), f, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	shape := dataset.Shape{C: 3, H: 32, W: 32}
+	for _, in := range []PredictInput{
+		{Data: filepath.Join(dir, "npy")},
+		{Data: filepath.Join(dir, "npy"), Split: "train", Limit: 4},
+		{Data: filepath.Join(dir, "png"), Limit: 5},
+		{Data: dataset.DefaultSpec, Limit: 6},
+	} {
+		want, _, err := LoadPredictInput(ctx, in, shape, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src, labeled, err := OpenPredictInput(ctx, in, shape, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !labeled || src.Len() != want.Len() {
+			t.Fatalf("%+v: labeled %v, %d images; want %d", in, labeled, src.Len(), want.Len())
+		}
+		got, err := src.Read(ctx, 0, src.Len())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Name != want.Name || !reflect.DeepEqual(got.Labels, want.Labels) || !reflect.DeepEqual(got.Classes, want.Classes) ||
+			!slices.Equal(got.Images.Data, want.Images.Data) {
+			t.Errorf("%+v: %s %v %v, want %s %v %v (or other pixels)", in, got.Name, got.Labels, got.Classes, want.Name, want.Labels, want.Classes)
+		}
 	}
 }

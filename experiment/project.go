@@ -389,22 +389,33 @@ func readAttackSet(dir string) (*dataset.Set, error) {
 	if err != nil {
 		return nil, err
 	}
+	classes, name, err := attackSetNames(dir, s.Labels, s.Meta)
+	if err != nil {
+		return nil, err
+	}
+	return &dataset.Set{Images: s.Adv, Labels: s.Labels, Classes: classes, Name: name}, nil
+}
+
+// attackSetNames returns the classes of an adversarial set with labels
+// (named "0", "1", ... up to the largest label) and its name (the
+// attack's, else its directory's).
+func attackSetNames(dir string, labels []int, meta attack.SetMeta) (classes []string, name string, err error) {
 	top := -1
-	for i, l := range s.Labels {
+	for i, l := range labels {
 		if l < 0 || l > 1<<16 {
-			return nil, &attack.SetError{Dir: dir, Msg: fmt.Sprintf("%s: label %d of image %d out of range", attack.LabelsFile, l, i)}
+			return nil, "", &attack.SetError{Dir: dir, Msg: fmt.Sprintf("%s: label %d of image %d out of range", attack.LabelsFile, l, i)}
 		}
 		top = max(top, l)
 	}
-	classes := make([]string, top+1)
+	classes = make([]string, top+1)
 	for i := range classes {
 		classes[i] = fmt.Sprint(i)
 	}
-	name := s.Meta.Attack
+	name = meta.Attack
 	if name == "" {
 		name = filepath.Base(dir)
 	}
-	return &dataset.Set{Images: s.Adv, Labels: s.Labels, Classes: classes, Name: name}, nil
+	return classes, name, nil
 }
 
 // ErrImageForm is returned by ReadImages for a path of no form it reads.
