@@ -2,10 +2,8 @@ package experiment
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -13,30 +11,6 @@ import (
 	"github.com/stl-defense/stl/attack"
 	"github.com/stl-defense/stl/dataset"
 )
-
-// gunzipFile replaces path.gz by path, uncompressed.
-func gunzipFile(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.Open(path + ".gz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Remove(path + ".gz"); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // TestAttackShardsReadRows attacks a class-balanced subset of 12 images
 // (PGD with its seeded random start, batches of 3) of a data set saved in
@@ -78,9 +52,15 @@ func TestAttackShardsReadRows(t *testing.T) {
 			if err := dataset.Save(data, train, test, c.format, nil); err != nil {
 				t.Fatal(err)
 			}
-			if c.gunzip {
-				gunzipFile(t, filepath.Join(data, "train_32x32.bin"))
-				gunzipFile(t, filepath.Join(data, "test_32x32.bin"))
+			if c.gunzip { // the same records uncompressed
+				for name, s := range map[string]*dataset.Set{"train_32x32.bin": train, "test_32x32.bin": test} {
+					if err := dataset.WriteBinaryFile(filepath.Join(data, name), s); err != nil {
+						t.Fatal(err)
+					}
+					if err := os.Remove(filepath.Join(data, name+".gz")); err != nil {
+						t.Fatal(err)
+					}
+				}
 			}
 			o := DefaultAttackOptions()
 			o.Model, o.Data, o.N, o.SubsetSeed, o.Batch = model, data, 12, 3, 3
