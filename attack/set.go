@@ -117,6 +117,12 @@ func (s *Set) Save(dir string) error {
 	if err := s.check(); err != nil {
 		return err
 	}
+	return saveFiles(dir, func(path string) error { return npy.WriteFile(path, s.Adv) }, s.Labels, s.Meta)
+}
+
+// saveFiles writes a set's files into dir, adv.npy by writeAdv (given its
+// path, written atomically), meta.json last.
+func saveFiles(dir string, writeAdv func(path string) error, labels []int, meta SetMeta) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -125,13 +131,13 @@ func (s *Set) Save(dir string) error {
 	if err := os.Remove(filepath.Join(dir, MetaFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	if err := npy.WriteFile(filepath.Join(dir, AdvFile), s.Adv); err != nil {
+	if err := writeAdv(filepath.Join(dir, AdvFile)); err != nil {
 		return err
 	}
-	if err := npy.WriteIntsFile(filepath.Join(dir, LabelsFile), s.Labels); err != nil {
+	if err := npy.WriteIntsFile(filepath.Join(dir, LabelsFile), labels); err != nil {
 		return err
 	}
-	js, err := json.MarshalIndent(s.Meta, "", "  ")
+	js, err := json.MarshalIndent(meta, "", "  ")
 	if err != nil {
 		return fmt.Errorf("attack: encode %s: %w", MetaFile, err)
 	}
@@ -248,41 +254,56 @@ func (e *SetError) Error() string { return fmt.Sprintf("attack: set %s: %s", e.D
 // sets must all record their image indices or none do. The result shares
 // no memory with the inputs.
 func MergeSets(sets []*Set) (*Set, error) {
-	if len(sets) == 0 {
-		return nil, fmt.Errorf("attack: no sets to merge")
-	}
-	first := sets[0].Meta
-	n := 0
+	metas := make([]SetMeta, len(sets))
+	labels := make([][]int, len(sets))
 	for i, s := range sets {
 		if err := s.check(); err != nil {
 			return nil, fmt.Errorf("attack: set %d: %w", i+1, err)
 		}
-		m := s.Meta
-		switch {
-		case m.Protocol.String() != first.Protocol.String() || m.Round8 != first.Round8:
-			return nil, fmt.Errorf("attack: set %d was made under protocol %s%s, set 1 under %s%s", i+1, m.Protocol, roundWords(m.Round8), first.Protocol, roundWords(first.Round8))
-		case m.Attack != first.Attack || string(m.Options) != string(first.Options) || !m.Budget.Equal(first.Budget) || m.Targeted != first.Targeted:
-			return nil, fmt.Errorf("attack: set %d was made by %s %s, set 1 by %s %s", i+1, m.Attack, m.Options, first.Attack, first.Options)
-		case m.Model != first.Model || m.Data != first.Data:
-			return nil, fmt.Errorf("attack: set %d attacked model %q on %q, set 1 model %q on %q", i+1, m.Model, m.Data, first.Model, first.Data)
-		case !slices.Equal(m.Shape[1:], first.Shape[1:]):
-			return nil, &tensor.ShapeError{Op: fmt.Sprintf("attack: set %d images", i+1), Want: first.Shape[1:], Got: m.Shape[1:]}
-		case (m.Indices == nil) != (first.Indices == nil):
-			return nil, fmt.Errorf("attack: set %d and set 1 disagree on recording image indices", i+1)
-		}
-		n += m.Shape[0]
+		metas[i], labels[i] = s.Meta, s.Labels
 	}
-	shape := append([]int{n}, first.Shape[1:]...)
-	out := &Set{Adv: tensor.New(shape...), Meta: first}
-	m := &out.Meta
-	m.Shape, m.Passes, m.Draws = shape, 0, 0
-	m.Dissim, m.LInf, m.CleanPred, m.AdvPred, m.Success, m.Indices = nil, nil, nil, nil, nil, nil
+	m, l, err := mergeMeta(metas, labels)
+	if err != nil {
+		return nil, err
+	}
+	out := &Set{Adv: tensor.New(m.Shape...), Labels: l, Meta: m}
 	at := 0
 	for _, s := range sets {
 		copy(out.Adv.Data[at:], s.Adv.Data)
 		at += len(s.Adv.Data)
-		out.Labels = append(out.Labels, s.Labels...)
-		sm := s.Meta
+	}
+	return out, nil
+}
+
+// mergeMeta checks that sets of metadata metas and labels may be merged
+// (MergeSets) and returns the merged metadata and labels.
+func mergeMeta(metas []SetMeta, labels [][]int) (SetMeta, []int, error) {
+	if len(metas) == 0 {
+		return SetMeta{}, nil, fmt.Errorf("attack: no sets to merge")
+	}
+	first := metas[0]
+	n := 0
+	for i, m := range metas {
+		switch {
+		case m.Protocol.String() != first.Protocol.String() || m.Round8 != first.Round8:
+			return first, nil, fmt.Errorf("attack: set %d was made under protocol %s%s, set 1 under %s%s", i+1, m.Protocol, roundWords(m.Round8), first.Protocol, roundWords(first.Round8))
+		case m.Attack != first.Attack || string(m.Options) != string(first.Options) || !m.Budget.Equal(first.Budget) || m.Targeted != first.Targeted:
+			return first, nil, fmt.Errorf("attack: set %d was made by %s %s, set 1 by %s %s", i+1, m.Attack, m.Options, first.Attack, first.Options)
+		case m.Model != first.Model || m.Data != first.Data:
+			return first, nil, fmt.Errorf("attack: set %d attacked model %q on %q, set 1 model %q on %q", i+1, m.Model, m.Data, first.Model, first.Data)
+		case !slices.Equal(m.Shape[1:], first.Shape[1:]):
+			return first, nil, &tensor.ShapeError{Op: fmt.Sprintf("attack: set %d images", i+1), Want: first.Shape[1:], Got: m.Shape[1:]}
+		case (m.Indices == nil) != (first.Indices == nil):
+			return first, nil, fmt.Errorf("attack: set %d and set 1 disagree on recording image indices", i+1)
+		}
+		n += m.Shape[0]
+	}
+	m := first
+	m.Shape, m.Passes, m.Draws = append([]int{n}, first.Shape[1:]...), 0, 0
+	m.Dissim, m.LInf, m.CleanPred, m.AdvPred, m.Success, m.Indices = nil, nil, nil, nil, nil, nil
+	var all []int
+	for i, sm := range metas {
+		all = append(all, labels[i]...)
 		m.Passes += sm.Passes
 		m.Dissim, m.LInf = append(m.Dissim, sm.Dissim...), append(m.LInf, sm.LInf...)
 		m.CleanPred, m.AdvPred = append(m.CleanPred, sm.CleanPred...), append(m.AdvPred, sm.AdvPred...)
@@ -294,9 +315,9 @@ func MergeSets(sets []*Set) (*Set, error) {
 	r := Result{CleanPred: m.CleanPred, AdvPred: m.AdvPred, Success: m.Success}
 	m.SuccessRate = r.SuccessRate()
 	if !m.Targeted {
-		m.CleanAccuracy, m.AdvAccuracy = r.CleanAccuracy(out.Labels), r.AdvAccuracy(out.Labels)
+		m.CleanAccuracy, m.AdvAccuracy = r.CleanAccuracy(all), r.AdvAccuracy(all)
 	}
-	return out, nil
+	return m, all, nil
 }
 
 // roundWords says whether images were rounded to 8 bits.

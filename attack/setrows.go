@@ -2,9 +2,11 @@ package attack
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
+	"github.com/stl-defense/stl/internal/safefile"
 	"github.com/stl-defense/stl/npy"
 	"github.com/stl-defense/stl/tensor"
 )
@@ -67,4 +69,51 @@ func (s *OpenedSet) ReadRows(lo, hi int) (*tensor.Tensor, error) {
 		return nil, &SetError{Dir: s.Dir, Msg: fmt.Sprintf("%s images %d..%d: %v", AdvFile, lo, hi, err)}
 	}
 	return t, nil
+}
+
+// mergeBlock bounds the bytes of images SaveMerged holds at a time.
+var mergeBlock = 32 << 20
+
+// SaveMerged merges the sets parts as MergeSets does and saves the result
+// in the directory dir, the files Save writes for MergeSets' set, byte for
+// byte, reading the parts' images by blocks of rows (ReadRows, at most
+// 32 MB at a time) so that neither the parts nor the merged set are held
+// in memory. dir must not be one of the parts. It returns the merged set,
+// opened. The errors are those of MergeSets and of ReadRows.
+func SaveMerged(dir string, parts []*OpenedSet) (*OpenedSet, error) {
+	metas := make([]SetMeta, len(parts))
+	labels := make([][]int, len(parts))
+	for i, p := range parts {
+		metas[i], labels[i] = p.Meta, p.Labels
+	}
+	m, l, err := mergeMeta(metas, labels)
+	if err != nil {
+		return nil, err
+	}
+	per := (&tensor.Tensor{Shape: m.Shape[1:]}).Len()
+	block := max(1, mergeBlock/(4*max(1, per)))
+	writeAdv := func(path string) error {
+		return safefile.Write(path, func(w io.Writer) error {
+			rw, err := npy.NewRowWriter(w, m.Shape)
+			if err != nil {
+				return err
+			}
+			for _, p := range parts {
+				for lo := 0; lo < p.Len(); lo += block {
+					t, err := p.ReadRows(lo, min(lo+block, p.Len()))
+					if err != nil {
+						return err
+					}
+					if err := rw.Write(t); err != nil {
+						return err
+					}
+				}
+			}
+			return rw.Close()
+		})
+	}
+	if err := saveFiles(dir, writeAdv, l, m); err != nil {
+		return nil, err
+	}
+	return OpenSet(dir)
 }

@@ -536,10 +536,12 @@ func MergeImages(out string, parts []string) (*dataset.Set, error) {
 // MergeAttackSets concatenates, in order, the adversarial sets in the
 // directories parts (attack.MergeSets: their per-image figures kept, the
 // summary figures recomputed) and saves the result in the directory out:
-// the sets of a sharded attack become what one unsharded attack writes. It
-// refuses an out that is one of the parts and returns the merged set.
-func MergeAttackSets(out string, parts []string) (*attack.Set, error) {
-	sets := make([]*attack.Set, len(parts))
+// the sets of a sharded attack become what one unsharded attack writes.
+// The images are copied by blocks of rows (attack.SaveMerged), never held
+// whole. It refuses an out that is one of the parts and returns the
+// merged set, opened.
+func MergeAttackSets(out string, parts []string) (*attack.OpenedSet, error) {
+	sets := make([]*attack.OpenedSet, len(parts))
 	for i, p := range parts {
 		dir, ok := AttackSetDir(p)
 		if !ok {
@@ -548,15 +550,11 @@ func MergeAttackSets(out string, parts []string) (*attack.Set, error) {
 		if filepath.Clean(dir) == filepath.Clean(out) {
 			return nil, fmt.Errorf("%w: %s is one of the parts", ErrOverwrite, out)
 		}
-		s, err := attack.LoadSet(dir)
+		s, err := attack.OpenSet(dir)
 		if err != nil {
 			return nil, err
 		}
 		sets[i] = s
 	}
-	merged, err := attack.MergeSets(sets)
-	if err != nil {
-		return nil, err
-	}
-	return merged, merged.Save(out)
+	return attack.SaveMerged(out, sets)
 }

@@ -18,6 +18,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -348,18 +349,65 @@ func Write(w io.Writer, t *tensor.Tensor) error {
 	if numel(t.Shape) != len(t.Data) {
 		return &tensor.ShapeError{Op: "npy.Write", Want: t.Shape, Got: []int{len(t.Data)}}
 	}
-	if err := writeHeader(w, "<f4", t.Shape); err != nil {
+	rw, err := NewRowWriter(w, t.Shape)
+	if err != nil {
 		return err
 	}
-	buf := make([]byte, 0, 1<<16)
+	if err := rw.Write(t); err != nil {
+		return err
+	}
+	return rw.Close()
+}
+
+// RowWriter writes a little-endian float32 C-order .npy array of a shape
+// known in advance by blocks of rows (entries along the first dimension),
+// so that an array larger than memory is written from its parts; the
+// bytes are those Write writes for the whole array. Not safe for
+// concurrent use.
+type RowWriter struct {
+	w          io.Writer
+	shape      []int
+	rows, done int
+	buf        []byte
+}
+
+// NewRowWriter writes the header of an array of shape (at least one
+// dimension) to w and returns the writer of its rows.
+func NewRowWriter(w io.Writer, shape []int) (*RowWriter, error) {
+	if len(shape) == 0 || slices.ContainsFunc(shape, func(d int) bool { return d < 0 }) {
+		return nil, formatErr("shape %v: want at least one dimension, none negative", shape)
+	}
+	if err := writeHeader(w, "<f4", shape); err != nil {
+		return nil, err
+	}
+	return &RowWriter{w: w, shape: append([]int(nil), shape...), rows: shape[0], buf: make([]byte, 0, 1<<16)}, nil
+}
+
+// Write appends the rows of t, whose shape past the first dimension must
+// be the array's, returning a *tensor.ShapeError otherwise or when they
+// would exceed the array's rows.
+func (rw *RowWriter) Write(t *tensor.Tensor) error {
+	if len(t.Shape) != len(rw.shape) || !slices.Equal(t.Shape[1:], rw.shape[1:]) || numel(t.Shape) != len(t.Data) || rw.done+t.Shape[0] > rw.rows {
+		return &tensor.ShapeError{Op: "npy.RowWriter.Write", Want: append([]int{rw.rows - rw.done}, rw.shape[1:]...), Got: t.Shape}
+	}
 	for i, v := range t.Data {
-		buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(v))
-		if len(buf) == cap(buf) || i == len(t.Data)-1 {
-			if _, err := w.Write(buf); err != nil {
+		rw.buf = binary.LittleEndian.AppendUint32(rw.buf, math.Float32bits(v))
+		if len(rw.buf) == cap(rw.buf) || i == len(t.Data)-1 {
+			if _, err := rw.w.Write(rw.buf); err != nil {
 				return err
 			}
-			buf = buf[:0]
+			rw.buf = rw.buf[:0]
 		}
+	}
+	rw.done += t.Shape[0]
+	return nil
+}
+
+// Close returns an error unless every row of the array was written; it
+// does not close the underlying writer.
+func (rw *RowWriter) Close() error {
+	if rw.done != rw.rows {
+		return formatErr("%d of %d rows written", rw.done, rw.rows)
 	}
 	return nil
 }

@@ -262,3 +262,54 @@ func FuzzReadRows(f *testing.F) {
 		}
 	})
 }
+
+// TestRowWriter writes arrays by blocks of rows and checks the bytes
+// against Write's for the whole array, and the errors of rows of another
+// shape, too many rows and too few.
+func TestRowWriter(t *testing.T) {
+	x := tensor.New(7, 2, 3)
+	for i := range x.Data {
+		x.Data[i] = float32(i) * 0.37
+	}
+	var want bytes.Buffer
+	if err := Write(&want, x); err != nil {
+		t.Fatal(err)
+	}
+	for _, blocks := range [][]int{{7}, {3, 4}, {1, 0, 5, 1}} {
+		var got bytes.Buffer
+		rw, err := NewRowWriter(&got, x.Shape)
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := 0
+		for _, n := range blocks {
+			if err := rw.Write(x.Batch(at, at+n)); err != nil {
+				t.Fatal(err)
+			}
+			at += n
+		}
+		if err := rw.Close(); err != nil || !bytes.Equal(got.Bytes(), want.Bytes()) {
+			t.Errorf("blocks %v: %v, or other bytes than Write's", blocks, err)
+		}
+	}
+	rw, err := NewRowWriter(io.Discard, x.Shape)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var se *tensor.ShapeError
+	if err := rw.Write(tensor.New(2, 3, 2)); !errors.As(err, &se) {
+		t.Errorf("rows of another shape: %v, want *tensor.ShapeError", err)
+	}
+	if err := rw.Write(x.Batch(0, 5)); err != nil {
+		t.Fatal(err)
+	}
+	if err := rw.Write(x.Batch(0, 3)); !errors.As(err, &se) {
+		t.Errorf("too many rows: %v, want *tensor.ShapeError", err)
+	}
+	if err := rw.Close(); err == nil {
+		t.Error("Close after 5 of 7 rows: no error")
+	}
+	if _, err := NewRowWriter(io.Discard, nil); err == nil {
+		t.Error("a scalar accepted")
+	}
+}

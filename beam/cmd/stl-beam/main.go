@@ -214,9 +214,10 @@ func attackCmd(fs *flag.FlagSet) pipeline {
 	}
 }
 
-// attackSummary describes the merged adversarial set in dir.
+// attackSummary describes the merged adversarial set in dir from its
+// metadata and labels (attack.OpenSet: the images are not read).
 func attackSummary(dir string) string {
-	s, err := attack.LoadSet(dir)
+	s, err := attack.OpenSet(dir)
 	if err != nil {
 		return fmt.Sprintf("wrote %s (%v)", dir, err)
 	}
