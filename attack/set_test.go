@@ -15,11 +15,16 @@ import (
 	"github.com/stl-defense/stl/npy"
 )
 
-func TestSetRoundTrip(t *testing.T) {
+// fixtureSet runs a (or BIM when a is nil) on the fixture and returns
+// its set, the fixture and the result.
+func fixtureSet(t *testing.T, a Attack) (*Set, *fixture, *Result) {
+	t.Helper()
 	f := getFixture(t)
-	a, err := NewBIM(DefaultBIMOptions())
-	if err != nil {
-		t.Fatal(err)
+	if a == nil {
+		var err error
+		if a, err = NewBIM(DefaultBIMOptions()); err != nil {
+			t.Fatal(err)
+		}
 	}
 	r, err := a.Run(context.Background(), f.m, f.x, f.labels)
 	if err != nil {
@@ -29,6 +34,11 @@ func TestSetRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s, f, r
+}
+
+func TestSetRoundTrip(t *testing.T) {
+	s, f, r := fixtureSet(t, nil)
 	s.Meta.Model, s.Meta.Data = "mlp", "synthetic"
 	dir := filepath.Join(t.TempDir(), "bim")
 	if err := s.Save(dir); err != nil {

@@ -2,7 +2,6 @@ package attack
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -18,19 +17,11 @@ import (
 // for MergeSets' set, byte for byte; then the errors of parts that do not
 // merge and of a NaN in a part.
 func TestSaveMerged(t *testing.T) {
-	f := getFixture(t)
 	a, err := NewFGSM(DefaultFGSMOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := a.Run(context.Background(), f.m, f.x, f.labels)
-	if err != nil {
-		t.Fatal(err)
-	}
-	whole, err := NewSet(a, f.labels, r)
-	if err != nil {
-		t.Fatal(err)
-	}
+	whole, _, _ := fixtureSet(t, a)
 	n := whole.Adv.Shape[0]
 	if n < 4 {
 		t.Fatalf("fixture of %d images, want at least 4", n)
