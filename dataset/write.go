@@ -127,14 +127,23 @@ func WriteNPY(path string, s *Set) error {
 	if n != len(s.Labels) {
 		return formatErr(s.Name, -1, ErrCount, "%d images but %d labels", n, len(s.Labels))
 	}
-	ip, lp, cp := npyPaths(path)
-	if err := safefile.Write(ip, func(w io.Writer) error { return npy.Write(w, s.Images) }); err != nil {
+	ip, _, _ := npyPaths(path)
+	if err := npy.WriteFile(ip, s.Images); err != nil {
 		return err
 	}
-	if err := safefile.Write(lp, func(w io.Writer) error { return npy.WriteInts(w, s.Labels) }); err != nil {
+	return WriteNPYLabels(path, s.Labels, s.Classes)
+}
+
+// WriteNPYLabels writes, each atomically, the two files WriteNPY puts
+// beside the images at path (X.npy): X.labels.npy and X.classes.txt. With
+// the images written by other means (e.g. npy.ConcatFiles), they make
+// the set ReadNPY reads.
+func WriteNPYLabels(path string, labels []int, classes []string) error {
+	_, lp, cp := npyPaths(path)
+	if err := npy.WriteIntsFile(lp, labels); err != nil {
 		return err
 	}
-	return writeClasses(cp, s.Classes, false)
+	return writeClasses(cp, classes, false)
 }
 
 // ReadNPY reads a set written by WriteNPY (path is X.npy). The images must
@@ -147,36 +156,47 @@ func ReadNPY(path string) (*Set, error) { return ReadNPYRange(path, 0, -1) }
 // ReadNPY reads, with their labels, seeking past the other images
 // (npy.ReadRows); the labels are read and checked whole.
 func ReadNPYRange(path string, lo, hi int) (*Set, error) {
-	ip, lp, cp := npyPaths(path)
-	h, err := npy.ReadHeaderFile(ip)
+	labels, classes, err := ReadNPYLabels(path)
 	if err != nil {
-		return nil, formatErr(ip, -1, err, "read images")
+		return nil, err
 	}
-	if len(h.Shape) != 4 {
-		return nil, formatErr(ip, -1, ErrShape, "images must be (N, C, H, W), got %v", h.Shape)
-	}
-	n := h.Shape[0]
+	ip, _, _ := npyPaths(path)
 	if hi < 0 {
-		hi = n
+		hi = len(labels)
 	}
 	t, err := npy.ReadRowsFile(ip, lo, hi)
 	if err != nil {
 		return nil, formatErr(ip, -1, err, "read images")
 	}
-	labels, err := npy.ReadIntsFile(lp)
+	return &Set{Images: t, Labels: labels[lo:hi], Classes: classes, Name: strings.TrimSuffix(filepath.Base(ip), ".npy")}, nil
+}
+
+// ReadNPYLabels reads the labels and classes of the set ReadNPY reads,
+// checked as ReadNPY checks them against the images' header, without
+// reading the images.
+func ReadNPYLabels(path string) (labels []int, classes []string, err error) {
+	ip, lp, cp := npyPaths(path)
+	h, err := npy.ReadHeaderFile(ip)
+	if err != nil {
+		return nil, nil, formatErr(ip, -1, err, "read images")
+	}
+	if len(h.Shape) != 4 {
+		return nil, nil, formatErr(ip, -1, ErrShape, "images must be (N, C, H, W), got %v", h.Shape)
+	}
+	n := h.Shape[0]
+	labels, err = npy.ReadIntsFile(lp)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, err
+			return nil, nil, err
 		}
-		return nil, formatErr(lp, -1, err, "read labels")
+		return nil, nil, formatErr(lp, -1, err, "read labels")
 	}
 	if len(labels) != n {
-		return nil, formatErr(lp, -1, ErrCount, "%d labels for %d images", len(labels), n)
+		return nil, nil, formatErr(lp, -1, ErrCount, "%d labels for %d images", len(labels), n)
 	}
-	var classes []string
 	if _, err := os.Stat(cp); err == nil {
 		if classes, err = readClassFile(cp); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	} else if errors.Is(err, os.ErrNotExist) {
 		top := -1
@@ -184,18 +204,18 @@ func ReadNPYRange(path string, lo, hi int) (*Set, error) {
 			top = max(top, l)
 		}
 		if top > 1<<16 {
-			return nil, formatErr(lp, -1, ErrLabel, "label %d and no %s", top, filepath.Base(cp))
+			return nil, nil, formatErr(lp, -1, ErrLabel, "label %d and no %s", top, filepath.Base(cp))
 		}
 		for i := 0; i <= top; i++ {
 			classes = append(classes, fmt.Sprint(i))
 		}
 	} else {
-		return nil, err
+		return nil, nil, err
 	}
 	for i, l := range labels {
 		if l < 0 || l >= len(classes) {
-			return nil, formatErr(lp, i, ErrLabel, "label %d, %d classes", l, len(classes))
+			return nil, nil, formatErr(lp, i, ErrLabel, "label %d, %d classes", l, len(classes))
 		}
 	}
-	return &Set{Images: t, Labels: labels[lo:hi], Classes: classes, Name: strings.TrimSuffix(filepath.Base(ip), ".npy")}, nil
+	return labels, classes, nil
 }

@@ -1,9 +1,14 @@
 package experiment
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/stl-defense/stl/attack"
@@ -91,5 +96,91 @@ func TestImageSourceRanges(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestMergeImages merges three parts of 30 sample images, labeled and bare,
+// and checks that the merged files are byte for byte those WriteNPY and
+// npy.WriteFile write for the whole set, and that parts disagreeing on
+// labels or classes are refused without writing.
+func TestMergeImages(t *testing.T) {
+	_, test, err := dataset.Load(dataset.DefaultSpec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := test.Head(30)
+	sub := func(lo, hi int) *dataset.Set {
+		idx := make([]int, hi-lo)
+		for i := range idx {
+			idx[i] = lo + i
+		}
+		return set.Subset(idx)
+	}
+	dir := t.TempDir()
+	for _, bare := range []bool{false, true} {
+		write := func(p string, s *dataset.Set) error {
+			if bare {
+				return npy.WriteFile(p, s.Images)
+			}
+			return dataset.WriteNPY(p, s)
+		}
+		name := fmt.Sprintf("bare%v", bare)
+		var parts []string
+		for i, r := range [][2]int{{0, 11}, {11, 11}, {11, 30}} {
+			p := filepath.Join(dir, fmt.Sprintf("%s-part%d.npy", name, i))
+			if err := write(p, sub(r[0], r[1])); err != nil {
+				t.Fatal(err)
+			}
+			parts = append(parts, p)
+		}
+		want, out := filepath.Join(dir, name+"-want.npy"), filepath.Join(dir, name+"-merged.npy")
+		if err := write(want, set); err != nil {
+			t.Fatal(err)
+		}
+		m, err := MergeImages(out, parts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.N != 30 || m.Shape != set.Shape() {
+			t.Errorf("%s: merged %d images of %v, want 30 of %v", name, m.N, m.Shape, set.Shape())
+		}
+		suffixes := []string{".npy", ".labels.npy", ".classes.txt"}
+		if bare {
+			suffixes = suffixes[:1]
+			if _, err := os.Stat(strings.TrimSuffix(out, ".npy") + ".labels.npy"); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("%s: labels written for bare parts (%v)", name, err)
+			}
+		}
+		for _, suf := range suffixes {
+			g, err1 := os.ReadFile(strings.TrimSuffix(out, ".npy") + suf)
+			w, err2 := os.ReadFile(strings.TrimSuffix(want, ".npy") + suf)
+			if err1 != nil || err2 != nil || !bytes.Equal(g, w) {
+				t.Errorf("%s: merged %s differs from the whole set's (%v, %v)", name, suf, err1, err2)
+			}
+		}
+	}
+	// Refusals: labeled with bare, other class names, out among the parts.
+	renamed := sub(0, 5)
+	renamed.Classes = append([]string{"other"}, renamed.Classes[1:]...)
+	other := filepath.Join(dir, "renamed.npy")
+	if err := dataset.WriteNPY(other, renamed); err != nil {
+		t.Fatal(err)
+	}
+	labeled, bareP := filepath.Join(dir, "barefalse-part0.npy"), filepath.Join(dir, "baretrue-part0.npy")
+	for name, c := range map[string]struct {
+		out   string
+		parts []string
+	}{
+		"labeled and bare": {filepath.Join(dir, "x.npy"), []string{labeled, bareP}},
+		"other classes":    {filepath.Join(dir, "x.npy"), []string{labeled, other}},
+		"out is a part":    {labeled, []string{labeled, other}},
+		"not npy":          {filepath.Join(dir, "x.bin"), []string{labeled}},
+	} {
+		if _, err := MergeImages(c.out, c.parts); err == nil {
+			t.Errorf("%s: merged, want an error", name)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "x.npy")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused merge wrote its output (%v)", err)
 	}
 }

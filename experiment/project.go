@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -481,7 +482,7 @@ func WriteImages(path string, set *dataset.Set, bare bool, rep progress.Reporter
 // classes when X.labels.npy is beside it; bare reports one without, whose
 // images then get label 0 of the one class "0".
 func readImageNPY(path string) (set *dataset.Set, bare bool, err error) {
-	if _, err := os.Stat(strings.TrimSuffix(path, filepath.Ext(path)) + ".labels.npy"); err == nil {
+	if hasNPYLabels(path) {
 		set, err := dataset.ReadNPY(path)
 		return set, false, err
 	}
@@ -496,41 +497,77 @@ func readImageNPY(path string) (set *dataset.Set, bare bool, err error) {
 	return &dataset.Set{Images: t, Labels: make([]int, n), Classes: []string{"0"}, Name: filepath.Base(path)}, true, nil
 }
 
+// hasNPYLabels reports whether the images at path (X.npy) have
+// X.labels.npy beside them.
+func hasNPYLabels(path string) bool {
+	_, err := os.Stat(strings.TrimSuffix(path, filepath.Ext(path)) + ".labels.npy")
+	return err == nil
+}
+
+// MergedImages describes what MergeImages wrote.
+type MergedImages struct {
+	N     int           // images
+	Shape dataset.Shape // of one image
+}
+
 // MergeImages concatenates, in order, the .npy image files parts (each with
 // X.labels.npy and X.classes.txt beside it, or none of them with labels)
 // into out, an .npy written as Project writes one: the parts of a sharded
-// projection become what one unsharded projection writes. It returns the
-// merged set.
-func MergeImages(out string, parts []string) (*dataset.Set, error) {
+// projection become what one unsharded projection writes, byte for byte.
+// The images are copied by blocks of rows (npy.ConcatFiles), never held
+// whole; only the labels are. Parts must agree on the image shape, on
+// having labels and on the class names.
+func MergeImages(out string, parts []string) (MergedImages, error) {
 	if !strings.HasSuffix(strings.ToLower(out), ".npy") {
-		return nil, fmt.Errorf("%s: merged images are written as .npy", out)
+		return MergedImages{}, fmt.Errorf("%s: merged images are written as .npy", out)
 	}
 	if len(parts) == 0 {
-		return nil, fmt.Errorf("no parts to merge")
+		return MergedImages{}, fmt.Errorf("no parts to merge")
 	}
-	sets := make([]*dataset.Set, len(parts))
+	var labels []int
+	var classes []string
 	bare := false
 	for i, p := range parts {
 		if !strings.HasSuffix(strings.ToLower(p), ".npy") {
-			return nil, fmt.Errorf("%s: want an .npy file", p)
+			return MergedImages{}, fmt.Errorf("%s: want an .npy file", p)
 		}
 		if filepath.Clean(p) == filepath.Clean(out) {
-			return nil, fmt.Errorf("%w: %s is one of the parts", ErrOverwrite, out)
+			return MergedImages{}, fmt.Errorf("%w: %s is one of the parts", ErrOverwrite, out)
 		}
-		set, noLabels, err := readImageNPY(p)
-		if err != nil {
-			return nil, err
+		noLabels := !hasNPYLabels(p)
+		var partLabels []int
+		var partClasses []string
+		if !noLabels {
+			// The labels and classes, checked against the images' header.
+			var err error
+			if partLabels, partClasses, err = dataset.ReadNPYLabels(p); err != nil {
+				return MergedImages{}, err
+			}
 		}
 		if i > 0 && bare != noLabels {
-			return nil, fmt.Errorf("%s and %s disagree on having labels", parts[0], p)
+			return MergedImages{}, fmt.Errorf("%s and %s disagree on having labels", parts[0], p)
 		}
-		sets[i], bare = set, noLabels
+		if i > 0 && !noLabels && !slices.Equal(classes, partClasses) {
+			return MergedImages{}, fmt.Errorf("%s and %s name different classes (%d and %d)", parts[0], p, len(classes), len(partClasses))
+		}
+		bare, classes = noLabels, partClasses
+		labels = append(labels, partLabels...)
 	}
-	merged, err := dataset.Concat(filepath.Base(out), sets...)
+	if h, err := npy.ReadHeaderFile(parts[0]); err != nil {
+		return MergedImages{}, err
+	} else if len(h.Shape) != 4 {
+		return MergedImages{}, fmt.Errorf("%s: images must be (N, C, H, W), got %v", parts[0], h.Shape)
+	}
+	shape, err := npy.ConcatFiles(out, parts) // the other parts' shapes checked against the first's
 	if err != nil {
-		return nil, err
+		return MergedImages{}, err
 	}
-	return merged, WriteImages(out, merged, bare, nil)
+	if !bare {
+		if err := dataset.WriteNPYLabels(out, labels, classes); err != nil {
+			return MergedImages{}, err
+		}
+	}
+	return MergedImages{N: shape[0], Shape: dataset.Shape{C: shape[1], H: shape[2], W: shape[3]}}, nil
 }
 
 // MergeAttackSets concatenates, in order, the adversarial sets in the

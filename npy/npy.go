@@ -525,6 +525,64 @@ func ReadRowsFile(path string, lo, hi int) (*tensor.Tensor, error) {
 	return readFile(path, func(f *os.File) (*tensor.Tensor, error) { return ReadRows(f, lo, hi) })
 }
 
+// concatBlock bounds the bytes of rows ConcatFiles holds at a time (a
+// variable for the tests).
+var concatBlock = 16 << 20
+
+// ConcatFiles atomically writes to path the float32 arrays of the .npy files
+// parts concatenated along their first axis, in order, reading each by
+// blocks of rows (ReadRows), so that arrays larger than memory are merged;
+// the bytes are those Write writes for the whole array. Every part must
+// have the first one's shape past the first axis; the merged shape is
+// returned. path must not be one of the parts.
+func ConcatFiles(path string, parts []string) ([]int, error) {
+	if len(parts) == 0 {
+		return nil, formatErr("no arrays to concatenate")
+	}
+	rows := make([]int, len(parts))
+	var shape []int
+	for i, p := range parts {
+		h, err := ReadHeaderFile(p)
+		if err != nil {
+			return nil, err
+		}
+		if len(h.Shape) == 0 {
+			return nil, fmt.Errorf("%s: %w", p, formatErr("a scalar has no rows"))
+		}
+		if i == 0 {
+			shape = slices.Clone(h.Shape)
+		} else if !slices.Equal(h.Shape[1:], shape[1:]) {
+			return nil, fmt.Errorf("%s: %w", p, formatErr("shape %v, want (N, %v) as in %s", h.Shape, shape[1:], parts[0]))
+		} else {
+			shape[0] += h.Shape[0]
+		}
+		rows[i] = h.Shape[0]
+	}
+	block := max(1, concatBlock/(4*max(1, numel(shape[1:]))))
+	err := safefile.Write(path, func(w io.Writer) error {
+		rw, err := NewRowWriter(w, shape)
+		if err != nil {
+			return err
+		}
+		for i, p := range parts {
+			for lo := 0; lo < rows[i]; lo += block {
+				t, err := ReadRowsFile(p, lo, min(lo+block, rows[i]))
+				if err != nil {
+					return err
+				}
+				if err := rw.Write(t); err != nil {
+					return err
+				}
+			}
+		}
+		return rw.Close()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return shape, nil
+}
+
 // ReadHeaderFile reads the header of the .npy file at path; errors name
 // the file.
 func ReadHeaderFile(path string) (*Header, error) {

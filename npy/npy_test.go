@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/stl-defense/stl/tensor"
@@ -311,5 +313,61 @@ func TestRowWriter(t *testing.T) {
 	}
 	if _, err := NewRowWriter(io.Discard, nil); err == nil {
 		t.Error("a scalar accepted")
+	}
+}
+
+func TestConcatFiles(t *testing.T) {
+	dir := t.TempDir()
+	whole := tensor.New(9, 2, 3)
+	for i := range whole.Data {
+		whole.Data[i] = float32(i)*0.37 - 1
+	}
+	want := filepath.Join(dir, "want.npy")
+	if err := WriteFile(want, whole); err != nil {
+		t.Fatal(err)
+	}
+	wantBytes, err := os.ReadFile(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parts []string
+	for i, r := range [][2]int{{0, 4}, {4, 4}, {4, 9}} {
+		p := filepath.Join(dir, fmt.Sprintf("part%d.npy", i))
+		if err := WriteFile(p, whole.Batch(r[0], r[1])); err != nil {
+			t.Fatal(err)
+		}
+		parts = append(parts, p)
+	}
+	defer func(b int) { concatBlock = b }(concatBlock)
+	for _, block := range []int{16 << 20, 4 * 6 * 2, 1} { // whole parts, 2 rows, 1 row at a time
+		concatBlock = block
+		out := filepath.Join(dir, "out.npy")
+		shape, err := ConcatFiles(out, parts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(shape, whole.Shape) || !bytes.Equal(got, wantBytes) {
+			t.Errorf("block %d bytes: shape %v, want %v; same bytes as Write: %v", block, shape, whole.Shape, bytes.Equal(got, wantBytes))
+		}
+	}
+	other := filepath.Join(dir, "other.npy")
+	if err := WriteFile(other, tensor.New(2, 3, 2)); err != nil {
+		t.Fatal(err)
+	}
+	var fe *FormatError
+	for name, ps := range map[string][]string{"none": nil, "other shape": {parts[0], other}} {
+		if _, err := ConcatFiles(filepath.Join(dir, "bad.npy"), ps); !errors.As(err, &fe) {
+			t.Errorf("%s: %v, want a *FormatError", name, err)
+		}
+	}
+	if _, err := ConcatFiles(filepath.Join(dir, "bad.npy"), []string{parts[0], filepath.Join(dir, "missing.npy")}); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a missing part: %v, want os.ErrNotExist", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "bad.npy")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a failed concatenation left its output: %v", err)
 	}
 }

@@ -60,6 +60,6 @@ func runMerge(_ context.Context, stdout io.Writer, out string, parts []string) e
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "merged %d parts, %d images of %v -> %s\n", len(parts), merged.Len(), merged.Images.Shape[1:], out)
+	fmt.Fprintf(stdout, "merged %d parts, %d images of %v -> %s\n", len(parts), merged.N, []int{merged.Shape.C, merged.Shape.H, merged.Shape.W}, out)
 	return nil
 }
