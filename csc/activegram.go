@@ -40,29 +40,43 @@ func (c *Coder) gramTable() []float32 {
 		M, C, R, S := d.M, d.C, d.R, d.S
 		R2, S2 := 2*R-1, 2*S-1
 		t := make([]float32, M*M*R2*S2)
+		// The filters in float64, and mirrored left to right (fr), so
+		// that each pair of rows adds one contiguous run of products.
 		f := make([]float64, len(d.Filters))
+		fr := make([]float64, len(d.Filters))
 		for i, v := range d.Filters {
 			f[i] = float64(v)
+			fr[i-i%S+S-1-i%S] = float64(v)
 		}
+		acc := make([]float64, R2*S2)
 		for m1 := 0; m1 < M; m1++ {
 			for m2 := m1; m2 < M; m2++ {
-				for dy := -(R - 1); dy < R; dy++ {
-					for dx := -(S - 1); dx < S; dx++ {
-						var sum float64
-						for ch := 0; ch < C; ch++ {
-							f1 := f[(m1*C+ch)*R*S : (m1*C+ch+1)*R*S]
-							f2 := f[(m2*C+ch)*R*S : (m2*C+ch+1)*R*S]
-							for y := max(0, dy); y < min(R, R+dy); y++ {
-								r1 := f1[y*S : (y+1)*S]
-								r2 := f2[(y-dy)*S : (y-dy+1)*S]
-								for x := max(0, dx); x < min(S, S+dx); x++ {
-									sum += r1[x] * r2[x-dx]
+				clear(acc)
+				for ch := 0; ch < C; ch++ {
+					f1 := f[(m1*C+ch)*R*S : (m1*C+ch+1)*R*S]
+					f2 := fr[(m2*C+ch)*R*S : (m2*C+ch+1)*R*S]
+					for y1 := 0; y1 < R; y1++ {
+						r1 := f1[y1*S : (y1+1)*S]
+						for y2 := 0; y2 < R; y2++ {
+							// dy = y1-y2; dx = x1-x2 at acc column x1 +
+							// (S-1-x2), the mirrored row's index.
+							r2 := f2[y2*S : (y2+1)*S]
+							row := acc[(y1-y2+R-1)*S2 : (y1-y2+R)*S2]
+							for x1, a := range r1 {
+								dst := row[x1 : x1+S]
+								for k, b := range r2 {
+									dst[k] += a * b
 								}
 							}
 						}
-						t[((m1*R2+dy+R-1)*S2+dx+S-1)*M+m2] = float32(sum)
+					}
+				}
+				for dy := -(R - 1); dy < R; dy++ {
+					for dx := -(S - 1); dx < S; dx++ {
+						v := float32(acc[(dy+R-1)*S2+dx+S-1])
+						t[((m1*R2+dy+R-1)*S2+dx+S-1)*M+m2] = v
 						// <d_(m2,q), d_(m1,q-(dy,dx))> is the same sum.
-						t[((m2*R2-dy+R-1)*S2-dx+S-1)*M+m1] = float32(sum)
+						t[((m2*R2-dy+R-1)*S2-dx+S-1)*M+m1] = v
 					}
 				}
 			}
@@ -73,18 +87,21 @@ func (c *Coder) gramTable() []float32 {
 }
 
 // addAtoms appends the atoms idx (not yet in the set) to the working set
-// with zero coefficients: their correlations with the residual and the
-// image, and their overlaps with every atom of the set. tab is
-// Coder.gramTable's; images smaller than 2R-1 × 2S-1 (where two atoms can
-// overlap at two offsets) take the inner products from the atoms' supports
-// instead.
-func (aw *activeWork) addAtoms(idx []int32, f []float32, tab []float32, C, M, R, S, h, w int) {
+// with zero coefficients: their filters and squared norms (from norm2,
+// Coder.atomNorms'), their correlations with the residual and the image,
+// and their overlaps with every atom of the set. tab is Coder.gramTable's;
+// images smaller than 2R-1 × 2S-1 (where two atoms can overlap at two
+// offsets) take the inner products from the atoms' supports instead.
+func (aw *activeWork) addAtoms(idx []int32, norm2 []float64, f []float32, tab []float32, C, M, R, S, h, w int) {
 	hw := h * w
 	first := int32(len(aw.set))
 	for _, i := range idx {
 		pos := int32(len(aw.set))
-		aw.in[i] = pos
 		aw.set = append(aw.set, i)
+		m := int(i) / hw
+		aw.fm = append(aw.fm, int32(m))
+		aw.n2 = append(aw.n2, norm2[m])
+		aw.inv = append(aw.inv, 1/norm2[m])
 		aw.x = append(aw.x, 0)
 		aw.g = append(aw.g, atomDot(aw.r, f, C, R, S, h, w, int(i), 0))
 		aw.gs = append(aw.gs, atomDot(aw.s, f, C, R, S, h, w, int(i), 0))
@@ -107,7 +124,7 @@ func (aw *activeWork) addAtoms(idx []int32, f []float32, tab []float32, C, M, R,
 	R2, S2 := 2*R-1, 2*S-1
 	for a := first; a < int32(len(aw.set)); a++ {
 		i := int(aw.set[a])
-		m1, p := i/hw, i%hw
+		m1, p := int(aw.fm[a]), i-int(aw.fm[a])*hw
 		py, px := p/w, p%w
 		row := tab[m1*R2*S2*M : (m1+1)*R2*S2*M]
 		for dy := -(R - 1); dy < R; dy++ {
@@ -122,13 +139,13 @@ func (aw *activeWork) addAtoms(idx []int32, f []float32, tab []float32, C, M, R,
 					t := bits.TrailingZeros64(win)
 					win &= win - 1
 					qx := wrap(lo+t, w)
-					aw.link(a, row, ((dy+R-1)*S2+t)*M, aw.head[qy*w+qx], hw)
+					aw.link(a, row, ((dy+R-1)*S2+t)*M, aw.head[qy*w+qx])
 				}
 				continue
 			}
 			for dx := -(S - 1); dx < S; dx++ {
 				qx := wrap(px+dx, w)
-				aw.link(a, row, ((dy+R-1)*S2+dx+S-1)*M, aw.head[qy*w+qx], hw)
+				aw.link(a, row, ((dy+R-1)*S2+dx+S-1)*M, aw.head[qy*w+qx])
 			}
 		}
 	}
@@ -149,11 +166,12 @@ func wrap(v, n int) int {
 // chain from b), their inner products at row[off+m2] of a's table block.
 // The chain runs from the newest atom to the oldest: each pair is linked
 // once, from its newer atom.
-func (aw *activeWork) link(a int32, row []float32, off int, b int32, hw int) {
+func (aw *activeWork) link(a int32, row []float32, off int, b int32) {
+	row = row[off:]
 	for ; b >= a; b = aw.next[b] {
 	}
 	for ; b >= 0; b = aw.next[b] {
-		if v := row[off+int(aw.set[b])/hw]; v != 0 {
+		if v := row[aw.fm[b]]; v != 0 {
 			aw.adj[a] = append(aw.adj[a], nbr{b, v})
 			aw.adj[b] = append(aw.adj[b], nbr{a, v})
 		}
@@ -200,11 +218,12 @@ func (aw *activeWork) refresh(f []float32, C, R, S, h, w int) {
 // energy, (delta x_j)^2 ||d_j||^2, is below aw.skip; it keeps g and
 // ||r||^2 up to date through j's neighbours and records the largest change
 // in aw.bigStep.
-func (aw *activeWork) step(j int, n2, lam float64) {
+func (aw *activeWork) step(j int, lam float64) {
 	old := aw.x[j]
 	g := aw.g[j]
-	z := old + g/n2
-	t := lam / n2
+	n2, inv := aw.n2[j], aw.inv[j]
+	z := old + g*inv
+	t := lam * inv
 	nv := 0.0
 	if z > t {
 		nv = z - t
@@ -271,13 +290,12 @@ const activeSkip = 0.1
 // (activeSkip), until the subproblem's duality gap, checked after each
 // sweep, is at most tol times its objective, or for activeMaxSweeps
 // sweeps. It ends with refresh, so r and ||r||^2 are exact.
-func (aw *activeWork) cdSolve(norm2 []float64, f []float32, C, R, S, h, w int, lam, tol float64) {
-	hw := h * w
+func (aw *activeWork) cdSolve(f []float32, C, R, S, h, w int, lam, tol float64) {
 	aw.skip = 0
 	for sweep := 0; sweep < activeMaxSweeps; sweep++ {
 		aw.bigStep = 0
-		for j, i := range aw.set {
-			aw.step(j, norm2[int(i)/hw], lam)
+		for j := range aw.set {
+			aw.step(j, lam)
 		}
 		aw.sweeps++
 		aw.skip = activeSkip * aw.bigStep

@@ -34,10 +34,7 @@ func TestGramLinks(t *testing.T) {
 			h, w := c.h, c.w
 			hw := h * w
 			aw := &activeWork{s: make([]float64, d.C*hw), r: make([]float64, d.C*hw),
-				in: make([]int32, d.M*hw), head: make([]int32, hw), occ: make([]uint64, h)}
-			for i := range aw.in {
-				aw.in[i] = -1
-			}
+				head: make([]int32, hw), occ: make([]uint64, h)}
 			for i := range aw.head {
 				aw.head[i] = -1
 			}
@@ -49,7 +46,7 @@ func TestGramLinks(t *testing.T) {
 				for k, i := range part {
 					idx[k] = int32(i)
 				}
-				aw.addAtoms(idx, d.Filters, tab, d.C, d.M, d.R, d.S, h, w)
+				aw.addAtoms(idx, coder.atomNorms(), d.Filters, tab, d.C, d.M, d.R, d.S, h, w)
 			}
 			scratch := make([]float64, d.C*hw)
 			links := 0

@@ -67,8 +67,10 @@ const activeMaxSweeps = 2000
 type activeWork struct {
 	s, r   []float64 // (C, H*W): the image and the residual s - D x
 	ss, rr float64   // ||s||^2 and ||r||^2
-	in     []int32   // (M*H*W): position of an atom in the working set, or -1
 	set    []int32   // working set: atom indices m*H*W + p
+	fm     []int32   // the set's filters m
+	n2     []float64 // the set's squared norms ||d_j||^2
+	inv    []float64 // and their inverses
 	x      []float64 // the working set's coefficients
 	g, gs  []float64 // the set's correlations <d_j, r> and <d_j, s>
 	adj    [][]nbr   // the set's overlapping neighbours (activegram.go)
@@ -184,11 +186,8 @@ func (c *Coder) solveActive(ctx context.Context, ws *workspace, s, y0 []float32)
 	lam := c.opt.Lambda
 	aw := ws.active
 	if aw == nil {
-		aw = &activeWork{s: make([]float64, C*hw), r: make([]float64, C*hw), in: make([]int32, M*hw), head: make([]int32, hw), occ: make([]uint64, h)}
+		aw = &activeWork{s: make([]float64, C*hw), r: make([]float64, C*hw), head: make([]int32, hw), occ: make([]uint64, h)}
 		aw.bmax = make([]float32, (M*hw+activeBlock-1)/activeBlock)
-		for i := range aw.in {
-			aw.in[i] = -1
-		}
 		for i := range aw.head {
 			aw.head[i] = -1
 		}
@@ -196,11 +195,11 @@ func (c *Coder) solveActive(ctx context.Context, ws *workspace, s, y0 []float32)
 	}
 	// Reset the working set of the previous image.
 	for _, i := range aw.set {
-		aw.in[i] = -1
 		aw.head[int(i)%hw] = -1
 	}
 	clear(aw.occ)
 	aw.set, aw.x, aw.g, aw.gs, aw.next = aw.set[:0], aw.x[:0], aw.g[:0], aw.gs[:0], aw.next[:0]
+	aw.fm, aw.n2, aw.inv = aw.fm[:0], aw.n2[:0], aw.inv[:0]
 	aw.ss, aw.sweeps = 0, 0
 	for i, v := range s[:C*hw] {
 		aw.s[i], aw.r[i] = float64(v), float64(v)
@@ -214,7 +213,7 @@ func (c *Coder) solveActive(ctx context.Context, ws *workspace, s, y0 []float32)
 		}
 	}
 	if len(aw.cand) > 0 {
-		aw.addAtoms(aw.cand, filt, tab, C, M, R, S, h, w)
+		aw.addAtoms(aw.cand, norm2, filt, tab, C, M, R, S, h, w)
 		for j, i := range aw.set {
 			aw.x[j] = float64(y0[i])
 		}
@@ -238,41 +237,41 @@ func (c *Coder) solveActive(ctx context.Context, ws *workspace, s, y0 []float32)
 		if it > 0 || len(aw.set) > 0 {
 			// Each subproblem is solved as accurately as the whole
 			// problem's last gap warrants (as Celer does).
-			aw.cdSolve(norm2, filt, C, R, S, h, w, lam, max(0.3*tol, 0.1*relGap))
+			aw.cdSolve(filt, C, R, S, h, w, lam, max(0.3*tol, 0.1*relGap))
 		}
 		res.Iterations++
 		ws.correlate(corr, aw.r)
 		// The violators outside the set and the largest correlation:
-		// outside the set the FFT's (only those above lambda matter to
-		// the dual point), inside it the maintained g, and before the
-		// gap is accepted, the exact one (which g then takes).
-		var maxc float64
-		aw.cand = aw.cand[:0]
-		// Blocks of activeBlock correlations whose largest magnitude is
-		// at most lambda hold no violator.
-		l32 := float32(lam)
+		// outside the set the FFT's, inside it the maintained g, and
+		// before the gap is accepted, the exact one (which g then
+		// takes). The set's atoms are zeroed in corr, so that the
+		// maxima of its blocks of activeBlock values are those of the
+		// atoms outside the set.
+		for _, i := range aw.set {
+			corr[i] = 0
+		}
 		blockMaxAbs(aw.bmax, corr, activeBlock)
+		k := max(16, hw/64, len(aw.set))
+		thr, maxo := aw.violatorBound(float32(lam), k)
+		aw.cand = aw.cand[:0]
 		for b, m := range aw.bmax {
-			if m <= l32 {
+			if m < thr {
 				continue
 			}
 			i0 := b * activeBlock
-			i1 := min(i0+activeBlock, len(corr))
-			in := aw.in[i0:i1]
-			for i, v := range corr[i0:i1] {
-				if abs32(v) > l32 && in[i] < 0 {
+			for i, v := range corr[i0:min(i0+activeBlock, len(corr))] {
+				if abs32(v) >= thr {
 					aw.cand = append(aw.cand, int32(i0+i))
-					maxc = max(maxc, float64(abs32(v)))
 				}
 			}
 		}
-		maxo := maxc
+		maxc := float64(maxo)
 		for _, v := range aw.g {
 			maxc = max(maxc, math.Abs(v))
 		}
 		p, dual := aw.gap(lam, maxc)
 		if p-dual <= tol*p {
-			maxc = maxo
+			maxc = float64(maxo)
 			for j, i := range aw.set {
 				aw.g[j] = atomDot(aw.r, filt, C, R, S, h, w, int(i), 0)
 				maxc = max(maxc, math.Abs(aw.g[j]))
@@ -289,11 +288,11 @@ func (c *Coder) solveActive(ctx context.Context, ws *workspace, s, y0 []float32)
 			// times so each time this recurs (float32 rounding of the
 			// FFT correlation can leave the whole problem's gap a little
 			// above the subproblem's).
-			aw.cdSolve(norm2, filt, C, R, S, h, w, lam, tight)
+			aw.cdSolve(filt, C, R, S, h, w, lam, tight)
 			tight = max(tight/10, 1e-3*tol)
 			continue
 		}
-		if k := max(16, hw/64, len(aw.set)); len(aw.cand) > k {
+		if len(aw.cand) > k {
 			// Keep the k largest (at least 16, or one per 64 pixels:
 			// fewer correlations on large images): those at or above
 			// the k-th largest value (ties in index order, up to k).
@@ -310,22 +309,60 @@ func (c *Coder) solveActive(ctx context.Context, ws *workspace, s, y0 []float32)
 			}
 			aw.cand = kept
 		}
-		aw.addAtoms(aw.cand, filt, tab, C, M, R, S, h, w)
+		aw.addAtoms(aw.cand, norm2, filt, tab, C, M, R, S, h, w)
 	}
+	// The maps are stored in float32: the objective and the residual
+	// (which reconstruction hands to the projection) are those of the
+	// stored coefficients, recomputed exactly over the set's supports.
 	clear(ws.y)
+	var l1 float64
 	for j, i := range aw.set {
-		ws.y[i] = float32(aw.x[j])
+		v := float32(aw.x[j])
+		ws.y[i], aw.x[j] = v, float64(v)
+		l1 += math.Abs(float64(v))
 	}
-	// The scaled dual of an ADMM at rho0 at this point: D^T r / rho0.
+	aw.refresh(filt, C, R, S, h, w)
+	// The scaled dual of an ADMM at rho0 at this point: D^T r / rho0
+	// (the set's correlations from g).
 	rho := c.opt.rho0()
 	inv := float32(1 / rho)
 	for i, v := range corr {
 		ws.u[i] = v * inv
 	}
-	secs := time.Since(t0).Seconds()
-	obj, dfid, reg := objective(d, h, w, ws.y, s, lam, ws.rec)
-	res.Objective, res.DFid, res.Reg, res.Rho, res.Seconds = obj, dfid, reg, rho, secs
+	for j, i := range aw.set {
+		ws.u[i] = float32(aw.g[j] / rho)
+	}
+	dfid, reg := aw.rr/2, lam*l1
+	res.Objective, res.DFid, res.Reg, res.Rho, res.Seconds = dfid+reg, dfid, reg, rho, time.Since(t0).Seconds()
 	return res, nil
+}
+
+// violatorBound returns the threshold at or above which solveActive
+// collects the violators of the atoms outside the set (lam32, lambda in
+// float32, plus one ulp: a violator's correlation exceeds lambda) from the
+// maxima of their blocks in aw.bmax, and the largest of those maxima. Of
+// the violators only the k largest join the set, and when k blocks hold a
+// value of at least T (the k-th largest maximum) the k-th largest violator
+// is at least T too: the threshold is the larger of the two, and the
+// violators at or above it include every one that can join the set.
+func (aw *activeWork) violatorBound(lam32 float32, k int) (thr, maxo float32) {
+	thr = math.Nextafter32(lam32, float32(math.Inf(1)))
+	for _, m := range aw.bmax {
+		maxo = max(maxo, m)
+	}
+	if maxo >= thr && len(aw.bmax) > k {
+		aw.vals = append(aw.vals[:0], aw.bmax...)
+		thr = max(thr, kthLargest(aw.vals, k))
+	}
+	return thr, maxo
+}
+
+// reconstruction stores D x = s - r, the reconstruction of the image last
+// coded by solveActive from its stored maps, in dst (C, H*W), in float64.
+func (aw *activeWork) reconstruction(dst []float64) {
+	for i, v := range aw.r {
+		dst[i] = aw.s[i] - v
+	}
 }
 
 // gap returns the primal objective P(x) = ||r||^2/2 + lambda ||x||_1 and

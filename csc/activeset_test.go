@@ -213,3 +213,58 @@ func solveBoth(t *testing.T, d *Dictionary, hi *tensor.Tensor, lambda float64) (
 	}
 	return out[0], out[1]
 }
+
+// TestActiveSetProjection: the active set's projection (which adds the
+// solver's own reconstruction s - r to the lowpass part) must equal the
+// lowpass part plus D y recomputed from the stored maps, for a dictionary
+// with the images' channels and for a single-channel one coding colour
+// images channel by channel, and its objective that of those maps.
+func TestActiveSetProjection(t *testing.T) {
+	d := loadDict(t)
+	gray := &Dictionary{M: d.M, C: 1, R: d.R, S: d.S, Filters: make([]float32, d.M*d.R*d.S)}
+	for m := 0; m < d.M; m++ {
+		copy(gray.Filters[m*d.R*d.S:(m+1)*d.R*d.S], d.Filters[m*d.C*d.R*d.S:])
+	}
+	x := cutTiles(loadImage(t, "img128"), 3, 24, 9)
+	n, c, h, w, _ := x.NCHW()
+	hw := h * w
+	hp, err := Highpass(context.Background(), x, 5, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dict := range []*Dictionary{d, gray} {
+		po := DefaultProjectOptions()
+		po.CSC.Method, po.Clip = MethodActiveSet, false
+		p, err := NewProjection(dict, po)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := tensor.New(x.Shape...)
+		states := make([]*State, n)
+		st, err := p.ProjectFrom(context.Background(), out, x, nil, states, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		parts := c / dict.C
+		rec := make([]float64, dict.C*hw)
+		for i := 0; i < n; i++ {
+			var obj float64
+			for part := 0; part < parts; part++ {
+				y, _, _ := states[i].part(part, dict.M*hw)
+				at := i*c*hw + part*dict.C*hw
+				o, _, _ := objective(dict, h, w, y, hp.Data[at:at+dict.C*hw], po.CSC.Lambda, rec)
+				obj += o
+				reconstruct(rec, dict, h, w, y)
+				for j, v := range rec {
+					k := at + j
+					if want := float64(x.Data[k]-hp.Data[k]) + v; math.Abs(float64(out.Data[k])-want) > 1e-5 {
+						t.Fatalf("C=%d image %d value %d: projection %v, lowpass + D y %v", dict.C, i, k, out.Data[k], want)
+					}
+				}
+			}
+			if math.Abs(obj-st[i].Objective) > 1e-9*obj {
+				t.Errorf("C=%d image %d: objective %.10f, of the stored maps %.10f", dict.C, i, st[i].Objective, obj)
+			}
+		}
+	}
+}

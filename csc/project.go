@@ -166,7 +166,11 @@ func (p *Projection) project(ctx context.Context, dst, src *tensor.Tensor, rep p
 			st.Converged = st.Converged && r.Converged
 			st.Objective += r.Objective
 			st.Seconds += r.Seconds
-			reconstruct(ws.dx[part*n:(part+1)*n], d, h, w, ws.y)
+			if p.coder.opt.Method == MethodActiveSet {
+				ws.active.reconstruction(ws.dx[part*n : (part+1)*n])
+			} else {
+				reconstruct(ws.dx[part*n:(part+1)*n], d, h, w, ws.y)
+			}
 		}
 		out := dst.Data[i*per : (i+1)*per]
 		for j, v := range ws.dx {
