@@ -212,28 +212,37 @@ func (aw *activeWork) refresh(f []float32, C, R, S, h, w int) {
 	}
 }
 
-// step is one coordinate descent update of the set's atom j (x_j <-
-// soft(x_j + g_j/||d_j||^2, lambda/||d_j||^2), as glmnet, Friedman, Hastie
-// and Tibshirani 2010), taken unless the change of the reconstruction's
-// energy, (delta x_j)^2 ||d_j||^2, is below aw.skip; it keeps g and
-// ||r||^2 up to date through j's neighbours and records the largest change
-// in aw.bigStep.
-func (aw *activeWork) step(j int, lam float64) {
-	old := aw.x[j]
-	g := aw.g[j]
-	n2, inv := aw.n2[j], aw.inv[j]
-	z := old + g*inv
-	t := lam * inv
-	nv := 0.0
-	if z > t {
-		nv = z - t
-	} else if z < -t {
-		nv = z + t
+// sweep is one cyclic pass of coordinate descent over the working set:
+// each atom j's update x_j <- soft(x_j + g_j/||d_j||^2, lambda/||d_j||^2)
+// (as glmnet, Friedman, Hastie and Tibshirani 2010) is taken by move
+// unless the change of the reconstruction's energy, (delta x_j)^2
+// ||d_j||^2, is below aw.skip; the largest change goes to aw.bigStep. The
+// soft threshold, which leaves most coefficients where they are, is
+// computed here, in the loop.
+func (aw *activeWork) sweep(lam float64) {
+	n := len(aw.set)
+	x, g, inv := aw.x[:n], aw.g[:n], aw.inv[:n]
+	for j := range x {
+		old := x[j]
+		z := old + g[j]*inv[j]
+		t := lam * inv[j]
+		nv := 0.0
+		if z > t {
+			nv = z - t
+		} else if z < -t {
+			nv = z + t
+		}
+		if nv != old {
+			aw.move(j, nv)
+		}
 	}
-	delta := nv - old
-	if delta == 0 {
-		return
-	}
+}
+
+// move sets the set's coefficient j to nv (see sweep) unless the change is
+// below aw.skip, keeping g and ||r||^2 up to date through j's neighbours.
+func (aw *activeWork) move(j int, nv float64) {
+	delta := nv - aw.x[j]
+	n2, g := aw.n2[j], aw.g[j]
 	e2 := delta * delta * n2
 	aw.bigStep = max(aw.bigStep, e2)
 	if e2 < aw.skip {
@@ -286,7 +295,7 @@ func dualValue(lam, maxc, sr, rr float64) float64 {
 const activeSkip = 0.1
 
 // cdSolve runs cyclic coordinate descent on the working set (the lasso
-// restricted to its atoms; see step), skipping the smallest steps
+// restricted to its atoms; see sweep), skipping the smallest steps
 // (activeSkip), until the subproblem's duality gap, checked after each
 // sweep, is at most tol times its objective, or for activeMaxSweeps
 // sweeps. It ends with refresh, so r and ||r||^2 are exact.
@@ -294,9 +303,7 @@ func (aw *activeWork) cdSolve(f []float32, C, R, S, h, w int, lam, tol float64) 
 	aw.skip = 0
 	for sweep := 0; sweep < activeMaxSweeps; sweep++ {
 		aw.bigStep = 0
-		for j := range aw.set {
-			aw.step(j, lam)
-		}
+		aw.sweep(lam)
 		aw.sweeps++
 		aw.skip = activeSkip * aw.bigStep
 		if p, g := aw.subGap(lam); g <= tol*p {

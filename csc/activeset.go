@@ -57,6 +57,19 @@ func ParseMethod(s string) (Method, error) {
 // primal objective converges long before the gap certifies it.
 const ActiveGapTol = 5e-5
 
+// A subproblem of MethodActiveSet is solved to a relative duality gap of
+// activeSubGap times the whole problem's last one, but not below
+// activeSubFinal times ActiveGapTol (when no atom outside the set violates
+// the optimality conditions, the whole problem's gap is the subproblem's,
+// so the last subproblem need not be solved much beyond ActiveGapTol).
+// Against 0.1 and 0.3, these took 11-16% fewer neighbour updates and 0.4-1
+// fewer outer iterations per image on CIFAR-10 and ImageNet-10 images with
+// learned dictionaries (docs/csc.md).
+const (
+	activeSubGap   = 0.05
+	activeSubFinal = 0.9
+)
+
 // activeBlock is the block length of the violator scan.
 const activeBlock = 64
 
@@ -229,7 +242,7 @@ func (c *Coder) solveActive(ctx context.Context, ws *workspace, s, y0 []float32)
 	}
 	res := &Result{}
 	corr := ws.x // (M, H*W) correlations D^T r
-	relGap, tight := 1.0, 0.3*tol
+	relGap, tight := 1.0, activeSubFinal*tol
 	for it := 0; it < maxOuter; it++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -237,7 +250,7 @@ func (c *Coder) solveActive(ctx context.Context, ws *workspace, s, y0 []float32)
 		if it > 0 || len(aw.set) > 0 {
 			// Each subproblem is solved as accurately as the whole
 			// problem's last gap warrants (as Celer does).
-			aw.cdSolve(filt, C, R, S, h, w, lam, max(0.3*tol, 0.1*relGap))
+			aw.cdSolve(filt, C, R, S, h, w, lam, max(activeSubFinal*tol, activeSubGap*relGap))
 		}
 		res.Iterations++
 		ws.correlate(corr, aw.r)

@@ -103,6 +103,8 @@ func TestAdjoint(t *testing.T) {
 	}
 }
 
+// TestBatchIndependentOfWorkers: a batch's results do not depend on the
+// number of workers, nor on the batch (each image alone gives the same).
 func TestBatchIndependentOfWorkers(t *testing.T) {
 	d := loadDict(t)
 	img := loadImage(t, "img128_hi")
@@ -115,38 +117,45 @@ func TestBatchIndependentOfWorkers(t *testing.T) {
 			}
 		}
 	}
-	opt := DefaultOptions()
-	opt.ADMM.MaxIter = 30
-	var ref []*Result
-	for _, workers := range []int{1, 2, 3} {
-		opt.Workers = workers
-		coder, _ := NewCoder(d, opt)
-		res, err := coder.SolveBatch(context.Background(), batch, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ref == nil {
-			ref = res
-			// Also equal to solving one by one.
-			for i := range res {
-				one, _ := coder.Solve(context.Background(), batch.Sample(i), nil)
-				if one.Objective != res[i].Objective {
-					t.Fatalf("image %d: batch objective %v, alone %v", i, res[i].Objective, one.Objective)
+	// The active set reuses each worker's scratch memory from image to
+	// image: that must not change its results either.
+	for _, m := range []Method{MethodADMM, MethodActiveSet} {
+		t.Run(m.String(), func(t *testing.T) {
+			opt := DefaultOptions()
+			opt.ADMM.MaxIter = 30
+			opt.Method = m
+			var ref []*Result
+			for _, workers := range []int{1, 2, 3} {
+				opt.Workers = workers
+				coder, _ := NewCoder(d, opt)
+				res, err := coder.SolveBatch(context.Background(), batch, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ref == nil {
+					ref = res
+					// Also equal to solving one by one.
+					for i := range res {
+						one, _ := coder.Solve(context.Background(), batch.Sample(i), nil)
+						if one.Objective != res[i].Objective {
+							t.Fatalf("image %d: batch objective %v, alone %v", i, res[i].Objective, one.Objective)
+						}
+					}
+					continue
+				}
+				for i := range res {
+					if res[i].Objective != ref[i].Objective || res[i].Iterations != ref[i].Iterations {
+						t.Fatalf("workers=%d image %d: objective %v (%d it), want %v (%d it)", workers, i,
+							res[i].Objective, res[i].Iterations, ref[i].Objective, ref[i].Iterations)
+					}
+					for j := range res[i].X.Data {
+						if res[i].X.Data[j] != ref[i].X.Data[j] {
+							t.Fatalf("workers=%d image %d: coefficients differ", workers, i)
+						}
+					}
 				}
 			}
-			continue
-		}
-		for i := range res {
-			if res[i].Objective != ref[i].Objective || res[i].Iterations != ref[i].Iterations {
-				t.Fatalf("workers=%d image %d: objective %v (%d it), want %v (%d it)", workers, i,
-					res[i].Objective, res[i].Iterations, ref[i].Objective, ref[i].Iterations)
-			}
-			for j := range res[i].X.Data {
-				if res[i].X.Data[j] != ref[i].X.Data[j] {
-					t.Fatalf("workers=%d image %d: coefficients differ", workers, i)
-				}
-			}
-		}
+		})
 	}
 }
 
