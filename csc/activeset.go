@@ -259,7 +259,9 @@ func (c *Coder) solveActive(ctx context.Context, ws *workspace, s, y0 []float32)
 		// before the gap is accepted, the exact one (which g then
 		// takes). The set's atoms are zeroed in corr, so that the
 		// maxima of its blocks of activeBlock values are those of the
-		// atoms outside the set.
+		// atoms outside the set. The candidates are the violators at
+		// or above violatorBound's threshold whose correlation is a
+		// local maximum (localMax).
 		for _, i := range aw.set {
 			corr[i] = 0
 		}
@@ -273,7 +275,7 @@ func (c *Coder) solveActive(ctx context.Context, ws *workspace, s, y0 []float32)
 			}
 			i0 := b * activeBlock
 			for i, v := range corr[i0:min(i0+activeBlock, len(corr))] {
-				if abs32(v) >= thr {
+				if a := abs32(v); a >= thr && localMax(corr, i0+i, h, w, a) {
 					aw.cand = append(aw.cand, int32(i0+i))
 				}
 			}
@@ -353,11 +355,11 @@ func (c *Coder) solveActive(ctx context.Context, ws *workspace, s, y0 []float32)
 // violatorBound returns the threshold at or above which solveActive
 // collects the violators of the atoms outside the set (lam32, lambda in
 // float32, plus one ulp: a violator's correlation exceeds lambda) from the
-// maxima of their blocks in aw.bmax, and the largest of those maxima. Of
-// the violators only the k largest join the set, and when k blocks hold a
-// value of at least T (the k-th largest maximum) the k-th largest violator
-// is at least T too: the threshold is the larger of the two, and the
-// violators at or above it include every one that can join the set.
+// maxima of their blocks in aw.bmax, and the largest of those maxima. At
+// most k violators join the set, the largest first, and when k blocks hold
+// a value of at least T (the k-th largest maximum), k violators are at
+// least T: the threshold is the larger of the two, and the blocks below it
+// need not be read.
 func (aw *activeWork) violatorBound(lam32 float32, k int) (thr, maxo float32) {
 	thr = math.Nextafter32(lam32, float32(math.Inf(1)))
 	for _, m := range aw.bmax {
@@ -368,6 +370,30 @@ func (aw *activeWork) violatorBound(lam32 float32, k int) (thr, maxo float32) {
 		thr = max(thr, kthLargest(aw.vals, k))
 	}
 	return thr, maxo
+}
+
+// localMax reports whether a = |corr[i]| is at least the correlation's
+// magnitude at the 8 neighbouring pixels (circularly) of the same filter
+// in corr (M, H*W). The atoms of one filter one pixel apart correlate
+// strongly, and the optimum's support rarely holds both: taking only the
+// local maxima into the working set kept it 26-33% smaller on CIFAR-10
+// and ImageNet-10 images with learned dictionaries, for 44-52% fewer
+// neighbour links and 17-20% fewer neighbour updates, at 0.8-2.2 more
+// outer iterations (docs/csc.md). Any violator missed joins at a later outer
+// iteration, and the largest violator is always a local maximum (the
+// set's atoms are zero in corr), so no violator is left out for good.
+func localMax(corr []float32, i, h, w int, a float32) bool {
+	hw := h * w
+	m, p := i/hw, i%hw
+	y, x := p/w, p%w
+	plane := corr[m*hw : (m+1)*hw]
+	for _, yy := range [3]int{wrap(y-1, h), y, wrap(y+1, h)} {
+		row := plane[yy*w : (yy+1)*w]
+		if abs32(row[wrap(x-1, w)]) > a || abs32(row[x]) > a || abs32(row[wrap(x+1, w)]) > a {
+			return false
+		}
+	}
+	return true
 }
 
 // reconstruction stores D x = s - r, the reconstruction of the image last
