@@ -50,8 +50,9 @@ type ProjectOptions struct {
 	BaselineTrain int
 	// Solver is the CBPDN algorithm of a saved STL defense's projection
 	// (csc.Options.Method): csc.MethodADMM (the zero value, the paper's
-	// reference solver) or csc.MethodActiveSet (the same objective within
-	// 1e-5 of the optimum, faster at the paper's lambda; docs/csc.md).
+	// reference solver) or csc.MethodActiveSet (an objective certified
+	// within csc.ActiveGapTol of the optimum, faster at the paper's
+	// lambda; docs/csc.md).
 	// Baselines ignore it.
 	Solver csc.Method
 }

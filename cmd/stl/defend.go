@@ -72,7 +72,7 @@ their image size, are not read for a baseline.`,
 	f.StringVar(&o.in, "in", "", "images to project (required)")
 	f.StringVar(&o.out, "out", "", "where to write the projected images (required)")
 	f.BoolVar(&o.universal, "universal", false, "use the universal dictionary (STL) instead of the per-cluster ones (STL (cluster))")
-	f.StringVar(&o.solver, "solver", "admm", `CBPDN solver of the STL projection: "admm" (the paper's reference solver) or "active-set" (an objective certified within 5e-5 of the optimum; 1.6-1.75x less CPU than ADMM on the learned 32 and 64 px defenses measured; docs/csc.md)`)
+	f.StringVar(&o.solver, "solver", "admm", `CBPDN solver of the STL projection: "admm" (the paper's reference solver) or "active-set" (an objective certified within 5e-5 of the optimum; 2.3-2.4x less CPU than ADMM for the whole command on the learned 32 and 64 px defenses measured; docs/csc.md)`)
 	f.IntVar(&o.batch, "batch", 64, "images projected per batch (progress and cancellation granularity)")
 	f.Var(shardFlag{&o.shard}, "shard", "project only part i of n of the images (0-based, e.g. 3/8; contiguous, sizes within one) for array jobs; the parts' outputs concatenated in order equal one run's")
 	rootCmd.AddCommand(cmd)
