@@ -2,11 +2,9 @@ package attack
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
-	"github.com/stl-defense/stl/internal/safefile"
 	"github.com/stl-defense/stl/npy"
 	"github.com/stl-defense/stl/tensor"
 )
@@ -90,27 +88,12 @@ func SaveMerged(dir string, parts []*OpenedSet) (*OpenedSet, error) {
 	if err != nil {
 		return nil, err
 	}
-	per := (&tensor.Tensor{Shape: m.Shape[1:]}).Len()
-	block := max(1, mergeBlock/(4*max(1, per)))
+	rows := make([]int, len(parts))
+	for i, p := range parts {
+		rows[i] = p.Len()
+	}
 	writeAdv := func(path string) error {
-		return safefile.Write(path, func(w io.Writer) error {
-			rw, err := npy.NewRowWriter(w, m.Shape)
-			if err != nil {
-				return err
-			}
-			for _, p := range parts {
-				for lo := 0; lo < p.Len(); lo += block {
-					t, err := p.ReadRows(lo, min(lo+block, p.Len()))
-					if err != nil {
-						return err
-					}
-					if err := rw.Write(t); err != nil {
-						return err
-					}
-				}
-			}
-			return rw.Close()
-		})
+		return npy.WriteRowsFile(path, m.Shape, rows, mergeBlock, func(i, lo, hi int) (*tensor.Tensor, error) { return parts[i].ReadRows(lo, hi) })
 	}
 	if err := saveFiles(dir, writeAdv, l, m); err != nil {
 		return nil, err

@@ -558,15 +558,27 @@ func ConcatFiles(path string, parts []string) ([]int, error) {
 		}
 		rows[i] = h.Shape[0]
 	}
-	block := max(1, concatBlock/(4*max(1, numel(shape[1:]))))
-	err := safefile.Write(path, func(w io.Writer) error {
+	read := func(part, lo, hi int) (*tensor.Tensor, error) { return ReadRowsFile(parts[part], lo, hi) }
+	if err := WriteRowsFile(path, shape, rows, concatBlock, read); err != nil {
+		return nil, err
+	}
+	return shape, nil
+}
+
+// WriteRowsFile atomically writes to path a float32 array of shape whose
+// rows come, in order, from parts: rows[i] rows of part i, read by
+// read(i, lo, hi) in blocks of at most blockBytes (at least one row), so
+// that an array larger than memory is written from its parts (RowWriter).
+func WriteRowsFile(path string, shape, rows []int, blockBytes int, read func(part, lo, hi int) (*tensor.Tensor, error)) error {
+	block := max(1, blockBytes/(4*max(1, numel(shape[1:]))))
+	return safefile.Write(path, func(w io.Writer) error {
 		rw, err := NewRowWriter(w, shape)
 		if err != nil {
 			return err
 		}
-		for i, p := range parts {
-			for lo := 0; lo < rows[i]; lo += block {
-				t, err := ReadRowsFile(p, lo, min(lo+block, rows[i]))
+		for i, n := range rows {
+			for lo := 0; lo < n; lo += block {
+				t, err := read(i, lo, min(lo+block, n))
 				if err != nil {
 					return err
 				}
@@ -577,10 +589,6 @@ func ConcatFiles(path string, parts []string) ([]int, error) {
 		}
 		return rw.Close()
 	})
-	if err != nil {
-		return nil, err
-	}
-	return shape, nil
 }
 
 // ReadHeaderFile reads the header of the .npy file at path; errors name
