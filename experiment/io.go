@@ -14,10 +14,25 @@ import (
 )
 
 // Batch sizes for inference and transforms; they do not change results.
+// predictBatch is the inference batch up to 64x64 images; larger images
+// get predictPixels / (H*W) of them (predictBatchFor).
 const (
 	predictBatch   = 100
+	predictPixels  = predictBatch * 64 * 64
 	transformBatch = 25
 )
+
+// predictBatchFor returns the inference batch for images of shape
+// [N, C, H, W]: predictBatch up to 64x64, then as many as fit
+// predictPixels (25 at 128 px, 8 at 224 px), at least 1. A classifier's
+// activations grow with the image area (ResNet-50 at 224 px: a batch of 100
+// held 24 GB, more than the machines of docs/scale.md have).
+func predictBatchFor(shape []int) int {
+	if len(shape) < 4 || shape[2]*shape[3] <= 0 {
+		return predictBatch
+	}
+	return max(1, min(predictBatch, predictPixels/(shape[2]*shape[3])))
+}
 
 var nonSlug = regexp.MustCompile(`[^a-z0-9]+`)
 
@@ -29,10 +44,10 @@ func slug(name string) string {
 
 // predict returns the classes m predicts for x, in batches.
 func predict(ctx context.Context, m attack.Model, x *tensor.Tensor) ([]int, error) {
-	n := x.Shape[0]
+	n, batch := x.Shape[0], predictBatchFor(x.Shape)
 	pred := make([]int, 0, n)
-	for lo := 0; lo < n; lo += predictBatch {
-		hi := min(lo+predictBatch, n)
+	for lo := 0; lo < n; lo += batch {
+		hi := min(lo+batch, n)
 		xb := x.Batch(lo, hi)
 		logits, err := m.Logits(ctx, xb)
 		if err != nil {

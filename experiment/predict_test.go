@@ -251,3 +251,68 @@ func TestOpenPredictInputData(t *testing.T) {
 		}
 	}
 }
+
+// batchSizes is a model of 224x224 images whose class is the sign of the
+// image's first pixel; it records the batch sizes it is called with.
+type batchSizes struct{ sizes []int }
+
+func (*batchSizes) InputShape() (int, int, int) { return 3, 224, 224 }
+func (*batchSizes) NumClasses() int             { return 2 }
+func (m *batchSizes) Logits(ctx context.Context, x *tensor.Tensor) (*tensor.Tensor, error) {
+	n := x.Shape[0]
+	m.sizes = append(m.sizes, n)
+	per := len(x.Data) / n
+	out := tensor.New(n, 2)
+	for i := range n {
+		out.Data[2*i+1] = x.Data[i*per]
+	}
+	return out, nil
+}
+func (m *batchSizes) InputGrad(ctx context.Context, x *tensor.Tensor, seed func(logits, g *tensor.Tensor)) (*tensor.Tensor, *tensor.Tensor, error) {
+	z, err := m.Logits(ctx, x)
+	return z, tensor.New(x.Shape...), err
+}
+
+// TestPredictBatchFor checks the inference batch against the image area:
+// unchanged up to 64 px, fewer images above, never 0.
+func TestPredictBatchFor(t *testing.T) {
+	for _, tc := range []struct {
+		shape []int
+		want  int
+	}{
+		{[]int{500, 3, 32, 32}, 100},
+		{[]int{500, 3, 64, 64}, 100},
+		{[]int{500, 3, 128, 128}, 25},
+		{[]int{500, 3, 224, 224}, 8},
+		{[]int{5, 3, 4096, 4096}, 1},
+		{[]int{5, 3, 0, 0}, 100},
+		{[]int{5}, 100},
+	} {
+		if got := predictBatchFor(tc.shape); got != tc.want {
+			t.Errorf("predictBatchFor(%v) = %d, want %d", tc.shape, got, tc.want)
+		}
+	}
+	// predict at 224 px: batches of at most 8 that cover every image once,
+	// in order.
+	m := &batchSizes{}
+	x := tensor.New(20, 3, 224, 224)
+	per := 3 * 224 * 224
+	for i := range 20 {
+		x.Data[i*per] = float32(i%3 - 1)
+	}
+	pred, err := predict(context.Background(), m, x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(m.sizes, []int{8, 8, 4}) {
+		t.Errorf("batches %v, want [8 8 4]", m.sizes)
+	}
+	for i, p := range pred {
+		if want := map[bool]int{true: 1, false: 0}[i%3 == 2]; p != want {
+			t.Errorf("image %d predicted %d, want %d", i, p, want)
+		}
+	}
+	if len(pred) != 20 {
+		t.Errorf("%d predictions, want 20", len(pred))
+	}
+}
