@@ -237,15 +237,18 @@ func (r *runner) notes() []string {
 		notes = append(notes, n)
 	}
 	if r.train.Len() < 10000 {
-		vanillaEpochs := fmt.Sprintf("%d epochs (vanilla)", r.cfg.Epochs)
-		if r.vanillaSrc != nil {
-			vanillaEpochs = "a loaded vanilla classifier"
+		training := fmt.Sprintf("%d epochs (vanilla) and %d epochs (retrained), %s", r.cfg.Epochs, r.cfg.retrainEpochs(), r.cfg.Arch)
+		switch {
+		case r.vanillaSrc != nil && r.cfg.outsideVanilla():
+			training = "a loaded vanilla classifier, none retrained"
+		case r.vanillaSrc != nil:
+			training = fmt.Sprintf("a loaded vanilla classifier and %d epochs (retrained), %s", r.cfg.retrainEpochs(), r.cfg.Arch)
 		}
 		notes = append(notes, fmt.Sprintf(
-			"Small-scale run: %d training images, %s and %d epochs (retrained), %s. The paper trains VGG-16 to convergence on its full data (50,000 CIFAR-10 images; 8,000 per class on ImageNet-10), "+
+			"Small-scale run: %d training images, %s. The paper trains VGG-16 to convergence on its full data (50,000 CIFAR-10 images; 8,000 per class on ImageNet-10), "+
 				"so absolute accuracies here are far lower than the paper's and the intervals are wide; what the run shows is that the pipeline works end to end "+
 				"and how the defenses compare under the same conditions. Run on the full data (--data DIR, more epochs) for numbers comparable with the paper.",
-			r.train.Len(), vanillaEpochs, r.cfg.retrainEpochs(), r.cfg.Arch))
+			r.train.Len(), training))
 	}
 	if len(r.subset) < r.test.Len() {
 		notes = append(notes, fmt.Sprintf(

@@ -72,6 +72,10 @@ func TestRunOutsideVanilla(t *testing.T) {
 			}
 		}
 	}
+	notes := strings.Join(res.Notes, " ")
+	if !strings.Contains(notes, "a loaded vanilla classifier, none retrained") || strings.Contains(notes, "epochs (retrained)") {
+		t.Errorf("notes speak of retraining in a run that retrained nothing: %q", res.Notes)
+	}
 	key := stageKeyOf(t, res.Stages, stageVanilla)
 
 	// Again: every stage cached, the same key.
